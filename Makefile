@@ -1,0 +1,34 @@
+# Two commands (see README "Quick start"):
+#   make demo   set everything up, then run the main job
+#   make test   set everything up, then run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup data lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[experiments,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist package, where apt is available.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "note: no apt; put the Fashion-MNIST IDX files in a folder and pass --data_dir"; fi
+
+demo: setup data
+	$(PY) examples/fields_demo.py
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check divnorm experiments benchmarks tests examples
