@@ -1,0 +1,106 @@
+"""Batch normalization (Ioffe & Szegedy, 2015) with running statistics as explicit state.
+
+A = B = every axis but the feature axes (the batch, and the spatial positions of a CNN).
+In training the batch statistics normalize and update moving averages; in evaluation the
+moving averages normalize. Under ``jit`` with a batch-sharded input the statistics are
+global by themselves; inside ``shard_map`` pass the mesh axis as `axis_name`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from divnorm.fields import resolve_field
+from divnorm.normalize import check_input, check_mask, check_sigma, normalize_with_stats, scale
+from divnorm.stats import stat_dtype
+
+
+class BatchStats(NamedTuple):
+  """Moving averages of per-feature batch statistics (biased variance, as in Flax)."""
+
+  mean: jax.Array
+  var: jax.Array
+
+
+def _feature_axes(feature_axes: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+  return resolve_field(feature_axes, ndim, role="feature_axes").whole
+
+
+def batch_stats_init(
+    x_or_shape, *, feature_axes: int | Sequence[int] = -1, dtype=jnp.float32
+) -> BatchStats:
+  """Initial running statistics (mean 0, variance 1) for inputs like `x_or_shape`."""
+  shape = tuple(getattr(x_or_shape, "shape", x_or_shape))
+  features = tuple(shape[a] for a in _feature_axes(feature_axes, len(shape)))
+  return BatchStats(jnp.zeros(features, dtype), jnp.ones(features, dtype))
+
+
+def batch_norm(
+    x: jax.Array,
+    stats: BatchStats,
+    *,
+    training: bool,
+    feature_axes: int | Sequence[int] = -1,
+    momentum: float = 0.99,
+    sigma=0.0,
+    axis_name=None,
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  """Batch normalization of `x` with running statistics `stats`.
+
+  Args:
+    x: ``[B, ..., C]``; statistics reduce every axis but `feature_axes`.
+    stats: running statistics from `batch_stats_init` (shape of the feature axes).
+    training: True normalizes with the batch's statistics and updates `stats`; False
+      normalizes with `stats` and returns them unchanged.
+    feature_axes: axes that keep their own statistics.
+    momentum: ``new = momentum * old + (1 - momentum) * batch`` (Flax's convention; the
+      paper's code uses 0.9).
+    sigma: smoothing term; Flax's ``epsilon`` is ``sigma ** 2``.
+    axis_name: also average over this named axis (``shard_map``); not needed under ``jit``.
+    mask: boolean, broadcastable to `x`; statistics use only its True entries.
+    return_centered: return ``(y, v)`` in place of ``y``.
+
+  Returns:
+    ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
+  """
+  x = check_input(x)
+  features = _feature_axes(feature_axes, x.ndim)
+  reduction = tuple(a for a in range(x.ndim) if a not in features)
+  feature_shape = tuple(x.shape[a] for a in features)
+  if tuple(stats.mean.shape) != feature_shape or tuple(stats.var.shape) != feature_shape:
+    raise ValueError(
+        f"stats have shapes {tuple(stats.mean.shape)}/{tuple(stats.var.shape)} but x of shape "
+        f"{x.shape} has features {feature_shape} on axes {features}; create them with "
+        f"batch_stats_init(x, feature_axes={feature_axes!r}).")
+  if not 0.0 <= momentum <= 1.0:
+    raise ValueError(f"momentum={momentum} must be in [0, 1] (Flax's default is 0.99).")
+  check_sigma(sigma)
+  mask = check_mask(mask, x.shape)
+  dt = stat_dtype(x.dtype)
+  if training:
+    field = resolve_field(reduction, x.ndim)
+    y, v, mean, var = normalize_with_stats(
+        x, field, field, sigma=sigma, border="valid", mask=mask, axis_name=axis_name)
+    keep = stats.mean.dtype
+    stats = BatchStats(
+        (momentum * stats.mean + (1.0 - momentum) * mean.reshape(feature_shape)).astype(keep),
+        (momentum * stats.var + (1.0 - momentum) * var.reshape(feature_shape)).astype(keep),
+    )
+  else:
+    bshape = [1] * x.ndim
+    for a in features:
+      bshape[a] = x.shape[a]
+    v = x.astype(dt) - stats.mean.astype(dt).reshape(bshape)
+    y = scale(v, stats.var.astype(dt).reshape(bshape), sigma)
+    if mask is not None:
+      zero = np.zeros((), dt)
+      y, v = jnp.where(mask, y, zero), jnp.where(mask, v, zero)
+  y = y.astype(x.dtype)
+  return ((y, v.astype(x.dtype)) if return_centered else y), stats

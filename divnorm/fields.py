@@ -1,0 +1,111 @@
+"""Fields: which entries of a tensor a statistic averages over.
+
+A field is a dict ``{axis: None | width}``. ``None`` reduces that axis whole; an odd
+``width`` averages over a centered window of that many entries along the axis (stride 1,
+so the statistic has the shape of the input along that axis). A tuple of axes is
+shorthand for all-``None``. Negative axes count from the end.
+
+Examples on NHWC input: batch norm ``(0, 1, 2)``; layer norm ``(1, 2, 3)``; the paper's
+divisive norm ``{3: None, 1: 5, 2: 5}`` (all channels, a 5x5 spatial box).
+
+Windows wider than their axis are allowed: a window is clipped to the entries that exist
+(``border="valid"``) or zero padded (``border="zeros"``). With ``width >= 2 * size - 1``
+every position's window covers the whole axis, and ``border="valid"`` then equals
+reducing that axis whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, TypeAlias
+
+import numpy as np
+
+FieldSpec: TypeAlias = Mapping[int, int | None] | Sequence[int] | int
+
+BORDERS = ("valid", "zeros", "zeros_with_divisor_bug")
+
+
+class Field(NamedTuple):
+  """A resolved field: non-negative axes, checked against a rank.
+
+  Attributes:
+    whole: axes reduced whole, sorted.
+    windows: ``(axis, width)`` pairs, sorted by axis; every width odd and >= 1.
+  """
+
+  whole: tuple[int, ...]
+  windows: tuple[tuple[int, int], ...]
+
+  @property
+  def axes(self) -> tuple[int, ...]:
+    return tuple(sorted(self.whole + tuple(a for a, _ in self.windows)))
+
+
+def _axis(axis, ndim: int, role: str) -> int:
+  if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+    raise TypeError(f"{role}: axes must be ints, got {axis!r} ({type(axis).__name__}).")
+  if not -ndim <= axis < ndim:
+    raise ValueError(
+        f"{role}: axis {axis} is out of range for an input of rank {ndim}; "
+        f"use an axis in [{-ndim}, {ndim - 1}].")
+  return int(axis) % ndim
+
+
+def _width(width, axis: int, role: str) -> int:
+  if isinstance(width, bool) or not isinstance(width, int | np.integer):
+    raise TypeError(
+        f"{role}: the window on axis {axis} must be an odd int or None (whole axis), "
+        f"got {width!r}.")
+  if width < 1 or width % 2 == 0:
+    hint = f"use {width + 1} or {width - 1}" if width > 1 else "use 1, 3, 5, ..."
+    raise ValueError(
+        f"{role}: the window on axis {axis} has width {width}; windows are centered, so "
+        f"the width must be odd and positive ({hint}), or None to reduce the axis whole.")
+  return int(width)
+
+
+def resolve_field(field: FieldSpec, ndim: int, *, role: str = "field") -> Field:
+  """Checks `field` against an input of rank `ndim` and returns its canonical form.
+
+  Args:
+    field: ``{axis: None | odd width}``, a tuple of axes, or one axis.
+    ndim: rank of the input the field applies to.
+    role: name used in error messages (``"summation"``, ``"suppression"``).
+
+  Raises:
+    TypeError: non-int axes or widths, or a field of another type.
+    ValueError: an axis out of range, the same axis twice, an even or non-positive width.
+  """
+  if isinstance(field, Field):
+    return field
+  if isinstance(field, int | np.integer) and not isinstance(field, bool):
+    items = [(field, None)]
+  elif isinstance(field, Mapping):
+    items = list(field.items())
+  elif isinstance(field, Sequence) and not isinstance(field, str):
+    items = [(a, None) for a in field]
+  else:
+    raise TypeError(
+        f"{role}: a field is a dict {{axis: None | odd width}} or a tuple of axes, "
+        f"got {field!r}.")
+  seen: dict[int, object] = {}
+  whole, windows = [], []
+  for axis, width in items:
+    a = _axis(axis, ndim, role)
+    if a in seen:
+      raise ValueError(
+          f"{role}: axis {a} appears twice (as {seen[a]!r} and {axis!r}) for an input of "
+          f"rank {ndim}; name each axis once.")
+    seen[a] = axis
+    if width is None:
+      whole.append(a)
+    else:
+      windows.append((a, _width(width, a, role)))
+  return Field(tuple(sorted(whole)), tuple(sorted(windows)))
+
+
+def check_border(border: str) -> str:
+  if border not in BORDERS:
+    raise ValueError(f"border={border!r} is not a border mode; use one of {BORDERS}.")
+  return border

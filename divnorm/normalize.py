@@ -1,0 +1,171 @@
+"""The unified normalizer of Ren et al. (ICLR 2017).
+
+    v  = z - E_A[z]                       A: summation field
+    z~ = v / sqrt(sigma^2 + E_B[v^2])     B: suppression field, sigma: smoothing term
+
+Batch, layer, instance and divisive normalization are choices of A and B (see
+`divnorm.fields`). Flax's ``epsilon`` is ``sigma ** 2``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from divnorm.fields import Field, FieldSpec, check_border, resolve_field
+from divnorm.stats import divide_by_count, field_count, field_mean, field_sum, stat_dtype
+
+
+def variance_floor(dtype) -> float:
+  """A floor added to ``sigma^2 + E_B[v^2]``: ``finfo(dtype).tiny ** (1/3)``.
+
+  About 2e-13 in float32 and 3e-103 in float64: far below any variance that carries
+  information, yet large enough that ``rsqrt`` and its derivatives stay finite, so a
+  constant field gives ``y = 0`` with finite gradients even at ``sigma = 0``.
+  """
+  return float(np.finfo(dtype).tiny) ** (1.0 / 3.0)
+
+
+def check_input(x) -> jax.Array:
+  """`x` as a floating jax.Array, or a TypeError that says how to fix the call."""
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(
+        f"normalization needs a floating-point input, got dtype {x.dtype}; cast it first, "
+        f"e.g. x.astype(jnp.float32).")
+  return x
+
+
+def check_sigma(sigma) -> None:
+  """Rejects a concrete negative sigma (a traced one, e.g. a learned parameter, passes)."""
+  if isinstance(sigma, jax.core.Tracer):
+    return
+  value = np.asarray(sigma)
+  if value.size and np.any(value < 0):
+    raise ValueError(
+        f"sigma={sigma} is negative; sigma is the smoothing term of sqrt(sigma^2 + E[v^2]) "
+        f"and must be >= 0 (Flax's epsilon is sigma**2, so pass sigma=sqrt(epsilon)).")
+
+
+def check_mask(mask, shape: tuple[int, ...]) -> jax.Array | None:
+  """`mask` broadcast to `shape`, or an error that says how to fix it."""
+  if mask is None:
+    return None
+  mask = jnp.asarray(mask)
+  if mask.dtype != jnp.bool_:
+    raise TypeError(
+        f"mask must be boolean (True marks entries that take part in the statistics), got "
+        f"dtype {mask.dtype}; pass e.g. mask.astype(bool) or mask > 0.")
+  try:
+    ok = np.broadcast_shapes(mask.shape, shape) == tuple(shape)
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(
+        f"mask of shape {mask.shape} does not broadcast to the input's shape {tuple(shape)}; "
+        f"give it the input's rank with size 1 on the axes it does not vary along.")
+  return jnp.broadcast_to(mask, shape)
+
+
+def scale(v: jax.Array, var: jax.Array, sigma) -> jax.Array:
+  """``v / sqrt(sigma^2 + var)``, in the dtype of `v`, finite at ``var = sigma = 0``."""
+  dt = v.dtype
+  sigma2 = jnp.square(jnp.asarray(sigma, dt))
+  return v * lax.rsqrt(var + sigma2 + np.asarray(variance_floor(dt), dt))
+
+
+def normalize_with_stats(
+    x: jax.Array,
+    summation: Field,
+    suppression: Field,
+    *,
+    sigma,
+    border: str,
+    mask: jax.Array | None,
+    axis_name,
+):
+  """The unified normalizer on checked arguments, in the statistics dtype.
+
+  Returns:
+    ``(y, v, mean, var)`` in ``stat_dtype(x.dtype)``: the output, the centered input, and
+    the two statistics ``E_A[z]`` and ``E_B[v^2]`` (whole axes kept as size 1).
+  """
+  dt = stat_dtype(x.dtype)
+  x = x.astype(dt)
+  m = None if mask is None else mask.astype(dt)
+  zeros = "valid" if border == "valid" else "zeros"
+  mean = field_mean(x, summation, border=zeros, mask=m, axis_name=axis_name)
+  v = x - mean
+  v2 = v * v if m is None else v * v * m
+  # The reference code divides the suppression window's sum by the *summation* window's
+  # size; "zeros_with_divisor_bug" reproduces that, only to match its numbers.
+  divisor = summation if border == "zeros_with_divisor_bug" else suppression
+  count = field_count(x.shape, divisor, border=zeros, mask=m, axis_name=axis_name, dtype=dt)
+  var = divide_by_count(field_sum(v2, suppression, axis_name=axis_name), count)
+  y = scale(v, var, sigma)
+  if mask is not None:
+    y = jnp.where(mask, y, jnp.zeros((), dt))
+    v = jnp.where(mask, v, jnp.zeros((), dt))
+  return y, v, mean, var
+
+
+def normalize(
+    x: jax.Array,
+    summation: FieldSpec,
+    suppression: FieldSpec | None = None,
+    *,
+    sigma=0.0,
+    border: str = "valid",
+    mask: jax.Array | None = None,
+    axis_name=None,
+    return_centered: bool = False,
+):
+  r"""Normalizes `x` over a summation field and a suppression field.
+
+  .. math::
+      v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
+
+  ``E_B[v^2]`` is always two-pass: each position is centered by its own mean ``E_A``
+  first, so with local windows it is not a variance and could not be computed as
+  ``E[x^2] - E[x]^2`` anyway.
+
+  Args:
+    x: floating input of any rank.
+    summation: field A, ``{axis: None | odd width}`` or a tuple of axes
+      (see `divnorm.fields`).
+    suppression: field B; None means the same as `summation`.
+    sigma: smoothing term (``sigma ** 2`` is Flax's ``epsilon``); a float or a scalar
+      array (e.g. a learned parameter).
+    border: ``"valid"`` (default) averages only the entries that exist;
+      ``"zeros"`` reproduces the paper's TensorFlow code (zero padding, division by the
+      full window); ``"zeros_with_divisor_bug"`` also reproduces that code's division of
+      the suppression sum by the summation window's size (differs from ``"zeros"`` only
+      when the windows differ).
+    mask: boolean, broadcastable to `x`; statistics use only entries where it is True.
+      Masked-out outputs (and centered values) are 0, with zero gradient.
+    axis_name: treat this named axis (``jax.shard_map``, ``vmap(axis_name=...)``) as one
+      more whole axis of both fields. Under plain ``jit`` with a sharded input, XLA
+      computes global statistics by itself: no argument is needed.
+    return_centered: also return ``v`` (e.g. for `divnorm.l1_penalty`).
+
+  Returns:
+    ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
+    Statistics are computed in ``promote_types(x.dtype, float32)``.
+
+  Raises:
+    TypeError: integer `x`, non-boolean mask, malformed field.
+    ValueError: bad axes or windows, negative sigma, unknown border, mask shape.
+  """
+  x = check_input(x)
+  a = resolve_field(summation, x.ndim, role="summation")
+  b = a if suppression is None else resolve_field(suppression, x.ndim, role="suppression")
+  check_border(border)
+  check_sigma(sigma)
+  mask = check_mask(mask, x.shape)
+  y, v, _, _ = normalize_with_stats(
+      x, a, b, sigma=sigma, border=border, mask=mask, axis_name=axis_name)
+  if return_centered:
+    return y.astype(x.dtype), v.astype(x.dtype)
+  return y.astype(x.dtype)

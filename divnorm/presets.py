@@ -1,0 +1,222 @@
+"""Named normalizers as fields of `divnorm.normalize`.
+
+| preset        | summation field A              | suppression field B |
+|---------------|--------------------------------|---------------------|
+| layer_norm    | `reduction_axes` of one example | = A                 |
+| instance_norm | spatial axes, per channel      | = A                 |
+| group_norm    | spatial axes x channels of a group | = A             |
+| rms_norm      | none (no centering)            | `reduction_axes`    |
+| divisive_norm | local spatial window (x all channels) | its own window |
+
+Batch norm, which also carries running statistics, is in `divnorm.batch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from divnorm.fields import resolve_field
+from divnorm.normalize import check_input, check_mask, check_sigma, normalize, scale
+from divnorm.stats import field_mean, stat_dtype
+
+
+def _axis(axis: int, ndim: int, name: str) -> int:
+  if not -ndim <= axis < ndim:
+    raise ValueError(
+        f"{name}={axis} is out of range for an input of rank {ndim}; "
+        f"use an axis in [{-ndim}, {ndim - 1}].")
+  return axis % ndim
+
+
+def _spatial_axes(ndim: int, channel_axis: int, name: str) -> tuple[int, ...]:
+  """All axes but the batch axis (0) and the channel axis."""
+  c = _axis(channel_axis, ndim, "channel_axis")
+  if c == 0:
+    raise ValueError(
+        f"{name}: channel_axis={channel_axis} is the batch axis; axis 0 is the batch, so "
+        f"use -1 (NHWC) or 1 (NCHW).")
+  return tuple(a for a in range(1, ndim) if a != c)
+
+
+def layer_norm(
+    x: jax.Array,
+    *,
+    reduction_axes: int | Sequence[int] = -1,
+    sigma=0.0,
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  """Layer normalization (Ba et al., 2016): A = B = `reduction_axes` of each example.
+
+  The paper's LN of a conv layer reduces every unit of the example: on NHWC use
+  ``reduction_axes=(1, 2, 3)``. Flax's ``LayerNorm(epsilon=e)`` is ``sigma=sqrt(e)``.
+  """
+  return normalize(x, reduction_axes, sigma=sigma, mask=mask, return_centered=return_centered)
+
+
+def instance_norm(
+    x: jax.Array,
+    *,
+    channel_axis: int = -1,
+    sigma=0.0,
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel."""
+  x = check_input(x)
+  if x.ndim < 3:
+    raise ValueError(
+        f"instance_norm needs spatial axes between batch and channels (rank >= 3), got "
+        f"shape {x.shape}; for [batch, features] use layer_norm.")
+  axes = _spatial_axes(x.ndim, channel_axis, "instance_norm")
+  return normalize(x, axes, sigma=sigma, mask=mask, return_centered=return_centered)
+
+
+def _divisors(n: int) -> list[int]:
+  return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _num_groups(channels: int, num_groups: int | None, group_size: int | None) -> int:
+  if (num_groups is None) == (group_size is None):
+    raise ValueError(
+        f"give exactly one of num_groups and group_size (got num_groups={num_groups}, "
+        f"group_size={group_size}); pass group_size=None to use num_groups.")
+  if group_size is not None:
+    if group_size < 1 or channels % group_size:
+      raise ValueError(
+          f"group_size={group_size} must divide the {channels} channels of x; "
+          f"try one of {_divisors(channels)}.")
+    return channels // group_size
+  if num_groups < 1 or channels % num_groups:
+    raise ValueError(
+        f"num_groups={num_groups} must divide the {channels} channels of x; "
+        f"try one of {_divisors(channels)}.")
+  return num_groups
+
+
+def group_norm(
+    x: jax.Array,
+    *,
+    num_groups: int | None = 32,
+    group_size: int | None = None,
+    channel_axis: int = -1,
+    sigma=0.0,
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  """Group normalization (Wu & He, 2018): A = B = all non-batch axes, per channel group.
+
+  The channels are split into `num_groups` contiguous groups (or groups of `group_size`).
+  With one group this is layer norm over every non-batch axis; with one channel per
+  group, instance norm.
+  """
+  x = check_input(x)
+  if x.ndim < 2:
+    raise ValueError(f"group_norm needs [batch, ..., channels], got shape {x.shape}.")
+  c = _axis(channel_axis, x.ndim, "channel_axis")
+  if c == 0:
+    raise ValueError(
+        f"group_norm: channel_axis={channel_axis} is the batch axis; use -1 (NHWC) or 1 (NCHW).")
+  channels = x.shape[c]
+  groups = _num_groups(channels, num_groups, group_size)
+  grouped = x.shape[:c] + (groups, channels // groups) + x.shape[c + 1 :]
+  mask = check_mask(mask, x.shape)
+  # In the grouped layout axis c indexes groups (kept); c + 1 runs within a group.
+  axes = tuple(a for a in range(1, x.ndim + 1) if a != c)
+  out = normalize(
+      x.reshape(grouped),
+      axes,
+      sigma=sigma,
+      mask=None if mask is None else mask.reshape(grouped),
+      return_centered=return_centered,
+  )
+  if return_centered:
+    return out[0].reshape(x.shape), out[1].reshape(x.shape)
+  return out.reshape(x.shape)
+
+
+def rms_norm(
+    x: jax.Array,
+    *,
+    reduction_axes: int | Sequence[int] = -1,
+    sigma=0.0,
+    mask: jax.Array | None = None,
+) -> jax.Array:
+  """RMS normalization (Zhang & Sennrich, 2019): no centering, B = `reduction_axes`.
+
+  ``y = x / sqrt(sigma^2 + E_B[x^2])``.
+  """
+  x = check_input(x)
+  field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
+  check_sigma(sigma)
+  mask = check_mask(mask, x.shape)
+  dt = stat_dtype(x.dtype)
+  x32 = x.astype(dt)
+  m = None if mask is None else mask.astype(dt)
+  y = scale(x32, field_mean(x32 * x32, field, mask=m), sigma)
+  if mask is not None:
+    y = jnp.where(mask, y, jnp.zeros((), dt))
+  return y.astype(x.dtype)
+
+
+def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int, ...]:
+  if isinstance(window, int):
+    return (window,) * len(spatial)
+  window = tuple(window)
+  if len(window) != len(spatial):
+    raise ValueError(
+        f"{name}={window} gives {len(window)} widths, but x of shape {tuple(shape)} has "
+        f"{len(spatial)} spatial axes {spatial}; give one odd width per spatial axis, "
+        f"e.g. {name}={(5,) * len(spatial)}.")
+  return window
+
+
+def divisive_norm(
+    x: jax.Array,
+    *,
+    summation_window: int | Sequence[int],
+    suppression_window: int | Sequence[int] | None = None,
+    sigma,
+    channel_axis: int = -1,
+    across_channels: bool = True,
+    border: str = "valid",
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  """Divisive normalization (Ren et al., 2017): local windows over the spatial axes.
+
+  The spatial axes are all axes but the batch axis (0) and `channel_axis`. For a rank-2
+  input ``[batch, units]`` (an RNN or dense layer) the window runs over the units.
+
+  Args:
+    x: ``[B, *spatial, C]`` (or channels at `channel_axis`), or ``[B, D]``.
+    summation_window: odd width(s) of field A, one per spatial axis (an int for all).
+    suppression_window: odd width(s) of field B; None means the summation window.
+    sigma: smoothing term (the paper: 0.5 for CIFAR, 1.0 for PTB and super-resolution).
+    channel_axis: the channel axis.
+    across_channels: True is the paper's form, where both fields span all channels;
+      False normalizes each channel within its own windows.
+    border: ``"valid"``, ``"zeros"`` (the paper's code) or ``"zeros_with_divisor_bug"``;
+      see `divnorm.normalize`.
+    mask: boolean, broadcastable to `x`.
+    return_centered: also return the centered input ``v``.
+  """
+  x = check_input(x)
+  if x.ndim < 2:
+    raise ValueError(f"divisive_norm needs [batch, ...] input of rank >= 2, got shape {x.shape}.")
+  if x.ndim == 2:
+    spatial, whole = (1,), ()
+  else:
+    spatial = _spatial_axes(x.ndim, channel_axis, "divisive_norm")
+    whole = (channel_axis % x.ndim,) if across_channels else ()
+  a_widths = _windows(summation_window, spatial, "summation_window", x.shape)
+  b_widths = a_widths if suppression_window is None else _windows(
+      suppression_window, spatial, "suppression_window", x.shape)
+  summation = {**dict.fromkeys(whole), **dict(zip(spatial, a_widths, strict=True))}
+  suppression = {**dict.fromkeys(whole), **dict(zip(spatial, b_widths, strict=True))}
+  return normalize(
+      x, summation, suppression, sigma=sigma, border=border, mask=mask,
+      return_centered=return_centered)

@@ -1,0 +1,36 @@
+"""The paper's L1 penalty on centered, pre-normalization activations."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from divnorm.normalize import check_input, check_mask
+from divnorm.stats import stat_dtype
+
+
+def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Array:
+  r"""``alpha * mean(|v|)``, the sparsity term of Ren et al. (2017).
+
+  .. math:: L_1 = \alpha \frac{1}{NL} \sum_{n,j} |v_{n,j}|
+
+  Args:
+    v: centered activations, e.g. from ``normalize(..., return_centered=True)``; the
+      penalty uses the same mean the normalizer subtracted (local for divisive norm).
+    alpha: penalty weight (>= 0).
+    mask: boolean, broadcastable to `v`; average over its True entries only.
+
+  Returns:
+    A scalar in ``promote_types(v.dtype, float32)``.
+  """
+  v = check_input(v)
+  if not isinstance(alpha, jax.core.Tracer) and jnp.any(jnp.asarray(alpha) < 0):
+    raise ValueError(f"alpha={alpha} must be >= 0.")
+  dt = stat_dtype(v.dtype)
+  a = jnp.abs(v.astype(dt))
+  alpha = jnp.asarray(alpha, dt)
+  mask = check_mask(mask, v.shape)
+  if mask is None:
+    return alpha * jnp.mean(a)
+  m = mask.astype(dt)
+  return alpha * jnp.sum(a * m) / jnp.maximum(jnp.sum(m), 1.0)

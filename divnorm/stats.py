@@ -1,0 +1,153 @@
+"""Sums, counts and means over fields: whole axes, local windows, masks and collectives.
+
+Local sums are separable: one 1-D ``lax.reduce_window`` per windowed axis. That form is
+differentiable (its gradient is another window sum) and measured fastest and most accurate
+on CPU (a 2-D ``reduce_window`` was 8x slower, a ones-kernel convolution 40x; summed-area
+tables lost 25-50x precision in float32).
+
+Border handling (``border``):
+  - ``"valid"``: a window at the border averages only the entries that exist.
+  - ``"zeros"``: the paper's TensorFlow code: zero padding, division by the full window.
+    Positions outside the input count as entries of value zero, so border statistics are
+    pulled toward zero (badly when the data has a mean offset).
+  - ``"zeros_with_divisor_bug"``: as ``"zeros"``; only `normalize` treats it differently
+    (see there).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from divnorm.fields import Field
+
+
+def stat_dtype(dtype) -> np.dtype:
+  """The dtype statistics are computed in: `dtype` promoted to at least float32."""
+  return np.dtype(jnp.promote_types(dtype, jnp.float32))
+
+
+def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
+  """Sums `x` over centered windows, zero padded, one 1-D window per axis.
+
+  Args:
+    x: any array.
+    windows: ``(axis, odd width)`` pairs.
+
+  Returns:
+    An array of the shape of `x`; entry ``i`` is the sum of the entries of `x` within
+    ``width // 2`` of ``i`` along every windowed axis.
+  """
+  zero = np.zeros((), x.dtype)
+  for axis, width in windows:
+    if width == 1:
+      continue
+    dims = [1] * x.ndim
+    dims[axis] = width
+    padding = [(0, 0)] * x.ndim
+    padding[axis] = (width // 2, width // 2)
+    x = lax.reduce_window(x, zero, lax.add, dims, (1,) * x.ndim, padding)
+  return x
+
+
+def in_bounds(size: int, width: int) -> np.ndarray:
+  """How many entries of an axis of `size` fall in the centered window at each position."""
+  p = np.arange(size)
+  h = width // 2
+  return np.minimum(p + h, size - 1) - np.maximum(p - h, 0) + 1
+
+
+def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:
+  """Product over windowed axes of the in-bounds counts, broadcastable to `shape`."""
+  counts = np.ones((1,) * len(shape))
+  for axis, width in field.windows:
+    bshape = [1] * len(shape)
+    bshape[axis] = shape[axis]
+    counts = counts * in_bounds(shape[axis], width).reshape(bshape)
+  return counts
+
+
+def field_sum(t: jax.Array, field: Field, *, axis_name=None) -> jax.Array:
+  """Sums `t` over `field` (whole axes kept as size 1), zero outside the input."""
+  s = jnp.sum(t, axis=field.whole, keepdims=True) if field.whole else t
+  s = window_sum(s, field.windows)
+  if axis_name is not None:
+    s = lax.psum(s, axis_name)
+  return s
+
+
+def field_count(
+    shape: tuple[int, ...],
+    field: Field,
+    *,
+    border: str = "valid",
+    mask: jax.Array | None = None,
+    axis_name=None,
+    dtype=np.float32,
+):
+  """How many entries each position's field averages over.
+
+  Args:
+    shape: shape of the input.
+    field: the resolved field.
+    border: ``"valid"`` counts entries that exist; the zero modes count the full window.
+    mask: optional float array of the shape of the input, 1 for entries that count.
+    axis_name: also sum the count over this named axis.
+    dtype: dtype of the result.
+
+  Returns:
+    A NumPy array (static, no mask and no `axis_name`) or a jax.Array, broadcastable to
+    the field's statistics.
+  """
+  whole = math.prod(shape[a] for a in field.whole)
+  full = math.prod(w for _, w in field.windows)
+  if mask is None:
+    if border == "valid":
+      count = whole * _window_counts(shape, field)
+    else:
+      count = np.full((1,) * len(shape), float(whole * full))
+    count = count.astype(dtype)
+  else:
+    count = field_sum(mask, field)
+    if border != "valid" and field.windows:
+      # Positions past the border are zeros that count: add them to the masked-in count.
+      outside = whole * (full - _window_counts(shape, field))
+      count = count + outside.astype(dtype)
+  if axis_name is not None:
+    count = lax.psum(count, axis_name)
+  return count
+
+
+def divide_by_count(s: jax.Array, count) -> jax.Array:
+  """``s / count``; a position with an empty field (count 0) gets 0, never NaN."""
+  if isinstance(count, np.ndarray):
+    return s * (1.0 / count).astype(s.dtype)
+  return s / jnp.maximum(count, 1.0).astype(s.dtype)
+
+
+def field_mean(
+    t: jax.Array,
+    field: Field,
+    *,
+    border: str = "valid",
+    mask: jax.Array | None = None,
+    axis_name=None,
+) -> jax.Array:
+  """Mean of `t` over `field` at every position (whole axes kept as size 1).
+
+  Args:
+    t: a floating array.
+    field: the resolved field.
+    border: see the module docstring.
+    mask: optional array of `t`'s shape and dtype, 1 where an entry counts and 0 where it
+      does not.
+    axis_name: also average over this named axis (``shard_map``, ``vmap``).
+  """
+  s = field_sum(t if mask is None else t * mask, field, axis_name=axis_name)
+  count = field_count(
+      t.shape, field, border=border, mask=mask, axis_name=axis_name, dtype=t.dtype)
+  return divide_by_count(s, count)
