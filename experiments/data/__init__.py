@@ -1,0 +1,1 @@
+"""Datasets for the experiments: IDX and TFDS image loaders, host-side batching."""

@@ -1,0 +1,79 @@
+"""Metrics to JSONL, CSV and TensorBoard event files (process 0 only)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from typing import Any
+
+import jax
+
+
+class MetricWriter:
+  """Appends metric rows to `<workdir>/metrics.jsonl`, `<workdir>/<kind>.csv`, `<workdir>/tb/`.
+
+  A resumed run appends; rows for steps redone after the last checkpoint
+  appear twice, and `read_metrics` keeps the last one.
+  """
+
+  def __init__(self, workdir: str | None, *, tensorboard: bool = True):
+    self.workdir = workdir
+    self.active = workdir is not None and jax.process_index() == 0
+    self._csv: dict[str, tuple[Any, csv.DictWriter]] = {}
+    self._tb = None
+    if not self.active:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, kind: str, step: int, metrics: dict[str, float]) -> None:
+    """Writes one row; `kind` is e.g. "train" or "eval"."""
+    if not self.active:
+      return
+    row = {"kind": kind, "step": int(step), "time": time.time(),
+           **{k: float(v) for k, v in metrics.items()}}
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+    if kind not in self._csv:
+      path = os.path.join(self.workdir, f"{kind}.csv")
+      exists = os.path.exists(path) and os.path.getsize(path) > 0
+      f = open(path, "a", newline="")
+      w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+      if not exists:
+        w.writeheader()
+      self._csv[kind] = (f, w)
+    f, w = self._csv[kind]
+    w.writerow(row)
+    f.flush()
+    if self._tb is not None:
+      for k, v in metrics.items():
+        self._tb.add_scalar(f"{kind}/{k}", float(v), int(step))
+      self._tb.flush()
+
+  def close(self) -> None:
+    if not self.active:
+      return
+    self._jsonl.close()
+    for f, _ in self._csv.values():
+      f.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, float]]:
+  """Rows of `<workdir>/metrics.jsonl`, one per (kind, step), the last written wins."""
+  rows: dict[tuple[str, int], dict] = {}
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    for line in f:
+      r = json.loads(line)
+      if kind is None or r["kind"] == kind:
+        rows[(r["kind"], r["step"])] = r
+  return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1]))]
