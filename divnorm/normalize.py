@@ -76,6 +76,23 @@ def scale(v: jax.Array, var: jax.Array, sigma) -> jax.Array:
   return v * lax.rsqrt(var + sigma2 + np.asarray(variance_floor(dt), dt))
 
 
+def _pivot(x: jax.Array, field: Field, axis_name) -> jax.Array | None:
+  """An entry of each summation field, subtracted before summing (a shifted two-pass).
+
+  Any value constant over a position's field shifts ``E_A[x]`` by itself and leaves
+  ``v`` unchanged (with valid borders), but sums of ``x - pivot`` lose far less to
+  rounding when ``|E[x]| >> std(x)``: with an offset of 1e4 in float32 the error of ``v``
+  drops from ~1e-2 to the input's own rounding (~1e-3 * std).
+  """
+  if not field.axes:
+    return None
+  first = tuple(slice(0, 1) if a in field.axes else slice(None) for a in range(x.ndim))
+  pivot = lax.stop_gradient(x[first])
+  if axis_name is not None:
+    pivot = lax.pmean(pivot, axis_name)
+  return pivot
+
+
 def normalize_with_stats(
     x: jax.Array,
     summation: Field,
@@ -96,8 +113,13 @@ def normalize_with_stats(
   x = x.astype(dt)
   m = None if mask is None else mask.astype(dt)
   zeros = "valid" if border == "valid" else "zeros"
+  pivot = _pivot(x, summation, axis_name) if border == "valid" else None
+  if pivot is not None:
+    x = x - pivot
   mean = field_mean(x, summation, border=zeros, mask=m, axis_name=axis_name)
   v = x - mean
+  if pivot is not None:
+    mean = mean + pivot
   v2 = v * v if m is None else v * v * m
   # The reference code divides the suppression window's sum by the *summation* window's
   # size; "zeros_with_divisor_bug" reproduces that, only to match its numbers.

@@ -27,8 +27,12 @@ from divnorm.fields import Field
 
 
 def stat_dtype(dtype) -> np.dtype:
-  """The dtype statistics are computed in: `dtype` promoted to at least float32."""
-  return np.dtype(jnp.promote_types(dtype, jnp.float32))
+  """The dtype statistics are computed in: `dtype` promoted to at least float32.
+
+  Computed under standard promotion rules, so callers who set strict promotion still work.
+  """
+  with jax.numpy_dtype_promotion("standard"):
+    return np.dtype(jnp.promote_types(dtype, jnp.float32))
 
 
 def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
