@@ -1,0 +1,1 @@
+"""Experiment configs: each file defines `get_config(arg: str) -> ml_collections.ConfigDict`."""

@@ -1,0 +1,81 @@
+"""Reader for the IDX format of MNIST / Fashion-MNIST (plain or .gz)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+
+# Debian's dataset-fashion-mnist package installs the four files here.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads one IDX file (optionally gzipped) into an array of its stored shape."""
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rb") as f:
+    data = f.read()
+  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+    raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
+  dtype = np.dtype(_DTYPES[data[2]])
+  ndim = data[3]
+  shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+  array = np.frombuffer(data, dtype, offset=4 + 4 * ndim)
+  if array.size != int(np.prod(shape)):
+    raise ValueError(f"{path}: header says shape {shape} but holds {array.size} values.")
+  return array.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str, array: np.ndarray) -> None:
+  """Writes `array` as IDX (gzipped if `path` ends in .gz); used by tests."""
+  codes = {np.dtype(v).newbyteorder(">").str if np.dtype(v).itemsize > 1 else np.dtype(v).str: k
+           for k, v in _DTYPES.items()}
+  dt = np.dtype(array.dtype)
+  big = dt.newbyteorder(">") if dt.itemsize > 1 else dt
+  header = bytes([0, 0, codes[big.str], array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+  payload = header + np.ascontiguousarray(array, big).tobytes()
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "wb") as f:
+    f.write(payload)
+
+
+def _find(directory: str, stem: str) -> str | None:
+  for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    p = os.path.join(directory, name)
+    if os.path.exists(p):
+      return p
+  return None
+
+
+def load_idx_split(directory: str | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+  """Images uint8 [N, H, W, 1] and labels int32 [N] of an MNIST-style folder.
+
+  Args:
+    directory: a folder with the standard files (`train-images-idx3-ubyte[.gz]`,
+      `train-labels-idx1-ubyte[.gz]`, `t10k-...`); default: Debian's
+      Fashion-MNIST folder.
+    split: "train" or "test".
+  """
+  directory = directory or FASHION_MNIST_DIR
+  if split not in _FILES:
+    raise ValueError(f"unknown split {split!r}; valid choices: {', '.join(_FILES)}.")
+  paths = [_find(directory, stem) for stem in _FILES[split]]
+  if None in paths:
+    missing = [s for s, p in zip(_FILES[split], paths, strict=True) if p is None]
+    raise FileNotFoundError(
+        f"no {' / '.join(missing)}[.gz] in {directory}. Install Debian's Fashion-MNIST with "
+        "`sudo apt-get install dataset-fashion-mnist` (or `make data`), or pass --data_dir "
+        "pointing to a folder with the four standard IDX files (MNIST works too).")
+  images, labels = read_idx(paths[0]), read_idx(paths[1])
+  if images.ndim == 3:
+    images = images[..., None]
+  if len(images) != len(labels):
+    raise ValueError(f"{directory}: {len(images)} images but {len(labels)} labels.")
+  return images.astype(np.uint8), labels.astype(np.int32)

@@ -1,0 +1,109 @@
+"""Training the paper's CNN with the shared engine: the task (model + data) and one entry point.
+
+The jitted step is the engine's (`experiments.engine.make_train_step`); this
+file only says what the loss, eval and batches of the CNN are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from divnorm import linen as dnn
+from experiments import engine
+from experiments.configs import cnn as cnn_config
+from experiments.data import batching, images
+from experiments.models import cnn
+
+
+def build_model(cfg, num_classes: int) -> cnn.CNN:
+  variant = cnn.canonical_variant(cfg.variant)
+  if cfg.border not in cnn.BORDERS:
+    raise ValueError(f"unknown border {cfg.border!r}; valid choices: {', '.join(cnn.BORDERS)}.")
+  return cnn.CNN(num_classes=num_classes, norm=cnn.variant_spec(variant, cfg.hparams),
+                 border=cfg.border)
+
+
+def make_task(cfg, *, train_split: images.ImageSplit, test_split: images.ImageSplit
+              ) -> engine.Task:
+  """The CNN classification task of `cfg` on in-memory splits."""
+  model = build_model(cfg, train_split.num_classes)
+  preprocess = images.make_preprocess(images.mean_image(train_split.images))
+  train_arrays, test_arrays = train_split.arrays(), test_split.arrays()
+
+  def init(rng, batch):
+    return model.init(rng, batch["image"], train=False)
+
+  def loss(params, state, batch, rng, train):
+    del rng  # no dropout or augmentation in the paper's CNN
+    mutable = list(state) if (train and state) else False
+    logits_BxK, penalty, updates = dnn.apply_with_penalty(
+        model, {"params": params, **state}, batch["image"], train=train, mutable=mutable)
+    ce = jnp.mean(cnn.cross_entropy(logits_BxK, batch["label"]))
+    accuracy = jnp.mean((jnp.argmax(logits_BxK, -1) == batch["label"]).astype(jnp.float32))
+    return ce + penalty, ({**state, **updates}, {"cross_entropy": ce, "penalty": penalty,
+                                                 "accuracy": accuracy})
+
+  def eval_step(params, state, batch):
+    logits_BxK = model.apply({"params": params, **state}, batch["image"], train=False)
+    mask_B = batch["mask"]
+    correct_B = (jnp.argmax(logits_BxK, -1) == batch["label"]).astype(jnp.float32)
+    sums = {"accuracy": jnp.sum(mask_B * correct_B),
+            "cross_entropy": jnp.sum(mask_B * cnn.cross_entropy(logits_BxK, batch["label"])),
+            "count": jnp.sum(mask_B)}
+    return sums, state
+
+  return engine.Task(
+      init=init, loss=loss, eval_step=eval_step,
+      train_batches=lambda start: batching.train_batches(
+          train_arrays, batch_size=cfg.batch_size, seed=cfg.seed, start_step=start,
+          transform=preprocess),
+      eval_batches=lambda: batching.eval_batches(
+          test_arrays, batch_size=cfg.eval_batch_size, transform=preprocess))
+
+
+def load_data(cfg) -> tuple[images.ImageSplit, images.ImageSplit]:
+  images.check_dataset(cfg.dataset)
+  train_split = images.load_split(cfg.dataset, "train", data_dir=cfg.data_dir,
+                                  max_examples=cfg.max_train_examples)
+  test_split = images.load_split(cfg.dataset, "test", data_dir=cfg.data_dir,
+                                 max_examples=cfg.max_eval_examples)
+  return train_split, test_split
+
+
+def validate(cfg, mesh) -> None:
+  """Fails early, with the valid choices or the fix, on a bad config."""
+  cnn.canonical_variant(cfg.variant)
+  images.check_dataset(cfg.dataset)
+  if cfg.hparams not in cnn.HPARAM_SETS:
+    raise ValueError(f"unknown hparams {cfg.hparams!r}; valid choices: "
+                     f"{', '.join(cnn.HPARAM_SETS)}.")
+  engine.check_batch_size(cfg.batch_size, mesh)
+  engine.check_batch_size(cfg.eval_batch_size, mesh, name="eval_batch_size")
+
+
+def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[Any] = (),
+                       progress: bool = True, data=None) -> engine.TrainResult:
+  """Trains and evaluates the CNN of `cfg`; resumes from `workdir`'s checkpoints.
+
+  Args:
+    cfg: a config from `experiments/configs/cnn.py` (or `cnn_short.py`).
+    workdir: checkpoints and metrics (None: neither).
+    mesh: default all devices.
+    hooks: passed to the engine.
+    progress: tqdm bar.
+    data: optional (train_split, test_split) already in memory.
+  """
+  mesh = mesh or engine.make_mesh()
+  validate(cfg, mesh)
+  train_split, test_split = data if data is not None else load_data(cfg)
+  task = make_task(cfg, train_split=train_split, test_split=test_split)
+  return engine.train(task, config=cfg, workdir=workdir, mesh=mesh, hooks=hooks,
+                      progress=progress)
+
+
+__all__ = ["build_model", "cnn_config", "load_data", "make_task", "train_and_evaluate", "validate"]
+del jax
