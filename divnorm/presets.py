@@ -83,7 +83,7 @@ def _num_groups(channels: int, num_groups: int | None, group_size: int | None) -
   if (num_groups is None) == (group_size is None):
     raise ValueError(
         f"give exactly one of num_groups and group_size (got num_groups={num_groups}, "
-        f"group_size={group_size}); pass group_size=None to use num_groups.")
+        f"group_size={group_size}); as in Flax, pass num_groups=None to use group_size.")
   if group_size is not None:
     if group_size < 1 or channels % group_size:
       raise ValueError(

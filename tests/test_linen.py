@@ -1,0 +1,146 @@
+"""linen modules: equal to the functions and to flax.linen, learned sigma, penalties once."""
+
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import divnorm
+from divnorm import linen as dnn
+
+pytestmark = pytest.mark.loose_promotion  # flax and optax internals promote implicitly
+
+
+def _x(shape=(4, 6, 5, 8), seed=0):
+  rng = np.random.default_rng(seed)
+  return (1.0 + 2.0 * rng.normal(size=shape)).astype(np.float32)
+
+
+def _randomize(variables, seed=1):
+  """Random scale/bias so the affine part is tested too."""
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  leaves = [l + 0.3 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys, strict=True)]
+  return jax.tree.unflatten(tree, leaves)
+
+
+PAIRS = [
+  (dnn.LayerNorm(sigma=0.1, reduction_axes=(1, 2, 3)),
+   nn.LayerNorm(epsilon=0.01, reduction_axes=(1, 2, 3))),
+  (dnn.InstanceNorm(sigma=0.1), nn.InstanceNorm(epsilon=0.01)),
+  (dnn.GroupNorm(sigma=0.1, num_groups=4), nn.GroupNorm(num_groups=4, epsilon=0.01)),
+  (dnn.RMSNorm(sigma=0.1), nn.RMSNorm(epsilon=0.01)),
+]
+
+
+@pytest.mark.parametrize("ours,theirs", PAIRS, ids=lambda m: type(m).__name__)
+def test_modules_equal_flax_with_affine(ours, theirs):
+  x = _x()
+  params = _randomize(theirs.init(jax.random.key(0), x))
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(
+    jnp.shape, params)
+  np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), atol=2e-5)
+
+
+def test_batch_norm_module_equals_flax_in_train_and_eval():
+  x = _x((16, 3, 3, 8))
+  ours = dnn.BatchNorm(sigma=0.01, momentum=0.9)
+  theirs = nn.BatchNorm(epsilon=1e-4, momentum=0.9)
+  v_ours = ours.init(jax.random.key(0), x, use_running_average=False)
+  v_theirs = theirs.init(jax.random.key(0), x, use_running_average=False)
+  v_ours = {**v_ours, "params": _randomize(v_ours["params"])}
+  v_theirs = {**v_theirs, "params": v_ours["params"]}
+  for seed in range(3):
+    xs = _x((16, 3, 3, 8), seed=seed)
+    y1, u1 = ours.apply(v_ours, xs, use_running_average=False, mutable=["batch_stats"])
+    y2, u2 = theirs.apply(v_theirs, xs, use_running_average=False, mutable=["batch_stats"])
+    np.testing.assert_allclose(y1, y2, atol=2e-5)
+    v_ours = {**v_ours, **u1}
+    v_theirs = {**v_theirs, **u2}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               v_ours["batch_stats"], v_theirs["batch_stats"])
+  np.testing.assert_allclose(ours.apply(v_ours, x, use_running_average=True),
+                             theirs.apply(v_theirs, x, use_running_average=True), atol=2e-5)
+
+
+def test_modules_equal_the_functions():
+  x = _x()
+  field = {3: None, 1: 3, 2: 5}
+  cases = [
+    (dnn.DivisiveNorm(summation_window=(3, 5), sigma=0.5),
+     divnorm.divisive_norm(x, summation_window=(3, 5), sigma=0.5)),
+    (dnn.DivisiveNorm(summation_window=3, suppression_window=5, sigma=1.0, border="zeros"),
+     divnorm.divisive_norm(x, summation_window=3, suppression_window=5, sigma=1.0, border="zeros")),
+    (dnn.Normalize(summation=field, sigma=0.2), divnorm.normalize(x, field, sigma=0.2)),
+    (dnn.LayerNorm(use_scale=False, use_bias=False), divnorm.layer_norm(x)),
+  ]
+  for module, expected in cases:
+    variables = module.init(jax.random.key(0), x)
+    np.testing.assert_allclose(module.apply(variables, x), expected, atol=1e-6)
+
+
+def test_learned_sigma_is_positive_and_trains():
+  x = _x((8, 5, 5, 4))
+  target = divnorm.divisive_norm(x, summation_window=3, sigma=2.0)
+  module = dnn.DivisiveNorm(summation_window=3, sigma=0.5, learn_sigma=True)
+  params = module.init(jax.random.key(0), x)["params"]
+  np.testing.assert_allclose(jnp.exp(params["log_sigma"]), 0.5, rtol=1e-6)
+  loss = lambda p: jnp.mean((module.apply({"params": p}, x) - target) ** 2)
+  opt = optax.adam(0.1)
+  state = opt.init(params)
+  first = loss(params)
+  for _ in range(60):
+    updates, state = opt.update(jax.grad(loss)(params), state)
+    params = optax.apply_updates(params, updates)
+  assert loss(params) < 0.01 * first
+  assert jnp.exp(params["log_sigma"]) > 0
+  np.testing.assert_allclose(jnp.exp(params["log_sigma"]), 2.0, rtol=0.05)
+  with pytest.raises(ValueError, match="must be > 0"):
+    dnn.LayerNorm(learn_sigma=True).init(jax.random.key(0), x)
+
+
+class _TwoLayers(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    shared = dnn.DivisiveNorm(summation_window=3, sigma=0.5, l1_alpha=0.1)
+    x = shared(x)
+    x = dnn.BatchNorm(use_running_average=not train, l1_alpha=0.01)(x)
+    return shared(x)  # used twice: counts twice
+
+
+def test_penalties_are_counted_once_per_use():
+  x = _x((4, 5, 5, 3))
+  model = _TwoLayers()
+  variables = model.init(jax.random.key(0), x)
+  assert "losses" in variables  # init returns them: apply_with_penalty must drop them
+  y1, v1 = divnorm.divisive_norm(x, summation_window=3, sigma=0.5, return_centered=True)
+  (y2, v2), _ = divnorm.batch_norm(y1, divnorm.batch_stats_init(y1), training=True,
+                                   return_centered=True)
+  _, v3 = divnorm.divisive_norm(y2, summation_window=3, sigma=0.5, return_centered=True)
+  expected = 0.1 * jnp.abs(v1).mean() + 0.01 * jnp.abs(v2).mean() + 0.1 * jnp.abs(v3).mean()
+  for _ in range(2):  # the same call twice gives the same penalty: nothing accumulates
+    out, penalty, updates = dnn.apply_with_penalty(model, variables, x, mutable=["batch_stats"])
+    np.testing.assert_allclose(penalty, expected, rtol=1e-5)
+  assert set(updates) == {"batch_stats"}
+  assert penalty.dtype == jnp.float32
+  grad = jax.grad(lambda v: dnn.apply_with_penalty(model, v, x, mutable=["batch_stats"])[1])(
+    variables)
+  assert np.isfinite(jax.tree.leaves(grad)[0]).all()
+
+
+def test_module_errors():
+  x = _x()
+  with pytest.raises(ValueError, match="summation_window"):
+    dnn.DivisiveNorm().init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="summation="):
+    dnn.Normalize().init(jax.random.key(0), x)
+
+
+def test_functional_core_imports_no_flax():
+  code = "import sys, divnorm; divnorm.normalize; assert 'flax' not in sys.modules, 'flax imported'"
+  subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,131 @@
+"""Each preset equals a float64 NumPy one-liner and the matching flax.linen layer."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import divnorm
+from tests import reference as ref
+
+SIGMA = 0.1  # flax epsilon = SIGMA ** 2
+
+
+def _x(shape=(3, 6, 5, 8), seed=0, dtype=np.float32):
+  rng = np.random.default_rng(seed)
+  return (1.5 + 2.0 * rng.normal(size=shape)).astype(dtype)
+
+
+def _np_norm(x, axes, sigma=SIGMA):
+  mean = x.mean(axes, keepdims=True)
+  return (x - mean) / np.sqrt(((x - mean) ** 2).mean(axes, keepdims=True) + sigma**2)
+
+
+def _flax(layer, x):
+  with jax.numpy_dtype_promotion("standard"):
+    variables = layer.init(jax.random.key(0), x)
+    return layer.apply(variables, x)
+
+
+def test_layer_norm(x64):
+  x = _x(dtype=np.float64)
+  for axes in [-1, (1, 2, 3)]:
+    y = divnorm.layer_norm(x, reduction_axes=axes, sigma=SIGMA)
+    np.testing.assert_allclose(y, _np_norm(x, axes), rtol=1e-12, atol=1e-12)
+  x32 = x.astype(np.float32)
+  flax_ln = nn.LayerNorm(epsilon=SIGMA**2, use_bias=False, use_scale=False,
+                         reduction_axes=(1, 2, 3), feature_axes=-1)
+  np.testing.assert_allclose(
+    divnorm.layer_norm(x32, reduction_axes=(1, 2, 3), sigma=SIGMA), _flax(flax_ln, x32), atol=2e-6)
+
+
+def test_instance_norm(x64):
+  x = _x(dtype=np.float64)
+  np.testing.assert_allclose(divnorm.instance_norm(x, sigma=SIGMA), _np_norm(x, (1, 2)), rtol=1e-12, atol=1e-12)
+  nchw = np.moveaxis(x, -1, 1)
+  np.testing.assert_allclose(
+    divnorm.instance_norm(nchw, channel_axis=1, sigma=SIGMA), _np_norm(nchw, (2, 3)), rtol=1e-12, atol=1e-12)
+  x32 = x.astype(np.float32)
+  flax_in = nn.InstanceNorm(epsilon=SIGMA**2, use_bias=False, use_scale=False)
+  np.testing.assert_allclose(divnorm.instance_norm(x32, sigma=SIGMA), _flax(flax_in, x32), atol=2e-6)
+
+
+def test_group_norm(x64):
+  x = _x(dtype=np.float64)
+  grouped = x.reshape(3, 6, 5, 4, 2)
+  expected = _np_norm(grouped, (1, 2, 4)).reshape(x.shape)
+  np.testing.assert_allclose(divnorm.group_norm(x, num_groups=4, sigma=SIGMA), expected, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(divnorm.group_norm(x, num_groups=None, group_size=2, sigma=SIGMA), expected, rtol=1e-12, atol=1e-12)
+  x32 = x.astype(np.float32)
+  flax_gn = nn.GroupNorm(num_groups=4, epsilon=SIGMA**2, use_bias=False, use_scale=False)
+  np.testing.assert_allclose(
+    divnorm.group_norm(x32, num_groups=4, sigma=SIGMA), _flax(flax_gn, x32), atol=2e-6)
+
+
+def test_group_norm_nchw_and_identities():
+  x = _x()
+  nchw = jnp.moveaxis(x, -1, 1)
+  np.testing.assert_allclose(
+    divnorm.group_norm(nchw, num_groups=4, channel_axis=1),
+    jnp.moveaxis(divnorm.group_norm(x, num_groups=4), -1, 1), atol=1e-6)
+  # One group is layer norm over (H, W, C); one channel per group is instance norm.
+  np.testing.assert_allclose(
+    divnorm.group_norm(x, num_groups=1), divnorm.layer_norm(x, reduction_axes=(1, 2, 3)),
+    atol=1e-6)
+  np.testing.assert_allclose(divnorm.group_norm(x, num_groups=None, group_size=1), divnorm.instance_norm(x),
+                             atol=1e-6)
+
+
+def test_rms_norm(x64):
+  x = _x(dtype=np.float64)
+  expected = x / np.sqrt((x**2).mean(-1, keepdims=True) + SIGMA**2)
+  np.testing.assert_allclose(divnorm.rms_norm(x, sigma=SIGMA), expected, rtol=1e-12, atol=1e-12)
+  x32 = x.astype(np.float32)
+  flax_rms = nn.RMSNorm(epsilon=SIGMA**2, use_scale=False)
+  np.testing.assert_allclose(divnorm.rms_norm(x32, sigma=SIGMA), _flax(flax_rms, x32), atol=2e-6)
+
+
+@pytest.mark.parametrize("border", ["valid", "zeros"])
+def test_divisive_norm_is_normalize_with_spatial_windows(x64, border):
+  x = _x((2, 7, 6, 3), dtype=np.float64)
+  y = divnorm.divisive_norm(
+    x, summation_window=(3, 5), suppression_window=(5, 3), sigma=0.5, border=border)
+  y_ref, _ = ref.normalize(
+    x, {3: None, 1: 3, 2: 5}, {3: None, 1: 5, 2: 3}, sigma=0.5, border=border)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-10)
+  # Per channel (across_channels=False) and channels-first.
+  y = divnorm.divisive_norm(x, summation_window=3, sigma=0.5, across_channels=False, border=border)
+  np.testing.assert_allclose(y, ref.normalize(x, {1: 3, 2: 3}, sigma=0.5, border=border)[0],
+                             rtol=1e-10)
+  nchw = np.moveaxis(x, -1, 1)
+  np.testing.assert_allclose(
+    divnorm.divisive_norm(nchw, summation_window=(3, 5), sigma=0.5, channel_axis=1, border=border),
+    np.moveaxis(divnorm.divisive_norm(x, summation_window=(3, 5), sigma=0.5, border=border), -1, 1),
+    rtol=1e-10)
+
+
+def test_divisive_norm_on_rnn_units(x64):
+  x = _x((4, 80), dtype=np.float64)
+  y, v = divnorm.divisive_norm(x, summation_window=(61,), sigma=1.0, return_centered=True)
+  y_ref, v_ref = ref.normalize(x, {1: 61}, sigma=1.0)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-10)
+  np.testing.assert_allclose(v, v_ref, rtol=1e-10)
+
+
+def test_presets_keep_bfloat16():
+  x = jnp.asarray(_x(), jnp.bfloat16)
+  outs = [
+    divnorm.layer_norm(x), divnorm.instance_norm(x), divnorm.group_norm(x, num_groups=2),
+    divnorm.rms_norm(x), divnorm.divisive_norm(x, summation_window=3, sigma=0.5),
+  ]
+  assert all(o.dtype == jnp.bfloat16 for o in outs)
+
+
+def test_l1_penalty(x64):
+  v = _x((3, 4), dtype=np.float64) - 1.5
+  np.testing.assert_allclose(divnorm.l1_penalty(v, 0.01), 0.01 * np.abs(v).mean(), rtol=1e-12, atol=1e-12)
+  mask = np.arange(12).reshape(3, 4) % 3 == 0
+  np.testing.assert_allclose(
+    divnorm.l1_penalty(v, 0.5, mask=mask), 0.5 * np.abs(v[mask]).mean(), rtol=1e-12, atol=1e-12)
+  assert divnorm.l1_penalty(jnp.ones((2,), jnp.bfloat16), 1.0).dtype == jnp.float32
