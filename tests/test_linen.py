@@ -25,7 +25,7 @@ def _randomize(variables, seed=1):
   """Random scale/bias so the affine part is tested too."""
   leaves, tree = jax.tree.flatten(variables)
   keys = jax.random.split(jax.random.key(seed), len(leaves))
-  leaves = [l + 0.3 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys, strict=True)]
+  leaves = [a + 0.3 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys, strict=True)]
   return jax.tree.unflatten(tree, leaves)
 
 
