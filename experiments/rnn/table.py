@@ -1,0 +1,197 @@
+r"""Trains every cell x variant and writes the perplexity table in the paper's layout.
+
+  python -m experiments.rnn.table                      # rnn_lm_quick, LSTM + tanh, offline
+  python -m experiments.rnn.table --config rnn_lm --cells lstm,tanh,relu \
+      --variants all --dataset ptb --data_dir /path/to/ptb --out results/rnn/ptb
+
+Writes `<out>/<name>.md` (the table, our test perplexities beside the
+paper's PTB numbers, labelled) and `<out>/<name>.json` (every number, the
+command and the machine), rewritten after each run so partial results
+survive. Tokens/s of each variant is relative to the baseline cell of the
+same run (steady-state steps only: the first log window, which includes
+compilation, is dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import importlib
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from experiments import engine
+from experiments.configs import rnn_lm
+from experiments.data import text
+from experiments.models import rnn
+from experiments.rnn import task as rnn_task
+
+
+def load_config(name: str, arg: str):
+  return importlib.import_module(f"experiments.configs.{name}").get_config(arg)
+
+
+def apply_overrides(cfg, overrides: list[str]):
+  """`key.sub=value` strings (value parsed as a Python literal, else kept as text)."""
+  for item in overrides:
+    key, _, raw = item.partition("=")
+    if not _:
+      raise ValueError(f"--set {item!r}: expected key=value.")
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    node = cfg
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return cfg
+
+
+def steady_tokens_per_second(history: list[dict[str, Any]], bptt_steps: int) -> float:
+  rows = [h for h in history if h["kind"] == "train" and "examples_per_second" in h]
+  rows = rows[1:] if len(rows) > 1 else rows
+  return float(np.mean([h["examples_per_second"] for h in rows]) * bptt_steps) if rows else 0.0
+
+
+def run_one(cfg, corpus: text.Corpus, mesh) -> dict[str, Any]:
+  """Trains one config; returns valid/test perplexity, tokens/s and timing."""
+  ecfg = rnn_task.engine_config(cfg, corpus.train.size)
+  t0 = time.perf_counter()
+  out: dict[str, Any] = {"cell": cfg.cell, "variant": cfg.variant, "steps": ecfg["num_steps"],
+                         "train_tokens_seen": ecfg["num_steps"] * cfg.batch_size * cfg.bptt_steps}
+  try:
+    result = engine.train(rnn_task.make_task(cfg, corpus, eval_split="valid"), config=ecfg,
+                          mesh=mesh, progress=False)
+  except engine.NonFiniteLossError as e:
+    out.update(status="diverged", error=str(e), seconds=time.perf_counter() - t0)
+    return out
+  test = engine.evaluate(rnn_task.make_task(cfg, corpus, eval_split="test"),
+                         result.train_state, mesh)
+  last_train = [h for h in result.history if h["kind"] == "train"][-1]
+  out.update(status="ok", valid_perplexity=result.eval_metrics["perplexity"],
+             test_perplexity=test["perplexity"], final_train_perplexity=last_train["perplexity"],
+             tokens_per_second=steady_tokens_per_second(result.history, cfg.bptt_steps),
+             seconds=time.perf_counter() - t0)
+  return out
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+  return "-" if x is None else format(x, spec)
+
+
+def render_markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+  cells = [c for c in rnn.CELLS if any(r["cell"] == c for r in results)]
+  variants = [v for v in rnn.VARIANTS if any(r["variant"] == v for r in results)]
+  by = {(r["cell"], r["variant"]): r for r in results}
+  lines = [f"# RNN LM perplexity: {meta['dataset']} ({meta['config']})", ""]
+  lines += [f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}  ",
+            f"Date: {meta['date']}; wall time {meta['wall_seconds']:.0f} s.  ",
+            f"Corpus: {meta['corpus_stats']}", ""]
+  lines.append("Test perplexity (ours, on this corpus and schedule) beside the paper's PTB test "
+               "perplexity (Tables 4 and 9, full schedule; **not comparable in absolute "
+               "value**: different corpus and a shrunk schedule). Valid perplexity and tokens/s "
+               "relative to the same cell's baseline in parentheses.")
+  lines.append("")
+  header = "| model | " + " | ".join(
+      f"{rnn.CELL_LABELS[c]} ours test (valid; speed) | {rnn.CELL_LABELS[c]} paper PTB"
+      for c in cells) + " |"
+  lines += [header, "|---|" + "---|---|" * len(cells)]
+  for v in variants:
+    row = [rnn.VARIANT_LABELS[v]]
+    for c in cells:
+      r = by.get((c, v))
+      paper = rnn_lm.PAPER_PTB_TEST_PERPLEXITY[c][v]
+      if r is None:
+        row += ["-", f"{paper:.1f}"]
+        continue
+      if r["status"] != "ok":
+        row += [f"diverged ({r['status']})", f"{paper:.1f}"]
+        continue
+      base = by.get((c, "baseline"))
+      rel = (r["tokens_per_second"] / base["tokens_per_second"]
+             if base and base.get("status") == "ok" and base["tokens_per_second"] else None)
+      row += [f"**{r['test_perplexity']:.1f}** ({r['valid_perplexity']:.1f}; "
+              f"{_fmt(rel, '.2f')}x)", f"{paper:.1f}"]
+    lines.append("| " + " | ".join(row) + " |")
+  lines += ["", "Tokens/s (absolute, steady state, this run):", ""]
+  lines += ["| model | " + " | ".join(rnn.CELL_LABELS[c] for c in cells) + " |",
+            "|---|" + "---|" * len(cells)]
+  for v in variants:
+    row = [rnn.VARIANT_LABELS[v]]
+    for c in cells:
+      r = by.get((c, v))
+      row.append(_fmt(r.get("tokens_per_second") if r else None, ".0f"))
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+  load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+  return (f"{platform.platform()}, {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}), "
+          f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}, "
+          f"load average at start {load[0]:.1f} (shared machine)")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--config", default="rnn_lm_quick", help="module in experiments/configs")
+  p.add_argument("--cells", default="lstm,tanh")
+  p.add_argument("--variants", default="baseline,bn,ln,ln_star,dn,dn_star",
+                 help="comma list or 'all'")
+  p.add_argument("--dataset", default="shakespeare", choices=("shakespeare", "ptb"))
+  p.add_argument("--data_dir", default="", help="PTB files / Markdown plays directory")
+  p.add_argument("--out", default="results/rnn")
+  p.add_argument("--name", default="", help="output file stem (default: dataset_config)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="config override, e.g. --set max_steps=100 (repeatable)")
+  args = p.parse_args(argv)
+  cells = args.cells.split(",")
+  variants = list(rnn.VARIANTS) if args.variants == "all" else args.variants.split(",")
+  cfgs = []
+  for c in cells:
+    for v in variants:
+      cfg = load_config(args.config, f"{c},{v},{args.dataset}")
+      cfg.data.data_dir = args.data_dir
+      cfgs.append(apply_overrides(cfg, args.set))
+  for cfg in cfgs:  # fail fast on a bad config before any training
+    rnn_task.build_model(cfg, 10, train=True)
+  d = cfgs[0].data
+  corpus = text.load_corpus(args.dataset, data_dir=args.data_dir or None,
+                            vocab_size=int(d.vocab_size))
+  name = args.name or f"{args.dataset}_{args.config}"
+  out_dir = pathlib.Path(args.out)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  meta = {"dataset": args.dataset, "config": args.config,
+          "command": "python -m experiments.rnn.table " + " ".join(
+              argv if argv is not None else sys.argv[1:]),
+          "machine": machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(
+              timespec="seconds"), "corpus_stats": corpus.stats(), "wall_seconds": 0.0,
+          "overrides": args.set}
+  mesh = engine.make_mesh()
+  results: list[dict[str, Any]] = []
+  t0 = time.perf_counter()
+  for cfg in cfgs:
+    r = run_one(cfg, corpus, mesh)
+    results.append(r)
+    meta["wall_seconds"] = time.perf_counter() - t0
+    print(json.dumps(r), flush=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(
+        {"meta": meta, "results": results, "configs": [c.to_dict() for c in cfgs]},
+        indent=1, default=str))
+    (out_dir / f"{name}.md").write_text(render_markdown(results, meta))
+  return {"meta": meta, "results": results}
+
+
+if __name__ == "__main__":
+  main()

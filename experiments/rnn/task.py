@@ -1,0 +1,164 @@
+"""The RNN language model as a task of the shared engine (`experiments.engine`).
+
+Truncated backprop through time: the hidden state of both layers lives in the
+engine's non-param `state` under "carry" and is threaded from one step to the
+next (stopped gradient); a per-row `reset` flag in the batch zeroes it at the
+start of every epoch, so the position in the stream (and a resumed run) is a
+pure function of the step. Batch-norm running averages (one per unrolled time
+step) live in `state["batch_stats"]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from divnorm import linen as dnn
+from experiments import engine
+from experiments.data import text
+from experiments.models import rnn
+
+
+def norm_spec(cfg: Mapping[str, Any]) -> rnn.NormSpec:
+  """The cell's `NormSpec` from `cfg.variant` and `cfg.norm`."""
+  n = cfg["norm"]
+  return rnn.NormSpec(variant=cfg["variant"], sigma=float(n["sigma"]),
+                      l1_alpha=float(n["l1_alpha"]), dn_window=int(n["dn_window"]),
+                      dn_border=str(n["dn_border"]), bn_momentum=float(n["bn_momentum"]))
+
+
+def build_model(cfg: Mapping[str, Any], vocab_size: int, *, train: bool
+                ) -> rnn.RNNLanguageModel:
+  """The LM of `cfg`; raises ValueError for an unknown cell/variant or a bad window."""
+  if cfg["cell"] not in rnn.CELLS:
+    raise ValueError(f"Unknown RNN cell {cfg['cell']!r}; expected one of {rnn.CELLS}.")
+  m = cfg["model"]
+  spec = norm_spec(cfg)
+  rnn.check_spec(spec, int(m["hidden_size"]))
+  return rnn.RNNLanguageModel(
+      vocab_size=vocab_size, hidden_size=int(m["hidden_size"]),
+      num_layers=int(m["num_layers"]), cell=cfg["cell"], spec=spec, train=train,
+      init_scale=float(m["init_scale"]), unroll=int(m.get("unroll", 1)))
+
+
+def steps_per_epoch(cfg: Mapping[str, Any], num_tokens: int) -> int:
+  return text.num_batches(num_tokens, batch_size=int(cfg["batch_size"]),
+                          num_steps=int(cfg["bptt_steps"]))
+
+
+def engine_config(cfg: Mapping[str, Any], num_train_tokens: int) -> dict[str, Any]:
+  """The engine's config: epochs -> `num_steps`, lr halving -> `optimizer.boundaries`."""
+  epoch = steps_per_epoch(cfg, num_train_tokens)
+  num_steps = int(cfg["num_epochs"]) * epoch
+  if int(cfg.get("max_steps", 0) or 0) > 0:
+    num_steps = min(num_steps, int(cfg["max_steps"]))
+  first = int(cfg["decay_from_epoch"]) - 1  # 1-based epoch -> 0-based start
+  boundaries = [e * epoch for e in range(max(first, 1), int(cfg["num_epochs"]))]
+  opt = dict(cfg["optimizer"])
+  opt["boundaries"] = [b for b in boundaries if b < num_steps]
+  return {"seed": int(cfg["seed"]), "num_steps": num_steps, "batch_size": int(cfg["batch_size"]),
+          "optimizer": opt, "log_every": int(cfg.get("log_every", 100)),
+          "eval_every": int(cfg.get("eval_every", 0)),
+          "checkpoint_every": int(cfg.get("checkpoint_every", 0))}
+
+
+def train_batches(ids: np.ndarray, cfg: Mapping[str, Any], start_step: int
+                  ) -> Iterator[dict[str, np.ndarray]]:
+  """The batch of step `start_step` first, then onwards (epochs repeat), with `reset` flags."""
+  b, t = int(cfg["batch_size"]), int(cfg["bptt_steps"])
+  epoch = text.num_batches(ids.size, batch_size=b, num_steps=t)
+  rows = engine.local_rows(b)
+  step = start_step
+  for batch in text.ptb_batches(ids, batch_size=b, num_steps=t, start=start_step, repeat=True):
+    reset = np.full((b,), 1.0 if step % epoch == 0 else 0.0, np.float32)
+    step += 1
+    yield {"inputs": batch["inputs"][rows], "targets": batch["targets"][rows],
+           "reset": reset[rows]}
+
+
+def eval_batches(ids: np.ndarray, cfg: Mapping[str, Any]) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over `ids` in stream order (a carried state), capped by `max_eval_batches`."""
+  b, t = int(cfg["batch_size"]), int(cfg["bptt_steps"])
+  cap = int(cfg["data"].get("max_eval_batches", 0) or 0)
+  rows = engine.local_rows(b)
+  for i, batch in enumerate(text.ptb_batches(ids, batch_size=b, num_steps=t)):
+    if cap and i >= cap:
+      return
+    yield {"inputs": batch["inputs"][rows], "targets": batch["targets"][rows]}
+
+
+def perplexity(nll_sum: float, count: float) -> float:
+  """exp(mean NLL per word)."""
+  return float(np.exp(nll_sum / count))
+
+
+def finalize(sums: Mapping[str, float]) -> dict[str, float]:
+  nll = sums["nll"] / sums["count"]
+  return {"nll": nll, "perplexity": float(np.exp(nll)), "count": sums["count"]}
+
+
+def make_task(cfg: Mapping[str, Any], corpus: text.Corpus, *, eval_split: str = "valid"
+              ) -> engine.Task:
+  """The engine task that trains the LM of `cfg` on `corpus.train`, evaluating `eval_split`."""
+  train_model = build_model(cfg, corpus.vocab_size, train=True)
+  eval_model = build_model(cfg, corpus.vocab_size, train=False)
+  cell, layers = cfg["cell"], int(cfg["model"]["num_layers"])
+  hidden, b = int(cfg["model"]["hidden_size"]), int(cfg["batch_size"])
+  train_ids, eval_ids = corpus.train, corpus.split(eval_split)
+
+  def zero_carry(batch_rows: int):
+    return rnn.initial_carry(cell, batch_rows, hidden, layers)
+
+  def init(rng, batch):
+    rows = batch["inputs"].shape[0]
+    variables = dict(train_model.init(rng, batch["inputs"], zero_carry(rows)))
+    variables.pop("losses", None)
+    variables["carry"] = zero_carry(rows)
+    return variables
+
+  def variables_of(params, state):
+    return {"params": params, **{k: v for k, v in state.items() if k != "carry"}}
+
+  def loss(params, state, batch, rng, train):
+    del rng  # no dropout in the paper's small setup
+    keep_BxH = (1.0 - batch["reset"])[:, None]
+    carry = jax.tree.map(lambda c: jax.lax.stop_gradient(c) * keep_BxH, state["carry"])
+    model = train_model if train else eval_model
+    mutable = ["batch_stats"] if "batch_stats" in state and train else False
+    (logits_BxTxV, new_carry), penalty, updates = dnn.apply_with_penalty(
+        model, variables_of(params, state), batch["inputs"], carry, mutable=mutable)
+    nll_BxT = optax.softmax_cross_entropy_with_integer_labels(
+        logits_BxTxV.astype(jnp.float32), batch["targets"])
+    # TF ptb_word_lm's cost: batch-mean NLL summed over the unrolled steps.
+    data_loss = jnp.sum(jnp.mean(nll_BxT, axis=0))
+    new_state = {**state, **updates, "carry": new_carry}
+    nll = jnp.mean(nll_BxT)
+    metrics = {"nll": nll, "perplexity": jnp.exp(nll), "l1": penalty}
+    return data_loss + penalty, (new_state, metrics)
+
+  def eval_step(params, state, batch):
+    (logits_BxTxV, new_carry) = eval_model.apply(
+        variables_of(params, state), batch["inputs"], state["carry"])
+    nll_BxT = optax.softmax_cross_entropy_with_integer_labels(
+        logits_BxTxV.astype(jnp.float32), batch["targets"])
+    sums = {"nll": jnp.sum(nll_BxT), "count": jnp.asarray(nll_BxT.size, jnp.float32)}
+    return sums, {**state, "carry": new_carry}
+
+  def eval_init(state):
+    return {**state, "carry": jax.tree.map(jnp.zeros_like, state["carry"])}
+
+  def state_sharding(mesh, state):
+    rep, rows = engine.replicated(mesh), engine.batch_sharded(mesh)
+    return {k: jax.tree.map(lambda _: rows if k == "carry" else rep, v) for k, v in state.items()}
+
+  del b
+  return engine.Task(
+      init=init, loss=loss,
+      train_batches=lambda start: train_batches(train_ids, cfg, start),
+      eval_step=eval_step, eval_batches=lambda: eval_batches(eval_ids, cfg),
+      eval_init=eval_init, eval_finalize=finalize, state_sharding=state_sharding)
