@@ -1,0 +1,1 @@
+"""Commands around the CNN experiment: the comparison demo, the paper table, the batch sweep."""
