@@ -65,6 +65,11 @@ def _check_stats(stats, x, features, feature_axes) -> tuple[int, ...]:
   return feature_shape
 
 
+def _ema(old: jax.Array, batch: jax.Array, momentum: float) -> jax.Array:
+  """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point)."""
+  return (momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype))
+
+
 def _concrete(value) -> bool:
   return not isinstance(value, jax.core.Tracer)
 
@@ -108,7 +113,7 @@ def mean_only_batch_norm(
   """
   x = check_input(x)
   features, reduction, bshape = _features(x, feature_axes)
-  feature_shape = _check_stats(stats, x, features, feature_axes)
+  _check_stats(stats, x, features, feature_axes)
   _check_momentum(momentum)
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
@@ -116,9 +121,7 @@ def mean_only_batch_norm(
   if training:
     m = None if mask is None else mask.astype(dt)
     mean = field_mean(x32, resolve_field(reduction, x.ndim), mask=m, axis_name=axis_name)
-    keep = stats.mean.dtype
-    stats = MeanStats(
-        (momentum * stats.mean + (1.0 - momentum) * mean.reshape(feature_shape)).astype(keep))
+    stats = MeanStats(_ema(stats.mean, mean, momentum))
   else:
     mean = stats.mean.astype(dt).reshape(bshape)
   y = x32 - mean
@@ -184,7 +187,7 @@ def batch_renorm(
         axis_name=axis_name, mask=mask, return_centered=return_centered)
   x = check_input(x)
   features, reduction, bshape = _features(x, feature_axes)
-  feature_shape = _check_stats(stats, x, features, feature_axes)
+  _check_stats(stats, x, features, feature_axes)
   _check_momentum(momentum)
   check_sigma(sigma)
   mask = check_mask(mask, x.shape)
@@ -203,11 +206,7 @@ def batch_renorm(
   y = y * r + d
   if mask is not None:
     y = jnp.where(mask, y, jnp.zeros((), dt))
-  keep = stats.mean.dtype
-  stats = BatchStats(
-      (momentum * stats.mean + (1.0 - momentum) * mean.reshape(feature_shape)).astype(keep),
-      (momentum * stats.var + (1.0 - momentum) * var.reshape(feature_shape)).astype(keep),
-  )
+  stats = BatchStats(_ema(stats.mean, mean, momentum), _ema(stats.var, var, momentum))
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 
@@ -334,7 +333,7 @@ def switchable_norm(
   wm = _check_weights(mean_weights, "mean_weights")
   wv = _check_weights(var_weights, "var_weights")
   features, _, bshape = _features(x, c)
-  feature_shape = _check_stats(stats, x, features, c)
+  _check_stats(stats, x, features, c)
   spatial = tuple(a for a in range(1, x.ndim) if a != c)
 
   def moments(axes, name=None):
@@ -348,11 +347,7 @@ def switchable_norm(
   mean_ln, var_ln = moments(tuple(range(1, x.ndim)))
   if training:
     mean_bn, var_bn = moments((0, *spatial), axis_name)
-    keep = stats.mean.dtype
-    stats = BatchStats(
-        (momentum * stats.mean + (1.0 - momentum) * mean_bn.reshape(feature_shape)).astype(keep),
-        (momentum * stats.var + (1.0 - momentum) * var_bn.reshape(feature_shape)).astype(keep),
-    )
+    stats = BatchStats(_ema(stats.mean, mean_bn, momentum), _ema(stats.var, var_bn, momentum))
   else:
     mean_bn = stats.mean.astype(dt).reshape(bshape)
     var_bn = stats.var.astype(dt).reshape(bshape)

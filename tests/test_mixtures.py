@@ -1,0 +1,236 @@
+"""Mean-only BN, batch renorm, batch-instance and switchable norm against float64 NumPy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import divnorm
+from divnorm import mixtures
+
+
+def _x(shape, seed=0, offset=1.0, dtype=np.float64):
+  rng = np.random.default_rng(seed)
+  return (offset + rng.normal(size=shape) * rng.uniform(0.5, 2.0, size=shape[-1])).astype(dtype)
+
+
+def _stats(x, seed=1):
+  rng = np.random.default_rng(seed)
+  c = x.shape[-1]
+  return divnorm.BatchStats(jnp.asarray(rng.normal(size=c)), jnp.asarray(rng.uniform(0.5, 2, c)))
+
+
+def _np_moments(x, axes):
+  return x.mean(axes, keepdims=True), x.var(axes, keepdims=True)
+
+
+# ---- mean-only batch norm ---------------------------------------------------------------
+
+
+def test_mean_only_batch_norm(x64):
+  x = _x((4, 3, 5))
+  stats = mixtures.mean_stats_init(x)
+  y, new = mixtures.mean_only_batch_norm(x, stats, training=True, momentum=0.9)
+  np.testing.assert_allclose(y, x - x.mean((0, 1), keepdims=True), atol=1e-12)
+  np.testing.assert_allclose(new.mean, 0.1 * x.mean((0, 1)), atol=1e-7)
+  y_eval, same = mixtures.mean_only_batch_norm(x, new, training=False)
+  np.testing.assert_allclose(y_eval, x - np.asarray(new.mean, np.float64), atol=1e-7)
+  assert same is new
+
+
+def test_mean_only_batch_norm_mask(x64):
+  x = _x((6, 3))
+  mask = np.array([1, 1, 0, 1, 0, 1], bool)[:, None]
+  y, _ = mixtures.mean_only_batch_norm(
+    x, mixtures.mean_stats_init(x), training=True, mask=mask)
+  mean = x[mask[:, 0]].mean(0)
+  np.testing.assert_allclose(y, np.where(mask, x - mean, 0.0), atol=1e-12)
+
+
+# ---- batch renormalization --------------------------------------------------------------
+
+
+def _np_renorm(x, stats, rmax, dmax, sigma):
+  mean, var = _np_moments(x, (0, 1))
+  run_std = np.sqrt(np.asarray(stats.var) + sigma**2)
+  std = np.sqrt(var + sigma**2)
+  r = np.clip(std / run_std, 1 / rmax, rmax)
+  d = np.clip((mean - np.asarray(stats.mean)) / run_std, -dmax, dmax)
+  return (x - mean) / std * r + d
+
+
+@pytest.mark.parametrize("rmax,dmax", [(1.5, 0.5), (3.0, 5.0), (1.0, 0.0)])
+def test_batch_renorm_against_numpy(x64, rmax, dmax):
+  x = _x((4, 5, 3))
+  stats = _stats(x)
+  y, new = mixtures.batch_renorm(x, stats, training=True, rmax=rmax, dmax=dmax, sigma=0.1)
+  np.testing.assert_allclose(y, _np_renorm(x, stats, rmax, dmax, 0.1), rtol=1e-10, atol=1e-10)
+  _, bn_stats = divnorm.batch_norm(x, stats, training=True, sigma=0.1)
+  np.testing.assert_allclose(new.mean, bn_stats.mean, atol=1e-12)
+  np.testing.assert_allclose(new.var, bn_stats.var, atol=1e-12)
+
+
+def test_batch_renorm_with_r1_d0_is_batch_norm(x64):
+  x = _x((8, 3))
+  stats = _stats(x)
+  y, _ = mixtures.batch_renorm(x, stats, training=True, rmax=1.0, dmax=0.0, sigma=0.2)
+  y_bn, _ = divnorm.batch_norm(x, stats, training=True, sigma=0.2)
+  np.testing.assert_allclose(y, y_bn, atol=1e-12)
+  # Running statistics equal to the batch's give r = 1, d = 0 for any limits.
+  mean, var = _np_moments(x, (0,))
+  exact = divnorm.BatchStats(jnp.asarray(mean[0]), jnp.asarray(var[0]))
+  y, _ = mixtures.batch_renorm(x, exact, training=True, rmax=3.0, dmax=5.0, sigma=0.2)
+  np.testing.assert_allclose(y, y_bn, atol=1e-10)
+  y_eval, _ = mixtures.batch_renorm(x, stats, training=False, sigma=0.2)
+  np.testing.assert_allclose(y_eval, divnorm.batch_norm(x, stats, training=False, sigma=0.2)[0])
+
+
+def test_batch_renorm_r_d_carry_no_gradient(x64):
+  x = _x((6, 2))
+  stats = _stats(x)
+  mean, var = _np_moments(x, (0,))
+  run_std = np.sqrt(np.asarray(stats.var))
+  r = np.clip(np.sqrt(var) / run_std, 1 / 1.2, 1.2)
+  d = np.clip((mean - np.asarray(stats.mean)) / run_std, -0.3, 0.3)
+  w = jnp.arange(1.0, 13.0).reshape(6, 2)
+
+  def renorm(x):
+    return mixtures.batch_renorm(x, stats, training=True, rmax=1.2, dmax=0.3)[0]
+
+  def bn_times_constants(x):
+    m, v = jnp.mean(x, 0, keepdims=True), jnp.var(x, 0, keepdims=True)
+    return (x - m) / jnp.sqrt(v) * r + d
+
+  grad = jax.grad(lambda x: jnp.sum(renorm(x) * w))(x)
+  np.testing.assert_allclose(
+    grad, jax.grad(lambda x: jnp.sum(bn_times_constants(x) * w))(x), rtol=1e-8, atol=1e-10)
+
+
+def test_batch_renorm_traced_limits_and_jit():
+  x = _x((4, 3), dtype=np.float32)
+  stats = divnorm.batch_stats_init(x)
+  f = jax.jit(lambda x, rmax, dmax: mixtures.batch_renorm(
+    x, stats, training=True, rmax=rmax, dmax=dmax)[0])
+  np.testing.assert_allclose(
+    f(x, jnp.float32(2.0), jnp.float32(1.0)),
+    mixtures.batch_renorm(x, stats, training=True, rmax=2.0, dmax=1.0)[0], rtol=1e-6)
+
+
+# ---- batch-instance normalization -------------------------------------------------------
+
+
+def _np_bn_in(x, sigma):
+  m_b, v_b = _np_moments(x, (0, 1, 2))
+  m_i, v_i = _np_moments(x, (1, 2))
+  return (x - m_b) / np.sqrt(v_b + sigma**2), (x - m_i) / np.sqrt(v_i + sigma**2)
+
+
+def test_batch_instance_norm(x64):
+  x = _x((3, 4, 5, 2))
+  stats = divnorm.batch_stats_init(x, dtype=jnp.float64)
+  bn, inn = _np_bn_in(x, 0.1)
+  rho = np.array([0.25, 0.8])
+  y, new = mixtures.batch_instance_norm(x, stats, rho=rho, training=True, sigma=0.1)
+  np.testing.assert_allclose(y, rho * bn + (1 - rho) * inn, atol=1e-10)
+  np.testing.assert_allclose(new.mean, 0.01 * x.mean((0, 1, 2)), atol=1e-12)
+  (y1, _), _ = mixtures.batch_instance_norm(
+    x, stats, rho=1.0, training=True, sigma=0.1, return_centered=True)
+  np.testing.assert_allclose(y1, divnorm.batch_norm(x, stats, training=True, sigma=0.1)[0])
+  y0, _ = mixtures.batch_instance_norm(x, stats, rho=0.0, training=True, sigma=0.1)
+  np.testing.assert_allclose(y0, divnorm.instance_norm(x, sigma=0.1), atol=1e-12)
+
+
+def test_batch_instance_norm_errors():
+  x = _x((2, 3, 3, 2), dtype=np.float32)
+  stats = divnorm.batch_stats_init(x)
+  with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    mixtures.batch_instance_norm(x, stats, rho=1.5, training=True)
+  with pytest.raises(ValueError, match="one weight per channel"):
+    mixtures.batch_instance_norm(x, stats, rho=jnp.ones(3) / 2, training=True)
+  with pytest.raises(ValueError, match="rank >= 3"):
+    mixtures.batch_instance_norm(x[:, 0, 0], stats, rho=0.5, training=True)
+
+
+# ---- switchable normalization -----------------------------------------------------------
+
+
+def test_switchable_norm_against_numpy(x64):
+  x = _x((3, 4, 5, 2))
+  stats = _stats(x)
+  wm, wv = np.array([0.2, 0.3, 0.5]), np.array([0.6, 0.1, 0.3])
+  y, new = mixtures.switchable_norm(
+    x, stats, mean_weights=wm, var_weights=wv, training=True, sigma=0.1)
+  moments = [_np_moments(x, a) for a in [(1, 2), (1, 2, 3), (0, 1, 2)]]
+  mean = sum(w * m for w, (m, _) in zip(wm, moments, strict=True))
+  var = sum(w * v for w, (_, v) in zip(wv, moments, strict=True))
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 0.01), atol=1e-10)
+  np.testing.assert_allclose(new.var, 0.99 * stats.var + 0.01 * moments[2][1].ravel())
+  # Evaluation swaps the batch statistics for the running ones.
+  y, _ = mixtures.switchable_norm(
+    x, stats, mean_weights=wm, var_weights=wv, training=False, sigma=0.1)
+  mean = wm[0] * moments[0][0] + wm[1] * moments[1][0] + wm[2] * np.asarray(stats.mean)
+  var = wv[0] * moments[0][1] + wv[1] * moments[1][1] + wv[2] * np.asarray(stats.var)
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 0.01), atol=1e-10)
+
+
+def test_switchable_one_hot_is_in_ln_bn(x64):
+  x = _x((3, 4, 5, 2))
+  stats = divnorm.batch_stats_init(x, dtype=jnp.float64)
+  expected = [
+    divnorm.instance_norm(x, sigma=0.1),
+    divnorm.layer_norm(x, reduction_axes=(1, 2, 3), sigma=0.1),
+    divnorm.batch_norm(x, stats, training=True, sigma=0.1)[0],
+  ]
+  for k, want in enumerate(expected):
+    w = np.eye(3)[k]
+    y, _ = mixtures.switchable_norm(
+      x, stats, mean_weights=w, var_weights=w, training=True, sigma=0.1)
+    np.testing.assert_allclose(y, want, atol=1e-10)
+
+
+def test_switchable_errors_and_grads(x64):
+  x = _x((2, 3, 3, 2))
+  stats = divnorm.batch_stats_init(x, dtype=jnp.float64)
+  with pytest.raises(ValueError, match="3 weights"):
+    mixtures.switchable_norm(
+      x, stats, mean_weights=np.ones(2) / 2, var_weights=np.ones(3) / 3, training=True)
+  with pytest.raises(ValueError, match="batch_stats_init"):
+    mixtures.switchable_norm(x, divnorm.batch_stats_init((3,)), mean_weights=np.ones(3) / 3,
+                             var_weights=np.ones(3) / 3, training=True)
+
+  def f(x, logits):
+    w = jax.nn.softmax(logits)
+    return mixtures.switchable_norm(
+      x, stats, mean_weights=w, var_weights=w, training=True, sigma=0.3)[0]
+
+  check_grads(jax.jit(f), (x, jnp.array([0.1, -0.2, 0.3])), order=1, modes=["rev"])
+
+
+def test_renorm_limit_errors():
+  x = _x((4, 3), dtype=np.float32)
+  stats = divnorm.batch_stats_init(x)
+  with pytest.raises(ValueError, match="rmax=0.5 must be >= 1"):
+    mixtures.batch_renorm(x, stats, training=True, rmax=0.5)
+  with pytest.raises(ValueError, match="dmax=-1"):
+    mixtures.batch_renorm(x, stats, training=True, dmax=-1.0)
+  with pytest.raises(ValueError, match="batch_stats_init"):
+    mixtures.batch_renorm(x, divnorm.batch_stats_init((2,)), training=True)
+
+
+def test_dtypes_bf16():
+  x = _x((2, 3, 3, 4), dtype=np.float32)
+  stats = divnorm.batch_stats_init(x)
+  xb = x.astype(jnp.bfloat16)
+  for fn in [
+    lambda x: mixtures.batch_renorm(x, stats, training=True)[0],
+    lambda x: mixtures.batch_instance_norm(x, stats, rho=0.5, training=True)[0],
+    lambda x: mixtures.switchable_norm(
+      x, stats, mean_weights=jnp.ones(3) / 3, var_weights=jnp.ones(3) / 3, training=True)[0],
+    lambda x: mixtures.mean_only_batch_norm(
+      x, mixtures.mean_stats_init(x), training=True)[0],
+  ]:
+    fn = jax.jit(fn)
+    yb = fn(xb)
+    assert yb.dtype == jnp.bfloat16
+    np.testing.assert_allclose(yb.astype(np.float32), fn(x), atol=0.05, rtol=0.02)
