@@ -109,7 +109,7 @@ def gdn(
     pooled_in = jnp.abs(xc)
   else:
     pooled_in = jnp.abs(xc) ** jnp.asarray(alpha, dt)
-  pool = beta.astype(dt) + pooled_in @ gamma.astype(dt).T
+  pool = beta.astype(dt).reshape((1,) * (x.ndim - 1) + (channels,)) + pooled_in @ gamma.astype(dt).T
   if epsilon == 0.5:
     factor = jnp.sqrt(pool) if inverse else jax.lax.rsqrt(pool)
   elif epsilon == 1:

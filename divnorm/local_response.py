@@ -62,12 +62,12 @@ def local_response_norm(
   if size % 2:
     total = window_sum(sq, ((c, size),))
   else:
-    # torch's even window [i - n/2, i + n/2 - 1] is the centered window of width n + 1
-    # around i - 1/2: shift the squares forward by one channel (a leading zero) and take
-    # the centered sum at i + 1.
+    # torch's even window [i - n/2, i + n/2 - 1] is the centered window of width n - 1
+    # plus the entry n/2 back (zero before the first channel).
+    half = size // 2
     pad = [(0, 0)] * x.ndim
-    pad[c] = (1, 0)
-    shifted = jnp.pad(sq, pad)
-    total = lax.slice_in_dim(window_sum(shifted, ((c, size + 1),)), 1, None, axis=c)
+    pad[c] = (half, 0)
+    back = lax.slice_in_dim(jnp.pad(sq, pad), 0, x.shape[c], axis=c)
+    total = window_sum(sq, ((c, size - 1),)) + back
   base = jnp.asarray(k, dt) + jnp.asarray(alpha, dt) / size * total
   return (x.astype(dt) * base ** (-jnp.asarray(beta, dt))).astype(x.dtype)

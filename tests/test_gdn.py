@@ -1,0 +1,74 @@
+"""GDN and IGDN against float64 NumPy; identities; the nonnegative reparameterization."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from divnorm import gdn as G
+
+
+def _np_gdn(x, beta, gamma, alpha, eps, inverse=False):
+  x = np.asarray(x, np.float64)
+  pool = beta + (np.abs(x) ** alpha) @ np.asarray(gamma, np.float64).T
+  return x * pool**eps if inverse else x / pool**eps
+
+
+@pytest.mark.parametrize("alpha,eps", [(2.0, 0.5), (1.0, 1.0), (1.5, 0.7)])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_against_numpy(x64, alpha, eps, inverse):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 3, 4, 5))
+  beta, gamma = rng.uniform(0.5, 2, 5), rng.uniform(0, 0.3, (5, 5))
+  y = G.gdn(x, beta=beta, gamma=gamma, alpha=alpha, epsilon=eps, inverse=inverse)
+  np.testing.assert_allclose(y, _np_gdn(x, beta, gamma, alpha, eps, inverse), rtol=1e-12)
+
+
+def test_identities(x64):
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(3, 4, 6))
+  ones, zeros = np.ones(6), np.zeros((6, 6))
+  np.testing.assert_allclose(G.gdn(x, beta=ones, gamma=zeros), x, rtol=1e-15)
+  np.testing.assert_allclose(G.igdn(x, beta=ones, gamma=zeros), x, rtol=1e-15)
+  gamma = 1e-3 * rng.uniform(size=(6, 6))
+  back = G.igdn(G.gdn(x, beta=ones, gamma=gamma), beta=ones, gamma=gamma)
+  np.testing.assert_allclose(back, x, rtol=1e-4, atol=1e-5)
+  # Channels first.
+  xc = np.moveaxis(x, -1, 1)
+  np.testing.assert_allclose(
+    G.gdn(xc, beta=ones, gamma=gamma, channel_axis=1),
+    np.moveaxis(G.gdn(x, beta=ones, gamma=gamma), -1, 1), rtol=1e-14)
+
+
+def test_reparameterization(x64):
+  params = G.gdn_init(4, beta=1.0, gamma=0.1, dtype=jnp.float64)
+  beta, gamma = G.gdn_values(params)
+  np.testing.assert_allclose(beta, np.ones(4), rtol=1e-12)
+  np.testing.assert_allclose(gamma, 0.1 * np.eye(4), atol=1e-12)
+  # Any raw value stands for a nonnegative (beta: >= BETA_MIN) value.
+  raw = jnp.linspace(-2.0, 2.0, 9)
+  assert (G.nonnegative(raw) >= 0).all()
+  assert (G.nonnegative(raw, minimum=G.BETA_MIN) >= G.BETA_MIN * (1 - 1e-9)).all()
+  x = np.random.default_rng(2).normal(size=(2, 4))
+
+  def f(beta_raw, gamma_raw):
+    b, g = G.gdn_values(G.GDNParams(beta_raw, gamma_raw))
+    return G.gdn(x, beta=b, gamma=g)
+
+  # Away from the bound's kink, where finite differences are meaningful.
+  raw = (params.beta + 0.2, jnp.asarray(np.random.default_rng(3).uniform(0.1, 0.5, (4, 4))))
+  check_grads(jax.jit(f), raw, order=1, modes=["rev"])
+
+
+def test_errors_and_dtypes():
+  x = np.ones((2, 3), np.float32)
+  with pytest.raises(ValueError, match=r"beta must have shape \(3,\)"):
+    G.gdn(x, beta=np.ones(2, np.float32), gamma=np.zeros((3, 3), np.float32))
+  with pytest.raises(ValueError, match="nonnegative"):
+    G.gdn(x, beta=np.ones(3, np.float32), gamma=-np.ones((3, 3), np.float32))
+  beta, gamma = G.gdn_values(G.gdn_init(3))
+  f = jax.jit(lambda x: G.gdn(x, beta=beta, gamma=gamma))
+  yb = f(x.astype(jnp.bfloat16))
+  assert yb.dtype == jnp.bfloat16
+  np.testing.assert_allclose(yb.astype(np.float32), f(x), rtol=1e-2)
