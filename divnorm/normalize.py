@@ -38,15 +38,21 @@ def check_input(x) -> jax.Array:
   return x
 
 
+def check_nonnegative(value, name: str, hint: str = "") -> None:
+  """Rejects a concrete negative `value`; a traced one (under jit, or learned) passes."""
+  if isinstance(value, jax.core.Tracer):
+    return
+  array = np.asarray(value)
+  if array.size and np.any(array < 0):
+    raise ValueError(f"{name}={value} is negative; it must be >= 0{hint}.")
+
+
 def check_sigma(sigma) -> None:
   """Rejects a concrete negative sigma (a traced one, e.g. a learned parameter, passes)."""
-  if isinstance(sigma, jax.core.Tracer):
-    return
-  value = np.asarray(sigma)
-  if value.size and np.any(value < 0):
-    raise ValueError(
-        f"sigma={sigma} is negative; sigma is the smoothing term of sqrt(sigma^2 + E[v^2]) "
-        f"and must be >= 0 (Flax's epsilon is sigma**2, so pass sigma=sqrt(epsilon)).")
+  check_nonnegative(
+      sigma, "sigma",
+      " (sigma is the smoothing term of sqrt(sigma^2 + E[v^2]); Flax's epsilon is sigma**2, "
+      "so pass sigma=sqrt(epsilon))")
 
 
 def check_mask(mask, shape: tuple[int, ...]) -> jax.Array | None:

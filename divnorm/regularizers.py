@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from divnorm.normalize import check_input, check_mask
+from divnorm.normalize import check_input, check_mask, check_nonnegative
 from divnorm.stats import stat_dtype
 
 
@@ -24,8 +24,7 @@ def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Arr
     A scalar in ``promote_types(v.dtype, float32)``.
   """
   v = check_input(v)
-  if not isinstance(alpha, jax.core.Tracer) and jnp.any(jnp.asarray(alpha) < 0):
-    raise ValueError(f"alpha={alpha} must be >= 0.")
+  check_nonnegative(alpha, "alpha", " (the weight of the L1 penalty)")
   dt = stat_dtype(v.dtype)
   a = jnp.abs(v.astype(dt))
   alpha = jnp.asarray(alpha, dt)

@@ -169,6 +169,25 @@ def test_jit_equals_eager_and_does_not_retrace():
   assert len(traces) == 1
 
 
+@pytest.mark.parametrize(
+  "f",
+  [
+    lambda x: divnorm.normalize(x, {1: 3, 2: None}, sigma=0.5, border="zeros"),
+    lambda x: divnorm.layer_norm(x, sigma=0.1),
+    lambda x: divnorm.instance_norm(x, sigma=0.1),
+    lambda x: divnorm.group_norm(x, num_groups=2, sigma=0.1),
+    lambda x: divnorm.rms_norm(x, sigma=0.1),
+    lambda x: divnorm.divisive_norm(x, summation_window=3, sigma=0.5),
+    lambda x: divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True, sigma=0.1)[0],
+    lambda x: divnorm.l1_penalty(x, 0.1),
+    lambda x: divnorm.l1_penalty(x, 0.1, mask=x > 0),
+  ],
+)
+def test_every_function_jits_with_python_scalars(f):
+  x = _x((2, 5, 4))
+  np.testing.assert_allclose(jax.jit(f)(x), f(x), atol=1e-6)
+
+
 def test_vmap_commutes_with_per_example_fields():
   x = _x((4, 7, 6, 3))
   per_example = lambda xi: divnorm.normalize(xi, {2: None, 0: 3, 1: 3}, sigma=0.1)
@@ -225,6 +244,7 @@ BAD_CALLS = [
   (lambda x: divnorm.normalize(x, {1: 2.5}), TypeError, "odd int or None"),
   (lambda x: divnorm.normalize(x, "channels"), TypeError, "a field is a dict"),
   (lambda x: divnorm.normalize(x, (1,), sigma=-0.1), ValueError, "must be >= 0"),
+  (lambda x: divnorm.divisive_norm(x, summation_window=3, sigma=-1.0), ValueError, "sigma"),
   (lambda x: divnorm.normalize(x.astype(np.int32), (1,)), TypeError, "floating-point"),
   (lambda x: divnorm.normalize(x, (1,), mask=np.ones((3, 2), bool)), ValueError, "broadcast"),
   (lambda x: divnorm.normalize(x, (1,), mask=np.ones((2, 3, 4))), TypeError, "boolean"),
