@@ -123,14 +123,14 @@ def standardize_apply(x, stats: MeanVar):
   x = check_input(x)
   dt = stat_dtype(x.dtype)
   v = x.astype(dt) - stats.mean.astype(dt)
-  return scale(v, stats.var.astype(dt), np.sqrt(stats.epsilon)).astype(x.dtype)
+  return scale(v, stats.var.astype(dt), jnp.sqrt(jnp.asarray(stats.epsilon, dt))).astype(x.dtype)
 
 
 def standardize_invert(y, stats: MeanVar):
   """``y * sqrt(var + epsilon) + mean``."""
   y = check_input(y)
   dt = stat_dtype(y.dtype)
-  std = jnp.sqrt(stats.var.astype(dt) + stats.epsilon)
+  std = jnp.sqrt(stats.var.astype(dt) + jnp.asarray(stats.epsilon, dt))
   return (y.astype(dt) * std + stats.mean.astype(dt)).astype(y.dtype)
 
 
@@ -248,7 +248,8 @@ def _flat(x, stats: Eigen):
         f"x of shape {x.shape} must end in the fitted feature shape {tuple(feature_shape)}.")
   dt = stat_dtype(x.dtype)
   lead = x.shape[: x.ndim - n]
-  flat = (x.astype(dt) - stats.mean.astype(dt)).reshape(*lead, -1)
+  mean = stats.mean.astype(dt).reshape((1,) * len(lead) + tuple(feature_shape))
+  flat = (x.astype(dt) - mean).reshape(*lead, -1)
   return flat, lead, dt
 
 
@@ -271,8 +272,9 @@ def pca_invert(z, stats: Eigen):
   z = check_input(z)
   dt = stat_dtype(z.dtype)
   flat = z.astype(dt) @ stats.eigvecs.astype(dt).T
-  x = flat.reshape(*z.shape[:-1], *stats.mean.shape) + stats.mean.astype(dt)
-  return x.astype(z.dtype)
+  lead = z.shape[:-1]
+  mean = stats.mean.astype(dt).reshape((1,) * len(lead) + stats.mean.shape)
+  return (flat.reshape(*lead, *stats.mean.shape) + mean).astype(z.dtype)
 
 
 pca = Transform(pca_fit, pca_apply, pca_invert)
@@ -302,9 +304,9 @@ def zca_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> Eigen:
 
 
 def _zca_matrix(stats: Eigen, dt, power: float):
-  scale_ = (stats.eigvals.astype(dt) + np.asarray(stats.epsilon, dt)) ** power
+  scale_ = (stats.eigvals.astype(dt) + jnp.asarray(stats.epsilon, dt)) ** power
   vecs = stats.eigvecs.astype(dt)
-  return (vecs * scale_) @ vecs.T
+  return (vecs * scale_[None, :]) @ vecs.T
 
 
 def zca_apply(x, stats: Eigen):
@@ -318,7 +320,8 @@ def zca_invert(y, stats: Eigen):
   """``y V diag(sqrt(l + epsilon)) V^T + mean``."""
   flat, lead, dt = _flat(y, Eigen(jnp.zeros_like(stats.mean), *stats[1:]))
   x = (flat @ _zca_matrix(stats, dt, 0.5)).reshape(*lead, *stats.mean.shape)
-  return (x + stats.mean.astype(dt)).astype(y.dtype)
+  mean = stats.mean.astype(dt).reshape((1,) * len(lead) + stats.mean.shape)
+  return (x + mean).astype(y.dtype)
 
 
 zca = Transform(zca_fit, zca_apply, zca_invert)

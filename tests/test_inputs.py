@@ -1,0 +1,102 @@
+"""Input transforms: fit/apply/invert against float64 NumPy, covariances, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from divnorm import inputs as I
+
+
+def _data(n=300, d=5, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + rng.normal(size=d) * 3
+
+
+def test_min_max(x64):
+  x = _data()
+  stats = I.min_max.fit(x, feature_range=(-1.0, 2.0))
+  y = I.min_max.apply(x, stats)
+  lo, hi = x.min(0), x.max(0)
+  np.testing.assert_allclose(y, -1 + (x - lo) * 3 / (hi - lo), rtol=1e-12)
+  np.testing.assert_allclose(I.min_max.invert(y, stats), x, rtol=1e-12, atol=1e-12)
+  const = np.ones((4, 2))
+  assert np.isfinite(I.min_max.apply(const, I.min_max.fit(const))).all()
+
+
+def test_standardize_and_center(x64):
+  x = _data().reshape(30, 10, 5)
+  stats = I.standardize.fit(x, axes=(0, 1), epsilon=1e-3)
+  y = I.standardize.apply(x, stats)
+  mean, var = x.mean((0, 1), keepdims=True), x.var((0, 1), keepdims=True)
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-10)
+  np.testing.assert_allclose(I.standardize.invert(y, stats), x, rtol=1e-10, atol=1e-10)
+  stats = I.center.fit(x, axes=0)
+  np.testing.assert_allclose(I.center.apply(x, stats), x - x.mean(0, keepdims=True), atol=1e-12)
+  np.testing.assert_allclose(I.center.invert(I.center.apply(x, stats), stats), x, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_unit_length(x64, order):
+  x = _data(n=7)
+  stats = I.unit_length.fit(x, axes=-1, ord=order)
+  y = I.unit_length.apply(x, stats)
+  np.testing.assert_allclose(y, x / np.linalg.norm(x, ord=order, axis=-1, keepdims=True))
+  assert I.unit_length.invert is None
+  assert (I.unit_length.apply(np.zeros((2, 3)), stats) == 0).all()
+
+
+def test_pca_decorrelates(x64):
+  x = _data()
+  stats = I.pca.fit(x)
+  z = I.pca.apply(x, stats)
+  cov = np.cov(np.asarray(z).T, bias=True)
+  np.testing.assert_allclose(cov, np.diag(np.diag(cov)), atol=1e-10)
+  np.testing.assert_allclose(np.diag(cov), stats.eigvals, rtol=1e-10)
+  assert (np.diff(stats.eigvals) <= 0).all()
+  np.testing.assert_allclose(
+    stats.eigvals, np.linalg.eigvalsh(np.cov(x.T, bias=True))[::-1], rtol=1e-10)
+  np.testing.assert_allclose(I.pca.invert(z, stats), x, atol=1e-10)
+
+
+def test_zca_whitens(x64):
+  x = _data().reshape(300, 5, 1)  # feature axes after the sample axis are flattened
+  stats = I.zca.fit(x, axes=0)
+  w = I.zca.apply(x, stats)
+  assert w.shape == x.shape
+  cov = np.cov(np.asarray(w).reshape(300, 5).T, bias=True)
+  np.testing.assert_allclose(cov, np.eye(5), atol=1e-5)
+  np.testing.assert_allclose(I.zca.invert(w, stats), x, atol=1e-10)
+  # ZCA is the symmetric whitening: the closest whitened data to the input.
+  sigma = np.cov(x.reshape(300, 5).T, bias=True)
+  lam, vec = np.linalg.eigh(sigma)
+  expected = (x.reshape(300, 5) - x.mean(0).reshape(1, 5)) @ (vec / np.sqrt(lam)) @ vec.T
+  np.testing.assert_allclose(np.asarray(w).reshape(300, 5), expected, atol=1e-9)
+
+
+def test_zca_float32_jit():
+  x = _data().astype(np.float32)
+  stats = jax.jit(lambda d: I.zca.fit(d, epsilon=1e-6))(x)
+  w = jax.jit(I.zca.apply)(x, stats)
+  assert w.dtype == jnp.float32
+  cov = np.cov(np.asarray(w, np.float64).T, bias=True)
+  np.testing.assert_allclose(cov, np.eye(5), atol=1e-3)
+
+
+def test_errors(x64):
+  x = _data(n=50)
+  singular = np.concatenate([x, x[:, :1] + x[:, 1:2]], axis=1)
+  with pytest.raises(ValueError, match="singular.*epsilon"):
+    I.zca.fit(singular)
+  stats = I.zca.fit(singular, epsilon=1e-5)
+  assert np.isfinite(I.zca.apply(singular, stats)).all()
+  with pytest.raises(ValueError, match="sample axes first"):
+    I.pca.fit(x, axes=1)
+  with pytest.raises(ValueError, match="feature shape"):
+    I.pca.apply(np.ones((3, 4)), I.pca.fit(x))
+  with pytest.raises(ValueError, match="feature_range"):
+    I.min_max.fit(x, feature_range=(1.0, 0.0))
+  with pytest.raises(ValueError, match="ord"):
+    I.unit_length.fit(x, ord=3)
+  with pytest.raises(ValueError, match="out of range"):
+    I.standardize.fit(x, axes=2)

@@ -1,0 +1,78 @@
+"""Weight norm, spectral norm and weight standardization against float64 NumPy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from divnorm import weights as W
+
+
+def _kernel(shape=(3, 3, 4, 5), seed=0):
+  return np.random.default_rng(seed).normal(size=shape)
+
+
+def test_weight_norm_against_numpy(x64):
+  v = _kernel()
+  g = np.random.default_rng(1).uniform(0.5, 2.0, 5)
+  w = W.weight_norm(v, g)
+  norm = np.sqrt((v**2).sum((0, 1, 2), keepdims=True))
+  np.testing.assert_allclose(w, g * v / norm, rtol=1e-12)
+  np.testing.assert_allclose(np.sqrt((np.asarray(w) ** 2).sum((0, 1, 2))), g, rtol=1e-12)
+  # Several feature axes.
+  w2 = W.weight_norm(v, np.ones((4, 5)), feature_axes=(2, 3))
+  np.testing.assert_allclose(w2, v / np.sqrt((v**2).sum((0, 1), keepdims=True)), rtol=1e-12)
+
+
+def test_weight_norm_reproduces_kernel_at_init():
+  k = _kernel().astype(np.float32)
+  v, g = W.weight_norm_init(k)
+  np.testing.assert_allclose(W.weight_norm(v, g), k, rtol=1e-6, atol=1e-6)
+  check_grads(jax.jit(W.weight_norm), (v, g), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+def test_spectral_norm_converges_to_svd(x64):
+  k = _kernel((3, 3, 4, 6))
+  u = W.spectral_norm_init(k, jax.random.key(0), dtype=jnp.float64)
+  top = np.linalg.svd(k.reshape(-1, 6), compute_uv=False)[0]
+  w, u1, sigma = W.spectral_norm(k, u, n_steps=1)
+  assert sigma <= top * (1 + 1e-12)
+  step = jax.jit(lambda u: W.spectral_norm(k, u, n_steps=1))
+  for _ in range(60):  # the state carries the iteration across calls
+    w, u1, sigma = step(u1)
+  np.testing.assert_allclose(sigma, top, rtol=1e-8)
+  np.testing.assert_allclose(w, k / top, rtol=1e-7)
+  np.testing.assert_allclose(np.linalg.svd(np.asarray(w).reshape(-1, 6), compute_uv=False)[0],
+                             1.0, rtol=1e-7)
+  _, _, sigma = W.spectral_norm(k, u, n_steps=100)
+  np.testing.assert_allclose(sigma, top, rtol=1e-8)
+
+
+def test_spectral_norm_gradient_flows_through_sigma_only(x64):
+  k = _kernel((4, 3))
+  u = W.spectral_norm_init(k, jax.random.key(1), dtype=jnp.float64)
+  _, u, _ = W.spectral_norm(k, u, n_steps=50)
+  f = jax.jit(lambda k: W.spectral_norm(k, u, n_steps=0)[0])
+  check_grads(f, (k,), order=1, modes=["rev"])
+
+
+def test_weight_standardization(x64):
+  k = _kernel() + 2.0
+  w = W.weight_standardization(k, sigma=0.01)
+  mean, var = k.mean((0, 1, 2), keepdims=True), k.var((0, 1, 2), keepdims=True)
+  np.testing.assert_allclose(w, (k - mean) / np.sqrt(var + 1e-4), rtol=1e-10)
+
+
+def test_errors():
+  k = _kernel().astype(np.float32)
+  with pytest.raises(ValueError, match="kernel_norm"):
+    W.weight_norm(k, np.ones(4, np.float32))
+  with pytest.raises(ValueError, match="spectral_norm_init"):
+    W.spectral_norm(k, np.ones(3, np.float32))
+  with pytest.raises(ValueError, match="n_steps"):
+    W.spectral_norm(k, np.ones(5, np.float32), n_steps=-1)
+  with pytest.raises(ValueError, match="every axis"):
+    W.weight_standardization(k, feature_axes=(0, 1, 2, 3))
+  with pytest.raises(TypeError, match="floating"):
+    W.weight_standardization(k.astype(np.int32))
