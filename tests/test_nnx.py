@@ -1,0 +1,201 @@
+"""divnorm.nnx modules equal the functions, the linen modules and flax.nnx's own layers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import divnorm
+from divnorm import linen as dnn
+from divnorm import linen_extra as dx
+from divnorm import mixtures
+from divnorm import nnx as dn
+from divnorm import weights
+
+pytestmark = pytest.mark.loose_promotion  # flax internals
+
+
+def _x(shape=(4, 5, 5, 6), seed=0):
+  rng = np.random.default_rng(seed)
+  return jnp.asarray(1.0 + rng.normal(size=shape) * rng.uniform(0.5, 2, shape[-1]), jnp.float32)
+
+
+def _jit_call(module, x, **kwargs):
+  return nnx.jit(lambda m, x: m(x, **kwargs))(module, x)
+
+
+# (nnx module, the matching linen module, kwargs of __call__); default affine (ones/zeros).
+PAIRS = [
+  (lambda: dn.BatchNorm(6, sigma=0.1), dnn.BatchNorm(sigma=0.1), {"use_running_average": False}),
+  (lambda: dn.LayerNorm((5, 5, 6), reduction_axes=(1, 2, 3), feature_axes=(1, 2, 3), sigma=0.1),
+   dnn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=(1, 2, 3), sigma=0.1), {}),
+  (lambda: dn.InstanceNorm(6, sigma=0.1), dnn.InstanceNorm(sigma=0.1), {}),
+  (lambda: dn.GroupNorm(6, num_groups=3), dnn.GroupNorm(num_groups=3), {}),
+  (lambda: dn.RMSNorm(6), dnn.RMSNorm(), {}),
+  (lambda: dn.DivisiveNorm(summation_window=(3, 3), suppression_window=(5, 5), sigma=0.5),
+   dnn.DivisiveNorm(summation_window=(3, 3), suppression_window=(5, 5), sigma=0.5), {}),
+  (lambda: dn.Normalize(summation={3: None, 1: 3, 2: 3}, sigma=0.2, border="zeros"),
+   dnn.Normalize(summation={3: None, 1: 3, 2: 3}, sigma=0.2, border="zeros"), {}),
+  (lambda: dn.MeanOnlyBatchNorm(6), dx.MeanOnlyBatchNorm(), {"use_running_average": False}),
+  (lambda: dn.BatchRenorm(6, rmax=1.5, dmax=0.5), dx.BatchRenorm(rmax=1.5, dmax=0.5),
+   {"use_running_average": False}),
+  (lambda: dn.BatchInstanceNorm(6, rho_init=0.4), dx.BatchInstanceNorm(rho_init=0.4),
+   {"use_running_average": False}),
+  (lambda: dn.SwitchableNorm(6, sigma=0.1), dx.SwitchableNorm(sigma=0.1),
+   {"use_running_average": False}),
+  (lambda: dn.LocalResponseNorm(3, alpha=0.1), dx.LocalResponseNorm(size=3, alpha=0.1), {}),
+  (lambda: dn.GDN(6), dx.GDN(), {}),
+  (lambda: dn.GDN(6, inverse=True), dx.GDN(inverse=True), {}),
+]
+
+
+@pytest.mark.parametrize("make,linen_module,kwargs", PAIRS,
+                         ids=[type(p[1]).__name__ + str(i) for i, p in enumerate(PAIRS)])
+def test_nnx_equals_linen_under_jit(make, linen_module, kwargs):
+  x = _x()
+  variables = linen_module.init(jax.random.key(0), x, **kwargs)
+  want, _, updates = dnn.apply_with_penalty(linen_module, variables, x, mutable=True, **kwargs)
+  module = make()
+  np.testing.assert_allclose(_jit_call(module, x, **kwargs), want, rtol=1e-5, atol=1e-5)
+  if "batch_stats" in updates:
+    np.testing.assert_allclose(module.mean[...], updates["batch_stats"]["mean"], atol=1e-6)
+
+
+def test_nnx_equals_functions():
+  x = _x()
+  stats = divnorm.batch_stats_init(x)
+  np.testing.assert_allclose(
+    dn.BatchNorm(6, use_scale=False, use_bias=False, sigma=0.1)(x),
+    divnorm.batch_norm(x, stats, training=True, sigma=0.1)[0], atol=1e-6)
+  np.testing.assert_allclose(
+    dn.SwitchableNorm(6, use_scale=False, use_bias=False)(x),
+    mixtures.switchable_norm(x, stats, mean_weights=jnp.ones(3) / 3,
+                             var_weights=jnp.ones(3) / 3, training=True)[0], atol=1e-6)
+  np.testing.assert_allclose(
+    dn.DivisiveNorm(summation_window=3, sigma=0.5)(x),
+    divnorm.divisive_norm(x, summation_window=3, sigma=0.5), atol=1e-6)
+
+
+def test_equal_flax_nnx_layers():
+  x = _x()
+  sigma = 0.1
+  rngs = nnx.Rngs(0)
+  pairs = [
+    (dn.BatchNorm(6, sigma=sigma),
+     nnx.BatchNorm(6, epsilon=sigma**2, use_fast_variance=False, rngs=rngs)),
+    (dn.LayerNorm(6, sigma=sigma),
+     nnx.LayerNorm(6, epsilon=sigma**2, use_fast_variance=False, rngs=rngs)),
+    (dn.GroupNorm(6, num_groups=2, sigma=sigma),
+     nnx.GroupNorm(6, num_groups=2, epsilon=sigma**2, use_fast_variance=False, rngs=rngs)),
+    (dn.RMSNorm(6, sigma=sigma), nnx.RMSNorm(6, epsilon=sigma**2, rngs=rngs)),
+  ]
+  for ours, theirs in pairs:
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5,
+                               err_msg=type(ours).__name__)
+  bn, flax_bn = pairs[0]
+  np.testing.assert_allclose(bn.mean[...], flax_bn.mean[...], atol=1e-6)
+  np.testing.assert_allclose(bn.var[...], flax_bn.var[...], atol=1e-6)
+  bn.eval()
+  flax_bn.eval()
+  np.testing.assert_allclose(bn(x), flax_bn(x), rtol=1e-5, atol=1e-5)
+
+
+def test_running_statistics_train_and_eval():
+  x = _x()
+
+  class Model(nnx.Module):
+    def __init__(self):
+      self.norm = dn.BatchNorm(6, momentum=0.9)
+      self.renorm = dn.BatchRenorm(6)
+      self.sn = dn.SpectralNorm(nnx.Linear(6, 3, rngs=nnx.Rngs(0)))
+
+    def __call__(self, x):
+      return self.sn(self.renorm(self.norm(x)))
+
+  model = Model()
+  step = nnx.jit(lambda m, x: m(x))
+  step(model, x)
+  np.testing.assert_allclose(model.norm.mean[...], 0.1 * x.mean((0, 1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(model.norm.var[...], 0.9 + 0.1 * x.var((0, 1, 2)), rtol=1e-5)
+  u = model.sn.u[...]
+  model.eval()
+  assert model.norm.use_running_average and model.sn.use_running_average
+  frozen = jax.tree_util.tree_map(np.asarray, nnx.state(model, nnx.BatchStat))
+  y = step(model, x)
+  after = jax.tree_util.tree_map(np.asarray, nnx.state(model, nnx.BatchStat))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, frozen, after)
+  np.testing.assert_array_equal(model.sn.u[...], u)
+  assert np.isfinite(y).all()
+  model.train()
+  step(model, x)
+  assert not np.allclose(model.norm.mean[...], frozen["norm"]["mean"])
+
+
+def test_penalty_and_learned_sigma_reach_the_gradient():
+  x = _x()
+  model = dn.LayerNorm(6, sigma=0.5, learn_sigma=True, l1_alpha=0.3)
+
+  def loss(model):
+    y = model(x)
+    return jnp.mean(y**2) + dn.pop_penalties(model)
+
+  grads = nnx.jit(nnx.grad(loss))(model)
+  assert float(jnp.abs(grads["log_sigma"][...])) > 0
+  y = model(x)
+  v = x - x.mean(-1, keepdims=True)
+  np.testing.assert_allclose(dn.pop_penalties(model), 0.3 * jnp.mean(jnp.abs(v)), rtol=1e-5)
+  assert float(dn.pop_penalties(model)) == 0.0  # popped
+  assert y.shape == x.shape
+  # Two calls accumulate (a normalizer used at every time step counts at every step).
+  model(x)
+  model(x)
+  np.testing.assert_allclose(dn.pop_penalties(model), 0.6 * jnp.mean(jnp.abs(v)), rtol=1e-5)
+
+
+def test_weight_wrappers():
+  x = _x((3, 6))
+  linear = nnx.Linear(6, 4, rngs=nnx.Rngs(0))
+  want = linear(x)
+  wrapped = dn.WeightNorm(linear)
+  np.testing.assert_allclose(_jit_call(wrapped, x), want, atol=1e-6)
+  wrapped.g[...] = 2 * wrapped.g[...]
+  np.testing.assert_allclose(wrapped(x) - linear.bias[...], 2 * (want - linear.bias[...]),
+                             atol=1e-5)
+  kernel = linear.kernel[...]
+  grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(wrapped)
+  assert grads["layer"]["kernel"][...].shape == kernel.shape and "g" in grads
+  np.testing.assert_array_equal(linear.kernel[...], kernel)  # restored after each call
+  sn = dn.SpectralNorm(nnx.Linear(6, 4, rngs=nnx.Rngs(1)), rngs=nnx.Rngs(2))
+  top = np.linalg.svd(np.asarray(sn.layer.kernel[...]), compute_uv=False)[0]
+  step = nnx.jit(lambda m, x: m(x))
+  for _ in range(30):
+    y = step(sn, x)
+  np.testing.assert_allclose(sn.sigma[...], top, rtol=1e-4)
+  np.testing.assert_allclose(
+    y, x @ (sn.layer.kernel[...] / top) + sn.layer.bias[...], rtol=1e-4, atol=1e-5)
+  ws = dn.WeightStandardization(nnx.Conv(6, 2, (3,), rngs=nnx.Rngs(0)))
+  xs = _x((2, 7, 6))
+  conv = nnx.Conv(6, 2, (3,), rngs=nnx.Rngs(0))
+  conv.kernel[...] = weights.weight_standardization(conv.kernel[...])
+  np.testing.assert_allclose(ws(xs), conv(xs), rtol=1e-5, atol=1e-5)
+
+
+def test_errors():
+  x = _x()
+  with pytest.raises(ValueError, match="rmax"):
+    dn.BatchRenorm(6, rmax=0.9)
+  with pytest.raises(ValueError, match="rho_init"):
+    dn.BatchInstanceNorm(6, rho_init=-0.1)
+  with pytest.raises(ValueError, match="num_features"):
+    dn.LayerNorm(None)
+  with pytest.raises(ValueError, match="num_features=4"):
+    dn.LayerNorm(4)(x)
+  with pytest.raises(ValueError, match=r"no parameter 'kernel'.*'beta', 'gamma'"):
+    dn.WeightNorm(dn.GDN(3))
+  with pytest.raises(ValueError, match="no parameter 'w'"):
+    dn.SpectralNorm(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), param_name="w")
+  with pytest.raises(ValueError, match="learn_sigma"):
+    dn.LayerNorm(6, learn_sigma=True)
+  with pytest.raises(ValueError, match="size"):
+    dn.LocalResponseNorm(0)
