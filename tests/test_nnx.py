@@ -9,9 +9,8 @@ from flax import nnx
 import divnorm
 from divnorm import linen as dnn
 from divnorm import linen_extra as dx
-from divnorm import mixtures
+from divnorm import mixtures, weights
 from divnorm import nnx as dn
-from divnorm import weights
 
 pytestmark = pytest.mark.loose_promotion  # flax internals
 
