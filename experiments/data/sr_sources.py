@@ -85,7 +85,8 @@ class Div2k(Sequence):
       raise FileNotFoundError(
           f"DIV2K ({config}, split {split!r}) is not prepared in "
           f"{data_dir or 'the default TFDS data_dir'}. Prepare it once where TensorFlow is "
-          f"installed: `tfds build {config} --data_dir=DIR`, then pass data_dir=DIR. "
+          f"installed: `tfds build {config} --file_format=array_record --data_dir=DIR` "
+          f"(data_source reads array_record), then pass data_dir=DIR. "
           f"({type(error).__name__}: {error})") from error
 
   def __len__(self) -> int:
