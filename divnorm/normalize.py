@@ -120,13 +120,27 @@ def normalize_with_stats(
   m = None if mask is None else mask.astype(dt)
   zeros = "valid" if border == "valid" else "zeros"
   pivot = _pivot(x, summation, axis_name) if border == "valid" else None
+  mean = field_mean(x if pivot is None else x - pivot, summation, border=zeros, mask=m,
+                    axis_name=axis_name)
+  # v and -v from statistic-shaped centers, the ones behind an optimization barrier:
+  # XLA's CPU backend then fuses the centering into the E_B[v^2] reduction and into the
+  # output instead of writing v (or a broadcast mean) to memory. ``u`` is exactly ``-v``
+  # (IEEE subtraction is antisymmetric), so ``u * u == v * v`` bit for bit.
   if pivot is not None:
-    x = x - pivot
-  mean = field_mean(x, summation, border=zeros, mask=m, axis_name=axis_name)
-  v = x - mean
-  if pivot is not None:
-    mean = mean + pivot
-  v2 = v * v if m is None else v * v * m
+    # The center pivot + mean as an unevaluated sum hi + lo (Fast2Sum: exact while
+    # |pivot| >= |mean|): x - hi is exact near the center, so v keeps the accuracy of
+    # the shifted two-pass ``(x - pivot) - mean``.
+    hi = pivot + mean
+    lo = mean - (hi - pivot)
+    mean = hi
+  else:
+    lo = None
+  c = lax.optimization_barrier(mean if lo is None else (mean, lo))
+  if lo is None:
+    v, u = x - mean, c - x
+  else:
+    v, u = (x - hi) - lo, (c[0] - x) + c[1]
+  v2 = u * u if m is None else u * u * m
   # The reference code divides the suppression window's sum by the *summation* window's
   # size; "zeros_with_divisor_bug" reproduces that, only to match its numbers.
   divisor = summation if border == "zeros_with_divisor_bug" else suppression
