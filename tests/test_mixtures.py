@@ -234,3 +234,28 @@ def test_dtypes_bf16():
     yb = fn(xb)
     assert yb.dtype == jnp.bfloat16
     np.testing.assert_allclose(yb.astype(np.float32), fn(x), atol=0.05, rtol=0.02)
+
+
+def test_batch_statistics_under_shard_map_equal_one_device():
+  from jax.sharding import AxisType
+  from jax.sharding import PartitionSpec as P
+
+  x = _x((8, 3, 3, 4), dtype=np.float32)
+  stats = divnorm.batch_stats_init(x)
+  w = jnp.asarray([0.2, 0.3, 0.5])
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
+  calls = [
+    lambda x, name: mixtures.batch_renorm(
+      x, stats, training=True, rmax=1.5, dmax=0.5, axis_name=name),
+    lambda x, name: mixtures.switchable_norm(
+      x, stats, mean_weights=w, var_weights=w[::-1], training=True, axis_name=name),
+    lambda x, name: mixtures.batch_instance_norm(
+      x, stats, rho=0.5, training=True, axis_name=name),
+  ]
+  for call in calls:
+    want, want_stats = jax.jit(lambda x: call(x, None))(x)
+    sharded = jax.jit(jax.shard_map(
+      lambda x: call(x, "data"), mesh=mesh, in_specs=P("data"), out_specs=(P("data"), P())))
+    got, got_stats = sharded(x)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got_stats.var, want_stats.var, atol=1e-6)

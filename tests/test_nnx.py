@@ -88,6 +88,8 @@ def test_equal_flax_nnx_layers():
     (dn.GroupNorm(6, num_groups=2, sigma=sigma),
      nnx.GroupNorm(6, num_groups=2, epsilon=sigma**2, use_fast_variance=False, rngs=rngs)),
     (dn.RMSNorm(6, sigma=sigma), nnx.RMSNorm(6, epsilon=sigma**2, rngs=rngs)),
+    (dn.InstanceNorm(6, sigma=sigma),
+     nnx.InstanceNorm(6, epsilon=sigma**2, use_fast_variance=False, rngs=rngs)),
   ]
   for ours, theirs in pairs:
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5,
