@@ -150,6 +150,12 @@ def test_batch_instance_norm_errors():
     mixtures.batch_instance_norm(x, stats, rho=jnp.ones(3) / 2, training=True)
   with pytest.raises(ValueError, match="rank >= 3"):
     mixtures.batch_instance_norm(x[:, 0, 0], stats, rho=0.5, training=True)
+  for axis in (0, 4):
+    with pytest.raises(ValueError, match="non-batch axis"):
+      mixtures.batch_instance_norm(x, stats, rho=0.5, training=True, channel_axis=axis)
+    with pytest.raises(ValueError, match="non-batch axis"):
+      mixtures.switchable_norm(x, stats, mean_weights=np.ones(3) / 3,
+                               var_weights=np.ones(3) / 3, training=True, channel_axis=axis)
 
 
 # ---- switchable normalization -----------------------------------------------------------
@@ -253,9 +259,10 @@ def test_batch_statistics_under_shard_map_equal_one_device():
       x, stats, rho=0.5, training=True, axis_name=name),
   ]
   for call in calls:
-    want, want_stats = jax.jit(lambda x: call(x, None))(x)
+    want, want_stats = jax.jit(lambda x, call=call: call(x, None))(x)
     sharded = jax.jit(jax.shard_map(
-      lambda x: call(x, "data"), mesh=mesh, in_specs=P("data"), out_specs=(P("data"), P())))
+      lambda x, call=call: call(x, "data"), mesh=mesh, in_specs=P("data"),
+      out_specs=(P("data"), P())))
     got, got_stats = sharded(x)
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(got_stats.var, want_stats.var, atol=1e-6)
