@@ -25,6 +25,15 @@ def test_against_numpy(x64, alpha, eps, inverse):
   np.testing.assert_allclose(y, _np_gdn(x, beta, gamma, alpha, eps, inverse), rtol=1e-12)
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gradients(x64, inverse):
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(3, 4))
+  beta, gamma = rng.uniform(0.5, 2, 4), rng.uniform(0, 0.3, (4, 4))
+  f = jax.jit(lambda x, b, g: G.gdn(x, beta=b, gamma=g, inverse=inverse))
+  check_grads(f, (x, beta, gamma), order=2, modes=["rev"])
+
+
 def test_identities(x64):
   rng = np.random.default_rng(1)
   x = rng.normal(size=(3, 4, 6))

@@ -60,3 +60,12 @@ def test_errors():
     local_response_norm(np.ones(3, np.float32), size=3)
   with pytest.raises(TypeError, match="floating"):
     local_response_norm(np.ones((2, 3), np.int32), size=3)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_gradients(x64, size):
+  from jax.test_util import check_grads
+
+  x = np.random.default_rng(5).normal(size=(2, 5))
+  f = jax.jit(lambda x: local_response_norm(x, size=size, alpha=0.5, beta=0.75, k=1.0))
+  check_grads(f, (x,), order=2, modes=["rev"])
