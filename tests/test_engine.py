@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from experiments import engine
-from experiments.data import batching
 
 pytestmark = pytest.mark.loose_promotion  # optax, orbax
 
@@ -54,7 +53,10 @@ TOY = textwrap.dedent("""
                                                          start_step=s),
           eval_batches=lambda: batching.eval_batches(arrays, batch_size=16))
 """)
-exec(TOY)  # defines CONFIG and toy_task here too
+_TOY_NAMESPACE: dict = {}
+exec(TOY, _TOY_NAMESPACE)  # the subprocess test runs the same source
+toy_task = _TOY_NAMESPACE["toy_task"]
+CONFIG = _TOY_NAMESPACE["CONFIG"]
 
 
 def _host(tree):
@@ -120,8 +122,8 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path):
 def test_non_finite_loss_names_the_step():
   task = toy_task()
   def loss(p, s, b, r, train):
-    l, aux = task.loss(p, s, b, r, train)
-    return jnp.where(jnp.sum(jnp.abs(s["stats"]["mean"])) > 0, jnp.nan, l), aux
+    value, aux = task.loss(p, s, b, r, train)
+    return jnp.where(jnp.sum(jnp.abs(s["stats"]["mean"])) > 0, jnp.nan, value), aux
   import dataclasses
   bad = dataclasses.replace(task, loss=loss)
   with pytest.raises(engine.NonFiniteLossError, match="at step 2"):

@@ -99,7 +99,7 @@ def test_two_processes_match_one_process(tiny_dir, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
   outs = [p.communicate(timeout=300) for p in procs]
-  for p, (out, err) in zip(procs, outs):
+  for p, (_, err) in zip(procs, outs, strict=True):
     assert p.returncode == 0, err[-3000:]
   final = json.loads(outs[0][0].strip().splitlines()[-1])
   cfg = tiny_config("BN", tiny_dir, steps=steps, batch=16)
