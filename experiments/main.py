@@ -1,8 +1,11 @@
-"""Runs one experiment config: `python -m experiments.main --config FILE:ARG --workdir DIR`.
+r"""Runs one experiment config: `python -m experiments.main --config FILE:ARG --workdir DIR`.
 
   python -m experiments.main --config 'experiments/configs/cnn.py:DN*,cifar10' --workdir runs/dn_star
   python -m experiments.main --config 'experiments/configs/cnn_short.py:BN,fashion_mnist,500' \
       --workdir runs/bn_fm --set batch_size=50 --set optimizer.learning_rate=0.01
+
+  python -m experiments.main compare [--num_steps 400 ...]   # the CNN comparison demo
+                                                               # (experiments.cnn.compare)
 
 Re-running the same command resumes from the last checkpoint in --workdir.
 Multi-host: run the same command once per process with --num_processes N
@@ -64,6 +67,10 @@ def resolve(name: str):
 
 
 def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv[:1] == ["compare"]:
+    from experiments.cnn import compare
+    return compare.main(argv[1:])
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--config", required=True, help="FILE.py:ARG, e.g. experiments/configs/cnn.py:DN,cifar10")
   p.add_argument("--workdir", default=None, help="checkpoints + metrics; re-run to resume")

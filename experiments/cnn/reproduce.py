@@ -1,4 +1,4 @@
-"""Runs any subset of the paper's twelve CNN variants on any dataset; writes the paper's table.
+r"""Runs any subset of the paper's twelve CNN variants on any dataset; writes the paper's table.
 
   python -m experiments.cnn.reproduce --variants 'baseline,BN,BN*,LN,LN*,DN,DN*' \
       --dataset fashion_mnist --num_steps 600 --workdir runs/cnn_fm --out results/cnn/fashion_mnist

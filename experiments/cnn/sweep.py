@@ -1,4 +1,4 @@
-"""Small-batch sweep: BN vs LN vs DN at batch sizes 4, 16, 64 (the poster's first claim).
+r"""Small-batch sweep: BN vs LN vs DN at batch sizes 4, 16, 64 (the poster's first claim).
 
   python -m experiments.cnn.sweep --batch_sizes 4,16,64 --variants BN,LN,DN \
       --examples 32000 --workdir runs/cnn_sweep --out results/cnn/batch_sweep
