@@ -1,0 +1,176 @@
+"""SRCNN experiment: metrics vs a second implementation, VALID geometry, real steps, errors."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.signal
+import skimage.data
+import skimage.io
+
+from experiments.configs import sr_srcnn, sr_srcnn_fast
+from experiments.data import sr
+from experiments.models import srcnn
+from experiments.sr import metrics
+from experiments.sr import task as sr_task
+
+
+def _psnr_reference(a, b):
+  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+  return 10.0 * np.log10(255.0**2 / mse)
+
+
+def _ssim_reference(a, b):
+  """Wang et al. (2004) as their ssim_index.m: 11x11 Gaussian (sigma 1.5), 'valid' filtering."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  r = np.arange(-5, 6)
+  g = np.exp(-(r**2) / (2 * 1.5**2))
+  w = np.outer(g, g) / np.outer(g, g).sum()
+  f = lambda x: scipy.signal.correlate2d(x, w, mode="valid")
+  c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+  mu_a, mu_b = f(a), f(b)
+  s_aa, s_bb, s_ab = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
+  m = ((2 * mu_a * mu_b + c1) * (2 * s_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (s_aa + s_bb + c2))
+  return float(m.mean())
+
+
+def test_psnr_and_ssim_match_a_second_implementation():
+  y = skimage.data.camera()[100:164, 200:280].astype(np.float64)
+  rng = np.random.default_rng(0)
+  noisy = np.clip(y + rng.normal(0, 12, y.shape), 0, 255)
+  blurred = scipy.signal.convolve2d(y, np.ones((3, 3)) / 9, mode="same", boundary="symm")
+  for est in (noisy, blurred):
+    b = 8
+    ref_t, ref_e = y[b:-b, b:-b], np.round(est)[b:-b, b:-b]
+    assert metrics.psnr(y, est) == pytest.approx(_psnr_reference(ref_t, ref_e), abs=1e-9)
+    assert metrics.ssim(y, est) == pytest.approx(_ssim_reference(ref_t, ref_e), abs=1e-6)
+  assert metrics.ssim(y, y) == pytest.approx(1.0)
+  with pytest.raises(ValueError, match="one shape"):
+    metrics.psnr(y, y[:-1])
+
+
+@pytest.mark.parametrize("variant", srcnn.NETWORK_VARIANTS)
+def test_valid_output_shape(variant):
+  model = srcnn.SRCNN(variant=variant)
+  x = jnp.zeros((2, 33, 41, 1))
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  out = model.apply(variables, x, train=False)
+  assert out.shape == (2, 33 - 16, 41 - 16, 1) and srcnn.BORDER == 8
+  assert srcnn.crop_target(x).shape == out.shape
+
+
+def test_output_is_aligned_with_the_cropped_target():
+  # Delta kernels at the centre make the network the identity on positive inputs:
+  # its output must then equal the target cropped by BORDER, pixel for pixel.
+  model = srcnn.SRCNN(variant="srcnn")
+  x = jax.random.uniform(jax.random.PRNGKey(1), (1, 30, 37, 1), minval=0.1, maxval=1.0)
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+
+  def delta(kernel):
+    k = jnp.zeros_like(kernel)
+    c = kernel.shape[0] // 2
+    return k.at[c, c, 0, 0].set(1.0)
+
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, p: delta(p) if path[-1].key == "kernel" else jnp.zeros_like(p),
+      variables["params"])
+  out = model.apply({"params": params}, x, train=False)
+  np.testing.assert_allclose(out, srcnn.crop_target(x), atol=1e-6)
+  assert float(srcnn.loss_fn(out, x)) == pytest.approx(0.0, abs=1e-12)
+
+
+def _folder(tmp_path):
+  """Two small real photographs as an image folder (train and test source)."""
+  tmp_path.mkdir(parents=True, exist_ok=True)
+  photo = skimage.data.astronaut()
+  # One size, so full-image prediction compiles once.
+  skimage.io.imsave(tmp_path / "a.png", photo[40:100, 180:240], check_contrast=False)
+  skimage.io.imsave(tmp_path / "b.png", skimage.data.coffee()[100:160, 200:260],
+                    check_contrast=False)
+  return f"folder:{tmp_path}"
+
+
+def _tiny(cfg, source, steps=2):
+  cfg.source = source
+  cfg.num_steps = steps
+  cfg.batch_size = 8
+  cfg.eval_patches = 8
+  cfg.eval_batch_size = 8
+  cfg.eval_every = 0
+  cfg.checkpoint_every = 0
+  cfg.log_every = 1
+  return cfg
+
+
+@pytest.mark.loose_promotion  # optax/orbax inside the engine
+@pytest.mark.parametrize("variant", ["SRCNN", "BN"])  # DN*: test_reproduce_...
+def test_two_real_steps_of_every_variant(variant, tmp_path):
+  source = _folder(tmp_path / "images")
+  cfg = _tiny(sr_srcnn_fast.get_config(f"{variant},3,2"), source)
+  test_images = sr.test_set(source, scale=3)
+  result = sr_task.train_and_evaluate(cfg, str(tmp_path / "run"), progress=False,
+                                      test_images=test_images)
+  assert int(result.train_state.step) == 2
+  losses = [r["loss"] for r in result.history if r["kind"] == "train"]
+  assert len(losses) == 2 and all(np.isfinite(losses))
+  m = result.eval_metrics
+  assert np.isfinite(m["psnr"]) and 0 < m["ssim"] <= 1 and m["count"] == 2
+  if variant == "BN":
+    assert "batch_stats" in result.train_state.state
+  saved = json.loads((tmp_path / "run" / "sr_eval.json").read_text())
+  assert saved["mean"]["psnr"] == pytest.approx(m["psnr"])
+
+
+@pytest.mark.loose_promotion
+def test_bicubic_variant_scores_the_input(tmp_path):
+  source = _folder(tmp_path / "images")
+  cfg = sr_srcnn.get_config(f"Bicubic,4,{source}")
+  result = sr_task.train_and_evaluate(cfg, None, progress=False)
+  images = sr.test_set(source, scale=4)
+  b = srcnn.BORDER
+  expect = np.mean([metrics.psnr(im.target[b:-b, b:-b], im.bicubic[b:-b, b:-b] * 255.0, border=0)
+                    for im in images])
+  assert result.eval_metrics["psnr"] == pytest.approx(expect)
+
+
+@pytest.mark.loose_promotion
+def test_reproduce_writes_table_and_figure_and_trains_dn_star(tmp_path):
+  from experiments import engine
+  from experiments.sr import reproduce
+  source = _folder(tmp_path / "images")
+  out = tmp_path / "out"
+  reproduce.main(["--num_steps", "2", "--scales", "3", "--variants", "bicubic,dn",
+                  "--source", source, "--workdir", str(tmp_path / "runs"), "--out", str(out),
+                  "--crop", "0,0,32", "--no_progress", "--set", "batch_size=8",
+                  "--set", "eval_batch_size=8", "--set", "eval_patches=8",
+                  "--set", "eval_every=0", "--set", "checkpoint_every=0"])
+  table = (out / "table.md").read_text()
+  assert "| DN* |" in table and "paper, Set14 x3" in table and "29.34 / 0.8219" in table
+  assert (out / "figure.png").stat().st_size > 1000
+  assert set(json.loads((out / "results.json").read_text())["mean"]["x3"]) == {"bicubic", "dn"}
+  rows = engine.read_metrics(str(tmp_path / "runs" / "x3_dn"), "train")
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and r["penalty"] > 0 for r in rows)  # DN*'s L1 term
+
+
+def test_config_errors_are_clear():
+  with pytest.raises(ValueError, match=r"scale=5 is not supported"):
+    sr_srcnn.get_config("DN*,5")
+  with pytest.raises(ValueError, match="unknown SR variant 'LN'"):
+    sr_srcnn.get_config("LN,3")
+  with pytest.raises(ValueError, match="NUM_STEPS"):
+    sr_srcnn_fast.get_config("DN*,3")
+  cfg = sr_srcnn.get_config("DN*,4")
+  assert (cfg.optimizer.name, cfg.optimizer.learning_rate, cfg.optimizer.momentum,
+          cfg.batch_size, cfg.patch_size) == ("momentum", 1e-4, 0.9, 1, 33)
+  assert tuple(cfg.norm.dn_summation) == (5, 5) and tuple(cfg.norm.dn_suppression) == (7, 7)
+
+
+def test_model_input_errors():
+  model = srcnn.SRCNN()
+  with pytest.raises(ValueError, match=r"\(B, H, W, 1\)"):
+    model.init(jax.random.PRNGKey(0), jnp.zeros((1, 40, 40, 3)), train=False)
+  with pytest.raises(ValueError, match="too small"):
+    model.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 40, 1)), train=False)
