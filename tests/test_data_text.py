@@ -14,17 +14,17 @@ PLAY = """# The Tragedy of Testing
 _Enter HAMLET and HORATIO, with
 Attendants_
 
-**HAMLET**  
-To be, or not to be: that is the question:  
+**HAMLET**<br>
+To be, or not to be: that is the question:<br>
 'Tis 2 nobler __\\[Aside]_ in the mind?
 
-**HORATIO**  
-My lord, _\\[Reads]_ I know't.  
+**HORATIO**<br>
+My lord, _\\[Reads]_ I know't.<br>
 _Exit_
 
-**ALL**  
+**ALL**<br>
 [Within] The question!
-"""
+""".replace("<br>", "  ")  # Markdown line breaks: two trailing spaces
 
 
 def test_play_lines_strip_markup():

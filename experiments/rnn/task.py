@@ -108,7 +108,7 @@ def make_task(cfg: Mapping[str, Any], corpus: text.Corpus, *, eval_split: str = 
   train_model = build_model(cfg, corpus.vocab_size, train=True)
   eval_model = build_model(cfg, corpus.vocab_size, train=False)
   cell, layers = cfg["cell"], int(cfg["model"]["num_layers"])
-  hidden, b = int(cfg["model"]["hidden_size"]), int(cfg["batch_size"])
+  hidden = int(cfg["model"]["hidden_size"])
   train_ids, eval_ids = corpus.train, corpus.split(eval_split)
 
   def zero_carry(batch_rows: int):
@@ -154,9 +154,9 @@ def make_task(cfg: Mapping[str, Any], corpus: text.Corpus, *, eval_split: str = 
 
   def state_sharding(mesh, state):
     rep, rows = engine.replicated(mesh), engine.batch_sharded(mesh)
-    return {k: jax.tree.map(lambda _: rows if k == "carry" else rep, v) for k, v in state.items()}
+    return {k: jax.tree.map(lambda _, s=(rows if k == "carry" else rep): s, v)
+            for k, v in state.items()}
 
-  del b
   return engine.Task(
       init=init, loss=loss,
       train_batches=lambda start: train_batches(train_ids, cfg, start),
