@@ -90,7 +90,10 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
   return "-" if x is None else format(x, spec)
 
 
-def render_markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def render_markdown(results: list[dict[str, Any]], meta: dict[str, Any],
+                    speed: dict[tuple[str, str], float] | None = None) -> str:
+  """The table; `speed` (cell, variant) -> tokens/s relative to baseline (from `speed.py`)
+  replaces the relative speed computed from these runs' training logs."""
   cells = [c for c in rnn.CELLS if any(r["cell"] == c for r in results)]
   variants = [v for v in rnn.VARIANTS if any(r["variant"] == v for r in results)]
   by = {(r["cell"], r["variant"]): r for r in results}
@@ -119,12 +122,19 @@ def render_markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         row += [f"diverged ({r['status']})", f"{paper:.1f}"]
         continue
       base = by.get((c, "baseline"))
-      rel = (r["tokens_per_second"] / base["tokens_per_second"]
-             if base and base.get("status") == "ok" and base["tokens_per_second"] else None)
+      if speed is not None:
+        rel = speed.get((c, v))
+      else:
+        rel = (r["tokens_per_second"] / base["tokens_per_second"]
+               if base and base.get("status") == "ok" and base["tokens_per_second"] else None)
       row += [f"**{r['test_perplexity']:.1f}** ({r['valid_perplexity']:.1f}; "
               f"{_fmt(rel, '.2f')}x)", f"{paper:.1f}"]
     lines.append("| " + " | ".join(row) + " |")
-  lines += ["", "Tokens/s (absolute, steady state, this run):", ""]
+  if speed is not None:
+    lines += ["", f"Relative speed: {meta.get('speed_source', 'speed run')} (one run, "
+              "round-robin timing of the jitted train step)."]
+  lines += ["", "Tokens/s (absolute, steady state, from each training run's log; runs "
+            "that shared the machine with other jobs are not comparable to each other):", ""]
   lines += ["| model | " + " | ".join(rnn.CELL_LABELS[c] for c in cells) + " |",
             "|---|" + "---|" * len(cells)]
   for v in variants:
@@ -143,6 +153,26 @@ def machine() -> str:
           f"load average at start {load[0]:.1f} (shared machine)")
 
 
+def merge(paths: list[str], *, speed_path: str | None, out: pathlib.Path, name: str
+          ) -> dict[str, Any]:
+  """One table from several runs' JSON files (and a `speed.py` JSON for relative speed)."""
+  runs = [json.loads(pathlib.Path(p).read_text()) for p in paths]
+  results = [r for run in runs for r in run["results"]]
+  first = runs[0]["meta"]
+  meta = {**first, "command": "; ".join(run["meta"]["command"] for run in runs),
+          "wall_seconds": sum(run["meta"]["wall_seconds"] for run in runs),
+          "date": ", ".join(run["meta"]["date"] for run in runs), "merged_from": paths}
+  speed = None
+  if speed_path:
+    sp = json.loads(pathlib.Path(speed_path).read_text())
+    speed = {(r["cell"], r["variant"]): r["relative_to_baseline"] for r in sp["results"]}
+    meta["speed_source"] = f"`{sp['meta']['command']}` ({sp['meta']['shape']})"
+  out.mkdir(parents=True, exist_ok=True)
+  (out / f"{name}.md").write_text(render_markdown(results, meta, speed))
+  (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+  return {"meta": meta, "results": results}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", default="rnn_lm_quick", help="module in experiments/configs")
@@ -155,7 +185,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--name", default="", help="output file stem (default: dataset_config)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override, e.g. --set max_steps=100 (repeatable)")
+  p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                  help="render one table from earlier runs' JSON files instead of training")
+  p.add_argument("--speed", default="", help="speed.py JSON for the relative-speed column")
   args = p.parse_args(argv)
+  if args.merge:
+    return merge(args.merge, speed_path=args.speed or None, out=pathlib.Path(args.out),
+                 name=args.name or f"{args.dataset}_{args.config}")
   cells = args.cells.split(",")
   variants = list(rnn.VARIANTS) if args.variants == "all" else args.variants.split(",")
   cfgs = []
