@@ -4,7 +4,7 @@ r"""Small-batch sweep: BN vs LN vs DN at batch sizes 4, 16, 64 (the poster's fir
       --examples 32000 --workdir runs/cnn_sweep --out results/cnn/batch_sweep
 
 Every run sees the same number of training examples (--examples; steps =
-examples / batch), with the paper's lr 1e-3, momentum 0.9 and sigma, lr x0.1
+examples / batch), or takes the same number of steps (--steps), with the paper's lr 1e-3, momentum 0.9 and sigma, lr x0.1
 at 60% and 85% of the steps; test accuracy on the full test split with batch
 --eval_batch_size (BN in inference mode: its running averages). Writes
 sweep.md, sweep.csv and sweep.png to --out.
@@ -27,6 +27,8 @@ def main(argv=None) -> int:
   p.add_argument("--variants", default="BN,LN,DN")
   p.add_argument("--batch_sizes", default="4,16,64")
   p.add_argument("--examples", type=int, default=32000, help="training examples per run")
+  p.add_argument("--steps", type=int, default=None,
+                 help="equal steps per run instead (overrides --examples)")
   p.add_argument("--dataset", default="fashion_mnist")
   p.add_argument("--data_dir", default=None)
   p.add_argument("--eval_batch_size", type=int, default=100)
@@ -43,7 +45,7 @@ def main(argv=None) -> int:
   rows, data = [], None
   for variant in variants:
     for bs in batch_sizes:
-      steps = max(1, args.examples // bs)
+      steps = args.steps if args.steps else max(1, args.examples // bs)
       overrides = [f"batch_size={bs}", f"eval_batch_size={args.eval_batch_size}",
                    *([f"data_dir={args.data_dir!r}"] if args.data_dir else []), *args.set]
       cfg = reproduce.build_config(variant, args.dataset, num_steps=steps, border="valid",
@@ -73,10 +75,12 @@ def main(argv=None) -> int:
     accs = {r["batch_size"]: r["test_accuracy"] for r in rows if r["variant"] == v}
     lines.append(f"| {v} | " + " | ".join(f"{accs[b]:.4f}" for b in batch_sizes) + " |")
   command = "python -m experiments.cnn.sweep " + " ".join(argv if argv is not None else sys.argv[1:])
+  budget = (f"{args.steps} steps per run (examples = steps x batch)" if args.steps else
+            f"{args.examples} training examples per run (steps = examples / batch)")
   md = "\n".join([
       f"# Small-batch sweep on {args.dataset}", "",
-      f"Test accuracy after {args.examples} training examples per run (steps = examples / "
-      "batch), paper CNN and recipe, CIFAR-10 sigma.", "", *lines, "",
+      f"Test accuracy after {budget}, paper CNN and recipe (lr 1e-3, momentum 0.9), CIFAR-10 "
+      "sigma, lr x0.1 at 60% and 85% of the steps.", "", *lines, "",
       f"Command: `{command}`", "", f"Machine: {reproduce.machine_description()}", ""])
   with open(os.path.join(out, "sweep.md"), "w") as f:
     f.write(md)
