@@ -93,11 +93,14 @@ def _plot(rows, variants, batch_sizes, path):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for v in variants:
     accs = {r["batch_size"]: r["test_accuracy"] for r in rows if r["variant"] == v}
     ax.plot(batch_sizes, [accs[b] for b in batch_sizes], marker="o", label=v)
-  ax.set(xscale="log", xlabel="batch size", ylabel="test accuracy", xticks=batch_sizes,
+  ax.set_xscale("log")
+  ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+  ax.set(xlabel="batch size", ylabel="test accuracy", xticks=batch_sizes,
          xticklabels=[str(b) for b in batch_sizes])
   ax.grid(alpha=0.3)
   ax.legend()
