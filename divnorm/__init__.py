@@ -1,38 +1,71 @@
 """divnorm: every network normalizer as one pure JAX function.
 
 The functional API below imports jax and numpy only. Flax modules live in
-`divnorm.linen` (imported on first use, so ``import divnorm`` never imports Flax).
+`divnorm.linen` (with the survey's other normalizers re-exported from `divnorm.linen_extra`)
+and `divnorm.nnx`, imported on first use, so ``import divnorm`` never imports Flax.
 """
 
 import importlib
 
+# gdn and inputs stay module namespaces (divnorm.gdn.gdn, divnorm.inputs.zca, ...).
+from divnorm import gdn, inputs
 from divnorm.batch import BatchStats, batch_norm, batch_stats_init
 from divnorm.fields import Field, resolve_field
+from divnorm.local_response import local_response_norm
+from divnorm.mixtures import (
+  MeanStats,
+  batch_instance_norm,
+  batch_renorm,
+  mean_only_batch_norm,
+  mean_stats_init,
+  switchable_norm,
+)
 from divnorm.normalize import normalize
 from divnorm.presets import divisive_norm, group_norm, instance_norm, layer_norm, rms_norm
 from divnorm.regularizers import l1_penalty
 from divnorm.stats import field_mean, window_sum
+from divnorm.weights import (
+  spectral_norm,
+  spectral_norm_init,
+  weight_norm,
+  weight_norm_init,
+  weight_standardization,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BatchStats",
-    "Field",
-    "batch_norm",
-    "batch_stats_init",
-    "divisive_norm",
-    "field_mean",
-    "group_norm",
-    "instance_norm",
-    "l1_penalty",
-    "layer_norm",
-    "normalize",
-    "resolve_field",
-    "rms_norm",
-    "window_sum",
+  "BatchStats",
+  "Field",
+  "MeanStats",
+  "batch_instance_norm",
+  "batch_norm",
+  "batch_renorm",
+  "batch_stats_init",
+  "divisive_norm",
+  "field_mean",
+  "gdn",
+  "group_norm",
+  "inputs",
+  "instance_norm",
+  "l1_penalty",
+  "layer_norm",
+  "local_response_norm",
+  "mean_only_batch_norm",
+  "mean_stats_init",
+  "normalize",
+  "resolve_field",
+  "rms_norm",
+  "spectral_norm",
+  "spectral_norm_init",
+  "switchable_norm",
+  "weight_norm",
+  "weight_norm_init",
+  "weight_standardization",
+  "window_sum",
 ]
 
-_LAZY_SUBMODULES = ("linen", "nnx")
+_LAZY_SUBMODULES = ("linen", "linen_extra", "nnx")
 
 
 def __getattr__(name):

@@ -89,9 +89,11 @@ def batch_norm(
     y, v, mean, var = normalize_with_stats(
         x, field, field, sigma=sigma, border="valid", mask=mask, axis_name=axis_name)
     keep = stats.mean.dtype
+    # The batch statistic is cast to the state's dtype first: the state's dtype is a fixed
+    # point of the update (no retracing), also for float64 inputs under strict promotion.
     stats = BatchStats(
-        (momentum * stats.mean + (1.0 - momentum) * mean.reshape(feature_shape)).astype(keep),
-        (momentum * stats.var + (1.0 - momentum) * var.reshape(feature_shape)).astype(keep),
+        momentum * stats.mean + (1.0 - momentum) * mean.reshape(feature_shape).astype(keep),
+        momentum * stats.var + (1.0 - momentum) * var.reshape(feature_shape).astype(keep),
     )
   else:
     bshape = [1] * x.ndim

@@ -250,3 +250,26 @@ class Normalize(_Norm):
         x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
         mask=mask, axis_name=self.axis_name, return_centered=True)
     return self._finish(y, v, self.feature_axes, mask)
+
+
+# The survey's other normalizers (divnorm.linen_extra) are reachable from here too. Lazy,
+# because linen_extra builds on this module's _Norm.
+_EXTRA = (
+  "BatchInstanceNorm",
+  "BatchRenorm",
+  "GDN",
+  "LocalResponseNorm",
+  "MeanOnlyBatchNorm",
+  "SpectralNorm",
+  "SwitchableNorm",
+  "WeightNorm",
+  "WeightStandardization",
+)
+
+
+def __getattr__(name):
+  if name in _EXTRA:
+    import divnorm.linen_extra as extra
+
+    return getattr(extra, name)
+  raise AttributeError(f"module 'divnorm.linen' has no attribute {name!r}")

@@ -126,6 +126,12 @@ def test_state_dtype_is_a_fixed_point_and_no_retrace(dtype):
   assert len(traces) == 1
 
 
+def test_float64_input_with_float32_state_under_strict_promotion(x64):
+  x = _x((4, 6)).astype(np.float64)
+  y, stats = divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True)
+  assert y.dtype == jnp.float64 and stats.mean.dtype == jnp.float32
+
+
 def test_bad_calls():
   x = _x((4, 6))
   with pytest.raises(ValueError, match="batch_stats_init"):
