@@ -17,6 +17,7 @@ through one degradation (`sr_image.degrade`).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -32,12 +33,17 @@ PHOTOGRAPHS_TRAIN = (
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+@functools.cache
 def _load_photograph(name: str) -> np.ndarray:
+  """Decoded once per process (the set is ~25 MB); read-only."""
   if name.startswith("sklearn:"):
     from sklearn.datasets import load_sample_image
-    return np.asarray(load_sample_image(name.split(":", 1)[1]))
-  import skimage.data
-  return np.asarray(getattr(skimage.data, name)())
+    image = np.asarray(load_sample_image(name.split(":", 1)[1]))
+  else:
+    import skimage.data
+    image = np.asarray(getattr(skimage.data, name)())
+  image.setflags(write=False)
+  return image
 
 
 def photographs(split: str) -> list[tuple[str, np.ndarray]]:

@@ -170,19 +170,20 @@ def main(argv=None) -> int:
       print(json.dumps({"scale": s, "variant": v, **results[f"x{s}"][v],
                         "seconds": round(timings[f"x{s}_{v}"], 1)}), flush=True)
 
-  c = configs[next(k for k in configs if not k.endswith("bicubic"))] if len(configs) > len(scales) else {}
+  trained = [c for k, c in configs.items() if not k.endswith("bicubic")]
+  c = trained[0] if trained else {}
   opt = c.get("optimizer", {})
+  schedule = "OUR fast schedule, not the paper's" if fast else "the paper's optimizer"
   note = (f"Ours: {len(per_image[f'x{scales[0]}'][variants[0]])} test images of `{test_source}`, "
           f"trained on `{args.source}`; {c.get('num_steps', '-')} steps of batch "
           f"{c.get('batch_size', '-')}, {opt.get('name', '-')} lr {opt.get('learning_rate', '-')}"
-          f" ({'OUR fast schedule, not the paper' + chr(39) + 's' if fast else 'paper optimizer'}). "
-          f"Paper: their training for up to 1e8 steps; Set14 / BSD200 test sets.")
+          f" ({schedule}). Paper: their training for up to 1e8 steps; Set14 / BSD200 test sets.")
   test_name = test_source.split("/")[-1] if test_source.startswith("folder:") else test_source
   table = write_table(os.path.join(args.out, "table.md"), results, scales, variants,
                       test_name=test_name, note=note)
   r0, c0, size = (int(x) for x in args.crop.split(","))
   write_figure(os.path.join(args.out, "figure.png"), panels, crop=(r0, c0, size),
-               image_name=panels and (args.figure_image if args.figure_image in names else names[0]))
+               image_name=args.figure_image if args.figure_image in names else names[0])
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump({"command": "python -m experiments.sr.reproduce " + " ".join(
         argv if argv is not None else sys.argv[1:]),
