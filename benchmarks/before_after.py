@@ -1,0 +1,48 @@
+"""The library's optimizations, measured: `divnorm.normalize` now against a past revision.
+
+The past `divnorm/normalize.py` is read from git (``git show REV:divnorm/normalize.py``)
+and run beside the current one on the same inputs, interleaved.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import subprocess
+import types
+
+import divnorm
+from benchmarks import contenders as C
+from benchmarks import ops
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_normalize(rev: str) -> types.ModuleType | None:
+  """`divnorm.normalize` as of git revision `rev`, or None without git or that revision."""
+  try:
+    src = subprocess.run(["git", "show", f"{rev}:divnorm/normalize.py"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  mod = types.ModuleType(f"divnorm_normalize_{rev}")
+  exec(compile(src, f"{rev}:divnorm/normalize.py", "exec"), mod.__dict__)  # noqa: S102
+  return mod
+
+
+def rows(rev: str, shape, width: int, *, rounds: int, target_s: float) -> list[ops.Row] | None:
+  """LN over (H, W, C), IN and DN width x width, now ("after") and at `rev` ("before")."""
+  old = load_normalize(rev)
+  if old is None:
+    return None
+  dn_field = {3: None, 1: width, 2: width}
+  fns = {
+      "LN after": functools.partial(divnorm.normalize, summation=(1, 2, 3), sigma=C.SIGMA),
+      "LN before": functools.partial(old.normalize, summation=(1, 2, 3), sigma=C.SIGMA),
+      "IN after": functools.partial(divnorm.normalize, summation=(1, 2), sigma=C.SIGMA),
+      "IN before": functools.partial(old.normalize, summation=(1, 2), sigma=C.SIGMA),
+      "DN after": functools.partial(divnorm.normalize, summation=dn_field, sigma=C.DN_SIGMA),
+      "DN before": functools.partial(old.normalize, summation=dn_field, sigma=C.DN_SIGMA),
+  }
+  refs = {f"{k} after": [f"{k} before"] for k in ("LN", "IN", "DN")}
+  return ops.measure(fns, refs, shape, rounds=rounds, target_s=target_s)

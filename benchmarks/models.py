@@ -1,0 +1,134 @@
+"""Model-level throughput: one jitted train step per normalizer variant, interleaved.
+
+The CNN is `experiments.models.cnn.CNN` (the paper's CIFAR network, batch 100, 32x32x3
+inputs); the language model is `experiments.models.rnn.RNNLanguageModel` (2-layer
+LSTM, hidden 200, batch 20, 20 steps, vocabulary 10k). Inputs are random arrays of
+those shapes: only the speed is measured. Each step is SGD with momentum on the loss
+plus every sown L1 penalty, the update the experiments run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks import timing
+
+CNN_VARIANTS = ("baseline", "BN", "BN*", "LN", "LN*", "DN", "DN*")
+RNN_VARIANTS = ("baseline", "bn", "ln", "ln_star", "dn", "dn_star")
+
+
+def _penalty(updates) -> jax.Array:
+  from divnorm import linen as dnn
+  return dnn.sum_penalties(updates.get("losses", {}))
+
+
+def _train_step(apply_loss, params, state):
+  """A jitted SGD-momentum step of ``apply_loss(params, state, batch) -> (loss, state)``."""
+  tx = optax.sgd(1e-3, momentum=0.9)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, state, opt_state, batch):
+    (loss, new_state), grads = jax.value_and_grad(apply_loss, has_aux=True)(
+        params, state, batch)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_state, opt_state, loss
+
+  return step, opt_state
+
+
+def cnn_steps(variants, *, batch_size: int, image_shape=(32, 32, 3)) -> dict:
+  """Variant -> a zero-argument callable running one CNN train step."""
+  from experiments.models import cnn
+
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(batch_size, *image_shape)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, size=batch_size), jnp.int32)}
+  calls = {}
+  for name in variants:
+    model = cnn.CNN(num_classes=10, norm=cnn.variant_spec(name))
+    variables = model.init(jax.random.key(0), batch["image"], train=True)
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k not in ("params", "losses")}
+
+    def loss(params, state, batch, model=model):
+      logits, updates = model.apply({"params": params, **state}, batch["image"], train=True,
+                                    mutable=["losses", *state])
+      new_state = {k: v for k, v in updates.items() if k != "losses"}
+      ce = jnp.mean(cnn.cross_entropy(logits, batch["label"]))
+      return ce + _penalty(updates), new_state
+
+    step, opt_state = _train_step(loss, params, state)
+    calls[name] = (lambda step=step, p=params, s=state, o=opt_state: step(p, s, o, batch))
+  return calls
+
+
+def rnn_steps(variants, *, batch_size: int, num_steps: int, hidden: int, vocab: int,
+              dn_window: int = 61) -> dict:
+  """Variant -> a zero-argument callable running one LSTM LM train step."""
+  from experiments.models import rnn
+
+  rng = np.random.default_rng(0)
+  tokens = jnp.asarray(rng.integers(0, vocab, size=(batch_size, num_steps + 1)), jnp.int32)
+  batch = {"x": tokens[:, :-1], "y": tokens[:, 1:]}
+  sigma = {"ln_s": 1.0, "ln_star": 1.0, "dn": 1.0, "dn_star": 1.0, "bn_star": 1.0}
+  alpha = {"ln_star": 1e-3, "dn_star": 1e-4, "bn_star": 1e-1}
+  calls = {}
+  for name in variants:
+    spec = rnn.NormSpec(variant=name, sigma=sigma.get(name, 0.0), l1_alpha=alpha.get(name, 0.0),
+                        dn_window=dn_window)
+    model = rnn.RNNLanguageModel(vocab_size=vocab, hidden_size=hidden, spec=spec)
+    carry = rnn.initial_carry("lstm", batch_size, hidden, 2)
+    variables = model.init(jax.random.key(0), batch["x"], carry)
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k not in ("params", "losses")}
+
+    def loss(params, state, batch, model=model, carry=carry):
+      (logits, _), updates = model.apply({"params": params, **state}, batch["x"], carry,
+                                         mutable=["losses", *state])
+      new_state = {k: v for k, v in updates.items() if k != "losses"}
+      logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+      nll = -jnp.mean(jnp.take_along_axis(logp, batch["y"][..., None], axis=-1))
+      return nll + _penalty(updates), new_state
+
+    step, opt_state = _train_step(loss, params, state)
+    calls[name] = (lambda step=step, p=params, s=state, o=opt_state: step(p, s, o, batch))
+  return calls
+
+
+def throughput(calls: dict, reference: str, *, rounds: int, target_s: float) -> dict:
+  """Steps per second of each variant and its throughput relative to `reference`."""
+  t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
+  out = {}
+  for name in calls:
+    r = t.ratio(reference, name)  # time(ref) / time(name) = throughput(name) / throughput(ref)
+    out[name] = {"steps_per_s": 1.0 / t.median(name), "vs_ref": r}
+  return out
+
+
+def pipeline_rate(*, batch_size: int, seconds: float) -> dict | None:
+  """Batches per second of the experiments' input pipeline on Fashion-MNIST (real data).
+
+  `experiments.data.batching.train_batches` with the paper's mean-image preprocessing,
+  as the CNN experiment feeds its step; None where the data or the module is missing.
+  """
+  try:
+    from experiments.data import batching, idx, images
+    x, y = idx.load_idx_split("/usr/share/datasets/fashion-mnist", "train")
+  except (ImportError, OSError, FileNotFoundError, ValueError):
+    return None
+  x = x if x.ndim == 4 else x[..., None]
+  it = batching.train_batches({"image": x, "label": y}, batch_size=batch_size, seed=0,
+                              transform=images.make_preprocess(images.mean_image(x)),
+                              process_index=0, process_count=1)
+  next(it)
+  n, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    jax.device_put(next(it)["image"]).block_until_ready()
+    n += 1
+  return {"batches_per_s": n / (time.perf_counter() - start), "shape": x.shape}
