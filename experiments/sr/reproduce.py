@@ -178,6 +178,8 @@ def main(argv=None) -> int:
           f"trained on `{args.source}`; {c.get('num_steps', '-')} steps of batch "
           f"{c.get('batch_size', '-')}, {opt.get('name', '-')} lr {opt.get('learning_rate', '-')}"
           f" ({schedule}). Paper: their training for up to 1e8 steps; Set14 / BSD200 test sets.")
+  if args.set:
+    note += f" Config overrides (every run): {', '.join(args.set)}."
   test_name = test_source.split("/")[-1] if test_source.startswith("folder:") else test_source
   table = write_table(os.path.join(args.out, "table.md"), results, scales, variants,
                       test_name=test_name, note=note)
