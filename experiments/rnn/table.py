@@ -99,7 +99,8 @@ def render_markdown(results: list[dict[str, Any]], meta: dict[str, Any],
   by = {(r["cell"], r["variant"]): r for r in results}
   lines = [f"# RNN LM perplexity: {meta['dataset']} ({meta['config']})", ""]
   lines += [f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}  ",
-            f"Date: {meta['date']}; wall time {meta['wall_seconds']:.0f} s.  ",
+            f"Date: {meta['date']}; {meta.get('wall_label', 'wall time')} "
+            f"{meta['wall_seconds']:.0f} s.  ",
             f"Corpus: {meta['corpus_stats']}", ""]
   lines.append("Test perplexity (ours, on this corpus and schedule) beside the paper's PTB test "
                "perplexity (Tables 4 and 9, full schedule; **not comparable in absolute "
@@ -161,7 +162,8 @@ def merge(paths: list[str], *, speed_path: str | None, out: pathlib.Path, name: 
   first = runs[0]["meta"]
   meta = {**first, "command": "; ".join(run["meta"]["command"] for run in runs),
           "wall_seconds": sum(run["meta"]["wall_seconds"] for run in runs),
-          "date": ", ".join(run["meta"]["date"] for run in runs), "merged_from": paths}
+          "date": ", ".join(run["meta"]["date"] for run in runs), "merged_from": paths,
+          "wall_label": f"{len(runs)} runs (some in parallel), summed wall time"}
   speed = None
   if speed_path:
     sp = json.loads(pathlib.Path(speed_path).read_text())
