@@ -25,7 +25,7 @@ Normalizer placements (`variant`, paper section 5.3 / `shared/REFERENCE.md` sect
 
 The L1 penalty alpha * mean|v| of every normalizer (every gate, every time
 step, every layer) is sown into the "losses" collection with Flax's default
-append; `sum_losses` adds them up. Batch statistics live in "batch_stats";
+append; `divnorm.linen.sum_penalties` adds them up. Batch statistics live in "batch_stats";
 under `nn.scan` (the LM) both collections get a leading time axis, so batch
 norm keeps separate statistics for each of the unrolled time steps.
 """
@@ -156,10 +156,7 @@ class Normalizer(nn.Module):
       y_BxGxH, v_BxGxH = y_NxH.reshape(b, g, h), v_NxH.reshape(b, g, h)
     if self.spec.l1_alpha > 0:
       # One penalty per gate (each gate is its own normalized layer in the paper's code).
-      # alpha as an array: divnorm.l1_penalty's `alpha < 0` check on a Python float fails
-      # under a trace (jit / scan) in divnorm 0.1.0; an array alpha skips it when traced.
-      alpha = jnp.asarray(self.spec.l1_alpha, jnp.float32)
-      penalty = sum(divnorm.l1_penalty(v_BxGxH[:, i], alpha) for i in range(g))
+      penalty = sum(divnorm.l1_penalty(v_BxGxH[:, i], self.spec.l1_alpha) for i in range(g))
       self.sow("losses", "l1", penalty)
     if self.use_scale:
       gamma = self.param("scale", nn.initializers.ones, (g, h), jnp.float32)
@@ -338,11 +335,3 @@ class RNNLanguageModel(nn.Module):
     logits_BxTxV = nn.Dense(self.vocab_size, kernel_init=init, name="softmax")(x_BxTxH)
     return logits_BxTxV, tuple(new_carry)
 
-
-def sum_losses(losses: Any) -> jax.Array:
-  """Sum of every leaf of a "losses" collection (every gate, step and layer)."""
-  leaves = jax.tree_util.tree_leaves(losses)
-  total = jnp.zeros((), jnp.float32)
-  for leaf in leaves:
-    total = total + jnp.sum(leaf).astype(jnp.float32)
-  return total
