@@ -124,7 +124,7 @@ def size_scaling(batches, hwc, *, rounds, target_s) -> list[dict]:
            "LN": C.forward_backward(C.presets(shape)["LN"][0]),
            "flax LN": C.forward_backward(C.presets(shape)["LN"][1]),
            "DN": C.forward_backward(C.divisive(shape, 5)["DN"])}
-    t = timing.interleaved({n: (lambda j=j: j(x, w)) for n, j in fns.items()},
+    t = timing.interleaved({n: (lambda j=j, x=x, w=w: j(x, w)) for n, j in fns.items()},
                            rounds=rounds, target_s=target_s)
     rows.append({"shape": shape, "mib": x.nbytes / 2**20,
                  "ms": {n: t.median(n) * 1e3 for n in fns},

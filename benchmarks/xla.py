@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
-
 
 def compiled(fn: Callable, *args):
   """The XLA executable of the jitted `fn` for `args` (callable on them)."""
