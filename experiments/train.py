@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from divnorm import linen as dnn
 from experiments import engine
-from experiments.configs import cnn as cnn_config
 from experiments.data import batching, images
 from experiments.models import cnn
 
@@ -104,6 +102,3 @@ def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[A
   return engine.train(task, config=cfg, workdir=workdir, mesh=mesh, hooks=hooks,
                       progress=progress)
 
-
-__all__ = ["build_model", "cnn_config", "load_data", "make_task", "train_and_evaluate", "validate"]
-del jax
