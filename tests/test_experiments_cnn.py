@@ -151,3 +151,37 @@ def test_paper_configs_follow_the_reference():
   assert base.num_steps == 50_000 and list(base.optimizer.boundaries) == [5_000, 30_000]
   assert cnn.canonical_variant("dn-star") == "DN*"
   assert not cnn.variant_spec("LN*").affine and cnn.variant_spec("LN").affine
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_equals_uninterrupted_bn(tiny_dir, tmp_path):
+  """BN (params, momentum, batch_stats) killed after its step-2 checkpoint, then resumed."""
+  wd = str(tmp_path / "killed")
+  script = (
+      "import os, signal, sys\n"
+      "from experiments import train\n"
+      "from experiments.configs import cnn_short\n"
+      "cfg = cnn_short.get_config('BN,fashion_mnist,5')\n"
+      f"cfg.data_dir = {tiny_dir!r}\n"
+      "cfg.batch_size = 16; cfg.eval_batch_size = 8; cfg.log_every = 1; cfg.eval_every = 0\n"
+      "cfg.checkpoint_every = 2\n"
+      "def kill(step, ts):\n"
+      "  if step == 3 and sys.argv[1] == 'kill':\n"
+      "    os.kill(os.getpid(), signal.SIGKILL)\n"
+      f"train.train_and_evaluate(cfg, {wd!r}, hooks=[kill], progress=False)\n")
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  for mode, code in (("kill", -9), ("resume", 0)):
+    p = subprocess.run([sys.executable, "-c", script, mode], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == code, p.stderr[-3000:]
+    if mode == "kill":
+      assert engine.Checkpointer(os.path.join(wd, "checkpoints"), every=2).latest_step() == 2
+  cfg = tiny_config("BN", tiny_dir, steps=5, batch=16)
+  full = train.train_and_evaluate(cfg, None, progress=False)
+  restored = engine.Checkpointer(os.path.join(wd, "checkpoints"), every=2).restore(
+      full.train_state)
+  assert int(restored.step) == 5
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               jax.device_get((restored.params, restored.state, restored.opt_state)),
+               jax.device_get((full.train_state.params, full.train_state.state,
+                               full.train_state.opt_state)))
