@@ -15,7 +15,6 @@ compilation, is dropped).
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import importlib
 import json
@@ -32,30 +31,13 @@ import numpy as np
 from experiments import engine
 from experiments.configs import rnn_lm
 from experiments.data import text
+from experiments.main import apply_overrides
 from experiments.models import rnn
 from experiments.rnn import task as rnn_task
 
 
 def load_config(name: str, arg: str):
   return importlib.import_module(f"experiments.configs.{name}").get_config(arg)
-
-
-def apply_overrides(cfg, overrides: list[str]):
-  """`key.sub=value` strings (value parsed as a Python literal, else kept as text)."""
-  for item in overrides:
-    key, _, raw = item.partition("=")
-    if not _:
-      raise ValueError(f"--set {item!r}: expected key=value.")
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    node = cfg
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return cfg
 
 
 def steady_tokens_per_second(history: list[dict[str, Any]], bptt_steps: int) -> float:
