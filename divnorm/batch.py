@@ -51,6 +51,7 @@ def batch_norm(
     axis_name=None,
     mask: jax.Array | None = None,
     return_centered: bool = False,
+    fast_variance: bool = False,
 ):
   """Batch normalization of `x` with running statistics `stats`.
 
@@ -66,6 +67,8 @@ def batch_norm(
     axis_name: also average over this named axis (``shard_map``); not needed under ``jit``.
     mask: boolean, broadcastable to `x`; statistics use only its True entries.
     return_centered: return ``(y, v)`` in place of ``y``.
+    fast_variance: one-pass ``E[x^2] - E[x]^2`` batch variance, as Flax's default
+      (``use_fast_variance=True``); the default is two-pass (see `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
@@ -87,7 +90,8 @@ def batch_norm(
   if training:
     field = resolve_field(reduction, x.ndim)
     y, v, mean, var = normalize_with_stats(
-        x, field, field, sigma=sigma, border="valid", mask=mask, axis_name=axis_name)
+        x, field, field, sigma=sigma, border="valid", mask=mask, axis_name=axis_name,
+        fast_variance=fast_variance)
     keep = stats.mean.dtype
     # The batch statistic is cast to the state's dtype first: the state's dtype is a fixed
     # point of the update (no retracing), also for float64 inputs under strict promotion.

@@ -115,12 +115,14 @@ class BatchNorm(_Norm):
     feature_axes: axes with their own statistics (Flax's ``axis``).
     momentum: decay of the running averages.
     axis_name: named axis to average over (``shard_map``); not needed under ``jit``.
+    fast_variance: one-pass variance (Flax's ``use_fast_variance``); default two-pass.
   """
 
   use_running_average: bool | None = None
   feature_axes: Axes = -1
   momentum: float = 0.99
   axis_name: str | None = None
+  fast_variance: bool = False
 
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -138,6 +140,7 @@ class BatchNorm(_Norm):
         axis_name=self.axis_name,
         mask=mask,
         return_centered=True,
+        fast_variance=self.fast_variance,
     )
     if not use_ra and not self.is_initializing():
       ra_mean.value, ra_var.value = stats.mean, stats.var
@@ -149,12 +152,13 @@ class LayerNorm(_Norm):
 
   reduction_axes: Axes = -1
   feature_axes: Axes = -1
+  fast_variance: bool = False
 
   @nn.compact
   def __call__(self, x, *, mask=None):
     y, v = layer_norm(
         x, reduction_axes=self.reduction_axes, sigma=self._sigma(), mask=mask,
-        return_centered=True)
+        return_centered=True, fast_variance=self.fast_variance)
     return self._finish(y, v, self.feature_axes, mask)
 
 
@@ -162,11 +166,13 @@ class InstanceNorm(_Norm):
   """Instance normalization: statistics over the spatial axes of each channel."""
 
   channel_axis: int = -1
+  fast_variance: bool = False
 
   @nn.compact
   def __call__(self, x, *, mask=None):
     y, v = instance_norm(
-        x, channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
+        x, channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True,
+        fast_variance=self.fast_variance)
     return self._finish(y, v, self.channel_axis, mask)
 
 
@@ -176,12 +182,14 @@ class GroupNorm(_Norm):
   num_groups: int | None = 32
   group_size: int | None = None
   channel_axis: int = -1
+  fast_variance: bool = False
 
   @nn.compact
   def __call__(self, x, *, mask=None):
     y, v = group_norm(
         x, num_groups=self.num_groups, group_size=self.group_size,
-        channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
+        channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True,
+        fast_variance=self.fast_variance)
     return self._finish(y, v, self.channel_axis, mask)
 
 

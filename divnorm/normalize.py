@@ -194,6 +194,34 @@ def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str):
   return f
 
 
+def check_fast_variance(summation: Field, suppression: Field) -> None:
+  """One-pass statistics are a variance only for equal whole-axis fields."""
+  if summation != suppression or summation.windows:
+    raise ValueError(
+        "fast_variance=True computes E[x^2] - E[x]^2, which is E_B[v^2] only when the "
+        "summation and suppression fields are the same whole axes (got "
+        f"{summation} and {suppression}); windowed fields center each position by its own "
+        "mean. Leave fast_variance=False (two-pass) for these fields.")
+
+
+def _one_pass_stats(x: jax.Array, field: Field, *, sigma, mask, axis_name):
+  """``(y, v, mean, var)`` with ``var = max(E[x^2] - E[x]^2, 0)`` (Flax's fast variance).
+
+  Both sums read `x` once, in one fused pass; the price is cancellation when
+  ``|E[x]| >> std(x)`` (e.g. an offset of 1e4 at std 1 in float32 leaves no correct digit).
+  """
+  m = None if mask is None else mask.astype(x.dtype)
+  mean = field_mean(x, field, mask=m, axis_name=axis_name)
+  mean2 = field_mean(x * x, field, mask=m, axis_name=axis_name)
+  var = jnp.maximum(mean2 - mean * mean, jnp.zeros((), x.dtype))
+  v = x - mean
+  y = scale(v, var, sigma)
+  if mask is not None:
+    y = jnp.where(mask, y, jnp.zeros((), x.dtype))
+    v = jnp.where(mask, v, jnp.zeros((), x.dtype))
+  return y, v, mean, var
+
+
 def normalize_with_stats(
     x: jax.Array,
     summation: Field,
@@ -203,6 +231,7 @@ def normalize_with_stats(
     border: str,
     mask: jax.Array | None,
     axis_name,
+    fast_variance: bool = False,
 ):
   """The unified normalizer on checked arguments, in the statistics dtype.
 
@@ -212,6 +241,9 @@ def normalize_with_stats(
   """
   dt = stat_dtype(x.dtype)
   x = x.astype(dt)
+  if fast_variance:
+    check_fast_variance(summation, suppression)
+    return _one_pass_stats(x, summation, sigma=sigma, mask=mask, axis_name=axis_name)
   if mask is None and axis_name is None:
     y, hi, lo, var = _unmasked_stats(x, sigma, summation, suppression, border)
     return y, (x - hi) - lo, hi, var
@@ -261,6 +293,7 @@ def normalize(
     mask: jax.Array | None = None,
     axis_name=None,
     return_centered: bool = False,
+    fast_variance: bool = False,
 ):
   r"""Normalizes `x` over a summation field and a suppression field.
 
@@ -289,6 +322,9 @@ def normalize(
       more whole axis of both fields. Under plain ``jit`` with a sharded input, XLA
       computes global statistics by itself: no argument is needed.
     return_centered: also return ``v`` (e.g. for `divnorm.l1_penalty`).
+    fast_variance: compute ``E_B[v^2]`` as ``max(E[x^2] - E[x]^2, 0)`` in one pass, as
+      Flax does by default (``use_fast_variance=True``). Only for equal whole-axis fields;
+      loses precision when ``|E[x]| >> std(x)``. The default is two-pass.
 
   Returns:
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
@@ -305,7 +341,8 @@ def normalize(
   check_sigma(sigma)
   mask = check_mask(mask, x.shape)
   y, v, _, _ = normalize_with_stats(
-      x, a, b, sigma=sigma, border=border, mask=mask, axis_name=axis_name)
+      x, a, b, sigma=sigma, border=border, mask=mask, axis_name=axis_name,
+      fast_variance=fast_variance)
   if return_centered:
     return y.astype(x.dtype), v.astype(x.dtype)
   return y.astype(x.dtype)

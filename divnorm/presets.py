@@ -48,13 +48,16 @@ def layer_norm(
     sigma=0.0,
     mask: jax.Array | None = None,
     return_centered: bool = False,
+    fast_variance: bool = False,
 ):
   """Layer normalization (Ba et al., 2016): A = B = `reduction_axes` of each example.
 
   The paper's LN of a conv layer reduces every unit of the example: on NHWC use
   ``reduction_axes=(1, 2, 3)``. Flax's ``LayerNorm(epsilon=e)`` is ``sigma=sqrt(e)``.
+  `fast_variance`: one-pass ``E[x^2] - E[x]^2`` (Flax's default); see `normalize`.
   """
-  return normalize(x, reduction_axes, sigma=sigma, mask=mask, return_centered=return_centered)
+  return normalize(x, reduction_axes, sigma=sigma, mask=mask, return_centered=return_centered,
+                   fast_variance=fast_variance)
 
 
 def instance_norm(
@@ -64,15 +67,20 @@ def instance_norm(
     sigma=0.0,
     mask: jax.Array | None = None,
     return_centered: bool = False,
+    fast_variance: bool = False,
 ):
-  """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel."""
+  """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel.
+
+  `fast_variance`: one-pass ``E[x^2] - E[x]^2`` (Flax's default); see `normalize`.
+  """
   x = check_input(x)
   if x.ndim < 3:
     raise ValueError(
         f"instance_norm needs spatial axes between batch and channels (rank >= 3), got "
         f"shape {x.shape}; for [batch, features] use layer_norm.")
   axes = _spatial_axes(x.ndim, channel_axis, "instance_norm")
-  return normalize(x, axes, sigma=sigma, mask=mask, return_centered=return_centered)
+  return normalize(x, axes, sigma=sigma, mask=mask, return_centered=return_centered,
+                   fast_variance=fast_variance)
 
 
 def _divisors(n: int) -> list[int]:
@@ -106,12 +114,13 @@ def group_norm(
     sigma=0.0,
     mask: jax.Array | None = None,
     return_centered: bool = False,
+    fast_variance: bool = False,
 ):
   """Group normalization (Wu & He, 2018): A = B = all non-batch axes, per channel group.
 
   The channels are split into `num_groups` contiguous groups (or groups of `group_size`).
   With one group this is layer norm over every non-batch axis; with one channel per
-  group, instance norm.
+  group, instance norm. `fast_variance`: one-pass statistics (see `normalize`).
   """
   x = check_input(x)
   if x.ndim < 2:
@@ -132,6 +141,7 @@ def group_norm(
       sigma=sigma,
       mask=None if mask is None else mask.reshape(grouped),
       return_centered=return_centered,
+      fast_variance=fast_variance,
   )
   if return_centered:
     return out[0].reshape(x.shape), out[1].reshape(x.shape)

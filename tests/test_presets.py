@@ -129,3 +129,49 @@ def test_l1_penalty(x64):
   np.testing.assert_allclose(
     divnorm.l1_penalty(v, 0.5, mask=mask), 0.5 * np.abs(v[mask]).mean(), rtol=1e-12, atol=1e-12)
   assert divnorm.l1_penalty(jnp.ones((2,), jnp.bfloat16), 1.0).dtype == jnp.float32
+
+
+FAST_CASES = [
+  lambda x, **k: divnorm.normalize(x, (1, 2, 3), sigma=SIGMA, **k),
+  lambda x, **k: divnorm.layer_norm(x, reduction_axes=(1, 2, 3), sigma=SIGMA, **k),
+  lambda x, **k: divnorm.instance_norm(x, sigma=SIGMA, **k),
+  lambda x, **k: divnorm.group_norm(x, num_groups=4, sigma=SIGMA, **k),
+  lambda x, **k: divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True, sigma=SIGMA,
+                                    **k)[0],
+]
+
+
+@pytest.mark.parametrize("f", FAST_CASES)
+def test_fast_variance_equals_two_pass_on_centered_data(x64, f):
+  x = _x(dtype=np.float64)
+  np.testing.assert_allclose(f(x, fast_variance=True), f(x), atol=1e-12)
+  x32 = x.astype(np.float32)
+  np.testing.assert_allclose(f(x32, fast_variance=True), f(x32), atol=2e-5)
+  # A constant input clamps the variance at 0: finite, with finite gradients.
+  const = jnp.full((2, 3, 3, 8), 5.0)
+  assert np.isfinite(f(const, fast_variance=True)).all()
+  g = jax.grad(lambda c: jnp.sum(f(c, fast_variance=True) * jnp.arange(144.0).reshape(const.shape)))
+  assert np.isfinite(g(const)).all()
+
+
+def test_fast_variance_is_flax_default_and_loses_digits_at_large_offsets():
+  x = _x()
+  flax_ln = nn.LayerNorm(epsilon=SIGMA**2, use_bias=False, use_scale=False, reduction_axes=(1, 2, 3))
+  np.testing.assert_allclose(
+    divnorm.layer_norm(x, reduction_axes=(1, 2, 3), sigma=SIGMA, fast_variance=True),
+    _flax(flax_ln, x), atol=2e-6)
+  far = x + np.float32(1e4)
+  exact = _np_norm(far.astype(np.float64), (1, 2, 3))
+  two_pass = np.abs(divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA) - exact).max()
+  one_pass = np.abs(
+    divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA, fast_variance=True) - exact).max()
+  assert two_pass < 2e-3
+  assert one_pass > 100 * max(two_pass, 1e-5), (one_pass, two_pass)
+
+
+def test_fast_variance_rejects_windowed_or_unequal_fields():
+  x = _x()
+  with pytest.raises(ValueError, match="same whole axes"):
+    divnorm.normalize(x, {3: None, 1: 3, 2: 3}, fast_variance=True)
+  with pytest.raises(ValueError, match="same whole axes"):
+    divnorm.normalize(x, (1, 2), (1, 2, 3), fast_variance=True)
