@@ -171,16 +171,16 @@ class BatchNorm(_RunningNorm):
   """Batch normalization (`divnorm.batch_norm`); ``feature_axes`` as Flax's ``axis``."""
 
   def __init__(self, num_features: int | Sequence[int], *, feature_axes: Axes = -1,
-               **kwargs):
+               fast_variance: bool = False, **kwargs):
     super().__init__(num_features, **kwargs)
-    self.feature_axes = feature_axes
+    self.feature_axes, self.fast_variance = feature_axes, fast_variance
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     training = self._training(use_running_average)
     (y, v), stats = batch_norm(
         x, self._stats(), training=training, feature_axes=self.feature_axes,
         momentum=self.momentum, sigma=self._sigma(), axis_name=self.axis_name, mask=mask,
-        return_centered=True)
+        return_centered=True, fast_variance=self.fast_variance)
     self._store(stats, training)
     return self._finish(y, v, self.feature_axes, mask)
 
@@ -189,26 +189,28 @@ class LayerNorm(_Norm):
   """Layer normalization over `reduction_axes`; affine over `feature_axes`."""
 
   def __init__(self, num_features, *, reduction_axes: Axes = -1, feature_axes: Axes = -1,
-               **kwargs):
+               fast_variance: bool = False, **kwargs):
     super().__init__(num_features, **kwargs)
     self.reduction_axes, self.feature_axes = reduction_axes, feature_axes
+    self.fast_variance = fast_variance
 
   def __call__(self, x, *, mask=None):
     y, v = layer_norm(x, reduction_axes=self.reduction_axes, sigma=self._sigma(), mask=mask,
-                      return_centered=True)
+                      return_centered=True, fast_variance=self.fast_variance)
     return self._finish(y, v, self.feature_axes, mask)
 
 
 class InstanceNorm(_Norm):
   """Instance normalization: statistics over the spatial axes of each channel."""
 
-  def __init__(self, num_features, *, channel_axis: int = -1, **kwargs):
+  def __init__(self, num_features, *, channel_axis: int = -1, fast_variance: bool = False,
+               **kwargs):
     super().__init__(num_features, **kwargs)
-    self.channel_axis = channel_axis
+    self.channel_axis, self.fast_variance = channel_axis, fast_variance
 
   def __call__(self, x, *, mask=None):
     y, v = instance_norm(x, channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask,
-                         return_centered=True)
+                         return_centered=True, fast_variance=self.fast_variance)
     return self._finish(y, v, self.channel_axis, mask)
 
 
@@ -216,14 +218,16 @@ class GroupNorm(_Norm):
   """Group normalization over channel groups (give `num_groups` or `group_size`)."""
 
   def __init__(self, num_features, *, num_groups: int | None = 32,
-               group_size: int | None = None, channel_axis: int = -1, **kwargs):
+               group_size: int | None = None, channel_axis: int = -1,
+               fast_variance: bool = False, **kwargs):
     super().__init__(num_features, **kwargs)
     self.num_groups, self.group_size, self.channel_axis = num_groups, group_size, channel_axis
+    self.fast_variance = fast_variance
 
   def __call__(self, x, *, mask=None):
     y, v = group_norm(x, num_groups=self.num_groups, group_size=self.group_size,
                       channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask,
-                      return_centered=True)
+                      return_centered=True, fast_variance=self.fast_variance)
     return self._finish(y, v, self.channel_axis, mask)
 
 
