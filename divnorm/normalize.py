@@ -127,18 +127,31 @@ def _stats_counts(x_shape, a: Field, b: Field, border: str, dt):
   return count_a, count_b
 
 
-def _center(x, a: Field, border: str, count_a):
-  """``(hi, lo)``: the center ``E_A[x]`` as an unevaluated sum (see `normalize_with_stats`)."""
-  pivot = _pivot(x, a, None) if border == "valid" else None
+def _center(x, a: Field, border: str, *, mask=None, axis_name=None):
+  """``(hi, lo)``: the center ``E_A[x]`` as an unevaluated sum ``hi + lo``.
+
+  With valid borders the mean is a shifted two-pass sum around `_pivot`, and
+  ``hi + lo == pivot + mean`` exactly (Fast2Sum, exact while ``|pivot| >= |mean|``), so
+  ``(x - hi) - lo`` keeps the accuracy of ``(x - pivot) - mean``. The zero-padded borders
+  are not shift invariant and take the plain mean (``lo`` None).
+  """
+  zeros = "valid" if border == "valid" else "zeros"
+  pivot = _pivot(x, a, axis_name) if border == "valid" else None
   if pivot is None:
-    return _mean(x, a, count_a), None
-  shifted = _mean(x - pivot, a, count_a)
+    return field_mean(x, a, border=zeros, mask=mask, axis_name=axis_name), None
+  shifted = field_mean(x - pivot, a, border=zeros, mask=mask, axis_name=axis_name)
   hi = pivot + shifted
   return hi, shifted - (hi - pivot)
 
 
 def _centered(x, hi, lo):
-  """``(v, -v)`` from barrier-protected centers, so XLA fuses them into their consumers."""
+  """``(v, -v)`` from barrier-protected centers, so XLA fuses them into their consumers.
+
+  XLA's CPU backend then fuses the centering into the ``E_B[v^2]`` reduction and into the
+  output instead of writing ``v`` (or a broadcast mean) to memory. ``-v`` is computed as
+  ``(hi - x) + lo``, exactly the negation (IEEE subtraction is antisymmetric), so
+  ``u * u == v * v`` bit for bit.
+  """
   c = lax.optimization_barrier((hi, lo) if lo is not None else hi)
   if lo is None:
     return x - hi, c - x
@@ -156,8 +169,8 @@ def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str):
   @jax.custom_jvp
   def f(x, sigma):
     dt = x.dtype
-    count_a, count_b = _stats_counts(x.shape, a, b, border, dt)
-    hi, lo = _center(x, a, border, count_a)
+    _, count_b = _stats_counts(x.shape, a, b, border, dt)
+    hi, lo = _center(x, a, border)
     v, u = _centered(x, hi, lo)
     var = _mean(u * u, b, count_b)
     y = scale(v, var, sigma)
@@ -249,27 +262,8 @@ def normalize_with_stats(
     return y, (x - hi) - lo, hi, var
   m = None if mask is None else mask.astype(dt)
   zeros = "valid" if border == "valid" else "zeros"
-  pivot = _pivot(x, summation, axis_name) if border == "valid" else None
-  mean = field_mean(x if pivot is None else x - pivot, summation, border=zeros, mask=m,
-                    axis_name=axis_name)
-  # v and -v from statistic-shaped centers, the ones behind an optimization barrier:
-  # XLA's CPU backend then fuses the centering into the E_B[v^2] reduction and into the
-  # output instead of writing v (or a broadcast mean) to memory. ``u`` is exactly ``-v``
-  # (IEEE subtraction is antisymmetric), so ``u * u == v * v`` bit for bit.
-  if pivot is not None:
-    # The center pivot + mean as an unevaluated sum hi + lo (Fast2Sum: exact while
-    # |pivot| >= |mean|): x - hi is exact near the center, so v keeps the accuracy of
-    # the shifted two-pass ``(x - pivot) - mean``.
-    hi = pivot + mean
-    lo = mean - (hi - pivot)
-    mean = hi
-  else:
-    lo = None
-  c = lax.optimization_barrier(mean if lo is None else (mean, lo))
-  if lo is None:
-    v, u = x - mean, c - x
-  else:
-    v, u = (x - hi) - lo, (c[0] - x) + c[1]
+  mean, lo = _center(x, summation, border, mask=m, axis_name=axis_name)
+  v, u = _centered(x, mean, lo)
   v2 = u * u if m is None else u * u * m
   # The reference code divides the suppression window's sum by the *summation* window's
   # size; "zeros_with_divisor_bug" reproduces that, only to match its numbers.
