@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm.batch import BatchStats, batch_norm
+from divnorm.batch import BatchStats, batch_norm, batch_stats_init
 from divnorm.fields import resolve_field
 from divnorm.normalize import (
     check_input,
@@ -85,9 +85,7 @@ def _concrete(value) -> bool:
 def mean_stats_init(x_or_shape, *, feature_axes: int | Sequence[int] = -1,
                     dtype=jnp.float32) -> MeanStats:
   """Initial running mean (zeros) for inputs like `x_or_shape`."""
-  shape = tuple(getattr(x_or_shape, "shape", x_or_shape))
-  features = resolve_field(feature_axes, len(shape), role="feature_axes").whole
-  return MeanStats(jnp.zeros(tuple(shape[a] for a in features), dtype))
+  return MeanStats(batch_stats_init(x_or_shape, feature_axes=feature_axes, dtype=dtype).mean)
 
 
 def mean_only_batch_norm(
