@@ -92,8 +92,12 @@ def _pivot(x: jax.Array, field: Field, axis_name) -> jax.Array | None:
   """
   if not field.axes:
     return None
-  first = tuple(slice(0, 1) if a in field.axes else slice(None) for a in range(x.ndim))
-  pivot = lax.stop_gradient(x[first])
+  spans = field.whole + tuple(a for a, _ in field.windows)
+  first = tuple(slice(0, 1) if a in spans else slice(None) for a in range(x.ndim))
+  pivot = x[first]
+  for axis, size in field.groups:  # each group's first entry, repeated over the group
+    pivot = jnp.repeat(lax.slice_in_dim(pivot, 0, None, size, axis), size, axis=axis)
+  pivot = lax.stop_gradient(pivot)
   if axis_name is not None:
     pivot = lax.pmean(pivot, axis_name)
   return pivot
@@ -101,11 +105,6 @@ def _pivot(x: jax.Array, field: Field, axis_name) -> jax.Array | None:
 
 def _mean(t: jax.Array, field: Field, count: np.ndarray) -> jax.Array:
   return divide_by_count(field_sum(t, field), count)
-
-
-def _broadcast_mean_transpose(s: jax.Array, field: Field, count: np.ndarray) -> jax.Array:
-  """The adjoint of `_mean` (window sums of centered odd windows are self-adjoint)."""
-  return field_sum(divide_by_count(s, count), Field((), field.windows))
 
 
 def _unmasked_stats(x, sigma, a: Field, b: Field, border: str):

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from divnorm.fields import resolve_field
+from divnorm.fields import grouped_field, resolve_field
 from divnorm.normalize import check_input, check_mask, check_sigma, normalize, scale
 from divnorm.stats import field_mean, stat_dtype
 
@@ -131,21 +131,13 @@ def group_norm(
         f"group_norm: channel_axis={channel_axis} is the batch axis; use -1 (NHWC) or 1 (NCHW).")
   channels = x.shape[c]
   groups = _num_groups(channels, num_groups, group_size)
-  grouped = x.shape[:c] + (groups, channels // groups) + x.shape[c + 1 :]
-  mask = check_mask(mask, x.shape)
-  # In the grouped layout axis c indexes groups (kept); c + 1 runs within a group.
-  axes = tuple(a for a in range(1, x.ndim + 1) if a != c)
-  out = normalize(
-      x.reshape(grouped),
-      axes,
-      sigma=sigma,
-      mask=None if mask is None else mask.reshape(grouped),
-      return_centered=return_centered,
-      fast_variance=fast_variance,
-  )
-  if return_centered:
-    return out[0].reshape(x.shape), out[1].reshape(x.shape)
-  return out.reshape(x.shape)
+  # Every non-batch axis but the channels whole, and the channels in contiguous groups:
+  # statistics are reduced in x's own layout (no [..., G, C/G] reshape, which XLA's CPU
+  # backend reduces ~5x slower).
+  field = grouped_field(tuple(range(1, c)) + tuple(range(c + 1, x.ndim)), c,
+                        channels // groups, x.shape)
+  return normalize(x, field, sigma=sigma, mask=mask, return_centered=return_centered,
+                   fast_variance=fast_variance)
 
 
 def rms_norm(

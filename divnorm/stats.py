@@ -75,9 +75,27 @@ def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:
   return counts
 
 
+def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
+  """Sums `t` within contiguous groups of ``size`` entries along each ``(axis, size)``.
+
+  The result has the shape of `t`: every entry holds its group's sum.
+  """
+  for axis, size in groups:
+    n = t.shape[axis]
+    split = t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]
+    s = jnp.sum(t.reshape(split), axis=axis + 1, keepdims=True)
+    t = jnp.broadcast_to(s, split).reshape(t.shape)
+  return t
+
+
 def field_sum(t: jax.Array, field: Field, *, axis_name=None) -> jax.Array:
-  """Sums `t` over `field` (whole axes kept as size 1), zero outside the input."""
+  """Sums `t` over `field` (whole axes kept as size 1), zero outside the input.
+
+  Whole axes are reduced first, in `t`'s own layout, so that groups and windows work on
+  the small result.
+  """
   s = jnp.sum(t, axis=field.whole, keepdims=True) if field.whole else t
+  s = group_sum(s, field.groups)
   s = window_sum(s, field.windows)
   if axis_name is not None:
     s = lax.psum(s, axis_name)
@@ -107,7 +125,7 @@ def field_count(
     A NumPy array (static, no mask and no `axis_name`) or a jax.Array, broadcastable to
     the field's statistics.
   """
-  whole = math.prod(shape[a] for a in field.whole)
+  whole = math.prod(shape[a] for a in field.whole) * math.prod(n for _, n in field.groups)
   full = math.prod(w for _, w in field.windows)
   if mask is None:
     if border == "valid":

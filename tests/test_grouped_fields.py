@@ -1,0 +1,111 @@
+"""Grouped fields (`divnorm.fields.grouped_field`) against reshaped float64 references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import divnorm
+from divnorm.fields import Field, grouped_field
+from tests import reference as ref
+
+
+def _x(shape, seed=0, offset=0.0, dtype=np.float64):
+  rng = np.random.default_rng(seed)
+  return (offset + rng.normal(size=shape)).astype(dtype)
+
+
+def _split(x, size):
+  """The reference layout: channels cut into [groups, size] (a whole axis per group)."""
+  return x.reshape(x.shape[:-1] + (x.shape[-1] // size, size))
+
+
+@pytest.mark.parametrize("border", ["valid", "zeros"])
+@pytest.mark.parametrize(
+    "summation,suppression,ref_a,ref_b",
+    [
+        # group norm: spatial axes whole, channels in groups of 2.
+        ((1, 2), None, (1, 2, 4), None),
+        # divisive norm inside channel groups: a 3x3 window, averaged over each group.
+        ({1: 3, 2: 3}, None, {1: 3, 2: 3, 4: None}, None),
+        # A != B: a grouped summation field, a wider grouped suppression field.
+        ({1: 3}, {1: 5, 2: None}, {1: 3, 4: None}, {1: 5, 2: None, 4: None}),
+    ],
+)
+def test_grouped_fields_equal_the_reshaped_brute_force(x64, border, summation, suppression,
+                                                       ref_a, ref_b):
+  x = _x((2, 5, 4, 6), offset=1.5)
+  a = grouped_field(summation, -1, 2, x.shape)
+  b = None if suppression is None else grouped_field(suppression, -1, 2, x.shape)
+  y, v = divnorm.normalize(x, a, b, sigma=0.3, border=border, return_centered=True)
+  y_ref, v_ref = ref.normalize(_split(x, 2), ref_a, ref_b, sigma=0.3, border=border)
+  np.testing.assert_allclose(v, v_ref.reshape(x.shape), rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(y, y_ref.reshape(x.shape), rtol=1e-12, atol=1e-12)
+
+
+def test_masked_grouped_field_equals_the_reshaped_brute_force(x64):
+  x = _x((2, 4, 3, 6), seed=1)
+  mask = np.random.default_rng(2).uniform(size=x.shape) > 0.3
+  a = grouped_field((1, 2), -1, 3, x.shape)
+  y, v = divnorm.normalize(x, a, sigma=0.2, mask=mask, return_centered=True)
+  y_ref, v_ref = ref.normalize(_split(x, 3), (1, 2, 4), sigma=0.2, mask=_split(mask, 3))
+  np.testing.assert_allclose(y, y_ref.reshape(x.shape), rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(v, v_ref.reshape(x.shape), rtol=1e-12, atol=1e-12)
+
+
+def test_group_sizes_one_and_full_are_no_reduction_and_a_whole_axis():
+  x = jnp.asarray(_x((3, 4, 5, 6), dtype=np.float32))
+  np.testing.assert_allclose(
+      divnorm.normalize(x, grouped_field((1, 2), 3, 6, x.shape)),
+      divnorm.normalize(x, (1, 2, 3)), atol=2e-6)
+  np.testing.assert_allclose(
+      divnorm.normalize(x, grouped_field((1, 2), 3, 1, x.shape)),
+      divnorm.normalize(x, (1, 2)), atol=2e-6)
+
+
+def test_grouped_field_gradients_order_2(x64):
+  x = _x((2, 4, 3, 4), seed=3)
+  a = grouped_field({1: 3, 2: None}, 3, 2, x.shape)
+  check_grads(lambda x: divnorm.normalize(x, a, sigma=0.5), (x,), order=2, modes=("fwd", "rev"))
+
+
+def test_group_norm_large_offset_stays_accurate():
+  # The pivot is each group's first entry: an offset of 1e4 (std 1) in float32 loses
+  # nothing to cancellation, in the one layout and the other.
+  x64 = _x((4, 8, 8, 16), seed=4, offset=1e4)
+  x = x64.astype(np.float32)
+  got = divnorm.group_norm(x, num_groups=4)
+  xs = x.astype(np.float64).reshape(4, 8, 8, 4, 4)
+  v = xs - xs.mean(axis=(1, 2, 4), keepdims=True)
+  expected = (v / np.sqrt((v * v).mean(axis=(1, 2, 4), keepdims=True))).reshape(x.shape)
+  assert np.max(np.abs(np.asarray(got, np.float64) - expected)) < 2e-3
+
+
+def test_grouped_field_under_jit_and_vmap():
+  x = jnp.asarray(_x((3, 2, 4, 5, 6), seed=5, dtype=np.float32))
+  a = grouped_field((0, 1), 3, 3, x.shape[1:])
+  f = jax.jit(jax.vmap(lambda e: divnorm.normalize(e, a, sigma=0.1)))
+  expected = jnp.stack([divnorm.normalize(e, a, sigma=0.1) for e in x])
+  np.testing.assert_allclose(f(x), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: grouped_field((1, 2), -1, 4, (2, 3, 3, 6)), "do not tile axis 3 of length 6"),
+        (lambda: grouped_field((1, 2), -1, 0, (2, 3, 3, 6)), "positive divisor of 6"),
+        (lambda: grouped_field((1, 2), 2, 3, (2, 3, 3, 6)), "already in the field"),
+        (lambda: grouped_field((1,), 7, 1, (2, 3, 3, 6)), "out of range"),
+    ],
+)
+def test_bad_groups_get_a_clear_error(call, message):
+  with pytest.raises(ValueError, match=message):
+    call()
+
+
+def test_field_without_groups_is_unchanged():
+  # Adding `groups` kept the two-field constructor and equality of existing fields.
+  assert Field((1,), ()) == Field((1,), (), ())
+  assert Field((1,), ()).axes == (1,)
+  assert grouped_field((1,), 2, 2, (1, 3, 4)).axes == (1, 2)
