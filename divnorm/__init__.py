@@ -10,7 +10,7 @@ import importlib
 # gdn and inputs stay module namespaces (divnorm.gdn.gdn, divnorm.inputs.zca, ...).
 from divnorm import gdn, inputs
 from divnorm.batch import BatchStats, batch_norm, batch_stats_init
-from divnorm.fields import Field, resolve_field
+from divnorm.fields import Field, grouped_field, resolve_field
 from divnorm.local_response import local_response_norm
 from divnorm.mixtures import (
   MeanStats,
@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
   "BatchStats",
   "Field",
+  "grouped_field",
   "MeanStats",
   "batch_instance_norm",
   "batch_norm",

@@ -51,7 +51,7 @@ def batch_norm(
     axis_name=None,
     mask: jax.Array | None = None,
     return_centered: bool = False,
-    fast_variance: bool = False,
+    fast_variance: bool | None = None,
 ):
   """Batch normalization of `x` with running statistics `stats`.
 

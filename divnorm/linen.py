@@ -122,7 +122,7 @@ class BatchNorm(_Norm):
   feature_axes: Axes = -1
   momentum: float = 0.99
   axis_name: str | None = None
-  fast_variance: bool = False
+  fast_variance: bool | None = None
 
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -152,7 +152,7 @@ class LayerNorm(_Norm):
 
   reduction_axes: Axes = -1
   feature_axes: Axes = -1
-  fast_variance: bool = False
+  fast_variance: bool | None = None
 
   @nn.compact
   def __call__(self, x, *, mask=None):
@@ -166,7 +166,7 @@ class InstanceNorm(_Norm):
   """Instance normalization: statistics over the spatial axes of each channel."""
 
   channel_axis: int = -1
-  fast_variance: bool = False
+  fast_variance: bool | None = None
 
   @nn.compact
   def __call__(self, x, *, mask=None):
@@ -182,7 +182,7 @@ class GroupNorm(_Norm):
   num_groups: int | None = 32
   group_size: int | None = None
   channel_axis: int = -1
-  fast_variance: bool = False
+  fast_variance: bool | None = None
 
   @nn.compact
   def __call__(self, x, *, mask=None):

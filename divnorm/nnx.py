@@ -171,7 +171,7 @@ class BatchNorm(_RunningNorm):
   """Batch normalization (`divnorm.batch_norm`); ``feature_axes`` as Flax's ``axis``."""
 
   def __init__(self, num_features: int | Sequence[int], *, feature_axes: Axes = -1,
-               fast_variance: bool = False, **kwargs):
+               fast_variance: bool | None = None, **kwargs):
     super().__init__(num_features, **kwargs)
     self.feature_axes, self.fast_variance = feature_axes, fast_variance
 
@@ -189,7 +189,7 @@ class LayerNorm(_Norm):
   """Layer normalization over `reduction_axes`; affine over `feature_axes`."""
 
   def __init__(self, num_features, *, reduction_axes: Axes = -1, feature_axes: Axes = -1,
-               fast_variance: bool = False, **kwargs):
+               fast_variance: bool | None = None, **kwargs):
     super().__init__(num_features, **kwargs)
     self.reduction_axes, self.feature_axes = reduction_axes, feature_axes
     self.fast_variance = fast_variance
@@ -203,7 +203,7 @@ class LayerNorm(_Norm):
 class InstanceNorm(_Norm):
   """Instance normalization: statistics over the spatial axes of each channel."""
 
-  def __init__(self, num_features, *, channel_axis: int = -1, fast_variance: bool = False,
+  def __init__(self, num_features, *, channel_axis: int = -1, fast_variance: bool | None = None,
                **kwargs):
     super().__init__(num_features, **kwargs)
     self.channel_axis, self.fast_variance = channel_axis, fast_variance
@@ -219,7 +219,7 @@ class GroupNorm(_Norm):
 
   def __init__(self, num_features, *, num_groups: int | None = 32,
                group_size: int | None = None, channel_axis: int = -1,
-               fast_variance: bool = False, **kwargs):
+               fast_variance: bool | None = None, **kwargs):
     super().__init__(num_features, **kwargs)
     self.num_groups, self.group_size, self.channel_axis = num_groups, group_size, channel_axis
     self.fast_variance = fast_variance

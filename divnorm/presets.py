@@ -48,7 +48,7 @@ def layer_norm(
     sigma=0.0,
     mask: jax.Array | None = None,
     return_centered: bool = False,
-    fast_variance: bool = False,
+    fast_variance: bool | None = None,
 ):
   """Layer normalization (Ba et al., 2016): A = B = `reduction_axes` of each example.
 
@@ -67,7 +67,7 @@ def instance_norm(
     sigma=0.0,
     mask: jax.Array | None = None,
     return_centered: bool = False,
-    fast_variance: bool = False,
+    fast_variance: bool | None = None,
 ):
   """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel.
 
@@ -114,7 +114,7 @@ def group_norm(
     sigma=0.0,
     mask: jax.Array | None = None,
     return_centered: bool = False,
-    fast_variance: bool = False,
+    fast_variance: bool | None = None,
 ):
   """Group normalization (Wu & He, 2018): A = B = all non-batch axes, per channel group.
 

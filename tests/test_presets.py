@@ -1,5 +1,8 @@
 """Each preset equals a float64 NumPy one-liner and the matching flax.linen layer."""
 
+import functools
+import importlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,6 +11,8 @@ import pytest
 
 import divnorm
 from tests import reference as ref
+
+NORMALIZE_MODULE = importlib.import_module("divnorm.normalize")
 
 SIGMA = 0.1  # flax epsilon = SIGMA ** 2
 
@@ -144,9 +149,9 @@ FAST_CASES = [
 @pytest.mark.parametrize("f", FAST_CASES)
 def test_fast_variance_equals_two_pass_on_centered_data(x64, f):
   x = _x(dtype=np.float64)
-  np.testing.assert_allclose(f(x, fast_variance=True), f(x), atol=1e-12)
+  np.testing.assert_allclose(f(x, fast_variance=True), f(x, fast_variance=False), atol=1e-12)
   x32 = x.astype(np.float32)
-  np.testing.assert_allclose(f(x32, fast_variance=True), f(x32), atol=2e-5)
+  np.testing.assert_allclose(f(x32, fast_variance=True), f(x32, fast_variance=False), atol=2e-5)
   # A constant input clamps the variance at 0: finite, with finite gradients.
   const = jnp.full((2, 3, 3, 8), 5.0)
   assert np.isfinite(f(const, fast_variance=True)).all()
@@ -162,11 +167,62 @@ def test_fast_variance_is_flax_default_and_loses_digits_at_large_offsets():
     _flax(flax_ln, x), atol=2e-6)
   far = x + np.float32(1e4)
   exact = _np_norm(far.astype(np.float64), (1, 2, 3))
-  two_pass = np.abs(divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA) - exact).max()
+  two_pass = np.abs(
+    divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA, fast_variance=False) - exact).max()
+  default = np.abs(divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA) - exact).max()
+  assert default < 2e-3
   one_pass = np.abs(
     divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA, fast_variance=True) - exact).max()
   assert two_pass < 2e-3
   assert one_pass > 100 * max(two_pass, 1e-5), (one_pass, two_pass)
+
+
+@pytest.mark.parametrize("f", FAST_CASES)
+def test_default_is_one_pass_only_where_every_field_is_centered(f, monkeypatch):
+  x = _x()
+  far = x + np.float32(1e4)
+  # Centered data passes the guard (|mean| <= 2 std): the one-pass statistics.
+  np.testing.assert_allclose(f(x), f(x, fast_variance=True), rtol=0, atol=1e-6)
+  # An offset of 1e4 fails it: the two-pass statistics (one-pass has no digit left).
+  two_pass = f(far, fast_variance=False)
+  np.testing.assert_allclose(f(far), two_pass, rtol=0, atol=1e-5)
+  assert np.abs(f(far, fast_variance=True) - two_pass).max() > 1e-2
+  # The guard decides: with no margin the default is two-pass, with any it is one-pass.
+  # (At an offset of 100 the one-pass variance is still positive, so a huge margin passes.)
+  monkeypatch.setattr(NORMALIZE_MODULE, "GUARD_RATIO", 1e9)
+  mid = x + np.float32(100)
+  np.testing.assert_allclose(f(mid), f(mid, fast_variance=True), rtol=0, atol=1e-6)
+  assert np.abs(f(mid, fast_variance=True) - f(mid, fast_variance=False)).max() > 1e-5
+
+
+def test_one_off_center_example_sends_the_batch_to_two_pass():
+  x = _x()
+  x[1] += np.float32(1e4)
+  ln = functools.partial(divnorm.layer_norm, reduction_axes=(1, 2, 3), sigma=SIGMA)
+  np.testing.assert_allclose(ln(x), ln(x, fast_variance=False), rtol=0, atol=1e-5)
+  assert np.abs(ln(x, fast_variance=True) - ln(x, fast_variance=False))[1].max() > 1e-2
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1.9, 2.1, 10.0, 1e4])
+def test_default_stays_within_a_small_factor_of_two_pass_accuracy(ratio):
+  # mean / std up to the guard's 2: one-pass costs at most ~2 bits of the sums' rounding.
+  x = (ratio + np.random.default_rng(3).normal(size=(4, 16, 16, 32))).astype(np.float32)
+  xd = x.astype(np.float64)
+  exact = _np_norm(xd, (1, 2, 3), sigma=0.0)
+  err = {fv: np.abs(np.asarray(divnorm.layer_norm(x, reduction_axes=(1, 2, 3),
+                                                  fast_variance=fv), np.float64) - exact).max()
+         for fv in (None, False)}
+  assert err[None] <= 4 * err[False] + 1e-6, err
+
+
+def test_default_two_pass_off_cpu(monkeypatch):
+  monkeypatch.setattr(NORMALIZE_MODULE, "guarded_one_pass_default", lambda: False)
+  x = _x()
+  jaxpr = str(jax.make_jaxpr(lambda x: divnorm.layer_norm(x, reduction_axes=(1, 2, 3)))(x))
+  assert "cond" not in jaxpr
+  monkeypatch.undo()
+  jaxpr = str(jax.make_jaxpr(lambda x: divnorm.layer_norm(x, reduction_axes=(1, 2, 3)))(x))
+  assert "cond" in jaxpr
 
 
 def test_fast_variance_rejects_windowed_or_unequal_fields():
