@@ -236,6 +236,27 @@ def test_large_offset_stays_accurate(field):
   np.testing.assert_allclose(y, y_ref, atol=1e-3)
 
 
+@pytest.mark.parametrize("border", ["valid", "zeros"])
+@pytest.mark.parametrize(
+    "summation,suppression",
+    [({3: None, 1: 5, 2: 5}, None), ({3: None, 1: 3}, {3: None, 1: 5, 2: 3})])
+def test_windowed_default_guard(border, summation, suppression):
+  # Centered data: the one-pass statistics, within float32 rounding of the two-pass ones.
+  x = _x((2, 9, 8, 16), seed=5)
+  two_pass = divnorm.normalize(x, summation, suppression, sigma=0.1, border=border,
+                               fast_variance=False)
+  np.testing.assert_allclose(
+      divnorm.normalize(x, summation, suppression, sigma=0.1, border=border), two_pass,
+      atol=5e-6)
+  # One 3x3 patch far off center sends the whole call to the two-pass statistics: the
+  # result stays as accurate as the input allows.
+  x[0, :3, :3, :] += np.float32(1e4)
+  y = divnorm.normalize(x, summation, suppression, sigma=0.1, border=border)
+  y_ref, _ = ref.normalize(x.astype(np.float64), summation, suppression, sigma=0.1,
+                           border=border)
+  np.testing.assert_allclose(y, y_ref, atol=2e-3)
+
+
 BAD_CALLS = [
   (lambda x: divnorm.normalize(x, (4,)), ValueError, "out of range"),
   (lambda x: divnorm.normalize(x, (1, -2)), ValueError, "appears twice"),
