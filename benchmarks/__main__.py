@@ -13,10 +13,13 @@ import time
 
 import numpy as np
 
-from benchmarks import before_after, models, ops, reductions, report
+from benchmarks import before_after, fast_variance, models, ops, reductions, report
 
-# The library revision before the optimizations of benchmarks/README.md.
-BEFORE_REV = "23b0555"
+# Library revisions before each round of optimizations (benchmarks/analysis.md).
+BEFORE_REVS = {
+    "23b0555": "before the fused centering and the hand-written JVP",
+    "3cd37b4": "before grouped fields (group norm) and the guarded one-pass default",
+}
 
 
 def _targets(found: dict) -> list[str]:
@@ -55,8 +58,10 @@ def main(argv=None) -> int:
           "(batch statistics and the running-average update). `paper conv` is the reference "
           "code's DN (channel mean, zero-padded ones-kernel convolution); `reduce_window 2-D` "
           "the same with one 2-D `reduce_window`. Bytes: XLA `cost_analysis()` bytes "
-          "accessed / (input read + output written). Temp: compiled `memory_analysis()` "
-          "temporary bytes of forward+backward.", ""]
+          "accessed / (input read + output written), of the branch these N(0,1) inputs take "
+          "(divnorm's default one-pass; the two-pass fallback for inputs far off center in "
+          "parentheses). Inputs are N(0,1), so divnorm's defaults take their one-pass branch. "
+          "Temp: compiled `memory_analysis()` temporary bytes of forward+backward.", ""]
   for label, (shape, width) in shapes.items():
     rows = ops.preset_rows(shape, width, rounds=rounds, target_s=target_s)
     by = {r.name: r for r in rows}
@@ -69,7 +74,7 @@ def main(argv=None) -> int:
         q = r.fwdbwd[flax_ref]
         targets.append((f"{r.name} fwd+bwd <= 1.0x flax, {label}", str(q), q.median <= 1.0))
     q = by["DN"].bytes_ratio
-    targets.append((f"DN fwd bytes <= 2.5x min, {label}", f"{q:.2f}", q <= 2.5))
+    targets.append((f"DN fwd bytes <= 2.5x min, {label}", report.fwd_bytes(by["DN"]), q <= 2.5))
     if shape == (128, 32, 32, 64) or quick:
       q = by["DN"].fwdbwd["flax LN"]
       targets.append((f"DN {width}x{width} fwd+bwd <= 1.1x flax LN(H,W,C), {label}", str(q),
@@ -117,15 +122,30 @@ def main(argv=None) -> int:
   print(f"[{time.time() - t0:.0f}s] reductions", file=sys.stderr)
 
   ba_shape, ba_width = ((2, 8, 8, 8), 3) if quick else ((128, 32, 32, 64), 5)
-  ba = before_after.rows(BEFORE_REV, ba_shape, ba_width, rounds=rounds, target_s=target_s)
-  body += ["", "## Library optimizations: before / after", "",
-           f"`divnorm.normalize` now against revision `{BEFORE_REV}` (read with `git show`), "
-           f"on {'x'.join(map(str, ba_shape))}, interleaved; ratio = after / before.", ""]
-  if ba is None:
-    body.append("(git or the revision is not available here: skipped)")
-  else:
-    body += report.ratio_table(ba, "normalize")
+  body += ["", "## Library optimizations: before / after", ""]
+  for rev, what in BEFORE_REVS.items():
+    ba = before_after.rows(rev, ba_shape, ba_width, rounds=rounds, target_s=target_s)
+    body += [f"### Against `{rev}` ({what})", "",
+             f"`divnorm.normalize` (GN: `group_norm`) now against revision `{rev}` (read with "
+             f"`git show`), on {'x'.join(map(str, ba_shape))}, interleaved; ratio = after / "
+             "before.", ""]
+    if ba is None:
+      body.append("(git or the revision is not available here: skipped)")
+    else:
+      body += report.ratio_table(ba, "normalize")
+    body.append("")
   print(f"[{time.time() - t0:.0f}s] before/after", file=sys.stderr)
+
+  vshape = (2, 8, 8, 8) if quick else (128, 32, 32, 64)
+  body += ["## Variance modes", "",
+           "Forward+backward of each preset's three `fast_variance` modes against flax.linen "
+           "(its default, one-pass), interleaved (`python -m benchmarks.fast_variance` "
+           "prints more shapes). On N(0,1) the default takes its one-pass branch; with an "
+           "offset of 1e4 it falls back to two-pass.", "", *fast_variance.HEADER]
+  for offset in (0.0, 1e4):
+    body += fast_variance.rows(vshape, rounds=rounds, target_s=target_s, offset=offset)
+  body.append("")
+  print(f"[{time.time() - t0:.0f}s] variance modes", file=sys.stderr)
 
   if not args.no_models:
     body += ["", "## Model level", ""]

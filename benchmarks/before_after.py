@@ -30,19 +30,37 @@ def load_normalize(rev: str) -> types.ModuleType | None:
   return mod
 
 
+def _grouped(normalize, shape, groups: int):
+  """Group norm through `normalize` on the ``[..., G, C/G]`` view (how `rev`s did it)."""
+  split = shape[:-1] + (groups, shape[-1] // groups)
+
+  def f(x):
+    return normalize(x.reshape(split), (1, 2, 4), sigma=C.SIGMA).reshape(shape)
+  return f
+
+
 def rows(rev: str, shape, width: int, *, rounds: int, target_s: float) -> list[ops.Row] | None:
-  """LN over (H, W, C), IN and DN width x width, now ("after") and at `rev` ("before")."""
+  """LN over (H, W, C), IN, GN and DN width x width, now ("after") and at `rev` ("before").
+
+  Each runs with its revision's defaults (now: ``fast_variance=None``). GN after is
+  `divnorm.group_norm` (a grouped field in x's layout).
+  """
   old = load_normalize(rev)
   if old is None:
     return None
   dn_field = {3: None, 1: width, 2: width}
+  groups = 8 if shape[-1] % 8 == 0 else 1
   fns = {
       "LN after": functools.partial(divnorm.normalize, summation=(1, 2, 3), sigma=C.SIGMA),
       "LN before": functools.partial(old.normalize, summation=(1, 2, 3), sigma=C.SIGMA),
       "IN after": functools.partial(divnorm.normalize, summation=(1, 2), sigma=C.SIGMA),
       "IN before": functools.partial(old.normalize, summation=(1, 2), sigma=C.SIGMA),
       "DN after": functools.partial(divnorm.normalize, summation=dn_field, sigma=C.DN_SIGMA),
+      "GN after": functools.partial(divnorm.group_norm, num_groups=groups, sigma=C.SIGMA),
+      "GN before": _grouped(old.normalize, shape, groups),
       "DN before": functools.partial(old.normalize, summation=dn_field, sigma=C.DN_SIGMA),
   }
-  refs = {f"{k} after": [f"{k} before"] for k in ("LN", "IN", "DN")}
+  fns["DN after"] = fns.pop("DN after")  # keep the pairs adjacent in the table
+  fns["DN before"] = fns.pop("DN before")
+  refs = {f"{k} after": [f"{k} before"] for k in ("LN", "IN", "GN", "DN")}
   return ops.measure(fns, refs, shape, rounds=rounds, target_s=target_s)

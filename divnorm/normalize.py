@@ -114,6 +114,12 @@ def _mean(t: jax.Array, field: Field, count: np.ndarray) -> jax.Array:
 GUARD_RATIO = 2.0
 
 
+# Benchmarks (never the library) set this to True or False to compile one branch of the
+# guard alone (False: the two-pass fallback after the guard's sums): XLA's cost analysis
+# of a conditional adds up both branches' bytes.
+_GUARD_BRANCH: bool | None = None
+
+
 def guard_amplification() -> float:
   """``1 + (2 * GUARD_RATIO)^2``: the most the one-pass cancellation may cost."""
   return 1.0 + (2.0 * GUARD_RATIO) ** 2
@@ -135,7 +141,7 @@ def can_guard(a: Field, b: Field) -> bool:
   return a.whole == b.whole and a.groups == b.groups and bool(a.whole or a.groups)
 
 
-def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b):
+def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b, branch=None):
   """``(hi, lo, var)``: one-pass where it loses little to cancellation, else two-pass.
 
   With W the whole (and grouped) axes of A and B, ``S1 = sum_W x`` and ``S2 = sum_W x^2``
@@ -169,6 +175,10 @@ def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b):
     _, u = _centered(x, hi, lo)
     return hi, jnp.zeros_like(hi) if lo is None else lo, _mean(u * u, b, count_b)
 
+  if branch:
+    return one_pass(x)
+  if branch is not None:  # the fallback's work: the guard's sums, then two-pass
+    return jax.tree.map(lambda p, q: jnp.where(safe, p, q), one_pass(x), two_pass(x))
   return lax.cond(safe, one_pass, two_pass, x)
 
 
@@ -227,7 +237,8 @@ _JVP_FNS: dict = {}
 
 
 def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, guarded: bool):
-  key = (a, b, border, guarded)
+  branch = _GUARD_BRANCH if guarded else None
+  key = (a, b, border, guarded, branch)
   if key in _JVP_FNS:
     return _JVP_FNS[key]
 
@@ -236,7 +247,7 @@ def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, guarded: bool):
     dt = x.dtype
     count_a, count_b = _stats_counts(x.shape, a, b, border, dt)
     if guarded:
-      hi, lo, var = _guarded_stats(x, a, b, border, count_a, count_b)
+      hi, lo, var = _guarded_stats(x, a, b, border, count_a, count_b, branch)
       v, _ = _centered(x, hi, lo)
       return scale(v, var, sigma), hi, lo, var
     hi, lo = _center(x, a, border)
