@@ -67,8 +67,10 @@ def batch_norm(
     axis_name: also average over this named axis (``shard_map``); not needed under ``jit``.
     mask: boolean, broadcastable to `x`; statistics use only its True entries.
     return_centered: return ``(y, v)`` in place of ``y``.
-    fast_variance: one-pass ``E[x^2] - E[x]^2`` batch variance, as Flax's default
-      (``use_fast_variance=True``); the default is two-pass (see `divnorm.normalize`).
+    fast_variance: ``True``: one-pass ``E[x^2] - E[x]^2`` batch variance, as Flax's
+      default (``use_fast_variance=True``); ``False``: two-pass; ``None`` (default):
+      one-pass where every feature has ``|mean| <= 2 std``, else two-pass (see
+      `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.

@@ -115,7 +115,8 @@ class BatchNorm(_Norm):
     feature_axes: axes with their own statistics (Flax's ``axis``).
     momentum: decay of the running averages.
     axis_name: named axis to average over (``shard_map``); not needed under ``jit``.
-    fast_variance: one-pass variance (Flax's ``use_fast_variance``); default two-pass.
+    fast_variance: True: one-pass (Flax's ``use_fast_variance``); False: two-pass; None
+      (default): one-pass where safe (see `divnorm.normalize`).
   """
 
   use_running_average: bool | None = None

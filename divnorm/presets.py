@@ -17,9 +17,18 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from divnorm.fields import grouped_field, resolve_field
-from divnorm.normalize import check_input, check_mask, check_sigma, normalize, scale
+from divnorm.normalize import (
+    check_input,
+    check_mask,
+    check_sigma,
+    normalize,
+    scale,
+    variance_floor,
+)
 from divnorm.stats import field_mean, stat_dtype
 
 
@@ -54,7 +63,8 @@ def layer_norm(
 
   The paper's LN of a conv layer reduces every unit of the example: on NHWC use
   ``reduction_axes=(1, 2, 3)``. Flax's ``LayerNorm(epsilon=e)`` is ``sigma=sqrt(e)``.
-  `fast_variance`: one-pass ``E[x^2] - E[x]^2`` (Flax's default); see `normalize`.
+  `fast_variance`: ``None`` (one-pass where safe), ``False`` (two-pass) or ``True``
+  (Flax's one-pass); see `normalize`.
   """
   return normalize(x, reduction_axes, sigma=sigma, mask=mask, return_centered=return_centered,
                    fast_variance=fast_variance)
@@ -71,7 +81,8 @@ def instance_norm(
 ):
   """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel.
 
-  `fast_variance`: one-pass ``E[x^2] - E[x]^2`` (Flax's default); see `normalize`.
+  `fast_variance`: ``None`` (one-pass where safe), ``False`` (two-pass) or ``True``
+  (Flax's one-pass); see `normalize`.
   """
   x = check_input(x)
   if x.ndim < 3:
@@ -120,7 +131,7 @@ def group_norm(
 
   The channels are split into `num_groups` contiguous groups (or groups of `group_size`).
   With one group this is layer norm over every non-batch axis; with one channel per
-  group, instance norm. `fast_variance`: one-pass statistics (see `normalize`).
+  group, instance norm. `fast_variance`: see `normalize`.
   """
   x = check_input(x)
   if x.ndim < 2:
@@ -131,6 +142,14 @@ def group_norm(
         f"group_norm: channel_axis={channel_axis} is the batch axis; use -1 (NHWC) or 1 (NCHW).")
   channels = x.shape[c]
   groups = _num_groups(channels, num_groups, group_size)
+  if x.ndim == 2:  # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]
+    mask = check_mask(mask, x.shape)
+    out = normalize(x.reshape(x.shape[0], groups, channels // groups), (2,), sigma=sigma,
+                    mask=None if mask is None else mask.reshape(x.shape[0], groups, -1),
+                    return_centered=return_centered, fast_variance=fast_variance)
+    if return_centered:
+      return out[0].reshape(x.shape), out[1].reshape(x.shape)
+    return out.reshape(x.shape)
   # Every non-batch axis but the channels whole, and the channels in contiguous groups:
   # statistics are reduced in x's own layout (no [..., G, C/G] reshape, which XLA's CPU
   # backend reduces ~5x slower).
@@ -157,11 +176,46 @@ def rms_norm(
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   x32 = x.astype(dt)
-  m = None if mask is None else mask.astype(dt)
+  if mask is None:
+    return _rms_fn(field)(x32, jnp.asarray(sigma, dt)).astype(x.dtype)
+  m = mask.astype(dt)
   y = scale(x32, field_mean(x32 * x32, field, mask=m), sigma)
-  if mask is not None:
-    y = jnp.where(mask, y, jnp.zeros((), dt))
-  return y.astype(x.dtype)
+  return jnp.where(mask, y, jnp.zeros((), dt)).astype(x.dtype)
+
+
+_RMS_FNS: dict = {}
+
+
+def _rms_fn(field):
+  """Unmasked RMS norm with a hand-written JVP: ``dy = r dx + x dr``.
+
+  ``dr = -r^3 (E_B[x dx] + sigma dsigma)``. Written out, XLA's CPU backend computes the
+  reverse pass in one fusion (read `x` and the cotangent, write the gradient), where
+  autodiff of ``rsqrt`` left a second input-sized pass (measured 1.07-1.16x flax's
+  RMSNorm before, ~1.0x after).
+  """
+  if field in _RMS_FNS:
+    return _RMS_FNS[field]
+
+  def rms(x, sigma):
+    r = lax.rsqrt(field_mean(x * x, field) + jnp.square(sigma)
+                  + np.asarray(variance_floor(x.dtype), x.dtype))
+    return r
+
+  @jax.custom_jvp
+  def f(x, sigma):
+    return x * rms(x, sigma)
+
+  @f.defjvp
+  def f_jvp(primals, tangents):
+    x, sigma = primals
+    dx, dsigma = tangents
+    r = rms(x, sigma)
+    dr = -(r * r * r) * (field_mean(x * dx, field) + sigma * dsigma)
+    return x * r, dx * r + x * dr
+
+  _RMS_FNS[field] = f
+  return f
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int, ...]:

@@ -68,6 +68,41 @@ def test_group_norm(x64):
     divnorm.group_norm(x32, num_groups=4, sigma=SIGMA), _flax(flax_gn, x32), atol=2e-6)
 
 
+def test_group_norm_on_rank_2_input(x64):
+  # [B, C] (dense or RNN units) takes the [B, G, C/G] path; masks broadcast as elsewhere.
+  x = _x((5, 12), seed=7, dtype=np.float64)
+  expected = _np_norm(x.reshape(5, 3, 4), (2,)).reshape(x.shape)
+  np.testing.assert_allclose(divnorm.group_norm(x, num_groups=3, sigma=SIGMA), expected,
+                             rtol=1e-12, atol=1e-12)
+  x32 = x.astype(np.float32)
+  flax_gn = nn.GroupNorm(num_groups=3, epsilon=SIGMA**2, use_bias=False, use_scale=False)
+  np.testing.assert_allclose(divnorm.group_norm(x32, num_groups=3, sigma=SIGMA),
+                             _flax(flax_gn, x32), atol=2e-6)
+  keep = np.array([[True], [False], [True], [True], [True]])
+  y, v = divnorm.group_norm(x, num_groups=3, sigma=SIGMA, mask=keep, return_centered=True)
+  np.testing.assert_allclose(y[keep[:, 0]], expected[keep[:, 0]], rtol=1e-12, atol=1e-12)
+  assert not np.any(y[1]) and not np.any(v[1])
+
+
+@pytest.mark.parametrize("axes", [-1, (1, 2, 3), {1: 3, 3: None}])
+def test_rms_norm_gradients(x64, axes):
+  # The unmasked path has a hand-written JVP; check it to second order, in x and sigma,
+  # and against autodiff of the masked path with an all-True mask.
+  from jax.test_util import check_grads
+  x = _x((2, 4, 3, 5), seed=8, dtype=np.float64)
+  check_grads(lambda x, s: divnorm.rms_norm(x, reduction_axes=axes, sigma=s), (x, 0.3),
+              order=2, modes=("fwd", "rev"))
+  w = np.random.default_rng(9).normal(size=x.shape)
+
+  def loss(x, s, mask=None):
+    return jnp.sum(divnorm.rms_norm(x, reduction_axes=axes, sigma=s, mask=mask) * w)
+
+  ones = np.ones(x.shape, bool)
+  for a, b in zip(jax.grad(loss, (0, 1))(x, 0.3), jax.grad(loss, (0, 1))(x, 0.3, ones),
+                  strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_group_norm_nchw_and_identities():
   x = _x()
   nchw = jnp.moveaxis(x, -1, 1)
