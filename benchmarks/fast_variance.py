@@ -52,7 +52,7 @@ def rows(shape, *, rounds: int, target_s: float = 0.02, offset: float = 0.0) -> 
   x = jax.random.normal(jax.random.key(0), shape) + np.float32(offset)
   w = jax.random.normal(jax.random.key(1), shape)
   out = []
-  for name in ("BN", "LN", "IN", "GN"):
+  for name in [n for n in ("BN", "LN", "IN", "GN") if n in flax_fns]:
     fns = {}
     for label, f in [*((m, _preset(name, shape, fv)) for m, fv in MODES.items()),
                      ("flax", flax_fns[name][1])]:
