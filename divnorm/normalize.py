@@ -400,15 +400,19 @@ def normalize(
       more whole axis of both fields. Under plain ``jit`` with a sharded input, XLA
       computes global statistics by itself: no argument is needed.
     return_centered: also return ``v`` (e.g. for `divnorm.l1_penalty`).
-    fast_variance: how ``E_B[v^2]`` is computed for equal whole-axis fields.
+    fast_variance: how the statistics are computed.
       ``False``: always two-pass (shifted, centered). ``True``: always one-pass
-      ``max(E[x^2] - E[x]^2, 0)``, Flax's default (``use_fast_variance=True``); loses
-      every digit when ``|E[x]| >> std(x)``. ``None`` (default): one-pass when every
-      field has ``|E[x]| <= 2 std(x)`` (the cancellation then costs at most ~2 bits of
-      the sums' rounding), checked at run time, two-pass otherwise; on CPU only, where
-      plain sums are ~4x faster than centered ones (`guarded_one_pass_default`); other
-      backends, windowed or unequal fields, masks and `axis_name` take the two-pass
-      path. ``True`` is an error for windowed or unequal fields.
+      ``max(E[x^2] - E[x]^2, 0)``, Flax's default (``use_fast_variance=True``), for
+      equal whole-axis fields only; loses every digit when ``|E[x]| >> std(x)``.
+      ``None`` (default): on CPU, for fields whose whole (and grouped) axes are the same
+      in A and B (BN, LN, IN, GN, DN across channels; windows allowed), one-pass sums
+      where the cancellation is bounded (whole fields: ``|E[x]| <= 2 std(x)`` in every
+      field; at most ~4 bits of the sums' rounding, see `_guarded_stats`), checked at
+      run time, and two-pass otherwise. Plain sums run ~4x faster than centered ones
+      on XLA's CPU backend (`guarded_one_pass_default`); other backends, other fields,
+      masks and `axis_name` take the two-pass path. Under ``vmap`` the check cannot
+      branch per example, so both statistics are computed (the one-pass sums on top of
+      the two-pass cost). ``True`` is an error for windowed or unequal fields.
   Returns:
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
     Statistics are computed in ``promote_types(x.dtype, float32)``.
