@@ -45,9 +45,9 @@ def main(argv=None) -> int:
       f" --rounds {args.rounds}" if args.rounds else "") + (" --no-models" if args.no_models else "")
   md = ["# divnorm benchmarks", "", f"Command: `{cmd}` (from the repository root).", ""]
   md += report.machine()
-  md += ["- The machine's 2 cores were shared with other jobs while this ran: absolute times "
-         "are noisy, so every comparison is a ratio of interleaved rounds (A B A B ..., the "
-         "order rotated each round), given as the median and min-max over rounds.",
+  md += ["- This machine is a 2-core VM whose timings are noisy: absolute times mean little, "
+         "so every comparison is a ratio of interleaved rounds (A B A B ..., the order "
+         "rotated each round), given as the median and min-max over rounds.",
          "- GPU: none was available to this run; no GPU table.",
          ""]
   targets = []
