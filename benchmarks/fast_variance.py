@@ -24,7 +24,7 @@ import numpy as np
 import divnorm
 from benchmarks import contenders, timing
 
-SHAPES = [(100, 32, 32, 32), (100, 16, 16, 32), (100, 8, 8, 64), (128, 32, 32, 64)]
+SHAPES = [(100, 32, 32, 32), (100, 16, 16, 32), (100, 8, 8, 64), (20, 800), (128, 32, 32, 64)]
 MODES = {"default": None, "one-pass": True, "two-pass": False}
 HEADER = ["| preset | shape | input | default / flax | one-pass / flax | two-pass / flax |",
           "|---|---|---|---|---|---|"]
