@@ -182,16 +182,17 @@ def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b, branch=
   return lax.cond(safe, one_pass, two_pass, x)
 
 
-def _unmasked_stats(x, sigma, a: Field, b: Field, border: str, guarded: bool = False):
+def _unmasked_stats(x, sigma, a: Field, b: Field, border: str, stats: str = "two_pass"):
   """``(y, hi, lo, var)`` of an unmasked, single-device input, with a hand-written JVP.
 
   The JVP writes every full-size term from `x` and statistic-shaped arrays only (the
   centered input is recomputed as ``(x - hi) - lo``, never kept), so that reverse mode,
   its transpose, reads `x` and the cotangent a few times and writes one output instead
   of storing centered copies. Numerics of the outputs are those of the autodiff path.
-  `guarded` (fields passing `can_guard`): statistics from `_guarded_stats`.
+  `stats`: ``"two_pass"``; ``"guarded"`` or ``"one_pass"`` (fields passing `can_guard`):
+  `_guarded_stats` with its check, or its one-pass branch alone.
   """
-  return _unmasked_stats_jvp_fn(a, b, border, guarded)(x, jnp.asarray(sigma, x.dtype))
+  return _unmasked_stats_jvp_fn(a, b, border, stats)(x, jnp.asarray(sigma, x.dtype))
 
 
 def _stats_counts(x_shape, a: Field, b: Field, border: str, dt):
@@ -236,9 +237,9 @@ def _centered(x, hi, lo):
 _JVP_FNS: dict = {}
 
 
-def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, guarded: bool):
-  branch = _GUARD_BRANCH if guarded else None
-  key = (a, b, border, guarded, branch)
+def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, stats: str):
+  branch = {"one_pass": True, "guarded": _GUARD_BRANCH}.get(stats)
+  key = (a, b, border, stats, branch)
   if key in _JVP_FNS:
     return _JVP_FNS[key]
 
@@ -246,7 +247,7 @@ def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, guarded: bool):
   def f(x, sigma):
     dt = x.dtype
     count_a, count_b = _stats_counts(x.shape, a, b, border, dt)
-    if guarded:
+    if stats != "two_pass":
       hi, lo, var = _guarded_stats(x, a, b, border, count_a, count_b, branch)
       v, _ = _centered(x, hi, lo)
       return scale(v, var, sigma), hi, lo, var
@@ -334,13 +335,20 @@ def normalize_with_stats(
   """
   dt = stat_dtype(x.dtype)
   x = x.astype(dt)
+  unmasked = mask is None and axis_name is None
   if fast_variance:
     check_fast_variance(summation, suppression)
-    return _one_pass_stats(x, summation, sigma=sigma, mask=mask, axis_name=axis_name)
-  if mask is None and axis_name is None:
-    guarded = (fast_variance is None and can_guard(summation, suppression)
-               and guarded_one_pass_default())
-    y, hi, lo, var = _unmasked_stats(x, sigma, summation, suppression, border, guarded)
+    if not (unmasked and can_guard(summation, suppression)):
+      return _one_pass_stats(x, summation, sigma=sigma, mask=mask, axis_name=axis_name)
+  if unmasked:
+    if fast_variance:
+      stats = "one_pass"  # the same sums, through the hand-written JVP
+    elif fast_variance is None and can_guard(summation, suppression) and (
+        guarded_one_pass_default()):
+      stats = "guarded"
+    else:
+      stats = "two_pass"
+    y, hi, lo, var = _unmasked_stats(x, sigma, summation, suppression, border, stats)
     return y, (x - hi) - lo, hi, var
   m = None if mask is None else mask.astype(dt)
   zeros = "valid" if border == "valid" else "zeros"
