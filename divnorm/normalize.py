@@ -182,6 +182,42 @@ def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b, branch=
   return lax.cond(safe, one_pass, two_pass, x)
 
 
+def _shifted(field: Field) -> Field:
+  """`field` on an input with one more leading axis (a ``vmap``'s batch axis)."""
+  return Field(tuple(a + 1 for a in field.whole),
+               tuple((a + 1, w) for a, w in field.windows),
+               tuple((a + 1, n) for a, n in field.groups))
+
+
+_GUARD_FNS: dict = {}
+
+
+def _guarded_vmappable(a: Field, b: Field, border: str):
+  """`_guarded_stats` of `x` alone, whose ``vmap`` checks the whole batch at once.
+
+  Batched by plain ``vmap``, the check's ``lax.cond`` would turn into a select that runs
+  both branches. The rule instead treats the batch axis as one more axis outside the
+  fields and keeps a single conditional: one-pass if every field of every example
+  passes.
+  """
+  key = (a, b, border)
+  if key in _GUARD_FNS:
+    return _GUARD_FNS[key]
+
+  @jax.custom_batching.custom_vmap
+  def stats(x):
+    count_a, count_b = _stats_counts(x.shape, a, b, border, x.dtype)
+    return _guarded_stats(x, a, b, border, count_a, count_b)
+
+  @stats.def_vmap
+  def _rule(axis_size, in_batched, x):
+    del axis_size, in_batched  # x is batched along its leading axis
+    return _guarded_vmappable(_shifted(a), _shifted(b), border)(x), (True, True, True)
+
+  _GUARD_FNS[key] = stats
+  return stats
+
+
 def _unmasked_stats(x, sigma, a: Field, b: Field, border: str, stats: str = "two_pass"):
   """``(y, hi, lo, var)`` of an unmasked, single-device input, with a hand-written JVP.
 
@@ -247,6 +283,10 @@ def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, stats: str):
   def f(x, sigma):
     dt = x.dtype
     count_a, count_b = _stats_counts(x.shape, a, b, border, dt)
+    if stats == "guarded" and branch is None:
+      hi, lo, var = _guarded_vmappable(a, b, border)(x)
+      v, _ = _centered(x, hi, lo)
+      return scale(v, var, sigma), hi, lo, var
     if stats != "two_pass":
       hi, lo, var = _guarded_stats(x, a, b, border, count_a, count_b, branch)
       v, _ = _centered(x, hi, lo)
@@ -418,9 +458,9 @@ def normalize(
       field; at most ~4 bits of the sums' rounding, see `_guarded_stats`), checked at
       run time, and two-pass otherwise. Plain sums run ~4x faster than centered ones
       on XLA's CPU backend (`guarded_one_pass_default`); other backends, other fields,
-      masks and `axis_name` take the two-pass path. Under ``vmap`` the check cannot
-      branch per example, so both statistics are computed (the one-pass sums on top of
-      the two-pass cost). ``True`` is an error for windowed or unequal fields.
+      masks and `axis_name` take the two-pass path. Under ``vmap`` the check covers the
+      whole batch (one branch for all examples). ``True`` is an error for windowed or
+      unequal fields.
   Returns:
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
     Statistics are computed in ``promote_types(x.dtype, float32)``.

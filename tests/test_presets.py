@@ -250,6 +250,27 @@ def test_default_stays_within_a_small_factor_of_two_pass_accuracy(ratio):
   assert err[None] <= 4 * err[False] + 1e-6, err
 
 
+def test_vmap_keeps_one_check_for_the_whole_batch():
+  # Batched, the check must not become a select that runs both branches: one cond, and
+  # every example, off-center ones included, equals its unbatched result.
+  x = _x((4, 3, 5, 6, 8), seed=11)
+  x[2] += np.float32(1e4)
+  ln = functools.partial(divnorm.layer_norm, reduction_axes=(1, 2, 3))
+  jaxpr = str(jax.make_jaxpr(jax.vmap(ln))(x))
+  assert "cond" in jaxpr and "select_n" not in jaxpr
+  expected = np.stack([ln(e) for e in x])
+  np.testing.assert_allclose(jax.vmap(ln)(x), expected, rtol=0, atol=2e-6)
+  np.testing.assert_allclose(jax.vmap(ln, in_axes=1, out_axes=1)(x.swapaxes(0, 1)),
+                             expected.swapaxes(0, 1), rtol=0, atol=2e-6)
+  w = np.random.default_rng(12).normal(size=x.shape[1:]).astype(np.float32)
+  per_example = np.stack([jax.grad(lambda e: jnp.sum(ln(e) * w))(e) for e in x])
+  np.testing.assert_allclose(jax.vmap(jax.grad(lambda e: jnp.sum(ln(e) * w)))(x),
+                             per_example, rtol=0, atol=1e-5)
+  dn = functools.partial(divnorm.divisive_norm, summation_window=3, sigma=0.5)
+  nested = jax.jit(jax.vmap(jax.vmap(dn)))(x[None])
+  np.testing.assert_allclose(nested[0], np.stack([dn(e) for e in x]), rtol=0, atol=2e-6)
+
+
 def test_default_two_pass_off_cpu(monkeypatch):
   monkeypatch.setattr(NORMALIZE_MODULE, "guarded_one_pass_default", lambda: False)
   x = _x()
