@@ -141,7 +141,15 @@ def can_guard(a: Field, b: Field) -> bool:
   return a.whole == b.whole and a.groups == b.groups and bool(a.whole or a.groups)
 
 
-def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b, branch=None):
+def _two_pass_stats(x, a: Field, b: Field, border: str, count_b):
+  """``(hi, lo, var, v)``: the shifted two-pass center (``lo`` zeros for zero borders),
+  ``E_B[v^2]`` and the centered input, from one barrier-protected center."""
+  hi, lo = _center(x, a, border)
+  v, u = _centered(x, hi, lo)
+  return hi, jnp.zeros_like(hi) if lo is None else lo, _mean(u * u, b, count_b), v
+
+
+def _guarded_stats(x, a: Field, b: Field, border: str, branch=None):
   """``(hi, lo, var)``: one-pass where it loses little to cancellation, else two-pass.
 
   With W the whole (and grouped) axes of A and B, ``S1 = sum_W x`` and ``S2 = sum_W x^2``
@@ -155,6 +163,7 @@ def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b, branch=
   (e.g. an offset of 1e4 at std 1).
   """
   dt = x.dtype
+  count_a, count_b = _stats_counts(x.shape, a, b, border, dt)
   w = Field(a.whole, (), a.groups)
   s1 = field_sum(x, w)
   s2 = field_sum(x * x, w)
@@ -171,9 +180,7 @@ def _guarded_stats(x, a: Field, b: Field, border: str, count_a, count_b, branch=
     return mean, jnp.zeros_like(mean), var
 
   def two_pass(x):
-    hi, lo = _center(x, a, border)
-    _, u = _centered(x, hi, lo)
-    return hi, jnp.zeros_like(hi) if lo is None else lo, _mean(u * u, b, count_b)
+    return _two_pass_stats(x, a, b, border, count_b)[:3]
 
   if branch:
     return one_pass(x)
@@ -206,8 +213,7 @@ def _guarded_vmappable(a: Field, b: Field, border: str):
 
   @jax.custom_batching.custom_vmap
   def stats(x):
-    count_a, count_b = _stats_counts(x.shape, a, b, border, x.dtype)
-    return _guarded_stats(x, a, b, border, count_a, count_b)
+    return _guarded_stats(x, a, b, border)
 
   @stats.def_vmap
   def _rule(axis_size, in_batched, x):
@@ -281,21 +287,16 @@ def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, stats: str):
 
   @jax.custom_jvp
   def f(x, sigma):
-    dt = x.dtype
-    count_a, count_b = _stats_counts(x.shape, a, b, border, dt)
-    if stats == "guarded" and branch is None:
-      hi, lo, var = _guarded_vmappable(a, b, border)(x)
+    if stats == "two_pass":
+      _, count_b = _stats_counts(x.shape, a, b, border, x.dtype)
+      hi, lo, var, v = _two_pass_stats(x, a, b, border, count_b)
+    else:
+      if branch is None:  # "guarded", checked at run time
+        hi, lo, var = _guarded_vmappable(a, b, border)(x)
+      else:
+        hi, lo, var = _guarded_stats(x, a, b, border, branch)
       v, _ = _centered(x, hi, lo)
-      return scale(v, var, sigma), hi, lo, var
-    if stats != "two_pass":
-      hi, lo, var = _guarded_stats(x, a, b, border, count_a, count_b, branch)
-      v, _ = _centered(x, hi, lo)
-      return scale(v, var, sigma), hi, lo, var
-    hi, lo = _center(x, a, border)
-    v, u = _centered(x, hi, lo)
-    var = _mean(u * u, b, count_b)
-    y = scale(v, var, sigma)
-    return y, hi, (jnp.zeros_like(hi) if lo is None else lo), var
+    return scale(v, var, sigma), hi, lo, var
 
   @f.defjvp
   def f_jvp(primals, tangents):
