@@ -75,11 +75,15 @@ def check_mask(mask, shape: tuple[int, ...]) -> jax.Array | None:
   return jnp.broadcast_to(mask, shape)
 
 
+def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
+  """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``."""
+  dt = var.dtype if dt is None else dt
+  return lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
+
+
 def scale(v: jax.Array, var: jax.Array, sigma) -> jax.Array:
   """``v / sqrt(sigma^2 + var)``, in the dtype of `v`, finite at ``var = sigma = 0``."""
-  dt = v.dtype
-  sigma2 = jnp.square(jnp.asarray(sigma, dt))
-  return v * lax.rsqrt(var + sigma2 + np.asarray(variance_floor(dt), dt))
+  return v * inverse_scale(var, sigma, v.dtype)
 
 
 def _pivot(x: jax.Array, field: Field, axis_name) -> jax.Array | None:
@@ -319,7 +323,7 @@ def _unmasked_stats_jvp_fn(a: Field, b: Field, border: str, stats: str):
     if a != b or a.windows:
       dvar = dvar + two * _mean(u * dmean, b, count_b)
     sigma = jnp.asarray(sigma, dt)
-    r = lax.rsqrt(var + jnp.square(sigma) + np.asarray(variance_floor(dt), dt))
+    r = inverse_scale(var, sigma)
     dden = dvar + two * sigma * jnp.asarray(dsigma, dt)
     dr = np.asarray(-0.5, dt) * r * r * r * dden
     dy = dx * r - dmean * r + v * dr

@@ -17,18 +17,9 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax import lax
 
 from divnorm.fields import grouped_field, resolve_field
-from divnorm.normalize import (
-    check_input,
-    check_mask,
-    check_sigma,
-    normalize,
-    scale,
-    variance_floor,
-)
+from divnorm.normalize import check_input, check_mask, check_sigma, inverse_scale, normalize, scale
 from divnorm.stats import field_mean, stat_dtype
 
 
@@ -198,9 +189,7 @@ def _rms_fn(field):
     return _RMS_FNS[field]
 
   def rms(x, sigma):
-    r = lax.rsqrt(field_mean(x * x, field) + jnp.square(sigma)
-                  + np.asarray(variance_floor(x.dtype), x.dtype))
-    return r
+    return inverse_scale(field_mean(x * x, field), sigma)
 
   @jax.custom_jvp
   def f(x, sigma):
