@@ -31,7 +31,7 @@ from divnorm.normalize import (
     scale,
     variance_floor,
 )
-from divnorm.presets import instance_norm
+from divnorm.presets import channel_axis_index, instance_norm
 from divnorm.stats import field_mean, stat_dtype
 
 
@@ -68,14 +68,6 @@ def _check_stats(stats, x, features, feature_axes) -> tuple[int, ...]:
 def _ema(old: jax.Array, batch: jax.Array, momentum: float) -> jax.Array:
   """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point)."""
   return (momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype))
-
-
-def _channel_axis(channel_axis: int, ndim: int, name: str) -> int:
-  if not -ndim <= channel_axis < ndim or channel_axis % ndim == 0:
-    raise ValueError(
-        f"{name}: channel_axis={channel_axis} must name a non-batch axis of an input of rank "
-        f"{ndim}; use -1 (NHWC) or 1 (NCHW).")
-  return channel_axis % ndim
 
 
 def _concrete(value) -> bool:
@@ -259,7 +251,7 @@ def batch_instance_norm(
         f"batch_instance_norm needs spatial axes between batch and channels (rank >= 3), "
         f"got shape {x.shape}.")
   check_unit_interval(rho, "rho")
-  c = _channel_axis(channel_axis, x.ndim, "batch_instance_norm")
+  c = channel_axis_index(channel_axis, x.ndim, "batch_instance_norm")
   rho = jnp.asarray(rho)
   if rho.shape not in ((), (x.shape[c],)):
     raise ValueError(
@@ -330,7 +322,7 @@ def switchable_norm(
     raise ValueError(
         f"switchable_norm needs spatial axes between batch and channels (rank >= 3), got "
         f"shape {x.shape}; for [batch, features] use layer_norm or batch_norm.")
-  c = _channel_axis(channel_axis, x.ndim, "switchable_norm")
+  c = channel_axis_index(channel_axis, x.ndim, "switchable_norm")
   check_sigma(sigma)
   _check_momentum(momentum)
   mask = check_mask(mask, x.shape)

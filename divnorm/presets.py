@@ -23,21 +23,21 @@ from divnorm.normalize import check_input, check_mask, check_sigma, inverse_scal
 from divnorm.stats import field_mean, stat_dtype
 
 
-def _axis(axis: int, ndim: int, name: str) -> int:
-  if not -ndim <= axis < ndim:
-    raise ValueError(
-        f"{name}={axis} is out of range for an input of rank {ndim}; "
-        f"use an axis in [{-ndim}, {ndim - 1}].")
-  return axis % ndim
+def channel_axis_index(channel_axis: int, ndim: int, name: str) -> int:
+  """`channel_axis` as a non-negative index, or an error: it must be a non-batch axis."""
+  if not -ndim <= channel_axis < ndim:
+    problem = f"is out of range for an input of rank {ndim}"
+  elif channel_axis % ndim == 0:
+    problem = "is the batch axis (axis 0)"
+  else:
+    return channel_axis % ndim
+  raise ValueError(f"{name}: channel_axis={channel_axis} {problem}; it must name a non-batch "
+                   f"axis: use -1 (NHWC) or 1 (NCHW).")
 
 
 def _spatial_axes(ndim: int, channel_axis: int, name: str) -> tuple[int, ...]:
   """All axes but the batch axis (0) and the channel axis."""
-  c = _axis(channel_axis, ndim, "channel_axis")
-  if c == 0:
-    raise ValueError(
-        f"{name}: channel_axis={channel_axis} is the batch axis; axis 0 is the batch, so "
-        f"use -1 (NHWC) or 1 (NCHW).")
+  c = channel_axis_index(channel_axis, ndim, name)
   return tuple(a for a in range(1, ndim) if a != c)
 
 
@@ -127,10 +127,7 @@ def group_norm(
   x = check_input(x)
   if x.ndim < 2:
     raise ValueError(f"group_norm needs [batch, ..., channels], got shape {x.shape}.")
-  c = _axis(channel_axis, x.ndim, "channel_axis")
-  if c == 0:
-    raise ValueError(
-        f"group_norm: channel_axis={channel_axis} is the batch axis; use -1 (NHWC) or 1 (NCHW).")
+  c = channel_axis_index(channel_axis, x.ndim, "group_norm")
   channels = x.shape[c]
   groups = _num_groups(channels, num_groups, group_size)
   if x.ndim == 2:  # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]
