@@ -41,30 +41,46 @@ def _flax(module: nn.Module, x_shape, *, mutable=False) -> Fn:
   return f
 
 
-def presets(shape: tuple[int, ...]) -> dict[str, tuple[Fn, Fn]]:
-  """Preset name -> (divnorm function, flax.linen equivalent) for inputs of `shape`."""
-  eps = SIGMA**2
-  out: dict[str, tuple[Fn, Fn]] = {}
+def divnorm_presets(shape: tuple[int, ...], *, fast_variance=None) -> dict[str, Fn]:
+  """Preset name -> divnorm function for inputs of `shape` (`fast_variance`: BN/LN/IN/GN)."""
   stats = divnorm.batch_stats_init(shape)
 
   def bn(x):
-    return divnorm.batch_norm(x, stats, training=True, sigma=SIGMA)
+    return divnorm.batch_norm(x, stats, training=True, sigma=SIGMA, fast_variance=fast_variance)
 
-  out["BN"] = (bn, _flax(nn.BatchNorm(use_running_average=False, epsilon=eps, use_scale=False,
-                                      use_bias=False), shape, mutable=True))
-  ln_axes = tuple(range(1, len(shape)))
-  out["LN"] = (functools.partial(divnorm.layer_norm, reduction_axes=ln_axes, sigma=SIGMA),
-               _flax(nn.LayerNorm(epsilon=eps, reduction_axes=ln_axes, use_scale=False,
-                                  use_bias=False), shape))
+  out: dict[str, Fn] = {"BN": bn}
+  out["LN"] = functools.partial(divnorm.layer_norm, reduction_axes=tuple(range(1, len(shape))),
+                                sigma=SIGMA, fast_variance=fast_variance)
   if len(shape) >= 3:
-    out["IN"] = (functools.partial(divnorm.instance_norm, sigma=SIGMA),
-                 _flax(nn.InstanceNorm(epsilon=eps, use_scale=False, use_bias=False), shape))
-  groups = 8 if shape[-1] % 8 == 0 else 1
-  out["GN"] = (functools.partial(divnorm.group_norm, num_groups=groups, sigma=SIGMA),
-               _flax(nn.GroupNorm(num_groups=groups, epsilon=eps, use_scale=False,
-                                  use_bias=False), shape))
-  out["RMS"] = (functools.partial(divnorm.rms_norm, sigma=SIGMA),
-                _flax(nn.RMSNorm(epsilon=eps, use_scale=False), shape))
+    out["IN"] = functools.partial(divnorm.instance_norm, sigma=SIGMA,
+                                  fast_variance=fast_variance)
+  out["GN"] = functools.partial(divnorm.group_norm, num_groups=_groups(shape), sigma=SIGMA,
+                                fast_variance=fast_variance)
+  out["RMS"] = functools.partial(divnorm.rms_norm, sigma=SIGMA)
+  return out
+
+
+def _groups(shape) -> int:
+  return 8 if shape[-1] % 8 == 0 else 1
+
+
+def presets(shape: tuple[int, ...]) -> dict[str, tuple[Fn, Fn]]:
+  """Preset name -> (divnorm function, flax.linen equivalent) for inputs of `shape`."""
+  eps = SIGMA**2
+  ours = divnorm_presets(shape)
+  ln_axes = tuple(range(1, len(shape)))
+  out: dict[str, tuple[Fn, Fn]] = {}
+  out["BN"] = (ours["BN"], _flax(nn.BatchNorm(use_running_average=False, epsilon=eps,
+                                              use_scale=False, use_bias=False), shape,
+                                 mutable=True))
+  out["LN"] = (ours["LN"], _flax(nn.LayerNorm(epsilon=eps, reduction_axes=ln_axes,
+                                              use_scale=False, use_bias=False), shape))
+  if "IN" in ours:
+    out["IN"] = (ours["IN"], _flax(nn.InstanceNorm(epsilon=eps, use_scale=False,
+                                                   use_bias=False), shape))
+  out["GN"] = (ours["GN"], _flax(nn.GroupNorm(num_groups=_groups(shape), epsilon=eps,
+                                              use_scale=False, use_bias=False), shape))
+  out["RMS"] = (ours["RMS"], _flax(nn.RMSNorm(epsilon=eps, use_scale=False), shape))
   return out
 
 

@@ -21,7 +21,6 @@ import sys
 import jax
 import numpy as np
 
-import divnorm
 from benchmarks import contenders, timing
 
 SHAPES = [(100, 32, 32, 32), (100, 16, 16, 32), (100, 8, 8, 64), (20, 800), (128, 32, 32, 64)]
@@ -30,32 +29,16 @@ HEADER = ["| preset | shape | input | default / flax | one-pass / flax | two-pas
           "|---|---|---|---|---|---|"]
 
 
-def _preset(name: str, shape, fast_variance):
-  sigma = contenders.SIGMA
-  if name == "BN":
-    stats = divnorm.batch_stats_init(shape)
-    return lambda x: divnorm.batch_norm(x, stats, training=True, sigma=sigma,
-                                        fast_variance=fast_variance)
-  if name == "LN":
-    return functools.partial(divnorm.layer_norm, reduction_axes=tuple(range(1, len(shape))),
-                             sigma=sigma, fast_variance=fast_variance)
-  if name == "IN":
-    return functools.partial(divnorm.instance_norm, sigma=sigma, fast_variance=fast_variance)
-  groups = 8 if shape[-1] % 8 == 0 else 1
-  return functools.partial(divnorm.group_norm, num_groups=groups, sigma=sigma,
-                           fast_variance=fast_variance)
-
-
 def rows(shape, *, rounds: int, target_s: float = 0.02, offset: float = 0.0) -> list[str]:
   """Markdown rows: each preset's three modes and flax, forward+backward, interleaved."""
   flax_fns = contenders.presets(shape)
+  modes = {m: contenders.divnorm_presets(shape, fast_variance=fv) for m, fv in MODES.items()}
   x = jax.random.normal(jax.random.key(0), shape) + np.float32(offset)
   w = jax.random.normal(jax.random.key(1), shape)
   out = []
   for name in [n for n in ("BN", "LN", "IN", "GN") if n in flax_fns]:
     fns = {}
-    for label, f in [*((m, _preset(name, shape, fv)) for m, fv in MODES.items()),
-                     ("flax", flax_fns[name][1])]:
+    for label, f in [*((m, modes[m][name]) for m in MODES), ("flax", flax_fns[name][1])]:
       g = contenders.forward_backward(f)
       g(x, w)
       fns[label] = functools.partial(g, x, w)
