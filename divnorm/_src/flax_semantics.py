@@ -139,6 +139,18 @@ def broadcast_mask(mask, shape) -> jax.Array | None:
   return check_mask(mask, tuple(shape))
 
 
+def masked_input(x: jax.Array, mask) -> tuple[jax.Array, jax.Array | None]:
+  """`x` with its masked-out entries selected away (a NaN there must change nothing).
+
+  The core's outputs there are 0 whatever they hold; selecting first keeps a NaN or inf
+  out of every statistic on any path.
+  """
+  mask = broadcast_mask(mask, x.shape)
+  if mask is None:
+    return x, None
+  return jnp.where(mask, x, jnp.zeros((), x.dtype)), mask
+
+
 def normalize_over(
     x: jax.Array,
     reduction_axes: tuple[int, ...],
@@ -154,6 +166,7 @@ def normalize_over(
   `x` is already in the statistics dtype. With no axis to reduce (Flax's InstanceNorm of a
   rank-2 input) each entry is its own field: ``v = x - x`` and ``y = v``, Flax's zeros.
   """
+  x, mask = masked_input(x, mask)
   if not reduction_axes:
     v = x - x
     return v, v
@@ -242,6 +255,8 @@ def batch_normalize(
   Complex `x` follows Flax's definition: the mean is complex and the variance is
   ``E[|x - E[x]|^2]``, the sum of the variances of the real and imaginary parts.
   """
+  if training:
+    x, mask = masked_input(x, mask)
   if jnp.iscomplexobj(x):
     return _complex_batch_normalize(
         x, stats, training=training, feature_axes=feature_axes, momentum=momentum,
