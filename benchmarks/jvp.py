@@ -3,10 +3,11 @@
 Deterministic numbers (no timing): XLA's ``cost_analysis()`` bytes accessed and
 ``memory_analysis()`` temporaries of ``jit(grad(<f(x), w>))`` on CPU, for
 
-- ``autodiff``: the library's `divnorm.normalize` (two-pass, differentiated by JAX);
-- ``custom JVP``: the same statistics under a hand-written JVP (the rule the library had
-  before the redesign: ``dy = r dx - r E_A[dx] + v dr``, ``v`` recomputed, never stored);
-- ``rms autodiff`` / ``rms custom JVP``: `divnorm.rms_norm` with and without its rule.
+- ``autodiff``: the library's two-pass statistics (`statistics.moments`, `scale`),
+  differentiated by JAX;
+- ``custom JVP``: `divnorm.normalize`, whose unmasked path has the hand-written JVP of
+  `divnorm._src.fast` (``dy = r dx - r E_A[dx] + v dr``, ``v`` recomputed, never stored);
+- RMS: `divnorm.rms_norm` (autodiff) against the rule it had before (kept here only).
 
     python -m benchmarks.jvp [--quick]
 
@@ -20,40 +21,36 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import divnorm
 from benchmarks import xla
-from divnorm._src import core, presets
+from divnorm._src import statistics
 from divnorm._src.fields import Field, resolve_field
-from divnorm._src.reductions import divide_by_count, field_count, field_sum
+from divnorm._src.reductions import field_mean
 
 SHAPES = {"CNN conv1 100x32x32x32": (100, 32, 32, 32), "large 128x32x32x64": (128, 32, 32, 64)}
 QUICK = {"tiny 2x8x8x8": (2, 8, 8, 8)}
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _with_jvp(x, sigma, a: Field, b: Field):
-  _, var, v = core.moments(x, a, b)
-  return core.scale(v, var, sigma)
+def _autodiff(x, a: Field, b: Field, sigma):
+  """The library's two-pass statistics, differentiated by JAX (no hand-written rule)."""
+  stats = statistics.moments(x, a, b)
+  return statistics.scale(stats.v, stats.var, sigma)
 
 
-@_with_jvp.defjvp
-def _with_jvp_rule(a, b, primals, tangents):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _rms_with_jvp(x, sigma, field: Field):
+  """RMS norm with the rule the library had: ``dy = r dx - r^3 x (E_B[x dx] + s ds)``."""
+  return x * statistics.inverse_scale(field_mean(x * x, field), sigma)
+
+
+@_rms_with_jvp.defjvp
+def _rms_rule(field, primals, tangents):
   x, sigma = primals
   dx, dsigma = tangents
-  _, var, v = core.moments(x, a, b)
-  dt = x.dtype
-  two = np.asarray(2.0, dt)
-  mean_a = lambda t: divide_by_count(field_sum(t, a), field_count(x.shape, a, dtype=dt))
-  mean_b = lambda t: divide_by_count(field_sum(t, b), field_count(x.shape, b, dtype=dt))
-  dmean = mean_a(dx)
-  dvar = two * mean_b(v * dx)
-  if a != b or a.windows:
-    dvar = dvar - two * mean_b(v * dmean)
-  r = core.inverse_scale(var, sigma)
-  dr = np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
-  return v * r, dx * r - dmean * r + v * dr
+  r = statistics.inverse_scale(field_mean(x * x, field), sigma)
+  dr = -(r * r * r) * (field_mean(x * dx, field) + sigma * dsigma)
+  return x * r, dx * r + x * dr
 
 
 def _grad_costs(f, shape):
@@ -77,12 +74,12 @@ def rows(shapes) -> list[str]:
     for name, (sa, sb) in cases.items():
       a = resolve_field(sa, ndim)
       b = a if sb is None else resolve_field(sb, ndim)
-      auto = _grad_costs(lambda x, sa=sa, sb=sb: divnorm.normalize(x, sa, sb, sigma=0.5), shape)
-      rule = _grad_costs(lambda x, a=a, b=b: _with_jvp(x, jnp.float32(0.5), a, b), shape)
+      auto = _grad_costs(lambda x, a=a, b=b: _autodiff(x, a, b, 0.5), shape)
+      rule = _grad_costs(lambda x, sa=sa, sb=sb: divnorm.normalize(x, sa, sb, sigma=0.5), shape)
       out.append(_row(label, name, auto, rule))
     rms_field = resolve_field((1, 2, 3), ndim)
-    auto = _grad_costs(lambda x, f=rms_field: presets._rms.fun(x, jnp.float32(0.1), f), shape)
-    rule = _grad_costs(lambda x, f=rms_field: presets._rms(x, jnp.float32(0.1), f), shape)
+    auto = _grad_costs(lambda x: divnorm.rms_norm(x, reduction_axes=(1, 2, 3), sigma=0.1), shape)
+    rule = _grad_costs(lambda x, f=rms_field: _rms_with_jvp(x, jnp.float32(0.1), f), shape)
     out.append(_row(label, "RMS (H,W,C)", auto, rule))
   return out
 

@@ -14,16 +14,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from divnorm._src import fast
 from divnorm._src.checks import (
-    check_input,
-    check_mask,
-    check_momentum,
-    check_nonempty,
-    check_sigma,
+  check_input,
+  check_mask,
+  check_momentum,
+  check_nonempty,
+  check_sigma,
 )
-from divnorm._src.core import moments, scale, stats_shape
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import select, stat_dtype
+from divnorm._src.statistics import scale, stats_shape
 
 
 class BatchStats(NamedTuple):
@@ -96,9 +97,8 @@ def batch_norm(
   dt = stat_dtype(x.dtype)
   if training:
     check_nonempty(x, reduction, "batch_norm")
-    mean, var, v = moments(x, field, field, mask=mask, axis_name=axis_name,
-                           fast_variance=fast_variance)
-    y = select(scale(v, var, sigma), mask)
+    y, (mean, var, v) = fast.normalized(x, sigma, field, field, mask=mask, axis_name=axis_name,
+                                        fast_variance=fast_variance)
     keep = stats.mean.dtype
     # The batch statistic is cast to the state's dtype first: the state's dtype is a fixed
     # point of the update (no retracing), also for float64 inputs under strict promotion.

@@ -1,164 +1,26 @@
-r"""The unified normalizer of Ren et al. (ICLR 2017).
+r"""The unified normalizer of Ren et al. (ICLR 2017), `divnorm.normalize`.
 
 .. math::
     v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
 
-A is the summation field, B the suppression field, sigma the smoothing term (Flax's
-``epsilon`` is ``sigma ** 2``). Batch, layer, instance, group and divisive normalization
-are choices of A and B (see `divnorm._src.fields`). Three functions:
-
-- `moments`: the statistics of a field pair, ``E_A[x]`` and ``E_B[v^2]`` (and ``v``);
-- `scale`: applies them, ``v / sqrt(sigma^2 + E_B[v^2])``;
-- `normalize`: checks the call, resolves the fields once, and composes the two.
-
-How `moments` stays exact at the edges:
-
-- A mask selects (`reductions.select`) before any arithmetic, so nothing outside it, NaN
-  and inf included, reaches a sum.
-- ``E_A[x]`` is computed around a shift ``k`` (`shift`): ``E_A[x] = k + E_A[x - k]`` for any
-  ``k`` constant over every field of A, and the sums of ``x - k`` lose far less to rounding
-  when ``|E[x]| >> std(x)``. ``k`` is the mean of the finite, masked-in entries of A's span
-  (A with its windows widened to whole axes), so it is a value of the data, never an entry
-  outside the mask, and a NaN or inf somewhere cannot spread through it. With whole fields
-  this is the corrected two-pass algorithm (``k`` the plain mean, ``E_A[x - k]`` its
-  correction). ``v = (x - k) - E_A[x - k]`` keeps the digits of that small correction: at
-  an offset of 1e4 (std 1, float32) divisive norm across channels and layer norm stay
-  within ~1e-6 of float64.
-- ``k`` is under ``stop_gradient``: the result does not depend on it, only its rounding.
-- An empty field (count 0, e.g. all masked out) gives statistics 0, never NaN.
+`normalize` checks the call (`divnorm._src.checks`), resolves ``summation`` and
+``suppression`` into `Field` s once, then composes the two functions of
+`divnorm._src.statistics`: `moments` (``E_A[x]``, ``E_B[v^2]``) and `scale` (the division),
+through `divnorm._src.fast`, which picks the speed path (one-pass sums, the hand-written
+JVP).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
 
 from divnorm._src import fast
 from divnorm._src.checks import check_border, check_input, check_mask, check_sigma
-from divnorm._src.fields import Field, FieldSpec, resolve_field
-from divnorm._src.reductions import (
-    border_count,
-    divide_by_count,
-    field_count,
-    field_sum,
-    select,
-    stat_dtype,
-)
+from divnorm._src.fields import FieldSpec, resolve_field
+from divnorm._src.statistics import Moments, moments, scale, stats_shape
 
-
-class Moments(NamedTuple):
-  """The statistics of a field pair, in the statistics dtype (whole axes kept as size 1).
-
-  Attributes:
-    mean: ``E_A[x]``.
-    var: ``E_B[v^2]`` (a variance when A == B; each position centered by its own mean).
-    v: the centered input ``x - E_A[x]``, 0 outside the mask.
-  """
-
-  mean: jax.Array
-  var: jax.Array
-  v: jax.Array
-
-
-def variance_floor(dtype) -> float:
-  """A floor added to ``sigma^2 + E_B[v^2]``: ``finfo(dtype).tiny ** (1/3)``.
-
-  About 2e-13 in float32 and 3e-103 in float64: far below any variance that carries
-  information, yet large enough that ``rsqrt`` and its derivatives stay finite, so a
-  constant field gives ``y = 0`` with finite gradients even at ``sigma = 0``.
-  """
-  return float(np.finfo(dtype).tiny) ** (1.0 / 3.0)
-
-
-def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
-  """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``."""
-  dt = var.dtype if dt is None else dt
-  return lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
-
-
-def scale(v: jax.Array, var: jax.Array, sigma) -> jax.Array:
-  """``v / sqrt(sigma^2 + var)``: applies the statistics, in the dtype of `v`."""
-  return v * inverse_scale(var, sigma, v.dtype)
-
-
-def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
-  """``k``: a value of the data, constant over every field of A (0 where none is finite).
-
-  The mean of each span of A (A with its windows widened to whole axes), of its
-  masked-in entries. ``E_A[x] = k + E_A[x - k]`` exactly for any such ``k``; only the
-  rounding of the sums depends on it. A span holding a NaN or inf gets ``k = 0``: its
-  positions lose the shift's accuracy at large offsets, and the non-finite entry reaches
-  no output whose fields do not hold it. (Selecting the finite entries instead would cost
-  XLA's CPU backend two input-sized temporaries.)
-  """
-  span = a.span
-  total = field_sum(x, span, mask=mask, axis_name=axis_name)
-  count = field_count(x.shape, span, mask=mask, axis_name=axis_name, dtype=x.dtype)
-  k = divide_by_count(total, count)
-  return lax.stop_gradient(jnp.where(jnp.isfinite(k), k, jnp.zeros((), k.dtype)))
-
-
-def moments(
-    x: jax.Array,
-    a: Field,
-    b: Field,
-    *,
-    border: str = "valid",
-    mask: jax.Array | None = None,
-    axis_name=None,
-    fast_variance: bool | None = None,
-) -> Moments:
-  """``E_A[x]``, ``E_B[v^2]`` and ``v`` of `x` over resolved fields `a` and `b`.
-
-  Args:
-    x: floating input; the statistics are computed in ``stat_dtype(x.dtype)``.
-    a, b: the summation and suppression fields (`resolve_field`).
-    border: ``"valid"``, ``"zeros"`` or ``"zeros_with_divisor_bug"`` (see `normalize`).
-    mask: boolean of `x`'s shape (already checked), or None.
-    axis_name: a named axis reduced whole in both fields.
-    fast_variance: True takes the one-pass statistics of `divnorm._src.fast`.
-  """
-  dt = stat_dtype(x.dtype)
-  x = x.astype(dt)
-  divisor = a if border == "zeros_with_divisor_bug" else b
-  count_b = field_count(x.shape, divisor, border=border, mask=mask, axis_name=axis_name,
-                        dtype=dt)
-  if fast_variance:
-    fast.check_fast_variance(a, b)
-    mean, var, v = fast.one_pass_moments(x, a, b, count_b, border=border, mask=mask,
-                                         axis_name=axis_name)
-    return Moments(mean, var, v)
-  k = shift(x, a, mask=mask, axis_name=axis_name)
-  count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
-  # With zero borders the positions past the border are entries x = 0, i.e. x - k = -k.
-  outside = border_count(x.shape, a, border).astype(dt)
-  m = divide_by_count(
-      field_sum(x - _fresh(k), a, mask=mask, axis_name=axis_name) - k * outside, count_a)
-  v, u = _centered(x, k, m)
-  var = divide_by_count(field_sum(u * u, b, mask=mask, axis_name=axis_name), count_b)
-  return Moments(k + m, var, select(v, mask))
-
-
-def _centered(x, k, m):
-  """``(v, -v)`` with ``v = (x - k) - m``, each recomputed where it is used (`_fresh`).
-
-  ``(k - x) + m`` is exactly ``-v`` (IEEE subtraction is antisymmetric): ``u * u == v * v``.
-  """
-  c = _fresh((k, m))
-  return (x - k) - m, (c[0] - x) + c[1]
-
-
-def _fresh(stats):
-  """`stats` behind an optimization barrier: a value XLA cannot identify with the original.
-
-  Each input-sized expression of the statistics then has one consumer, and XLA's CPU backend
-  fuses it into that consumer (a reduction, the output) instead of writing it to memory.
-  """
-  return lax.optimization_barrier(stats)
+# Also importable from here: the statistics and the checks the Flax modules use.
+__all__ = ["Moments", "check_mask", "moments", "normalize", "scale"]
 
 
 def normalize(
@@ -224,16 +86,9 @@ def normalize(
   check_border(border)
   sigma = check_sigma(sigma, stats_shape(x.shape, b))
   mask = check_mask(mask, x.shape)
-  mean, var, v = moments(x, a, b, border=border, mask=mask, axis_name=axis_name,
-                         fast_variance=fast_variance)
-  del mean
-  y = select(scale(v, var, sigma), mask)
+  y, stats = fast.normalized(x, sigma, a, b, border=border, mask=mask, axis_name=axis_name,
+                             fast_variance=fast_variance)
+  v = stats.v
   if return_centered:
     return y.astype(x.dtype), v.astype(x.dtype)
   return y.astype(x.dtype)
-
-
-def stats_shape(shape: tuple[int, ...], *fields: Field) -> tuple[int, ...]:
-  """The shape of the statistics: `shape` with the fields' whole axes set to 1."""
-  whole = {axis for f in fields for axis in f.whole}
-  return tuple(1 if axis in whole else n for axis, n in enumerate(shape))

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import check_input
-from divnorm._src.core import moments, scale
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import field_mean, field_sum, stat_dtype
+from divnorm._src.statistics import moments, scale
 
 Axes = int | Sequence[int]
 

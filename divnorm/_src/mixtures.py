@@ -23,19 +23,19 @@ from jax import lax
 
 from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
 from divnorm._src.checks import (
-    channel_axis_index,
-    check_input,
-    check_mask,
-    check_momentum,
-    check_nonempty,
-    check_renorm_limits,
-    check_sigma,
-    check_unit_interval,
+  channel_axis_index,
+  check_input,
+  check_mask,
+  check_momentum,
+  check_nonempty,
+  check_renorm_limits,
+  check_sigma,
+  check_unit_interval,
 )
-from divnorm._src.core import moments, scale, stats_shape, variance_floor
 from divnorm._src.fields import resolve_field
 from divnorm._src.presets import instance_norm
 from divnorm._src.reductions import field_mean, select, stat_dtype
+from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
 
 
 class MeanStats(NamedTuple):

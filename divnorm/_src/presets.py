@@ -13,16 +13,15 @@ Batch norm, which also carries running statistics, is in `divnorm.batch`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 
 from divnorm._src.checks import channel_axis_index, check_input, check_mask, check_sigma
-from divnorm._src.core import inverse_scale, normalize, stats_shape
-from divnorm._src.fields import Field, grouped_field, resolve_field
+from divnorm._src.core import normalize
+from divnorm._src.fields import grouped_field, resolve_field
 from divnorm._src.reductions import field_mean, select, stat_dtype
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 
 def _spatial_axes(ndim: int, channel_axis: int, name: str) -> tuple[int, ...]:
@@ -154,31 +153,9 @@ def rms_norm(
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   x32 = x.astype(dt)
-  if mask is None:
-    return _rms(x32, jnp.asarray(sigma, dt), field).astype(x.dtype)
   x32 = select(x32, mask)
   y = x32 * inverse_scale(field_mean(x32 * x32, field, mask=mask), sigma)
   return select(y, mask).astype(x.dtype)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _rms(x: jax.Array, sigma: jax.Array, field: Field) -> jax.Array:
-  """Unmasked RMS norm with a hand-written JVP: ``dy = r dx + x dr``.
-
-  ``dr = -r^3 (E_B[x dx] + sigma dsigma)``. Written out, XLA's CPU backend computes the
-  reverse pass in one fusion (read `x` and the cotangent, write the gradient); see
-  BENCHMARKS.md for the compiled bytes with and without it.
-  """
-  return x * inverse_scale(field_mean(x * x, field), sigma)
-
-
-@_rms.defjvp
-def _rms_jvp(field, primals, tangents):
-  x, sigma = primals
-  dx, dsigma = tangents
-  r = inverse_scale(field_mean(x * x, field), sigma)
-  dr = -(r * r * r) * (field_mean(x * dx, field) + sigma * dsigma)
-  return x * r, dx * r + x * dr
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int, ...]:
