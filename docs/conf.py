@@ -106,16 +106,14 @@ def _directive(modname: str, name: str, value) -> str:
 
 
 def write_api_pages() -> None:
-  """One page per public module: its docstring, then every exported name once.
+  """One page per public module: its docstring, then every exported name.
 
-  A name that `divnorm` itself exports is documented on the `divnorm` page; other modules
-  link to it instead of repeating it.
+  Each object is documented once, on the first page (in `API_MODULES` order) that exports
+  it; a later module that re-exports it links there instead of repeating it.
   """
   out = GENERATED / "api"
   out.mkdir(parents=True, exist_ok=True)
-  top = importlib.import_module("divnorm")
-  top_names = {id(getattr(top, n)) for n in public_names(top)
-               if not inspect.ismodule(getattr(top, n))}
+  documented: dict[int, str] = {}
   pages = []
   for modname, title in API_MODULES.items():
     try:
@@ -128,12 +126,15 @@ def write_api_pages() -> None:
     links = []
     for name in public_names(module):
       value = getattr(module, name)
-      if modname != "divnorm" and id(value) in top_names:
-        links.append(f"- ``{modname}.{name}`` is :py:obj:`divnorm.{name}`")
+      if inspect.ismodule(value):
         continue
+      if id(value) in documented:
+        links.append(f"- ``{modname}.{name}`` is :py:obj:`{documented[id(value)]}`")
+        continue
+      documented[id(value)] = f"{modname}.{name}"
       lines.append(_directive(modname, name, value))
     if links:
-      lines += ["Also exported by ``divnorm``:", "", *links, ""]
+      lines += ["Documented on another page:", "", *links, ""]
     page = modname.replace(".", "_")
     (out / f"{page}.rst").write_text("\n".join(lines))
     pages.append(page)
