@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup data lint fields bench
+.PHONY: demo test setup data lint fields bench docs notebooks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ fields: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+# The documentation site, offline, warnings as errors: docs/_build/html/index.html.
+docs: setup
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# Re-execute the notebooks (notebooks/NN_*.py) and write them with outputs (NN_*.ipynb).
+notebooks: setup
+	$(PY) notebooks/run.py
 
 test: setup
 	$(PY) -m pytest -q

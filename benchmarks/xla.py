@@ -35,7 +35,7 @@ def guard_branch(branch: bool):
   XLA's cost analysis of a conditional adds up both branches, but a run takes one: the
   bytes of a branch are those of a function compiled inside this context.
   """
-  mod = importlib.import_module("divnorm.normalize")
+  mod = importlib.import_module("divnorm._src.core")
   old, mod._GUARD_BRANCH = mod._GUARD_BRANCH, branch
   try:
     yield

@@ -12,7 +12,7 @@ import pytest
 import divnorm
 from tests import reference as ref
 
-NORMALIZE_MODULE = importlib.import_module("divnorm.normalize")
+NORMALIZE_MODULE = importlib.import_module("divnorm._src.core")
 
 SIGMA = 0.1  # flax epsilon = SIGMA ** 2
 

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm.fields import Field, FieldSpec, check_border, resolve_field
-from divnorm.stats import divide_by_count, field_count, field_mean, field_sum, stat_dtype
+from divnorm._src.fields import Field, FieldSpec, check_border, resolve_field
+from divnorm._src.reductions import divide_by_count, field_count, field_mean, field_sum, stat_dtype
 
 
 def variance_floor(dtype) -> float:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm.fields import Field
+from divnorm._src.fields import Field
 
 
 def stat_dtype(dtype) -> np.dtype:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from divnorm.normalize import check_input, check_mask, check_nonnegative
-from divnorm.stats import stat_dtype
+from divnorm._src.core import check_input, check_mask, check_nonnegative
+from divnorm._src.reductions import stat_dtype
 
 
 def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Array:

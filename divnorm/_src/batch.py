@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm.fields import resolve_field
-from divnorm.normalize import check_input, check_mask, check_sigma, normalize_with_stats, scale
-from divnorm.stats import stat_dtype
+from divnorm._src.core import check_input, check_mask, check_sigma, normalize_with_stats, scale
+from divnorm._src.fields import resolve_field
+from divnorm._src.reductions import stat_dtype
 
 
 class BatchStats(NamedTuple):

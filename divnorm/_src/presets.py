@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from divnorm.fields import grouped_field, resolve_field
-from divnorm.normalize import check_input, check_mask, check_sigma, inverse_scale, normalize, scale
-from divnorm.stats import field_mean, stat_dtype
+from divnorm._src.core import check_input, check_mask, check_sigma, inverse_scale, normalize, scale
+from divnorm._src.fields import grouped_field, resolve_field
+from divnorm._src.reductions import field_mean, stat_dtype
 
 
 def channel_axis_index(channel_axis: int, ndim: int, name: str) -> int:
