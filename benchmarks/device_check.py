@@ -214,15 +214,17 @@ def _ms(s) -> str:
 COMPILE_LOG: list[dict] = []
 
 
-def compile_all(jitted: dict, args, pool, errors: dict) -> tuple[dict, float, float]:
+def compile_all(jitted: dict, args, pool, errors: dict, deadline: float
+                ) -> tuple[dict, float, float]:
   """Lowers every jitted function here (tracing holds the GIL), compiles them in `pool`.
 
   `args` is the argument tuple of every function, or a dict: key -> its own tuple.
-
   Returns the executables, the wall time of tracing plus compiling, and the sum of the
   per-function compile times (their ratio to the wall time after tracing is the parallel
-  speed-up). A function that fails to trace or compile is left out, its error recorded in
-  `errors`; each call appends its tracing and compile times to `COMPILE_LOG`.
+  speed-up). A function that fails to trace or compile, or whose compilation has not
+  finished by `deadline`, is left out (its compilation goes on in the background, its
+  result unused), with the reason in `errors`. Each call appends its times to
+  `COMPILE_LOG`.
   """
   start = time.monotonic()
   lowered = {}
@@ -235,14 +237,18 @@ def compile_all(jitted: dict, args, pool, errors: dict) -> tuple[dict, float, fl
 
   def one(key):
     t = time.monotonic()
-    return key, lowered[key].compile(), time.monotonic() - t
+    return lowered[key].compile(), time.monotonic() - t
 
+  futures = {pool.submit(one, key): key for key in lowered}
+  concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
   exes, total = {}, 0.0
-  futures = [pool.submit(one, key) for key in lowered]
-  for fut, key in zip(futures, lowered, strict=True):
+  for fut, key in futures.items():
+    if not fut.done():
+      fut.cancel()
+      errors[str(key)] = "compilation not finished by the deadline"
+      continue
     try:
-      _, exe, seconds = fut.result()
-      exes[key] = exe
+      exes[key], seconds = fut.result()
       total += seconds
     except Exception as e:  # noqa: BLE001
       errors[str(key)] = f"compile: {type(e).__name__}: {e}"
@@ -389,7 +395,7 @@ def ops_unit(label: str, shape, width: int, dtype: str, cfg: Config, pool,
   for name, f in fns.items():
     jitted[("fwd", name)] = contenders.forward(f)
     jitted[("fwdbwd", name)] = contenders.forward_backward(f)
-  exes, wall, total = compile_all(jitted, (x, w), pool, unit["errors"])
+  exes, wall, total = compile_all(jitted, (x, w), pool, unit["errors"], deadline)
   unit.update(compile_wall_s=wall, compile_sum_s=total, functions=len(jitted))
   nbytes = x.nbytes
   unit["seconds"], unit["rows"], unit["bandwidth"], unit["fwd_bytes_over_min"] = {}, [], [], {}
@@ -397,6 +403,9 @@ def ops_unit(label: str, shape, width: int, dtype: str, cfg: Config, pool,
     calls = {n: (lambda e=e: e(x, w)) for (p, n), e in exes.items() if p == ps}
     if "copy" not in calls:
       unit["errors"][ps] = "the copy did not compile: nothing to compare"
+      continue
+    if time.monotonic() > deadline:
+      unit["errors"][ps] = "not timed: the deadline passed"
       continue
     t = interleaved(calls, rounds=cfg.rounds, target_s=cfg.target_s, deadline=deadline)
     unit["seconds"][ps] = t.seconds
@@ -435,8 +444,12 @@ def window_unit(shape, widths, cfg: Config, pool, deadline: float) -> dict:
       range(1, len(shape))), use_scale=False, use_bias=False), shape)
   fns["copy"] = contenders.copy
   exes, wall, total = compile_all(
-      {n: contenders.forward_backward(f) for n, f in fns.items()}, (x, w), pool, unit["errors"])
+      {n: contenders.forward_backward(f) for n, f in fns.items()}, (x, w), pool, unit["errors"],
+      deadline)
   unit.update(compile_wall_s=wall, compile_sum_s=total)
+  if not exes or time.monotonic() > deadline:
+    unit["errors"]["timing"] = "not timed: the deadline passed"
+    return unit
   t = interleaved({n: (lambda e=e: e(x, w)) for n, e in exes.items()}, rounds=cfg.rounds,
                   target_s=cfg.target_s, deadline=deadline)
   unit["seconds"] = t.seconds
@@ -634,9 +647,12 @@ def model_unit(family: str, cfg: Config, pool, deadline: float) -> dict:
     state = {k: v for k, v in variables.items() if k not in ("params", "losses")}
     jitted[name] = train_step(model, tx, _xent)
     args[name] = (params, state, tx.init(params), x, y)
-  exes, wall, total = compile_all(jitted, args, pool, unit["errors"])
+  exes, wall, total = compile_all(jitted, args, pool, unit["errors"], deadline)
   unit.update(compile_wall_s=wall, compile_sum_s=total)
   calls = {n: (lambda e=e, a=args[n]: e(*a)) for n, e in exes.items()}
+  if not calls or time.monotonic() > deadline:
+    unit["errors"]["timing"] = "not timed: the deadline passed"
+    return unit
   t = interleaved(calls, rounds=cfg.rounds, target_s=cfg.model_target_s, deadline=deadline)
   unit["seconds"] = t.seconds
   unit["rounds"] = len(next(iter(t.seconds.values())))
@@ -831,7 +847,8 @@ def render(data: dict) -> str:
            "read x and dy, write dx), as a fraction of the GB/s of a copy of the same tensor "
            "(`x * 2`: read x, write y) in the same rounds; 1.0 is the floor, higher is "
            "better. Default variance modes. XLA bytes: `cost_analysis()` bytes accessed of "
-           "the forward / (read x + write y).", "",
+           "the forward / (read x + write y); a run-time conditional counts both of its "
+           "branches.", "",
            "| shape | dtype | copy GB/s | normalizer | fwd divnorm | fwd flax | fwd+bwd divnorm "
            "| fwd+bwd flax | XLA fwd bytes divnorm / flax |", "|---|---|---|---|---|---|---|---|---|"]
     for u in ops["units"]:
@@ -845,7 +862,7 @@ def render(data: dict) -> str:
             b = bw.get((n, ps))
             cells.append(_r(b["fraction_of_copy"]) if b else "n/a")
         xb = u["fwd_bytes_over_min"]
-        gb = f"{u['copy_gbps']:.0f}" if u.get("copy_gbps") else "n/a"
+        gb = f"{u['copy_gbps']:.3g}" if u.get("copy_gbps") else "n/a"
         md.append(f"| {u['label']} | {u['dtype']} | {gb} | {r['preset']} | "
                   + " | ".join(cells)
                   + f" | {xb.get(r['ours'], float('nan')):.2f} / "
@@ -853,7 +870,7 @@ def render(data: dict) -> str:
     md.append("")
 
   win = secs.get("window")
-  if win and win["units"]:
+  if win and any(u.get("rows") for u in win["units"]):
     md += ["### DN window width", "",
            "Forward+backward of DN (window w x w across all channels), float32, interleaved "
            "with flax LayerNorm over the same tensor and the copy.", "",
@@ -867,12 +884,12 @@ def render(data: dict) -> str:
     md.append("")
 
   mod = secs.get("models")
-  if mod and mod["units"]:
+  if mod and any(u.get("rows") for u in mod["units"]):
     md += ["### Train steps", "",
            "Steps per second of one jitted train step (loss + sown L1 penalties, optimizer "
            "update, batch statistics), random inputs; throughput ratios to the named model "
            "(above 1: faster). Each library's default variance mode.", ""]
-    for u in mod["units"]:
+    for u in [u for u in mod["units"] if u.get("rows")]:
       what = ("the paper's CIFAR CNN (3 conv 5x5 layers, norm before ReLU; DN windows 5, 3, 3, "
               "sigma 0.5; DN* with L1 0.005)" if u["family"] == "CNN" else
               "2-layer LSTM LM, each gate and the cell normalized (LN-s: sigma 1, no affine)")
@@ -916,16 +933,27 @@ def _units(section: str, cfg: Config) -> list[tuple[str, tuple]]:
   return [("CNN", ("CNN",)), ("LSTM", ("LSTM",))]
 
 
+def _unit_name(u: dict) -> str:
+  if "family" in u:
+    return u["family"]
+  if "dtype" in u and "label" in u:
+    return f"{u['label']} {u['dtype']}"
+  return u.get("label") or "x".join(map(str, u.get("shape", [])))
+
+
 def run_section(name: str, cfg: Config, clock: Clock, report: Report, pool) -> None:
   """Runs the units of one timing section that fit before its deadline."""
   sec = report.section(name)
   deadline = clock.section_end(name)
   start = time.monotonic()
   sec["status"] = "running"
-  last_wall = 0.0
+  report.log(f"{name}: {clock.left(deadline):.0f} s left for this section")
+  # A unit starts only with half the time the last one took left (the first unit: 40% of
+  # the section's own share): a unit's compilation cannot be cut short, its rounds can.
+  need = 0.4 * SHARES[name] * clock.budget_s
   skipped = []
   for uname, uargs in _units(name, cfg):
-    if clock.left(deadline) < max(1.0, 0.5 * last_wall):
+    if clock.left(deadline) < need:
       skipped.append(uname)
       report.log(f"{name}: {uname} skipped (deadline)")
       continue
@@ -943,6 +971,7 @@ def run_section(name: str, cfg: Config, clock: Clock, report: Report, pool) -> N
               "traceback": traceback.format_exc()}
       report.log(f"{name}: {uname} FAILED: {type(e).__name__}: {e}")
     last_wall = time.monotonic() - t
+    need = max(1.0, 0.5 * last_wall)
     unit["wall_s"] = last_wall
     sec["units"].append(unit)
     sec["compile_s"] += unit.get("compile_wall_s", 0.0)
@@ -956,11 +985,15 @@ def run_section(name: str, cfg: Config, clock: Clock, report: Report, pool) -> N
   sec["wall_s"] = time.monotonic() - start
   if skipped:
     sec["notes"].append("skipped (deadline): " + ", ".join(skipped))
-  failed = [u["label"] for u in sec["units"] if "error" in u]
+  failed = [_unit_name(u) for u in sec["units"] if "error" in u]
   if failed:
     sec["notes"].append("failed: " + ", ".join(failed))
+  cut = [_unit_name(u) for u in sec["units"]
+         if any("deadline" in str(v) for v in (u.get("errors") or {}).values())]
+  if cut:
+    sec["notes"].append("cut short by the deadline: " + ", ".join(cut))
   sec["status"] = ("skipped" if not sec["units"] else
-                   "partial" if skipped or failed else "done")
+                   "partial" if skipped or failed or cut else "done")
   report.write()
 
 
@@ -1002,12 +1035,13 @@ def main(argv=None) -> int:
     report.data["env_error"] = traceback.format_exc()
     report.log(f"env FAILED: {exc}")
   report.write()
-  with concurrent.futures.ThreadPoolExecutor(max(1, args.compile_threads)) as pool:
-    for name in ("ops", "window", "models"):
-      if name in wanted:
-        run_section(name, cfg, clock, report, pool)
-      else:
-        report.section(name)["status"] = "not requested"
+  pool = concurrent.futures.ThreadPoolExecutor(max(1, args.compile_threads))
+  for name in ("ops", "window", "models"):
+    if name in wanted:
+      run_section(name, cfg, clock, report, pool)
+    else:
+      report.section(name)["status"] = "not requested"
+  pool.shutdown(wait=False, cancel_futures=True)  # compilations past a deadline: abandoned
   sec = report.section("pytest")
   if "pytest" not in wanted:
     sec["status"] = "not requested"
@@ -1031,4 +1065,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  code = main()
+  sys.stdout.flush()
+  # Exit now: do not wait for compilations abandoned at a deadline (the files are written).
+  os._exit(code)
