@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                              image_shape=(8, 8, 3) if quick else (32, 32, 3))
     cnn_ref = "BN" if "BN" in cnn_vars else cnn_vars[0]
     thr = models.throughput(calls, cnn_ref, rounds=rounds, target_s=target_s)
-    body += ["CNN train step (`experiments.models.cnn.CNN`, SGD momentum, loss + L1 "
+    body += ["CNN train step (`experiments.cnn.model.CNN`, SGD momentum, loss + L1 "
              f"penalties), batch {2 if quick else 100}, random inputs; throughput relative "
              f"to the {cnn_ref} CNN (higher is faster).", "",
              f"| variant | steps/s | throughput vs {cnn_ref} |", "|---|---|---|"]
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
                               num_steps=3 if quick else 20, hidden=16 if quick else 200,
                               vocab=50 if quick else 10000, dn_window=5 if quick else 61)
     rthr = models.throughput(rcalls, rnn_vars[0], rounds=rounds, target_s=target_s)
-    body += ["", "2-layer LSTM LM train step (`experiments.models.rnn.RNNLanguageModel`), "
+    body += ["", "2-layer LSTM LM train step (`experiments.rnn.model.RNNLanguageModel`), "
              f"batch {2 if quick else 20}, {3 if quick else 20} steps, hidden "
              f"{16 if quick else 200}, vocabulary {50 if quick else 10000}; throughput "
              f"relative to the {rnn_vars[0]} LSTM.", "",
