@@ -271,8 +271,6 @@ def test_nnx_checkpoint_of_flax_model_loads(model_cls, shape, out_dim):
   x = _x(shape)
   y = _x(shape[:1] + (out_dim,) if model_cls is _NnxCNN else shape, seed=1)
   theirs = model_cls(nnx, nnx.Rngs(0))
-  # Flax's nnx wrappers overwrite the wrapped weights with the normalized ones at each call;
-  # train the plain weights' gradient on the normalizers' parameters only where they agree.
   optimizer = nnx.Optimizer(theirs, optax.adam(1e-2), wrt=nnx.Param)
 
   @nnx.jit
@@ -284,11 +282,10 @@ def test_nnx_checkpoint_of_flax_model_loads(model_cls, shape, out_dim):
   losses = [float(step(theirs, optimizer)) for _ in range(3)]
   assert losses[-1] < losses[0]
   theirs.eval()
-  want = theirs(x)
   ours = model_cls(dnx, nnx.Rngs(1))
   ours.eval()
-  _load(ours, theirs)
-  np.testing.assert_allclose(ours(x), want, atol=2e-5, rtol=2e-5)
+  _load(ours, theirs)  # before calling flax's: its nnx wrappers overwrite the layer's weights
+  np.testing.assert_allclose(ours(x), theirs(x), atol=2e-5, rtol=2e-5)
 
 
 # ---- NNX transforms over a divnorm BatchNorm -------------------------------------------
