@@ -752,7 +752,7 @@ def run_pytest(cfg: Config, out: pathlib.Path, time_limit: float, platforms: str
               texts[f]]
   (out / "pytest.txt").write_text("\n".join(parts) + "\n")
   text = "\n".join(texts.values())
-  summary = ", ".join(f"{v} {key}" for key, v in counts.items() if v)
+  summary = ", ".join(f"{v} {key}" for key, v in counts.items() if v) or "no test finished"
   if stopped:
     summary += f" ({len(stopped)} of {len(files)} files stopped at the time limit)"
   backend = re.search(r"device_check: backend=(\S+) devices=(\d+) kind=(.*)", text)
