@@ -44,7 +44,8 @@ docs: setup
 notebooks: setup
 	$(PY) notebooks/run.py
 
-test: setup
+# data: notebooks 3, 4 and 6, which the suite executes, read Fashion-MNIST.
+test: setup data
 	$(PY) -m pytest -q
 
 lint: setup

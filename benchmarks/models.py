@@ -1,7 +1,7 @@
 """Model-level throughput: one jitted train step per normalizer variant, interleaved.
 
-The CNN is `experiments.models.cnn.CNN` (the paper's CIFAR network, batch 100, 32x32x3
-inputs); the language model is `experiments.models.rnn.RNNLanguageModel` (2-layer
+The CNN is `experiments.cnn.model.CNN` (the paper's CIFAR network, batch 100, 32x32x3
+inputs); the language model is `experiments.rnn.model.RNNLanguageModel` (2-layer
 LSTM, hidden 200, batch 20, 20 steps, vocabulary 10k). Inputs are random arrays of
 those shapes: only the speed is measured. Each step is SGD with momentum on the loss
 plus every sown L1 penalty, the update the experiments run.
@@ -44,7 +44,7 @@ def _train_step(apply_loss, params, state):
 
 def cnn_steps(variants, *, batch_size: int, image_shape=(32, 32, 3)) -> dict:
   """Variant -> a zero-argument callable running one CNN train step."""
-  from experiments.models import cnn
+  from experiments.cnn import model as cnn
 
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.normal(size=(batch_size, *image_shape)), jnp.float32),
@@ -71,7 +71,7 @@ def cnn_steps(variants, *, batch_size: int, image_shape=(32, 32, 3)) -> dict:
 def rnn_steps(variants, *, batch_size: int, num_steps: int, hidden: int, vocab: int,
               dn_window: int = 61) -> dict:
   """Variant -> a zero-argument callable running one LSTM LM train step."""
-  from experiments.models import rnn
+  from experiments.rnn import model as rnn
 
   rng = np.random.default_rng(0)
   tokens = jnp.asarray(rng.integers(0, vocab, size=(batch_size, num_steps + 1)), jnp.int32)

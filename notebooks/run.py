@@ -47,7 +47,7 @@ _CPU_SECONDS = ("import resource as _r; _u = _r.getrusage(_r.RUSAGE_SELF); "
                 "print(_u.ru_utime + _u.ru_stime)")
 
 
-def execute(nb, *, timeout: int = 600) -> float:
+def execute(nb, *, timeout: int = 1800) -> float:
   """Runs `nb` in place in a kernel whose working directory is this folder.
 
   Returns:

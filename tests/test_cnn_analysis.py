@@ -101,3 +101,28 @@ def test_bad_arguments():
     analysis.joint_histogram(np.zeros(3), np.zeros(4))
   with pytest.raises(ValueError, match="at least 2"):
     analysis.joint_histogram(np.zeros(3), np.zeros(3), bins=1)
+
+
+@pytest.mark.loose_promotion
+@pytest.mark.parametrize("variant", ["BN", "DN*"])
+def test_first_layer_preactivations_of_the_paper_cnn(variant):
+  """conv_0's output (conv + bias, before the normalizer), recomputed with lax by hand."""
+  import jax
+
+  from experiments.cnn import model as cnn
+
+  model = cnn.CNN(num_classes=10, norm=cnn.variant_spec(variant))
+  x = jax.random.normal(jax.random.key(0), (2, 12, 12, 1))
+  variables = model.init(jax.random.key(1), x, train=False)
+  z = analysis.first_layer_preactivations(model, variables, x, train=False)
+  conv = variables["params"]["conv_0"]
+  expected = jax.lax.conv_general_dilated(
+      x, conv["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=jax.lax.Precision.HIGHEST) + conv["bias"]
+  assert z.shape == (2, 12, 12, 32) and z.dtype == np.float32
+  np.testing.assert_allclose(z, np.asarray(expected), rtol=1e-5, atol=1e-9)
+  second = analysis.first_layer_preactivations(model, variables, x, conv_name="conv_1",
+                                               train=False)
+  assert second.shape == (2, 6, 6, 32)  # after the 3x3/2 max pool
+  with pytest.raises(ValueError, match="conv_0"):
+    analysis.first_layer_preactivations(model, variables, x, conv_name="conv_9", train=False)

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import skimage.io
 
-from experiments.data import sr, sr_image, sr_patches, sr_sources
+from experiments.sr import data as sr
+from experiments.sr import imaging as sr_image
+from experiments.sr import patches as sr_patches
+from experiments.sr import sources as sr_sources
 
 
 def _bt601(rgb):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.data import text
+from experiments.rnn import data as text
 
 PLAY = """# The Tragedy of Testing
 

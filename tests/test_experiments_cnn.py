@@ -10,11 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import engine, train
-from experiments.configs import cnn as cnn_config
-from experiments.configs import cnn_short
+from experiments import engine
+from experiments.cnn import model as cnn
+from experiments.cnn import task as cnn_task
+from experiments.cnn.configs import cnn as cnn_config
+from experiments.cnn.configs import cnn_short
 from experiments.data import idx
-from experiments.models import cnn
 
 pytestmark = pytest.mark.loose_promotion  # flax, optax, orbax
 
@@ -54,7 +55,7 @@ def tiny_config(variant, data_dir, *, steps=2, batch=8, border="valid"):
 def test_two_real_steps_of_every_variant(variant, tiny_dir):
   # DN* also exercises the reference code's zero-padded border mode.
   cfg = tiny_config(variant, tiny_dir, border="zeros" if variant == "DN*" else "valid")
-  result = train.train_and_evaluate(cfg, None, progress=False)
+  result = cnn_task.train_and_evaluate(cfg, None, progress=False)
   losses = [h["loss"] for h in result.history if h["kind"] == "train"]
   assert len(losses) == 2 and all(np.isfinite(losses))
   assert int(result.train_state.step) == 2
@@ -68,8 +69,8 @@ def test_two_real_steps_of_every_variant(variant, tiny_dir):
 def test_one_and_eight_devices_give_the_same_trajectory(tiny_dir):
   # BN: its statistics must be global over the 8 devices' shards.
   cfg = tiny_config("BN", tiny_dir, steps=3, batch=16)
-  r8 = train.train_and_evaluate(cfg, None, progress=False)
-  r1 = train.train_and_evaluate(cfg, None, progress=False,
+  r8 = cnn_task.train_and_evaluate(cfg, None, progress=False)
+  r1 = cnn_task.train_and_evaluate(cfg, None, progress=False,
                                 mesh=engine.make_mesh(jax.devices()[:1]))
   l8 = [h["loss"] for h in r8.history if h["kind"] == "train"]
   l1 = [h["loss"] for h in r1.history if h["kind"] == "train"]
@@ -91,7 +92,7 @@ def test_two_processes_match_one_process(tiny_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   cmd = [sys.executable, "-m", "experiments.main", "--config",
-         f"experiments/configs/cnn_short.py:BN,fashion_mnist,{steps}", "--workdir", wd,
+         f"experiments/cnn/configs/cnn_short.py:BN,fashion_mnist,{steps}", "--workdir", wd,
          "--no_progress", "--num_processes", "2", "--coordinator", f"127.0.0.1:{port}",
          "--cpu_collectives", "gloo", "--set", f"data_dir={tiny_dir!r}", "--set", "batch_size=16",
          "--set", "eval_batch_size=8", "--set", "log_every=1", "--set", "eval_every=0"]
@@ -103,7 +104,7 @@ def test_two_processes_match_one_process(tiny_dir, tmp_path):
     assert p.returncode == 0, err[-3000:]
   final = json.loads(outs[0][0].strip().splitlines()[-1])
   cfg = tiny_config("BN", tiny_dir, steps=steps, batch=16)
-  one = train.train_and_evaluate(cfg, None, progress=False)
+  one = cnn_task.train_and_evaluate(cfg, None, progress=False)
   rows = engine.read_metrics(wd, "train")
   np.testing.assert_allclose([r["loss"] for r in rows],
                              [h["loss"] for h in one.history if h["kind"] == "train"], rtol=2e-4)
@@ -129,7 +130,7 @@ def test_unknown_dataset_and_border_list_choices():
 def test_batch_not_divisible_by_devices_says_the_fix(tiny_dir):
   cfg = tiny_config("BN", tiny_dir, batch=12)
   with pytest.raises(ValueError, match="not divisible by the 8 devices; use a multiple of 8"):
-    train.train_and_evaluate(cfg, None, progress=False)
+    cnn_task.train_and_evaluate(cfg, None, progress=False)
 
 
 def test_missing_cifar_says_how_to_prepare_it(tmp_path):
@@ -137,7 +138,7 @@ def test_missing_cifar_says_how_to_prepare_it(tmp_path):
   cfg.data_dir = str(tmp_path)
   cfg.batch_size = cfg.eval_batch_size = 8
   with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
-    train.train_and_evaluate(cfg, None, progress=False)
+    cnn_task.train_and_evaluate(cfg, None, progress=False)
 
 
 def test_paper_configs_follow_the_reference():
@@ -159,8 +160,8 @@ def test_sigkill_and_resume_equals_uninterrupted_bn(tiny_dir, tmp_path):
   wd = str(tmp_path / "killed")
   script = (
       "import os, signal, sys\n"
-      "from experiments import train\n"
-      "from experiments.configs import cnn_short\n"
+      "from experiments.cnn import task as cnn_task\n"
+      "from experiments.cnn.configs import cnn_short\n"
       "cfg = cnn_short.get_config('BN,fashion_mnist,5')\n"
       f"cfg.data_dir = {tiny_dir!r}\n"
       "cfg.batch_size = 16; cfg.eval_batch_size = 8; cfg.log_every = 1; cfg.eval_every = 0\n"
@@ -168,7 +169,7 @@ def test_sigkill_and_resume_equals_uninterrupted_bn(tiny_dir, tmp_path):
       "def kill(step, ts):\n"
       "  if step == 3 and sys.argv[1] == 'kill':\n"
       "    os.kill(os.getpid(), signal.SIGKILL)\n"
-      f"train.train_and_evaluate(cfg, {wd!r}, hooks=[kill], progress=False)\n")
+      f"cnn_task.train_and_evaluate(cfg, {wd!r}, hooks=[kill], progress=False)\n")
   env = {**os.environ, "PYTHONPATH": ROOT}
   for mode, code in (("kill", -9), ("resume", 0)):
     p = subprocess.run([sys.executable, "-c", script, mode], env=env, cwd=ROOT,
@@ -177,7 +178,7 @@ def test_sigkill_and_resume_equals_uninterrupted_bn(tiny_dir, tmp_path):
     if mode == "kill":
       assert engine.Checkpointer(os.path.join(wd, "checkpoints"), every=2).latest_step() == 2
   cfg = tiny_config("BN", tiny_dir, steps=5, batch=16)
-  full = train.train_and_evaluate(cfg, None, progress=False)
+  full = cnn_task.train_and_evaluate(cfg, None, progress=False)
   restored = engine.Checkpointer(os.path.join(wd, "checkpoints"), every=2).restore(
       full.train_state)
   assert int(restored.step) == 5

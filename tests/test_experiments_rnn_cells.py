@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from divnorm import linen as dnn
-from experiments.models import rnn
+from experiments.rnn import model as rnn
 
 B, D, H = 4, 5, 6
 WINDOW = 3

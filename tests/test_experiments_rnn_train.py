@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from experiments import engine
-from experiments.configs import rnn_lm, rnn_lm_quick
-from experiments.data import text
-from experiments.models import rnn
+from experiments.rnn import data as text
+from experiments.rnn import model as rnn
 from experiments.rnn import table
 from experiments.rnn import task as rnn_task
+from experiments.rnn.configs import rnn_lm, rnn_lm_quick
 
 pytestmark = pytest.mark.loose_promotion  # optax / engine internals
 

@@ -10,11 +10,11 @@ import scipy.signal
 import skimage.data
 import skimage.io
 
-from experiments.configs import sr_srcnn, sr_srcnn_fast
-from experiments.data import sr
-from experiments.models import srcnn
+from experiments.sr import data as sr
 from experiments.sr import metrics
+from experiments.sr import model as srcnn
 from experiments.sr import task as sr_task
+from experiments.sr.configs import sr_srcnn, sr_srcnn_fast
 
 
 def _psnr_reference(a, b):

@@ -25,10 +25,13 @@ _spec.loader.exec_module(notebook_runner)
 TWINS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 IDS = [p.stem for p in TWINS]
 COLAB = "https://colab.research.google.com/github/{org}/divnorm/blob/main/notebooks/{name}"
-QUICK_SECONDS = 90  # each notebook's budget in quick mode (kernel start included)
+# Each notebook's budget in quick mode, in CPU seconds of its kernel (wall time on a shared
+# machine says more about the other jobs); a cell that runs longer than CELL_TIMEOUT fails.
+QUICK_CPU_SECONDS = 60
+CELL_TIMEOUT = 600
 
 
-EXPECTED = ["01", "02"]
+EXPECTED = ["01", "02", "03", "04", "05", "06"]
 
 
 def test_every_notebook():
@@ -86,8 +89,9 @@ def test_runs_in_quick_mode(twin, monkeypatch):
   nb = notebook_runner.read(twin)
   before = {p: p.stat().st_mtime for p in NOTEBOOKS.rglob("*") if p.is_file()}
   start = time.perf_counter()
-  notebook_runner.execute(nb, timeout=QUICK_SECONDS)
+  cpu = notebook_runner.execute(nb, timeout=CELL_TIMEOUT)
   seconds = time.perf_counter() - start
-  assert seconds < QUICK_SECONDS, f"{twin.name} took {seconds:.0f} s in quick mode"
+  assert cpu < QUICK_CPU_SECONDS, (
+      f"{twin.name} took {cpu:.0f} s of CPU ({seconds:.0f} s wall) in quick mode")
   after = {p: p.stat().st_mtime for p in NOTEBOOKS.rglob("*") if p.is_file()}
   assert after == before, "a quick run must not write into notebooks/ (committed figures)"

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.core import check_input
+from divnorm._src.checks import check_input
 from divnorm._src.reductions import stat_dtype
 
 PEDESTAL = 2.0**-36

@@ -13,7 +13,7 @@ Each is a `Transform` of three functions, e.g. ``stats = zca.fit(data, axes=0,
 epsilon=1e-5); white = zca.apply(x, stats)``. `axes` are the sample axes the statistics
 reduce (keepdims, so `apply` broadcasts over them). For `pca` and `zca` they must be the
 leading axes; the remaining axes are the features (flattened into one vector). Means and
-variances come from the core (`normalize_with_stats`), covariances are biased (1/n), as
+variances come from the core (`moments`), covariances are biased (1/n), as
 in the survey's decorrelation and sphering transforms.
 """
 
@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.core import check_input, normalize_with_stats, scale
+from divnorm._src.checks import check_input
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import field_mean, field_sum, stat_dtype
+from divnorm._src.statistics import moments, scale
 
 Axes = int | Sequence[int]
 
@@ -44,8 +45,7 @@ class Transform(NamedTuple):
 def _moments(data, axes: Axes):
   data = check_input(data)
   field = resolve_field(axes, data.ndim, role="axes")
-  _, _, mean, var = normalize_with_stats(
-      data, field, field, sigma=0.0, border="valid", mask=None, axis_name=None)
+  mean, var, _ = moments(data, field, field)
   return data, field, mean, var
 
 

@@ -15,17 +15,26 @@ through `apply_with_penalty`, which drops it and sums each penalty exactly once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
+from divnorm._src import flax_semantics as fs
+from divnorm._src.batch import BatchStats
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
+from divnorm._src.module_specs import (
+  BATCH_NORM,
+  GROUP_NORM,
+  INSTANCE_NORM,
+  LAYER_NORM,
+  RMS_NORM,
+  ModuleSpec,
+)
 from divnorm._src.penalty import l1_penalty
-from divnorm._src.presets import divisive_norm, group_norm, instance_norm, layer_norm, rms_norm
+from divnorm._src.presets import divisive_norm
 
 Initializer = Callable[..., jax.Array]
 Axes = int | Sequence[int]
@@ -107,104 +116,138 @@ class _Norm(nn.Module):
     return y
 
 
-class BatchNorm(_Norm):
-  """Batch normalization; running statistics in the ``"batch_stats"`` collection.
-
-  Attributes:
-    use_running_average: normalize with the running statistics (evaluation).
-    feature_axes: axes with their own statistics (Flax's ``axis``).
-    momentum: decay of the running averages.
-    axis_name: named axis to average over (``shard_map``); not needed under ``jit``.
-    fast_variance: True: one-pass (Flax's ``use_fast_variance``); False: two-pass; None
-      (default): one-pass where safe (see `divnorm.normalize`).
-  """
-
-  use_running_average: bool | None = None
-  feature_axes: Axes = -1
-  momentum: float = 0.99
-  axis_name: str | None = None
-  fast_variance: bool | None = None
-
-  @nn.compact
-  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
-    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    init = batch_stats_init(x, feature_axes=self.feature_axes)
-    ra_mean = self.variable("batch_stats", "mean", lambda: init.mean)
-    ra_var = self.variable("batch_stats", "var", lambda: init.var)
-    (y, v), stats = batch_norm(
-        x,
-        BatchStats(ra_mean.value, ra_var.value),
-        training=not use_ra,
-        feature_axes=self.feature_axes,
-        momentum=self.momentum,
-        sigma=self._sigma(),
-        axis_name=self.axis_name,
-        mask=mask,
-        return_centered=True,
-        fast_variance=self.fast_variance,
-    )
-    if not use_ra and not self.is_initializing():
-      ra_mean.value, ra_var.value = stats.mean, stats.var
-    return self._finish(y, v, self.feature_axes, mask)
+# ---- the Flax-named modules: Flax 0.12.8's signatures, from divnorm._src.module_specs ----
 
 
-class LayerNorm(_Norm):
-  """Layer normalization over `reduction_axes`; affine over `feature_axes`."""
+class _FlaxNorm(nn.Module):
+  """The call logic shared by the Flax-named normalizers; fields come from a `ModuleSpec`."""
 
-  reduction_axes: Axes = -1
-  feature_axes: Axes = -1
-  fast_variance: bool | None = None
+  spec: ClassVar[ModuleSpec]
 
-  @nn.compact
-  def __call__(self, x, *, mask=None):
-    y, v = layer_norm(
-        x, reduction_axes=self.reduction_axes, sigma=self._sigma(), mask=mask,
-        return_centered=True, fast_variance=self.fast_variance)
-    return self._finish(y, v, self.feature_axes, mask)
+  def _sigma(self):
+    sigma = fs.resolve_sigma(self.spec.name, self.epsilon, self.sigma,
+                             self.spec.default_epsilon)
+    if not self.learn_sigma:
+      return sigma
+    if not sigma > 0:
+      raise ValueError(
+          f"learn_sigma=True learns sigma = exp(log_sigma) and starts from sigma, which must "
+          f"be > 0 (got sigma={sigma}); e.g. sigma=0.5 as in the paper's ResNet code.")
+    log_sigma = self.param("log_sigma", lambda _: jnp.log(jnp.asarray(sigma, self.param_dtype)))
+    return jnp.exp(log_sigma)
+
+  def _axis_name(self):
+    fs.check_axis_index_groups(self.spec.name, self.axis_index_groups)
+    # As Flax's BatchNorm: init outside a mapped context has no axis to average over.
+    if self.is_initializing() and not fs.axis_name_bound(self.axis_name):
+      return None
+    return self.axis_name
+
+  def _fast_variance(self):
+    return fs.fast_variance_mode(self.use_fast_variance, self.fast_variance)
+
+  def _affine_params(self, shape):
+    scale = bias = None
+    if self.use_scale:
+      scale = self.param("scale", self.scale_init, shape, self.param_dtype)
+    if getattr(self, "use_bias", False):
+      bias = self.param("bias", self.bias_init, shape, self.param_dtype)
+    return scale, bias
+
+  def _finish(self, x, y, v, features, mask):
+    """Sows the L1 penalty of `v`, applies the affine over `features`, casts as Flax."""
+    if self.l1_alpha:
+      self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
+    scale, bias = self._affine_params(fs.feature_shape(x.shape, features))
+    y = fs.affine(y, scale, bias, features)
+    return y.astype(fs.result_dtype(x, scale, bias, dtype=self.dtype))
+
+  def _normalize(self, x, reduction, features, mask, *, center=True, num_groups=None):
+    xc = x.astype(fs.stats_dtype(x.dtype, self.dtype))
+    kwargs = dict(sigma=self._sigma(), mask=mask, axis_name=self._axis_name(),
+                  fast_variance=self._fast_variance(), center=center)
+    if num_groups is None:
+      y, v = fs.normalize_over(xc, reduction, **kwargs)
+    else:
+      y, v = fs.group_normalize(xc, reduction, num_groups, **kwargs)
+    return self._finish(x, y, v, features, mask)
 
 
-class InstanceNorm(_Norm):
-  """Instance normalization: statistics over the spatial axes of each channel."""
-
-  channel_axis: int = -1
-  fast_variance: bool | None = None
-
-  @nn.compact
-  def __call__(self, x, *, mask=None):
-    y, v = instance_norm(
-        x, channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True,
-        fast_variance=self.fast_variance)
-    return self._finish(y, v, self.channel_axis, mask)
+def _flax_module(spec: ModuleSpec, call, base=_FlaxNorm):
+  """A linen module with `spec`'s fields (Flax's, then divnorm's keyword-only) and `call`."""
+  body = spec.linen_fields()
+  body.update(__call__=call, __doc__=spec.docstring("linen"), __module__=__name__,
+              __qualname__=spec.name, spec=spec)
+  return type(spec.name, (base,), body)
 
 
-class GroupNorm(_Norm):
-  """Group normalization over channel groups (give `num_groups` or `group_size`)."""
+@nn.compact
+def _batch_norm(self, x, use_running_average: bool | None = None, *, mask=None):
+  """Normalizes `x` with the batch's statistics (training) or the running ones."""
+  use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+  x = jnp.asarray(x)
+  axis = fs.resolve_alias("BatchNorm", "axis", self.axis, -1, "feature_axes", self.feature_axes)
+  features = fs.canonical_axes(axis, x.ndim, "axis")
+  shape = fs.feature_shape(x.shape, features)
+  dt = jnp.float32 if self.force_float32_reductions else self.param_dtype
+  ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, dt), shape)
+  ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, dt), shape)
+  (y, v), stats = fs.batch_normalize(
+      x.astype(fs.stats_dtype(x.dtype, self.dtype)), BatchStats(ra_mean.value, ra_var.value),
+      training=not use_ra, feature_axes=features, momentum=self.momentum, sigma=self._sigma(),
+      mask=mask, axis_name=self._axis_name(), fast_variance=self._fast_variance())
+  if not use_ra and not self.is_initializing():
+    ra_mean.value, ra_var.value = stats.mean, stats.var
+  return self._finish(x, y, v, features, mask)
 
-  num_groups: int | None = 32
-  group_size: int | None = None
-  channel_axis: int = -1
-  fast_variance: bool | None = None
 
-  @nn.compact
-  def __call__(self, x, *, mask=None):
-    y, v = group_norm(
-        x, num_groups=self.num_groups, group_size=self.group_size,
-        channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True,
-        fast_variance=self.fast_variance)
-    return self._finish(y, v, self.channel_axis, mask)
+@nn.compact
+def _layer_norm(self, x, *, mask=None):
+  """Normalizes `x` over `reduction_axes`."""
+  x = jnp.asarray(x)
+  return self._normalize(
+      x, fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"),
+      fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes"), mask)
 
 
-class RMSNorm(_Norm):
-  """RMS normalization (no centering; the L1 penalty, if any, is on the input)."""
+@nn.compact
+def _rms_norm(self, x, *, mask=None):
+  """Divides `x` by its root mean square over `reduction_axes`."""
+  x = jnp.asarray(x)
+  return self._normalize(
+      x, fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"),
+      fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes"), mask, center=False)
 
-  reduction_axes: Axes = -1
-  feature_axes: Axes = -1
-  use_bias: bool = False
 
-  @nn.compact
-  def __call__(self, x, *, mask=None):
-    y = rms_norm(x, reduction_axes=self.reduction_axes, sigma=self._sigma(), mask=mask)
-    return self._finish(y, x, self.feature_axes, mask)
+@nn.compact
+def _group_norm(self, x, *, mask=None):
+  """Normalizes `x` over `reduction_axes` and the channels of each group."""
+  x = jnp.asarray(x)
+  channel = fs.canonical_axes(self.channel_axis, x.ndim, "channel_axis")[0]
+  if mask is not None:
+    mask = jnp.moveaxis(fs.broadcast_mask(mask, x.shape), channel, -1)
+  x = jnp.moveaxis(x, channel, -1)  # divnorm's channel_axis: Flax's layout, channels last
+  reduction = fs.group_reduction_axes(self.reduction_axes, x.ndim)
+  num_groups = fs.check_groups(self.num_groups, self.group_size, x.shape[-1])
+  y = self._normalize(x, reduction, (x.ndim - 1,), mask, num_groups=num_groups)
+  return jnp.moveaxis(y, -1, channel)
+
+
+@nn.compact
+def _instance_norm(self, x, *, mask=None):
+  """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
+  x = jnp.asarray(x)
+  feature_axes = fs.resolve_alias("InstanceNorm", "feature_axes", self.feature_axes, -1,
+                                  "channel_axis", self.channel_axis)
+  reduction = fs.instance_reduction_axes(feature_axes, x.ndim)
+  return self._normalize(x, reduction, fs.canonical_axes(feature_axes, x.ndim), mask)
+
+
+BatchNorm = _flax_module(BATCH_NORM, _batch_norm)
+LayerNorm = _flax_module(LAYER_NORM, _layer_norm)
+RMSNorm = _flax_module(RMS_NORM, _rms_norm)
+GroupNorm = _flax_module(GROUP_NORM, _group_norm)
+InstanceNorm = _flax_module(INSTANCE_NORM, _instance_norm)
 
 
 class DivisiveNorm(_Norm):
@@ -259,26 +302,3 @@ class Normalize(_Norm):
         x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
         mask=mask, axis_name=self.axis_name, return_centered=True)
     return self._finish(y, v, self.feature_axes, mask)
-
-
-# The survey's other normalizers (divnorm.linen_extra) are reachable from here too. Lazy,
-# because linen_extra builds on this module's _Norm.
-_EXTRA = (
-  "BatchInstanceNorm",
-  "BatchRenorm",
-  "GDN",
-  "LocalResponseNorm",
-  "MeanOnlyBatchNorm",
-  "SpectralNorm",
-  "SwitchableNorm",
-  "WeightNorm",
-  "WeightStandardization",
-)
-
-
-def __getattr__(name):
-  if name in _EXTRA:
-    import divnorm._src.linen_extra as extra
-
-    return getattr(extra, name)
-  raise AttributeError(f"module 'divnorm.linen' has no attribute {name!r}")

@@ -7,14 +7,17 @@ Activation normalizers share the fields of `divnorm.linen` (``sigma``, ``learn_s
   in ``"batch_stats"``, as `divnorm.linen.BatchNorm`), LocalResponseNorm, GDN (``inverse``
   for IGDN).
 
-Weight normalizers wrap any layer and transform its kernel (``param_name``) each call:
+Weight normalizers wrap any layer and transform the variables that ``variable_filter``
+selects (kernels by default), nested modules included, each call; WeightNorm and
+SpectralNorm take Flax 0.12.8's signatures and name their variables as Flax does:
 
-  WeightNorm(layer), SpectralNorm(layer) (``u`` in ``"batch_stats"``),
-  WeightStandardization(layer).
+  WeightNorm(layer) (``<layer>/kernel/scale`` in ``"params"``), SpectralNorm(layer)
+  (``<layer>/kernel/u`` and ``.../sigma`` in ``"batch_stats"``), WeightStandardization(layer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +25,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures
 from divnorm._src import weights as weights_lib
 from divnorm._src.batch import BatchStats, batch_stats_init
-from divnorm._src.linen import _Norm
+from divnorm._src.flax_semantics import missing_kernel_error  # noqa: F401  (public)
+from divnorm._src.linen import _flax_module, _Norm
 from divnorm._src.lrn import check_lrn_args, local_response_norm
+from divnorm._src.module_specs import SPECTRAL_NORM, WEIGHT_NORM
 
 Axes = int | Sequence[int]
 
@@ -207,100 +213,126 @@ class GDN(nn.Module):
         inverse=self.inverse, channel_axis=self.channel_axis)
 
 
-# ---- weight normalizers as wrappers ----------------------------------------------------
+# ---- weight normalizers as wrappers (Flax's WeightNorm and SpectralNorm signatures) -------
 
 
-def missing_kernel_error(layer, param_name: str, names) -> ValueError:
-  return ValueError(
-      f"{type(layer).__name__} has no parameter {param_name!r} to normalize (its parameters: "
-      f"{sorted(names)}); pass param_name=... naming its weight matrix.")
+class _WeightWrapper(nn.Module):
+  """Calls ``layer_instance`` with each of its variables passed through ``transform``.
 
+  The transformed variables are named as Flax names them: the layer's name, then the
+  variable's '/'-joined path (e.g. ``Dense_0/kernel``; a partitioned kernel's value is
+  ``Dense_0/kernel/value``, and its sharding metadata is kept).
+  """
 
-class _KernelWrapper(nn.Module):
-  """Calls `layer` with its ``param_name`` parameter replaced by ``transform(kernel)``."""
+  def _wrap(self, transform, args, kwargs, *, mutable=False):
+    prefix = self.layer_instance.name
+    seen, selected = set(), []
 
-  layer: nn.Module
-  param_name: str = "kernel"
-  feature_axes: Axes = -1
-
-  def _forward(self, transform, args, kwargs):
-    found = []
-
-    def trans_in(variables):
-      params = variables.get("params", {})
-      if not params:
-        return variables
-      if self.param_name not in params:
-        raise missing_kernel_error(self.layer, self.param_name, params.keys())
-      found.append(True)
-      params = {**params, self.param_name: transform(params[self.param_name])}
-      return {**variables, "params": params}
+    def one(path, value):
+      name = fs.path_name(prefix, path[1:])
+      seen.add(name)
+      out = transform(name, value)
+      if out is not value:
+        selected.append(name)
+      return out
 
     out = nn.map_variables(
-        lambda layer: layer(*args, **kwargs), trans_in_fn=trans_in,
-        init=self.is_initializing(), mutable=self.is_initializing())(self.layer)
-    if not found:
-      raise missing_kernel_error(self.layer, self.param_name, ())
+        lambda layer: layer(*args, **kwargs),
+        trans_in_fn=lambda vs: jax.tree_util.tree_map_with_path(one, vs),
+        init=self.is_initializing(), mutable=mutable)(self.layer_instance)
+    if seen and not selected and self._must_select():
+      raise fs.missing_kernel_error(self.layer_instance, self._filter(), seen)
     return out
 
+  def _must_select(self) -> bool:
+    return True
 
-class WeightNorm(_KernelWrapper):
-  """Weight normalization of a layer's kernel: ``g * v / ||v||`` (Salimans & Kingma).
+  def _filter(self):
+    return getattr(self, "variable_filter", None)
 
-  The layer's own kernel is ``v``; this module owns ``g`` (shape of the feature axes),
-  initialised at ``||v||`` so the layer starts from its original kernel.
+  def _epsilon(self):
+    if self.sigma is None:
+      return self.epsilon
+    return fs.resolve_sigma(self.spec.name, self.epsilon, self.sigma,
+                            self.spec.default_epsilon) ** 2
+
+
+@nn.compact
+def _weight_norm(self, *args, **kwargs):
+  """Calls the layer with its selected variables l2-normalized (and scaled)."""
+  epsilon = self._epsilon()
+
+  def transform(name, value):
+    if not fs.matches(self.variable_filter, name):
+      return value
+    value = jnp.asarray(value)
+    features = fs.weight_feature_axes(self.feature_axes, value.ndim)
+    scale = None
+    if self.use_scale:
+      scale = self.param(name + "/scale", self.scale_init, fs.feature_shape(value.shape, features),
+                         self.param_dtype)
+    return fs.weight_normalized(value, scale, feature_axes=self.feature_axes, epsilon=epsilon,
+                                dtype=self.dtype)
+
+  return self._wrap(transform, args, kwargs)
+
+
+@nn.compact
+def _spectral_norm(self, *args, update_stats: bool, **kwargs):
+  """Calls the layer with each weight matrix divided by its largest singular value."""
+  epsilon = self._epsilon()
+  collection = self.collection_name
+
+  def transform(name, value):
+    value = jnp.asarray(value)
+    shape = fs.spectral_matrix_shape(value, self.error_on_non_matrix)
+    if shape is None or self.n_steps < 1:
+      return value
+    u_name, sigma_name = name + "/u", name + "/sigma"
+    key = None if self.has_variable(collection, u_name) else self.make_rng("params")
+    u = self.variable(collection, u_name, jax.random.normal, key, (1, shape[1]),
+                      self.param_dtype)
+    sigma = self.variable(collection, sigma_name, jnp.ones, (), self.param_dtype)
+    w, new_u, new_sigma = fs.spectral_normalized(value, u.value, n_steps=self.n_steps,
+                                                 epsilon=epsilon, dtype=self.dtype)
+    if update_stats:
+      u.value = fs.as_dtype_of(new_u, u.value)
+      sigma.value = fs.as_dtype_of(new_sigma, sigma.value)
+    return w
+
+  return self._wrap(transform, args, kwargs, mutable=True)
+
+
+class _SpectralWrapper(_WeightWrapper):
+  def _must_select(self) -> bool:  # Flax's SpectralNorm leaves vectors and scalars alone
+    return False
+
+
+WeightNorm = _flax_module(WEIGHT_NORM, _weight_norm, base=_WeightWrapper)
+SpectralNorm = _flax_module(SPECTRAL_NORM, _spectral_norm, base=_SpectralWrapper)
+
+
+class WeightStandardization(_WeightWrapper):
+  """Weight standardization of a layer's weights (Qiao et al., 2019); no parameters.
+
+  Attributes:
+    layer_instance: the wrapped layer.
+    feature_axes: the weights' output axes; mean and variance reduce the others.
+    variable_filter: which variables to standardize, as in `WeightNorm` (default: kernels).
+    sigma: smoothing term of the standard deviation.
   """
 
-  epsilon: float = 1e-12
-
-  def _transform(self, v):
-    g = self.param("g", lambda _: weights_lib.kernel_norm(v, feature_axes=self.feature_axes))
-    return weights_lib.weight_norm(v, g, feature_axes=self.feature_axes, epsilon=self.epsilon)
-
-  @nn.compact
-  def __call__(self, *args, **kwargs):
-    return self._forward(self._transform, args, kwargs)
-
-
-class WeightStandardization(_KernelWrapper):
-  """Weight standardization of a layer's kernel (Qiao et al., 2019); no parameters."""
-
+  layer_instance: nn.Module
+  feature_axes: Axes = -1
+  variable_filter: Any = dataclasses.field(default_factory=lambda: {"kernel"})
   sigma: float = 0.0
 
-  def _transform(self, w):
-    return weights_lib.weight_standardization(
-        w, feature_axes=self.feature_axes, sigma=self.sigma)
-
   @nn.compact
   def __call__(self, *args, **kwargs):
-    return self._forward(self._transform, args, kwargs)
+    def transform(name, value):
+      if not fs.matches(self.variable_filter, name):
+        return value
+      return weights_lib.weight_standardization(
+          jnp.asarray(value), feature_axes=self.feature_axes, sigma=self.sigma)
 
-
-class SpectralNorm(_KernelWrapper):
-  """Spectral normalization of a layer's kernel (Miyato et al., 2018).
-
-  The power iteration's vector ``u`` and the estimate ``sigma`` live in the
-  ``collection_name`` collection (``"batch_stats"``), updated when ``update_stats``.
-  """
-
-  n_steps: int = 1
-  epsilon: float = 1e-12
-  collection_name: str = "batch_stats"
-
-  def _transform(self, w, update: bool):
-    u = self.variable(
-        self.collection_name, "u",
-        lambda: weights_lib.spectral_norm_init(
-            w, self.make_rng("params"), feature_axes=self.feature_axes))
-    sigma = self.variable(self.collection_name, "sigma", lambda: jnp.ones((), jnp.float32))
-    w_sn, new_u, new_sigma = weights_lib.spectral_norm(
-        w, u.value, n_steps=self.n_steps if update else 0,
-        feature_axes=self.feature_axes, epsilon=self.epsilon)
-    if update and not self.is_initializing():
-      u.value = new_u.astype(u.value.dtype)
-      sigma.value = jax.lax.stop_gradient(new_sigma).astype(sigma.value.dtype)
-    return w_sn
-
-  @nn.compact
-  def __call__(self, *args, update_stats: bool, **kwargs):
-    return self._forward(lambda w: self._transform(w, update_stats), args, kwargs)
+    return self._wrap(transform, args, kwargs)

@@ -11,20 +11,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from divnorm._src.core import check_input
+from divnorm._src.checks import check_input, check_lrn_args
 from divnorm._src.reductions import stat_dtype, window_sum
-
-
-def check_lrn_args(size, alpha, beta, k) -> None:
-  """A clear error for hyperparameters `local_response_norm` cannot use."""
-  if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-    raise ValueError(f"size={size!r} must be a positive int (the number of channels summed).")
-  for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
-    if not isinstance(value, jax.core.Tracer) and np.any(np.asarray(value) < 0):
-      raise ValueError(f"{name}={value} must be >= 0.")
 
 
 def local_response_norm(

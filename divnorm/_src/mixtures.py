@@ -7,7 +7,7 @@
 | batch_instance_norm   | Nam & Kim (2018)               | ``rho * BN + (1 - rho) * IN``           |
 | switchable_norm       | Luo et al. (2019)              | weighted IN, LN and BN statistics       |
 
-All statistics come from `divnorm.normalize.normalize_with_stats` and the running
+All statistics come from `divnorm._src.core.moments` and the running
 statistics are `divnorm.BatchStats`, so these share every numerical rule of the core.
 """
 
@@ -22,17 +22,20 @@ import numpy as np
 from jax import lax
 
 from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
-from divnorm._src.core import (
+from divnorm._src.checks import (
+  channel_axis_index,
   check_input,
   check_mask,
+  check_momentum,
+  check_nonempty,
+  check_renorm_limits,
   check_sigma,
-  normalize_with_stats,
-  scale,
-  variance_floor,
+  check_unit_interval,
 )
 from divnorm._src.fields import resolve_field
-from divnorm._src.presets import channel_axis_index, instance_norm
-from divnorm._src.reductions import field_mean, stat_dtype
+from divnorm._src.presets import instance_norm
+from divnorm._src.reductions import field_mean, select, stat_dtype
+from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
 
 
 class MeanStats(NamedTuple):
@@ -49,11 +52,6 @@ def _features(x, feature_axes) -> tuple[tuple[int, ...], tuple[int, ...], tuple[
   return features, reduction, bshape
 
 
-def _check_momentum(momentum: float) -> None:
-  if not 0.0 <= momentum <= 1.0:
-    raise ValueError(f"momentum={momentum} must be in [0, 1] (Flax's default is 0.99).")
-
-
 def _check_stats(stats, x, features, feature_axes) -> tuple[int, ...]:
   feature_shape = tuple(x.shape[a] for a in features)
   for name, value in zip(stats._fields, stats, strict=True):
@@ -68,10 +66,6 @@ def _check_stats(stats, x, features, feature_axes) -> tuple[int, ...]:
 def _ema(old: jax.Array, batch: jax.Array, momentum: float) -> jax.Array:
   """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point)."""
   return (momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype))
-
-
-def _concrete(value) -> bool:
-  return not isinstance(value, jax.core.Tracer)
 
 
 def mean_stats_init(x_or_shape, *, feature_axes: int | Sequence[int] = -1,
@@ -112,32 +106,17 @@ def mean_only_batch_norm(
   x = check_input(x)
   features, reduction, bshape = _features(x, feature_axes)
   _check_stats(stats, x, features, feature_axes)
-  _check_momentum(momentum)
+  check_momentum(momentum)
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   x32 = x.astype(dt)
   if training:
-    m = None if mask is None else mask.astype(dt)
-    mean = field_mean(x32, resolve_field(reduction, x.ndim), mask=m, axis_name=axis_name)
+    check_nonempty(x, reduction, "mean_only_batch_norm")
+    mean = field_mean(x32, resolve_field(reduction, x.ndim), mask=mask, axis_name=axis_name)
     stats = MeanStats(_ema(stats.mean, mean, momentum))
   else:
     mean = stats.mean.astype(dt).reshape(bshape)
-  y = x32 - mean
-  if mask is not None:
-    y = jnp.where(mask, y, jnp.zeros((), dt))
-  return y.astype(x.dtype), stats
-
-
-def check_renorm_limits(rmax, dmax) -> None:
-  """Rejects concrete ``rmax < 1`` or ``dmax < 0`` (traced schedules pass)."""
-  if _concrete(rmax) and np.any(np.asarray(rmax) < 1.0):
-    raise ValueError(
-        f"rmax={rmax} must be >= 1: r is clipped to [1/rmax, rmax], and rmax=1 (with "
-        f"dmax=0) is plain batch norm; the paper ramps rmax from 1 to 3.")
-  if _concrete(dmax) and np.any(np.asarray(dmax) < 0.0):
-    raise ValueError(
-        f"dmax={dmax} must be >= 0: d is clipped to [-dmax, dmax], and dmax=0 is plain "
-        f"batch norm; the paper ramps dmax from 0 to 5.")
+  return select(x32 - mean, mask).astype(x.dtype), stats
 
 
 def batch_renorm(
@@ -186,12 +165,13 @@ def batch_renorm(
   x = check_input(x)
   features, reduction, bshape = _features(x, feature_axes)
   _check_stats(stats, x, features, feature_axes)
-  _check_momentum(momentum)
-  check_sigma(sigma)
-  mask = check_mask(mask, x.shape)
+  check_momentum(momentum)
   field = resolve_field(reduction, x.ndim)
-  y, v, mean, var = normalize_with_stats(
-      x, field, field, sigma=sigma, border="valid", mask=mask, axis_name=axis_name)
+  sigma = check_sigma(sigma, stats_shape(x.shape, field))
+  mask = check_mask(mask, x.shape)
+  check_nonempty(x, reduction, "batch_renorm")
+  mean, var, v = moments(x, field, field, mask=mask, axis_name=axis_name)
+  y = scale(v, var, sigma)
   dt = y.dtype
   extra = jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
   run_mean = stats.mean.astype(dt).reshape(bshape)
@@ -201,20 +181,10 @@ def batch_renorm(
   dmax = jnp.asarray(dmax, dt)
   r = lax.stop_gradient(jnp.clip(batch_std / run_std, 1.0 / rmax, rmax))
   d = lax.stop_gradient(jnp.clip((mean - run_mean) / run_std, -dmax, dmax))
-  y = y * r + d
-  if mask is not None:
-    y = jnp.where(mask, y, jnp.zeros((), dt))
+  y = select(y * r + d, mask)
   stats = BatchStats(_ema(stats.mean, mean, momentum), _ema(stats.var, var, momentum))
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
-
-
-def check_unit_interval(value, name: str) -> None:
-  """Rejects a concrete `value` outside [0, 1] (a traced one passes)."""
-  if _concrete(value) and np.any((np.asarray(value) < 0.0) | (np.asarray(value) > 1.0)):
-    raise ValueError(
-        f"{name}={value} must lie in [0, 1]: it weighs batch norm (1) against instance norm "
-        f"(0); modules keep a learned {name} there by clipping it.")
 
 
 def batch_instance_norm(
@@ -323,26 +293,27 @@ def switchable_norm(
         f"switchable_norm needs spatial axes between batch and channels (rank >= 3), got "
         f"shape {x.shape}; for [batch, features] use layer_norm or batch_norm.")
   c = channel_axis_index(channel_axis, x.ndim, "switchable_norm")
-  check_sigma(sigma)
-  _check_momentum(momentum)
+  check_momentum(momentum)
   mask = check_mask(mask, x.shape)
   wm = _check_weights(mean_weights, "mean_weights")
   wv = _check_weights(var_weights, "var_weights")
   features, _, bshape = _features(x, c)
   _check_stats(stats, x, features, c)
   spatial = tuple(a for a in range(1, x.ndim) if a != c)
+  # The mixture's statistics have the shape of instance norm's (batch and channels kept).
+  sigma = check_sigma(sigma, tuple(x.shape[a] if a in (0, c) else 1 for a in range(x.ndim)))
 
-  def moments(axes, name=None):
+  def stats_of(axes, name=None):
     field = resolve_field(axes, x.ndim)
-    _, _, mean, var = normalize_with_stats(
-        x, field, field, sigma=0.0, border="valid", mask=mask, axis_name=name)
+    mean, var, _ = moments(x, field, field, mask=mask, axis_name=name)
     return mean, var
 
   dt = stat_dtype(x.dtype)
-  mean_in, var_in = moments(spatial)
-  mean_ln, var_ln = moments(tuple(range(1, x.ndim)))
+  mean_in, var_in = stats_of(spatial)
+  mean_ln, var_ln = stats_of(tuple(range(1, x.ndim)))
   if training:
-    mean_bn, var_bn = moments((0, *spatial), axis_name)
+    check_nonempty(x, (0, *spatial), "switchable_norm")
+    mean_bn, var_bn = stats_of((0, *spatial), axis_name)
     stats = BatchStats(_ema(stats.mean, mean_bn, momentum), _ema(stats.var, var_bn, momentum))
   else:
     mean_bn = stats.mean.astype(dt).reshape(bshape)
@@ -350,10 +321,7 @@ def switchable_norm(
   wm, wv = wm.astype(dt), wv.astype(dt)
   mean = wm[0] * mean_in + wm[1] * mean_ln + wm[2] * mean_bn
   var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn
-  v = x.astype(dt) - mean
-  y = scale(v, var, sigma)
-  if mask is not None:
-    zero = jnp.zeros((), dt)
-    y, v = jnp.where(mask, y, zero), jnp.where(mask, v, zero)
+  v = select(x.astype(dt) - mean, mask)
+  y = select(scale(v, var, sigma), mask)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats

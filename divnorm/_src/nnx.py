@@ -24,22 +24,36 @@ WeightStandardization.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.module import first_from
 
+from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures
 from divnorm._src import weights as weights_lib
-from divnorm._src.batch import BatchStats, batch_norm
+from divnorm._src.batch import BatchStats
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
 from divnorm._src.lrn import check_lrn_args, local_response_norm
+from divnorm._src.module_specs import (
+  BATCH_NORM,
+  GROUP_NORM,
+  INSTANCE_NORM,
+  LAYER_NORM,
+  RMS_NORM,
+  SPECTRAL_NORM,
+  WEIGHT_NORM,
+  ModuleSpec,
+  bind_nnx,
+)
 from divnorm._src.penalty import l1_penalty
-from divnorm._src.presets import divisive_norm, group_norm, instance_norm, layer_norm, rms_norm
+from divnorm._src.presets import divisive_norm
 
 Axes = int | Sequence[int]
 Initializer = Callable[..., jax.Array]
@@ -164,84 +178,207 @@ class _RunningNorm(_Norm):
         self.var[...] = stats.var
 
 
-# ---- the core normalizers --------------------------------------------------------------
+# ---- the Flax-named modules: Flax 0.12.8's signatures, from divnorm._src.module_specs ----
 
 
-class BatchNorm(_RunningNorm):
-  """Batch normalization (`divnorm.batch_norm`); ``feature_axes`` as Flax's ``axis``."""
+class _FlaxModule(nnx.Module):
+  """Binds the constructor's arguments with `spec`'s signature (Flax's, then divnorm's)."""
 
-  def __init__(self, num_features: int | Sequence[int], *, feature_axes: Axes = -1,
-               fast_variance: bool | None = None, **kwargs):
-    super().__init__(num_features, **kwargs)
-    self.feature_axes, self.fast_variance = feature_axes, fast_variance
+  spec: ClassVar[ModuleSpec]
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if "spec" not in cls.__dict__:
+      return
+    spec = cls.spec
+
+    def __init__(self, *args, **kwargs):
+      self._setup(**bind_nnx(spec, args, kwargs))
+
+    __init__.__signature__ = spec.nnx_signature()
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = __init__
+    cls.__doc__ = spec.docstring("nnx")
+
+  def _epsilon_sigma(self, epsilon, sigma):
+    return fs.resolve_sigma(self.spec.name, epsilon, sigma, self.spec.default_epsilon)
+
+
+class _FlaxNorm(_FlaxModule):
+  """The activation normalizers: options, affine parameters, penalty and the call logic."""
+
+  def _setup(self, *, num_features, rngs=None, scale_metadata=None, bias_metadata=None,
+             sigma=None, learn_sigma=False, l1_alpha=0.0, **options):
+    for name, value in options.items():
+      setattr(self, name, value)
+    self.num_features = num_features
+    self.sigma = self._epsilon_sigma(options["epsilon"], sigma)
+    self.learn_sigma, self.l1_alpha = learn_sigma, l1_alpha
+    if l1_alpha < 0:
+      raise ValueError(f"l1_alpha={l1_alpha} must be >= 0.")
+    if learn_sigma:
+      if not self.sigma > 0:
+        raise ValueError(
+            f"learn_sigma=True learns sigma = exp(log_sigma) and starts from sigma, which "
+            f"must be > 0 (got sigma={self.sigma}); e.g. sigma=0.5 as in the paper's ResNet "
+            f"code.")
+      self.log_sigma = nnx.Param(jnp.log(jnp.asarray(self.sigma, options["param_dtype"])))
+    else:
+      self.log_sigma = nnx.data(None)
+    if num_features is None and (options.get("use_scale") or options.get("use_bias")):
+      raise ValueError(
+          f"{self.spec.name}: use_scale/use_bias need num_features (the size of the feature "
+          f"axis); pass it, or use_scale=False, use_bias=False.")
+    rngs = nnx.Rngs(0) if rngs is None else rngs
+    shape = (num_features,) if isinstance(num_features, int) else tuple(num_features or ())
+    self.scale = nnx.data(None)
+    self.bias = nnx.data(None)
+    if options.get("use_scale"):
+      self.scale = nnx.Param(options["scale_init"](rngs.params(), shape, options["param_dtype"]),
+                             **(scale_metadata or {}))
+    if options.get("use_bias"):
+      self.bias = nnx.Param(options["bias_init"](rngs.params(), shape, options["param_dtype"]),
+                            **(bias_metadata or {}))
+    self.penalty = Penalty(jnp.zeros((), jnp.float32)) if l1_alpha else nnx.data(None)
+
+  def _sigma(self):
+    return jnp.exp(self.log_sigma[...]) if self.log_sigma is not None else self.sigma
+
+  def _params(self):
+    return (None if self.scale is None else self.scale[...],
+            None if self.bias is None else self.bias[...])
+
+  def _fast_variance(self):
+    return fs.fast_variance_mode(self.use_fast_variance, self.fast_variance)
+
+  def _axis_name(self):
+    fs.check_axis_index_groups(self.spec.name, self.axis_index_groups)
+    return self.axis_name
+
+  def _finish(self, x, y, v, scale, bias, features, mask):
+    if self.penalty is not None:
+      self.penalty[...] = self.penalty[...] + l1_penalty(v, self.l1_alpha, mask=mask).astype(
+          jnp.float32)
+    shape = fs.feature_shape(x.shape, features)
+    for p in (scale, bias):
+      if p is not None and p.size != math.prod(shape):
+        raise ValueError(
+            f"{self.spec.name} was built with num_features={self.num_features} but x of "
+            f"shape {x.shape} has features {shape} on axes {features}.")
+    y = fs.affine(y, scale, bias, features)
+    return y.astype(fs.result_dtype(x, scale, bias, dtype=self.dtype))
+
+  def _normalize(self, x, reduction, features, mask, *, center=True, num_groups=None):
+    scale, bias = self._params()
+    x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
+    x = jnp.asarray(x)
+    xc = x.astype(fs.stats_dtype(x.dtype, self.dtype))
+    kwargs = dict(sigma=self._sigma(), mask=mask, axis_name=self._axis_name(),
+                  fast_variance=self._fast_variance(), center=center)
+    if num_groups is None:
+      y, v = fs.normalize_over(xc, reduction, **kwargs)
+    else:
+      y, v = fs.group_normalize(xc, reduction, num_groups, **kwargs)
+    return self._finish(x, y, v, scale, bias, features, mask)
+
+
+class BatchNorm(_FlaxNorm):
+  spec = BATCH_NORM
+
+  def _setup(self, *, feature_axes=None, **options):
+    options["axis"] = fs.resolve_alias("BatchNorm", "axis", options["axis"], -1,
+                                       "feature_axes", feature_axes)
+    super()._setup(**options)
+    shape = (self.num_features,) if isinstance(self.num_features, int) else tuple(
+        self.num_features)
+    self.mean = nnx.BatchStat(jnp.zeros(shape, jnp.float32))
+    self.var = nnx.BatchStat(jnp.ones(shape, jnp.float32))
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
-    training = self._training(use_running_average)
-    (y, v), stats = batch_norm(
-        x, self._stats(), training=training, feature_axes=self.feature_axes,
-        momentum=self.momentum, sigma=self._sigma(), axis_name=self.axis_name, mask=mask,
-        return_centered=True, fast_variance=self.fast_variance)
-    self._store(stats, training)
-    return self._finish(y, v, self.feature_axes, mask)
+    """Normalizes `x` with the batch's statistics (training) or the running ones."""
+    use_ra = first_from(
+        use_running_average, self.use_running_average,
+        error_msg="No `use_running_average` argument was provided to BatchNorm; pass it to "
+                  "the constructor or the call, or use model.train()/model.eval().")
+    scale, bias = self._params()
+    x, mean, var, scale, bias = self.promote_dtype(
+        (x, self.mean[...], self.var[...], scale, bias), dtype=self.dtype)
+    x = jnp.asarray(x)
+    features = fs.canonical_axes(self.axis, x.ndim, "axis")
+    # Running averages update from their own values (Flax's), not the promoted copies.
+    stats = BatchStats(self.mean[...], self.var[...]) if not use_ra else BatchStats(mean, var)
+    (y, v), stats = fs.batch_normalize(
+        x.astype(fs.stats_dtype(x.dtype, self.dtype)), stats, training=not use_ra,
+        feature_axes=features, momentum=self.momentum, sigma=self._sigma(), mask=mask,
+        axis_name=self._axis_name(), fast_variance=self._fast_variance())
+    if not use_ra:
+      self.mean[...] = jax.lax.stop_gradient(stats.mean)
+      self.var[...] = jax.lax.stop_gradient(stats.var)
+    return self._finish(x, y, v, scale, bias, features, mask)
+
+  def set_view(self, use_running_average: bool | None = None):
+    """Used by ``nnx.view``, as Flax's BatchNorm."""
+    if use_running_average is not None:
+      self.use_running_average = use_running_average
 
 
-class LayerNorm(_Norm):
-  """Layer normalization over `reduction_axes`; affine over `feature_axes`."""
-
-  def __init__(self, num_features, *, reduction_axes: Axes = -1, feature_axes: Axes = -1,
-               fast_variance: bool | None = None, **kwargs):
-    super().__init__(num_features, **kwargs)
-    self.reduction_axes, self.feature_axes = reduction_axes, feature_axes
-    self.fast_variance = fast_variance
-
-  def __call__(self, x, *, mask=None):
-    y, v = layer_norm(x, reduction_axes=self.reduction_axes, sigma=self._sigma(), mask=mask,
-                      return_centered=True, fast_variance=self.fast_variance)
-    return self._finish(y, v, self.feature_axes, mask)
-
-
-class InstanceNorm(_Norm):
-  """Instance normalization: statistics over the spatial axes of each channel."""
-
-  def __init__(self, num_features, *, channel_axis: int = -1, fast_variance: bool | None = None,
-               **kwargs):
-    super().__init__(num_features, **kwargs)
-    self.channel_axis, self.fast_variance = channel_axis, fast_variance
+class LayerNorm(_FlaxNorm):
+  spec = LAYER_NORM
 
   def __call__(self, x, *, mask=None):
-    y, v = instance_norm(x, channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask,
-                         return_centered=True, fast_variance=self.fast_variance)
-    return self._finish(y, v, self.channel_axis, mask)
+    """Normalizes `x` over `reduction_axes`."""
+    ndim = jnp.ndim(x)
+    return self._normalize(x, fs.canonical_axes(self.reduction_axes, ndim, "reduction_axes"),
+                           fs.canonical_axes(self.feature_axes, ndim, "feature_axes"), mask)
 
 
-class GroupNorm(_Norm):
-  """Group normalization over channel groups (give `num_groups` or `group_size`)."""
+class RMSNorm(_FlaxNorm):
+  spec = RMS_NORM
 
-  def __init__(self, num_features, *, num_groups: int | None = 32,
-               group_size: int | None = None, channel_axis: int = -1,
-               fast_variance: bool | None = None, **kwargs):
-    super().__init__(num_features, **kwargs)
-    self.num_groups, self.group_size, self.channel_axis = num_groups, group_size, channel_axis
-    self.fast_variance = fast_variance
-
-  def __call__(self, x, *, mask=None):
-    y, v = group_norm(x, num_groups=self.num_groups, group_size=self.group_size,
-                      channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask,
-                      return_centered=True, fast_variance=self.fast_variance)
-    return self._finish(y, v, self.channel_axis, mask)
+  def __call__(self, x, mask=None):
+    """Divides `x` by its root mean square over `reduction_axes`."""
+    ndim = jnp.ndim(x)
+    return self._normalize(x, fs.canonical_axes(self.reduction_axes, ndim, "reduction_axes"),
+                           fs.canonical_axes(self.feature_axes, ndim, "feature_axes"), mask,
+                           center=False)
 
 
-class RMSNorm(_Norm):
-  """RMS normalization (no centering; the L1 penalty, if any, is on the input)."""
+class GroupNorm(_FlaxNorm):
+  spec = GROUP_NORM
 
-  def __init__(self, num_features, *, reduction_axes: Axes = -1, feature_axes: Axes = -1,
-               use_bias: bool = False, **kwargs):
-    super().__init__(num_features, use_bias=use_bias, **kwargs)
-    self.reduction_axes, self.feature_axes = reduction_axes, feature_axes
+  def _setup(self, *, num_groups, group_size, **options):
+    channels = options["num_features"]
+    self.num_groups = fs.check_groups(num_groups, group_size, channels)
+    self.group_size = channels // self.num_groups
+    super()._setup(**options)
 
   def __call__(self, x, *, mask=None):
-    y = rms_norm(x, reduction_axes=self.reduction_axes, sigma=self._sigma(), mask=mask)
-    return self._finish(y, x, self.feature_axes, mask)
+    """Normalizes `x` over `reduction_axes` and the channels of each group."""
+    x = jnp.asarray(x)
+    channel = fs.canonical_axes(self.channel_axis, x.ndim, "channel_axis")[0]
+    if mask is not None:
+      mask = jnp.moveaxis(fs.broadcast_mask(mask, x.shape), channel, -1)
+    x = jnp.moveaxis(x, channel, -1)  # divnorm's channel_axis: Flax's layout, channels last
+    reduction = fs.group_reduction_axes(self.reduction_axes, x.ndim)
+    fs.check_groups(self.num_groups, None, x.shape[-1])
+    y = self._normalize(x, reduction, (x.ndim - 1,), mask, num_groups=self.num_groups)
+    return jnp.moveaxis(y, -1, channel)
+
+
+class InstanceNorm(_FlaxNorm):
+  spec = INSTANCE_NORM
+
+  def _setup(self, *, channel_axis=None, **options):
+    options["feature_axes"] = fs.resolve_alias("InstanceNorm", "feature_axes",
+                                               options["feature_axes"], -1, "channel_axis",
+                                               channel_axis)
+    super()._setup(**options)
+
+  def __call__(self, x, *, mask=None):
+    """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
+    ndim = jnp.ndim(x)
+    reduction = fs.instance_reduction_axes(self.feature_axes, ndim)
+    return self._normalize(x, reduction, fs.canonical_axes(self.feature_axes, ndim), mask)
 
 
 class DivisiveNorm(_Norm):
@@ -405,102 +542,160 @@ class GDN(nnx.Module):
                        inverse=self.inverse, channel_axis=self.channel_axis)
 
 
-# ---- weight normalizers ----------------------------------------------------------------
+# ---- weight normalizers (Flax's WeightNorm and SpectralNorm signatures) -----------------
 
 
-def _kernel_variable(layer: nnx.Module, param_name: str) -> nnx.Param:
-  variable = getattr(layer, param_name, None)
-  if not isinstance(variable, nnx.Param):
-    names = sorted(str(path[-1]) for path, _ in nnx.to_flat_state(nnx.state(layer, nnx.Param)))
-    raise ValueError(
-        f"{type(layer).__name__} has no parameter {param_name!r} to normalize (its "
-        f"parameters: {names}); pass param_name=... naming its weight matrix.")
-  return variable
+class _WeightWrapper(nnx.Module):
+  """Calls ``layer_instance`` with some of its variables temporarily transformed.
 
+  The wrapped layer's own variables stay the parameters (Flax's nnx wrappers overwrite
+  them with the transformed values at every call).
+  """
 
-class _KernelWrapper(nnx.Module):
-  """Calls `layer` with its kernel temporarily replaced by a transformed one."""
-
-  def __init__(self, layer: nnx.Module, *, param_name: str, feature_axes: Axes):
-    self.layer = layer
-    self.param_name = param_name
-    self.feature_axes = feature_axes
-    _kernel_variable(layer, param_name)
-
-  def _call_with(self, transform, args, kwargs):
-    variable = _kernel_variable(self.layer, self.param_name)
-    kernel = variable.get_value()
-    variable.set_value(transform(kernel))
+  def _call_with(self, transforms: dict, call):
+    state = nnx.to_flat_state(nnx.state(self.layer_instance))
+    swapped = []
+    for path, variable in state:
+      if path in transforms:
+        old = variable.get_value()
+        new = transforms[path](old)
+        variable.set_value(new)
+        swapped.append((variable, old, new))
     try:
-      return self.layer(*args, **kwargs)
+      return call()
     finally:
-      variable.set_value(kernel)
+      for variable, old, new in swapped:
+        if variable.get_value() is new:  # the layer did not update it itself
+          variable.set_value(old)
 
 
-class WeightNorm(_KernelWrapper):
-  """Weight normalization of `layer`'s kernel: ``g * v / ||v||``; the kernel is ``v``.
+_KERNELS = nnx.PathContains("kernel")
 
-  ``g`` starts at ``||v||``, so the wrapped layer starts as the original one.
+
+def _selected(layer, predicate, variable_type=nnx.Variable):
+  return [(path, var) for path, var in nnx.to_flat_state(nnx.state(layer, variable_type))
+          if predicate(path, var)]
+
+
+class WeightNorm(_FlaxModule, _WeightWrapper):
+  spec = WEIGHT_NORM
+
+  def _setup(self, *, layer_instance, feature_axes, use_scale, scale_init, epsilon, dtype,
+             param_dtype, variable_filter, promote_dtype, rngs=None, sigma=None):
+    self.layer_instance = layer_instance
+    self.feature_axes = () if feature_axes is None else feature_axes
+    self.use_scale, self.scale_init = use_scale, scale_init
+    self.epsilon = epsilon if sigma is None else self._epsilon_sigma(epsilon, sigma) ** 2
+    self.dtype, self.param_dtype, self.promote_dtype = dtype, param_dtype, promote_dtype
+    self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
+    selected = _selected(layer_instance, self.variable_filter, nnx.Param)
+    if not selected:
+      names = ["/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(layer_instance))]
+      raise fs.missing_kernel_error(layer_instance, variable_filter, names)
+    rngs = nnx.Rngs(0) if rngs is None else rngs
+    scales = {}
+    if use_scale:
+      for path, param in selected:
+        features = fs.weight_feature_axes(self.feature_axes, param.ndim)
+        scales[path] = nnx.Param(scale_init(
+            rngs.params(), fs.feature_shape(param.shape, features), param_dtype))
+    self.scales = nnx.data(scales if use_scale else None)
+
+  def _transform(self, path):
+    def transform(value):
+      scale = self.scales[path][...] if self.use_scale else None
+      return fs.weight_normalized(value, scale, feature_axes=self.feature_axes,
+                                  epsilon=self.epsilon, dtype=self.dtype)
+    return transform
+
+  def __call__(self, x, *args, **kwargs):
+    """Calls the layer with its selected variables l2-normalized (and scaled)."""
+    paths = [p for p, _ in _selected(self.layer_instance, self.variable_filter)]
+    for p in paths:
+      if self.use_scale and p not in self.scales:
+        raise RuntimeError(
+            f"Could not find the scale corresponding to the param {p} in scales dict. "
+            f"Parameters of the layer_instance should not change!")
+    return self._call_with({p: self._transform(p) for p in paths},
+                           lambda: self.layer_instance(x, *args, **kwargs))
+
+
+class SpectralNorm(_FlaxModule, _WeightWrapper):
+  spec = SPECTRAL_NORM
+
+  def _setup(self, *, layer_instance, n_steps, epsilon, dtype, param_dtype, error_on_non_matrix,
+             update_stats, rngs=None, sigma=None):
+    self.layer_instance = layer_instance
+    self.n_steps = n_steps
+    self.epsilon = epsilon if sigma is None else self._epsilon_sigma(epsilon, sigma) ** 2
+    self.dtype, self.param_dtype = dtype, param_dtype
+    self.error_on_non_matrix = error_on_non_matrix
+    # model.train() / model.eval() set use_running_average; update_stats is its opposite.
+    self.use_running_average = not update_stats
+    rngs = nnx.Rngs(0) if rngs is None else rngs
+    batch_stats = {}
+    for path, param in nnx.to_flat_state(nnx.state(layer_instance, nnx.Param)):
+      shape = fs.spectral_matrix_shape(param, error_on_non_matrix)
+      if shape is None or n_steps < 1:
+        continue
+      key = rngs.params()
+      batch_stats[path + ("u",)] = nnx.BatchStat(
+          nnx.initializers.normal()(key, (1, shape[1]), param_dtype))
+      batch_stats[path + ("sigma",)] = nnx.BatchStat(jnp.ones((), param_dtype))
+    self.batch_stats = nnx.data(batch_stats)
+
+  def _transform(self, path, update_stats: bool):
+    u_var, sigma_var = self.batch_stats[path + ("u",)], self.batch_stats[path + ("sigma",)]
+
+    def transform(value):
+      w, u, sigma = fs.spectral_normalized(value, u_var[...], n_steps=self.n_steps,
+                                           epsilon=self.epsilon, dtype=self.dtype)
+      if update_stats:
+        u_var[...] = fs.as_dtype_of(u, u_var[...])
+        sigma_var[...] = fs.as_dtype_of(sigma, sigma_var[...])
+      return w
+    return transform
+
+  def __call__(self, x, update_stats: bool | None = None):
+    """Calls the layer with each weight matrix divided by its largest singular value."""
+    update_stats = first_from(
+        update_stats, not self.use_running_average,
+        error_msg="No `update_stats` argument was provided to SpectralNorm.")
+    transforms = {}
+    for path, param in nnx.to_flat_state(nnx.state(self.layer_instance, nnx.Param)):
+      if fs.spectral_matrix_shape(param, self.error_on_non_matrix) is None or self.n_steps < 1:
+        continue
+      if path + ("u",) not in self.batch_stats:
+        raise RuntimeError(
+            f"Could not find the path for u batch stat corresponding to the param {path} in "
+            f"the batch stats dict. Parameters of the layer_instance should not change!")
+      transforms[path] = self._transform(path, update_stats)
+    return self._call_with(transforms, lambda: self.layer_instance(x))
+
+
+class WeightStandardization(_WeightWrapper):
+  """Weight standardization of a layer's weights (Qiao et al., 2019); no parameters.
+
+  Args:
+    layer_instance: the wrapped layer.
+    feature_axes: the weights' output axes; mean and variance reduce the others.
+    variable_filter: which variables to standardize, an nnx filter (default: kernels).
+    sigma: smoothing term of the standard deviation.
   """
 
-  def __init__(self, layer: nnx.Module, *, param_name: str = "kernel",
-               feature_axes: Axes = -1, epsilon: float = 1e-12):
-    super().__init__(layer, param_name=param_name, feature_axes=feature_axes)
-    kernel = _kernel_variable(layer, param_name).get_value()
-    self.g = nnx.Param(weights_lib.kernel_norm(kernel, feature_axes=feature_axes))
-    self.epsilon = epsilon
+  def __init__(self, layer_instance: nnx.Module, *, feature_axes: Axes = -1,
+               variable_filter=_KERNELS, sigma: float = 0.0):
+    self.layer_instance = layer_instance
+    self.feature_axes, self.sigma = feature_axes, sigma
+    self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
+    if not _selected(layer_instance, self.variable_filter, nnx.Param):
+      names = ["/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(layer_instance))]
+      raise fs.missing_kernel_error(layer_instance, variable_filter, names)
 
   def __call__(self, *args, **kwargs):
-    return self._call_with(
-        lambda v: weights_lib.weight_norm(
-            v, self.g[...], feature_axes=self.feature_axes, epsilon=self.epsilon),
-        args, kwargs)
-
-
-class WeightStandardization(_KernelWrapper):
-  """Weight standardization of `layer`'s kernel (Qiao et al., 2019)."""
-
-  def __init__(self, layer: nnx.Module, *, param_name: str = "kernel",
-               feature_axes: Axes = -1, sigma: float = 0.0):
-    super().__init__(layer, param_name=param_name, feature_axes=feature_axes)
-    self.sigma = sigma
-
-  def __call__(self, *args, **kwargs):
-    return self._call_with(
-        lambda w: weights_lib.weight_standardization(
-            w, feature_axes=self.feature_axes, sigma=self.sigma),
-        args, kwargs)
-
-
-class SpectralNorm(_KernelWrapper):
-  """Spectral normalization of `layer`'s kernel (Miyato et al., 2018).
-
-  ``u`` and the estimate ``sigma`` are `nnx.BatchStat`s, advanced by `n_steps` power
-  iterations per call in training (``use_running_average=False``) and frozen in
-  evaluation, so ``model.eval()`` freezes them too.
-  """
-
-  def __init__(self, layer: nnx.Module, *, param_name: str = "kernel",
-               feature_axes: Axes = -1, n_steps: int = 1, epsilon: float = 1e-12,
-               use_running_average: bool = False, rngs: nnx.Rngs | None = None):
-    super().__init__(layer, param_name=param_name, feature_axes=feature_axes)
-    kernel = _kernel_variable(layer, param_name).get_value()
-    self.u = nnx.BatchStat(
-        weights_lib.spectral_norm_init(kernel, _key(rngs), feature_axes=feature_axes))
-    self.sigma = nnx.BatchStat(jnp.ones((), jnp.float32))
-    self.n_steps, self.epsilon = n_steps, epsilon
-    self.use_running_average = use_running_average
-
-  def __call__(self, *args, update_stats: bool | None = None, **kwargs):
-    update = not self.use_running_average if update_stats is None else update_stats
-
     def transform(w):
-      w_sn, u, sigma = weights_lib.spectral_norm(
-          w, self.u[...], n_steps=self.n_steps if update else 0,
-          feature_axes=self.feature_axes, epsilon=self.epsilon)
-      if update:
-        self.u[...] = u.astype(self.u[...].dtype)
-        self.sigma[...] = jax.lax.stop_gradient(sigma).astype(jnp.float32)
-      return w_sn
-
-    return self._call_with(transform, args, kwargs)
+      return weights_lib.weight_standardization(w, feature_axes=self.feature_axes,
+                                                sigma=self.sigma)
+    paths = [p for p, _ in _selected(self.layer_instance, self.variable_filter)]
+    return self._call_with({p: transform for p in paths},
+                           lambda: self.layer_instance(*args, **kwargs))

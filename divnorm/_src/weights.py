@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.core import check_input, normalize
+from divnorm._src.checks import check_input
+from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import field_sum, stat_dtype
 

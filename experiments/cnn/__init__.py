@@ -1,1 +1,1 @@
-"""Commands around the CNN experiment: the comparison demo, the paper table, the batch sweep."""
+"""The CNN experiment (paper Tables 3/7): configs, model, task, the comparison, table and sweep."""

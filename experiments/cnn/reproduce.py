@@ -21,8 +21,8 @@ import platform
 import sys
 import time
 
+from experiments.cnn import model as cnn_model
 from experiments.cnn.paper import PAPER_ACCURACY
-from experiments.models import cnn as cnn_model
 
 SAFE = {"+": "_plus_", "*": "_star"}
 
@@ -41,9 +41,9 @@ def machine_description() -> str:
 
 def build_config(variant: str, dataset: str, *, num_steps: int | None, border: str,
                  overrides=()):
-  from experiments.configs import cnn as cnn_config
-  from experiments.configs import cnn_short
-  from experiments.main import apply_overrides
+  from experiments.cnn.configs import cnn as cnn_config
+  from experiments.cnn.configs import cnn_short
+  from experiments.config import apply_overrides
   cfg = cnn_config.get_config(f"{variant},{dataset},{border}")
   if num_steps is not None:
     cnn_short.short_schedule(cfg, num_steps)
@@ -54,18 +54,18 @@ def run_variants(variants, dataset: str, *, workdir: str, num_steps: int | None 
                  border: str = "valid", data_dir: str | None = None, overrides=(),
                  progress: bool = True) -> list[dict]:
   """Trains each variant (resuming) and returns one result row per variant."""
-  from experiments import train
+  from experiments.cnn import task as cnn_task
   rows, data = [], None
   for variant in variants:
     cfg = build_config(variant, dataset, num_steps=num_steps, border=border,
                        overrides=[*( [f"data_dir={data_dir!r}"] if data_dir else []), *overrides])
     if data is None:
-      data = train.load_data(cfg)
+      data = cnn_task.load_data(cfg)
     wd = os.path.join(workdir, safe_name(variant))
     print(f"== {variant} on {dataset}: {cfg.num_steps} steps, batch {cfg.batch_size}, "
           f"sigma/alpha from {cfg.hparams} -> {wd}", flush=True)
     t0 = time.time()
-    result = train.train_and_evaluate(cfg, wd, progress=progress, data=data)
+    result = cnn_task.train_and_evaluate(cfg, wd, progress=progress, data=data)
     last_train = [r for r in result.history if r["kind"] == "train"]
     rows.append({
         "variant": variant, "dataset": dataset, "steps": cfg.num_steps,

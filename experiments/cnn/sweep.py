@@ -18,8 +18,8 @@ import os
 import sys
 import time
 
+from experiments.cnn import model as cnn_model
 from experiments.cnn import reproduce
-from experiments.models import cnn as cnn_model
 
 
 def main(argv=None) -> int:
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--no_progress", action="store_true")
   args = p.parse_args(argv)
-  from experiments import train
+  from experiments.cnn import task as cnn_task
 
   variants = [cnn_model.canonical_variant(v) for v in args.variants.split(",") if v.strip()]
   batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -53,11 +53,11 @@ def main(argv=None) -> int:
       cfg.eval_every = max(1, steps // 2)
       cfg.log_every = max(1, steps // 50)
       if data is None:
-        data = train.load_data(cfg)
+        data = cnn_task.load_data(cfg)
       wd = os.path.join(args.workdir, f"{reproduce.safe_name(variant)}_b{bs}")
       print(f"== {variant} batch {bs}: {steps} steps -> {wd}", flush=True)
       t0 = time.time()
-      result = train.train_and_evaluate(cfg, wd, progress=not args.no_progress, data=data)
+      result = cnn_task.train_and_evaluate(cfg, wd, progress=not args.no_progress, data=data)
       rows.append({"variant": variant, "batch_size": bs, "steps": steps,
                    "test_accuracy": result.eval_metrics["accuracy"],
                    "test_cross_entropy": result.eval_metrics["cross_entropy"],

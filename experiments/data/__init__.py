@@ -1,1 +1,1 @@
-"""Datasets for the experiments: IDX and TFDS image loaders, host-side batching."""
+"""Data readers shared by the experiments: IDX files, image datasets, host-side batching."""

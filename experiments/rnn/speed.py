@@ -23,8 +23,8 @@ import jax
 import numpy as np
 
 from experiments import engine
-from experiments.data import text
-from experiments.models import rnn
+from experiments.rnn import data as text
+from experiments.rnn import model as rnn
 from experiments.rnn import table
 from experiments.rnn import task as rnn_task
 

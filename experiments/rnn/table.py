@@ -29,15 +29,15 @@ import jax
 import numpy as np
 
 from experiments import engine
-from experiments.configs import rnn_lm
-from experiments.data import text
-from experiments.main import apply_overrides
-from experiments.models import rnn
+from experiments.config import apply_overrides
+from experiments.rnn import data as text
+from experiments.rnn import model as rnn
 from experiments.rnn import task as rnn_task
+from experiments.rnn.configs import rnn_lm
 
 
 def load_config(name: str, arg: str):
-  return importlib.import_module(f"experiments.configs.{name}").get_config(arg)
+  return importlib.import_module(f"experiments.rnn.configs.{name}").get_config(arg)
 
 
 def steady_tokens_per_second(history: list[dict[str, Any]], bptt_steps: int) -> float:
@@ -53,16 +53,14 @@ def run_one(cfg, corpus: text.Corpus, mesh) -> dict[str, Any]:
   out: dict[str, Any] = {"cell": cfg.cell, "variant": cfg.variant, "steps": ecfg["num_steps"],
                          "train_tokens_seen": ecfg["num_steps"] * cfg.batch_size * cfg.bptt_steps}
   try:
-    result = engine.train(rnn_task.make_task(cfg, corpus, eval_split="valid"), config=ecfg,
-                          mesh=mesh, progress=False)
+    result = rnn_task.train_and_evaluate(cfg, None, mesh=mesh, progress=False, corpus=corpus)
   except engine.NonFiniteLossError as e:
     out.update(status="diverged", error=str(e), seconds=time.perf_counter() - t0)
     return out
-  test = engine.evaluate(rnn_task.make_task(cfg, corpus, eval_split="test"),
-                         result.train_state, mesh)
   last_train = [h for h in result.history if h["kind"] == "train"][-1]
   out.update(status="ok", valid_perplexity=result.eval_metrics["perplexity"],
-             test_perplexity=test["perplexity"], final_train_perplexity=last_train["perplexity"],
+             test_perplexity=result.eval_metrics["test_perplexity"],
+             final_train_perplexity=last_train["perplexity"],
              tokens_per_second=steady_tokens_per_second(result.history, cfg.bptt_steps),
              seconds=time.perf_counter() - t0)
   return out
@@ -159,7 +157,7 @@ def merge(paths: list[str], *, speed_path: str | None, out: pathlib.Path, name: 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--config", default="rnn_lm_quick", help="module in experiments/configs")
+  p.add_argument("--config", default="rnn_lm_quick", help="a config module of experiments/rnn/configs")
   p.add_argument("--cells", default="lstm,tanh")
   p.add_argument("--variants", default="baseline,bn,ln,ln_star,dn,dn_star",
                  help="comma list or 'all'")

@@ -10,7 +10,8 @@ step) live in `state["batch_stats"]`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -20,8 +21,8 @@ import optax
 
 from divnorm import linen as dnn
 from experiments import engine
-from experiments.data import text
-from experiments.models import rnn
+from experiments.rnn import data as text
+from experiments.rnn import model as rnn
 
 
 def norm_spec(cfg: Mapping[str, Any]) -> rnn.NormSpec:
@@ -162,3 +163,37 @@ def make_task(cfg: Mapping[str, Any], corpus: text.Corpus, *, eval_split: str = 
       train_batches=lambda start: train_batches(train_ids, cfg, start),
       eval_step=eval_step, eval_batches=lambda: eval_batches(eval_ids, cfg),
       eval_init=eval_init, eval_finalize=finalize, state_sharding=state_sharding)
+
+
+def load_corpus(cfg: Mapping[str, Any]) -> text.Corpus:
+  """The corpus named by `cfg.data` (dataset, data_dir, vocab_size)."""
+  d = cfg["data"]
+  return text.load_corpus(str(d["dataset"]), data_dir=d["data_dir"] or None,
+                          vocab_size=int(d["vocab_size"]))
+
+
+def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[Any] = (),
+                       progress: bool = True, corpus: text.Corpus | None = None
+                       ) -> engine.TrainResult:
+  """Trains the LM of `cfg` (resuming from `workdir`), then evaluates valid and test.
+
+  `result.eval_metrics` holds the valid split's `nll` and `perplexity`, and the test
+  split's as `test_nll` and `test_perplexity`.
+
+  Args:
+    cfg: a config from `experiments/rnn/configs/` (rnn_lm.py, rnn_lm_quick.py).
+    workdir: checkpoints and metrics (None: neither).
+    mesh: default all devices.
+    hooks: passed to the engine.
+    progress: tqdm bar.
+    corpus: the corpus already in memory (default: read the one `cfg.data` names).
+  """
+  mesh = mesh or engine.make_mesh()
+  build_model(cfg, 10, train=True)  # a bad cell, variant or window fails before any reading
+  corpus = corpus if corpus is not None else load_corpus(cfg)
+  ecfg = engine_config(cfg, corpus.train.size)
+  result = engine.train(make_task(cfg, corpus, eval_split="valid"), config=ecfg,
+                        workdir=workdir, mesh=mesh, hooks=hooks, progress=progress)
+  test = engine.evaluate(make_task(cfg, corpus, eval_split="test"), result.train_state, mesh)
+  return dataclasses.replace(result, eval_metrics={
+      **result.eval_metrics, **{f"test_{k}": v for k, v in test.items() if k != "count"}})

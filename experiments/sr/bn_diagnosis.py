@@ -30,11 +30,11 @@ def main(argv=None) -> int:
   import jax.numpy as jnp
   import numpy as np
 
-  from experiments.configs import sr_srcnn_fast
-  from experiments.data import sr
-  from experiments.models import srcnn
+  from experiments.sr import data as sr
   from experiments.sr import metrics
+  from experiments.sr import model as srcnn
   from experiments.sr import task as sr_task
+  from experiments.sr.configs import sr_srcnn_fast
 
   test_images = sr.test_set(args.source, scale=args.scale)
   b = srcnn.BORDER

@@ -3,7 +3,7 @@
   python -m experiments.sr.reproduce                       # offline photographs, fast schedule
   python -m experiments.sr.reproduce --num_steps 3000 --workdir runs/sr --out results/sr
   python -m experiments.sr.reproduce --test_source folder:/data/Set14     # your Set14 copy
-  python -m experiments.sr.reproduce --config experiments/configs/sr_srcnn.py  # paper's optimizer
+  python -m experiments.sr.reproduce --config experiments/sr/configs/sr_srcnn.py  # paper's optimizer
 
 For every scale and variant (Bicubic, SRCNN, BN, DN*) it runs the config's
 trainer (`experiments.sr.task.train_and_evaluate`, the shared engine) in
@@ -27,13 +27,13 @@ import time
 
 
 def _config(path: str, variant: str, scale: int, num_steps: int | None, source: str):
-  from experiments.main import load_config
+  from experiments.config import load_config
   arg = f"{variant},{scale}" + (f",{num_steps}" if num_steps is not None else "") + f",{source}"
   return load_config(f"{path}:{arg}")
 
 
 def _label(variant: str) -> str:
-  from experiments.models import srcnn
+  from experiments.sr import model as srcnn
   return srcnn.LABELS[variant]
 
 
@@ -90,7 +90,7 @@ def colourize(y_0_255, chroma_0_1):
   """RGB (0..1) from a Y estimate and the bicubic Cb/Cr (grayscale: Y only)."""
   import numpy as np
 
-  from experiments.data import sr_image
+  from experiments.sr import imaging as sr_image
   y = np.clip(np.round(y_0_255), 0, 255) / 255.0
   if chroma_0_1 is None:
     return np.repeat(y[..., None], 3, -1)
@@ -99,7 +99,7 @@ def colourize(y_0_255, chroma_0_1):
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--config", default="experiments/configs/sr_srcnn_fast.py",
+  p.add_argument("--config", default="experiments/sr/configs/sr_srcnn_fast.py",
                  help="sr_srcnn_fast.py (ours: Adam, takes NUM_STEPS) or sr_srcnn.py (paper)")
   p.add_argument("--num_steps", type=int, default=800,
                  help="steps per run (fast config only; the paper config has its own)")
@@ -120,9 +120,9 @@ def main(argv=None) -> int:
   import jax
   import numpy as np
 
-  from experiments.data import sr
-  from experiments.main import apply_overrides
-  from experiments.models import srcnn
+  from experiments.config import apply_overrides
+  from experiments.sr import data as sr
+  from experiments.sr import model as srcnn
   from experiments.sr import task as sr_task
 
   scales = [int(s) for s in args.scales.split(",")]

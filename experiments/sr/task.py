@@ -4,7 +4,7 @@ The engine (`experiments.engine.train`) owns the jitted step, checkpoints,
 progress, metric files and sharding; this file says what the SR loss, batches
 and evaluation are:
 
-* train batches: seeded 33x33 patch pairs (`experiments.data.sr.train_batches`),
+* train batches: seeded 33x33 patch pairs (`experiments.sr.data.train_batches`),
   batch `s` a function of (seed, s) so resumed runs continue the stream;
 * loss: MSE / 2 on the border-cropped target, plus DN*'s L1 penalty;
 * engine eval (every `eval_every` steps): PSNR of fixed test patches (cheap, a
@@ -28,9 +28,10 @@ import numpy as np
 
 from divnorm import linen as dnn
 from experiments import engine
-from experiments.data import batching, sr
-from experiments.models import srcnn
+from experiments.data import batching
+from experiments.sr import data as sr
 from experiments.sr import metrics
+from experiments.sr import model as srcnn
 
 
 def build_model(cfg) -> srcnn.SRCNN:

@@ -20,7 +20,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from experiments.data import sr_image, sr_patches, sr_sources
+from experiments.sr import imaging as sr_image
+from experiments.sr import patches as sr_patches
+from experiments.sr import sources as sr_sources
 
 
 @dataclasses.dataclass(frozen=True)

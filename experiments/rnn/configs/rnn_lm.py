@@ -1,7 +1,11 @@
 """Word-level RNN language model, Ren et al. (2017) section 5.3 (PTB "small" setup).
 
 `get_config("CELL,VARIANT[,DATASET]")`, e.g. `get_config("lstm,dn_star")` or
-`get_config("tanh,ln_star,ptb")`. CELL in lstm / tanh / relu, VARIANT in
+`get_config("tanh,ln_star,ptb")`; one run:
+
+  python -m experiments.main --config 'experiments/rnn/configs/rnn_lm.py:lstm,dn_star' --workdir runs/lm
+
+(the table of every cell and variant: `python -m experiments.rnn.table --config rnn_lm`). CELL in lstm / tanh / relu, VARIANT in
 baseline / bn / bn_star / ln / ln_s / ln_star / dn / dn_star, DATASET in
 shakespeare (offline default) / ptb (files in `data_dir`, or fetched into the
 cache when `data_dir` is "" and the machine is online).
@@ -82,6 +86,7 @@ def get_config(arg: str = "lstm,baseline") -> ml_collections.ConfigDict:
     raise ValueError(f"Unknown RNN variant {variant!r}; expected one of {VARIANTS}.")
 
   cfg = ml_collections.ConfigDict()
+  cfg.trainer = "experiments.rnn.task:train_and_evaluate"
   cfg.name = f"rnn_lm/{dataset}/{cell}/{variant}"
   cfg.cell = cell
   cfg.variant = variant

@@ -2,7 +2,7 @@
 
 Argument: "VARIANT,SCALE,NUM_STEPS[,SOURCE]", e.g.
 
-  python -m experiments.main --config 'experiments/configs/sr_srcnn_fast.py:DN*,3,2000' \
+  python -m experiments.main --config 'experiments/sr/configs/sr_srcnn_fast.py:DN*,3,2000' \
       --workdir runs/sr_fast_dn_x3
 
 Everything is sr_srcnn.py (the paper's network, init, loss, normalizer
@@ -14,7 +14,7 @@ initialisation.
 
 from __future__ import annotations
 
-from experiments.configs import sr_srcnn
+from experiments.sr.configs import sr_srcnn
 
 
 def get_config(arg: str = "SRCNN,3,2000"):

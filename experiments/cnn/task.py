@@ -13,8 +13,8 @@ import jax.numpy as jnp
 
 from divnorm import linen as dnn
 from experiments import engine
+from experiments.cnn import model as cnn
 from experiments.data import batching, images
-from experiments.models import cnn
 
 
 def build_model(cfg, num_classes: int) -> cnn.CNN:
@@ -88,7 +88,7 @@ def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[A
   """Trains and evaluates the CNN of `cfg`; resumes from `workdir`'s checkpoints.
 
   Args:
-    cfg: a config from `experiments/configs/cnn.py` (or `cnn_short.py`).
+    cfg: a config from `experiments/cnn/configs/cnn.py` (or `cnn_short.py`).
     workdir: checkpoints and metrics (None: neither).
     mesh: default all devices.
     hooks: passed to the engine.

@@ -2,9 +2,9 @@
 
 Argument: "VARIANT,SCALE[,SOURCE]", e.g.
 
-  python -m experiments.main --config 'experiments/configs/sr_srcnn.py:DN*,3' --workdir runs/sr_dn_x3
-  python -m experiments.main --config 'experiments/configs/sr_srcnn.py:BN,4,div2k' --workdir runs/sr_bn_x4
-  python -m experiments.main --config 'experiments/configs/sr_srcnn.py:SRCNN,3' \
+  python -m experiments.main --config 'experiments/sr/configs/sr_srcnn.py:DN*,3' --workdir runs/sr_dn_x3
+  python -m experiments.main --config 'experiments/sr/configs/sr_srcnn.py:BN,4,div2k' --workdir runs/sr_bn_x4
+  python -m experiments.main --config 'experiments/sr/configs/sr_srcnn.py:SRCNN,3' \
       --set test_source=folder:/data/Set14 --workdir runs/sr_x3_set14
 
 (quote the argument: `*` is a shell character). VARIANT is Bicubic, SRCNN, BN or
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.data import sr_image
-from experiments.models import srcnn
+from experiments.sr import imaging as sr_image
+from experiments.sr import model as srcnn
 
 
 def parse_arg(arg: str) -> tuple[str, int, str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from experiments.data import sr_image
+from experiments.sr import imaging as sr_image
 
 
 def margin(scale: int) -> int:

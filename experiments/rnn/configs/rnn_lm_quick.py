@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import rnn_lm
+from experiments.rnn.configs import rnn_lm
 
 
 def get_config(arg: str = "lstm,baseline") -> ml_collections.ConfigDict:

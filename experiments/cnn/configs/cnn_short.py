@@ -2,7 +2,7 @@
 
 Argument: "VARIANT,DATASET,NUM_STEPS[,BORDER]", e.g.
 
-  python -m experiments.main --config 'experiments/configs/cnn_short.py:DN*,fashion_mnist,600' --workdir /tmp/dn_star_fm
+  python -m experiments.main --config 'experiments/cnn/configs/cnn_short.py:DN*,fashion_mnist,600' --workdir /tmp/dn_star_fm
 
 Everything is the paper's CIFAR-10 recipe (network, inits, momentum 0.9, lr
 1e-3, batch 100, mean-image subtraction, sigma, alpha) except the schedule:
@@ -11,7 +11,7 @@ NUM_STEPS steps for every variant, lr x0.1 at 60% and 85% of them.
 
 from __future__ import annotations
 
-from experiments.configs import cnn as cnn_config
+from experiments.cnn.configs import cnn as cnn_config
 
 
 def short_schedule(cfg, num_steps: int):

@@ -2,9 +2,9 @@
 
 Argument: "VARIANT,DATASET[,BORDER]", e.g.
 
-  python -m experiments.main --config 'experiments/configs/cnn.py:DN*,cifar10' --workdir /tmp/dn_star_c10
-  python -m experiments.main --config 'experiments/configs/cnn.py:BN,cifar100' --workdir /tmp/bn_c100
-  python -m experiments.main --config 'experiments/configs/cnn.py:DN,cifar10,zeros' --workdir /tmp/dn_ref
+  python -m experiments.main --config 'experiments/cnn/configs/cnn.py:DN*,cifar10' --workdir /tmp/dn_star_c10
+  python -m experiments.main --config 'experiments/cnn/configs/cnn.py:BN,cifar100' --workdir /tmp/bn_c100
+  python -m experiments.main --config 'experiments/cnn/configs/cnn.py:DN,cifar10,zeros' --workdir /tmp/dn_ref
 
 (quote the argument: `*` and `+` are shell characters). VARIANT is one of
 baseline, baseline+L1, BN, BN+L1, BN-s, BN*, LN, LN+L1, LN-s, LN*, DN, DN*;
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.cnn import model as cnn
 from experiments.data import images
-from experiments.models import cnn
 
 PAPER_SCHEDULES = {
     "baseline": (50_000, (5_000, 30_000)),
@@ -50,7 +50,7 @@ def get_config(arg: str = "DN,cifar10") -> ml_collections.ConfigDict:
   spec = cnn.variant_spec(variant, hparams)
   num_steps, boundaries = PAPER_SCHEDULES[spec.paper_schedule]
   cfg = ml_collections.ConfigDict()
-  cfg.trainer = "experiments.train:train_and_evaluate"
+  cfg.trainer = "experiments.cnn.task:train_and_evaluate"
   cfg.variant = variant
   cfg.dataset = dataset
   cfg.data_dir = ml_collections.config_dict.placeholder(str)

@@ -1,1 +1,0 @@
-"""Experiment configs: each file defines `get_config(arg: str) -> ml_collections.ConfigDict`."""
