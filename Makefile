@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup data lint fields bench
+.PHONY: demo test setup data lint fields bench docs notebooks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,16 @@ fields: setup
 bench: setup
 	$(PY) -m benchmarks
 
-test: setup
+# The documentation site, offline, warnings as errors: docs/_build/html/index.html.
+docs: setup
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# Re-execute the notebooks (notebooks/NN_*.py) and write them with outputs (NN_*.ipynb).
+notebooks: setup
+	$(PY) notebooks/run.py
+
+# data: notebooks 3, 4 and 6, which the suite executes, read Fashion-MNIST.
+test: setup data
 	$(PY) -m pytest -q
 
 lint: setup

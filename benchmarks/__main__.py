@@ -19,6 +19,8 @@ from benchmarks import before_after, fast_variance, models, ops, reductions, rep
 BEFORE_REVS = {
     "23b0555": "before the fused centering and the hand-written JVP",
     "3cd37b4": "before grouped fields (group norm) and the guarded one-pass default",
+    "fcc08ac": "before the core's redesign (guard removed; two-pass around a shift from the "
+               "data; masks select)",
 }
 
 
@@ -58,10 +60,8 @@ def main(argv=None) -> int:
           "(batch statistics and the running-average update). `paper conv` is the reference "
           "code's DN (channel mean, zero-padded ones-kernel convolution); `reduce_window 2-D` "
           "the same with one 2-D `reduce_window`. Bytes: XLA `cost_analysis()` bytes "
-          "accessed / (input read + output written), of the branch these N(0,1) inputs take "
-          "(divnorm's default one-pass; the two-pass fallback for inputs far off center in "
-          "parentheses). Inputs are N(0,1), so divnorm's defaults take their one-pass branch. "
-          "Temp: compiled `memory_analysis()` temporary bytes of forward+backward.", ""]
+          "accessed / (input read + output written) of the compiled forward (divnorm's "
+          "default, two-pass). Temp: compiled `memory_analysis()` temporary bytes of forward+backward.", ""]
   for label, (shape, width) in shapes.items():
     rows = ops.preset_rows(shape, width, rounds=rounds, target_s=target_s)
     by = {r.name: r for r in rows}
@@ -140,8 +140,8 @@ def main(argv=None) -> int:
   body += ["## Variance modes", "",
            "Forward+backward of each preset's three `fast_variance` modes against flax.linen "
            "(its default, one-pass), interleaved (`python -m benchmarks.fast_variance` "
-           "prints more shapes). On N(0,1) the default takes its one-pass branch; with an "
-           "offset of 1e4 it falls back to two-pass.", "", *fast_variance.HEADER]
+           "prints more shapes). The default is two-pass; one-pass loses its digits at an "
+           "offset of 1e4.", "", *fast_variance.HEADER]
   for offset in (0.0, 1e4):
     body += fast_variance.rows(vshape, rounds=rounds, target_s=target_s, offset=offset)
   body.append("")

@@ -1,14 +1,20 @@
 """The library's optimizations, measured: `divnorm.normalize` now against a past revision.
 
-The past `divnorm/normalize.py` is read from git (``git show REV:divnorm/normalize.py``)
-and run beside the current one on the same inputs, interleaved.
+The past `divnorm` package is read from git (``git archive REV divnorm``) and its
+`normalize` run beside the current one on the same inputs, interleaved.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import io
 import pathlib
+import re
 import subprocess
+import sys
+import tarfile
+import tempfile
 import types
 
 import divnorm
@@ -18,16 +24,33 @@ from benchmarks import ops
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def load_normalize(rev: str) -> types.ModuleType | None:
-  """`divnorm.normalize` as of git revision `rev`, or None without git or that revision."""
-  try:
-    src = subprocess.run(["git", "show", f"{rev}:divnorm/normalize.py"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-  except (OSError, subprocess.CalledProcessError):
-    return None
-  mod = types.ModuleType(f"divnorm_normalize_{rev}")
-  exec(compile(src, f"{rev}:divnorm/normalize.py", "exec"), mod.__dict__)  # noqa: S102
-  return mod
+def load_normalize(rev: str) -> types.SimpleNamespace | None:
+  """`divnorm.normalize` as of git revision `rev`, or None without git or that revision.
+
+  The revision's whole `divnorm` package is extracted (``git archive``) into a temporary
+  folder under the name ``divnorm_<rev>`` (its own imports renamed to match), so every
+  past layout loads beside the current one.
+  """
+  name = f"divnorm_{rev}"
+  if name not in sys.modules:
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="divnorm_before_"))
+    try:
+      tar = subprocess.run(["git", "archive", rev, "divnorm"], cwd=ROOT, capture_output=True,
+                           check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+      return None
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+      archive.extractall(tmp, filter="data")
+    (tmp / "divnorm").rename(tmp / name)
+    for path in (tmp / name).rglob("*.py"):
+      text = path.read_text()
+      text = re.sub(r"\bdivnorm([._])", lambda m: f"{name}{m.group(1)}", text)
+      text = re.sub(r"\bfrom divnorm import", f"from {name} import", text)
+      text = re.sub(r"\bimport divnorm\b", f"import {name}", text)
+      path.write_text(text)
+    sys.path.insert(0, str(tmp))
+    importlib.import_module(name)
+  return types.SimpleNamespace(normalize=sys.modules[name].normalize)
 
 
 def _grouped(normalize, shape, groups: int):

@@ -31,7 +31,6 @@ class Row:
   fwd: dict[str, timing.Ratio]  # ratio to each named reference, forward
   fwdbwd: dict[str, timing.Ratio]
   bytes_ratio: float  # forward bytes accessed / (input read + output written)
-  fallback_bytes_ratio: float  # the same with the one-pass guard's two-pass fallback
   temp_bytes: int  # forward+backward temporaries
 
 
@@ -57,7 +56,7 @@ def measure(fns: dict, refs: dict[str, list[str]], shape, *, rounds: int,
     results[mode] = timing.interleaved(calls, rounds=rounds, target_s=target_s)
   rows = []
   minimum = 2 * x.nbytes
-  branch_bytes = {n: xla.branch_bytes(f, x, w) for n, f in fns.items()}
+  fwd_bytes = {n: xla.forward_bytes(f, x, w) for n, f in fns.items()}
   for n in fns:
     t_f, t_b = results["fwd"], results["fwdbwd"]
     rows.append(Row(
@@ -66,8 +65,7 @@ def measure(fns: dict, refs: dict[str, list[str]], shape, *, rounds: int,
         fwdbwd_s=t_b.median(n),
         fwd={r: t_f.ratio(n, r) for r in refs.get(n, [])},
         fwdbwd={r: t_b.ratio(n, r) for r in refs.get(n, [])},
-        bytes_ratio=branch_bytes[n][0] / minimum,
-        fallback_bytes_ratio=branch_bytes[n][1] / minimum,
+        bytes_ratio=fwd_bytes[n] / minimum,
         temp_bytes=xla.temp_bytes(jitted["fwdbwd"][n]),
     ))
   return rows

@@ -46,10 +46,8 @@ def mib(b: int) -> str:
 
 
 def fwd_bytes(r: Row) -> str:
-  """Bytes of the branch N(0,1) inputs take, and the two-pass fallback's where it differs."""
-  if abs(r.fallback_bytes_ratio - r.bytes_ratio) <= 0.01 * r.bytes_ratio:
-    return f"{r.bytes_ratio:.2f}"
-  return f"{r.bytes_ratio:.2f} (fallback {r.fallback_bytes_ratio:.2f})"
+  """Forward bytes accessed over the minimum (input read + output written)."""
+  return f"{r.bytes_ratio:.2f}"
 
 
 def preset_table(rows: list[Row], x_bytes: int) -> list[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 from collections.abc import Callable
 
 import jax
@@ -28,29 +26,6 @@ def temp_bytes(exe) -> int:
   return int(getattr(mem, "temp_size_in_bytes", -1)) if mem is not None else -1
 
 
-@contextlib.contextmanager
-def guard_branch(branch: bool):
-  """Compile only one branch of divnorm's one-pass guard (True: one-pass, False: two-pass).
-
-  XLA's cost analysis of a conditional adds up both branches, but a run takes one: the
-  bytes of a branch are those of a function compiled inside this context.
-  """
-  mod = importlib.import_module("divnorm.normalize")
-  old, mod._GUARD_BRANCH = mod._GUARD_BRANCH, branch
-  try:
-    yield
-  finally:
-    mod._GUARD_BRANCH = old
-
-
-def branch_bytes(f: Callable, x, w) -> tuple[float, float]:
-  """Forward bytes of ``f(x)`` taking the guard's one-pass, and two-pass, branch.
-
-  `f` is the plain (unjitted) contender; each branch compiles a fresh wrapper, since a
-  jitted function keeps the trace of its first compilation.
-  """
-  out = []
-  for branch in (True, False):
-    with guard_branch(branch):
-      out.append(bytes_accessed(compiled(jax.jit(lambda x, w: f(x)), x, w)))
-  return out[0], out[1]
+def forward_bytes(f: Callable, x, w) -> float:
+  """Bytes accessed by the compiled forward ``f(x)`` (`w`, the cotangent, is unused)."""
+  return bytes_accessed(compiled(jax.jit(lambda x, w: f(x)), x, w))

@@ -7,12 +7,15 @@ and `divnorm.nnx`, imported on first use, so ``import divnorm`` never imports Fl
 
 import importlib
 
-# gdn and inputs stay module namespaces (divnorm.gdn.gdn, divnorm.inputs.zca, ...).
-from divnorm import gdn, inputs
-from divnorm.batch import BatchStats, batch_norm, batch_stats_init
-from divnorm.fields import Field, grouped_field, resolve_field
-from divnorm.local_response import local_response_norm
-from divnorm.mixtures import (
+# gdn and inputs stay module namespaces (divnorm.gdn.gdn, divnorm.inputs.zca, ...);
+# local_response, mixtures and weights are public modules too. The implementation is
+# private, in divnorm._src; these modules only re-export it.
+from divnorm import gdn, inputs, local_response, mixtures, weights
+from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
+from divnorm._src.core import normalize
+from divnorm._src.fields import Field, grouped_field, resolve_field
+from divnorm._src.lrn import local_response_norm
+from divnorm._src.mixtures import (
   MeanStats,
   batch_instance_norm,
   batch_renorm,
@@ -20,11 +23,10 @@ from divnorm.mixtures import (
   mean_stats_init,
   switchable_norm,
 )
-from divnorm.normalize import normalize
-from divnorm.presets import divisive_norm, group_norm, instance_norm, layer_norm, rms_norm
-from divnorm.regularizers import l1_penalty
-from divnorm.stats import field_mean, window_sum
-from divnorm.weights import (
+from divnorm._src.penalty import l1_penalty
+from divnorm._src.presets import divisive_norm, group_norm, instance_norm, layer_norm, rms_norm
+from divnorm._src.reductions import field_mean, window_sum
+from divnorm._src.weights import (
   spectral_norm,
   spectral_norm_init,
   weight_norm,
@@ -51,9 +53,11 @@ __all__ = [
   "instance_norm",
   "l1_penalty",
   "layer_norm",
+  "local_response",
   "local_response_norm",
   "mean_only_batch_norm",
   "mean_stats_init",
+  "mixtures",
   "normalize",
   "resolve_field",
   "rms_norm",
@@ -63,6 +67,7 @@ __all__ = [
   "weight_norm",
   "weight_norm_init",
   "weight_standardization",
+  "weights",
   "window_sum",
 ]
 

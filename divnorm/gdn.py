@@ -1,124 +1,28 @@
-r"""Generalized divisive normalization and its inverse (Balle, Laparra & Simoncelli, 2016).
+"""Generalized divisive normalization (Balle et al., 2016).
 
-.. math::
-    \mathrm{GDN}:\ y_i = \frac{x_i}{(\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon}
-    \qquad \mathrm{IGDN}:\ y_i = x_i (\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon
-
-over the channels of each position. The paper's GDN has ``alpha=2, epsilon=1/2``.
-``beta > 0`` and ``gamma >= 0`` are kept so by the nonnegative reparameterization of
-``tensorflow_compression``: a raw parameter ``p`` stands for ``max(p, sqrt(min +
-pedestal))^2 - pedestal`` (`nonnegative`), and `nonnegative_init` inverts it.
+Re-exports only; the implementation is in `divnorm._src.gdn`.
 """
 
-from __future__ import annotations
+from divnorm._src.gdn import (
+  BETA_MIN,
+  PEDESTAL,
+  GDNParams,
+  gdn,
+  gdn_init,
+  gdn_values,
+  igdn,
+  nonnegative,
+  nonnegative_init,
+)
 
-from typing import NamedTuple
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from divnorm.normalize import check_input
-from divnorm.stats import stat_dtype
-
-PEDESTAL = 2.0**-36
-BETA_MIN = 1e-6
-
-
-def nonnegative(raw: jax.Array, *, minimum: float = 0.0) -> jax.Array:
-  """The value a raw reparameterized parameter stands for, always >= `minimum`."""
-  pedestal = np.asarray(PEDESTAL, raw.dtype)
-  bound = np.asarray(np.sqrt(minimum + PEDESTAL), raw.dtype)
-  return jnp.square(jnp.maximum(raw, bound)) - pedestal
-
-
-def nonnegative_init(value, *, minimum: float = 0.0, dtype=jnp.float32) -> jax.Array:
-  """The raw parameter for `value` (>= `minimum`): ``nonnegative(init(v)) == v``."""
-  value = jnp.asarray(value, dtype)
-  return jnp.sqrt(jnp.maximum(value + np.asarray(PEDESTAL, dtype),
-                              np.asarray(minimum + PEDESTAL, dtype)))
-
-
-class GDNParams(NamedTuple):
-  """Raw (reparameterized) GDN parameters: ``beta [C]`` and ``gamma [C, C]``."""
-
-  beta: jax.Array
-  gamma: jax.Array
-
-
-def gdn_init(channels: int, *, beta: float = 1.0, gamma: float = 0.1,
-             dtype=jnp.float32) -> GDNParams:
-  """Raw parameters for ``beta = beta * 1`` and ``gamma = gamma * I`` (the usual init)."""
-  return GDNParams(
-      nonnegative_init(jnp.full((channels,), beta, dtype), minimum=BETA_MIN, dtype=dtype),
-      nonnegative_init(gamma * jnp.eye(channels, dtype=dtype), dtype=dtype))
-
-
-def gdn_values(params: GDNParams) -> tuple[jax.Array, jax.Array]:
-  """``(beta, gamma)`` that raw `params` stand for."""
-  return nonnegative(params.beta, minimum=BETA_MIN), nonnegative(params.gamma)
-
-
-def _concrete_negative(a) -> bool:
-  return not isinstance(a, jax.core.Tracer) and bool(np.any(np.asarray(a) < 0))
-
-
-def gdn(
-    x: jax.Array,
-    *,
-    beta: jax.Array,
-    gamma: jax.Array,
-    alpha: float = 2.0,
-    epsilon: float = 0.5,
-    inverse: bool = False,
-    channel_axis: int = -1,
-) -> jax.Array:
-  """GDN (or IGDN with `inverse`) over the channel axis, with explicit `beta`, `gamma`.
-
-  Args:
-    x: ``[B, ..., C]`` with channels at `channel_axis`.
-    beta: ``[C]``, > 0 (the values, not raw parameters: see `gdn_values`).
-    gamma: ``[C, C]``, >= 0; ``gamma[i, j]`` weighs channel j in the pool of channel i.
-    alpha: exponent of ``|x_j|`` (2 in the paper).
-    epsilon: exponent of the pool (1/2 in the paper).
-    inverse: multiply by the pool instead of dividing (IGDN, the decoder's layer).
-    channel_axis: the channel axis.
-
-  Returns:
-    An array of the shape and dtype of `x`, computed in float32 or wider.
-  """
-  x = check_input(x)
-  if not -x.ndim <= channel_axis < x.ndim:
-    raise ValueError(f"channel_axis={channel_axis} is out of range for rank {x.ndim}.")
-  c = channel_axis % x.ndim
-  channels = x.shape[c]
-  beta, gamma = jnp.asarray(beta), jnp.asarray(gamma)
-  if beta.shape != (channels,) or gamma.shape != (channels, channels):
-    raise ValueError(
-        f"x has {channels} channels on axis {c}, so beta must have shape ({channels},) and "
-        f"gamma ({channels}, {channels}); got {beta.shape} and {gamma.shape}.")
-  if _concrete_negative(beta) or _concrete_negative(gamma):
-    raise ValueError(
-        "beta and gamma must be nonnegative (beta > 0); learn them through "
-        "divnorm.gdn.nonnegative / gdn_init, which keep them so.")
-  dt = stat_dtype(x.dtype)
-  xc = jnp.moveaxis(x.astype(dt), c, -1)
-  if alpha == 2:
-    pooled_in = jnp.square(xc)
-  elif alpha == 1:
-    pooled_in = jnp.abs(xc)
-  else:
-    pooled_in = jnp.abs(xc) ** jnp.asarray(alpha, dt)
-  pool = beta.astype(dt).reshape((1,) * (x.ndim - 1) + (channels,)) + pooled_in @ gamma.astype(dt).T
-  if epsilon == 0.5:
-    factor = jnp.sqrt(pool) if inverse else jax.lax.rsqrt(pool)
-  elif epsilon == 1:
-    factor = pool if inverse else 1.0 / pool
-  else:
-    factor = pool ** jnp.asarray(epsilon if inverse else -epsilon, dt)
-  return jnp.moveaxis(xc * factor, -1, c).astype(x.dtype)
-
-
-def igdn(x: jax.Array, **kwargs) -> jax.Array:
-  """Inverse GDN: ``gdn(x, inverse=True, **kwargs)``."""
-  return gdn(x, inverse=True, **kwargs)
+__all__ = [
+  "BETA_MIN",
+  "GDNParams",
+  "PEDESTAL",
+  "gdn",
+  "gdn_init",
+  "gdn_values",
+  "igdn",
+  "nonnegative",
+  "nonnegative_init",
+]

@@ -1,73 +1,14 @@
-"""Local response normalization across channels (Krizhevsky et al., 2012).
+"""Local response normalization across channels.
 
-    b_c = a_c / (k + alpha / n * sum_{c' = c - n//2}^{c + (n - 1)//2} a_{c'}^2) ** beta
-
-This is ``torch.nn.LocalResponseNorm(size=n, alpha, beta, k)``: the window of `size`
-channels is zero padded, and `alpha` is divided by `size`. AlexNet's constants
-(``k=2, n=5, alpha=1e-4, beta=0.75``) leave alpha undivided: pass ``alpha=5e-4`` for them.
+Re-exports only; the implementation is in `divnorm._src.lrn`.
 """
 
-from __future__ import annotations
+from divnorm._src.lrn import (
+  check_lrn_args,
+  local_response_norm,
+)
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
-
-from divnorm.normalize import check_input
-from divnorm.stats import stat_dtype, window_sum
-
-
-def check_lrn_args(size, alpha, beta, k) -> None:
-  """A clear error for hyperparameters `local_response_norm` cannot use."""
-  if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-    raise ValueError(f"size={size!r} must be a positive int (the number of channels summed).")
-  for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
-    if not isinstance(value, jax.core.Tracer) and np.any(np.asarray(value) < 0):
-      raise ValueError(f"{name}={value} must be >= 0.")
-
-
-def local_response_norm(
-    x: jax.Array,
-    *,
-    size: int,
-    alpha=1e-4,
-    beta=0.75,
-    k=1.0,
-    channel_axis: int = -1,
-) -> jax.Array:
-  """Local response normalization across channels, as in ``torch.nn.LocalResponseNorm``.
-
-  Args:
-    x: ``[B, ..., C]`` with channels at `channel_axis` (rank >= 2).
-    size: number of neighbouring channels summed (odd is centered; an even window, as in
-      torch, reaches ``size // 2`` channels back and ``size // 2 - 1`` forward).
-    alpha: multiplicative factor, divided by `size` (torch's convention).
-    beta: exponent.
-    k: additive constant.
-    channel_axis: the channel axis.
-
-  Returns:
-    An array of the shape and dtype of `x`; the sum runs in float32 or wider.
-  """
-  x = check_input(x)
-  if x.ndim < 2:
-    raise ValueError(f"local_response_norm needs [batch, ..., channels], got shape {x.shape}.")
-  if not -x.ndim <= channel_axis < x.ndim:
-    raise ValueError(f"channel_axis={channel_axis} is out of range for rank {x.ndim}.")
-  check_lrn_args(size, alpha, beta, k)
-  c = channel_axis % x.ndim
-  dt = stat_dtype(x.dtype)
-  sq = jnp.square(x.astype(dt))
-  if size % 2:
-    total = window_sum(sq, ((c, size),))
-  else:
-    # torch's even window [i - n/2, i + n/2 - 1] is the centered window of width n - 1
-    # plus the entry n/2 back (zero before the first channel).
-    half = size // 2
-    pad = [(0, 0)] * x.ndim
-    pad[c] = (half, 0)
-    back = lax.slice_in_dim(jnp.pad(sq, pad), 0, x.shape[c], axis=c)
-    total = window_sum(sq, ((c, size - 1),)) + back
-  base = jnp.asarray(k, dt) + jnp.asarray(alpha, dt) / size * total
-  return (x.astype(dt) * base ** (-jnp.asarray(beta, dt))).astype(x.dtype)
+__all__ = [
+  "check_lrn_args",
+  "local_response_norm",
+]

@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 
 import divnorm
-from divnorm.fields import Field, grouped_field
+from divnorm._src.fields import Field, grouped_field
 from tests import reference as ref
 
 

@@ -77,7 +77,7 @@ def test_modules_equal_the_functions():
     (dnn.DivisiveNorm(summation_window=3, suppression_window=5, sigma=1.0, border="zeros"),
      divnorm.divisive_norm(x, summation_window=3, suppression_window=5, sigma=1.0, border="zeros")),
     (dnn.Normalize(summation=field, sigma=0.2), divnorm.normalize(x, field, sigma=0.2)),
-    (dnn.LayerNorm(use_scale=False, use_bias=False), divnorm.layer_norm(x)),
+    (dnn.LayerNorm(use_scale=False, use_bias=False), divnorm.layer_norm(x, sigma=1e-3)),
   ]
   for module, expected in cases:
     variables = module.init(jax.random.key(0), x)
@@ -101,7 +101,7 @@ def test_learned_sigma_is_positive_and_trains():
   assert jnp.exp(params["log_sigma"]) > 0
   np.testing.assert_allclose(jnp.exp(params["log_sigma"]), 2.0, rtol=0.05)
   with pytest.raises(ValueError, match="must be > 0"):
-    dnn.LayerNorm(learn_sigma=True).init(jax.random.key(0), x)
+    dnn.LayerNorm(learn_sigma=True, sigma=0.0).init(jax.random.key(0), x)
 
 
 class _TwoLayers(nn.Module):

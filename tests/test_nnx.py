@@ -119,14 +119,14 @@ def test_running_statistics_train_and_eval():
   step(model, x)
   np.testing.assert_allclose(model.norm.mean[...], 0.1 * x.mean((0, 1, 2)), rtol=1e-5)
   np.testing.assert_allclose(model.norm.var[...], 0.9 + 0.1 * x.var((0, 1, 2)), rtol=1e-5)
-  u = model.sn.u[...]
+  u = model.sn.batch_stats[("kernel", "u")][...]
   model.eval()
   assert model.norm.use_running_average and model.sn.use_running_average
   frozen = jax.tree_util.tree_map(np.asarray, nnx.state(model, nnx.BatchStat))
   y = step(model, x)
   after = jax.tree_util.tree_map(np.asarray, nnx.state(model, nnx.BatchStat))
   jax.tree_util.tree_map(np.testing.assert_array_equal, frozen, after)
-  np.testing.assert_array_equal(model.sn.u[...], u)
+  np.testing.assert_array_equal(model.sn.batch_stats[("kernel", "u")][...], u)
   assert np.isfinite(y).all()
   model.train()
   step(model, x)
@@ -157,24 +157,26 @@ def test_penalty_and_learned_sigma_reach_the_gradient():
 def test_weight_wrappers():
   x = _x((3, 6))
   linear = nnx.Linear(6, 4, rngs=nnx.Rngs(0))
-  want = linear(x)
-  wrapped = dn.WeightNorm(linear)
+  kernel = linear.kernel[...]
+  want = x @ (kernel / jnp.linalg.norm(kernel, axis=0, keepdims=True)) + linear.bias[...]
+  wrapped = dn.WeightNorm(linear, rngs=nnx.Rngs(1))
   np.testing.assert_allclose(_jit_call(wrapped, x), want, atol=1e-6)
-  wrapped.g[...] = 2 * wrapped.g[...]
+  wrapped.scales[("kernel",)][...] = 2 * wrapped.scales[("kernel",)][...]
   np.testing.assert_allclose(wrapped(x) - linear.bias[...], 2 * (want - linear.bias[...]),
                              atol=1e-5)
-  kernel = linear.kernel[...]
   grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(wrapped)
-  assert grads["layer"]["kernel"][...].shape == kernel.shape and "g" in grads
+  assert grads["layer_instance"]["kernel"][...].shape == kernel.shape
+  assert float(jnp.abs(grads["scales"][("kernel",)][...]).sum()) > 0  # scales are Params
   np.testing.assert_array_equal(linear.kernel[...], kernel)  # restored after each call
   sn = dn.SpectralNorm(nnx.Linear(6, 4, rngs=nnx.Rngs(1)), rngs=nnx.Rngs(2))
-  top = np.linalg.svd(np.asarray(sn.layer.kernel[...]), compute_uv=False)[0]
+  top = np.linalg.svd(np.asarray(sn.layer_instance.kernel[...]), compute_uv=False)[0]
   step = nnx.jit(lambda m, x: m(x))
   for _ in range(30):
     y = step(sn, x)
-  np.testing.assert_allclose(sn.sigma[...], top, rtol=1e-4)
+  np.testing.assert_allclose(sn.batch_stats[("kernel", "sigma")][...], top, rtol=1e-4)
   np.testing.assert_allclose(
-    y, x @ (sn.layer.kernel[...] / top) + sn.layer.bias[...], rtol=1e-4, atol=1e-5)
+    y, x @ (sn.layer_instance.kernel[...] / top) + sn.layer_instance.bias[...], rtol=1e-4,
+    atol=1e-5)
   ws = dn.WeightStandardization(nnx.Conv(6, 2, (3,), rngs=nnx.Rngs(0)))
   xs = _x((2, 7, 6))
   conv = nnx.Conv(6, 2, (3,), rngs=nnx.Rngs(0))
@@ -192,12 +194,14 @@ def test_errors():
     dn.LayerNorm(None)
   with pytest.raises(ValueError, match="num_features=4"):
     dn.LayerNorm(4)(x)
-  with pytest.raises(ValueError, match=r"no parameter 'kernel'.*'beta', 'gamma'"):
+  with pytest.raises(ValueError, match=r"variable_filter.*beta.*gamma"):
     dn.WeightNorm(dn.GDN(3))
-  with pytest.raises(ValueError, match="no parameter 'w'"):
-    dn.SpectralNorm(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), param_name="w")
+  with pytest.raises(ValueError, match="error_on_non_matrix"):
+    dn.SpectralNorm(nnx.Conv(2, 2, (3,), rngs=nnx.Rngs(0)), error_on_non_matrix=True)
+  with pytest.raises(ValueError, match="two spellings"):
+    dn.LayerNorm(6, epsilon=1e-3, sigma=0.1)
   with pytest.raises(ValueError, match="learn_sigma"):
-    dn.LayerNorm(6, learn_sigma=True)
+    dn.LayerNorm(6, learn_sigma=True, sigma=0.0)
   with pytest.raises(ValueError, match="size"):
     dn.LocalResponseNorm(0)
 
@@ -205,13 +209,13 @@ def test_errors():
 def test_fast_variance_option_matches_the_function():
   x = np.random.default_rng(0).normal(size=(4, 5, 5, 8)).astype(np.float32) + 1.0
   cases = [
-    (dn.LayerNorm(8, reduction_axes=(1, 2, 3), fast_variance=True, use_scale=False,
+    (dn.LayerNorm(8, reduction_axes=(1, 2, 3), fast_variance=True, sigma=0.0, use_scale=False,
                   use_bias=False), divnorm.layer_norm(x, reduction_axes=(1, 2, 3))),
-    (dn.InstanceNorm(8, fast_variance=True, use_scale=False, use_bias=False),
+    (dn.InstanceNorm(8, fast_variance=True, sigma=0.0, use_scale=False, use_bias=False),
      divnorm.instance_norm(x)),
-    (dn.GroupNorm(8, num_groups=2, fast_variance=True, use_scale=False, use_bias=False),
+    (dn.GroupNorm(8, num_groups=2, fast_variance=True, sigma=0.0, use_scale=False, use_bias=False),
      divnorm.group_norm(x, num_groups=2)),
-    (dn.BatchNorm(8, fast_variance=True, use_scale=False, use_bias=False),
+    (dn.BatchNorm(8, fast_variance=True, sigma=0.0, use_scale=False, use_bias=False),
      divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True)[0]),
   ]
   for module, expected in cases:

@@ -1,5 +1,8 @@
 """Sums, counts and means over fields: whole axes, local windows, masks and collectives.
 
+Masks select: an entry outside the mask is replaced by zero with ``jnp.where`` before any
+arithmetic touches it, so a NaN or inf there (``NaN * 0`` is NaN) cannot reach a sum.
+
 Local sums are separable: one 1-D ``lax.reduce_window`` per windowed axis. That form is
 differentiable (its gradient is another window sum) and measured fastest and most accurate
 on CPU (a 2-D ``reduce_window`` was 8x slower, a ones-kernel convolution 40x; summed-area
@@ -23,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm.fields import Field
+from divnorm._src.fields import Field
 
 
 def stat_dtype(dtype) -> np.dtype:
@@ -88,18 +91,39 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   return t
 
 
-def field_sum(t: jax.Array, field: Field, *, axis_name=None) -> jax.Array:
+def select(t: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """`t` where `mask` is True and 0 elsewhere (a select: NaN or inf outside stays outside)."""
+  if mask is None:
+    return t
+  return jnp.where(mask, t, np.zeros((), t.dtype))
+
+
+def field_sum(t: jax.Array, field: Field, *, mask=None, axis_name=None) -> jax.Array:
   """Sums `t` over `field` (whole axes kept as size 1), zero outside the input.
 
-  Whole axes are reduced first, in `t`'s own layout, so that groups and windows work on
-  the small result.
+  Entries outside `mask` (boolean, `t`'s shape) are selected away first. Whole axes are
+  reduced first, in `t`'s own layout, so that groups and windows work on the small result.
   """
+  t = select(t, mask)
   s = jnp.sum(t, axis=field.whole, keepdims=True) if field.whole else t
   s = group_sum(s, field.groups)
   s = window_sum(s, field.windows)
   if axis_name is not None:
     s = lax.psum(s, axis_name)
   return s
+
+
+def border_count(shape: tuple[int, ...], field: Field, border: str) -> np.ndarray:
+  """How many positions past the input's border each field counts as zeros.
+
+  0 for ``border="valid"``; for the zero modes, the full field's size minus the entries
+  that exist (the zero padding the paper's code divides by).
+  """
+  if border == "valid" or not field.windows:
+    return np.zeros((1,) * len(shape))
+  whole = math.prod(shape[a] for a in field.whole) * math.prod(n for _, n in field.groups)
+  full = math.prod(w for _, w in field.windows)
+  return whole * (full - _window_counts(shape, field))
 
 
 def field_count(
@@ -116,29 +140,22 @@ def field_count(
   Args:
     shape: shape of the input.
     field: the resolved field.
-    border: ``"valid"`` counts entries that exist; the zero modes count the full window.
-    mask: optional float array of the shape of the input, 1 for entries that count.
+    border: ``"valid"`` counts entries that exist; the zero modes also count the
+      positions past the border (`border_count`).
+    mask: optional boolean array of the input's shape, True for entries that count.
     axis_name: also sum the count over this named axis.
     dtype: dtype of the result.
 
   Returns:
-    A NumPy array (static, no mask and no `axis_name`) or a jax.Array, broadcastable to
+    A NumPy array (static: no mask and no `axis_name`) or a jax.Array, broadcastable to
     the field's statistics.
   """
-  whole = math.prod(shape[a] for a in field.whole) * math.prod(n for _, n in field.groups)
-  full = math.prod(w for _, w in field.windows)
   if mask is None:
-    if border == "valid":
-      count = whole * _window_counts(shape, field)
-    else:
-      count = np.full((1,) * len(shape), float(whole * full))
-    count = count.astype(dtype)
+    whole = math.prod(shape[a] for a in field.whole) * math.prod(n for _, n in field.groups)
+    count = (whole * _window_counts(shape, field)).astype(dtype)
   else:
-    count = field_sum(mask, field)
-    if border != "valid" and field.windows:
-      # Positions past the border are zeros that count: add them to the masked-in count.
-      outside = whole * (full - _window_counts(shape, field))
-      count = count + outside.astype(dtype)
+    count = field_sum(mask.astype(dtype), field)
+  count = count + border_count(shape, field, border).astype(dtype)
   if axis_name is not None:
     count = lax.psum(count, axis_name)
   return count
@@ -147,7 +164,9 @@ def field_count(
 def divide_by_count(s: jax.Array, count) -> jax.Array:
   """``s / count``; a position with an empty field (count 0) gets 0, never NaN."""
   if isinstance(count, np.ndarray):
-    return s * (1.0 / count).astype(s.dtype)
+    with np.errstate(divide="ignore"):
+      inverse = np.where(count > 0, 1.0 / np.maximum(count, 1), 0.0)
+    return s * inverse.astype(s.dtype)
   return s / jnp.maximum(count, 1.0).astype(s.dtype)
 
 
@@ -165,11 +184,13 @@ def field_mean(
     t: a floating array.
     field: the resolved field.
     border: see the module docstring.
-    mask: optional array of `t`'s shape and dtype, 1 where an entry counts and 0 where it
-      does not.
+    mask: optional array of `t`'s shape: True (or nonzero) where an entry counts. It
+      selects: an entry outside it never enters the sum, whatever its value.
     axis_name: also average over this named axis (``shard_map``, ``vmap``).
   """
-  s = field_sum(t if mask is None else t * mask, field, axis_name=axis_name)
+  if mask is not None and mask.dtype != jnp.bool_:
+    mask = mask != 0
+  s = field_sum(t, field, mask=mask, axis_name=axis_name)
   count = field_count(
       t.shape, field, border=border, mask=mask, axis_name=axis_name, dtype=t.dtype)
   return divide_by_count(s, count)

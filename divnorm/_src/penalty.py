@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from divnorm.normalize import check_input, check_mask, check_nonnegative
-from divnorm.stats import stat_dtype
+from divnorm._src.checks import check_input, check_mask, check_nonnegative
+from divnorm._src.reductions import select, stat_dtype
 
 
 def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Array:
@@ -31,5 +32,5 @@ def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Arr
   mask = check_mask(mask, v.shape)
   if mask is None:
     return alpha * jnp.mean(a)
-  m = mask.astype(dt)
-  return alpha * jnp.sum(a * m) / jnp.maximum(jnp.sum(m), 1.0)
+  count = jnp.sum(mask.astype(dt))
+  return alpha * jnp.sum(select(a, mask)) / jnp.maximum(count, np.ones((), dt))

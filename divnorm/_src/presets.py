@@ -16,23 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 
-from divnorm.fields import grouped_field, resolve_field
-from divnorm.normalize import check_input, check_mask, check_sigma, inverse_scale, normalize, scale
-from divnorm.stats import field_mean, stat_dtype
-
-
-def channel_axis_index(channel_axis: int, ndim: int, name: str) -> int:
-  """`channel_axis` as a non-negative index, or an error: it must be a non-batch axis."""
-  if not -ndim <= channel_axis < ndim:
-    problem = f"is out of range for an input of rank {ndim}"
-  elif channel_axis % ndim == 0:
-    problem = "is the batch axis (axis 0)"
-  else:
-    return channel_axis % ndim
-  raise ValueError(f"{name}: channel_axis={channel_axis} {problem}; it must name a non-batch "
-                   f"axis: use -1 (NHWC) or 1 (NCHW).")
+from divnorm._src.checks import channel_axis_index, check_input, check_mask, check_sigma
+from divnorm._src.core import normalize
+from divnorm._src.fields import grouped_field, resolve_field
+from divnorm._src.reductions import field_mean, select, stat_dtype
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 
 def _spatial_axes(ndim: int, channel_axis: int, name: str) -> tuple[int, ...]:
@@ -54,8 +43,8 @@ def layer_norm(
 
   The paper's LN of a conv layer reduces every unit of the example: on NHWC use
   ``reduction_axes=(1, 2, 3)``. Flax's ``LayerNorm(epsilon=e)`` is ``sigma=sqrt(e)``.
-  `fast_variance`: ``None`` (one-pass where safe), ``False`` (two-pass) or ``True``
-  (Flax's one-pass); see `normalize`.
+  `fast_variance`: ``None`` or ``False`` (two-pass), or ``True`` (Flax's one-pass);
+  see `normalize`.
   """
   return normalize(x, reduction_axes, sigma=sigma, mask=mask, return_centered=return_centered,
                    fast_variance=fast_variance)
@@ -72,8 +61,8 @@ def instance_norm(
 ):
   """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel.
 
-  `fast_variance`: ``None`` (one-pass where safe), ``False`` (two-pass) or ``True``
-  (Flax's one-pass); see `normalize`.
+  `fast_variance`: ``None`` or ``False`` (two-pass), or ``True`` (Flax's one-pass);
+  see `normalize`.
   """
   x = check_input(x)
   if x.ndim < 3:
@@ -160,48 +149,13 @@ def rms_norm(
   """
   x = check_input(x)
   field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
-  check_sigma(sigma)
+  sigma = check_sigma(sigma, stats_shape(x.shape, field))
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   x32 = x.astype(dt)
-  if mask is None:
-    return _rms_fn(field)(x32, jnp.asarray(sigma, dt)).astype(x.dtype)
-  m = mask.astype(dt)
-  y = scale(x32, field_mean(x32 * x32, field, mask=m), sigma)
-  return jnp.where(mask, y, jnp.zeros((), dt)).astype(x.dtype)
-
-
-_RMS_FNS: dict = {}
-
-
-def _rms_fn(field):
-  """Unmasked RMS norm with a hand-written JVP: ``dy = r dx + x dr``.
-
-  ``dr = -r^3 (E_B[x dx] + sigma dsigma)``. Written out, XLA's CPU backend computes the
-  reverse pass in one fusion (read `x` and the cotangent, write the gradient), where
-  autodiff of ``rsqrt`` left a second input-sized pass (measured 1.07-1.16x flax's
-  RMSNorm before, ~1.0x after).
-  """
-  if field in _RMS_FNS:
-    return _RMS_FNS[field]
-
-  def rms(x, sigma):
-    return inverse_scale(field_mean(x * x, field), sigma)
-
-  @jax.custom_jvp
-  def f(x, sigma):
-    return x * rms(x, sigma)
-
-  @f.defjvp
-  def f_jvp(primals, tangents):
-    x, sigma = primals
-    dx, dsigma = tangents
-    r = rms(x, sigma)
-    dr = -(r * r * r) * (field_mean(x * dx, field) + sigma * dsigma)
-    return x * r, dx * r + x * dr
-
-  _RMS_FNS[field] = f
-  return f
+  x32 = select(x32, mask)
+  y = x32 * inverse_scale(field_mean(x32 * x32, field, mask=mask), sigma)
+  return select(y, mask).astype(x.dtype)
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int, ...]:
@@ -227,6 +181,7 @@ def divisive_norm(
     border: str = "valid",
     mask: jax.Array | None = None,
     return_centered: bool = False,
+    fast_variance: bool | None = None,
 ):
   """Divisive normalization (Ren et al., 2017): local windows over the spatial axes.
 
@@ -245,6 +200,8 @@ def divisive_norm(
       see `divnorm.normalize`.
     mask: boolean, broadcastable to `x`.
     return_centered: also return the centered input ``v``.
+    fast_variance: ``None`` or ``False`` (two-pass); ``True``: one-pass sums over the
+      channels (`across_channels` only), see `normalize`.
   """
   x = check_input(x)
   if x.ndim < 2:
@@ -261,4 +218,4 @@ def divisive_norm(
   suppression = {**dict.fromkeys(whole), **dict(zip(spatial, b_widths, strict=True))}
   return normalize(
       x, summation, suppression, sigma=sigma, border=border, mask=mask,
-      return_centered=return_centered)
+      return_centered=return_centered, fast_variance=fast_variance)

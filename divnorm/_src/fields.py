@@ -29,9 +29,6 @@ import numpy as np
 
 FieldSpec: TypeAlias = Mapping[int, int | None] | Sequence[int] | int
 
-BORDERS = ("valid", "zeros", "zeros_with_divisor_bug")
-
-
 class Field(NamedTuple):
   """A resolved field: non-negative axes, checked against a rank.
 
@@ -50,6 +47,22 @@ class Field(NamedTuple):
   def axes(self) -> tuple[int, ...]:
     return tuple(sorted(
         self.whole + tuple(a for a, _ in self.windows) + tuple(a for a, _ in self.groups)))
+
+  @property
+  def span(self) -> Field:
+    """The field with its windows widened to whole axes: every entry a position's field can
+    reach along its axes (a shift constant over the span is constant over every field)."""
+    return Field(tuple(sorted(self.whole + tuple(a for a, _ in self.windows))), (), self.groups)
+
+  @property
+  def pooled(self) -> Field:
+    """The whole and grouped part alone (reduced first, in the input's own layout)."""
+    return Field(self.whole, (), self.groups)
+
+  @property
+  def local(self) -> Field:
+    """The windowed part alone (applied to the pooled sums)."""
+    return Field((), self.windows)
 
 
 def _axis(axis, ndim: int, role: str) -> int:
@@ -113,12 +126,6 @@ def resolve_field(field: FieldSpec, ndim: int, *, role: str = "field") -> Field:
     else:
       windows.append((a, _width(width, a, role)))
   return Field(tuple(sorted(whole)), tuple(sorted(windows)))
-
-
-def check_border(border: str) -> str:
-  if border not in BORDERS:
-    raise ValueError(f"border={border!r} is not a border mode; use one of {BORDERS}.")
-  return border
 
 
 def grouped_field(

@@ -13,11 +13,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from divnorm.fields import resolve_field
-from divnorm.normalize import check_input, check_mask, check_sigma, normalize_with_stats, scale
-from divnorm.stats import stat_dtype
+from divnorm._src import fast
+from divnorm._src.checks import (
+  check_input,
+  check_mask,
+  check_momentum,
+  check_nonempty,
+  check_sigma,
+)
+from divnorm._src.fields import resolve_field
+from divnorm._src.reductions import select, stat_dtype
+from divnorm._src.statistics import scale, stats_shape
 
 
 class BatchStats(NamedTuple):
@@ -68,9 +75,8 @@ def batch_norm(
     mask: boolean, broadcastable to `x`; statistics use only its True entries.
     return_centered: return ``(y, v)`` in place of ``y``.
     fast_variance: ``True``: one-pass ``E[x^2] - E[x]^2`` batch variance, as Flax's
-      default (``use_fast_variance=True``); ``False``: two-pass; ``None`` (default):
-      one-pass where every feature has ``|mean| <= 2 std``, else two-pass (see
-      `divnorm.normalize`).
+      default (``use_fast_variance=True``); ``None`` (default) or ``False``: two-pass
+      (see `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
@@ -84,16 +90,15 @@ def batch_norm(
         f"stats have shapes {tuple(stats.mean.shape)}/{tuple(stats.var.shape)} but x of shape "
         f"{x.shape} has features {feature_shape} on axes {features}; create them with "
         f"batch_stats_init(x, feature_axes={feature_axes!r}).")
-  if not 0.0 <= momentum <= 1.0:
-    raise ValueError(f"momentum={momentum} must be in [0, 1] (Flax's default is 0.99).")
-  check_sigma(sigma)
+  check_momentum(momentum)
+  field = resolve_field(reduction, x.ndim)
+  sigma = check_sigma(sigma, stats_shape(x.shape, field))
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   if training:
-    field = resolve_field(reduction, x.ndim)
-    y, v, mean, var = normalize_with_stats(
-        x, field, field, sigma=sigma, border="valid", mask=mask, axis_name=axis_name,
-        fast_variance=fast_variance)
+    check_nonempty(x, reduction, "batch_norm")
+    y, (mean, var, v) = fast.normalized(x, sigma, field, field, mask=mask, axis_name=axis_name,
+                                        fast_variance=fast_variance)
     keep = stats.mean.dtype
     # The batch statistic is cast to the state's dtype first: the state's dtype is a fixed
     # point of the update (no retracing), also for float64 inputs under strict promotion.
@@ -105,10 +110,7 @@ def batch_norm(
     bshape = [1] * x.ndim
     for a in features:
       bshape[a] = x.shape[a]
-    v = x.astype(dt) - stats.mean.astype(dt).reshape(bshape)
-    y = scale(v, stats.var.astype(dt).reshape(bshape), sigma)
-    if mask is not None:
-      zero = np.zeros((), dt)
-      y, v = jnp.where(mask, y, zero), jnp.where(mask, v, zero)
+    v = select(x.astype(dt) - stats.mean.astype(dt).reshape(bshape), mask)
+    y = select(scale(v, stats.var.astype(dt).reshape(bshape), sigma), mask)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats

@@ -1,0 +1,1 @@
+"""The implementation of divnorm (private: import from `divnorm`, `divnorm.linen`, `divnorm.nnx`)."""

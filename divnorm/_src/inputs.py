@@ -1,0 +1,327 @@
+"""Input normalization transforms: ``fit(data, axes) -> stats``, ``apply(x, stats)``, ``invert``.
+
+| transform      | apply                                   | invert |
+|----------------|-----------------------------------------|--------|
+| min_max        | ``a + (x - min) (b - a) / (max - min)`` | yes    |
+| standardize    | ``(x - mean) / sqrt(var + epsilon)``    | yes    |
+| center         | ``x - mean``                            | yes    |
+| unit_length    | ``x / ||x||_p`` (p = 1 or 2)           | no     |
+| pca            | ``(x - mean) V`` (decorrelation)        | yes    |
+| zca            | ``(x - mean) V diag(1/sqrt(l + eps)) V^T`` | yes |
+
+Each is a `Transform` of three functions, e.g. ``stats = zca.fit(data, axes=0,
+epsilon=1e-5); white = zca.apply(x, stats)``. `axes` are the sample axes the statistics
+reduce (keepdims, so `apply` broadcasts over them). For `pca` and `zca` they must be the
+leading axes; the remaining axes are the features (flattened into one vector). Means and
+variances come from the core (`moments`), covariances are biased (1/n), as
+in the survey's decorrelation and sphering transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from divnorm._src.checks import check_input
+from divnorm._src.fields import resolve_field
+from divnorm._src.reductions import field_mean, field_sum, stat_dtype
+from divnorm._src.statistics import moments, scale
+
+Axes = int | Sequence[int]
+
+
+class Transform(NamedTuple):
+  """A fitted-statistics transform: ``fit``, ``apply`` and ``invert`` (None if lossy)."""
+
+  fit: Callable
+  apply: Callable
+  invert: Callable | None
+
+
+def _moments(data, axes: Axes):
+  data = check_input(data)
+  field = resolve_field(axes, data.ndim, role="axes")
+  mean, var, _ = moments(data, field, field)
+  return data, field, mean, var
+
+
+# ---- min-max ---------------------------------------------------------------------------
+
+
+class MinMaxStats(NamedTuple):
+  """Per-feature minimum and maximum, and the target range ``[low, high]``."""
+
+  min: jax.Array
+  max: jax.Array
+  low: float
+  high: float
+
+
+def min_max_fit(data, axes: Axes = 0, *, feature_range: tuple[float, float] = (0.0, 1.0)):
+  """Minimum and maximum of `data` over `axes`, to rescale into `feature_range`."""
+  data = check_input(data)
+  field = resolve_field(axes, data.ndim, role="axes")
+  low, high = feature_range
+  if not low < high:
+    raise ValueError(f"feature_range={feature_range} must be (a, b) with a < b.")
+  return MinMaxStats(jnp.min(data, axis=field.whole, keepdims=True),
+                     jnp.max(data, axis=field.whole, keepdims=True), float(low), float(high))
+
+
+def _span(stats: MinMaxStats, dt):
+  span = (stats.max - stats.min).astype(dt)
+  # A constant feature maps to `low` rather than to NaN.
+  return jnp.where(span > 0, span, jnp.ones((), dt))
+
+
+def min_max_apply(x, stats: MinMaxStats):
+  """``low + (x - min) (high - low) / (max - min)``; constant features go to `low`."""
+  x = check_input(x)
+  dt = stat_dtype(x.dtype)
+  y = stats.low + (x.astype(dt) - stats.min.astype(dt)) * ((stats.high - stats.low)
+                                                            / _span(stats, dt))
+  return y.astype(x.dtype)
+
+
+def min_max_invert(y, stats: MinMaxStats):
+  """The inverse of `min_max_apply` (exact unless a feature was constant)."""
+  y = check_input(y)
+  dt = stat_dtype(y.dtype)
+  x = stats.min.astype(dt) + (y.astype(dt) - stats.low) * (_span(stats, dt)
+                                                           / (stats.high - stats.low))
+  return x.astype(y.dtype)
+
+
+min_max = Transform(min_max_fit, min_max_apply, min_max_invert)
+
+
+# ---- standardization and centering -----------------------------------------------------
+
+
+class MeanVar(NamedTuple):
+  """Per-feature mean and biased variance, and the smoothing `epsilon` (var + epsilon)."""
+
+  mean: jax.Array
+  var: jax.Array
+  epsilon: float = 0.0
+
+
+def standardize_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> MeanVar:
+  """Mean and variance of `data` over `axes` (the z-score's statistics)."""
+  if epsilon < 0:
+    raise ValueError(f"epsilon={epsilon} must be >= 0.")
+  _, _, mean, var = _moments(data, axes)
+  return MeanVar(mean, var, float(epsilon))
+
+
+def standardize_apply(x, stats: MeanVar):
+  """``(x - mean) / sqrt(var + epsilon)``; a constant feature gives 0, not NaN."""
+  x = check_input(x)
+  dt = stat_dtype(x.dtype)
+  v = x.astype(dt) - stats.mean.astype(dt)
+  return scale(v, stats.var.astype(dt), jnp.sqrt(jnp.asarray(stats.epsilon, dt))).astype(x.dtype)
+
+
+def standardize_invert(y, stats: MeanVar):
+  """``y * sqrt(var + epsilon) + mean``."""
+  y = check_input(y)
+  dt = stat_dtype(y.dtype)
+  std = jnp.sqrt(stats.var.astype(dt) + jnp.asarray(stats.epsilon, dt))
+  return (y.astype(dt) * std + stats.mean.astype(dt)).astype(y.dtype)
+
+
+standardize = Transform(standardize_fit, standardize_apply, standardize_invert)
+
+
+class Mean(NamedTuple):
+  """Per-feature mean."""
+
+  mean: jax.Array
+
+
+def center_fit(data, axes: Axes = 0) -> Mean:
+  """Mean of `data` over `axes`."""
+  data = check_input(data)
+  field = resolve_field(axes, data.ndim, role="axes")
+  return Mean(field_mean(data.astype(stat_dtype(data.dtype)), field))
+
+
+def center_apply(x, stats: Mean):
+  """``x - mean``."""
+  x = check_input(x)
+  dt = stat_dtype(x.dtype)
+  return (x.astype(dt) - stats.mean.astype(dt)).astype(x.dtype)
+
+
+def center_invert(y, stats: Mean):
+  """``y + mean``."""
+  y = check_input(y)
+  dt = stat_dtype(y.dtype)
+  return (y.astype(dt) + stats.mean.astype(dt)).astype(y.dtype)
+
+
+center = Transform(center_fit, center_apply, center_invert)
+
+
+# ---- unit length -----------------------------------------------------------------------
+
+
+class UnitLength(NamedTuple):
+  """The axes a vector spans and the norm (``ord`` 1 or 2); nothing is fitted."""
+
+  axes: tuple[int, ...]
+  ord: int
+
+
+def unit_length_fit(data, axes: Axes = -1, *, ord: int = 2) -> UnitLength:  # noqa: A002
+  """Unit length needs no statistics: this checks and records `axes` and `ord`."""
+  data = check_input(data)
+  if ord not in (1, 2):
+    raise ValueError(f"ord={ord!r}; unit length supports the L1 (ord=1) and L2 (ord=2) norms.")
+  return UnitLength(resolve_field(axes, data.ndim, role="axes").whole, ord)
+
+
+def unit_length_apply(x, stats: UnitLength):
+  """``x / ||x||`` over ``stats.axes``; a zero vector stays zero."""
+  x = check_input(x)
+  field = resolve_field(stats.axes, x.ndim, role="axes")
+  dt = stat_dtype(x.dtype)
+  x32 = x.astype(dt)
+  norm = field_sum(jnp.abs(x32), field) if stats.ord == 1 else jnp.sqrt(
+      field_sum(x32 * x32, field))
+  return (x32 / jnp.where(norm > 0, norm, jnp.ones((), dt))).astype(x.dtype)
+
+
+unit_length = Transform(unit_length_fit, unit_length_apply, None)
+
+
+# ---- PCA decorrelation and ZCA whitening -----------------------------------------------
+
+
+class Eigen(NamedTuple):
+  """Mean, covariance eigenvalues (descending) and eigenvectors (columns) of the features.
+
+  ``mean`` has the feature shape; ``eigvecs`` is ``[D, D]`` over the flattened features;
+  `epsilon` is the whitening's smoothing (ZCA only).
+  """
+
+  mean: jax.Array
+  eigvals: jax.Array
+  eigvecs: jax.Array
+  epsilon: float = 0.0
+
+
+def _leading(data, axes: Axes) -> int:
+  field = resolve_field(axes, data.ndim, role="axes")
+  k = len(field.whole)
+  if field.windows or field.whole != tuple(range(k)) or k == data.ndim:
+    raise ValueError(
+        f"axes={axes!r}: PCA/ZCA need the sample axes first and at least one feature axis "
+        f"after them (data of shape {data.shape}); e.g. axes=0 for [N, D] data.")
+  return k
+
+
+def _eigen(data, axes: Axes, epsilon: float) -> Eigen:
+  data = check_input(data)
+  k = _leading(data, axes)
+  feature_shape = data.shape[k:]
+  dt = stat_dtype(data.dtype)
+  flat = data.astype(dt).reshape(-1, int(np.prod(feature_shape)))
+  mean = jnp.mean(flat, axis=0, keepdims=True)
+  centered = flat - mean
+  cov = centered.T @ centered / flat.shape[0]
+  eigvals, eigvecs = jnp.linalg.eigh(cov)
+  eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
+  return Eigen(mean.reshape(feature_shape), jnp.maximum(eigvals, 0.0), eigvecs, float(epsilon))
+
+
+def _flat(x, stats: Eigen):
+  x = check_input(x)
+  feature_shape = stats.mean.shape
+  n = len(feature_shape)
+  if tuple(x.shape[x.ndim - n:]) != tuple(feature_shape) or x.ndim < n:
+    raise ValueError(
+        f"x of shape {x.shape} must end in the fitted feature shape {tuple(feature_shape)}.")
+  dt = stat_dtype(x.dtype)
+  lead = x.shape[: x.ndim - n]
+  mean = stats.mean.astype(dt).reshape((1,) * len(lead) + tuple(feature_shape))
+  flat = (x.astype(dt) - mean).reshape(*lead, -1)
+  return flat, lead, dt
+
+
+def pca_fit(data, axes: Axes = 0) -> Eigen:
+  """Mean and eigendecomposition of the feature covariance (biased, 1/n)."""
+  return _eigen(data, axes, 0.0)
+
+
+def pca_apply(x, stats: Eigen):
+  """Decorrelation ``(x - mean) V``: principal components, covariance ``diag(eigvals)``.
+
+  The output's last axis holds the D components, largest variance first.
+  """
+  flat, _, dt = _flat(x, stats)
+  return (flat @ stats.eigvecs.astype(dt)).astype(x.dtype)
+
+
+def pca_invert(z, stats: Eigen):
+  """``z V^T + mean``, back in the feature shape."""
+  z = check_input(z)
+  dt = stat_dtype(z.dtype)
+  flat = z.astype(dt) @ stats.eigvecs.astype(dt).T
+  lead = z.shape[:-1]
+  mean = stats.mean.astype(dt).reshape((1,) * len(lead) + stats.mean.shape)
+  return (flat.reshape(*lead, *stats.mean.shape) + mean).astype(z.dtype)
+
+
+pca = Transform(pca_fit, pca_apply, pca_invert)
+
+
+def zca_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> Eigen:
+  """Mean and eigendecomposition for ZCA whitening ``Sigma^{-1/2}``.
+
+  Raises:
+    ValueError: the covariance is singular (an eigenvalue at rounding level of the
+      largest) and ``epsilon == 0``: whitening would divide by ~0. Pass e.g.
+      ``epsilon=1e-5`` (eigenvalues become ``l + epsilon``).
+  """
+  if epsilon < 0:
+    raise ValueError(f"epsilon={epsilon} must be >= 0.")
+  stats = _eigen(data, axes, epsilon)
+  if epsilon == 0 and not isinstance(stats.eigvals, jax.core.Tracer):
+    eig = np.asarray(stats.eigvals)
+    tol = eig[0] * eig.size * np.finfo(eig.dtype).eps
+    if eig[-1] <= tol:
+      raise ValueError(
+          f"the feature covariance is singular (smallest eigenvalue {eig[-1]:.3g}, largest "
+          f"{eig[0]:.3g}; {int(np.sum(eig <= tol))} of {eig.size} at rounding level), so "
+          f"whitening would divide by ~0; pass epsilon > 0, e.g. zca.fit(data, axes, "
+          f"epsilon=1e-5), or use fewer features than samples.")
+  return stats
+
+
+def _zca_matrix(stats: Eigen, dt, power: float):
+  scale_ = (stats.eigvals.astype(dt) + jnp.asarray(stats.epsilon, dt)) ** power
+  vecs = stats.eigvecs.astype(dt)
+  return (vecs * scale_[None, :]) @ vecs.T
+
+
+def zca_apply(x, stats: Eigen):
+  """``(x - mean) V diag(1 / sqrt(l + epsilon)) V^T``, in the feature shape."""
+  flat, lead, dt = _flat(x, stats)
+  y = flat @ _zca_matrix(stats, dt, -0.5)
+  return y.reshape(*lead, *stats.mean.shape).astype(x.dtype)
+
+
+def zca_invert(y, stats: Eigen):
+  """``y V diag(sqrt(l + epsilon)) V^T + mean``."""
+  flat, lead, dt = _flat(y, Eigen(jnp.zeros_like(stats.mean), *stats[1:]))
+  x = (flat @ _zca_matrix(stats, dt, 0.5)).reshape(*lead, *stats.mean.shape)
+  mean = stats.mean.astype(dt).reshape((1,) * len(lead) + stats.mean.shape)
+  return (x + mean).astype(y.dtype)
+
+
+zca = Transform(zca_fit, zca_apply, zca_invert)

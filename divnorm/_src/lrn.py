@@ -1,0 +1,63 @@
+"""Local response normalization across channels (Krizhevsky et al., 2012).
+
+    b_c = a_c / (k + alpha / n * sum_{c' = c - n//2}^{c + (n - 1)//2} a_{c'}^2) ** beta
+
+This is ``torch.nn.LocalResponseNorm(size=n, alpha, beta, k)``: the window of `size`
+channels is zero padded, and `alpha` is divided by `size`. AlexNet's constants
+(``k=2, n=5, alpha=1e-4, beta=0.75``) leave alpha undivided: pass ``alpha=5e-4`` for them.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from divnorm._src.checks import check_input, check_lrn_args
+from divnorm._src.reductions import stat_dtype, window_sum
+
+
+def local_response_norm(
+    x: jax.Array,
+    *,
+    size: int,
+    alpha=1e-4,
+    beta=0.75,
+    k=1.0,
+    channel_axis: int = -1,
+) -> jax.Array:
+  """Local response normalization across channels, as in ``torch.nn.LocalResponseNorm``.
+
+  Args:
+    x: ``[B, ..., C]`` with channels at `channel_axis` (rank >= 2).
+    size: number of neighbouring channels summed (odd is centered; an even window, as in
+      torch, reaches ``size // 2`` channels back and ``size // 2 - 1`` forward).
+    alpha: multiplicative factor, divided by `size` (torch's convention).
+    beta: exponent.
+    k: additive constant.
+    channel_axis: the channel axis.
+
+  Returns:
+    An array of the shape and dtype of `x`; the sum runs in float32 or wider.
+  """
+  x = check_input(x)
+  if x.ndim < 2:
+    raise ValueError(f"local_response_norm needs [batch, ..., channels], got shape {x.shape}.")
+  if not -x.ndim <= channel_axis < x.ndim:
+    raise ValueError(f"channel_axis={channel_axis} is out of range for rank {x.ndim}.")
+  check_lrn_args(size, alpha, beta, k)
+  c = channel_axis % x.ndim
+  dt = stat_dtype(x.dtype)
+  sq = jnp.square(x.astype(dt))
+  if size % 2:
+    total = window_sum(sq, ((c, size),))
+  else:
+    # torch's even window [i - n/2, i + n/2 - 1] is the centered window of width n - 1
+    # plus the entry n/2 back (zero before the first channel).
+    half = size // 2
+    pad = [(0, 0)] * x.ndim
+    pad[c] = (half, 0)
+    back = lax.slice_in_dim(jnp.pad(sq, pad), 0, x.shape[c], axis=c)
+    total = window_sum(sq, ((c, size - 1),)) + back
+  base = jnp.asarray(k, dt) + jnp.asarray(alpha, dt) / size * total
+  return (x.astype(dt) * base ** (-jnp.asarray(beta, dt))).astype(x.dtype)

@@ -1,0 +1,327 @@
+"""Batch-norm variants and adaptive mixtures of the core normalizers.
+
+| function              | source                         | what it does                            |
+|-----------------------|--------------------------------|-----------------------------------------|
+| mean_only_batch_norm  | Salimans & Kingma (2016)       | subtract the batch mean, no division    |
+| batch_renorm          | Ioffe (2017)                   | BN corrected toward the moving averages |
+| batch_instance_norm   | Nam & Kim (2018)               | ``rho * BN + (1 - rho) * IN``           |
+| switchable_norm       | Luo et al. (2019)              | weighted IN, LN and BN statistics       |
+
+All statistics come from `divnorm._src.core.moments` and the running
+statistics are `divnorm.BatchStats`, so these share every numerical rule of the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
+from divnorm._src.checks import (
+  channel_axis_index,
+  check_input,
+  check_mask,
+  check_momentum,
+  check_nonempty,
+  check_renorm_limits,
+  check_sigma,
+  check_unit_interval,
+)
+from divnorm._src.fields import resolve_field
+from divnorm._src.presets import instance_norm
+from divnorm._src.reductions import field_mean, select, stat_dtype
+from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
+
+
+class MeanStats(NamedTuple):
+  """Moving average of the per-feature batch mean (mean-only batch norm)."""
+
+  mean: jax.Array
+
+
+def _features(x, feature_axes) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+  """(feature axes, reduction axes, broadcast shape of a per-feature statistic)."""
+  features = resolve_field(feature_axes, x.ndim, role="feature_axes").whole
+  reduction = tuple(a for a in range(x.ndim) if a not in features)
+  bshape = tuple(x.shape[a] if a in features else 1 for a in range(x.ndim))
+  return features, reduction, bshape
+
+
+def _check_stats(stats, x, features, feature_axes) -> tuple[int, ...]:
+  feature_shape = tuple(x.shape[a] for a in features)
+  for name, value in zip(stats._fields, stats, strict=True):
+    if tuple(jnp.shape(value)) != feature_shape:
+      raise ValueError(
+          f"stats.{name} has shape {tuple(jnp.shape(value))} but x of shape {x.shape} has "
+          f"features {feature_shape} on axes {features}; create the statistics with "
+          f"batch_stats_init(x, feature_axes={feature_axes!r}).")
+  return feature_shape
+
+
+def _ema(old: jax.Array, batch: jax.Array, momentum: float) -> jax.Array:
+  """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point)."""
+  return (momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype))
+
+
+def mean_stats_init(x_or_shape, *, feature_axes: int | Sequence[int] = -1,
+                    dtype=jnp.float32) -> MeanStats:
+  """Initial running mean (zeros) for inputs like `x_or_shape`."""
+  return MeanStats(batch_stats_init(x_or_shape, feature_axes=feature_axes, dtype=dtype).mean)
+
+
+def mean_only_batch_norm(
+    x: jax.Array,
+    stats: MeanStats,
+    *,
+    training: bool,
+    feature_axes: int | Sequence[int] = -1,
+    momentum: float = 0.99,
+    axis_name=None,
+    mask: jax.Array | None = None,
+):
+  """Mean-only batch normalization (Salimans & Kingma, 2016): ``y = x - E_batch[x]``.
+
+  The companion of weight normalization: centering comes from the batch, scale from the
+  weights. The output is its own centered value, so its L1 penalty is ``l1_penalty(y)``.
+
+  Args:
+    x: ``[B, ..., C]``; the mean reduces every axis but `feature_axes`.
+    stats: running mean from `mean_stats_init`.
+    training: True subtracts the batch mean and updates `stats`; False subtracts
+      ``stats.mean``.
+    feature_axes: axes that keep their own mean.
+    momentum: ``new = momentum * old + (1 - momentum) * batch``.
+    axis_name: also average over this named axis (``shard_map``).
+    mask: boolean, broadcastable to `x`; the mean uses only its True entries, and
+      masked-out outputs are 0.
+
+  Returns:
+    ``(y, new_stats)``.
+  """
+  x = check_input(x)
+  features, reduction, bshape = _features(x, feature_axes)
+  _check_stats(stats, x, features, feature_axes)
+  check_momentum(momentum)
+  mask = check_mask(mask, x.shape)
+  dt = stat_dtype(x.dtype)
+  x32 = x.astype(dt)
+  if training:
+    check_nonempty(x, reduction, "mean_only_batch_norm")
+    mean = field_mean(x32, resolve_field(reduction, x.ndim), mask=mask, axis_name=axis_name)
+    stats = MeanStats(_ema(stats.mean, mean, momentum))
+  else:
+    mean = stats.mean.astype(dt).reshape(bshape)
+  return select(x32 - mean, mask).astype(x.dtype), stats
+
+
+def batch_renorm(
+    x: jax.Array,
+    stats: BatchStats,
+    *,
+    training: bool,
+    rmax=3.0,
+    dmax=5.0,
+    feature_axes: int | Sequence[int] = -1,
+    momentum: float = 0.99,
+    sigma=0.0,
+    axis_name=None,
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  r"""Batch renormalization (Ioffe, 2017).
+
+  .. math::
+      y = \frac{x - \mu_B}{\sigma_B} r + d, \quad
+      r = \mathrm{clip}\big(\tfrac{\sigma_B}{\sigma}, \tfrac{1}{r_{max}}, r_{max}\big), \quad
+      d = \mathrm{clip}\big(\tfrac{\mu_B - \mu}{\sigma}, -d_{max}, d_{max}\big)
+
+  with ``r`` and ``d`` under ``stop_gradient``; ``mu``, ``sigma`` are the moving averages
+  (``sigma = sqrt(var + sigma_smoothing^2)``, the same smoothing as the batch's). With
+  ``rmax=1, dmax=0`` this is `divnorm.batch_norm`. Evaluation equals batch norm's.
+
+  Args:
+    x: ``[B, ..., C]``.
+    stats: running statistics (`divnorm.batch_stats_init`).
+    training: use batch statistics (corrected by r, d) and update `stats`.
+    rmax: upper clip of ``r`` (>= 1); a float or a traced scalar (schedules are the
+      caller's: the paper ramps it from 1 to 3).
+    dmax: clip of ``|d|`` (>= 0); the paper ramps it from 0 to 5.
+    feature_axes, momentum, sigma, axis_name, mask, return_centered: as in
+      `divnorm.batch_norm`.
+
+  Returns:
+    ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
+  """
+  check_renorm_limits(rmax, dmax)
+  if not training:
+    return batch_norm(
+        x, stats, training=False, feature_axes=feature_axes, momentum=momentum, sigma=sigma,
+        axis_name=axis_name, mask=mask, return_centered=return_centered)
+  x = check_input(x)
+  features, reduction, bshape = _features(x, feature_axes)
+  _check_stats(stats, x, features, feature_axes)
+  check_momentum(momentum)
+  field = resolve_field(reduction, x.ndim)
+  sigma = check_sigma(sigma, stats_shape(x.shape, field))
+  mask = check_mask(mask, x.shape)
+  check_nonempty(x, reduction, "batch_renorm")
+  mean, var, v = moments(x, field, field, mask=mask, axis_name=axis_name)
+  y = scale(v, var, sigma)
+  dt = y.dtype
+  extra = jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
+  run_mean = stats.mean.astype(dt).reshape(bshape)
+  run_std = jnp.sqrt(stats.var.astype(dt).reshape(bshape) + extra)
+  batch_std = jnp.sqrt(var + extra)
+  rmax = jnp.asarray(rmax, dt)
+  dmax = jnp.asarray(dmax, dt)
+  r = lax.stop_gradient(jnp.clip(batch_std / run_std, 1.0 / rmax, rmax))
+  d = lax.stop_gradient(jnp.clip((mean - run_mean) / run_std, -dmax, dmax))
+  y = select(y * r + d, mask)
+  stats = BatchStats(_ema(stats.mean, mean, momentum), _ema(stats.var, var, momentum))
+  y = y.astype(x.dtype)
+  return ((y, v.astype(x.dtype)) if return_centered else y), stats
+
+
+def batch_instance_norm(
+    x: jax.Array,
+    stats: BatchStats,
+    *,
+    rho,
+    training: bool,
+    channel_axis: int = -1,
+    momentum: float = 0.99,
+    sigma=0.0,
+    axis_name=None,
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  """Batch-instance normalization (Nam & Kim, 2018): ``rho * BN(x) + (1 - rho) * IN(x)``.
+
+  Args:
+    x: ``[B, *spatial, C]`` (rank >= 3; channels at `channel_axis`).
+    stats: running statistics of the batch-norm half (one entry per channel).
+    rho: the mixing weight in [0, 1], a scalar or one per channel (shape ``[C]``).
+      A concrete value outside [0, 1] is an error; modules clip their learned rho.
+    training: batch norm uses batch statistics and updates `stats`, or the running ones.
+    channel_axis, momentum, sigma, axis_name, mask: as in `divnorm.batch_norm` and
+      `divnorm.instance_norm` (`axis_name` only affects the batch-norm half).
+    return_centered: also return ``rho * v_BN + (1 - rho) * v_IN``.
+
+  Returns:
+    ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
+  """
+  x = check_input(x)
+  if x.ndim < 3:
+    raise ValueError(
+        f"batch_instance_norm needs spatial axes between batch and channels (rank >= 3), "
+        f"got shape {x.shape}.")
+  check_unit_interval(rho, "rho")
+  c = channel_axis_index(channel_axis, x.ndim, "batch_instance_norm")
+  rho = jnp.asarray(rho)
+  if rho.shape not in ((), (x.shape[c],)):
+    raise ValueError(
+        f"rho has shape {rho.shape}; give a scalar or one weight per channel, shape "
+        f"({x.shape[c]},).")
+  (y_bn, v_bn), stats = batch_norm(
+      x, stats, training=training, feature_axes=c, momentum=momentum, sigma=sigma,
+      axis_name=axis_name, mask=mask, return_centered=True)
+  y_in, v_in = instance_norm(
+      x, channel_axis=c, sigma=sigma, mask=mask, return_centered=True)
+  dt = stat_dtype(x.dtype)
+  bshape = tuple(x.shape[c] if a == c else 1 for a in range(x.ndim))
+  rho = rho.astype(dt).reshape(bshape if rho.ndim else (1,) * x.ndim)
+  y = rho * y_bn.astype(dt) + (1.0 - rho) * y_in.astype(dt)
+  if not return_centered:
+    return y.astype(x.dtype), stats
+  v = rho * v_bn.astype(dt) + (1.0 - rho) * v_in.astype(dt)
+  return (y.astype(x.dtype), v.astype(x.dtype)), stats
+
+
+SWITCHABLE_STATISTICS = ("instance", "layer", "batch")
+
+
+def _check_weights(w, name: str) -> jax.Array:
+  w = jnp.asarray(w)
+  if w.shape != (3,):
+    raise ValueError(
+        f"{name} has shape {w.shape}; give 3 weights for the {SWITCHABLE_STATISTICS} "
+        f"statistics, e.g. jax.nn.softmax(logits) of shape (3,).")
+  return w
+
+
+def switchable_norm(
+    x: jax.Array,
+    stats: BatchStats,
+    *,
+    mean_weights,
+    var_weights,
+    training: bool,
+    channel_axis: int = -1,
+    momentum: float = 0.99,
+    sigma=0.0,
+    axis_name=None,
+    mask: jax.Array | None = None,
+    return_centered: bool = False,
+):
+  r"""Switchable normalization (Luo et al., 2019): weighted IN, LN and BN statistics.
+
+  .. math::
+      \mu = \sum_k w_k \mu_k, \quad \sigma^2 = \sum_k w'_k \sigma_k^2, \quad
+      y = \frac{x - \mu}{\sqrt{\sigma_{smooth}^2 + \sigma^2}}, \quad k \in (IN, LN, BN)
+
+  Args:
+    x: ``[B, *spatial, C]`` (rank >= 3; channels at `channel_axis`).
+    stats: running batch statistics (per channel); in evaluation they replace the BN
+      statistics, in training they are updated with them.
+    mean_weights: shape ``(3,)``, weights of the (IN, LN, BN) means; modules pass
+      ``softmax`` of learned logits, and one-hot weights give each normalizer exactly.
+    var_weights: shape ``(3,)``, weights of the (IN, LN, BN) variances.
+    training, channel_axis, momentum, sigma, axis_name, mask, return_centered: as in
+      `divnorm.batch_norm` (`axis_name` affects the batch statistics only).
+
+  Returns:
+    ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
+  """
+  x = check_input(x)
+  if x.ndim < 3:
+    raise ValueError(
+        f"switchable_norm needs spatial axes between batch and channels (rank >= 3), got "
+        f"shape {x.shape}; for [batch, features] use layer_norm or batch_norm.")
+  c = channel_axis_index(channel_axis, x.ndim, "switchable_norm")
+  check_momentum(momentum)
+  mask = check_mask(mask, x.shape)
+  wm = _check_weights(mean_weights, "mean_weights")
+  wv = _check_weights(var_weights, "var_weights")
+  features, _, bshape = _features(x, c)
+  _check_stats(stats, x, features, c)
+  spatial = tuple(a for a in range(1, x.ndim) if a != c)
+  # The mixture's statistics have the shape of instance norm's (batch and channels kept).
+  sigma = check_sigma(sigma, tuple(x.shape[a] if a in (0, c) else 1 for a in range(x.ndim)))
+
+  def stats_of(axes, name=None):
+    field = resolve_field(axes, x.ndim)
+    mean, var, _ = moments(x, field, field, mask=mask, axis_name=name)
+    return mean, var
+
+  dt = stat_dtype(x.dtype)
+  mean_in, var_in = stats_of(spatial)
+  mean_ln, var_ln = stats_of(tuple(range(1, x.ndim)))
+  if training:
+    check_nonempty(x, (0, *spatial), "switchable_norm")
+    mean_bn, var_bn = stats_of((0, *spatial), axis_name)
+    stats = BatchStats(_ema(stats.mean, mean_bn, momentum), _ema(stats.var, var_bn, momentum))
+  else:
+    mean_bn = stats.mean.astype(dt).reshape(bshape)
+    var_bn = stats.var.astype(dt).reshape(bshape)
+  wm, wv = wm.astype(dt), wv.astype(dt)
+  mean = wm[0] * mean_in + wm[1] * mean_ln + wm[2] * mean_bn
+  var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn
+  v = select(x.astype(dt) - mean, mask)
+  y = select(scale(v, var, sigma), mask)
+  y = y.astype(x.dtype)
+  return ((y, v.astype(x.dtype)) if return_centered else y), stats

@@ -1,0 +1,37 @@
+"""flax's ported tests run as flax runs them, with two named exceptions.
+
+They are flax's code, not written for the suite's strict dtype and rank promotion, so
+they run with default (loose) promotion.
+
+The two exceptions (docs/compatibility.md): both compare with a float32 two-pass
+reference computed by ``jnp.mean``/``jnp.var`` at a large offset (1e6, 1e4), where that
+reference itself is off by 3.7e-2 and 1.0e-3 from float64. divnorm's two-pass statistics
+are within 2.4e-7 of float64 there, so they differ from the reference by more than the
+tests' tolerance; flax passes because its statistics are the reference's own formula.
+`test_drop_in.py` checks both cases against float64 instead.
+"""
+
+import pathlib
+
+import pytest
+
+_HERE = pathlib.Path(__file__).parent
+
+MORE_ACCURATE_THAN_FLAX = {
+  "test_flax_linen_normalization.py::NormalizationTest::test_layer_norm4":
+    "LayerNorm(use_fast_variance=False) at offset 1e6: the float32 reference is off by 3.7e-2",
+  "test_flax_linen_normalization.py::NormalizationTest::test_instance_norm3":
+    "InstanceNorm(use_fast_variance=False) at offset 1e4: the float32 reference is off by 1e-3",
+}
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    path = pathlib.Path(str(item.fspath))
+    if path.parent != _HERE:
+      continue
+    item.add_marker(pytest.mark.loose_promotion)
+    reason = MORE_ACCURATE_THAN_FLAX.get(f"{path.name}::{item.nodeid.split('::', 1)[1]}")
+    if reason:
+      item.add_marker(pytest.mark.xfail(reason=f"more accurate than flax: {reason}",
+                                        strict=True))

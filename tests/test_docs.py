@@ -1,0 +1,72 @@
+"""The documentation site builds offline with warnings as errors, and covers the public API.
+
+The same build as ``make docs`` (``sphinx-build -W --keep-going``), into a temporary folder.
+"""
+
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sphinx")
+pytest.importorskip("myst_nb")
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_SECONDS = 240  # generous: the build takes ~30-60 s on 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+  out = tmp_path_factory.mktemp("site")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+  env.pop("XLA_FLAGS", None)
+  proc = subprocess.run(
+      [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+       "-d", str(out / "doctrees"), str(ROOT / "docs"), str(out / "html")],
+      capture_output=True, text=True, timeout=BUILD_SECONDS, env=env, cwd=ROOT)
+  assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+  return out / "html"
+
+
+def _ids(page: Path) -> set[str]:
+  return set(re.findall(r'id="([^"]+)"', page.read_text()))
+
+
+def test_api_reference_documents_every_public_name(site):
+  """Every name `divnorm` exports has an entry, and every public module a page."""
+  import divnorm
+
+  ids = _ids(site / "generated" / "api" / "divnorm.html")
+  modules = [n for n in divnorm.__all__ if inspect.ismodule(getattr(divnorm, n))]
+  missing = [n for n in divnorm.__all__ if n not in modules and f"divnorm.{n}" not in ids]
+  assert not missing, f"not in the API reference: {missing}"
+  for name in ["linen", "nnx", *modules]:
+    assert (site / "generated" / "api" / f"divnorm_{name}.html").exists(), name
+  # The flax modules are documented with their signatures.
+  linen = importlib.import_module("divnorm.linen")
+  ids = _ids(site / "generated" / "api" / "divnorm_linen.html")
+  assert "divnorm.linen.LayerNorm" in ids and "divnorm.linen.DivisiveNorm" in ids
+  assert hasattr(linen, "LayerNorm")
+
+
+def test_pages(site):
+  """The field table, the compatibility table, the notebooks, the results and benchmarks."""
+  fields = (site / "fields.html").read_text()
+  assert "summation field A" in fields and "divisive norm (DN)" in fields
+  assert (site / "compatibility.html").exists() or (
+      not (ROOT / "docs" / "compatibility.md").exists()
+      and (site / "generated" / "compatibility.html").exists())
+  notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+  assert notebooks
+  for nb in notebooks:
+    page = (site / "generated" / "notebooks" / f"{nb.stem}.html").read_text()
+    assert "<img" in page, f"{nb.name} rendered without its figures"
+  for readme in (ROOT / "results").glob("*/README.md"):
+    assert (site / "generated" / "results" / f"{readme.parent.name}.html").exists()
+  assert (site / "generated" / "benchmarks.html").exists()

@@ -1,0 +1,182 @@
+"""The core at its edges, one test per class of defect (issue 11), against float64 NumPy.
+
+Every test here failed on fcc08ac (the revision before the core's redesign) and uses only
+the public API, so it runs unchanged on any revision.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import divnorm
+from tests import reference as ref
+
+DN = {3: None, 1: 5, 2: 5}  # divisive norm across channels, 5x5 windows (NHWC)
+
+
+def _x(shape, seed=0, offset=0.0):
+  return (offset + np.random.default_rng(seed).normal(size=shape)).astype(np.float32)
+
+
+def _poison(x, mask, value):
+  """`x` with `value` written at every masked-out entry."""
+  return np.where(mask, x, np.float32(value)).astype(np.float32)
+
+
+# ---- masks select: nothing outside the mask enters the statistics -----------------------
+
+MASKED_CALLS = {
+  "normalize_whole": lambda x, m: divnorm.normalize(x, (1, 2, 3), mask=m, sigma=0.1),
+  "normalize_windowed": lambda x, m: divnorm.normalize(x, DN, {3: None, 1: 3, 2: 3}, mask=m),
+  "layer_norm": lambda x, m: divnorm.layer_norm(x, reduction_axes=(1, 2, 3), mask=m),
+  "instance_norm": lambda x, m: divnorm.instance_norm(x, mask=m, sigma=0.1),
+  "group_norm": lambda x, m: divnorm.group_norm(x, num_groups=2, mask=m, sigma=0.1),
+  "divisive_norm": lambda x, m: divnorm.divisive_norm(x, summation_window=3, sigma=0.5, mask=m),
+  "rms_norm": lambda x, m: divnorm.rms_norm(x, reduction_axes=(1, 2, 3), mask=m),
+  "batch_norm": lambda x, m: divnorm.batch_norm(
+      x, divnorm.batch_stats_init(x), training=True, mask=m, momentum=0.0),
+  "l1_penalty": lambda x, m: divnorm.l1_penalty(x, 1.0, mask=m),
+}
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e6, 1.7e7])
+@pytest.mark.parametrize("name", sorted(MASKED_CALLS))
+def test_masked_out_values_change_no_masked_in_output(name, value):
+  # 1e6 and 1.7e7 are values a multiply-by-mask or an unmasked pivot turns into lost
+  # digits (1.7e7 > 2**24: float32 no longer holds its integers); NaN and inf survive
+  # NaN * 0. A select leaves every masked-in output, and the running mean, bit for bit.
+  x = _x((2, 6, 5, 4), seed=1, offset=3.0)
+  mask = np.random.default_rng(2).uniform(size=x.shape) > 0.25
+  clean = MASKED_CALLS[name](x, mask)
+  dirty = MASKED_CALLS[name](_poison(x, mask, value), mask)
+  for c, d in zip(jax.tree.leaves(clean), jax.tree.leaves(dirty), strict=True):
+    c, d = np.asarray(c), np.asarray(d)
+    if c.shape == x.shape:
+      c, d = c[mask], d[mask]
+    assert np.isfinite(d).all(), name
+    np.testing.assert_array_equal(d, c, err_msg=name)
+
+
+def test_masked_normalize_equals_the_float64_formula_on_masked_in_entries(x64):
+  x = _x((2, 6, 5, 4), seed=3, offset=2.0).astype(np.float64)
+  mask = np.random.default_rng(4).uniform(size=x.shape) > 0.3
+  y_ref, _ = ref.normalize(x, DN, {3: None, 1: 3}, sigma=0.2, mask=mask)
+  y = divnorm.normalize(_poison(x, mask, np.nan).astype(np.float64), DN, {3: None, 1: 3},
+                        sigma=0.2, mask=mask)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+
+
+# ---- nothing outside a position's field enters its statistics ----------------------------
+
+@pytest.mark.parametrize("where", [(0, 0), (0, 2), (4, 1), (10, 0)])
+def test_nan_reaches_only_the_outputs_whose_windows_reach_it(where):
+  # A at radius 1, B at radius 2: output i sees inputs within 1 + 2 of i, nothing else.
+  # (fcc08ac subtracted the first entry of each axis as a pivot: a NaN there NaN'd all.)
+  where, channel = where
+  x = _x((2, 11, 3), seed=5, offset=1.0)
+  x[0, where, channel] = np.nan
+  y = np.asarray(divnorm.normalize(x, {1: 3, 2: None}, {1: 5, 2: None}, sigma=0.1))
+  reach = np.abs(np.arange(11) - where) <= 3
+  assert np.isnan(y[0, reach]).all()
+  assert np.isfinite(y[0, ~reach]).all() and np.isfinite(y[1]).all()
+  y_ref, _ = ref.normalize(np.where(np.isnan(x), 0.0, x), {1: 3, 2: None}, {1: 5, 2: None},
+                           sigma=0.1)
+  np.testing.assert_allclose(y[0, ~reach], y_ref[0, ~reach], atol=2e-6)
+
+
+@pytest.mark.parametrize("field", [{1: 1}, {1: 1, 2: 1}, ()])
+def test_a_single_entry_field_gives_zero(field):
+  # E_A[x] = x when A holds one entry: v = 0 and y = 0, whatever the neighbours hold
+  # (fcc08ac centered around a pivot outside the field and returned |y| up to ~1).
+  rng = np.random.default_rng(6)
+  x = (rng.normal(size=(3, 7, 4)) * rng.uniform(0.1, 100, size=(3, 7, 4))).astype(np.float32)
+  y, v = divnorm.normalize(x, field, return_centered=True)
+  np.testing.assert_array_equal(v, 0.0)
+  np.testing.assert_array_equal(y, 0.0)
+
+
+# ---- two-pass accuracy at large offsets, by default -------------------------------------
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+@pytest.mark.parametrize(
+    "call,summation,suppression",
+    [(lambda x, **k: divnorm.divisive_norm(x, summation_window=5, sigma=0.0, **k), DN, None),
+     (lambda x, **k: divnorm.normalize(x, DN, {3: None, 1: 3, 2: 7}, **k), DN,
+      {3: None, 1: 3, 2: 7}),
+     (lambda x, **k: divnorm.layer_norm(x, reduction_axes=(1, 2, 3), **k), (1, 2, 3), None)])
+def test_default_keeps_two_pass_accuracy_at_offsets(call, summation, suppression, offset):
+  # std 1 around an offset: the float64 formula on the same float32 input. Two-pass around
+  # a shift from the data loses nothing to the offset: the error is float32 rounding of
+  # values of size ~1-4 (a few 1e-7), here bounded by 2e-6.
+  x = _x((2, 8, 8, 32), seed=7, offset=offset)
+  y_ref, _ = ref.normalize(x.astype(np.float64), summation, suppression)
+  for fv in (None, False):
+    np.testing.assert_allclose(call(x, fast_variance=fv), y_ref, rtol=0, atol=2e-6)
+
+
+# ---- empty fields and axes --------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "call,shape",
+    [(lambda x: divnorm.layer_norm(x), (4, 0)),
+     (lambda x: divnorm.layer_norm(x, reduction_axes=(1, 2)), (2, 0, 3)),
+     (lambda x: divnorm.normalize(x, {1: 3}), (2, 0, 3)),
+     (lambda x: divnorm.normalize(x, {1: 3, 2: None}), (0, 5, 3)),
+     (lambda x: divnorm.divisive_norm(x, summation_window=3, sigma=0.5), (0, 5, 5, 2)),
+     (lambda x: divnorm.rms_norm(x), (3, 0))])
+def test_an_empty_axis_gives_an_empty_result(call, shape):
+  y = call(jnp.zeros(shape))
+  assert y.shape == shape
+
+
+def test_an_empty_batch_cannot_update_running_statistics():
+  x = jnp.zeros((0, 3))
+  with pytest.raises(ValueError, match="no entries"):
+    divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True)
+  # Evaluation needs no batch statistics: an empty result.
+  y, _ = divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=False)
+  assert y.shape == (0, 3)
+
+
+# ---- sigma: finite, non-negative, never changes the output's shape ------------------------
+
+@pytest.mark.parametrize("sigma", [np.nan, np.inf, -0.5, np.array([0.1, np.nan])])
+@pytest.mark.parametrize(
+    "call",
+    [lambda x, s: divnorm.normalize(x, (1,), sigma=s),
+     lambda x, s: divnorm.layer_norm(x, sigma=s),
+     lambda x, s: divnorm.rms_norm(x, sigma=s),
+     lambda x, s: divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True, sigma=s)])
+def test_sigma_must_be_finite_and_nonnegative(call, sigma):
+  with pytest.raises(ValueError, match="sigma"):
+    call(_x((2, 5)), sigma)
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1), (4,), (2, 1)])
+def test_sigma_may_not_change_the_output_shape(shape):
+  x = _x((4, 5))  # layer norm's statistics have shape (4, 1)
+  with pytest.raises(ValueError, match="does not broadcast to the statistics"):
+    divnorm.layer_norm(x, sigma=np.full(shape, 0.1, np.float32))
+
+
+def test_sigma_broadcast_to_the_statistics_and_traced_sigma(x64):
+  x = _x((4, 5), seed=8).astype(np.float64)
+  sigma = np.array([0.1, 0.2, 0.3, 0.4])[:, None]  # one per example
+  mean = x.mean(1, keepdims=True)
+  y_ref = (x - mean) / np.sqrt(((x - mean) ** 2).mean(1, keepdims=True) + sigma**2)
+  np.testing.assert_allclose(divnorm.layer_norm(x, sigma=sigma), y_ref, rtol=1e-12)
+  # A traced sigma (a learned parameter) passes the checks and has a gradient.
+  g = jax.grad(lambda s: jnp.sum(divnorm.layer_norm(x, sigma=s) ** 2))(0.3)
+  assert np.isfinite(g) and g < 0
+
+
+# ---- every preset takes fast_variance ---------------------------------------------------
+
+def test_divisive_norm_takes_fast_variance():
+  x = _x((2, 6, 6, 8), seed=9)
+  y_ref, _ = ref.normalize(x.astype(np.float64), {3: None, 1: 3, 2: 3})
+  for fv in (None, False, True):
+    np.testing.assert_allclose(
+        divnorm.divisive_norm(x, summation_window=3, sigma=0.0, fast_variance=fv), y_ref,
+        atol=2e-5)
