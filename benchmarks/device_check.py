@@ -836,8 +836,9 @@ def render(data: dict) -> str:
            f"`{env['backend']}`, {env['platform_version']}); {env['cpus']} CPU cores",
            f"- Python {env['python']}; " + ", ".join(f"{k} {x}" for k, x in v.items()),
            "- divnorm's default variance mode here: "
-           + ("the guarded one-pass (a run-time check)" if
-              env["layer_norm_default_has_conditional"] else "two-pass (no run-time check)")
+           + ("a run-time check that picks one-pass or two-pass" if
+              env["layer_norm_default_has_conditional"]
+              else "no run-time check (two-pass, as documented)")
            + "; flax's default is one-pass."]
     if env["backend"] == "cpu":
       md.append("- **This run was on CPU: its numbers are a smoke test, not results.**")
