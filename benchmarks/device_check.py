@@ -339,8 +339,12 @@ def _flax_modes(cls, preset: str, shape, *, mutable=False, **kwargs) -> dict:
           "two-pass": ("two-pass", fast[False])}
 
 
-def op_contenders(shape, width: int) -> tuple[dict, list]:
-  """Contender name -> f(x), and the comparisons ``(preset, mode, ours, flax)``."""
+def op_contenders(shape, width: int, refused: dict) -> tuple[dict, list]:
+  """Contender name -> f(x), and the comparisons ``(preset, mode, ours, flax)``.
+
+  A variance mode that divnorm refuses for a preset on this shape (a ValueError) is left
+  out, its message put in `refused`.
+  """
   eps = SIGMA**2
   nd = len(shape)
   all_axes = tuple(range(1, nd))
@@ -371,9 +375,17 @@ def op_contenders(shape, width: int) -> tuple[dict, list]:
   theirs["DN"] = theirs["LN"]  # DN against flax LayerNorm over the same tensor
   fns = {"copy": contenders.copy}
   pairs = []
+  probe = jax.ShapeDtypeStruct(shape, jnp.float32)
   for preset, modes in ours.items():
     if modes is None:
       continue
+    for mode in ("one-pass", "two-pass"):
+      try:  # a mode the library refuses for these fields (e.g. one-pass DN on [B, D])
+        if modes[mode] is not None:
+          jax.eval_shape(modes[mode], probe)
+      except ValueError as e:
+        modes[mode] = None
+        refused[f"{preset} {mode}"] = str(e)
     flax_preset = "LN" if preset == "DN" else preset
     label = preset if preset != "DN" else (
         f"DN {width}x{width}" if nd > 2 else f"DN {width}")
@@ -391,9 +403,10 @@ def op_contenders(shape, width: int) -> tuple[dict, list]:
 def ops_unit(label: str, shape, width: int, dtype: str, cfg: Config, pool,
              deadline: float) -> dict:
   """One shape and dtype: compile every contender both ways, time, compare, bandwidth."""
-  unit = {"label": label, "shape": list(shape), "dtype": dtype, "width": width, "errors": {}}
+  unit = {"label": label, "shape": list(shape), "dtype": dtype, "width": width, "errors": {},
+          "refused": {}}
   x, w = inputs(shape, dtype)
-  fns, pairs = op_contenders(shape, width)
+  fns, pairs = op_contenders(shape, width, unit["refused"])
   jitted = {}
   for name, f in fns.items():
     jitted[("fwd", name)] = contenders.forward(f)
@@ -798,7 +811,8 @@ def environment(rev: str | None) -> dict:
       "backend": jax.default_backend(),
       "device_kind": d.device_kind,
       "device_count": len(devices),
-      "platform_version": getattr(getattr(d, "client", None), "platform_version", ""),
+      "platform_version": " ".join(str(getattr(getattr(d, "client", None), "platform_version",
+                                               "")).split()),
       "cpus": os.cpu_count(),
       "git_revision": rev or _git_revision(),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -822,8 +836,9 @@ def render(data: dict) -> str:
            f"`{env['backend']}`, {env['platform_version']}); {env['cpus']} CPU cores",
            f"- Python {env['python']}; " + ", ".join(f"{k} {x}" for k, x in v.items()),
            "- divnorm's default variance mode here: "
-           + ("the guarded one-pass (a run-time check)" if
-              env["layer_norm_default_has_conditional"] else "two-pass (no run-time check)")
+           + ("a run-time check that picks one-pass or two-pass" if
+              env["layer_norm_default_has_conditional"]
+              else "no run-time check (two-pass, as documented)")
            + "; flax's default is one-pass."]
     if env["backend"] == "cpu":
       md.append("- **This run was on CPU: its numbers are a smoke test, not results.**")
@@ -841,7 +856,8 @@ def render(data: dict) -> str:
            f"(sigma {DN_SIGMA}, window across all channels; over the units on `[B, D]`) is "
            "against flax LayerNorm over all non-batch axes of the same tensor. BN is training "
            "mode. Forward+backward is `grad` of `<f(x), w>`. Times in ms: divnorm / flax, "
-           "default mode.", ""]
+           "default mode. n/a: RMS has no variance modes; divnorm refuses one-pass where the "
+           "fields have no whole axis (DN on `[B, D]`; `refused` in the JSON).", ""]
     for dtype in ("float32", "bfloat16"):
       for ps, title in (("fwd", "forward"), ("fwdbwd", "forward+backward")):
         rows = [(u, r) for u in ops["units"] if u.get("dtype") == dtype
