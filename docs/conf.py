@@ -213,27 +213,10 @@ def copy_notebooks() -> None:
     f.write("```\n")
 
 
-def compatibility_stub() -> None:
-  """A page saying where the compatibility table will be, while docs/compatibility.md (the
-  flax drop-in work's table) is not in this tree; the index then links this page instead."""
-  if (DOCS / "compatibility.md").exists():
-    return
-  (GENERATED / "compatibility.md").write_text(
-      "# Compatibility with Flax\n\nThe table of divnorm's drop-ins for Flax's normalization "
-      "modules is written with the drop-in modules themselves (`docs/compatibility.md`); "
-      "until then, see [every normalizer](../normalizers.md).\n")
-
-
-def _index_toctree(app, docname, source):
-  if docname == "index" and not (DOCS / "compatibility.md").exists():
-    source[0] = source[0].replace("\ncompatibility\n", "\ngenerated/compatibility\n")
-
-
 def generate() -> None:
   if GENERATED.exists():
     shutil.rmtree(GENERATED)
   GENERATED.mkdir()
-  compatibility_stub()
   write_api_pages()
   copy_reports()
   copy_notebooks()
@@ -316,4 +299,3 @@ napoleon_use_ivar = True
 def setup(app):
   # After napoleon (priority 500), on the reST it produced.
   app.connect("autodoc-process-docstring", _process_docstring, priority=600)
-  app.connect("source-read", _index_toctree)

@@ -254,16 +254,17 @@ plt.show()
 #
 # `mask` (boolean, broadcastable to `x`) restricts every statistic to its True entries:
 # masked-out outputs are 0, and nothing outside the mask enters any statistic. Below, the
-# left half of each photograph is masked out and then overwritten with garbage (values up
-# to a million). Since no statistic reads it, the output should not change, even right next
-# to the mask's edge where the windows of divisive normalization straddle it; the cell
-# prints the largest change.
+# left half of each photograph is masked out and then overwritten, once with garbage (values
+# up to a million) and once with NaN. Since no statistic reads it, the output does not
+# change, even right next to the mask's edge where the windows of divisive normalization
+# straddle it; the cell prints the largest change and whether every output is finite.
 
 # %%
 cols = jnp.arange(PHOTO_SIZE)[None, None, :, None]
 mask = jnp.broadcast_to(cols >= PHOTO_SIZE // 2, x.shape[:3] + (1,))
 garbage = jax.random.uniform(jax.random.key(0), x.shape, minval=-1e6, maxval=1e6)
-x_bad = jnp.where(mask, x, garbage)
+x_garbage = jnp.where(mask, x, garbage)
+x_nan = jnp.where(mask, x, jnp.nan)
 
 masked = {
   "layer norm": lambda t: divnorm.layer_norm(t, reduction_axes=(1, 2, 3), mask=mask),
@@ -273,11 +274,12 @@ masked = {
 }
 fig, axes = plt.subplots(1, len(masked), figsize=(3.0 * len(masked), 3.2))
 for ax, (name, fn) in zip(axes, masked.items(), strict=True):
-  y, y_bad = fn(x), fn(x_bad)
-  print(f"{name:24s} largest change from the garbage outside the mask: "
-        f"{float(jnp.abs(y - y_bad).max()):.2g}; masked-out outputs all 0: "
-        f"{bool((y_bad[~mask[..., 0]] == 0).all())}")
-  ax.imshow(show(y_bad[0]))
+  y, y_garbage, y_nan = fn(x), fn(x_garbage), fn(x_nan)
+  print(f"{name:22s} largest change: {float(jnp.abs(y - y_garbage).max()):.2g} (garbage), "
+        f"{float(jnp.abs(y - y_nan).max()):.2g} (NaN); all finite: "
+        f"{bool(jnp.isfinite(y_nan).all())}; masked-out outputs all 0: "
+        f"{bool((y_nan[~mask[..., 0]] == 0).all())}")
+  ax.imshow(show(y_nan[0]))
   ax.set_title(name, fontsize=9)
   ax.axis("off")
 fig.tight_layout()

@@ -208,3 +208,6 @@ for ax in axes:
   ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Next: [3. Train and compare](03_train_compare.ipynb).
