@@ -136,14 +136,16 @@ def main(argv=None) -> int:
     body.append("")
   print(f"[{time.time() - t0:.0f}s] before/after", file=sys.stderr)
 
-  vshape = (2, 8, 8, 8) if quick else (128, 32, 32, 64)
-  body += ["## Variance modes", "",
-           "Forward+backward of each preset's three `fast_variance` modes against flax.linen "
-           "(its default, one-pass), interleaved (`python -m benchmarks.fast_variance` "
-           "prints more shapes). The default is two-pass; one-pass loses its digits at an "
-           "offset of 1e4.", "", *fast_variance.HEADER]
-  for offset in (0.0, 1e4):
-    body += fast_variance.rows(vshape, rounds=rounds, target_s=target_s, offset=offset)
+  vshapes = [(2, 8, 8, 8)] if quick else fast_variance.SHAPES
+  body += ["## Variance modes, like for like", "",
+           "Forward+backward, interleaved: each `fast_variance` mode against flax.linen's "
+           "same `use_fast_variance` mode, and the two defaults (divnorm two-pass, flax "
+           "one-pass). DN is divisive norm 5x5 across channels against flax's LayerNorm over "
+           "(H, W, C) in the same mode. One-pass loses its digits at an offset of 1e4.", "",
+           *fast_variance.HEADER]
+  for vshape in vshapes:
+    body += fast_variance.rows(vshape, rounds=rounds, target_s=target_s)
+  body += fast_variance.rows(vshapes[-1], rounds=rounds, target_s=target_s, offset=1e4)
   body.append("")
   print(f"[{time.time() - t0:.0f}s] variance modes", file=sys.stderr)
 

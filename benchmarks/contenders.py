@@ -64,32 +64,38 @@ def _groups(shape) -> int:
   return 8 if shape[-1] % 8 == 0 else 1
 
 
+def flax_presets(shape: tuple[int, ...], *, use_fast_variance: bool = True) -> dict[str, Fn]:
+  """Preset name -> flax.linen equivalent for inputs of `shape`, in one variance mode.
+
+  ``use_fast_variance=True`` is flax's default (one-pass); False is its two-pass mode, the
+  like-for-like partner of divnorm's two-pass statistics. RMS has no mean (no mode).
+  """
+  eps = SIGMA**2
+  ln_axes = tuple(range(1, len(shape)))
+  fast = {"use_fast_variance": use_fast_variance}
+  out: dict[str, Fn] = {}
+  out["BN"] = _flax(nn.BatchNorm(use_running_average=False, epsilon=eps, use_scale=False,
+                                 use_bias=False, **fast), shape, mutable=True)
+  out["LN"] = _flax(nn.LayerNorm(epsilon=eps, reduction_axes=ln_axes, use_scale=False,
+                                 use_bias=False, **fast), shape)
+  if len(shape) >= 3:
+    out["IN"] = _flax(nn.InstanceNorm(epsilon=eps, use_scale=False, use_bias=False, **fast),
+                      shape)
+  out["GN"] = _flax(nn.GroupNorm(num_groups=_groups(shape), epsilon=eps, use_scale=False,
+                                 use_bias=False, **fast), shape)
+  out["RMS"] = _flax(nn.RMSNorm(epsilon=eps, use_scale=False), shape)
+  return out
+
+
 def presets(shape: tuple[int, ...]) -> dict[str, tuple[Fn, Fn]]:
   """Preset name -> (divnorm function, flax.linen equivalent) for inputs of `shape`."""
-  eps = SIGMA**2
-  ours = divnorm_presets(shape)
-  ln_axes = tuple(range(1, len(shape)))
-  out: dict[str, tuple[Fn, Fn]] = {}
-  out["BN"] = (ours["BN"], _flax(nn.BatchNorm(use_running_average=False, epsilon=eps,
-                                              use_scale=False, use_bias=False), shape,
-                                 mutable=True))
-  out["LN"] = (ours["LN"], _flax(nn.LayerNorm(epsilon=eps, reduction_axes=ln_axes,
-                                              use_scale=False, use_bias=False), shape))
-  if "IN" in ours:
-    out["IN"] = (ours["IN"], _flax(nn.InstanceNorm(epsilon=eps, use_scale=False,
-                                                   use_bias=False), shape))
-  out["GN"] = (ours["GN"], _flax(nn.GroupNorm(num_groups=_groups(shape), epsilon=eps,
-                                              use_scale=False, use_bias=False), shape))
-  out["RMS"] = (ours["RMS"], _flax(nn.RMSNorm(epsilon=eps, use_scale=False), shape))
-  return out
+  ours, theirs = divnorm_presets(shape), flax_presets(shape)
+  return {name: (ours[name], theirs[name]) for name in ours}
 
 
 def flax_two_pass(shape: tuple[int, ...]) -> dict[str, Fn]:
   """flax.linen with ``use_fast_variance=False`` (two-pass, as divnorm), for reference."""
-  eps = SIGMA**2
-  ln_axes = tuple(range(1, len(shape)))
-  return {"LN": _flax(nn.LayerNorm(epsilon=eps, reduction_axes=ln_axes, use_scale=False,
-                                   use_bias=False, use_fast_variance=False), shape)}
+  return flax_presets(shape, use_fast_variance=False)
 
 
 # ---- divisive norm: divnorm against the paper's way ------------------------------------

@@ -1,16 +1,23 @@
-"""The three variance modes of BN/LN/IN/GN against flax.linen's default (one-pass) layers.
+"""The variance modes of BN/LN/IN/GN against flax.linen, like for like.
 
-Forward+backward, interleaved rounds, ratios to flax:
+Forward+backward, interleaved rounds, each divnorm mode against flax's same mode:
 
 - ``default`` (``fast_variance=None``): the library default, two-pass (the same program
   as ``fast_variance=False``; kept as a column so tables from before the guard's removal
   line up);
-- ``one-pass`` (``fast_variance=True``): always ``E[x^2] - E[x]^2``, as flax;
-- ``two-pass`` (``fast_variance=False``): always centered.
+- ``one-pass`` (``fast_variance=True``): always ``E[x^2] - E[x]^2``, against flax's
+  ``use_fast_variance=True`` (flax's default);
+- ``two-pass`` (``fast_variance=False``): always centered, against flax's
+  ``use_fast_variance=False``.
+
+The last column compares divnorm's default with flax's default (different algorithms:
+two-pass against one-pass), the comparison a user swapping modules sees.
 
     python -m benchmarks.fast_variance [rounds]
 
-The inputs are standard normal; `offset` rows add 1e4 (where one-pass loses its digits).
+DN rows are divisive norm 5x5 across channels against flax's LayerNorm over (H, W, C) in the
+same mode (flax has no DN; layer norm is the cost it should match). The inputs are standard
+normal; `offset` rows add 1e4 (where one-pass loses its digits).
 """
 
 from __future__ import annotations
@@ -21,29 +28,43 @@ import sys
 import jax
 import numpy as np
 
+import divnorm
 from benchmarks import contenders, timing
 
 SHAPES = [(100, 32, 32, 32), (100, 16, 16, 32), (100, 8, 8, 64), (20, 800), (128, 32, 32, 64)]
 MODES = {"default": None, "one-pass": True, "two-pass": False}
-HEADER = ["| preset | shape | input | default / flax | one-pass / flax | two-pass / flax |",
+HEADER = ["| preset | shape | input | two-pass / flax two-pass | one-pass / flax one-pass "
+          "| default / flax default |",
           "|---|---|---|---|---|---|"]
+# divnorm mode -> flax's mode it is compared with (flax's default is one-pass).
+PAIRS = {"two-pass": ("two-pass", "flax two-pass"), "one-pass": ("one-pass", "flax one-pass"),
+         "default": ("default", "flax one-pass")}
 
 
 def rows(shape, *, rounds: int, target_s: float = 0.02, offset: float = 0.0) -> list[str]:
   """Markdown rows: each preset's three modes and flax, forward+backward, interleaved."""
-  flax_fns = contenders.presets(shape)
+  flax_fns = {"flax one-pass": contenders.flax_presets(shape, use_fast_variance=True),
+              "flax two-pass": contenders.flax_presets(shape, use_fast_variance=False)}
   modes = {m: contenders.divnorm_presets(shape, fast_variance=fv) for m, fv in MODES.items()}
+  if len(shape) == 4:  # DN 5x5 across channels, against flax's LayerNorm over (H, W, C)
+    for m, fv in MODES.items():
+      modes[m]["DN"] = functools.partial(divnorm.divisive_norm, summation_window=(5, 5),
+                                         sigma=contenders.DN_SIGMA, fast_variance=fv)
+    for fns in flax_fns.values():
+      fns["DN"] = fns["LN"]
   x = jax.random.normal(jax.random.key(0), shape) + np.float32(offset)
   w = jax.random.normal(jax.random.key(1), shape)
   out = []
-  for name in [n for n in ("BN", "LN", "IN", "GN") if n in flax_fns]:
+  for name in [n for n in ("BN", "LN", "IN", "GN", "DN") if n in modes["default"]]:
     fns = {}
-    for label, f in [*((m, modes[m][name]) for m in MODES), ("flax", flax_fns[name][1])]:
+    labelled = [*((m, modes[m][name]) for m in MODES),
+                *((k, flax_fns[k][name]) for k in flax_fns)]
+    for label, f in labelled:
       g = contenders.forward_backward(f)
       g(x, w)
       fns[label] = functools.partial(g, x, w)
     t = timing.interleaved(fns, rounds=rounds, target_s=target_s)
-    ratios = " | ".join(str(t.ratio(m, "flax")) for m in MODES)
+    ratios = " | ".join(str(t.ratio(ours, theirs)) for ours, theirs in PAIRS.values())
     data = f"N(0,1) + {offset:g}" if offset else "N(0,1)"
     out.append(f"| {name} | {'x'.join(map(str, shape))} | {data} | {ratios} |")
   return out

@@ -11,7 +11,9 @@ Deterministic numbers (no timing): XLA's ``cost_analysis()`` bytes accessed and
 
     python -m benchmarks.jvp [--quick]
 
-Prints a markdown table; ratios are custom JVP / autodiff (< 1: the rule saves).
+Prints two markdown tables: the compiled bytes of the two-pass default against flax's
+LayerNorm and fcc08ac (the revision before the core's redesign), and the JVP's table,
+whose ratios are custom JVP / autodiff (< 1: the rule saves).
 """
 
 from __future__ import annotations
@@ -89,11 +91,68 @@ def _row(label, name, auto, rule) -> str:
           f"{auto[1]:.2f} | {rule[1]:.2f} | {rule[1] / max(auto[1], 1e-9):.2f} |")
 
 
+def _fwd_bwd_costs(f, shape) -> str:
+  x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
+  w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+  out = []
+  for g in (jax.jit(lambda x, w: f(x)), jax.jit(jax.grad(lambda x, w: jnp.sum(f(x) * w)))):
+    exe = xla.compiled(g, x, w)
+    out.append(f"{xla.bytes_accessed(exe) / (2 * x.nbytes):.2f}, "
+               f"{xla.temp_bytes(exe) / x.nbytes:.2f}")
+  return " | ".join(out)
+
+
+def flax_rows(shapes, rev: str = "fcc08ac") -> list[str]:
+  """Forward and forward+backward bytes over the minimum (and temporaries): the default,
+  one-pass, `rev`'s default and two-pass, and flax's LayerNorm (one- and two-pass)."""
+  import flax.linen as nn
+
+  from benchmarks import before_after
+
+  old = before_after.load_normalize(rev)
+  dn = {3: None, 1: 5, 2: 5}
+
+  def flax_ln(fast):
+    m = nn.LayerNorm(epsilon=0.01, use_bias=False, use_scale=False, reduction_axes=(1, 2, 3),
+                     use_fast_variance=fast)
+    return lambda x: m.apply({}, x)
+
+  fns = {
+      "divnorm LN (default, two-pass)": lambda x: divnorm.layer_norm(
+          x, reduction_axes=(1, 2, 3), sigma=0.1),
+      "divnorm LN `fast_variance=True`": lambda x: divnorm.layer_norm(
+          x, reduction_axes=(1, 2, 3), sigma=0.1, fast_variance=True),
+      "flax LN (one-pass, its default)": flax_ln(True),
+      "flax LN two-pass": flax_ln(False),
+      "divnorm DN 5x5 (default, two-pass)": lambda x: divnorm.normalize(x, dn, sigma=0.5),
+      "divnorm DN 5x5 `fast_variance=True`": lambda x: divnorm.normalize(
+          x, dn, sigma=0.5, fast_variance=True),
+  }
+  if old is not None:
+    fns.update({
+        f"{rev} LN default (guard)": lambda x: old.normalize(x, (1, 2, 3), sigma=0.1),
+        f"{rev} LN two-pass": lambda x: old.normalize(x, (1, 2, 3), sigma=0.1,
+                                                      fast_variance=False),
+        f"{rev} DN 5x5 default (guard)": lambda x: old.normalize(x, dn, sigma=0.5),
+        f"{rev} DN 5x5 two-pass": lambda x: old.normalize(x, dn, sigma=0.5,
+                                                          fast_variance=False),
+    })
+  out = ["| shape | contender | fwd bytes / min, temp | fwd+bwd bytes / min, temp |",
+         "|---|---|---|---|"]
+  with jax.numpy_dtype_promotion("standard"):
+    for label, shape in shapes.items():
+      out += [f"| {label} | {n} | {_fwd_bwd_costs(f, shape)} |" for n, f in fns.items()]
+  return out
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="one tiny shape (CI)")
   args = parser.parse_args(argv)
-  print("\n".join(rows(QUICK if args.quick else SHAPES)))
+  shapes = QUICK if args.quick else SHAPES
+  print("\n".join(flax_rows(shapes)))
+  print()
+  print("\n".join(rows(shapes)))
   return 0
 
 

@@ -31,6 +31,10 @@ class ConfigError(ValueError):
   """A config value or a command-line flag is invalid; the message says which and the fix."""
 
 
+class DataError(ConfigError):
+  """A data file is damaged or does not fit the config; the message names the file."""
+
+
 def find_path(path: str) -> str:
   """`path` if it exists; else, for a relative path, the same path under the repository root."""
   if os.path.exists(path) or os.path.isabs(path):
@@ -105,8 +109,8 @@ def apply_overrides(cfg, overrides: Iterable[str]):
       node[leaf] = value
     except TypeError as e:
       raise ConfigError(
-          f"--set {item}: {key} holds a {type(old).__name__} (now {old!r}), not a "
-          f"{type(value).__name__}; e.g. --set {key}={old!r}.") from e
+          f"--set {item}: {key} must be of type {type(old).__name__} (now {old!r}); {value!r} "
+          f"is a {type(value).__name__}. E.g. --set {key}={old!r}.") from e
   return cfg
 
 

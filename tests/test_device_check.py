@@ -15,6 +15,9 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+# ~70 s of CPU time (compiling ~100 small functions and three train steps, a nested pytest).
+pytestmark = pytest.mark.slow
+
 
 def _ratios(obj):
   """Every ratio ({median, low, high}) anywhere in the JSON results."""
@@ -94,5 +97,5 @@ def test_numerics_tests_ran_and_passed(quick_run):
   out, _ = quick_run
   result = json.loads((out / "device_check.json").read_text())["sections"]["pytest"]["result"]
   assert result["counts"].get("passed", 0) >= 1 and not result["counts"].get("failed")
-  assert result["returncode"] == 0 and result["backend"] == "cpu"
+  assert set(result["returncodes"].values()) == {0} and result["backend"] == "cpu"
   assert "passed" in (out / "pytest.txt").read_text()

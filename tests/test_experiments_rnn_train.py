@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import engine
+from experiments.config import ConfigError
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
 from experiments.rnn import table
@@ -145,7 +146,7 @@ def test_bad_configs_fail_clearly(tmp_path):
   cfg.model.hidden_size = 32
   with pytest.raises(ValueError, match="dn_window=61 is wider than the hidden size 32"):
     rnn_task.build_model(cfg, 100, train=True)
-  with pytest.raises(FileNotFoundError, match="PTB directory .* does not exist"):
+  with pytest.raises(ConfigError, match="--data_dir=.*missing': does not exist"):
     table.main(["--dataset", "ptb", "--data_dir", str(tmp_path / "missing"),
                 "--out", str(tmp_path / "out")])
   with pytest.raises(ValueError, match="wider than the hidden size 8"):  # before any training

@@ -209,14 +209,16 @@ def test_errors():
 def test_fast_variance_option_matches_the_function():
   x = np.random.default_rng(0).normal(size=(4, 5, 5, 8)).astype(np.float32) + 1.0
   cases = [
-    (dn.LayerNorm(8, reduction_axes=(1, 2, 3), fast_variance=True, use_scale=False,
-                  use_bias=False), divnorm.layer_norm(x, reduction_axes=(1, 2, 3))),
-    (dn.InstanceNorm(8, fast_variance=True, use_scale=False, use_bias=False),
-     divnorm.instance_norm(x)),
-    (dn.GroupNorm(8, num_groups=2, fast_variance=True, use_scale=False, use_bias=False),
-     divnorm.group_norm(x, num_groups=2)),
-    (dn.BatchNorm(8, fast_variance=True, use_scale=False, use_bias=False),
-     divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True)[0]),
+    (dn.LayerNorm(8, reduction_axes=(1, 2, 3), fast_variance=True, sigma=0.0, use_scale=False,
+                  use_bias=False),
+     divnorm.layer_norm(x, reduction_axes=(1, 2, 3), fast_variance=True)),
+    (dn.InstanceNorm(8, fast_variance=True, sigma=0.0, use_scale=False, use_bias=False),
+     divnorm.instance_norm(x, fast_variance=True)),
+    (dn.GroupNorm(8, num_groups=2, fast_variance=True, sigma=0.0, use_scale=False,
+                  use_bias=False),
+     divnorm.group_norm(x, num_groups=2, fast_variance=True)),
+    (dn.BatchNorm(8, fast_variance=True, sigma=0.0, use_scale=False, use_bias=False),
+     divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True, fast_variance=True)[0]),
   ]
   for module, expected in cases:
     np.testing.assert_allclose(module(x), expected, atol=2e-5)

@@ -16,7 +16,7 @@ import divnorm
 from tests import reference as ref
 
 # Derandomized: CI runs the same examples every time; a failure is reproducible.
-SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -102,7 +102,7 @@ def test_masked_out_entries_never_matter(case, value):
   np.testing.assert_array_equal(np.asarray(f(poisoned))[mask], np.asarray(f(x))[mask])
 
 
-@settings(max_examples=20, deadline=None, derandomize=True)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(st.integers(1, 3), st.integers(2, 6), st.sampled_from([0.0, 1e4]), st.integers(0, 99),
        st.booleans())
 def test_fast_variance_is_the_formula_on_centered_data(ndim, size, offset, seed, windowed):

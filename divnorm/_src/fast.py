@@ -105,8 +105,8 @@ def moments(x: jax.Array, a: Field, b: Field, *, border: str = "valid", mask=Non
     return statistics.moments(x, a, b, border=border, mask=mask, axis_name=axis_name)
   check_fast_variance(a, b)
   x = x.astype(stat_dtype(x.dtype))
-  return statistics.Moments(*one_pass_moments(x, a, b, border=border, mask=mask,
-                                        axis_name=axis_name))
+  mean, var, v = one_pass_moments(x, a, b, border=border, mask=mask, axis_name=axis_name)
+  return statistics.Moments(mean, var, v)
 
 
 def normalized(x: jax.Array, sigma, a: Field, b: Field, *, border: str = "valid", mask=None,

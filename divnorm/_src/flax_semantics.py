@@ -19,7 +19,8 @@ import numpy as np
 from jax import lax
 
 from divnorm._src.batch import BatchStats, batch_norm
-from divnorm._src.core import check_mask, normalize
+from divnorm._src.checks import check_mask
+from divnorm._src.core import normalize
 from divnorm._src.presets import rms_norm
 
 Axes = int | Sequence[int]
@@ -78,8 +79,8 @@ def resolve_alias(module: str, flax_name: str, flax_value, flax_default, alias: 
 def fast_variance_mode(use_fast_variance: bool, fast_variance: bool | None):
   """The core's `fast_variance` for Flax's `use_fast_variance` (see `divnorm.normalize`).
 
-  Flax's True asks for speed: divnorm's default (None) takes one pass only where that
-  keeps two-pass accuracy. ``fast_variance=True`` is exactly Flax's one-pass formula.
+  Flax's True (its default) maps to divnorm's default statistics (None), which keep
+  two-pass accuracy at any offset; ``fast_variance=True`` is exactly Flax's one-pass formula.
   """
   if fast_variance is not None:
     return fast_variance

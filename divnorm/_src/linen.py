@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.batch import BatchStats
+from divnorm._src.checks import check_learn_sigma
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
 from divnorm._src.module_specs import (
@@ -129,10 +130,7 @@ class _FlaxNorm(nn.Module):
                              self.spec.default_epsilon)
     if not self.learn_sigma:
       return sigma
-    if not sigma > 0:
-      raise ValueError(
-          f"learn_sigma=True learns sigma = exp(log_sigma) and starts from sigma, which must "
-          f"be > 0 (got sigma={sigma}); e.g. sigma=0.5 as in the paper's ResNet code.")
+    check_learn_sigma(sigma)
     log_sigma = self.param("log_sigma", lambda _: jnp.log(jnp.asarray(sigma, self.param_dtype)))
     return jnp.exp(log_sigma)
 

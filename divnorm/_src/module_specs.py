@@ -54,8 +54,8 @@ def _docs() -> dict[str, str]:
     "axis_index_groups": "groups of devices to average over within `axis_name` (``pmap`` "
                          "only; divnorm raises NotImplementedError when it is set).",
     "use_fast_variance": "Flax's one-pass variance flag. True (Flax's default): divnorm's "
-                         "fast statistics, one-pass only where that keeps two-pass accuracy; "
-                         "False: two-pass. ``fast_variance`` overrides it.",
+                         "default statistics, accurate at any offset; False: two-pass. "
+                         "``fast_variance`` overrides it (True: Flax's one-pass formula).",
     "force_float32_reductions": "Flax's flag for float32 statistics; divnorm always computes "
                                 "statistics in at least float32. False only changes the "
                                 "dtype of the running statistics (param_dtype).",

@@ -38,6 +38,7 @@ from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures
 from divnorm._src import weights as weights_lib
 from divnorm._src.batch import BatchStats
+from divnorm._src.checks import check_learn_sigma
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
 from divnorm._src.lrn import check_lrn_args, local_response_norm
@@ -217,11 +218,7 @@ class _FlaxNorm(_FlaxModule):
     if l1_alpha < 0:
       raise ValueError(f"l1_alpha={l1_alpha} must be >= 0.")
     if learn_sigma:
-      if not self.sigma > 0:
-        raise ValueError(
-            f"learn_sigma=True learns sigma = exp(log_sigma) and starts from sigma, which "
-            f"must be > 0 (got sigma={self.sigma}); e.g. sigma=0.5 as in the paper's ResNet "
-            f"code.")
+      check_learn_sigma(self.sigma)
       self.log_sigma = nnx.Param(jnp.log(jnp.asarray(self.sigma, options["param_dtype"])))
     else:
       self.log_sigma = nnx.data(None)

@@ -22,7 +22,18 @@ import sys
 import time
 
 from experiments.cnn import model as cnn_model
+from experiments.cnn.configs import cnn as cnn_config
+from experiments.cnn.configs import cnn_short
 from experiments.cnn.paper import PAPER_ACCURACY
+from experiments.config import (
+    ConfigError,
+    apply_overrides,
+    check_choice,
+    check_dir,
+    check_writable_dir,
+    positive_int,
+)
+from experiments.data import images
 
 SAFE = {"+": "_plus_", "*": "_star"}
 
@@ -41,27 +52,51 @@ def machine_description() -> str:
 
 def build_config(variant: str, dataset: str, *, num_steps: int | None, border: str,
                  overrides=()):
-  from experiments.cnn.configs import cnn as cnn_config
-  from experiments.cnn.configs import cnn_short
-  from experiments.config import apply_overrides
   cfg = cnn_config.get_config(f"{variant},{dataset},{border}")
   if num_steps is not None:
     cnn_short.short_schedule(cfg, num_steps)
   return apply_overrides(cfg, overrides)
 
 
+def parse_variants(text: str, *, flag: str = "--variants") -> list[str]:
+  """Paper names from a comma-separated list; a ConfigError names the flag otherwise."""
+  names = [v.strip() for v in str(text).split(",") if v.strip()]
+  try:
+    variants = [cnn_model.canonical_variant(v) for v in names]
+  except ValueError as e:
+    raise ConfigError(f"{flag} {text!r}: {e} E.g. {flag} 'baseline,BN,LN,DN,DN*'.") from None
+  if not variants:
+    raise ConfigError(f"{flag} {text!r}: name at least one variant; e.g. {flag} BN,DN.")
+  return variants
+
+
+def check_runs(cfgs, workdirs, mesh) -> None:
+  """Checks every run's config and workdir before the first one starts."""
+  from experiments.cnn import task as cnn_task
+  from experiments.engine import check_workdir
+  for cfg, wd in zip(cfgs, workdirs, strict=True):
+    cnn_task.validate(cfg, mesh)
+    check_workdir(wd, cfg)
+
+
 def run_variants(variants, dataset: str, *, workdir: str, num_steps: int | None = None,
                  border: str = "valid", data_dir: str | None = None, overrides=(),
                  progress: bool = True) -> list[dict]:
-  """Trains each variant (resuming) and returns one result row per variant."""
+  """Trains each variant (resuming) and returns one result row per variant.
+
+  Every config and workdir is checked before the first run starts.
+  """
   from experiments.cnn import task as cnn_task
+  from experiments.engine import make_mesh
+  cfgs = [build_config(variant, dataset, num_steps=num_steps, border=border,
+                       overrides=[*([f"data_dir={data_dir!r}"] if data_dir else []), *overrides])
+          for variant in variants]
+  workdirs = [os.path.join(workdir, safe_name(variant)) for variant in variants]
+  check_runs(cfgs, workdirs, make_mesh())
   rows, data = [], None
-  for variant in variants:
-    cfg = build_config(variant, dataset, num_steps=num_steps, border=border,
-                       overrides=[*( [f"data_dir={data_dir!r}"] if data_dir else []), *overrides])
+  for variant, cfg, wd in zip(variants, cfgs, workdirs, strict=True):
     if data is None:
       data = cnn_task.load_data(cfg)
-    wd = os.path.join(workdir, safe_name(variant))
     print(f"== {variant} on {dataset}: {cfg.num_steps} steps, batch {cfg.batch_size}, "
           f"sigma/alpha from {cfg.hparams} -> {wd}", flush=True)
     t0 = time.time()
@@ -114,7 +149,7 @@ def main(argv=None) -> int:
   p.add_argument("--variants", default=",".join(cnn_model.VARIANTS),
                  help=f"comma-separated subset of: {', '.join(cnn_model.VARIANTS)}")
   p.add_argument("--dataset", default="fashion_mnist")
-  p.add_argument("--num_steps", type=int, default=None,
+  p.add_argument("--num_steps", type=positive_int(400), default=None,
                  help="short schedule (lr x0.1 at 60%%, 85%%); default: the paper's")
   p.add_argument("--border", default="valid")
   p.add_argument("--data_dir", default=None)
@@ -123,8 +158,13 @@ def main(argv=None) -> int:
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--no_progress", action="store_true")
   args = p.parse_args(argv)
-  variants = [cnn_model.canonical_variant(v) for v in args.variants.split(",") if v.strip()]
+  variants = parse_variants(args.variants)
+  check_choice(args.dataset, images.DATASETS, flag="--dataset")
+  check_choice(args.border, cnn_model.BORDERS, flag="--border")
+  check_dir(args.data_dir, flag="--data_dir", example="/usr/share/datasets/fashion-mnist")
   out = args.out or args.workdir
+  check_writable_dir(args.workdir, flag="--workdir", example="runs/cnn")
+  check_writable_dir(out, flag="--out", example="results/cnn/fashion_mnist")
   rows = run_variants(variants, args.dataset, workdir=args.workdir, num_steps=args.num_steps,
                       border=args.border, data_dir=args.data_dir, overrides=args.set,
                       progress=not args.no_progress)
@@ -140,4 +180,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from experiments.config import cli
+  cli(main)

@@ -18,31 +18,38 @@ import os
 import sys
 import time
 
-from experiments.cnn import model as cnn_model
 from experiments.cnn import reproduce
+from experiments.config import check_choice, check_dir, check_writable_dir, parse_ints, positive_int
+from experiments.data import images
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--variants", default="BN,LN,DN")
   p.add_argument("--batch_sizes", default="4,16,64")
-  p.add_argument("--examples", type=int, default=32000, help="training examples per run")
-  p.add_argument("--steps", type=int, default=None,
+  p.add_argument("--examples", type=positive_int(32000), default=32000,
+                 help="training examples per run")
+  p.add_argument("--steps", type=positive_int(300), default=None,
                  help="equal steps per run instead (overrides --examples)")
   p.add_argument("--dataset", default="fashion_mnist")
   p.add_argument("--data_dir", default=None)
-  p.add_argument("--eval_batch_size", type=int, default=100)
+  p.add_argument("--eval_batch_size", type=positive_int(100), default=100)
   p.add_argument("--workdir", default="runs/cnn_sweep")
   p.add_argument("--out", default=None)
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--no_progress", action="store_true")
   args = p.parse_args(argv)
   from experiments.cnn import task as cnn_task
+  from experiments.engine import make_mesh
 
-  variants = [cnn_model.canonical_variant(v) for v in args.variants.split(",") if v.strip()]
-  batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+  variants = reproduce.parse_variants(args.variants)
+  batch_sizes = parse_ints(args.batch_sizes, flag="--batch_sizes", example="4,16,64", minimum=1)
+  check_choice(args.dataset, images.DATASETS, flag="--dataset")
+  check_dir(args.data_dir, flag="--data_dir", example="/usr/share/datasets/fashion-mnist")
   out = args.out or args.workdir
-  rows, data = [], None
+  check_writable_dir(args.workdir, flag="--workdir", example="runs/cnn_sweep")
+  check_writable_dir(out, flag="--out", example="results/cnn/batch_sweep")
+  runs = []
   for variant in variants:
     for bs in batch_sizes:
       steps = args.steps if args.steps else max(1, args.examples // bs)
@@ -52,17 +59,21 @@ def main(argv=None) -> int:
                                    overrides=overrides)
       cfg.eval_every = max(1, steps // 2)
       cfg.log_every = max(1, steps // 50)
-      if data is None:
-        data = cnn_task.load_data(cfg)
-      wd = os.path.join(args.workdir, f"{reproduce.safe_name(variant)}_b{bs}")
-      print(f"== {variant} batch {bs}: {steps} steps -> {wd}", flush=True)
-      t0 = time.time()
-      result = cnn_task.train_and_evaluate(cfg, wd, progress=not args.no_progress, data=data)
-      rows.append({"variant": variant, "batch_size": bs, "steps": steps,
-                   "test_accuracy": result.eval_metrics["accuracy"],
-                   "test_cross_entropy": result.eval_metrics["cross_entropy"],
-                   "wall_seconds": time.time() - t0, "workdir": wd})
-      print(f"   {variant} b{bs}: test accuracy {rows[-1]['test_accuracy']:.4f}", flush=True)
+      runs.append((variant, bs, steps, cfg,
+                   os.path.join(args.workdir, f"{reproduce.safe_name(variant)}_b{bs}")))
+  reproduce.check_runs([r[3] for r in runs], [r[4] for r in runs], make_mesh())
+  rows, data = [], None
+  for variant, bs, steps, cfg, wd in runs:
+    if data is None:
+      data = cnn_task.load_data(cfg)
+    print(f"== {variant} batch {bs}: {steps} steps -> {wd}", flush=True)
+    t0 = time.time()
+    result = cnn_task.train_and_evaluate(cfg, wd, progress=not args.no_progress, data=data)
+    rows.append({"variant": variant, "batch_size": bs, "steps": steps,
+                 "test_accuracy": result.eval_metrics["accuracy"],
+                 "test_cross_entropy": result.eval_metrics["cross_entropy"],
+                 "wall_seconds": time.time() - t0, "workdir": wd})
+    print(f"   {variant} b{bs}: test accuracy {rows[-1]['test_accuracy']:.4f}", flush=True)
 
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "sweep.csv"), "w", newline="") as f:
@@ -110,4 +121,5 @@ def _plot(rows, variants, batch_sizes, path):
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from experiments.config import cli
+  cli(main)

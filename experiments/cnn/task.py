@@ -14,13 +14,13 @@ import jax.numpy as jnp
 from divnorm import linen as dnn
 from experiments import engine
 from experiments.cnn import model as cnn
+from experiments.config import ConfigError, check_choice, check_dir, check_int, flag_for
 from experiments.data import batching, images
 
 
 def build_model(cfg, num_classes: int) -> cnn.CNN:
   variant = cnn.canonical_variant(cfg.variant)
-  if cfg.border not in cnn.BORDERS:
-    raise ValueError(f"unknown border {cfg.border!r}; valid choices: {', '.join(cnn.BORDERS)}.")
+  check_choice(cfg.border, cnn.BORDERS, flag=flag_for("border"))
   return cnn.CNN(num_classes=num_classes, norm=cnn.variant_spec(variant, cfg.hparams),
                  border=cfg.border)
 
@@ -72,15 +72,20 @@ def load_data(cfg) -> tuple[images.ImageSplit, images.ImageSplit]:
   return train_split, test_split
 
 
-def validate(cfg, mesh) -> None:
-  """Fails early, with the valid choices or the fix, on a bad config."""
-  cnn.canonical_variant(cfg.variant)
+def validate(cfg, mesh=None) -> None:
+  """Checks every field of a CNN config; raises a ConfigError naming the flag and the fix."""
+  try:
+    cnn.canonical_variant(cfg.variant)
+  except ValueError as e:
+    raise ConfigError(f"--set variant={cfg.variant!r}: {e}") from None
   images.check_dataset(cfg.dataset)
-  if cfg.hparams not in cnn.HPARAM_SETS:
-    raise ValueError(f"unknown hparams {cfg.hparams!r}; valid choices: "
-                     f"{', '.join(cnn.HPARAM_SETS)}.")
-  engine.check_batch_size(cfg.batch_size, mesh)
-  engine.check_batch_size(cfg.eval_batch_size, mesh, name="eval_batch_size")
+  check_choice(cfg.hparams, cnn.HPARAM_SETS, flag=flag_for("hparams"))
+  check_choice(cfg.border, cnn.BORDERS, flag=flag_for("border"))
+  check_dir(cfg.data_dir, flag=flag_for("data_dir"), example="/usr/share/datasets/fashion-mnist")
+  for key in ("max_train_examples", "max_eval_examples"):
+    if cfg[key] is not None:
+      check_int(cfg[key], flag=flag_for(key), example=1000)
+  engine.check_engine_config(cfg, mesh)
 
 
 def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[Any] = (),
@@ -97,6 +102,7 @@ def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[A
   """
   mesh = mesh or engine.make_mesh()
   validate(cfg, mesh)
+  engine.check_workdir(workdir, cfg)
   train_split, test_split = data if data is not None else load_data(cfg)
   task = make_task(cfg, train_split=train_split, test_split=test_split)
   return engine.train(task, config=cfg, workdir=workdir, mesh=mesh, hooks=hooks,

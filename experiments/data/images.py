@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from experiments.config import ConfigError
 from experiments.data import idx
 
 TFDS_NAMES = {"fashion_mnist_tfds": "fashion_mnist", "cifar10": "cifar10", "cifar100": "cifar100"}
@@ -37,7 +38,8 @@ class ImageSplit:
 
 def check_dataset(name: str) -> None:
   if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}.")
+    raise ConfigError(f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)} "
+                      "(e.g. --set dataset=fashion_mnist).")
 
 
 def _not_prepared(tfds_name: str, data_dir: str | None, err: Exception) -> FileNotFoundError:
@@ -77,12 +79,13 @@ def load_split(name: str, split: str, *, data_dir: str | None = None,
   """Loads split "train" or "test" of dataset `name` (see `DATASETS`)."""
   check_dataset(name)
   if name == "fashion_mnist":
-    images, labels = idx.load_idx_split(data_dir, split)
+    images, labels = idx.load_idx_split(data_dir, split, num_classes=NUM_CLASSES[name])
     if max_examples is not None:
       images, labels = images[:max_examples], labels[:max_examples]
   else:
     images, labels = load_tfds_split(TFDS_NAMES[name], split, data_dir=data_dir,
                                      max_examples=max_examples)
+    idx.check_labels(labels, NUM_CLASSES[name], source=f"TFDS {TFDS_NAMES[name]} {split}")
   return ImageSplit(images, labels, NUM_CLASSES[name])
 
 

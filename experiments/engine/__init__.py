@@ -3,7 +3,8 @@
 See experiments/engine/README.md.
 """
 
-from experiments.engine.checkpoint import Checkpointer
+from experiments.engine.checkpoint import Checkpointer, CheckpointError, CheckpointWarning
+from experiments.engine.checks import check_engine_config, check_optimizer
 from experiments.engine.loop import (
     NonFiniteLossError,
     TrainResult,
@@ -24,12 +25,15 @@ from experiments.engine.parallel import (
 )
 from experiments.engine.prefetch import prefetch
 from experiments.engine.task import Task, TrainState, default_finalize
+from experiments.engine.workdir import RESUMABLE_KEYS, check_workdir, save_config
 from experiments.engine.writers import MetricWriter, read_metrics
 
 __all__ = [
-    "Checkpointer", "MetricWriter", "NonFiniteLossError", "Task", "TrainResult", "TrainState",
-    "batch_sharded", "check_batch_size", "default_finalize", "evaluate", "init_train_state",
+    "RESUMABLE_KEYS", "CheckpointError", "CheckpointWarning", "Checkpointer", "MetricWriter",
+    "NonFiniteLossError", "Task", "TrainResult", "TrainState",
+    "batch_sharded", "check_batch_size", "check_engine_config", "check_optimizer",
+    "check_workdir", "default_finalize", "evaluate", "init_train_state",
     "initialize_distributed", "learning_rate_schedule", "local_rows", "make_mesh",
     "make_optimizer", "make_train_step", "prefetch", "put_batch", "read_metrics", "replicated",
-    "train",
+    "save_config", "train",
 ]

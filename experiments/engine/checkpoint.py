@@ -3,37 +3,125 @@
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from experiments.config import ConfigError
+
+# Orbax writes a step into "<step>.orbax-checkpoint-tmp..." and renames it when complete.
+TMP_MARK = ".orbax-checkpoint-tmp"
+
+
+class CheckpointWarning(UserWarning):
+  """A checkpoint did not restore and was moved aside; an older one was used."""
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a workdir restores; the message says what to delete."""
+
 
 class Checkpointer:
-  """Saves every `every` steps and at the end; restores the latest one.
+  """Saves every `every` steps and at the end; restores the newest checkpoint that restores.
 
-  Saves are synchronous, so a process killed at any moment leaves either a
-  complete checkpoint or none (orbax writes to a temporary folder and renames).
-  The data position is the step itself: batches are a function of
-  (seed, step), and `TrainState.rng` is folded with the step.
+  Saves are synchronous and atomic (orbax writes a temporary folder and renames
+  it), so a process killed at any moment, even during a save, loses at most the
+  steps since the previous checkpoint; temporary folders left by a kill are
+  removed on the next start. A checkpoint that does not restore (truncated or
+  garbled files, an emptied folder) is moved aside to `<directory>_damaged/` with
+  a `CheckpointWarning`, and the next newest is used. The data position is the
+  step itself: batches are a function of (seed, step), and `TrainState.rng` is
+  folded with the step.
   """
 
   def __init__(self, directory: str, *, every: int, max_to_keep: int = 2):
     self.every = int(every)
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(
+    check_directory(self.directory)
+    self._remove_unfinished_saves()
+    self._options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = self._new_manager()
+
+  def _remove_unfinished_saves(self) -> None:
+    """Deletes the temporary folders of saves cut short by a kill (never a committed step).
+
+    Done here, synchronously, rather than by orbax's `cleanup_tmp_directories`,
+    which deletes in a background thread of every manager.
+    """
+    if jax.process_index() != 0 or not os.path.isdir(self.directory):
+      return
+    for name in os.listdir(self.directory):
+      if TMP_MARK in name:
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+
+  def _new_manager(self) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(self.directory, options=self._options)
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def restore(self, target: Any) -> Any:
-    """Restores the latest checkpoint with `target`'s structure and shardings."""
-    step = self._manager.latest_step()
+    """Restores the newest checkpoint that restores, with `target`'s structure and shardings.
+
+    Newer checkpoints that fail to restore are moved aside (never deleted) with a
+    `CheckpointWarning` naming their path and error.
+
+    Raises:
+      CheckpointError: no checkpoint restores (it says what to delete), or there is none.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if not steps:
+      raise CheckpointError(f"no checkpoint in {self.directory}.")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    return jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
+    failures: list[tuple[int, Exception]] = []
+    for step in steps:
+      # A fresh manager per attempt: a failed restore can leave orbax's handler state
+      # unusable for the next one (an emptied step folder does).
+      manager = self._new_manager()
+      try:
+        restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+        failures.append((step, e))
+        continue
+      finally:
+        manager.close()
+      for bad_step, error in failures:
+        moved = self._move_aside(bad_step)
+        warnings.warn(
+            f"checkpoint {self._step_path(bad_step)} does not restore ({_describe(error)}); "
+            f"moved it to {moved} and resumed from step {step} "
+            f"({self._step_path(step)}).", CheckpointWarning, stacklevel=2)
+      if failures:
+        self._manager.close()
+        self._manager = self._new_manager()
+      return jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
+    listing = "; ".join(f"{self._step_path(s)}: {_describe(e)}" for s, e in failures)
+    raise CheckpointError(
+        f"no checkpoint in {self.directory} restores ({listing}). If the config or the code "
+        f"changed since they were written, rerun in another --workdir; otherwise they are "
+        f"damaged: delete {self.directory} (or move it away) to train from step 0.")
+
+  def _step_path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _move_aside(self, step: int) -> str:
+    """Moves a step's folder to `<directory>_damaged/<step>[.n]`; returns the new path."""
+    aside = self.directory.rstrip(os.sep) + "_damaged"
+    os.makedirs(aside, exist_ok=True)
+    dest, n = os.path.join(aside, str(step)), 0
+    while os.path.exists(dest):
+      n += 1
+      dest = os.path.join(aside, f"{step}.{n}")
+    if jax.process_index() == 0:
+      shutil.move(self._step_path(step), dest)
+    return dest
 
   def should_save(self, step: int) -> bool:
     return self.every > 0 and step % self.every == 0
@@ -46,3 +134,19 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def check_directory(directory: str) -> None:
+  """Raises a ConfigError if `directory` (or a folder above it) is a file."""
+  p = os.path.abspath(directory)
+  while p != os.path.dirname(p):
+    if os.path.exists(p) and not os.path.isdir(p):
+      raise ConfigError(
+          f"checkpoint folder {directory} cannot be created: {p} is a file. Move the file "
+          f"away or pass another --workdir, e.g. --workdir runs/my_run.")
+    p = os.path.dirname(p)
+
+
+def _describe(error: Exception) -> str:
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__

@@ -16,9 +16,11 @@ from jax.sharding import Mesh
 
 from experiments.engine import parallel
 from experiments.engine.checkpoint import Checkpointer
+from experiments.engine.checks import check_engine_config
 from experiments.engine.optim import learning_rate_schedule, make_optimizer
 from experiments.engine.prefetch import prefetch
 from experiments.engine.task import Task, TrainState, default_finalize
+from experiments.engine.workdir import check_workdir, save_config
 from experiments.engine.writers import MetricWriter
 
 Hook = Callable[[int, TrainState], None]
@@ -109,7 +111,7 @@ def evaluate(task: Task, ts: TrainState, mesh: Mesh, *, eval_fn: Callable | None
 
 def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
           mesh: Mesh | None = None, hooks: Sequence[Hook] = (), progress: bool = True,
-          prefetch_size: int = 2) -> TrainResult:
+          prefetch_size: int = 2, run_config: Any = None) -> TrainResult:
   """Trains `task` as described by `config`; resumes from `workdir` if it has checkpoints.
 
   Args:
@@ -118,22 +120,31 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
       (see `make_optimizer`), and optionally `log_every` (10), `eval_every`
       (0: only at the end), `checkpoint_every` (0: only at the end).
     workdir: checkpoints in `<workdir>/checkpoints`, metrics in
-      `<workdir>/metrics.jsonl`, `<kind>.csv`, `tb/`. None: neither.
+      `<workdir>/metrics.jsonl`, `<kind>.csv`, `tb/`, the config in
+      `<workdir>/config.json` (a rerun with another config is refused, see
+      `experiments.engine.workdir`). None: none of these.
     mesh: a 1-D "data" mesh (default: all devices of all processes).
     hooks: called as `hook(step, train_state)` after every step (tests use
       this to kill the process mid-run).
     progress: show a tqdm bar on process 0.
     prefetch_size: batches placed on device ahead of the step.
+    run_config: what `<workdir>/config.json` records and compares (default
+      `config`); a trainer that derives `config` passes the experiment's own.
 
   Raises:
+    ConfigError: a bad config value, or a workdir that holds another config's run;
+      raised before any work.
     NonFiniteLossError: naming the first step whose loss was not finite.
+    CheckpointError: the workdir has checkpoints and none restores.
   """
   mesh = mesh or parallel.make_mesh()
+  check_engine_config(config, mesh)
+  run_config = config if run_config is None else run_config
+  check_workdir(workdir, run_config)
   num_steps = int(config["num_steps"])
   batch_size = int(config["batch_size"])
   log_every = max(1, int(config.get("log_every", 10) or 10))
   eval_every = int(config.get("eval_every", 0) or 0)
-  parallel.check_batch_size(batch_size, mesh)
   tx = make_optimizer(config["optimizer"])
   lr_schedule = learning_rate_schedule(config["optimizer"])
 
@@ -141,18 +152,22 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
   if workdir is not None:
     checkpointer = Checkpointer(f"{workdir}/checkpoints",
                                 every=int(config.get("checkpoint_every", 0) or 0))
+  first = parallel.put_batch(next(iter(task.train_batches(0))), mesh)
+  ts = init_train_state(task, tx, first, seed=int(config["seed"]), mesh=mesh)
+  if checkpointer is not None and checkpointer.latest_step() is not None:
+    try:
+      ts = checkpointer.restore(ts)
+    except BaseException:
+      checkpointer.close()
+      raise
+  start_step = int(jax.device_get(ts.step))
+  save_config(workdir, run_config)
   writer = MetricWriter(workdir)
   history: list[dict[str, Any]] = []
 
   def record(kind, step, metrics):
     writer.write(kind, step, metrics)
     history.append({"kind": kind, "step": int(step), **metrics})
-
-  first = parallel.put_batch(next(iter(task.train_batches(0))), mesh)
-  ts = init_train_state(task, tx, first, seed=int(config["seed"]), mesh=mesh)
-  if checkpointer is not None and checkpointer.latest_step() is not None:
-    ts = checkpointer.restore(ts)
-  start_step = int(jax.device_get(ts.step))
 
   step_fn = jax.jit(make_train_step(task, tx))
   eval_fn = jax.jit(task.eval_step) if task.eval_step is not None else None

@@ -15,6 +15,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from experiments.config import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -67,16 +69,19 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, *, name: str = "batch_size") -> None:
-  """Raises a ValueError naming the fix when `batch_size` does not split evenly."""
+  """Raises a ConfigError naming the fix when `batch_size` does not split evenly."""
   n = mesh.size
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    raise ConfigError(f"--set {name}={batch_size!r}: must be a positive integer; e.g. "
+                      f"--set {name}={max(n, 100 - 100 % n)}.")
   if batch_size % n:
     lo = max(n, batch_size - batch_size % n)
-    raise ValueError(
-        f"{name}={batch_size} is not divisible by the {n} devices; use a multiple "
-        f"of {n} (e.g. {lo} or {lo + n}), or run on fewer devices.")
+    raise ConfigError(
+        f"--set {name}={batch_size}: {name}={batch_size} is not divisible by the {n} devices; "
+        f"use a multiple of {n} (e.g. --set {name}={lo} or {lo + n}), or run on fewer devices.")
   if batch_size % jax.process_count():
-    raise ValueError(f"{name}={batch_size} is not divisible by the "
-                     f"{jax.process_count()} processes.")
+    raise ConfigError(f"--set {name}={batch_size}: not divisible by the "
+                      f"{jax.process_count()} processes.")
 
 
 def local_rows(global_batch_size: int) -> slice:

@@ -11,11 +11,23 @@ from typing import Any
 import jax
 
 
+def drop_partial_line(path: str) -> None:
+  """Cuts a last line that has no newline (a run killed while writing it) off `path`."""
+  if not os.path.exists(path) or os.path.getsize(path) == 0:
+    return
+  with open(path, "rb+") as f:
+    data = f.read()
+    if data.endswith(b"\n"):
+      return
+    f.truncate(data.rfind(b"\n") + 1)
+
+
 class MetricWriter:
   """Appends metric rows to `<workdir>/metrics.jsonl`, `<workdir>/<kind>.csv`, `<workdir>/tb/`.
 
   A resumed run appends; rows for steps redone after the last checkpoint
-  appear twice, and `read_metrics` keeps the last one.
+  appear twice, and `read_metrics` keeps the last one. A row cut short by a
+  killed run is dropped before appending, so the files stay readable.
   """
 
   def __init__(self, workdir: str | None, *, tensorboard: bool = True):
@@ -26,6 +38,7 @@ class MetricWriter:
     if not self.active:
       return
     os.makedirs(workdir, exist_ok=True)
+    drop_partial_line(os.path.join(workdir, "metrics.jsonl"))
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
     if tensorboard:
       from tensorboardX import SummaryWriter
@@ -41,6 +54,7 @@ class MetricWriter:
     self._jsonl.flush()
     if kind not in self._csv:
       path = os.path.join(self.workdir, f"{kind}.csv")
+      drop_partial_line(path)
       exists = os.path.exists(path) and os.path.getsize(path) > 0
       f = open(path, "a", newline="")
       w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
@@ -66,14 +80,28 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, float]]:
-  """Rows of `<workdir>/metrics.jsonl`, one per (kind, step), the last written wins."""
+  """Rows of `<workdir>/metrics.jsonl`, one per (kind, step), the last written wins.
+
+  A last line cut short (a run killed while writing it) is skipped; a damaged
+  line before it raises a ValueError naming the file and line.
+  """
   rows: dict[tuple[str, int], dict] = {}
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    for line in f:
+    lines = f.read().split("\n")
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
       r = json.loads(line)
-      if kind is None or r["kind"] == kind:
-        rows[(r["kind"], r["step"])] = r
+      key = (r["kind"], r["step"])
+    except (ValueError, KeyError, TypeError) as e:
+      if number == len(lines):  # no newline after it: cut short by a kill
+        break
+      raise ValueError(f"{path}, line {number}: not a metrics row ({type(e).__name__}: {e}); "
+                       f"delete that line.") from e
+    if kind is None or r["kind"] == kind:
+      rows[key] = r
   return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1]))]

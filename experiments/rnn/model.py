@@ -49,6 +49,8 @@ VARIANT_LABELS = {
     "ln_star": "LN*", "dn": "DN", "dn_star": "DN*",
 }
 CELL_LABELS = {"lstm": "LSTM", "tanh": "tanh RNN", "relu": "ReLU RNN"}
+# DN border modes: "valid" (the default), and the paper code's reproduction modes.
+BORDERS = ("valid", "zeros", "zeros_with_divisor_bug")
 _LSTM_GATES = 4  # i, j, f, o
 
 

@@ -109,4 +109,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-  main()
+  from experiments.config import cli
+  cli(main)

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from experiments import engine
-from experiments.config import apply_overrides
+from experiments.config import ConfigError, apply_overrides, check_dir, check_writable_dir
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
 from experiments.rnn import task as rnn_task
@@ -37,7 +37,13 @@ from experiments.rnn.configs import rnn_lm
 
 
 def load_config(name: str, arg: str):
-  return importlib.import_module(f"experiments.rnn.configs.{name}").get_config(arg)
+  """`get_config(arg)` of the config module `name` in experiments/rnn/configs."""
+  try:
+    module = importlib.import_module(f"experiments.rnn.configs.{name}")
+  except ModuleNotFoundError:
+    raise ConfigError(f"--config {name!r}: no such config in experiments/rnn/configs; use "
+                      "rnn_lm (the paper's) or rnn_lm_quick; e.g. --config rnn_lm_quick.") from None
+  return module.get_config(arg)
 
 
 def steady_tokens_per_second(history: list[dict[str, Any]], bptt_steps: int) -> float:
@@ -174,6 +180,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   if args.merge:
     return merge(args.merge, speed_path=args.speed or None, out=pathlib.Path(args.out),
                  name=args.name or f"{args.dataset}_{args.config}")
+  if args.data_dir:
+    check_dir(args.data_dir, flag="--data_dir", example="/data/simple-examples/data")
+  check_writable_dir(args.out, flag="--out", example="results/rnn")
   cells = args.cells.split(",")
   variants = list(rnn.VARIANTS) if args.variants == "all" else args.variants.split(",")
   cfgs = []
@@ -182,8 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       cfg = load_config(args.config, f"{c},{v},{args.dataset}")
       cfg.data.data_dir = args.data_dir
       cfgs.append(apply_overrides(cfg, args.set))
-  for cfg in cfgs:  # fail fast on a bad config before any training
-    rnn_task.build_model(cfg, 10, train=True)
+  mesh = engine.make_mesh()
+  for cfg in cfgs:  # fail fast on a bad config before any reading or training
+    rnn_task.validate(cfg, mesh)
   d = cfgs[0].data
   corpus = text.load_corpus(args.dataset, data_dir=args.data_dir or None,
                             vocab_size=int(d.vocab_size))
@@ -196,7 +206,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           "machine": machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(
               timespec="seconds"), "corpus_stats": corpus.stats(), "wall_seconds": 0.0,
           "overrides": args.set}
-  mesh = engine.make_mesh()
   results: list[dict[str, Any]] = []
   t0 = time.perf_counter()
   for cfg in cfgs:
@@ -212,4 +221,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-  main()
+  from experiments.config import cli
+  cli(main)

@@ -21,6 +21,14 @@ import optax
 
 from divnorm import linen as dnn
 from experiments import engine
+from experiments.config import (
+    ConfigError,
+    check_choice,
+    check_dir,
+    check_float,
+    check_int,
+    flag_for,
+)
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
 
@@ -45,6 +53,44 @@ def build_model(cfg: Mapping[str, Any], vocab_size: int, *, train: bool
       vocab_size=vocab_size, hidden_size=int(m["hidden_size"]),
       num_layers=int(m["num_layers"]), cell=cfg["cell"], spec=spec, train=train,
       init_scale=float(m["init_scale"]), unroll=int(m.get("unroll", 1)))
+
+
+def validate(cfg: Mapping[str, Any], mesh=None) -> None:
+  """Checks every field of an RNN LM config; raises a ConfigError naming the flag and the fix."""
+  check_choice(cfg["cell"], rnn.CELLS, flag=flag_for("cell"))
+  check_choice(cfg["variant"], rnn.VARIANTS, flag=flag_for("variant"))
+  d, m, n = cfg["data"], cfg["model"], cfg["norm"]
+  check_choice(d["dataset"], ("shakespeare", "ptb"), flag=flag_for("data.dataset"))
+  if d["data_dir"]:
+    check_dir(d["data_dir"], flag=flag_for("data.data_dir"), example="/data/ptb")
+  check_int(d["vocab_size"], flag=flag_for("data.vocab_size"), minimum=2, example=10000)
+  check_int(d["max_eval_batches"], flag=flag_for("data.max_eval_batches"), minimum=0, example=0)
+  for key, example in (("hidden_size", 200), ("num_layers", 2), ("unroll", 1)):
+    check_int(m.get(key, 1), flag=flag_for(f"model.{key}"), example=example)
+  check_float(m["init_scale"], flag=flag_for("model.init_scale"), example=0.1)
+  for key, example in (("sigma", 1.0), ("l1_alpha", 0.001)):
+    check_float(n[key], flag=flag_for(f"norm.{key}"), example=example, inclusive=True)
+  check_float(n["bn_momentum"], flag=flag_for("norm.bn_momentum"), example=0.9, inclusive=True,
+              maximum=1.0)
+  window = check_int(n["dn_window"], flag=flag_for("norm.dn_window"), example=61)
+  if window % 2 == 0:
+    raise ConfigError(f"--set norm.dn_window={window}: a centred window needs an odd width; "
+                      f"e.g. --set norm.dn_window={window + 1}.")
+  check_choice(n["dn_border"], rnn.BORDERS, flag=flag_for("norm.dn_border"))
+  for key, example in (("batch_size", 20), ("bptt_steps", 20), ("num_epochs", 13),
+                       ("decay_from_epoch", 5)):
+    check_int(cfg[key], flag=flag_for(key), example=example)
+  for key, example in (("max_steps", 200), ("log_every", 100), ("eval_every", 1000),
+                       ("checkpoint_every", 1000)):
+    check_int(cfg.get(key, 0), flag=flag_for(key), minimum=0, example=example)
+  check_int(cfg["seed"], flag=flag_for("seed"), minimum=0, example=0)
+  engine.check_optimizer(dict(cfg["optimizer"], boundaries=[]))  # boundaries come from epochs
+  try:
+    build_model(cfg, 10, train=True)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if mesh is not None:
+    engine.check_batch_size(cfg["batch_size"], mesh)
 
 
 def steps_per_epoch(cfg: Mapping[str, Any], num_tokens: int) -> int:
@@ -189,11 +235,13 @@ def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[A
     corpus: the corpus already in memory (default: read the one `cfg.data` names).
   """
   mesh = mesh or engine.make_mesh()
-  build_model(cfg, 10, train=True)  # a bad cell, variant or window fails before any reading
+  validate(cfg, mesh)
+  engine.check_workdir(workdir, cfg)
   corpus = corpus if corpus is not None else load_corpus(cfg)
   ecfg = engine_config(cfg, corpus.train.size)
   result = engine.train(make_task(cfg, corpus, eval_split="valid"), config=ecfg,
-                        workdir=workdir, mesh=mesh, hooks=hooks, progress=progress)
+                        workdir=workdir, mesh=mesh, hooks=hooks, progress=progress,
+                        run_config=cfg)
   test = engine.evaluate(make_task(cfg, corpus, eval_split="test"), result.train_state, mesh)
   return dataclasses.replace(result, eval_metrics={
       **result.eval_metrics, **{f"test_{k}": v for k, v in test.items() if k != "count"}})

@@ -81,4 +81,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from experiments.config import cli
+  cli(main)

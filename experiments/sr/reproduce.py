@@ -25,6 +25,8 @@ import platform
 import sys
 import time
 
+from experiments.config import ConfigError, positive_int
+
 
 def _config(path: str, variant: str, scale: int, num_steps: int | None, source: str):
   from experiments.config import load_config
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--config", default="experiments/sr/configs/sr_srcnn_fast.py",
                  help="sr_srcnn_fast.py (ours: Adam, takes NUM_STEPS) or sr_srcnn.py (paper)")
-  p.add_argument("--num_steps", type=int, default=800,
+  p.add_argument("--num_steps", type=positive_int(800), default=800,
                  help="steps per run (fast config only; the paper config has its own)")
   p.add_argument("--scales", default="3,4")
   p.add_argument("--variants", default="bicubic,srcnn,bn,dn")
@@ -120,34 +122,66 @@ def main(argv=None) -> int:
   import jax
   import numpy as np
 
-  from experiments.config import apply_overrides
+  from experiments.config import apply_overrides, check_dir, check_writable_dir, parse_ints
+  from experiments.engine import check_workdir, make_mesh
   from experiments.sr import data as sr
+  from experiments.sr import imaging as sr_image
   from experiments.sr import model as srcnn
   from experiments.sr import task as sr_task
 
-  scales = [int(s) for s in args.scales.split(",")]
-  variants = [srcnn.canonical_variant(v) for v in args.variants.split(",")]
-  os.makedirs(args.out, exist_ok=True)
+  # Every flag, config and workdir is checked before the first run starts.
+  scales = parse_ints(args.scales, flag="--scales", example="3,4", choices=sr_image.SCALES)
+  try:
+    variants = [srcnn.canonical_variant(v) for v in args.variants.split(",")]
+  except ValueError as e:
+    raise ConfigError(f"--variants {args.variants!r}: {e} E.g. --variants bicubic,srcnn,bn,dn."
+                      ) from None
+  r0, c0, size = parse_ints(args.crop, flag="--crop", example="60,150,120", count=3, minimum=0)
+  if size < 1:
+    raise ConfigError(f"--crop {args.crop!r}: the size must be >= 1; e.g. --crop 60,150,120.")
+  sr_task.check_source(args.source, flag="--source")
+  sr_task.check_source(args.test_source, flag="--test_source")
+  check_dir(args.data_dir, flag="--data_dir", example="~/tensorflow_datasets")
+  check_writable_dir(args.workdir, flag="--workdir", example="runs/sr")
+  check_writable_dir(args.out, flag="--out", example="results/sr")
   fast = "fast" in os.path.basename(args.config)
-  results, per_image, configs, timings, panels = {}, {}, {}, {}, {}
   test_source = args.test_source or args.source
+  mesh = make_mesh()
+  cfgs = {}
   for s in scales:
-    cfg0 = _config(args.config, "bicubic", s, args.num_steps if fast else None, args.source)
-    cfg0.test_source = args.test_source
-    cfg0.data_dir = args.data_dir
-    test_images = sr.test_set(test_source, scale=s, data_dir=args.data_dir)
-    names = [im.name for im in test_images]
-    fig_idx = names.index(args.figure_image) if args.figure_image in names else 0
-    fig_im = test_images[fig_idx]
-    b = srcnn.BORDER
-    chroma = None if fig_im.chroma is None else fig_im.chroma[b:-b, b:-b]
-    panels[s] = [("ground truth", colourize(fig_im.target[b:-b, b:-b].astype(float), chroma))]
-    results[f"x{s}"], per_image[f"x{s}"] = {}, {}
     for v in variants:
       cfg = _config(args.config, v, s, args.num_steps if fast else None, args.source)
       cfg.test_source = args.test_source
       cfg.data_dir = args.data_dir
       apply_overrides(cfg, args.set)
+      sr_task.validate(cfg, mesh)
+      if v != "bicubic":
+        check_workdir(os.path.join(args.workdir, f"x{s}_{v}"), cfg)
+      cfgs[(s, v)] = cfg
+  test_sets = {s: sr.test_set(test_source, scale=s, data_dir=args.data_dir) for s in scales}
+  b = srcnn.BORDER
+  for s, test_images in test_sets.items():
+    names = [im.name for im in test_images]
+    fig_im = test_images[names.index(args.figure_image) if args.figure_image in names else 0]
+    h, w = (n - 2 * b for n in fig_im.target.shape)
+    if r0 + size > h or c0 + size > w:
+      raise ConfigError(
+          f"--crop {args.crop!r}: the crop ends at row {r0 + size}, column {c0 + size}, outside "
+          f"the {h}x{w} figure image {fig_im.name!r} at x{s} (after the {b}-pixel border); e.g. "
+          f"--crop 0,0,{min(h, w, 120)}.")
+
+  os.makedirs(args.out, exist_ok=True)
+  results, per_image, configs, timings, panels = {}, {}, {}, {}, {}
+  for s in scales:
+    test_images = test_sets[s]
+    names = [im.name for im in test_images]
+    fig_idx = names.index(args.figure_image) if args.figure_image in names else 0
+    fig_im = test_images[fig_idx]
+    chroma = None if fig_im.chroma is None else fig_im.chroma[b:-b, b:-b]
+    panels[s] = [("ground truth", colourize(fig_im.target[b:-b, b:-b].astype(float), chroma))]
+    results[f"x{s}"], per_image[f"x{s}"] = {}, {}
+    for v in variants:
+      cfg = cfgs[(s, v)]
       workdir = os.path.join(args.workdir, f"x{s}_{v}")
       t0 = time.time()
       result = sr_task.train_and_evaluate(cfg, workdir, progress=not args.no_progress,
@@ -183,7 +217,6 @@ def main(argv=None) -> int:
   test_name = test_source.split("/")[-1] if test_source.startswith("folder:") else test_source
   table = write_table(os.path.join(args.out, "table.md"), results, scales, variants,
                       test_name=test_name, note=note)
-  r0, c0, size = (int(x) for x in args.crop.split(","))
   write_figure(os.path.join(args.out, "figure.png"), panels, crop=(r0, c0, size),
                image_name=args.figure_image if args.figure_image in names else names[0])
   with open(os.path.join(args.out, "results.json"), "w") as f:
@@ -199,4 +232,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from experiments.config import cli
+  cli(main)

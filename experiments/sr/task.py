@@ -28,8 +28,17 @@ import numpy as np
 
 from divnorm import linen as dnn
 from experiments import engine
+from experiments.config import (
+    ConfigError,
+    check_choice,
+    check_dir,
+    check_float,
+    check_int,
+    flag_for,
+)
 from experiments.data import batching
 from experiments.sr import data as sr
+from experiments.sr import imaging as sr_image
 from experiments.sr import metrics
 from experiments.sr import model as srcnn
 
@@ -43,6 +52,61 @@ def build_model(cfg) -> srcnn.SRCNN:
   if norm.dn_border not in srcnn.BORDERS:
     raise ValueError(f"unknown dn_border {norm.dn_border!r}; valid: {', '.join(srcnn.BORDERS)}.")
   return srcnn.SRCNN(variant=variant, norm=norm, init_std=float(cfg.init_std))
+
+
+def check_source(source: str | None, *, flag: str) -> None:
+  """A source name: "photographs", "div2k" or "folder:/path" naming an existing folder."""
+  if source is None:
+    return
+  if source in ("photographs", "div2k"):
+    return
+  if isinstance(source, str) and source.startswith("folder:"):
+    path = source.split(":", 1)[1]
+    if not os.path.isdir(path):
+      raise ConfigError(f"{flag}={source!r}: the folder {path!r} does not exist; pass a folder "
+                        f"of images, e.g. {flag}=folder:/data/Set14.")
+    return
+  raise ConfigError(f"{flag}={source!r}: use photographs, div2k or folder:/path/to/images; "
+                    f"e.g. {flag}=photographs.")
+
+
+def validate(cfg, mesh=None) -> None:
+  """Checks every field of an SR config; raises a ConfigError naming the flag and the fix."""
+  try:
+    variant = srcnn.canonical_variant(cfg.variant)
+  except ValueError as e:
+    raise ConfigError(f"--set variant={cfg.variant!r}: {e}") from None
+  try:
+    sr_image.check_scale(cfg.scale)
+  except ValueError as e:
+    raise ConfigError(f"--set scale={cfg.scale!r}: {e} E.g. --set scale=3.") from None
+  check_source(cfg.source, flag=flag_for("source"))
+  check_source(cfg.test_source, flag=flag_for("test_source"))
+  check_dir(cfg.data_dir, flag=flag_for("data_dir"), example="~/tensorflow_datasets")
+  if cfg.max_test_images is not None:
+    check_int(cfg.max_test_images, flag=flag_for("max_test_images"), example=5)
+  check_choice(cfg.antialias, (True, False), flag=flag_for("antialias"))
+  if variant == "bicubic":
+    return
+  patch = check_int(cfg.patch_size, flag=flag_for("patch_size"), example=33)
+  if patch <= 2 * srcnn.BORDER:
+    raise ConfigError(f"--set patch_size={patch}: SRCNN 9-5-5 (VALID) needs patches of more "
+                      f"than {2 * srcnn.BORDER} pixels; e.g. --set patch_size=33.")
+  check_float(cfg.init_std, flag=flag_for("init_std"), example=srcnn.INIT_STD)
+  n = cfg.norm
+  for key in ("dn_summation", "dn_suppression"):
+    w = tuple(n[key])
+    if len(w) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0
+                          for v in w):
+      raise ConfigError(f"--set norm.{key}={w!r}: two positive odd window widths; e.g. "
+                        f"--set norm.{key}=(5,5).")
+  for key, example in (("dn_sigma", 1.0), ("dn_l1_alpha", 0.1), ("bn_sigma", 0.01)):
+    check_float(n[key], flag=flag_for(f"norm.{key}"), example=example, inclusive=True)
+  check_float(n.bn_momentum, flag=flag_for("norm.bn_momentum"), example=0.9, inclusive=True,
+              maximum=1.0)
+  check_choice(n.dn_border, srcnn.BORDERS, flag=flag_for("norm.dn_border"))
+  check_int(cfg.eval_patches, flag=flag_for("eval_patches"), example=256)
+  engine.check_engine_config(cfg, mesh)
 
 
 def eval_patches(test_images: Sequence[sr.TestImage], *, patch_size: int, count: int,
@@ -177,13 +241,14 @@ def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks=(), progres
   The bicubic variant trains nothing and scores the bicubic input.
   """
   variant = srcnn.canonical_variant(cfg.variant)
+  mesh = mesh or engine.make_mesh()
+  validate(cfg, None if variant == "bicubic" else mesh)
+  if variant != "bicubic":
+    engine.check_workdir(workdir, cfg)
   if test_images is None:
     test_images = load_test_images(cfg)
   if variant == "bicubic":
     return _bicubic_result(cfg, workdir, test_images)
-  mesh = mesh or engine.make_mesh()
-  engine.check_batch_size(cfg.batch_size, mesh)
-  engine.check_batch_size(cfg.eval_batch_size, mesh, name="eval_batch_size")
   task = make_task(cfg, test_images=test_images)
   result = engine.train(task, config=cfg, workdir=workdir, mesh=mesh, hooks=hooks,
                         progress=progress)

@@ -8,9 +8,12 @@ Argument: "VARIANT,DATASET[,BORDER]", e.g.
 
 (quote the argument: `*` and `+` are shell characters). VARIANT is one of
 baseline, baseline+L1, BN, BN+L1, BN-s, BN*, LN, LN+L1, LN-s, LN*, DN, DN*;
-DATASET one of fashion_mnist, fashion_mnist_tfds, cifar10, cifar100; BORDER
-(DN only) "valid" (default: statistics over in-bounds entries) or "zeros" (the
-reference code's zero padding). Schedule, optimizer and batch are the paper's:
+DATASET one of fashion_mnist, fashion_mnist_tfds, cifar10, cifar100. BORDER
+(DN only) is "valid" (default: statistics over the in-bounds entries of each
+window), or one of the two reproduction modes of the paper's code: "zeros" (its
+zero padding: out-of-bounds entries count as zeros) and "zeros_with_divisor_bug"
+(its zero padding and its division of the suppression sum by the summation
+window's size), kept only to match its numbers. Schedule, optimizer and batch are the paper's:
 momentum 0.9, lr 1e-3, batch 100; baseline 50k steps (x0.1 at 5k, 30k),
 normalized 80k steps (x0.1 at 30k, 50k). sigma and alpha are the paper's for
 CIFAR-100 on cifar100 and for CIFAR-10 otherwise.
