@@ -23,7 +23,7 @@
 # normalizer, batch norm, layer norm, divisive norm, and DN* (divisive norm with the smoothing
 # term $\sigma$ and the L1 penalty). Everything below is the experiments' own code
 # (`experiments/cnn/`: the model, its config with the paper's recipe, the task, and the shared
-# training engine); only the schedule is short, 150 steps of batch 100 on the full
+# training engine); only the schedule is short, 100 steps of batch 100 on the full
 # Fashion-MNIST, and the plots are drawn here. `python -m experiments.main compare` runs the
 # same comparison longer from the command line.
 
@@ -50,7 +50,7 @@ if "google.colab" in sys.modules:
 # a subset (compiling each variant's step is most of a quick run's time).
 QUICK = os.environ.get("DIVNORM_NOTEBOOK_QUICK") == "1"
 VARIANTS = ("DN*",) if QUICK else ("baseline", "BN", "LN", "DN", "DN*")
-NUM_STEPS = 3 if QUICK else 150                 # steps of batch 100 per variant
+NUM_STEPS = 3 if QUICK else 100                 # steps of batch 100 per variant
 MAX_TRAIN_EXAMPLES = 500 if QUICK else None     # None: all 60,000
 MAX_EVAL_EXAMPLES = 100 if QUICK else 1000      # of the 10,000 test images
 DATA_DIR = None                                 # None: /usr/share/datasets/fashion-mnist
@@ -139,7 +139,7 @@ for variant, result in results.items():
         f"{result.eval_metrics['cross_entropy']:20.4f}{last['cross_entropy']:17.4f}")
 
 # %% [markdown]
-# After 150 steps (a quarter of an epoch) this measures early training only, one seed:
+# After 100 steps (a sixth of an epoch) this measures early training only, one seed:
 # read gaps of a point or less as noise. In this project's longer runs
 # ([results/cnn](https://github.com/divnorm-org/divnorm/blob/main/results/cnn/README.md): 400 steps) batch norm and the baseline lead at this
 # point, layer norm trails, and DN* and DN sit between them, ahead of LN, as in the paper; the
