@@ -85,6 +85,11 @@ DAMAGES = ["files truncated", "array data truncated", "metadata replaced by garb
            "folder emptied"]
 
 
+# Orbax's failed read of truncated array data leaves coroutines that its closed event loop
+# cannot finish; Python reports them as unraisable when they are collected, at a time that
+# depends on the garbage collector. They are orbax's clean-up, not this test's subject (the
+# resume itself is asserted below), so they are not turned into errors here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("kind", DAMAGES)
 def test_resume_past_a_damaged_latest_checkpoint(kind, eight_steps, uninterrupted, tmp_path):
   wd = str(tmp_path / "run")
