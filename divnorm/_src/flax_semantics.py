@@ -229,6 +229,18 @@ def group_reduction_axes(reduction_axes, ndim: int) -> tuple[int, ...]:
   return axes
 
 
+def group_layout(x, mask, channel_axis, reduction_axes):
+  """``(x, mask, reduction, channel)``: `x` and `mask` with divnorm's `channel_axis` moved
+  last (Flax's group-norm layout) and Flax's group-norm reduction axes on that layout;
+  move the output back with ``jnp.moveaxis(y, -1, channel)``."""
+  x = jnp.asarray(x)
+  channel = canonical_axes(channel_axis, x.ndim, "channel_axis")[0]
+  if mask is not None:
+    mask = jnp.moveaxis(broadcast_mask(mask, x.shape), channel, -1)
+  x = jnp.moveaxis(x, channel, -1)
+  return x, mask, group_reduction_axes(reduction_axes, x.ndim), channel
+
+
 def instance_reduction_axes(feature_axes, ndim: int) -> tuple[int, ...]:
   features = canonical_axes(feature_axes, ndim, "feature_axes")
   if 0 in features:

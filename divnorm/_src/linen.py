@@ -220,12 +220,8 @@ def _rms_norm(self, x, *, mask=None):
 @nn.compact
 def _group_norm(self, x, *, mask=None):
   """Normalizes `x` over `reduction_axes` and the channels of each group."""
-  x = jnp.asarray(x)
-  channel = fs.canonical_axes(self.channel_axis, x.ndim, "channel_axis")[0]
-  if mask is not None:
-    mask = jnp.moveaxis(fs.broadcast_mask(mask, x.shape), channel, -1)
-  x = jnp.moveaxis(x, channel, -1)  # divnorm's channel_axis: Flax's layout, channels last
-  reduction = fs.group_reduction_axes(self.reduction_axes, x.ndim)
+  x, mask, reduction, channel = fs.group_layout(x, mask, self.channel_axis,
+                                                self.reduction_axes)
   num_groups = fs.check_groups(self.num_groups, self.group_size, x.shape[-1])
   y = self._normalize(x, reduction, (x.ndim - 1,), mask, num_groups=num_groups)
   return jnp.moveaxis(y, -1, channel)
