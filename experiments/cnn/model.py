@@ -118,18 +118,21 @@ class CNN(nn.Module):
     border: DN border mode ("valid": average over in-bounds entries;
       "zeros": the reference code's zero padding; see divnorm.normalize).
     bn_momentum: decay of BN running averages (0.9 in the reference code).
+    learn_sigma: learn each normalizer's sigma (as ``exp(log_sigma)``, starting
+      at the variant's sigma), as the paper's ResNet config does.
   """
   num_classes: int
   norm: NormSpec
   border: str = "valid"
   bn_momentum: float = 0.9
+  learn_sigma: bool = False
 
   def _normalize(self, z_BxHxWxC, *, layer: int, train: bool):
     n = self.norm
     if n.kind == "none":
       return L1Activity(n.l1_alpha, name=f"l1_{layer}")(z_BxHxWxC) if n.l1_alpha > 0 else z_BxHxWxC
     common = dict(sigma=n.sigma, l1_alpha=n.l1_alpha, use_scale=n.affine, use_bias=n.affine,
-                  name=f"norm_{layer}")
+                  learn_sigma=self.learn_sigma, name=f"norm_{layer}")
     if n.kind == "batch":
       return dnn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                            **common)(z_BxHxWxC)
@@ -156,6 +159,12 @@ class CNN(nn.Module):
     h_BxH = nn.Dense(HIDDEN, kernel_init=nn.initializers.normal(DENSE_INIT_STD), name="fc_0")(x_BxD)
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(DENSE_INIT_STD),
                     name="fc_1")(h_BxH)
+
+
+def learned_sigmas(params) -> dict[str, jax.Array]:
+  """``{"sigma_norm_0": sigma, ...}``: each normalizer's learned sigma (empty without any)."""
+  return {f"sigma_{name}": jnp.exp(p["log_sigma"]).reshape(())
+          for name, p in params.items() if isinstance(p, dict) and "log_sigma" in p}
 
 
 def cross_entropy(logits_BxK: jax.Array, labels_B: jax.Array) -> jax.Array:

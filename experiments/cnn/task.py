@@ -21,8 +21,12 @@ from experiments.data import batching, images
 def build_model(cfg, num_classes: int) -> cnn.CNN:
   variant = cnn.canonical_variant(cfg.variant)
   check_choice(cfg.border, cnn.BORDERS, flag=flag_for("border"))
-  return cnn.CNN(num_classes=num_classes, norm=cnn.variant_spec(variant, cfg.hparams),
-                 border=cfg.border)
+  learn_sigma = bool(cfg.get("learn_sigma", False))
+  norm = cnn.variant_spec(variant, cfg.hparams)
+  if learn_sigma and norm.kind == "none":
+    raise ConfigError(f"--set learn_sigma=True: variant {variant!r} has no normalizer whose "
+                      f"sigma could be learned; pick a BN, LN or DN variant.")
+  return cnn.CNN(num_classes=num_classes, norm=norm, border=cfg.border, learn_sigma=learn_sigma)
 
 
 def make_task(cfg, *, train_split: images.ImageSplit, test_split: images.ImageSplit
@@ -42,8 +46,9 @@ def make_task(cfg, *, train_split: images.ImageSplit, test_split: images.ImageSp
         model, {"params": params, **state}, batch["image"], train=train, mutable=mutable)
     ce = jnp.mean(cnn.cross_entropy(logits_BxK, batch["label"]))
     accuracy = jnp.mean((jnp.argmax(logits_BxK, -1) == batch["label"]).astype(jnp.float32))
-    return ce + penalty, ({**state, **updates}, {"cross_entropy": ce, "penalty": penalty,
-                                                 "accuracy": accuracy})
+    metrics = {"cross_entropy": ce, "penalty": penalty, "accuracy": accuracy,
+               **cnn.learned_sigmas(params)}
+    return ce + penalty, ({**state, **updates}, metrics)
 
   def eval_step(params, state, batch):
     logits_BxK = model.apply({"params": params, **state}, batch["image"], train=False)
@@ -81,6 +86,7 @@ def validate(cfg, mesh=None) -> None:
   images.check_dataset(cfg.dataset)
   check_choice(cfg.hparams, cnn.HPARAM_SETS, flag=flag_for("hparams"))
   check_choice(cfg.border, cnn.BORDERS, flag=flag_for("border"))
+  build_model(cfg, 10)  # refuses learn_sigma on a variant without a normalizer
   check_dir(cfg.data_dir, flag=flag_for("data_dir"), example="/usr/share/datasets/fashion-mnist")
   for key in ("max_train_examples", "max_eval_examples"):
     if cfg[key] is not None:

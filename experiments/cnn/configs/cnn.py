@@ -59,6 +59,9 @@ def get_config(arg: str = "DN,cifar10") -> ml_collections.ConfigDict:
   cfg.data_dir = ml_collections.config_dict.placeholder(str)
   cfg.hparams = hparams
   cfg.border = border
+  # Learn each normalizer's sigma (exp(log_sigma), from the variant's sigma), as the
+  # paper's ResNet config does; train metrics then log sigma_norm_<layer>.
+  cfg.learn_sigma = False
   cfg.seed = 0
   cfg.batch_size = 100
   cfg.eval_batch_size = 100
