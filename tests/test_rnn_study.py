@@ -1,0 +1,134 @@
+"""The early-stopped RNN study (experiments/rnn/study.py): a tiny real job, resume, the rule, report."""
+
+import json
+import math
+import os
+
+import pytest
+
+from experiments.rnn import study
+from experiments.rnn import task as rnn_task
+
+pytestmark = pytest.mark.loose_promotion  # optax / engine internals
+
+# A real job, shrunk: 2,400 training tokens, hidden 16, batch 8 (the suite's 8 CPU devices),
+# 3 eval batches of valid and test; 59 steps per epoch.
+TINY = study.Schedule(train_tokens=2_400, max_epochs=3, patience=1, hidden_size=16,
+                      vocab_size=300, max_eval_batches=3, batch_size=8, bptt_steps=5)
+JOB = study.Job("lstm", "baseline", 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("rnn_study")
+  runs, results = str(root / "runs"), str(root / "results")
+  row = study.run_job(JOB, runs_dir=runs, results_dir=results, schedule=TINY)
+  return row, runs, results
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
+
+
+def _rows(valid, test_at=None):
+  return [{"step": 10 * (i + 1), "epoch": i + 1, "valid_perplexity": v,
+           **({"test_perplexity": test_at[i]} if test_at and test_at[i] is not None else {})}
+          for i, v in enumerate(valid)]
+
+
+def test_rule_picks_first_lowest_valid_and_counts_patience():
+  rows = _rows([200.0, 150.0, 140.0, 145.0, 140.0, 139.0])
+  state = study.early_stopping(rows[:5], patience=2)
+  assert state["best"]["step"] == 30 and state["since_best"] == 2 and state["stop"]
+  assert not study.early_stopping(rows[:5], patience=3)["stop"]
+  # An equal valid value is no improvement; a lower one resets the count.
+  late = study.early_stopping(rows, patience=3)
+  assert late["best"]["step"] == 60 and late["since_best"] == 0 and not late["stop"]
+  # Order of the rows does not matter (a resumed log may append out of order).
+  assert study.early_stopping(rows[::-1], patience=3)["best"]["step"] == 60
+  with pytest.raises(ValueError, match="patience"):
+    study.early_stopping(rows, patience=0)
+
+
+def test_summary_reports_test_at_best_valid_not_at_the_end():
+  rows = _rows([200.0, 150.0, 160.0, 170.0], test_at=[210.0, 155.0, None, None])
+  train = [{"step": s, "perplexity": p, "examples_per_second": 10.0}
+           for s, p in ((10, 300.0), (20, 120.0), (30, 90.0), (40, 80.0))]
+  out = study.summarize_run(rows, train, patience=2, bptt_steps=20)
+  assert out["test_perplexity"] == 155.0 and out["best_epoch"] == 2
+  assert out["stopped_epoch"] == 4 and out["stop_reason"] == "patience"
+  assert out["train_perplexity_at_best"] == 120.0 and out["tokens_per_second"] == 200.0
+  assert study.summarize_run(rows[:3], train, patience=2, bptt_steps=20)["stop_reason"] == (
+      "max_epochs")
+
+
+def test_tiny_job_writes_result_with_test_of_the_best_model(tiny_run):
+  row, runs, results = tiny_run
+  out = os.path.join(results, JOB.name)
+  assert sorted(os.listdir(out)) == ["config.json", "early_stopping.jsonl", "metrics.jsonl",
+                                     "result.json"]
+  with open(os.path.join(out, "result.json")) as f:
+    saved = json.load(f)
+  assert saved["test_perplexity"] == row["test_perplexity"] and math.isfinite(
+      row["test_perplexity"])
+  epoch = rnn_task.steps_per_epoch(study.job_config(JOB, TINY), TINY.train_tokens)
+  assert [r["step"] for r in row["curve"]] == [epoch * (i + 1) for i in range(len(row["curve"]))]
+  best = min(row["curve"], key=lambda r: r["valid_perplexity"])
+  assert row["best_step"] == best["step"] and row["test_perplexity"] == best["test_perplexity"]
+  assert row["stop_reason"] == "patience" or row["stopped_epoch"] == TINY.max_epochs
+  # The test perplexity is the model's at the best valid point: a fresh run of exactly
+  # best_step steps (same seed, same schedule) ends with the same test perplexity.
+  cfg = study.job_config(JOB, TINY)
+  cfg.max_steps = row["best_step"]
+  corpus = study.load_corpus(TINY.vocab_size, TINY.train_tokens)
+  fresh = rnn_task.train_and_evaluate(cfg, None, progress=False, corpus=corpus)
+  assert fresh.eval_metrics["test_perplexity"] == pytest.approx(row["test_perplexity"], rel=1e-5)
+
+
+def test_finished_job_is_not_trained_again(tiny_run, monkeypatch):
+  _, runs, results = tiny_run
+  metrics = os.path.join(runs, JOB.name, "metrics.jsonl")
+  before = _read(metrics)
+  # The worker skips a job whose result exists.
+  def fail(*a, **k):
+    raise AssertionError("a finished job was run again")
+  monkeypatch.setattr(study, "run_job", fail)
+  assert study.main(["worker", "--cells", "lstm", "--variants", "baseline", "--seeds", "0",
+                     "--runs_dir", runs, "--results_dir", results]) == 0
+  monkeypatch.undo()
+  # Without its result.json, a stopped run rewrites it from its log, without training.
+  again = study.run_job(JOB, runs_dir=runs, results_dir=str(os.path.join(runs, "..", "r2")),
+                        schedule=TINY)
+  assert _read(metrics) == before
+  assert again["test_perplexity"] == tiny_run[0]["test_perplexity"]
+
+
+def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
+  row, _, results = tiny_run
+  folder = tmp_path / "converged"
+  folder.mkdir()
+  os.symlink(os.path.join(results, JOB.name), folder / JOB.name)
+  failed = folder / "tanh-dn-s1"
+  failed.mkdir()
+  (failed / "result.json").write_text(json.dumps(
+      {"cell": "tanh", "variant": "dn", "seed": 1, "name": "tanh-dn-s1",
+       "failed": "NonFiniteLossError: non-finite loss nan at step 3"}))
+  text = study.report(str(folder), command="python -m experiments.rnn.study report")
+  assert (folder / "table.md").read_text() == text and (folder / "curves.png").stat().st_size
+  base = next(line for line in text.splitlines() if line.startswith("| Baseline")
+              and f"s0 {row['test_perplexity']:.1f}" in line)
+  assert "s1 not run" in base and "115.7" in base  # one seed, the other marked; paper's LSTM
+  assert "| DN | not run |" in text  # the LSTM DN: no seed finished
+  assert "s1 failed" in text and "failed: tanh-dn-s1" in text
+  assert "Jobs finished: 1 of 20" in text
+
+
+def test_jobs_order_and_bad_choices():
+  names = [j.name for j in study.jobs()]
+  assert len(names) == 20 and len(set(names)) == 20
+  assert names[:6] == ["lstm-baseline-s0", "lstm-baseline-s1", "lstm-dn_star-s0",
+                       "lstm-dn_star-s1", "lstm-ln_star-s0", "lstm-ln_star-s1"]
+  assert [j.name for j in study.jobs(("tanh",), ("dn",), (1,))] == ["tanh-dn-s1"]
+  with pytest.raises(study.ConfigError, match="--variants: unknown bn"):
+    study.jobs(variants=("bn",))
