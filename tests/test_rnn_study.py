@@ -122,6 +122,14 @@ def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
   assert "| DN | not run |" in text  # the LSTM DN: no seed finished
   assert "s1 failed" in text and "failed: tanh-dn-s1" in text
   assert "Jobs finished: 1 of 20" in text
+  assert "| LSTM | DN* vs Baseline | not run | | | 0, 1 |" in text
+
+
+def test_comparison_describes_the_seeds():
+  assert study.comparison([100.0, 102.0], [110.0, 104.0]) == {
+      "diff": -6.0, "relative": -6.0 / 107.0, "separated": "A lower"}
+  assert study.comparison([100.0, 105.0], [104.0, 110.0])["separated"] == "overlap"
+  assert study.comparison([120.0], [110.0, 115.0])["separated"] == "A higher"
 
 
 def test_jobs_order_and_bad_choices():

@@ -56,6 +56,9 @@ DECAY_FROM_EPOCH = 5
 EVALS_PER_EPOCH = 1
 PATIENCE = 2
 ES_FILE = "early_stopping.jsonl"
+# The comparisons the protocol names, per cell: (A, B) reads "A against B".
+COMPARISONS = (("dn_star", "baseline"), ("ln_star", "baseline"), ("dn_star", "dn"),
+               ("ln_star", "ln"), ("dn", "baseline"), ("dn_star", "ln_star"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,9 +387,48 @@ def render_table(results: dict[str, dict], *, command: str, seeds: Sequence[int]
       paper = rnn_lm.PAPER_PTB_TEST_PERPLEXITY[cell][v]
       lines.append(f"| {rnn.VARIANT_LABELS[v]} | " + " | ".join(cols) + f" | {paper:.1f} |")
     lines.append("")
+  lines += _comparison_lines(results, seeds)
   lines += ["Learning curves: [`curves.png`](curves.png) (valid perplexity per epoch, every "
             "finished run; the marker is the best valid point).", ""]
   return "\n".join(lines)
+
+
+def _test_values(results: dict[str, dict], cell: str, variant: str, seeds: Sequence[int]
+                 ) -> list[float]:
+  rows = [results.get(Job(cell, variant, s).name) for s in seeds]
+  return [float(r["test_perplexity"]) for r in rows if r is not None and "failed" not in r]
+
+
+def comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+  """Mean test perplexity of A minus B, and whether every seed of A lies on one side of B's.
+
+  ``separated`` is "A lower" when max(A) < min(B), "A higher" when min(A) > max(B),
+  else "overlap" (a description of the seeds, not a significance test).
+  """
+  diff = float(np.mean(a) - np.mean(b))
+  side = "A lower" if max(a) < min(b) else "A higher" if min(a) > max(b) else "overlap"
+  return {"diff": diff, "relative": diff / float(np.mean(b)), "separated": side}
+
+
+def _comparison_lines(results: dict[str, dict], seeds: Sequence[int]) -> list[str]:
+  from experiments.rnn import model as rnn
+  lines = ["## Named comparisons (test perplexity, A minus B)", "",
+           "Difference of the seed means, relative to B, and whether the seeds separate "
+           "(every seed of A below, or above, every seed of B); a description of 2 seeds, "
+           "not a significance test.", "",
+           "| cell | A vs B | A - B | relative | seeds | n (A, B) |", "|---|---|---|---|---|---|"]
+  for cell in CELLS:
+    for va, vb in COMPARISONS:
+      a, b = (_test_values(results, cell, v, seeds) for v in (va, vb))
+      label = f"{rnn.VARIANT_LABELS[va]} vs {rnn.VARIANT_LABELS[vb]}"
+      if not a or not b:
+        lines.append(f"| {rnn.CELL_LABELS[cell]} | {label} | not run | | | "
+                     f"{len(a)}, {len(b)} |")
+        continue
+      c = comparison(a, b)
+      lines.append(f"| {rnn.CELL_LABELS[cell]} | {label} | {c['diff']:+.1f} | "
+                   f"{c['relative']:+.1%} | {c['separated']} | {len(a)}, {len(b)} |")
+  return lines + [""]
 
 
 def plot_curves(results: dict[str, dict], path: str) -> None:
