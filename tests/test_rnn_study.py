@@ -104,6 +104,27 @@ def test_finished_job_is_not_trained_again(tiny_run, monkeypatch):
   assert again["test_perplexity"] == tiny_run[0]["test_perplexity"]
 
 
+def test_killed_job_resumes_to_the_same_evaluations(tiny_run, tmp_path, monkeypatch):
+  row, _, _ = tiny_run
+  epoch = row["curve"][0]["step"]
+  call = study.EarlyStoppingHook.__call__
+
+  def killed_mid_second_epoch(self, step, ts):
+    if step == epoch + epoch // 2:
+      raise KeyboardInterrupt  # after epoch 1's evaluation and checkpoint
+    call(self, step, ts)
+
+  runs, results = str(tmp_path / "runs"), str(tmp_path / "results")
+  monkeypatch.setattr(study.EarlyStoppingHook, "__call__", killed_mid_second_epoch)
+  with pytest.raises(KeyboardInterrupt):
+    study.run_job(JOB, runs_dir=runs, results_dir=results, schedule=TINY)
+  assert [r["step"] for r in study.read_rows(os.path.join(runs, JOB.name, study.ES_FILE))] == [
+      epoch]
+  monkeypatch.undo()
+  resumed = study.run_job(JOB, runs_dir=runs, results_dir=results, schedule=TINY)
+  assert resumed["curve"] == row["curve"]  # same evaluations, none repeated
+
+
 def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
   row, _, results = tiny_run
   folder = tmp_path / "converged"

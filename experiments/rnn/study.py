@@ -229,8 +229,10 @@ def _train(cfg, workdir: str, corpus, schedule: Schedule) -> None:
                     or any(r["step"] >= ecfg["num_steps"] for r in hook.rows)):
     return  # stopped before; only the result is missing
   try:
+    # No prefetch thread: the hook ends training by raising, which would leave the
+    # producer thread blocked on its full queue for the life of the worker.
     engine.train(hook.valid_task, config=ecfg, workdir=workdir, mesh=mesh, hooks=[hook],
-                 progress=False, run_config=cfg)
+                 progress=False, run_config=cfg, prefetch_size=0)
   except _Stop:
     pass
 
