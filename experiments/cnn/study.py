@@ -33,7 +33,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
@@ -41,7 +40,13 @@ import numpy as np
 from experiments.cnn import model as cnn_model
 from experiments.cnn import reproduce
 from experiments.cnn.configs import cnn as cnn_config
-from experiments.config import ConfigError, check_dir, check_writable_dir, positive_int
+from experiments.config import (
+    ConfigError,
+    apply_overrides,
+    check_dir,
+    check_writable_dir,
+    positive_int,
+)
 
 DATASET = "fashion_mnist"
 SUBSET = 5_000
@@ -120,8 +125,11 @@ def jobs(plans=PLANS) -> list[Job]:
   return out
 
 
-def job_config(job: Job, data_dir: str | None = None):
-  """The engine config of `job` (the paper's CNN and recipe, the protocol's schedule)."""
+def job_config(job: Job, data_dir: str | None = None, overrides=()):
+  """The engine config of `job` (the paper's CNN and recipe, the protocol's schedule).
+
+  `overrides` ("key=value", as `--set`) apply last: for tests and shrunk runs only.
+  """
   cfg = reproduce.build_config(job.variant, DATASET, num_steps=None, border="valid")
   cfg.data_dir = data_dir
   cfg.seed = job.seed
@@ -134,7 +142,7 @@ def job_config(job: Job, data_dir: str | None = None):
   cfg.log_every = max(1, min(20, job.num_steps // 60))
   cfg.eval_every = job.num_steps if job.plan == "small_batch" else max(1, job.num_steps // 2)
   cfg.checkpoint_every = max(1, job.num_steps // 4)
-  return cfg
+  return apply_overrides(cfg, overrides)
 
 
 def _mean_between(rows, key: str, lo: float, hi: float) -> float:
@@ -142,14 +150,15 @@ def _mean_between(rows, key: str, lo: float, hi: float) -> float:
   return float(np.mean(values)) if values else float("nan")
 
 
-def run_job(job: Job, *, runs_dir: str, results_dir: str, data_dir: str | None = None) -> dict:
+def run_job(job: Job, *, runs_dir: str, results_dir: str, data_dir: str | None = None,
+            overrides=()) -> dict:
   """Trains `job` (resuming), measures it, and writes its results folder; returns its row."""
   from experiments import engine
   from experiments.cnn import analysis
   from experiments.cnn import task as cnn_task
   from experiments.data import images
 
-  cfg = job_config(job, data_dir)
+  cfg = job_config(job, data_dir, overrides)
   workdir = os.path.join(runs_dir, job.name)
   out = os.path.join(results_dir, job.name)
   train_split, test_split = data = cnn_task.load_data(cfg)
