@@ -3,7 +3,7 @@ r"""The converged CNN study of results/PROTOCOL.md: every run, resumable, one wo
   python -m experiments.cnn.study run                         # every plan, in the protocol's order
   python -m experiments.cnn.study run --plans table,sigma     # some plans
   python -m experiments.cnn.study list                        # the jobs, and which are done
-  python -m experiments.cnn.study report                      # tables and figures (study_report)
+  python -m experiments.cnn.study_report                      # tables and figures
 
 Plans (results/PROTOCOL.md fixes every number here before the runs):
 
@@ -242,7 +242,7 @@ def worker(args) -> int:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("command", choices=("run", "list", "report", "worker"))
+  p.add_argument("command", choices=("run", "list", "worker"))
   p.add_argument("--plans", default=",".join(PLANS), help=f"subset of {','.join(PLANS)}")
   p.add_argument("--workers", type=positive_int(2), default=2,
                  help="processes, each on its own core with single-threaded XLA")
@@ -260,9 +260,6 @@ def main(argv=None) -> int:
             f"{j.num_steps} steps, batch {j.batch_size}, lr {j.learning_rate:g}, "
             f"cuts {j.boundaries}")
     return 0
-  if args.command == "report":
-    from experiments.cnn import study_report
-    return study_report.main(["--results_dir", args.results_dir])
   check_writable_dir(args.runs_dir, flag="--runs_dir", example="runs/study")
   check_writable_dir(args.results_dir, flag="--results_dir", example="results/cnn/converged")
   if args.command == "worker":

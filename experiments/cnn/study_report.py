@@ -1,6 +1,6 @@
 r"""Tables and figures of the converged CNN study (results/PROTOCOL.md) from its result folders.
 
-  python -m experiments.cnn.study report        # = python -m experiments.cnn.study_report
+  python -m experiments.cnn.study_report
 
 Reads ``<results>/<job>/result.json`` (and metrics.jsonl, first_layer_samples.npz) of
 whatever jobs have finished and writes, in ``<results>``:
@@ -148,7 +148,7 @@ def render(summary: dict) -> str:
            "except the columns marked *paper*, which are Ren et al. (ICLR 2017) on CIFAR-10 "
            "(Tables 3/7 and 10), copied for reference.", "",
            "Command: `python -m experiments.cnn.study run` (resumable), then "
-           "`python -m experiments.cnn.study report`.", "",
+           "`python -m experiments.cnn.study_report`.", "",
            "Machine: " + "; ".join(summary["machine"] or ["n/a"]) +
            " (one single-threaded worker process per core).", ""]
   t = summary["table"]
