@@ -146,3 +146,15 @@ def test_run_job_writes_results_and_the_report_reads_them(tmp_path):
   assert "| baseline | not run |" in md and "| DN | 2 |" in md
   assert "0.7100 ± 0.0141" in md  # mean ± std of 0.70, 0.72
   assert "DN* learned sigma" in md and os.path.exists(os.path.join(results, "sigma.png"))
+
+
+def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
+  from experiments.cnn import compare
+  table = tmp_path / "table.csv"
+  table.write_text("variant,steps,test_accuracy\nBN,400,0.8286\nDN*,400,0.7739\n")
+  summary = tmp_path / "summary.json"
+  summary.write_text(json.dumps({"table": {"BN": {
+      "steps": 1200, "test_accuracy": seed_stats.summarize([0.85, 0.86, 0.87])}}}))
+  text = compare.beside_converged(str(table), str(summary))
+  assert "| BN | 0.8286 (400) | 0.8600 ± 0.0100 (n=3, 1200 steps) |" in text
+  assert "| DN* | 0.7739 (400) | not in the study |" in text
