@@ -34,11 +34,13 @@ def test_schedule_is_the_papers_scaled():
 def test_jobs_run_seed_by_seed_and_names_are_unique():
   jobs = study.jobs()
   names = [j.name for j in jobs]
-  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 * 3 * 2 + 7
+  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 + 3 * 3 * 2 + 7
   first = [j for j in jobs if j.plan in ("table", "sigma")]
   assert [j.seed for j in first] == sorted(j.seed for j in first)
   assert all(j.learn_sigma == (j.plan == "sigma") for j in jobs)
   assert {j.max_train_examples for j in jobs if j.plan == "full"} == {None}
+  long = [j for j in jobs if j.plan == "baseline_long"]
+  assert [(j.variant, j.num_steps, j.boundaries) for j in long] == [("baseline", 1200, (450, 750))] * 3
   with pytest.raises(ConfigError, match="unknown plan"):
     study.jobs(("table", "tabel"))
 

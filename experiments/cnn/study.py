@@ -15,6 +15,10 @@ Plans (results/PROTOCOL.md fixes every number here before the runs):
   50k). Each run also measures Table 10 on its first layer.
 - ``sigma``: DN* with sigma learned per layer (``learn_sigma``), seeds 0-2,
   the table's schedule; its train metrics log ``sigma_norm_<layer>``.
+- ``baseline_long``: the baseline on the normalized networks' schedule (1,200
+  steps, x0.1 at 450 and 750), seeds 0-2. Added after the runs started
+  (results/PROTOCOL.md, deviation 1): on the paper's baseline schedule the
+  baseline stops short of the overfitting regime.
 - ``small_batch``: BN, LN and DN at batch 4, 16 and 64, seeds 0-1, 30,000
   training examples each (steps = 30,000 / batch), lr 1e-2 x batch / 100 (the
   linear scaling rule), x0.1 at 37.5% and 62.5% of the steps.
@@ -61,7 +65,7 @@ SMALL_BATCHES = (4, 16, 64)
 SMALL_BATCH_SEEDS = (0, 1)
 SMALL_BATCH_EXAMPLES = 30_000
 FULL_SEEDS = (0,)
-PLANS = ("table", "sigma", "small_batch", "full")
+PLANS = ("table", "sigma", "baseline_long", "small_batch", "full")
 PROBE_IMAGES = 1_000
 SAMPLES_SAVED = 2_048
 
@@ -117,6 +121,10 @@ def jobs(plans=PLANS) -> list[Job]:
       out += [_table_job("table", v, seed, SUBSET) for v in TABLE_VARIANTS]
     if "sigma" in plans:
       out.append(_table_job("sigma", SIGMA_VARIANT, seed, SUBSET, learn_sigma=True))
+    if "baseline_long" in plans:
+      steps, cuts = paper_schedule("DN")
+      out.append(Job("baseline_long", "baseline", seed, BATCH_SIZE, steps, cuts, LEARNING_RATE,
+                     SUBSET))
   if "small_batch" in plans:
     out += [small_batch_job(v, b, s) for s in SMALL_BATCH_SEEDS for v in SMALL_BATCH_VARIANTS
             for b in SMALL_BATCHES]
@@ -201,7 +209,7 @@ def run_job(job: Job, *, runs_dir: str, results_dir: str, data_dir: str | None =
   for name in ("metrics.jsonl", "config.json"):
     shutil.copyfile(os.path.join(workdir, name), os.path.join(out, name))
   if job.seed == 0 and job.plan in ("table", "sigma"):
-    z = analysis.samples(acts, max_samples=SAMPLES_SAVED, seed=0).astype(np.float16)
+    z = analysis.samples(acts, max_samples=SAMPLES_SAVED, seed=0).astype(np.float32)
     np.savez_compressed(os.path.join(out, "first_layer_samples.npz"), samples=z)
   _write_json(os.path.join(out, "result.json"), row)
   return row
