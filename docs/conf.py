@@ -183,6 +183,11 @@ def copy_markdown(src: Path, dst: Path, title: str | None = None, keep=()) -> No
 def copy_reports() -> None:
   out = GENERATED / "results"
   pages = []
+  # The report of the converged study and its protocols first, then each experiment's report.
+  for name in ("REPORT", "PROTOCOL", "PROTOCOL_RNN"):
+    if (ROOT / "results" / f"{name}.md").exists():
+      copy_markdown(ROOT / "results" / f"{name}.md", out / f"{name.lower()}.md")
+      pages.append(name.lower())
   for readme in sorted(ROOT.glob("results/*/README.md")):
     name = readme.parent.name
     copy_markdown(readme, out / f"{name}.md")

@@ -1,0 +1,387 @@
+r"""Tables and figures of the converged CNN study (results/PROTOCOL.md) from its result folders.
+
+  python -m experiments.cnn.study_report
+
+Reads ``<results>/<job>/result.json`` (and metrics.jsonl, first_layer_samples.npz) of
+whatever jobs have finished and writes, in ``<results>``:
+
+- ``summary.md``: the main table (test accuracy, mean ± std over seeds, the 95%
+  interval, the convergence check, the paper's CIFAR-10 numbers labelled as the
+  paper's), the named comparisons with Welch tests and Holm's adjustment, Table 10
+  beside the paper's, learned sigma, small batches and the full training split;
+- ``summary.json``: the same numbers, for `make demo` and the tests;
+- ``curves.png``, ``table10_joint_histograms.png``, ``sigma.png``, ``small_batch.png``.
+
+Missing jobs are shown as not run; nothing is filled in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+
+import numpy as np
+
+from experiments import seed_stats
+from experiments.cnn import study
+from experiments.cnn.analysis import PAPER_TABLE10, joint_histogram
+from experiments.cnn.paper import PAPER_ACCURACY
+from experiments.engine import read_metrics
+
+# The comparisons named in results/PROTOCOL.md before the runs.
+ACCURACY_COMPARISONS = (("DN*", "DN"), ("LN*", "LN"), ("BN*", "BN"), ("DN*", "baseline"),
+                        ("DN", "baseline"), ("DN", "BN"), ("DN", "LN"))
+TABLE10_COMPARISONS = (("BN*", "BN"), ("LN*", "LN"), ("DN*", "DN"))
+# Added after the runs started (PROTOCOL.md, deviation 1): against the baseline trained on the
+# normalized networks' schedule. Reported unadjusted, outside the fixed family.
+LONG_BASELINE = "baseline (1,200 steps)"
+POST_HOC_COMPARISONS = tuple((v, LONG_BASELINE) for v in ("BN", "BN*", "LN*", "DN", "DN*"))
+PLATEAU_TOLERANCE = 0.05
+
+
+def load_results(results_dir: str) -> list[dict]:
+  """Every finished job's result.json under `results_dir` (failed runs included)."""
+  rows = []
+  for path in sorted(glob.glob(os.path.join(results_dir, "*", "result.json"))):
+    with open(path) as f:
+      rows.append(json.load(f))
+  return rows
+
+
+def _group(rows, plan: str, **match) -> dict[str, list[dict]]:
+  out: dict[str, list[dict]] = {}
+  for r in rows:
+    if r["plan"] == plan and "failed" not in r and all(r[k] == v for k, v in match.items()):
+      out.setdefault(r["variant"], []).append(r)
+  return out
+
+
+def converged(r: dict) -> bool:
+  """The protocol's check: the last two tenths' mean training CE differ by < 5%."""
+  a, b = r["train_ce_80_90"], r["train_ce_90_100"]
+  return bool(abs(a - b) <= PLATEAU_TOLERANCE * max(a, b))
+
+
+def _comparisons(groups, pairs, key: str) -> list[dict]:
+  tests = []
+  for a, b in pairs:
+    if a in groups and b in groups:
+      t = seed_stats.welch([r[key] for r in groups[a]], [r[key] for r in groups[b]])
+      tests.append({"a": a, "b": b, "key": key, **t})
+  adjusted = seed_stats.holm([t["p"] for t in tests])
+  for t, p in zip(tests, adjusted, strict=True):
+    t["p_holm"] = p
+    t["significant"] = bool(not math.isnan(p) and p < 0.05)
+  return tests
+
+
+def _table_entry(runs: list[dict]) -> dict:
+  return {
+      "seeds": sorted(r["seed"] for r in runs),
+      "test_accuracy": seed_stats.summarize([r["test_accuracy"] for r in runs]),
+      "train_accuracy": seed_stats.summarize([r["train_accuracy"] for r in runs]),
+      "train_cross_entropy": seed_stats.summarize([r["train_cross_entropy"] for r in runs]),
+      "converged": [converged(r) for r in runs],
+      "correlation": seed_stats.summarize([r["table10_correlation"] for r in runs]),
+      "mutual_information": seed_stats.summarize([r["table10_mutual_information"] for r in runs]),
+      "steps": runs[0]["num_steps"]}
+
+
+def summarize(rows: list[dict]) -> dict:
+  """The study's numbers: per plan and variant, mean/std/ci95 over seeds, and the tests."""
+  table = _group(rows, "table")
+  long = _group(rows, "baseline_long").get("baseline")
+  out = {"table": {}, "accuracy_tests": [], "table10_tests": [], "post_hoc_tests": [],
+         "sigma": {}, "small_batch": {}, "full": {},
+         "failed": [r["name"] for r in rows if "failed" in r]}
+  for v in study.TABLE_VARIANTS:
+    if table.get(v):
+      out["table"][v] = _table_entry(table[v])
+  if long:
+    out["table"][LONG_BASELINE] = _table_entry(long)
+  out["accuracy_tests"] = _comparisons(table, ACCURACY_COMPARISONS, "test_accuracy")
+  if long:
+    for a, b in POST_HOC_COMPARISONS:
+      if a in table:
+        t = seed_stats.welch([r["test_accuracy"] for r in table[a]],
+                             [r["test_accuracy"] for r in long])
+        out["post_hoc_tests"].append({"a": a, "b": b, "key": "test_accuracy", **t})
+  out["table10_tests"] = (_comparisons(table, TABLE10_COMPARISONS, "table10_correlation")
+                          + _comparisons(table, TABLE10_COMPARISONS,
+                                         "table10_mutual_information"))
+  adjusted = seed_stats.holm([t["p"] for t in out["table10_tests"]])  # one family of 6
+  for t, p in zip(out["table10_tests"], adjusted, strict=True):
+    t["p_holm"], t["significant"] = p, bool(not math.isnan(p) and p < 0.05)
+  for v, runs in _group(rows, "sigma").items():
+    layers = sorted(runs[0]["sigmas"])
+    out["sigma"][v] = {
+        "seeds": sorted(r["seed"] for r in runs),
+        "test_accuracy": seed_stats.summarize([r["test_accuracy"] for r in runs]),
+        "converged": [converged(r) for r in runs],
+        "final_sigma": {k: seed_stats.summarize([r["sigmas"][k] for r in runs]) for k in layers}}
+    fixed = table.get(v)
+    if fixed:
+      out["sigma"][v]["vs_fixed_sigma"] = seed_stats.welch(
+          [r["test_accuracy"] for r in runs], [r["test_accuracy"] for r in fixed])
+  for v, runs in _group(rows, "small_batch").items():
+    by_batch: dict[int, list[dict]] = {}
+    for r in runs:
+      by_batch.setdefault(r["batch_size"], []).append(r)
+    out["small_batch"][v] = {str(b): {"seeds": sorted(r["seed"] for r in rs),
+                                      "test_accuracy": [r["test_accuracy"] for r in
+                                                        sorted(rs, key=lambda r: r["seed"])],
+                                      "mean": float(np.mean([r["test_accuracy"] for r in rs])),
+                                      "learning_rate": rs[0]["learning_rate"],
+                                      "steps": rs[0]["num_steps"]}
+                             for b, rs in sorted(by_batch.items())}
+  for v, runs in _group(rows, "full").items():
+    out["full"][v] = {"test_accuracy": seed_stats.summarize([r["test_accuracy"] for r in runs]),
+                      "train_accuracy": seed_stats.summarize([r["train_accuracy"] for r in runs]),
+                      "seeds": sorted(r["seed"] for r in runs), "steps": runs[0]["num_steps"]}
+  machines = sorted({r.get("machine", "") for r in rows if r.get("machine")})
+  out["machine"] = machines
+  return out
+
+
+def _fmt(s, digits=4):
+  return seed_stats.format_mean(s, digits)
+
+
+def _p(x):
+  return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
+
+
+def render(summary: dict) -> str:
+  """summary.md."""
+  lines = ["# The converged CNN study: results", "",
+           "Protocol: [results/PROTOCOL.md](../../PROTOCOL.md) (fixed before the runs). "
+           "Data: Fashion-MNIST, the first 5,000 training images, the full 10,000-image test "
+           "split (plan `full`: all 60,000 training images). Every number is our measurement "
+           "except the columns marked *paper*, which are Ren et al. (ICLR 2017) on CIFAR-10 "
+           "(Tables 3/7 and 10), copied for reference.", "",
+           "Command: `python -m experiments.cnn.study run` (resumable), then "
+           "`python -m experiments.cnn.study_report`.", "",
+           "Machine: " + "; ".join(summary["machine"] or ["n/a"]) +
+           " (one single-threaded worker process per core).", ""]
+  t = summary["table"]
+  lines += ["## Test accuracy (mean ± std over seeds)", "",
+            "| Model | seeds | steps | test accuracy | 95% interval | train accuracy (subset) "
+            "| train CE (subset) | converged | *paper CIFAR-10* |",
+            "|---|---|---|---|---|---|---|---|---|"]
+  for v in (*study.TABLE_VARIANTS, LONG_BASELINE):
+    paper = PAPER_ACCURACY.get(v, (math.nan,))[0]
+    paper_text = "" if math.isnan(paper) else f"{paper:.4f}"
+    if v not in t:
+      if v != LONG_BASELINE:
+        lines.append(f"| {v} | not run | | | | | | | {paper_text} |")
+      continue
+    r = t[v]
+    ta = r["test_accuracy"]
+    ci = "n/a" if math.isnan(ta["ci95"]) else f"{ta['mean'] - ta['ci95']:.4f}-{ta['mean'] + ta['ci95']:.4f}"
+    conv = f"{sum(r['converged'])}/{len(r['converged'])}"
+    lines.append(f"| {v} | {len(r['seeds'])} | {r['steps']} | {_fmt(ta)} | {ci} | "
+                 f"{_fmt(r['train_accuracy'])} | {_fmt(r['train_cross_entropy'], 3)} | {conv} | "
+                 f"{paper_text} |")
+  lines += ["", "Converged: runs whose mean minibatch training cross entropy over the last "
+            "tenth of the steps is within 5% of the tenth before it. "
+            f"*{LONG_BASELINE}*: the baseline on the normalized networks' schedule, added after "
+            "the runs started (PROTOCOL.md, deviation 1); the paper's baseline schedule is the "
+            "row *baseline*.", "",
+            "## Named comparisons of test accuracy (Welch t-test, Holm-adjusted over the 7)", "",
+            "| comparison | difference of means | p | p (Holm) | significant at 0.05 |",
+            "|---|---|---|---|---|"]
+  for c in summary["accuracy_tests"]:
+    lines.append(f"| {c['a']} - {c['b']} | {c['diff']:+.4f} | {_p(c['p'])} | "
+                 f"{_p(c['p_holm'])} | {'yes' if c['significant'] else 'not established'} |")
+  if summary["post_hoc_tests"]:
+    lines += ["", f"Added after the fact, against *{LONG_BASELINE}* (Welch, unadjusted, not "
+              "part of the family above):", "",
+              "| comparison | difference of means | p |", "|---|---|---|"]
+    for c in summary["post_hoc_tests"]:
+      lines.append(f"| {c['a']} - {c['b']} | {c['diff']:+.4f} | {_p(c['p'])} |")
+  lines += ["", "## Table 10: first-layer pre-normalization statistics", "",
+            "Mean |Pearson correlation| and mutual information (nats, 20x20 joint histograms) "
+            "over the 496 pairs of the first convolution's 32 channels, on the first 1,000 "
+            "test images (binning in `experiments/cnn/analysis.py`).", "",
+            "| Model | correlation | MI | *paper correlation* | *paper MI* |",
+            "|---|---|---|---|---|"]
+  for v in (*study.TABLE_VARIANTS, LONG_BASELINE):
+    pc, pm = PAPER_TABLE10.get(v, (math.nan, math.nan))
+    paper = "| |" if math.isnan(pc) else f"| {pc:.4f} | {pm:.4f} |"
+    if v in t:
+      lines.append(f"| {v} | {_fmt(t[v]['correlation'], 3)} | "
+                   f"{_fmt(t[v]['mutual_information'], 3)} {paper}")
+  lines += ["", "With vs without L1 (Welch, Holm-adjusted over these 6):", "",
+            "| comparison | statistic | difference | p | p (Holm) | significant |",
+            "|---|---|---|---|---|---|"]
+  for c in summary["table10_tests"]:
+    stat = "correlation" if c["key"] == "table10_correlation" else "MI"
+    lines.append(f"| {c['a']} - {c['b']} | {stat} | {c['diff']:+.4f} | {_p(c['p'])} | "
+                 f"{_p(c['p_holm'])} | {'yes' if c['significant'] else 'not established'} |")
+  if summary["sigma"]:
+    lines += ["", "## Learned sigma", "",
+              "| Model | seeds | test accuracy | vs fixed sigma (diff, p) | final sigma per layer |",
+              "|---|---|---|---|---|"]
+    for v, r in summary["sigma"].items():
+      vs = r.get("vs_fixed_sigma")
+      vs_text = f"{vs['diff']:+.4f}, p {_p(vs['p'])}" if vs else "n/a"
+      sig = ", ".join(f"{k.removeprefix('sigma_')}: {_fmt(s, 3)}"
+                      for k, s in r["final_sigma"].items())
+      lines.append(f"| {v} learned sigma (from 0.5) | {len(r['seeds'])} | "
+                   f"{_fmt(r['test_accuracy'])} | {vs_text} | {sig} |")
+    lines += ["", "![sigma per layer](sigma.png)"]
+  if summary["small_batch"]:
+    batches = sorted({int(b) for r in summary["small_batch"].values() for b in r})
+    lines += ["", "## Small batches (30,000 training examples each; lr = 1e-2 x batch / 100)", "",
+              "Test accuracy, mean of the seeds (each seed's value in brackets).", "",
+              "| Model | " + " | ".join(f"batch {b}" for b in batches) + " |",
+              "|---|" + "---|" * len(batches)]
+    for v, r in summary["small_batch"].items():
+      cells = []
+      for b in batches:
+        c = r.get(str(b))
+        cells.append("not run" if c is None else f"{c['mean']:.4f} [" + ", ".join(
+            f"{a:.4f}" for a in c["test_accuracy"]) + "]")
+      lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += ["", "![small batches](small_batch.png)"]
+  if summary["full"]:
+    lines += ["", "## The full training split (60,000 images; same schedule: 2 epochs)", "",
+              "| Model | seeds | test accuracy | train accuracy | steps |", "|---|---|---|---|---|"]
+    for v in study.TABLE_VARIANTS:
+      if v in summary["full"]:
+        r = summary["full"][v]
+        lines.append(f"| {v} | {len(r['seeds'])} | {_fmt(r['test_accuracy'])} | "
+                     f"{_fmt(r['train_accuracy'])} | {r['steps']} |")
+  if summary["failed"]:
+    lines += ["", "Failed runs (kept as results): " + ", ".join(summary["failed"])]
+  lines += ["", "Figures: [curves.png](curves.png) (training cross entropy, mean over seeds), "
+            "[table10_joint_histograms.png](table10_joint_histograms.png)."]
+  return "\n".join(lines) + "\n"
+
+
+def _plt():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_curves(results_dir: str, rows: list[dict], path: str) -> None:
+  """Training cross entropy per variant of the table (mean over seeds)."""
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for v, runs in _group(rows, "table").items():
+    curves = [read_metrics(os.path.join(results_dir, r["name"]), "train") for r in runs]
+    steps = [c["step"] for c in curves[0]]
+    n = min(len(c) for c in curves)
+    ce = np.mean([[row["cross_entropy"] for row in c[:n]] for c in curves], axis=0)
+    ax.plot(steps[:n], ce, label=f"{v} (n={len(runs)})")
+  ax.set(xlabel="step", ylabel="training cross entropy (minibatch)", yscale="log",
+         title="5,000-image subset, mean over seeds")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_joint_histograms(results_dir: str, rows: list[dict], path: str) -> None:
+  """For each variant (seed 0), the joint histogram of its most correlated channel pair."""
+  found = []
+  for v in study.TABLE_VARIANTS:
+    for r in rows:
+      p = os.path.join(results_dir, r["name"], "first_layer_samples.npz")
+      if r["plan"] == "table" and r["variant"] == v and r["seed"] == 0 and os.path.exists(p):
+        found.append((v, np.load(p)["samples"].astype(np.float64)))
+  if not found:
+    return
+  plt = _plt()
+  fig, axes = plt.subplots(1, len(found), figsize=(2.6 * len(found), 2.8), squeeze=False)
+  for ax, (v, z) in zip(axes[0], found, strict=True):
+    r = np.corrcoef(z, rowvar=False)
+    np.fill_diagonal(r, 0)
+    i, j = np.unravel_index(np.nanargmax(np.abs(r)), r.shape)
+    counts, _, _ = joint_histogram(z[:, i], z[:, j])
+    ax.imshow(np.log1p(counts).T, origin="lower", cmap="viridis")
+    ax.set_title(f"{v}: ch {i} vs {j}\n|r| = {abs(r[i, j]):.2f}", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle("First-layer pre-normalization responses, most correlated pair (log counts)",
+               fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_sigma(results_dir: str, rows: list[dict], path: str) -> None:
+  """Learned sigma per layer against the step, one line per seed."""
+  runs = [r for r in rows if r["plan"] == "sigma" and "failed" not in r]
+  if not runs:
+    return
+  plt = _plt()
+  layers = sorted(runs[0]["sigmas"])
+  fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.2), squeeze=False)
+  for ax, key in zip(axes[0], layers, strict=True):
+    for r in sorted(runs, key=lambda r: r["seed"]):
+      m = read_metrics(os.path.join(results_dir, r["name"]), "train")
+      ax.plot([x["step"] for x in m], [x[key] for x in m], label=f"seed {r['seed']}")
+    for cut in runs[0]["boundaries"]:
+      ax.axvline(cut, color="gray", lw=0.6, ls=":")
+    ax.set(title=f"{runs[0]['variant']}: {key.removeprefix('sigma_')}", xlabel="step",
+           ylabel="sigma")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_small_batch(summary: dict, path: str) -> None:
+  if not summary["small_batch"]:
+    return
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for v, r in summary["small_batch"].items():
+    bs = sorted(int(b) for b in r)
+    ax.plot(bs, [r[str(b)]["mean"] for b in bs], marker="o", label=v)
+    for b in bs:
+      ax.scatter([b] * len(r[str(b)]["test_accuracy"]), r[str(b)]["test_accuracy"], s=8,
+                 color=ax.lines[-1].get_color(), alpha=0.5)
+  ax.set(xscale="log", xlabel="batch size", ylabel="test accuracy",
+         title="30,000 examples per run; lr 1e-2 x batch / 100")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--results_dir", default="results/cnn/converged")
+  args = p.parse_args(argv)
+  rows = load_results(args.results_dir)
+  if not rows:
+    print(f"no finished job in {args.results_dir}; run `python -m experiments.cnn.study run`.")
+    return 1
+  summary = summarize(rows)
+  with open(os.path.join(args.results_dir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1, sort_keys=True)
+  md = render(summary)
+  with open(os.path.join(args.results_dir, "summary.md"), "w") as f:
+    f.write(md)
+  plot_curves(args.results_dir, rows, os.path.join(args.results_dir, "curves.png"))
+  plot_joint_histograms(args.results_dir, rows,
+                        os.path.join(args.results_dir, "table10_joint_histograms.png"))
+  plot_sigma(args.results_dir, rows, os.path.join(args.results_dir, "sigma.png"))
+  plot_small_batch(summary, os.path.join(args.results_dir, "small_batch.png"))
+  print(md)
+  return 0
+
+
+if __name__ == "__main__":
+  from experiments.config import cli
+  cli(main)

@@ -1,0 +1,162 @@
+"""The converged CNN study: its schedule, its workers, its statistics and its report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from experiments import seed_stats
+from experiments.cnn import study, study_report
+from experiments.config import ConfigError
+from experiments.engine import workers
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+# ---- the protocol's numbers ---------------------------------------------------------------
+
+def test_schedule_is_the_papers_scaled():
+  # 80k -> 1,200: cuts at 30k/80k and 50k/80k; baselines 50k/80k as long, cuts at 5k and 30k.
+  assert study.paper_schedule("DN*") == (1200, (450, 750))
+  assert study.paper_schedule("baseline") == (750, (75, 450))
+  job = study.small_batch_job("BN", 4, 1)
+  assert (job.num_steps, job.boundaries, job.learning_rate) == (7500, (2812, 4688), 4e-4)
+
+
+def test_jobs_run_seed_by_seed_and_names_are_unique():
+  jobs = study.jobs()
+  names = [j.name for j in jobs]
+  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 + 3 * 3 * 2 + 7
+  first = [j for j in jobs if j.plan in ("table", "sigma")]
+  assert [j.seed for j in first] == sorted(j.seed for j in first)
+  assert all(j.learn_sigma == (j.plan == "sigma") for j in jobs)
+  assert {j.max_train_examples for j in jobs if j.plan == "full"} == {None}
+  long = [j for j in jobs if j.plan == "baseline_long"]
+  assert [(j.variant, j.num_steps, j.boundaries) for j in long] == [("baseline", 1200, (450, 750))] * 3
+  with pytest.raises(ConfigError, match="unknown plan"):
+    study.jobs(("table", "tabel"))
+
+
+def test_job_config_carries_the_job():
+  job = study.jobs(("sigma",))[1]
+  cfg = study.job_config(job)
+  assert (cfg.seed, cfg.num_steps, cfg.batch_size, cfg.learn_sigma) == (1, 1200, 100, True)
+  assert cfg.optimizer.boundaries == [450, 750] and cfg.optimizer.learning_rate == 1e-2
+  assert cfg.max_train_examples == 5000 and cfg.eval_every == 600
+
+
+def test_learn_sigma_on_the_baseline_is_refused():
+  from experiments.cnn import task
+  cfg = study.job_config(study.jobs(("table",))[0])
+  cfg.learn_sigma = True
+  with pytest.raises(ConfigError, match="no normalizer whose sigma"):
+    task.validate(cfg)
+
+
+# ---- statistics over seeds -------------------------------------------------------------------
+
+def test_summarize_matches_scipy():
+  x = [0.81, 0.79, 0.84]
+  s = seed_stats.summarize(x)
+  lo, hi = stats.t.interval(0.95, 2, loc=np.mean(x), scale=stats.sem(x))
+  assert s["n"] == 3 and s["mean"] == pytest.approx(np.mean(x))
+  assert s["std"] == pytest.approx(np.std(x, ddof=1))
+  assert s["ci95"] == pytest.approx((hi - lo) / 2)
+  assert math.isnan(seed_stats.summarize([0.5])["std"])
+  with pytest.raises(ValueError, match="non-empty"):
+    seed_stats.summarize([])
+
+
+def test_welch_and_holm():
+  a, b = [0.80, 0.81, 0.82], [0.70, 0.72, 0.71]
+  t = seed_stats.welch(a, b)
+  assert t["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+  assert t["diff"] == pytest.approx(0.1)
+  # Holm: sorted p 0.01, 0.02, 0.04 -> 0.03, 0.04, 0.04 (monotone), NaN kept.
+  assert seed_stats.holm([0.04, 0.01, math.nan, 0.02]) == pytest.approx(
+      [0.04, 0.03, math.nan, 0.04], nan_ok=True)
+
+
+# ---- workers: claims survive a killed process, and done jobs are skipped -------------------
+
+def test_claimed_jobs_skips_done_and_held(tmp_path):
+  locks = str(tmp_path / "locks")
+  done = {"a"}
+  holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+      import fcntl, os, sys, time
+      os.makedirs({locks!r}, exist_ok=True)
+      fd = os.open(os.path.join({locks!r}, "b.lock"), os.O_CREAT | os.O_RDWR)
+      fcntl.flock(fd, fcntl.LOCK_EX)
+      print("held", flush=True)
+      time.sleep(60)
+      """)], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    got = list(workers.claimed_jobs(["a", "b", "c"], lock_dir=locks, is_done=done.__contains__))
+    assert got == ["c"]
+  finally:
+    holder.kill()  # the kernel releases its lock: no stale claim
+    holder.wait()
+    holder.stdout.close()
+  assert list(workers.claimed_jobs(["a", "b"], lock_dir=locks, is_done=done.__contains__)) == ["b"]
+
+
+def test_single_thread_env_keeps_other_flags():
+  env = workers.single_thread_env({"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert env["XLA_FLAGS"].startswith("--xla_force_host_platform_device_count=8 ")
+  assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
+
+
+# ---- one real job, end to end, and the report -----------------------------------------------
+
+@pytest.mark.loose_promotion  # optax's schedules
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")
+def test_run_job_writes_results_and_the_report_reads_them(tmp_path):
+  runs, results = str(tmp_path / "runs"), str(tmp_path / "results")
+  job = study.Job("sigma", "DN*", 0, 16, 6, (2, 4), 1e-2, 96, learn_sigma=True)
+  row = study.run_job(job, runs_dir=runs, results_dir=results,
+                      overrides=["eval_batch_size=96", "max_eval_examples=192"])
+  out = os.path.join(results, job.name)
+  assert sorted(os.listdir(out)) == ["config.json", "first_layer_samples.npz", "metrics.jsonl",
+                                     "result.json"]
+  assert not os.path.exists(os.path.join(out, "checkpoints"))
+  with open(os.path.join(out, "result.json")) as f:
+    assert json.load(f)["test_accuracy"] == row["test_accuracy"]
+  assert sorted(row["sigmas"]) == ["sigma_norm_0", "sigma_norm_1", "sigma_norm_2"]
+  assert all(0 < s < 1 for s in row["sigmas"].values())
+  assert 0 <= row["table10_correlation"] <= 1 and row["table10_mutual_information"] > 0
+  assert study.is_done(results, job.name)
+
+  # Two synthetic table rows beside the real one: the report tests them, marks the rest.
+  for seed, acc in ((0, 0.7), (1, 0.72)):
+    r = {**row, "plan": "table", "variant": "DN", "seed": seed, "test_accuracy": acc,
+         "name": f"table-DN-s{seed}"}
+    os.makedirs(os.path.join(results, r["name"]))
+    with open(os.path.join(results, r["name"], "result.json"), "w") as f:
+      json.dump(r, f)
+  assert study_report.main(["--results_dir", results]) == 0
+  with open(os.path.join(results, "summary.md")) as f:
+    md = f.read()
+  assert "| baseline | not run |" in md and "| DN | 2 |" in md
+  assert "0.7100 ± 0.0141" in md  # mean ± std of 0.70, 0.72
+  assert "DN* learned sigma" in md and os.path.exists(os.path.join(results, "sigma.png"))
+
+
+def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
+  from experiments.cnn import compare
+  table = tmp_path / "table.csv"
+  table.write_text("variant,steps,test_accuracy\nBN,400,0.8286\nDN*,400,0.7739\n")
+  summary = tmp_path / "summary.json"
+  summary.write_text(json.dumps({"table": {"BN": {
+      "steps": 1200, "test_accuracy": seed_stats.summarize([0.85, 0.86, 0.87])}}}))
+  text = compare.beside_converged(str(table), str(summary))
+  assert "| BN | 0.8286 (400) | 0.8600 ± 0.0100 (n=3, 1200 steps) |" in text
+  assert "| DN* | 0.7739 (400) | not in the study |" in text
