@@ -363,7 +363,8 @@ def render_table(results: dict[str, dict], *, command: str, seeds: Sequence[int]
   sched = done[0]["schedule"] if done else dataclasses.asdict(Schedule())
   lines = [
       "# RNN LM, early-stopped stand-in (results/PROTOCOL_RNN.md)", "",
-      f"Command: `{command}`  ", f"Machine: {machine}  ",
+      "Runs: `python -m experiments.rnn.study run` (resumable; 2 single-threaded workers)  ",
+      f"Report: `{command}`  ", f"Machine: {machine}  ",
       f"Stand-in: hidden {sched['hidden_size']}, vocabulary {sched['vocab_size']}, the first "
       f"{sched['train_tokens']:,} tokens of the Shakespeare training split (whole valid and test "
       f"splits), the paper's recipe, at most {sched['max_epochs']} epochs (lr x0.5 every epoch "
