@@ -157,3 +157,14 @@ def test_prefetch_keeps_order_and_reraises():
     raise RuntimeError("boom")
   with pytest.raises(RuntimeError, match="boom"):
     list(engine.prefetch(bad(), lambda x: x))
+
+
+def test_prefetch_thread_ends_when_the_consumer_stops_early():
+  import threading
+
+  from experiments.engine import prefetch
+  before = threading.active_count()
+  it = prefetch(iter(range(100)), lambda x: x, size=2)
+  assert next(it) == 0
+  it.close()  # the consumer stops with the queue full: the producer must not hang
+  assert threading.active_count() == before

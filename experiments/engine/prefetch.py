@@ -13,7 +13,9 @@ _END = object()
 def prefetch(iterator: Iterator[Any], put: Callable[[Any], Any], *, size: int = 2) -> Iterator[Any]:
   """Yields `put(x)` for each x of `iterator`, computing up to `size` ahead.
 
-  Order is preserved; an exception in the producer is re-raised here.
+  Order is preserved; an exception in the producer is re-raised here. When the
+  consumer stops early (an exception in the training loop, an early stop), the
+  producer thread ends too: it never blocks on a full queue that nobody drains.
   """
   if size <= 0:
     for x in iterator:
@@ -22,15 +24,24 @@ def prefetch(iterator: Iterator[Any], put: Callable[[Any], Any], *, size: int = 
   q: queue.Queue = queue.Queue(maxsize=size)
   stop = threading.Event()
 
+  def offer(item) -> bool:
+    """Puts `item` unless the consumer has stopped; returns whether it went in."""
+    while not stop.is_set():
+      try:
+        q.put(item, timeout=0.05)
+        return True
+      except queue.Full:
+        continue
+    return False
+
   def producer():
     try:
       for x in iterator:
-        if stop.is_set():
+        if not offer(put(x)):
           return
-        q.put(put(x))
-      q.put(_END)
+      offer(_END)
     except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
-      q.put(e)
+      offer(e)
 
   thread = threading.Thread(target=producer, daemon=True)
   thread.start()
@@ -44,3 +55,4 @@ def prefetch(iterator: Iterator[Any], put: Callable[[Any], Any], *, size: int = 
       yield x
   finally:
     stop.set()
+    thread.join(timeout=5.0)
