@@ -289,7 +289,7 @@ def plot_curves(results_dir: str, rows: list[dict], path: str) -> None:
 
 
 def plot_joint_histograms(results_dir: str, rows: list[dict], path: str) -> None:
-  """For each variant (seed 0), the joint histogram of its most correlated channel pair."""
+  """Per variant (seed 0): joint histograms of its most correlated and its median channel pair."""
   found = []
   for v in study.TABLE_VARIANTS:
     for r in rows:
@@ -299,18 +299,22 @@ def plot_joint_histograms(results_dir: str, rows: list[dict], path: str) -> None
   if not found:
     return
   plt = _plt()
-  fig, axes = plt.subplots(1, len(found), figsize=(2.6 * len(found), 2.8), squeeze=False)
-  for ax, (v, z) in zip(axes[0], found, strict=True):
-    r = np.corrcoef(z, rowvar=False)
-    np.fill_diagonal(r, 0)
-    i, j = np.unravel_index(np.nanargmax(np.abs(r)), r.shape)
-    counts, _, _ = joint_histogram(z[:, i], z[:, j])
-    ax.imshow(np.log1p(counts).T, origin="lower", cmap="viridis")
-    ax.set_title(f"{v}: ch {i} vs {j}\n|r| = {abs(r[i, j]):.2f}", fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-  fig.suptitle("First-layer pre-normalization responses, most correlated pair (log counts)",
-               fontsize=9)
+  fig, axes = plt.subplots(2, len(found), figsize=(2.6 * len(found), 5.4), squeeze=False)
+  for col, (v, z) in enumerate(found):
+    r = np.abs(np.corrcoef(z, rowvar=False))
+    iu = np.triu_indices_from(r, k=1)
+    pairs = np.argsort(np.nan_to_num(r[iu], nan=-1.0))
+    for row, (label, k) in enumerate((("most correlated", pairs[-1]),
+                                      ("median", pairs[len(pairs) // 2]))):
+      i, j = iu[0][k], iu[1][k]
+      counts, _, _ = joint_histogram(z[:, i], z[:, j])
+      ax = axes[row][col]
+      ax.imshow(np.log1p(counts).T, origin="lower", cmap="viridis")
+      ax.set_title(f"{v}, {label}: ch {i}, {j}\n|r| = {r[i, j]:.2f}", fontsize=8)
+      ax.set_xticks([])
+      ax.set_yticks([])
+  fig.suptitle("First-layer pre-normalization responses of channel pairs (seed 0; log counts, "
+               "20x20 bins)", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
