@@ -44,21 +44,17 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from divnorm._src import statistics
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
-  border_count,
-  divide_by_count,
-  field_count,
-  field_sum,
-  select,
-  stat_dtype,
-  window_sum,
+    divide_by_count,
+    field_count,
+    field_sum,
+    select,
+    stat_dtype,
+    window_sum,
 )
-
-SAMPLES_PER_AXIS = 8
 
 
 def serves(a: Field, b: Field) -> bool:
@@ -86,15 +82,9 @@ def one_pass_moments(
     a, b: fields that pass `check_fast_variance`.
     border, mask, axis_name: as in `divnorm.normalize` (mask checked, boolean).
   """
-  mean, var, _ = _one_pass(x, a, b, border=border, mask=mask, axis_name=axis_name)
-  return mean, var, select(x - mean, mask)
-
-
-def _one_pass(x, a: Field, b: Field, *, border: str, mask=None, axis_name=None):
-  """``(E_A[x], E_B[v^2], S1)``, ``S1`` the sum of `x` over A's pooled (whole) part."""
   dt = x.dtype
   count_b = statistics.suppression_count(x.shape, a, b, border=border, mask=mask,
-                                         axis_name=axis_name, dtype=dt)
+                                   axis_name=axis_name, dtype=dt)
   pooled = a.pooled
   xs = select(x, mask)
   s1 = field_sum(xs, pooled, axis_name=axis_name)
@@ -105,7 +95,7 @@ def _one_pass(x, a: Field, b: Field, *, border: str, mask=None, axis_name=None):
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
   t = jnp.maximum(s2 - two * mean * s1 + n * mean * mean, zero)  # clamped: rounding < 0
   var = divide_by_count(window_sum(t, b.windows), count_b)
-  return mean, var, s1
+  return mean, var, select(x - mean, mask)
 
 
 def moments(x: jax.Array, a: Field, b: Field, *, border: str = "valid", mask=None,
@@ -133,89 +123,45 @@ def normalized(x: jax.Array, sigma, a: Field, b: Field, *, border: str = "valid"
                     fast_variance=fast_variance)
     return select(statistics.scale(stats.v, stats.var, sigma), mask), stats
   x = x.astype(stat_dtype(x.dtype))
-  y, k, m, var, _ = _normalized(x, jnp.asarray(sigma, x.dtype), a, b, border,
-                                bool(fast_variance))
+  y, k, m, var = _normalized(x, jnp.asarray(sigma, x.dtype), a, b, border, bool(fast_variance))
   return y, statistics.Moments(k + m, var, statistics.centered(x, k, m)[0])
 
 
-def sampled_shift(x: jax.Array, a: Field) -> jax.Array:
-  """A shift ``k`` for unmasked `x`: the mean of a strided sample of each span of A.
-
-  Like `statistics.shift` (constant over every field of A, a mean of values of the data,
-  0 where it is not finite, under ``stop_gradient``), from at most `SAMPLES_PER_AXIS`
-  evenly spaced entries along each axis of the span instead of all of them (`shift`'s
-  whole-span sum is one more pass over `x`). ``k`` only has to be near the data,
-  ``|x - k|`` a few std, for ``x - k`` to keep the digits of the spread; it cancels
-  exactly otherwise. Fields with groups use `statistics.shift`.
-  """
-  span = a.span
-  if span.groups:
-    return statistics.shift(x, a)
-  sample = x
-  for axis in span.whole:
-    n = x.shape[axis]
-    sample = lax.slice_in_dim(sample, 0, n, stride=max(1, -(-n // SAMPLES_PER_AXIS)),
-                              axis=axis)
-  k = jnp.mean(sample, axis=span.whole, keepdims=True)
-  return lax.stop_gradient(jnp.where(jnp.isfinite(k), k, jnp.zeros((), k.dtype)))
-
-
 def _stats(x, a: Field, b: Field, border: str, one_pass: bool):
-  """``(k, m, var, s)``: ``E_A[x] = k + m``, ``E_B[v^2]`` and ``s``, the sum of ``x - k``
-  over A's pooled part (before the windows), two-pass or one-pass (``k = 0``)."""
+  """``(k, m, var)`` with ``E_A[x] = k + m``, two-pass or one-pass (``k = 0``)."""
   if one_pass:
-    mean, var, s1 = _one_pass(x, a, b, border=border)
-    return jnp.zeros_like(mean), mean, var, s1
-  # statistics.centered_moments around the sampled shift, keeping the pooled sum.
-  dt = x.dtype
-  k = sampled_shift(x, a)
-  s = field_sum(x - statistics.fresh(k), a.pooled)
-  outside = border_count(x.shape, a, border).astype(dt)
-  count_a = field_count(x.shape, a, border=border, dtype=dt)
-  m = divide_by_count(window_sum(s, a.windows) - k * outside, count_a)
-  u = statistics.centered(x, k, m)[1]
-  count_b = statistics.suppression_count(x.shape, a, b, border=border, dtype=dt)
-  return k, m, divide_by_count(field_sum(u * u, b), count_b), s
+    mean, var, _ = one_pass_moments(x, a, b, border=border)
+    return jnp.zeros_like(mean), mean, var
+  return statistics.centered_moments(x, a, b, border=border)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
 def _normalized(x, sigma, a: Field, b: Field, border: str, one_pass: bool):
-  """``(y, k, m, var, s)`` of an unmasked input (`_stats`), with the hand-written JVP."""
-  k, m, var, s = _stats(x, a, b, border, one_pass)
-  return statistics.scale(statistics.centered(x, k, m)[0], var, sigma), k, m, var, s
+  """``(y, k, m, var)`` of an unmasked input, with the hand-written JVP below."""
+  k, m, var = _stats(x, a, b, border, one_pass)
+  return statistics.scale(statistics.centered(x, k, m)[0], var, sigma), k, m, var
 
 
 @_normalized.defjvp
 def _normalized_jvp(a, b, border, one_pass, primals, tangents):
   x, sigma = primals
   dx, dsigma = tangents
-  y, k, m, var, s = _normalized(x, sigma, a, b, border, one_pass)
+  y, k, m, var = _normalized(x, sigma, a, b, border, one_pass)
   dt = x.dtype
   count_a = field_count(x.shape, a, border=border, dtype=dt)
   count_b = statistics.suppression_count(x.shape, a, b, border=border, dtype=dt)
-  ds = field_sum(dx, a.pooled)
-  dmean = divide_by_count(window_sum(ds, a.windows), count_a)
+  dmean = divide_by_count(field_sum(dx, a), count_a)
   # d var = E_B[2 v dv] = 2 E_B[v dx] - 2 E_B[v dmean], expanded so that no input-sized
   # term feeds two consumers: XLA then fuses every reduction of the transposed
   # (reverse-mode) program into its inputs.
-  # Each use of v gets its own copy (`statistics.fresh`): XLA then fuses it into that
-  # use instead of writing v to memory for all of them.
-  def v():
-    return statistics.centered(x, k, m)[0]
+  v = statistics.centered(x, k, m)[0]
   two = np.asarray(2.0, dt)
-  dvar = two * divide_by_count(field_sum(v() * dx, b), count_b)
+  dvar = two * divide_by_count(field_sum(v * dx, b), count_b)
   # - 2 E_B[v dmean]. With A == B whole, that is 2 dmean E_A[v], and E_A[v] is 0 up to the
   # rounding of the mean (~eps * std): below float32 rounding of dvar.
   if a != b or a.windows:
-    if a.pooled == b.pooled:
-      # dmean is constant over the pooled axes, whose sum of v is s - n m: no pass over x
-      # (nor over the cotangent in reverse mode).
-      n = field_count(x.shape, a.pooled, dtype=dt)
-      v_dmean = window_sum(dmean * (s - n * m), b.windows)
-    else:
-      v_dmean = field_sum(v() * dmean, b)
-    dvar = dvar - two * divide_by_count(v_dmean, count_b)
+    dvar = dvar - two * divide_by_count(field_sum(v * dmean, b), count_b)
   r = statistics.inverse_scale(var, sigma)
   dr = np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
-  dy = dx * r - dmean * r + v() * dr
-  return (y, k, m, var, s), (dy, jnp.zeros_like(k), dmean, dvar, ds)
+  dy = dx * r - dmean * r + v * dr
+  return (y, k, m, var), (dy, jnp.zeros_like(k), dmean, dvar)

@@ -1,0 +1,140 @@
+"""Divisive norm against layer norm, and the floor below it (issue 14).
+
+Divisive norm (DN) across channels needs per-position channel statistics (sums over C at
+every (h, w)), then window sums of those small arrays. Its reference is flax's LayerNorm
+over (H, W, C) (default one-pass: the target is DN within 1.15x of it); its floor is the
+best program for the same per-position statistics:
+
+- ``flax LN(C)``: flax's LayerNorm over C alone (one-pass, its default), and
+  ``flax LN(C) two-pass`` (``use_fast_variance=False``): the per-position statistics with
+  no windows, fused by XLA into one pass;
+- ``plain C two-pass``: ``v = x - mean_C(x); v * rsqrt(mean_C(v^2) + sigma^2)`` in plain
+  JAX (autodiff);
+- ``DN``, ``DN one-pass``: `divnorm.divisive_norm` (width x width windows, sigma 0.5),
+  two-pass (the default) and ``fast_variance=True``.
+
+On ``[20, 800]`` (the RNN's gates; the window, of width 61, runs over D) the target is
+bytes: XLA's ``cost_analysis()`` bytes accessed by the compiled forward, in units of the
+minimum (the input read once and the output written once). There the other rows are
+``paper conv`` (renmengye/div-norm's ones-kernel convolution, no shift), ``two-pass, no
+shift`` (the window two-pass on raw ``x``: the fewest passes a two-pass can take when
+XLA CPU writes every ``reduce_window``'s operand and result to memory, but inaccurate at
+large offsets).
+
+Times are medians of interleaved rounds (`benchmarks.timing`); ratios are per-round
+medians (min-max) against the first row of each table.
+
+    python -m benchmarks.dn_floor [--rounds N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import divnorm
+from benchmarks import contenders, timing, xla
+from divnorm._src.reductions import in_bounds
+
+SIGMA = contenders.DN_SIGMA
+# (shape, window width): the CNN's DN layers, the suite's large tensor, the RNN's gates.
+CASES = [((100, 32, 32, 32), 5), ((100, 16, 16, 32), 3), ((100, 8, 8, 64), 3),
+         ((128, 32, 32, 64), 5), ((20, 800), 61)]
+QUICK_CASES = [((4, 8, 8, 8), 3), ((4, 64), 7)]
+
+
+def _flax_ln(axes, *, fast: bool = True) -> contenders.Fn:
+  m = nn.LayerNorm(epsilon=SIGMA**2, reduction_axes=axes, use_scale=False, use_bias=False,
+                   use_fast_variance=fast)
+  return lambda x: m.apply({}, x)
+
+
+def plain_two_pass(x, axis: int = -1):
+  """Per-position two-pass statistics over one axis, no windows, in plain JAX."""
+  v = x - jnp.mean(x, axis, keepdims=True)
+  return v * lax.rsqrt(jnp.mean(v * v, axis, keepdims=True) + np.float32(SIGMA**2))
+
+
+def _window(t, width: int):
+  """Zero-padded window sum over axis 1 by one ``reduce_window``."""
+  return lax.reduce_window(t, np.float32(0), lax.add, (1, width), (1, 1),
+                           ((0, 0), (width // 2, width // 2)))
+
+
+def _count(x, width: int) -> np.ndarray:
+  return in_bounds(x.shape[1], width).astype(np.float32)
+
+
+def window_two_pass(x, width: int):
+  """The window two-pass of ``[B, D]`` on raw x (no shift): two windowed sums."""
+  n = _count(x, width)
+  v = x - _window(x, width) / n
+  return v * lax.rsqrt(_window(v * v, width) / n + np.float32(SIGMA**2))
+
+
+def cases_fns(shape, width: int) -> dict[str, contenders.Fn]:
+  """The contenders of one case, the reference first."""
+  dn = functools.partial(divnorm.divisive_norm, summation_window=width, sigma=SIGMA)
+  if len(shape) == 2:
+    return {"flax LN(D)": _flax_ln(-1), "DN": dn,
+            "paper conv": functools.partial(contenders._paper_dn, width=width,
+                                            box=contenders._box_conv),
+            "two-pass, no shift": functools.partial(window_two_pass, width=width)}
+  return {"flax LN(HWC)": _flax_ln(tuple(range(1, len(shape)))),
+          "flax LN(C)": _flax_ln(-1), "flax LN(C) two-pass": _flax_ln(-1, fast=False),
+          "plain C two-pass": plain_two_pass, "DN": dn,
+          "DN one-pass": functools.partial(dn, fast_variance=True)}
+
+
+def table(shape, width: int, *, rounds: int, target_s: float) -> list[str]:
+  """Markdown rows: forward and forward+backward times and ratios, forward bytes."""
+  fns = cases_fns(shape, width)
+  ref = next(iter(fns))
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), shape)
+  minimum = 2 * x.size * x.dtype.itemsize
+  times, fwd_bytes = {}, {}
+  for mode, wrap in (("fwd", contenders.forward), ("fwd+bwd", contenders.forward_backward)):
+    exes = {n: xla.compiled(wrap(f), x, w) for n, f in fns.items()}
+    if mode == "fwd":
+      fwd_bytes = {n: xla.bytes_accessed(e) / minimum for n, e in exes.items()}
+    calls = {n: functools.partial(e, x, w) for n, e in exes.items()}
+    times[mode] = timing.interleaved(calls, rounds=rounds, target_s=target_s)
+  name = "x".join(map(str, shape))
+  where = "over D" if len(shape) == 2 else f"x{width} across channels"
+  out = [f"**{name}**, window {width} {where}".replace(" x", "x"),
+         "",
+         f"| contender | fwd ms | fwd / {ref} | fwd+bwd ms | fwd+bwd / {ref} "
+         "| fwd bytes / min |",
+         "|---|---|---|---|---|---|"]
+  for n in fns:
+    b = fwd_bytes[n]
+    f_t, fb_t = times["fwd"], times["fwd+bwd"]
+    out.append(f"| {n} | {f_t.median(n) * 1e3:.2f} | {f_t.ratio(n, ref)} "
+               f"| {fb_t.median(n) * 1e3:.2f} | {fb_t.ratio(n, ref)} | {b:.2f} |")
+  return out + [""]
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--rounds", type=int, default=9)
+  p.add_argument("--quick", action="store_true", help="tiny shapes, one round")
+  args = p.parse_args(argv)
+  cases = QUICK_CASES if args.quick else CASES
+  rounds = 1 if args.quick else args.rounds
+  target_s = 0.005 if args.quick else 0.2
+  print(f"jax {jax.__version__}, {jax.devices()[0].platform}, rounds {rounds}\n")
+  for shape, width in cases:
+    print("\n".join(table(shape, width, rounds=rounds, target_s=target_s)), flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
