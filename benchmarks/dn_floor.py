@@ -24,7 +24,11 @@ large offsets).
 Times are medians of interleaved rounds (`benchmarks.timing`); ratios are per-round
 medians (min-max) against the first row of each table.
 
-    python -m benchmarks.dn_floor [--rounds N] [--quick]
+    python -m benchmarks.dn_floor [--rounds N] [--quick] [--pieces]
+
+``--pieces`` times instead the passes the per-position statistics are made of, each alone
+on the first shape: plain sums, sums with an elementwise operation inside, and the same
+sums as one two-output reduce.
 """
 
 from __future__ import annotations
@@ -122,15 +126,61 @@ def table(shape, width: int, *, rounds: int, target_s: float) -> list[str]:
   return out + [""]
 
 
+def _two_sums(a, b, axis):
+  """``(sum a, sum b)`` over `axis` by one two-output reduce (XLA's own emitter on CPU)."""
+  def add(p, q):
+    return p[0] + q[0], p[1] + q[1]
+  zero = np.float32(0)
+  return lax.reduce((a, b), (zero, zero), add, (axis % a.ndim,))
+
+
+def pieces(shape, *, rounds: int, target_s: float) -> list[str]:
+  """Markdown rows: the passes the per-position statistics are made of, each alone.
+
+  ``k`` is a per-example shift ``[B, 1, 1, 1]``, ``m`` a per-position mean ``[B, H, W, 1]``.
+  """
+  x = jax.random.normal(jax.random.key(0), shape)
+  k = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  m = jnp.mean(x, axis=-1, keepdims=True)
+  hwc = (1, 2, 3)
+  fns = {
+      "copy x*2": lambda x, k, m: x * np.float32(2),
+      "output ((x - k) - m) * m": lambda x, k, m: ((x - k) - m) * m,
+      "sum_HWC x": lambda x, k, m: jnp.sum(x, hwc),
+      "sum_HWC x*x": lambda x, k, m: jnp.sum(x * x, hwc),
+      "sum_C x": lambda x, k, m: jnp.sum(x, -1),
+      "sum_C x*x": lambda x, k, m: jnp.sum(x * x, -1),
+      "sum_C (x - k)": lambda x, k, m: jnp.sum(x - k, -1),
+      "sum_C ((x - k) - m)^2": lambda x, k, m: jnp.sum(jnp.square((x - k) - m), -1),
+      "sum_C (x - k), (x - k)^2 (one reduce)":
+          lambda x, k, m: _two_sums(x - k, jnp.square(x - k), -1),
+      "sum_C u, u^2, u = (x - k) - m (one reduce)":
+          lambda x, k, m: _two_sums((x - k) - m, jnp.square((x - k) - m), -1),
+  }
+  calls = {n: functools.partial(jax.jit(f), x, k, m) for n, f in fns.items()}
+  t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
+  out = [f"**pieces, {'x'.join(map(str, shape))}**", "",
+         "| pass | ms | / copy | bytes / input |", "|---|---|---|---|"]
+  for n, f in fns.items():
+    b = xla.bytes_accessed(xla.compiled(jax.jit(f), x, k, m)) / (x.size * x.dtype.itemsize)
+    out.append(f"| {n} | {t.median(n) * 1e3:.2f} | {t.ratio(n, 'copy x*2')} | {b:.2f} |")
+  return out + [""]
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=9)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round")
+  p.add_argument("--pieces", action="store_true",
+                 help="only the table of the per-position statistics' passes")
   args = p.parse_args(argv)
   cases = QUICK_CASES if args.quick else CASES
   rounds = 1 if args.quick else args.rounds
   target_s = 0.005 if args.quick else 0.2
   print(f"jax {jax.__version__}, {jax.devices()[0].platform}, rounds {rounds}\n")
+  if args.pieces:
+    print("\n".join(pieces(cases[0][0], rounds=rounds, target_s=target_s / 2)), flush=True)
+    return 0
   for shape, width in cases:
     print("\n".join(table(shape, width, rounds=rounds, target_s=target_s)), flush=True)
   return 0

@@ -30,6 +30,12 @@ def test_quick_mode_prints_every_contender(capsys):
       assert float(cells[5]) >= 1.0  # no program moves fewer bytes than the minimum
 
 
+def test_quick_pieces_prints_every_pass(capsys):
+  assert dn_floor.main(["--quick", "--pieces"]) == 0
+  rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ")]
+  assert len(rows) == 12 and "nan" not in "".join(rows)
+
+
 def test_floor_programs_compute_divisive_norm():
   # The floor rows are the same normalizer (valid borders): on [B, D] the window two-pass,
   # on [B, H, W, C] the per-position two-pass (DN with a window of 1).
