@@ -24,7 +24,7 @@ large offsets).
 Times are medians of interleaved rounds (`benchmarks.timing`); ratios are per-round
 medians (min-max) against the first row of each table.
 
-    python -m benchmarks.dn_floor [--rounds N] [--quick] [--pieces]
+    python -m benchmarks.dn_floor [--rounds N] [--quick] [--before REV] [--pieces]
 
 ``--pieces`` times instead the passes the per-position statistics are made of, each alone
 on the first shape: plain sums, sums with an elementwise operation inside, and the same
@@ -44,7 +44,7 @@ import numpy as np
 from jax import lax
 
 import divnorm
-from benchmarks import contenders, timing, xla
+from benchmarks import before_after, contenders, timing, xla
 from divnorm._src.reductions import in_bounds
 
 SIGMA = contenders.DN_SIGMA
@@ -97,9 +97,27 @@ def cases_fns(shape, width: int) -> dict[str, contenders.Fn]:
           "DN one-pass": functools.partial(dn, fast_variance=True)}
 
 
-def table(shape, width: int, *, rounds: int, target_s: float) -> list[str]:
-  """Markdown rows: forward and forward+backward times and ratios, forward bytes."""
+def _dn_at(rev: str, shape, width: int) -> contenders.Fn:
+  """DN as `divnorm.normalize` computed it at git revision `rev`."""
+  past = before_after.load_normalize(rev)
+  if past is None:
+    raise SystemExit(f"--before {rev}: no such git revision here")
+  if len(shape) == 2:
+    field = {1: width}
+  else:
+    field = {len(shape) - 1: None, **dict.fromkeys(range(1, len(shape) - 1), width)}
+  return lambda x: past.normalize(x, field, sigma=SIGMA)
+
+
+def table(shape, width: int, *, rounds: int, target_s: float,
+          before: str | None = None) -> list[str]:
+  """Markdown rows: forward and forward+backward times and ratios, forward bytes.
+
+  `before`: also time DN at that git revision, and give DN's per-round ratio to it.
+  """
   fns = cases_fns(shape, width)
+  if before:
+    fns[f"DN at {before}"] = _dn_at(before, shape, width)
   ref = next(iter(fns))
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), shape)
@@ -123,6 +141,10 @@ def table(shape, width: int, *, rounds: int, target_s: float) -> list[str]:
     f_t, fb_t = times["fwd"], times["fwd+bwd"]
     out.append(f"| {n} | {f_t.median(n) * 1e3:.2f} | {f_t.ratio(n, ref)} "
                f"| {fb_t.median(n) * 1e3:.2f} | {fb_t.ratio(n, ref)} | {b:.2f} |")
+  if before:
+    old = f"DN at {before}"
+    out += ["", f"DN / {old}: forward {times['fwd'].ratio('DN', old)}, "
+            f"forward+backward {times['fwd+bwd'].ratio('DN', old)}"]
   return out + [""]
 
 
@@ -171,6 +193,8 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=9)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round")
+  p.add_argument("--before", metavar="REV",
+                 help="also time DN at this git revision (e.g. 1a57d38) and DN's ratio to it")
   p.add_argument("--pieces", action="store_true",
                  help="only the table of the per-position statistics' passes")
   args = p.parse_args(argv)
@@ -182,7 +206,8 @@ def main(argv=None) -> int:
     print("\n".join(pieces(cases[0][0], rounds=rounds, target_s=target_s / 2)), flush=True)
     return 0
   for shape, width in cases:
-    print("\n".join(table(shape, width, rounds=rounds, target_s=target_s)), flush=True)
+    print("\n".join(table(shape, width, rounds=rounds, target_s=target_s,
+                           before=args.before)), flush=True)
   return 0
 
 

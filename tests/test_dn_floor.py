@@ -17,10 +17,11 @@ pytestmark = pytest.mark.loose_promotion  # drives flax
 
 
 def test_quick_mode_prints_every_contender(capsys):
-  assert dn_floor.main(["--quick"]) == 0
+  assert dn_floor.main(["--quick", "--before", "HEAD"]) == 0
   text = capsys.readouterr().out
+  assert text.count("DN / DN at HEAD: forward ") == len(dn_floor.QUICK_CASES)
   for shape, width in dn_floor.QUICK_CASES:
-    names = dn_floor.cases_fns(shape, width)
+    names = [*dn_floor.cases_fns(shape, width), "DN at HEAD"]
     block = text.split(f"**{'x'.join(map(str, shape))}**")[1].split("\n\n**")[0]
     rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split(" | ")[0][2:] for r in rows[1:]] == list(names)
@@ -33,7 +34,7 @@ def test_quick_mode_prints_every_contender(capsys):
 def test_quick_pieces_prints_every_pass(capsys):
   assert dn_floor.main(["--quick", "--pieces"]) == 0
   rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ")]
-  assert len(rows) == 12 and "nan" not in "".join(rows)
+  assert len(rows) == 11 and "nan" not in "".join(rows)  # the header and 10 passes
 
 
 def test_floor_programs_compute_divisive_norm():
