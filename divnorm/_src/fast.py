@@ -44,9 +44,10 @@ for divisive norm: the shift (a whole sum), ``sum_C (x - k)`` and ``sum_C ((x - 
 On XLA CPU the last two are YNNPACK reductions with an elementwise operation inside, 1.6-2x
 slower than a plain sum (BENCHMARKS.md, "pieces"). `corrected_two_pass` takes the plain sum
 ``sum_C x`` (the shift then comes from its small result), and ``sum_C (x - c)`` with
-``sum_C (x - c)^2`` as one two-output reduce, which XLA runs with its own emitter (0.73 ms
-against 1.00 + 1.26 ms for the two sums, 100x32x32x32). The same accuracy (the error
-terms are small numbers, none cancelling; tests/test_edges.py at offsets 1e4 and 1e6).
+``sum_C (x - c)^2`` as one two-output reduce, which XLA runs with its own emitter (passes
+alone, 100x32x32x32: 0.63 + 0.73 ms against 0.26 + 1.00 + 1.26 ms for the shift and the
+two sums). The same accuracy (the terms are small numbers, none cancelling;
+tests/test_edges.py at offsets 1e4 and 1e6).
 DN across channels, `divnorm.divisive_norm` against 1a57d38's path, interleaved medians
 on a quiet 2-core CPU (after / before,
 min-max; BENCHMARKS.md, issue 14):
