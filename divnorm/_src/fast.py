@@ -1,9 +1,12 @@
 """The speed paths, in one module: one-pass statistics and a hand-written JVP.
 
-`moments` and `normalized` are what the functions call: they pick the path. Two paths:
+`moments` and `normalized` are what the functions call: they pick the path. Three paths:
 
 1. One-pass statistics, ``fast_variance=True`` (`one_pass_moments`).
 2. A hand-written JVP for unmasked, single-device inputs (`_normalized`), either statistics.
+3. For those inputs, the two-pass statistics of divisive norm across channels (windows,
+   and the same whole axes in A and B) by a rough mean and a corrected pass
+   (`corrected_two_pass`).
 
 **One-pass statistics.**
 
@@ -35,6 +38,30 @@ temporaries in units of the input's size; deterministic, no timing):
 
 It pays for the centered normalizers (30% fewer bytes, no input-sized temporary) and is
 kept; RMS norm's former rule saved nothing and was removed (autodiff is used).
+
+**The corrected two-pass** (issue 14). `statistics.centered_moments` reads `x` three times
+for divisive norm: the shift (a whole sum), ``sum_C (x - k)`` and ``sum_C ((x - k) - m)^2``.
+On XLA CPU the last two are YNNPACK reductions with an elementwise operation inside, 1.6-2x
+slower than a plain sum (BENCHMARKS.md, "pieces"). `corrected_two_pass` takes the plain sum
+``sum_C x`` (the shift then comes from its small result), and ``sum_C (x - c)`` with
+``sum_C (x - c)^2`` as one two-output reduce, which XLA runs with its own emitter (passes
+alone, 100x32x32x32: 0.63 + 0.73 ms against 0.26 + 1.00 + 1.26 ms for the shift and the
+two sums). The same accuracy (the terms are small numbers, none cancelling;
+tests/test_edges.py at offsets 1e4 and 1e6).
+DN across channels, `divnorm.divisive_norm` against 1a57d38's path, interleaved medians
+on a quiet 2-core CPU (after / before,
+min-max; BENCHMARKS.md, issue 14):
+
+| shape, window | forward | forward+backward |
+|---|---|---|
+| 100x32x32x32, 5x5 | 0.75 (0.51-1.10) | 0.95 (0.73-1.08) |
+| 100x16x16x32, 3x3 | 0.78 (0.62-0.92) | 0.96 (0.80-1.05) |
+| 100x8x8x64, 3x3   | 1.07 (0.97-1.45) | 1.00 (0.79-1.28) |
+| 128x32x32x64, 5x5 | 1.08 (0.86-1.16) | 0.95 (0.78-1.11) |
+
+Kept: training (forward+backward) is no slower (medians 0.95-1.00), and the forward of the
+CNN's 32-channel layers a fourth faster. Not kept: a shift from a strided sample of the span, and a
+JVP reusing the forward's pooled sums: XLA bytes 10-13% lower, time 0.93-1.31x.
 """
 
 from __future__ import annotations
@@ -44,10 +71,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from divnorm._src import statistics
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
+    border_count,
     divide_by_count,
     field_count,
     field_sum,
@@ -132,7 +161,50 @@ def _stats(x, a: Field, b: Field, border: str, one_pass: bool):
   if one_pass:
     mean, var, _ = one_pass_moments(x, a, b, border=border)
     return jnp.zeros_like(mean), mean, var
+  if a.pooled == b.pooled and a.whole and not a.groups and (a.windows or b.windows):
+    return corrected_two_pass(x, a, b, border=border)
   return statistics.centered_moments(x, a, b, border=border)
+
+
+def _sums(t, u, axes):
+  """``(sum t, sum u)`` over `axes` (kept as size 1) by one two-output reduce."""
+  def add(p, q):
+    return p[0] + q[0], p[1] + q[1]
+  zero = np.zeros((), t.dtype)
+  st, su = lax.reduce((t, u), (zero, zero), add, axes)
+  shape = tuple(1 if i in axes else n for i, n in enumerate(t.shape))
+  return st.reshape(shape), su.reshape(shape)
+
+
+def corrected_two_pass(x, a: Field, b: Field, *, border: str):
+  """`statistics.centered_moments` of unmasked `x` by a rough mean and a corrected pass.
+
+  For fields with windows whose whole axes W are the same in A and B (divisive norm across
+  channels). Pass 1 is the plain sum over W: a rough per-position mean ``c`` (its rounding
+  is ~eps |x|). Pass 2 sums ``x - c`` and ``(x - c)^2`` in one reduce: ``d`` is the
+  rounding of ``c`` (the corrected two-pass algorithm), ``q`` the centered sum of squares.
+  The shift ``k`` is the mean of ``c`` over A's span (0 where not finite); then, exactly,
+  ``sum_W (x - k) = n (c - k) + d`` and, with ``e = (c - k) - m``,
+  ``sum_W (x - k - m)^2 = q + 2 e d + n e^2``: small terms, none cancelling.
+  """
+  dt = x.dtype
+  whole = a.whole
+  n = field_count(x.shape, a.pooled, dtype=dt)
+  c = divide_by_count(jnp.sum(x, axis=whole, keepdims=True), n)
+  span = tuple(axis for axis, _ in a.windows)
+  k = jnp.mean(c, axis=span, keepdims=True) if span else c
+  k = lax.stop_gradient(jnp.where(jnp.isfinite(k), k, jnp.zeros((), dt)))
+  cc = statistics.fresh(c)
+  d, q = _sums(x - cc, jnp.square(x - cc), whole)
+  ck = c - k
+  outside = border_count(x.shape, a, border).astype(dt)
+  count_a = field_count(x.shape, a, border=border, dtype=dt)
+  m = divide_by_count(window_sum(n * ck + d, a.windows) - k * outside, count_a)
+  e = ck - m
+  two = np.asarray(2.0, dt)
+  count_b = statistics.suppression_count(x.shape, a, b, border=border, dtype=dt)
+  var = divide_by_count(window_sum(q + two * e * d + n * e * e, b.windows), count_b)
+  return k, m, var
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
