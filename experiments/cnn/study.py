@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -51,6 +50,8 @@ from experiments.config import (
     check_writable_dir,
     positive_int,
 )
+from experiments.engine.workers import result_exists as is_done
+from experiments.engine.workers import write_json as _write_json
 
 DATASET = "fashion_mnist"
 SUBSET = 5_000
@@ -213,17 +214,6 @@ def run_job(job: Job, *, runs_dir: str, results_dir: str, data_dir: str | None =
     np.savez_compressed(os.path.join(out, "first_layer_samples.npz"), samples=z)
   _write_json(os.path.join(out, "result.json"), row)
   return row
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True, default=float)
-  os.replace(tmp, path)
-
-
-def is_done(results_dir: str, name: str) -> bool:
-  return os.path.exists(os.path.join(results_dir, name, "result.json"))
 
 
 def worker(args) -> int:

@@ -228,6 +228,7 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
     if eval_metrics:
       record("eval", max(step, start_step), eval_metrics)
   finally:
+    batches.close()  # ends the prefetch thread now, not whenever the generator is collected
     if bar is not None:
       bar.close()
     writer.close()

@@ -19,6 +19,7 @@ from its last checkpoint through the engine.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,16 @@ def claimed_jobs(names: Sequence[str], *, lock_dir: str, is_done: Callable[[str]
       yield name
     finally:
       os.close(fd)  # releases the lock
+
+
+def write_json(path: str, obj) -> None:
+  """Writes `obj` as JSON to `path` atomically (a killed process leaves the old file or none)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1, sort_keys=True, default=float)
+  os.replace(tmp, path)
+
+
+def result_exists(results_dir: str, name: str) -> bool:
+  """Whether job `name` is done: its ``<results_dir>/<name>/result.json`` exists."""
+  return os.path.exists(os.path.join(results_dir, name, "result.json"))

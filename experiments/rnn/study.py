@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from experiments.config import ConfigError, check_writable_dir
+from experiments.engine.workers import result_exists as is_done
+from experiments.engine.workers import write_json as _write_json
 
 CELLS = ("lstm", "tanh")
 VARIANTS = ("baseline", "ln", "ln_star", "dn", "dn_star")
@@ -285,17 +287,6 @@ def run_job(job: Job, *, runs_dir: str, results_dir: str, schedule: Schedule = S
     shutil.copyfile(os.path.join(workdir, name), os.path.join(out, name))
   _write_json(os.path.join(out, "result.json"), row)
   return row
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True, default=float)
-  os.replace(tmp, path)
-
-
-def is_done(results_dir: str, name: str) -> bool:
-  return os.path.exists(os.path.join(results_dir, name, "result.json"))
 
 
 def worker(args, schedule: Schedule = Schedule()) -> int:
