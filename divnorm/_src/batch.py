@@ -14,7 +14,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from divnorm._src import fast
 from divnorm._src.checks import (
   check_input,
   check_mask,
@@ -22,9 +21,10 @@ from divnorm._src.checks import (
   check_nonempty,
   check_sigma,
 )
+from divnorm._src.core import normalized
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import select, stat_dtype
-from divnorm._src.statistics import scale, stats_shape
+from divnorm._src.statistics import pick_statistics, scale, stats_shape
 
 
 class BatchStats(NamedTuple):
@@ -97,8 +97,10 @@ def batch_norm(
   dt = stat_dtype(x.dtype)
   if training:
     check_nonempty(x, reduction, "batch_norm")
-    y, (mean, var, v) = fast.normalized(x, sigma, field, field, mask=mask, axis_name=axis_name,
-                                        fast_variance=fast_variance)
+    y, v, (shift, mean, var) = normalized(
+        x.astype(dt), jnp.asarray(sigma, dt), mask, pick_statistics(field, field, fast_variance),
+        field, field, "valid", axis_name)
+    mean = shift + mean
     keep = stats.mean.dtype
     # The batch statistic is cast to the state's dtype first: the state's dtype is a fixed
     # point of the update (no retracing), also for float64 inputs under strict promotion.

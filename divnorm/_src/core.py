@@ -4,23 +4,31 @@ r"""The unified normalizer of Ren et al. (ICLR 2017), `divnorm.normalize`.
     v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
 
 `normalize` checks the call (`divnorm._src.checks`), resolves ``summation`` and
-``suppression`` into `Field` s once, then composes the two functions of
-`divnorm._src.statistics`: `moments` (``E_A[x]``, ``E_B[v^2]``) and `scale` (the division),
-through `divnorm._src.fast`, which picks the speed path (one-pass sums, the hand-written
-JVP).
+``suppression`` into `Field` s, picks a statistics strategy (`divnorm._src.statistics`) and
+hands them to `normalized`, which holds the two lines above and their derivative.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from divnorm._src import fast
 from divnorm._src.checks import check_border, check_input, check_mask, check_sigma
-from divnorm._src.fields import FieldSpec, resolve_field
-from divnorm._src.statistics import Moments, moments, scale, stats_shape
-
-# Also importable from here: the statistics and the checks the Flax modules use.
-__all__ = ["Moments", "check_mask", "moments", "normalize", "scale"]
+from divnorm._src.fields import Field, FieldSpec, resolve_field
+from divnorm._src.reductions import divide_by_count, field_count, field_sum, select, stat_dtype
+from divnorm._src.statistics import (
+  Stats,
+  Strategy,
+  copies,
+  inverse_scale,
+  pick_statistics,
+  scale,
+  stats_shape,
+  suppression_count,
+)
 
 
 def normalize(
@@ -40,10 +48,10 @@ def normalize(
   .. math::
       v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
 
-  ``E_B[v^2]`` is centered: each position is centered by its own mean ``E_A`` first
-  (two-pass, around a shift taken from the data), so an offset far larger than the spread
-  costs no digits. With local windows it is not a variance and could not be computed as
-  ``E[x^2] - E[x]^2`` anyway.
+  ``E_B[v^2]`` is centered: each position is centered by its own mean ``E_A`` first. With
+  local windows it is not a variance and could not be computed as ``E[x^2] - E[x]^2``.
+  Both statistics are taken around a shift, one entry of the data per field, so an offset
+  far larger than the spread costs no digits (`divnorm._src.statistics`).
 
   Args:
     x: floating input of any rank.
@@ -65,11 +73,12 @@ def normalize(
       more whole axis of both fields. Under plain ``jit`` with a sharded input, XLA
       computes global statistics by itself: no argument is needed.
     return_centered: also return ``v`` (e.g. for `divnorm.l1_penalty`).
-    fast_variance: ``None`` (the library default) and ``False``: two-pass statistics,
-      accurate at any offset. ``True``: one-pass ``E[x^2] - E[x]^2`` sums, clamped at 0
-      (Flax's ``use_fast_variance=True``), for fields whose whole and grouped axes are the
-      same in A and B (BN, LN, IN, GN, and divisive norm across channels, whose windows
-      may differ); it loses digits when ``|E[x]| >> std(x)``.
+    fast_variance: ``None`` (the library default) and ``False``: two-pass statistics
+      (`statistics.two_pass`). ``True`` (Flax's ``use_fast_variance=True``): one-pass sums
+      (`statistics.one_pass`), which read `x` once for both statistics, for fields whose
+      whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive norm
+      across channels, whose windows may differ). Both are accurate at large offsets:
+      float32 errors against float64 are in the README's "Numerics".
 
   Returns:
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
@@ -86,9 +95,57 @@ def normalize(
   check_border(border)
   sigma = check_sigma(sigma, stats_shape(x.shape, b))
   mask = check_mask(mask, x.shape)
-  y, stats = fast.normalized(x, sigma, a, b, border=border, mask=mask, axis_name=axis_name,
-                             fast_variance=fast_variance)
-  v = stats.v
+  dt = stat_dtype(x.dtype)
+  y, v, _ = normalized(x.astype(dt), jnp.asarray(sigma, dt), mask,
+                       pick_statistics(a, b, fast_variance), a, b, border, axis_name)
   if return_centered:
     return y.astype(x.dtype), v.astype(x.dtype)
   return y.astype(x.dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
+def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
+               a: Field, b: Field, border: str, axis_name) -> tuple[jax.Array, jax.Array, Stats]:
+  """``(y, v, Stats)`` of checked `x`, in the statistics dtype, over resolved fields.
+
+  ``E_A[x] = stats.shift + stats.mean``. The derivative is written out below.
+  """
+  stats = statistics(x, a, b, border=border, mask=mask, axis_name=axis_name)
+  v = select((x - stats.shift) - stats.mean, mask)  # v = x - E_A[x]
+  y = select(scale(v, stats.var, sigma), mask)  # y = v / sqrt(sigma^2 + E_B[v^2])
+  return y, v, stats
+
+
+@normalized.defjvp
+def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
+  """The derivative of `normalized`, for either strategy (they compute the same statistics).
+
+  ``dE_A[x] = E_A[dx]``, ``dE_B[v^2] = 2 E_B[v dx] - 2 E_B[v dE_A[x]]`` and
+  ``dy = (dx - dE_A[x]) r + v dr`` with ``r = 1 / sqrt(sigma^2 + E_B[v^2])``. Every
+  input-sized term is written from `x`, the tangent and statistic-sized arrays (``v`` is
+  recomputed, never stored), so reverse mode (the transpose) reads `x` and the cotangent
+  a few times and writes one gradient. Its ratio to JAX's own derivative of `normalized`:
+  BENCHMARKS.md, "The hand-written JVP".
+  """
+  x, sigma, mask = primals
+  dx, dsigma, _ = tangents
+  y, v, stats = normalized(x, sigma, mask, statistics, a, b, border, axis_name)
+  dt = x.dtype
+  centered = [select((x - k) - m, mask) for k, m in copies((stats.shift, stats.mean), 3)]
+  count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
+  count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
+                              dtype=dt)
+  dmean = divide_by_count(field_sum(dx, a, mask=mask, axis_name=axis_name), count_a)
+  two = np.asarray(2.0, dt)
+  dvar = two * divide_by_count(
+      field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name), count_b)
+  # - 2 E_B[v dE_A[x]]. With A == B and no windows it is 2 dE_A[x] E_A[v], and E_A[v] is
+  # 0 up to the rounding of the mean (~eps * std): below the float32 rounding of dvar.
+  if a != b or a.windows:
+    dvar = dvar - two * divide_by_count(
+        field_sum(centered[1] * dmean, b, mask=mask, axis_name=axis_name), count_b)
+  r = inverse_scale(stats.var, sigma)
+  dr = np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
+  dy = select(dx * r - dmean * r + centered[2] * dr, mask)
+  dv = select(dx - dmean, mask)
+  return (y, v, stats), (dy, dv, Stats(jnp.zeros_like(stats.shift), dmean, dvar))

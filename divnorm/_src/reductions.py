@@ -78,15 +78,16 @@ def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:
   return counts
 
 
-def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
-  """Sums `t` within contiguous groups of ``size`` entries along each ``(axis, size)``.
+def group_reduce(t: jax.Array, groups: tuple[tuple[int, int], ...], reduce=jnp.sum) -> jax.Array:
+  """Reduces `t` within contiguous groups of ``size`` entries along each ``(axis, size)``.
 
-  The result has the shape of `t`: every entry holds its group's sum.
+  The result has the shape of `t`: every entry holds its group's sum (or `reduce`, e.g.
+  ``jnp.min``, of it).
   """
   for axis, size in groups:
     n = t.shape[axis]
     split = t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]
-    s = jnp.sum(t.reshape(split), axis=axis + 1, keepdims=True)
+    s = reduce(t.reshape(split), axis=axis + 1, keepdims=True)
     t = jnp.broadcast_to(s, split).reshape(t.shape)
   return t
 
@@ -106,24 +107,29 @@ def field_sum(t: jax.Array, field: Field, *, mask=None, axis_name=None) -> jax.A
   """
   t = select(t, mask)
   s = jnp.sum(t, axis=field.whole, keepdims=True) if field.whole else t
-  s = group_sum(s, field.groups)
+  s = group_reduce(s, field.groups)
   s = window_sum(s, field.windows)
   if axis_name is not None:
     s = lax.psum(s, axis_name)
   return s
 
 
-def border_count(shape: tuple[int, ...], field: Field, border: str) -> np.ndarray:
+def border_count(shape: tuple[int, ...], field: Field, border: str, *, axis_name=None,
+                 dtype=np.float32):
   """How many positions past the input's border each field counts as zeros.
 
   0 for ``border="valid"``; for the zero modes, the full field's size minus the entries
-  that exist (the zero padding the paper's code divides by).
+  that exist (the zero padding the paper's code divides by). With `axis_name`, every
+  member of the mapped axis (a whole axis of the field) has its own such positions.
   """
   if border == "valid" or not field.windows:
-    return np.zeros((1,) * len(shape))
+    return np.zeros((1,) * len(shape), dtype)
   whole = math.prod(shape[a] for a in field.whole) * math.prod(n for _, n in field.groups)
   full = math.prod(w for _, w in field.windows)
-  return whole * (full - _window_counts(shape, field))
+  count = (whole * (full - _window_counts(shape, field))).astype(dtype)
+  if axis_name is not None:
+    count = count * lax.psum(np.asarray(1, dtype), axis_name)
+  return count
 
 
 def field_count(
@@ -155,10 +161,9 @@ def field_count(
     count = (whole * _window_counts(shape, field)).astype(dtype)
   else:
     count = field_sum(mask.astype(dtype), field)
-  count = count + border_count(shape, field, border).astype(dtype)
   if axis_name is not None:
     count = lax.psum(count, axis_name)
-  return count
+  return count + border_count(shape, field, border, axis_name=axis_name, dtype=dtype)
 
 
 def divide_by_count(s: jax.Array, count) -> jax.Array:
