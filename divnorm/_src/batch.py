@@ -97,10 +97,10 @@ def batch_norm(
   dt = stat_dtype(x.dtype)
   if training:
     check_nonempty(x, reduction, "batch_norm")
-    y, v, (shift, mean, var) = normalized(
+    y, v, batch = normalized(
         x.astype(dt), jnp.asarray(sigma, dt), mask, pick_statistics(field, field, fast_variance),
         field, field, "valid", axis_name)
-    mean = shift + mean
+    mean, var = batch.shift + batch.mean, batch.var
     keep = stats.mean.dtype
     # The batch statistic is cast to the state's dtype first: the state's dtype is a fixed
     # point of the update (no retracing), also for float64 inputs under strict promotion.

@@ -44,7 +44,8 @@ from divnorm._src.reductions import (
   divide_by_count,
   field_count,
   field_sum,
-  group_reduce,
+  group_min,
+  pooled_sums,
   select,
   stat_dtype,
   window_sum,
@@ -58,11 +59,15 @@ class Stats(NamedTuple):
     shift: ``k``, constant over every field of A (`shift`).
     mean: ``E_A[x] - k``, small where ``k`` is close to the data.
     var: ``E_B[v^2]`` with ``v = (x - k) - mean`` (a variance when A == B).
+    pooled: ``sum (x - k)`` over A's whole and grouped axes at every position, before A's
+      windows: every strategy takes it on the way to `mean`, and the derivative of a
+      windowed field reuses it (`core.normalized`).
   """
 
   shift: jax.Array
   mean: jax.Array
   var: jax.Array
+  pooled: jax.Array
 
 
 class Moments(NamedTuple):
@@ -169,7 +174,7 @@ def _first_masked_entry(x: jax.Array, span: Field, mask: jax.Array):
     position, size = position * group + iota(axis) % group, size * group
   position = jnp.where(mask, position, np.int32(size))
   first = jnp.min(position, axis=span.whole, keepdims=True) if span.whole else position
-  first = group_reduce(first, span.groups, jnp.min)
+  first = group_min(first, span.groups)
   found = first < size
   rest = jnp.minimum(first, size - 1)
   index = [iota(axis) for axis in range(ndim)]
@@ -194,6 +199,16 @@ def suppression_count(shape, a: Field, b: Field, *, border: str, mask=None, axis
                      dtype=dtype)
 
 
+def _mean(pooled, k, shape, a: Field, *, border: str, mask, axis_name):
+  """``E_A[x - k]`` from ``sum (x - k)`` over A's whole and grouped axes (`pooled`)."""
+  dt = pooled.dtype
+  total = window_sum(pooled, a.windows)
+  if border != "valid":  # zero padding: entries x = 0 past the border, i.e. x - k = -k
+    total = total - k * border_count(shape, a, border, axis_name=axis_name, dtype=dt)
+  count = field_count(shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
+  return divide_by_count(total, count)
+
+
 def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
              axis_name=None) -> Stats:
   """``E_A[x - k]``, then ``E_B[v^2]`` from ``v = (x - k) - E_A[x - k]``: any fields.
@@ -205,17 +220,14 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   dt = x.dtype
   k = shift(x, a, mask=mask, axis_name=axis_name)
   k1, k2 = copies(k, 2)
-  # With zero borders the positions past the border are entries x = 0, i.e. x - k = -k.
-  outside = border_count(x.shape, a, border, axis_name=axis_name, dtype=dt)
-  count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
-  m = divide_by_count(
-      field_sum(x - k1, a, mask=mask, axis_name=axis_name) - k * outside, count_a)
+  pooled = field_sum(x - k1, a.pooled, mask=mask, axis_name=axis_name)
+  m = _mean(pooled, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   # (k - x) + m is exactly -v: a distinct expression from the output's (x - k) - m.
   u = (k2 - x) + copies(m, 1)[0]
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
   var = divide_by_count(field_sum(u * u, b, mask=mask, axis_name=axis_name), count_b)
-  return Stats(k, m, var)
+  return Stats(k, m, var, pooled)
 
 
 def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
@@ -234,19 +246,20 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   """
   dt = x.dtype
   k = shift(x, a, mask=mask, axis_name=axis_name)
-  k1, k2 = copies(k, 2)
   pooled = a.pooled
-  s1 = field_sum(x - k1, pooled, mask=mask, axis_name=axis_name)
-  s2 = field_sum(jnp.square(k2 - x), pooled, mask=mask, axis_name=axis_name)
+  if a.windows:  # short sums at every position: one reduce reads x once (`pooled_sums`)
+    s1, s2 = pooled_sums(x - k, jnp.square(x - k), pooled, mask=mask, axis_name=axis_name)
+  else:
+    k1, k2 = copies(k, 2)
+    s1 = field_sum(x - k1, pooled, mask=mask, axis_name=axis_name)
+    s2 = field_sum(jnp.square(k2 - x), pooled, mask=mask, axis_name=axis_name)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
-  outside = border_count(x.shape, a, border, axis_name=axis_name, dtype=dt)
-  count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
-  m = divide_by_count(window_sum(s1, a.windows) - k * outside, count_a)
+  m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
   t = jnp.maximum(s2 - two * m * s1 + n * m * m, zero)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
-  return Stats(k, m, divide_by_count(window_sum(t, b.windows), count_b))
+  return Stats(k, m, divide_by_count(window_sum(t, b.windows), count_b), s1)
 
 
 def pick_statistics(a: Field, b: Field, fast_variance: bool | None) -> Strategy:
@@ -279,6 +292,6 @@ def moments(x: jax.Array, a: Field, b: Field, *, border: str = "valid", mask=Non
     fast_variance: the strategy (`pick_statistics`).
   """
   x = x.astype(stat_dtype(x.dtype))
-  k, m, var = pick_statistics(a, b, fast_variance)(
+  k, m, var, _ = pick_statistics(a, b, fast_variance)(
       x, a, b, border=border, mask=mask, axis_name=axis_name)
   return Moments(k + m, var, select((x - k) - m, mask))
