@@ -129,10 +129,10 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
 
   ``dE_A[x] = E_A[dx]``, ``dE_B[v^2] = 2 E_B[v dx] - 2 E_B[v dE_A[x]]`` and
   ``dy = (dx - dE_A[x]) r + v dr`` with ``r = 1 / sqrt(sigma^2 + E_B[v^2])``. Every
-  input-sized term is written from ``u = x - k``, the tangent and statistic-sized arrays
-  (``v = u - m`` is recomputed, never stored), so reverse mode (the transpose) reads `x`
-  and the cotangent a few times and writes one gradient. Its ratio to JAX's own
-  derivative of `normalized`: BENCHMARKS.md, "The hand-written JVP".
+  input-sized term is written from `x`, the tangent and statistic-sized arrays (``v`` is
+  recomputed, never stored), so reverse mode (the transpose) reads `x` and the cotangent
+  a few times and writes one gradient. Its ratio to JAX's own derivative of `normalized`:
+  BENCHMARKS.md, "The hand-written JVP".
   """
   x, sigma, mask = primals
   dx, dsigma, _ = tangents
@@ -143,26 +143,36 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
   two = np.asarray(2.0, dt)
-  u = [select(x - c, mask) for c in copies(k, 3)]
+  r = inverse_scale(stats.var, sigma)
+
+  def dr_of(dvar):  # d r = -r^3 (dE_B[v^2] + 2 sigma dsigma) / 2
+    return np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
+
   pooled = a.pooled
   dx_w = field_sum(dx, pooled, mask=mask, axis_name=axis_name)
   dmean = divide_by_count(window_sum(dx_w, a.windows), count_a)
-  if pooled == b.pooled:
-    # m is constant over the whole (and grouped) axes W of both fields: sums over W of
-    # m * t are m times sums of t, so only u * dx is summed at the input's size.
-    t = field_sum(u[0] * dx, pooled, mask=mask, axis_name=axis_name) - m * dx_w
-    # - 2 E_B[v dE_A[x]]: with no windows E_A[v] = 0 up to the rounding of the mean (~eps *
-    # std), below the float32 rounding of dvar; with windows sum_W v = sum_W u - n m.
-    if a.windows or b.windows:
-      n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
-      t = t - dmean * (stats.pooled - n * m)
+  if (a.windows or b.windows) and pooled == b.pooled:
+    # Divisive norm across channels: m varies along the windowed axes but is constant
+    # over the whole axes W, so sums over W of m * t are m times sums of t: only
+    # u * dx = (x - k) * dx is summed at the input's size, and sum_W v = sum_W u - n m
+    # comes from the statistics.
+    u = [select(x - c, mask) for c in copies(k, 2)]
+    n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
+    t = (field_sum(u[0] * dx, pooled, mask=mask, axis_name=axis_name) - m * dx_w
+         - dmean * (stats.pooled - n * m))
     dvar = two * divide_by_count(window_sum(t, b.windows), count_b)
+    dr = dr_of(dvar)
+    dy = dx * r + u[1] * dr - (dmean * r + m * dr)
   else:
-    sums = [field_sum((w - m) * z, b, mask=mask, axis_name=axis_name)
-            for w, z in ((u[0], dx), (u[1], dmean))]
-    dvar = two * divide_by_count(sums[0] - sums[1], count_b)
-  r = inverse_scale(stats.var, sigma)
-  dr = np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
-  dy = select(dx * r + u[2] * dr - (dmean * r + m * dr), mask)
+    centered = [select((x - c) - d, mask) for c, d in copies((k, m), 3)]
+    dvar = two * divide_by_count(field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name),
+                                 count_b)
+    # - 2 E_B[v dE_A[x]]. With A == B and no windows it is 2 dE_A[x] E_A[v], and E_A[v] is
+    # 0 up to the rounding of the mean (~eps * std): below the float32 rounding of dvar.
+    if a != b:
+      dvar = dvar - two * divide_by_count(
+          field_sum(centered[1] * dmean, b, mask=mask, axis_name=axis_name), count_b)
+    dy = dx * r - dmean * r + centered[2] * dr_of(dvar)
+  dy = select(dy, mask)
   dv = select(dx - dmean, mask)
   return (y, v, stats), (dy, dv, Stats(jnp.zeros_like(k), dmean, dvar, dx_w))

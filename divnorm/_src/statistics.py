@@ -262,14 +262,57 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   return Stats(k, m, divide_by_count(window_sum(t, b.windows), count_b), s1)
 
 
+def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
+                       axis_name=None) -> Stats:
+  """Two passes for windowed fields over equal whole axes W (divisive norm across channels).
+
+  Pass 1 is the plain sum over W: a rough mean ``c`` at every position of the windowed
+  axes (its rounding is ~eps |x|). Pass 2 takes ``d = sum_W (x - c)`` (the rounding of
+  ``c``: the corrected two-pass algorithm) and ``q = sum_W (x - c)^2`` in one reduce
+  (`pooled_sums`). The shift ``k`` is the mean of ``c`` over A's span. Then, exactly,
+  ``sum_W (x - k) = n (c - k) + d`` and, with ``e = c - E_A[x]``,
+  ``sum_W (x - E_A[x])^2 = q + 2 e d + n e^2``: small terms, none cancelling. Every
+  position is centered on its own data, so a patch far off the rest costs no digits
+  elsewhere. Its ratio to `two_pass` on these fields: BENCHMARKS.md, "Strategies".
+  """
+  dt = x.dtype
+  pooled = a.pooled
+  n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
+  c = divide_by_count(field_sum(x, pooled, mask=mask, axis_name=axis_name), n)
+  d, q = pooled_sums(x - c, jnp.square(x - c), pooled, mask=mask, axis_name=axis_name)
+  k = _span_mean(c, n, a.span)
+  ck = c - k
+  s1 = n * ck + d
+  m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
+  e = ck - m
+  two = np.asarray(2.0, dt)
+  count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
+                              dtype=dt)
+  var = divide_by_count(window_sum(q + two * e * d + n * e * e, b.windows), count_b)
+  return Stats(k, m, var, s1)
+
+
+def _span_mean(c, n, span: Field):
+  """The shift of `corrected_two_pass`: the mean of the finite rough means `c` (weighted by
+  their counts `n`) over the span's axes, under ``stop_gradient``."""
+  usable = jnp.isfinite(c) & (n > 0)
+  weight = jnp.where(usable, n, jnp.zeros((), c.dtype))
+  total = jnp.sum(jnp.where(usable, c, jnp.zeros((), c.dtype)) * weight, axis=span.whole,
+                  keepdims=True)
+  k = divide_by_count(total, jnp.sum(weight, axis=span.whole, keepdims=True))
+  return lax.stop_gradient(k)
+
+
 def pick_statistics(a: Field, b: Field, fast_variance: bool | None) -> Strategy:
-  """The strategy for `fast_variance`: `two_pass` (None, False) or `one_pass` (True).
+  """The strategy for `fast_variance`: `two_pass` (None, False; `corrected_two_pass` for
+  windowed fields over equal whole axes) or `one_pass` (True).
 
   Raises:
     ValueError: ``fast_variance=True`` for fields whose one-pass sums are not ``E_B[v^2]``.
   """
   if not fast_variance:
-    return two_pass
+    windowed = a.windows and a.pooled == b.pooled and (a.whole or a.groups)
+    return corrected_two_pass if windowed else two_pass
   if a.whole != b.whole or a.groups != b.groups or not (a.whole or a.groups):
     raise ValueError(
         "fast_variance=True computes one-pass sums of x and x^2 over the whole axes, which "
