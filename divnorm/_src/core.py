@@ -91,6 +91,13 @@ def normalize(
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
     Statistics are computed in ``promote_types(x.dtype, float32)``.
 
+  Range: the offset costs nothing (the shift takes it out before anything is squared), but
+  the squares of the centered values are summed in the statistics dtype: in float32 a
+  field of ``n`` entries holds a spread ``|x - E_A[x]|`` up to about ``1.8e19 / sqrt(n)``
+  (1e17 for 32768 entries). Beyond it the statistics overflow and `y` is NaN, never a
+  silent 0; scale such inputs down by a power of two first (exact, and ``y`` is unchanged
+  when sigma is scaled with them).
+
   Raises:
     TypeError: integer `x`, non-boolean mask, malformed field.
     ValueError: bad axes or windows; NaN, inf, negative or shape-changing sigma; unknown

@@ -98,9 +98,14 @@ def variance_floor(dtype) -> float:
 
 
 def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
-  """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``."""
+  """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``.
+
+  NaN where `var` overflowed to inf (a spread beyond the statistics dtype's range; see
+  `divnorm.normalize`): ``rsqrt(inf) = 0`` would return 0 silently.
+  """
   dt = var.dtype if dt is None else dt
-  return lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
+  r = lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
+  return jnp.where(var < np.asarray(np.inf, var.dtype), r, np.asarray(np.nan, r.dtype))
 
 
 def scale(v: jax.Array, var: jax.Array, sigma) -> jax.Array:
