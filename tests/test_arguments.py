@@ -633,7 +633,8 @@ for fn, call in INPUT_CALLS.items():
                   ("complex", X.astype(np.complex64))]:
     case(f"{fn} x of dtype {name}", lambda call=call, x=x: call(x), Error(TypeError, "float"))
   for name, x in [("None", None), ("'abc'", "abc")]:
-    case(f"{fn} x={name}", lambda call=call, x=x: call(x), Error(TypeError, "array"))
+    case(f"{fn} x={name}", lambda call=call, x=x: call(x),
+         Error(TypeError, rf"\b(x|v|w|kernel|data)={re.escape(name)} is not an array"))
   for dtype in (jnp.bfloat16, jnp.float16):
     case(f"{fn} x of dtype {np.dtype(dtype).name}", lambda call=call, dtype=dtype: call(
         jnp.asarray(X, dtype)), _same_as_float32(call, dtype, fn not in STATISTICS_OUT),
@@ -830,6 +831,58 @@ def test_case(c):
   assert kind == "clean", f"{kind}: {detail}"
   if isinstance(c.expect, Error):  # the exact type, too
     assert detail.startswith(f"{c.expect.exc.__name__}:"), detail
+
+
+# ---- the checks' own contract (the Flax modules call them with their own names) ----------
+
+@pytest.mark.parametrize("value,error,message", [
+    (jnp.asarray(-1.0), ValueError, r"^epsilon=-1.0 is negative; it must be >= 0"),
+    (np.float32(np.nan), ValueError, r"^epsilon=nan is not finite"),
+    ("1e-5", TypeError, r"^epsilon='1e-5' is not a real number.*epsilon=1e-05, not a string"),
+    (None, TypeError, r"^epsilon=None is not a real number"),
+])
+def test_checks_name_the_argument_the_caller_passes(value, error, message):
+  from divnorm._src.checks import check_nonnegative, check_sigma
+  with pytest.raises(error, match=message):
+    check_nonnegative(value, "epsilon")
+  with pytest.raises(error, match=message):
+    check_sigma(value, (2, 1), name="epsilon")
+
+
+@pytest.mark.parametrize("value", [1e-5, np.float32(1e-5), np.float64(1e-5), jnp.asarray(1e-5),
+                                   jnp.asarray(1e-5, jnp.bfloat16), np.array(1e-5), 0, np.int64(0)])
+def test_checks_take_python_numpy_and_jax_scalars(value):
+  from divnorm._src.checks import check_nonnegative, check_sigma
+  check_nonnegative(value, "epsilon")
+  sigma = check_sigma(value, (2, 1))
+  assert np.shape(sigma) in ((), (1, 1))
+
+
+def test_sigma_hint_only_for_sigma():
+  from divnorm._src.checks import check_sigma
+  with pytest.raises(ValueError, match="Flax's epsilon is sigma"):
+    check_sigma(-1.0)
+  with pytest.raises(ValueError, match=r"^epsilon=-1.0 is negative; it must be >= 0\.$"):
+    check_sigma(-1.0, name="epsilon")
+
+
+def test_a_traced_value_passes_the_value_checks_but_not_the_type_checks():
+  from divnorm._src.checks import check_bool, check_int, check_nonnegative
+  jax.jit(lambda e: check_nonnegative(e, "epsilon"))(-1.0)  # its value is unknown: passes
+  with pytest.raises(TypeError, match="static_argnames=\\('num_groups',\\)"):
+    jax.jit(lambda g: check_int(g, "num_groups"))(2)
+  with pytest.raises(TypeError, match="training.*static bool"):
+    jax.jit(lambda t: check_bool(t, "training"))(True)
+
+
+def test_linen_batch_norm_evaluates_a_negative_running_variance_as_zero():
+  # flax issue 1491: a damaged checkpoint's negative variance gave NaN outputs.
+  layer = divnorm.linen.BatchNorm(use_running_average=True, epsilon=1e-2, use_bias=False,
+                                  use_scale=False)
+  variables = {"batch_stats": {"mean": NEG_STATS.mean, "var": NEG_STATS.var}}
+  with jax.numpy_dtype_promotion("standard"):
+    y = layer.apply(variables, X)
+  np.testing.assert_allclose(y, _bn_eval(X, NEG_STATS, 0.1), rtol=1e-4, atol=1e-4)
 
 
 def tally() -> dict[str, list[str]]:

@@ -33,10 +33,10 @@ def local_response_norm(
     size: number of neighbouring channels summed, an int >= 1 (odd is centered; an even
       window, as in torch, reaches ``size // 2`` channels back and ``size // 2 - 1``
       forward; wider than the channels, the window is zero padded).
-    alpha: multiplicative factor (>= 0), divided by `size` (torch's convention).
+    alpha: multiplicative factor (>= 0), divided by `size` (torch's convention). Like
+      `beta` and `k`, a Python, NumPy or JAX number, or traced.
     beta: exponent (>= 0).
     k: additive constant (>= 0); with ``k = 0`` an all-zero window divides 0 by 0.
-    Each of `alpha`, `beta`, `k` may be a Python, NumPy or JAX number, or traced.
     channel_axis: the channel axis.
 
   Returns:
