@@ -335,6 +335,8 @@ for name, a, exc in [("'0.1'", "0.1", TypeError), ("None", None, TypeError),
   case(f"l1_penalty alpha={name}", lambda a=a: D.l1_penalty(X, a), Error(exc, "alpha"))
 case("l1_penalty alpha=np.float32", lambda: D.l1_penalty(X, np.float32(0.5)),
      _close(lambda: 0.5 * np.abs(X.astype(np.float64)).mean()))
+case("l1_penalty alpha of shape (3,)", lambda: D.l1_penalty(X, np.ones(3, np.float32)),
+     Error(ValueError, "alpha"))
 case("l1_penalty of an empty array", lambda: D.l1_penalty(np.zeros((0, 3), np.float32), 1.0),
      _close(lambda: 0.0))
 case("l1_penalty rank 0", lambda: D.l1_penalty(np.float32(-2.0), 0.5), _close(lambda: 1.0))
@@ -349,6 +351,9 @@ for arg, values in [("rmax", [("'3'", "3", TypeError), ("None", None, TypeError)
 case("batch_renorm rmax=np.float32(1), dmax=jnp 0 = batch_norm", lambda: D.batch_renorm(
     X, STATS, training=True, rmax=np.float32(1.0), dmax=jnp.asarray(0.0)),
      _close(lambda: _ln(X, (0, 1, 2))))
+case("batch_renorm rmax=dmax=inf: no clipping, the running statistics", lambda: D.batch_renorm(
+    X, STATS, training=True, rmax=np.inf, dmax=np.inf, sigma=0.1),
+     _close(lambda: _bn_eval(X, STATS, 0.1), rtol=1e-4))
 case("batch_renorm traced rmax/dmax (jit)", lambda: jax.jit(lambda r, d: D.batch_renorm(
     X, STATS, training=True, rmax=r, dmax=d)[0])(1.0, 0.0), _close(lambda: _ln(X, (0, 1, 2))))
 
@@ -369,6 +374,12 @@ for arg in ("mean_weights", "var_weights"):
     case(f"switchable_norm {arg}={name}", lambda arg=arg, w=w: D.switchable_norm(
         X, STATS, **{"mean_weights": ONE_HOT[0], "var_weights": ONE_HOT[0], arg: w},
         training=True), Error(exc, arg))
+case("switchable_norm var_weights with a negative weight", lambda: D.switchable_norm(
+    X, STATS, mean_weights=ONE_HOT[0], var_weights=[1.5, -0.5, 0.0], training=True),
+     Error(ValueError, "var_weights"))
+case("switchable_norm mean_weights with a NaN", lambda: D.switchable_norm(
+    X, STATS, mean_weights=[np.nan, 1.0, 0.0], var_weights=ONE_HOT[0], training=True),
+     Error(ValueError, "mean_weights"))
 case("switchable_norm one-hot layer weights = layer_norm", lambda: D.switchable_norm(
     X, STATS, mean_weights=ONE_HOT[1], var_weights=[0.0, 1.0, 0.0], training=True),
      _close(lambda: _ln(X, (1, 2, 3))))
@@ -492,6 +503,9 @@ case("gdn_init channels=np.int64(3)", lambda: G.gdn_values(G.gdn_init(np.int64(3
 for arg, v, exc in [("beta", "1", TypeError), ("beta", 0.0, ValueError), ("gamma", None, TypeError),
                     ("gamma", -0.1, ValueError)]:
   case(f"gdn_init {arg}={v!r}", lambda arg=arg, v=v: G.gdn_init(3, **{arg: v}), Error(exc, arg))
+case("gdn_values of a (beta, gamma) tuple", lambda: G.gdn_values(tuple(G.gdn_init(3))),
+     lambda bg: np.allclose(bg[0], 1.0) and np.allclose(bg[1], 0.1 * np.eye(3)))
+case("gdn_values(None)", lambda: G.gdn_values(None), Error(TypeError, "params"))
 case("nonnegative of a Python float", lambda: G.nonnegative(0.5), _close(lambda: 0.25))
 case("nonnegative minimum='a'", lambda: G.nonnegative(jnp.ones(3), minimum="a"),
      Error(TypeError, "minimum"))
@@ -524,6 +538,11 @@ for fn, init in [("batch_stats_init", D.batch_stats_init), ("mean_stats_init", D
        lambda s: s.mean.shape == (4,))
   case(f"{fn} feature_axes=1.0", lambda init=init: init(X, feature_axes=1.0),
        Error(TypeError, "feature_axes"))
+
+case("batch_stats_init dtype=int32", lambda: D.batch_stats_init(X, dtype=jnp.int32),
+     Error(TypeError, "dtype"))
+case("batch_norm stats of int dtype", lambda: D.batch_norm(X, D.BatchStats(
+    jnp.zeros(4, jnp.int32), jnp.ones(4, jnp.int32)), training=True), Error(TypeError, "stats"))
 
 # Stored variances below zero (a damaged checkpoint; flax issue 1491) are clamped at 0.
 case("batch_norm eval with a negative running variance", lambda: D.batch_norm(
@@ -789,6 +808,15 @@ case("unit_length.fit ord=np.int64(1)", lambda: I.unit_length.apply(
      _close(lambda: DATA / np.abs(DATA.astype(np.float64)).sum(-1, keepdims=True)))
 case("pca.fit axes=-1 (no feature axis left)", lambda: I.pca.fit(DATA, axes=(0, 1)),
      Error(ValueError, "axes"))
+for tr in ("standardize", "min_max", "center"):
+  t = getattr(I, tr)
+  case(f"{tr}.apply x of another feature shape", lambda t=t: t.apply(
+      DATA[:, :2], t.fit(DATA)), Error(ValueError, "fitted statistics"))
+  case(f"{tr}.invert x of another rank", lambda t=t: t.invert(
+      DATA[0], t.fit(DATA)), Error(ValueError, "fitted statistics"))
+  case(f"{tr}.apply stats=None", lambda t=t: t.apply(DATA, None), Error(TypeError, "stats"))
+case("pca.apply stats of standardize", lambda: I.pca.apply(DATA, I.standardize.fit(DATA)),
+     Error(TypeError, "stats"))
 case("zca.apply x of another feature shape", lambda: I.zca.apply(
     DATA[:, :2], I.zca.fit(DATA, epsilon=0.1)), Error(ValueError, "feature shape"))
 

@@ -320,9 +320,13 @@ def check_nonempty(x: jax.Array, axes: tuple[int, ...], name: str) -> None:
 
 
 def check_renorm_limits(rmax, dmax) -> None:
-  """Rejects concrete ``rmax < 1`` or ``dmax < 0`` (traced schedules pass)."""
-  check_finite(rmax, "rmax", " (r is clipped to [1/rmax, rmax])")
-  check_finite(dmax, "dmax", " (d is clipped to [-dmax, dmax])")
+  """Rejects concrete ``rmax < 1`` or ``dmax < 0`` or NaN (traced schedules pass); inf is
+  no clipping."""
+  for name, value, hint in (("rmax", rmax, " (r is clipped to [1/rmax, rmax])"),
+                            ("dmax", dmax, " (d is clipped to [-dmax, dmax])")):
+    check_real(value, name, hint)
+    if is_concrete(value) and np.any(np.isnan(np.asarray(value))):
+      raise ValueError(f"{name}={describe(value)} is NaN; it must be a number{hint}.")
   if is_concrete(rmax) and np.any(np.asarray(rmax) < 1.0):
     raise ValueError(
         f"rmax={describe(rmax)} must be >= 1: r is clipped to [1/rmax, rmax], and rmax=1 "

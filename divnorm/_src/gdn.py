@@ -74,8 +74,13 @@ def gdn_init(channels: int, *, beta: float = 1.0, gamma: float = 0.1,
 
 
 def gdn_values(params: GDNParams) -> tuple[jax.Array, jax.Array]:
-  """``(beta, gamma)`` that raw `params` stand for."""
-  return nonnegative(params.beta, minimum=BETA_MIN), nonnegative(params.gamma)
+  """``(beta, gamma)`` that raw `params` (a `GDNParams`, or any ``(beta, gamma)`` pair) stand
+  for."""
+  if not isinstance(params, tuple | list) or len(params) != 2:
+    raise TypeError(f"params={describe(params)} is not a (beta, gamma) pair of raw parameters; "
+                    f"create them with divnorm.gdn.gdn_init(channels).")
+  beta, gamma = params
+  return nonnegative(beta, minimum=BETA_MIN), nonnegative(gamma)
 
 
 def _static(value, target: float) -> bool:

@@ -68,11 +68,24 @@ def _epsilon(epsilon, name: str):
   return float(epsilon) if is_concrete(epsilon) else epsilon
 
 
-def _check_stats(stats, kind: type, transform: str):
+def _check_stats(stats, kind: type, transform: str, x: jax.Array | None = None):
+  """`stats` must be what `transform`'s fit returns, and (given `x`) broadcast to `x`."""
   if not isinstance(stats, kind):
     raise TypeError(
         f"{transform}: stats must be the {kind.__name__} that {transform}.fit returns, got "
         f"{describe(stats)} ({type(stats).__name__}); e.g. stats = {transform}.fit(data).")
+  if x is None:
+    return
+  shape = tuple(np.shape(stats[0]))
+  try:
+    ok = len(shape) == x.ndim and np.broadcast_shapes(shape, x.shape) == x.shape
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(
+        f"{transform}: x of shape {x.shape} does not match the fitted statistics of shape "
+        f"{shape} (size 1 on the sample axes); apply the transform to data shaped like the "
+        f"data it was fitted on.")
 
 
 def _moments(data, axes: Axes, name: str):
@@ -120,7 +133,7 @@ def _span(stats: MinMaxStats, dt):
 def min_max_apply(x, stats: MinMaxStats):
   """``low + (x - min) (high - low) / (max - min)``; constant features go to `low`."""
   x = check_input(x)
-  _check_stats(stats, MinMaxStats, "min_max")
+  _check_stats(stats, MinMaxStats, "min_max", x)
   dt = stat_dtype(x.dtype)
   y = stats.low + (x.astype(dt) - stats.min.astype(dt)) * ((stats.high - stats.low)
                                                             / _span(stats, dt))
@@ -130,7 +143,7 @@ def min_max_apply(x, stats: MinMaxStats):
 def min_max_invert(y, stats: MinMaxStats):
   """The inverse of `min_max_apply` (exact unless a feature was constant)."""
   y = check_input(y, "y")
-  _check_stats(stats, MinMaxStats, "min_max")
+  _check_stats(stats, MinMaxStats, "min_max", y)
   dt = stat_dtype(y.dtype)
   x = stats.min.astype(dt) + (y.astype(dt) - stats.low) * (_span(stats, dt)
                                                            / (stats.high - stats.low))
@@ -164,7 +177,7 @@ def standardize_apply(x, stats: MeanVar):
   A negative variance (stats written by hand or damaged) counts as 0.
   """
   x = check_input(x)
-  _check_stats(stats, MeanVar, "standardize")
+  _check_stats(stats, MeanVar, "standardize", x)
   dt = stat_dtype(x.dtype)
   v = x.astype(dt) - stats.mean.astype(dt)
   var = jnp.maximum(stats.var.astype(dt), jnp.zeros((), dt))
@@ -174,7 +187,7 @@ def standardize_apply(x, stats: MeanVar):
 def standardize_invert(y, stats: MeanVar):
   """``y * sqrt(var + epsilon) + mean`` (a negative variance counts as 0)."""
   y = check_input(y, "y")
-  _check_stats(stats, MeanVar, "standardize")
+  _check_stats(stats, MeanVar, "standardize", y)
   dt = stat_dtype(y.dtype)
   var = jnp.maximum(stats.var.astype(dt), jnp.zeros((), dt))
   std = jnp.sqrt(var + jnp.asarray(stats.epsilon).astype(dt))
@@ -199,7 +212,7 @@ def center_fit(data, axes: Axes = 0) -> Mean:
 def center_apply(x, stats: Mean):
   """``x - mean``."""
   x = check_input(x)
-  _check_stats(stats, Mean, "center")
+  _check_stats(stats, Mean, "center", x)
   dt = stat_dtype(x.dtype)
   return (x.astype(dt) - stats.mean.astype(dt)).astype(x.dtype)
 
@@ -207,7 +220,7 @@ def center_apply(x, stats: Mean):
 def center_invert(y, stats: Mean):
   """``y + mean``."""
   y = check_input(y, "y")
-  _check_stats(stats, Mean, "center")
+  _check_stats(stats, Mean, "center", y)
   dt = stat_dtype(y.dtype)
   return (y.astype(dt) + stats.mean.astype(dt)).astype(y.dtype)
 

@@ -34,10 +34,12 @@ from divnorm._src.checks import (
   channel_axis_index,
   check_array,
   check_bool,
+  check_finite,
   check_input,
   check_mask,
   check_momentum,
   check_nonempty,
+  check_nonnegative,
   check_renorm_limits,
   check_sigma,
   check_unit_interval,
@@ -245,11 +247,14 @@ SWITCHABLE_STATISTICS = ("instance", "layer", "batch")
 
 
 def _check_weights(w, name: str) -> jax.Array:
-  w = check_array(w, name, f" (3 weights for the {SWITCHABLE_STATISTICS} statistics)")
+  hint = f" (3 weights for the {SWITCHABLE_STATISTICS} statistics)"
+  w = check_array(w, name, hint)
   if w.shape != (3,):
     raise ValueError(
         f"{name} has shape {w.shape}; give 3 weights for the {SWITCHABLE_STATISTICS} "
         f"statistics, e.g. jax.nn.softmax(logits) of shape (3,).")
+  # A variance mixed with a negative weight can be negative, and rsqrt of it NaN.
+  (check_nonnegative if name == "var_weights" else check_finite)(w, name, hint)
   return w
 
 

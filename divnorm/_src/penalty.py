@@ -26,6 +26,9 @@ def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Arr
   """
   v = check_input(v, "v")
   check_nonnegative(alpha, "alpha", " (the weight of the L1 penalty)")
+  if np.ndim(alpha) != 0:
+    raise ValueError(f"alpha has shape {np.shape(alpha)}; the penalty's weight is one number "
+                     f"(weigh features by scaling v).")
   dt = stat_dtype(v.dtype)
   a = jnp.abs(v.astype(dt))
   alpha = jnp.asarray(alpha, dt)

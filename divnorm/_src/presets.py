@@ -128,8 +128,8 @@ def group_norm(
   if channels == 0:  # no channels: an empty result, as for any empty axis
     return normalize(x, (c,), sigma=sigma, mask=mask, return_centered=return_centered,
                      fast_variance=fast_variance)
-  if x.ndim == 2:
-    return_centered = check_bool(return_centered, "return_centered")  # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]
+  if x.ndim == 2:  # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]
+    return_centered = check_bool(return_centered, "return_centered")
     mask = check_mask(mask, x.shape)
     out = normalize(x.reshape(x.shape[0], groups, channels // groups), (2,), sigma=sigma,
                     mask=None if mask is None else mask.reshape(x.shape[0], groups, -1),
