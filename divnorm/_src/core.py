@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_border, check_input, check_mask, check_sigma
+from divnorm._src.checks import check_bool, check_border, check_input, check_mask, check_sigma
 from divnorm._src.fields import Field, FieldSpec, resolve_field
 from divnorm._src.reductions import (
   divide_by_count,
@@ -99,7 +99,7 @@ def normalize(
   when sigma is scaled with them).
 
   Raises:
-    TypeError: integer `x`, non-boolean mask, malformed field.
+    TypeError: integer `x`, non-boolean mask, malformed field, a non-bool flag.
     ValueError: bad axes or windows; NaN, inf, negative or shape-changing sigma; unknown
       border; mask shape; ``fast_variance=True`` for fields it does not serve.
   """
@@ -109,6 +109,7 @@ def normalize(
   check_border(border)
   sigma = check_sigma(sigma, stats_shape(x.shape, b))
   mask = check_mask(mask, x.shape)
+  return_centered = check_bool(return_centered, "return_centered")
   dt = stat_dtype(x.dtype)
   y, v, _ = normalized(x.astype(dt), jnp.asarray(sigma, dt), mask,
                        pick_statistics(a, b, fast_variance), a, b, border, axis_name)

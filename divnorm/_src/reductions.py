@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.fields import Field
+from divnorm._src.fields import Field, FieldSpec, resolve_field
 
 
 def stat_dtype(dtype) -> np.dtype:
@@ -48,9 +48,17 @@ def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
   Returns:
     An array of the shape of `x`; entry ``i`` is the sum of the entries of `x` within
     ``width // 2`` of ``i`` along every windowed axis.
+
+  Raises:
+    TypeError, ValueError: an axis out of range or twice, a width not odd and positive.
   """
+  windows = tuple(windows)
+  checked = resolve_field(dict(windows), x.ndim, role="window_sum")
+  if len(checked.windows) != len(windows):
+    raise ValueError(f"window_sum: windows={windows!r} name an axis twice; give each axis "
+                     f"one (axis, width) pair.")
   zero = np.zeros((), x.dtype)
-  for axis, width in windows:
+  for axis, width in checked.windows:
     if width == 1:
       continue
     dims = [1] * x.ndim
@@ -213,7 +221,7 @@ def divide_by_count(s: jax.Array, count) -> jax.Array:
 
 def field_mean(
     t: jax.Array,
-    field: Field,
+    field: FieldSpec,
     *,
     border: str = "valid",
     mask: jax.Array | None = None,
@@ -223,12 +231,13 @@ def field_mean(
 
   Args:
     t: a floating array.
-    field: the resolved field.
+    field: a field (`resolve_field`'s spec, or a resolved `Field`).
     border: see the module docstring.
     mask: optional array of `t`'s shape: True (or nonzero) where an entry counts. It
       selects: an entry outside it never enters the sum, whatever its value.
     axis_name: also average over this named axis (``shard_map``, ``vmap``).
   """
+  field = resolve_field(field, t.ndim)
   if mask is not None and mask.dtype != jnp.bool_:
     mask = mask != 0
   s = field_sum(t, field, mask=mask, axis_name=axis_name)

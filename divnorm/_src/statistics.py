@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from divnorm._src.checks import check_bool
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
   border_count,
@@ -313,8 +314,11 @@ def pick_statistics(a: Field, b: Field, fast_variance: bool | None) -> Strategy:
   windowed fields over equal whole axes) or `one_pass` (True).
 
   Raises:
+    TypeError: `fast_variance` neither None nor a bool.
     ValueError: ``fast_variance=True`` for fields whose one-pass sums are not ``E_B[v^2]``.
   """
+  if fast_variance is not None:
+    fast_variance = check_bool(fast_variance, "fast_variance")
   if not fast_variance:
     windowed = a.windows and a.pooled == b.pooled and (a.whole or a.groups)
     return corrected_two_pass if windowed else two_pass
