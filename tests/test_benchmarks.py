@@ -50,3 +50,14 @@ def test_numerics_quick_mode_measures_every_mode(capsys):
     if not name.startswith("flax"):
       assert max(errs) < 2e-5, (name, mode, errs)  # divnorm: every mode, every offset
   assert errors["flax LN (H,W,C)", "one-pass (flax's default)"][1] > 1e-2  # flax loses digits
+
+
+@pytest.mark.slow
+def test_strategies_quick_mode_prints_every_table(capsys):
+  from benchmarks import strategies
+  assert strategies.main(["--quick"]) == 0
+  text = capsys.readouterr().out
+  for title in ("**Two sums of x - k", "**Group sums", "**Strategies"):
+    assert title in text
+  rows = [r for r in text.splitlines() if r.startswith("| ") and "---" not in r]
+  assert len(rows) == (1 + len(strategies.REDUCTIONS)) + 3 + 4 and "nan" not in "".join(rows)
