@@ -21,7 +21,10 @@ BN is training mode (batch statistics and the running averages' update). LN redu
 time(divnorm) / time(flax): the median over rounds, then min-max.
 
     python -m benchmarks.dropin [--rounds N] [--quick] [--dtypes float32,bfloat16]
-        [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass]
+        [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass] [--profile]
+
+``--profile`` prints, instead of the ratios, the time of each XLA operation of every
+contender's compiled program (`benchmarks.xla.op_times`): where a ratio comes from.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 
 import divnorm
 import divnorm.linen as dl
-from benchmarks import report, timing
+from benchmarks import report, timing, xla
 
 CNN_SHAPES = [(100, 32, 32, 32), (128, 32, 32, 64)]
 SEQ_SHAPE = (8, 512, 768)
@@ -164,6 +167,22 @@ def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float) ->
   return out + [""]
 
 
+def profile(cases, dtype_name: str, mode: str) -> None:
+  """Prints each contender's XLA operations and their time per call, largest first."""
+  fast = MODES[mode]
+  for case, shape in cases:
+    if case in ("RMS", "DN") and not fast:
+      continue
+    for name, call in contenders(case, shape, DTYPES[dtype_name], fast).items():
+      times = xla.op_times(call)
+      print(f"**{case} {'x'.join(map(str, shape))} {dtype_name} {mode}, {name}**: "
+            f"{sum(times.values()) * 1e3:.2f} ms in {len(times)} operations\n")
+      print("| operation | ms |\n|---|---|")
+      for op, seconds in times.items():
+        print(f"| {op} | {seconds * 1e3:.3f} |")
+      print(flush=True)
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=15)
@@ -171,6 +190,7 @@ def main(argv=None) -> int:
   p.add_argument("--dtypes", default="float32,bfloat16")
   p.add_argument("--modes", default="one-pass,two-pass")
   p.add_argument("--cases", default="LN,BN,GN,RMS,DN")
+  p.add_argument("--profile", action="store_true", help="XLA operation times, no ratios")
   args = p.parse_args(argv)
   names = args.cases.split(",")
   cases = [(c, s) for c, s in (QUICK_CASES if args.quick else CASES) if c in names]
@@ -181,7 +201,10 @@ def main(argv=None) -> int:
   t0 = time.time()
   for dtype_name in args.dtypes.split(","):
     for mode in args.modes.split(","):
-      table(cases, dtype_name, mode, rounds=rounds, target_s=target_s)
+      if args.profile:
+        profile(cases, dtype_name, mode)
+      else:
+        table(cases, dtype_name, mode, rounds=rounds, target_s=target_s)
   print(f"Total {time.time() - t0:.0f} s; rounds {rounds}, jax {jax.__version__}, "
         f"numpy {np.__version__}.")
   return 0

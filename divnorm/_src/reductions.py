@@ -92,7 +92,8 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   The result has the shape of `t`: every entry holds its group's sum. The sum is a product
   with a 0/1 block-diagonal matrix, one small matmul: reshaping to ``[..., groups, size]``
   and broadcasting back instead let XLA's CPU backend fuse group norm's whole derivative
-  into one kernel, 2.3x slower on 128x32x32x64 (BENCHMARKS.md, "Group sums").
+  into one kernel, 1.7-1.9x slower on 128x32x32x64 and even on 100x32x32x32
+  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
   """
   for axis, size in groups:
     n = t.shape[axis]
@@ -141,9 +142,9 @@ def pooled_sums(t: jax.Array, u: jax.Array, field: Field, *, mask=None,
   """``(sum t, sum u)`` over the whole and grouped axes of `field` by one two-output reduce.
 
   XLA's CPU backend then reads the input once. For short sums at many positions (over the
-  channels at every pixel, as divisive norm takes them) that is 2-3x faster than two
-  reductions; for long sums (whole images, a batch) it is 4x slower, and `field_sum` of
-  each is the faster way (BENCHMARKS.md, "Two sums in one reduce").
+  channels at every pixel, as divisive norm takes them) that takes 0.35-0.86x the time of
+  two reductions; for long sums (whole images, a batch) up to 4x, and `field_sum` of each
+  is the faster way (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
   """
   t, u = select(t, mask), select(u, mask)
   if field.whole:
