@@ -136,7 +136,7 @@ def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistic
 
 @normalized.defjvp
 def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
-  """The derivative of `normalized`, for either strategy (they compute the same statistics).
+  """The derivative of `normalized`, for every strategy (they compute the same statistics).
 
   ``dE_A[x] = E_A[dx]``, ``dE_B[v^2] = 2 E_B[v dx] - 2 E_B[v dE_A[x]]`` and
   ``dy = (dx - dE_A[x]) r + v dr`` with ``r = 1 / sqrt(sigma^2 + E_B[v^2])``. Every
