@@ -274,3 +274,25 @@ def test_bad_specs_fail_clearly():
     rnn.RNNLanguageModel(vocab_size=5, hidden_size=H, cell="tanh",
                          spec=rnn.NormSpec(variant="dn", dn_window=121)).init(
         jax.random.key(0), jnp.zeros((2, 2), jnp.int32), rnn.initial_carry("tanh", 2, H, 2))
+
+
+@pytest.mark.parametrize("kind", ["layer", "divisive"])
+def test_one_call_over_the_gates_equals_a_call_per_gate(kind):
+  import divnorm
+  spec = rnn.NormSpec(variant="dn_star" if kind == "divisive" else "ln_star", sigma=1.0,
+                      l1_alpha=ALPHA, dn_window=5)
+  z = jax.random.normal(jax.random.key(4), (3, 4, 16), jnp.float32) * 3.0 + 1.0
+  norm = rnn.Normalizer(kind, spec)
+  y, state = norm.apply({}, z, mutable=["losses"])
+  outs, penalty = [], 0.0
+  for k in range(4):  # the four gates, each normalized by its own call
+    if kind == "divisive":
+      yk, vk = divnorm.divisive_norm(z[:, k], summation_window=(5,), sigma=1.0,
+                                     return_centered=True)
+    else:
+      yk, vk = divnorm.layer_norm(z[:, k], reduction_axes=-1, sigma=1.0, return_centered=True)
+    outs.append(yk)
+    penalty += divnorm.l1_penalty(vk, ALPHA)
+  np.testing.assert_allclose(y, jnp.stack(outs, 1), rtol=1e-6, atol=1e-6)
+  (sown,) = state["losses"]["l1"]
+  np.testing.assert_allclose(sown, penalty, rtol=1e-6)

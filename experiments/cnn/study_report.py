@@ -1,6 +1,6 @@
 r"""Tables and figures of the converged CNN study (results/PROTOCOL.md) from its result folders.
 
-  python -m experiments.cnn.study_report
+  python -m experiments.cnn.study report
 
 Reads ``<results>/<job>/result.json`` (and metrics.jsonl, first_layer_samples.npz) of
 whatever jobs have finished and writes, in ``<results>``:
@@ -17,8 +17,6 @@ Missing jobs are shown as not run; nothing is filled in.
 
 from __future__ import annotations
 
-import argparse
-import glob
 import json
 import math
 import os
@@ -30,6 +28,7 @@ from experiments.cnn import study
 from experiments.cnn.analysis import PAPER_TABLE10, joint_histogram
 from experiments.cnn.paper import PAPER_ACCURACY
 from experiments.engine import read_metrics
+from experiments.engine import study as runner
 
 # The comparisons named in results/PROTOCOL.md before the runs.
 ACCURACY_COMPARISONS = (("DN*", "DN"), ("LN*", "LN"), ("BN*", "BN"), ("DN*", "baseline"),
@@ -39,16 +38,11 @@ TABLE10_COMPARISONS = (("BN*", "BN"), ("LN*", "LN"), ("DN*", "DN"))
 # normalized networks' schedule. Reported unadjusted, outside the fixed family.
 LONG_BASELINE = "baseline (1,200 steps)"
 POST_HOC_COMPARISONS = tuple((v, LONG_BASELINE) for v in ("BN", "BN*", "LN*", "DN", "DN*"))
-PLATEAU_TOLERANCE = 0.05
 
 
 def load_results(results_dir: str) -> list[dict]:
   """Every finished job's result.json under `results_dir` (failed runs included)."""
-  rows = []
-  for path in sorted(glob.glob(os.path.join(results_dir, "*", "result.json"))):
-    with open(path) as f:
-      rows.append(json.load(f))
-  return rows
+  return list(runner.load_results(results_dir).values())
 
 
 def _group(rows, plan: str, **match) -> dict[str, list[dict]]:
@@ -65,9 +59,8 @@ def collapsed(r: dict) -> bool:
 
 
 def converged(r: dict) -> bool:
-  """The protocol's check: the last two tenths' mean training CE differ by < 5%."""
-  a, b = r["train_ce_80_90"], r["train_ce_90_100"]
-  return bool(abs(a - b) <= PLATEAU_TOLERANCE * max(a, b))
+  """The protocol's check: the last two tenths' mean training CE differ by <= 5%."""
+  return study.converged(r)
 
 
 def _comparisons(groups, pairs, key: str) -> list[dict]:
@@ -171,7 +164,7 @@ def render(summary: dict) -> str:
            "except the columns marked *paper*, which are Ren et al. (ICLR 2017) on CIFAR-10 "
            "(Tables 3/7 and 10), copied for reference.", "",
            "Command: `python -m experiments.cnn.study run` (resumable), then "
-           "`python -m experiments.cnn.study_report`.", "",
+           "`python -m experiments.cnn.study report`.", "",
            "Machine: " + "; ".join(summary["machine"] or ["n/a"]) +
            " (one single-threaded worker process per core).", ""]
   t = summary["table"]
@@ -379,29 +372,20 @@ def plot_small_batch(summary: dict, path: str) -> None:
   plt.close(fig)
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--results_dir", default="results/cnn/converged")
-  args = p.parse_args(argv)
-  rows = load_results(args.results_dir)
+def write(results_dir: str) -> str:
+  """Writes summary.md, summary.json and the figures from the finished jobs; returns summary.md."""
+  rows = load_results(results_dir)
   if not rows:
-    print(f"no finished job in {args.results_dir}; run `python -m experiments.cnn.study run`.")
-    return 1
+    return (f"no finished job in {results_dir}; run `python -m experiments.cnn.study run`.")
   summary = summarize(rows)
-  with open(os.path.join(args.results_dir, "summary.json"), "w") as f:
+  with open(os.path.join(results_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1, sort_keys=True)
   md = render(summary)
-  with open(os.path.join(args.results_dir, "summary.md"), "w") as f:
+  with open(os.path.join(results_dir, "summary.md"), "w") as f:
     f.write(md)
-  plot_curves(args.results_dir, rows, os.path.join(args.results_dir, "curves.png"))
-  plot_joint_histograms(args.results_dir, rows,
-                        os.path.join(args.results_dir, "table10_joint_histograms.png"))
-  plot_sigma(args.results_dir, rows, os.path.join(args.results_dir, "sigma.png"))
-  plot_small_batch(summary, os.path.join(args.results_dir, "small_batch.png"))
-  print(md)
-  return 0
-
-
-if __name__ == "__main__":
-  from experiments.config import cli
-  cli(main)
+  plot_curves(results_dir, rows, os.path.join(results_dir, "curves.png"))
+  plot_joint_histograms(results_dir, rows,
+                        os.path.join(results_dir, "table10_joint_histograms.png"))
+  plot_sigma(results_dir, rows, os.path.join(results_dir, "sigma.png"))
+  plot_small_batch(summary, os.path.join(results_dir, "small_batch.png"))
+  return md
