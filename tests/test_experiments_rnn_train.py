@@ -13,7 +13,7 @@ from experiments import engine
 from experiments.config import ConfigError
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
-from experiments.rnn import table
+from experiments.rnn import reproduce
 from experiments.rnn import task as rnn_task
 from experiments.rnn.configs import rnn_lm, rnn_lm_quick
 
@@ -147,14 +147,14 @@ def test_bad_configs_fail_clearly(tmp_path):
   with pytest.raises(ValueError, match="dn_window=61 is wider than the hidden size 32"):
     rnn_task.build_model(cfg, 100, train=True)
   with pytest.raises(ConfigError, match="--data_dir=.*missing': does not exist"):
-    table.main(["--dataset", "ptb", "--data_dir", str(tmp_path / "missing"),
+    reproduce.main(["--dataset", "ptb", "--data_dir", str(tmp_path / "missing"),
                 "--out", str(tmp_path / "out")])
   with pytest.raises(ValueError, match="wider than the hidden size 8"):  # before any training
-    table.main(["--variants", "dn", "--set", "model.hidden_size=8", "--out", str(tmp_path)])
+    reproduce.main(["--variants", "dn", "--set", "model.hidden_size=8", "--out", str(tmp_path)])
 
 
-def test_table_command_end_to_end(tmp_path):
-  out = table.main([
+def test_reproduce_command_end_to_end(tmp_path):
+  out = reproduce.main([
       "--cells", "tanh", "--variants", "baseline,dn_star", "--out", str(tmp_path),
       "--name", "tiny", "--set", "max_steps=3", "--set", "model.hidden_size=8",
       "--set", "norm.dn_window=3", "--set", "batch_size=8", "--set", "bptt_steps=4",
