@@ -246,8 +246,10 @@ def _cell_text(results: dict[str, dict], cell: str, variant: str, key: str, fmt:
       parts.append(f"s{s} {format(float(r[key]), fmt)}")
   if not vals:
     return "not run" if all(p.endswith("not run") for p in parts) else "; ".join(parts)
-  mean = seed_stats.summarize(vals)["mean"]
-  return f"{format(mean, fmt)} ({'; '.join(parts)})"
+  stats = seed_stats.summarize(vals)
+  mean_fmt = ".1f" if fmt == "g" else fmt
+  spread = f" ± {format(stats['std'], mean_fmt)}" if len(vals) > 1 else ""
+  return f"{format(stats['mean'], mean_fmt)}{spread} ({'; '.join(parts)})"
 
 
 def render_table(results: dict[str, dict], *, command: str = "python -m experiments.rnn.study report",
@@ -260,7 +262,8 @@ def render_table(results: dict[str, dict], *, command: str = "python -m experime
   sched = done[0]["schedule"] if done else dataclasses.asdict(Schedule())
   lines = [
       "# RNN LM, early-stopped stand-in (results/PROTOCOL_RNN.md)", "",
-      "Runs: `python -m experiments.rnn.study run` (resumable; 2 single-threaded workers)  ",
+      "Runs: `python -m experiments.rnn.study run` (resumable; single-threaded workers, one "
+      "per core; how they ran: PROTOCOL_RNN.md)  ",
       f"Report: `{command}`  ", f"Machine: {machine}  ",
       f"Stand-in: hidden {sched['hidden_size']}, vocabulary {sched['vocab_size']}, the first "
       f"{sched['train_tokens']:,} tokens of the Shakespeare training split (whole valid and test "
@@ -270,7 +273,7 @@ def render_table(results: dict[str, dict], *, command: str = "python -m experime
       f"Jobs finished: {len(done)} of {len(CELLS) * len(VARIANTS) * len(seeds)}"
       + (f"; failed: {', '.join(sorted(n for n, r in results.items() if 'failed' in r))}"
          if len(done) < len(results) else "") + ".", "",
-      "Test perplexity at the best valid point: mean over seeds (each seed's value). "
+      "Test perplexity at the best valid point: mean ± std over seeds (each seed's value). "
       "The paper's numbers are its PTB test "
       "perplexities (Tables 4 and 9: hidden 200, 10k vocabulary, 13 epochs, another corpus), "
       "for orientation only.", ""]
