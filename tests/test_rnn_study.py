@@ -66,6 +66,7 @@ def test_summary_reports_test_at_best_valid_not_at_the_end():
       "max_epochs")
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_tiny_job_writes_result_with_test_of_the_best_model(tiny_run):
   row, runs, results = tiny_run
   out = os.path.join(results, JOB.name)
@@ -89,6 +90,7 @@ def test_tiny_job_writes_result_with_test_of_the_best_model(tiny_run):
   assert fresh.eval_metrics["test_perplexity"] == pytest.approx(row["test_perplexity"], rel=1e-5)
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_finished_job_is_not_trained_again(tiny_run, monkeypatch):
   _, runs, results = tiny_run
   metrics = os.path.join(runs, JOB.name, "metrics.jsonl")
@@ -104,6 +106,7 @@ def test_finished_job_is_not_trained_again(tiny_run, monkeypatch):
   assert again["test_perplexity"] == tiny_run[0]["test_perplexity"]
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_killed_job_resumes_to_the_same_evaluations(tiny_run, tmp_path, monkeypatch):
   row, _, _ = tiny_run
   epoch = row["curve"][0]["step"]
@@ -125,6 +128,7 @@ def test_killed_job_resumes_to_the_same_evaluations(tiny_run, tmp_path, monkeypa
   assert resumed["curve"] == row["curve"]  # same evaluations, none repeated
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
   row, _, results = tiny_run
   folder = tmp_path / "converged"

@@ -147,6 +147,7 @@ def test_single_thread_env_keeps_other_flags():
 
 # ---- one real job, end to end, and the report -----------------------------------------------
 
+@pytest.mark.slow  # trains
 @pytest.mark.loose_promotion  # optax's schedules
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")
 def test_run_job_writes_results_and_the_report_reads_them(tmp_path):
