@@ -17,7 +17,7 @@ Plans (results/PROTOCOL.md fixes every number here before the runs):
 - ``baseline_long``: the baseline on the normalized networks' schedule, seeds 0-2
   (PROTOCOL.md, deviation 1).
 - ``sigma_alone``: BN-s and LN-s (the paper's: sigma without L1) and DN with
-  sigma 0 (tag ``sigma0``), seeds 0-2, the table's schedule (PROTOCOL.md, 2026-12-02).
+  sigma 0 (tag ``sigma0``), seeds 0-2, the table's schedule (PROTOCOL.md, 2026-12-03).
 - ``small_batch``: BN, LN, DN and DN* at batch 4, 16 and 64, seeds 0-2, 30,000
   training examples each (steps = 30,000 / batch), lr 1e-2 x batch / 100, x0.1 at
   37.5% and 62.5% of the steps; seed by seed.
@@ -42,31 +42,31 @@ import numpy as np
 from experiments.cnn import model as cnn_model
 from experiments.cnn import reproduce
 from experiments.cnn.configs import cnn as cnn_config
+from experiments.cnn.protocol import (  # noqa: F401 - the protocol's numbers, re-exported
+  BATCH_SIZE,
+  DATASET,
+  FULL_EPOCHS,
+  FULL_SEEDS,
+  FULL_SPLIT,
+  FULL_VARIANTS,
+  LEARNING_RATE,
+  NORMALIZED_STEPS,
+  PLATEAU_TOLERANCE,
+  PROBE_IMAGES,
+  SAMPLES_SAVED,
+  SEEDS,
+  SIGMA_ALONE,
+  SIGMA_VARIANT,
+  SMALL_BATCH_EXAMPLES,
+  SMALL_BATCH_SEEDS,
+  SMALL_BATCH_VARIANTS,
+  SMALL_BATCHES,
+  SUBSET,
+  TABLE_VARIANTS,
+  converged,
+)
 from experiments.config import apply_overrides
 from experiments.engine import study as runner
-from experiments.engine.stop import plateaued
-
-DATASET = "fashion_mnist"
-SUBSET = 5_000
-FULL_SPLIT = 60_000
-NORMALIZED_STEPS = 1_200
-BATCH_SIZE = 100
-LEARNING_RATE = 1e-2
-TABLE_VARIANTS = ("baseline", "BN", "BN*", "LN", "LN*", "DN", "DN*")
-SEEDS = (0, 1, 2)
-SIGMA_VARIANT = "DN*"
-# sigma alone (PROTOCOL.md, 2026-12-02): (variant, config overrides, tag).
-SIGMA_ALONE = (("BN-s", (), ""), ("LN-s", (), ""), ("DN", ("sigma=0.0",), "sigma0"))
-SMALL_BATCH_VARIANTS = ("BN", "LN", "DN", "DN*")
-SMALL_BATCHES = (4, 16, 64)
-SMALL_BATCH_SEEDS = (0, 1, 2)
-SMALL_BATCH_EXAMPLES = 30_000
-FULL_VARIANTS = ("BN", "BN*", "DN", "DN*")
-FULL_SEEDS = (0, 1)
-FULL_EPOCHS = 10
-PLATEAU_TOLERANCE = 0.05
-PROBE_IMAGES = 1_000
-SAMPLES_SAVED = 2_048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,12 +172,6 @@ def job_config(job: Job, data_dir: str | None = None, overrides=()):
 def _mean_between(rows, key: str, lo: float, hi: float) -> float:
   values = [r[key] for r in rows if lo < r["step"] <= hi and key in r]
   return float(np.mean(values)) if values else float("nan")
-
-
-def converged(row: dict) -> bool:
-  """The protocol's plateau check: the last two tenths' mean training CE differ by <= 5%."""
-  return plateaued([row["train_ce_80_90"], row["train_ce_90_100"]],
-                   tolerance=PLATEAU_TOLERANCE)
 
 
 def run_job(job: Job, runs_dir: str, results_dir: str, *, data_dir: str | None = None,

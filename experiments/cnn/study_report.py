@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from experiments import seed_stats
-from experiments.cnn import study
+from experiments.cnn import protocol as study
 from experiments.cnn.analysis import PAPER_TABLE10, joint_histogram
 from experiments.cnn.paper import PAPER_ACCURACY
 from experiments.engine import read_metrics

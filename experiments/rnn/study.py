@@ -58,7 +58,7 @@ PATIENCE = 2
 ES_FILE = "early_stopping.jsonl"
 METRIC = "valid_perplexity"
 # The comparisons the protocol names, per cell: (A, B) reads "A against B". The first six
-# were named on 2026-12-01; the last three on 2026-12-02 (with LN-s and BN).
+# were named on 2026-12-01; the last three on 2026-12-03 (with LN-s and BN).
 COMPARISONS = (("dn_star", "baseline"), ("ln_star", "baseline"), ("dn_star", "dn"),
                ("ln_star", "ln"), ("dn", "baseline"), ("dn_star", "ln_star"),
                ("ln_s", "ln"), ("ln_star", "ln_s"), ("bn_star", "bn"))
