@@ -194,7 +194,10 @@ def test_study_plans_are_the_protocols():
   cfg = study.job_config(study.Job(3, "dn", 2))
   assert (cfg.seed, cfg.num_steps, cfg.source, cfg.test_source) == (
       2, sr_study.NUM_STEPS, "photographs", "photographs")
-  assert cfg.optimizer.boundaries == [int(sr_study.DECAY_AT * sr_study.NUM_STEPS)]
+  assert cfg.optimizer.boundaries == [int(0.8 * sr_study.NUM_STEPS)] and cfg.augment
+  # The pilots' config (results/sr/pilots) at the study's steps, with rotations/flips.
+  pilot = sr_srcnn_fast.get_config(f"DN*,3,{sr_study.NUM_STEPS}")
+  assert (cfg.batch_size, dict(cfg.optimizer)) == (pilot.batch_size, dict(pilot.optimizer))
   # The paper's network and DN*: only the schedule is ours.
   paper = sr_srcnn.get_config("DN*,3")
   assert dict(cfg.norm) == dict(paper.norm) and cfg.init_std == paper.init_std

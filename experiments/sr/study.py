@@ -267,20 +267,23 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
   from experiments.sr.paper import PAPER, PAPER_SETS
   done = [r for r in results.values() if "failed" not in r]
   failed = sorted(n for n, r in results.items() if "failed" in r)
+  cfg = job_config(Job(SCALES[0], VARIANTS[0], SEEDS[0]))
+  opt = cfg.optimizer
   lines = [
       "# Super-resolution study (results/PROTOCOL_SR.md)", "",
       "Runs: `python -m experiments.sr.study run` (resumable; single-threaded workers, one per "
       "core)  ", "Report: `python -m experiments.sr.study report`  ",
       f"Machine: {done[0]['machine'] if done else '-'}  ",
-      f"Schedule (ours): Adam lr {sr_study.LEARNING_RATE:g} x0.1 at {sr_study.DECAY_AT:.0%} of "
-      f"{sr_study.NUM_STEPS:,} steps, batch {sr_study.BATCH_SIZE} of 33x33 patches, "
-      f"rotations/flips {'on' if sr_study.AUGMENT else 'off'}; the paper's networks, init, "
+      f"Schedule (ours): {opt.name} lr {opt.learning_rate:g} x{opt.decay:g} at step "
+      f"{opt.boundaries[0]:,} of {cfg.num_steps:,}, batch {cfg.batch_size} of "
+      f"{cfg.patch_size}x{cfg.patch_size} patches, rotations/flips "
+      f"{'on' if cfg.augment else 'off'}; the paper's networks, init, "
       "loss and normalizer hyperparameters.  ",
       f"Data: trained on every training photograph, scored on the {TEST_SOURCE} test split "
       "(astronaut, chelsea, coffee, camera, flower), whole images, Y channel, 8 pixels cropped.  ",
       f"Jobs finished: {len(done)}" + (f"; failed: {', '.join(failed)}" if failed else "") + ".",
-      "", "PSNR (dB) and SSIM of the model after the last step, mean ± std over seeds (each "
-      "seed's PSNR in brackets). The paper's columns are its numbers on Set14 and BSD200 (its "
+      "", "PSNR (dB) and SSIM of the model after the last step, mean ± std over seeds, and each "
+      "seed's PSNR. The paper's columns are its numbers on Set14 and BSD200 (its "
       "data and 1e8-step schedule), for orientation only: our absolute dB are not comparable.",
       ""]
   for scale in SCALES:
@@ -306,9 +309,11 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
     values["bicubic"] = [ref["psnr"]]  # a constant: the test is a one-sample t-test
     ssim_values = {v: _values(results, scale, v, "ssim") for v in VARIANTS}
     ssim_values["bicubic"] = [ref["ssim"]]
-    lines += ["", f"**The protocol's claims at x{scale}** (PSNR; one-sided Welch tests, "
+    lines += ["", f"**The protocol's claims at x{scale}** (PSNR; one-sided Welch tests at 0.05, "
               "Holm-adjusted over the three claims; bicubic is a constant, so its test is a "
-              "one-sample t-test of the seeds):", "",
+              "one-sample t-test of the seeds. A one-sided test at 0.05 matches the 90% "
+              "interval, so a claim can hold while the 95% interval shown touches its "
+              "boundary):", "",
               "| claim | A - B (dB) | 95% CI | p holds (Holm) | p does not hold (Holm) | "
               "SSIM A - B | n (A, B) | verdict |", "|---|---|---|---|---|---|---|---|"]
     for row in claim_tests(values):
@@ -333,8 +338,10 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
         cells.append(f"{np.mean(vals):.2f}" if vals else "-")
       lines.append(f"| {im['name']} | {im['psnr']:.2f} | " + " | ".join(cells) + " |")
     lines.append("")
-  lines += ["Figure: [`figure.png`](figure.png) (the same crop of the held-out astronaut "
-            "photograph: ground truth, bicubic, and seed 0 of SRCNN, BN and DN*).", ""]
+  figures = ", ".join(f"[`figure_x{s}.png`](figure_x{s}.png)" for s in SCALES
+                      if any(r.get("scale") == s for r in results.values()))
+  lines += [f"Figures: {figures or '-'} (the same crop of the held-out {FIGURE_IMAGE} photograph: "
+            "ground truth, bicubic, and seed 0 of SRCNN, BN and DN*).", ""]
   return "\n".join(lines)
 
 
