@@ -12,6 +12,10 @@ ratios):
 3. **Strategies for divisive norm across channels**: forward+backward of
    `core.normalized` with each strategy: `two_pass`, `corrected_two_pass` (the default
    for these fields) and `one_pass`.
+4. **Window sums along the minor axis** (`reductions.window_sum`): forward+backward of one
+   window sum as a 1-D ``reduce_window`` and as a product with a banded 0/1 matrix, on
+   ``[rows, n]`` shapes from the RNN's gates (n 128, width 61) to LN-sized rows; the library
+   takes the product where it is marked.
 
     python -m benchmarks.strategies [--rounds N] [--quick]
 """
@@ -136,6 +140,36 @@ def strategies_table(shape, *, rounds: int, target_s: float) -> list[str]:
   return out + [""]
 
 
+# (rows, n, width): the RNN's gates and cell state, a wider axis, narrow windows.
+WINDOW_CASES = [(80, 128, 61), (20, 128, 61), (80, 256, 61), (80, 64, 15), (80, 128, 15),
+                (80, 512, 61), (10240, 32, 9), (102400, 32, 5), (4096, 768, 61)]
+QUICK_WINDOW_CASES = [(4, 32, 9), (4, 32, 3)]
+
+
+def _reduce_window_sum(t, width):
+  return lax.reduce_window(t, np.zeros((), t.dtype), lax.add, (1, width), (1, 1),
+                           ((0, 0), (width // 2, width // 2)))
+
+
+def window_sums_table(cases, *, rounds: int, target_s: float) -> list[str]:
+  out = ["**Window sums along the minor axis, forward+backward**", "",
+         "| rows x n, width | reduce_window us | banded product us | product / reduce_window "
+         "| library |", "|---|---|---|---|---|"]
+  for rows, n, width in cases:
+    x = jax.random.normal(jax.random.key(0), (rows, n))
+    w = jax.random.normal(jax.random.key(1), (rows, n))
+    exes = {"reduce_window": xla.compiled(_grad(lambda t: _reduce_window_sum(t, width)), x, w),
+            "banded": xla.compiled(_grad(lambda t: reductions._banded_window_sum(t, width)),
+                                   x, w)}
+    t = timing.interleaved({k: functools.partial(e, x, w) for k, e in exes.items()},
+                           rounds=rounds, target_s=target_s)
+    takes = "product" if reductions._banded_pays(x, 1, width) else "reduce_window"
+    out.append(f"| {rows}x{n}, {width} | {t.median('reduce_window') * 1e6:.1f} | "
+               f"{t.median('banded') * 1e6:.1f} | {t.ratio('banded', 'reduce_window')} | "
+               f"{takes} |")
+  return out + [""]
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=15)
@@ -147,6 +181,8 @@ def main(argv=None) -> int:
   for table in (two_sums_table, group_sums_table, strategies_table):
     for shape in shapes:
       print("\n".join(table(shape, rounds=rounds, target_s=target_s)), flush=True)
+  cases = QUICK_WINDOW_CASES if args.quick else WINDOW_CASES
+  print("\n".join(window_sums_table(cases, rounds=rounds, target_s=target_s)), flush=True)
   return 0
 
 

@@ -57,7 +57,9 @@ def test_strategies_quick_mode_prints_every_table(capsys):
   from benchmarks import strategies
   assert strategies.main(["--quick"]) == 0
   text = capsys.readouterr().out
-  for title in ("**Two sums of x - k", "**Group sums", "**Strategies"):
+  for title in ("**Two sums of x - k", "**Group sums", "**Strategies", "**Window sums"):
     assert title in text
   rows = [r for r in text.splitlines() if r.startswith("| ") and "---" not in r]
-  assert len(rows) == (1 + len(strategies.REDUCTIONS)) + 3 + 4 and "nan" not in "".join(rows)
+  assert len(rows) == ((1 + len(strategies.REDUCTIONS)) + 3 + 4
+                       + 1 + len(strategies.QUICK_WINDOW_CASES)) and "nan" not in "".join(rows)
+  assert [r.split("|")[-2].strip() for r in rows[-2:]] == ["product", "reduce_window"]

@@ -6,7 +6,9 @@ arithmetic touches it, so a NaN or inf there (``NaN * 0`` is NaN) cannot reach a
 Local sums are separable: one 1-D ``lax.reduce_window`` per windowed axis. That form is
 differentiable (its gradient is another window sum) and measured fastest and most accurate
 on CPU (a 2-D ``reduce_window`` was 8x slower, a ones-kernel convolution 40x; summed-area
-tables lost 25-50x precision in float32).
+tables lost 25-50x precision in float32). One exception earns its lines: a window at least a
+fifth as wide as a short minor axis (the RNN's width 61 over 128 units) is a product with a
+banded 0/1 matrix, 0.4-1.0x the reduce_window's time there (BENCHMARKS.md, "Window sums").
 
 Border handling (``border``):
   - ``"valid"``: a window at the border averages only the entries that exist.
@@ -61,12 +63,41 @@ def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
   for axis, width in checked.windows:
     if width == 1:
       continue
+    if _banded_pays(x, axis, width):
+      x = _banded_window_sum(x, width)
+      continue
     dims = [1] * x.ndim
     dims[axis] = width
     padding = [(0, 0)] * x.ndim
     padding[axis] = (width // 2, width // 2)
     x = lax.reduce_window(x, zero, lax.add, dims, (1,) * x.ndim, padding)
   return x
+
+
+def _banded_pays(x: jax.Array, axis: int, width: int) -> bool:
+  """Whether the window along `axis` is summed faster as a banded matrix product.
+
+  Measured on CPU (`python -m benchmarks.strategies`): a reduce_window costs about
+  rows x n x width, the product rows x n x n at BLAS speed; the product wins once the width
+  reaches a fifth of a minor axis of 32 to 1024 entries. Floating types of at least 32 bits
+  only, so that the product accumulates as the reduce_window does.
+  """
+  n = x.shape[axis]
+  return (axis == x.ndim - 1 and 5 * width >= n and 32 <= n <= 1024
+          and x.dtype in (np.dtype(np.float32), np.dtype(np.float64)))
+
+
+def _banded_window_sum(x: jax.Array, width: int) -> jax.Array:
+  """`window_sum` along the last axis as ``x @ band``, band[i, j] = 1 where |i - j| <= width // 2.
+
+  The band is symmetric, so the gradient is a product with the same band. HIGHEST precision
+  keeps accelerators from rounding the operands to bfloat16.
+  """
+  n = x.shape[-1]
+  rows = lax.broadcasted_iota(np.int32, (n, n), 0)
+  cols = lax.broadcasted_iota(np.int32, (n, n), 1)
+  band = (jnp.abs(rows - cols) <= width // 2).astype(x.dtype)
+  return jnp.matmul(x, band, precision=lax.Precision.HIGHEST)
 
 
 def in_bounds(size: int, width: int) -> np.ndarray:
