@@ -903,6 +903,7 @@ def test_a_traced_value_passes_the_value_checks_but_not_the_type_checks():
     jax.jit(lambda t: check_bool(t, "training"))(True)
 
 
+@pytest.mark.slow
 def test_linen_batch_norm_evaluates_a_negative_running_variance_as_zero():
   # flax issue 1491: a damaged checkpoint's negative variance gave NaN outputs.
   layer = divnorm.linen.BatchNorm(use_running_average=True, epsilon=1e-2, use_bias=False,

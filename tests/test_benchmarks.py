@@ -10,6 +10,7 @@ from benchmarks import __main__ as bench
 pytestmark = pytest.mark.loose_promotion  # drives flax, optax and the experiment models
 
 
+@pytest.mark.slow
 def test_quick_mode_writes_every_section(tmp_path):
   out = tmp_path / "BENCHMARKS.md"
   assert bench.main(["--quick", "--out", str(out)]) == 0

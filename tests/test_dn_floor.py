@@ -16,6 +16,7 @@ from benchmarks import dn_floor
 pytestmark = pytest.mark.loose_promotion  # drives flax
 
 
+@pytest.mark.slow
 def test_quick_mode_prints_every_contender(capsys):
   assert dn_floor.main(["--quick", "--before", "HEAD"]) == 0
   text = capsys.readouterr().out

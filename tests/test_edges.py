@@ -165,6 +165,7 @@ def test_sigma_may_not_change_the_output_shape(shape):
     divnorm.layer_norm(x, sigma=np.full(shape, 0.1, np.float32))
 
 
+@pytest.mark.slow
 def test_sigma_broadcast_to_the_statistics_and_traced_sigma(x64):
   x = _x((4, 5), seed=8).astype(np.float64)
   sigma = np.array([0.1, 0.2, 0.3, 0.4])[:, None]  # one per example
@@ -178,6 +179,7 @@ def test_sigma_broadcast_to_the_statistics_and_traced_sigma(x64):
 
 # ---- every preset takes fast_variance ---------------------------------------------------
 
+@pytest.mark.slow
 def test_divisive_norm_takes_fast_variance():
   x = _x((2, 6, 6, 8), seed=9)
   y_ref, _ = ref.normalize(x.astype(np.float64), {3: None, 1: 3, 2: 3})
@@ -189,6 +191,7 @@ def test_divisive_norm_takes_fast_variance():
 
 # ---- a mapped axis (vmap, shard_map) with zero borders -------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("border", ["zeros", "zeros_with_divisor_bug"])
 @pytest.mark.parametrize("fast_variance", [None, True])
 def test_axis_name_with_zero_borders_equals_the_unmapped_field(border, fast_variance):

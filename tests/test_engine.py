@@ -95,6 +95,7 @@ def test_resume_equals_uninterrupted_and_writes_metrics(tmp_path):
   assert again.start_step == 12  # a finished run only evaluates
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_equals_uninterrupted(tmp_path):
   wd = str(tmp_path / "killed")
   script = TOY + textwrap.dedent(f"""

@@ -84,6 +84,7 @@ def test_modules_equal_the_functions():
     np.testing.assert_allclose(module.apply(variables, x), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_learned_sigma_is_positive_and_trains():
   x = _x((8, 5, 5, 4))
   target = divnorm.divisive_norm(x, summation_window=3, sigma=2.0)
@@ -113,6 +114,7 @@ class _TwoLayers(nn.Module):
     return shared(x)  # used twice: counts twice
 
 
+@pytest.mark.slow
 def test_penalties_are_counted_once_per_use():
   x = _x((4, 5, 5, 3))
   model = _TwoLayers()

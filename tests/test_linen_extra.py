@@ -28,6 +28,7 @@ def _train(module, x, **kwargs):
   return variables, out, penalty, updates
 
 
+@pytest.mark.slow
 def test_running_modules_equal_functions():
   x = _x()
   stats = divnorm.batch_stats_init(x)

@@ -154,6 +154,7 @@ def test_penalty_and_learned_sigma_reach_the_gradient():
   np.testing.assert_allclose(dn.pop_penalties(model), 0.6 * jnp.mean(jnp.abs(v)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_weight_wrappers():
   x = _x((3, 6))
   linear = nnx.Linear(6, 4, rngs=nnx.Rngs(0))

@@ -85,6 +85,7 @@ def test_full_windows_equal_layer_norm():
   np.testing.assert_allclose(divnorm.normalize(x, {1: 21, 2: 31, 3: None}, sigma=0.2), y, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_shift_invariance_of_centered_fields():
   x = _x((2, 9, 8, 3))
   for field in [(1, 2, 3), (0, 1, 2), {3: None, 1: 3, 2: 5}, {1: 5}]:
@@ -114,6 +115,7 @@ def test_scale_invariance():
   assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-3
 
 
+@pytest.mark.slow
 def test_translation_equivariance_away_from_borders():
   x = _x((2, 20, 4))
   field_a, field_b = {1: 3, 2: None}, {1: 5, 2: None}
@@ -127,6 +129,7 @@ def test_translation_equivariance_away_from_borders():
   "summation,suppression",
   [((1, 2), None), ({1: 3, 2: None}, None), ({1: 3}, {1: 5, 2: None})],
 )
+@pytest.mark.slow
 def test_gradients_order_2(x64, summation, suppression):
   x = _x((2, 5, 3), seed=3, dtype=np.float64)
   f = lambda x: divnorm.normalize(x, summation, suppression, sigma=0.3)
@@ -146,6 +149,7 @@ def test_gradients_order_2(x64, summation, suppression):
     lambda x: divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True)[0],
   ],
 )
+@pytest.mark.slow
 def test_constant_input_is_finite_with_default_arguments(f):
   x = jnp.full((2, 5, 4), 3.0)
   assert np.isfinite(f(x)).all()
@@ -202,6 +206,7 @@ def test_axis_name_adds_a_whole_axis_under_vmap():
     jax.vmap(f, axis_name="batch")(x), divnorm.normalize(x, (0, 1)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_axis_name_under_shard_map_and_sharded_jit_equal_one_device():
   devices = jax.devices()
   assert len(devices) == 8, "conftest sets 8 CPU devices"
@@ -237,6 +242,7 @@ def test_large_offset_stays_accurate(field):
   np.testing.assert_allclose(y, y_ref, atol=3e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("border", ["valid", "zeros"])
 @pytest.mark.parametrize(
     "summation,suppression",

@@ -66,6 +66,7 @@ def _matrix():
         yield pytest.param(offset, fast_variance, masked, marks=marks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offset,fast_variance,masked", list(_matrix()))
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_at_large_offsets(name, offset, fast_variance, masked):

@@ -51,6 +51,7 @@ def test_instance_norm(x64):
   np.testing.assert_allclose(divnorm.instance_norm(x32, sigma=SIGMA), _flax(flax_in, x32), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_group_norm(x64):
   x = _x(dtype=np.float64)
   grouped = x.reshape(3, 6, 5, 4, 2)
@@ -63,6 +64,7 @@ def test_group_norm(x64):
     divnorm.group_norm(x32, num_groups=4, sigma=SIGMA), _flax(flax_gn, x32), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_group_norm_on_rank_2_input(x64):
   # [B, C] (dense or RNN units) takes the [B, G, C/G] path; masks broadcast as elsewhere.
   x = _x((5, 12), seed=7, dtype=np.float64)
@@ -79,6 +81,7 @@ def test_group_norm_on_rank_2_input(x64):
   assert not np.any(y[1]) and not np.any(v[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axes", [-1, (1, 2, 3), {1: 3, 3: None}])
 def test_rms_norm_gradients(x64, axes):
   # The unmasked path has a hand-written JVP; check it to second order, in x and sigma,
@@ -98,6 +101,7 @@ def test_rms_norm_gradients(x64, axes):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_group_norm_nchw_and_identities():
   x = _x()
   nchw = jnp.moveaxis(x, -1, 1)
@@ -121,6 +125,7 @@ def test_rms_norm(x64):
   np.testing.assert_allclose(divnorm.rms_norm(x32, sigma=SIGMA), _flax(flax_rms, x32), atol=2e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("border", ["valid", "zeros"])
 def test_divisive_norm_is_normalize_with_spatial_windows(x64, border):
   x = _x((2, 7, 6, 3), dtype=np.float64)
@@ -176,6 +181,7 @@ FAST_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("f", FAST_CASES)
 def test_fast_variance_equals_two_pass_on_centered_data(x64, f):
   x = _x(dtype=np.float64)
@@ -223,6 +229,7 @@ def test_default_is_two_pass(f):
   assert "cond" not in jaxpr and "custom_vmap" not in jaxpr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("f", FAST_CASES_DN)
 def test_fast_variance_for_divisive_norm_across_channels(x64, f):
   # One-pass sums over the channels, each position centered by its own local mean: the

@@ -203,6 +203,7 @@ def _train_linen(model, x, y, steps=2):
   return {"params": params, **state}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_cls,shape,out_dim", [
   (_LinenCNN, (4, 8, 8, 3), 10), (_LinenBlock, (2, 5, 8), 8)])
 def test_linen_checkpoint_of_flax_model_loads(model_cls, shape, out_dim):
@@ -263,6 +264,7 @@ def _load(ours, theirs):
   nnx.update(ours, target)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_cls,shape,out_dim", [
   (_NnxCNN, (4, 8, 8, 3), 10), (_NnxBlock, (2, 5, 8), 8)])
 def test_nnx_checkpoint_of_flax_model_loads(model_cls, shape, out_dim):
