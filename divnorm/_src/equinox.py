@@ -19,13 +19,13 @@ from collections.abc import Hashable, Sequence
 from typing import Literal
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src.batch import BatchStats
+from divnorm._src.checks import check_lrn_args
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.lrn import local_response_norm
@@ -34,9 +34,10 @@ from divnorm._src.presets import rms_norm
 _NO_STATE = object()  # equinox's convention: `state` passes through when given
 
 
-def _eps(eps, sigma, default: float = 1e-5):
+def _eps(module, eps, sigma):
   """equinox's `eps`, or divnorm's `sigma` (``eps == sigma**2``), checked."""
-  return eps if sigma is None else fs.sigma_of(eps, sigma, default, name="eps") ** 2
+  fs.sigma_of(eps, name="eps")
+  return eps if sigma is None else fs.sigma_of(eps, sigma, module, name="eps") ** 2
 
 
 def _out(y, x_dtype, state):
@@ -67,12 +68,11 @@ class LayerNorm(eqx.Module):
                use_bias: bool = True, dtype=None, *, elementwise_affine: bool | None = None,
                sigma: float | None = None):
     self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    self.eps = _eps(eps, sigma)
-    fs.sigma_of(self.eps, name="eps")
+    self.eps = _eps(self, eps, sigma)
     if elementwise_affine is not None:
       use_weight = use_bias = elementwise_affine
       warnings.warn("LayerNorm(elementwise_affine=...) is deprecated in favour of "
-                    "LayerNorm(use_weight=...) and LayerNorm(use_bias=...)")
+                    "LayerNorm(use_weight=...) and LayerNorm(use_bias=...)", stacklevel=2)
     self.use_weight, self.use_bias = use_weight, use_bias
     self.weight = jnp.ones(self.shape, dtype=dtype) if use_weight else None
     self.bias = jnp.zeros(self.shape, dtype=dtype) if use_bias else None
@@ -106,8 +106,7 @@ class RMSNorm(eqx.Module):
   def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
                use_bias: bool = True, dtype=None, *, sigma: float | None = None):
     self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    self.eps = _eps(eps, sigma)
-    fs.sigma_of(self.eps, name="eps")
+    self.eps = _eps(self, eps, sigma)
     self.use_weight, self.use_bias = use_weight, use_bias
     self.weight = jnp.ones(self.shape, dtype=_float(dtype)) if use_weight else None
     self.bias = jnp.zeros(self.shape, dtype=_float(dtype)) if use_bias else None
@@ -142,19 +141,18 @@ class GroupNorm(eqx.Module):
   def __init__(self, groups: int, channels: int | None = None, eps: float = 1e-5,
                channelwise_affine: bool = True, dtype=None, *, sigma: float | None = None):
     if channels is not None:
-      fs.group_count(groups, None, channels, name="GroupNorm")
+      fs.group_count(groups, None, channels)
     if channels is None and channelwise_affine:
       raise ValueError("The number of channels should be specified if "
                        "`channelwise_affine=True`")
-    self.groups, self.channels, self.eps = groups, channels, _eps(eps, sigma)
-    fs.sigma_of(self.eps, name="eps")
+    self.groups, self.channels, self.eps = groups, channels, _eps(self, eps, sigma)
     self.channelwise_affine = channelwise_affine
     self.weight = jnp.ones(channels, dtype=dtype) if channelwise_affine else None
     self.bias = jnp.zeros(channels, dtype=dtype) if channelwise_affine else None
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """Normalizes `x` of shape ``(channels, ...)`` per group; `state` passes through."""
-    groups = fs.group_count(self.groups, None, x.shape[0], name="GroupNorm")
+    groups = fs.group_count(self.groups, None, x.shape[0])
     field = grouped_field(tuple(range(1, x.ndim)), 0, x.shape[0] // groups, x.shape)
     y = normalize(x.astype(fs.stats_dtype(x.dtype)), field, fast_variance=False,
                   sigma=fs.sigma_of(self.eps, name="eps"))
@@ -198,7 +196,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
           "When `eqx.nn.BatchNorm(..., mode=...)` is unspecified it defaults to 'ema', for "
           "backward compatibility. This typically has a performance impact, and for new code "
           "the user is encouraged to use 'batch' instead. See "
-          "`https://github.com/patrick-kidger/equinox/issues/659`.")
+          "`https://github.com/patrick-kidger/equinox/issues/659`.", stacklevel=2)
     if mode not in {"ema", "batch"}:
       raise ValueError("Invalid mode, must be 'ema' or 'batch'.")
     dtype = _float(dtype)
@@ -212,8 +210,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
     self.batch_counter = None if ema else eqx.nn.StateIndex(jnp.array(0))
     self.batch_state_index = None if ema else eqx.nn.StateIndex(init)
     self.axis_name, self.inference, self.input_size = axis_name, inference, input_size
-    self.eps, self.mode = _eps(eps, sigma), mode
-    fs.sigma_of(self.eps, name="eps")
+    self.eps, self.mode = _eps(self, eps, sigma), mode
     self.channelwise_affine, self.momentum = channelwise_affine, momentum
 
   def __call__(self, x: Array, state: eqx.nn.State, *, key=None, inference: bool | None = None):
@@ -356,7 +353,7 @@ class LocalResponseNorm(eqx.Module):
   k: float = eqx.field(static=True)
 
   def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
-    fs.check_lrn_args(size, alpha, beta, k)
+    check_lrn_args(size, alpha, beta, k)
     self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):

@@ -1,16 +1,10 @@
-"""Where the modules' arguments meet the functional core: flax's (and equinox's) semantics.
+"""Flax's (and equinox's) module semantics on the functional core, in one place; no Flax.
 
-No Flax import. `divnorm.linen`, `divnorm.nnx` and `divnorm.equinox` own the parameters and
-call these functions, so a linen module, its nnx twin and the equinox layer compute the same
-numbers from the same variables:
-
-- `sigma_of`: flax's ``epsilon`` (equinox's ``eps``) is ``sigma**2``;
-- `fast_variance_of`: flax's ``use_fast_variance`` picks the core's statistics;
-- `canonical_axes`, `group_field`, `instance_axes`: flax's axes and groups, as fields;
-- `stats_dtype`, `result_dtype`: flax's dtypes (statistics in at least float32);
-- `normalized`, `batch_normalized`: the call into the core;
-- `affine` and `moving_average`, written once;
-- `l2_normalized`, `spectral_normalized`: the math of flax's weight wrappers.
+`divnorm.linen`, `divnorm.nnx` and `divnorm.equinox` own the parameters and call these, so a
+linen module, its nnx twin and the equinox layer compute the same numbers: flax's
+``epsilon == sigma**2`` (`sigma_of`), ``use_fast_variance`` (`fast_variance_of`), axes and
+groups as fields, dtypes, the call into the core, the affine step and the moving average
+(written once), and the math of flax's weight wrappers.
 """
 
 from __future__ import annotations
@@ -34,18 +28,11 @@ from divnorm._src.statistics import inverse_scale
 
 Axes = int | Sequence[int]
 
-_EPSILON_HINT = " (it is added to the variance: epsilon == sigma**2)"
-
-
-# ---- arguments -------------------------------------------------------------------------
-
 
 def canonical_axes(axes: Axes | None, ndim: int, name: str = "axes") -> tuple[int, ...]:
   """Sorted, deduplicated, non-negative axes (flax's convention), or an error naming `name`."""
-  if axes is None:
-    return ()
   out = set()
-  for a in axes if isinstance(axes, Iterable) else (axes,):
+  for a in () if axes is None else axes if isinstance(axes, Iterable) else (axes,):
     if isinstance(a, bool) or not isinstance(a, int | np.integer):
       raise TypeError(f"{name}={axes!r} must be ints (axes of the input).")
     if not -ndim <= a < ndim:
@@ -54,28 +41,24 @@ def canonical_axes(axes: Axes | None, ndim: int, name: str = "axes") -> tuple[in
   return tuple(sorted(out))
 
 
-def declared_default(cls, name: str):
-  """The default of argument `name` in the signature of `cls` (a module class)."""
-  return inspect.signature(cls.__init__).parameters[name].default
+def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
+  """The core's `sigma` for flax's `epsilon` (``epsilon == sigma**2``), or divnorm's `sigma`.
 
-
-def sigma_of(epsilon, sigma=None, default_epsilon=None, name: str = "epsilon"):
-  """The core's `sigma` from flax's `epsilon` (``epsilon == sigma**2``) or divnorm's `sigma`.
-
-  `epsilon` is what flax accepts: a Python, NumPy or JAX number (or array), also traced; an
-  error names it as `name`. At its default it yields to `sigma`; both set is an error.
+  `epsilon` is what flax accepts (a Python, NumPy or JAX number or array, also traced); an
+  error names it as `name`. With `sigma` it must be at its default in `module`'s signature.
   """
   if sigma is not None:
-    if not (isinstance(epsilon, int | float) and epsilon == default_epsilon):
-      raise ValueError(
-          f"got {name}={epsilon!r} and sigma={sigma!r}: two spellings of one setting "
-          f"({name} == sigma**2); pass only one.")
+    default = inspect.signature(type(module).__init__).parameters[name].default
+    if not (isinstance(epsilon, int | float) and epsilon == default):
+      raise ValueError(f"got {name}={epsilon!r} and sigma={sigma!r}: two spellings of one "
+                       f"setting ({name} == sigma**2); pass only one.")
     return sigma
   dtype = epsilon.dtype if hasattr(epsilon, "dtype") else np.asarray(epsilon).dtype
-  if isinstance(epsilon, bool) or not (jnp.issubdtype(dtype, jnp.integer)
-                                       or jnp.issubdtype(dtype, jnp.floating)):
-    raise TypeError(f"{name}={epsilon!r} must be a real number >= 0{_EPSILON_HINT}.")
-  check_nonnegative(epsilon, name, _EPSILON_HINT)
+  hint = f" (it is added to the variance: {name} == sigma**2)"
+  if isinstance(epsilon, bool) or not any(jnp.issubdtype(dtype, t) for t in (
+      jnp.integer, jnp.floating)):
+    raise TypeError(f"{name}={epsilon!r} must be a real number >= 0{hint}.")
+  check_nonnegative(epsilon, name, hint)
   if isinstance(epsilon, jax.Array):
     return jnp.sqrt(epsilon)
   return math.sqrt(epsilon) if np.ndim(epsilon) == 0 else np.sqrt(epsilon)
@@ -95,63 +78,58 @@ def fast_variance_of(use_fast_variance: bool, fast_variance: bool | None = None)
 
 def alias(name: str, value, default, other: str, other_value):
   """Flax's argument `name`, or divnorm's alias `other` of it (an error if both are set)."""
-  if other_value is None:
-    return value
-  if value != default and value != other_value:
+  if other_value is not None and value != default and value != other_value:
     raise ValueError(f"got {name}={value!r} and {other}={other_value!r}, two names of one "
                      f"argument; pass only {name}=... (flax's name).")
-  return other_value
+  return value if other_value is None else other_value
 
 
-def check_axis_index_groups(axis_index_groups) -> None:
+def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
+  """Flax's `axis_name`; None while `initializing` outside a mapped context (as flax's
+  BatchNorm). `axis_index_groups` is not supported: an error that says what to do."""
   if axis_index_groups is not None:
     raise NotImplementedError(
         "axis_index_groups is not supported by divnorm's statistics (flax supports it under "
         "pmap only); normalize each device group in its own mapped axis, e.g. a shard_map "
         "over a sub-mesh, and pass axis_name=... for it.")
+  if initializing and axis_name is not None:
+    try:
+      for n in axis_name if isinstance(axis_name, tuple | list) else (axis_name,):
+        lax.axis_size(n)
+    except NameError:
+      return None
+  return axis_name
 
 
-def axis_name_bound(axis_name) -> bool:
-  """Whether every name in `axis_name` is bound (inside ``shard_map``, ``pmap``, ``vmap``)."""
-  try:
-    for name in axis_name if isinstance(axis_name, tuple | list) else (axis_name,):
-      lax.axis_size(name)
-  except NameError:
-    return False
-  return True
-
-
-def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int = -1,
-                name: str = "GroupNorm") -> Field:
-  """Flax's GroupNorm as a field: `reduction_axes` (default: all but the batch axis 0), the
-  channel axis among them cut into groups (`fields.grouped_field`; no reshape)."""
-  ndim = len(shape)
-  c = canonical_axes(channel_axis, ndim, "channel_axis")[0]
-  default = sorted(set(range(1, ndim)) | {c})
-  axes = canonical_axes(default if reduction_axes is None else reduction_axes, ndim,
-                        "reduction_axes")
-  if c not in axes:
-    raise ValueError(
-        f"The reduction axes must include the final dimension as this is assumed to be the "
-        f"feature axis (got reduction_axes={reduction_axes!r} for an input of rank {ndim}).")
-  groups = group_count(num_groups, group_size, shape[c], name)
-  return grouped_field(tuple(a for a in axes if a != c), c, shape[c] // groups, shape)
-
-
-def group_count(num_groups, group_size, channels: int, name: str = "GroupNorm") -> int:
+def group_count(num_groups, group_size, channels: int) -> int:
   """Flax's GroupNorm checks: exactly one of num_groups and group_size, dividing channels."""
   if (num_groups is None) == (group_size is None):
     raise ValueError(
-        f"{name}: either `num_groups` or `group_size` should be specified. If `group_size` is "
-        f"to be specified, pass `num_groups=None` as argument to override the default "
-        f"`num_groups` value of 32 (got num_groups={num_groups}, group_size={group_size}).")
-  divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+        "Either `num_groups` or `group_size` should be specified. If `group_size` is to be "
+        "specified, pass `num_groups=None` as argument to override the default `num_groups` "
+        f"value of 32 (got num_groups={num_groups}, group_size={group_size}).")
   value, what = (num_groups, "num_groups") if group_size is None else (group_size, "group_size")
   if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0 or (
       channels % value):
-    raise ValueError(f"{name}: {what}={value!r} does not divide the number of channels "
-                     f"({channels}); try one of {divisors}.")
+    divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+    raise ValueError(f"{what}={value!r} does not divide the number of channels ({channels}); "
+                     f"try one of {divisors}.")
   return int(num_groups if group_size is None else channels // group_size)
+
+
+def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int = -1) -> Field:
+  """Flax's GroupNorm as a field: `reduction_axes` (default: all but the batch axis 0) with
+  the channel axis among them cut into groups (`fields.grouped_field`: no reshape)."""
+  c = canonical_axes(channel_axis, len(shape), "channel_axis")[0]
+  axes = canonical_axes(sorted(set(range(1, len(shape))) | {c}) if reduction_axes is None
+                        else reduction_axes, len(shape), "reduction_axes")
+  if c not in axes:
+    raise ValueError(
+        f"The reduction axes must include the final dimension as this is assumed to be the "
+        f"feature axis (got reduction_axes={reduction_axes!r} for an input of rank "
+        f"{len(shape)}).")
+  size = shape[c] // group_count(num_groups, group_size, shape[c])
+  return grouped_field(tuple(a for a in axes if a != c), c, size, shape)
 
 
 def instance_axes(feature_axes, ndim: int) -> tuple[int, ...]:
@@ -162,9 +140,6 @@ def instance_axes(feature_axes, ndim: int) -> tuple[int, ...]:
         "The channel axes cannot include the leading dimension as this is assumed to be the "
         f"batch axis (got feature_axes={feature_axes!r}).")
   return tuple(a for a in range(1, ndim) if a not in features)
-
-
-# ---- dtypes ----------------------------------------------------------------------------
 
 
 def stats_dtype(x_dtype, dtype=None) -> np.dtype:
@@ -179,37 +154,31 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
     return np.dtype(dtype)
   with jax.numpy_dtype_promotion("standard"):
     out = jnp.result_type(*[jnp.asarray(a).dtype for a in arrays if a is not None])
-    if not jnp.issubdtype(out, jnp.inexact):
-      out = jnp.promote_types(jnp.float32, out)
-  return np.dtype(out)
-
-
-# ---- into the core ---------------------------------------------------------------------
+    return np.dtype(out if jnp.issubdtype(out, jnp.inexact) else jnp.float32)
 
 
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True):
   """``(y, v)``: `x` (in the statistics dtype) normalized over `field` by the core: layer,
   instance and group norm, or RMS norm (`center` False, ``v = x``). With no axis in `field`
   each entry is its own field: ``y = v = 0``, flax's zeros."""
-  if not center:
-    if axis_name is not None:
-      raise NotImplementedError(
-          "RMSNorm with axis_name is not supported by divnorm's rms_norm yet; under jit with "
-          "sharded inputs no axis_name is needed.")
-    return rms_norm(x, reduction_axes=field, sigma=sigma, mask=mask), x
-  return normalize(x, field, sigma=sigma, mask=mask, axis_name=axis_name, return_centered=True,
-                   fast_variance=fast_variance and bool(field.axes))
+  if center:
+    return normalize(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                     return_centered=True, fast_variance=fast_variance and bool(field.axes))
+  if axis_name is not None:
+    raise NotImplementedError("RMSNorm with axis_name is not supported by divnorm's rms_norm "
+                              "yet; under jit with sharded inputs no axis_name is needed.")
+  return rms_norm(x, reduction_axes=field, sigma=sigma, mask=mask), x
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
                      mask, axis_name, fast_variance):
   """``((y, v), new running stats)``: flax's BatchNorm of `x` (in the statistics dtype) by
-  the core's `batch_norm`. In evaluation the mask is not used (as in flax). Complex `x`
-  follows flax: a complex mean and the variance ``E[|x - E[x]|^2]``."""
+  the core's `batch_norm`; evaluation ignores the mask (flax's). Complex `x` follows flax:
+  a complex mean and the variance ``E[|x - E[x]|^2]``."""
   mask = mask if training else None
   if not jnp.iscomplexobj(x):
-    return batch_norm(x, stats, training=training, feature_axes=feature_axes,
-                      momentum=momentum, sigma=sigma, mask=mask, axis_name=axis_name,
+    return batch_norm(x, stats, training=training, feature_axes=feature_axes, mask=mask,
+                      momentum=momentum, sigma=sigma, axis_name=axis_name,
                       return_centered=True, fast_variance=fast_variance)
   if training:  # the batch statistics of the real and imaginary parts
     zero = BatchStats(*(jnp.zeros(stats.var.shape, jnp.real(x).dtype),) * 2)
@@ -221,31 +190,24 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
                        moving_average(stats.var, var, momentum))
   else:
     mean, var = stats
-  bshape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
-  v = select(x - mean.reshape(bshape).astype(x.dtype), mask)
-  return (v * inverse_scale(var.reshape(bshape), sigma).astype(x.dtype), v), stats
+  shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
+  v = select(x - mean.reshape(shape).astype(x.dtype), mask)
+  return (v * inverse_scale(var.reshape(shape), sigma).astype(x.dtype), v), stats
 
 
 def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
-  """``momentum * old + (1 - momentum) * new``, in the dtype of `old` (a fixed point of the
+  """``momentum * old + (1 - momentum) * new`` in the dtype of `old` (a fixed point of the
   update: no retracing), or `new`'s if it is complex (flax's complex BatchNorm)."""
   dtype = new.dtype if jnp.iscomplexobj(new) else old.dtype
-  return (momentum * old.astype(dtype) + (1.0 - momentum) * new.reshape(old.shape).astype(dtype))
+  return momentum * old.astype(dtype) + (1.0 - momentum) * new.reshape(old.shape).astype(dtype)
 
 
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...]) -> jax.Array:
-  """``y * scale + bias`` (each if not None), the per-feature parameters broadcast over
-  `feature_axes`, in the promoted dtype (flax's)."""
+  """``y * scale + bias`` (each if not None), broadcast over `feature_axes`; flax's dtypes."""
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
-    if scale is not None:
-      y = y * jnp.reshape(scale, shape)
-    if bias is not None:
-      y = y + jnp.reshape(bias, shape)
-  return y
-
-
-# ---- flax's weight wrappers ------------------------------------------------------------
+    y = y if scale is None else y * jnp.reshape(scale, shape)
+    return y if bias is None else y + jnp.reshape(bias, shape)
 
 
 def path_name(prefix: str, path) -> str:
@@ -255,11 +217,9 @@ def path_name(prefix: str, path) -> str:
 
 def matches(variable_filter, name: str) -> bool:
   """Flax linen's `variable_filter`: empty or None selects all; else any substring of `name`."""
-  if not variable_filter:
-    return True
   if isinstance(variable_filter, str):
     variable_filter = (variable_filter,)
-  return any(f in name for f in variable_filter)
+  return not variable_filter or any(f in name for f in variable_filter)
 
 
 def missing_kernel_error(layer, variable_filter, names) -> ValueError:
@@ -282,13 +242,11 @@ def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
 
 def matrix_shape(value, error_on_non_matrix: bool) -> tuple[int, int] | None:
   """The matrix flax's SpectralNorm views a weight as, or None for a scalar or vector."""
-  if jnp.ndim(value) <= 1:
-    return None
-  if jnp.ndim(value) > 2 and error_on_non_matrix:
-    raise ValueError(
-        f"Input is {jnp.ndim(value)}D but error_on_non_matrix is True; pass "
-        f"error_on_non_matrix=False to flatten its leading axes into the matrix's rows.")
-  return (math.prod(jnp.shape(value)[:-1]), jnp.shape(value)[-1])
+  shape = jnp.shape(value)
+  if len(shape) > 2 and error_on_non_matrix:
+    raise ValueError(f"Input is {len(shape)}D but error_on_non_matrix is True; pass "
+                     f"error_on_non_matrix=False to flatten its leading axes into rows.")
+  return (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else None
 
 
 def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
@@ -298,14 +256,12 @@ def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
   mat = value.reshape(matrix_shape(value, False)).astype(
       stats_dtype(value.dtype, result_dtype(value, u)))
   eps = np.asarray(epsilon, mat.dtype)
-
-  def unit(a):
-    return a * lax.rsqrt(jnp.sum(a * a) + eps)
-
   u0 = jnp.asarray(u).astype(mat.dtype)
   for _ in range(n_steps):
-    v0 = unit(u0 @ mat.T)
-    u0 = unit(v0 @ mat)
+    v0 = u0 @ mat.T
+    v0 = v0 * lax.rsqrt(jnp.sum(v0 * v0) + eps)
+    u0 = v0 @ mat
+    u0 = u0 * lax.rsqrt(jnp.sum(u0 * u0) + eps)
   u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
   sigma = (v0 @ mat @ u0.T)[0, 0]
   w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)

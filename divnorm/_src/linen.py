@@ -1,21 +1,16 @@
 """Flax linen modules over the functional core: flax's normalization layers, and the paper's.
 
 `BatchNorm`, `LayerNorm`, `RMSNorm`, `GroupNorm` and `InstanceNorm` take flax.linen's
-arguments, in flax's order and with flax's defaults, and keep flax's variable names, so a
-flax model takes them with only the import changed and loads its checkpoints. flax's
-``epsilon`` is ``sigma**2``; ``use_fast_variance=True`` (flax's default) is the core's
-one-pass statistics, ``False`` two-pass (`divnorm.normalize`).
+arguments (order, defaults, variable names), so a flax model takes them with only the import
+changed and loads its checkpoints. ``epsilon == sigma**2``; ``use_fast_variance=True``
+(flax's default) is the core's one-pass statistics, ``False`` two-pass. Every activation
+normalizer also takes divnorm's keyword-only options:
 
-Every activation normalizer also takes divnorm's keyword-only options:
-
-  sigma: the paper's smoothing term, ``sqrt(sigma^2 + E[v^2])``; in flax-named modules
-    another spelling of `epsilon` (give one of the two).
+  sigma: the paper's smoothing term, ``sqrt(sigma^2 + E[v^2])`` (or flax's `epsilon`).
   learn_sigma: learn sigma as ``exp(log_sigma)`` (a parameter), starting from sigma > 0.
-  l1_alpha: if > 0, sow ``l1_alpha * mean(|v|)`` of the centered input into ``"losses"``.
-
-Penalties are sown with flax's default (append), so a module applied at every time step
-counts at every step. ``init`` also returns a ``"losses"`` collection: pass variables
-through `apply_with_penalty`, which drops it and sums each penalty exactly once.
+  l1_alpha: if > 0, sow ``l1_alpha * mean(|v|)`` of the centered input into ``"losses"``
+    (appended: a module applied at every time step counts at every step); sum them with
+    `apply_with_penalty`, which drops the ``"losses"`` that ``init`` returns.
 """
 
 from __future__ import annotations
@@ -52,23 +47,14 @@ def sum_penalties(losses) -> jax.Array:
 def apply_with_penalty(module: nn.Module, variables, *args, mutable=False, **kwargs):
   """``module.apply`` that also returns the sum of the sown penalties, counted once.
 
-  Args:
-    module: a linen module whose submodules may sow into ``"losses"``.
-    variables: as returned by ``init`` (a ``"losses"`` entry there is ignored).
-    *args: passed to ``apply``.
-    mutable: other collections to update (e.g. ``["batch_stats"]``), as in ``apply``.
-    **kwargs: passed to ``apply`` (``rngs``, ``method``, module arguments).
-
-  Returns:
-    ``(out, penalty, updates)``: the module's output, the float32 sum of the penalties,
-    and the updated collections other than ``"losses"`` (``{}`` if `mutable` is False).
+  `variables` are as ``init`` returns them (a ``"losses"`` entry is ignored); `mutable`
+  names other collections to update, as in ``apply``; `args` and `kwargs` go to ``apply``.
+  Returns ``(out, penalty, updates)``: the output, the float32 sum of the penalties and the
+  updated collections other than ``"losses"`` (``{}`` if `mutable` is False).
   """
   variables = {k: v for k, v in variables.items() if k != "losses"}
-  if mutable is True:
-    collections = True
-  else:
-    collections = ["losses", *([] if mutable is False else [mutable] if isinstance(
-        mutable, str) else mutable)]
+  others = [] if mutable is False else [mutable] if isinstance(mutable, str) else mutable
+  collections = True if mutable is True else ["losses", *others]
   out, updates = module.apply(variables, *args, mutable=collections, **kwargs)
   updates = dict(updates)
   return out, sum_penalties(updates.pop("losses", {})), updates
@@ -93,31 +79,40 @@ class _Norm(nn.Module):
     return jnp.exp(self.param("log_sigma", lambda _: fs.log_sigma_init(sigma, self.param_dtype)))
 
   def _flax_options(self, mask):
-    """The core's arguments for flax's: epsilon, axis_name, use_fast_variance."""
-    fs.check_axis_index_groups(self.axis_index_groups)
-    axis_name = self.axis_name
-    if self.is_initializing() and axis_name is not None and not fs.axis_name_bound(axis_name):
-      axis_name = None  # as flax's BatchNorm: init outside a mapped context
-    epsilon = fs.declared_default(type(self), "epsilon")
-    return dict(sigma=self._sigma(fs.sigma_of(self.epsilon, self.sigma, epsilon)), mask=mask,
-                axis_name=axis_name,
+    """The core's arguments for flax's `epsilon`, `axis_name`, `use_fast_variance`."""
+    return dict(sigma=self._sigma(fs.sigma_of(self.epsilon, self.sigma, self)), mask=mask,
+                axis_name=fs.axis_name_of(self.axis_name, self.axis_index_groups,
+                                          self.is_initializing()),
                 fast_variance=fs.fast_variance_of(self.use_fast_variance, self.fast_variance))
 
-  def _normalize(self, x, field: Field, mask, *, center: bool = True):
-    """``(y, v)``: `x` normalized over `field` in flax's statistics dtype (flax's modules)."""
-    return fs.normalized(x.astype(fs.stats_dtype(x.dtype, self.dtype)), field, center=center,
+  def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
+    """Flax's modules: `x` normalized over `field` in flax's statistics dtype, `_finish`ed."""
+    y, v = fs.normalized(x.astype(fs.stats_dtype(x.dtype, self.dtype)), field, center=center,
                          **self._flax_options(mask))
+    features = fs.canonical_axes(features, x.ndim, "feature_axes")
+    return self._finish(x, y, v, features, mask, self.dtype)
 
   def _running(self, shape, dtype=jnp.float32, names=("mean", "var")):
     """Running statistics in ``"batch_stats"``: mean 0 and variance 1 (flax's)."""
-    init = {"mean": jnp.zeros, "var": jnp.ones}
-    return [self.variable("batch_stats", n, init[n], shape, dtype) for n in names]
+    return [self.variable("batch_stats", n, jnp.zeros if n == "mean" else jnp.ones, shape,
+                          dtype) for n in names]
 
   def _store(self, variables, stats, training: bool) -> None:
     """Updates the running statistics in training, never during ``init`` (flax's)."""
     if training and not self.is_initializing():
       for variable, value in zip(variables, stats, strict=True):
         variable.value = value
+
+  def _mixture(self, function, x, use_running_average, axes, stats=BatchStats, **kwargs):
+    """The survey's running normalizers: ``(y, v), stats = function(x, stats, ...)`` (of
+    `divnorm.mixtures`) with ``"batch_stats"``, then `_finish` over the channel `axes`."""
+    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+    features = fs.canonical_axes(axes, jnp.ndim(x), "feature_axes")
+    running = self._running(tuple(jnp.shape(x)[a] for a in features), names=stats._fields)
+    (y, v), stats = function(x, stats(*(r.value for r in running)), training=not use_ra,
+                             momentum=self.momentum, axis_name=self.axis_name, **kwargs)
+    self._store(running, stats, not use_ra)
+    return self._finish(y, y, v, features, kwargs.get("mask"), y.dtype)
 
   def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype):
     """Sows the L1 penalty of `v`, then the affine over `features` (flax's ``scale`` and
@@ -134,16 +129,11 @@ class _Norm(nn.Module):
 
 
 class BatchNorm(_Norm):
-  """Batch normalization (Ioffe & Szegedy, 2015): flax.linen.BatchNorm's arguments.
+  """Batch normalization (Ioffe & Szegedy, 2015): flax.linen.BatchNorm's arguments; the
+  running ``mean`` and ``var`` are in ``"batch_stats"``. `feature_axes` is `axis`'s alias.
 
-  The running statistics are ``mean`` and ``var`` in ``"batch_stats"``. divnorm's
-  keyword-only `feature_axes` is another name of `axis`.
-
-  >>> bn = BatchNorm(use_running_average=False, momentum=0.9)
-  >>> x = jnp.ones((8, 3))
-  >>> y, updates = bn.apply(bn.init(jax.random.key(0), x), x, mutable=["batch_stats"])
-  >>> jax.tree.map(jnp.shape, updates)
-  {'batch_stats': {'mean': (3,), 'var': (3,)}}
+  >>> jax.tree.map(jnp.shape, BatchNorm(True).init(jax.random.key(0), jnp.ones((8, 3))))
+  {'batch_stats': {'mean': (3,), 'var': (3,)}, 'params': {'bias': (3,), 'scale': (3,)}}
   """
 
   use_running_average: bool | None = None
@@ -173,10 +163,10 @@ class BatchNorm(_Norm):
     features = fs.canonical_axes(axis, x.ndim, "axis")
     dt = jnp.float32 if self.force_float32_reductions else self.param_dtype
     running = self._running(tuple(x.shape[a] for a in features), dt)
-    options = self._flax_options(mask)
     (y, v), stats = fs.batch_normalized(
         x.astype(fs.stats_dtype(x.dtype, self.dtype)), BatchStats(*(r.value for r in running)),
-        training=not use_ra, feature_axes=features, momentum=self.momentum, **options)
+        training=not use_ra, feature_axes=features, momentum=self.momentum,
+        **self._flax_options(mask))
     self._store(running, stats, not use_ra)
     return self._finish(x, y, v, features, mask, self.dtype)
 
@@ -185,11 +175,8 @@ class LayerNorm(_Norm):
   """Layer normalization (Ba et al., 2016) over `reduction_axes`: flax.linen.LayerNorm's
   arguments; the paper's LN of a conv layer is ``LayerNorm(reduction_axes=(1, 2, 3))``.
 
-  >>> ln = LayerNorm(epsilon=1e-5)
-  >>> x = jnp.arange(6.0).reshape(2, 3)
-  >>> ln.apply(ln.init(jax.random.key(0), x), x).round(3)
-  Array([[-1.225,  0.   ,  1.225],
-         [-1.225,  0.   ,  1.225]], dtype=float32)
+  >>> LayerNorm(1e-5).init_with_output(jax.random.key(0), jnp.arange(3.0)[None])[0].round(3)
+  Array([[-1.225,  0.   ,  1.225]], dtype=float32)
   """
 
   epsilon: float = 1e-6
@@ -213,18 +200,14 @@ class LayerNorm(_Norm):
     """Normalizes `x` over `reduction_axes`; `mask` selects the statistics' entries."""
     x = jnp.asarray(x)
     field = Field(fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"), ())
-    y, v = self._normalize(x, field, mask)
-    features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
-    return self._finish(x, y, v, features, mask, self.dtype)
+    return self._normalize(x, field, self.feature_axes, mask)
 
 
 class RMSNorm(_Norm):
   """RMS normalization (Zhang & Sennrich, 2019), no centering: flax.linen.RMSNorm's
   arguments (`use_fast_variance` has no effect, as in flax).
 
-  >>> rms = RMSNorm()
-  >>> x = jnp.ones((2, 4))
-  >>> rms.apply(rms.init(jax.random.key(0), x), x).shape
+  >>> RMSNorm().init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
   (2, 4)
   """
 
@@ -247,9 +230,7 @@ class RMSNorm(_Norm):
     """Divides `x` by its root mean square over `reduction_axes`."""
     x = jnp.asarray(x)
     field = Field(fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"), ())
-    y, v = self._normalize(x, field, mask, center=False)
-    features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
-    return self._finish(x, y, v, features, mask, self.dtype)
+    return self._normalize(x, field, self.feature_axes, mask, center=False)
 
 
 class GroupNorm(_Norm):
@@ -257,10 +238,8 @@ class GroupNorm(_Norm):
   (the last axis, or divnorm's keyword-only `channel_axis`) form `num_groups` contiguous
   groups; the statistics reduce `reduction_axes` (default: all but the batch axis 0).
 
-  >>> gn = GroupNorm(num_groups=2)
-  >>> x = jnp.ones((2, 5, 4))
-  >>> jax.tree.map(jnp.shape, gn.init(jax.random.key(0), x))
-  {'params': {'scale': (4,), 'bias': (4,)}}
+  >>> GroupNorm(2).init_with_output(jax.random.key(0), jnp.ones((2, 5, 4)))[0].shape
+  (2, 5, 4)
   """
 
   num_groups: int | None = 32
@@ -287,18 +266,14 @@ class GroupNorm(_Norm):
     x = jnp.asarray(x)
     field = fs.group_field(x.shape, self.num_groups, self.group_size, self.reduction_axes,
                            self.channel_axis)
-    y, v = self._normalize(x, field, mask)
-    features = (field.groups[0][0],)
-    return self._finish(x, y, v, features, mask, self.dtype)
+    return self._normalize(x, field, field.groups[0][0], mask)
 
 
 class InstanceNorm(_Norm):
   """Instance normalization (Ulyanov et al., 2016): flax.linen.InstanceNorm's arguments;
   every axis but the batch axis (0) and `feature_axes` (divnorm's alias: `channel_axis`).
 
-  >>> inorm = InstanceNorm()
-  >>> x = jnp.ones((2, 5, 5, 3))
-  >>> inorm.apply(inorm.init(jax.random.key(0), x), x).shape
+  >>> InstanceNorm().init_with_output(jax.random.key(0), jnp.ones((2, 5, 5, 3)))[0].shape
   (2, 5, 5, 3)
   """
 
@@ -324,18 +299,15 @@ class InstanceNorm(_Norm):
     x = jnp.asarray(x)
     feature_axes = fs.alias("feature_axes", self.feature_axes, -1, "channel_axis",
                             self.channel_axis)
-    y, v = self._normalize(x, Field(fs.instance_axes(feature_axes, x.ndim), ()), mask)
-    features = fs.canonical_axes(feature_axes, x.ndim, "feature_axes")
-    return self._finish(x, y, v, features, mask, self.dtype)
+    return self._normalize(x, Field(fs.instance_axes(feature_axes, x.ndim), ()), feature_axes,
+                           mask)
 
 
 class DivisiveNorm(_Norm):
   """Divisive normalization (Ren et al., 2017) with local windows (`divnorm.divisive_norm`);
   no affine by default, as in the paper's models. The output keeps the input's dtype.
 
-  >>> dn = DivisiveNorm(summation_window=(5, 5), sigma=0.5)
-  >>> x = jnp.ones((2, 8, 8, 3))
-  >>> dn.apply(dn.init(jax.random.key(0), x), x).shape
+  >>> DivisiveNorm((5, 5), sigma=0.5).apply({}, jnp.ones((2, 8, 8, 3))).shape
   (2, 8, 8, 3)
   """
 
@@ -357,9 +329,9 @@ class DivisiveNorm(_Norm):
       raise ValueError("DivisiveNorm needs summation_window=..., e.g. (5, 5) for NHWC input.")
     y, v = divisive_norm(
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
-        sigma=self._sigma(),
-        channel_axis=self.channel_axis, across_channels=self.across_channels,
-        border=self.border, mask=mask, return_centered=True)
+        sigma=self._sigma(), channel_axis=self.channel_axis,
+        across_channels=self.across_channels, border=self.border, mask=mask,
+        return_centered=True)
     features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
     return self._finish(y, y, v, features, mask, y.dtype)
 
@@ -367,9 +339,7 @@ class DivisiveNorm(_Norm):
 class Normalize(_Norm):
   """The unified normalizer over any fields (`divnorm.normalize`); no affine by default.
 
-  >>> norm = Normalize(summation={3: None, 1: 3, 2: 3}, sigma=0.5)
-  >>> x = jnp.ones((2, 8, 8, 3))
-  >>> norm.apply(norm.init(jax.random.key(0), x), x).shape
+  >>> Normalize({3: None, 1: 3, 2: 3}, sigma=0.5).apply({}, jnp.ones((2, 8, 8, 3))).shape
   (2, 8, 8, 3)
   """
 
@@ -390,9 +360,8 @@ class Normalize(_Norm):
     if self.summation is None:
       raise ValueError(
           "Normalize needs summation=..., a field such as (1, 2, 3) or {3: None, 1: 5, 2: 5}.")
-    y, v = normalize(
-        x, self.summation, self.suppression, border=self.border, mask=mask,
-        sigma=self._sigma(), axis_name=self.axis_name,
-        return_centered=True)
+    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(),
+                     border=self.border, mask=mask, axis_name=self.axis_name,
+                     return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
     return self._finish(y, y, v, features, mask, y.dtype)

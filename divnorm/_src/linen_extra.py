@@ -21,7 +21,6 @@ from flax.linen import initializers
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures
-from divnorm._src.batch import BatchStats
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
 from divnorm._src.flax_semantics import missing_kernel_error  # noqa: F401  (public)
 from divnorm._src.linen import Dtype, Initializer, _Norm
@@ -35,8 +34,7 @@ class MeanOnlyBatchNorm(_Norm):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
   by default (the paper pairs it with `WeightNorm`). The L1 penalty is on the output.
 
-  >>> mbn = MeanOnlyBatchNorm(use_running_average=False)
-  >>> x = jnp.ones((4, 3))
+  >>> mbn, x = MeanOnlyBatchNorm(use_running_average=False), jnp.ones((4, 3))
   >>> mbn.apply(mbn.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
   (4, 3)
   """
@@ -54,22 +52,18 @@ class MeanOnlyBatchNorm(_Norm):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Subtracts the batch mean (training) or the running mean."""
-    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    features = fs.canonical_axes(self.feature_axes, jnp.ndim(x), "feature_axes")
-    running = self._running(tuple(jnp.shape(x)[a] for a in features), names=("mean",))
-    y, stats = mixtures.mean_only_batch_norm(
-        x, mixtures.MeanStats(running[0].value), training=not use_ra, feature_axes=features,
-        momentum=self.momentum, axis_name=self.axis_name, mask=mask)
-    self._store(running, stats, not use_ra)
-    return self._finish(y, y, y, features, mask, y.dtype)
+    def centered(x, stats, **kwargs):
+      y, stats = mixtures.mean_only_batch_norm(x, stats, **kwargs)
+      return (y, y), stats
+    return self._mixture(centered, x, use_running_average, self.feature_axes,
+                         mixtures.MeanStats, feature_axes=self.feature_axes, mask=mask)
 
 
 class BatchRenorm(_Norm):
   """Batch renormalization (Ioffe, 2017): `rmax` and `dmax` clip r and d (the paper ramps
   them from 1 and 0 to 3 and 5: pass the current values to ``__call__``).
 
-  >>> brn = BatchRenorm(use_running_average=False)
-  >>> x = jnp.ones((4, 3))
+  >>> brn, x = BatchRenorm(use_running_average=False), jnp.ones((4, 3))
   >>> brn.apply(brn.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
   (4, 3)
   """
@@ -94,16 +88,10 @@ class BatchRenorm(_Norm):
   def __call__(self, x, use_running_average: bool | None = None, *, rmax=None, dmax=None,
                mask=None):
     """Batch norm corrected toward the running statistics (training), or running BN."""
-    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    features = fs.canonical_axes(self.feature_axes, jnp.ndim(x), "feature_axes")
-    running = self._running(tuple(jnp.shape(x)[a] for a in features))
-    (y, v), stats = mixtures.batch_renorm(
-        x, BatchStats(*(r.value for r in running)), training=not use_ra,
+    return self._mixture(
+        mixtures.batch_renorm, x, use_running_average, self.feature_axes,
         rmax=self.rmax if rmax is None else rmax, dmax=self.dmax if dmax is None else dmax,
-        feature_axes=features, momentum=self.momentum, sigma=self._sigma(),
-        axis_name=self.axis_name, mask=mask, return_centered=True)
-    self._store(running, stats, not use_ra)
-    return self._finish(y, y, v, features, mask, y.dtype)
+        feature_axes=self.feature_axes, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
 class BatchInstanceNorm(_Norm):
@@ -111,8 +99,7 @@ class BatchInstanceNorm(_Norm):
   per-channel ``rho``, clipped to [0, 1] where it is used (an optimizer step past the
   interval acts as the paper's clipping); `rho_init` 1 is pure batch norm.
 
-  >>> bin_ = BatchInstanceNorm(use_running_average=False)
-  >>> x = jnp.ones((2, 4, 4, 3))
+  >>> bin_, x = BatchInstanceNorm(use_running_average=False), jnp.ones((2, 4, 4, 3))
   >>> bin_.apply(bin_.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
   (2, 4, 4, 3)
   """
@@ -135,26 +122,19 @@ class BatchInstanceNorm(_Norm):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Mixes batch and instance normalization per channel."""
-    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    features = fs.canonical_axes(self.channel_axis, jnp.ndim(x), "channel_axis")
-    shape = tuple(jnp.shape(x)[a] for a in features)
-    rho = self.param("rho", initializers.constant(self.rho_init), shape, self.param_dtype)
-    running = self._running(shape)
-    (y, v), stats = mixtures.batch_instance_norm(
-        x, BatchStats(*(r.value for r in running)), rho=jnp.clip(rho, 0.0, 1.0),
-        training=not use_ra, channel_axis=self.channel_axis, momentum=self.momentum,
-        sigma=self._sigma(), axis_name=self.axis_name, mask=mask,
-        return_centered=True)
-    self._store(running, stats, not use_ra)
-    return self._finish(y, y, v, features, mask, y.dtype)
+    rho = self.param("rho", initializers.constant(self.rho_init), (jnp.shape(x)[
+        self.channel_axis],), self.param_dtype)
+    return self._mixture(
+        mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
+        rho=jnp.clip(rho, 0.0, 1.0), channel_axis=self.channel_axis, sigma=self._sigma(),
+        mask=mask, return_centered=True)
 
 
 class SwitchableNorm(_Norm):
   """Switchable normalization (Luo et al., 2019): softmax-weighted IN, LN and BN statistics;
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero, equal weights.
 
-  >>> sn = SwitchableNorm(use_running_average=False)
-  >>> x = jnp.ones((2, 4, 4, 3))
+  >>> sn, x = SwitchableNorm(use_running_average=False), jnp.ones((2, 4, 4, 3))
   >>> sn.apply(sn.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
   (2, 4, 4, 3)
   """
@@ -172,19 +152,12 @@ class SwitchableNorm(_Norm):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Normalizes with the learned mixture of the three statistics."""
-    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    features = fs.canonical_axes(self.channel_axis, jnp.ndim(x), "channel_axis")
-    logits = [self.param(n, initializers.zeros, (3,), self.param_dtype)
-              for n in ("mean_logits", "var_logits")]
-    running = self._running(tuple(jnp.shape(x)[a] for a in features))
-    (y, v), stats = mixtures.switchable_norm(
-        x, BatchStats(*(r.value for r in running)), mean_weights=jax.nn.softmax(logits[0]),
-        var_weights=jax.nn.softmax(logits[1]), training=not use_ra,
-        channel_axis=self.channel_axis, momentum=self.momentum,
-        sigma=self._sigma(), axis_name=self.axis_name, mask=mask,
-        return_centered=True)
-    self._store(running, stats, not use_ra)
-    return self._finish(y, y, v, features, mask, y.dtype)
+    mean_logits, var_logits = (self.param(n, initializers.zeros, (3,), self.param_dtype)
+                               for n in ("mean_logits", "var_logits"))
+    return self._mixture(
+        mixtures.switchable_norm, x, use_running_average, self.channel_axis,
+        mean_weights=jax.nn.softmax(mean_logits), var_weights=jax.nn.softmax(var_logits),
+        channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
 class LocalResponseNorm(nn.Module):
@@ -268,9 +241,7 @@ class _Wrapper(nn.Module):
     return out
 
   def _epsilon(self):
-    if self.sigma is None:
-      return self.epsilon
-    return fs.sigma_of(self.epsilon, self.sigma, fs.declared_default(type(self), "epsilon")) ** 2
+    return self.epsilon if self.sigma is None else fs.sigma_of(self.epsilon, self.sigma, self)**2
 
 
 class WeightNorm(_Wrapper):

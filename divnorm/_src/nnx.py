@@ -1,16 +1,11 @@
 """Flax NNX modules over the functional core: flax's normalization layers, and the paper's.
 
 `BatchNorm`, `LayerNorm`, `RMSNorm`, `GroupNorm` and `InstanceNorm` take flax.nnx's
-arguments, in flax's order and with flax's defaults, and keep flax's attribute names, so a
-flax model takes them with only the import changed and loads its state; ``rngs`` may be
-omitted (``nnx.Rngs(0)``). `num_features` may be a tuple for several `feature_axes`.
-
-Every activation normalizer also takes divnorm's keyword-only ``sigma``, ``learn_sigma``
-and ``l1_alpha`` (see `divnorm.linen`): with ``l1_alpha > 0`` every call adds
-``l1_alpha * mean(|v|)`` to a `Penalty` variable of the module; `pop_penalties(model)`
-returns their sum and resets them (call it inside the loss, once per step). Running
-statistics are `nnx.BatchStat` ``mean``/``var``: ``model.train()``/``model.eval()`` switch
-them, as for ``nnx.BatchNorm``.
+arguments (order, defaults, attribute names), so a flax model takes them with only the import
+changed and loads its state; ``rngs`` may be omitted (``nnx.Rngs(0)``) and `num_features`
+may be a tuple (several `feature_axes`). divnorm's keyword-only ``sigma``, ``learn_sigma``
+and ``l1_alpha`` are those of `divnorm.linen`; the L1 penalty accumulates in a `Penalty`
+variable, which `pop_penalties(model)` sums and resets (inside the loss, once per step).
 """
 
 from __future__ import annotations
@@ -37,6 +32,7 @@ Axes = int | Sequence[int]
 Dtype = Any
 Initializer = Callable[..., jax.Array]
 _EMPTY: Mapping = MappingProxyType({})
+_ZEROS, _ONES = initializers.zeros_init(), initializers.ones_init()  # flax's defaults
 _NOT_KEPT = ("self", "__class__", "rngs", "scale_init", "bias_init", "scale_metadata",
              "bias_metadata")
 
@@ -56,54 +52,50 @@ def pop_penalties(model: nnx.Module) -> jax.Array:
 
 
 class _Norm(nnx.Module):
-  """The base of the activation normalizers: keeps the arguments, creates the parameters,
-  calls the core, and adds the L1 penalty and the affine step."""
+  """The base of the activation normalizers: keeps the arguments, creates the parameters
+  and running statistics, calls the core, adds the L1 penalty and the affine step."""
 
   def _setup(self, args: dict, running=()) -> None:
     """Keeps the constructor's arguments as attributes (as flax's modules do) and creates
     ``scale`` and ``bias`` (flax's initializers and metadata), ``log_sigma`` with
-    `learn_sigma`, the `Penalty` with `l1_alpha` and the `running` statistics."""
+    `learn_sigma`, the `Penalty` with `l1_alpha`, and the `running` ``mean``/``var``."""
     for name, value in args.items():
       if name not in _NOT_KEPT:
         setattr(self, name, value)
-    features = args["num_features"]
+    features, rngs = args["num_features"], args["rngs"]
+    rngs = nnx.Rngs(0) if rngs is None else rngs
     shape = (features,) if isinstance(features, int) else tuple(features or ())
-    rngs = nnx.Rngs(0) if args["rngs"] is None else args["rngs"]
     for name in ("scale", "bias"):
-      if not args.get(f"use_{name}"):
-        setattr(self, name, nnx.data(None))
-        continue
-      if features is None:
+      if args.get(f"use_{name}") and features is None:
         raise ValueError(f"{type(self).__name__}: use_scale/use_bias need num_features (the "
                          f"size of the feature axes); pass it, or use_scale=use_bias=False.")
-      value = args[f"{name}_init"](rngs.params(), shape, args["param_dtype"])
-      setattr(self, name, nnx.Param(value, **args.get(f"{name}_metadata", _EMPTY)))
+      setattr(self, name, nnx.Param(args[f"{name}_init"](
+          rngs.params(), shape, args["param_dtype"]), **args.get(f"{name}_metadata", _EMPTY))
+              if args.get(f"use_{name}") else nnx.data(None))
     sigma = self._sigma_value()
     self.log_sigma = nnx.Param(fs.log_sigma_init(sigma, args["param_dtype"])) if (
         args["learn_sigma"]) else nnx.data(None)
     self.penalty = Penalty(jnp.zeros((), jnp.float32)) if args["l1_alpha"] else nnx.data(None)
-    for name, init in zip(("mean", "var"), (jnp.zeros, jnp.ones)):
-      if name in running:
-        setattr(self, name, nnx.BatchStat(init(shape, jnp.float32)))
+    for name in running:
+      setattr(self, name, nnx.BatchStat((jnp.zeros if name == "mean" else jnp.ones)(
+          shape, jnp.float32)))
 
   def _sigma_value(self):
     """Flax's `epsilon` or divnorm's `sigma` (``epsilon == sigma**2``), checked."""
-    if not hasattr(self, "epsilon"):
-      return 0.0 if self.sigma is None else self.sigma
-    return fs.sigma_of(self.epsilon, self.sigma, fs.declared_default(type(self), "epsilon"))
+    if hasattr(self, "epsilon"):
+      return fs.sigma_of(self.epsilon, self.sigma, self)
+    return 0.0 if self.sigma is None else self.sigma
 
   def _sigma(self):
-    return jnp.exp(self.log_sigma[...]) if self.log_sigma is not None else self._sigma_value()
+    return self._sigma_value() if self.log_sigma is None else jnp.exp(self.log_sigma[...])
 
-  def _promoted(self, *arrays):
-    """The input (and running statistics), scale and bias, promoted by `promote_dtype`."""
-    params = tuple(None if p is None else p[...] for p in (self.scale, self.bias))
-    return self.promote_dtype((*arrays, *params), dtype=self.dtype)
+  def _params(self):
+    return tuple(None if p is None else p[...] for p in (self.scale, self.bias))
 
   def _flax_options(self, mask):
-    """The core's arguments for flax's: epsilon, axis_name, use_fast_variance."""
-    fs.check_axis_index_groups(self.axis_index_groups)
-    return dict(sigma=self._sigma(), mask=mask, axis_name=self.axis_name,
+    """The core's arguments for flax's `epsilon`, `axis_name`, `use_fast_variance`."""
+    return dict(sigma=self._sigma(), mask=mask,
+                axis_name=fs.axis_name_of(self.axis_name, self.axis_index_groups),
                 fast_variance=fs.fast_variance_of(self.use_fast_variance, self.fast_variance))
 
   def _normalize(self, x, field: Field, mask, *, center: bool = True):
@@ -111,29 +103,38 @@ class _Norm(nnx.Module):
     return fs.normalized(x.astype(fs.stats_dtype(x.dtype, self.dtype)), field, center=center,
                          **self._flax_options(mask))
 
+  def _store(self, stats, training: bool) -> None:
+    """Updates the running statistics in training (no gradient flows into them)."""
+    for name, value in zip(("mean", "var"), stats if training else (), strict=False):
+      getattr(self, name)[...] = jax.lax.stop_gradient(value)
+
+  def _mixture(self, function, x, use_running_average, axes, stats=BatchStats, **kwargs):
+    """The survey's running normalizers: ``(y, v), stats = function(x, stats, ...)`` (of
+    `divnorm.mixtures`), then `_finish` over the channel `axes`."""
+    training = not (self.use_running_average if use_running_average is None
+                    else use_running_average)
+    (y, v), new = function(x, stats(*(getattr(self, n)[...] for n in stats._fields)),
+                           training=training, momentum=self.momentum, axis_name=self.axis_name,
+                           **kwargs)
+    self._store(new, training)
+    features = fs.canonical_axes(axes, y.ndim, "feature_axes")
+    return self._finish(y, y, v, self._params(), features, kwargs.get("mask"), y.dtype)
+
   def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype):
     """Adds the L1 penalty of `v`, then the affine over `features` with `params` (scale,
     bias) and the output in `dtype` (None: flax's promotion of x and the parameters)."""
     if self.penalty is not None:
       self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask).astype(jnp.float32)
-    size = math.prod(x.shape[a] for a in features)
-    if any(p is not None and p.size != size for p in params):
-      raise ValueError(
-          f"{type(self).__name__} was built with num_features={self.num_features} but x of "
-          f"shape {x.shape} has features {tuple(x.shape[a] for a in features)} on axes "
-          f"{features}.")
+    shape = tuple(x.shape[a] for a in features)
+    if any(p is not None and p.size != math.prod(shape) for p in params):
+      raise ValueError(f"{type(self).__name__} was built with num_features={self.num_features}"
+                       f" but x of shape {x.shape} has features {shape} on axes {features}.")
     return fs.affine(y, *params, features).astype(fs.result_dtype(x, *params, dtype=dtype))
-
-  def _store(self, stats, training: bool) -> None:
-    """Updates the running statistics in training (no gradient flows into them)."""
-    if training:
-      for name, value in zip(("mean", "var"), stats):
-        getattr(self, name)[...] = jax.lax.stop_gradient(value)
 
 
 class BatchNorm(_Norm):
-  """Batch normalization (Ioffe & Szegedy, 2015): flax.nnx.BatchNorm's arguments. divnorm's
-  keyword-only `feature_axes` is another name of `axis`.
+  """Batch normalization (Ioffe & Szegedy, 2015): flax.nnx.BatchNorm's arguments; divnorm's
+  `feature_axes` is another name of `axis`.
 
   >>> bn = BatchNorm(3, momentum=0.9)
   >>> bn(jnp.ones((8, 3))).shape, bn.mean.shape
@@ -143,14 +144,12 @@ class BatchNorm(_Norm):
   def __init__(self, num_features: int, *, use_running_average: bool | None = False,
                axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-5,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_bias: bool = True, use_scale: bool = True,
-               bias_init: Initializer = initializers.zeros_init(),
-               scale_init: Initializer = initializers.ones_init(),
-               axis_name: str | None = None, axis_index_groups: Any = None,
-               use_fast_variance: bool = True, promote_dtype=dtypes.promote_dtype,
-               rngs: nnx.Rngs | None = None, bias_metadata: Mapping = _EMPTY,
-               scale_metadata: Mapping = _EMPTY, sigma: float | None = None,
-               learn_sigma: bool = False, l1_alpha: float = 0.0,
+               use_bias: bool = True, use_scale: bool = True, bias_init: Initializer = _ZEROS,
+               scale_init: Initializer = _ONES, axis_name: str | None = None,
+               axis_index_groups: Any = None, use_fast_variance: bool = True,
+               promote_dtype=dtypes.promote_dtype, rngs: nnx.Rngs | None = None,
+               bias_metadata: Mapping = _EMPTY, scale_metadata: Mapping = _EMPTY,
+               sigma: float | None = None, learn_sigma: bool = False, l1_alpha: float = 0.0,
                fast_variance: bool | None = None, feature_axes: Axes | None = None):
     self._setup(locals(), running=("mean", "var"))
     self.axis = fs.alias("axis", axis, -1, "feature_axes", feature_axes)
@@ -161,7 +160,9 @@ class BatchNorm(_Norm):
         use_running_average, self.use_running_average,
         error_msg="No `use_running_average` argument was provided to BatchNorm; pass it to "
                   "the constructor or the call, or use model.train()/model.eval().")
-    x, mean, var, *params = self._promoted(x, self.mean[...], self.var[...])
+    scale, bias = self._params()
+    x, mean, var, scale, bias = self.promote_dtype(
+        (x, self.mean[...], self.var[...], scale, bias), dtype=self.dtype)
     features = fs.canonical_axes(self.axis, x.ndim, "axis")
     # Running averages update from their own values (flax's), not the promoted copies.
     stats = BatchStats(mean, var) if use_ra else BatchStats(self.mean[...], self.var[...])
@@ -169,7 +170,7 @@ class BatchNorm(_Norm):
         x.astype(fs.stats_dtype(x.dtype, self.dtype)), stats, training=not use_ra,
         feature_axes=features, momentum=self.momentum, **self._flax_options(mask))
     self._store(stats, not use_ra)
-    return self._finish(x, y, v, params, features, mask, self.dtype)
+    return self._finish(x, y, v, (scale, bias), features, mask, self.dtype)
 
   def set_view(self, use_running_average: bool | None = None):
     """Used by ``nnx.view``, as flax's BatchNorm."""
@@ -181,17 +182,14 @@ class LayerNorm(_Norm):
   """Layer normalization (Ba et al., 2016) over `reduction_axes`: flax.nnx.LayerNorm's
   arguments.
 
-  >>> ln = LayerNorm(3, epsilon=1e-5)
-  >>> ln(jnp.arange(6.0).reshape(2, 3)).round(3)
-  Array([[-1.225,  0.   ,  1.225],
-         [-1.225,  0.   ,  1.225]], dtype=float32)
+  >>> LayerNorm(3, epsilon=1e-5)(jnp.arange(3.0)[None]).round(3)
+  Array([[-1.225,  0.   ,  1.225]], dtype=float32)
   """
 
   def __init__(self, num_features: int | Sequence[int] | None, *, epsilon: float = 1e-6,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_bias: bool = True, use_scale: bool = True,
-               bias_init: Initializer = initializers.zeros_init(),
-               scale_init: Initializer = initializers.ones_init(), reduction_axes: Axes = -1,
+               use_bias: bool = True, use_scale: bool = True, bias_init: Initializer = _ZEROS,
+               scale_init: Initializer = _ONES, reduction_axes: Axes = -1,
                feature_axes: Axes = -1, axis_name: str | None = None,
                axis_index_groups: Any = None, use_fast_variance: bool = True,
                promote_dtype=dtypes.promote_dtype, rngs: nnx.Rngs | None = None,
@@ -202,9 +200,9 @@ class LayerNorm(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over `reduction_axes`; `mask` selects the statistics' entries."""
-    x, *params = self._promoted(x)
-    y, v = self._normalize(x, Field(fs.canonical_axes(
-        self.reduction_axes, x.ndim, "reduction_axes"), ()), mask)
+    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
+    reduction = fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes")
+    y, v = self._normalize(x, Field(reduction, ()), mask)
     features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
     return self._finish(x, y, v, params, features, mask, self.dtype)
 
@@ -229,9 +227,9 @@ class RMSNorm(_Norm):
 
   def __call__(self, x, mask=None):
     """Divides `x` by its root mean square over `reduction_axes`."""
-    x, *params = self._promoted(x)
-    y, v = self._normalize(x, Field(fs.canonical_axes(
-        self.reduction_axes, x.ndim, "reduction_axes"), ()), mask, center=False)
+    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
+    reduction = fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes")
+    y, v = self._normalize(x, Field(reduction, ()), mask, center=False)
     features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
     return self._finish(x, y, v, params, features, mask, self.dtype)
 
@@ -247,14 +245,13 @@ class GroupNorm(_Norm):
   def __init__(self, num_features: int, num_groups: int | None = 32,
                group_size: int | None = None, *, epsilon: float = 1e-6,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_bias: bool = True, use_scale: bool = True,
-               bias_init: Initializer = initializers.zeros_init(),
-               scale_init: Initializer = initializers.ones_init(),
-               reduction_axes: Axes | None = None, axis_name: str | None = None,
-               axis_index_groups: Any = None, use_fast_variance: bool = True,
-               promote_dtype=dtypes.promote_dtype, rngs: nnx.Rngs | None = None,
-               bias_metadata: Mapping = _EMPTY, scale_metadata: Mapping = _EMPTY,
-               sigma: float | None = None, learn_sigma: bool = False, l1_alpha: float = 0.0,
+               use_bias: bool = True, use_scale: bool = True, bias_init: Initializer = _ZEROS,
+               scale_init: Initializer = _ONES, reduction_axes: Axes | None = None,
+               axis_name: str | None = None, axis_index_groups: Any = None,
+               use_fast_variance: bool = True, promote_dtype=dtypes.promote_dtype,
+               rngs: nnx.Rngs | None = None, bias_metadata: Mapping = _EMPTY,
+               scale_metadata: Mapping = _EMPTY, sigma: float | None = None,
+               learn_sigma: bool = False, l1_alpha: float = 0.0,
                fast_variance: bool | None = None, channel_axis: int = -1):
     self._setup(locals())
     self.num_groups = fs.group_count(num_groups, group_size, num_features)
@@ -262,7 +259,7 @@ class GroupNorm(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over `reduction_axes` and the channels of each group."""
-    x, *params = self._promoted(x)
+    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
     field = fs.group_field(x.shape, self.num_groups, None, self.reduction_axes,
                            self.channel_axis)
     y, v = self._normalize(x, field, mask)
@@ -293,7 +290,7 @@ class InstanceNorm(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
-    x, *params = self._promoted(x)
+    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
     y, v = self._normalize(x, Field(fs.instance_axes(self.feature_axes, x.ndim), ()), mask)
     features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
     return self._finish(x, y, v, params, features, mask, self.dtype)
@@ -324,8 +321,7 @@ class DivisiveNorm(_Norm):
         across_channels=self.across_channels, border=self.border, mask=mask,
         return_centered=True)
     features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
-    params = tuple(None if p is None else p[...] for p in (self.scale, self.bias))
-    return self._finish(y, y, v, params, features, mask, y.dtype)
+    return self._finish(y, y, v, self._params(), features, mask, y.dtype)
 
 
 class Normalize(_Norm):
@@ -350,5 +346,4 @@ class Normalize(_Norm):
                      border=self.border, mask=mask, axis_name=self.axis_name,
                      return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
-    params = tuple(None if p is None else p[...] for p in (self.scale, self.bias))
-    return self._finish(y, y, v, params, features, mask, y.dtype)
+    return self._finish(y, y, v, self._params(), features, mask, y.dtype)

@@ -18,30 +18,13 @@ from flax.nnx.nn import dtypes, initializers
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures
-from divnorm._src.batch import BatchStats
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
 from divnorm._src.lrn import local_response_norm
 from divnorm._src.nnx import Axes, Dtype, Initializer, _Norm
 from divnorm._src.weights import weight_standardization
 
 
-class _Running(_Norm):
-  """The running-statistics normalizers: the call's `use_running_average` or the module's."""
-
-  def _call(self, function, x, use_running_average, features, **kwargs):
-    training = not (self.use_running_average if use_running_average is None
-                    else use_running_average)
-    stats = BatchStats(self.mean[...], self.var[...]) if self.var is not None else (
-        mixtures.MeanStats(self.mean[...]))
-    (y, v), stats = function(x, stats, training=training, momentum=self.momentum,
-                             axis_name=self.axis_name, **kwargs)
-    self._store(stats, training)
-    params = tuple(None if p is None else p[...] for p in (self.scale, self.bias))
-    return self._finish(y, y, v, params, fs.canonical_axes(features, y.ndim), kwargs.get(
-        "mask"), y.dtype)
-
-
-class MeanOnlyBatchNorm(_Running):
+class MeanOnlyBatchNorm(_Norm):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
   by default. The L1 penalty is on the output.
 
@@ -57,18 +40,17 @@ class MeanOnlyBatchNorm(_Running):
                sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
                rngs: nnx.Rngs | None = None):
     self._setup(locals(), running=("mean",))
-    self.var = nnx.data(None)
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Subtracts the batch mean (training) or the running mean."""
     def centered(x, stats, **kwargs):
       y, stats = mixtures.mean_only_batch_norm(x, stats, **kwargs)
       return (y, y), stats
-    return self._call(centered, x, use_running_average, self.feature_axes,
-                      feature_axes=self.feature_axes, mask=mask)
+    return self._mixture(centered, x, use_running_average, self.feature_axes,
+                         mixtures.MeanStats, feature_axes=self.feature_axes, mask=mask)
 
 
-class BatchRenorm(_Running):
+class BatchRenorm(_Norm):
   """Batch renormalization (Ioffe, 2017); `rmax`, `dmax` may be overridden per call.
 
   >>> BatchRenorm(3)(jnp.ones((4, 3))).shape
@@ -88,13 +70,13 @@ class BatchRenorm(_Running):
   def __call__(self, x, use_running_average: bool | None = None, *, rmax=None, dmax=None,
                mask=None):
     """Batch norm corrected toward the running statistics (training), or running BN."""
-    return self._call(
+    return self._mixture(
         mixtures.batch_renorm, x, use_running_average, self.feature_axes,
         rmax=self.rmax if rmax is None else rmax, dmax=self.dmax if dmax is None else dmax,
         feature_axes=self.feature_axes, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
-class BatchInstanceNorm(_Running):
+class BatchInstanceNorm(_Norm):
   """Batch-instance norm (Nam & Kim, 2018): a learned per-channel ``rho``, clipped to [0, 1].
 
   >>> BatchInstanceNorm(3)(jnp.ones((2, 4, 4, 3))).shape
@@ -114,13 +96,13 @@ class BatchInstanceNorm(_Running):
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Mixes batch and instance normalization per channel."""
-    return self._call(
+    return self._mixture(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
         rho=jnp.clip(self.rho[...], 0.0, 1.0), channel_axis=self.channel_axis,
         sigma=self._sigma(), mask=mask, return_centered=True)
 
 
-class SwitchableNorm(_Running):
+class SwitchableNorm(_Norm):
   """Switchable norm (Luo et al., 2019): softmax(logits) over the IN, LN, BN statistics.
 
   >>> SwitchableNorm(3)(jnp.ones((2, 4, 4, 3))).shape
@@ -140,7 +122,7 @@ class SwitchableNorm(_Running):
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Normalizes with the learned mixture of the three statistics."""
-    return self._call(
+    return self._mixture(
         mixtures.switchable_norm, x, use_running_average, self.channel_axis,
         mean_weights=jax.nn.softmax(self.mean_logits[...]),
         var_weights=jax.nn.softmax(self.var_logits[...]), channel_axis=self.channel_axis,
