@@ -1,10 +1,9 @@
 """Flax linen modules of the survey's other normalizers, and weight-normalizing wrappers.
 
-Activation normalizers take divnorm's keyword-only options (``sigma``, ``learn_sigma``,
-``l1_alpha``: see `divnorm.linen`) and keep running statistics in ``"batch_stats"``, as
-`divnorm.linen.BatchNorm`. Weight wrappers transform the variables of any layer that
-``variable_filter`` selects (kernels by default), nested modules included, at each call;
-WeightNorm and SpectralNorm take flax.linen's arguments and name their variables as flax.
+Activation normalizers take divnorm's keyword-only options (see `divnorm.linen`); running
+statistics are in ``"batch_stats"``. Weight wrappers transform the variables of any layer
+that ``variable_filter`` selects (kernels by default) at each call; WeightNorm and
+SpectralNorm take flax.linen's arguments and name their variables as flax.
 """
 
 from __future__ import annotations
@@ -34,8 +33,7 @@ class MeanOnlyBatchNorm(_Norm):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
   by default (the paper pairs it with `WeightNorm`). The L1 penalty is on the output.
 
-  >>> mbn, x = MeanOnlyBatchNorm(use_running_average=False), jnp.ones((4, 3))
-  >>> mbn.apply(mbn.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
+  >>> MeanOnlyBatchNorm(False).init_with_output(jax.random.key(0), jnp.ones((4, 3)))[0].shape
   (4, 3)
   """
 
@@ -63,8 +61,7 @@ class BatchRenorm(_Norm):
   """Batch renormalization (Ioffe, 2017): `rmax` and `dmax` clip r and d (the paper ramps
   them from 1 and 0 to 3 and 5: pass the current values to ``__call__``).
 
-  >>> brn, x = BatchRenorm(use_running_average=False), jnp.ones((4, 3))
-  >>> brn.apply(brn.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
+  >>> BatchRenorm(False).init_with_output(jax.random.key(0), jnp.ones((4, 3)))[0].shape
   (4, 3)
   """
 
@@ -99,9 +96,8 @@ class BatchInstanceNorm(_Norm):
   per-channel ``rho``, clipped to [0, 1] where it is used (an optimizer step past the
   interval acts as the paper's clipping); `rho_init` 1 is pure batch norm.
 
-  >>> bin_, x = BatchInstanceNorm(use_running_average=False), jnp.ones((2, 4, 4, 3))
-  >>> bin_.apply(bin_.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
-  (2, 4, 4, 3)
+  >>> BatchInstanceNorm(False).init_with_output(jax.random.key(0), jnp.ones((2, 4, 3)))[0].shape
+  (2, 4, 3)
   """
 
   use_running_average: bool | None = None
@@ -134,9 +130,8 @@ class SwitchableNorm(_Norm):
   """Switchable normalization (Luo et al., 2019): softmax-weighted IN, LN and BN statistics;
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero, equal weights.
 
-  >>> sn, x = SwitchableNorm(use_running_average=False), jnp.ones((2, 4, 4, 3))
-  >>> sn.apply(sn.init(jax.random.key(0), x), x, mutable=["batch_stats"])[0].shape
-  (2, 4, 4, 3)
+  >>> SwitchableNorm(False).init_with_output(jax.random.key(0), jnp.ones((2, 4, 3)))[0].shape
+  (2, 4, 3)
   """
 
   use_running_average: bool | None = None
@@ -187,9 +182,7 @@ class GDN(nn.Module):
   """Generalized divisive normalization (Ballé et al., 2016); ``inverse=True`` is IGDN.
   Parameters ``beta`` ``[C]`` and ``gamma`` ``[C, C]`` are raw (`divnorm.gdn`).
 
-  >>> gdn = GDN()
-  >>> x = jnp.ones((1, 4, 4, 3))
-  >>> jax.tree.map(jnp.shape, gdn.init(jax.random.key(0), x))
+  >>> jax.tree.map(jnp.shape, GDN().init(jax.random.key(0), jnp.ones((1, 4, 4, 3))))
   {'params': {'beta': (3,), 'gamma': (3, 3)}}
   """
 
@@ -206,14 +199,11 @@ class GDN(nn.Module):
     """``x / (beta + gamma |x|^alpha)^epsilon`` across channels (times, for IGDN)."""
     init = gdn_lib.gdn_init(jnp.shape(x)[self.channel_axis], beta=self.beta_init,
                             gamma=self.gamma_init, dtype=self.param_dtype)
-    raw = gdn_lib.GDNParams(self.param("beta", lambda _: init.beta),
-                            self.param("gamma", lambda _: init.gamma))
-    beta, gamma = gdn_lib.gdn_values(raw)
+    beta, gamma = gdn_lib.gdn_values(gdn_lib.GDNParams(*(
+        self.param(n, lambda _, v=v: v) for n, v in zip(init._fields, init, strict=True))))
     return gdn_lib.gdn(x, beta=beta, gamma=gamma, alpha=self.alpha, epsilon=self.epsilon,
                        inverse=self.inverse, channel_axis=self.channel_axis)
 
-
-# ---- weight wrappers ---------------------------------------------------------------------
 
 
 class _Wrapper(nn.Module):
@@ -248,9 +238,7 @@ class WeightNorm(_Wrapper):
   """L2 weight normalization (Salimans & Kingma, 2016): flax.linen.WeightNorm's arguments;
   the scales are ``<layer>/<path>/scale`` in ``"params"``.
 
-  >>> wn = WeightNorm(nn.Dense(4))
-  >>> x = jnp.ones((2, 3))
-  >>> sorted(wn.init(jax.random.key(0), x)["params"])
+  >>> sorted(WeightNorm(nn.Dense(4)).init(jax.random.key(0), jnp.ones((2, 3)))["params"])
   ['layer_instance', 'layer_instance/kernel/scale']
   """
 
@@ -289,8 +277,7 @@ class SpectralNorm(_Wrapper):
   `collection_name`.
 
   >>> sn = SpectralNorm(nn.Dense(4))
-  >>> x = jnp.ones((2, 3))
-  >>> sorted(sn.init(jax.random.key(0), x, update_stats=True)["batch_stats"])
+  >>> sorted(sn.init(jax.random.key(0), jnp.ones((2, 3)), update_stats=True)["batch_stats"])
   ['layer_instance/kernel/sigma', 'layer_instance/kernel/u']
   """
 
@@ -330,9 +317,7 @@ class WeightStandardization(_Wrapper):
   """Weight standardization (Qiao et al., 2019) of a layer's weights; no parameters. The
   mean and variance reduce every axis but `feature_axes` (the outputs), smoothed by `sigma`.
 
-  >>> ws = WeightStandardization(nn.Dense(4))
-  >>> x = jnp.ones((2, 3))
-  >>> ws.apply(ws.init(jax.random.key(0), x), x).shape
+  >>> WeightStandardization(nn.Dense(4)).init_with_output(jax.random.key(0), jnp.ones((2, 3)))[0].shape
   (2, 4)
   """
 

@@ -23,6 +23,8 @@ from divnorm._src.lrn import local_response_norm
 from divnorm._src.nnx import Axes, Dtype, Initializer, _Norm
 from divnorm._src.weights import weight_standardization
 
+_KERNELS = nnx.PathContains("kernel")  # flax's default filter
+
 
 class MeanOnlyBatchNorm(_Norm):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
@@ -171,8 +173,6 @@ class GDN(nnx.Module):
                        inverse=self.inverse, channel_axis=self.channel_axis)
 
 
-# ---- weight wrappers ---------------------------------------------------------------------
-
 
 class _Wrapper(nnx.Module):
   """The base of the weight wrappers: calls ``layer_instance`` with the weights that
@@ -217,7 +217,7 @@ class WeightNorm(_Wrapper):
                use_scale: bool = True, scale_init: Initializer = initializers.ones,
                epsilon: float = 1e-12, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32,
-               variable_filter=nnx.PathContains("kernel"), promote_dtype=dtypes.promote_dtype,
+               variable_filter=_KERNELS, promote_dtype=dtypes.promote_dtype,
                rngs: nnx.Rngs | None = None, sigma: float | None = None):
     self.layer_instance, self.feature_axes = layer_instance, feature_axes
     self.use_scale, self.scale_init, self.dtype = use_scale, scale_init, dtype
@@ -312,7 +312,7 @@ class WeightStandardization(_Wrapper):
   """
 
   def __init__(self, layer_instance: nnx.Module, *, feature_axes: Axes = -1,
-               variable_filter=nnx.PathContains("kernel"), sigma: float = 0.0):
+               variable_filter=_KERNELS, sigma: float = 0.0):
     self.layer_instance, self.feature_axes, self.sigma = layer_instance, feature_axes, sigma
     self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
     self._selected(self.variable_filter)
