@@ -18,9 +18,14 @@ import warnings
 from collections.abc import Hashable, Sequence
 from typing import Literal
 
-import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array
+
+try:
+  import equinox as eqx
+  from jaxtyping import Array
+except ModuleNotFoundError as error:  # equinox is an optional extra
+  raise ModuleNotFoundError(f"divnorm.equinox needs equinox ({error}); install it with "
+                            f"pip install 'divnorm[equinox]'.", name=error.name) from error
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
