@@ -144,3 +144,82 @@ def test_module_errors():
 def test_functional_core_imports_no_flax():
   code = "import sys, divnorm; divnorm.normalize; assert 'flax' not in sys.modules, 'flax imported'"
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- flax's arguments at the edges -----------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 0, np.float32(1e-5), np.float64(1e-5),
+                                     np.asarray(1e-5), jnp.asarray(1e-5, jnp.float32)],
+                         ids=lambda e: type(e).__name__)
+def test_epsilon_accepts_what_flax_accepts(epsilon):
+  x = _x((4, 6))
+  for name in ("LayerNorm", "BatchNorm", "GroupNorm"):
+    kwargs = dict(num_groups=3) if name == "GroupNorm" else dict(use_running_average=False) if (
+      name == "BatchNorm") else {}
+    want, _ = getattr(nn, name)(epsilon=epsilon, **kwargs).init_with_output(jax.random.key(0), x)
+    got, _ = getattr(dnn, name)(epsilon=epsilon, **kwargs).init_with_output(jax.random.key(0), x)
+    np.testing.assert_allclose(got, want, atol=3e-5, err_msg=name)
+
+
+def test_traced_epsilon_under_jit():
+  x = _x((4, 6))
+  y = jax.jit(lambda e: dnn.LayerNorm(epsilon=e, use_scale=False, use_bias=False).apply({}, x))(
+    jnp.float32(0.25))
+  x64 = np.asarray(x, np.float64)
+  want = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 0.25)
+  np.testing.assert_allclose(y, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("module,error,match", [
+  (dnn.LayerNorm(epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (dnn.LayerNorm(epsilon=-1), ValueError, r"epsilon=-1 is negative"),
+  (dnn.BatchNorm(True, epsilon=float("nan")), ValueError, r"epsilon=nan is not finite"),
+  (dnn.RMSNorm(epsilon="1e-5"), TypeError, r"epsilon='1e-5' must be a real number"),
+  (dnn.InstanceNorm(epsilon=None), TypeError, r"epsilon=None must be a real number"),
+  (dnn.LayerNorm(epsilon=1e-3, sigma=0.1), ValueError, r"epsilon=0\.001 and sigma=0\.1"),
+  (dnn.LayerNorm(sigma=-0.5), ValueError, r"sigma=-0\.5 is negative"),
+  (dnn.GroupNorm(num_groups=3), ValueError, r"num_groups=3 does not divide .* \[1, 2, 4, 8\]"),
+  (dnn.GroupNorm(num_groups=2.0), ValueError, r"num_groups=2\.0 does not divide"),
+  (dnn.GroupNorm(num_groups=None, group_size=3), ValueError, r"group_size=3 does not divide"),
+  (dnn.GroupNorm(num_groups=None), ValueError, r"Either `num_groups` or `group_size`"),
+  (dnn.GroupNorm(num_groups=2, reduction_axes=(1, 2)), ValueError, r"must include the final"),
+  (dnn.LayerNorm(reduction_axes=4), ValueError, r"reduction_axes=4 has axis 4, out of range"),
+  (dnn.LayerNorm(feature_axes=1.5), TypeError, r"feature_axes=1\.5 must be ints"),
+  (dnn.InstanceNorm(feature_axes=(0, -1)), ValueError, r"cannot include the leading"),
+  (dnn.BatchNorm(True, axis=1, feature_axes=2), ValueError, r"axis=1 and feature_axes=2"),
+  (dnn.LayerNorm(axis_index_groups=[[0, 1]]), NotImplementedError, r"axis_index_groups"),
+  (dnn.LayerNorm(learn_sigma=True, sigma=0.0), ValueError, r"must be > 0"),
+])
+def test_errors_name_the_argument_passed(module, error, match):
+  with pytest.raises(error, match=match):
+    module.init(jax.random.key(0), _x((2, 3, 5, 8)))
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
+  """flax's use_fast_variance=True (its default) is the core's one-pass mode, False two-pass."""
+  from divnorm._src import flax_semantics
+
+  seen = []
+  for name in ("normalize", "batch_norm"):
+    real = getattr(flax_semantics, name)
+    monkeypatch.setattr(flax_semantics, name, lambda *a, real=real, **k: (
+      seen.append(k["fast_variance"]), real(*a, **k))[1])
+  x = _x((4, 3, 5, 8))
+  for module in (dnn.LayerNorm(use_fast_variance=flag), dnn.GroupNorm(4, use_fast_variance=flag),
+                 dnn.InstanceNorm(use_fast_variance=flag),
+                 dnn.BatchNorm(False, use_fast_variance=flag)):
+    module.init_with_output(jax.random.key(0), x)
+  assert seen == [flag] * 4
+
+
+def test_docstring_examples_run():
+  import doctest
+
+  from divnorm._src import linen, linen_extra
+
+  for module in (linen, linen_extra):
+    results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, nn=nn),
+                              optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert results.attempted > 0 and results.failed == 0, module.__name__

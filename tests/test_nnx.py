@@ -222,3 +222,66 @@ def test_fast_variance_option_matches_the_function():
   ]
   for module, expected in cases:
     np.testing.assert_allclose(module(x), expected, atol=2e-5)
+
+
+# ---- flax's arguments at the edges -----------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 0, np.float32(1e-5), np.asarray(1e-5),
+                                     jnp.asarray(1e-5, jnp.float32)],
+                         ids=lambda e: type(e).__name__)
+def test_epsilon_accepts_what_flax_accepts(epsilon):
+  x = _x((4, 6))
+  for name, args in (("LayerNorm", (6,)), ("BatchNorm", (6,)), ("GroupNorm", (6, 3))):
+    want = getattr(nnx, name)(*args, epsilon=epsilon, rngs=nnx.Rngs(0))(x)
+    got = getattr(dn, name)(*args, epsilon=epsilon, rngs=nnx.Rngs(0))(x)
+    np.testing.assert_allclose(got, want, atol=3e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("make,error,match", [
+  (lambda: dn.LayerNorm(6, epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (lambda: dn.BatchNorm(6, epsilon=float("inf")), ValueError, r"epsilon=inf is not finite"),
+  (lambda: dn.RMSNorm(6, epsilon="1e-5"), TypeError, r"epsilon='1e-5' must be a real number"),
+  (lambda: dn.GroupNorm(6, num_groups=4), ValueError, r"num_groups=4 does not divide .* 6"),
+  (lambda: dn.GroupNorm(6, 2, 3), ValueError, r"Either `num_groups` or `group_size`"),
+  (lambda: dn.LayerNorm(6)(_x((2, 5))), ValueError, r"num_features=6 but x of shape \(2, 5\)"),
+  (lambda: dn.LayerNorm(6, reduction_axes=(1, 3))(_x((2, 6))), ValueError,
+   r"reduction_axes=\(1, 3\) has axis 3"),
+  (lambda: dn.InstanceNorm(6, feature_axes=0)(_x((2, 6))), ValueError, r"leading dimension"),
+  (lambda: dn.LayerNorm(6, axis_index_groups=[[0]])(_x((2, 6))), NotImplementedError,
+   r"axis_index_groups"),
+  (lambda: dn.BatchNorm(6, axis=0, feature_axes=1), ValueError, r"axis=0 and feature_axes=1"),
+])
+def test_errors_name_the_argument_passed(make, error, match):
+  with pytest.raises(error, match=match):
+    make()
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
+  from divnorm._src import flax_semantics
+
+  seen = []
+  for name in ("normalize", "batch_norm"):
+    real = getattr(flax_semantics, name)
+    monkeypatch.setattr(flax_semantics, name, lambda *a, real=real, **k: (
+      seen.append(k["fast_variance"]), real(*a, **k))[1])
+  x = _x((4, 3, 5, 8))
+  for module in (dn.LayerNorm(8, use_fast_variance=flag),
+                 dn.GroupNorm(8, 4, use_fast_variance=flag),
+                 dn.InstanceNorm(8, use_fast_variance=flag),
+                 dn.BatchNorm(8, use_fast_variance=flag)):
+    module(x)
+  assert seen == [flag] * 4
+
+
+def test_docstring_examples_run():
+  import doctest
+
+  from divnorm._src import nnx as nnx_impl
+  from divnorm._src import nnx_extra
+
+  for module in (nnx_impl, nnx_extra):
+    results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, nnx=nnx),
+                              optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert results.attempted > 0 and results.failed == 0, module.__name__
