@@ -418,3 +418,8 @@ def test_compatibility_table_lists_every_flax_argument():
           assert f"| `{arg}` |" in sections[name], (name, arg)
   for test in ("test_layer_norm4", "test_instance_norm3"):
     assert test in text
+  import equinox as eqx
+
+  for name in ("LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm"):
+    for arg in list(inspect.signature(getattr(eqx.nn, name).__init__).parameters)[1:]:
+      assert f"| `{arg}` |" in sections[f"equinox {name}"], (name, arg)
