@@ -152,7 +152,7 @@ class LocalResponseNorm(nnx.Module):
 
 class GDN(nnx.Module):
   """Generalized divisive normalization (Ballé et al., 2016); ``inverse=True`` is IGDN.
-  ``beta`` ``[C]`` and ``gamma`` ``[C, C]`` are raw reparameterized `Param`s (`divnorm.gdn`).
+  ``beta`` ``[C]`` and ``gamma`` ``[C, C]`` are raw reparameterized parameters (`divnorm.gdn`).
 
   >>> GDN(3)(jnp.ones((1, 4, 4, 3))).shape
   (1, 4, 4, 3)
@@ -194,7 +194,7 @@ class _Wrapper(nnx.Module):
           variable.set_value(old)
 
   def _selected(self, variable_filter, error: bool = True) -> dict:
-    """The layer's `nnx.Param`s that `variable_filter` selects, by path."""
+    """The layer's parameters that `variable_filter` selects, by path."""
     state = nnx.to_flat_state(nnx.state(self.layer_instance, nnx.Param))
     selected = {path: param for path, param in state if variable_filter(path, param)}
     if not selected and error:
@@ -248,7 +248,7 @@ class WeightNorm(_Wrapper):
 
 class SpectralNorm(_Wrapper):
   """Spectral normalization (Miyato et al., 2018): flax.nnx.SpectralNorm's arguments;
-  ``batch_stats`` maps ``path + ("u",)`` and ``path + ("sigma",)`` to `nnx.BatchStat`s.
+  ``batch_stats`` maps ``path + ("u",)`` and ``path + ("sigma",)`` to batch statistics.
 
   >>> sn = SpectralNorm(nnx.Linear(3, 4, rngs=nnx.Rngs(0)))
   >>> sn(jnp.ones((2, 3))).shape, sn.batch_stats[("kernel", "u")].shape
