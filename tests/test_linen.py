@@ -223,3 +223,45 @@ def test_docstring_examples_run():
     results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, nn=nn),
                               optionflags=doctest.NORMALIZE_WHITESPACE)
     assert results.attempted > 0 and results.failed == 0, module.__name__
+
+
+def _bytes_accessed(f, *args) -> float:
+  """XLA's bytes accessed by the compiled ``grad`` of ``sum(f(params, x) * w)``."""
+  g = jax.jit(jax.grad(lambda p, x, w: jnp.sum((f(p, x) * w).astype(jnp.float32)),
+                       argnums=(0, 1)))
+  cost = g.lower(*args).compile().cost_analysis()
+  return (cost[0] if isinstance(cost, list) else cost)["bytes accessed"]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("name", ["LayerNorm", "BatchNorm", "GroupNorm", "RMSNorm"])
+def test_modules_add_nothing_to_the_core(name, dtype):
+  """The module's compiled fwd+bwd program moves exactly the bytes of the core's function
+  plus the affine step: no extra reshape, transpose, dtype round trip or statistic."""
+  from divnorm._src import flax_semantics as fs
+
+  x = jnp.asarray(_x((8, 6, 6, 16)), dtype)
+  w = jnp.asarray(_x((8, 6, 6, 16), seed=1), dtype)
+  scale, bias = jnp.ones((16,)), jnp.zeros((16,))
+  params = {"params": {"scale": scale} if name == "RMSNorm" else {"scale": scale, "bias": bias}}
+  stats = divnorm.batch_stats_init(x)
+  x32 = lambda x: x.astype(jnp.float32)  # noqa: E731  flax's statistics dtype
+  core = {
+    "LayerNorm": lambda x: divnorm.layer_norm(x32(x), sigma=1e-3, fast_variance=True),
+    "BatchNorm": lambda x: divnorm.batch_norm(x32(x), stats, training=True, sigma=1e-3,
+                                              fast_variance=True)[0],
+    "GroupNorm": lambda x: divnorm.group_norm(x32(x), num_groups=8, sigma=1e-3,
+                                              fast_variance=True),
+    "RMSNorm": lambda x: divnorm.rms_norm(x32(x), sigma=1e-3),
+  }[name]
+  module = dnn.GroupNorm(8) if name == "GroupNorm" else dnn.BatchNorm(False) if (
+    name == "BatchNorm") else getattr(dnn, name)()
+  variables = {**params, "batch_stats": stats._asdict()} if name == "BatchNorm" else params
+
+  def ours(p, x):
+    return module.apply({**variables, **p}, x, mutable=["batch_stats"])[0]
+
+  def reference(p, x):
+    return fs.affine(core(x), p["params"]["scale"], p["params"].get("bias"), (3,))
+
+  assert _bytes_accessed(ours, params, x, w) == _bytes_accessed(reference, params, x, w)

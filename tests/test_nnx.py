@@ -285,3 +285,36 @@ def test_docstring_examples_run():
     results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, nnx=nnx),
                               optionflags=doctest.NORMALIZE_WHITESPACE)
     assert results.attempted > 0 and results.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("name", ["LayerNorm", "GroupNorm", "RMSNorm"])
+def test_modules_add_nothing_to_the_core(name):
+  """bf16 in, float32 parameters: the module's compiled fwd+bwd moves exactly the bytes of
+  the core's function plus the affine step (see tests/test_linen.py, which also checks
+  BatchNorm: under a plain `jax.grad` an nnx BatchStat cannot be updated)."""
+  from divnorm._src import flax_semantics as fs
+
+  x = _x((8, 6, 6, 16)).astype(jnp.bfloat16)
+  w = _x((8, 6, 6, 16), seed=1).astype(jnp.bfloat16)
+  module = dn.GroupNorm(16, 8) if name == "GroupNorm" else getattr(dn, name)(16)
+  core = {
+    "LayerNorm": lambda x: divnorm.layer_norm(x, sigma=1e-3, fast_variance=True),
+    "GroupNorm": lambda x: divnorm.group_norm(x, num_groups=8, sigma=1e-3, fast_variance=True),
+    "RMSNorm": lambda x: divnorm.rms_norm(x, sigma=1e-3),
+  }[name]
+  graph, params, rest = nnx.split(module, nnx.Param, ...)
+
+  def ours(p, x, rest):
+    return nnx.merge(graph, p, rest)(x)
+
+  def reference(p, x, rest):
+    return fs.affine(core(x.astype(jnp.float32)), p["scale"][...],
+                     p["bias"][...] if "bias" in p else None, (3,))
+
+  def cost(f):
+    g = jax.jit(jax.grad(lambda p, x, r: jnp.sum((f(p, x, r) * w).astype(jnp.float32)),
+                         argnums=(0, 1)))
+    c = g.lower(params, x, rest).compile().cost_analysis()
+    return (c[0] if isinstance(c, list) else c)["bytes accessed"]
+
+  assert cost(ours) == cost(reference)
