@@ -18,7 +18,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_input
+from divnorm._src.checks import (
+  axis_index,
+  check_array,
+  check_bool,
+  check_finite,
+  check_input,
+  check_int,
+  check_nonnegative,
+  check_positive,
+  describe,
+  is_concrete,
+)
 from divnorm._src.reductions import stat_dtype
 
 PEDESTAL = 2.0**-36
@@ -27,6 +38,10 @@ BETA_MIN = 1e-6
 
 def nonnegative(raw: jax.Array, *, minimum: float = 0.0) -> jax.Array:
   """The value a raw reparameterized parameter stands for, always >= `minimum`."""
+  raw = check_array(raw, "raw")
+  check_nonnegative(minimum, "minimum")
+  if not jnp.issubdtype(raw.dtype, jnp.floating):
+    raw = raw.astype(jnp.float32)
   pedestal = np.asarray(PEDESTAL, raw.dtype)
   bound = np.asarray(np.sqrt(minimum + PEDESTAL), raw.dtype)
   return jnp.square(jnp.maximum(raw, bound)) - pedestal
@@ -34,7 +49,8 @@ def nonnegative(raw: jax.Array, *, minimum: float = 0.0) -> jax.Array:
 
 def nonnegative_init(value, *, minimum: float = 0.0, dtype=jnp.float32) -> jax.Array:
   """The raw parameter for `value` (>= `minimum`): ``nonnegative(init(v)) == v``."""
-  value = jnp.asarray(value, dtype)
+  check_nonnegative(minimum, "minimum")
+  value = check_array(value, "value").astype(dtype)
   return jnp.sqrt(jnp.maximum(value + np.asarray(PEDESTAL, dtype),
                               np.asarray(minimum + PEDESTAL, dtype)))
 
@@ -49,18 +65,49 @@ class GDNParams(NamedTuple):
 def gdn_init(channels: int, *, beta: float = 1.0, gamma: float = 0.1,
              dtype=jnp.float32) -> GDNParams:
   """Raw parameters for ``beta = beta * 1`` and ``gamma = gamma * I`` (the usual init)."""
+  channels = check_int(channels, "channels", minimum=1, context="gdn_init")
+  check_positive(beta, "beta", " (the pool's constant; GDN divides by it at x = 0)")
+  check_nonnegative(gamma, "gamma", " (the pool's weights)")
   return GDNParams(
       nonnegative_init(jnp.full((channels,), beta, dtype), minimum=BETA_MIN, dtype=dtype),
       nonnegative_init(gamma * jnp.eye(channels, dtype=dtype), dtype=dtype))
 
 
 def gdn_values(params: GDNParams) -> tuple[jax.Array, jax.Array]:
-  """``(beta, gamma)`` that raw `params` stand for."""
-  return nonnegative(params.beta, minimum=BETA_MIN), nonnegative(params.gamma)
+  """``(beta, gamma)`` that raw `params` (a `GDNParams`, or any ``(beta, gamma)`` pair) stand
+  for."""
+  if not isinstance(params, tuple | list) or len(params) != 2:
+    raise TypeError(f"params={describe(params)} is not a (beta, gamma) pair of raw parameters; "
+                    f"create them with divnorm.gdn.gdn_init(channels).")
+  beta, gamma = params
+  return nonnegative(beta, minimum=BETA_MIN), nonnegative(gamma)
 
 
-def _concrete_negative(a) -> bool:
-  return not isinstance(a, jax.core.Tracer) and bool(np.any(np.asarray(a) < 0))
+def _static(value, target: float) -> bool:
+  """Whether `value` is concretely the scalar `target` (a fast path may then be taken)."""
+  return is_concrete(value) and np.ndim(value) == 0 and float(value) == target
+
+
+def _check_params(beta, gamma, alpha, epsilon, channels: int, c: int):
+  beta = check_array(beta, "beta", " (GDN's constant, one per channel)")
+  gamma = check_array(gamma, "gamma", " (GDN's weights, channels x channels)")
+  if beta.shape != (channels,) or gamma.shape != (channels, channels):
+    raise ValueError(
+        f"x has {channels} channels on axis {c}, so beta must have shape ({channels},) and "
+        f"gamma ({channels}, {channels}); got {beta.shape} and {gamma.shape}.")
+  learn = ("; learn them through divnorm.gdn.nonnegative / gdn_init, which keep them "
+           "nonnegative and beta >= BETA_MIN")
+  if is_concrete(beta) and not np.all(np.asarray(beta) > 0):
+    raise ValueError(f"beta={describe(beta)} must be > 0 (and gamma nonnegative): the pool "
+                     f"beta + gamma |x|^alpha divides x, and is beta where x = 0{learn}.")
+  if is_concrete(gamma) and not np.all(np.asarray(gamma) >= 0):
+    raise ValueError(f"gamma={describe(gamma)} must be nonnegative (>= 0){learn}.")
+  for name, value in (("alpha", alpha), ("epsilon", epsilon)):
+    if np.ndim(value) != 0:
+      raise ValueError(f"{name} has shape {np.shape(value)}; it is one exponent, a scalar.")
+  check_nonnegative(alpha, "alpha", " (the exponent of |x_j|; 2 in the paper)")
+  check_finite(epsilon, "epsilon", " (the exponent of the pool; 1/2 in the paper)")
+  return beta, gamma
 
 
 def gdn(
@@ -88,34 +135,26 @@ def gdn(
     An array of the shape and dtype of `x`, computed in float32 or wider.
   """
   x = check_input(x)
-  if not -x.ndim <= channel_axis < x.ndim:
-    raise ValueError(f"channel_axis={channel_axis} is out of range for rank {x.ndim}.")
-  c = channel_axis % x.ndim
+  c = axis_index(channel_axis, x.ndim, "channel_axis", context="gdn")
+  inverse = check_bool(inverse, "inverse")
   channels = x.shape[c]
-  beta, gamma = jnp.asarray(beta), jnp.asarray(gamma)
-  if beta.shape != (channels,) or gamma.shape != (channels, channels):
-    raise ValueError(
-        f"x has {channels} channels on axis {c}, so beta must have shape ({channels},) and "
-        f"gamma ({channels}, {channels}); got {beta.shape} and {gamma.shape}.")
-  if _concrete_negative(beta) or _concrete_negative(gamma):
-    raise ValueError(
-        "beta and gamma must be nonnegative (beta > 0); learn them through "
-        "divnorm.gdn.nonnegative / gdn_init, which keep them so.")
+  beta, gamma = _check_params(beta, gamma, alpha, epsilon, channels, c)
   dt = stat_dtype(x.dtype)
   xc = jnp.moveaxis(x.astype(dt), c, -1)
-  if alpha == 2:
+  if _static(alpha, 2):
     pooled_in = jnp.square(xc)
-  elif alpha == 1:
+  elif _static(alpha, 1):
     pooled_in = jnp.abs(xc)
   else:
-    pooled_in = jnp.abs(xc) ** jnp.asarray(alpha, dt)
+    pooled_in = jnp.abs(xc) ** jnp.asarray(alpha).astype(dt)
   pool = beta.astype(dt).reshape((1,) * (x.ndim - 1) + (channels,)) + pooled_in @ gamma.astype(dt).T
-  if epsilon == 0.5:
+  if _static(epsilon, 0.5):
     factor = jnp.sqrt(pool) if inverse else jax.lax.rsqrt(pool)
-  elif epsilon == 1:
+  elif _static(epsilon, 1):
     factor = pool if inverse else 1.0 / pool
   else:
-    factor = pool ** jnp.asarray(epsilon if inverse else -epsilon, dt)
+    epsilon = jnp.asarray(epsilon).astype(dt)
+    factor = pool ** (epsilon if inverse else -epsilon)
   return jnp.moveaxis(xc * factor, -1, c).astype(x.dtype)
 
 
