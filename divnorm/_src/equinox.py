@@ -146,7 +146,7 @@ class GroupNorm(eqx.Module):
   def __init__(self, groups: int, channels: int | None = None, eps: float = 1e-5,
                channelwise_affine: bool = True, dtype=None, *, sigma: float | None = None):
     if channels is not None:
-      fs.group_count(groups, None, channels)
+      fs.group_count(groups, None, channels, "groups")
     if channels is None and channelwise_affine:
       raise ValueError("The number of channels should be specified if "
                        "`channelwise_affine=True`")
@@ -157,7 +157,7 @@ class GroupNorm(eqx.Module):
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """Normalizes `x` of shape ``(channels, ...)`` per group; `state` passes through."""
-    groups = fs.group_count(self.groups, None, x.shape[0])
+    groups = fs.group_count(self.groups, None, x.shape[0], "groups")
     field = grouped_field(tuple(range(1, x.ndim)), 0, x.shape[0] // groups, x.shape)
     y = normalize(x.astype(fs.stats_dtype(x.dtype)), field, fast_variance=False,
                   sigma=fs.sigma_of(self.eps, name="eps"))

@@ -19,7 +19,7 @@ import numpy as np
 from jax import lax
 
 from divnorm._src.batch import BatchStats, batch_norm
-from divnorm._src.checks import check_learn_sigma, check_nonnegative
+from divnorm._src.checks import axis_index, check_int, check_learn_sigma, check_nonnegative
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import rms_norm
@@ -31,14 +31,8 @@ Axes = int | Sequence[int]
 
 def canonical_axes(axes: Axes | None, ndim: int, name: str = "axes") -> tuple[int, ...]:
   """Sorted, deduplicated, non-negative axes (flax's convention), or an error naming `name`."""
-  out = set()
-  for a in () if axes is None else axes if isinstance(axes, Iterable) else (axes,):
-    if isinstance(a, bool) or not isinstance(a, int | np.integer):
-      raise TypeError(f"{name}={axes!r} must be ints (axes of the input).")
-    if not -ndim <= a < ndim:
-      raise ValueError(f"{name}={axes!r} has axis {a}, out of range for an input of rank {ndim}.")
-    out.add(int(a) % ndim)
-  return tuple(sorted(out))
+  axes = () if axes is None else axes if isinstance(axes, Iterable) else (axes,)
+  return tuple(sorted({axis_index(a, ndim, name) for a in axes}))
 
 
 def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
@@ -53,12 +47,7 @@ def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
       raise ValueError(f"got {name}={epsilon!r} and sigma={sigma!r}: two spellings of one "
                        f"setting ({name} == sigma**2); pass only one.")
     return sigma
-  dtype = epsilon.dtype if hasattr(epsilon, "dtype") else np.asarray(epsilon).dtype
-  hint = f" (it is added to the variance: {name} == sigma**2)"
-  if isinstance(epsilon, bool) or not any(jnp.issubdtype(dtype, t) for t in (
-      jnp.integer, jnp.floating)):
-    raise TypeError(f"{name}={epsilon!r} must be a real number >= 0{hint}.")
-  check_nonnegative(epsilon, name, hint)
+  check_nonnegative(epsilon, name, f" (it is added to the variance: {name} == sigma**2)")
   if isinstance(epsilon, jax.Array):
     return jnp.sqrt(epsilon)
   return math.sqrt(epsilon) if np.ndim(epsilon) == 0 else np.sqrt(epsilon)
@@ -101,20 +90,21 @@ def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
   return axis_name
 
 
-def group_count(num_groups, group_size, channels: int) -> int:
-  """Flax's GroupNorm checks: exactly one of num_groups and group_size, dividing channels."""
+def group_count(num_groups, group_size, channels: int, name: str = "num_groups") -> int:
+  """Flax's GroupNorm checks: exactly one of num_groups (spelled `name`) and group_size, an
+  int dividing the channels."""
   if (num_groups is None) == (group_size is None):
     raise ValueError(
         "Either `num_groups` or `group_size` should be specified. If `group_size` is to be "
         "specified, pass `num_groups=None` as argument to override the default `num_groups` "
         f"value of 32 (got num_groups={num_groups}, group_size={group_size}).")
-  value, what = (num_groups, "num_groups") if group_size is None else (group_size, "group_size")
-  if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0 or (
-      channels % value):
+  name, value = (name, num_groups) if group_size is None else ("group_size", group_size)
+  n = check_int(value, name, minimum=1, hint=" (of the channels' groups)")
+  if channels % n:
     divisors = [d for d in range(1, channels + 1) if channels % d == 0]
-    raise ValueError(f"{what}={value!r} does not divide the number of channels ({channels}); "
+    raise ValueError(f"{name}={n} does not divide the number of channels ({channels}); "
                      f"try one of {divisors}.")
-  return int(num_groups if group_size is None else channels // group_size)
+  return n if group_size is None else channels // n
 
 
 def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int = -1) -> Field:
