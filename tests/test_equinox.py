@@ -5,6 +5,7 @@ these compare with `eqx.nn` directly, with the functional core, and at the edges
 """
 
 import doctest
+import functools
 import inspect
 
 import equinox as eqx
@@ -248,3 +249,39 @@ def test_docstring_examples_run():
   results = doctest.testmod(equinox_impl, extraglobs=dict(jax=jax, jnp=jnp, eqx=eqx),
                             optionflags=doctest.NORMALIZE_WHITESPACE)
   assert results.attempted > 0 and results.failed == 0
+
+
+@pytest.mark.parametrize("name", ["MeanOnlyBatchNorm", "BatchRenorm", "BatchInstanceNorm",
+                                  "SwitchableNorm"])
+def test_running_layers_equal_the_functions_on_the_whole_batch(name):
+  """vmapped over the batch with axis_name, each layer is its `divnorm.mixtures` function of
+  the whole NHWC batch, in training (output and running statistics) and in inference."""
+  from divnorm import mixtures
+
+  x_BxCxHxW = _x((4, 3, 5, 6), offset=1.0)
+  x_BxHxWxC = jnp.moveaxis(x_BxCxHxW, 1, -1)
+  kwargs = {} if name == "MeanOnlyBatchNorm" else {"sigma": 0.1}
+  layer, state = eqx.nn.make_with_state(getattr(dqx, name))(3, "batch", momentum=0.9, **kwargs)
+  stats = (mixtures.mean_stats_init if name == "MeanOnlyBatchNorm" else
+           divnorm.batch_stats_init)(x_BxHxWxC)
+  function = {
+    "MeanOnlyBatchNorm": mixtures.mean_only_batch_norm,
+    "BatchRenorm": functools.partial(mixtures.batch_renorm, sigma=0.1),
+    "BatchInstanceNorm": functools.partial(mixtures.batch_instance_norm, rho=1.0, sigma=0.1),
+    "SwitchableNorm": functools.partial(mixtures.switchable_norm, sigma=0.1,
+                                        mean_weights=jnp.ones(3) / 3,
+                                        var_weights=jnp.ones(3) / 3),
+  }[name]
+  run = jax.vmap(layer, (0, None), (0, None), axis_name="batch")
+  y, state = run(x_BxCxHxW, state)
+  want, new = function(x_BxHxWxC, stats, training=True, momentum=0.9)
+  np.testing.assert_allclose(jnp.moveaxis(y, 1, -1), want, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               tuple(state.get(layer.state_index)), tuple(new))
+  x2 = _x((4, 3, 5, 6), seed=3)
+  y2, same = jax.vmap(lambda xi, s: layer(xi, s, inference=True), (0, None), (0, None),
+                      axis_name="batch")(x2, state)
+  want2, _ = function(jnp.moveaxis(x2, 1, -1), new, training=False, momentum=0.9)
+  np.testing.assert_allclose(jnp.moveaxis(y2, 1, -1), want2, rtol=1e-5, atol=1e-5)
+  assert all(np.array_equal(a, b) for a, b in zip(
+    same.get(layer.state_index), state.get(layer.state_index), strict=True))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.batch import BatchStats, batch_norm
+from divnorm._src.batch import BatchStats, batch_norm, ema
 from divnorm._src.checks import axis_index, check_int, check_learn_sigma, check_nonnegative
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field
@@ -186,10 +186,9 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
 
 
 def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
-  """``momentum * old + (1 - momentum) * new`` in the dtype of `old` (a fixed point of the
-  update: no retracing), or `new`'s if it is complex (flax's complex BatchNorm)."""
-  dtype = new.dtype if jnp.iscomplexobj(new) else old.dtype
-  return momentum * old.astype(dtype) + (1.0 - momentum) * new.reshape(old.shape).astype(dtype)
+  """The core's `batch.ema` (in the dtype of `old`), in `new`'s dtype if it is complex
+  (flax's complex BatchNorm)."""
+  return ema(old.astype(new.dtype) if jnp.iscomplexobj(new) else old, new, momentum)
 
 
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...]) -> jax.Array:
