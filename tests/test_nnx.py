@@ -251,10 +251,21 @@ def test_epsilon_accepts_what_flax_accepts(epsilon):
   (lambda: dn.LayerNorm(6, axis_index_groups=[[0]])(_x((2, 6))), NotImplementedError,
    r"axis_index_groups"),
   (lambda: dn.BatchNorm(6, axis=0, feature_axes=1), ValueError, r"axis=0 and feature_axes=1"),
+  (lambda: dn.WeightNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=1e-6, sigma=0.1),
+   ValueError, r"epsilon=1e-06 and sigma=0\.1"),
+  (lambda: dn.SpectralNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=-1.0), ValueError,
+   r"epsilon=-1\.0 is negative"),
 ])
+
 def test_errors_name_the_argument_passed(make, error, match):
   with pytest.raises(error, match=match):
     make()
+
+
+def test_weight_wrappers_take_sigma_as_the_other_spelling_of_epsilon():
+  linear = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+  assert dn.WeightNorm(linear, sigma=0.1).epsilon == pytest.approx(0.01)
+  assert dn.SpectralNorm(linear, sigma=0.1).epsilon == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize("flag", [True, False])

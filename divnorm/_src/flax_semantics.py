@@ -46,6 +46,7 @@ def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
     if not (isinstance(epsilon, int | float) and epsilon == default):
       raise ValueError(f"got {name}={epsilon!r} and sigma={sigma!r}: two spellings of one "
                        f"setting ({name} == sigma**2); pass only one.")
+    check_nonnegative(sigma, "sigma", f" (the paper's smoothing term: {name} == sigma**2)")
     return sigma
   check_nonnegative(epsilon, name, f" (it is added to the variance: {name} == sigma**2)")
   if isinstance(epsilon, jax.Array):

@@ -231,7 +231,8 @@ class _Wrapper(nn.Module):
     return out
 
   def _epsilon(self):
-    return self.epsilon if self.sigma is None else fs.sigma_of(self.epsilon, self.sigma, self)**2
+    sigma = fs.sigma_of(self.epsilon, self.sigma, self)  # checks epsilon, or both spellings
+    return self.epsilon if self.sigma is None else sigma**2
 
 
 class WeightNorm(_Wrapper):
