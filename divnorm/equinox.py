@@ -1,20 +1,23 @@
 """Equinox modules over the functional core (``pip install divnorm[equinox]``).
 
-Re-exports only; the implementation is in `divnorm._src.equinox`.
+Re-exports only; the implementation is in `divnorm._src.equinox` and
+`divnorm._src.equinox_extra`.
 """
 
 from divnorm._src.equinox import (
-  GDN,
-  BatchInstanceNorm,
   BatchNorm,
-  BatchRenorm,
   DivisiveNorm,
   GroupNorm,
   LayerNorm,
-  LocalResponseNorm,
-  MeanOnlyBatchNorm,
   Normalize,
   RMSNorm,
+)
+from divnorm._src.equinox_extra import (
+  GDN,
+  BatchInstanceNorm,
+  BatchRenorm,
+  LocalResponseNorm,
+  MeanOnlyBatchNorm,
   SwitchableNorm,
 )
 

@@ -17,6 +17,7 @@ import pytest
 import divnorm
 from divnorm import equinox as dqx
 from divnorm._src import equinox as equinox_impl
+from divnorm._src import equinox_extra
 
 NAMES = ("LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm")
 
@@ -246,9 +247,10 @@ def test_learned_sigma_gets_a_gradient_and_trains():
 
 
 def test_docstring_examples_run():
-  results = doctest.testmod(equinox_impl, extraglobs=dict(jax=jax, jnp=jnp, eqx=eqx),
-                            optionflags=doctest.NORMALIZE_WHITESPACE)
-  assert results.attempted > 0 and results.failed == 0
+  for module in (equinox_impl, equinox_extra):
+    results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, eqx=eqx),
+                              optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert results.attempted > 0 and results.failed == 0, module.__name__
 
 
 @pytest.mark.parametrize("name", ["MeanOnlyBatchNorm", "BatchRenorm", "BatchInstanceNorm",

@@ -140,7 +140,8 @@ def test_normalize_is_a_function_not_a_module():
 @pytest.mark.parametrize("api,impls,base", [
     ("divnorm.linen", ("divnorm._src.linen", "divnorm._src.linen_extra"), "flax.linen:Module"),
     ("divnorm.nnx", ("divnorm._src.nnx", "divnorm._src.nnx_extra"), "flax.nnx:Module"),
-    ("divnorm.equinox", ("divnorm._src.equinox",), "equinox:Module"),
+    ("divnorm.equinox", ("divnorm._src.equinox", "divnorm._src.equinox_extra"),
+     "equinox:Module"),
 ])
 def test_every_flax_module_is_importable_from_its_namespace(api, impls, base):
   base_module, base_name = base.split(":")
