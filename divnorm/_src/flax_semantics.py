@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from divnorm._src import mixtures
 from divnorm._src.batch import BatchStats, batch_norm, ema
 from divnorm._src.checks import axis_index, check_int, check_learn_sigma, check_nonnegative
 from divnorm._src.core import normalize
@@ -60,10 +61,14 @@ def log_sigma_init(sigma, dtype) -> jax.Array:
   return jnp.log(jnp.asarray(sigma, dtype))
 
 
-def fast_variance_of(use_fast_variance: bool, fast_variance: bool | None = None) -> bool:
-  """The core's statistics for flax's flag: True (flax's default) is the shifted one-pass
-  mode, which reads the input once; False is two-pass. divnorm's `fast_variance` overrides."""
-  return bool(use_fast_variance) if fast_variance is None else fast_variance
+def core_options(module, mask, initializing: bool = False) -> dict:
+  """The core's arguments for a flax layer's `epsilon` (or `sigma`), `axis_name`,
+  `axis_index_groups` and `use_fast_variance`: True (flax's default) is the core's one-pass
+  strategy, which reads the input once, False two-pass; divnorm's `fast_variance` overrides."""
+  fast = module.use_fast_variance if module.fast_variance is None else module.fast_variance
+  return dict(sigma=sigma_of(module.epsilon, module.sigma, module), mask=mask,
+              axis_name=axis_name_of(module.axis_name, module.axis_index_groups, initializing),
+              fast_variance=bool(fast))
 
 
 def alias(name: str, value, default, other: str, other_value):
@@ -148,10 +153,12 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
     return np.dtype(out if jnp.issubdtype(out, jnp.inexact) else jnp.float32)
 
 
-def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True):
-  """``(y, v)``: `x` (in the statistics dtype) normalized over `field` by the core: layer,
-  instance and group norm, or RMS norm (`center` False, ``v = x``). With no axis in `field`
-  each entry is its own field: ``y = v = 0``, flax's zeros."""
+def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
+               dtype=None):
+  """``(y, v)``: `x` in flax's statistics dtype (`stats_dtype`) normalized over `field` by the
+  core: layer, instance and group norm, or RMS norm (`center` False, ``v = x``). With no
+  axis in `field` each entry is its own field: ``y = v = 0``, flax's zeros."""
+  x = x.astype(stats_dtype(x.dtype, dtype))
   if center:
     return normalize(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                      return_centered=True, fast_variance=fast_variance and bool(field.axes))
@@ -162,11 +169,11 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
-                     mask, axis_name, fast_variance):
-  """``((y, v), new running stats)``: flax's BatchNorm of `x` (in the statistics dtype) by
-  the core's `batch_norm`; evaluation ignores the mask (flax's). Complex `x` follows flax:
-  a complex mean and the variance ``E[|x - E[x]|^2]``."""
-  mask = mask if training else None
+                     mask, axis_name, fast_variance, dtype=None):
+  """``((y, v), new running stats)``: flax's BatchNorm of `x` in flax's statistics dtype
+  (`stats_dtype`) by the core's `batch_norm`; evaluation ignores the mask (flax's). Complex
+  `x` follows flax: a complex mean and the variance ``E[|x - E[x]|^2]``."""
+  x, mask = x.astype(stats_dtype(x.dtype, dtype)), mask if training else None
   if not jnp.iscomplexobj(x):
     return batch_norm(x, stats, training=training, feature_axes=feature_axes, mask=mask,
                       momentum=momentum, sigma=sigma, axis_name=axis_name,
@@ -190,6 +197,13 @@ def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
   """The core's `batch.ema` (in the dtype of `old`), in `new`'s dtype if it is complex
   (flax's complex BatchNorm)."""
   return ema(old.astype(new.dtype) if jnp.iscomplexobj(new) else old, new, momentum)
+
+
+def mean_only(x, stats, **kwargs):
+  """`mixtures.mean_only_batch_norm` as the running layers call it: ``((y, y), stats)``, so
+  that the L1 penalty is on the output."""
+  y, stats = mixtures.mean_only_batch_norm(x, stats, **kwargs)
+  return (y, y), stats
 
 
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...]) -> jax.Array:

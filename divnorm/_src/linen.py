@@ -78,48 +78,40 @@ class _Norm(nn.Module):
       return sigma
     return jnp.exp(self.param("log_sigma", lambda _: fs.log_sigma_init(sigma, self.param_dtype)))
 
-  def _flax_options(self, mask):
-    """The core's arguments for flax's `epsilon`, `axis_name`, `use_fast_variance`."""
-    return dict(sigma=self._sigma(fs.sigma_of(self.epsilon, self.sigma, self)), mask=mask,
-                axis_name=fs.axis_name_of(self.axis_name, self.axis_index_groups,
-                                          self.is_initializing()),
-                fast_variance=fs.fast_variance_of(self.use_fast_variance, self.fast_variance))
+  def _options(self, mask):
+    """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
+    options = fs.core_options(self, mask, self.is_initializing())
+    return {**options, "sigma": self._sigma(options["sigma"])}
 
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
-    """Flax's modules: `x` normalized over `field` in flax's statistics dtype, `_finish`ed."""
-    y, v = fs.normalized(x.astype(fs.stats_dtype(x.dtype, self.dtype)), field, center=center,
-                         **self._flax_options(mask))
+    """Flax's layers: `x` normalized over `field` (`fs.normalized`), then `_finish`ed."""
+    y, v = fs.normalized(x, field, center=center, dtype=self.dtype, **self._options(mask))
     features = fs.canonical_axes(features, x.ndim, "feature_axes")
     return self._finish(x, y, v, features, mask, self.dtype)
 
-  def _running(self, shape, dtype=jnp.float32, names=("mean", "var")):
-    """Running statistics in ``"batch_stats"``: mean 0 and variance 1 (flax's)."""
-    return [self.variable("batch_stats", n, jnp.zeros if n == "mean" else jnp.ones, shape,
-                          dtype) for n in names]
-
-  def _store(self, variables, stats, training: bool) -> None:
-    """Updates the running statistics in training, never during ``init`` (flax's)."""
-    if training and not self.is_initializing():
-      for variable, value in zip(variables, stats, strict=True):
-        variable.value = value
-
-  def _mixture(self, function, x, use_running_average, axes, stats=BatchStats, **kwargs):
-    """The survey's running normalizers: ``(y, v), stats = function(x, stats, ...)`` (of
-    `divnorm.mixtures`) with ``"batch_stats"``, then `_finish` over the channel `axes`."""
+  def _running(self, function, x, use_running_average, features: Axes, out_dtype,
+               stats=BatchStats, state_dtype=jnp.float32, **kwargs):
+    """The running normalizers: ``(y, v), stats = function(x, stats, ...)`` with the running
+    statistics in ``"batch_stats"`` (flax's: mean 0, variance 1; updated in training, never
+    during ``init``), then `_finish` over `features`."""
     use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    features = fs.canonical_axes(axes, jnp.ndim(x), "feature_axes")
-    running = self._running(tuple(jnp.shape(x)[a] for a in features), names=stats._fields)
-    (y, v), stats = function(x, stats(*(r.value for r in running)), training=not use_ra,
-                             momentum=self.momentum, axis_name=self.axis_name, **kwargs)
-    self._store(running, stats, not use_ra)
-    return self._finish(y, y, v, features, kwargs.get("mask"), y.dtype)
+    features = fs.canonical_axes(features, jnp.ndim(x), "feature_axes")
+    shape = tuple(jnp.shape(x)[a] for a in features)
+    running = [self.variable("batch_stats", n, jnp.zeros if n == "mean" else jnp.ones, shape,
+                             state_dtype) for n in stats._fields]
+    (y, v), new = function(x, stats(*(r.value for r in running)), training=not use_ra,
+                           momentum=self.momentum, **kwargs)
+    if not use_ra and not self.is_initializing():
+      for variable, value in zip(running, new, strict=True):
+        variable.value = value
+    return self._finish(x, y, v, features, kwargs.get("mask"), out_dtype)
 
   def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype):
     """Sows the L1 penalty of `v`, then the affine over `features` (flax's ``scale`` and
     ``bias``) and the output in `dtype` (None: flax's promotion of x and the parameters)."""
     if self.l1_alpha:
       self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
-    shape = tuple(x.shape[a] for a in features)
+    shape = tuple(jnp.shape(x)[a] for a in features)
     scale = self.param("scale", self.scale_init, shape, self.param_dtype) if (
         self.use_scale) else None
     bias = self.param("bias", self.bias_init, shape, self.param_dtype) if getattr(
@@ -157,18 +149,13 @@ class BatchNorm(_Norm):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Normalizes `x` with the batch's statistics (training) or the running ones."""
-    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
     x = jnp.asarray(x)
     axis = fs.alias("axis", self.axis, -1, "feature_axes", self.feature_axes)
     features = fs.canonical_axes(axis, x.ndim, "axis")
-    dt = jnp.float32 if self.force_float32_reductions else self.param_dtype
-    running = self._running(tuple(x.shape[a] for a in features), dt)
-    (y, v), stats = fs.batch_normalized(
-        x.astype(fs.stats_dtype(x.dtype, self.dtype)), BatchStats(*(r.value for r in running)),
-        training=not use_ra, feature_axes=features, momentum=self.momentum,
-        **self._flax_options(mask))
-    self._store(running, stats, not use_ra)
-    return self._finish(x, y, v, features, mask, self.dtype)
+    return self._running(
+        fs.batch_normalized, x, use_running_average, features, self.dtype,
+        state_dtype=jnp.float32 if self.force_float32_reductions else self.param_dtype,
+        feature_axes=features, dtype=self.dtype, **self._options(mask))
 
 
 class LayerNorm(_Norm):

@@ -50,11 +50,9 @@ class MeanOnlyBatchNorm(_Norm):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Subtracts the batch mean (training) or the running mean."""
-    def centered(x, stats, **kwargs):
-      y, stats = mixtures.mean_only_batch_norm(x, stats, **kwargs)
-      return (y, y), stats
-    return self._mixture(centered, x, use_running_average, self.feature_axes,
-                         mixtures.MeanStats, feature_axes=self.feature_axes, mask=mask)
+    return self._running(fs.mean_only, x, use_running_average, self.feature_axes,
+                         jnp.asarray(x).dtype, mixtures.MeanStats, axis_name=self.axis_name,
+                         feature_axes=self.feature_axes, mask=mask)
 
 
 class BatchRenorm(_Norm):
@@ -85,9 +83,9 @@ class BatchRenorm(_Norm):
   def __call__(self, x, use_running_average: bool | None = None, *, rmax=None, dmax=None,
                mask=None):
     """Batch norm corrected toward the running statistics (training), or running BN."""
-    return self._mixture(
-        mixtures.batch_renorm, x, use_running_average, self.feature_axes,
-        rmax=self.rmax if rmax is None else rmax, dmax=self.dmax if dmax is None else dmax,
+    return self._running(
+        mixtures.batch_renorm, x, use_running_average, self.feature_axes, jnp.asarray(x).dtype,
+        axis_name=self.axis_name, rmax=self.rmax if rmax is None else rmax, dmax=self.dmax if dmax is None else dmax,
         feature_axes=self.feature_axes, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
@@ -120,9 +118,9 @@ class BatchInstanceNorm(_Norm):
     """Mixes batch and instance normalization per channel."""
     rho = self.param("rho", initializers.constant(self.rho_init), (jnp.shape(x)[
         self.channel_axis],), self.param_dtype)
-    return self._mixture(
+    return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
-        rho=jnp.clip(rho, 0.0, 1.0), channel_axis=self.channel_axis, sigma=self._sigma(),
+        jnp.asarray(x).dtype, axis_name=self.axis_name, rho=jnp.clip(rho, 0.0, 1.0), channel_axis=self.channel_axis, sigma=self._sigma(),
         mask=mask, return_centered=True)
 
 
@@ -149,9 +147,9 @@ class SwitchableNorm(_Norm):
     """Normalizes with the learned mixture of the three statistics."""
     mean_logits, var_logits = (self.param(n, initializers.zeros, (3,), self.param_dtype)
                                for n in ("mean_logits", "var_logits"))
-    return self._mixture(
+    return self._running(
         mixtures.switchable_norm, x, use_running_average, self.channel_axis,
-        mean_weights=jax.nn.softmax(mean_logits), var_weights=jax.nn.softmax(var_logits),
+        jnp.asarray(x).dtype, axis_name=self.axis_name, mean_weights=jax.nn.softmax(mean_logits), var_weights=jax.nn.softmax(var_logits),
         channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
@@ -203,7 +201,6 @@ class GDN(nn.Module):
         self.param(n, lambda _, v=v: v) for n, v in zip(init._fields, init, strict=True))))
     return gdn_lib.gdn(x, beta=beta, gamma=gamma, alpha=self.alpha, epsilon=self.epsilon,
                        inverse=self.inverse, channel_axis=self.channel_axis)
-
 
 
 class _Wrapper(nn.Module):

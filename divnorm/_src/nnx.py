@@ -92,32 +92,34 @@ class _Norm(nnx.Module):
   def _params(self):
     return tuple(None if p is None else p[...] for p in (self.scale, self.bias))
 
-  def _flax_options(self, mask):
-    """The core's arguments for flax's `epsilon`, `axis_name`, `use_fast_variance`."""
-    return dict(sigma=self._sigma(), mask=mask,
-                axis_name=fs.axis_name_of(self.axis_name, self.axis_index_groups),
-                fast_variance=fs.fast_variance_of(self.use_fast_variance, self.fast_variance))
+  def _options(self, mask):
+    """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
+    return {**fs.core_options(self, mask), "sigma": self._sigma()}
 
-  def _normalize(self, x, field: Field, mask, *, center: bool = True):
-    """``(y, v)``: `x` normalized over `field` in flax's statistics dtype (flax's modules)."""
-    return fs.normalized(x.astype(fs.stats_dtype(x.dtype, self.dtype)), field, center=center,
-                         **self._flax_options(mask))
+  def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
+    """Flax's layers: `x` promoted with the parameters (flax's `promote_dtype`), normalized
+    over `field` (`fs.normalized`), then `_finish`ed over `features`."""
+    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
+    y, v = fs.normalized(x, field, center=center, dtype=self.dtype, **self._options(mask))
+    features = fs.canonical_axes(features, x.ndim, "feature_axes")
+    return self._finish(x, y, v, params, features, mask, self.dtype)
 
   def _store(self, stats, training: bool) -> None:
     """Updates the running statistics in training (no gradient flows into them)."""
     for name, value in zip(("mean", "var"), stats if training else (), strict=False):
       getattr(self, name)[...] = jax.lax.stop_gradient(value)
 
-  def _mixture(self, function, x, use_running_average, axes, stats=BatchStats, **kwargs):
+  def _running(self, function, x, use_running_average, features: Axes, stats=BatchStats,
+               **kwargs):
     """The survey's running normalizers: ``(y, v), stats = function(x, stats, ...)`` (of
-    `divnorm.mixtures`), then `_finish` over the channel `axes`."""
+    `divnorm.mixtures`), then `_finish` over the channel `features`."""
     training = not (self.use_running_average if use_running_average is None
                     else use_running_average)
     (y, v), new = function(x, stats(*(getattr(self, n)[...] for n in stats._fields)),
                            training=training, momentum=self.momentum, axis_name=self.axis_name,
                            **kwargs)
     self._store(new, training)
-    features = fs.canonical_axes(axes, y.ndim, "feature_axes")
+    features = fs.canonical_axes(features, y.ndim, "feature_axes")
     return self._finish(y, y, v, self._params(), features, kwargs.get("mask"), y.dtype)
 
   def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype):
@@ -167,8 +169,8 @@ class BatchNorm(_Norm):
     # Running averages update from their own values (flax's), not the promoted copies.
     stats = BatchStats(mean, var) if use_ra else BatchStats(self.mean[...], self.var[...])
     (y, v), stats = fs.batch_normalized(
-        x.astype(fs.stats_dtype(x.dtype, self.dtype)), stats, training=not use_ra,
-        feature_axes=features, momentum=self.momentum, **self._flax_options(mask))
+        x, stats, training=not use_ra, feature_axes=features, momentum=self.momentum,
+        dtype=self.dtype, **self._options(mask))
     self._store(stats, not use_ra)
     return self._finish(x, y, v, (scale, bias), features, mask, self.dtype)
 
@@ -200,11 +202,8 @@ class LayerNorm(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over `reduction_axes`; `mask` selects the statistics' entries."""
-    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
-    reduction = fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes")
-    y, v = self._normalize(x, Field(reduction, ()), mask)
-    features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
-    return self._finish(x, y, v, params, features, mask, self.dtype)
+    field = Field(fs.canonical_axes(self.reduction_axes, jnp.ndim(x), "reduction_axes"), ())
+    return self._normalize(x, field, self.feature_axes, mask)
 
 
 class RMSNorm(_Norm):
@@ -227,11 +226,8 @@ class RMSNorm(_Norm):
 
   def __call__(self, x, mask=None):
     """Divides `x` by its root mean square over `reduction_axes`."""
-    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
-    reduction = fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes")
-    y, v = self._normalize(x, Field(reduction, ()), mask, center=False)
-    features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
-    return self._finish(x, y, v, params, features, mask, self.dtype)
+    field = Field(fs.canonical_axes(self.reduction_axes, jnp.ndim(x), "reduction_axes"), ())
+    return self._normalize(x, field, self.feature_axes, mask, center=False)
 
 
 class GroupNorm(_Norm):
@@ -259,11 +255,9 @@ class GroupNorm(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over `reduction_axes` and the channels of each group."""
-    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
-    field = fs.group_field(x.shape, self.num_groups, None, self.reduction_axes,
+    field = fs.group_field(jnp.shape(x), self.num_groups, None, self.reduction_axes,
                            self.channel_axis)
-    y, v = self._normalize(x, field, mask)
-    return self._finish(x, y, v, params, (field.groups[0][0],), mask, self.dtype)
+    return self._normalize(x, field, field.groups[0][0], mask)
 
 
 class InstanceNorm(_Norm):
@@ -290,10 +284,8 @@ class InstanceNorm(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
-    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
-    y, v = self._normalize(x, Field(fs.instance_axes(self.feature_axes, x.ndim), ()), mask)
-    features = fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes")
-    return self._finish(x, y, v, params, features, mask, self.dtype)
+    field = Field(fs.instance_axes(self.feature_axes, jnp.ndim(x)), ())
+    return self._normalize(x, field, self.feature_axes, mask)
 
 
 class DivisiveNorm(_Norm):

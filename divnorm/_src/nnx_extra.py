@@ -45,10 +45,7 @@ class MeanOnlyBatchNorm(_Norm):
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Subtracts the batch mean (training) or the running mean."""
-    def centered(x, stats, **kwargs):
-      y, stats = mixtures.mean_only_batch_norm(x, stats, **kwargs)
-      return (y, y), stats
-    return self._mixture(centered, x, use_running_average, self.feature_axes,
+    return self._running(fs.mean_only, x, use_running_average, self.feature_axes,
                          mixtures.MeanStats, feature_axes=self.feature_axes, mask=mask)
 
 
@@ -72,7 +69,7 @@ class BatchRenorm(_Norm):
   def __call__(self, x, use_running_average: bool | None = None, *, rmax=None, dmax=None,
                mask=None):
     """Batch norm corrected toward the running statistics (training), or running BN."""
-    return self._mixture(
+    return self._running(
         mixtures.batch_renorm, x, use_running_average, self.feature_axes,
         rmax=self.rmax if rmax is None else rmax, dmax=self.dmax if dmax is None else dmax,
         feature_axes=self.feature_axes, sigma=self._sigma(), mask=mask, return_centered=True)
@@ -98,7 +95,7 @@ class BatchInstanceNorm(_Norm):
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Mixes batch and instance normalization per channel."""
-    return self._mixture(
+    return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
         rho=jnp.clip(self.rho[...], 0.0, 1.0), channel_axis=self.channel_axis,
         sigma=self._sigma(), mask=mask, return_centered=True)
@@ -124,7 +121,7 @@ class SwitchableNorm(_Norm):
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Normalizes with the learned mixture of the three statistics."""
-    return self._mixture(
+    return self._running(
         mixtures.switchable_norm, x, use_running_average, self.channel_axis,
         mean_weights=jax.nn.softmax(self.mean_logits[...]),
         var_weights=jax.nn.softmax(self.var_logits[...]), channel_axis=self.channel_axis,
@@ -171,7 +168,6 @@ class GDN(nnx.Module):
     beta, gamma = gdn_lib.gdn_values(gdn_lib.GDNParams(self.beta[...], self.gamma[...]))
     return gdn_lib.gdn(x, beta=beta, gamma=gamma, alpha=self.alpha, epsilon=self.epsilon,
                        inverse=self.inverse, channel_axis=self.channel_axis)
-
 
 
 class _Wrapper(nnx.Module):
