@@ -7,6 +7,7 @@ these compare with `eqx.nn` directly, with the functional core, and at the edges
 import doctest
 import functools
 import inspect
+import warnings
 
 import equinox as eqx
 import jax
@@ -287,3 +288,52 @@ def test_running_layers_equal_the_functions_on_the_whole_batch(name):
   np.testing.assert_allclose(jnp.moveaxis(y2, 1, -1), want2, rtol=1e-5, atol=1e-5)
   assert all(np.array_equal(a, b) for a, b in zip(
     same.get(layer.state_index), state.get(layer.state_index), strict=True))
+
+
+# ---- equinox's arguments at the edges ----------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0, np.float32(1e-3), np.float64(1e-3),
+                                 jnp.asarray(1e-3, jnp.float32)], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm"])
+def test_eps_accepts_what_equinox_accepts(name, eps):
+  """Python, NumPy and JAX scalars, with equinox's own warning for an array in a static field."""
+  x = _x((6, 4))
+
+  def make(m):
+    return m.GroupNorm(3, 6, eps=eps) if name == "GroupNorm" else getattr(m, name)((6, 4), eps=eps)
+
+  if type(eps) in (float, int):  # equinox warns for NumPy and JAX scalars in static fields
+    want, got = make(eqx.nn)(x), make(dqx)(x)
+  else:
+    with pytest.warns(UserWarning, match="static"):
+      want = make(eqx.nn)(x)
+    with pytest.warns(UserWarning, match="static"):
+      got = make(dqx)(x)
+  np.testing.assert_allclose(got, want, atol=3e-5)
+
+
+def test_group_norm_takes_numpy_integer_groups_as_equinox():
+  x = _x((6, 4))
+  with pytest.warns(UserWarning, match="static"):
+    want = eqx.nn.GroupNorm(np.int64(2), 6)(x)
+  with pytest.warns(UserWarning, match="static"):
+    got = dqx.GroupNorm(np.int64(2), 6)(x)
+  np.testing.assert_allclose(got, want, atol=3e-5)
+
+
+@pytest.mark.parametrize("make,error,match", [
+  (lambda: dqx.LayerNorm(4, eps=jnp.asarray(-1.0)), ValueError, r"eps=-1\.0 is negative"),
+  (lambda: dqx.BatchNorm(4, "batch", eps=np.float32(-1.0)), ValueError,
+   r"eps=-1\.0 is negative"),
+  (lambda: dqx.RMSNorm(4, eps=float("nan")), ValueError, r"eps=nan is not finite"),
+  (lambda: dqx.LayerNorm(4, eps=None), TypeError, r"eps=None is not a real number"),
+  (lambda: dqx.LayerNorm(4, sigma=-0.5), ValueError, r"sigma=-0\.5 is negative"),
+  (lambda: dqx.GroupNorm(2.0, 4), TypeError, r"groups=2\.0 is not an int"),
+  (lambda: dqx.GroupNorm(3, 4), ValueError, r"groups=3 does not divide"),
+])
+def test_errors_name_the_argument_passed(make, error, match):
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # equinox's warning for an array in a static field
+    with pytest.raises(error, match=match):
+      make()

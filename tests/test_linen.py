@@ -174,6 +174,9 @@ def test_traced_epsilon_under_jit():
 @pytest.mark.parametrize("module,error,match", [
   (dnn.LayerNorm(epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
   (dnn.LayerNorm(epsilon=-1), ValueError, r"epsilon=-1 is negative"),
+  (dnn.BatchNorm(False, epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (dnn.GroupNorm(2, epsilon=np.float32(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (dnn.GroupNorm(num_groups=None, group_size=2.0), TypeError, r"group_size=2\.0 is not an int"),
   (dnn.BatchNorm(True, epsilon=float("nan")), ValueError, r"epsilon=nan is not finite"),
   (dnn.RMSNorm(epsilon="1e-5"), TypeError, r"epsilon='1e-5' is not a real number"),
   (dnn.InstanceNorm(epsilon=None), TypeError, r"epsilon=None is not a real number"),
@@ -194,6 +197,18 @@ def test_traced_epsilon_under_jit():
 def test_errors_name_the_argument_passed(module, error, match):
   with pytest.raises(error, match=match):
     module.init(jax.random.key(0), _x((2, 3, 5, 8)))
+
+
+@pytest.mark.parametrize("groups", [dict(num_groups=np.int64(2)),
+                                    dict(num_groups=None, group_size=np.int64(4))],
+                         ids=["num_groups", "group_size"])
+def test_group_norm_takes_numpy_integers_as_flax(groups):
+  """flax's own GroupNorm asserts a Python int; ours takes NumPy integers as those ints."""
+  x = _x((2, 3, 5, 8))
+  ints = {k: None if v is None else int(v) for k, v in groups.items()}
+  want, _ = nn.GroupNorm(**ints).init_with_output(jax.random.key(0), x)
+  got, _ = dnn.GroupNorm(**groups).init_with_output(jax.random.key(0), x)
+  np.testing.assert_allclose(got, want, atol=3e-5)
 
 
 @pytest.mark.parametrize("flag", [True, False])

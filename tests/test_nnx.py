@@ -227,12 +227,13 @@ def test_fast_variance_option_matches_the_function():
 # ---- flax's arguments at the edges -----------------------------------------------------
 
 
-@pytest.mark.parametrize("epsilon", [1e-5, 0, np.float32(1e-5), np.asarray(1e-5),
-                                     jnp.asarray(1e-5, jnp.float32)],
+@pytest.mark.parametrize("epsilon", [1e-5, 0, np.float32(1e-5), np.float64(1e-5),
+                                     np.asarray(1e-5), jnp.asarray(1e-5, jnp.float32)],
                          ids=lambda e: type(e).__name__)
 def test_epsilon_accepts_what_flax_accepts(epsilon):
-  x = _x((4, 6))
-  for name, args in (("LayerNorm", (6,)), ("BatchNorm", (6,)), ("GroupNorm", (6, 3))):
+  x = _x((4, 5, 6))
+  for name, args in (("LayerNorm", (6,)), ("BatchNorm", (6,)), ("GroupNorm", (6, 3)),
+                     ("RMSNorm", (6,)), ("InstanceNorm", (6,))):
     want = getattr(nnx, name)(*args, epsilon=epsilon, rngs=nnx.Rngs(0))(x)
     got = getattr(dn, name)(*args, epsilon=epsilon, rngs=nnx.Rngs(0))(x)
     np.testing.assert_allclose(got, want, atol=3e-5, err_msg=name)
@@ -240,6 +241,18 @@ def test_epsilon_accepts_what_flax_accepts(epsilon):
 
 @pytest.mark.parametrize("make,error,match", [
   (lambda: dn.LayerNorm(6, epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (lambda: dn.BatchNorm(6, epsilon=jnp.asarray(-1.0))(_x((2, 6))), ValueError,
+   r"epsilon=-1\.0 is negative"),
+  (lambda: dn.RMSNorm(6, epsilon=np.float32(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (lambda: dn.InstanceNorm(6, epsilon=None), TypeError, r"epsilon=None is not a real number"),
+  (lambda: dn.LayerNorm(6, sigma=-0.5), ValueError, r"sigma=-0\.5 is negative"),
+  (lambda: dn.GroupNorm(6, num_groups=2.0), TypeError, r"num_groups=2\.0 is not an int"),
+  (lambda: dn.GroupNorm(6, num_groups=None, group_size=2.0), TypeError,
+   r"group_size=2\.0 is not an int"),
+  (lambda: dn.GroupNorm(6, num_groups=None, group_size=4), ValueError,
+   r"group_size=4 does not divide"),
+  (lambda: dn.WeightNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=jnp.asarray(-1.0)),
+   ValueError, r"epsilon=-1\.0 is negative"),
   (lambda: dn.BatchNorm(6, epsilon=float("inf")), ValueError, r"epsilon=inf is not finite"),
   (lambda: dn.RMSNorm(6, epsilon="1e-5"), TypeError, r"epsilon='1e-5' is not a real number"),
   (lambda: dn.GroupNorm(6, num_groups=4), ValueError, r"num_groups=4 does not divide .* 6"),
@@ -256,10 +269,20 @@ def test_epsilon_accepts_what_flax_accepts(epsilon):
   (lambda: dn.SpectralNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=-1.0), ValueError,
    r"epsilon=-1\.0 is negative"),
 ])
-
 def test_errors_name_the_argument_passed(make, error, match):
   with pytest.raises(error, match=match):
     make()
+
+
+@pytest.mark.parametrize("groups", [dict(num_groups=np.int64(2)),
+                                    dict(num_groups=None, group_size=np.int64(3))],
+                         ids=["num_groups", "group_size"])
+def test_group_norm_takes_numpy_integers_as_flax(groups):
+  """flax's own GroupNorm rejects NumPy integers; ours takes them as the Python ints."""
+  x = _x((4, 5, 6))
+  ints = {k: None if v is None else int(v) for k, v in groups.items()}
+  want = nnx.GroupNorm(6, **ints, rngs=nnx.Rngs(0))(x)
+  np.testing.assert_allclose(dn.GroupNorm(6, **groups)(x), want, atol=3e-5)
 
 
 def test_weight_wrappers_take_sigma_as_the_other_spelling_of_epsilon():

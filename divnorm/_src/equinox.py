@@ -36,12 +36,6 @@ from divnorm._src.presets import rms_norm
 _NO_STATE = object()  # equinox's convention: `state` passes through when given
 
 
-def _eps(module, eps, sigma):
-  """equinox's `eps`, or divnorm's `sigma` (``eps == sigma**2``), checked."""
-  fs.sigma_of(eps, name="eps")
-  return eps if sigma is None else fs.sigma_of(eps, sigma, module, name="eps") ** 2
-
-
 def _out(y, x_dtype, state):
   return y.astype(x_dtype) if state is _NO_STATE else (y.astype(x_dtype), state)
 
@@ -70,7 +64,7 @@ class LayerNorm(eqx.Module):
                use_bias: bool = True, dtype=None, *, elementwise_affine: bool | None = None,
                sigma: float | None = None):
     self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    self.eps = _eps(self, eps, sigma)
+    self.eps = fs.epsilon_of(eps, sigma, self, "eps")
     if elementwise_affine is not None:
       use_weight = use_bias = elementwise_affine
       warnings.warn("LayerNorm(elementwise_affine=...) is deprecated in favour of "
@@ -108,7 +102,7 @@ class RMSNorm(eqx.Module):
   def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
                use_bias: bool = True, dtype=None, *, sigma: float | None = None):
     self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    self.eps = _eps(self, eps, sigma)
+    self.eps = fs.epsilon_of(eps, sigma, self, "eps")
     self.use_weight, self.use_bias = use_weight, use_bias
     self.weight = jnp.ones(self.shape, dtype=_float(dtype)) if use_weight else None
     self.bias = jnp.zeros(self.shape, dtype=_float(dtype)) if use_bias else None
@@ -147,7 +141,7 @@ class GroupNorm(eqx.Module):
     if channels is None and channelwise_affine:
       raise ValueError("The number of channels should be specified if "
                        "`channelwise_affine=True`")
-    self.groups, self.channels, self.eps = groups, channels, _eps(self, eps, sigma)
+    self.groups, self.channels, self.eps = groups, channels, fs.epsilon_of(eps, sigma, self, "eps")
     self.channelwise_affine = channelwise_affine
     self.weight = jnp.ones(channels, dtype=dtype) if channelwise_affine else None
     self.bias = jnp.zeros(channels, dtype=dtype) if channelwise_affine else None
@@ -212,7 +206,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
     self.batch_counter = None if ema else eqx.nn.StateIndex(jnp.array(0))
     self.batch_state_index = None if ema else eqx.nn.StateIndex(init)
     self.axis_name, self.inference, self.input_size = axis_name, inference, input_size
-    self.eps, self.mode = _eps(self, eps, sigma), mode
+    self.eps, self.mode = fs.epsilon_of(eps, sigma, self, "eps"), mode
     self.channelwise_affine, self.momentum = channelwise_affine, momentum
 
   def __call__(self, x: Array, state: eqx.nn.State, *, key=None, inference: bool | None = None):

@@ -2,7 +2,7 @@
 
 `divnorm.linen`, `divnorm.nnx` and `divnorm.equinox` own the parameters and call these, so a
 linen module, its nnx twin and the equinox layer compute the same numbers: flax's
-``epsilon == sigma**2`` (`sigma_of`), ``use_fast_variance`` (`fast_variance_of`), axes and
+``epsilon == sigma**2`` (`sigma_of`), ``use_fast_variance`` (`core_options`), axes and
 groups as fields, dtypes, the call into the core, the affine step and the moving average
 (written once), and the math of flax's weight wrappers.
 """
@@ -53,6 +53,12 @@ def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
   if isinstance(epsilon, jax.Array):
     return jnp.sqrt(epsilon)
   return math.sqrt(epsilon) if np.ndim(epsilon) == 0 else np.sqrt(epsilon)
+
+
+def epsilon_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
+  """Flax's (or equinox's) `epsilon` as a layer keeps it: checked, or ``sigma**2``."""
+  sigma_of(epsilon, name=name)
+  return epsilon if sigma is None else sigma_of(epsilon, sigma, module, name) ** 2
 
 
 def log_sigma_init(sigma, dtype) -> jax.Array:

@@ -227,10 +227,6 @@ class _Wrapper(nn.Module):
       raise fs.missing_kernel_error(self.layer_instance, self.variable_filter, seen)
     return out
 
-  def _epsilon(self):
-    sigma = fs.sigma_of(self.epsilon, self.sigma, self)  # checks epsilon, or both spellings
-    return self.epsilon if self.sigma is None else sigma**2
-
 
 class WeightNorm(_Wrapper):
   """L2 weight normalization (Salimans & Kingma, 2016): flax.linen.WeightNorm's arguments;
@@ -254,7 +250,7 @@ class WeightNorm(_Wrapper):
   @nn.compact
   def __call__(self, *args, **kwargs):
     """Calls the layer with its selected variables l2-normalized (and scaled)."""
-    epsilon = self._epsilon()
+    epsilon = fs.epsilon_of(self.epsilon, self.sigma, self)
 
     def transform(name, value):
       if not fs.matches(self.variable_filter, name):
@@ -292,7 +288,7 @@ class SpectralNorm(_Wrapper):
   @nn.compact
   def __call__(self, *args, update_stats: bool, **kwargs):
     """Calls the layer with each weight matrix divided by its largest singular value."""
-    epsilon, collection = self._epsilon(), self.collection_name
+    epsilon, collection = fs.epsilon_of(self.epsilon, self.sigma, self), self.collection_name
 
     def transform(name, value):
       shape = fs.matrix_shape(value, self.error_on_non_matrix)

@@ -218,8 +218,7 @@ class WeightNorm(_Wrapper):
     self.layer_instance, self.feature_axes = layer_instance, feature_axes
     self.use_scale, self.scale_init, self.dtype = use_scale, scale_init, dtype
     self.param_dtype, self.promote_dtype = param_dtype, promote_dtype
-    fs.sigma_of(epsilon, sigma, self)  # checks epsilon, or that both are not given
-    self.epsilon = epsilon if sigma is None else sigma**2
+    self.epsilon = fs.epsilon_of(epsilon, sigma, self)
     self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
     rngs, scales = nnx.Rngs(0) if rngs is None else rngs, {}
     for path, w in self._selected(self.variable_filter).items() if use_scale else ():
@@ -257,8 +256,7 @@ class SpectralNorm(_Wrapper):
                error_on_non_matrix: bool = False, update_stats: bool = True,
                rngs: nnx.Rngs | None = None, sigma: float | None = None):
     self.layer_instance, self.n_steps, self.dtype = layer_instance, n_steps, dtype
-    fs.sigma_of(epsilon, sigma, self)  # checks epsilon, or that both are not given
-    self.epsilon = epsilon if sigma is None else sigma**2
+    self.epsilon = fs.epsilon_of(epsilon, sigma, self)
     self.param_dtype, self.error_on_non_matrix = param_dtype, error_on_non_matrix
     self.use_running_average = not update_stats  # model.train() / model.eval() set it
     rngs, stats = nnx.Rngs(0) if rngs is None else rngs, {}
