@@ -8,6 +8,7 @@ same interleaved rounds (`benchmarks.timing`), and each ratio is taken within a 
   the table: ``use_fast_variance=True`` (flax's default) or ``False`` (flax's two-pass).
   Forward+backward is ``grad`` of ``<y, w>`` with respect to the input and the parameters
   (a training step's backward).
+- ``nnx``: ``divnorm.nnx.<Module>`` against ``flax.nnx.<Module>``, the same way (``--nnx``).
 - ``functional``: the functional preset (``divnorm.layer_norm``, ``batch_norm``,
   ``group_norm``, ``rms_norm``) with ``fast_variance`` set to the same mode, against the
   flax module with scale and bias off (the functions have none); ``grad`` with respect to
@@ -21,7 +22,7 @@ BN is training mode (batch statistics and the running averages' update). LN redu
 time(divnorm) / time(flax): the median over rounds, then min-max.
 
     python -m benchmarks.dropin [--rounds N] [--quick] [--dtypes float32,bfloat16]
-        [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass] [--profile]
+        [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass] [--nnx] [--profile]
 
 ``--profile`` prints, instead of the ratios, the time of each XLA operation of every
 contender's compiled program (`benchmarks.xla.op_times`): where a ratio comes from.
@@ -42,6 +43,7 @@ import numpy as np
 
 import divnorm
 import divnorm.linen as dl
+import divnorm.nnx as dx
 from benchmarks import report, timing, xla
 
 CNN_SHAPES = [(100, 32, 32, 32), (128, 32, 32, 64)]
@@ -75,6 +77,33 @@ def _modules(case: str, shape, fast: bool, **affine):
     kw = dict(use_scale=affine.get("use_scale", True))
     return nn.RMSNorm(**kw), dl.RMSNorm(**kw), {}
   raise ValueError(case)
+
+
+def _nnx_modules(case: str, shape, fast: bool):
+  """``(flax.nnx module, divnorm.nnx module)`` for a case, at flax's defaults."""
+  from flax import nnx
+
+  c, mode = shape[-1], {"use_fast_variance": fast}
+  kw = {"LN": dict(reduction_axes=_ln_axes(shape), **mode),
+        "BN": dict(use_running_average=False, **mode), "GN": dict(num_groups=8, **mode),
+        "RMS": {}}[case]
+  name = {"LN": "LayerNorm", "BN": "BatchNorm", "GN": "GroupNorm", "RMS": "RMSNorm"}[case]
+  return (getattr(nnx, name)(c, **kw, rngs=nnx.Rngs(0)), getattr(dx, name)(c, **kw))
+
+
+def _nnx_step(module):
+  """``jit(grad(<y, w>))`` of an nnx module with respect to the input and its parameters
+  (`nnx.grad`, which lets BatchNorm update its statistics inside the traced step)."""
+  from flax import nnx
+
+  graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+  def step(x, params, w, rest):
+    module = nnx.merge(graphdef, params, rest)
+    loss = lambda m, x: jnp.sum(m(x).astype(jnp.float32) * w)  # noqa: E731
+    return nnx.grad(loss, argnums=(0, 1))(module, x)
+
+  return jax.jit(step), params, rest
 
 
 def _functional(case: str, shape, fast: bool, epsilon: float):
@@ -114,7 +143,7 @@ def _function_step(f):
   return jax.jit(jax.grad(loss))
 
 
-def contenders(case: str, shape, dtype, fast: bool) -> dict:
+def contenders(case: str, shape, dtype, fast: bool, with_nnx: bool = False) -> dict:
   """Name -> zero-argument call (compiled and warmed by `timing`), the references first."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
@@ -132,6 +161,10 @@ def contenders(case: str, shape, dtype, fast: bool) -> dict:
   for label, module in (("flax", theirs), ("linen", ours)):
     g, params = _module_step(module, apply_kw, x)
     calls[label] = functools.partial(g, x, params, w)
+  if with_nnx:
+    for label, module in zip(("flax nnx", "nnx"), _nnx_modules(case, shape, fast), strict=True):
+      g, params, rest = _nnx_step(module)
+      calls[label] = functools.partial(g, x, params, w, rest)
   bare, _, apply_kw = _modules(case, shape, fast, use_scale=False, use_bias=False)
   g, params = _module_step(bare, apply_kw, x)
   calls["flax, no affine"] = functools.partial(g, x, params, w)
@@ -143,10 +176,11 @@ def contenders(case: str, shape, dtype, fast: bool) -> dict:
 
 # (contender, reference) pairs reported per case.
 PAIRS = {"DN": [("DN two-pass", "flax LN(HWC)"), ("DN one-pass", "flax LN(HWC)")],
-         None: [("linen", "flax"), ("functional", "flax, no affine")]}
+         None: [("linen", "flax"), ("nnx", "flax nnx"), ("functional", "flax, no affine")]}
 
 
-def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float) -> list[str]:
+def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
+          with_nnx: bool = False) -> list[str]:
   """Markdown lines for one dtype and one variance mode, printed as they come."""
   fast = MODES[mode]
   out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)",
@@ -156,9 +190,11 @@ def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float) ->
   for case, shape in cases:
     if case in ("RMS", "DN") and not fast:
       continue  # RMS has no variance mode; DN is timed once, in both of its modes
-    calls = contenders(case, shape, DTYPES[dtype_name], fast)
+    calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx)
     t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
     for ours, theirs in PAIRS.get(case, PAIRS[None]):
+      if ours not in calls:
+        continue
       name = "x".join(map(str, shape))
       out.append(f"| {case} | {name} | {ours} | {t.ratio(ours, theirs)} | "
                  f"{t.median(ours) * 1e3:.2f} | {t.median(theirs) * 1e3:.2f} |")
@@ -190,6 +226,7 @@ def main(argv=None) -> int:
   p.add_argument("--dtypes", default="float32,bfloat16")
   p.add_argument("--modes", default="one-pass,two-pass")
   p.add_argument("--cases", default="LN,BN,GN,RMS,DN")
+  p.add_argument("--nnx", action="store_true", help="also divnorm.nnx against flax.nnx")
   p.add_argument("--profile", action="store_true", help="XLA operation times, no ratios")
   args = p.parse_args(argv)
   names = args.cases.split(",")
@@ -204,7 +241,7 @@ def main(argv=None) -> int:
       if args.profile:
         profile(cases, dtype_name, mode)
       else:
-        table(cases, dtype_name, mode, rounds=rounds, target_s=target_s)
+        table(cases, dtype_name, mode, rounds=rounds, target_s=target_s, with_nnx=args.nnx)
   print(f"Total {time.time() - t0:.0f} s; rounds {rounds}, jax {jax.__version__}, "
         f"numpy {np.__version__}.")
   return 0

@@ -2,7 +2,8 @@
 
 The functional API below imports jax and numpy only. Flax modules live in
 `divnorm.linen` (with the survey's other normalizers re-exported from `divnorm.linen_extra`)
-and `divnorm.nnx`, imported on first use, so ``import divnorm`` never imports Flax.
+and `divnorm.nnx`, equinox modules in `divnorm.equinox` (``pip install divnorm[equinox]``),
+each imported on first use, so ``import divnorm`` never imports Flax or equinox.
 """
 
 import importlib
@@ -71,7 +72,7 @@ __all__ = [
   "window_sum",
 ]
 
-_LAZY_SUBMODULES = ("linen", "linen_extra", "nnx")
+_LAZY_SUBMODULES = ("linen", "linen_extra", "nnx", "equinox")
 
 
 def __getattr__(name):

@@ -66,6 +66,7 @@ API_MODULES = {
   "divnorm.linen": "divnorm.linen: Flax linen modules",
   "divnorm.linen_extra": "divnorm.linen_extra: more linen modules",
   "divnorm.nnx": "divnorm.nnx: Flax NNX modules",
+  "divnorm.equinox": "divnorm.equinox: equinox modules",
   "divnorm.mixtures": "divnorm.mixtures: batch statistics mixed with others",
   "divnorm.gdn": "divnorm.gdn: generalized divisive normalization",
   "divnorm.local_response": "divnorm.local_response: local response normalization",

@@ -167,3 +167,18 @@ def test_errors():
       jax.random.key(0), x, update_stats=True)
   with pytest.raises(ValueError, match="two spellings"):
     dx.WeightNorm(nn.Dense(3), epsilon=1e-6, sigma=0.1).init(jax.random.key(0), x)
+
+
+def test_weight_wrappers_check_epsilon_and_sigma():
+  x = _x((3, 4))
+  with pytest.raises(ValueError, match=r"epsilon=-1\.0 is negative"):
+    dx.SpectralNorm(nn.Dense(3), epsilon=-1.0).init(jax.random.key(0), x, update_stats=True)
+  with pytest.raises(TypeError, match=r"epsilon='1e-12' is not a real number"):
+    dx.WeightNorm(nn.Dense(3), epsilon="1e-12").init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r"sigma=-0\.1 is negative"):
+    dx.WeightNorm(nn.Dense(3), sigma=-0.1).init(jax.random.key(0), x)
+  with_sigma = dx.WeightNorm(nn.Dense(3), sigma=0.1)
+  with_epsilon = dx.WeightNorm(nn.Dense(3), epsilon=0.01)
+  variables = with_epsilon.init(jax.random.key(0), x)
+  np.testing.assert_allclose(with_sigma.apply(variables, x), with_epsilon.apply(variables, x),
+                             rtol=1e-6)

@@ -1,7 +1,7 @@
 """flax's ported tests run as flax runs them, with two named exceptions.
 
-They are flax's code, not written for the suite's strict dtype and rank promotion, so
-they run with default (loose) promotion.
+flax's are flax's code, not written for the suite's strict dtype and rank promotion, so
+they run with default (loose) promotion; equinox's run strict, as equinox runs them.
 
 The two exceptions (docs/compatibility.md): both compare with a float32 two-pass
 reference computed by ``jnp.mean``/``jnp.var`` at a large offset (1e6, 1e4), where that
@@ -30,7 +30,8 @@ def pytest_collection_modifyitems(items):
     path = pathlib.Path(str(item.fspath))
     if path.parent != _HERE:
       continue
-    item.add_marker(pytest.mark.loose_promotion)
+    if not path.name.startswith("test_equinox_"):  # equinox runs its tests strict, as we do
+      item.add_marker(pytest.mark.loose_promotion)
     reason = MORE_ACCURATE_THAN_FLAX.get(f"{path.name}::{item.nodeid.split('::', 1)[1]}")
     if reason:
       item.add_marker(pytest.mark.xfail(reason=f"more accurate than flax: {reason}",
