@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import check_input
+from divnorm._src.kernels import Mixing
 from divnorm._src.reductions import stat_dtype
+from divnorm._src.suppression import weighted_normalize
 
 PEDESTAL = 2.0**-36
 BETA_MIN = 1e-6
@@ -101,22 +103,19 @@ def gdn(
     raise ValueError(
         "beta and gamma must be nonnegative (beta > 0); learn them through "
         "divnorm.gdn.nonnegative / gdn_init, which keep them so.")
+  # The unified formula with no centering, a channel mixing summed (not averaged) and
+  # beta = sigma^2: y = x (beta + sum_j gamma_ij |x_j|^alpha)^(-epsilon).
   dt = stat_dtype(x.dtype)
-  xc = jnp.moveaxis(x.astype(dt), c, -1)
-  if alpha == 2:
-    pooled_in = jnp.square(xc)
-  elif alpha == 1:
-    pooled_in = jnp.abs(xc)
-  else:
-    pooled_in = jnp.abs(xc) ** jnp.asarray(alpha, dt)
-  pool = beta.astype(dt).reshape((1,) * (x.ndim - 1) + (channels,)) + pooled_in @ gamma.astype(dt).T
-  if epsilon == 0.5:
-    factor = jnp.sqrt(pool) if inverse else jax.lax.rsqrt(pool)
-  elif epsilon == 1:
-    factor = pool if inverse else 1.0 / pool
-  else:
-    factor = pool ** jnp.asarray(epsilon if inverse else -epsilon, dt)
-  return jnp.moveaxis(xc * factor, -1, c).astype(x.dtype)
+  sigma = _per_channel(jnp.sqrt(beta.astype(dt)), c, x.ndim)
+  epsilon = -epsilon if inverse else epsilon
+  return weighted_normalize(x, None, {c: Mixing(gamma)}, sigma=sigma, alpha=alpha,
+                            epsilon=epsilon, pool="sum")
+
+
+def _per_channel(value: jax.Array, c: int, ndim: int) -> jax.Array:
+  shape = [1] * ndim
+  shape[c] = value.shape[0]
+  return jnp.reshape(value, shape)
 
 
 def igdn(x: jax.Array, **kwargs) -> jax.Array:

@@ -189,13 +189,22 @@ def _offsets(width: int) -> np.ndarray:
   return np.arange(width, dtype=np.float64) - width // 2
 
 
-def gaussian(width: int, *, sigma: float) -> Kernel:
+def _is_array(value) -> bool:
+  """A JAX array (traced or concrete, e.g. a learned parameter), not a Python number."""
+  return isinstance(value, jax.Array)
+
+
+def gaussian(width: int, *, sigma) -> Kernel:
   """``w_k = exp(-k^2 / (2 sigma^2))`` for ``|k| <= width // 2`` (the mean divides by the sum).
 
   One per axis gives a separable Gaussian with a width per axis:
-  ``{1: gaussian(7, sigma=1.5), 2: gaussian(5, sigma=1.0), 3: None}``.
+  ``{1: gaussian(7, sigma=1.5), 2: gaussian(5, sigma=1.0), 3: None}``. `sigma` may be a
+  JAX array (a learned width): the weights are then computed in JAX.
   """
   width = _odd_width(width, "gaussian")
+  if _is_array(sigma):
+    return Kernel(jnp.exp(-jnp.square(jnp.asarray(_offsets(width), sigma.dtype))
+                          / (2.0 * sigma * sigma)))
   sigma = _positive_number(sigma, "gaussian: sigma")
   return Kernel(np.exp(-np.square(_offsets(width)) / (2.0 * sigma * sigma)))
 
@@ -211,13 +220,20 @@ def miller_width(scale: float) -> int:
   return n + 1 if n % 2 == 0 else n
 
 
-def exponential(width: int | None = None, *, scale: float) -> Kernel:
+def exponential(width: int | None = None, *, scale) -> Kernel:
   """``w_k = exp(-|k| / scale)``: Miller et al.'s decay along channels (``scale = lambda``).
 
   Args:
     width: odd width; None takes Miller et al.'s ``miller_width(scale)``.
-    scale: the decay length lambda, > 0.
+    scale: the decay length lambda, > 0; a JAX array (a learned lambda) needs `width`.
   """
+  if _is_array(scale):
+    if width is None:
+      raise ValueError(
+          "exponential: a learned (array) scale needs a static width, e.g. "
+          "width=miller_width(initial_scale); the window cannot change size under jit.")
+    width = _odd_width(width, "exponential")
+    return Kernel(jnp.exp(-jnp.abs(jnp.asarray(_offsets(width), scale.dtype)) / scale))
   scale = _positive_number(scale, "exponential: scale")
   width = miller_width(scale) if width is None else _odd_width(width, "exponential")
   return Kernel(np.exp(-np.abs(_offsets(width)) / scale))

@@ -39,7 +39,13 @@ from jax import lax
 
 from divnorm._src.fields import Field, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
-from divnorm._src.reductions import divide_by_count, field_count, field_sum, select
+from divnorm._src.reductions import (
+  border_count,
+  divide_by_count,
+  field_count,
+  field_sum,
+  select,
+)
 from divnorm._src.weighted import apply, full_mass
 
 
@@ -158,35 +164,45 @@ def weighted_sum(t: jax.Array, field: WeightedField, *, mask=None, axis_name=Non
   return s
 
 
+def border_weight(shape: tuple[int, ...], field: WeightedField, border: str, dtype=np.float32):
+  """The weight past the border that the zero modes count as zeros (0 for ``"valid"``).
+
+  The kernels' whole weight minus the weight inside the input, times the box part's
+  (`reductions.border_count` for boxes alone).
+  """
+  if border == "valid":
+    return np.zeros((1,) * len(shape), dtype)
+  if not field.ops:
+    return border_count(shape, field.base, border).astype(dtype)
+  full = _ones(shape, field.ops, dtype)
+  for axes, op in field.ops:
+    full = apply(full, axes, op) if isinstance(op, Mixing) else full * full_mass(
+        shape, axes, op, dtype)
+  full = full * jnp.asarray(field_count(shape, field.base, border="zeros", dtype=dtype))
+  return full - _inside(shape, field, dtype)
+
+
+def _inside(shape, field: WeightedField, dtype):
+  """The weight inside an input of `shape` at each position (no mask)."""
+  # On ones over the axes the ops read or vary along (size 1 elsewhere), in the ops'
+  # order: a per-channel kernel before a channel mixing is not separable from it.
+  ops = weighted_sum(_ones(shape, field.ops, dtype), WeightedField(Field((), ()), field.ops))
+  return jnp.asarray(field_count(shape, field.base, dtype=dtype)) * ops
+
+
 def weight_count(shape: tuple[int, ...], field: WeightedField, *, border: str = "valid",
                  mask=None, axis_name=None, dtype=np.float32):
   """The denominator of a weighted mean: the weight each position's field averages over.
 
   ``"valid"``: the weight of the entries that exist (and are masked in). The zero modes
-  also count the kernels' weight past the border, as zeros (`reductions.field_count`
-  does the same for boxes).
+  also count the weight past the border, as zeros (`border_weight`).
   """
   if not field.ops:
     return field_count(shape, field.base, border=border, mask=mask, axis_name=axis_name,
                        dtype=dtype)
-  # The ops' weight is computed on ones over the axes they read or vary along (size 1
-  # elsewhere), in the ops' order: a per-channel kernel before a channel mixing is not
-  # separable from it.
-  ones = _ones(shape, field.ops, dtype)
-  inside = jnp.asarray(field_count(shape, field.base, dtype=dtype))
-  inside = inside * weighted_sum(ones, WeightedField(Field((), ()), field.ops))
-  if border == "valid":
-    outside = None
-  else:
-    full = ones
-    for axes, op in field.ops:
-      full = apply(full, axes, op) if isinstance(op, Mixing) else full * full_mass(
-          shape, axes, op, dtype)
-    full = full * jnp.asarray(field_count(shape, field.base, border="zeros", dtype=dtype))
-    outside = full - inside
-  count = inside if mask is None else weighted_sum(mask.astype(dtype), field)
-  if outside is not None:
-    count = count + outside
+  count = _inside(shape, field, dtype) if mask is None else weighted_sum(mask.astype(dtype),
+                                                                         field)
+  count = count + border_weight(shape, field, border, dtype)
   if axis_name is not None:
     count = lax.psum(count, axis_name)
   return count
@@ -211,6 +227,11 @@ def weighted_mean(t: jax.Array, field: WeightedField, *, border: str = "valid", 
   s = weighted_sum(select(t, mask), field, axis_name=axis_name)
   count = weight_count(t.shape, field, border=border, mask=mask, axis_name=axis_name,
                        dtype=t.dtype)
+  return divide_by_weight(s, count)
+
+
+def divide_by_weight(s: jax.Array, count) -> jax.Array:
+  """``s / count``, 0 where the count is 0 (an empty field), never NaN."""
   if isinstance(count, np.ndarray):  # no kernels, no mask: today's integer counts
     return divide_by_count(s, count)
   # Weighted counts can lie anywhere in (0, inf): select, never clamp to 1.
