@@ -19,7 +19,7 @@ from divnorm._src.weighted_fields import (
 from tests import reference_weighted as R
 
 RNG = np.random.default_rng(0)
-SHAPE = (2, 5, 6, 4)
+SHAPE = (1, 5, 6, 4)
 
 
 def _x(shape=SHAPE, offset=0.0):

@@ -14,6 +14,8 @@ is a sum of shifted slices of the input, padded once. A depthwise convolution
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,21 +71,63 @@ def kernel_sum(t: jax.Array, axes: tuple[int, ...], k: Kernel) -> jax.Array:
   if (len(axes) == 1 and axes[0] == t.ndim - 1 and k.along is None
           and t.shape[-1] <= BANDED_MAX):
     return jnp.matmul(t, _band(k, t.shape[-1], dt))
+  if k.static:
+    return _shifted_sum(t, axes, k)
+  weights = jnp.asarray(k.weights).astype(dt)
+  return _learned_sum(t, weights, axes, k.dilation, k.along)
+
+
+def _padded_slices(t: jax.Array, axes, k: Kernel):
+  """``(index, t shifted by the tap's offset)`` per tap, zero past the border."""
   pads = [(0, 0)] * t.ndim
   for axis, n in zip(axes, k.window, strict=True):
     reach = (n // 2) * k.dilation
     pads[axis] = (reach, reach)
   padded = jnp.pad(t, pads)
-  total = None
   for index, offset in taps(k):
     start = [0] * t.ndim
-    for axis, o, (before, _) in zip(axes, offset, (pads[a] for a in axes), strict=True):
-      start[axis] = before + o
-    term = lax.slice(padded, start, [s + n for s, n in zip(start, t.shape, strict=True)])
+    for axis, o in zip(axes, offset, strict=True):
+      start[axis] = pads[axis][0] + o
+    yield index, lax.slice(padded, start, [s + n for s, n in zip(start, t.shape, strict=True)])
+
+
+def _shifted_sum(t: jax.Array, axes, k: Kernel) -> jax.Array:
+  total = None
+  for index, term in _padded_slices(t, axes, k):
     if not (k.static and k.along is None and k.weights[index] == 1):
-      term = _weight(k, index, t.ndim, dt) * term
+      term = _weight(k, index, t.ndim, t.dtype) * term
     total = term if total is None else total + term
   return jnp.zeros_like(t) if total is None else total
+
+
+# A learned kernel's weight gradient, sum over the other axes of g * (t shifted), is one
+# multi-operand reduce that reads g and t once (XLA's CPU backend ran the taps' separate
+# reductions 2.5x slower: 5x5 per channel, 100x32x32x32, 76 against 31 ms).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _learned_sum(t, weights, axes, dilation, along):
+  return _shifted_sum(t, axes, Kernel(weights, dilation, along))
+
+
+def _learned_sum_fwd(t, weights, axes, dilation, along):
+  return _learned_sum(t, weights, axes, dilation, along), (t, weights)
+
+
+def _learned_sum_bwd(axes, dilation, along, res, g):
+  t, weights = res
+  window = tuple(range(len(axes)))
+  # The transpose of a correlation is the correlation with the kernel flipped.
+  dt = _shifted_sum(g, axes, Kernel(jnp.flip(weights, window), dilation, along))
+  products = tuple(g * term for _, term in _padded_slices(t, axes, Kernel(weights, dilation,
+                                                                           along)))
+  kept = () if along is None else (along,)
+  reduced = tuple(a for a in range(t.ndim) if a not in kept)
+  zero = np.zeros((), t.dtype)
+  sums = lax.reduce(products, (zero,) * len(products),
+                    lambda p, q: tuple(a + b for a, b in zip(p, q, strict=True)), reduced)
+  return dt, jnp.stack(sums).reshape(weights.shape).astype(weights.dtype)
+
+
+_learned_sum.defvjp(_learned_sum_fwd, _learned_sum_bwd)
 
 
 def mixing_sum(t: jax.Array, axis: int, m: Mixing) -> jax.Array:
