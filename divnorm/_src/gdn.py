@@ -4,10 +4,16 @@ r"""Generalized divisive normalization and its inverse (Balle, Laparra & Simonce
     \mathrm{GDN}:\ y_i = \frac{x_i}{(\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon}
     \qquad \mathrm{IGDN}:\ y_i = x_i (\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon
 
-over the channels of each position. The paper's GDN has ``alpha=2, epsilon=1/2``.
+over the channels of each position: the unified formula of `divnorm.normalize` with no
+centering, the channel pool a weighted sum (`divnorm.mixing`), ``beta = sigma^2``, and
+``epsilon`` negated for IGDN. The 2016 paper's GDN has ``alpha=2, epsilon=1/2`` (divnorm's
+defaults); tensorflow_compression's ``GDN`` layer now defaults to ``alpha=1, epsilon=1``.
+Its ``gamma[j, i]`` (the row is the pooled channel) is divnorm's ``gamma[i, j]`` transposed.
+
 ``beta > 0`` and ``gamma >= 0`` are kept so by the nonnegative reparameterization of
-``tensorflow_compression``: a raw parameter ``p`` stands for ``max(p, sqrt(min +
-pedestal))^2 - pedestal`` (`nonnegative`), and `nonnegative_init` inverts it.
+tensorflow_compression (`divnorm._src.nonnegative`): a raw parameter ``p`` stands for
+``max(p, sqrt(min + pedestal))^2 - pedestal`` (`nonnegative`), with tensorflow_compression's
+gradient at the bound, and `nonnegative_init` inverts it.
 """
 
 from __future__ import annotations
@@ -20,18 +26,12 @@ import numpy as np
 
 from divnorm._src.checks import check_input
 from divnorm._src.kernels import Mixing
+from divnorm._src.nonnegative import OFFSET, nonnegative
 from divnorm._src.reductions import stat_dtype
 from divnorm._src.suppression import weighted_normalize
 
-PEDESTAL = 2.0**-36
+PEDESTAL = OFFSET**2
 BETA_MIN = 1e-6
-
-
-def nonnegative(raw: jax.Array, *, minimum: float = 0.0) -> jax.Array:
-  """The value a raw reparameterized parameter stands for, always >= `minimum`."""
-  pedestal = np.asarray(PEDESTAL, raw.dtype)
-  bound = np.asarray(np.sqrt(minimum + PEDESTAL), raw.dtype)
-  return jnp.square(jnp.maximum(raw, bound)) - pedestal
 
 
 def nonnegative_init(value, *, minimum: float = 0.0, dtype=jnp.float32) -> jax.Array:
