@@ -97,23 +97,33 @@ for ax, (name, spec) in zip(axes, ZOO.items(), strict=True):
   ax.set(title=name, xticks=[], yticks=[])
 
 # %% [markdown]
-# The same fields as the summation and suppression fields of divisive normalization on a
-# photograph (`skimage.data.camera`). The box makes the blocky halos of the paper's DN around
-# edges; the Gaussian smooths them; the surround alone (its centre zeroed) divides each pixel
-# by the contrast around it, not by its own, as the surround pools of V1 models do.
+# The same fields as the suppression field of divisive normalization on a photograph
+# (`skimage.data.camera`), with a 7x7 box as the summation field. The top row shows what
+# each position is divided by, $\sqrt{\sigma^2 + E_B[v^2]}$ (the local contrast that field
+# sees), the bottom row the normalized image on a crop. The box's divisor has square halos
+# around edges; the Gaussian's and the exponential's are round; the surround's is low *on*
+# an edge and high beside it, because its centre is zeroed: each pixel is divided by the
+# contrast around it, not by its own, as in the surround pools of V1 models.
 
 # %%
 image = skimage.transform.resize(skimage.data.camera().astype(np.float64) / 255.0,
                                  (IMAGE_SIZE, IMAGE_SIZE), anti_aliasing=True)
 x = jnp.asarray(image[None, :, :, None], jnp.float32)
+crop = (slice(IMAGE_SIZE // 8, IMAGE_SIZE // 2), slice(IMAGE_SIZE // 4, 5 * IMAGE_SIZE // 8))
 
-fig, axes = plt.subplots(1, len(ZOO) + 1, figsize=(3 * (len(ZOO) + 1), 3.2))
-axes[0].imshow(image, cmap="gray")
-axes[0].set(title="camera", xticks=[], yticks=[])
-for ax, (name, spec) in zip(axes[1:], ZOO.items(), strict=True):
-  y = weighted_normalize(x, {1: 7, 2: 7}, spec, sigma=0.05)
-  ax.imshow(np.asarray(y[0, :, :, 0]), cmap="gray", vmin=-3, vmax=3)
-  ax.set(title=f"B: {name}", xticks=[], yticks=[])
+fig, axes = plt.subplots(2, len(ZOO) + 1, figsize=(3 * (len(ZOO) + 1), 6.2))
+axes[0, 0].imshow(image, cmap="gray")
+axes[0, 0].set(title="camera", xticks=[], yticks=[])
+axes[1, 0].imshow(image[crop], cmap="gray")
+axes[1, 0].set(title="crop", xticks=[], yticks=[])
+for column, (name, spec) in enumerate(ZOO.items(), start=1):
+  y, v = weighted_normalize(x, {1: 7, 2: 7}, spec, sigma=0.02, return_centered=True)
+  y, v = np.asarray(y[0, :, :, 0]), np.asarray(v[0, :, :, 0])
+  divisor = np.where(np.abs(y) > 1e-6, v / np.where(np.abs(y) > 1e-6, y, 1.0), np.nan)
+  axes[0, column].imshow(divisor, cmap="magma")
+  axes[0, column].set(title=f"divisor, B: {name}", xticks=[], yticks=[])
+  axes[1, column].imshow(y[crop], cmap="gray", vmin=-2.5, vmax=2.5)
+  axes[1, column].set(title="normalized (crop)", xticks=[], yticks=[])
 fig.tight_layout()
 
 # %% [markdown]
