@@ -1,24 +1,44 @@
-"""The linen modules of the families: parameters, the functional preset, a training step."""
+"""The families' modules (linen, NNX, equinox): parameters, the functional preset, the same
+numbers in the three APIs, a training step."""
 
 import doctest
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
+from divnorm._src import equinox_families as E
 from divnorm._src import families as F
 from divnorm._src import linen_families as L
+from divnorm._src import nnx_families as N
 from divnorm._src.nonnegative import nonnegative
 
 X = jnp.asarray(np.random.default_rng(0).normal(size=(1, 4, 4, 16)), jnp.float32)
 
 
 @pytest.mark.loose_promotion
-def test_docstring_examples():
-  failures, _ = doctest.testmod(L, extraglobs={"jax": jax, "jnp": jnp})
+@pytest.mark.parametrize("module", [L, N, E], ids=["linen", "nnx", "equinox"])
+def test_docstring_examples(module):
+  failures, _ = doctest.testmod(module, extraglobs={"jax": jax, "jnp": jnp, "nnx": nnx})
   assert failures == 0
+
+
+def test_the_three_apis_agree():
+  """Same initial parameters, same numbers (equinox: one example, channels first)."""
+  first = lambda y: jnp.moveaxis(y[0], -1, 0)  # noqa: E731
+  for linen, nnx_module, eqx_module, x in [
+      (L.MillerNorm(), N.MillerNorm(), E.MillerNorm(), jax.nn.relu(X)),
+      (L.BurgNorm(kernel_size=3), N.BurgNorm(16, kernel_size=3), E.BurgNorm(16, kernel_size=3),
+       X),
+      (L.CenterSurroundNorm(), N.CenterSurroundNorm(16), E.CenterSurroundNorm(16), X)]:
+    y = jax.jit(linen.apply)(linen.init(jax.random.key(0), x), x)
+    np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(nnx_module, x), y, rtol=1e-6)
+    np.testing.assert_allclose(eqx.filter_jit(lambda m, x: m(x))(eqx_module, first(x)),
+                               first(y), rtol=1e-6)
 
 
 def test_modules_are_their_presets():
@@ -46,6 +66,7 @@ def test_modules_are_their_presets():
                              bank.reshape(25, 16)[:, order(bank)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_burg_l1_and_a_training_step():
   model = L.BurgNorm(kernel_size=3, v_l1=1e-3)
   variables = model.init(jax.random.key(0), X)
