@@ -9,6 +9,7 @@ import pytest
 
 from divnorm import linen as dnn
 from experiments.cnn import weighted_model as W
+from experiments.cnn import weighted_report as R
 from experiments.cnn.model import cross_entropy
 
 IMAGES = jnp.asarray(np.random.default_rng(0).normal(size=(4, 28, 28, 1)) * 50, jnp.float32)
@@ -57,3 +58,34 @@ def test_pool_similarity_sees_a_pool_that_prefers_similar_filters():
   assert rho == pytest.approx(-1.0)
   groups = W.channel_pool({"gamma_k": rng.uniform(size=(8, 16))})
   assert np.isnan(groups[0, 8]) and np.isfinite(groups[0, 7])
+
+
+def _rows():
+  rng = np.random.default_rng(2)
+  rows = {}
+  for variant in W.STUDY_VARIANTS:
+    for seed in range(3):
+      row = {"variant": variant, "seed": seed, "test_accuracy": 0.85 + 0.002 * rng.normal(),
+             "train_accuracy": 0.9, "converged": True}
+      if variant == "GDN":
+        row["test_accuracy"] -= 0.05  # clearly worse than both baselines
+      if variant in R.POOL_MODELS:
+        row["pool_similarity"] = {"rho": 0.4, "p": 1e-4, "pairs": 992}
+      rows[f"{variant}-s{seed}"] = row
+  rows["Miller-s2"] = {"variant": "Miller", "seed": 2, "failed": "NonFiniteLossError: step 3"}
+  return rows
+
+
+def test_report_tables():
+  rows = _rows()
+  table = R.accuracy_table(rows)
+  assert "| Miller |" in table and "(n=3)" in table
+  miller = next(line for line in table.splitlines() if line.startswith("| Miller |"))
+  assert miller.split("|")[4].strip() == "1"  # the failed run counts, at chance
+  found = {(c["model"], c["baseline"]): c for c in R.comparisons(rows)}
+  assert len(found) == 8
+  assert found[("GDN", "DN*")]["verdict"] == "holds" and found[("GDN", "DN*")]["difference"] < 0
+  assert "holds" in R.v1_table(rows)
+  assert R.v1_verdict([(0.3, 0.01), (0.2, 0.04), (-0.1, 0.2)]) == "not established"
+  assert R.v1_verdict([(-0.3, 0.01)] * 3) == "does not hold"
+  assert R.v1_verdict([(0.3, 0.01)] * 2) == "not established"
