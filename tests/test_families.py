@@ -40,8 +40,10 @@ def test_gdn_tensorflow_compression_layer_cases(x64):
   np.testing.assert_allclose(gdn(alpha=1, epsilon=1, inverse=True), x * (1 + 0.1 * abs(x)),
                              atol=1e-6)
   np.testing.assert_allclose(gdn(), x / np.sqrt(1 + 0.1 * x**2), atol=1e-6)
-  ones = np.ones((4, 4))
-  y = G.gdn(x, beta=np.zeros(4), gamma=ones, alpha=1, epsilon=1)
+  # Their fixed GDN with beta = 0, gamma = 1 (which divnorm.gdn refuses: beta > 0) is the
+  # unified formula with sigma = 0: x / sum_j |x_j|.
+  y = weighted_normalize(x, None, {3: K.mixing(np.ones((4, 4)))}, alpha=1, epsilon=1,
+                         pool="sum")
   np.testing.assert_allclose(y, x / np.sum(abs(x), -1, keepdims=True), atol=1e-6)
 
 

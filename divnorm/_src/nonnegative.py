@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from divnorm._src.checks import check_array, check_nonnegative
+
 OFFSET = 2.0**-18
 
 
@@ -58,9 +60,12 @@ lower_bound.defvjp(_lower_bound_fwd, _lower_bound_bwd)
 def nonnegative(raw: jax.Array, *, minimum: float = 0.0, offset: float = OFFSET) -> jax.Array:
   """The weight a raw parameter stands for: ``max(raw, sqrt(minimum + offset^2))^2 - offset^2``.
 
-  Always ``>= minimum``; computed in `raw`'s dtype.
+  Always ``>= minimum``; computed in `raw`'s dtype (float32 for integers).
   """
-  raw = jnp.asarray(raw)
+  raw = check_array(raw, "raw")
+  check_nonnegative(minimum, "minimum")
+  if not jnp.issubdtype(raw.dtype, jnp.floating):
+    raw = raw.astype(jnp.float32)
   pedestal = np.asarray(offset**2, raw.dtype)
   bound = np.asarray(np.sqrt(minimum + offset**2), raw.dtype)
   return jnp.square(lower_bound(raw, bound)) - pedestal

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.checks import check_input
+from divnorm._src.checks import check_array, check_input, check_int, check_nonnegative
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import field_sum, stat_dtype
@@ -40,7 +40,7 @@ def _reduction(kernel, feature_axes: Axes):
 
 def kernel_norm(kernel: jax.Array, *, feature_axes: Axes = -1) -> jax.Array:
   """L2 norm of `kernel` per output feature: shape of the `feature_axes`."""
-  kernel = check_input(kernel)
+  kernel = check_input(kernel, "kernel")
   field, _, feature_shape = _reduction(kernel, feature_axes)
   k = kernel.astype(stat_dtype(kernel.dtype))
   return jnp.sqrt(field_sum(k * k, field)).reshape(feature_shape)
@@ -60,9 +60,10 @@ def weight_norm(v: jax.Array, g: jax.Array, *, feature_axes: Axes = -1,
   Returns:
     ``w`` with the shape and dtype of `v`.
   """
-  v = check_input(v)
+  v = check_input(v, "v")
+  check_nonnegative(epsilon, "epsilon", " (added to ||v||^2)")
   field, _, feature_shape = _reduction(v, feature_axes)
-  g = jnp.asarray(g)
+  g = check_array(g, "g", " (the length of each output unit's weights)")
   if g.shape != feature_shape:
     raise ValueError(
         f"g has shape {g.shape} but the kernel of shape {v.shape} has output features "
@@ -71,7 +72,7 @@ def weight_norm(v: jax.Array, g: jax.Array, *, feature_axes: Axes = -1,
   v32 = v.astype(dt)
   sq = field_sum(v32 * v32, field)
   bshape = sq.shape
-  w = v32 * lax.rsqrt(sq + np.asarray(epsilon, dt)) * g.astype(dt).reshape(bshape)
+  w = v32 * lax.rsqrt(sq + jnp.asarray(epsilon).astype(dt)) * g.astype(dt).reshape(bshape)
   return w.astype(v.dtype)
 
 
@@ -90,7 +91,7 @@ def _as_matrix(w: jax.Array, feature_axes: Axes) -> jax.Array:
 def spectral_norm_init(kernel: jax.Array, key: jax.Array, *, feature_axes: Axes = -1,
                        dtype=jnp.float32) -> jax.Array:
   """A random unit vector ``u`` over the kernel's (flattened) output features."""
-  _, _, feature_shape = _reduction(jnp.asarray(kernel), feature_axes)
+  _, _, feature_shape = _reduction(check_input(kernel, "kernel"), feature_axes)
   u = jax.random.normal(key, (int(np.prod(feature_shape)),), dtype)
   return u / jnp.linalg.norm(u)
 
@@ -120,17 +121,18 @@ def spectral_norm(
     ``(w_sn, new_u, sigma)``: the normalized kernel (shape and dtype of `w`), the
     updated `u` and the float32-or-wider estimate of the largest singular value.
   """
-  w = check_input(w)
-  if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
-    raise ValueError(f"n_steps={n_steps!r} must be an int >= 0 (power iterations per call).")
+  w = check_input(w, "w")
+  n_steps = check_int(n_steps, "n_steps", minimum=0, context="spectral_norm",
+                      hint=" (power iterations per call)")
+  check_nonnegative(epsilon, "epsilon", " (keeps the vector normalizations finite)")
   dt = stat_dtype(w.dtype)
   mat = _as_matrix(w.astype(dt), feature_axes)
-  u = jnp.asarray(u)
+  u = check_array(u, "u", " (the singular vector estimate from spectral_norm_init)")
   if u.shape != (mat.shape[1],):
     raise ValueError(
         f"u has shape {u.shape} but the kernel of shape {w.shape} has {mat.shape[1]} output "
         f"features; create it with spectral_norm_init(kernel, key).")
-  eps = np.asarray(epsilon, dt)
+  eps = jnp.asarray(epsilon).astype(dt)
 
   def unit(a):
     return a * lax.rsqrt(jnp.sum(a * a) + eps)
@@ -154,6 +156,6 @@ def weight_standardization(w: jax.Array, *, feature_axes: Axes = -1, sigma=0.0) 
   features. The paper adds 1e-5 to the standard deviation; ``sigma`` is its smoothing in
   the form used throughout divnorm.
   """
-  w = check_input(w)
+  w = check_input(w, "w")
   field, _, _ = _reduction(w, feature_axes)
   return normalize(w, field, sigma=sigma)
