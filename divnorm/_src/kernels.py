@@ -42,51 +42,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import is_concrete
+from divnorm._src.checks import check_int, check_nonnegative, check_positive
 from divnorm._src.nonnegative import nonnegative
 
 
 def _odd_width(width, name: str) -> int:
-  if isinstance(width, bool) or not isinstance(width, int | np.integer):
-    raise TypeError(f"{name}: the width must be an odd int, got {width!r}.")
-  if width < 1 or width % 2 == 0:
-    hint = f"use {width + 1} or {width - 1}" if width > 1 else "use 1, 3, 5, ..."
+  width = check_int(width, "width", minimum=1, context=name)
+  if width % 2 == 0:
     raise ValueError(
         f"{name}: width={width}, but kernels are centered, so the width must be odd and "
-        f"positive ({hint}).")
-  return int(width)
+        f"positive (use {width + 1} or {width - 1}).")
+  return width
 
 
 def _positive_int(value, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-    raise ValueError(f"{name} must be a positive int, got {value!r}.")
-  return int(value)
+  return check_int(value, name, minimum=1)
 
 
 def _positive_number(value, name: str) -> float:
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise TypeError(f"{name} must be a positive number, got {value!r}.") from None
-  if not (math.isfinite(value) and value > 0):
-    raise ValueError(f"{name}={value} must be finite and > 0.")
-  return value
+  check_positive(value, name)
+  return float(value)
+
+
+_WEIGHTS_HINT = (" (a pool weighs entries, it cannot subtract them; to learn a kernel, use "
+                 "divnorm.learned_kernel(raw), which keeps its weights nonnegative)")
 
 
 def _check_weights(weights, name: str):
-  """Finite and nonnegative (concrete weights only; traced ones pass)."""
-  if not is_concrete(weights):
-    return
-  w = np.asarray(weights)
-  if not np.issubdtype(w.dtype, np.floating) and not np.issubdtype(w.dtype, np.integer):
-    raise TypeError(f"{name}: weights must be real numbers, got dtype {w.dtype}.")
-  if not np.all(np.isfinite(w)):
-    raise ValueError(f"{name}: weights must be finite; got {w}.")
-  if np.any(w < 0):
-    raise ValueError(
-        f"{name}: weights must be >= 0 (a pool weighs entries, it cannot subtract them); got "
-        f"a minimum of {w.min()}. To learn a kernel, use divnorm.learned_kernel(raw), "
-        f"which keeps its weights nonnegative.")
+  """Real, finite and nonnegative (concrete weights only; traced ones pass)."""
+  check_nonnegative(weights, f"{name}: weights", _WEIGHTS_HINT)
 
 
 @dataclasses.dataclass(frozen=True)
