@@ -18,3 +18,46 @@ def test_quick_mode_writes_every_section(tmp_path):
                   "## Library optimizations", "## Model level", "flax LN", "paper conv"):
     assert section in text
   assert "nan" not in text.split("## Op level")[1].split("## Window width")[0]
+
+
+@pytest.mark.slow
+def test_dropin_quick_mode_prints_every_ratio(capsys):
+  from benchmarks import dropin
+  assert dropin.main(["--quick"]) == 0
+  rows = [r for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r and not r.startswith("| case")]
+  expected = 0
+  for _dtype in dropin.DTYPES:
+    for fast in dropin.MODES.values():
+      for case, _ in dropin.QUICK_CASES:
+        if case in ("RMS", "DN") and not fast:
+          continue
+        expected += len(dropin.PAIRS.get(case, dropin.PAIRS[None]))
+  assert len(rows) == expected and "nan" not in "".join(rows)
+  for r in rows:
+    assert float(r.split(" | ")[3].split(" ")[0]) > 0  # a ratio
+
+
+@pytest.mark.slow
+def test_numerics_quick_mode_measures_every_mode(capsys):
+  from benchmarks import numerics
+  assert numerics.main(["--quick"]) == 0
+  rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "---" not in r]
+  assert rows[0].startswith("| normalizer")
+  errors = {(r.split(" | ")[0][2:], r.split(" | ")[1]): [float(e.strip(" |")) for e in
+                                                         r.split(" | ")[2:]] for r in rows[1:]}
+  for (name, mode), errs in errors.items():
+    if not name.startswith("flax"):
+      assert max(errs) < 2e-5, (name, mode, errs)  # divnorm: every mode, every offset
+  assert errors["flax LN (H,W,C)", "one-pass (flax's default)"][1] > 1e-2  # flax loses digits
+
+
+@pytest.mark.slow
+def test_strategies_quick_mode_prints_every_table(capsys):
+  from benchmarks import strategies
+  assert strategies.main(["--quick"]) == 0
+  text = capsys.readouterr().out
+  for title in ("**Two sums of x - k", "**Group sums", "**Strategies"):
+    assert title in text
+  rows = [r for r in text.splitlines() if r.startswith("| ") and "---" not in r]
+  assert len(rows) == (1 + len(strategies.REDUCTIONS)) + 3 + 4 and "nan" not in "".join(rows)

@@ -14,7 +14,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from divnorm._src import fast
 from divnorm._src.checks import (
   check_bool,
   check_input,
@@ -25,9 +24,10 @@ from divnorm._src.checks import (
   check_sigma,
   describe,
 )
+from divnorm._src.core import normalized
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import select, stat_dtype
-from divnorm._src.statistics import scale, stats_shape
+from divnorm._src.statistics import pick_statistics, scale, stats_shape
 
 
 class BatchStats(NamedTuple):
@@ -170,8 +170,10 @@ def batch_norm(
   dt = stat_dtype(x.dtype)
   if training:
     check_nonempty(x, reduction, "batch_norm")
-    y, (mean, var, v) = fast.normalized(x, sigma, field, field, mask=mask, axis_name=axis_name,
-                                        fast_variance=fast_variance)
+    y, v, batch = normalized(
+        x.astype(dt), jnp.asarray(sigma, dt), mask, pick_statistics(field, field, fast_variance),
+        field, field, "valid", axis_name)
+    mean, var = batch.shift + batch.mean, batch.var
     stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
   else:
     bshape = [1] * x.ndim

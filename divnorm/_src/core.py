@@ -4,23 +4,38 @@ r"""The unified normalizer of Ren et al. (ICLR 2017), `divnorm.normalize`.
     v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
 
 `normalize` checks the call (`divnorm._src.checks`), resolves ``summation`` and
-``suppression`` into `Field` s once, then composes the two functions of
-`divnorm._src.statistics`: `moments` (``E_A[x]``, ``E_B[v^2]``) and `scale` (the division),
-through `divnorm._src.fast`, which picks the speed path (one-pass sums, the hand-written
-JVP).
+``suppression`` into `Field` s, picks a statistics strategy (`divnorm._src.statistics`) and
+hands them to `normalized`, which holds the two lines above and their derivative.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from divnorm._src import fast
-from divnorm._src.checks import check_border, check_input, check_mask, check_sigma
-from divnorm._src.fields import FieldSpec, resolve_field
-from divnorm._src.statistics import Moments, moments, scale, stats_shape
-
-# Also importable from here: the statistics and the checks the Flax modules use.
-__all__ = ["Moments", "check_mask", "moments", "normalize", "scale"]
+from divnorm._src.checks import check_bool, check_border, check_input, check_mask, check_sigma
+from divnorm._src.fields import Field, FieldSpec, resolve_field
+from divnorm._src.reductions import (
+  divide_by_count,
+  field_count,
+  field_sum,
+  select,
+  stat_dtype,
+  window_sum,
+)
+from divnorm._src.statistics import (
+  Stats,
+  Strategy,
+  copies,
+  inverse_scale,
+  pick_statistics,
+  scale,
+  stats_shape,
+  suppression_count,
+)
 
 
 def normalize(
@@ -40,10 +55,10 @@ def normalize(
   .. math::
       v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
 
-  ``E_B[v^2]`` is centered: each position is centered by its own mean ``E_A`` first
-  (two-pass, around a shift taken from the data), so an offset far larger than the spread
-  costs no digits. With local windows it is not a variance and could not be computed as
-  ``E[x^2] - E[x]^2`` anyway.
+  ``E_B[v^2]`` is centered: each position is centered by its own mean ``E_A`` first. With
+  local windows it is not a variance and could not be computed as ``E[x^2] - E[x]^2``.
+  Both statistics are taken around a shift, one entry of the data per field, so an offset
+  far larger than the spread costs no digits (`divnorm._src.statistics`).
 
   Args:
     x: floating input of any rank.
@@ -65,18 +80,29 @@ def normalize(
       more whole axis of both fields. Under plain ``jit`` with a sharded input, XLA
       computes global statistics by itself: no argument is needed.
     return_centered: also return ``v`` (e.g. for `divnorm.l1_penalty`).
-    fast_variance: ``None`` (the library default) and ``False``: two-pass statistics,
-      accurate at any offset. ``True``: one-pass ``E[x^2] - E[x]^2`` sums, clamped at 0
-      (Flax's ``use_fast_variance=True``), for fields whose whole and grouped axes are the
-      same in A and B (BN, LN, IN, GN, and divisive norm across channels, whose windows
-      may differ); it loses digits when ``|E[x]| >> std(x)``.
+    fast_variance: ``None`` (the library default) and ``False``: two-pass statistics
+      (`statistics.two_pass`; `statistics.corrected_two_pass` for windowed fields over the
+      same whole axes). ``True`` (Flax's ``use_fast_variance=True``): one-pass sums
+      (`statistics.one_pass`), which read `x` once for both statistics, for fields whose
+      whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive norm
+      across channels, whose windows may differ). Both keep float32 accuracy at large
+      offsets: measured error against float64 at offsets 0, 1e4 and 1e6 (unit spread, every
+      preset) at most 9.5e-7 two-pass and 6.5e-6 one-pass, where Flax's one-pass is off
+      by 40 at 1e4 (``python -m benchmarks.numerics``; README, "Numerics").
 
   Returns:
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
     Statistics are computed in ``promote_types(x.dtype, float32)``.
 
+  Range: the offset costs nothing (the shift takes it out before anything is squared), but
+  the squares of the centered values are summed in the statistics dtype: in float32 a
+  field of ``n`` entries holds a spread ``|x - E_A[x]|`` up to about ``1.8e19 / sqrt(n)``
+  (1e17 for 32768 entries). Beyond it the statistics overflow and `y` is NaN, never a
+  silent 0; scale such inputs down by a power of two first (exact, and ``y`` is unchanged
+  when sigma is scaled with them).
+
   Raises:
-    TypeError: integer `x`, non-boolean mask, malformed field.
+    TypeError: integer `x`, non-boolean mask, malformed field, a non-bool flag.
     ValueError: bad axes or windows; NaN, inf, negative or shape-changing sigma; unknown
       border; mask shape; ``fast_variance=True`` for fields it does not serve.
   """
@@ -86,9 +112,78 @@ def normalize(
   check_border(border)
   sigma = check_sigma(sigma, stats_shape(x.shape, b))
   mask = check_mask(mask, x.shape)
-  y, stats = fast.normalized(x, sigma, a, b, border=border, mask=mask, axis_name=axis_name,
-                             fast_variance=fast_variance)
-  v = stats.v
+  return_centered = check_bool(return_centered, "return_centered")
+  dt = stat_dtype(x.dtype)
+  y, v, _ = normalized(x.astype(dt), jnp.asarray(sigma, dt), mask,
+                       pick_statistics(a, b, fast_variance), a, b, border, axis_name)
   if return_centered:
     return y.astype(x.dtype), v.astype(x.dtype)
   return y.astype(x.dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
+def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
+               a: Field, b: Field, border: str, axis_name) -> tuple[jax.Array, jax.Array, Stats]:
+  """``(y, v, Stats)`` of checked `x`, in the statistics dtype, over resolved fields.
+
+  ``E_A[x] = stats.shift + stats.mean``. The derivative is written out below.
+  """
+  stats = statistics(x, a, b, border=border, mask=mask, axis_name=axis_name)
+  v = select((x - stats.shift) - stats.mean, mask)  # v = x - E_A[x]
+  y = select(scale(v, stats.var, sigma), mask)  # y = v / sqrt(sigma^2 + E_B[v^2])
+  return y, v, stats
+
+
+@normalized.defjvp
+def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
+  """The derivative of `normalized`, for every strategy (they compute the same statistics).
+
+  ``dE_A[x] = E_A[dx]``, ``dE_B[v^2] = 2 E_B[v dx] - 2 E_B[v dE_A[x]]`` and
+  ``dy = (dx - dE_A[x]) r + v dr`` with ``r = 1 / sqrt(sigma^2 + E_B[v^2])``. Every
+  input-sized term is written from `x`, the tangent and statistic-sized arrays (``v`` is
+  recomputed, never stored), so reverse mode (the transpose) reads `x` and the cotangent
+  a few times and writes one gradient. Its ratio to JAX's own derivative of `normalized`:
+  BENCHMARKS.md, "The hand-written JVP".
+  """
+  x, sigma, mask = primals
+  dx, dsigma, _ = tangents
+  y, v, stats = normalized(x, sigma, mask, statistics, a, b, border, axis_name)
+  k, m = stats.shift, stats.mean
+  dt = x.dtype
+  count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
+  count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
+                              dtype=dt)
+  two = np.asarray(2.0, dt)
+  r = inverse_scale(stats.var, sigma)
+
+  def dr_of(dvar):  # d r = -r^3 (dE_B[v^2] + 2 sigma dsigma) / 2
+    return np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
+
+  pooled = a.pooled
+  dx_w = field_sum(dx, pooled, mask=mask, axis_name=axis_name)
+  dmean = divide_by_count(window_sum(dx_w, a.windows), count_a)
+  if (a.windows or b.windows) and pooled == b.pooled:
+    # Divisive norm across channels: m varies along the windowed axes but is constant
+    # over the whole axes W, so sums over W of m * t are m times sums of t: only
+    # u * dx = (x - k) * dx is summed at the input's size, and sum_W v = sum_W u - n m
+    # comes from the statistics.
+    u = [select(x - c, mask) for c in copies(k, 2)]
+    n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
+    t = (field_sum(u[0] * dx, pooled, mask=mask, axis_name=axis_name) - m * dx_w
+         - dmean * (stats.pooled - n * m))
+    dvar = two * divide_by_count(window_sum(t, b.windows), count_b)
+    dr = dr_of(dvar)
+    dy = dx * r + u[1] * dr - (dmean * r + m * dr)
+  else:
+    centered = [select((x - c) - d, mask) for c, d in copies((k, m), 3)]
+    dvar = two * divide_by_count(field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name),
+                                 count_b)
+    # - 2 E_B[v dE_A[x]]. With A == B and no windows it is 2 dE_A[x] E_A[v], and E_A[v] is
+    # 0 up to the rounding of the mean (~eps * std): below the float32 rounding of dvar.
+    if a != b:
+      dvar = dvar - two * divide_by_count(
+          field_sum(centered[1] * dmean, b, mask=mask, axis_name=axis_name), count_b)
+    dy = dx * r - dmean * r + centered[2] * dr_of(dvar)
+  dy = select(dy, mask)
+  dv = select(dx - dmean, mask)
+  return (y, v, stats), (dy, dv, Stats(jnp.zeros_like(k), dmean, dvar, dx_w))

@@ -7,7 +7,7 @@
 | batch_instance_norm   | Nam & Kim (2018)               | ``rho * BN + (1 - rho) * IN``           |
 | switchable_norm       | Luo et al. (2019)              | weighted IN, LN and BN statistics       |
 
-All statistics come from `divnorm._src.core.moments` and the running
+All statistics come from `divnorm._src.statistics.moments` and the running
 statistics are `divnorm.BatchStats`, so these share every numerical rule of the core.
 """
 
