@@ -26,9 +26,9 @@ from jax import lax
 
 import divnorm
 from benchmarks.timing import interleaved
+from divnorm import normalize
 from divnorm._src import families as F
 from divnorm._src import kernels as K
-from divnorm._src.suppression import weighted_normalize
 from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 SHAPES = ((100, 32, 32, 32), (128, 32, 32, 64))
@@ -49,7 +49,7 @@ def contenders(shape):
   nhwc = ("NHWC", "HWIO", "NHWC")
   fns = {  # name: (f(x, *params), params)
     "box DN 5x5": (lambda x: divnorm.divisive_norm(x, summation_window=5, sigma=0.5), ()),
-    "Gaussian DN 5x5": (lambda x: weighted_normalize(x, {1: g5, 2: g5, 3: None}, sigma=0.5),
+    "Gaussian DN 5x5": (lambda x: normalize(x, {1: g5, 2: g5, 3: None}, sigma=0.5),
                         ()),
     "weighted window 5x5": (lambda x, dw: weighted_sum(x, resolve_weighted_field(
         {(1, 2): K.Kernel(dw, 1, 3)}, x.shape)), (dw,)),

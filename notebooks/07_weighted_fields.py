@@ -62,8 +62,8 @@ import skimage.data
 import skimage.transform
 
 import divnorm
+from divnorm import normalize
 from divnorm._src import kernels as K
-from divnorm._src.suppression import weighted_normalize
 
 plt.rcParams["figure.dpi"] = 72
 
@@ -117,7 +117,7 @@ axes[0, 0].set(title="camera", xticks=[], yticks=[])
 axes[1, 0].imshow(image[crop], cmap="gray")
 axes[1, 0].set(title="crop", xticks=[], yticks=[])
 for column, (name, spec) in enumerate(ZOO.items(), start=1):
-  y, v = weighted_normalize(x, {1: 7, 2: 7}, spec, sigma=0.02, return_centered=True)
+  y, v = normalize(x, {1: 7, 2: 7}, spec, sigma=0.02, return_centered=True)
   y, v = np.asarray(y[0, :, :, 0]), np.asarray(v[0, :, :, 0])
   divisor = np.where(np.abs(y) > 1e-6, v / np.where(np.abs(y) > 1e-6, y, 1.0), np.nan)
   axes[0, column].imshow(divisor, cmap="magma")
@@ -162,7 +162,7 @@ def init(key):
 def learned_pool(z, params):
   pool = {(1, 2): K.learned_kernel(params["u"]), 3: K.learned_mixing(params["gamma"])}
   beta = divnorm.gdn.nonnegative(params["beta"], minimum=1e-6)
-  return weighted_normalize(z, None, pool, sigma=jnp.sqrt(beta), pool="sum")
+  return normalize(z, None, pool, sigma=jnp.sqrt(beta), pool="sum")
 
 
 def logits(params, x):

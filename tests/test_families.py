@@ -8,9 +8,9 @@ import pytest
 from jax.test_util import check_grads
 
 from divnorm import gdn as G
+from divnorm import normalize
 from divnorm._src import families as F
 from divnorm._src import kernels as K
-from divnorm._src.suppression import weighted_normalize
 from tests import reference_weighted as R
 
 X = np.random.default_rng(0).normal(size=(2, 4, 5, 8))
@@ -42,7 +42,7 @@ def test_gdn_tensorflow_compression_layer_cases(x64):
   np.testing.assert_allclose(gdn(), x / np.sqrt(1 + 0.1 * x**2), atol=1e-6)
   # Their fixed GDN with beta = 0, gamma = 1 (which divnorm.gdn refuses: beta > 0) is the
   # unified formula with sigma = 0: x / sum_j |x_j|.
-  y = weighted_normalize(x, None, {3: K.mixing(np.ones((4, 4)))}, alpha=1, epsilon=1,
+  y = normalize(x, None, {3: K.mixing(np.ones((4, 4)))}, alpha=1, epsilon=1,
                          pool="sum")
   np.testing.assert_allclose(y, x / np.sum(abs(x), -1, keepdims=True), atol=1e-6)
 
@@ -154,16 +154,16 @@ def test_weighted_divisive_norm_is_the_paper_formula(x64, border):
         (3,): ("whole",)}
   rb = {(1,): ("kernel", b[1].weights, 1, None), (2,): ("kernel", np.ones(3), 1, None),
         (3,): ("whole",)}
-  y = weighted_normalize(X, a, b, sigma=0.5, border=border, mask=mask)
+  y = normalize(X, a, b, sigma=0.5, border=border, mask=mask)
   np.testing.assert_allclose(y, _paper_formula(X, ra, rb, 0.5, border, mask), rtol=1e-10,
                              atol=1e-12)
 
 
-def test_weighted_normalize_at_a_large_offset():
+def test_weighted_fields_at_a_large_offset():
   """float32 at an offset of 1e4: the shift keeps the digits (float64 reference)."""
   x = X[:, :, :, :4] + 1e4
   a = {1: K.gaussian(5, sigma=1.0), 2: K.gaussian(5, sigma=1.0), 3: None}
-  y = weighted_normalize(jnp.asarray(x, jnp.float32), a, sigma=0.1)
+  y = normalize(jnp.asarray(x, jnp.float32), a, sigma=0.1)
   ra = {(1,): ("kernel", a[1].weights, 1, None), (2,): ("kernel", a[2].weights, 1, None),
         (3,): ("whole",)}
   np.testing.assert_allclose(y, _paper_formula(x, ra, ra, 0.1), atol=2e-3)
@@ -172,8 +172,8 @@ def test_weighted_normalize_at_a_large_offset():
 def test_axis_name_agrees_with_the_batch_axis_whole():
   x = jnp.asarray(X, jnp.float32)
   spec = {0: None, 1: K.gaussian(3, sigma=1.0), 3: None}
-  full = weighted_normalize(x, spec, {0: None, 2: K.exponential(3, scale=1.0), 3: None})
-  mapped = jax.jit(jax.vmap(lambda e: weighted_normalize(
+  full = normalize(x, spec, {0: None, 2: K.exponential(3, scale=1.0), 3: None})
+  mapped = jax.jit(jax.vmap(lambda e: normalize(
     e, {0: K.gaussian(3, sigma=1.0), 2: None}, {1: K.exponential(3, scale=1.0), 2: None},
     axis_name="batch"), axis_name="batch"))(x)
   np.testing.assert_allclose(mapped, full, rtol=2e-5, atol=2e-5)
@@ -181,12 +181,12 @@ def test_axis_name_agrees_with_the_batch_axis_whole():
 
 def test_errors():
   with pytest.raises(ValueError, match="alpha"):
-    weighted_normalize(X, None, {3: K.mixing(np.eye(8))}, alpha=0.0)
+    normalize(X, None, {3: K.mixing(np.eye(8))}, alpha=0.0)
   with pytest.raises(ValueError, match="pool"):
-    weighted_normalize(X, (3,), pool="max")
-  with pytest.raises(ValueError, match="suppression field"):
-    weighted_normalize(X, None)
+    normalize(X, (3,), pool="max")
+  with pytest.raises(TypeError, match="suppression field"):
+    normalize(X, None)
   with pytest.raises(ValueError, match="zeros_with_divisor_bug"):
-    weighted_normalize(X, {1: K.gaussian(3, sigma=1.0)}, border="zeros_with_divisor_bug")
+    normalize(X, {1: K.gaussian(3, sigma=1.0)}, border="zeros_with_divisor_bug")
   with pytest.raises(ValueError, match="static width"):
     K.exponential(scale=jnp.asarray(2.0))

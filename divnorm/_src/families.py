@@ -1,7 +1,7 @@
 r"""The divisive normalizations of neuroscience and image compression, in the unified formula.
 
-Each preset is a few lines over `weighted_normalize` (``y = v (sigma^2 + P_B[|v|^alpha])
-^(-epsilon)``; `divnorm._src.suppression`) with its paper's parameter names; each docstring
+Each preset is a few lines over `divnorm.normalize` (``y = v / (sigma^2 + P_B[|v|^alpha])
+^epsilon``, no centering, ``P_B`` a weighted sum) with its paper's parameter names; each docstring
 gives the formula, the source it was read from and the paper's initialization. GDN and
 IGDN are `divnorm.gdn.gdn` and `divnorm.gdn.igdn`.
 
@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import channel_axis_index, check_input
+from divnorm._src.core import normalize
 from divnorm._src.kernels import Kernel, Mixing, miller_width
 from divnorm._src.reductions import stat_dtype
-from divnorm._src.suppression import abs_power, power_scale, weighted_normalize
+from divnorm._src.statistics import abs_power
 from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 
@@ -77,7 +78,7 @@ def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
   # k (1 + alpha / lambda S) = k + sum_j (k alpha / lambda) e^{-|j| / lambda} a_{c+j}^2
   weights = k * alpha / lamb * jnp.exp(-j / lamb)
   t = jnp.square(a.astype(dt))
-  return weighted_normalize(t, None, {c: Kernel(weights)}, sigma=jnp.sqrt(k), alpha=1.0,
+  return normalize(t, None, {c: Kernel(weights)}, sigma=jnp.sqrt(k), alpha=1.0,
                             epsilon=beta, pool="sum").astype(a.dtype)
 
 
@@ -111,7 +112,7 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Arra
   e = abs_power(jnp.maximum(x.astype(dt), jnp.zeros((), dt)), n)
   field = {_spatial(x.ndim, c): Kernel(_as(u, dt)), c: Mixing(jnp.abs(_as(v, dt)).T)}
   semisaturation = abs_power(_per_channel(eta, c, x.ndim, dt), n)
-  return weighted_normalize(e, None, field, sigma=jnp.sqrt(semisaturation), alpha=1.0,
+  return normalize(e, None, field, sigma=jnp.sqrt(semisaturation), alpha=1.0,
                             epsilon=1.0, pool="sum").astype(x.dtype)
 
 
@@ -176,11 +177,11 @@ def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist:
   ring[tuple(n // 2 for n in ring.shape)] = 0.0
   center = resolve_weighted_field({c: Mixing(group_mixing(_as(gamma_k, dt), group_size))},
                                   x.shape)
-  surround = resolve_weighted_field(
-      {_spatial(x.ndim, c): Kernel(gamma_s * ring[..., None], surround_dist, c)}, x.shape)
-  pool = weighted_sum(t, center) + weighted_sum(t, surround)
-  denominator = pool + _per_channel(beta, c, x.ndim, dt) + np.asarray(beta_min, dt)
-  return power_scale(xs, denominator, 0.5).astype(x.dtype)
+  surround = {_spatial(x.ndim, c): Kernel(gamma_s * ring[..., None], surround_dist, c)}
+  # The centre pool is a per-position constant beside the surround's: sigma^2 carries it.
+  constant = (weighted_sum(t, center) + _per_channel(beta, c, x.ndim, dt)
+              + np.asarray(beta_min, dt))
+  return normalize(xs, None, surround, sigma=jnp.sqrt(constant), pool="sum").astype(x.dtype)
 
 
 def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
@@ -225,5 +226,5 @@ def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,
   t = jnp.square(x.astype(dt))
   field = {_spatial(x.ndim, c): Kernel(_as(weights, dt), 1, c)}
   constant = jnp.square(_per_channel(sigma, c, x.ndim, dt)) + np.asarray(offset, dt)
-  return weighted_normalize(t, None, field, sigma=jnp.sqrt(constant), alpha=1.0, epsilon=1.0,
+  return normalize(t, None, field, sigma=jnp.sqrt(constant), alpha=1.0, epsilon=1.0,
                             pool="sum").astype(x.dtype)

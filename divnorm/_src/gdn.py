@@ -36,10 +36,10 @@ from divnorm._src.checks import (
   describe,
   is_concrete,
 )
+from divnorm._src.core import normalize
 from divnorm._src.kernels import Mixing
 from divnorm._src.nonnegative import OFFSET, nonnegative
 from divnorm._src.reductions import stat_dtype
-from divnorm._src.suppression import weighted_normalize
 
 PEDESTAL = OFFSET**2
 BETA_MIN = 1e-6
@@ -137,7 +137,7 @@ def gdn(
   dt = stat_dtype(x.dtype)
   sigma = jnp.sqrt(beta.astype(dt)).reshape(tuple(channels if a == c else 1
                                                   for a in range(x.ndim)))
-  return weighted_normalize(x, None, {c: Mixing(gamma)}, sigma=sigma, alpha=alpha,
+  return normalize(x, None, {c: Mixing(gamma)}, sigma=sigma, alpha=alpha,
                             epsilon=-epsilon if inverse else epsilon, pool="sum")
 
 

@@ -109,6 +109,13 @@ def _check_fit(axes, op, shape, whole, role: str) -> None:
           f"{op.window + (shape[along],)}.")
 
 
+def is_weighted(spec) -> bool:
+  """Whether `spec` names a kernel or a mixing (else it is `divnorm.resolve_field`'s)."""
+  return isinstance(spec, WeightedField) or isinstance(spec, Mapping) and any(
+      isinstance(key, tuple) or isinstance(value, Kernel | Mixing)
+      for key, value in spec.items())
+
+
 def resolve_weighted_field(spec, shape: tuple[int, ...], *, role: str = "field") -> WeightedField:
   """Checks a (possibly weighted) field spec against an input of `shape`.
 
@@ -120,7 +127,7 @@ def resolve_weighted_field(spec, shape: tuple[int, ...], *, role: str = "field")
   if isinstance(spec, WeightedField):
     return spec
   ndim = len(shape)
-  if not isinstance(spec, Mapping):
+  if not is_weighted(spec):
     return WeightedField(resolve_field(spec, ndim, role=role))
   plain, ops, seen = {}, [], set()
   for key, value in spec.items():
