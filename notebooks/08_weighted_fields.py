@@ -14,9 +14,9 @@
 # ---
 
 # %% [markdown]
-# # 7. Weighted and learned fields
+# # 8. Weighted and learned fields
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/divnorm-org/divnorm/blob/main/notebooks/07_weighted_fields.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/divnorm-org/divnorm/blob/main/notebooks/08_weighted_fields.ipynb)
 #
 # Ren et al.'s fields are boxes: every entry of a window counts the same. The divisive
 # normalizations of neuroscience and image compression weight their pools, and many learn
@@ -63,7 +63,8 @@ import skimage.transform
 
 import divnorm
 from divnorm import normalize
-from divnorm._src import kernels as K
+from divnorm import kernels as K
+from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 plt.rcParams["figure.dpi"] = 72
 
@@ -86,7 +87,6 @@ def kernel_image(spec, size=9):
   """The field's weights around the centre of a size x size grid (its response to a point)."""
   point = np.zeros((1, size, size, 1))
   point[0, size // 2, size // 2, 0] = 1.0
-  from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
   return np.asarray(weighted_sum(jnp.asarray(point), resolve_weighted_field(
     spec, point.shape)))[0, ::-1, ::-1, 0]
 
