@@ -2,31 +2,21 @@
 
 One run, within ``--budget_s`` seconds of wall time (default 330: the device machine allows
 six minutes, start-up and compilation included), that writes as it goes under ``--out``
-(the device machine's ``$OUT``):
+(the device machine's ``$OUT``): ``device_check.md`` (the tables, to paste under a "GPU"
+section of BENCHMARKS.md), ``device_check.json`` (every raw number), ``pytest.txt`` (the
+core's numerics tests, run on the device) and ``device_check.log`` (the progress lines).
 
-- ``device_check.md``: the tables, ready to paste under a "GPU" section of BENCHMARKS.md;
-- ``device_check.json``: every raw number (per-round seconds, compile times, errors);
-- ``pytest.txt``: the core's numerics tests, run on the device;
-- ``device_check.log``: the progress lines also printed on stdout.
-
-Sections, in order (the environment first):
-
-1. ``ops``: every preset (BN, LN, IN, GN, RMS) and divisive norm across channels against its
-   flax.linen equivalent (DN against flax LayerNorm over the same tensor), forward and
-   forward+backward, each divnorm ``fast_variance`` mode against flax's same mode
-   (``use_fast_variance``), float32 and bfloat16; and, from the same rounds,
-2. the achieved bandwidth as a fraction of a copy of the same tensor (the floor);
-3. ``window``: divisive norm's window width, 3 to 31;
-4. ``models``: train steps per second of the paper's CIFAR CNN and a 2-layer LSTM language
-   model, divnorm's modules against the same models with flax's;
-5. ``pytest``: the core's numerics tests on the device (a subprocess with a time limit).
-
-Each section has a share of the budget; time a section leaves unused passes to the next.
-A unit of work (one shape and dtype, one model family) that would not fit is skipped and
-marked so, and the files are rewritten after every unit, so a slow section never loses the
-tables already measured. Every comparison is a ratio of interleaved rounds (A B A B ...,
-the order rotated each round), as a median and its min-max; absolute times are given
-beside the ratios, never instead of them.
+Sections, in order: ``ops`` (every preset and divisive norm against its flax.linen
+equivalent, forward and forward+backward, each ``fast_variance`` mode against flax's same
+mode, float32 and bfloat16, with the achieved bandwidth against a copy), ``window`` (DN's
+window width), ``models`` (train steps of the paper's CNN and a 2-layer LSTM LM, divnorm's
+modules against flax's), ``pytest``. This file is the driver: the contenders come from
+`benchmarks.contenders`, the interleaved timing from `benchmarks.timing`, XLA's numbers from
+`benchmarks.xla`, the networks from `benchmarks.models`, the tests' runner from
+`benchmarks.device_pytest` and the output from `benchmarks.device_report`. What is here:
+the budget (each section has a share; time one leaves unused passes on; a unit that would
+not fit is skipped, compilations still running at a deadline are abandoned) and the
+compilation of every function of a unit in parallel threads.
 
     bash benchmarks/device_check.sh                                  # on the device ($OUT)
     python -m benchmarks.device_check --quick --out /tmp/dc          # CPU smoke run (CI)
@@ -47,37 +37,32 @@ import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import functools  # noqa: E402
 import importlib.metadata  # noqa: E402
-import inspect  # noqa: E402
-import json  # noqa: E402
 import pathlib  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import traceback  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
-import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import divnorm  # noqa: E402
-from benchmarks import contenders, timing  # noqa: E402
-from divnorm import linen as dnn  # noqa: E402
+from benchmarks import contenders, models, timing, xla  # noqa: E402
+from benchmarks.device_pytest import run_pytest  # noqa: E402
+from benchmarks.device_report import Report, ratio_of  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SIGMA = contenders.SIGMA  # presets: flax epsilon = SIGMA ** 2
-DN_SIGMA = contenders.DN_SIGMA
+SIGMA, DN_SIGMA = contenders.SIGMA, contenders.DN_SIGMA  # presets: flax epsilon = SIGMA ** 2
 MODES = {"default": None, "one-pass": True, "two-pass": False}
 VARIANCE_PRESETS = ("BN", "LN", "IN", "GN", "DN")  # RMS has no mean, hence no variance modes
 # Shares of the budget, in running order; each section ends by its cumulative share.
 SHARES = {"ops": 0.45, "window": 0.07, "models": 0.18, "pytest": 0.30}
-CORE_TESTS = ("tests/test_presets.py", "tests/test_grouped_fields.py", "tests/test_normalize.py",
-              "tests/test_properties.py")
+# Train-step comparisons: divnorm's module against flax's (the LSTM's DN against flax LN).
+CNN_REFS = {"BN": "flax BN", "LN": "flax LN", "DN": "flax LN", "DN*": "flax LN"}
+LSTM_REFS = {"LN": "flax LN", "DN": "flax LN"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +119,8 @@ QUICK = Config(
 )
 
 
-# ---- clock, log, output ------------------------------------------------------------------
+
+# ---- the budget ----------------------------------------------------------------------------
 
 class Clock:
   """The global deadline and each section's share of it."""
@@ -160,59 +146,8 @@ class Clock:
     return deadline - time.monotonic()
 
 
-class Report:
-  """Results so far; `write` rewrites the markdown, the JSON and the log."""
 
-  def __init__(self, out: pathlib.Path, command: str):
-    self.out = out
-    self.command = command
-    self.data: dict = {"command": command, "env": {}, "sections": {}}
-    self._log = out / "device_check.log"
-    self._log.write_text("")
-
-  def log(self, msg: str) -> None:
-    line = f"[{Clock.elapsed():6.1f}s] {msg}"
-    print(line, flush=True)
-    with open(self._log, "a") as f:
-      f.write(line + "\n")
-
-  def section(self, name: str) -> dict:
-    return self.data["sections"].setdefault(
-        name, {"status": "not started", "wall_s": 0.0, "compile_s": 0.0, "units": [],
-               "notes": []})
-
-  def write(self) -> None:
-    self.data["elapsed_s"] = Clock.elapsed()
-    (self.out / "device_check.json").write_text(json.dumps(self.data, indent=1, default=_jsonable))
-    (self.out / "device_check.md").write_text(render(self.data))
-
-
-def _jsonable(obj):
-  if isinstance(obj, timing.Ratio):
-    return {"median": obj.median, "low": obj.low, "high": obj.high}
-  if isinstance(obj, np.generic):
-    return obj.item()
-  return str(obj)
-
-
-def _ratio(values) -> timing.Ratio:
-  return timing.Ratio(statistics.median(values), min(values), max(values))
-
-
-def _r(d) -> str:
-  """A ratio (its JSON form) as ``median (low-high)``, or "n/a"."""
-  if not d:
-    return "n/a"
-  if isinstance(d, timing.Ratio):
-    return str(d)
-  return f"{d['median']:.2f} ({d['low']:.2f}-{d['high']:.2f})"
-
-
-def _ms(s) -> str:
-  return "n/a" if s is None else f"{s * 1e3:.3g}"
-
-
-# ---- compiling and timing ----------------------------------------------------------------
+# ---- compiling: every function of a unit at once ---------------------------------------------
 
 COMPILE_LOG: list[dict] = []
 
@@ -260,32 +195,10 @@ def compile_all(jitted: dict, args, pool, errors: dict, deadline: float
   return exes, time.monotonic() - start, total
 
 
-def interleaved(calls: dict, *, rounds: int, target_s: float, deadline: float,
-                min_rounds: int = 2) -> timing.Timings:
-  """`timing.interleaved` that stops after `min_rounds` once `deadline` has passed."""
-  names = list(calls)
-  reps = {n: timing.calls_per_round(calls[n], target_s=target_s) for n in names}
-  seconds: dict[str, list[float]] = {n: [] for n in names}
-  for r in range(rounds):
-    if r >= min_rounds and time.monotonic() > deadline:
-      break
-    k = r % len(names)
-    for n in names[k:] + names[:k]:
-      fn, n_calls = calls[n], reps[n]
-      start = time.perf_counter()
-      for _ in range(n_calls):
-        out = fn()
-      jax.block_until_ready(out)
-      seconds[n].append((time.perf_counter() - start) / n_calls)
-  return timing.Timings(seconds)
-
 
 def _bytes_accessed(exe) -> float:
   try:
-    cost = exe.cost_analysis()
-    if isinstance(cost, list | tuple):
-      cost = cost[0]
-    return float(cost.get("bytes accessed", float("nan")))
+    return xla.bytes_accessed(exe)
   except Exception:  # noqa: BLE001 - a backend without cost analysis
     return float("nan")
 
@@ -296,106 +209,43 @@ def inputs(shape, dtype: str):
   return x, w
 
 
-# ---- section 1 and 2: presets and DN against flax, like for like, and bandwidth ----------
-
-def _accepts(fn: Callable, name: str) -> bool:
-  try:
-    return name in inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    return False
-
-
-def _flax_has_fast(cls) -> bool:
-  return "use_fast_variance" in getattr(cls, "__dataclass_fields__", {})
-
-
-def _flax_fn(module: nn.Module, shape, *, mutable=False) -> Callable:
-  # No parameters (affine off); BN's running statistics only receive updates in training
-  # mode, so zeros of the right shapes serve, without running (compiling) `init` op by op.
-  shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros(shape, jnp.float32))
-  variables = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-  if mutable:
-    return lambda x: module.apply(variables, x, mutable=["batch_stats"])
-  return lambda x: module.apply(variables, x)
-
-
-def _divnorm_modes(fn: Callable, preset: str, **kwargs) -> dict:
-  """Mode -> divnorm function (None where the mode does not apply or is not offered)."""
-  if preset not in VARIANCE_PRESETS or not _accepts(fn, "fast_variance"):
-    return {"default": functools.partial(fn, **kwargs), "one-pass": None, "two-pass": None}
-  return {m: functools.partial(fn, fast_variance=fv, **kwargs) for m, fv in MODES.items()}
-
-
-def _flax_modes(cls, preset: str, shape, *, mutable=False, **kwargs) -> dict:
-  """Mode -> (name suffix, flax function); flax's default is the module's own default."""
-  if preset not in VARIANCE_PRESETS or not _flax_has_fast(cls):
-    f = _flax_fn(cls(**kwargs), shape, mutable=mutable)
-    return {"default": ("default", f), "one-pass": None, "two-pass": None}
-  fast = {v: _flax_fn(cls(use_fast_variance=v, **kwargs), shape, mutable=mutable)
-          for v in (True, False)}
-  default = cls.__dataclass_fields__["use_fast_variance"].default
-  name = {True: "one-pass", False: "two-pass"}
-  return {"default": (name[default], fast[default]), "one-pass": ("one-pass", fast[True]),
-          "two-pass": ("two-pass", fast[False])}
-
+# ---- sections 1 and 2: presets and DN against flax, like for like, and bandwidth -----------
 
 def op_contenders(shape, width: int, refused: dict) -> tuple[dict, list]:
   """Contender name -> f(x), and the comparisons ``(preset, mode, ours, flax)``.
 
-  A variance mode that divnorm refuses for a preset on this shape (a ValueError) is left
-  out, its message put in `refused`.
+  divnorm's functions in each `fast_variance` mode (`contenders.divnorm_presets`) against
+  flax's in the same `use_fast_variance` mode (`contenders.flax_presets`; "default" is each
+  library's own default); DN across all channels against flax LayerNorm over the same
+  tensor. A mode that divnorm refuses on this shape (a ValueError) is left out, its message
+  put in `refused`.
   """
-  eps = SIGMA**2
-  nd = len(shape)
-  all_axes = tuple(range(1, nd))
-  groups = 8 if shape[-1] % 8 == 0 else 1
-  ours = {
-      "BN": _divnorm_modes(functools.partial(divnorm.batch_norm, training=True), "BN",
-                           sigma=SIGMA),
-      "LN": _divnorm_modes(divnorm.layer_norm, "LN", reduction_axes=all_axes, sigma=SIGMA),
-      "IN": _divnorm_modes(divnorm.instance_norm, "IN", sigma=SIGMA) if nd >= 3 else None,
-      "GN": _divnorm_modes(divnorm.group_norm, "GN", num_groups=groups, sigma=SIGMA),
-      "RMS": _divnorm_modes(divnorm.rms_norm, "RMS", sigma=SIGMA),  # the last axis, as the suite
-      "DN": _divnorm_modes(divnorm.divisive_norm, "DN", summation_window=width,
-                           sigma=DN_SIGMA),
-  }
-  # batch_norm takes its running statistics as the second argument: bind them.
-  stats = divnorm.batch_stats_init(shape)
-  ours["BN"] = {m: (None if f is None else (lambda x, f=f: f(x, stats)))
-                for m, f in ours["BN"].items()}
-  off = {"use_scale": False, "use_bias": False}
-  theirs = {
-      "BN": _flax_modes(nn.BatchNorm, "BN", shape, mutable=True, use_running_average=False,
-                        epsilon=eps, **off),
-      "LN": _flax_modes(nn.LayerNorm, "LN", shape, epsilon=eps, reduction_axes=all_axes, **off),
-      "IN": _flax_modes(nn.InstanceNorm, "IN", shape, epsilon=eps, **off) if nd >= 3 else None,
-      "GN": _flax_modes(nn.GroupNorm, "GN", shape, num_groups=groups, epsilon=eps, **off),
-      "RMS": _flax_modes(nn.RMSNorm, "RMS", shape, epsilon=eps, use_scale=False),
-  }
-  theirs["DN"] = theirs["LN"]  # DN against flax LayerNorm over the same tensor
-  fns = {"copy": contenders.copy}
-  pairs = []
+  flax_default = {"one-pass": contenders.flax_presets(shape, use_fast_variance=True),
+                  "two-pass": contenders.flax_presets(shape, use_fast_variance=False)}
+  default_mode = "one-pass"  # flax's default: use_fast_variance=True
+  fns, pairs = {"copy": contenders.copy}, []
   probe = jax.ShapeDtypeStruct(shape, jnp.float32)
-  for preset, modes in ours.items():
-    if modes is None:
-      continue
-    for mode in ("one-pass", "two-pass"):
-      try:  # a mode the library refuses for these fields (e.g. one-pass DN on [B, D])
-        if modes[mode] is not None:
-          jax.eval_shape(modes[mode], probe)
-      except ValueError as e:
-        modes[mode] = None
-        refused[f"{preset} {mode}"] = str(e)
-    flax_preset = "LN" if preset == "DN" else preset
-    label = preset if preset != "DN" else (
-        f"DN {width}x{width}" if nd > 2 else f"DN {width}")
-    for mode, f in modes.items():
-      if f is None or theirs[preset][mode] is None:
+  dn_label = f"DN {width}x{width}" if len(shape) > 2 else f"DN {width}"
+  for mode, fv in MODES.items():
+    ours = contenders.divnorm_presets(shape, fast_variance=fv)
+    ours["DN"] = functools.partial(divnorm.divisive_norm, summation_window=width,
+                                   sigma=DN_SIGMA, fast_variance=fv)
+    flax_mode = default_mode if mode == "default" else mode
+    for preset, f in ours.items():
+      if mode != "default" and preset not in VARIANCE_PRESETS:
         continue
-      suffix, g = theirs[preset][mode]
+      if mode != "default":
+        try:  # a mode the library refuses for these fields (e.g. one-pass DN on [B, D])
+          jax.eval_shape(f, probe)
+        except ValueError as e:
+          refused[f"{preset} {mode}"] = str(e)
+          continue
+      flax_preset = "LN" if preset == "DN" else preset
+      label = dn_label if preset == "DN" else preset
+      suffix = flax_mode if preset in VARIANCE_PRESETS else "default"  # RMS: no modes
       ours_name, flax_name = f"{label} {mode}", f"flax {flax_preset} {suffix}"
       fns[ours_name] = f
-      fns[flax_name] = g
+      fns[flax_name] = flax_default[flax_mode][flax_preset]
       pairs.append((label, mode, ours_name, flax_name))
   return fns, pairs
 
@@ -423,7 +273,7 @@ def ops_unit(label: str, shape, width: int, dtype: str, cfg: Config, pool,
     if time.monotonic() > deadline:
       unit["errors"][ps] = "not timed: the deadline passed"
       continue
-    t = interleaved(calls, rounds=cfg.rounds, target_s=cfg.target_s, deadline=deadline)
+    t = timing.interleaved(calls, rounds=cfg.rounds, target_s=cfg.target_s, deadline=deadline)
     unit["seconds"][ps] = t.seconds
     unit["rounds"] = min(len(t.seconds["copy"]), unit.get("rounds", cfg.rounds))
     for preset, mode, ours, theirs in pairs:
@@ -439,7 +289,7 @@ def ops_unit(label: str, shape, width: int, dtype: str, cfg: Config, pool,
     for n in calls:
       frac = [factor * c / s for c, s in zip(copy_s, t.seconds[n], strict=True)]
       unit["bandwidth"].append({"contender": n, "pass": ps, "gbps": min_bytes / t.median(n) / 1e9,
-                                "fraction_of_copy": _ratio(frac)})
+                                "fraction_of_copy": ratio_of(frac)})
   unit["copy_gbps"] = 2 * nbytes / statistics.median(unit["seconds"]["fwd"]["copy"]) / 1e9 \
       if "fwd" in unit["seconds"] else None
   for (ps, n), e in exes.items():
@@ -448,16 +298,14 @@ def ops_unit(label: str, shape, width: int, dtype: str, cfg: Config, pool,
   return unit
 
 
-# ---- section 3: window width --------------------------------------------------------------
+# ---- section 3: window width ----------------------------------------------------------------
 
 def window_unit(shape, widths, cfg: Config, pool, deadline: float) -> dict:
   """Forward+backward of DN per window width, interleaved with flax LN and the copy."""
   unit = {"shape": list(shape), "dtype": "float32", "errors": {}}
   x, w = inputs(shape, "float32")
-  fns = {f"DN {k}": functools.partial(divnorm.divisive_norm, summation_window=k,
-                                      sigma=DN_SIGMA) for k in widths}
-  fns["flax LN"] = _flax_fn(nn.LayerNorm(epsilon=SIGMA**2, reduction_axes=tuple(
-      range(1, len(shape))), use_scale=False, use_bias=False), shape)
+  fns = {f"DN {k}": contenders.divisive(shape, k)["DN"] for k in widths}
+  fns["flax LN"] = contenders.flax_presets(shape)["LN"]
   fns["copy"] = contenders.copy
   exes, wall, total = compile_all(
       {n: contenders.forward_backward(f) for n, f in fns.items()}, (x, w), pool, unit["errors"],
@@ -466,8 +314,8 @@ def window_unit(shape, widths, cfg: Config, pool, deadline: float) -> dict:
   if not exes or time.monotonic() > deadline:
     unit["errors"]["timing"] = "not timed: the deadline passed"
     return unit
-  t = interleaved({n: (lambda e=e: e(x, w)) for n, e in exes.items()}, rounds=cfg.rounds,
-                  target_s=cfg.target_s, deadline=deadline)
+  t = timing.interleaved({n: (lambda e=e: e(x, w)) for n, e in exes.items()}, rounds=cfg.rounds,
+                         target_s=cfg.target_s, deadline=deadline)
   unit["seconds"] = t.seconds
   unit["rounds"] = len(next(iter(t.seconds.values())))
   first = f"DN {widths[0]}"
@@ -482,145 +330,14 @@ def window_unit(shape, widths, cfg: Config, pool, deadline: float) -> dict:
     if "flax LN" in exes:
       row["vs_flax_ln"] = t.ratio(n, "flax LN")
     if "copy" in exes:
-      row["fraction_of_copy"] = _ratio(
+      row["fraction_of_copy"] = ratio_of(
           [1.5 * c / s for c, s in zip(t.seconds["copy"], t.seconds[n], strict=True)])
     rows.append(row)
   unit["rows"] = rows
   return unit
 
 
-# ---- section 4: models ---------------------------------------------------------------------
-
-class CNN(nn.Module):
-  """The paper's CIFAR CNN: three 5x5 conv layers, each conv -> norm -> ReLU -> pool.
-
-  Attributes:
-    norm: layer index -> a new normalizer module, or None (the baseline).
-  """
-
-  norm: Callable
-  num_classes: int = 10
-
-  @nn.compact
-  def __call__(self, x_BxHxWxC):
-    x = x_BxHxWxC
-    for i, (features, pool) in enumerate(((32, nn.max_pool), (32, nn.avg_pool),
-                                          (64, nn.avg_pool))):
-      x = nn.Conv(features, (5, 5), padding="SAME")(x)
-      layer = self.norm(i)
-      if layer is not None:
-        x = layer(x)
-      x = pool(nn.relu(x), (3, 3), strides=(2, 2), padding="SAME")
-    x = nn.Dense(64)(x.reshape(x.shape[0], -1))
-    return nn.Dense(self.num_classes)(x)
-
-
-CNN_WINDOWS = (5, 3, 3)  # the paper's DN windows per layer
-
-
-def cnn_variants() -> dict[str, Callable]:
-  """Variant -> the normalizer factory; the paper's CIFAR-10 sigma and L1 settings."""
-  return {
-      "baseline": lambda i: None,
-      "flax BN": lambda i: nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-4),
-      "BN": lambda i: dnn.BatchNorm(use_running_average=False, momentum=0.9, sigma=1e-2),
-      "flax LN": lambda i: nn.LayerNorm(reduction_axes=(1, 2, 3), epsilon=1e-4),
-      "LN": lambda i: dnn.LayerNorm(reduction_axes=(1, 2, 3), sigma=1e-2),
-      "DN": lambda i: dnn.DivisiveNorm(summation_window=CNN_WINDOWS[i], sigma=0.5),
-      "DN*": lambda i: dnn.DivisiveNorm(summation_window=CNN_WINDOWS[i], sigma=0.5,
-                                        l1_alpha=0.005),
-  }
-
-
-CNN_REFS = {"BN": "flax BN", "LN": "flax LN", "DN": "flax LN", "DN*": "flax LN"}
-
-
-class LSTMCell(nn.Module):
-  """One LSTM step; ``W[x, h] + b`` split into gates, each normalized by its own module."""
-
-  hidden: int
-  norm: Callable | None = None  # () -> a new normalizer module
-
-  @nn.compact
-  def __call__(self, carry, x_BxD):
-    c, h = carry
-    z = nn.Dense(4 * self.hidden)(jnp.concatenate([x_BxD, h], axis=-1))
-    gates = jnp.split(z, 4, axis=-1)
-    if self.norm is not None:
-      gates = [self.norm()(g) for g in gates]
-    i, j, f, o = gates
-    c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(j)
-    h = nn.sigmoid(o) * jnp.tanh(c if self.norm is None else self.norm()(c))
-    return (c, h), h
-
-
-class LSTMLM(nn.Module):
-  """A 2-layer LSTM language model (the paper's PTB setup)."""
-
-  vocab: int
-  hidden: int
-  norm: Callable | None = None
-
-  @nn.compact
-  def __call__(self, tokens_BxT):
-    x = nn.Embed(self.vocab, self.hidden)(tokens_BxT)
-    scan = nn.scan(LSTMCell, variable_broadcast="params", split_rngs={"params": False},
-                   in_axes=1, out_axes=1)
-    for layer in range(2):
-      zeros = jnp.zeros((x.shape[0], self.hidden), x.dtype)
-      _, x = scan(self.hidden, self.norm, name=f"lstm_{layer}")((zeros, zeros), x)
-    return nn.Dense(self.vocab)(x)
-
-
-def lstm_variants(dn_window: int) -> dict[str, Callable | None]:
-  """LN-s on the gates (sigma 1, no affine), flax against divnorm; DN on the gates."""
-  return {
-      "baseline": None,
-      "flax LN": lambda: nn.LayerNorm(epsilon=1.0, use_scale=False, use_bias=False),
-      "LN": lambda: dnn.LayerNorm(sigma=1.0, use_scale=False, use_bias=False),
-      "DN": lambda: dnn.DivisiveNorm(summation_window=dn_window, sigma=1.0),
-  }
-
-
-LSTM_REFS = {"LN": "flax LN", "DN": "flax LN"}
-
-
-def train_step(model: nn.Module, tx, loss_of_output: Callable):
-  """A jitted step of ``loss(model(x)) + every sown penalty``; batch statistics updated."""
-
-  def loss_fn(params, state, x, y):
-    out, updates = model.apply({"params": params, **state}, x,
-                               mutable=["batch_stats", "losses"])
-    penalty = sum(jnp.sum(v) for v in jax.tree.leaves(updates.get("losses", {})))
-    new_state = {k: v for k, v in updates.items() if k != "losses"}
-    return loss_of_output(out, y) + penalty, new_state
-
-  def step(params, state, opt_state, x, y):
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, x, y)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_state, opt_state, loss
-
-  return jax.jit(step)
-
-
-def _variables(model: nn.Module, x, rng: np.random.Generator) -> dict:
-  """The model's variables without running `init` (which compiles, or runs op by op).
-
-  Only the speed is measured, so weights and biases are N(0, 0.05^2) draws of the right
-  shapes; scales start at 1 and running statistics at mean 0 and variance 1, as flax's and
-  divnorm's do.
-  """
-  shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-
-  def leaf(path, s):
-    collection, name = (getattr(k, "key", None) for k in (path[0], path[-1]))
-    if collection == "params" and name != "scale":
-      return jnp.asarray(0.05 * rng.normal(size=s.shape), s.dtype)
-    fill = 1.0 if name in ("var", "scale") else 0.0
-    return jnp.full(s.shape, fill, s.dtype)
-
-  return jax.tree_util.tree_map_with_path(leaf, shapes)
-
+# ---- section 4: train steps ----------------------------------------------------------------
 
 def _xent(logits, labels):
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
@@ -628,14 +345,15 @@ def _xent(logits, labels):
 
 
 def model_unit(family: str, cfg: Config, pool, deadline: float) -> dict:
-  """Steps per second of every variant of one model family, interleaved."""
+  """Steps per second of every variant of one model family (`benchmarks.models`), interleaved."""
   unit = {"family": family, "errors": {}}
   rng = np.random.default_rng(0)
   if family == "CNN":
     c = cfg.cnn
     x = jnp.asarray(rng.normal(size=(c["batch"], *c["image"])), jnp.float32)
     y = jnp.asarray(rng.integers(0, c["classes"], size=c["batch"]), jnp.int32)
-    models = {n: CNN(norm=f, num_classes=c["classes"]) for n, f in cnn_variants().items()}
+    nets = {n: models.PluggableCNN(norm=f, num_classes=c["classes"])
+            for n, f in models.pluggable_cnn_norms().items()}
     tx = optax.sgd(1e-3, momentum=0.9)
     refs, variants = CNN_REFS, cfg.cnn_variants
     unit["setup"] = (f"batch {c['batch']}, {'x'.join(map(str, c['image']))} inputs, "
@@ -645,23 +363,23 @@ def model_unit(family: str, cfg: Config, pool, deadline: float) -> dict:
     tokens = jnp.asarray(rng.integers(0, c["vocab"], size=(c["batch"], c["steps"] + 1)),
                          jnp.int32)
     x, y = tokens[:, :-1], tokens[:, 1:]
-    models = {n: LSTMLM(vocab=c["vocab"], hidden=c["hidden"], norm=f)
-              for n, f in lstm_variants(c["dn_window"]).items()}
+    nets = {n: models.PluggableLSTMLM(vocab=c["vocab"], hidden=c["hidden"], norm=f)
+            for n, f in models.pluggable_lstm_norms(c["dn_window"]).items()}
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.sgd(1.0))
     refs, variants = LSTM_REFS, cfg.lstm_variants
     unit["setup"] = (f"batch {c['batch']}, {c['steps']} steps, hidden {c['hidden']}, "
                      f"vocabulary {c['vocab']}, DN window {c['dn_window']}, clipped SGD")
   jitted, args = {}, {}
   for name in variants:
-    model = models[name]
+    net = nets[name]
     try:
-      variables = _variables(model, x, rng)
+      variables = models.random_variables(net, x, rng)
     except Exception as e:  # noqa: BLE001 - one broken variant must not stop the run
       unit["errors"][name] = f"init: {type(e).__name__}: {e}"
       continue
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k not in ("params", "losses")}
-    jitted[name] = train_step(model, tx, _xent)
+    jitted[name] = models.pluggable_train_step(net, tx, _xent)
     args[name] = (params, state, tx.init(params), x, y)
   exes, wall, total = compile_all(jitted, args, pool, unit["errors"], deadline)
   unit.update(compile_wall_s=wall, compile_sum_s=total)
@@ -669,7 +387,8 @@ def model_unit(family: str, cfg: Config, pool, deadline: float) -> dict:
   if not calls or time.monotonic() > deadline:
     unit["errors"]["timing"] = "not timed: the deadline passed"
     return unit
-  t = interleaved(calls, rounds=cfg.rounds, target_s=cfg.model_target_s, deadline=deadline)
+  t = timing.interleaved(calls, rounds=cfg.rounds, target_s=cfg.model_target_s,
+                         deadline=deadline)
   unit["seconds"] = t.seconds
   unit["rounds"] = len(next(iter(t.seconds.values())))
   rows = []
@@ -686,98 +405,7 @@ def model_unit(family: str, cfg: Config, pool, deadline: float) -> dict:
   return unit
 
 
-# ---- section 5: the numerics tests -------------------------------------------------------
-
-_PYTEST_WRAPPER = """
-import sys, pytest
-class Backend:
-  def pytest_collection_finish(self, session):
-    import jax
-    d = jax.devices()
-    print(f"device_check: backend={jax.default_backend()} devices={len(d)} "
-          f"kind={d[0].device_kind}", flush=True)
-sys.exit(pytest.main(sys.argv[1:], plugins=[Backend()]))
-"""
-
-
-def _pytest_counts(text: str) -> tuple[dict, bool]:
-  """Outcome counts from pytest's final line, or from the verbose lines of a stopped run."""
-  for line in reversed(text.splitlines()):
-    m = re.match(r"^=+ (.*\d+ (?:passed|failed|errors?|skipped|deselected).*) in .*=+$", line)
-    if m:
-      found = re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)",
-                         m.group(1))
-      return {("error" if w.startswith("error") else w): int(n) for n, w in found}, True
-  counts = {w.lower(): len(re.findall(rf"::\S+ {w}\b", text))
-            for w in ("PASSED", "FAILED", "ERROR", "SKIPPED")}
-  return {("error" if k == "error" else k): v for k, v in counts.items()}, False
-
-
-def run_pytest(cfg: Config, out: pathlib.Path, time_limit: float, platforms: str,
-               k: str | None) -> dict:
-  """The core's test files on the device, one process per file at once, for `time_limit` s.
-
-  Eager tests (gradient checks run op by op) are bound by compiling each operation on the
-  host, so the files run side by side; their outputs are joined into ``pytest.txt``.
-  """
-  files = [f for f in CORE_TESTS if (REPO / f).exists()]
-  if cfg is QUICK:
-    files = files[:1]
-  pargs = list(cfg.pytest_args)
-  if k is not None:
-    pargs = ["-k", k] if k else []
-  opts = [*pargs, "-v", "--tb=short", "--maxfail=5", "-p", "no:cacheprovider"]
-  env = dict(os.environ)
-  # tests/conftest.py sets JAX_PLATFORMS=cpu unless it is set: "" is JAX's default device.
-  env["JAX_PLATFORMS"] = platforms
-  env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-  env["PYTHONUNBUFFERED"] = "1"
-  shown = f"JAX_PLATFORMS='{platforms}' python -m pytest <file> " + " ".join(
-      f"'{a}'" if " " in a else a for a in opts)
-  start = time.monotonic()
-  with tempfile.TemporaryDirectory() as tmp:
-    logs = {f: pathlib.Path(tmp) / f"{i}.txt" for i, f in enumerate(files)}
-    procs = {}
-    for f in files:
-      with open(logs[f], "w") as log:
-        procs[f] = subprocess.Popen([sys.executable, "-c", _PYTEST_WRAPPER, f, *opts],
-                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    codes, stopped = {}, []
-    for f, proc in procs.items():
-      try:
-        codes[f] = proc.wait(timeout=max(0.1, start + time_limit - time.monotonic()))
-      except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        codes[f] = None
-        stopped.append(f)
-    texts = {f: logs[f].read_text() for f in files}
-  wall = time.monotonic() - start
-  counts: dict[str, int] = {}
-  parts = [f"# {shown}", f"# {len(files)} files side by side, time limit {time_limit:.0f} s", ""]
-  for f in files:
-    c, finished = _pytest_counts(texts[f])
-    for key, v in c.items():
-      counts[key] = counts.get(key, 0) + v
-    parts += [f"# ---- {f}: exit code {codes[f]}"
-              + ("" if finished else f", stopped at the time limit ({time_limit:.0f} s)"),
-              texts[f]]
-  (out / "pytest.txt").write_text("\n".join(parts) + "\n")
-  text = "\n".join(texts.values())
-  summary = ", ".join(f"{v} {key}" for key, v in counts.items() if v) or "no test finished"
-  if stopped:
-    summary += f" ({len(stopped)} of {len(files)} files stopped at the time limit)"
-  backend = re.search(r"device_check: backend=(\S+) devices=(\d+) kind=(.*)", text)
-  failures = [ln for ln in text.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
-  return {"command": shown, "files": files, "returncodes": codes, "timed_out": bool(stopped),
-          "stopped": stopped, "wall_s": wall, "time_limit_s": time_limit, "summary": summary,
-          "counts": counts, "backend": backend.group(1) if backend else None,
-          "device": (f"{backend.group(3).strip()} x{backend.group(2)}" if backend else None),
-          "failures": failures[:30]}
-
-
-# ---- section 6: the environment ----------------------------------------------------------
+# ---- the environment ---------------------------------------------------------------------
 
 def _git_revision() -> str:
   try:
@@ -822,149 +450,6 @@ def environment(rev: str | None) -> dict:
                                              or "stablehlo.if" in text),
   }
 
-
-# ---- markdown ------------------------------------------------------------------------------
-
-def render(data: dict) -> str:
-  env = data.get("env", {})
-  secs = data["sections"]
-  md = ["## GPU", "", f"Command: `{data['command']}` (from the repository root).", ""]
-  if env:
-    v = env["versions"]
-    md += [f"- Date: {env['date_utc']} UTC; revision {env['git_revision']}",
-           f"- Device: {env['device_kind']} x{env['device_count']} (JAX backend "
-           f"`{env['backend']}`, {env['platform_version']}); {env['cpus']} CPU cores",
-           f"- Python {env['python']}; " + ", ".join(f"{k} {x}" for k, x in v.items()),
-           "- divnorm's default variance mode here: "
-           + ("a run-time check that picks one-pass or two-pass" if
-              env["layer_norm_default_has_conditional"]
-              else "no run-time check (two-pass, as documented)")
-           + "; flax's default is one-pass."]
-    if env["backend"] == "cpu":
-      md.append("- **This run was on CPU: its numbers are a smoke test, not results.**")
-  md += ["- Every ratio is over interleaved rounds (A B A B ..., the order rotated each "
-         "round): median (min-max). Times are medians over rounds, per call; small tensors "
-         "are bounded by the launch of each call, not by the device.", ""]
-
-  ops = secs.get("ops")
-  if ops:
-    md += ["### Presets and DN against flax.linen, like for like", "",
-           "Time of divnorm / time of flax.linen in the same variance mode (below 1: divnorm "
-           "is faster): `default` is each library's default (flax: one-pass), `one-pass` "
-           "divnorm `fast_variance=True` against flax `use_fast_variance=True`, `two-pass` "
-           "`False` against `False`. Affine parts off, flax `epsilon = sigma**2` (0.01). DN "
-           f"(sigma {DN_SIGMA}, window across all channels; over the units on `[B, D]`) is "
-           "against flax LayerNorm over all non-batch axes of the same tensor. BN is training "
-           "mode. Forward+backward is `grad` of `<f(x), w>`. Times in ms: divnorm / flax, "
-           "default mode. n/a: RMS has no variance modes; divnorm refuses one-pass where the "
-           "fields have no whole axis (DN on `[B, D]`; `refused` in the JSON).", ""]
-    for dtype in ("float32", "bfloat16"):
-      for ps, title in (("fwd", "forward"), ("fwdbwd", "forward+backward")):
-        rows = [(u, r) for u in ops["units"] if u.get("dtype") == dtype
-                for r in u.get("rows", []) if r["pass"] == ps]
-        if not rows:
-          continue
-        md += [f"#### {dtype}, {title}", "",
-               "| shape | rounds | normalizer | default | one-pass | two-pass | ms divnorm / flax |",
-               "|---|---|---|---|---|---|---|"]
-        seen = []
-        for u, r in rows:
-          if (u["label"], r["preset"]) not in seen:
-            seen.append((u["label"], r["preset"]))
-        for label, preset in seen:
-          u = next(u for u, _ in rows if u["label"] == label)
-          by = {r["mode"]: r for uu, r in rows if uu is u and r["preset"] == preset}
-          d = by.get("default")
-          times = f"{_ms(d['ours_s'])} / {_ms(d['flax_s'])}" if d else "n/a"
-          md.append(f"| {label} | {u.get('rounds', '')} | {preset} | "
-                    + " | ".join(_r(by[m]["ratio"]) if m in by else "n/a" for m in MODES)
-                    + f" | {times} |")
-        md.append("")
-    md += ["### Bandwidth against a copy", "",
-           "Achieved GB/s = minimal bytes / time (forward: read x, write y; forward+backward: "
-           "read x and dy, write dx), as a fraction of the GB/s of a copy of the same tensor "
-           "(`x * 2`: read x, write y) in the same rounds; 1.0 is the floor, higher is "
-           "better. Default variance modes. XLA bytes: `cost_analysis()` bytes accessed of "
-           "the forward / (read x + write y); a run-time conditional counts both of its "
-           "branches.", "",
-           "| shape | dtype | copy GB/s | normalizer | fwd divnorm | fwd flax | fwd+bwd divnorm "
-           "| fwd+bwd flax | XLA fwd bytes divnorm / flax |", "|---|---|---|---|---|---|---|---|---|"]
-    for u in ops["units"]:
-      if "bandwidth" not in u:
-        continue
-      bw = {(b["contender"], b["pass"]): b for b in u["bandwidth"]}
-      for r in [r for r in u["rows"] if r["mode"] == "default" and r["pass"] == "fwd"]:
-        cells = []
-        for ps in ("fwd", "fwdbwd"):
-          for n in (r["ours"], r["flax"]):
-            b = bw.get((n, ps))
-            cells.append(_r(b["fraction_of_copy"]) if b else "n/a")
-        xb = u["fwd_bytes_over_min"]
-        gb = f"{u['copy_gbps']:.3g}" if u.get("copy_gbps") else "n/a"
-        md.append(f"| {u['label']} | {u['dtype']} | {gb} | {r['preset']} | "
-                  + " | ".join(cells)
-                  + f" | {xb.get(r['ours'], float('nan')):.2f} / "
-                    f"{xb.get(r['flax'], float('nan')):.2f} |")
-    md.append("")
-
-  win = secs.get("window")
-  if win and any(u.get("rows") for u in win["units"]):
-    md += ["### DN window width", "",
-           "Forward+backward of DN (window w x w across all channels), float32, interleaved "
-           "with flax LayerNorm over the same tensor and the copy.", "",
-           "| shape | width | ms | vs the smallest width | vs flax LN | fraction of copy GB/s |",
-           "|---|---|---|---|---|---|"]
-    for u in win["units"]:
-      for r in u.get("rows", []):
-        md.append(f"| {'x'.join(map(str, u['shape']))} | {r['width']} | {_ms(r['s'])} | "
-                  f"{_r(r.get('vs_first'))} | {_r(r.get('vs_flax_ln'))} | "
-                  f"{_r(r.get('fraction_of_copy'))} |")
-    md.append("")
-
-  mod = secs.get("models")
-  if mod and any(u.get("rows") for u in mod["units"]):
-    md += ["### Train steps", "",
-           "Steps per second of one jitted train step (loss + sown L1 penalties, optimizer "
-           "update, batch statistics), random inputs; throughput ratios to the named model "
-           "(above 1: faster). Each library's default variance mode.", ""]
-    for u in [u for u in mod["units"] if u.get("rows")]:
-      what = ("the paper's CIFAR CNN (3 conv 5x5 layers, norm before ReLU; DN windows 5, 3, 3, "
-              "sigma 0.5; DN* with L1 0.005)" if u["family"] == "CNN" else
-              "2-layer LSTM LM, each gate and the cell normalized (LN-s: sigma 1, no affine)")
-      md += [f"{u['family']}: {what}; {u['setup']}; {u.get('rounds', '')} rounds.", "",
-             "| variant | steps/s | ms/step | vs flax same | vs flax LN | vs baseline |",
-             "|---|---|---|---|---|---|"]
-      for r in u.get("rows", []):
-        same = f"{_r(r['vs_flax'])} ({r['vs_flax_ref']})" if "vs_flax" in r else "n/a"
-        md.append(f"| {r['variant']} | {r['steps_per_s']:.1f} | {_ms(r['s'])} | {same} | "
-                  f"{_r(r.get('vs_flax_ln'))} | {_r(r.get('vs_baseline'))} |")
-      md.append("")
-
-  pt = secs.get("pytest")
-  if pt and pt.get("result"):
-    p = pt["result"]
-    md += ["### Numerics tests on the device", "",
-           f"`{p['command']}` on {', '.join(f'`{f}`' for f in p['files'])} (side by side): "
-           f"**{p['summary']}** in {p['wall_s']:.0f} s (limit {p['time_limit_s']:.0f} s); "
-           f"backend `{p['backend']}`, {p['device']}. Output: `pytest.txt`.", ""]
-    md += [f"- `{ln}`" for ln in p["failures"]]
-    md.append("")
-
-  md += ["### Time spent", "",
-         "Compile: functions compiled, their tracing time, and the wall time of tracing "
-         "and compiling them (in parallel threads) / the sum of the compile times.", "",
-         "| section | status | wall s | functions | trace s | trace+compile s (sum) | notes |",
-         "|---|---|---|---|---|---|---|"]
-  for name, s in secs.items():
-    notes = "; ".join(s.get("notes", []))
-    log = [c for u in s.get("units", []) for c in u.get("compile_log", [])]
-    n, trace = sum(c["functions"] for c in log), sum(c["trace_s"] for c in log)
-    wall, total = sum(c["wall_s"] for c in log), sum(c["compile_sum_s"] for c in log)
-    md.append(f"| {name} | {s['status']} | {s['wall_s']:.0f} | {n} | {trace:.0f} | "
-              f"{wall:.0f} ({total:.0f}) | {notes} |")
-  md += ["", f"Total wall time {data.get('elapsed_s', 0):.0f} s (budget {data.get('budget_s')} "
-         "s, from process start).", ""]
-  return "\n".join(md)
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -1065,7 +550,7 @@ def main(argv=None) -> int:
   out.mkdir(parents=True, exist_ok=True)
   command = "python -m benchmarks.device_check " + " ".join(argv if argv is not None
                                                            else sys.argv[1:])
-  report = Report(out, command.strip())
+  report = Report(out, command.strip(), Clock.elapsed)
   clock = Clock(args.budget_s)
   report.data["budget_s"] = args.budget_s
   report.data["config"] = dataclasses.asdict(cfg)
@@ -1098,7 +583,8 @@ def main(argv=None) -> int:
       report.log("pytest skipped (deadline)")
     else:
       report.log(f"pytest: running with a {limit:.0f} s limit")
-      res = run_pytest(cfg, out, limit, args.pytest_platforms, args.pytest_k)
+      res = run_pytest(out, limit, args.pytest_platforms, args.pytest_k,
+                       pytest_args=cfg.pytest_args, max_files=1 if cfg is QUICK else None)
       sec.update(result=res, wall_s=res["wall_s"],
                  status="partial" if res["timed_out"] else "done")
       if res["timed_out"]:

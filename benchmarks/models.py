@@ -5,12 +5,18 @@ inputs); the language model is `experiments.rnn.model.RNNLanguageModel` (2-layer
 LSTM, hidden 200, batch 20, 20 steps, vocabulary 10k). Inputs are random arrays of
 those shapes: only the speed is measured. Each step is SGD with momentum on the loss
 plus every sown L1 penalty, the update the experiments run.
+
+`PluggableCNN` and `PluggableLSTMLM` are the same two networks with the normalizer
+passed in as a module factory, so that flax.linen's modules and divnorm's run in the
+same network (the device check's "divnorm against flax" train steps).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,3 +138,132 @@ def pipeline_rate(*, batch_size: int, seconds: float) -> dict | None:
     jax.device_put(next(it)["image"]).block_until_ready()
     n += 1
   return {"batches_per_s": n / (time.perf_counter() - start), "shape": x.shape}
+
+
+# ---- the same networks with any normalizer module: flax.linen's against divnorm's -------
+
+class PluggableCNN(nn.Module):
+  """The paper's CIFAR CNN: three 5x5 conv layers, each conv -> norm -> ReLU -> pool.
+
+  Attributes:
+    norm: layer index -> a new normalizer module, or None (the baseline).
+  """
+
+  norm: Callable
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC):
+    x = x_BxHxWxC
+    for i, (features, pool) in enumerate(((32, nn.max_pool), (32, nn.avg_pool),
+                                          (64, nn.avg_pool))):
+      x = nn.Conv(features, (5, 5), padding="SAME")(x)
+      layer = self.norm(i)
+      if layer is not None:
+        x = layer(x)
+      x = pool(nn.relu(x), (3, 3), strides=(2, 2), padding="SAME")
+    x = nn.Dense(64)(x.reshape(x.shape[0], -1))
+    return nn.Dense(self.num_classes)(x)
+
+
+CNN_WINDOWS = (5, 3, 3)  # the paper's DN windows per layer
+
+
+def pluggable_cnn_norms() -> dict[str, Callable]:
+  """Variant -> the normalizer factory; the paper's CIFAR-10 sigma and L1 settings."""
+  from divnorm import linen as dnn
+  return {
+      "baseline": lambda i: None,
+      "flax BN": lambda i: nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-4),
+      "BN": lambda i: dnn.BatchNorm(use_running_average=False, momentum=0.9, sigma=1e-2),
+      "flax LN": lambda i: nn.LayerNorm(reduction_axes=(1, 2, 3), epsilon=1e-4),
+      "LN": lambda i: dnn.LayerNorm(reduction_axes=(1, 2, 3), sigma=1e-2),
+      "DN": lambda i: dnn.DivisiveNorm(summation_window=CNN_WINDOWS[i], sigma=0.5),
+      "DN*": lambda i: dnn.DivisiveNorm(summation_window=CNN_WINDOWS[i], sigma=0.5,
+                                        l1_alpha=0.005),
+  }
+
+
+class PluggableLSTMCell(nn.Module):
+  """One LSTM step; ``W[x, h] + b`` split into gates, each normalized by its own module."""
+
+  hidden: int
+  norm: Callable | None = None  # () -> a new normalizer module
+
+  @nn.compact
+  def __call__(self, carry, x_BxD):
+    c, h = carry
+    z = nn.Dense(4 * self.hidden)(jnp.concatenate([x_BxD, h], axis=-1))
+    gates = jnp.split(z, 4, axis=-1)
+    if self.norm is not None:
+      gates = [self.norm()(g) for g in gates]
+    i, j, f, o = gates
+    c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(j)
+    h = nn.sigmoid(o) * jnp.tanh(c if self.norm is None else self.norm()(c))
+    return (c, h), h
+
+
+class PluggableLSTMLM(nn.Module):
+  """A 2-layer LSTM language model (the paper's PTB setup) with any gate normalizer."""
+
+  vocab: int
+  hidden: int
+  norm: Callable | None = None
+
+  @nn.compact
+  def __call__(self, tokens_BxT):
+    x = nn.Embed(self.vocab, self.hidden)(tokens_BxT)
+    scan = nn.scan(PluggableLSTMCell, variable_broadcast="params",
+                   split_rngs={"params": False}, in_axes=1, out_axes=1)
+    for layer in range(2):
+      zeros = jnp.zeros((x.shape[0], self.hidden), x.dtype)
+      _, x = scan(self.hidden, self.norm, name=f"lstm_{layer}")((zeros, zeros), x)
+    return nn.Dense(self.vocab)(x)
+
+
+def pluggable_lstm_norms(dn_window: int) -> dict[str, Callable | None]:
+  """LN-s on the gates (sigma 1, no affine), flax against divnorm; DN on the gates."""
+  from divnorm import linen as dnn
+  return {
+      "baseline": None,
+      "flax LN": lambda: nn.LayerNorm(epsilon=1.0, use_scale=False, use_bias=False),
+      "LN": lambda: dnn.LayerNorm(sigma=1.0, use_scale=False, use_bias=False),
+      "DN": lambda: dnn.DivisiveNorm(summation_window=dn_window, sigma=1.0),
+  }
+
+
+def pluggable_train_step(model: nn.Module, tx, loss_of_output: Callable) -> Callable:
+  """A jitted step of ``loss(model(x)) + every sown penalty``; batch statistics updated."""
+
+  def loss_fn(params, state, x, y):
+    out, updates = model.apply({"params": params, **state}, x,
+                               mutable=["batch_stats", "losses"])
+    penalty = sum(jnp.sum(v) for v in jax.tree.leaves(updates.get("losses", {})))
+    new_state = {k: v for k, v in updates.items() if k != "losses"}
+    return loss_of_output(out, y) + penalty, new_state
+
+  def step(params, state, opt_state, x, y):
+    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, x, y)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_state, opt_state, loss
+
+  return jax.jit(step)
+
+
+def random_variables(model: nn.Module, x, rng: np.random.Generator) -> dict:
+  """The model's variables without running `init` (which compiles, or runs op by op).
+
+  Only the speed is measured, so weights and biases are N(0, 0.05^2) draws of the right
+  shapes; scales start at 1 and running statistics at mean 0 and variance 1, as flax's and
+  divnorm's do.
+  """
+  shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+
+  def leaf(path, s):
+    collection, name = (getattr(k, "key", None) for k in (path[0], path[-1]))
+    if collection == "params" and name != "scale":
+      return jnp.asarray(0.05 * rng.normal(size=s.shape), s.dtype)
+    fill = 1.0 if name in ("var", "scale") else 0.0
+    return jnp.full(s.shape, fill, s.dtype)
+
+  return jax.tree_util.tree_map_with_path(leaf, shapes)

@@ -60,6 +60,8 @@ def interleaved(
     *,
     rounds: int,
     target_s: float = 0.02,
+    deadline: float | None = None,
+    min_rounds: int = 2,
 ) -> Timings:
   """Times every function of `fns` once per round, `rounds` times, rotating the order.
 
@@ -69,6 +71,8 @@ def interleaved(
     rounds: number of rounds.
     target_s: each timing runs a function enough times back to back to take about this
       long, so that call overhead and timer resolution do not dominate small ops.
+    deadline: a `time.monotonic()` time after which no new round starts once `min_rounds`
+      rounds are done (the device check's budget); None: all `rounds`.
 
   Returns:
     Seconds per call, per round, per function.
@@ -77,6 +81,8 @@ def interleaved(
   reps = {n: calls_per_round(fns[n], target_s=target_s) for n in names}
   seconds: dict[str, list[float]] = {n: [] for n in names}
   for r in range(rounds):
+    if deadline is not None and r >= min_rounds and time.monotonic() > deadline:
+      break
     k = r % len(names)
     for n in names[k:] + names[:k]:
       fn, n_calls = fns[n], reps[n]

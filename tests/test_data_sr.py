@@ -127,11 +127,62 @@ def test_batches_are_seeded_resumable_and_split_by_process():
     np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), first[0][key])
 
 
+def test_augmented_pairs_share_one_rotation_or_flip():
+  images = [sr_image.luma(_photo()[:80, :80])]
+  kw = dict(scale=3, patch_size=33, batch_size=8, patches_per_read=1, seed=2)
+  plain = next(sr_patches.batches(images, **kw))
+  augmented = next(sr_patches.batches(images, augment=True, **kw))
+  used = set()
+  for i in range(8):  # one patch per group: the same position with and without augment
+    x, y = plain["input"][i, ..., 0], plain["target"][i, ..., 0]
+    ks = [k for k in range(8)
+          if np.array_equal(sr_patches.dihedral(x, k), augmented["input"][i, ..., 0])]
+    assert ks, "the augmented input is no rotation/flip of the plain one"
+    np.testing.assert_array_equal(sr_patches.dihedral(y, ks[0]), augmented["target"][i, ..., 0])
+    used.add(ks[0])
+  assert len(used) > 1
+  resumed = next(sr_patches.batches(images, augment=True, start_step=0, **kw))
+  np.testing.assert_array_equal(resumed["input"], augmented["input"])
+
+
+def test_dihedral_gives_the_eight_distinct_rotations_and_flips():
+  x = np.arange(9.0).reshape(3, 3)
+  views = {sr_patches.dihedral(x, k).tobytes() for k in range(8)}
+  assert len(views) == 8
+  np.testing.assert_array_equal(sr_patches.dihedral(x, 0), x)
+  np.testing.assert_array_equal(sr_patches.dihedral(x, 4), x[:, ::-1])
+
+
 def test_photographs_split_is_fixed_and_disjoint():
-  assert not set(sr_sources.PHOTOGRAPHS_TRAIN) & set(sr_sources.PHOTOGRAPHS_TEST)
-  test = sr_sources.photographs("test")
-  assert [n for n, _ in test] == ["astronaut", "chelsea", "coffee", "camera", "flower"]
-  assert all(im.dtype == np.uint8 for _, im in test)
+  train, test = sr_sources.PHOTOGRAPHS_TRAIN, sr_sources.PHOTOGRAPHS_TEST
+  assert not set(train) & set(test)
+  assert len(test) >= 5 and len(train) == len(set(train))
+  assert set(sr_sources.PHOTOGRAPHS_VALIDATION) < set(train)
+  names = {split: [n for n, _ in sr_sources.photographs(split)] for split in sr_sources.SPLITS}
+  assert names["test"] == ["astronaut", "chelsea", "coffee", "camera", "flower"]
+  assert names["validation"] == ["rocket", "coins", "grace_hopper"]
+  assert not set(names["validation"]) & set(names["train_without_validation"])
+  assert sorted(names["validation"] + names["train_without_validation"]) == sorted(
+      names["train"])
+  assert not set(names["train"]) & set(names["test"])
+  for split in ("train", "test"):
+    for name, image in sr_sources.photographs(split):
+      assert image.dtype == np.uint8 and image.ndim in (2, 3), name
+      assert min(image.shape[:2]) >= 150, name
+  # The two pilot splits as a source: trained without the validation photographs, scored on them.
+  assert [t.name for t in sr.test_set("photographs_validation", scale=3)] == names["validation"]
+  assert len(sr.images("photographs_validation", "train")) == len(names["train"]) - 3
+
+
+def test_no_test_photograph_is_a_copy_of_a_training_one():
+  """Catches a photograph listed under two names (skimage's cat is chelsea)."""
+  train = [sr_image.luma(im) for _, im in sr_sources.photographs("train")]
+  for name, image in sr_sources.photographs("test"):
+    y = sr_image.luma(image)
+    for other in train:
+      h, w = min(y.shape[0], other.shape[0]), min(y.shape[1], other.shape[1])
+      a, b = y[:h, :w].astype(np.float64), other[:h, :w].astype(np.float64)
+      assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.9, name
 
 
 def test_image_folder_and_test_set(tmp_path):
@@ -206,3 +257,5 @@ def test_div2k_through_tfds_data_source_mock():
 def test_unknown_split():
   with pytest.raises(ValueError, match="split"):
     sr.images("photographs", "valid")
+  with pytest.raises(ValueError, match="split must be one of"):
+    sr_sources.photographs("valid")

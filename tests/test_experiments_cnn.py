@@ -16,6 +16,7 @@ from experiments.cnn import task as cnn_task
 from experiments.cnn.configs import cnn as cnn_config
 from experiments.cnn.configs import cnn_short
 from experiments.data import idx
+from tests.smoke import smoke_first
 
 pytestmark = pytest.mark.loose_promotion  # flax, optax, orbax
 
@@ -51,7 +52,8 @@ def tiny_config(variant, data_dir, *, steps=2, batch=8, border="valid"):
   return cfg
 
 
-@pytest.mark.parametrize("variant", cnn.VARIANTS)
+# The quick tier's smoke test of the experiment: DN* (zero-padded border); the rest are slow.
+@pytest.mark.parametrize("variant", smoke_first(cnn.VARIANTS, {"DN*"}))
 def test_two_real_steps_of_every_variant(variant, tiny_dir):
   # DN* also exercises the reference code's zero-padded border mode.
   cfg = tiny_config(variant, tiny_dir, border="zeros" if variant == "DN*" else "valid")
@@ -66,6 +68,7 @@ def test_two_real_steps_of_every_variant(variant, tiny_dir):
   assert ("batch_stats" in result.train_state.state) == (spec.kind == "batch")
 
 
+@pytest.mark.slow  # trains twice
 def test_one_and_eight_devices_give_the_same_trajectory(tiny_dir):
   # BN: its statistics must be global over the 8 devices' shards.
   cfg = tiny_config("BN", tiny_dir, steps=3, batch=16)

@@ -171,7 +171,7 @@ def test_cnn_commands_check_their_flags(tmp_path):
 
 
 def test_rnn_table_checks_every_config_before_training(tmp_path):
-  from experiments.rnn import table
+  from experiments.rnn import reproduce as table
   for flags, message in (
       (["--set", "bptt_steps=0"], r"--set bptt_steps=0: must be a positive integer"),
       (["--set", "norm.dn_window=4", "--variants", "dn"],

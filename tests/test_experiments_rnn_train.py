@@ -13,9 +13,10 @@ from experiments import engine
 from experiments.config import ConfigError
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
-from experiments.rnn import table
+from experiments.rnn import reproduce
 from experiments.rnn import task as rnn_task
 from experiments.rnn.configs import rnn_lm, rnn_lm_quick
+from tests.smoke import smoke_first
 
 pytestmark = pytest.mark.loose_promotion  # optax / engine internals
 
@@ -43,8 +44,9 @@ def _config(cell, variant, **kw):
   return cfg
 
 
-@pytest.mark.parametrize("variant", rnn.VARIANTS)
-@pytest.mark.parametrize("cell", rnn.CELLS)
+# The quick tier's smoke test of the experiment: the LSTM with DN*; the rest are slow.
+@pytest.mark.parametrize("cell,variant", smoke_first(
+    [(c, v) for c in rnn.CELLS for v in rnn.VARIANTS], {("lstm", "dn_star")}))
 def test_two_real_training_steps(cell, variant):
   corpus = _corpus()
   cfg = _config(cell, variant)
@@ -70,6 +72,7 @@ def test_two_real_training_steps(cell, variant):
     assert "batch_stats" not in state
 
 
+@pytest.mark.slow  # trains
 def test_carry_threaded_through_engine_loss_and_reset():
   corpus = _corpus(1)
   cfg = _config("lstm", "dn_star")
@@ -147,14 +150,15 @@ def test_bad_configs_fail_clearly(tmp_path):
   with pytest.raises(ValueError, match="dn_window=61 is wider than the hidden size 32"):
     rnn_task.build_model(cfg, 100, train=True)
   with pytest.raises(ConfigError, match="--data_dir=.*missing': does not exist"):
-    table.main(["--dataset", "ptb", "--data_dir", str(tmp_path / "missing"),
+    reproduce.main(["--dataset", "ptb", "--data_dir", str(tmp_path / "missing"),
                 "--out", str(tmp_path / "out")])
   with pytest.raises(ValueError, match="wider than the hidden size 8"):  # before any training
-    table.main(["--variants", "dn", "--set", "model.hidden_size=8", "--out", str(tmp_path)])
+    reproduce.main(["--variants", "dn", "--set", "model.hidden_size=8", "--out", str(tmp_path)])
 
 
-def test_table_command_end_to_end(tmp_path):
-  out = table.main([
+@pytest.mark.slow  # trains
+def test_reproduce_command_end_to_end(tmp_path):
+  out = reproduce.main([
       "--cells", "tanh", "--variants", "baseline,dn_star", "--out", str(tmp_path),
       "--name", "tiny", "--set", "max_steps=3", "--set", "model.hidden_size=8",
       "--set", "norm.dn_window=3", "--set", "batch_size=8", "--set", "bptt_steps=4",

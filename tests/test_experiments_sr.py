@@ -1,6 +1,7 @@
 """SRCNN experiment: metrics vs a second implementation, VALID geometry, real steps, errors."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +106,9 @@ def _tiny(cfg, source, steps=2):
 
 
 @pytest.mark.loose_promotion  # optax/orbax inside the engine
-@pytest.mark.parametrize("variant", ["SRCNN", "BN"])  # DN*: test_reproduce_...
+@pytest.mark.parametrize("variant", [  # DN*: the quick tier's real steps
+    pytest.param("SRCNN", marks=pytest.mark.slow), pytest.param("BN", marks=pytest.mark.slow),
+    "DN*"])
 def test_two_real_steps_of_every_variant(variant, tmp_path):
   source = _folder(tmp_path / "images")
   cfg = _tiny(sr_srcnn_fast.get_config(f"{variant},3,2"), source)
@@ -119,6 +122,8 @@ def test_two_real_steps_of_every_variant(variant, tmp_path):
   assert np.isfinite(m["psnr"]) and 0 < m["ssim"] <= 1 and m["count"] == 2
   if variant == "BN":
     assert "batch_stats" in result.train_state.state
+  if variant == "DN*":  # the L1 term is in the objective
+    assert all(r["penalty"] > 0 for r in result.history if r["kind"] == "train")
   saved = json.loads((tmp_path / "run" / "sr_eval.json").read_text())
   assert saved["mean"]["psnr"] == pytest.approx(m["psnr"])
 
@@ -135,6 +140,7 @@ def test_bicubic_variant_scores_the_input(tmp_path):
   assert result.eval_metrics["psnr"] == pytest.approx(expect)
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.loose_promotion
 def test_reproduce_writes_table_and_figure_and_trains_dn_star(tmp_path):
   from experiments import engine
@@ -174,3 +180,114 @@ def test_model_input_errors():
     model.init(jax.random.PRNGKey(0), jnp.zeros((1, 40, 40, 3)), train=False)
   with pytest.raises(ValueError, match="too small"):
     model.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 40, 1)), train=False)
+
+
+# ---- the study (results/PROTOCOL_SR.md) ------------------------------------------------------
+
+def test_study_plans_are_the_protocols():
+  from experiments.sr import study
+  from experiments.sr.configs import sr_study
+  x3 = study.STUDY.plan("x3").jobs
+  assert [j.name for j in x3[:4]] == ["x3-srcnn-s0", "x3-bn-s0", "x3-dn-s0", "x3-srcnn-s1"]
+  assert len(x3) == 9 and {j.seed for j in x3} == {0, 1, 2}
+  assert [p.name for p in study.STUDY.plans] == ["x3", "x4"]
+  cfg = study.job_config(study.Job(3, "dn", 2))
+  assert (cfg.seed, cfg.num_steps, cfg.source, cfg.test_source) == (
+      2, sr_study.NUM_STEPS, "photographs", "photographs")
+  assert cfg.optimizer.boundaries == [int(0.8 * sr_study.NUM_STEPS)] and cfg.augment
+  # The pilots' config (results/sr/pilots) at the study's steps, with rotations/flips.
+  pilot = sr_srcnn_fast.get_config(f"DN*,3,{sr_study.NUM_STEPS}")
+  assert (cfg.batch_size, dict(cfg.optimizer)) == (pilot.batch_size, dict(pilot.optimizer))
+  # The paper's network and DN*: only the schedule is ours.
+  paper = sr_srcnn.get_config("DN*,3")
+  assert dict(cfg.norm) == dict(paper.norm) and cfg.init_std == paper.init_std
+  assert (cfg.norm.dn_sigma, cfg.norm.dn_l1_alpha, tuple(cfg.norm.dn_suppression)) == (
+      1.0, 0.1, (7, 7))
+
+
+def test_one_sided_p_is_welchs_one_sided_test():
+  from scipy import stats
+
+  from experiments.sr import study
+  a, b = [30.1, 30.3, 30.2], [29.9, 30.0, 30.25]
+  for alternative in ("greater", "less"):
+    for shift in (0.0, -0.2, 0.2):
+      expect = stats.ttest_ind(np.subtract(a, shift), b, equal_var=False,
+                               alternative=alternative).pvalue
+      assert study.one_sided_p(a, b, alternative=alternative, shift=shift) == pytest.approx(
+          expect, rel=1e-9)
+  assert np.isnan(study.one_sided_p([30.0], b, alternative="greater"))
+  assert np.isnan(study.one_sided_p(a, [30.0], alternative="greater"))  # one seed is no constant
+  # Bicubic is a constant: the one-sample t-test, and its interval, of the seeds against it.
+  expect = stats.ttest_1samp(a, 29.9, alternative="greater").pvalue
+  assert study.one_sided_p(a, [29.9], alternative="greater", constant_b=True) == pytest.approx(
+      expect)
+  ci = stats.ttest_1samp(a, 29.9).confidence_interval(0.95)
+  np.testing.assert_allclose(study.interval(a, [29.9], constant_b=True),
+                             (ci.low - 29.9, ci.high - 29.9))
+  welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+  np.testing.assert_allclose(study.interval(a, b), (welch.low, welch.high))
+
+
+@pytest.mark.parametrize("dn, verdict", [
+    ([30.21, 30.25, 30.23], "holds"),            # equal to SRCNN within 0.05 dB
+    ([30.55, 30.60, 30.58], "holds"),            # beats it
+    ([29.70, 29.75, 29.72], "does not hold"),    # 0.5 dB below, tightly
+    ([29.2, 30.9, 30.1], "not established"),     # too noisy to say
+    ([30.2], "not established"),                 # one seed
+])
+def test_claims_verdicts(dn, verdict):
+  from experiments.sr import study
+  values = {"bicubic": [29.9], "srcnn": [30.20, 30.25, 30.24], "bn": [24.0, 24.6, 23.9],
+            "dn": dn}
+  rows = {r["a"]: r for r in study.claim_tests(values)}
+  assert rows["srcnn"]["verdict"] == "holds" and rows["bn"]["verdict"] == "holds"
+  assert rows["dn"]["verdict"] == verdict
+  low, high = rows["dn"]["ci95"]
+  if len(dn) > 1:
+    assert low < rows["dn"]["diff"] < high
+
+
+def test_claims_that_fail_say_so():
+  from experiments.sr import study
+  values = {"bicubic": [29.9], "srcnn": [29.1, 29.2, 29.15], "bn": [29.5, 29.6, 29.55],
+            "dn": [29.1, 29.2, 29.15]}
+  rows = {r["a"]: r for r in study.claim_tests(values)}
+  assert rows["srcnn"]["verdict"] == "does not hold"  # below bicubic on every seed
+  assert rows["bn"]["verdict"] == "does not hold"  # BN above SRCNN
+  assert rows["dn"]["verdict"] == "holds"
+
+
+@pytest.mark.slow  # trains and scores a whole photograph
+@pytest.mark.loose_promotion  # optax/orbax inside the engine
+def test_study_job_trains_dn_star_and_the_report_reads_it(tmp_path):
+  """One study job of DN*, shrunk to 2 steps, then the report on it."""
+  from experiments import engine
+  from experiments.engine import workers
+  from experiments.sr import study
+  runs, results = str(tmp_path / "runs"), str(tmp_path / "results")
+  job = study.Job(3, "dn", 0, num_steps=2)
+  row = study.run_job(job, runs, results, overrides=[
+      "batch_size=8", "eval_patches=8", "eval_batch_size=8", "max_test_images=1"])
+  out = tmp_path / "results" / job.name
+  workers.write_json(str(out / "result.json"), row)  # as the runner does
+  assert sorted(p.name for p in out.iterdir()) == [
+      "config.json", "crop.png", "metrics.jsonl", "result.json", "sr_eval.json"]
+  rows = engine.read_metrics(str(tmp_path / "runs" / job.name), "train")
+  assert [r["step"] for r in rows] == [1, 2] and all(r["penalty"] > 0 for r in rows)
+  assert [im["name"] for im in row["images"]] == ["astronaut"]
+  assert row["psnr"] == pytest.approx(row["images"][0]["psnr"]) == pytest.approx(
+      row["figure_image_psnr"])
+  # Two synthetic SRCNN seeds beside the real job: the report tests what it has.
+  for seed, psnr in ((0, 30.0), (1, 30.1)):
+    name = study.Job(3, "srcnn", seed).name
+    os.makedirs(os.path.join(results, name))
+    workers.write_json(os.path.join(results, name, "result.json"), {
+        **row, "variant": "srcnn", "seed": seed, "name": name, "psnr": psnr, "ssim": 0.9})
+  md = study.report(results)
+  assert md == (tmp_path / "results" / "table.md").read_text()
+  assert "| SRCNN | 30.050 ± 0.071 | 0.9000 ± 0.0000 | s0 30.00, s1 30.10 |" in md
+  assert "| BN | not run |" in md and "## x4" in md and "Not run." in md
+  assert "SRCNN beats bicubic" in md and "**not established**" in md
+  assert (tmp_path / "results" / "figure_x3.png").stat().st_size > 10_000
+  assert json.loads((tmp_path / "results" / "bicubic_x3.json").read_text())["count"] == 5

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from experiments.engine import stop, workers
+from experiments.engine import study as runner
 from experiments.rnn import study
 from experiments.rnn import task as rnn_task
 
@@ -22,7 +24,8 @@ JOB = study.Job("lstm", "baseline", 0)
 def tiny_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("rnn_study")
   runs, results = str(root / "runs"), str(root / "results")
-  row = study.run_job(JOB, runs_dir=runs, results_dir=results, schedule=TINY)
+  row = study.run_job(JOB, runs, results, schedule=TINY)
+  workers.write_json(os.path.join(results, JOB.name, "result.json"), row)  # as the runner does
   return row, runs, results
 
 
@@ -63,6 +66,7 @@ def test_summary_reports_test_at_best_valid_not_at_the_end():
       "max_epochs")
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_tiny_job_writes_result_with_test_of_the_best_model(tiny_run):
   row, runs, results = tiny_run
   out = os.path.join(results, JOB.name)
@@ -86,45 +90,45 @@ def test_tiny_job_writes_result_with_test_of_the_best_model(tiny_run):
   assert fresh.eval_metrics["test_perplexity"] == pytest.approx(row["test_perplexity"], rel=1e-5)
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_finished_job_is_not_trained_again(tiny_run, monkeypatch):
   _, runs, results = tiny_run
   metrics = os.path.join(runs, JOB.name, "metrics.jsonl")
   before = _read(metrics)
-  # The worker skips a job whose result exists.
-  def fail(*a, **k):
-    raise AssertionError("a finished job was run again")
-  monkeypatch.setattr(study, "run_job", fail)
-  assert study.main(["worker", "--cells", "lstm", "--variants", "baseline", "--seeds", "0",
-                     "--runs_dir", runs, "--results_dir", results]) == 0
+  # The worker skips a job whose result exists (it would start a process for it otherwise).
+  monkeypatch.setattr(workers, "run_child", lambda *a, **k: pytest.fail("ran a finished job"))
+  assert runner.main(study.STUDY, ["worker", "--plans", "lstm", "--jobs", JOB.name,
+                                   "--runs_dir", runs, "--results_dir", results]) == 0
   monkeypatch.undo()
   # Without its result.json, a stopped run rewrites it from its log, without training.
-  again = study.run_job(JOB, runs_dir=runs, results_dir=str(os.path.join(runs, "..", "r2")),
-                        schedule=TINY)
+  again = study.run_job(JOB, runs, str(os.path.join(runs, "..", "r2")), schedule=TINY)
   assert _read(metrics) == before
   assert again["test_perplexity"] == tiny_run[0]["test_perplexity"]
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_killed_job_resumes_to_the_same_evaluations(tiny_run, tmp_path, monkeypatch):
   row, _, _ = tiny_run
   epoch = row["curve"][0]["step"]
-  call = study.EarlyStoppingHook.__call__
+  call = stop.EarlyStopping.__call__
 
   def killed_mid_second_epoch(self, step, ts):
     if step == epoch + epoch // 2:
       raise KeyboardInterrupt  # after epoch 1's evaluation and checkpoint
-    call(self, step, ts)
+    return call(self, step, ts)
 
   runs, results = str(tmp_path / "runs"), str(tmp_path / "results")
-  monkeypatch.setattr(study.EarlyStoppingHook, "__call__", killed_mid_second_epoch)
+  monkeypatch.setattr(stop.EarlyStopping, "__call__", killed_mid_second_epoch)
   with pytest.raises(KeyboardInterrupt):
-    study.run_job(JOB, runs_dir=runs, results_dir=results, schedule=TINY)
-  assert [r["step"] for r in study.read_rows(os.path.join(runs, JOB.name, study.ES_FILE))] == [
+    study.run_job(JOB, runs, results, schedule=TINY)
+  assert [r["step"] for r in stop.read_rows(os.path.join(runs, JOB.name, study.ES_FILE))] == [
       epoch]
   monkeypatch.undo()
-  resumed = study.run_job(JOB, runs_dir=runs, results_dir=results, schedule=TINY)
+  resumed = study.run_job(JOB, runs, results, schedule=TINY)
   assert resumed["curve"] == row["curve"]  # same evaluations, none repeated
 
 
+@pytest.mark.slow  # trains (the tiny job)
 def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
   row, _, results = tiny_run
   folder = tmp_path / "converged"
@@ -142,22 +146,35 @@ def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
   assert "s1 not run" in base and "115.7" in base  # one seed, the other marked; paper's LSTM
   assert "| DN | not run |" in text  # the LSTM DN: no seed finished
   assert "s1 failed" in text and "failed: tanh-dn-s1" in text
-  assert "Jobs finished: 1 of 20" in text
-  assert "| LSTM | DN* vs Baseline | not run | | | 0, 1 |" in text
+  assert "Jobs finished: 1 of 72" in text
+  assert "| LSTM | DN* vs Baseline | not run | | | | | | 0, 1 |" in text
 
 
-def test_comparison_describes_the_seeds():
-  assert study.comparison([100.0, 102.0], [110.0, 104.0]) == {
-      "diff": -6.0, "relative": -6.0 / 107.0, "separated": "A lower"}
+def test_comparison_describes_the_seeds_and_tests_them():
+  c = study.comparison([100.0, 102.0], [110.0, 104.0])
+  assert (c["diff"], c["relative"], c["separated"]) == (-6.0, -6.0 / 107.0, "A lower")
+  assert 0 < c["p"] < 1
   assert study.comparison([100.0, 105.0], [104.0, 110.0])["separated"] == "overlap"
   assert study.comparison([120.0], [110.0, 115.0])["separated"] == "A higher"
+  results = {}
+  for v, values in (("dn_star", (100.0, 101.0, 100.5)), ("baseline", (110.0, 111.0, 112.0)),
+                    ("dn", (105.0, 120.0, 90.0))):
+    for seed, x in enumerate(values):
+      results[f"lstm-{v}-s{seed}"] = {"test_perplexity": x}
+  rows = [r for r in study.comparisons(results) if r["cell"] == "lstm" and "diff" in r]
+  assert [(r["a"], r["b"]) for r in rows] == [("dn_star", "baseline"), ("dn_star", "dn"),
+                                             ("dn", "baseline")]
+  assert [r["p_holm"] for r in rows] == pytest.approx(
+      study.seed_stats.holm([r["p"] for r in rows]))
+  assert study.verdict(rows[0]) == "A lower" and study.verdict(rows[1]) == "not established"
 
 
-def test_jobs_order_and_bad_choices():
-  names = [j.name for j in study.jobs()]
-  assert len(names) == 20 and len(set(names)) == 20
-  assert names[:6] == ["lstm-baseline-s0", "lstm-baseline-s1", "lstm-dn_star-s0",
-                       "lstm-dn_star-s1", "lstm-ln_star-s0", "lstm-ln_star-s1"]
-  assert [j.name for j in study.jobs(("tanh",), ("dn",), (1,))] == ["tanh-dn-s1"]
-  with pytest.raises(study.ConfigError, match="--variants: unknown bn"):
-    study.jobs(variants=("bn",))
+def test_plans_order_and_names():
+  names = [j.name for j in study.STUDY.jobs()]
+  assert len(names) == 72 and len(set(names)) == 72
+  assert names[:6] == ["lstm-baseline-s0", "lstm-baseline-s1", "lstm-baseline-s2",
+                       "lstm-dn_star-s0", "lstm-dn_star-s1", "lstm-dn_star-s2"]
+  assert [p.name for p in study.STUDY.plans] == ["lstm", "tanh", "relu"]
+  assert [j.name for j in study.STUDY.jobs(("tanh",), ("*-dn-s1",))] == ["tanh-dn-s1"]
+  with pytest.raises(study.ConfigError, match="unknown cell"):
+    study.plan_jobs("gru")

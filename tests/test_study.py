@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -31,31 +32,60 @@ def test_schedule_is_the_papers_scaled():
   assert (job.num_steps, job.boundaries, job.learning_rate) == (7500, (2812, 4688), 4e-4)
 
 
-def test_jobs_run_seed_by_seed_and_names_are_unique():
-  jobs = study.jobs()
+def test_plans_and_names():
+  jobs = study.STUDY.jobs()
   names = [j.name for j in jobs]
-  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 + 3 * 3 * 2 + 7
-  first = [j for j in jobs if j.plan in ("table", "sigma")]
-  assert [j.seed for j in first] == sorted(j.seed for j in first)
+  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 + 3 * 3 + 4 * 3 * 3 + 4 * 2
+  first = study.STUDY.jobs(("table", "sigma"))
+  assert [j.seed for j in first if j.plan == "table"] == sorted(
+      j.seed for j in first if j.plan == "table")
   assert all(j.learn_sigma == (j.plan == "sigma") for j in jobs)
-  assert {j.max_train_examples for j in jobs if j.plan == "full"} == {None}
-  long = [j for j in jobs if j.plan == "baseline_long"]
+  long = study.STUDY.jobs(("baseline_long",))
   assert [(j.variant, j.num_steps, j.boundaries) for j in long] == [("baseline", 1200, (450, 750))] * 3
+  # The names of the finished results stay the same.
+  assert {"table-DN_star-s2", "sigma-DN_star-s0", "small_batch-BN-s0-b4"} <= set(names)
+  alone = study.STUDY.jobs(("sigma_alone",))
+  assert [j.name for j in alone[:3]] == ["sigma_alone-BN-s-s0", "sigma_alone-LN-s-s0",
+                                         "sigma_alone-DN-sigma0-s0"]
+  assert [j.label for j in alone[:3]] == ["BN-s", "LN-s", "DN (sigma0)"]
+  full = study.STUDY.jobs(("full_long",))
+  assert {j.max_train_examples for j in full} == {None}
+  assert full[0].num_steps == study.FULL_EPOCHS * 600
+  assert full[0].boundaries == (round(full[0].num_steps * 3 / 8), round(full[0].num_steps * 5 / 8))
+  small = study.STUDY.jobs(("small_batch",))
+  assert [j.seed for j in small] == sorted(j.seed for j in small)  # seed by seed
+  assert study.STUDY.jobs(("small_batch",), ("*-b4",))[0].name == "small_batch-BN-s0-b4"
   with pytest.raises(ConfigError, match="unknown plan"):
-    study.jobs(("table", "tabel"))
+    study.STUDY.jobs(("table", "tabel"))
 
 
 def test_job_config_carries_the_job():
-  job = study.jobs(("sigma",))[1]
+  job = study.STUDY.jobs(("sigma",))[1]
   cfg = study.job_config(job)
   assert (cfg.seed, cfg.num_steps, cfg.batch_size, cfg.learn_sigma) == (1, 1200, 100, True)
   assert cfg.optimizer.boundaries == [450, 750] and cfg.optimizer.learning_rate == 1e-2
   assert cfg.max_train_examples == 5000 and cfg.eval_every == 600
 
 
+def test_sigma_alone_variants_are_the_papers_and_dn_with_sigma_zero():
+  from experiments.cnn import task
+  by = {j.label: j for j in study.STUDY.jobs(("sigma_alone",)) if j.seed == 0}
+  specs = {label: task.build_model(study.job_config(j), 10).norm for label, j in by.items()}
+  assert (specs["BN-s"].kind, specs["BN-s"].sigma, specs["BN-s"].l1_alpha) == ("batch", 1.0, 0.0)
+  assert (specs["LN-s"].kind, specs["LN-s"].sigma, specs["LN-s"].l1_alpha) == ("layer", 0.5, 0.0)
+  dn0 = specs["DN (sigma0)"]
+  assert (dn0.kind, dn0.sigma, dn0.l1_alpha, dn0.affine) == ("divisive", 0.0, 0.0, False)
+  table_dn = task.build_model(study.job_config(study.table_job("table", "DN", 0)), 10).norm
+  assert dataclasses.replace(table_dn, sigma=0.0) == dn0  # only sigma differs from the table's DN
+  cfg = study.job_config(study.table_job("table", "baseline", 0))
+  cfg.sigma = 0.0
+  with pytest.raises(ConfigError, match="has no normalizer"):
+    task.validate(cfg)
+
+
 def test_learn_sigma_on_the_baseline_is_refused():
   from experiments.cnn import task
-  cfg = study.job_config(study.jobs(("table",))[0])
+  cfg = study.job_config(study.STUDY.jobs(("table",))[0])
   cfg.learn_sigma = True
   with pytest.raises(ConfigError, match="no normalizer whose sigma"):
     task.validate(cfg)
@@ -117,14 +147,16 @@ def test_single_thread_env_keeps_other_flags():
 
 # ---- one real job, end to end, and the report -----------------------------------------------
 
+@pytest.mark.slow  # trains
 @pytest.mark.loose_promotion  # optax's schedules
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")
 def test_run_job_writes_results_and_the_report_reads_them(tmp_path):
   runs, results = str(tmp_path / "runs"), str(tmp_path / "results")
   job = study.Job("sigma", "DN*", 0, 16, 6, (2, 4), 1e-2, 96, learn_sigma=True)
-  row = study.run_job(job, runs_dir=runs, results_dir=results,
+  row = study.run_job(job, runs, results,
                       overrides=["eval_batch_size=96", "max_eval_examples=192"])
   out = os.path.join(results, job.name)
+  workers.write_json(os.path.join(out, "result.json"), row)  # as the runner does
   assert sorted(os.listdir(out)) == ["config.json", "first_layer_samples.npz", "metrics.jsonl",
                                      "result.json"]
   assert not os.path.exists(os.path.join(out, "checkpoints"))
@@ -133,7 +165,7 @@ def test_run_job_writes_results_and_the_report_reads_them(tmp_path):
   assert sorted(row["sigmas"]) == ["sigma_norm_0", "sigma_norm_1", "sigma_norm_2"]
   assert all(0 < s < 1 for s in row["sigmas"].values())
   assert 0 <= row["table10_correlation"] <= 1 and row["table10_mutual_information"] > 0
-  assert study.is_done(results, job.name)
+  assert workers.result_exists(results, job.name) and row["converged"] in (True, False)
 
   # Two synthetic table rows beside the real one: the report tests them, marks the rest.
   for seed, acc in ((0, 0.7), (1, 0.72)):
@@ -142,9 +174,9 @@ def test_run_job_writes_results_and_the_report_reads_them(tmp_path):
     os.makedirs(os.path.join(results, r["name"]))
     with open(os.path.join(results, r["name"], "result.json"), "w") as f:
       json.dump(r, f)
-  assert study_report.main(["--results_dir", results]) == 0
+  md = study_report.write(results)
   with open(os.path.join(results, "summary.md")) as f:
-    md = f.read()
+    assert f.read() == md
   assert "| baseline | not run |" in md and "| DN | 2 |" in md
   assert "0.7100 ± 0.0141" in md  # mean ± std of 0.70, 0.72
   assert "DN* learned sigma" in md and os.path.exists(os.path.join(results, "sigma.png"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import sys
 import time
 
@@ -45,9 +44,8 @@ def safe_name(variant: str) -> str:
 
 
 def machine_description() -> str:
-  import jax
-  return (f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores visible, "
-          f"{jax.device_count()} {jax.default_backend()} device(s), jax {jax.__version__}")
+  from experiments.engine.study import machine_description
+  return machine_description()
 
 
 def build_config(variant: str, dataset: str, *, num_steps: int | None, border: str,

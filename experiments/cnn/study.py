@@ -1,9 +1,9 @@
-r"""The converged CNN study of results/PROTOCOL.md: every run, resumable, one worker per core.
+r"""The converged CNN study of results/PROTOCOL.md: every run, through the one study runner.
 
-  python -m experiments.cnn.study run                         # every plan, in the protocol's order
-  python -m experiments.cnn.study run --plans table,sigma     # some plans
-  python -m experiments.cnn.study list                        # the jobs, and which are done
-  python -m experiments.cnn.study_report                      # tables and figures
+  python -m experiments.cnn.study run                          # every plan, in the protocol's order
+  python -m experiments.cnn.study run --plans sigma_alone      # some plans (--jobs 'PATTERN' too)
+  python -m experiments.cnn.study status                       # done / running / failed / to run
+  python -m experiments.cnn.study report                       # summary.md, summary.json, figures
 
 Plans (results/PROTOCOL.md fixes every number here before the runs):
 
@@ -13,26 +13,25 @@ Plans (results/PROTOCOL.md fixes every number here before the runs):
   the normalized networks (lr x0.1 at 450 and 750: the paper's 30k and 50k of
   80k) and 750 for the baselines (x0.1 at 75 and 450: the paper's 5k and 30k of
   50k). Each run also measures Table 10 on its first layer.
-- ``sigma``: DN* with sigma learned per layer (``learn_sigma``), seeds 0-2,
-  the table's schedule; its train metrics log ``sigma_norm_<layer>``.
-- ``baseline_long``: the baseline on the normalized networks' schedule (1,200
-  steps, x0.1 at 450 and 750), seeds 0-2. Added after the runs started
-  (results/PROTOCOL.md, deviation 1): on the paper's baseline schedule the
-  baseline stops short of the overfitting regime.
-- ``small_batch``: BN, LN and DN at batch 4, 16 and 64, seeds 0-1, 30,000
-  training examples each (steps = 30,000 / batch), lr 1e-2 x batch / 100 (the
-  linear scaling rule), x0.1 at 37.5% and 62.5% of the steps.
-- ``full``: the table's variants on the whole 60,000-example training split,
-  seed 0, the table's schedule.
+- ``sigma``: DN* with sigma learned per layer (``learn_sigma``), seeds 0-2.
+- ``baseline_long``: the baseline on the normalized networks' schedule, seeds 0-2
+  (PROTOCOL.md, deviation 1).
+- ``sigma_alone``: BN-s and LN-s (the paper's: sigma without L1) and DN with
+  sigma 0 (tag ``sigma0``), seeds 0-2, the table's schedule (PROTOCOL.md, 2026-12-03).
+- ``small_batch``: BN, LN, DN and DN* at batch 4, 16 and 64, seeds 0-2, 30,000
+  training examples each (steps = 30,000 / batch), lr 1e-2 x batch / 100, x0.1 at
+  37.5% and 62.5% of the steps; seed by seed.
+- ``full_long``: BN, BN*, DN and DN* on the whole 60,000-image training split,
+  seeds 0-1, `FULL_EPOCHS` epochs with the table's cuts at the paper's fractions.
 
 Each job trains in ``<runs>/<job>`` (checkpoints; resumes) and writes
 ``<results>/<job>/``: ``result.json`` (the numbers), ``metrics.jsonl`` and
-``config.json`` (no checkpoints). A job is done when its result.json exists.
+``config.json`` (no checkpoints). Another module adds plans of these jobs with
+``STUDY.with_plans(...)`` (experiments/engine/README.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -43,37 +42,41 @@ import numpy as np
 from experiments.cnn import model as cnn_model
 from experiments.cnn import reproduce
 from experiments.cnn.configs import cnn as cnn_config
-from experiments.config import (
-    ConfigError,
-    apply_overrides,
-    check_dir,
-    check_writable_dir,
-    positive_int,
+from experiments.cnn.protocol import (  # noqa: F401 - the protocol's numbers, re-exported
+  BATCH_SIZE,
+  DATASET,
+  FULL_EPOCHS,
+  FULL_SEEDS,
+  FULL_SPLIT,
+  FULL_VARIANTS,
+  LEARNING_RATE,
+  NORMALIZED_STEPS,
+  PLATEAU_TOLERANCE,
+  PROBE_IMAGES,
+  SAMPLES_SAVED,
+  SEEDS,
+  SIGMA_ALONE,
+  SIGMA_VARIANT,
+  SMALL_BATCH_EXAMPLES,
+  SMALL_BATCH_SEEDS,
+  SMALL_BATCH_VARIANTS,
+  SMALL_BATCHES,
+  SUBSET,
+  TABLE_VARIANTS,
+  converged,
 )
-from experiments.engine.workers import result_exists as is_done
-from experiments.engine.workers import write_json as _write_json
-
-DATASET = "fashion_mnist"
-SUBSET = 5_000
-NORMALIZED_STEPS = 1_200
-BATCH_SIZE = 100
-LEARNING_RATE = 1e-2
-TABLE_VARIANTS = ("baseline", "BN", "BN*", "LN", "LN*", "DN", "DN*")
-SEEDS = (0, 1, 2)
-SIGMA_VARIANT = "DN*"
-SMALL_BATCH_VARIANTS = ("BN", "LN", "DN")
-SMALL_BATCHES = (4, 16, 64)
-SMALL_BATCH_SEEDS = (0, 1)
-SMALL_BATCH_EXAMPLES = 30_000
-FULL_SEEDS = (0,)
-PLANS = ("table", "sigma", "baseline_long", "small_batch", "full")
-PROBE_IMAGES = 1_000
-SAMPLES_SAVED = 2_048
+from experiments.config import apply_overrides
+from experiments.engine import study as runner
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-  """One training run of the study."""
+  """One training run of the study.
+
+  Attributes:
+    overrides: further config fields, in `--set` syntax ("sigma=0.0"), for variants
+      the paper's twelve do not name; `tag` then tells the job's name apart.
+  """
   plan: str
   variant: str
   seed: int
@@ -83,11 +86,19 @@ class Job:
   learning_rate: float
   max_train_examples: int | None
   learn_sigma: bool = False
+  overrides: tuple[str, ...] = ()
+  tag: str = ""
 
   @property
   def name(self) -> str:
-    name = f"{self.plan}-{reproduce.safe_name(self.variant)}-s{self.seed}"
-    return name + (f"-b{self.batch_size}" if self.plan == "small_batch" else "")
+    name = f"{self.plan}-{reproduce.safe_name(self.variant)}"
+    name += (f"-{self.tag}" if self.tag else "") + f"-s{self.seed}"
+    return name + (f"-b{self.batch_size}" if self.batch_size != BATCH_SIZE else "")
+
+  @property
+  def label(self) -> str:
+    """The model's name in tables: the variant, and its tag (e.g. "DN (sigma0)")."""
+    return self.variant + (f" ({self.tag})" if self.tag else "")
 
 
 def paper_schedule(variant: str, normalized_steps: int = NORMALIZED_STEPS
@@ -98,9 +109,11 @@ def paper_schedule(variant: str, normalized_steps: int = NORMALIZED_STEPS
   return steps, (round(steps * cuts[0] / total), round(steps * cuts[1] / total))
 
 
-def _table_job(plan: str, variant: str, seed: int, subset: int | None, learn_sigma=False) -> Job:
-  steps, cuts = paper_schedule(variant)
-  return Job(plan, variant, seed, BATCH_SIZE, steps, cuts, LEARNING_RATE, subset, learn_sigma)
+def table_job(plan: str, variant: str, seed: int, subset: int | None = SUBSET, *,
+              normalized_steps: int = NORMALIZED_STEPS, **fields) -> Job:
+  """A job on the table's recipe (batch 100, lr 1e-2, the paper's schedule scaled)."""
+  steps, cuts = paper_schedule(variant, normalized_steps)
+  return Job(plan, variant, seed, BATCH_SIZE, steps, cuts, LEARNING_RATE, subset, **fields)
 
 
 def small_batch_job(variant: str, batch_size: int, seed: int) -> Job:
@@ -110,34 +123,35 @@ def small_batch_job(variant: str, batch_size: int, seed: int) -> Job:
              LEARNING_RATE * batch_size / BATCH_SIZE, SUBSET)
 
 
-def jobs(plans=PLANS) -> list[Job]:
-  """Every job of `plans`, in the protocol's order (seed by seed, so partial tables balance)."""
-  unknown = [p for p in plans if p not in PLANS]
-  if unknown:
-    raise ConfigError(f"--plans: unknown plan(s) {', '.join(unknown)}; valid choices: "
-                      f"{', '.join(PLANS)}.")
-  out = []
-  for seed in SEEDS:
-    if "table" in plans:
-      out += [_table_job("table", v, seed, SUBSET) for v in TABLE_VARIANTS]
-    if "sigma" in plans:
-      out.append(_table_job("sigma", SIGMA_VARIANT, seed, SUBSET, learn_sigma=True))
-    if "baseline_long" in plans:
-      steps, cuts = paper_schedule("DN")
-      out.append(Job("baseline_long", "baseline", seed, BATCH_SIZE, steps, cuts, LEARNING_RATE,
-                     SUBSET))
-  if "small_batch" in plans:
-    out += [small_batch_job(v, b, s) for s in SMALL_BATCH_SEEDS for v in SMALL_BATCH_VARIANTS
-            for b in SMALL_BATCHES]
-  if "full" in plans:
-    out += [_table_job("full", v, s, None) for s in FULL_SEEDS for v in TABLE_VARIANTS]
-  return out
+def _plans() -> tuple[runner.Plan, ...]:
+  table = [table_job("table", v, s) for s in SEEDS for v in TABLE_VARIANTS]
+  sigma = [table_job("sigma", SIGMA_VARIANT, s, learn_sigma=True) for s in SEEDS]
+  steps, cuts = paper_schedule("DN")
+  long = [Job("baseline_long", "baseline", s, BATCH_SIZE, steps, cuts, LEARNING_RATE, SUBSET)
+          for s in SEEDS]
+  alone = [table_job("sigma_alone", v, s, overrides=o, tag=t)
+           for s in SEEDS for v, o, t in SIGMA_ALONE]
+  small = [small_batch_job(v, b, s) for s in SMALL_BATCH_SEEDS for v in SMALL_BATCH_VARIANTS
+           for b in SMALL_BATCHES]
+  full_steps = FULL_EPOCHS * FULL_SPLIT // BATCH_SIZE
+  full = [table_job("full_long", v, s, None, normalized_steps=full_steps)
+          for s in FULL_SEEDS for v in FULL_VARIANTS]
+  return (
+      runner.Plan("table", tuple(table), "Tables 3/7 and 10: 7 variants x 3 seeds (done)"),
+      runner.Plan("sigma", tuple(sigma), "DN* with sigma learned per layer, 3 seeds (done)"),
+      runner.Plan("baseline_long", tuple(long), "the baseline on 1,200 steps, 3 seeds (done)"),
+      runner.Plan("sigma_alone", tuple(alone), "BN-s, LN-s, DN with sigma 0, 3 seeds"),
+      runner.Plan("small_batch", tuple(small), "BN, LN, DN, DN* at batch 4/16/64, 3 seeds"),
+      runner.Plan("full_long", tuple(full),
+                  f"BN, BN*, DN, DN* on all 60k images, {FULL_EPOCHS} epochs, 2 seeds"),
+  )
 
 
 def job_config(job: Job, data_dir: str | None = None, overrides=()):
   """The engine config of `job` (the paper's CNN and recipe, the protocol's schedule).
 
-  `overrides` ("key=value", as `--set`) apply last: for tests and shrunk runs only.
+  The job's own overrides apply, then `overrides` ("key=value", as `--set`): for tests
+  and shrunk runs only.
   """
   cfg = reproduce.build_config(job.variant, DATASET, num_steps=None, border="valid")
   cfg.data_dir = data_dir
@@ -149,9 +163,10 @@ def job_config(job: Job, data_dir: str | None = None, overrides=()):
   cfg.max_train_examples = job.max_train_examples
   cfg.learn_sigma = job.learn_sigma
   cfg.log_every = max(1, min(20, job.num_steps // 60))
-  cfg.eval_every = job.num_steps if job.plan == "small_batch" else max(1, job.num_steps // 2)
-  cfg.checkpoint_every = max(1, job.num_steps // 4)
-  return apply_overrides(cfg, overrides)
+  cfg.eval_every = (job.num_steps if job.plan == "small_batch"
+                    else max(1, min(job.num_steps // 2, 600)))
+  cfg.checkpoint_every = max(1, min(job.num_steps // 4, 600))
+  return apply_overrides(cfg, [*job.overrides, *overrides])
 
 
 def _mean_between(rows, key: str, lo: float, hi: float) -> float:
@@ -159,7 +174,7 @@ def _mean_between(rows, key: str, lo: float, hi: float) -> float:
   return float(np.mean(values)) if values else float("nan")
 
 
-def run_job(job: Job, *, runs_dir: str, results_dir: str, data_dir: str | None = None,
+def run_job(job: Job, runs_dir: str, results_dir: str, *, data_dir: str | None = None,
             overrides=()) -> dict:
   """Trains `job` (resuming), measures it, and writes its results folder; returns its row."""
   from experiments import engine
@@ -190,7 +205,7 @@ def run_job(job: Job, *, runs_dir: str, results_dir: str, data_dir: str | None =
   n = job.num_steps
   last = history[-1] if history else {}
   row = {
-      **dataclasses.asdict(job), "name": job.name,
+      **runner.job_fields(job),
       "test_accuracy": result.eval_metrics["accuracy"],
       "test_cross_entropy": result.eval_metrics["cross_entropy"],
       "train_accuracy": on_train["accuracy"],
@@ -204,71 +219,34 @@ def run_job(job: Job, *, runs_dir: str, results_dir: str, data_dir: str | None =
       "examples_per_second": float(np.median([r["examples_per_second"] for r in history
                                               if "examples_per_second" in r] or [np.nan])),
       "seconds_this_process": seconds,
-      "machine": reproduce.machine_description(),
+      "machine": runner.machine_description(),
   }
+  row["converged"] = converged(row)
   os.makedirs(out, exist_ok=True)
   for name in ("metrics.jsonl", "config.json"):
     shutil.copyfile(os.path.join(workdir, name), os.path.join(out, name))
-  if job.seed == 0 and job.plan in ("table", "sigma"):
+  if job.seed == 0 and job.plan in ("table", "sigma", "sigma_alone"):
     z = analysis.samples(acts, max_samples=SAMPLES_SAVED, seed=0).astype(np.float32)
     np.savez_compressed(os.path.join(out, "first_layer_samples.npz"), samples=z)
-  _write_json(os.path.join(out, "result.json"), row)
   return row
 
 
-def worker(args) -> int:
-  from experiments.engine.workers import claimed_jobs
-  by_name = {j.name: j for j in jobs(args.plans)}
-  for name in claimed_jobs(list(by_name), lock_dir=os.path.join(args.runs_dir, "locks"),
-                           is_done=lambda n: is_done(args.results_dir, n)):
-    job = by_name[name]
-    print(f"[worker {args.worker_index}] {name}: {job.num_steps} steps of batch "
-          f"{job.batch_size}, lr {job.learning_rate:g}", flush=True)
-    try:
-      row = run_job(job, runs_dir=args.runs_dir, results_dir=args.results_dir,
-                    data_dir=args.data_dir)
-    except Exception as e:  # a diverged run is a result too; the others go on
-      if isinstance(e, ConfigError):
-        raise
-      os.makedirs(os.path.join(args.results_dir, name), exist_ok=True)
-      row = {**dataclasses.asdict(job), "name": name, "failed": f"{type(e).__name__}: {e}"}
-      _write_json(os.path.join(args.results_dir, name, "result.json"), row)
-    print(f"[worker {args.worker_index}] {name}: "
-          + (row.get("failed") or f"test accuracy {row['test_accuracy']:.4f}"), flush=True)
-  return 0
+def summary(row: dict) -> str:
+  """One line on a finished job (for `status` and the workers' log)."""
+  return (f"test accuracy {row['test_accuracy']:.4f}, train {row['train_accuracy']:.4f}, "
+          f"plateau {'passed' if converged(row) else 'FAILED'}")
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("command", choices=("run", "list", "worker"))
-  p.add_argument("--plans", default=",".join(PLANS), help=f"subset of {','.join(PLANS)}")
-  p.add_argument("--workers", type=positive_int(2), default=2,
-                 help="processes, each on its own core with single-threaded XLA")
-  p.add_argument("--runs_dir", default="runs/study", help="checkpoints (resumable)")
-  p.add_argument("--results_dir", default="results/cnn/converged")
-  p.add_argument("--data_dir", default=None)
-  p.add_argument("--worker_index", type=int, default=0, help=argparse.SUPPRESS)
-  args = p.parse_args(argv)
-  args.plans = tuple(x.strip() for x in args.plans.split(",") if x.strip())
-  todo = jobs(args.plans)
-  check_dir(args.data_dir, flag="--data_dir", example="/usr/share/datasets/fashion-mnist")
-  if args.command == "list":
-    for j in todo:
-      print(f"{'done' if is_done(args.results_dir, j.name) else '    '}  {j.name}: "
-            f"{j.num_steps} steps, batch {j.batch_size}, lr {j.learning_rate:g}, "
-            f"cuts {j.boundaries}")
-    return 0
-  check_writable_dir(args.runs_dir, flag="--runs_dir", example="runs/study")
-  check_writable_dir(args.results_dir, flag="--results_dir", example="results/cnn/converged")
-  if args.command == "worker":
-    return worker(args)
-  from experiments.engine.workers import run_workers
-  argv = ["-m", "experiments.cnn.study", "worker", "--plans", ",".join(args.plans),
-          "--runs_dir", args.runs_dir, "--results_dir", args.results_dir,
-          *(["--data_dir", args.data_dir] if args.data_dir else [])]
-  return run_workers(argv, workers=args.workers)
+def report(results_dir: str) -> str:
+  from experiments.cnn import study_report
+  return study_report.write(results_dir)
+
+
+STUDY = runner.Study(
+    name="cnn", module="experiments.cnn.study", plans=_plans(), run_job=run_job, report=report,
+    summary=summary, runs_dir="runs/study", results_dir="results/cnn/converged",
+    protocol="results/PROTOCOL.md")
 
 
 if __name__ == "__main__":
-  from experiments.config import cli
-  cli(main)
+  runner.cli(STUDY)

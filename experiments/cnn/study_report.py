@@ -1,6 +1,6 @@
 r"""Tables and figures of the converged CNN study (results/PROTOCOL.md) from its result folders.
 
-  python -m experiments.cnn.study_report
+  python -m experiments.cnn.study report
 
 Reads ``<results>/<job>/result.json`` (and metrics.jsonl, first_layer_samples.npz) of
 whatever jobs have finished and writes, in ``<results>``:
@@ -10,15 +10,14 @@ whatever jobs have finished and writes, in ``<results>``:
   paper's), the named comparisons with Welch tests and Holm's adjustment, Table 10
   beside the paper's, learned sigma, small batches and the full training split;
 - ``summary.json``: the same numbers, for `make demo` and the tests;
-- ``curves.png``, ``table10_joint_histograms.png``, ``sigma.png``, ``small_batch.png``.
+- ``curves.png``, ``table10_joint_histograms.png``, ``sigma.png``, ``small_batch.png``,
+  ``full_long.png``.
 
 Missing jobs are shown as not run; nothing is filled in.
 """
 
 from __future__ import annotations
 
-import argparse
-import glob
 import json
 import math
 import os
@@ -26,10 +25,11 @@ import os
 import numpy as np
 
 from experiments import seed_stats
-from experiments.cnn import study
+from experiments.cnn import protocol as study
 from experiments.cnn.analysis import PAPER_TABLE10, joint_histogram
 from experiments.cnn.paper import PAPER_ACCURACY
 from experiments.engine import read_metrics
+from experiments.engine import study as runner
 
 # The comparisons named in results/PROTOCOL.md before the runs.
 ACCURACY_COMPARISONS = (("DN*", "DN"), ("LN*", "LN"), ("BN*", "BN"), ("DN*", "baseline"),
@@ -39,23 +39,30 @@ TABLE10_COMPARISONS = (("BN*", "BN"), ("LN*", "LN"), ("DN*", "DN"))
 # normalized networks' schedule. Reported unadjusted, outside the fixed family.
 LONG_BASELINE = "baseline (1,200 steps)"
 POST_HOC_COMPARISONS = tuple((v, LONG_BASELINE) for v in ("BN", "BN*", "LN*", "DN", "DN*"))
-PLATEAU_TOLERANCE = 0.05
+# PROTOCOL.md, 2026-12-03: the added families (Welch, Holm within each).
+DN_SIGMA0 = "DN (sigma0)"
+SIGMA_ALONE_MODELS = ("BN", "BN-s", "BN*", "LN", "LN-s", "LN*", DN_SIGMA0, "DN", "DN*")
+SIGMA_ALONE_COMPARISONS = (("BN-s", "BN"), ("LN-s", "LN"), ("BN*", "BN-s"), ("LN*", "LN-s"),
+                           ("DN", DN_SIGMA0))
+SMALL_BATCH_COMPARISONS = (("DN", "BN"), ("LN", "BN"), ("DN*", "BN"), ("DN*", "DN"))
+FULL_COMPARISONS = (("BN*", "BN"), ("DN*", "DN"), ("DN", "BN"))
 
 
 def load_results(results_dir: str) -> list[dict]:
   """Every finished job's result.json under `results_dir` (failed runs included)."""
-  rows = []
-  for path in sorted(glob.glob(os.path.join(results_dir, "*", "result.json"))):
-    with open(path) as f:
-      rows.append(json.load(f))
-  return rows
+  return list(runner.load_results(results_dir).values())
+
+
+def label(r: dict) -> str:
+  """A row's model name: its variant and tag, e.g. "DN (sigma0)"."""
+  return r["variant"] + (f" ({r['tag']})" if r.get("tag") else "")
 
 
 def _group(rows, plan: str, **match) -> dict[str, list[dict]]:
   out: dict[str, list[dict]] = {}
   for r in rows:
     if r["plan"] == plan and "failed" not in r and all(r[k] == v for k, v in match.items()):
-      out.setdefault(r["variant"], []).append(r)
+      out.setdefault(label(r), []).append(r)
   return out
 
 
@@ -65,9 +72,8 @@ def collapsed(r: dict) -> bool:
 
 
 def converged(r: dict) -> bool:
-  """The protocol's check: the last two tenths' mean training CE differ by < 5%."""
-  a, b = r["train_ce_80_90"], r["train_ce_90_100"]
-  return bool(abs(a - b) <= PLATEAU_TOLERANCE * max(a, b))
+  """The protocol's check: the last two tenths' mean training CE differ by <= 5%."""
+  return study.converged(r)
 
 
 def _comparisons(groups, pairs, key: str) -> list[dict]:
@@ -103,7 +109,7 @@ def summarize(rows: list[dict]) -> dict:
   table = _group(rows, "table")
   long = _group(rows, "baseline_long").get("baseline")
   out = {"table": {}, "accuracy_tests": [], "table10_tests": [], "post_hoc_tests": [],
-         "sigma": {}, "small_batch": {}, "full": {},
+         "sigma": {},
          "failed": [r["name"] for r in rows if "failed" in r]}
   for v in study.TABLE_VARIANTS:
     if table.get(v):
@@ -134,24 +140,78 @@ def summarize(rows: list[dict]) -> dict:
     if fixed:
       out["sigma"][v]["vs_fixed_sigma"] = seed_stats.welch(
           [r["test_accuracy"] for r in runs], [r["test_accuracy"] for r in fixed])
+  out["sigma_alone"] = _sigma_alone(rows, table)
+  out["small_batch"], out["small_batch_tests"] = _small_batch(rows)
+  out["full_long"], out["full_long_tests"], out["full_long_gap_tests"] = _full_long(rows)
+  machines = sorted({r.get("machine", "") for r in rows if r.get("machine")})
+  out["machine"] = machines
+  return out
+
+
+def _entry(runs: list[dict]) -> dict:
+  """Seeds, test/train accuracy and cross entropy over seeds, the gap, the plateau check."""
+  runs = sorted(runs, key=lambda r: r["seed"])
+  gap = [r["train_accuracy"] - r["test_accuracy"] for r in runs]
+  return {"seeds": [r["seed"] for r in runs],
+          "test_accuracy": seed_stats.summarize([r["test_accuracy"] for r in runs]),
+          "test_accuracy_by_seed": [r["test_accuracy"] for r in runs],
+          "train_accuracy": seed_stats.summarize([r["train_accuracy"] for r in runs]),
+          "train_cross_entropy": seed_stats.summarize([r["train_cross_entropy"] for r in runs]),
+          "gap": seed_stats.summarize(gap), "gap_by_seed": gap,
+          "correlation": seed_stats.summarize([r["table10_correlation"] for r in runs]),
+          "converged": [converged(r) for r in runs],
+          "failed_plateau": [r["name"] for r in runs if not converged(r)],
+          "steps": runs[0]["num_steps"], "learning_rate": runs[0]["learning_rate"]}
+
+
+def _family(groups: dict[str, list[dict]], pairs, key: str = "test_accuracy",
+            value=None) -> list[dict]:
+  """Welch's test of each pair that has data, Holm-adjusted over those tests."""
+  value = value or (lambda r: r[key])
+  tests = []
+  for a, b in pairs:
+    if groups.get(a) and groups.get(b):
+      t = seed_stats.welch([value(r) for r in groups[a]], [value(r) for r in groups[b]])
+      tests.append({"a": a, "b": b, "key": key, "n": [len(groups[a]), len(groups[b])], **t})
+  for t, p in zip(tests, seed_stats.holm([t["p"] for t in tests]), strict=True):
+    t["p_holm"], t["significant"] = p, bool(not math.isnan(p) and p < 0.05)
+  return tests
+
+
+def _sigma_alone(rows, table) -> dict:
+  """The 9 models of the sigma/L1 decomposition (the table's six from plan `table`)."""
+  alone = _group(rows, "sigma_alone")
+  groups = {**{v: table[v] for v in ("BN", "BN*", "LN", "LN*", "DN", "DN*") if v in table},
+            **alone}
+  return {"models": {v: _entry(groups[v]) for v in SIGMA_ALONE_MODELS if groups.get(v)},
+          "tests": _family(groups, SIGMA_ALONE_COMPARISONS) if alone else [],
+          "dn_star_vs_dn": _family(groups, (("DN*", "DN"),))}
+
+
+def _small_batch(rows) -> tuple[dict, list[dict]]:
+  """Per model and batch size the entry over seeds; the family of 12 comparisons."""
+  out, tests = {}, []
   for v, runs in _group(rows, "small_batch").items():
     by_batch: dict[int, list[dict]] = {}
     for r in runs:
       by_batch.setdefault(r["batch_size"], []).append(r)
-    out["small_batch"][v] = {str(b): {"seeds": sorted(r["seed"] for r in rs),
-                                      "test_accuracy": [r["test_accuracy"] for r in
-                                                        sorted(rs, key=lambda r: r["seed"])],
-                                      "mean": float(np.mean([r["test_accuracy"] for r in rs])),
-                                      "learning_rate": rs[0]["learning_rate"],
-                                      "steps": rs[0]["num_steps"]}
-                             for b, rs in sorted(by_batch.items())}
-  for v, runs in _group(rows, "full").items():
-    out["full"][v] = {"test_accuracy": seed_stats.summarize([r["test_accuracy"] for r in runs]),
-                      "train_accuracy": seed_stats.summarize([r["train_accuracy"] for r in runs]),
-                      "seeds": sorted(r["seed"] for r in runs), "steps": runs[0]["num_steps"]}
-  machines = sorted({r.get("machine", "") for r in rows if r.get("machine")})
-  out["machine"] = machines
-  return out
+    out[v] = {str(b): _entry(rs) for b, rs in sorted(by_batch.items())}
+  for b in study.SMALL_BATCHES:
+    groups = {v: [r for r in runs if r["batch_size"] == b]
+              for v, runs in _group(rows, "small_batch").items()}
+    for t in _family(groups, SMALL_BATCH_COMPARISONS):
+      tests.append({**t, "batch_size": b})
+  for t, p in zip(tests, seed_stats.holm([t["p"] for t in tests]), strict=True):
+    t["p_holm"], t["significant"] = p, bool(not math.isnan(p) and p < 0.05)  # one family
+  return out, tests
+
+
+def _full_long(rows) -> tuple[dict, list[dict], list[dict]]:
+  groups = _group(rows, "full_long")
+  entries = {v: _entry(groups[v]) for v in study.FULL_VARIANTS if groups.get(v)}
+  gap = _family(groups, (("BN*", "BN"), ("DN*", "DN")), key="gap",
+                value=lambda r: r["train_accuracy"] - r["test_accuracy"])
+  return entries, _family(groups, FULL_COMPARISONS), gap
 
 
 def _fmt(s, digits=4):
@@ -167,11 +227,11 @@ def render(summary: dict) -> str:
   lines = ["# The converged CNN study: results", "",
            "Protocol: [results/PROTOCOL.md](../../PROTOCOL.md) (fixed before the runs). "
            "Data: Fashion-MNIST, the first 5,000 training images, the full 10,000-image test "
-           "split (plan `full`: all 60,000 training images). Every number is our measurement "
+           "split (plan `full_long`: all 60,000 training images). Every number is our measurement "
            "except the columns marked *paper*, which are Ren et al. (ICLR 2017) on CIFAR-10 "
            "(Tables 3/7 and 10), copied for reference.", "",
            "Command: `python -m experiments.cnn.study run` (resumable), then "
-           "`python -m experiments.cnn.study_report`.", "",
+           "`python -m experiments.cnn.study report`.", "",
            "Machine: " + "; ".join(summary["machine"] or ["n/a"]) +
            " (one single-threaded worker process per core).", ""]
   t = summary["table"]
@@ -249,33 +309,112 @@ def render(summary: dict) -> str:
       lines.append(f"| {v} learned sigma (from 0.5) | {len(r['seeds'])} | "
                    f"{_fmt(r['test_accuracy'])} | {vs_text} | {sig} |")
     lines += ["", "![sigma per layer](sigma.png)"]
-  if summary["small_batch"]:
-    batches = sorted({int(b) for r in summary["small_batch"].values() for b in r})
-    lines += ["", "## Small batches (30,000 training examples each; lr = 1e-2 x batch / 100)", "",
-              "Test accuracy, mean of the seeds (each seed's value in brackets).", "",
-              "| Model | " + " | ".join(f"batch {b}" for b in batches) + " |",
-              "|---|" + "---|" * len(batches)]
-    for v, r in summary["small_batch"].items():
-      cells = []
-      for b in batches:
-        c = r.get(str(b))
-        cells.append("not run" if c is None else f"{c['mean']:.4f} [" + ", ".join(
-            f"{a:.4f}" for a in c["test_accuracy"]) + "]")
-      lines.append(f"| {v} | " + " | ".join(cells) + " |")
-    lines += ["", "![small batches](small_batch.png)"]
-  if summary["full"]:
-    lines += ["", "## The full training split (60,000 images; same schedule: 2 epochs)", "",
-              "| Model | seeds | test accuracy | train accuracy | steps |", "|---|---|---|---|---|"]
-    for v in study.TABLE_VARIANTS:
-      if v in summary["full"]:
-        r = summary["full"][v]
-        lines.append(f"| {v} | {len(r['seeds'])} | {_fmt(r['test_accuracy'])} | "
-                     f"{_fmt(r['train_accuracy'])} | {r['steps']} |")
+  lines += _render_sigma_alone(summary["sigma_alone"])
+  lines += _render_small_batch(summary["small_batch"], summary["small_batch_tests"])
+  lines += _render_full_long(summary["full_long"], summary["full_long_tests"],
+                             summary["full_long_gap_tests"])
   if summary["failed"]:
     lines += ["", "Failed runs (kept as results): " + ", ".join(summary["failed"])]
   lines += ["", "Figures: [curves.png](curves.png) (training cross entropy, mean over seeds), "
             "[table10_joint_histograms.png](table10_joint_histograms.png)."]
   return "\n".join(lines) + "\n"
+
+
+def _tests_table(tests: list[dict], *, batch: bool = False) -> list[str]:
+  head = "| comparison | " + ("batch | " if batch else "") + "n | difference of means | p | " \
+         "p (Holm) | verdict |"
+  lines = [head, "|---|" + ("---|" if batch else "") + "---|---|---|---|---|"]
+  for t in tests:
+    verdict = ("holds (A higher)" if t["diff"] > 0 else "holds (A lower)") if t.get(
+        "significant") else "not established"
+    lines.append(f"| {t['a']} - {t['b']} | " + (f"{t['batch_size']} | " if batch else "")
+                 + f"{t['n'][0]}, {t['n'][1]} | {t['diff']:+.4f} | {_p(t['p'])} | "
+                 f"{_p(t.get('p_holm'))} | {verdict} |")
+  return lines
+
+
+def _plateau(entry: dict) -> str:
+  ok = sum(entry["converged"])
+  return f"{ok}/{len(entry['converged'])}"
+
+
+def _render_sigma_alone(s: dict) -> list[str]:
+  if not s["models"]:
+    return []
+  lines = ["", "## Sigma alone (PROTOCOL.md, 2026-12-03)", "",
+           "BN-s and LN-s are the paper's (sigma without L1); *DN (sigma0)* is the table's DN "
+           "with sigma 0. BN, BN*, LN, LN*, DN and DN* are the `table` plan's runs. Same "
+           "subset and schedule (1,200 steps).", "",
+           "| Model | sigma | L1 | seeds | test accuracy | train accuracy | train - test | "
+           "correlation (Table 10) | plateau |", "|---|---|---|---|---|---|---|---|---|"]
+  settings = {"BN": ("0.01", "-"), "BN-s": ("1.0", "-"), "BN*": ("1.0", "0.005"),
+              "LN": ("0.01", "-"), "LN-s": ("0.5", "-"), "LN*": ("0.5", "0.005"),
+              DN_SIGMA0: ("0", "-"), "DN": ("0.5", "-"), "DN*": ("0.5", "0.005")}
+  for v in SIGMA_ALONE_MODELS:
+    e = s["models"].get(v)
+    sig, l1 = settings[v]
+    if e is None:
+      lines.append(f"| {v} | {sig} | {l1} | not run | | | | | |")
+      continue
+    lines.append(f"| {v} | {sig} | {l1} | {len(e['seeds'])} | {_fmt(e['test_accuracy'])} | "
+                 f"{_fmt(e['train_accuracy'])} | {_fmt(e['gap'], 3)} | "
+                 f"{_fmt(e['correlation'], 3)} | {_plateau(e)} |")
+  lines += ["", "Named comparisons (Welch, Holm over these 5; DN* - DN, L1 given sigma for DN, "
+            "is in the first family above and repeated here unadjusted):", ""]
+  lines += _tests_table(s["tests"])
+  for t in s["dn_star_vs_dn"]:
+    lines.append(f"| DN* - DN (first family) | {t['n'][0]}, {t['n'][1]} | {t['diff']:+.4f} | "
+                 f"{_p(t['p'])} | see above | |")
+  return lines
+
+
+def _render_small_batch(sb: dict, tests: list[dict]) -> list[str]:
+  if not sb:
+    return []
+  batches = sorted({int(b) for r in sb.values() for b in r})
+  lines = ["", "## Small batches (30,000 training examples each; lr = 1e-2 x batch / 100)", "",
+           "Test accuracy, mean ± std over seeds [each seed]; *plateau*: runs that pass the "
+           "convergence check (last two tenths' training cross entropy within 5%).", "",
+           "| Model | " + " | ".join(f"batch {b} | plateau" for b in batches) + " |",
+           "|---|" + "---|---|" * len(batches)]
+  for v in study.SMALL_BATCH_VARIANTS:
+    if v not in sb:
+      continue
+    cells = []
+    for b in batches:
+      e = sb[v].get(str(b))
+      if e is None:
+        cells += ["not run", ""]
+        continue
+      cells += [f"{_fmt(e['test_accuracy'])} [" + ", ".join(
+          f"{a:.4f}" for a in e["test_accuracy_by_seed"]) + "]", _plateau(e)]
+    lines.append(f"| {v} | " + " | ".join(cells) + " |")
+  failed = [n for r in sb.values() for e in r.values() for n in e["failed_plateau"]]
+  lines += ["", "Runs that fail the plateau check (kept in every number): "
+            + (", ".join(sorted(failed)) if failed else "none") + ".", "",
+            "Named comparisons (Welch, Holm over the 12):", ""]
+  lines += _tests_table(tests, batch=True)
+  return lines + ["", "![small batches](small_batch.png)"]
+
+
+def _render_full_long(full: dict, tests: list[dict], gap_tests: list[dict]) -> list[str]:
+  if not full:
+    return []
+  lines = ["", "## The full training split (60,000 images, 10 epochs; PROTOCOL.md, 2026-12-03)",
+           "", "| Model | seeds | steps | test accuracy | train accuracy (60k) | train - test | "
+           "train CE | plateau |", "|---|---|---|---|---|---|---|---|"]
+  for v in study.FULL_VARIANTS:
+    e = full.get(v)
+    if e is None:
+      lines.append(f"| {v} | not run | | | | | | |")
+      continue
+    lines.append(f"| {v} | {len(e['seeds'])} | {e['steps']} | {_fmt(e['test_accuracy'])} | "
+                 f"{_fmt(e['train_accuracy'])} | {_fmt(e['gap'], 4)} | "
+                 f"{_fmt(e['train_cross_entropy'], 3)} | {_plateau(e)} |")
+  lines += ["", "Test accuracy (Welch, Holm over these 3):", ""] + _tests_table(tests)
+  lines += ["", "The train-test gap, with vs without L1 (Welch, unadjusted, outside the "
+            "family):", ""] + _tests_table(gap_tests)
+  return lines + ["", "![full split](full_long.png)"]
 
 
 def _plt():
@@ -360,16 +499,18 @@ def plot_sigma(results_dir: str, rows: list[dict], path: str) -> None:
 
 
 def plot_small_batch(summary: dict, path: str) -> None:
-  if not summary["small_batch"]:
+  sb = summary["small_batch"]
+  if not sb:
     return
   plt = _plt()
   fig, ax = plt.subplots(figsize=(5, 3.5))
-  for v, r in summary["small_batch"].items():
+  for v, r in sb.items():
     bs = sorted(int(b) for b in r)
-    ax.plot(bs, [r[str(b)]["mean"] for b in bs], marker="o", label=v)
+    ax.plot(bs, [r[str(b)]["test_accuracy"]["mean"] for b in bs], marker="o", label=v)
     for b in bs:
-      ax.scatter([b] * len(r[str(b)]["test_accuracy"]), r[str(b)]["test_accuracy"], s=8,
-                 color=ax.lines[-1].get_color(), alpha=0.5)
+      ax.scatter([b] * len(r[str(b)]["test_accuracy_by_seed"]),
+                 r[str(b)]["test_accuracy_by_seed"], s=8, color=ax.lines[-1].get_color(),
+                 alpha=0.5)
   ax.set(xscale="log", xlabel="batch size", ylabel="test accuracy",
          title="30,000 examples per run; lr 1e-2 x batch / 100")
   ax.grid(alpha=0.3)
@@ -379,29 +520,43 @@ def plot_small_batch(summary: dict, path: str) -> None:
   plt.close(fig)
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--results_dir", default="results/cnn/converged")
-  args = p.parse_args(argv)
-  rows = load_results(args.results_dir)
+def plot_full_long(results_dir: str, rows: list[dict], path: str) -> None:
+  """Test accuracy after every epoch of the full-split runs, one line per run."""
+  runs = [r for r in rows if r["plan"] == "full_long" and "failed" not in r]
+  if not runs:
+    return
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6, 3.8))
+  colors = dict(zip(study.FULL_VARIANTS, ("tab:blue", "tab:cyan", "tab:red", "tab:orange"),
+                    strict=True))
+  for r in sorted(runs, key=lambda r: (r["variant"], r["seed"])):
+    ev = read_metrics(os.path.join(results_dir, r["name"]), "eval")
+    ax.plot([e["step"] / 600 for e in ev], [e["accuracy"] for e in ev], marker=".",
+            color=colors.get(r["variant"]), ls="-" if r["seed"] == 0 else "--",
+            label=f"{r['variant']} s{r['seed']}")
+  ax.set(xlabel="epoch", ylabel="test accuracy", title="all 60,000 training images")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write(results_dir: str) -> str:
+  """Writes summary.md, summary.json and the figures from the finished jobs; returns summary.md."""
+  rows = load_results(results_dir)
   if not rows:
-    print(f"no finished job in {args.results_dir}; run `python -m experiments.cnn.study run`.")
-    return 1
+    return (f"no finished job in {results_dir}; run `python -m experiments.cnn.study run`.")
   summary = summarize(rows)
-  with open(os.path.join(args.results_dir, "summary.json"), "w") as f:
+  with open(os.path.join(results_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1, sort_keys=True)
   md = render(summary)
-  with open(os.path.join(args.results_dir, "summary.md"), "w") as f:
+  with open(os.path.join(results_dir, "summary.md"), "w") as f:
     f.write(md)
-  plot_curves(args.results_dir, rows, os.path.join(args.results_dir, "curves.png"))
-  plot_joint_histograms(args.results_dir, rows,
-                        os.path.join(args.results_dir, "table10_joint_histograms.png"))
-  plot_sigma(args.results_dir, rows, os.path.join(args.results_dir, "sigma.png"))
-  plot_small_batch(summary, os.path.join(args.results_dir, "small_batch.png"))
-  print(md)
-  return 0
-
-
-if __name__ == "__main__":
-  from experiments.config import cli
-  cli(main)
+  plot_curves(results_dir, rows, os.path.join(results_dir, "curves.png"))
+  plot_joint_histograms(results_dir, rows,
+                        os.path.join(results_dir, "table10_joint_histograms.png"))
+  plot_sigma(results_dir, rows, os.path.join(results_dir, "sigma.png"))
+  plot_small_batch(summary, os.path.join(results_dir, "small_batch.png"))
+  plot_full_long(results_dir, rows, os.path.join(results_dir, "full_long.png"))
+  return md

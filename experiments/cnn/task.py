@@ -6,6 +6,7 @@ file only says what the loss, eval and batches of the CNN are.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,14 @@ import jax.numpy as jnp
 from divnorm import linen as dnn
 from experiments import engine
 from experiments.cnn import model as cnn
-from experiments.config import ConfigError, check_choice, check_dir, check_int, flag_for
+from experiments.config import (
+    ConfigError,
+    check_choice,
+    check_dir,
+    check_float,
+    check_int,
+    flag_for,
+)
 from experiments.data import batching, images
 
 
@@ -23,6 +31,13 @@ def build_model(cfg, num_classes: int) -> cnn.CNN:
   check_choice(cfg.border, cnn.BORDERS, flag=flag_for("border"))
   learn_sigma = bool(cfg.get("learn_sigma", False))
   norm = cnn.variant_spec(variant, cfg.hparams)
+  sigma = cfg.get("sigma")
+  if sigma is not None:
+    check_float(sigma, flag=flag_for("sigma"), example=0.5, inclusive=True)
+    if norm.kind == "none":
+      raise ConfigError(f"--set sigma={sigma}: variant {variant!r} has no normalizer; pick a "
+                        f"BN, LN or DN variant, or leave sigma unset.")
+    norm = dataclasses.replace(norm, sigma=float(sigma))
   if learn_sigma and norm.kind == "none":
     raise ConfigError(f"--set learn_sigma=True: variant {variant!r} has no normalizer whose "
                       f"sigma could be learned; pick a BN, LN or DN variant.")

@@ -24,6 +24,7 @@ from experiments.engine.workdir import check_workdir, save_config
 from experiments.engine.writers import MetricWriter
 
 Hook = Callable[[int, TrainState], None]
+StopRule = Callable[[int, TrainState], bool]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -40,12 +41,15 @@ class TrainResult:
     eval_metrics: the final evaluation ({} without an eval function).
     start_step: the step training (re)started from.
     steps_per_second: measured over the steps this call ran.
+    stopped_early: the stop rule ended training before `num_steps` (at
+      `train_state.step`).
   """
   train_state: TrainState
   history: list[dict[str, Any]]
   eval_metrics: dict[str, float]
   start_step: int
   steps_per_second: float
+  stopped_early: bool = False
 
 
 def _split_variables(variables: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -111,7 +115,8 @@ def evaluate(task: Task, ts: TrainState, mesh: Mesh, *, eval_fn: Callable | None
 
 def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
           mesh: Mesh | None = None, hooks: Sequence[Hook] = (), progress: bool = True,
-          prefetch_size: int = 2, run_config: Any = None) -> TrainResult:
+          prefetch_size: int = 2, run_config: Any = None, stop: StopRule | None = None
+          ) -> TrainResult:
   """Trains `task` as described by `config`; resumes from `workdir` if it has checkpoints.
 
   Args:
@@ -130,6 +135,11 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
     prefetch_size: batches placed on device ahead of the step.
     run_config: what `<workdir>/config.json` records and compares (default
       `config`); a trainer that derives `config` passes the experiment's own.
+    stop: a stop rule `stop(step, train_state) -> bool` (early stopping, a
+      plateau; see `experiments.engine.stop`), called once before the first step
+      (a run resumed after it stopped returns at once) and after every step,
+      after that step's checkpoint and evaluation. True ends training there: the
+      step's checkpoint is saved and the final evaluation runs.
 
   Raises:
     ConfigError: a bad config value, or a workdir that holds another config's run;
@@ -196,8 +206,22 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
   t0 = time.perf_counter()
   t_log, n_log = t0, 0
   step = start_step
+  stopped = stop is not None and bool(stop(start_step, ts))
+
+  def log(step):
+    nonlocal buffer, t_log, n_log
+    mean = flush(buffer)
+    buffer = []
+    now = time.perf_counter()
+    mean["examples_per_second"] = n_log * batch_size / max(now - t_log, 1e-9)
+    t_log, n_log = now, 0
+    record("train", step, mean)
+    if bar is not None:
+      bar.update(step - bar.n)
+      bar.set_postfix(loss=f"{mean['loss']:.4f}", ex_s=f"{mean['examples_per_second']:.0f}")
+
   try:
-    for step in range(start_step + 1, num_steps + 1):
+    for step in range(start_step + 1, (start_step if stopped else num_steps) + 1):
       batch = next(batches)
       ts, metrics = step_fn(ts, batch)
       buffer.append((step, metrics))
@@ -207,23 +231,19 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
       save_now = checkpointer is not None and checkpointer.should_save(step)
       eval_now = eval_every > 0 and step % eval_every == 0 and step != num_steps
       if step % log_every == 0 or step == num_steps or save_now or eval_now:
-        mean = flush(buffer)
-        buffer = []
-        now = time.perf_counter()
-        mean["examples_per_second"] = n_log * batch_size / max(now - t_log, 1e-9)
-        t_log, n_log = now, 0
-        record("train", step, mean)
-        if bar is not None:
-          bar.update(step - bar.n)
-          bar.set_postfix(loss=f"{mean['loss']:.4f}",
-                          ex_s=f"{mean['examples_per_second']:.0f}")
+        log(step)
       if save_now:
         checkpointer.save(step, ts)
       if eval_now:
         record("eval", step, evaluate(task, ts, mesh, eval_fn=eval_fn))
+      if stop is not None and stop(step, ts):
+        stopped = True
+        if buffer:
+          log(step)
+        break
     elapsed = time.perf_counter() - t0
-    if checkpointer is not None and num_steps > start_step:
-      checkpointer.save(num_steps, ts)
+    if checkpointer is not None and step > start_step:
+      checkpointer.save(step, ts)
     eval_metrics = evaluate(task, ts, mesh, eval_fn=eval_fn)
     if eval_metrics:
       record("eval", max(step, start_step), eval_metrics)
@@ -234,6 +254,7 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
     writer.close()
     if checkpointer is not None:
       checkpointer.close()
-  ran = num_steps - start_step
+  ran = step - start_step
   return TrainResult(ts, history, eval_metrics, start_step,
-                     ran / elapsed if ran > 0 and elapsed > 0 else 0.0)
+                     ran / elapsed if ran > 0 and elapsed > 0 else 0.0,
+                     stopped_early=stopped and step < num_steps)

@@ -4,16 +4,20 @@ On a small CPU machine XLA's intra-op threads gain little on the paper's small
 networks: two single-threaded processes, each pinned to its own core, train
 two CNN runs at about 1.6x the examples per second of one process that uses
 both cores (measured on the 2-core CI machine: 420 + 370 examples/s against
-500). So a study of many runs
-starts `workers` copies of one command, each with its index, its core and
-single-threaded XLA.
+500). So a study of many runs starts `workers` copies of one command, each
+with its index, its core and single-threaded XLA.
 
 Each worker walks the same job list and takes a job by locking
 ``<locks>/<job>.lock`` (`fcntl.flock`, held for the whole job and released by
-the kernel when the process dies, so a killed worker leaves no stale claim).
-A job whose result exists is skipped. Rerunning the command after a crash or a
-kill therefore continues: finished jobs are kept, and a job cut short resumes
-from its last checkpoint through the engine.
+the kernel when the process dies, so a killed worker leaves no stale claim;
+the holder's pid is written into the file for `status`). A job whose result
+exists is skipped. Each job runs in a child process of its own (`run_child`):
+a job that crashes the interpreter (a signal, an XLA abort) is retried from its
+last checkpoint, and a long study never grows one process's memory. Rerunning
+the command after a crash or a kill therefore continues: finished jobs are
+kept, and a job cut short resumes from its last checkpoint through the engine.
+Nothing here has a wall-clock timeout: a worker paused with SIGSTOP (as
+/work/bin/quiet does to time benchmarks) simply continues on SIGCONT.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# Exit status of a job process that refused its config: the worker stops (every job would).
+CONFIG_ERROR_STATUS = 3
 
 
 def single_thread_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -41,14 +48,15 @@ def available_cores() -> list[int]:
       range(os.cpu_count() or 1))
 
 
-def run_workers(argv: Sequence[str], *, workers: int) -> int:
-  """Runs ``python <argv> --worker_index i`` for i < workers, each on its own core.
+def run_workers(argv: Sequence[str], *, workers: int, cores: Sequence[int] | None = None) -> int:
+  """Runs ``python <argv> --worker_index i`` for i < workers, worker i on ``cores[i % n]``.
 
-  Returns the largest exit status (0 when every worker succeeded).
+  `cores` defaults to `available_cores()`. Returns the largest exit status (0 when
+  every worker succeeded).
   """
   if workers < 1:
     raise ValueError(f"workers={workers}: must be at least 1.")
-  cores = available_cores()
+  cores = list(cores) if cores else available_cores()
   procs = []
   for i in range(workers):
     core = cores[i % len(cores)]
@@ -68,13 +76,14 @@ def claimed_jobs(names: Sequence[str], *, lock_dir: str, is_done: Callable[[str]
                  ) -> Iterator[str]:
   """Yields each job of `names` that is not done and that no other live process holds.
 
-  The lock of a yielded job is held until the generator advances past it.
+  The lock of a yielded job is held until the generator advances past it; the
+  holder's pid is written into the lock file (read by `holder`).
   """
   os.makedirs(lock_dir, exist_ok=True)
   for name in names:
     if is_done(name):
       continue
-    fd = os.open(os.path.join(lock_dir, f"{name}.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(lock_path(lock_dir, name), os.O_CREAT | os.O_RDWR, 0o644)
     try:
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -82,9 +91,85 @@ def claimed_jobs(names: Sequence[str], *, lock_dir: str, is_done: Callable[[str]
         continue  # another worker runs it
       if is_done(name):  # finished while we waited for the lock
         continue
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
       yield name
     finally:
       os.close(fd)  # releases the lock
+
+
+def lock_path(lock_dir: str, name: str) -> str:
+  return os.path.join(lock_dir, f"{name}.lock")
+
+
+def holder(lock_dir: str, name: str) -> int | None:
+  """The pid of the live worker that holds job `name`, or None.
+
+  Read from the lock file without taking the lock (taking it, even briefly, would
+  make a worker skip the job).
+  """
+  try:
+    with open(lock_path(lock_dir, name)) as f:
+      pid = int(f.read().split()[0])
+  except (OSError, ValueError, IndexError):
+    return None
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return None
+  except PermissionError:
+    return pid
+  try:  # a recycled pid of another program does not count
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+      if b"python" not in f.read():
+        return None
+  except OSError:
+    pass
+  return pid
+
+
+def describe_status(status: int) -> str:
+  """A subprocess return code in words ("exit status 1", "signal SIGABRT")."""
+  if status < 0:
+    try:
+      return f"signal {signal.Signals(-status).name}"
+    except ValueError:
+      return f"signal {-status}"
+  return f"exit status {status}"
+
+
+def run_child(argv: Sequence[str], *, log_path: str, attempts: int,
+              is_done: Callable[[], bool]) -> tuple[bool, str]:
+  """Runs ``python <argv>`` until `is_done()` or `attempts` runs; output appended to `log_path`.
+
+  Returns (done, what happened). A run that ends without the job being done (a
+  crash, a signal) is started again: the job resumes from its last checkpoint.
+  A run that exits with `CONFIG_ERROR_STATUS` is not retried.
+  """
+  os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+  outcomes = []
+  for attempt in range(1, attempts + 1):
+    with open(log_path, "ab") as log:
+      log.write(f"== attempt {attempt}: {' '.join(argv)}\n".encode())
+      log.flush()
+      status = subprocess.call([sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT)
+    if is_done():
+      return True, f"done after {attempt} attempt(s)"
+    outcomes.append(describe_status(status))
+    if status == CONFIG_ERROR_STATUS:
+      break
+  return False, f"ended without a result {len(outcomes)} time(s) ({', '.join(outcomes)})"
+
+
+def log_tail(path: str, lines: int = 15) -> str:
+  """The last `lines` lines of a text file ("" if it does not exist)."""
+  try:
+    with open(path, "rb") as f:
+      f.seek(0, os.SEEK_END)
+      f.seek(max(0, f.tell() - 16_000))
+      return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+  except OSError:
+    return ""
 
 
 def write_json(path: str, obj) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from experiments import engine
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
-from experiments.rnn import table
+from experiments.rnn import reproduce
 from experiments.rnn import task as rnn_task
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = p.parse_args(argv)
   variants = list(rnn.VARIANTS) if args.variants == "all" else args.variants.split(",")
   cells = args.cells.split(",")
-  cfgs = [table.apply_overrides(table.load_config(args.config, f"{c},{v}"), args.set)
+  cfgs = [reproduce.apply_overrides(reproduce.load_config(args.config, f"{c},{v}"), args.set)
           for c in cells for v in variants]
   corpus = text.load_corpus("shakespeare", vocab_size=int(cfgs[0].data.vocab_size))
   mesh = engine.make_mesh()
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   for r in results:
     r["relative_to_baseline"] = (r["tokens_per_second"] / base[r["cell"]]
                                  if r["cell"] in base else None)
-  meta = {"config": args.config, "machine": table.machine(), "overrides": args.set,
+  meta = {"config": args.config, "machine": reproduce.machine(), "overrides": args.set,
           "command": "python -m experiments.rnn.speed " + " ".join(
               argv if argv is not None else sys.argv[1:]),
           "shape": f"batch {cfgs[0].batch_size} x {cfgs[0].bptt_steps} steps, hidden "

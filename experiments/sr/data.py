@@ -8,7 +8,10 @@ target. Pixels are scaled to 0..1 for the network. The pieces live in
 `sr_sources` (offline photographs, folders, DIV2K).
 
 Sources are named by a string:
-  "photographs"        scikit-image + scikit-learn photographs (offline default)
+  "photographs"        the offline photographs (`sr_sources`): train = every training
+                       photograph, test = the five held-out test photographs
+  "photographs_validation"  for choosing a schedule: train = the training photographs
+                       without the validation ones, test = the validation photographs
   "folder:/some/path"  a folder of images (test sets such as Set5, Set14, BSD200)
   "div2k"              DIV2K through tfds.data_source (train/validation splits)
 """
@@ -43,10 +46,21 @@ class TestImage:
   chroma: np.ndarray | None
 
 
+PHOTOGRAPH_SOURCES = {  # source -> {split: split of `sr_sources.photographs`}
+    "photographs": {"train": "train", "test": "test"},
+    "photographs_validation": {"train": "train_without_validation", "test": "validation"},
+}
+
+
 def _split_for(source: str, split: str) -> str:
   if source == "div2k":
     return {"train": "train", "test": "validation"}[split]
-  return split
+  return PHOTOGRAPH_SOURCES.get(source, {}).get(split, split)
+
+
+def _check_split(split: str) -> None:
+  if split not in ("train", "test"):
+    raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
 
 
 def images(source: str, split: str, *, data_dir: str | None = None) -> Sequence:
@@ -54,23 +68,24 @@ def images(source: str, split: str, *, data_dir: str | None = None) -> Sequence:
 
   Returns a sequence of images (lazy for DIV2K).
   """
-  if split not in ("train", "test"):
-    raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
-  if source == "photographs":
-    return [image for _, image in sr_sources.photographs(split)]
+  _check_split(split)
+  if source in PHOTOGRAPH_SOURCES:
+    return [image for _, image in sr_sources.photographs(_split_for(source, split))]
   if source.startswith("folder:"):
     return [image for _, image in sr_sources.image_folder(source.split(":", 1)[1])]
   if source == "div2k":
     return sr_sources.Div2k(_split_for(source, split), data_dir=data_dir)
   raise ValueError(
-      f"unknown source {source!r}; use 'photographs', 'folder:/path/to/images' or 'div2k'.")
+      f"unknown source {source!r}; use 'photographs', 'photographs_validation', "
+      "'folder:/path/to/images' or 'div2k'.")
 
 
 def named_images(source: str, split: str, *, data_dir: str | None = None,
                  limit: int | None = None) -> list[tuple[str, np.ndarray]]:
   """Like `images`, with names, loaded eagerly (at most `limit` images)."""
-  if source == "photographs":
-    pairs = sr_sources.photographs(split)
+  _check_split(split)
+  if source in PHOTOGRAPH_SOURCES:
+    pairs = sr_sources.photographs(_split_for(source, split))
   elif source.startswith("folder:"):
     pairs = sr_sources.image_folder(source.split(":", 1)[1])
   else:
@@ -104,8 +119,9 @@ def test_set(source: str, *, scale: int, data_dir: str | None = None,
 
 def train_batches(source: str, *, scale: int, patch_size: int = 33, batch_size: int,
                   seed: int, start_step: int = 0, data_dir: str | None = None,
-                  antialias: bool = True, patches_per_read: int = 8, process_index: int = 0,
-                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                  antialias: bool = True, augment: bool = False, patches_per_read: int = 8,
+                  process_index: int = 0, process_count: int = 1
+                  ) -> Iterator[dict[str, np.ndarray]]:
   """Endless seeded {"input", "target"} batches of float32 (B, P, P, 1) patches in 0..1.
 
   See `sr_patches.batches`; in-memory sources are converted to Y once here and
@@ -119,5 +135,5 @@ def train_batches(source: str, *, scale: int, patch_size: int = 33, batch_size: 
       sr_patches.check_size(sr_image.modcrop(y, scale), patch_size, name=f"training image {i}")
   return sr_patches.batches(train, scale=scale, patch_size=patch_size, batch_size=batch_size,
                             seed=seed, start_step=start_step, antialias=antialias,
-                            patches_per_read=patches_per_read, process_index=process_index,
+                            augment=augment, patches_per_read=patches_per_read, process_index=process_index,
                             process_count=process_count)

@@ -72,10 +72,15 @@ def sample_pair(
   return (up[sl] / 255.0).astype(np.float32), (region[sl] / 255.0).astype(np.float32)
 
 
+def dihedral(x_HxW: np.ndarray, k: int) -> np.ndarray:
+  """The `k`-th of the 8 rotations/flips of a square patch (k in 0..7; 0 is the identity)."""
+  return np.rot90(x_HxW[:, ::-1] if k >= 4 else x_HxW, k % 4)
+
+
 def batches(
     images: Sequence[np.ndarray], *, scale: int, patch_size: int, batch_size: int, seed: int,
     start_step: int = 0, patches_per_read: int = 8, antialias: bool = True,
-    process_index: int = 0, process_count: int = 1,
+    augment: bool = False, process_index: int = 0, process_count: int = 1,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Endless seeded batches {"input", "target"}: float32 (B, P, P, 1) patches in 0..1.
 
@@ -85,6 +90,10 @@ def batches(
   so `images` may be a lazy sequence that decodes on access, e.g. DIV2K) and its
   patches with `default_rng([seed, s, g])`. Each process builds only the groups
   that hold its rows (`batch_size / process_count` contiguous rows).
+
+  `augment=True` turns each (input, target) pair by one of the 8 rotations and
+  flips (`dihedral`, the same one for both), drawn after the patch from the same
+  generator. This is not in the paper (SRCNN trains on unaugmented patches).
   """
   if not len(images):
     raise ValueError("no training images.")
@@ -101,6 +110,9 @@ def batches(
       y = sr_image.luma(images[int(rng.integers(len(images)))])
       for _ in range(min(k, batch_size - g * k)):
         x_p, y_p = sample_pair(y, scale=scale, patch_size=patch_size, rng=rng, antialias=antialias)
+        if augment:
+          turn = int(rng.integers(8))
+          x_p, y_p = dihedral(x_p, turn), dihedral(y_p, turn)
         xs.append(x_p)
         ys.append(y_p)
     off = lo - (lo // k) * k

@@ -55,10 +55,10 @@ def build_model(cfg) -> srcnn.SRCNN:
 
 
 def check_source(source: str | None, *, flag: str) -> None:
-  """A source name: "photographs", "div2k" or "folder:/path" naming an existing folder."""
+  """A source name: "photographs", "photographs_validation", "div2k" or "folder:/path"."""
   if source is None:
     return
-  if source in ("photographs", "div2k"):
+  if source in (*sr.PHOTOGRAPH_SOURCES, "div2k"):
     return
   if isinstance(source, str) and source.startswith("folder:"):
     path = source.split(":", 1)[1]
@@ -66,7 +66,8 @@ def check_source(source: str | None, *, flag: str) -> None:
       raise ConfigError(f"{flag}={source!r}: the folder {path!r} does not exist; pass a folder "
                         f"of images, e.g. {flag}=folder:/data/Set14.")
     return
-  raise ConfigError(f"{flag}={source!r}: use photographs, div2k or folder:/path/to/images; "
+  raise ConfigError(f"{flag}={source!r}: use photographs, photographs_validation, div2k or "
+                    "folder:/path/to/images; "
                     f"e.g. {flag}=photographs.")
 
 
@@ -86,6 +87,7 @@ def validate(cfg, mesh=None) -> None:
   if cfg.max_test_images is not None:
     check_int(cfg.max_test_images, flag=flag_for("max_test_images"), example=5)
   check_choice(cfg.antialias, (True, False), flag=flag_for("antialias"))
+  check_choice(cfg.augment, (True, False), flag=flag_for("augment"))
   if variant == "bicubic":
     return
   patch = check_int(cfg.patch_size, flag=flag_for("patch_size"), example=33)
@@ -156,7 +158,7 @@ def make_task(cfg, *, test_images: Sequence[sr.TestImage]) -> engine.Task:
     return sr.train_batches(
         cfg.source, scale=cfg.scale, patch_size=cfg.patch_size, batch_size=cfg.batch_size,
         seed=cfg.seed, start_step=start_step, data_dir=cfg.data_dir, antialias=cfg.antialias,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        augment=cfg.augment, process_index=jax.process_index(), process_count=jax.process_count())
 
   return engine.Task(
       init=init, loss=loss, train_batches=train_batches, eval_step=eval_step,

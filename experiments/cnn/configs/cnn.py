@@ -62,6 +62,9 @@ def get_config(arg: str = "DN,cifar10") -> ml_collections.ConfigDict:
   # Learn each normalizer's sigma (exp(log_sigma), from the variant's sigma), as the
   # paper's ResNet config does; train metrics then log sigma_norm_<layer>.
   cfg.learn_sigma = False
+  # The normalizers' sigma instead of the variant's (None: the paper's for the variant);
+  # e.g. DN with sigma 0, to separate sigma's effect from L1's.
+  cfg.sigma = ml_collections.config_dict.placeholder(float)
   cfg.seed = 0
   cfg.batch_size = 100
   cfg.eval_batch_size = 100

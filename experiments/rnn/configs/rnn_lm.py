@@ -5,7 +5,7 @@
 
   python -m experiments.main --config 'experiments/rnn/configs/rnn_lm.py:lstm,dn_star' --workdir runs/lm
 
-(the table of every cell and variant: `python -m experiments.rnn.table --config rnn_lm`). CELL in lstm / tanh / relu, VARIANT in
+(the table of every cell and variant: `python -m experiments.rnn.reproduce --config rnn_lm`). CELL in lstm / tanh / relu, VARIANT in
 baseline / bn / bn_star / ln / ln_s / ln_star / dn / dn_star, DATASET in
 shakespeare (offline default) / ptb (files in `data_dir`, or fetched into the
 cache when `data_dir` is "" and the machine is online).

@@ -8,8 +8,10 @@ Argument: "VARIANT,SCALE[,SOURCE]", e.g.
       --set test_source=folder:/data/Set14 --workdir runs/sr_x3_set14
 
 (quote the argument: `*` is a shell character). VARIANT is Bicubic, SRCNN, BN or
-DN*; SCALE 2, 3 or 4; SOURCE "photographs" (offline default: scikit-image and
-scikit-learn photographs, fixed train/test split), "div2k" (tfds.data_source,
+DN*; SCALE 2, 3 or 4; SOURCE "photographs" (offline default: the photographs
+that scikit-image, scikit-learn and matplotlib ship, fixed train/test split),
+"photographs_validation" (train without the validation photographs, tested on
+them: for choosing a schedule), "div2k" (tfds.data_source,
 train / validation) or "folder:/path" (its images are both train and test; set
 `test_source` to evaluate elsewhere).
 
@@ -50,6 +52,7 @@ def get_config(arg: str = "SRCNN,3") -> ml_collections.ConfigDict:
   cfg.data_dir = ml_collections.config_dict.placeholder(str)
   cfg.max_test_images = ml_collections.config_dict.placeholder(int)
   cfg.antialias = True  # Matlab imresize's antialiased shrinking
+  cfg.augment = False  # rotations/flips of the training patches (not in the paper)
   cfg.patch_size = 33
   cfg.init_std = srcnn.INIT_STD
   cfg.norm = ml_collections.ConfigDict(dict(

@@ -1,7 +1,7 @@
 r"""Trains every cell x variant and writes the perplexity table in the paper's layout.
 
-  python -m experiments.rnn.table                      # rnn_lm_quick, LSTM + tanh, offline
-  python -m experiments.rnn.table --config rnn_lm --cells lstm,tanh,relu \
+  python -m experiments.rnn.reproduce                  # rnn_lm_quick, LSTM + tanh, offline
+  python -m experiments.rnn.reproduce --config rnn_lm --cells lstm,tanh,relu \
       --variants all --dataset ptb --data_dir /path/to/ptb --out results/rnn/ptb
 
 Writes `<out>/<name>.md` (the table, our test perplexities beside the
@@ -20,12 +20,10 @@ import importlib
 import json
 import os
 import pathlib
-import platform
 import sys
 import time
 from typing import Any
 
-import jax
 import numpy as np
 
 from experiments import engine
@@ -134,10 +132,10 @@ def render_markdown(results: list[dict[str, Any]], meta: dict[str, Any],
 
 
 def machine() -> str:
-  load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-  return (f"{platform.platform()}, {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}), "
-          f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}, "
-          f"load average at start {load[0]:.1f} (shared machine)")
+  """The engine's machine description and the load average when the run started."""
+  from experiments.engine.study import machine_description
+  load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+  return f"{machine_description()}, load average at start {load:.1f} (shared machine)"
 
 
 def merge(paths: list[str], *, speed_path: str | None, out: pathlib.Path, name: str
@@ -201,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   out_dir = pathlib.Path(args.out)
   out_dir.mkdir(parents=True, exist_ok=True)
   meta = {"dataset": args.dataset, "config": args.config,
-          "command": "python -m experiments.rnn.table " + " ".join(
+          "command": "python -m experiments.rnn.reproduce " + " ".join(
               argv if argv is not None else sys.argv[1:]),
           "machine": machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(
               timespec="seconds"), "corpus_stats": corpus.stats(), "wall_seconds": 0.0,
