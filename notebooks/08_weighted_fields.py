@@ -62,8 +62,8 @@ import skimage.data
 import skimage.transform
 
 import divnorm
-from divnorm import normalize
 from divnorm import kernels as K
+from divnorm import normalize
 from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 plt.rcParams["figure.dpi"] = 72

@@ -7,6 +7,7 @@ of divnorm with its paper's parameters and initialization:
 |---|---|---|---|
 | GDN | ``gdn`` | `divnorm.linen.GDN` (alpha 2, epsilon 1/2) | Balle et al. 2016 |
 | Miller | ``miller`` | ReLU, then `MillerNorm` (the ReLU after it is a no-op) | Miller et al. 2022 |
+| Miller+BN | ``miller_bn`` | ReLU, `MillerNorm`, then batch norm (sigma 1e-2, affine) | their best order |
 | Burg | ``burg`` | `BurgNorm` (it rectifies), L1 on v | Burg et al. 2021 |
 | CS | ``center_surround`` | `CenterSurroundNorm` (with its affine) | Pan et al. 2021 |
 
@@ -34,6 +35,7 @@ BURG_V_L1 = 1e-3
 WEIGHTED_VARIANTS = {
     "GDN": NormSpec("gdn", 0.0, 0.0, False, "normalized"),
     "Miller": NormSpec("miller", 0.0, 0.0, False, "normalized"),
+    "Miller+BN": NormSpec("miller_bn", 1e-2, 0.0, True, "normalized"),
     "Burg": NormSpec("burg", 0.0, BURG_V_L1, False, "normalized"),
     "CS": NormSpec("center_surround", 0.0, 0.0, True, "normalized"),
 }
@@ -56,6 +58,10 @@ class WeightedCNN(cnn_model.CNN):
       return dnn.GDN(name=name)(z_BxHxWxC)
     if kind == "miller":
       return families.MillerNorm(name=name)(nn.relu(z_BxHxWxC))
+    if kind == "miller_bn":
+      a = families.MillerNorm(name=name)(nn.relu(z_BxHxWxC))
+      return dnn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                           sigma=self.norm.sigma, name=f"bn_{layer}")(a)
     if kind == "burg":
       return families.BurgNorm(kernel_size=DN_WINDOWS[layer], v_l1=self.norm.l1_alpha,
                                name=name)(z_BxHxWxC)

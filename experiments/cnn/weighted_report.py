@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from experiments import seed_stats
+from experiments.cnn.reproduce import safe_name
 from experiments.cnn.weighted_model import STUDY_VARIANTS, WEIGHTED_VARIANTS
 
 BASELINES = ("DN*", "BN*")
@@ -128,9 +129,9 @@ def plot_pools(pools_npz: str, path: str, title: str) -> None:
 def report(rows: dict, results_dir: str) -> str:
   """The study's markdown (written to results_dir/summary.md by the caller) and figures."""
   for variant in WEIGHTED_VARIANTS:
-    npz = os.path.join(results_dir, f"{variant}-s0", "pools.npz")
+    npz = os.path.join(results_dir, f"weighted-{safe_name(variant)}-s0", "pools.npz")
     if os.path.exists(npz):
-      plot_pools(npz, os.path.join(results_dir, f"pools_{variant}.png"),
+      plot_pools(npz, os.path.join(results_dir, f"pools_{safe_name(variant)}.png"),
                  f"{variant}, seed 0: learned pools")
   return "\n\n".join([
       "# Weighted and learned fields: the study's tables",
