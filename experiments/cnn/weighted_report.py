@@ -72,9 +72,10 @@ def comparisons(rows: dict) -> list[dict]:
 
 
 def comparison_table(rows: dict) -> str:
-  lines = ["| comparison | difference of means | p (Welch) | p (Holm, family of 8) | |",
-           "|---|---|---|---|---|"]
-  for c in comparisons(rows):
+  found = comparisons(rows)
+  lines = [f"| comparison | difference of means | p (Welch) | p (Holm, family of {len(found)}) "
+           "| |", "|---|---|---|---|---|"]
+  for c in found:
     lines.append(f"| {c['model']} - {c['baseline']} | {c['difference']:+.4f} | {c['p']:.3f} | "
                  f"{c['p_holm']:.3f} | {c['verdict']} |")
   return "\n".join(lines)
