@@ -9,9 +9,9 @@ each imported on first use, so ``import divnorm`` never imports Flax or equinox.
 import importlib
 
 # gdn and inputs stay module namespaces (divnorm.gdn.gdn, divnorm.inputs.zca, ...);
-# local_response, mixtures and weights are public modules too. The implementation is
-# private, in divnorm._src; these modules only re-export it.
-from divnorm import gdn, inputs, local_response, mixtures, weights
+# families, kernels, local_response, mixtures and weights are public modules too. The
+# implementation is private, in divnorm._src; these modules only re-export it.
+from divnorm import families, gdn, inputs, kernels, local_response, mixtures, weights
 from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field, resolve_field
@@ -47,11 +47,13 @@ __all__ = [
   "batch_renorm",
   "batch_stats_init",
   "divisive_norm",
+  "families",
   "field_mean",
   "gdn",
   "group_norm",
   "inputs",
   "instance_norm",
+  "kernels",
   "l1_penalty",
   "layer_norm",
   "local_response",

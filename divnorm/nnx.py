@@ -25,18 +25,23 @@ from divnorm._src.nnx_extra import (
   WeightNorm,
   WeightStandardization,
 )
+from divnorm._src.nnx_families import BurgNorm, CenterSurroundNorm, GaussianNorm, MillerNorm
 
 __all__ = [
   "BatchInstanceNorm",
   "BatchNorm",
   "BatchRenorm",
+  "BurgNorm",
+  "CenterSurroundNorm",
   "DivisiveNorm",
   "GDN",
+  "GaussianNorm",
   "GroupNorm",
   "InstanceNorm",
   "LayerNorm",
   "LocalResponseNorm",
   "MeanOnlyBatchNorm",
+  "MillerNorm",
   "Normalize",
   "Penalty",
   "RMSNorm",

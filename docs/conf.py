@@ -69,6 +69,8 @@ API_MODULES = {
   "divnorm.equinox": "divnorm.equinox: equinox modules",
   "divnorm.mixtures": "divnorm.mixtures: batch statistics mixed with others",
   "divnorm.gdn": "divnorm.gdn: generalized divisive normalization",
+  "divnorm.kernels": "divnorm.kernels: kernels and mixings of weighted fields",
+  "divnorm.families": "divnorm.families: divisive normalizations of V1 models",
   "divnorm.local_response": "divnorm.local_response: local response normalization",
   "divnorm.weights": "divnorm.weights: weight normalizers",
   "divnorm.inputs": "divnorm.inputs: input transforms",

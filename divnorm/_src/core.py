@@ -1,23 +1,34 @@
 r"""The unified normalizer of Ren et al. (ICLR 2017), `divnorm.normalize`.
 
 .. math::
-    v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
+    v = x - E_A[x], \qquad y = \frac{v}{(\sigma^2 + E_B[|v|^\alpha])^{\epsilon}}
 
-`normalize` checks the call (`divnorm._src.checks`), resolves ``summation`` and
-``suppression`` into `Field` s, picks a statistics strategy (`divnorm._src.statistics`) and
-hands them to `normalized`, which holds the two lines above and their derivative.
+with the paper's ``alpha = 2`` and ``epsilon = 1/2`` by default. `normalize` checks the
+call (`divnorm._src.checks`), resolves ``summation`` and ``suppression`` into fields (boxes,
+`Field`; or with kernels and mixings, `WeightedField`), picks a statistics strategy
+(`divnorm._src.statistics`) and hands them to `formula`, which holds the two lines above.
+For the box strategies `normalized` adds their derivative, written out once.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_bool, check_border, check_input, check_mask, check_sigma
-from divnorm._src.fields import Field, FieldSpec, resolve_field
+from divnorm._src.checks import (
+  check_bool,
+  check_border,
+  check_finite,
+  check_input,
+  check_mask,
+  check_positive,
+  check_sigma,
+)
+from divnorm._src.fields import Field, FieldSpec
 from divnorm._src.reductions import (
   divide_by_count,
   field_count,
@@ -27,6 +38,8 @@ from divnorm._src.reductions import (
   window_sum,
 )
 from divnorm._src.statistics import (
+  BOX_STRATEGIES,
+  POOLS,
   Stats,
   Strategy,
   copies,
@@ -36,12 +49,13 @@ from divnorm._src.statistics import (
   stats_shape,
   suppression_count,
 )
+from divnorm._src.weighted_fields import resolve_weighted_field
 
 
 def normalize(
     x: jax.Array,
-    summation: FieldSpec,
-    suppression: FieldSpec | None = None,
+    summation: FieldSpec | Mapping | None,
+    suppression: FieldSpec | Mapping | None = None,
     *,
     sigma=0.0,
     border: str = "valid",
@@ -49,30 +63,43 @@ def normalize(
     axis_name=None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
+    alpha=2.0,
+    epsilon=0.5,
+    pool: str = "mean",
 ):
   r"""Normalizes `x` over a summation field and a suppression field.
 
   .. math::
-      v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
+      v = x - E_A[x], \qquad y = \frac{v}{(\sigma^2 + E_B[|v|^\alpha])^{\epsilon}}
 
-  ``E_B[v^2]`` is centered: each position is centered by its own mean ``E_A`` first. With
-  local windows it is not a variance and could not be computed as ``E[x^2] - E[x]^2``.
-  Both statistics are taken around a shift, one entry of the data per field, so an offset
-  far larger than the spread costs no digits (`divnorm._src.statistics`).
+  With the defaults ``alpha = 2``, ``epsilon = 1/2`` this is the paper's
+  ``y = v / sqrt(sigma^2 + E_B[v^2])``. ``E_B[v^2]`` is centered: each position is
+  centered by its own mean ``E_A`` first. With local windows it is not a variance and
+  could not be computed as ``E[x^2] - E[x]^2``. Both statistics are taken around a shift,
+  one entry of the data per field, so an offset far larger than the spread costs no digits
+  (`divnorm._src.statistics`).
+
+  Fields are boxes, ``{axis: None | odd width}`` or a tuple of axes (see
+  `divnorm.resolve_field`), or weighted: a value may also be a kernel (`divnorm.kernels`:
+  ``gaussian``, ``exponential``, ``center_surround``, ``kernel``, ``learned_kernel``) or a
+  channel mixing (``mixing``, ``learned_mixing``), and a tuple key applies a
+  multi-dimensional kernel to several axes, e.g. the paper's DN with a Gaussian over the
+  image, ``{1: gaussian(5, sigma=1.0), 2: gaussian(5, sigma=1.0), 3: None}``. Their
+  statistics are weighted means ``sum_q w_pq t_q / sum_q w_pq``, exact at borders and under
+  masks. Boxes keep the fastest path.
 
   Args:
     x: floating input of any rank.
-    summation: field A, ``{axis: None | odd width}`` or a tuple of axes
-      (see `divnorm.resolve_field`).
+    summation: field A, or None for no centering (``v = x``; GDN and the V1 models).
     suppression: field B; None means the same as `summation`.
-    sigma: smoothing term (``sigma ** 2`` is Flax's ``epsilon``): finite and >= 0, a
-      float or an array (e.g. a learned parameter) that broadcasts to the statistics'
-      shape (`x`'s shape with A and B's whole axes set to 1).
+    sigma: smoothing term (``sigma ** 2`` is Flax's ``epsilon``, GDN's ``beta``): finite
+      and >= 0, a float or an array (e.g. a learned parameter) that broadcasts to the
+      statistics' shape (`x`'s shape with A and B's whole axes set to 1).
     border: ``"valid"`` (default) averages only the entries that exist;
       ``"zeros"`` reproduces the paper's TensorFlow code (zero padding, division by the
-      full window); ``"zeros_with_divisor_bug"`` also reproduces that code's division of
-      the suppression sum by the summation window's size (differs from ``"zeros"`` only
-      when the windows differ).
+      full window, or the kernel's whole weight); ``"zeros_with_divisor_bug"`` also
+      reproduces that code's division of the suppression sum by the summation window's
+      size (boxes only; differs from ``"zeros"`` only when the windows differ).
     mask: boolean, broadcastable to `x`; statistics use only entries where it is True,
       whatever the others hold (NaN and inf included). Masked-out outputs (and centered
       values) are 0, with zero gradient.
@@ -83,12 +110,17 @@ def normalize(
     fast_variance: ``None`` (the library default) and ``False``: two-pass statistics
       (`statistics.two_pass`; `statistics.corrected_two_pass` for windowed fields over the
       same whole axes). ``True`` (Flax's ``use_fast_variance=True``): one-pass sums
-      (`statistics.one_pass`), which read `x` once for both statistics, for fields whose
-      whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive norm
-      across channels, whose windows may differ). Both keep float32 accuracy at large
+      (`statistics.one_pass`), which read `x` once for both statistics, for box fields
+      whose whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive
+      norm across channels, whose windows may differ). Both keep float32 accuracy at large
       offsets: measured error against float64 at offsets 0, 1e4 and 1e6 (unit spread, every
       preset) at most 9.5e-7 two-pass and 6.5e-6 one-pass, where Flax's one-pass is off
       by 40 at 1e4 (``python -m benchmarks.numerics``; README, "Numerics").
+    alpha: the exponent of ``|v|`` in the suppression (> 0), fixed or learned.
+    epsilon: the exponent of the suppression (finite), fixed or learned; a negative one
+      multiplies by it (IGDN).
+    pool: ``"mean"`` (``E_B``, the paper's) or ``"sum"`` (a weighted sum, zero padded,
+      GDN's ``sum_j gamma_ij |x_j|^alpha``: the weights carry their own scale).
 
   Returns:
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
@@ -103,35 +135,75 @@ def normalize(
 
   Raises:
     TypeError: integer `x`, non-boolean mask, malformed field, a non-bool flag.
-    ValueError: bad axes or windows; NaN, inf, negative or shape-changing sigma; unknown
-      border; mask shape; ``fast_variance=True`` for fields it does not serve.
+    ValueError: bad axes or windows; kernels that do not fit their axes; NaN, inf,
+      negative or shape-changing sigma; alpha <= 0; unknown border or pool; mask shape;
+      ``fast_variance=True`` for fields it does not serve.
   """
   x = check_input(x)
-  a = resolve_field(summation, x.ndim, role="summation")
-  b = a if suppression is None else resolve_field(suppression, x.ndim, role="suppression")
+  a, b = resolve_fields(summation, suppression, x.shape)
   check_border(border)
-  sigma = check_sigma(sigma, stats_shape(x.shape, b))
+  sigma = check_sigma(sigma, stats_shape(x.shape, a, b))
   mask = check_mask(mask, x.shape)
   return_centered = check_bool(return_centered, "return_centered")
+  _check_suppression(alpha, epsilon, pool)
+  statistics = pick_statistics(a, b, fast_variance, alpha=alpha, epsilon=epsilon, pool=pool,
+                               border=border)
   dt = stat_dtype(x.dtype)
-  y, v, _ = normalized(x.astype(dt), jnp.asarray(sigma, dt), mask,
-                       pick_statistics(a, b, fast_variance), a, b, border, axis_name)
+  args = (x.astype(dt), jnp.asarray(sigma, dt), mask, statistics, a, b, border, axis_name)
+  if statistics in BOX_STRATEGIES:  # the paper's formula over boxes: the derivative below
+    y, v, _ = normalized(*args)
+  else:  # weighted fields, generalized suppression: JAX differentiates the formula
+    y, v, _ = formula(*args, epsilon=epsilon)
   if return_centered:
     return y.astype(x.dtype), v.astype(x.dtype)
   return y.astype(x.dtype)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
-def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
-               a: Field, b: Field, border: str, axis_name) -> tuple[jax.Array, jax.Array, Stats]:
+def resolve_fields(summation, suppression, shape: tuple[int, ...]):
+  """``(A, B)``: a `Field` for boxes (the box strategies' fast path), a `WeightedField` for
+  kernels and mixings; A is None for no centering, B is A when `suppression` is None."""
+  if summation is None and suppression is None:
+    raise TypeError(
+        "summation: None means no centering (v = x), which needs a suppression field; give "
+        "one, or a field for summation, a dict {axis: None | odd width} or a tuple of axes.")
+
+  def resolve(spec, role):
+    field = resolve_weighted_field(spec, shape, role=role)
+    return field if field.ops else field.base
+
+  a = None if summation is None else resolve(summation, "summation")
+  return a, a if suppression is None else resolve(suppression, "suppression")
+
+
+def _check_suppression(alpha, epsilon, pool) -> None:
+  check_positive(alpha, "alpha", " (the exponent of |v| in the suppression; 2 in the paper)")
+  for name, value in (("alpha", alpha), ("epsilon", epsilon)):
+    if np.ndim(value) != 0:
+      raise ValueError(f"{name} has shape {np.shape(value)}; it is one exponent, a scalar.")
+  check_finite(epsilon, "epsilon", " (the exponent of the suppression; 1/2 in the paper)")
+  if not isinstance(pool, str) or pool not in POOLS:
+    raise ValueError(f"pool={pool!r} is not a pool; use one of {POOLS}.")
+
+
+def formula(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
+            a, b, border: str, axis_name, epsilon=0.5) -> tuple[jax.Array, jax.Array, Stats]:
   """``(y, v, Stats)`` of checked `x`, in the statistics dtype, over resolved fields.
 
-  ``E_A[x] = stats.shift + stats.mean``. The derivative is written out below.
+  ``E_A[x] = stats.shift + stats.mean`` and ``stats.var`` is ``E_B[|v|^alpha]`` (the
+  strategy's pool).
   """
   stats = statistics(x, a, b, border=border, mask=mask, axis_name=axis_name)
   v = select((x - stats.shift) - stats.mean, mask)  # v = x - E_A[x]
-  y = select(scale(v, stats.var, sigma), mask)  # y = v / sqrt(sigma^2 + E_B[v^2])
+  y = select(scale(v, stats.var, sigma, epsilon), mask)  # y = v / (sigma^2 + E_B[v^2])^eps
   return y, v, stats
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
+def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
+               a: Field, b: Field, border: str, axis_name) -> tuple[jax.Array, jax.Array, Stats]:
+  """`formula` for the box strategies (the paper's exponents), with its derivative written
+  out below."""
+  return formula(x, sigma, mask, statistics, a, b, border, axis_name)
 
 
 @normalized.defjvp

@@ -4,10 +4,16 @@ r"""Generalized divisive normalization and its inverse (Balle, Laparra & Simonce
     \mathrm{GDN}:\ y_i = \frac{x_i}{(\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon}
     \qquad \mathrm{IGDN}:\ y_i = x_i (\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon
 
-over the channels of each position. The paper's GDN has ``alpha=2, epsilon=1/2``.
+over the channels of each position: the unified formula of `divnorm.normalize` with no
+centering, the channel pool a weighted sum (`divnorm.mixing`), ``beta = sigma^2``, and
+``epsilon`` negated for IGDN. The 2016 paper's GDN has ``alpha=2, epsilon=1/2`` (divnorm's
+defaults); tensorflow_compression's ``GDN`` layer now defaults to ``alpha=1, epsilon=1``.
+Its ``gamma[j, i]`` (the row is the pooled channel) is divnorm's ``gamma[i, j]`` transposed.
+
 ``beta > 0`` and ``gamma >= 0`` are kept so by the nonnegative reparameterization of
-``tensorflow_compression``: a raw parameter ``p`` stands for ``max(p, sqrt(min +
-pedestal))^2 - pedestal`` (`nonnegative`), and `nonnegative_init` inverts it.
+tensorflow_compression (`divnorm._src.nonnegative`): a raw parameter ``p`` stands for
+``max(p, sqrt(min + pedestal))^2 - pedestal`` (`nonnegative`), with tensorflow_compression's
+gradient at the bound, and `nonnegative_init` inverts it.
 """
 
 from __future__ import annotations
@@ -30,21 +36,13 @@ from divnorm._src.checks import (
   describe,
   is_concrete,
 )
+from divnorm._src.core import normalize
+from divnorm._src.kernels import Mixing
+from divnorm._src.nonnegative import OFFSET, nonnegative
 from divnorm._src.reductions import stat_dtype
 
-PEDESTAL = 2.0**-36
+PEDESTAL = OFFSET**2
 BETA_MIN = 1e-6
-
-
-def nonnegative(raw: jax.Array, *, minimum: float = 0.0) -> jax.Array:
-  """The value a raw reparameterized parameter stands for, always >= `minimum`."""
-  raw = check_array(raw, "raw")
-  check_nonnegative(minimum, "minimum")
-  if not jnp.issubdtype(raw.dtype, jnp.floating):
-    raw = raw.astype(jnp.float32)
-  pedestal = np.asarray(PEDESTAL, raw.dtype)
-  bound = np.asarray(np.sqrt(minimum + PEDESTAL), raw.dtype)
-  return jnp.square(jnp.maximum(raw, bound)) - pedestal
 
 
 def nonnegative_init(value, *, minimum: float = 0.0, dtype=jnp.float32) -> jax.Array:
@@ -81,11 +79,6 @@ def gdn_values(params: GDNParams) -> tuple[jax.Array, jax.Array]:
                     f"create them with divnorm.gdn.gdn_init(channels).")
   beta, gamma = params
   return nonnegative(beta, minimum=BETA_MIN), nonnegative(gamma)
-
-
-def _static(value, target: float) -> bool:
-  """Whether `value` is concretely the scalar `target` (a fast path may then be taken)."""
-  return is_concrete(value) and np.ndim(value) == 0 and float(value) == target
 
 
 def _check_params(beta, gamma, alpha, epsilon, channels: int, c: int):
@@ -139,23 +132,13 @@ def gdn(
   inverse = check_bool(inverse, "inverse")
   channels = x.shape[c]
   beta, gamma = _check_params(beta, gamma, alpha, epsilon, channels, c)
+  # The unified formula with no centering, a channel mixing summed (not averaged) and
+  # beta = sigma^2: y = x (beta + sum_j gamma_ij |x_j|^alpha)^(-epsilon).
   dt = stat_dtype(x.dtype)
-  xc = jnp.moveaxis(x.astype(dt), c, -1)
-  if _static(alpha, 2):
-    pooled_in = jnp.square(xc)
-  elif _static(alpha, 1):
-    pooled_in = jnp.abs(xc)
-  else:
-    pooled_in = jnp.abs(xc) ** jnp.asarray(alpha).astype(dt)
-  pool = beta.astype(dt).reshape((1,) * (x.ndim - 1) + (channels,)) + pooled_in @ gamma.astype(dt).T
-  if _static(epsilon, 0.5):
-    factor = jnp.sqrt(pool) if inverse else jax.lax.rsqrt(pool)
-  elif _static(epsilon, 1):
-    factor = pool if inverse else 1.0 / pool
-  else:
-    epsilon = jnp.asarray(epsilon).astype(dt)
-    factor = pool ** (epsilon if inverse else -epsilon)
-  return jnp.moveaxis(xc * factor, -1, c).astype(x.dtype)
+  sigma = jnp.sqrt(beta.astype(dt)).reshape(tuple(channels if a == c else 1
+                                                  for a in range(x.ndim)))
+  return normalize(x, None, {c: Mixing(gamma)}, sigma=sigma, alpha=alpha,
+                            epsilon=-epsilon if inverse else epsilon, pool="sum")
 
 
 def igdn(x: jax.Array, **kwargs) -> jax.Array:

@@ -14,6 +14,11 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   there than `two_pass`.
 - `one_pass` (``fast_variance=True``, Flax's default): sums of ``x`` and ``x^2`` in one
   read, for fields whose whole (and grouped) axes are the same in A and B.
+- `weighted` (weighted fields, or the generalized suppression of `divnorm.normalize`):
+  weighted means ``E_A[x]`` and a weighted mean or sum ``P_B[|v|^alpha]`` over kernels and
+  mixings (`divnorm._src.weighted_fields`); its ``var`` is that pool. The box strategies
+  above serve the paper's formula (``alpha = 2``, ``epsilon = 1/2``, a mean, centered) over
+  boxes, and stay the fastest path there.
 
 All work around a shift ``k`` constant over every field of A (`shift`: one entry of the
 data per span of A): ``E_A[x] = k + E_A[x - k]``, and the sums of ``x - k`` are sums of
@@ -35,6 +40,7 @@ Further rules every strategy keeps:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -43,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.checks import check_bool
+from divnorm._src.checks import check_bool, is_concrete
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
   border_count,
@@ -55,6 +61,14 @@ from divnorm._src.reductions import (
   select,
   stat_dtype,
   window_sum,
+)
+from divnorm._src.weighted_fields import (
+  WeightedField,
+  border_weight,
+  divide_by_weight,
+  weight_count,
+  weighted_mean,
+  weighted_sum,
 )
 
 
@@ -114,14 +128,45 @@ def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
   return jnp.where(var < np.asarray(np.inf, var.dtype), r, np.asarray(np.nan, r.dtype))
 
 
-def scale(v: jax.Array, var: jax.Array, sigma) -> jax.Array:
-  """``v / sqrt(sigma^2 + var)``: applies the statistics, in the dtype of `v`."""
-  return v * inverse_scale(var, sigma, v.dtype)
+def is_half(epsilon) -> bool:
+  """Whether `epsilon` is the paper's exponent 1/2 (a concrete scalar)."""
+  return is_concrete(epsilon) and np.ndim(epsilon) == 0 and float(epsilon) == 0.5
 
 
-def stats_shape(shape: tuple[int, ...], *fields: Field) -> tuple[int, ...]:
+def scale(v: jax.Array, var: jax.Array, sigma, epsilon=0.5) -> jax.Array:
+  """``v / (sigma^2 + var)^epsilon``: applies the statistics, in the dtype of `v`.
+
+  ``epsilon = 1/2`` is `inverse_scale`. Other exponents (GDN's, IGDN's negative ones,
+  learned ones) get the same floor (`variance_floor`), so the result and its gradients
+  stay finite where the denominator is 0.
+  """
+  if is_half(epsilon):
+    return v * inverse_scale(var, sigma, v.dtype)
+  dt = v.dtype
+  d = var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
+  if is_concrete(epsilon) and np.ndim(epsilon) == 0:
+    special = {-0.5: jnp.sqrt, 1.0: lambda d: 1.0 / d, -1.0: lambda d: d}
+    if float(epsilon) in special:
+      return v * special[float(epsilon)](d).astype(dt)
+  return v * jnp.exp(-jnp.asarray(epsilon).astype(dt) * jnp.log(d))
+
+
+def abs_power(v: jax.Array, alpha) -> jax.Array:
+  """``|v|^alpha``, with finite values and gradients at ``v = 0`` for a learned `alpha`."""
+  if is_concrete(alpha) and np.ndim(alpha) == 0 and float(alpha) in (1.0, 2.0):
+    return v * v if float(alpha) == 2.0 else jnp.abs(v)
+  a = jnp.abs(v)
+  positive = a > 0
+  safe = jnp.where(positive, a, jnp.ones((), a.dtype))
+  alpha = jnp.asarray(alpha).astype(a.dtype)
+  return jnp.where(positive, jnp.exp(alpha * jnp.log(safe)), jnp.zeros((), a.dtype))
+
+
+def stats_shape(shape: tuple[int, ...], *fields: Field | WeightedField | None
+                ) -> tuple[int, ...]:
   """The shape of the statistics: `shape` with the fields' whole axes set to 1."""
-  whole = {axis for f in fields for axis in f.whole}
+  bases = [f.base if isinstance(f, WeightedField) else f for f in fields if f is not None]
+  whole = {axis for f in bases for axis in f.whole}
   return tuple(1 if axis in whole else n for axis, n in enumerate(shape))
 
 
@@ -318,9 +363,54 @@ def _span_mean(c, n, span: Field):
   return lax.stop_gradient(k)
 
 
-def pick_statistics(a: Field, b: Field, fast_variance: bool | None) -> Strategy:
-  """The strategy for `fast_variance`: `two_pass` (None, False; `corrected_two_pass` for
-  windowed fields over equal whole axes) or `one_pass` (True).
+POOLS = ("mean", "sum")
+
+
+def weighted(x: jax.Array, a: WeightedField | None, b: WeightedField, *, border: str,
+             mask=None, axis_name=None, alpha=2.0, pool: str = "mean") -> Stats:
+  """``E_A[x]`` and ``P_B[|v|^alpha]`` over weighted fields; A None means no centering.
+
+  ``E_A[x]`` is a weighted mean taken around a shift ``k``, the mean of A's span (A's
+  windows and kernels widened to whole axes), so large offsets cost no digits. The pool
+  is the weighted mean ``E_B`` (``pool="mean"``: the paper's, exact at borders and under
+  masks) or the weighted sum (``pool="sum"``: GDN's, zero padded; the weights carry their
+  own scale, which a mean would divide away). ``pooled`` is not used by this strategy's
+  derivative (JAX's own) and is 0.
+  """
+  dt = x.dtype
+  zero = jnp.zeros((), dt)
+  a, b = (WeightedField(f) if isinstance(f, Field) else f for f in (a, b))
+  if a is None:
+    k = m = zero
+  else:
+    whole = set(a.base.span.whole) | {axis for axes, _ in a.ops for axis in axes}
+    span = WeightedField(a.base.span._replace(whole=tuple(sorted(whole))))
+    k = lax.stop_gradient(weighted_mean(x, span, mask=mask, axis_name=axis_name))
+    k = jnp.where(jnp.isfinite(k), k, zero)
+    # With zero borders the entries past the border are x = 0, i.e. x - k = -k.
+    outside = border_weight(x.shape, a, border, dt)
+    if axis_name is not None:
+      outside = lax.psum(outside, axis_name)
+    count = weight_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
+    m = divide_by_weight(weighted_sum(select(x - k, mask), a, axis_name=axis_name)
+                         - k * outside, count)
+  t = abs_power(select((x - k) - m, mask), alpha)
+  if pool == "sum":
+    p = weighted_sum(select(t, mask), b, axis_name=axis_name)
+  else:
+    p = weighted_mean(t, b, border=border, mask=mask, axis_name=axis_name)
+  return Stats(k, m, p, zero)
+
+
+def pick_statistics(a: Field | WeightedField | None, b: Field | WeightedField,
+                    fast_variance: bool | None, *, alpha=2.0, epsilon=0.5,
+                    pool: str = "mean", border: str = "valid") -> Strategy:
+  """The strategy for the fields and `fast_variance`.
+
+  Boxes (`Field` s) in the paper's formula: `two_pass` (None, False; `corrected_two_pass`
+  for windowed fields over equal whole axes) or `one_pass` (True). Weighted fields, no
+  centering (A None) or a generalized suppression (`alpha`, `epsilon`, `pool` other than
+  2, 1/2, ``"mean"``): `weighted`, with `alpha` and `pool` bound.
 
   Raises:
     TypeError: `fast_variance` neither None nor a bool.
@@ -328,6 +418,20 @@ def pick_statistics(a: Field, b: Field, fast_variance: bool | None) -> Strategy:
   """
   if fast_variance is not None:
     fast_variance = check_bool(fast_variance, "fast_variance")
+  boxes = isinstance(a, Field) and isinstance(b, Field)
+  paper = (is_concrete(alpha) and np.ndim(alpha) == 0 and float(alpha) == 2.0
+           and is_half(epsilon) and pool == "mean")
+  if not (boxes and paper):
+    if fast_variance:
+      raise ValueError(
+          "fast_variance=True computes one-pass sums over box fields in the paper's formula; "
+          f"these fields or exponents (alpha={alpha}, epsilon={epsilon}, pool={pool!r}, "
+          "weighted or uncentered fields) are served by weighted two-pass statistics. Leave "
+          "fast_variance=None.")
+    if border == "zeros_with_divisor_bug":
+      raise ValueError('border="zeros_with_divisor_bug" reproduces a bug of the paper\'s '
+                       'code for box windows in its formula only; use "zeros".')
+    return functools.partial(weighted, alpha=alpha, pool=pool)
   if not fast_variance:
     windowed = a.windows and a.pooled == b.pooled and (a.whole or a.groups)
     return corrected_two_pass if windowed else two_pass
@@ -338,6 +442,9 @@ def pick_statistics(a: Field, b: Field, fast_variance: bool | None) -> Strategy:
         f"(and grouped) axes, and at least one (got {a} and {b}); windows may differ. "
         "Leave fast_variance=None (two-pass) for these fields.")
   return one_pass
+
+
+BOX_STRATEGIES = (two_pass, corrected_two_pass, one_pass)
 
 
 def moments(x: jax.Array, a: Field, b: Field, *, border: str = "valid", mask=None,
