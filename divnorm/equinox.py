@@ -1,7 +1,7 @@
 """Equinox modules over the functional core (``pip install divnorm[equinox]``).
 
-Re-exports only; the implementation is in `divnorm._src.equinox` and
-`divnorm._src.equinox_extra`.
+Re-exports only; the implementation is in `divnorm._src.equinox`,
+`divnorm._src.equinox_extra` and `divnorm._src.equinox_families`.
 """
 
 from divnorm._src.equinox import (
@@ -20,17 +20,22 @@ from divnorm._src.equinox_extra import (
   MeanOnlyBatchNorm,
   SwitchableNorm,
 )
+from divnorm._src.equinox_families import BurgNorm, CenterSurroundNorm, GaussianNorm, MillerNorm
 
 __all__ = [
   "BatchInstanceNorm",
   "BatchNorm",
   "BatchRenorm",
+  "BurgNorm",
+  "CenterSurroundNorm",
   "DivisiveNorm",
   "GDN",
+  "GaussianNorm",
   "GroupNorm",
   "LayerNorm",
   "LocalResponseNorm",
   "MeanOnlyBatchNorm",
+  "MillerNorm",
   "Normalize",
   "RMSNorm",
   "SwitchableNorm",
