@@ -19,13 +19,21 @@ import numpy as np
 from jax import lax
 
 from divnorm._src import mixtures
-from divnorm._src.batch import BatchStats, batch_norm, ema
-from divnorm._src.checks import axis_index, check_int, check_learn_sigma, check_nonnegative
-from divnorm._src.core import normalize
+from divnorm._src.batch import BatchStats, ema, running_var
+from divnorm._src.checks import (
+  axis_index,
+  check_int,
+  check_learn_sigma,
+  check_mask,
+  check_momentum,
+  check_nonempty,
+  check_nonnegative,
+  check_sigma,
+)
+from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
-from divnorm._src.presets import rms_norm
-from divnorm._src.reductions import select
-from divnorm._src.statistics import inverse_scale
+from divnorm._src.reductions import field_mean, select
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]
 
@@ -161,42 +169,54 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
 
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
                dtype=None):
-  """``(y, v)``: `x` in flax's statistics dtype (`stats_dtype`) normalized over `field` by the
-  core: layer, instance and group norm, or RMS norm (`center` False, ``v = x``). With no
-  axis in `field` each entry is its own field: ``y = v = 0``, flax's zeros."""
+  """``(v, r)``, the output ``v * r``: `x` in flax's statistics dtype (`stats_dtype`),
+  centered over `field` by the core (`normalize_factors`: layer, instance and group norm), or
+  not (`center` False: RMS norm, ``v = x``), and ``r = 1 / sqrt(sigma^2 + E[v^2])`` at the
+  statistics' size. With no axis in `field` each entry is its own field: ``v = 0``, flax's
+  zeros."""
   x = x.astype(stats_dtype(x.dtype, dtype))
   if center:
-    return normalize(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                     return_centered=True, fast_variance=fast_variance and bool(field.axes))
+    v, r, _ = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                fast_variance=fast_variance and bool(field.axes))
+    return v, r
   if axis_name is not None:
     raise NotImplementedError("RMSNorm with axis_name is not supported by divnorm's rms_norm "
                               "yet; under jit with sharded inputs no axis_name is needed.")
-  return rms_norm(x, reduction_axes=field, sigma=sigma, mask=mask), x
+  sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
+  v = select(x, mask)
+  return v, inverse_scale(field_mean(v * v, field, mask=mask), sigma)
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
                      mask, axis_name, fast_variance, dtype=None):
-  """``((y, v), new running stats)``: flax's BatchNorm of `x` in flax's statistics dtype
-  (`stats_dtype`) by the core's `batch_norm`; evaluation ignores the mask (flax's). Complex
-  `x` follows flax: a complex mean and the variance ``E[|x - E[x]|^2]``."""
+  """``((v, v, r), new running stats)``, the output ``v * r``: flax's BatchNorm of `x` in
+  flax's statistics dtype (`stats_dtype`), with the batch's statistics (`normalize_factors`)
+  or the running ones; evaluation ignores the mask (flax's). Complex `x` follows flax: a
+  complex mean and the variance ``E[|x - E[x]|^2]``."""
   x, mask = x.astype(stats_dtype(x.dtype, dtype)), mask if training else None
-  if not jnp.iscomplexobj(x):
-    return batch_norm(x, stats, training=training, feature_axes=feature_axes, mask=mask,
-                      momentum=momentum, sigma=sigma, axis_name=axis_name,
-                      return_centered=True, fast_variance=fast_variance)
-  if training:  # the batch statistics of the real and imaginary parts
-    zero = BatchStats(*(jnp.zeros(stats.var.shape, jnp.real(x).dtype),) * 2)
-    re, im = (batch_norm(part, zero, training=True, feature_axes=feature_axes, momentum=0.0,
-                         mask=mask, axis_name=axis_name, fast_variance=fast_variance)[1]
+  check_momentum(momentum)
+  field = Field(tuple(a for a in range(x.ndim) if a not in feature_axes), ())
+  shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
+  if training:
+    check_nonempty(x, field.whole, "BatchNorm")
+    if not jnp.iscomplexobj(x):
+      v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                      fast_variance=fast_variance)
+      new = (batch.shift + batch.mean, batch.var)
+      stats = BatchStats(*(moving_average(s, b, momentum) for s, b in zip(stats, new)))
+      return (v, v, r), stats
+    # the batch statistics of the real and imaginary parts
+    re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                fast_variance=fast_variance)[2]
               for part in (jnp.real(x), jnp.imag(x)))
-    mean, var = lax.complex(re.mean, im.mean), re.var + im.var
+    mean, var = lax.complex(re.shift + re.mean, im.shift + im.mean), re.var + im.var
     stats = BatchStats(moving_average(stats.mean, mean, momentum),
                        moving_average(stats.var, var, momentum))
   else:
     mean, var = stats
-  shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
+  var = running_var(var.reshape(shape), jnp.real(x).dtype)
   v = select(x - mean.reshape(shape).astype(x.dtype), mask)
-  return (v * inverse_scale(var.reshape(shape), sigma).astype(x.dtype), v), stats
+  return (v, v, inverse_scale(var, sigma)), stats
 
 
 def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
@@ -212,11 +232,15 @@ def mean_only(x, stats, **kwargs):
   return (y, y), stats
 
 
-def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...]) -> jax.Array:
-  """``y * scale + bias`` (each if not None), broadcast over `feature_axes`; flax's dtypes."""
+def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], r=None) -> jax.Array:
+  """``y * (r * scale) + bias`` (each if not None), `scale` and `bias` over `feature_axes`;
+  flax's dtypes. As flax, `scale` is folded into the statistics-sized ``r`` (``mul =
+  rsqrt(var + eps) * scale``), so the gradient of `scale` is summed at that size."""
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
-    y = y if scale is None else y * jnp.reshape(scale, shape)
+    mul = r if scale is None else jnp.reshape(scale, shape) if r is None else (
+        r * jnp.reshape(scale, shape))
+    y = y if mul is None else y * mul
     return y if bias is None else y + jnp.reshape(bias, shape)
 
 
