@@ -270,8 +270,9 @@ def test_modules_add_nothing_to_the_core(name, dtype):
 
   def core(x):
     if name == "RMSNorm":
-      return x32(x), inverse_scale(jnp.mean(jnp.square(x32(x)), -1, keepdims=True), 1e-3)
-    return normalize_factors(x32(x), field, sigma=1e-3, fast_variance=True)[:2]
+      r = inverse_scale(jnp.mean(jnp.square(x32(x)), -1, keepdims=True), 1e-3)
+      return x32(x) * r, x32(x), r
+    return normalize_factors(x32(x), field, sigma=1e-3, fast_variance=True)[:3]
   module = dnn.GroupNorm(8) if name == "GroupNorm" else dnn.BatchNorm(False) if (
     name == "BatchNorm") else getattr(dnn, name)()
   variables = {**params, "batch_stats": stats._asdict()} if name == "BatchNorm" else params
@@ -280,7 +281,7 @@ def test_modules_add_nothing_to_the_core(name, dtype):
     return module.apply({**variables, **p}, x, mutable=["batch_stats"])[0]
 
   def reference(p, x):
-    v, r = core(x)
-    return fs.affine(v, p["params"]["scale"], p["params"].get("bias"), (3,), r)
+    y, v, r = core(x)
+    return fs.affine(y, p["params"]["scale"], p["params"].get("bias"), (3,), (v, r))
 
   assert _bytes_accessed(ours, params, x, w) == _bytes_accessed(reference, params, x, w)

@@ -161,21 +161,21 @@ def normalize(
 
 def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_name=None,
                       fast_variance: bool | None = None):
-  """``(v, r, stats)`` of `normalize` over one box `field` (A = B): ``y = v * r``, with
+  """``(y, v, r, stats)`` of `normalize` over one box `field` (A = B): ``y = v * r``, with
   ``r = 1 / sqrt(sigma^2 + E[v^2])`` at the statistics' size, in the statistics dtype.
 
-  For layers with an affine step: flax's ``y = v * (r * scale) + bias`` sums the gradient of
-  ``scale`` at the statistics' size, where ``normalize(x) * scale`` sums ``g * y`` over the
-  input (0.4-0.7x the modules' time, forward+backward; BENCHMARKS.md, issue 22).
+  For layers with an affine step: flax's ``v * (r * scale) + bias`` sums the gradient of
+  ``scale`` at the statistics' size where ``y * scale`` sums ``g * y`` over the input
+  (0.4-0.7x the modules' time, forward+backward, on CNN shapes; BENCHMARKS.md, issue 22).
   """
   x = check_input(x)
   sigma = check_sigma(sigma, stats_shape(x.shape, field))
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   sigma = jnp.asarray(sigma, dt)
-  _, v, stats = normalized(x.astype(dt), sigma, mask, pick_statistics(field, field, fast_variance),
+  y, v, stats = normalized(x.astype(dt), sigma, mask, pick_statistics(field, field, fast_variance),
                            field, field, "valid", axis_name)
-  return v, inverse_scale(stats.var, sigma), stats
+  return y, v, inverse_scale(stats.var, sigma), stats
 
 
 def resolve_fields(summation, suppression, shape: tuple[int, ...]):

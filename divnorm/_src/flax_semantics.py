@@ -169,27 +169,27 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
 
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
                dtype=None):
-  """``(v, r)``, the output ``v * r``: `x` in flax's statistics dtype (`stats_dtype`),
+  """``(y, v, r)`` with ``y = v * r``: `x` in flax's statistics dtype (`stats_dtype`),
   centered over `field` by the core (`normalize_factors`: layer, instance and group norm), or
   not (`center` False: RMS norm, ``v = x``), and ``r = 1 / sqrt(sigma^2 + E[v^2])`` at the
-  statistics' size. With no axis in `field` each entry is its own field: ``v = 0``, flax's
-  zeros."""
+  statistics' size. With no axis in `field` each entry is its own field: ``y = v = 0``,
+  flax's zeros."""
   x = x.astype(stats_dtype(x.dtype, dtype))
   if center:
-    v, r, _ = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                                fast_variance=fast_variance and bool(field.axes))
-    return v, r
+    return normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                             fast_variance=fast_variance and bool(field.axes))[:3]
   if axis_name is not None:
     raise NotImplementedError("RMSNorm with axis_name is not supported by divnorm's rms_norm "
                               "yet; under jit with sharded inputs no axis_name is needed.")
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
   v = select(x, mask)
-  return v, inverse_scale(field_mean(v * v, field, mask=mask), sigma)
+  r = inverse_scale(field_mean(v * v, field, mask=mask), sigma)
+  return v * r, v, r
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
                      mask, axis_name, fast_variance, dtype=None):
-  """``((v, v, r), new running stats)``, the output ``v * r``: flax's BatchNorm of `x` in
+  """``((y, v, r), new running stats)`` with ``y = v * r``: flax's BatchNorm of `x` in
   flax's statistics dtype (`stats_dtype`), with the batch's statistics (`normalize_factors`)
   or the running ones; evaluation ignores the mask (flax's). Complex `x` follows flax: a
   complex mean and the variance ``E[|x - E[x]|^2]``."""
@@ -200,23 +200,23 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
   if training:
     check_nonempty(x, field.whole, "BatchNorm")
     if not jnp.iscomplexobj(x):
-      v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                                      fast_variance=fast_variance)
-      new = (batch.shift + batch.mean, batch.var)
-      stats = BatchStats(*(moving_average(s, b, momentum) for s, b in zip(stats, new)))
-      return (v, v, r), stats
+      y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                         fast_variance=fast_variance)
+      stats = BatchStats(moving_average(stats.mean, batch.shift + batch.mean, momentum),
+                         moving_average(stats.var, batch.var, momentum))
+      return (y, v, r), stats
     # the batch statistics of the real and imaginary parts
     re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                                fast_variance=fast_variance)[2]
+                                fast_variance=fast_variance)[3]
               for part in (jnp.real(x), jnp.imag(x)))
     mean, var = lax.complex(re.shift + re.mean, im.shift + im.mean), re.var + im.var
     stats = BatchStats(moving_average(stats.mean, mean, momentum),
                        moving_average(stats.var, var, momentum))
   else:
     mean, var = stats
-  var = running_var(var.reshape(shape), jnp.real(x).dtype)
+  r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
   v = select(x - mean.reshape(shape).astype(x.dtype), mask)
-  return (v, v, inverse_scale(var, sigma)), stats
+  return (v * r, v, r), stats
 
 
 def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
@@ -232,15 +232,20 @@ def mean_only(x, stats, **kwargs):
   return (y, y), stats
 
 
-def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], r=None) -> jax.Array:
-  """``y * (r * scale) + bias`` (each if not None), `scale` and `bias` over `feature_axes`;
-  flax's dtypes. As flax, `scale` is folded into the statistics-sized ``r`` (``mul =
-  rsqrt(var + eps) * scale``), so the gradient of `scale` is summed at that size."""
+def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
+  """``y * scale + bias`` (each if not None), broadcast over `feature_axes`; flax's dtypes.
+
+  `factors` ``(v, r)`` with ``y = v * r`` and ``r`` at the statistics' size: where ``r *
+  scale`` is smaller than `y` (all but a layer norm over the features alone), flax's
+  ``v * (r * scale)``, so the gradient of `scale` is summed at that size.
+  """
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
-    mul = r if scale is None else jnp.reshape(scale, shape) if r is None else (
-        r * jnp.reshape(scale, shape))
-    y = y if mul is None else y * mul
+    if scale is not None:
+      scale = jnp.reshape(scale, shape)
+      v, r = (None, None) if factors is None else factors
+      fold = r is not None and math.prod(np.broadcast_shapes(jnp.shape(r), shape)) < y.size
+      y = v * (r * scale) if fold else y * scale
     return y if bias is None else y + jnp.reshape(bias, shape)
 
 

@@ -85,9 +85,9 @@ class _Norm(nn.Module):
 
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
     """Flax's layers: `x` normalized over `field` (`fs.normalized`), then `_finish`ed."""
-    v, r = fs.normalized(x, field, center=center, dtype=self.dtype, **self._options(mask))
+    y, v, r = fs.normalized(x, field, center=center, dtype=self.dtype, **self._options(mask))
     features = fs.canonical_axes(features, x.ndim, "feature_axes")
-    return self._finish(x, v, v, features, mask, self.dtype, r)
+    return self._finish(x, y, v, features, mask, self.dtype, r)
 
   def _running(self, function, x, use_running_average, features: Axes, out_dtype,
                stats=BatchStats, state_dtype=jnp.float32, **kwargs):
@@ -107,9 +107,9 @@ class _Norm(nn.Module):
     return self._finish(x, *parts[:2], features, kwargs.get("mask"), out_dtype, *parts[2:])
 
   def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, r=None):
-    """Sows the L1 penalty of `v`, then the affine ``y * (r * scale) + bias`` over `features`
-    (flax's ``scale`` and ``bias``; `fs.affine`) and the output in `dtype` (None: flax's
-    promotion of x and the parameters)."""
+    """Sows the L1 penalty of `v`, then the affine over `features` (flax's ``scale`` and
+    ``bias``; with ``y = v * r``, `fs.affine` folds ``scale`` into ``r``) and the output in
+    `dtype` (None: flax's promotion of x and the parameters)."""
     if self.l1_alpha:
       self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
     shape = tuple(jnp.shape(x)[a] for a in features)
@@ -117,8 +117,8 @@ class _Norm(nn.Module):
         self.use_scale) else None
     bias = self.param("bias", self.bias_init, shape, self.param_dtype) if getattr(
         self, "use_bias", False) else None  # RMSNorm has no bias
-    return fs.affine(y, scale, bias, features, r).astype(fs.result_dtype(x, scale, bias,
-                                                                         dtype=dtype))
+    y = fs.affine(y, scale, bias, features, None if r is None else (v, r))
+    return y.astype(fs.result_dtype(x, scale, bias, dtype=dtype))
 
 
 class BatchNorm(_Norm):
