@@ -268,45 +268,6 @@ def missing_kernel_error(layer, variable_filter, names) -> ValueError:
       f"weights, e.g. {{'kernel'}}.")
 
 
-def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
-  """Flax's WeightNorm of one variable: ``scale * value / sqrt(sum(value^2) + epsilon)``,
-  the sum over the axes not in `feature_axes` (None: every axis), in at least float32."""
-  value = jnp.asarray(value)
-  features = canonical_axes(feature_axes, value.ndim, "feature_axes")
-  reduction = tuple(a for a in range(value.ndim) if a not in features)
-  v = value.astype(stats_dtype(value.dtype, result_dtype(value, scale)))
-  w = v * lax.rsqrt(jnp.sum(v * v, axis=reduction, keepdims=True) + np.asarray(epsilon, v.dtype))
-  return affine(w, scale, None, features).astype(result_dtype(value, scale, dtype=dtype))
-
-
-def matrix_shape(value, error_on_non_matrix: bool) -> tuple[int, int] | None:
-  """The matrix flax's SpectralNorm views a weight as, or None for a scalar or vector."""
-  shape = jnp.shape(value)
-  if len(shape) > 2 and error_on_non_matrix:
-    raise ValueError(f"Input is {len(shape)}D but error_on_non_matrix is True; pass "
-                     f"error_on_non_matrix=False to flatten its leading axes into rows.")
-  return (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else None
-
-
-def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
-  """Flax's SpectralNorm of one weight: ``(value / sigma, new u, sigma)``: `n_steps` power
-  iterations from ``u`` ``[1, out]`` under ``stop_gradient``; ``sigma = v W u^T``."""
-  value = jnp.asarray(value)
-  mat = value.reshape(matrix_shape(value, False)).astype(
-      stats_dtype(value.dtype, result_dtype(value, u)))
-  eps = np.asarray(epsilon, mat.dtype)
-  u0 = jnp.asarray(u).astype(mat.dtype)
-  for _ in range(n_steps):
-    v0 = u0 @ mat.T
-    v0 = v0 * lax.rsqrt(jnp.sum(v0 * v0) + eps)
-    u0 = v0 @ mat
-    u0 = u0 * lax.rsqrt(jnp.sum(u0 * u0) + eps)
-  u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
-  sigma = (v0 @ mat @ u0.T)[0, 0]
-  w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)
-  return w.astype(result_dtype(value, u, dtype=dtype)), u0, sigma
-
-
 def state_like(new, old) -> jax.Array:
   """`new` in the dtype of the state variable it replaces (no retracing)."""
   return jnp.asarray(new).astype(jnp.asarray(old).dtype)

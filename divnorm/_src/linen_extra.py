@@ -19,7 +19,7 @@ from flax.linen import initializers
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
-from divnorm._src import mixtures
+from divnorm._src import mixtures, weights
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
 from divnorm._src.flax_semantics import missing_kernel_error  # noqa: F401  (public)
 from divnorm._src.linen import Dtype, Initializer, _Norm
@@ -259,7 +259,7 @@ class WeightNorm(_Wrapper):
       scale = self.param(name + "/scale", self.scale_init,
                          tuple(jnp.shape(value)[a] for a in features),
                          self.param_dtype) if self.use_scale else None
-      return fs.l2_normalized(value, scale, feature_axes=self.feature_axes, epsilon=epsilon,
+      return weights.l2_normalized(value, scale, feature_axes=self.feature_axes, epsilon=epsilon,
                               dtype=self.dtype)
 
     return self._call(transform, args, kwargs)
@@ -291,14 +291,14 @@ class SpectralNorm(_Wrapper):
     epsilon, collection = fs.epsilon_of(self.epsilon, self.sigma, self), self.collection_name
 
     def transform(name, value):
-      shape = fs.matrix_shape(value, self.error_on_non_matrix)
+      shape = weights.matrix_shape(value, self.error_on_non_matrix)
       if shape is None or self.n_steps < 1:
         return value
       key = None if self.has_variable(collection, name + "/u") else self.make_rng("params")
       u = self.variable(collection, name + "/u", jax.random.normal, key, (1, shape[1]),
                         self.param_dtype)
       sigma = self.variable(collection, name + "/sigma", jnp.ones, (), self.param_dtype)
-      w, new_u, new_sigma = fs.spectral_normalized(value, u.value, n_steps=self.n_steps,
+      w, new_u, new_sigma = weights.spectral_normalized(value, u.value, n_steps=self.n_steps,
                                                    epsilon=epsilon, dtype=self.dtype)
       if update_stats:
         u.value, sigma.value = fs.state_like(new_u, u.value), fs.state_like(new_sigma, sigma.value)
