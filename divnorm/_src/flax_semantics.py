@@ -169,27 +169,33 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
 
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
                dtype=None):
-  """``(y, v, r)`` with ``y = v * r``: `x` in flax's statistics dtype (`stats_dtype`),
-  centered over `field` by the core (`normalize_factors`: layer, instance and group norm), or
-  not (`center` False: RMS norm, ``v = x``), and ``r = 1 / sqrt(sigma^2 + E[v^2])`` at the
-  statistics' size. With no axis in `field` each entry is its own field: ``y = v = 0``,
-  flax's zeros."""
+  """``(y, v, factors)``: `x` in flax's statistics dtype (`stats_dtype`) normalized over
+  `field` by the core (`normalize_factors`: layer, instance and group norm), or not centered
+  (`center` False: RMS norm, ``v = x``); `factors` ``(u, m, r)`` with ``y = (u - m) * r``
+  for `affine` (None with a mask). With no axis in `field` each entry is its own field:
+  ``y = v = 0``, flax's zeros."""
   x = x.astype(stats_dtype(x.dtype, dtype))
   if center:
-    return normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                             fast_variance=fast_variance and bool(field.axes))[:3]
+    y, v, r, stats = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                       fast_variance=fast_variance and bool(field.axes))
+    return y, v, _factors(x - stats.shift, stats.mean, r, mask)
   if axis_name is not None:
     raise NotImplementedError("RMSNorm with axis_name is not supported by divnorm's rms_norm "
                               "yet; under jit with sharded inputs no axis_name is needed.")
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
   v = select(x, mask)
   r = inverse_scale(field_mean(v * v, field, mask=mask), sigma)
-  return v * r, v, r
+  return v * r, v, _factors(v, None, r, mask)
+
+
+def _factors(u, m, r, mask):
+  """``(u, m, r)`` for `affine`'s fold; None with a mask (masked-out outputs are `bias`)."""
+  return None if mask is not None else (u, m, r)
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
                      mask, axis_name, fast_variance, dtype=None):
-  """``((y, v, r), new running stats)`` with ``y = v * r``: flax's BatchNorm of `x` in
+  """``((y, v, factors), new running stats)`` as `normalized`: flax's BatchNorm of `x` in
   flax's statistics dtype (`stats_dtype`), with the batch's statistics (`normalize_factors`)
   or the running ones; evaluation ignores the mask (flax's). Complex `x` follows flax: a
   complex mean and the variance ``E[|x - E[x]|^2]``."""
@@ -204,7 +210,7 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
                                          fast_variance=fast_variance)
       stats = BatchStats(moving_average(stats.mean, batch.shift + batch.mean, momentum),
                          moving_average(stats.var, batch.var, momentum))
-      return (y, v, r), stats
+      return (y, v, _factors(x - batch.shift, batch.mean, r, mask)), stats
     # the batch statistics of the real and imaginary parts
     re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                 fast_variance=fast_variance)[3]
@@ -216,7 +222,7 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
     mean, var = stats
   r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
   v = select(x - mean.reshape(shape).astype(x.dtype), mask)
-  return (v * r, v, r), stats
+  return (v * r, v, _factors(v, None, r, mask)), stats
 
 
 def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
@@ -235,18 +241,24 @@ def mean_only(x, stats, **kwargs):
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
   """``y * scale + bias`` (each if not None), broadcast over `feature_axes`; flax's dtypes.
 
-  `factors` ``(v, r)`` with ``y = v * r`` and ``r`` at the statistics' size: where ``r *
-  scale`` is smaller than `y` (all but a layer norm over the features alone), flax's
-  ``v * (r * scale)``, so the gradient of `scale` is summed at that size.
+  `factors` ``(u, m, r)`` with ``y = (u - m) * r``, ``m`` (None: 0) and ``r`` at the
+  statistics' size: where ``r * scale`` is smaller than `y` (all but a layer norm over the
+  features alone), flax's fold ``u * mul + (bias - m * mul)`` with ``mul = r * scale``. Its
+  gradient sums ``g`` and ``g * u`` once each at the statistics' size, for the gradients of
+  scale, bias and the statistics (BENCHMARKS.md, issue 22).
   """
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
+    bias = None if bias is None else jnp.reshape(bias, shape)
     if scale is not None:
       scale = jnp.reshape(scale, shape)
-      v, r = (None, None) if factors is None else factors
-      fold = r is not None and math.prod(np.broadcast_shapes(jnp.shape(r), shape)) < y.size
-      y = v * (r * scale) if fold else y * scale
-    return y if bias is None else y + jnp.reshape(bias, shape)
+      u, m, r = (None, None, None) if factors is None else factors
+      if r is None or math.prod(np.broadcast_shapes(jnp.shape(r), shape)) >= y.size:
+        y = y * scale
+      else:
+        mul = r * scale
+        y, bias = u * mul, (0 if bias is None else bias) - (0 if m is None else m * mul)
+    return y if bias is None else y + bias
 
 
 def path_name(prefix: str, path) -> str:

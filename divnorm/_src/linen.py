@@ -85,13 +85,14 @@ class _Norm(nn.Module):
 
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
     """Flax's layers: `x` normalized over `field` (`fs.normalized`), then `_finish`ed."""
-    y, v, r = fs.normalized(x, field, center=center, dtype=self.dtype, **self._options(mask))
+    y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
+                                  **self._options(mask))
     features = fs.canonical_axes(features, x.ndim, "feature_axes")
-    return self._finish(x, y, v, features, mask, self.dtype, r)
+    return self._finish(x, y, v, features, mask, self.dtype, factors)
 
   def _running(self, function, x, use_running_average, features: Axes, out_dtype,
                stats=BatchStats, state_dtype=jnp.float32, **kwargs):
-    """The running normalizers: ``(y, v[, r]), stats = function(x, stats, ...)`` with the
+    """The running normalizers: ``(y, v[, factors]), stats = function(x, stats, ...)`` with the
     running statistics in ``"batch_stats"`` (flax's: mean 0, variance 1; updated in training,
     never during ``init``), then `_finish` over `features`."""
     use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
@@ -106,9 +107,9 @@ class _Norm(nn.Module):
         variable.value = value
     return self._finish(x, *parts[:2], features, kwargs.get("mask"), out_dtype, *parts[2:])
 
-  def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, r=None):
+  def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, factors=None):
     """Sows the L1 penalty of `v`, then the affine over `features` (flax's ``scale`` and
-    ``bias``; with ``y = v * r``, `fs.affine` folds ``scale`` into ``r``) and the output in
+    ``bias``; `fs.affine` folds ``scale`` into the statistics' `factors`) and the output in
     `dtype` (None: flax's promotion of x and the parameters)."""
     if self.l1_alpha:
       self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
@@ -117,7 +118,7 @@ class _Norm(nn.Module):
         self.use_scale) else None
     bias = self.param("bias", self.bias_init, shape, self.param_dtype) if getattr(
         self, "use_bias", False) else None  # RMSNorm has no bias
-    y = fs.affine(y, scale, bias, features, None if r is None else (v, r))
+    y = fs.affine(y, scale, bias, features, factors)
     return y.astype(fs.result_dtype(x, scale, bias, dtype=dtype))
 
 
