@@ -218,11 +218,9 @@ def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
   """flax's use_fast_variance=True (its default) is the core's one-pass mode, False two-pass."""
   from divnorm._src import flax_semantics
 
-  seen = []
-  for name in ("normalize", "batch_norm"):
-    real = getattr(flax_semantics, name)
-    monkeypatch.setattr(flax_semantics, name, lambda *a, real=real, **k: (
-      seen.append(k["fast_variance"]), real(*a, **k))[1])
+  seen, real = [], flax_semantics.normalize_factors
+  monkeypatch.setattr(flax_semantics, "normalize_factors", lambda *a, **k: (
+    seen.append(k["fast_variance"]), real(*a, **k))[1])
   x = _x((4, 3, 5, 8))
   for module in (dnn.LayerNorm(use_fast_variance=flag), dnn.GroupNorm(4, use_fast_variance=flag),
                  dnn.InstanceNorm(use_fast_variance=flag),
@@ -253,9 +251,13 @@ def _bytes_accessed(f, *args) -> float:
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("name", ["LayerNorm", "BatchNorm", "GroupNorm", "RMSNorm"])
 def test_modules_add_nothing_to_the_core(name, dtype):
-  """The module's compiled fwd+bwd program moves exactly the bytes of the core's function
-  plus the affine step: no extra reshape, transpose, dtype round trip or statistic."""
+  """The module's compiled fwd+bwd program moves exactly the bytes of the core's factors
+  ``y = (u - m) * r`` (`normalize_factors`) plus flax's affine step (`fs.affine`, scale
+  folded): no extra reshape, transpose, dtype round trip or statistic."""
   from divnorm._src import flax_semantics as fs
+  from divnorm._src.core import normalize_factors
+  from divnorm._src.fields import Field, grouped_field
+  from divnorm._src.statistics import inverse_scale
 
   x = jnp.asarray(_x((8, 6, 6, 16)), dtype)
   w = jnp.asarray(_x((8, 6, 6, 16), seed=1), dtype)
@@ -263,14 +265,15 @@ def test_modules_add_nothing_to_the_core(name, dtype):
   params = {"params": {"scale": scale} if name == "RMSNorm" else {"scale": scale, "bias": bias}}
   stats = divnorm.batch_stats_init(x)
   x32 = lambda x: x.astype(jnp.float32)  # noqa: E731  flax's statistics dtype
-  core = {
-    "LayerNorm": lambda x: divnorm.layer_norm(x32(x), sigma=1e-3, fast_variance=True),
-    "BatchNorm": lambda x: divnorm.batch_norm(x32(x), stats, training=True, sigma=1e-3,
-                                              fast_variance=True)[0],
-    "GroupNorm": lambda x: divnorm.group_norm(x32(x), num_groups=8, sigma=1e-3,
-                                              fast_variance=True),
-    "RMSNorm": lambda x: divnorm.rms_norm(x32(x), sigma=1e-3),
-  }[name]
+  field = {"LayerNorm": Field((3,), ()), "BatchNorm": Field((0, 1, 2), ()),
+           "GroupNorm": grouped_field((1, 2), 3, 2, x.shape)}.get(name)
+
+  def core(x):
+    if name == "RMSNorm":
+      r = inverse_scale(jnp.mean(jnp.square(x32(x)), -1, keepdims=True), 1e-3)
+      return x32(x) * r, x32(x), (x32(x), None, r)
+    y, v, r, stats = normalize_factors(x32(x), field, sigma=1e-3, fast_variance=True)
+    return y, v, (x32(x) - stats.shift, stats.mean, r)
   module = dnn.GroupNorm(8) if name == "GroupNorm" else dnn.BatchNorm(False) if (
     name == "BatchNorm") else getattr(dnn, name)()
   variables = {**params, "batch_stats": stats._asdict()} if name == "BatchNorm" else params
@@ -279,6 +282,7 @@ def test_modules_add_nothing_to_the_core(name, dtype):
     return module.apply({**variables, **p}, x, mutable=["batch_stats"])[0]
 
   def reference(p, x):
-    return fs.affine(core(x), p["params"]["scale"], p["params"].get("bias"), (3,))
+    y, _, factors = core(x)
+    return fs.affine(y, p["params"]["scale"], p["params"].get("bias"), (3,), factors)
 
   assert _bytes_accessed(ours, params, x, w) == _bytes_accessed(reference, params, x, w)

@@ -296,11 +296,9 @@ def test_weight_wrappers_take_sigma_as_the_other_spelling_of_epsilon():
 def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
   from divnorm._src import flax_semantics
 
-  seen = []
-  for name in ("normalize", "batch_norm"):
-    real = getattr(flax_semantics, name)
-    monkeypatch.setattr(flax_semantics, name, lambda *a, real=real, **k: (
-      seen.append(k["fast_variance"]), real(*a, **k))[1])
+  seen, real = [], flax_semantics.normalize_factors
+  monkeypatch.setattr(flax_semantics, "normalize_factors", lambda *a, **k: (
+    seen.append(k["fast_variance"]), real(*a, **k))[1])
   x = _x((4, 3, 5, 8))
   for module in (dn.LayerNorm(8, use_fast_variance=flag),
                  dn.GroupNorm(8, 4, use_fast_variance=flag),
@@ -325,26 +323,35 @@ def test_docstring_examples_run():
 @pytest.mark.parametrize("name", ["LayerNorm", "GroupNorm", "RMSNorm"])
 def test_modules_add_nothing_to_the_core(name):
   """bf16 in, float32 parameters: the module's compiled fwd+bwd moves exactly the bytes of
-  the core's function plus the affine step (see tests/test_linen.py, which also checks
-  BatchNorm: under a plain `jax.grad` an nnx BatchStat cannot be updated)."""
+  the core's factors ``y = (u - m) * r`` plus flax's affine step (scale folded; see
+  tests/test_linen.py, which also checks BatchNorm: under a plain `jax.grad` an nnx
+  BatchStat cannot be updated)."""
   from divnorm._src import flax_semantics as fs
+  from divnorm._src.core import normalize_factors
+  from divnorm._src.fields import Field, grouped_field
+  from divnorm._src.statistics import inverse_scale
 
   x = _x((8, 6, 6, 16)).astype(jnp.bfloat16)
   w = _x((8, 6, 6, 16), seed=1).astype(jnp.bfloat16)
   module = dn.GroupNorm(16, 8) if name == "GroupNorm" else getattr(dn, name)(16)
-  core = {
-    "LayerNorm": lambda x: divnorm.layer_norm(x, sigma=1e-3, fast_variance=True),
-    "GroupNorm": lambda x: divnorm.group_norm(x, num_groups=8, sigma=1e-3, fast_variance=True),
-    "RMSNorm": lambda x: divnorm.rms_norm(x, sigma=1e-3),
-  }[name]
+  field = {"LayerNorm": Field((3,), ()),
+           "GroupNorm": grouped_field((1, 2), 3, 2, x.shape)}.get(name)
+
+  def core(x):
+    if name == "RMSNorm":
+      r = inverse_scale(jnp.mean(jnp.square(x), -1, keepdims=True), 1e-3)
+      return x * r, x, (x, None, r)
+    y, v, r, stats = normalize_factors(x, field, sigma=1e-3, fast_variance=True)
+    return y, v, (x - stats.shift, stats.mean, r)
   graph, params, rest = nnx.split(module, nnx.Param, ...)
 
   def ours(p, x, rest):
     return nnx.merge(graph, p, rest)(x)
 
   def reference(p, x, rest):
-    return fs.affine(core(x.astype(jnp.float32)), p["scale"][...],
-                     p["bias"][...] if "bias" in p else None, (3,))
+    y, _, factors = core(x.astype(jnp.float32))
+    return fs.affine(y, p["scale"][...], p["bias"][...] if "bias" in p else None, (3,),
+                     factors)
 
   def cost(f):
     g = jax.jit(jax.grad(lambda p, x, r: jnp.sum((f(p, x, r) * w).astype(jnp.float32)),

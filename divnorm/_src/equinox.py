@@ -233,19 +233,20 @@ class BatchNorm(eqx.nn.StatefulLayer):
                              for b, r in zip(batch, stats, strict=True)))
         state = state.set(self.ema_first_time_index, jnp.array(False))
         state = state.set(self.ema_state_index, tuple(stats))
-      (y, _), _ = normalized(stats, False, self.momentum)
+      (y, _, factors), _ = normalized(stats, False, self.momentum)
     else:
       counter, hidden = state.get(self.batch_counter), state.get(self.batch_state_index)
       if inference:  # the averages debiased for their zero start
         scale = jnp.where(counter == 0, 1, 1 - self.momentum**counter)
-        (y, _), _ = normalized(BatchStats(hidden[0] / scale, hidden[1] / scale), False, 0.0)
+        debiased = BatchStats(hidden[0] / scale, hidden[1] / scale)
+        (y, _, factors), _ = normalized(debiased, False, 0.0)
       else:
-        (y, _), hidden = normalized(BatchStats(*hidden), True, self.momentum)
+        (y, _, factors), hidden = normalized(BatchStats(*hidden), True, self.momentum)
         state = state.set(self.batch_counter, counter + 1)
         state = state.set(self.batch_state_index, tuple(hidden))
     dtype = fs.result_dtype(x, self.weight, self.bias, state.get(
         self.ema_state_index or self.batch_state_index)[0])
-    return fs.affine(y, self.weight, self.bias, (0,)).astype(dtype), state
+    return fs.affine(y, self.weight, self.bias, (0,), factors).astype(dtype), state
 
 
 def _learned_sigma(sigma, learn_sigma: bool, dtype):

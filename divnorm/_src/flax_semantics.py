@@ -19,13 +19,21 @@ import numpy as np
 from jax import lax
 
 from divnorm._src import mixtures
-from divnorm._src.batch import BatchStats, batch_norm, ema
-from divnorm._src.checks import axis_index, check_int, check_learn_sigma, check_nonnegative
-from divnorm._src.core import normalize
+from divnorm._src.batch import BatchStats, ema, running_var
+from divnorm._src.checks import (
+  axis_index,
+  check_int,
+  check_learn_sigma,
+  check_mask,
+  check_momentum,
+  check_nonempty,
+  check_nonnegative,
+  check_sigma,
+)
+from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
-from divnorm._src.presets import rms_norm
-from divnorm._src.reductions import select
-from divnorm._src.statistics import inverse_scale
+from divnorm._src.reductions import field_mean, select
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]
 
@@ -161,42 +169,60 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
 
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
                dtype=None):
-  """``(y, v)``: `x` in flax's statistics dtype (`stats_dtype`) normalized over `field` by the
-  core: layer, instance and group norm, or RMS norm (`center` False, ``v = x``). With no
-  axis in `field` each entry is its own field: ``y = v = 0``, flax's zeros."""
+  """``(y, v, factors)``: `x` in flax's statistics dtype (`stats_dtype`) normalized over
+  `field` by the core (`normalize_factors`: layer, instance and group norm), or not centered
+  (`center` False: RMS norm, ``v = x``); `factors` ``(u, m, r)`` with ``y = (u - m) * r``
+  for `affine` (None with a mask). With no axis in `field` each entry is its own field:
+  ``y = v = 0``, flax's zeros."""
   x = x.astype(stats_dtype(x.dtype, dtype))
   if center:
-    return normalize(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                     return_centered=True, fast_variance=fast_variance and bool(field.axes))
+    y, v, r, stats = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                       fast_variance=fast_variance and bool(field.axes))
+    return y, v, _factors(x - stats.shift, stats.mean, r, mask)
   if axis_name is not None:
     raise NotImplementedError("RMSNorm with axis_name is not supported by divnorm's rms_norm "
                               "yet; under jit with sharded inputs no axis_name is needed.")
-  return rms_norm(x, reduction_axes=field, sigma=sigma, mask=mask), x
+  sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
+  v = select(x, mask)
+  r = inverse_scale(field_mean(v * v, field, mask=mask), sigma)
+  return v * r, v, _factors(v, None, r, mask)
+
+
+def _factors(u, m, r, mask):
+  """``(u, m, r)`` for `affine`'s fold; None with a mask (masked-out outputs are `bias`)."""
+  return None if mask is not None else (u, m, r)
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
                      mask, axis_name, fast_variance, dtype=None):
-  """``((y, v), new running stats)``: flax's BatchNorm of `x` in flax's statistics dtype
-  (`stats_dtype`) by the core's `batch_norm`; evaluation ignores the mask (flax's). Complex
-  `x` follows flax: a complex mean and the variance ``E[|x - E[x]|^2]``."""
+  """``((y, v, factors), new running stats)`` as `normalized`: flax's BatchNorm of `x` in
+  flax's statistics dtype (`stats_dtype`), with the batch's statistics (`normalize_factors`)
+  or the running ones; evaluation ignores the mask (flax's). Complex `x` follows flax: a
+  complex mean and the variance ``E[|x - E[x]|^2]``."""
   x, mask = x.astype(stats_dtype(x.dtype, dtype)), mask if training else None
-  if not jnp.iscomplexobj(x):
-    return batch_norm(x, stats, training=training, feature_axes=feature_axes, mask=mask,
-                      momentum=momentum, sigma=sigma, axis_name=axis_name,
-                      return_centered=True, fast_variance=fast_variance)
-  if training:  # the batch statistics of the real and imaginary parts
-    zero = BatchStats(*(jnp.zeros(stats.var.shape, jnp.real(x).dtype),) * 2)
-    re, im = (batch_norm(part, zero, training=True, feature_axes=feature_axes, momentum=0.0,
-                         mask=mask, axis_name=axis_name, fast_variance=fast_variance)[1]
+  check_momentum(momentum)
+  field = Field(tuple(a for a in range(x.ndim) if a not in feature_axes), ())
+  shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
+  if training:
+    check_nonempty(x, field.whole, "BatchNorm")
+    if not jnp.iscomplexobj(x):
+      y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                         fast_variance=fast_variance)
+      stats = BatchStats(moving_average(stats.mean, batch.shift + batch.mean, momentum),
+                         moving_average(stats.var, batch.var, momentum))
+      return (y, v, _factors(x - batch.shift, batch.mean, r, mask)), stats
+    # the batch statistics of the real and imaginary parts
+    re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                fast_variance=fast_variance)[3]
               for part in (jnp.real(x), jnp.imag(x)))
-    mean, var = lax.complex(re.mean, im.mean), re.var + im.var
+    mean, var = lax.complex(re.shift + re.mean, im.shift + im.mean), re.var + im.var
     stats = BatchStats(moving_average(stats.mean, mean, momentum),
                        moving_average(stats.var, var, momentum))
   else:
     mean, var = stats
-  shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
+  r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
   v = select(x - mean.reshape(shape).astype(x.dtype), mask)
-  return (v * inverse_scale(var.reshape(shape), sigma).astype(x.dtype), v), stats
+  return (v * r, v, _factors(v, None, r, mask)), stats
 
 
 def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
@@ -212,12 +238,27 @@ def mean_only(x, stats, **kwargs):
   return (y, y), stats
 
 
-def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...]) -> jax.Array:
-  """``y * scale + bias`` (each if not None), broadcast over `feature_axes`; flax's dtypes."""
+def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
+  """``y * scale + bias`` (each if not None), broadcast over `feature_axes`; flax's dtypes.
+
+  `factors` ``(u, m, r)`` with ``y = (u - m) * r``, ``m`` (None: 0) and ``r`` at the
+  statistics' size: where ``r * scale`` is smaller than `y` (all but a layer norm over the
+  features alone), flax's fold ``u * mul + (bias - m * mul)`` with ``mul = r * scale``. Its
+  gradient sums ``g`` and ``g * u`` once each at the statistics' size, for the gradients of
+  scale, bias and the statistics (BENCHMARKS.md, issue 22).
+  """
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
-    y = y if scale is None else y * jnp.reshape(scale, shape)
-    return y if bias is None else y + jnp.reshape(bias, shape)
+    bias = None if bias is None else jnp.reshape(bias, shape)
+    if scale is not None:
+      scale = jnp.reshape(scale, shape)
+      u, m, r = (None, None, None) if factors is None else factors
+      if r is None or math.prod(np.broadcast_shapes(jnp.shape(r), shape)) >= y.size:
+        y = y * scale
+      else:
+        mul = r * scale
+        y, bias = u * mul, (0 if bias is None else bias) - (0 if m is None else m * mul)
+    return y if bias is None else y + bias
 
 
 def path_name(prefix: str, path) -> str:
@@ -237,45 +278,6 @@ def missing_kernel_error(layer, variable_filter, names) -> ValueError:
       f"{type(layer).__name__} has no variable selected by variable_filter={variable_filter!r} "
       f"to normalize (its variables: {sorted(names)}); pass variable_filter=... naming its "
       f"weights, e.g. {{'kernel'}}.")
-
-
-def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
-  """Flax's WeightNorm of one variable: ``scale * value / sqrt(sum(value^2) + epsilon)``,
-  the sum over the axes not in `feature_axes` (None: every axis), in at least float32."""
-  value = jnp.asarray(value)
-  features = canonical_axes(feature_axes, value.ndim, "feature_axes")
-  reduction = tuple(a for a in range(value.ndim) if a not in features)
-  v = value.astype(stats_dtype(value.dtype, result_dtype(value, scale)))
-  w = v * lax.rsqrt(jnp.sum(v * v, axis=reduction, keepdims=True) + np.asarray(epsilon, v.dtype))
-  return affine(w, scale, None, features).astype(result_dtype(value, scale, dtype=dtype))
-
-
-def matrix_shape(value, error_on_non_matrix: bool) -> tuple[int, int] | None:
-  """The matrix flax's SpectralNorm views a weight as, or None for a scalar or vector."""
-  shape = jnp.shape(value)
-  if len(shape) > 2 and error_on_non_matrix:
-    raise ValueError(f"Input is {len(shape)}D but error_on_non_matrix is True; pass "
-                     f"error_on_non_matrix=False to flatten its leading axes into rows.")
-  return (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else None
-
-
-def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
-  """Flax's SpectralNorm of one weight: ``(value / sigma, new u, sigma)``: `n_steps` power
-  iterations from ``u`` ``[1, out]`` under ``stop_gradient``; ``sigma = v W u^T``."""
-  value = jnp.asarray(value)
-  mat = value.reshape(matrix_shape(value, False)).astype(
-      stats_dtype(value.dtype, result_dtype(value, u)))
-  eps = np.asarray(epsilon, mat.dtype)
-  u0 = jnp.asarray(u).astype(mat.dtype)
-  for _ in range(n_steps):
-    v0 = u0 @ mat.T
-    v0 = v0 * lax.rsqrt(jnp.sum(v0 * v0) + eps)
-    u0 = v0 @ mat
-    u0 = u0 * lax.rsqrt(jnp.sum(u0 * u0) + eps)
-  u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
-  sigma = (v0 @ mat @ u0.T)[0, 0]
-  w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)
-  return w.astype(result_dtype(value, u, dtype=dtype)), u0, sigma
 
 
 def state_like(new, old) -> jax.Array:

@@ -85,30 +85,32 @@ class _Norm(nn.Module):
 
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
     """Flax's layers: `x` normalized over `field` (`fs.normalized`), then `_finish`ed."""
-    y, v = fs.normalized(x, field, center=center, dtype=self.dtype, **self._options(mask))
+    y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
+                                  **self._options(mask))
     features = fs.canonical_axes(features, x.ndim, "feature_axes")
-    return self._finish(x, y, v, features, mask, self.dtype)
+    return self._finish(x, y, v, features, mask, self.dtype, factors)
 
   def _running(self, function, x, use_running_average, features: Axes, out_dtype,
                stats=BatchStats, state_dtype=jnp.float32, **kwargs):
-    """The running normalizers: ``(y, v), stats = function(x, stats, ...)`` with the running
-    statistics in ``"batch_stats"`` (flax's: mean 0, variance 1; updated in training, never
-    during ``init``), then `_finish` over `features`."""
+    """The running normalizers: ``(y, v[, factors]), stats = function(x, stats, ...)`` with the
+    running statistics in ``"batch_stats"`` (flax's: mean 0, variance 1; updated in training,
+    never during ``init``), then `_finish` over `features`."""
     use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
     features = fs.canonical_axes(features, jnp.ndim(x), "feature_axes")
     shape = tuple(jnp.shape(x)[a] for a in features)
     running = [self.variable("batch_stats", n, jnp.zeros if n == "mean" else jnp.ones, shape,
                              state_dtype) for n in stats._fields]
-    (y, v), new = function(x, stats(*(r.value for r in running)), training=not use_ra,
-                           momentum=self.momentum, **kwargs)
+    parts, new = function(x, stats(*(r.value for r in running)), training=not use_ra,
+                          momentum=self.momentum, **kwargs)
     if not use_ra and not self.is_initializing():
       for variable, value in zip(running, new, strict=True):
         variable.value = value
-    return self._finish(x, y, v, features, kwargs.get("mask"), out_dtype)
+    return self._finish(x, *parts[:2], features, kwargs.get("mask"), out_dtype, *parts[2:])
 
-  def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype):
+  def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, factors=None):
     """Sows the L1 penalty of `v`, then the affine over `features` (flax's ``scale`` and
-    ``bias``) and the output in `dtype` (None: flax's promotion of x and the parameters)."""
+    ``bias``; `fs.affine` folds ``scale`` into the statistics' `factors`) and the output in
+    `dtype` (None: flax's promotion of x and the parameters)."""
     if self.l1_alpha:
       self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
     shape = tuple(jnp.shape(x)[a] for a in features)
@@ -116,8 +118,8 @@ class _Norm(nn.Module):
         self.use_scale) else None
     bias = self.param("bias", self.bias_init, shape, self.param_dtype) if getattr(
         self, "use_bias", False) else None  # RMSNorm has no bias
-    return fs.affine(y, scale, bias, features).astype(fs.result_dtype(x, scale, bias,
-                                                                      dtype=dtype))
+    y = fs.affine(y, scale, bias, features, factors)
+    return y.astype(fs.result_dtype(x, scale, bias, dtype=dtype))
 
 
 class BatchNorm(_Norm):

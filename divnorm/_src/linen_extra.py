@@ -19,7 +19,7 @@ from flax.linen import initializers
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
-from divnorm._src import mixtures
+from divnorm._src import mixtures, weights
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
 from divnorm._src.flax_semantics import missing_kernel_error  # noqa: F401  (public)
 from divnorm._src.linen import Dtype, Initializer, _Norm
@@ -29,7 +29,22 @@ from divnorm._src.weights import weight_standardization
 Axes = int | Sequence[int]
 
 
-class MeanOnlyBatchNorm(_Norm):
+class _Running(_Norm):
+  """The survey's running layers: `_Norm._running` over a `divnorm.mixtures` function, the
+  running statistics in ``"batch_stats"``; flax's affine fields (keyword-only)."""
+
+  use_running_average: bool | None = None
+  momentum: float = 0.99
+  axis_name: str | None = None
+  _: dataclasses.KW_ONLY
+  use_scale: bool = True
+  use_bias: bool = True
+  scale_init: Initializer = initializers.ones
+  bias_init: Initializer = initializers.zeros
+  param_dtype: Dtype = jnp.float32
+
+
+class MeanOnlyBatchNorm(_Running):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
   by default (the paper pairs it with `WeightNorm`). The L1 penalty is on the output.
 
@@ -37,15 +52,9 @@ class MeanOnlyBatchNorm(_Norm):
   (4, 3)
   """
 
-  use_running_average: bool | None = None
-  momentum: float = 0.99
-  axis_name: str | None = None
   feature_axes: Axes = -1
+  _: dataclasses.KW_ONLY
   use_scale: bool = False
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -55,7 +64,7 @@ class MeanOnlyBatchNorm(_Norm):
                          feature_axes=self.feature_axes, mask=mask)
 
 
-class BatchRenorm(_Norm):
+class BatchRenorm(_Running):
   """Batch renormalization (Ioffe, 2017): `rmax` and `dmax` clip r and d (the paper ramps
   them from 1 and 0 to 3 and 5: pass the current values to ``__call__``).
 
@@ -63,17 +72,9 @@ class BatchRenorm(_Norm):
   (4, 3)
   """
 
-  use_running_average: bool | None = None
-  momentum: float = 0.99
-  axis_name: str | None = None
   feature_axes: Axes = -1
   rmax: float = 3.0
   dmax: float = 5.0
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  param_dtype: Dtype = jnp.float32
 
   def __post_init__(self):
     check_renorm_limits(self.rmax, self.dmax)
@@ -85,11 +86,12 @@ class BatchRenorm(_Norm):
     """Batch norm corrected toward the running statistics (training), or running BN."""
     return self._running(
         mixtures.batch_renorm, x, use_running_average, self.feature_axes, jnp.asarray(x).dtype,
-        axis_name=self.axis_name, rmax=self.rmax if rmax is None else rmax, dmax=self.dmax if dmax is None else dmax,
-        feature_axes=self.feature_axes, sigma=self._sigma(), mask=mask, return_centered=True)
+        axis_name=self.axis_name, rmax=self.rmax if rmax is None else rmax,
+        dmax=self.dmax if dmax is None else dmax, feature_axes=self.feature_axes,
+        sigma=self._sigma(), mask=mask, return_centered=True)
 
 
-class BatchInstanceNorm(_Norm):
+class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): ``rho * BN + (1 - rho) * IN`` with a learned
   per-channel ``rho``, clipped to [0, 1] where it is used (an optimizer step past the
   interval acts as the paper's clipping); `rho_init` 1 is pure batch norm.
@@ -98,16 +100,8 @@ class BatchInstanceNorm(_Norm):
   (2, 4, 3)
   """
 
-  use_running_average: bool | None = None
-  momentum: float = 0.99
-  axis_name: str | None = None
   channel_axis: int = -1
   rho_init: float = 1.0
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  param_dtype: Dtype = jnp.float32
 
   def __post_init__(self):
     check_unit_interval(self.rho_init, "rho_init")
@@ -120,11 +114,11 @@ class BatchInstanceNorm(_Norm):
         self.channel_axis],), self.param_dtype)
     return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
-        jnp.asarray(x).dtype, axis_name=self.axis_name, rho=jnp.clip(rho, 0.0, 1.0), channel_axis=self.channel_axis, sigma=self._sigma(),
-        mask=mask, return_centered=True)
+        jnp.asarray(x).dtype, axis_name=self.axis_name, rho=jnp.clip(rho, 0.0, 1.0),
+        channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
-class SwitchableNorm(_Norm):
+class SwitchableNorm(_Running):
   """Switchable normalization (Luo et al., 2019): softmax-weighted IN, LN and BN statistics;
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero, equal weights.
 
@@ -132,15 +126,7 @@ class SwitchableNorm(_Norm):
   (2, 4, 3)
   """
 
-  use_running_average: bool | None = None
-  momentum: float = 0.99
-  axis_name: str | None = None
   channel_axis: int = -1
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -149,8 +135,9 @@ class SwitchableNorm(_Norm):
                                for n in ("mean_logits", "var_logits"))
     return self._running(
         mixtures.switchable_norm, x, use_running_average, self.channel_axis,
-        jnp.asarray(x).dtype, axis_name=self.axis_name, mean_weights=jax.nn.softmax(mean_logits), var_weights=jax.nn.softmax(var_logits),
-        channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
+        jnp.asarray(x).dtype, axis_name=self.axis_name, mean_weights=jax.nn.softmax(mean_logits),
+        var_weights=jax.nn.softmax(var_logits), channel_axis=self.channel_axis,
+        sigma=self._sigma(), mask=mask, return_centered=True)
 
 
 class LocalResponseNorm(nn.Module):
@@ -259,7 +246,7 @@ class WeightNorm(_Wrapper):
       scale = self.param(name + "/scale", self.scale_init,
                          tuple(jnp.shape(value)[a] for a in features),
                          self.param_dtype) if self.use_scale else None
-      return fs.l2_normalized(value, scale, feature_axes=self.feature_axes, epsilon=epsilon,
+      return weights.l2_normalized(value, scale, feature_axes=self.feature_axes, epsilon=epsilon,
                               dtype=self.dtype)
 
     return self._call(transform, args, kwargs)
@@ -291,14 +278,14 @@ class SpectralNorm(_Wrapper):
     epsilon, collection = fs.epsilon_of(self.epsilon, self.sigma, self), self.collection_name
 
     def transform(name, value):
-      shape = fs.matrix_shape(value, self.error_on_non_matrix)
+      shape = weights.matrix_shape(value, self.error_on_non_matrix)
       if shape is None or self.n_steps < 1:
         return value
       key = None if self.has_variable(collection, name + "/u") else self.make_rng("params")
       u = self.variable(collection, name + "/u", jax.random.normal, key, (1, shape[1]),
                         self.param_dtype)
       sigma = self.variable(collection, name + "/sigma", jnp.ones, (), self.param_dtype)
-      w, new_u, new_sigma = fs.spectral_normalized(value, u.value, n_steps=self.n_steps,
+      w, new_u, new_sigma = weights.spectral_normalized(value, u.value, n_steps=self.n_steps,
                                                    epsilon=epsilon, dtype=self.dtype)
       if update_stats:
         u.value, sigma.value = fs.state_like(new_u, u.value), fs.state_like(new_sigma, sigma.value)

@@ -100,9 +100,10 @@ class _Norm(nnx.Module):
     """Flax's layers: `x` promoted with the parameters (flax's `promote_dtype`), normalized
     over `field` (`fs.normalized`), then `_finish`ed over `features`."""
     x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
-    y, v = fs.normalized(x, field, center=center, dtype=self.dtype, **self._options(mask))
+    y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
+                                  **self._options(mask))
     features = fs.canonical_axes(features, x.ndim, "feature_axes")
-    return self._finish(x, y, v, params, features, mask, self.dtype)
+    return self._finish(x, y, v, params, features, mask, self.dtype, factors)
 
   def _store(self, stats, training: bool) -> None:
     """Updates the running statistics in training (no gradient flows into them)."""
@@ -122,16 +123,19 @@ class _Norm(nnx.Module):
     features = fs.canonical_axes(features, y.ndim, "feature_axes")
     return self._finish(y, y, v, self._params(), features, kwargs.get("mask"), y.dtype)
 
-  def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype):
+  def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype,
+              factors=None):
     """Adds the L1 penalty of `v`, then the affine over `features` with `params` (scale,
-    bias) and the output in `dtype` (None: flax's promotion of x and the parameters)."""
+    bias; `fs.affine` folds ``scale`` into the statistics' `factors`) and the output in
+    `dtype` (None: flax's promotion of x and the parameters)."""
     if self.penalty is not None:
       self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask).astype(jnp.float32)
     shape = tuple(x.shape[a] for a in features)
     if any(p is not None and p.size != math.prod(shape) for p in params):
       raise ValueError(f"{type(self).__name__} was built with num_features={self.num_features}"
                        f" but x of shape {x.shape} has features {shape} on axes {features}.")
-    return fs.affine(y, *params, features).astype(fs.result_dtype(x, *params, dtype=dtype))
+    y = fs.affine(y, *params, features, factors)
+    return y.astype(fs.result_dtype(x, *params, dtype=dtype))
 
 
 class BatchNorm(_Norm):
@@ -168,11 +172,11 @@ class BatchNorm(_Norm):
     features = fs.canonical_axes(self.axis, x.ndim, "axis")
     # Running averages update from their own values (flax's), not the promoted copies.
     stats = BatchStats(mean, var) if use_ra else BatchStats(self.mean[...], self.var[...])
-    (y, v), stats = fs.batch_normalized(
+    (y, v, factors), stats = fs.batch_normalized(
         x, stats, training=not use_ra, feature_axes=features, momentum=self.momentum,
         dtype=self.dtype, **self._options(mask))
     self._store(stats, not use_ra)
-    return self._finish(x, y, v, (scale, bias), features, mask, self.dtype)
+    return self._finish(x, y, v, (scale, bias), features, mask, self.dtype, factors)
 
   def set_view(self, use_running_average: bool | None = None):
     """Used by ``nnx.view``, as flax's BatchNorm."""

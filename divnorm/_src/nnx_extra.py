@@ -17,7 +17,7 @@ from flax.nnx.nn import dtypes, initializers
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
-from divnorm._src import mixtures
+from divnorm._src import mixtures, weights
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
 from divnorm._src.lrn import local_response_norm
 from divnorm._src.nnx import Axes, Dtype, Initializer, _Norm
@@ -237,7 +237,7 @@ class WeightNorm(_Wrapper):
             f"Could not find the scale corresponding to the param {path} in scales dict. "
             f"Parameters of the layer_instance should not change!")
       scale = self.scales[path][...] if self.use_scale else None
-      transforms[path] = lambda w, s=scale: fs.l2_normalized(
+      transforms[path] = lambda w, s=scale: weights.l2_normalized(
           w, s, feature_axes=self.feature_axes, epsilon=self.epsilon, dtype=self.dtype)
     return self._call(transforms, lambda: self.layer_instance(x, *args, **kwargs))
 
@@ -261,7 +261,7 @@ class SpectralNorm(_Wrapper):
     self.use_running_average = not update_stats  # model.train() / model.eval() set it
     rngs, stats = nnx.Rngs(0) if rngs is None else rngs, {}
     for path, w in self._matrices().items():
-      shape = fs.matrix_shape(w, error_on_non_matrix)
+      shape = weights.matrix_shape(w, error_on_non_matrix)
       key = rngs.params()
       stats[path + ("u",)] = nnx.BatchStat(
           initializers.normal()(key, (1, shape[1]), param_dtype))
@@ -272,7 +272,7 @@ class SpectralNorm(_Wrapper):
     """The layer's weights of rank 2 or more (none with ``n_steps < 1``), by path."""
     if self.n_steps < 1:
       return {}
-    return self._selected(lambda path, w: fs.matrix_shape(
+    return self._selected(lambda path, w: weights.matrix_shape(
         w, self.error_on_non_matrix) is not None, error=False)
 
   def __call__(self, x, update_stats: bool | None = None):
@@ -291,7 +291,7 @@ class SpectralNorm(_Wrapper):
 
   def _normalized(self, w, path, update_stats: bool):
     u, sigma = self.batch_stats[path + ("u",)], self.batch_stats[path + ("sigma",)]
-    w, new_u, new_sigma = fs.spectral_normalized(w, u[...], n_steps=self.n_steps,
+    w, new_u, new_sigma = weights.spectral_normalized(w, u[...], n_steps=self.n_steps,
                                                  epsilon=self.epsilon, dtype=self.dtype)
     if update_stats:
       u[...], sigma[...] = fs.state_like(new_u, u[...]), fs.state_like(new_sigma, sigma[...])

@@ -1,4 +1,5 @@
-"""Weight normalizers: functions of a kernel (wrappers are in `linen_extra` and `nnx`).
+"""Weight normalizers: functions of a kernel (wrappers are in `linen_extra` and `nnx_extra`,
+which call the math of flax's wrappers at the end of this file).
 
 | function                | source                    | kernel used by the layer          |
 |-------------------------|---------------------------|-----------------------------------|
@@ -12,6 +13,7 @@ The norm, mean and standard deviation reduce every other axis.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from divnorm._src import flax_semantics as fs
 from divnorm._src.checks import check_array, check_input, check_int, check_nonnegative
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
@@ -159,3 +162,45 @@ def weight_standardization(w: jax.Array, *, feature_axes: Axes = -1, sigma=0.0) 
   w = check_input(w, "w")
   field, _, _ = _reduction(w, feature_axes)
   return normalize(w, field, sigma=sigma)
+
+
+# ---- the math of flax's weight wrappers (`divnorm.linen`, `divnorm.nnx`) ------------------
+
+
+def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
+  """Flax's WeightNorm of one variable: ``scale * value / sqrt(sum(value^2) + epsilon)``,
+  the sum over the axes not in `feature_axes` (None: every axis), in at least float32."""
+  value = jnp.asarray(value)
+  features = fs.canonical_axes(feature_axes, value.ndim, "feature_axes")
+  reduction = tuple(a for a in range(value.ndim) if a not in features)
+  v = value.astype(fs.stats_dtype(value.dtype, fs.result_dtype(value, scale)))
+  w = v * lax.rsqrt(jnp.sum(v * v, axis=reduction, keepdims=True) + np.asarray(epsilon, v.dtype))
+  return fs.affine(w, scale, None, features).astype(fs.result_dtype(value, scale, dtype=dtype))
+
+
+def matrix_shape(value, error_on_non_matrix: bool) -> tuple[int, int] | None:
+  """The matrix flax's SpectralNorm views a weight as, or None for a scalar or vector."""
+  shape = jnp.shape(value)
+  if len(shape) > 2 and error_on_non_matrix:
+    raise ValueError(f"Input is {len(shape)}D but error_on_non_matrix is True; pass "
+                     f"error_on_non_matrix=False to flatten its leading axes into rows.")
+  return (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else None
+
+
+def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
+  """Flax's SpectralNorm of one weight: ``(value / sigma, new u, sigma)``: `n_steps` power
+  iterations from ``u`` ``[1, out]`` under ``stop_gradient``; ``sigma = v W u^T``."""
+  value = jnp.asarray(value)
+  mat = value.reshape(matrix_shape(value, False)).astype(
+      fs.stats_dtype(value.dtype, fs.result_dtype(value, u)))
+  eps = np.asarray(epsilon, mat.dtype)
+  u0 = jnp.asarray(u).astype(mat.dtype)
+  for _ in range(n_steps):
+    v0 = u0 @ mat.T
+    v0 = v0 * lax.rsqrt(jnp.sum(v0 * v0) + eps)
+    u0 = v0 @ mat
+    u0 = u0 * lax.rsqrt(jnp.sum(u0 * u0) + eps)
+  u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
+  sigma = (v0 @ mat @ u0.T)[0, 0]
+  w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)
+  return w.astype(fs.result_dtype(value, u, dtype=dtype)), u0, sigma
