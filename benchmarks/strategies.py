@@ -158,9 +158,10 @@ def window_sums_table(cases, *, rounds: int, target_s: float) -> list[str]:
   for rows, n, width in cases:
     x = jax.random.normal(jax.random.key(0), (rows, n))
     w = jax.random.normal(jax.random.key(1), (rows, n))
-    exes = {"reduce_window": xla.compiled(_grad(lambda t: _reduce_window_sum(t, width)), x, w),
-            "banded": xla.compiled(_grad(lambda t: reductions._banded_window_sum(t, width)),
-                                   x, w)}
+    exes = {"reduce_window": xla.compiled(
+                _grad(functools.partial(_reduce_window_sum, width=width)), x, w),
+            "banded": xla.compiled(
+                _grad(functools.partial(reductions._banded_window_sum, width=width)), x, w)}
     t = timing.interleaved({k: functools.partial(e, x, w) for k, e in exes.items()},
                            rounds=rounds, target_s=target_s)
     takes = "product" if reductions._banded_pays(x, 1, width) else "reduce_window"

@@ -55,7 +55,7 @@ def test_banded_product_and_reduce_window_agree_in_gradient(width):
   window = lambda t: jax.lax.reduce_window(t, 0.0, jax.lax.add, (1, width), (1, 1),
                                            ((0, 0), (width // 2, width // 2)))
   for f in (lambda t: reductions._banded_window_sum(t, width), window):
-    g = jax.grad(lambda t: jnp.sum(w * f(t) ** 2))(x)
+    g = jax.grad(lambda t, f=f: jnp.sum(w * f(t) ** 2))(x)
     expected = 2 * _window_sum64(np.asarray(w) * _window_sum64(x, ((1, width),)),
                                  ((1, width),))
     np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-4)
