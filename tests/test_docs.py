@@ -56,6 +56,7 @@ def test_api_reference_documents_every_public_name(site):
   assert hasattr(linen, "LayerNorm")
 
 
+@pytest.mark.slow
 def test_pages(site):
   """The field table, the compatibility table, the notebooks, the results and benchmarks."""
   fields = (site / "fields.html").read_text()

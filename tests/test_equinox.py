@@ -127,6 +127,7 @@ class _Model(eqx.Module):
     return x, state
 
 
+@pytest.mark.slow
 @pytest.mark.loose_promotion  # optax's internals
 def test_checkpoint_of_equinox_model_loads(tmp_path):
   """A model trained with eqx.nn's layers, saved by tree_serialise_leaves, loads into the
@@ -192,6 +193,7 @@ def test_sigma_is_the_other_spelling_of_eps():
     dqx.LayerNorm(10)(jnp.ones((2, 10)))
 
 
+@pytest.mark.slow
 def test_divisive_norm_equals_the_function_per_example():
   x_BxHxWxC = _x((3, 9, 8, 4), offset=2.0)
   x_BxCxHxW = jnp.moveaxis(x_BxHxWxC, -1, 1)
@@ -209,6 +211,7 @@ def test_divisive_norm_equals_the_function_per_example():
                              rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_normalize_lrn_gdn_equal_the_functions():
   x = _x((2, 4, 6, 6))
   field = {1: None, 2: 3, 3: 3}
@@ -247,6 +250,7 @@ def test_learned_sigma_gets_a_gradient_and_trains():
     dqx.Normalize((0,), learn_sigma=True)
 
 
+@pytest.mark.slow
 def test_docstring_examples_run():
   for module in (equinox_impl, equinox_extra):
     results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, eqx=eqx),

@@ -20,6 +20,7 @@ from divnorm._src.nonnegative import nonnegative
 X = jnp.asarray(np.random.default_rng(0).normal(size=(1, 4, 4, 16)), jnp.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.loose_promotion
 @pytest.mark.parametrize("module", [L, N, E], ids=["linen", "nnx", "equinox"])
 def test_docstring_examples(module):
@@ -27,6 +28,7 @@ def test_docstring_examples(module):
   assert failures == 0
 
 
+@pytest.mark.slow
 def test_the_three_apis_agree():
   """Same initial parameters, same numbers (equinox: one example, channels first)."""
   first = lambda y: jnp.moveaxis(y[0], -1, 0)  # noqa: E731

@@ -308,6 +308,7 @@ def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
   assert seen == [flag] * 4
 
 
+@pytest.mark.slow
 def test_docstring_examples_run():
   import doctest
 
