@@ -4,9 +4,12 @@ import os
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-# Known, not fixed (results/SUITE.md): with these 8 fake devices XLA's CPU all-reduce inside the
-# RNN's scan can deadlock (one device thread never reaches the rendezvous; the process idles at
-# 0% CPU) and XLA then aborts the process after 40 s ("Termination timeout for `all reduce`").
+# XLA's CPU client runs a device program's parallel branches on one shared thread pool (by
+# default as many threads as devices). A scan whose body all-reduces (the RNN's batch norm over
+# a batch-sharded axis) can then deadlock: the loops of some devices block their pool threads
+# at the rendezvous while another device's loop waits in the pool's queue (results/SUITE.md).
+# Twice as many pool threads as devices (`PJRT_NPROC`, read by the CPU client) leaves room.
+os.environ.setdefault("PJRT_NPROC", "16")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
