@@ -38,6 +38,7 @@ def test_quick_pieces_prints_every_pass(capsys):
   assert len(rows) == 11 and "nan" not in "".join(rows)  # the header and 10 passes
 
 
+@pytest.mark.slow
 def test_floor_programs_compute_divisive_norm():
   # The floor rows are the same normalizer (valid borders): on [B, D] the window two-pass,
   # on [B, H, W, C] the per-position two-pass (DN with a window of 1).

@@ -226,6 +226,7 @@ def test_normalize_lrn_gdn_equal_the_functions():
     x, beta=beta, gamma=gamma, channel_axis=1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.loose_promotion  # optax's internals
 def test_learned_sigma_gets_a_gradient_and_trains():
   import optax

@@ -169,6 +169,7 @@ def test_weighted_fields_at_a_large_offset():
   np.testing.assert_allclose(y, _paper_formula(x, ra, ra, 0.1), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_axis_name_agrees_with_the_batch_axis_whole():
   x = jnp.asarray(X, jnp.float32)
   spec = {0: None, 1: K.gaussian(3, sigma=1.0), 3: None}

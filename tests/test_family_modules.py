@@ -43,6 +43,7 @@ def test_the_three_apis_agree():
                                first(y), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_modules_are_their_presets():
   m = L.MillerNorm()
   p = m.init(jax.random.key(0), X)["params"]

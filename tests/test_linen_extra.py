@@ -68,6 +68,7 @@ def test_batch_renorm_call_time_limits_and_bn_identity():
   np.testing.assert_allclose(out, want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_penalty_learned_sigma_and_clipped_rho():
   x = _x()
   module = dx.BatchInstanceNorm(l1_alpha=0.1, learn_sigma=True, sigma=0.5, rho_init=1.0)

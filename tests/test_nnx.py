@@ -76,6 +76,7 @@ def test_nnx_equals_functions():
     divnorm.divisive_norm(x, summation_window=3, sigma=0.5), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_equal_flax_nnx_layers():
   x = _x()
   sigma = 0.1
@@ -207,6 +208,7 @@ def test_errors():
     dn.LocalResponseNorm(0)
 
 
+@pytest.mark.slow
 def test_fast_variance_option_matches_the_function():
   x = np.random.default_rng(0).normal(size=(4, 5, 5, 8)).astype(np.float32) + 1.0
   cases = [

@@ -63,6 +63,7 @@ def test_mask_with_whole_and_windowed_fields(x64, border):
     np.testing.assert_allclose(y, y_ref, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_masked_out_entries_are_zero_and_finite():
   x = _x((2, 6))
   mask = np.zeros((2, 6), bool)
@@ -94,6 +95,7 @@ def test_shift_invariance_of_centered_fields():
       atol=2e-5)
 
 
+@pytest.mark.slow
 def test_zero_padding_is_not_shift_invariant_at_borders():
   x = _x((1, 15, 3)) + 50.0
   y = divnorm.normalize(x, {1: 5, 2: None}, border="zeros", sigma=0.5)
@@ -102,6 +104,7 @@ def test_zero_padding_is_not_shift_invariant_at_borders():
   assert np.abs(np.asarray(y - y0)[:, :2]).max() > 0.1  # border: pulled toward zero
 
 
+@pytest.mark.slow
 def test_scale_invariance():
   x = _x((2, 7, 6, 3))
   field = {3: None, 1: 3, 2: 3}
@@ -192,6 +195,7 @@ def test_every_function_jits_with_python_scalars(f):
   np.testing.assert_allclose(jax.jit(f)(x), f(x), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_vmap_commutes_with_per_example_fields():
   x = _x((4, 7, 6, 3))
   per_example = lambda xi: divnorm.normalize(xi, {2: None, 0: 3, 1: 3}, sigma=0.1)

@@ -94,6 +94,7 @@ def test_axis_name_at_large_offsets(per_example, full, offset, fast_variance):
   np.testing.assert_allclose(np.asarray(y, np.float64), y_ref, rtol=0, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_grouped_field_with_mask_and_one_pass_at_1e6():
   x = _x(1e6, seed=3)
   mask = _mask(seed=4)

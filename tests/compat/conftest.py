@@ -12,6 +12,7 @@ tests' tolerance; flax passes because its statistics are the reference's own for
 """
 
 import pathlib
+import re
 
 import pytest
 
@@ -24,6 +25,27 @@ MORE_ACCURATE_THAN_FLAX = {
     "InstanceNorm(use_fast_variance=False) at offset 1e4: the float32 reference is off by 1e-3",
 }
 
+# The ported tests that run in the full tier only (`slow`): each costs 3-20 s on 2 cores,
+# and the quick tier keeps the others of the same layers.
+FULL_TIER_ONLY = {
+  "test_equinox_normalization.py::test_batch_norm",
+  "test_equinox_normalization.py::test_sequential",
+  "test_equinox_normalization.py::test_nested_sequential",
+  "test_flax_linen_normalization.py::NormalizationTest::test_group_norm_mask",
+  "test_flax_linen_normalization.py::NormalizationTest::test_group_norm_batched",
+  "test_flax_linen_normalization.py::NormalizationTest::test_spectral_norm_train0",
+  "test_flax_linen_normalization.py::NormalizationTest::test_spectral_norm_train1",
+  "test_flax_linen_normalization.py::NormalizationTest::test_spectral_norm_train2",
+  "test_flax_linen_normalization.py::NormalizationTest::test_normalization_equivalence2",
+  "test_flax_linen_normalization.py::NormalizationTest::test_normalization_equivalence3",
+  "test_flax_linen_normalization.py::NormalizationTest::test_weight_norm_train1",
+  "test_flax_linen_normalization.py::NormalizationTest::test_weight_norm_train2",
+  "test_flax_linen_normalization.py::NormalizationTest::test_batch_norm_complex0",
+}
+# Of flax's parameterized nnx-against-linen tests (`..._equivalence0`, `1`, ...), the quick tier
+# keeps the even-numbered cases.
+EVEN_CASES_ONLY = "test_flax_nnx_normalization.py::TestLinenConsistency::"
+
 
 def pytest_collection_modifyitems(items):
   for item in items:
@@ -32,7 +54,12 @@ def pytest_collection_modifyitems(items):
       continue
     if not path.name.startswith("test_equinox_"):  # equinox runs its tests strict, as we do
       item.add_marker(pytest.mark.loose_promotion)
-    reason = MORE_ACCURATE_THAN_FLAX.get(f"{path.name}::{item.nodeid.split('::', 1)[1]}")
+    name = f"{path.name}::{item.nodeid.split('::', 1)[1]}"
+    if name.split("[", 1)[0] in FULL_TIER_ONLY or (
+        name.startswith(EVEN_CASES_ONLY) and name[-1].isdigit()
+        and int(re.search(r"\d+$", name).group()) % 2):
+      item.add_marker(pytest.mark.slow)
+    reason = MORE_ACCURATE_THAN_FLAX.get(name)
     if reason:
       item.add_marker(pytest.mark.xfail(reason=f"more accurate than flax: {reason}",
                                         strict=True))

@@ -323,6 +323,7 @@ def test_nnx_checkpoint_of_flax_model_loads(model_cls, shape, out_dim):
 # ---- NNX transforms over a divnorm BatchNorm -------------------------------------------
 
 
+@pytest.mark.slow
 def test_nnx_vmap_over_batch_norm_ensembles():
   @nnx.vmap(in_axes=0, out_axes=0)
   def make(key):
@@ -381,6 +382,7 @@ def test_nnx_scan_over_batch_norm_layers():
 # ---- Flax's behaviours divnorm had refused ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_axis_name_initialises_outside_a_mapped_context():
   x = _x((4, 3))
   for module in (dnn.LayerNorm(axis_name="batch"), dnn.GroupNorm(3, axis_name="batch"),
