@@ -4,16 +4,17 @@ import os
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-# XLA's CPU client runs a device program's parallel branches on one shared thread pool (by
-# default as many threads as devices). A scan whose body all-reduces (the RNN's batch norm over
-# a batch-sharded axis) can then deadlock: the loops of some devices block their pool threads
-# at the rendezvous while another device's loop waits in the pool's queue (results/SUITE.md).
-# Twice as many pool threads as devices (`PJRT_NPROC`, read by the CPU client) leaves room.
-os.environ.setdefault("PJRT_NPROC", "16")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from experiments.engine import reserve_cpu_threads  # noqa: E402
+
+# Twice as many CPU pool threads as devices (`PJRT_NPROC`), as the experiments' commands set:
+# with fewer, an all-reduce inside the RNN's scan can deadlock the 8 fake devices and XLA
+# aborts the process (results/SUITE.md). Importing the engine does not start JAX's backend.
+reserve_cpu_threads()
 
 # The quick tier (`make test-quick`: `pytest -m "not slow"`, at most 3 minutes on 2 cores)
 # keeps every `step`-th case of these parametrized tests, the first included; the others are

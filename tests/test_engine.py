@@ -182,8 +182,8 @@ def test_reserve_cpu_threads_gives_twice_the_forced_devices_and_keeps_a_setting(
 
 
 def test_the_suite_runs_with_twice_as_many_pool_threads_as_devices():
-  # tests/conftest.py sets PJRT_NPROC before JAX starts, as `reserve_cpu_threads` would; the
-  # CPU client's pool really has that many threads (named "tf_XLAEigen" on Linux).
+  # tests/conftest.py calls `reserve_cpu_threads` before JAX starts; the CPU client's pool
+  # really has that many threads (named "tf_XLAEigen" on Linux).
   assert int(os.environ["PJRT_NPROC"]) >= 2 * jax.device_count()
   if os.path.isdir("/proc/self/task"):
     jnp.ones(2).block_until_ready()

@@ -55,9 +55,8 @@ def pytest_collection_modifyitems(items):
     if not path.name.startswith("test_equinox_"):  # equinox runs its tests strict, as we do
       item.add_marker(pytest.mark.loose_promotion)
     name = f"{path.name}::{item.nodeid.split('::', 1)[1]}"
-    if name.split("[", 1)[0] in FULL_TIER_ONLY or (
-        name.startswith(EVEN_CASES_ONLY) and name[-1].isdigit()
-        and int(re.search(r"\d+$", name).group()) % 2):
+    case = re.search(r"\d+$", name) if name.startswith(EVEN_CASES_ONLY) else None
+    if name.split("[", 1)[0] in FULL_TIER_ONLY or (case and int(case.group()) % 2):
       item.add_marker(pytest.mark.slow)
     reason = MORE_ACCURATE_THAN_FLAX.get(name)
     if reason:
