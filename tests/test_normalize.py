@@ -227,6 +227,36 @@ def test_axis_name_under_shard_map_and_sharded_jit_equal_one_device():
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+# Fields of windows alone (an RNN's units): the derivative's own branch (`core._normalized_jvp`).
+WINDOW_ONLY_CASES = [({1: 5}, None), ({1: 3}, {1: 7}), ({1: 3}, {2: 3}), ({1: 3, 2: 3}, None)]
+
+
+@pytest.mark.parametrize("border", ["valid", "zeros", "zeros_with_divisor_bug"])
+@pytest.mark.parametrize("summation,suppression", WINDOW_ONLY_CASES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_window_only_fields_gradients(x64, summation, suppression, border, masked):
+  x = _x((2, 9, 5), seed=5, offset=3.0, dtype=np.float64)
+  mask = (np.random.default_rng(1).uniform(size=x.shape) > 0.3) if masked else None
+  f = lambda x, s: divnorm.normalize(x, summation, suppression, sigma=s, border=border,
+                                     mask=mask)
+  check_grads(f, (x, 0.4), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_window_only_field_gradient_under_shard_map_equals_one_device():
+  # With axis_name the mapped axis joins every field: {1: 5} on each device's 2 rows is
+  # {0: None, 2: 5} on the rows as [device, row, unit], whose derivative takes another branch.
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
+  x = _x((16, 13), seed=6, offset=2.0)
+  w = _x((16, 13), seed=7)
+  loss = lambda f: lambda x: jnp.sum(w * f(x) ** 2)
+  by_device = lambda x: divnorm.normalize(x.reshape(8, 2, 13), {0: None, 2: 5}, sigma=0.2)
+  expected = jax.grad(loss(lambda x: by_device(x).reshape(16, 13)))(x)
+  sharded = jax.shard_map(lambda x: divnorm.normalize(x, {1: 5}, sigma=0.2, axis_name="data"),
+                          mesh=mesh, in_specs=P("data"), out_specs=P("data"))
+  np.testing.assert_allclose(jax.grad(loss(sharded))(x), expected, rtol=2e-4, atol=2e-5)
+
+
 @pytest.mark.parametrize("field", [(1, 2), {1: 3, 2: None}])
 def test_bfloat16_in_bfloat16_out(field):
   x = _x((2, 9, 8), offset=1.0)

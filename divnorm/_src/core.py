@@ -253,7 +253,15 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   pooled = a.pooled
   dx_w = field_sum(dx, pooled, mask=mask, axis_name=axis_name)
   dmean = divide_by_count(window_sum(dx_w, a.windows), count_a)
-  if (a.windows or b.windows) and pooled == b.pooled:
+  if a.windows and not (pooled.whole or pooled.groups or b.whole or b.groups):
+    # Windows alone (a 1-D window over an RNN's units): dE_B[v^2] = 2 E_B[v (dx - dE_A[x])].
+    # Written with `v` and `r` as the only input-sized factors, so that inside a scan only
+    # these two are saved per step for the backward (BENCHMARKS.md, "The LSTM's DN").
+    d = select(dx - dmean, mask)
+    dvar = two * divide_by_count(field_sum(v * d, b, mask=mask, axis_name=axis_name), count_b)
+    dr_over_r3 = np.asarray(-0.5, dt) * (dvar + two * sigma * dsigma)
+    dy = r * (d + v * (r * (r * dr_over_r3)))
+  elif (a.windows or b.windows) and pooled == b.pooled:
     # Divisive norm across channels: m varies along the windowed axes but is constant
     # over the whole axes W, so sums over W of m * t are m times sums of t: only
     # u * dx = (x - k) * dx is summed at the input's size, and sum_W v = sum_W u - n m

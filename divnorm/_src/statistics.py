@@ -186,9 +186,9 @@ def copies(t, n: int):
 def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
   """``k``: one entry of the data per span of A, constant over every field of A.
 
-  The span is A with its windows widened to whole axes (`Field.span`). ``k`` is the
-  span's first entry, or with a mask its first masked-in entry: a slice of `x`, not a pass
-  over it. A span whose entry is not finite, or that has no masked-in entry, gets
+  The span is A with its windows widened to whole axes (`Field.span`). ``k`` is an entry
+  at the span's start (`_first_entry`), or with a mask its first masked-in entry: a few
+  entries of `x`, not a pass over it. A span whose entry is not finite, or that has no masked-in entry, gets
   ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN or inf reaches no
   output whose fields do not hold it. With `axis_name` the mapped axis is part of every
   span: ``k`` is the mean of the members' entries, the same on all of them.
@@ -207,8 +207,18 @@ def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
 
 
 def _first_entry(x: jax.Array, span: Field) -> jax.Array:
-  """The first entry of every span, broadcastable to `x`."""
-  k = x[tuple(slice(0, 1) if axis in span.whole else slice(None) for axis in range(x.ndim))]
+  """An entry at the start of every span (the larger of its first two), broadcastable to `x`.
+
+  A reduce of two entries, not a slice of one: XLA's CPU backend fuses a slice into every
+  consumer, recomputed per element, which stops the consumer's vectorization (6x slower
+  inside an RNN's scan); a reduce is a kernel of its own whose result the consumers read
+  (BENCHMARKS.md, "The LSTM's DN").
+  """
+  whole = [a for a in span.whole if x.shape[a] > 1]
+  k = x[tuple(slice(0, 2 if whole and axis == whole[-1] else 1) if axis in span.whole
+              else slice(None) for axis in range(x.ndim))]
+  if whole:
+    k = jnp.max(k, axis=whole[-1], keepdims=True)
   for axis, size in span.groups:
     k = jnp.repeat(lax.slice_in_dim(k, 0, None, size, axis), size, axis=axis)
   return k
