@@ -90,8 +90,7 @@ class _Norm(nn.Module):
 
   def _running(self, function, x, use_running_average, features: Axes, out_dtype,
                stats=BatchStats, state_dtype=jnp.float32, **kwargs):
-    """``(y, v[, factors]), stats = function(x, stats, ...)``, the running statistics in
-    ``"batch_stats"`` (mean 0, variance 1; updated in training, not in ``init``); `_finish`."""
+    """``(y, v[, factors]), stats = function(x, stats, ...)``, stats in ``"batch_stats"``."""
     use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
     features = fs.canonical_axes(features, jnp.ndim(x), "feature_axes")
     shape = tuple(jnp.shape(x)[a] for a in features)
@@ -105,8 +104,7 @@ class _Norm(nn.Module):
     return self._finish(x, *parts[:2], features, kwargs.get("mask"), out_dtype, *parts[2:])
 
   def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, factors=None):
-    """Sows the L1 penalty of `v`; flax's affine step over `features` (`fs.affine`), in
-    `dtype` (None: flax's promotion of x and the parameters)."""
+    """Sows the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
     if self.l1_alpha:
       self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
     shape = tuple(jnp.shape(x)[a] for a in features)
@@ -309,9 +307,8 @@ class DivisiveNorm(_Norm):
       raise ValueError("DivisiveNorm needs summation_window=..., e.g. (5, 5) for NHWC input.")
     y, v = divisive_norm(
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
-        sigma=self._sigma(), channel_axis=self.channel_axis,
-        across_channels=self.across_channels, border=self.border, mask=mask,
-        return_centered=True)
+        sigma=self._sigma(), channel_axis=self.channel_axis, across_channels=self.across_channels,
+        border=self.border, mask=mask, return_centered=True)
     features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
     return self._finish(y, y, v, features, mask, y.dtype)
 
@@ -340,8 +337,7 @@ class Normalize(_Norm):
     if self.summation is None:
       raise ValueError(
           "Normalize needs summation=..., a field such as (1, 2, 3) or {3: None, 1: 5, 2: 5}.")
-    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(),
-                     border=self.border, mask=mask, axis_name=self.axis_name,
-                     return_centered=True)
+    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
+                     mask=mask, axis_name=self.axis_name, return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
     return self._finish(y, y, v, features, mask, y.dtype)

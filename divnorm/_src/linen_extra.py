@@ -105,8 +105,8 @@ class BatchInstanceNorm(_Running):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Mixes batch and instance normalization per channel."""
-    rho = self.param("rho", initializers.constant(self.rho_init), (jnp.shape(x)[
-        self.channel_axis],), self.param_dtype)
+    rho = self.param("rho", initializers.constant(self.rho_init),
+                     (jnp.shape(x)[self.channel_axis],), self.param_dtype)
     return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
         jnp.asarray(x).dtype, axis_name=self.axis_name, rho=jnp.clip(rho, 0.0, 1.0),

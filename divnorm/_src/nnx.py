@@ -56,8 +56,7 @@ class _Norm(nnx.Module):
   running statistics, calls the core, adds the L1 penalty and the affine step."""
 
   def _setup(self, args: dict, running=()) -> None:
-    """Keeps the arguments as attributes (as flax) and creates ``scale``, ``bias`` (flax's
-    initializers and metadata), ``log_sigma``, the `Penalty` and the `running` ``mean``/``var``."""
+    """Keeps the arguments (as flax), creates the parameters, `Penalty` and `running` stats."""
     for name, value in args.items():
       if name not in _NOT_KEPT:
         setattr(self, name, value)
@@ -120,8 +119,7 @@ class _Norm(nnx.Module):
     return self._finish(y, y, v, self._params(), features, kwargs.get("mask"), y.dtype)
 
   def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype, factors=None):
-    """Adds the L1 penalty of `v`; flax's affine step with `params` over `features`
-    (`fs.affine`), in `dtype` (None: flax's promotion of x and the parameters)."""
+    """Adds the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
     if self.penalty is not None:
       self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask).astype(jnp.float32)
     shape = tuple(x.shape[a] for a in features)
@@ -300,9 +298,8 @@ class DivisiveNorm(_Norm):
     """Divides `x`, centered by its local mean, by its local standard deviation."""
     y, v = divisive_norm(
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
-        sigma=self._sigma(), channel_axis=self.channel_axis,
-        across_channels=self.across_channels, border=self.border, mask=mask,
-        return_centered=True)
+        sigma=self._sigma(), channel_axis=self.channel_axis, across_channels=self.across_channels,
+        border=self.border, mask=mask, return_centered=True)
     features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
     return self._finish(y, y, v, self._params(), features, mask, y.dtype)
 
@@ -324,8 +321,7 @@ class Normalize(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over the summation and suppression fields."""
-    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(),
-                     border=self.border, mask=mask, axis_name=self.axis_name,
-                     return_centered=True)
+    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
+                     mask=mask, axis_name=self.axis_name, return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
     return self._finish(y, y, v, self._params(), features, mask, y.dtype)

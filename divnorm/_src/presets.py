@@ -159,7 +159,7 @@ def rms_norm(
   x = check_input(x)
   field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
   v, r = rms_factors(x.astype(stat_dtype(x.dtype)), field, sigma=sigma, mask=mask)
-  return select(v * r, mask).astype(x.dtype)
+  return select(v * r, check_mask(mask, x.shape)).astype(x.dtype)
 
 
 def rms_factors(x: jax.Array, field: Field, *, sigma, mask) -> tuple[jax.Array, jax.Array]:
