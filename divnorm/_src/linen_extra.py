@@ -25,7 +25,7 @@ from divnorm._src.lrn import local_response_norm
 
 
 class _Running(_Norm):
-  """The survey's running layers (`_Norm._running` over `divnorm.mixtures`): their fields."""
+  """The survey's running layers' fields (the running ones, then flax's affine: keyword-only)."""
 
   use_running_average: bool | None = None
   momentum: float = 0.99

@@ -60,8 +60,7 @@ class _Norm(nnx.Module):
     for name, value in args.items():
       if name not in _NOT_KEPT:
         setattr(self, name, value)
-    features, rngs = args["num_features"], args["rngs"]
-    rngs = nnx.Rngs(0) if rngs is None else rngs
+    features, rngs = args["num_features"], nnx.Rngs(0) if args["rngs"] is None else args["rngs"]
     shape = (features,) if isinstance(features, int) else tuple(features or ())
     for name in ("scale", "bias"):
       if args.get(f"use_{name}") and features is None:
