@@ -1,11 +1,12 @@
 # Two commands (see README "Quick start"):
 #   make demo   set everything up, then run the main job
-#   make test   set everything up, then run the whole test suite
+#   make test        set everything up, then run the whole test suite (two pytest-xdist workers)
+#   make test-quick  the quick tier (tests not marked slow): at most 3 minutes on 2 cores
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup data lint fields bench docs notebooks
+.PHONY: demo test test-quick setup data lint fields bench docs notebooks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +46,15 @@ notebooks: setup
 	$(PY) notebooks/run.py
 
 # data: notebooks 3, 4 and 6, which the suite executes, read Fashion-MNIST.
+# Two worker processes (pytest-xdist) use both cores; `-n 0` in PYTEST_ARGS runs in one process.
+PYTEST_ARGS ?= -n 2
 test: setup data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The quick tier: the core contract, the modules' equality with flax, one real step of each
+# experiment and the command lines' errors; the rest is marked `slow`.
+test-quick: setup data
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check divnorm experiments benchmarks tests examples

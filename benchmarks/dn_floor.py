@@ -25,10 +25,16 @@ Times are medians of interleaved rounds (`benchmarks.timing`); ratios are per-ro
 medians (min-max) against the first row of each table.
 
     python -m benchmarks.dn_floor [--rounds N] [--quick] [--before REV] [--pieces]
+        [--windows]
 
 ``--pieces`` times instead the passes the per-position statistics are made of, each alone
 on the first shape: plain sums, sums with an elementwise operation inside, and the same
-sums as one two-output reduce.
+sums as one two-output reduce. ``--windows`` times DN's forward+backward on the first
+shape with each way to form its window sums (`WINDOW_SUMS`) in place of the library's
+(`divnorm._src.reductions.window_sum`, swapped while tracing). ``--profile`` prints the
+time of each XLA operation of DN's forward+backward on the first shape, two-pass and
+one-pass, beside flax's LayerNorm over (H, W, C) (`xla.op_times`), with each operation's
+HLO opcodes.
 """
 
 from __future__ import annotations
@@ -189,6 +195,148 @@ def pieces(shape, *, rounds: int, target_s: float) -> list[str]:
   return out + [""]
 
 
+def _band(t, axis: int, width: int):
+  """Window sum along `axis` as a product with a 0/1 band matrix."""
+  n = t.shape[axis]
+  i = np.arange(n)
+  band = (np.abs(i[:, None] - i[None, :]) <= width // 2).astype(np.float32)
+  s = lax.dot_general(t, band, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+  return jnp.moveaxis(s, -1, axis)
+
+
+def _cumsum(t, axis: int, width: int):
+  """Window sum along `axis` as a difference of cumulative sums (zero padded)."""
+  h = width // 2
+  pad = [(0, 0)] * t.ndim
+  pad[axis] = (h + 1, h)
+  c = jnp.cumsum(jnp.pad(t, pad), axis=axis)
+  n = t.shape[axis]
+  return lax.slice_in_dim(c, width, width + n, axis=axis) - lax.slice_in_dim(c, 0, n, axis=axis)
+
+
+def _slices(t, axis: int, width: int):
+  """Window sum along `axis` as the sum of `width` shifted slices of the padded array."""
+  h = width // 2
+  pad = [(0, 0)] * t.ndim
+  pad[axis] = (h, h)
+  p = jnp.pad(t, pad)
+  n = t.shape[axis]
+  return sum(lax.slice_in_dim(p, j, j + n, axis=axis) for j in range(width))
+
+
+def _conv2d(t, windows):
+  """Both spatial windows of ``[B, H, W, C]`` at once: a ones-kernel depthwise convolution."""
+  if [a for a, _ in windows] != [1, 2]:
+    return _separable(_slices)(t, windows)  # not DN's two spatial windows
+  (_, kh), (_, kw) = windows
+  kernel = jnp.ones((kh, kw, 1, t.shape[-1]), t.dtype)
+  return lax.conv_general_dilated(t, kernel, (1, 1), [(kh // 2, kh // 2), (kw // 2, kw // 2)],
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                  feature_group_count=t.shape[-1])
+
+
+def _separable(one_axis):
+  def window_sum(t, windows):
+    for axis, width in windows:
+      if width > 1:
+        t = one_axis(t, axis, width)
+    return t
+  return window_sum
+
+
+def _reduce_window_2d(t, windows):
+  dims, pad = [1] * t.ndim, [(0, 0)] * t.ndim
+  for axis, width in windows:
+    dims[axis], pad[axis] = width, (width // 2, width // 2)
+  return lax.reduce_window(t, np.zeros((), t.dtype), lax.add, dims, (1,) * t.ndim, pad)
+
+
+# Ways to form DN's window sums on its per-position statistics (``[B, H, W, 1]``).
+WINDOW_SUMS = {
+    "reduce_window, separable (the library's)": None,
+    "reduce_window, 2-D": _reduce_window_2d,
+    "band matrix products": _separable(_band),
+    "cumsum differences": _separable(_cumsum),
+    "shifted slices": _separable(_slices),
+    "depthwise convolution": _conv2d,
+}
+
+
+def windows_table(shape, width: int, *, rounds: int, target_s: float) -> list[str]:
+  """Markdown rows: DN forward+backward with each window-sum formulation, interleaved."""
+  from divnorm._src import core, reductions, statistics
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), shape)
+  ln = _flax_ln(tuple(range(1, len(shape))))
+  exes = {"flax LN(HWC)": xla.compiled(contenders.forward_backward(ln), x, w)}
+  library = reductions.window_sum
+  for name, fn in WINDOW_SUMS.items():
+    for fv in (None, True):
+      dn = functools.partial(divnorm.divisive_norm, summation_window=width, sigma=SIGMA,
+                             fast_variance=fv)
+      if fn is not None:  # swapped while tracing: the compiled program keeps it
+        reductions.window_sum = statistics.window_sum = core.window_sum = fn
+      try:
+        exes[f"{name}, {'one' if fv else 'two'}-pass"] = xla.compiled(
+            contenders.forward_backward(dn), x, w)
+      finally:
+        reductions.window_sum = statistics.window_sum = core.window_sum = library
+  t = timing.interleaved({n: functools.partial(e, x, w) for n, e in exes.items()},
+                         rounds=rounds, target_s=target_s)
+  out = [f"**DN {width}x{width} window sums, {'x'.join(map(str, shape))}, forward+backward**",
+         "", "| window sums | ms | / flax LN(HWC) |", "|---|---|---|"]
+  for n in exes:
+    out.append(f"| {n} | {t.median(n) * 1e3:.2f} | {t.ratio(n, 'flax LN(HWC)')} |")
+  return out + [""]
+
+
+def profile(shape, width: int) -> list[str]:
+  """Markdown: each XLA operation of the forward+backward programs and its time per call."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), shape)
+  fns = {"flax LN(HWC)": _flax_ln(tuple(range(1, len(shape))))}
+  for label, fv in (("DN two-pass", None), ("DN one-pass", True)):
+    fns[label] = functools.partial(divnorm.divisive_norm, summation_window=width, sigma=SIGMA,
+                                   fast_variance=fv)
+  out = []
+  for label, f in fns.items():
+    g = contenders.forward_backward(f)
+    exe = xla.compiled(g, x, w)
+    text = exe.as_text()
+    times = xla.op_times(exe, x, w)
+    out += [f"**{label}, {'x'.join(map(str, shape))}, forward+backward**: "
+            f"{sum(times.values()) * 1e3:.2f} ms in {len(times)} operations", "",
+            "| operation | ms | output | what it computes (HLO ops) |", "|---|---|---|---|"]
+    for name, seconds in times.items():
+      out.append(f"| {name} | {seconds * 1e3:.3f} | {_output(text, name)} | "
+                 f"{_ops(text, name)} |")
+    out.append("")
+  return out
+
+
+def _output(text: str, name: str) -> str:
+  import re
+  line = next((ln for ln in text.splitlines() if f"%{name} = " in ln), "")
+  shape = line.split(" = ", 1)[1].split(" fusion(", 1)[0] if line else ""
+  return re.sub(r"\{[0-9,]*\}", "", shape)
+
+
+def _ops(text: str, name: str) -> str:
+  """The opcodes in the computation that operation `name` calls (duplicates once)."""
+  import re
+  line = next((ln for ln in text.splitlines() if f"%{name} = " in ln), "")
+  called = re.search(r"calls=%([\w.\-]+)", line)
+  if not called:
+    return ""
+  body = text.split(f"%{called.group(1)} ", 1)[1].split("\n}", 1)[0]
+  ops = re.findall(r"= \w+\[[^\]]*\](?:\{[^}]*\})? ([a-z\-]+)\(", body)
+  seen = []
+  for op in ops:
+    if op not in seen and op not in ("parameter", "constant", "bitcast", "broadcast"):
+      seen.append(op)
+  return " ".join(seen)
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=9)
@@ -197,11 +345,21 @@ def main(argv=None) -> int:
                  help="also time DN at this git revision (e.g. 1a57d38) and DN's ratio to it")
   p.add_argument("--pieces", action="store_true",
                  help="only the table of the per-position statistics' passes")
+  p.add_argument("--windows", action="store_true",
+                 help="only DN with each way to form its window sums")
+  p.add_argument("--profile", action="store_true",
+                 help="only the time of each XLA operation of DN and flax LN(HWC)")
   args = p.parse_args(argv)
   cases = QUICK_CASES if args.quick else CASES
   rounds = 1 if args.quick else args.rounds
   target_s = 0.005 if args.quick else 0.2
   print(f"jax {jax.__version__}, {jax.devices()[0].platform}, rounds {rounds}\n")
+  if args.profile:
+    print("\n".join(profile(*cases[0])), flush=True)
+    return 0
+  if args.windows:
+    print("\n".join(windows_table(*cases[0], rounds=rounds, target_s=target_s / 2)), flush=True)
+    return 0
   if args.pieces:
     print("\n".join(pieces(cases[0][0], rounds=rounds, target_s=target_s / 2)), flush=True)
     return 0

@@ -1,19 +1,20 @@
-"""Does a hand-written JVP pay? XLA's compiled bytes and temporaries, with and without one.
+"""Does the hand-written JVP pay? XLA's compiled bytes and temporaries, and time.
 
-Deterministic numbers (no timing): XLA's ``cost_analysis()`` bytes accessed and
-``memory_analysis()`` temporaries of ``jit(grad(<f(x), w>))`` on CPU, for
+For ``jit(grad(<f(x), w>))`` on CPU, each normalizer two ways:
 
-- ``autodiff``: the library's two-pass statistics (`statistics.moments`, `scale`),
-  differentiated by JAX;
-- ``custom JVP``: `divnorm.normalize`, whose unmasked path has the hand-written JVP of
-  `divnorm._src.fast` (``dy = r dx - r E_A[dx] + v dr``, ``v`` recomputed, never stored);
-- RMS: `divnorm.rms_norm` (autodiff) against the rule it had before (kept here only).
+- ``autodiff``: `divnorm._src.core.normalized` without its rule (``normalized.fun``: the
+  same statistics strategy and the same two lines, differentiated by JAX);
+- ``custom JVP``: `divnorm._src.core.normalized` with the hand-written JVP.
 
-    python -m benchmarks.jvp [--quick]
+Deterministic numbers (XLA's ``cost_analysis()`` bytes accessed and ``memory_analysis()``
+temporaries, in units of the input's size) and, unless ``--no-time``, the forward+backward
+time of the JVP over autodiff's (interleaved rounds, `benchmarks.timing`: median and
+min-max). RMS: `divnorm.rms_norm` (autodiff) against the rule it had before (kept here).
 
-Prints two markdown tables: the compiled bytes of the two-pass default against flax's
-LayerNorm and fcc08ac (the revision before the core's redesign), and the JVP's table,
-whose ratios are custom JVP / autodiff (< 1: the rule saves).
+    python -m benchmarks.jvp [--quick] [--no-time] [--rounds N]
+
+Also prints the compiled bytes of the defaults against flax's LayerNorm and fcc08ac (the
+revision before the core's redesign).
 """
 
 from __future__ import annotations
@@ -25,19 +26,35 @@ import jax
 import jax.numpy as jnp
 
 import divnorm
-from benchmarks import xla
-from divnorm._src import statistics
-from divnorm._src.fields import Field, resolve_field
+from benchmarks import timing, xla
+from divnorm._src import core, statistics
+from divnorm._src.fields import Field, grouped_field, resolve_field
 from divnorm._src.reductions import field_mean
 
 SHAPES = {"CNN conv1 100x32x32x32": (100, 32, 32, 32), "large 128x32x32x64": (128, 32, 32, 64)}
 QUICK = {"tiny 2x8x8x8": (2, 8, 8, 8)}
 
 
-def _autodiff(x, a: Field, b: Field, sigma):
-  """The library's two-pass statistics, differentiated by JAX (no hand-written rule)."""
-  stats = statistics.moments(x, a, b)
-  return statistics.scale(stats.v, stats.var, sigma)
+def _fields(shape) -> dict[str, tuple[Field, Field, bool | None]]:
+  """Normalizer name -> (A, B, fast_variance) on an NHWC `shape`."""
+  ln = resolve_field((1, 2, 3), 4)
+  dn = resolve_field({3: None, 1: 5, 2: 5}, 4)
+  return {
+      "LN (H,W,C) one-pass": (ln, ln, True),
+      "LN (H,W,C) two-pass": (ln, ln, None),
+      "BN one-pass": (resolve_field((0, 1, 2), 4),) * 2 + (True,),
+      "GN (8) one-pass": (grouped_field((1, 2), 3, shape[-1] // 8, shape),) * 2 + (True,),
+      "DN 5x5 across C two-pass": (dn, dn, None),
+      "DN 5x5 across C one-pass": (dn, dn, True),
+      "DN 3x3 / 5x5 two-pass": (resolve_field({3: None, 1: 3, 2: 3}, 4), dn, None),
+  }
+
+
+def _normalizer(a: Field, b: Field, fast_variance, *, rule: bool):
+  strategy = statistics.pick_statistics(a, b, fast_variance)
+  f = core.normalized if rule else core.normalized.fun
+  sigma = jnp.float32(0.5)
+  return lambda x: f(x, sigma, None, strategy, a, b, "valid", None)[0]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -55,40 +72,38 @@ def _rms_rule(field, primals, tangents):
   return x * r, dx * r + x * dr
 
 
-def _grad_costs(f, shape):
-  x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
-  w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
-  g = jax.jit(jax.grad(lambda x, w: jnp.sum(f(x) * w)))
-  exe = xla.compiled(g, x, w)
-  return xla.bytes_accessed(exe) / x.nbytes, xla.temp_bytes(exe) / x.nbytes
+def _grad(f):
+  return jax.jit(jax.grad(lambda x, w: jnp.sum(f(x) * w)))
 
 
-def rows(shapes) -> list[str]:
+def rows(shapes, *, rounds: int = 0) -> list[str]:
+  """Markdown rows: bytes and temporaries of autodiff and the JVP, and the time ratio."""
   out = ["| shape | normalizer | bytes / input, autodiff | custom JVP | ratio | "
-         "temp / input, autodiff | custom JVP | ratio |", "|---|---|---|---|---|---|---|---|"]
+         "temp / input, autodiff | custom JVP | fwd+bwd time, JVP / autodiff |",
+         "|---|---|---|---|---|---|---|---|"]
   for label, shape in shapes.items():
-    ndim = len(shape)
-    cases = {
-        "LN (H,W,C)": ((1, 2, 3), None),
-        "DN 5x5 across C": ({3: None, 1: 5, 2: 5}, None),
-        "DN 3x3 / 5x5": ({3: None, 1: 3, 2: 3}, {3: None, 1: 5, 2: 5}),
-    }
-    for name, (sa, sb) in cases.items():
-      a = resolve_field(sa, ndim)
-      b = a if sb is None else resolve_field(sb, ndim)
-      auto = _grad_costs(lambda x, a=a, b=b: _autodiff(x, a, b, 0.5), shape)
-      rule = _grad_costs(lambda x, sa=sa, sb=sb: divnorm.normalize(x, sa, sb, sigma=0.5), shape)
-      out.append(_row(label, name, auto, rule))
-    rms_field = resolve_field((1, 2, 3), ndim)
-    auto = _grad_costs(lambda x: divnorm.rms_norm(x, reduction_axes=(1, 2, 3), sigma=0.1), shape)
-    rule = _grad_costs(lambda x, f=rms_field: _rms_with_jvp(x, jnp.float32(0.1), f), shape)
-    out.append(_row(label, "RMS (H,W,C)", auto, rule))
+    x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
+    w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+    pairs = {name: (_normalizer(a, b, fv, rule=False), _normalizer(a, b, fv, rule=True))
+             for name, (a, b, fv) in _fields(shape).items()}
+    rms = resolve_field((1, 2, 3), 4)
+    pairs["RMS (H,W,C)"] = (
+        lambda x: divnorm.rms_norm(x, reduction_axes=(1, 2, 3), sigma=0.1),
+        lambda x, f=rms: _rms_with_jvp(x, jnp.float32(0.1), f))
+    for name, (auto, rule) in pairs.items():
+      exes = [xla.compiled(_grad(f), x, w) for f in (auto, rule)]
+      cost = [(xla.bytes_accessed(e) / x.nbytes, xla.temp_bytes(e) / x.nbytes) for e in exes]
+      ratio = ""
+      if rounds:
+        t = timing.interleaved({"auto": functools.partial(exes[0], x, w),
+                                "rule": functools.partial(exes[1], x, w)},
+                               rounds=rounds, target_s=0.05)
+        ratio = str(t.ratio("rule", "auto"))
+      out.append(f"| {label} | {name} | {cost[0][0]:.2f} | {cost[1][0]:.2f} | "
+                 f"{cost[1][0] / cost[0][0]:.2f} | {cost[0][1]:.2f} | {cost[1][1]:.2f} | "
+                 f"{ratio} |")
+      print(out[-1], flush=True)
   return out
-
-
-def _row(label, name, auto, rule) -> str:
-  return (f"| {label} | {name} | {auto[0]:.2f} | {rule[0]:.2f} | {rule[0] / auto[0]:.2f} | "
-          f"{auto[1]:.2f} | {rule[1]:.2f} | {rule[1] / max(auto[1], 1e-9):.2f} |")
 
 
 def _fwd_bwd_costs(f, shape) -> str:
@@ -147,12 +162,14 @@ def flax_rows(shapes, rev: str = "fcc08ac") -> list[str]:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="one tiny shape (CI)")
+  parser.add_argument("--quick", action="store_true", help="one tiny shape, one round (CI)")
+  parser.add_argument("--no-time", action="store_true", help="XLA's numbers only")
+  parser.add_argument("--rounds", type=int, default=15)
   args = parser.parse_args(argv)
   shapes = QUICK if args.quick else SHAPES
   print("\n".join(flax_rows(shapes)))
   print()
-  print("\n".join(rows(shapes)))
+  rows(shapes, rounds=0 if args.no_time else (1 if args.quick else args.rounds))
   return 0
 
 

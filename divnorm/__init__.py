@@ -2,15 +2,16 @@
 
 The functional API below imports jax and numpy only. Flax modules live in
 `divnorm.linen` (with the survey's other normalizers re-exported from `divnorm.linen_extra`)
-and `divnorm.nnx`, imported on first use, so ``import divnorm`` never imports Flax.
+and `divnorm.nnx`, equinox modules in `divnorm.equinox` (``pip install divnorm[equinox]``),
+each imported on first use, so ``import divnorm`` never imports Flax or equinox.
 """
 
 import importlib
 
 # gdn and inputs stay module namespaces (divnorm.gdn.gdn, divnorm.inputs.zca, ...);
-# local_response, mixtures and weights are public modules too. The implementation is
-# private, in divnorm._src; these modules only re-export it.
-from divnorm import gdn, inputs, local_response, mixtures, weights
+# families, kernels, local_response, mixtures and weights are public modules too. The
+# implementation is private, in divnorm._src; these modules only re-export it.
+from divnorm import families, gdn, inputs, kernels, local_response, mixtures, weights
 from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field, resolve_field
@@ -46,11 +47,13 @@ __all__ = [
   "batch_renorm",
   "batch_stats_init",
   "divisive_norm",
+  "families",
   "field_mean",
   "gdn",
   "group_norm",
   "inputs",
   "instance_norm",
+  "kernels",
   "l1_penalty",
   "layer_norm",
   "local_response",
@@ -71,7 +74,7 @@ __all__ = [
   "window_sum",
 ]
 
-_LAZY_SUBMODULES = ("linen", "linen_extra", "nnx")
+_LAZY_SUBMODULES = ("linen", "linen_extra", "nnx", "equinox")
 
 
 def __getattr__(name):

@@ -26,18 +26,23 @@ from divnorm._src.linen_extra import (
   WeightStandardization,
   missing_kernel_error,
 )
+from divnorm._src.linen_families import BurgNorm, CenterSurroundNorm, GaussianNorm, MillerNorm
 
 __all__ = [
   "BatchInstanceNorm",
   "BatchNorm",
   "BatchRenorm",
+  "BurgNorm",
+  "CenterSurroundNorm",
   "DivisiveNorm",
   "GDN",
+  "GaussianNorm",
   "GroupNorm",
   "InstanceNorm",
   "LayerNorm",
   "LocalResponseNorm",
   "MeanOnlyBatchNorm",
+  "MillerNorm",
   "Normalize",
   "RMSNorm",
   "SpectralNorm",

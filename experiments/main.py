@@ -43,6 +43,7 @@ def main(argv=None) -> int:
   cfg = config.apply_overrides(config.load_config(args.config), args.set)
   trainer = config.resolve_trainer(cfg)
   from experiments import engine  # after the config: a bad one fails before JAX starts
+  engine.reserve_cpu_threads()  # before JAX's CPU client exists (several CPU devices)
   engine.initialize_distributed(coordinator_address=args.coordinator,
                                 num_processes=args.num_processes, process_id=args.process_id,
                                 cpu_collectives=args.cpu_collectives)

@@ -9,6 +9,72 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from experiments.engine import reserve_cpu_threads  # noqa: E402
+
+# Twice as many CPU pool threads as devices (`PJRT_NPROC`), as the experiments' commands set:
+# with fewer, an all-reduce inside the RNN's scan can deadlock the 8 fake devices and XLA
+# aborts the process (results/SUITE.md). Importing the engine does not start JAX's backend.
+reserve_cpu_threads()
+
+# The quick tier (`make test-quick`: `pytest -m "not slow"`, at most 3 minutes on 2 cores)
+# keeps every `step`-th case of these parametrized tests, the first included; the others are
+# marked slow and run in the full tier. Measured by `pytest -n 2 -m "not slow" --durations=0`:
+# these cases cost 1-5 s each, mostly compilation, and repeat what the kept cases check on
+# other layers, shapes or fields.
+QUICK_STEP = {
+  "tests/compat/test_drop_in.py::test_linen_checkpoint_of_each_layer_loads": 4,
+  "tests/compat/test_drop_in.py::test_linen_outputs_equal_flax": 3,
+  "tests/test_arguments.py::test_case": 4,
+  "tests/test_edges.py::test_default_keeps_two_pass_accuracy_at_offsets": 3,
+  "tests/test_edges.py::test_masked_out_values_change_no_masked_in_output": 3,
+  "tests/test_engine_resume.py::test_resume_past_a_damaged_latest_checkpoint": 2,
+  "tests/test_equinox.py::test_batch_norm_equals_equinox_in_training_and_inference": 4,
+  "tests/test_equinox.py::test_eps_accepts_what_equinox_accepts": 3,
+  "tests/test_equinox.py::test_running_layers_equal_the_functions_on_the_whole_batch": 4,
+  "tests/test_equinox.py::test_stateless_layers_equal_equinox": 3,
+  "tests/test_experiments_sr.py::test_valid_output_shape": 3,
+  "tests/test_grouped_fields.py::test_grouped_fields_equal_the_reshaped_brute_force": 2,
+  "tests/test_linen.py::test_epsilon_accepts_what_flax_accepts": 3,
+  "tests/test_linen.py::test_modules_equal_flax_with_affine": 2,
+  "tests/test_linen.py::test_use_fast_variance_picks_the_core_statistics": 2,
+  "tests/test_nnx.py::test_epsilon_accepts_what_flax_accepts": 3,
+  "tests/test_nnx.py::test_nnx_equals_linen_under_jit": 3,
+  "tests/test_normalize.py::test_every_function_jits_with_python_scalars": 2,
+  "tests/test_normalize.py::test_mask_with_whole_and_windowed_fields": 2,
+  "tests/test_normalize.py::test_windows_equal_brute_force": 2,
+  "tests/test_weighted_fields.py::test_weighted_mean_against_enumeration": 2,
+}
+
+
+def pytest_configure(config):
+  """The quick tier compiles without LLVM's optimizations (``--xla_backend_optimization_level=0``).
+
+  Its time is mostly XLA compiling small programs: 2:45 instead of 3:20-3:30 on 2 cores,
+  with the same tests passing (results/SUITE.md). The full tier compiles as users do.
+  Runs before JAX creates its backend, and before pytest-xdist starts its workers, which
+  inherit the variable.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if config.option.markexpr.replace(" ", "") == "notslow" and "optimization_level" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+
+
+def pytest_collection_modifyitems(items):
+  seen, modules = {}, {}
+  for item in items:
+    name = item.nodeid.split("[", 1)[0]
+    modules[name.split("::", 1)[0]] = getattr(item, "module", None)
+    step = QUICK_STEP.get(name)
+    if step is None or "[" not in item.nodeid:
+      continue
+    index = seen[name] = seen.get(name, -1) + 1
+    if index % step:
+      item.add_marker(pytest.mark.slow)
+  for name in QUICK_STEP:  # a renamed test would silently leave its entry doing nothing
+    path, function = name.split("::", 1)
+    if path in modules and not hasattr(modules[path], function):
+      raise pytest.UsageError(f"QUICK_STEP in tests/conftest.py names no test: {name}")
+
 
 @pytest.fixture(autouse=True)
 def strict_promotion(request):

@@ -10,6 +10,7 @@ from benchmarks import __main__ as bench
 pytestmark = pytest.mark.loose_promotion  # drives flax, optax and the experiment models
 
 
+@pytest.mark.slow
 def test_quick_mode_writes_every_section(tmp_path):
   out = tmp_path / "BENCHMARKS.md"
   assert bench.main(["--quick", "--out", str(out)]) == 0
@@ -18,3 +19,49 @@ def test_quick_mode_writes_every_section(tmp_path):
                   "## Library optimizations", "## Model level", "flax LN", "paper conv"):
     assert section in text
   assert "nan" not in text.split("## Op level")[1].split("## Window width")[0]
+
+
+@pytest.mark.slow
+def test_dropin_quick_mode_prints_every_ratio(capsys):
+  from benchmarks import dropin
+  assert dropin.main(["--quick"]) == 0
+  rows = [r for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r and not r.startswith("| case")]
+  expected = 0
+  for _dtype in dropin.DTYPES:
+    for fast in dropin.MODES.values():
+      for case, _ in dropin.QUICK_CASES:
+        if case in ("RMS", "DN") and not fast:
+          continue
+        pairs = dropin.PAIRS.get(case, dropin.PAIRS[None])
+        expected += len([ours for ours, _ in pairs if ours != "nnx"])  # nnx: only with --nnx
+  assert len(rows) == expected and "nan" not in "".join(rows)
+  for r in rows:
+    assert float(r.split(" | ")[3].split(" ")[0]) > 0  # a ratio
+
+
+@pytest.mark.slow
+def test_numerics_quick_mode_measures_every_mode(capsys):
+  from benchmarks import numerics
+  assert numerics.main(["--quick"]) == 0
+  rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "---" not in r]
+  assert rows[0].startswith("| normalizer")
+  errors = {(r.split(" | ")[0][2:], r.split(" | ")[1]): [float(e.strip(" |")) for e in
+                                                         r.split(" | ")[2:]] for r in rows[1:]}
+  for (name, mode), errs in errors.items():
+    if not name.startswith("flax"):
+      assert max(errs) < 2e-5, (name, mode, errs)  # divnorm: every mode, every offset
+  assert errors["flax LN (H,W,C)", "one-pass (flax's default)"][1] > 1e-2  # flax loses digits
+
+
+@pytest.mark.slow
+def test_strategies_quick_mode_prints_every_table(capsys):
+  from benchmarks import strategies
+  assert strategies.main(["--quick"]) == 0
+  text = capsys.readouterr().out
+  for title in ("**Two sums of x - k", "**Group sums", "**Strategies", "**Window sums"):
+    assert title in text
+  rows = [r for r in text.splitlines() if r.startswith("| ") and "---" not in r]
+  assert len(rows) == ((1 + len(strategies.REDUCTIONS)) + 3 + 4
+                       + 1 + len(strategies.QUICK_WINDOW_CASES)) and "nan" not in "".join(rows)
+  assert [r.split("|")[-2].strip() for r in rows[-2:]] == ["product", "reduce_window"]

@@ -103,6 +103,7 @@ def test_bad_arguments():
     analysis.joint_histogram(np.zeros(3), np.zeros(3), bins=1)
 
 
+@pytest.mark.slow
 @pytest.mark.loose_promotion
 @pytest.mark.parametrize("variant", ["BN", "DN*"])
 def test_first_layer_preactivations_of_the_paper_cnn(variant):

@@ -16,6 +16,7 @@ from benchmarks import dn_floor
 pytestmark = pytest.mark.loose_promotion  # drives flax
 
 
+@pytest.mark.slow
 def test_quick_mode_prints_every_contender(capsys):
   assert dn_floor.main(["--quick", "--before", "HEAD"]) == 0
   text = capsys.readouterr().out
@@ -37,6 +38,7 @@ def test_quick_pieces_prints_every_pass(capsys):
   assert len(rows) == 11 and "nan" not in "".join(rows)  # the header and 10 passes
 
 
+@pytest.mark.slow
 def test_floor_programs_compute_divisive_norm():
   # The floor rows are the same normalizer (valid borders): on [B, D] the window two-pass,
   # on [B, H, W, C] the per-position two-pass (DN with a window of 1).
@@ -49,3 +51,15 @@ def test_floor_programs_compute_divisive_norm():
   y = jax.random.normal(jax.random.key(1), (2, 4, 4, 8))
   for e in errors(x, y):
     assert e < 2e-5, e
+
+
+@pytest.mark.slow
+def test_quick_windows_and_profile_print_every_row(capsys):
+  assert dn_floor.main(["--quick", "--windows"]) == 0
+  rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "---" not in r]
+  assert len(rows) == 2 + 2 * len(dn_floor.WINDOW_SUMS) and "nan" not in "".join(rows)
+  assert dn_floor.main(["--quick", "--profile"]) == 0
+  text = capsys.readouterr().out
+  for label in ("flax LN(HWC)", "DN two-pass", "DN one-pass"):
+    assert f"**{label}, " in text
+  assert "reduce-window" in text  # DN's window sums are operations of their own

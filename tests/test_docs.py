@@ -38,6 +38,7 @@ def _ids(page: Path) -> set[str]:
   return set(re.findall(r'id="([^"]+)"', page.read_text()))
 
 
+@pytest.mark.slow
 def test_api_reference_documents_every_public_name(site):
   """Every name `divnorm` exports has an entry, and every public module a page."""
   import divnorm
@@ -55,6 +56,7 @@ def test_api_reference_documents_every_public_name(site):
   assert hasattr(linen, "LayerNorm")
 
 
+@pytest.mark.slow
 def test_pages(site):
   """The field table, the compatibility table, the notebooks, the results and benchmarks."""
   fields = (site / "fields.html").read_text()

@@ -1,13 +1,18 @@
-"""The core at its edges, one test per class of defect (issue 11), against float64 NumPy.
+"""The core at its edges, one test per class of defect (issues 11 and 21), against float64
+NumPy.
 
-Every test here failed on fcc08ac (the revision before the core's redesign) and uses only
-the public API, so it runs unchanged on any revision.
+Every test of issue 11 failed on fcc08ac (the revision before the core's redesign); those
+of issue 21 (a mapped axis with zero borders, the range of float32 statistics) fail on
+c3793e6 in at least one of their modes. They use only the public API, so they run
+unchanged on any revision.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
 
 import divnorm
 from tests import reference as ref
@@ -160,6 +165,7 @@ def test_sigma_may_not_change_the_output_shape(shape):
     divnorm.layer_norm(x, sigma=np.full(shape, 0.1, np.float32))
 
 
+@pytest.mark.slow
 def test_sigma_broadcast_to_the_statistics_and_traced_sigma(x64):
   x = _x((4, 5), seed=8).astype(np.float64)
   sigma = np.array([0.1, 0.2, 0.3, 0.4])[:, None]  # one per example
@@ -173,6 +179,7 @@ def test_sigma_broadcast_to_the_statistics_and_traced_sigma(x64):
 
 # ---- every preset takes fast_variance ---------------------------------------------------
 
+@pytest.mark.slow
 def test_divisive_norm_takes_fast_variance():
   x = _x((2, 6, 6, 8), seed=9)
   y_ref, _ = ref.normalize(x.astype(np.float64), {3: None, 1: 3, 2: 3})
@@ -180,3 +187,62 @@ def test_divisive_norm_takes_fast_variance():
     np.testing.assert_allclose(
         divnorm.divisive_norm(x, summation_window=3, sigma=0.0, fast_variance=fv), y_ref,
         atol=2e-5)
+
+
+# ---- a mapped axis (vmap, shard_map) with zero borders -------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("border", ["zeros", "zeros_with_divisor_bug"])
+@pytest.mark.parametrize("fast_variance", [None, True])
+def test_axis_name_with_zero_borders_equals_the_unmapped_field(border, fast_variance):
+  # The positions past the border count once per member of the mapped axis, as the
+  # entries do (issue 21: the border was counted once per device, up to 0.17 off).
+  x = _x((8, 9, 4), seed=10, offset=2.0)
+  a, b = {0: 3, 1: None}, {0: 5, 1: None}
+  expected = divnorm.normalize(x, {0: None, 1: 3, 2: None}, {0: None, 1: 5, 2: None},
+                               sigma=0.2, border=border, fast_variance=fast_variance)
+  f = lambda e: divnorm.normalize(e, a, b, sigma=0.2, border=border, axis_name="i",
+                                  fast_variance=fast_variance)
+  np.testing.assert_allclose(jax.vmap(f, axis_name="i")(x), expected, atol=2e-6)
+  mesh = jax.make_mesh((8,), ("i",), axis_types=(AxisType.Auto,))
+  sharded = jax.shard_map(lambda e: f(e[0])[None], mesh=mesh, in_specs=P("i"),
+                          out_specs=P("i"))
+  np.testing.assert_allclose(sharded(x), expected, atol=2e-6)
+
+
+# ---- the range of float32 statistics ------------------------------------------------------
+
+def _np_layer_norm(x, axes):
+  x = x.astype(np.float64)
+  v = x - x.mean(axes, keepdims=True)
+  return v / np.sqrt((v * v).mean(axes, keepdims=True))
+
+
+@pytest.mark.parametrize("fast_variance", [None, True])
+def test_offsets_up_to_float32_max_cost_no_digits(fast_variance):
+  # Values near 1e20 with a spread of 1e14: the shift (an entry) takes the offset out
+  # before anything is squared, so nothing overflows (x^2 would: 1e40 > 3.4e38).
+  rng = np.random.default_rng(11)
+  x = (1e20 * (1 + 1e-6 * rng.normal(size=(2, 6, 6, 4)))).astype(np.float32)
+  y = divnorm.layer_norm(x, reduction_axes=(1, 2, 3), fast_variance=fast_variance)
+  np.testing.assert_allclose(y, _np_layer_norm(x, (1, 2, 3)), atol=2e-6)
+  # A spread of 1e16 over 144 entries: sum (x - k)^2 ~ 1e35, still in range.
+  x = (1e16 * rng.normal(size=(2, 6, 6, 4))).astype(np.float32)
+  y = divnorm.layer_norm(x, reduction_axes=(1, 2, 3), fast_variance=fast_variance)
+  np.testing.assert_allclose(y, _np_layer_norm(x, (1, 2, 3)), atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda x, fv: divnorm.layer_norm(x, reduction_axes=(1, 2, 3), fast_variance=fv),
+     lambda x, fv: divnorm.divisive_norm(x, summation_window=3, sigma=0.5, fast_variance=fv),
+     lambda x, fv: divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True,
+                                      fast_variance=fv)[0],
+     lambda x, fv: divnorm.rms_norm(x, reduction_axes=(1, 2, 3))])
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+def test_a_spread_beyond_float32_is_nan_never_a_silent_zero(call, scale):
+  # A spread of 1e20 squares past float32's max (3.4e38): the statistics overflow, and the
+  # output says so (NaN) instead of rsqrt(inf) = 0 (issue 21: layer_norm returned 0).
+  x = (scale * np.random.default_rng(12).normal(size=(2, 6, 6, 4))).astype(np.float32)
+  for fv in (None, True):
+    assert np.isnan(np.asarray(call(x, fv))).all()

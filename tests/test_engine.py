@@ -95,6 +95,7 @@ def test_resume_equals_uninterrupted_and_writes_metrics(tmp_path):
   assert again.start_step == 12  # a finished run only evaluates
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_equals_uninterrupted(tmp_path):
   wd = str(tmp_path / "killed")
   script = TOY + textwrap.dedent(f"""
@@ -168,3 +169,26 @@ def test_prefetch_thread_ends_when_the_consumer_stops_early():
   assert next(it) == 0
   it.close()  # the consumer stops with the queue full: the producer must not hang
   assert threading.active_count() == before
+
+
+def test_reserve_cpu_threads_gives_twice_the_forced_devices_and_keeps_a_setting():
+  env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false --xla_force_host_platform_device_count=8"}
+  assert engine.reserve_cpu_threads(env) == 16 and env["PJRT_NPROC"] == "16"
+  kept = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PJRT_NPROC": "3"}
+  assert engine.reserve_cpu_threads(kept) is None and kept["PJRT_NPROC"] == "3"
+  for flags in ("", "--xla_force_host_platform_device_count=1"):
+    env = {"XLA_FLAGS": flags}
+    assert engine.reserve_cpu_threads(env) is None and "PJRT_NPROC" not in env
+
+
+def test_the_suite_runs_with_twice_as_many_pool_threads_as_devices():
+  # tests/conftest.py calls `reserve_cpu_threads` before JAX starts; the CPU client's pool
+  # really has that many threads (named "tf_XLAEigen" on Linux).
+  assert int(os.environ["PJRT_NPROC"]) >= 2 * jax.device_count()
+  if os.path.isdir("/proc/self/task"):
+    jnp.ones(2).block_until_ready()
+    names = []
+    for t in os.listdir("/proc/self/task"):
+      with open(f"/proc/self/task/{t}/comm") as f:
+        names.append(f.read().strip())
+    assert names.count("tf_XLAEigen") == int(os.environ["PJRT_NPROC"])

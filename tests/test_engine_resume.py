@@ -117,6 +117,7 @@ def test_no_checkpoint_restores_says_what_to_delete(eight_steps, tmp_path):
   assert sorted(os.listdir(ckpt)) == ["4", "8"]  # nothing moved or deleted
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_save_then_rerun(tmp_path, uninterrupted):
   """Killed inside orbax's save of step 8 (data written, not yet committed), then rerun."""
   wd = str(tmp_path / "killed")

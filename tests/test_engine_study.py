@@ -253,7 +253,7 @@ def test_run_trains_every_job_once_on_two_workers_and_retries_a_crash(tmp_path):
 
   def cli(*args):
     return subprocess.run([sys.executable, "-m", "toy_study", *args, *dirs], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
 
   proc = cli("run", "--plans", "main", "--workers", "2")
   assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -64,6 +64,7 @@ def test_group_sizes_one_and_full_are_no_reduction_and_a_whole_axis():
       divnorm.normalize(x, (1, 2)), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_grouped_field_gradients_order_2(x64):
   x = _x((2, 4, 3, 4), seed=3)
   a = grouped_field({1: 3, 2: None}, 3, 2, x.shape)

@@ -4,6 +4,7 @@ functional core without Flax, and every Flax module reachable from its public na
 import ast
 import importlib
 import inspect
+import os
 import pathlib
 import subprocess
 import sys
@@ -102,12 +103,30 @@ def test_public_modules_only_re_export(path):
       assert origin.startswith("divnorm"), (path.name, name, origin)
 
 
-def test_import_divnorm_imports_no_flax():
+def test_import_divnorm_imports_no_flax_and_no_equinox():
+  """The functional API needs jax and numpy only; flax and equinox (an optional extra)
+  are imported by `divnorm.linen`/`divnorm.nnx` and `divnorm.equinox` alone."""
   code = ("import sys, divnorm; divnorm.normalize; divnorm.gdn.gdn; divnorm.inputs.zca; "
           "divnorm.local_response.local_response_norm; divnorm.mixtures.batch_renorm; "
           "divnorm.weights.weight_norm; "
-          "assert not [m for m in sys.modules if m.split('.')[0] == 'flax'], 'flax imported'")
+          "found = [m for m in sys.modules if m.split('.')[0] in ('flax', 'equinox')]; "
+          "assert not found, found; divnorm.linen, divnorm.nnx; "
+          "assert not [m for m in sys.modules if m.startswith('equinox')], 'equinox imported'; "
+          "divnorm.equinox.LayerNorm; assert 'equinox' in sys.modules")
   subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
+
+
+def test_divnorm_imports_without_equinox_installed(tmp_path):
+  """`pip install divnorm` without the equinox extra: everything but divnorm.equinox works,
+  and that one says how to install it."""
+  (tmp_path / "equinox.py").write_text("raise ModuleNotFoundError(\"No module named 'equinox'\", "
+                                       "name='equinox')\n")
+  code = ("import divnorm, divnorm.linen, divnorm.nnx\n"
+          "try:\n  import divnorm.equinox\nexcept ModuleNotFoundError as e:\n"
+          "  assert 'divnorm[equinox]' in str(e), e\nelse:\n  raise AssertionError('imported')")
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env,
+                 capture_output=True)
 
 
 def test_normalize_is_a_function_not_a_module():
@@ -120,7 +139,9 @@ def test_normalize_is_a_function_not_a_module():
 @pytest.mark.loose_promotion
 @pytest.mark.parametrize("api,impls,base", [
     ("divnorm.linen", ("divnorm._src.linen", "divnorm._src.linen_extra"), "flax.linen:Module"),
-    ("divnorm.nnx", ("divnorm._src.nnx",), "flax.nnx:Module"),
+    ("divnorm.nnx", ("divnorm._src.nnx", "divnorm._src.nnx_extra"), "flax.nnx:Module"),
+    ("divnorm.equinox", ("divnorm._src.equinox", "divnorm._src.equinox_extra"),
+     "equinox:Module"),
 ])
 def test_every_flax_module_is_importable_from_its_namespace(api, impls, base):
   base_module, base_name = base.split(":")

@@ -84,6 +84,7 @@ def test_modules_equal_the_functions():
     np.testing.assert_allclose(module.apply(variables, x), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_learned_sigma_is_positive_and_trains():
   x = _x((8, 5, 5, 4))
   target = divnorm.divisive_norm(x, summation_window=3, sigma=2.0)
@@ -113,6 +114,7 @@ class _TwoLayers(nn.Module):
     return shared(x)  # used twice: counts twice
 
 
+@pytest.mark.slow
 def test_penalties_are_counted_once_per_use():
   x = _x((4, 5, 5, 3))
   model = _TwoLayers()
@@ -144,3 +146,144 @@ def test_module_errors():
 def test_functional_core_imports_no_flax():
   code = "import sys, divnorm; divnorm.normalize; assert 'flax' not in sys.modules, 'flax imported'"
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- flax's arguments at the edges -----------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 0, np.float32(1e-5), np.float64(1e-5),
+                                     np.asarray(1e-5), jnp.asarray(1e-5, jnp.float32)],
+                         ids=lambda e: type(e).__name__)
+def test_epsilon_accepts_what_flax_accepts(epsilon):
+  x = _x((4, 6))
+  for name in ("LayerNorm", "BatchNorm", "GroupNorm"):
+    kwargs = dict(num_groups=3) if name == "GroupNorm" else dict(use_running_average=False) if (
+      name == "BatchNorm") else {}
+    want, _ = getattr(nn, name)(epsilon=epsilon, **kwargs).init_with_output(jax.random.key(0), x)
+    got, _ = getattr(dnn, name)(epsilon=epsilon, **kwargs).init_with_output(jax.random.key(0), x)
+    np.testing.assert_allclose(got, want, atol=3e-5, err_msg=name)
+
+
+def test_traced_epsilon_under_jit():
+  x = _x((4, 6))
+  y = jax.jit(lambda e: dnn.LayerNorm(epsilon=e, use_scale=False, use_bias=False).apply({}, x))(
+    jnp.float32(0.25))
+  x64 = np.asarray(x, np.float64)
+  want = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 0.25)
+  np.testing.assert_allclose(y, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("module,error,match", [
+  (dnn.LayerNorm(epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (dnn.LayerNorm(epsilon=-1), ValueError, r"epsilon=-1 is negative"),
+  (dnn.BatchNorm(False, epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (dnn.GroupNorm(2, epsilon=np.float32(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (dnn.GroupNorm(num_groups=None, group_size=2.0), TypeError, r"group_size=2\.0 is not an int"),
+  (dnn.BatchNorm(True, epsilon=float("nan")), ValueError, r"epsilon=nan is not finite"),
+  (dnn.RMSNorm(epsilon="1e-5"), TypeError, r"epsilon='1e-5' is not a real number"),
+  (dnn.InstanceNorm(epsilon=None), TypeError, r"epsilon=None is not a real number"),
+  (dnn.LayerNorm(epsilon=1e-3, sigma=0.1), ValueError, r"epsilon=0\.001 and sigma=0\.1"),
+  (dnn.LayerNorm(sigma=-0.5), ValueError, r"sigma=-0\.5 is negative"),
+  (dnn.GroupNorm(num_groups=3), ValueError, r"num_groups=3 does not divide .* \[1, 2, 4, 8\]"),
+  (dnn.GroupNorm(num_groups=2.0), TypeError, r"num_groups=2\.0 is not an int"),
+  (dnn.GroupNorm(num_groups=None, group_size=3), ValueError, r"group_size=3 does not divide"),
+  (dnn.GroupNorm(num_groups=None), ValueError, r"Either `num_groups` or `group_size`"),
+  (dnn.GroupNorm(num_groups=2, reduction_axes=(1, 2)), ValueError, r"must include the final"),
+  (dnn.LayerNorm(reduction_axes=4), ValueError, r"reduction_axes=4 is out of range for an input of rank 4"),
+  (dnn.LayerNorm(feature_axes=1.5), TypeError, r"feature_axes=1\.5 is not an int"),
+  (dnn.InstanceNorm(feature_axes=(0, -1)), ValueError, r"cannot include the leading"),
+  (dnn.BatchNorm(True, axis=1, feature_axes=2), ValueError, r"axis=1 and feature_axes=2"),
+  (dnn.LayerNorm(axis_index_groups=[[0, 1]]), NotImplementedError, r"axis_index_groups"),
+  (dnn.LayerNorm(learn_sigma=True, sigma=0.0), ValueError, r"must be > 0"),
+])
+def test_errors_name_the_argument_passed(module, error, match):
+  with pytest.raises(error, match=match):
+    module.init(jax.random.key(0), _x((2, 3, 5, 8)))
+
+
+@pytest.mark.parametrize("groups", [dict(num_groups=np.int64(2)),
+                                    dict(num_groups=None, group_size=np.int64(4))],
+                         ids=["num_groups", "group_size"])
+def test_group_norm_takes_numpy_integers_as_flax(groups):
+  """flax's own GroupNorm asserts a Python int; ours takes NumPy integers as those ints."""
+  x = _x((2, 3, 5, 8))
+  ints = {k: None if v is None else int(v) for k, v in groups.items()}
+  want, _ = nn.GroupNorm(**ints).init_with_output(jax.random.key(0), x)
+  got, _ = dnn.GroupNorm(**groups).init_with_output(jax.random.key(0), x)
+  np.testing.assert_allclose(got, want, atol=3e-5)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
+  """flax's use_fast_variance=True (its default) is the core's one-pass mode, False two-pass."""
+  from divnorm._src import flax_semantics
+
+  seen, real = [], flax_semantics.normalize_factors
+  monkeypatch.setattr(flax_semantics, "normalize_factors", lambda *a, **k: (
+    seen.append(k["fast_variance"]), real(*a, **k))[1])
+  x = _x((4, 3, 5, 8))
+  for module in (dnn.LayerNorm(use_fast_variance=flag), dnn.GroupNorm(4, use_fast_variance=flag),
+                 dnn.InstanceNorm(use_fast_variance=flag),
+                 dnn.BatchNorm(False, use_fast_variance=flag)):
+    module.init_with_output(jax.random.key(0), x)
+  assert seen == [flag] * 4
+
+
+@pytest.mark.slow
+def test_docstring_examples_run():
+  import doctest
+
+  from divnorm._src import linen, linen_extra
+
+  for module in (linen, linen_extra):
+    results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, nn=nn),
+                              optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert results.attempted > 0 and results.failed == 0, module.__name__
+
+
+def _bytes_accessed(f, *args) -> float:
+  """XLA's bytes accessed by the compiled ``grad`` of ``sum(f(params, x) * w)``."""
+  g = jax.jit(jax.grad(lambda p, x, w: jnp.sum((f(p, x) * w).astype(jnp.float32)),
+                       argnums=(0, 1)))
+  cost = g.lower(*args).compile().cost_analysis()
+  return (cost[0] if isinstance(cost, list) else cost)["bytes accessed"]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("name", ["LayerNorm", "BatchNorm", "GroupNorm", "RMSNorm"])
+def test_modules_add_nothing_to_the_core(name, dtype):
+  """The module's compiled fwd+bwd program moves exactly the bytes of the core's factors
+  ``y = (u - m) * r`` (`normalize_factors`) plus flax's affine step (`fs.affine`, scale
+  folded): no extra reshape, transpose, dtype round trip or statistic."""
+  from divnorm._src import flax_semantics as fs
+  from divnorm._src.core import normalize_factors
+  from divnorm._src.fields import Field, grouped_field
+  from divnorm._src.statistics import inverse_scale
+
+  x = jnp.asarray(_x((8, 6, 6, 16)), dtype)
+  w = jnp.asarray(_x((8, 6, 6, 16), seed=1), dtype)
+  scale, bias = jnp.ones((16,)), jnp.zeros((16,))
+  params = {"params": {"scale": scale} if name == "RMSNorm" else {"scale": scale, "bias": bias}}
+  stats = divnorm.batch_stats_init(x)
+  x32 = lambda x: x.astype(jnp.float32)  # noqa: E731  flax's statistics dtype
+  field = {"LayerNorm": Field((3,), ()), "BatchNorm": Field((0, 1, 2), ()),
+           "GroupNorm": grouped_field((1, 2), 3, 2, x.shape)}.get(name)
+
+  def core(x):
+    if name == "RMSNorm":
+      r = inverse_scale(jnp.mean(jnp.square(x32(x)), -1, keepdims=True), 1e-3)
+      return x32(x) * r, x32(x), (x32(x), None, r)
+    y, v, r, stats = normalize_factors(x32(x), field, sigma=1e-3, fast_variance=True)
+    return y, v, (x32(x) - stats.shift, stats.mean, r)
+  module = dnn.GroupNorm(8) if name == "GroupNorm" else dnn.BatchNorm(False) if (
+    name == "BatchNorm") else getattr(dnn, name)()
+  variables = {**params, "batch_stats": stats._asdict()} if name == "BatchNorm" else params
+
+  def ours(p, x):
+    return module.apply({**variables, **p}, x, mutable=["batch_stats"])[0]
+
+  def reference(p, x):
+    y, _, factors = core(x)
+    return fs.affine(y, p["params"]["scale"], p["params"].get("bias"), (3,), factors)
+
+  assert _bytes_accessed(ours, params, x, w) == _bytes_accessed(reference, params, x, w)

@@ -28,6 +28,7 @@ def _train(module, x, **kwargs):
   return variables, out, penalty, updates
 
 
+@pytest.mark.slow
 def test_running_modules_equal_functions():
   x = _x()
   stats = divnorm.batch_stats_init(x)
@@ -67,6 +68,7 @@ def test_batch_renorm_call_time_limits_and_bn_identity():
   np.testing.assert_allclose(out, want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_penalty_learned_sigma_and_clipped_rho():
   x = _x()
   module = dx.BatchInstanceNorm(l1_alpha=0.1, learn_sigma=True, sigma=0.5, rho_init=1.0)
@@ -166,3 +168,18 @@ def test_errors():
       jax.random.key(0), x, update_stats=True)
   with pytest.raises(ValueError, match="two spellings"):
     dx.WeightNorm(nn.Dense(3), epsilon=1e-6, sigma=0.1).init(jax.random.key(0), x)
+
+
+def test_weight_wrappers_check_epsilon_and_sigma():
+  x = _x((3, 4))
+  with pytest.raises(ValueError, match=r"epsilon=-1\.0 is negative"):
+    dx.SpectralNorm(nn.Dense(3), epsilon=-1.0).init(jax.random.key(0), x, update_stats=True)
+  with pytest.raises(TypeError, match=r"epsilon='1e-12' is not a real number"):
+    dx.WeightNorm(nn.Dense(3), epsilon="1e-12").init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r"sigma=-0\.1 is negative"):
+    dx.WeightNorm(nn.Dense(3), sigma=-0.1).init(jax.random.key(0), x)
+  with_sigma = dx.WeightNorm(nn.Dense(3), sigma=0.1)
+  with_epsilon = dx.WeightNorm(nn.Dense(3), epsilon=0.01)
+  variables = with_epsilon.init(jax.random.key(0), x)
+  np.testing.assert_allclose(with_sigma.apply(variables, x), with_epsilon.apply(variables, x),
+                             rtol=1e-6)

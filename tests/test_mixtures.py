@@ -107,6 +107,7 @@ def test_batch_renorm_r_d_carry_no_gradient(x64):
   np.testing.assert_allclose(grad, want, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_batch_renorm_traced_limits_and_jit():
   x = _x((4, 3), dtype=np.float32)
   stats = divnorm.batch_stats_init(x)

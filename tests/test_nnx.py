@@ -76,6 +76,7 @@ def test_nnx_equals_functions():
     divnorm.divisive_norm(x, summation_window=3, sigma=0.5), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_equal_flax_nnx_layers():
   x = _x()
   sigma = 0.1
@@ -154,6 +155,7 @@ def test_penalty_and_learned_sigma_reach_the_gradient():
   np.testing.assert_allclose(dn.pop_penalties(model), 0.6 * jnp.mean(jnp.abs(v)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_weight_wrappers():
   x = _x((3, 6))
   linear = nnx.Linear(6, 4, rngs=nnx.Rngs(0))
@@ -206,6 +208,7 @@ def test_errors():
     dn.LocalResponseNorm(0)
 
 
+@pytest.mark.slow
 def test_fast_variance_option_matches_the_function():
   x = np.random.default_rng(0).normal(size=(4, 5, 5, 8)).astype(np.float32) + 1.0
   cases = [
@@ -222,3 +225,141 @@ def test_fast_variance_option_matches_the_function():
   ]
   for module, expected in cases:
     np.testing.assert_allclose(module(x), expected, atol=2e-5)
+
+
+# ---- flax's arguments at the edges -----------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 0, np.float32(1e-5), np.float64(1e-5),
+                                     np.asarray(1e-5), jnp.asarray(1e-5, jnp.float32)],
+                         ids=lambda e: type(e).__name__)
+def test_epsilon_accepts_what_flax_accepts(epsilon):
+  x = _x((4, 5, 6))
+  for name, args in (("LayerNorm", (6,)), ("BatchNorm", (6,)), ("GroupNorm", (6, 3)),
+                     ("RMSNorm", (6,)), ("InstanceNorm", (6,))):
+    want = getattr(nnx, name)(*args, epsilon=epsilon, rngs=nnx.Rngs(0))(x)
+    got = getattr(dn, name)(*args, epsilon=epsilon, rngs=nnx.Rngs(0))(x)
+    np.testing.assert_allclose(got, want, atol=3e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("make,error,match", [
+  (lambda: dn.LayerNorm(6, epsilon=jnp.asarray(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (lambda: dn.BatchNorm(6, epsilon=jnp.asarray(-1.0))(_x((2, 6))), ValueError,
+   r"epsilon=-1\.0 is negative"),
+  (lambda: dn.RMSNorm(6, epsilon=np.float32(-1.0)), ValueError, r"epsilon=-1\.0 is negative"),
+  (lambda: dn.InstanceNorm(6, epsilon=None), TypeError, r"epsilon=None is not a real number"),
+  (lambda: dn.LayerNorm(6, sigma=-0.5), ValueError, r"sigma=-0\.5 is negative"),
+  (lambda: dn.GroupNorm(6, num_groups=2.0), TypeError, r"num_groups=2\.0 is not an int"),
+  (lambda: dn.GroupNorm(6, num_groups=None, group_size=2.0), TypeError,
+   r"group_size=2\.0 is not an int"),
+  (lambda: dn.GroupNorm(6, num_groups=None, group_size=4), ValueError,
+   r"group_size=4 does not divide"),
+  (lambda: dn.WeightNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=jnp.asarray(-1.0)),
+   ValueError, r"epsilon=-1\.0 is negative"),
+  (lambda: dn.BatchNorm(6, epsilon=float("inf")), ValueError, r"epsilon=inf is not finite"),
+  (lambda: dn.RMSNorm(6, epsilon="1e-5"), TypeError, r"epsilon='1e-5' is not a real number"),
+  (lambda: dn.GroupNorm(6, num_groups=4), ValueError, r"num_groups=4 does not divide .* 6"),
+  (lambda: dn.GroupNorm(6, 2, 3), ValueError, r"Either `num_groups` or `group_size`"),
+  (lambda: dn.LayerNorm(6)(_x((2, 5))), ValueError, r"num_features=6 but x of shape \(2, 5\)"),
+  (lambda: dn.LayerNorm(6, reduction_axes=(1, 3))(_x((2, 6))), ValueError,
+   r"reduction_axes=3 is out of range"),
+  (lambda: dn.InstanceNorm(6, feature_axes=0)(_x((2, 6))), ValueError, r"leading dimension"),
+  (lambda: dn.LayerNorm(6, axis_index_groups=[[0]])(_x((2, 6))), NotImplementedError,
+   r"axis_index_groups"),
+  (lambda: dn.BatchNorm(6, axis=0, feature_axes=1), ValueError, r"axis=0 and feature_axes=1"),
+  (lambda: dn.WeightNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=1e-6, sigma=0.1),
+   ValueError, r"epsilon=1e-06 and sigma=0\.1"),
+  (lambda: dn.SpectralNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=-1.0), ValueError,
+   r"epsilon=-1\.0 is negative"),
+])
+def test_errors_name_the_argument_passed(make, error, match):
+  with pytest.raises(error, match=match):
+    make()
+
+
+@pytest.mark.parametrize("groups", [dict(num_groups=np.int64(2)),
+                                    dict(num_groups=None, group_size=np.int64(3))],
+                         ids=["num_groups", "group_size"])
+def test_group_norm_takes_numpy_integers_as_flax(groups):
+  """flax's own GroupNorm rejects NumPy integers; ours takes them as the Python ints."""
+  x = _x((4, 5, 6))
+  ints = {k: None if v is None else int(v) for k, v in groups.items()}
+  want = nnx.GroupNorm(6, **ints, rngs=nnx.Rngs(0))(x)
+  np.testing.assert_allclose(dn.GroupNorm(6, **groups)(x), want, atol=3e-5)
+
+
+def test_weight_wrappers_take_sigma_as_the_other_spelling_of_epsilon():
+  linear = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+  assert dn.WeightNorm(linear, sigma=0.1).epsilon == pytest.approx(0.01)
+  assert dn.SpectralNorm(linear, sigma=0.1).epsilon == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
+  from divnorm._src import flax_semantics
+
+  seen, real = [], flax_semantics.normalize_factors
+  monkeypatch.setattr(flax_semantics, "normalize_factors", lambda *a, **k: (
+    seen.append(k["fast_variance"]), real(*a, **k))[1])
+  x = _x((4, 3, 5, 8))
+  for module in (dn.LayerNorm(8, use_fast_variance=flag),
+                 dn.GroupNorm(8, 4, use_fast_variance=flag),
+                 dn.InstanceNorm(8, use_fast_variance=flag),
+                 dn.BatchNorm(8, use_fast_variance=flag)):
+    module(x)
+  assert seen == [flag] * 4
+
+
+@pytest.mark.slow
+def test_docstring_examples_run():
+  import doctest
+
+  from divnorm._src import nnx as nnx_impl
+  from divnorm._src import nnx_extra
+
+  for module in (nnx_impl, nnx_extra):
+    results = doctest.testmod(module, extraglobs=dict(jax=jax, jnp=jnp, nnx=nnx),
+                              optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert results.attempted > 0 and results.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("name", ["LayerNorm", "GroupNorm", "RMSNorm"])
+def test_modules_add_nothing_to_the_core(name):
+  """bf16 in, float32 parameters: the module's compiled fwd+bwd moves exactly the bytes of
+  the core's factors ``y = (u - m) * r`` plus flax's affine step (scale folded; see
+  tests/test_linen.py, which also checks BatchNorm: under a plain `jax.grad` an nnx
+  BatchStat cannot be updated)."""
+  from divnorm._src import flax_semantics as fs
+  from divnorm._src.core import normalize_factors
+  from divnorm._src.fields import Field, grouped_field
+  from divnorm._src.statistics import inverse_scale
+
+  x = _x((8, 6, 6, 16)).astype(jnp.bfloat16)
+  w = _x((8, 6, 6, 16), seed=1).astype(jnp.bfloat16)
+  module = dn.GroupNorm(16, 8) if name == "GroupNorm" else getattr(dn, name)(16)
+  field = {"LayerNorm": Field((3,), ()),
+           "GroupNorm": grouped_field((1, 2), 3, 2, x.shape)}.get(name)
+
+  def core(x):
+    if name == "RMSNorm":
+      r = inverse_scale(jnp.mean(jnp.square(x), -1, keepdims=True), 1e-3)
+      return x * r, x, (x, None, r)
+    y, v, r, stats = normalize_factors(x, field, sigma=1e-3, fast_variance=True)
+    return y, v, (x - stats.shift, stats.mean, r)
+  graph, params, rest = nnx.split(module, nnx.Param, ...)
+
+  def ours(p, x, rest):
+    return nnx.merge(graph, p, rest)(x)
+
+  def reference(p, x, rest):
+    y, _, factors = core(x.astype(jnp.float32))
+    return fs.affine(y, p["scale"][...], p["bias"][...] if "bias" in p else None, (3,),
+                     factors)
+
+  def cost(f):
+    g = jax.jit(jax.grad(lambda p, x, r: jnp.sum((f(p, x, r) * w).astype(jnp.float32)),
+                         argnums=(0, 1)))
+    c = g.lower(params, x, rest).compile().cost_analysis()
+    return (c[0] if isinstance(c, list) else c)["bytes accessed"]
+
+  assert cost(ours) == cost(reference)

@@ -63,6 +63,7 @@ def test_mask_with_whole_and_windowed_fields(x64, border):
     np.testing.assert_allclose(y, y_ref, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_masked_out_entries_are_zero_and_finite():
   x = _x((2, 6))
   mask = np.zeros((2, 6), bool)
@@ -85,6 +86,7 @@ def test_full_windows_equal_layer_norm():
   np.testing.assert_allclose(divnorm.normalize(x, {1: 21, 2: 31, 3: None}, sigma=0.2), y, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_shift_invariance_of_centered_fields():
   x = _x((2, 9, 8, 3))
   for field in [(1, 2, 3), (0, 1, 2), {3: None, 1: 3, 2: 5}, {1: 5}]:
@@ -93,6 +95,7 @@ def test_shift_invariance_of_centered_fields():
       atol=2e-5)
 
 
+@pytest.mark.slow
 def test_zero_padding_is_not_shift_invariant_at_borders():
   x = _x((1, 15, 3)) + 50.0
   y = divnorm.normalize(x, {1: 5, 2: None}, border="zeros", sigma=0.5)
@@ -101,6 +104,7 @@ def test_zero_padding_is_not_shift_invariant_at_borders():
   assert np.abs(np.asarray(y - y0)[:, :2]).max() > 0.1  # border: pulled toward zero
 
 
+@pytest.mark.slow
 def test_scale_invariance():
   x = _x((2, 7, 6, 3))
   field = {3: None, 1: 3, 2: 3}
@@ -114,6 +118,7 @@ def test_scale_invariance():
   assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-3
 
 
+@pytest.mark.slow
 def test_translation_equivariance_away_from_borders():
   x = _x((2, 20, 4))
   field_a, field_b = {1: 3, 2: None}, {1: 5, 2: None}
@@ -127,6 +132,7 @@ def test_translation_equivariance_away_from_borders():
   "summation,suppression",
   [((1, 2), None), ({1: 3, 2: None}, None), ({1: 3}, {1: 5, 2: None})],
 )
+@pytest.mark.slow
 def test_gradients_order_2(x64, summation, suppression):
   x = _x((2, 5, 3), seed=3, dtype=np.float64)
   f = lambda x: divnorm.normalize(x, summation, suppression, sigma=0.3)
@@ -146,6 +152,7 @@ def test_gradients_order_2(x64, summation, suppression):
     lambda x: divnorm.batch_norm(x, divnorm.batch_stats_init(x), training=True)[0],
   ],
 )
+@pytest.mark.slow
 def test_constant_input_is_finite_with_default_arguments(f):
   x = jnp.full((2, 5, 4), 3.0)
   assert np.isfinite(f(x)).all()
@@ -188,6 +195,7 @@ def test_every_function_jits_with_python_scalars(f):
   np.testing.assert_allclose(jax.jit(f)(x), f(x), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_vmap_commutes_with_per_example_fields():
   x = _x((4, 7, 6, 3))
   per_example = lambda xi: divnorm.normalize(xi, {2: None, 0: 3, 1: 3}, sigma=0.1)
@@ -202,6 +210,7 @@ def test_axis_name_adds_a_whole_axis_under_vmap():
     jax.vmap(f, axis_name="batch")(x), divnorm.normalize(x, (0, 1)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_axis_name_under_shard_map_and_sharded_jit_equal_one_device():
   devices = jax.devices()
   assert len(devices) == 8, "conftest sets 8 CPU devices"
@@ -237,6 +246,7 @@ def test_large_offset_stays_accurate(field):
   np.testing.assert_allclose(y, y_ref, atol=3e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("border", ["valid", "zeros"])
 @pytest.mark.parametrize(
     "summation,suppression",

@@ -31,7 +31,7 @@ QUICK_CPU_SECONDS = 60
 CELL_TIMEOUT = 600
 
 
-EXPECTED = ["01", "02", "03", "04", "05", "06"]
+EXPECTED = ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 def test_every_notebook():
@@ -78,6 +78,7 @@ def test_colab_badge_and_install_cell(twin):
   assert len(params) == 1 and "DIVNORM_NOTEBOOK_QUICK" in params[0].source
 
 
+@pytest.mark.slow
 @pytest.mark.loose_promotion
 @pytest.mark.parametrize("twin", TWINS, ids=IDS)
 def test_runs_in_quick_mode(twin, monkeypatch):

@@ -51,6 +51,7 @@ def test_instance_norm(x64):
   np.testing.assert_allclose(divnorm.instance_norm(x32, sigma=SIGMA), _flax(flax_in, x32), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_group_norm(x64):
   x = _x(dtype=np.float64)
   grouped = x.reshape(3, 6, 5, 4, 2)
@@ -63,6 +64,7 @@ def test_group_norm(x64):
     divnorm.group_norm(x32, num_groups=4, sigma=SIGMA), _flax(flax_gn, x32), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_group_norm_on_rank_2_input(x64):
   # [B, C] (dense or RNN units) takes the [B, G, C/G] path; masks broadcast as elsewhere.
   x = _x((5, 12), seed=7, dtype=np.float64)
@@ -79,6 +81,7 @@ def test_group_norm_on_rank_2_input(x64):
   assert not np.any(y[1]) and not np.any(v[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axes", [-1, (1, 2, 3), {1: 3, 3: None}])
 def test_rms_norm_gradients(x64, axes):
   # The unmasked path has a hand-written JVP; check it to second order, in x and sigma,
@@ -98,6 +101,7 @@ def test_rms_norm_gradients(x64, axes):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_group_norm_nchw_and_identities():
   x = _x()
   nchw = jnp.moveaxis(x, -1, 1)
@@ -121,6 +125,7 @@ def test_rms_norm(x64):
   np.testing.assert_allclose(divnorm.rms_norm(x32, sigma=SIGMA), _flax(flax_rms, x32), atol=2e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("border", ["valid", "zeros"])
 def test_divisive_norm_is_normalize_with_spatial_windows(x64, border):
   x = _x((2, 7, 6, 3), dtype=np.float64)
@@ -176,6 +181,7 @@ FAST_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("f", FAST_CASES)
 def test_fast_variance_equals_two_pass_on_centered_data(x64, f):
   x = _x(dtype=np.float64)
@@ -189,7 +195,7 @@ def test_fast_variance_equals_two_pass_on_centered_data(x64, f):
   assert np.isfinite(g(const)).all()
 
 
-def test_fast_variance_is_flax_default_and_loses_digits_at_large_offsets():
+def test_fast_variance_is_flax_default_and_keeps_its_digits_at_large_offsets():
   x = _x()
   flax_ln = nn.LayerNorm(epsilon=SIGMA**2, use_bias=False, use_scale=False, reduction_axes=(1, 2, 3))
   np.testing.assert_allclose(
@@ -197,14 +203,14 @@ def test_fast_variance_is_flax_default_and_loses_digits_at_large_offsets():
     _flax(flax_ln, x), atol=2e-6)
   far = x + np.float32(1e4)
   exact = _np_norm(far.astype(np.float64), (1, 2, 3))
-  two_pass = np.abs(
-    divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA, fast_variance=False) - exact).max()
-  default = np.abs(divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA) - exact).max()
-  assert default < 1e-5  # two-pass around a shift from the data: float32 rounding only
-  one_pass = np.abs(
-    divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA, fast_variance=True) - exact).max()
-  assert two_pass < 1e-5
-  assert one_pass > 100 * max(two_pass, 1e-5), (one_pass, two_pass)
+  errors = {fv: np.abs(divnorm.layer_norm(far, reduction_axes=(1, 2, 3), sigma=SIGMA,
+                                          fast_variance=fv) - exact).max()
+            for fv in (None, False, True)}
+  # Two-pass and one-pass around a shift from the data: float32 rounding of values of
+  # size ~1 (measured 7e-7 and 3e-6). Flax's one-pass sums of x and x^2 cancel ~8 digits.
+  assert max(errors.values()) < 2e-5, errors
+  flax_error = np.abs(_flax(flax_ln, far) - exact).max()
+  assert flax_error > 1e3 * errors[True], (flax_error, errors)
 
 
 FAST_CASES_DN = [
@@ -223,6 +229,7 @@ def test_default_is_two_pass(f):
   assert "cond" not in jaxpr and "custom_vmap" not in jaxpr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("f", FAST_CASES_DN)
 def test_fast_variance_for_divisive_norm_across_channels(x64, f):
   # One-pass sums over the channels, each position centered by its own local mean: the
@@ -236,11 +243,11 @@ def test_fast_variance_for_divisive_norm_across_channels(x64, f):
   np.testing.assert_allclose(f(x32, fast_variance=True), f(x32, fast_variance=False), atol=2e-5)
   const = jnp.full((2, 3, 3, 8), 5.0)
   assert np.isfinite(f(const, fast_variance=True)).all()
-  # At an offset of 1e4 (std 2) one-pass loses its digits; two-pass does not.
+  # At an offset of 1e4 (std 2) neither loses its digits: both sum around a shift.
   far = x32 + np.float32(1e4)
   exact = np.asarray(f(far.astype(np.float64), fast_variance=False))
-  assert np.abs(np.asarray(f(far, fast_variance=False)) - exact).max() < 1e-3
-  assert np.abs(np.asarray(f(far, fast_variance=True)) - exact).max() > 1e-2
+  for fv in (False, True):
+    assert np.abs(np.asarray(f(far, fast_variance=fv)) - exact).max() < 1e-4
 
 
 def test_fast_variance_rejects_fields_it_does_not_serve():

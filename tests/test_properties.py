@@ -54,6 +54,7 @@ def _data(shape, offset, seed, use_mask):
   return x, mask
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(cases())
 def test_float32_matches_the_float64_formula(case):
@@ -74,6 +75,7 @@ def test_float32_matches_the_float64_formula(case):
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=2e-4)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(cases())
 def test_float64_is_the_formula(case):
@@ -89,6 +91,7 @@ def test_float64_is_the_formula(case):
   np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(cases(), st.sampled_from([np.nan, np.inf, -np.inf, 1.7e7]))
 def test_masked_out_entries_never_matter(case, value):
@@ -102,6 +105,7 @@ def test_masked_out_entries_never_matter(case, value):
   np.testing.assert_array_equal(np.asarray(f(poisoned))[mask], np.asarray(f(x))[mask])
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, derandomize=True)
 @given(st.integers(1, 3), st.integers(2, 6), st.sampled_from([0.0, 1e4]), st.integers(0, 99),
        st.booleans())
@@ -164,6 +168,7 @@ class CoreWithAndWithoutJit(chex.TestCase):
     chex.assert_shape(y, x.shape)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 4, 2)])
 def test_empty_inputs_give_empty_outputs(shape):
   for field in [tuple(range(len(shape))), {0: 3}]:

@@ -14,17 +14,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from divnorm._src import fast
 from divnorm._src.checks import (
+  check_bool,
   check_input,
+  check_int,
   check_mask,
   check_momentum,
   check_nonempty,
   check_sigma,
+  describe,
 )
+from divnorm._src.core import normalized
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import select, stat_dtype
-from divnorm._src.statistics import scale, stats_shape
+from divnorm._src.statistics import pick_statistics, scale, stats_shape
 
 
 class BatchStats(NamedTuple):
@@ -34,17 +37,87 @@ class BatchStats(NamedTuple):
   var: jax.Array
 
 
+_INIT = {"BatchStats": "batch_stats_init", "MeanStats": "mean_stats_init"}
+
+
 def _feature_axes(feature_axes: int | Sequence[int], ndim: int) -> tuple[int, ...]:
   return resolve_field(feature_axes, ndim, role="feature_axes").whole
+
+
+def feature_shape(x_or_shape, feature_axes: int | Sequence[int], name: str) -> tuple[int, ...]:
+  """The shape of per-feature statistics for inputs like `x_or_shape` (an array or a shape)."""
+  shape = getattr(x_or_shape, "shape", x_or_shape)
+  if not isinstance(shape, tuple | list):
+    raise TypeError(
+        f"{name}: x_or_shape={describe(x_or_shape)} is neither an array nor a shape; pass a "
+        f"batch like the ones to normalize, or its shape, e.g. {name}(x) or {name}((32, 10)).")
+  shape = tuple(check_int(n, "x_or_shape", context=name, minimum=0) for n in shape)
+  return tuple(shape[a] for a in _feature_axes(feature_axes, len(shape)))
+
+
+def check_state_dtype(dtype, name: str):
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(f"{name}: dtype={dtype!r} is not a floating dtype; running statistics are "
+                    f"averages: use e.g. dtype=jnp.float32.")
+  return dtype
 
 
 def batch_stats_init(
     x_or_shape, *, feature_axes: int | Sequence[int] = -1, dtype=jnp.float32
 ) -> BatchStats:
   """Initial running statistics (mean 0, variance 1) for inputs like `x_or_shape`."""
-  shape = tuple(getattr(x_or_shape, "shape", x_or_shape))
-  features = tuple(shape[a] for a in _feature_axes(feature_axes, len(shape)))
+  features = feature_shape(x_or_shape, feature_axes, "batch_stats_init")
+  dtype = check_state_dtype(dtype, "batch_stats_init")
   return BatchStats(jnp.zeros(features, dtype), jnp.ones(features, dtype))
+
+
+def check_stats(stats, kind: type, x: jax.Array, features: tuple[int, ...], feature_axes,
+                name: str) -> tuple[int, ...]:
+  """`stats` must be a `kind` (`BatchStats`, `MeanStats`) of floating per-feature arrays.
+
+  A bare ``(mean, var)`` tuple or Flax's ``{"mean": ..., "var": ...}`` dict is refused
+  rather than converted: the functions return a `kind`, and a state that changes its type
+  between steps breaks ``lax.scan`` and ``jit`` caches. Returns the features' shape.
+  """
+  init = _INIT[kind.__name__]
+  if not isinstance(stats, kind):
+    wrap = ", ".join(kind._fields)
+    raise TypeError(
+        f"{name}: stats must be a divnorm.{kind.__name__}, got {describe(stats)} "
+        f"({type(stats).__name__}); create them with divnorm.{init}(x, feature_axes=...) and "
+        f"pass the returned stats back in each step (to wrap arrays you hold: "
+        f"divnorm.{kind.__name__}({wrap})).")
+  shape = tuple(x.shape[a] for a in features)
+  for field, value in zip(stats._fields, stats, strict=True):
+    if tuple(jnp.shape(value)) != shape:
+      raise ValueError(
+          f"{name}: stats.{field} has shape {tuple(jnp.shape(value))} but x of shape "
+          f"{x.shape} has features {shape} on axes {features}; create the statistics with "
+          f"{init}(x, feature_axes={feature_axes!r}).")
+    if not jnp.issubdtype(jnp.result_type(value), jnp.floating):
+      raise TypeError(
+          f"{name}: stats.{field} has dtype {jnp.result_type(value)}; running statistics are "
+          f"floating: create them with {init}(x, feature_axes={feature_axes!r}).")
+  return shape
+
+
+def ema(old: jax.Array, batch: jax.Array, momentum) -> jax.Array:
+  """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point of the
+  update, so a jitted step never retraces). A Python momentum stays weakly typed, as in Flax;
+  a NumPy or JAX one is cast to that dtype (no promotion, even under strict rules)."""
+  if not isinstance(momentum, int | float):
+    momentum = jnp.asarray(momentum).astype(old.dtype)
+  return momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype)
+
+
+def running_var(var: jax.Array, dt) -> jax.Array:
+  """A stored variance in `dt`, clamped at 0.
+
+  A running variance is >= 0 by construction, but one restored from a damaged checkpoint or
+  written by hand may not be, and ``rsqrt`` of a negative is NaN (flax issue 1491). Flax
+  clamps batch variances at 0 in the same way.
+  """
+  return jnp.maximum(var.astype(dt), jnp.zeros((), dt))
 
 
 def batch_norm(
@@ -64,9 +137,12 @@ def batch_norm(
 
   Args:
     x: ``[B, ..., C]``; statistics reduce every axis but `feature_axes`.
-    stats: running statistics from `batch_stats_init` (shape of the feature axes).
-    training: True normalizes with the batch's statistics and updates `stats`; False
-      normalizes with `stats` and returns them unchanged.
+    stats: a `BatchStats` from `batch_stats_init` (shape of the feature axes). A bare
+      ``(mean, var)`` pair is refused: wrap it, ``BatchStats(mean, var)``. In evaluation a
+      negative stored variance (a damaged checkpoint) counts as 0.
+    training: a bool. True normalizes with the batch's statistics and updates `stats`;
+      False normalizes with `stats` and returns them unchanged. Under ``jit`` it must be
+      static.
     feature_axes: axes that keep their own statistics.
     momentum: ``new = momentum * old + (1 - momentum) * batch`` (Flax's convention; the
       paper's code uses 0.9).
@@ -82,14 +158,11 @@ def batch_norm(
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
   """
   x = check_input(x)
+  training = check_bool(training, "training")
+  return_centered = check_bool(return_centered, "return_centered")
   features = _feature_axes(feature_axes, x.ndim)
   reduction = tuple(a for a in range(x.ndim) if a not in features)
-  feature_shape = tuple(x.shape[a] for a in features)
-  if tuple(stats.mean.shape) != feature_shape or tuple(stats.var.shape) != feature_shape:
-    raise ValueError(
-        f"stats have shapes {tuple(stats.mean.shape)}/{tuple(stats.var.shape)} but x of shape "
-        f"{x.shape} has features {feature_shape} on axes {features}; create them with "
-        f"batch_stats_init(x, feature_axes={feature_axes!r}).")
+  check_stats(stats, BatchStats, x, features, feature_axes, "batch_norm")
   check_momentum(momentum)
   field = resolve_field(reduction, x.ndim)
   sigma = check_sigma(sigma, stats_shape(x.shape, field))
@@ -97,20 +170,16 @@ def batch_norm(
   dt = stat_dtype(x.dtype)
   if training:
     check_nonempty(x, reduction, "batch_norm")
-    y, (mean, var, v) = fast.normalized(x, sigma, field, field, mask=mask, axis_name=axis_name,
-                                        fast_variance=fast_variance)
-    keep = stats.mean.dtype
-    # The batch statistic is cast to the state's dtype first: the state's dtype is a fixed
-    # point of the update (no retracing), also for float64 inputs under strict promotion.
-    stats = BatchStats(
-        momentum * stats.mean + (1.0 - momentum) * mean.reshape(feature_shape).astype(keep),
-        momentum * stats.var + (1.0 - momentum) * var.reshape(feature_shape).astype(keep),
-    )
+    y, v, batch = normalized(
+        x.astype(dt), jnp.asarray(sigma, dt), mask, pick_statistics(field, field, fast_variance),
+        field, field, "valid", axis_name)
+    mean, var = batch.shift + batch.mean, batch.var
+    stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
   else:
     bshape = [1] * x.ndim
     for a in features:
       bshape[a] = x.shape[a]
     v = select(x.astype(dt) - stats.mean.astype(dt).reshape(bshape), mask)
-    y = select(scale(v, stats.var.astype(dt).reshape(bshape), sigma), mask)
+    y = select(scale(v, running_var(stats.var, dt).reshape(bshape), sigma), mask)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats

@@ -1,12 +1,20 @@
 """Every argument check of divnorm, written once (the functions and the Flax modules call these).
 
-Each check raises an error that says how to fix the call. Checks of values (sigma >= 0,
-momentum in [0, 1], ...) apply to concrete values only: a traced value (under ``jit``, or a
-learned parameter) passes, since its value is unknown when the program is built. Shapes are
-always static and always checked.
+Each check raises an error that names the argument and says how to fix the call: a
+`TypeError` for a value of the wrong kind (a string, None, a bool where a number goes, a
+float where an int goes), a `ValueError` for a value out of range. Python, NumPy and JAX
+scalars are accepted alike wherever a number goes, and Python, NumPy and concrete JAX
+integers wherever an int goes.
+
+Checks of values (sigma >= 0, momentum in [0, 1], ...) apply to concrete values only: a
+traced value (under ``jit``, or a learned parameter) passes, since its value is unknown
+when the program is built; its dtype is still checked. Shapes, axes, widths and counts
+are static: a traced int is refused with a hint to mark it static.
 """
 
 from __future__ import annotations
+
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -23,46 +31,123 @@ def is_concrete(value) -> bool:
   return not isinstance(value, jax.core.Tracer)
 
 
-def check_input(x) -> jax.Array:
-  """`x` as a floating jax.Array, or a TypeError that says how to fix the call."""
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
+def describe(value) -> str:
+  """`value` for an error message: short, whatever it is (a traced value, a big array)."""
+  if not is_concrete(value):
+    return f"a traced value of dtype {value.dtype}"
+  if isinstance(value, jax.Array | np.ndarray | np.generic):
+    if np.ndim(value) == 0:
+      return repr(np.asarray(value).item())
+    if np.size(value) <= 6:
+      return f"array({np.asarray(value).tolist()})"
+    return f"an array of shape {tuple(np.shape(value))} and dtype {value.dtype}"
+  text = repr(value)
+  return text if len(text) <= 80 else f"a {type(value).__name__}"
+
+
+def _dtype_of(value):
+  """The dtype `value` would have as an array, or None when it is not numeric data."""
+  if isinstance(value, str | bytes) or value is None:
+    return None
+  dtype = getattr(value, "dtype", None)
+  if dtype is None:
+    try:
+      dtype = np.asarray(value).dtype
+    except (TypeError, ValueError):
+      return None
+  return dtype
+
+
+def _is_real_dtype(dtype) -> bool:
+  return dtype is not None and (jnp.issubdtype(dtype, jnp.floating)
+                                or jnp.issubdtype(dtype, jnp.integer))
+
+
+def check_real(value, name: str, hint: str = "") -> None:
+  """A TypeError unless `value` is real numbers: a Python, NumPy or JAX scalar or array.
+
+  Strings, None, bools and complex numbers are refused; a traced value passes when its
+  dtype is real.
+  """
+  if isinstance(value, bool | np.bool_) or not _is_real_dtype(_dtype_of(value)):
+    fix = "pass a number"
+    if isinstance(value, str):
+      try:
+        fix = f"pass the number itself, {name}={float(value)!r}, not a string"
+      except ValueError:
+        pass
     raise TypeError(
-        f"normalization needs a floating-point input, got dtype {x.dtype}; cast it first, "
-        f"e.g. x.astype(jnp.float32).")
-  return x
+        f"{name}={describe(value)} is not a real number; {name} takes a Python, NumPy or "
+        f"JAX number (or an array of them){hint}: {fix}.")
 
 
 def check_nonnegative(value, name: str, hint: str = "") -> None:
-  """Rejects a concrete `value` that is negative or not finite; a traced one passes."""
+  """Rejects a `value` that is not real numbers (TypeError), or a concrete one that is
+  negative or not finite (ValueError); a traced real value passes.
+
+  Args:
+    value: the value to check: a Python, NumPy or JAX number, or an array of them.
+    name: the argument's name as the caller spelled it (``"sigma"``, ``"epsilon"``,
+      ``"LayerNorm: epsilon"``); errors read ``"{name}=-1.0 is negative ..."``.
+    hint: appended to the error's explanation, e.g. what the argument means.
+  """
+  check_real(value, name, hint)
   if not is_concrete(value):
     return
   array = np.asarray(value)
   if array.size and not np.all(np.isfinite(array)):
-    raise ValueError(f"{name}={value} is not finite; it must be a finite number >= 0{hint}.")
+    raise ValueError(
+        f"{name}={describe(value)} is not finite; it must be a finite number >= 0{hint}.")
   if array.size and np.any(array < 0):
-    raise ValueError(f"{name}={value} is negative; it must be >= 0{hint}.")
+    raise ValueError(f"{name}={describe(value)} is negative; it must be >= 0{hint}.")
 
 
-def check_sigma(sigma, stats_shape: tuple[int, ...] | None = None):
-  """`sigma` checked: finite, >= 0 (when concrete), and broadcastable to `stats_shape`.
+def check_positive(value, name: str, hint: str = "") -> None:
+  """Rejects a `value` that is not real numbers, or a concrete one that is not finite and > 0."""
+  check_real(value, name, hint)
+  if is_concrete(value):
+    array = np.asarray(value)
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+      raise ValueError(f"{name}={describe(value)} must be a finite number > 0{hint}.")
+
+
+def check_finite(value, name: str, hint: str = "") -> None:
+  """Rejects a `value` that is not real numbers, or a concrete one that is not finite."""
+  check_real(value, name, hint)
+  if is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
+    raise ValueError(f"{name}={describe(value)} is not finite; it must be a finite number"
+                     f"{hint}.")
+
+
+def check_sigma(sigma, stats_shape: tuple[int, ...] | None = None, *, name: str = "sigma",
+                hint: str | None = None):
+  """`sigma` checked: real, finite, >= 0 (when concrete), and broadcastable to `stats_shape`.
 
   Args:
-    sigma: the smoothing term: a Python number, or an array (e.g. a learned parameter).
+    sigma: the smoothing term: a Python, NumPy or JAX number, or an array (e.g. a learned
+      parameter, or one value per example).
     stats_shape: shape of the statistics ``E_B[v^2]`` it is added to (the input's shape
       with the reduced whole axes set to 1), or None to check the value only.
+    name: the argument's name in error messages, as the caller's user spelled it (a Flax
+      module checking ``sqrt(epsilon)`` passes ``name="epsilon"``).
+    hint: appended to the errors' explanation; by default, for ``name="sigma"``, how sigma
+      relates to Flax's epsilon.
 
   Returns:
     `sigma` unchanged for a Python number, else an array of rank ``len(stats_shape)``
     (leading size-1 axes added), so adding it never promotes ranks.
 
   Raises:
+    TypeError: a string, None, a bool or a complex number.
     ValueError: NaN, inf or negative sigma, or a shape that would change the output's
       shape (e.g. sigma of shape (3, 1, 1) for statistics of shape (4, 1)).
   """
-  check_nonnegative(sigma, "sigma", _SIGMA_HINT)
-  if stats_shape is None or isinstance(sigma, int | float) and not isinstance(sigma, bool):
+  hint = (_SIGMA_HINT if name == "sigma" else "") if hint is None else hint
+  check_nonnegative(sigma, name, hint)
+  if stats_shape is None or isinstance(sigma, int | float):
     return sigma
+  if isinstance(sigma, list | tuple):
+    sigma = np.asarray(sigma)
   shape = tuple(np.shape(sigma))
   stats_shape = tuple(stats_shape)
   try:
@@ -72,7 +157,7 @@ def check_sigma(sigma, stats_shape: tuple[int, ...] | None = None):
     ok = False
   if not ok:
     raise ValueError(
-        f"sigma of shape {shape} does not broadcast to the statistics' shape {stats_shape} "
+        f"{name} of shape {shape} does not broadcast to the statistics' shape {stats_shape} "
         f"(the input's shape with the reduced axes set to 1), so it would change the output's "
         f"shape; pass a scalar, or an array of shape {stats_shape} or one that broadcasts to it.")
   return jnp.reshape(sigma, (1,) * (len(stats_shape) - len(shape)) + shape)
@@ -88,9 +173,12 @@ def check_learn_sigma(sigma) -> None:
 
 
 def check_momentum(momentum) -> None:
-  """Running averages decay by `momentum`, which must lie in [0, 1]."""
-  if is_concrete(momentum) and not 0.0 <= np.asarray(momentum) <= 1.0:
-    raise ValueError(f"momentum={momentum} must be in [0, 1] (Flax's default is 0.99).")
+  """Running averages decay by `momentum`, a real number in [0, 1]."""
+  check_real(momentum, "momentum", " (the decay of the running averages)")
+  if is_concrete(momentum) and not np.all((np.asarray(momentum) >= 0.0)
+                                          & (np.asarray(momentum) <= 1.0)):
+    raise ValueError(f"momentum={describe(momentum)} must be in [0, 1] (Flax's default is "
+                     f"0.99).")
 
 
 def check_border(border: str) -> str:
@@ -100,29 +188,118 @@ def check_border(border: str) -> str:
   return border
 
 
+def check_int(value, name: str, *, minimum: int | None = None, hint: str = "",
+              context: str = "") -> int:
+  """`value` as a Python int: a Python, NumPy or concrete JAX integer, never a bool.
+
+  Args:
+    value: the argument.
+    name: its name, as the user spelled it.
+    minimum: the smallest value allowed, if any.
+    hint: appended to the errors' explanation (what the argument means).
+    context: the function's name, prefixed to the errors (``"group_norm: ..."``).
+
+  Raises:
+    TypeError: a float, a bool, a string, None, or a traced value (shapes, widths and
+      counts are static: under ``jit`` pass them as ``static_argnames``).
+    ValueError: an int below `minimum`.
+  """
+  where = f"{context}: " if context else ""
+  if not is_concrete(value):
+    raise TypeError(
+        f"{where}{name} is traced ({describe(value)}), but it sets a shape, so it must be a "
+        f"static int: under jax.jit pass it with static_argnames=('{name}',), or close over "
+        f"it.")
+  if isinstance(value, bool | np.bool_):
+    raise TypeError(f"{where}{name}={value!r} is a bool; {name} must be an int{hint}.")
+  try:
+    index = operator.index(value)
+  except TypeError:
+    fix = ""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+      fix = f": pass {name}={int(value)}"
+    raise TypeError(f"{where}{name}={describe(value)} is not an int; {name} must be an int"
+                    f"{hint}{fix}.") from None
+  if minimum is not None and index < minimum:
+    raise ValueError(f"{where}{name}={index} must be an int >= {minimum}{hint}.")
+  return index
+
+
+def check_bool(value, name: str) -> bool:
+  """`value` as a Python bool: a Python, NumPy or concrete JAX bool (not an int, None, str)."""
+  if not is_concrete(value):
+    raise TypeError(
+        f"{name} is traced ({describe(value)}), but it picks the computation, so it must be "
+        f"a static bool: under jax.jit pass it with static_argnames=('{name}',), or close "
+        f"over it; to switch at run time, call both and select with jnp.where.")
+  if isinstance(value, bool | np.bool_) or (
+      isinstance(value, jax.Array | np.ndarray) and value.shape == () and value.dtype == bool):
+    return bool(value)
+  raise TypeError(f"{name}={describe(value)} is not a bool; pass {name}=True or {name}=False.")
+
+
+def axis_range(ndim: int) -> str:
+  """How to name an axis of an input of rank `ndim`, for error messages."""
+  if ndim == 0:
+    return "the input is a scalar (rank 0), which has no axes"
+  return f"use an axis in [{-ndim}, {ndim - 1}]"
+
+
+def axis_index(axis, ndim: int, name: str, *, context: str = "") -> int:
+  """`axis` (an int in ``[-ndim, ndim)``) as a non-negative index, or a clear error."""
+  a = check_int(axis, name, context=context)
+  if not -ndim <= a < ndim:
+    where = f"{context}: " if context else ""
+    raise ValueError(f"{where}{name}={a} is out of range for an input of rank {ndim}; "
+                     f"{axis_range(ndim)}.")
+  return a % ndim
+
+
 def channel_axis_index(channel_axis: int, ndim: int, name: str) -> int:
   """`channel_axis` as a non-negative index, or an error: it must be a non-batch axis."""
-  if isinstance(channel_axis, bool) or not isinstance(channel_axis, int | np.integer):
-    raise TypeError(f"{name}: channel_axis must be an int, got {channel_axis!r}.")
-  if not -ndim <= channel_axis < ndim:
+  c = check_int(channel_axis, "channel_axis", context=name)
+  if not -ndim <= c < ndim:
     problem = f"is out of range for an input of rank {ndim}"
-  elif channel_axis % ndim == 0:
+  elif c % ndim == 0:
     problem = "is the batch axis (axis 0)"
   else:
-    return int(channel_axis) % ndim
-  raise ValueError(f"{name}: channel_axis={channel_axis} {problem}; it must name a non-batch "
-                   f"axis: use -1 (NHWC) or 1 (NCHW).")
+    return c % ndim
+  raise ValueError(f"{name}: channel_axis={c} {problem}; it must name a non-batch axis: use -1 "
+                   f"(NHWC) or 1 (NCHW).")
+
+
+def check_input(x, name: str = "x") -> jax.Array:
+  """`x` as a floating jax.Array, or a TypeError that says how to fix the call."""
+  dtype = _dtype_of(x)
+  if dtype is None or dtype == np.dtype(object):
+    raise TypeError(
+        f"{name}={describe(x)} is not an array; normalization needs a floating-point array "
+        f"(a jax.Array, a NumPy array or nested lists of floats).")
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(
+        f"normalization needs a floating-point input, got {name} of dtype {x.dtype}; cast it "
+        f"first, e.g. {name}.astype(jnp.float32).")
+  return x
+
+
+def check_array(value, name: str, hint: str = "") -> jax.Array:
+  """`value` (real numbers: a parameter, a weight vector) as a jax.Array, or a TypeError."""
+  check_real(value, name, hint)
+  return jnp.asarray(value)
 
 
 def check_mask(mask, shape: tuple[int, ...]) -> jax.Array | None:
   """`mask` broadcast to `shape`, or an error that says how to fix it."""
   if mask is None:
     return None
-  mask = jnp.asarray(mask)
-  if mask.dtype != jnp.bool_:
+  dtype = _dtype_of(mask)
+  if dtype != np.dtype(bool):
     raise TypeError(
         f"mask must be boolean (True marks entries that take part in the statistics), got "
-        f"dtype {mask.dtype}; pass e.g. mask.astype(bool) or mask > 0.")
+        f"{describe(mask) if dtype is None else f'dtype {dtype}'}; pass e.g. mask.astype(bool) "
+        f"or mask > 0.")
+  mask = jnp.asarray(mask)
   try:
     ok = mask.ndim <= len(shape) and np.broadcast_shapes(mask.shape, shape) == tuple(shape)
   except ValueError:
@@ -143,29 +320,35 @@ def check_nonempty(x: jax.Array, axes: tuple[int, ...], name: str) -> None:
 
 
 def check_renorm_limits(rmax, dmax) -> None:
-  """Rejects concrete ``rmax < 1`` or ``dmax < 0`` (traced schedules pass)."""
+  """Rejects concrete ``rmax < 1`` or ``dmax < 0`` or NaN (traced schedules pass); inf is
+  no clipping."""
+  for name, value, hint in (("rmax", rmax, " (r is clipped to [1/rmax, rmax])"),
+                            ("dmax", dmax, " (d is clipped to [-dmax, dmax])")):
+    check_real(value, name, hint)
+    if is_concrete(value) and np.any(np.isnan(np.asarray(value))):
+      raise ValueError(f"{name}={describe(value)} is NaN; it must be a number{hint}.")
   if is_concrete(rmax) and np.any(np.asarray(rmax) < 1.0):
     raise ValueError(
-        f"rmax={rmax} must be >= 1: r is clipped to [1/rmax, rmax], and rmax=1 (with "
-        f"dmax=0) is plain batch norm; the paper ramps rmax from 1 to 3.")
+        f"rmax={describe(rmax)} must be >= 1: r is clipped to [1/rmax, rmax], and rmax=1 "
+        f"(with dmax=0) is plain batch norm; the paper ramps rmax from 1 to 3.")
   if is_concrete(dmax) and np.any(np.asarray(dmax) < 0.0):
     raise ValueError(
-        f"dmax={dmax} must be >= 0: d is clipped to [-dmax, dmax], and dmax=0 is plain "
-        f"batch norm; the paper ramps dmax from 0 to 5.")
+        f"dmax={describe(dmax)} must be >= 0: d is clipped to [-dmax, dmax], and dmax=0 is "
+        f"plain batch norm; the paper ramps dmax from 0 to 5.")
 
 
 def check_unit_interval(value, name: str) -> None:
-  """Rejects a concrete `value` outside [0, 1] (a traced one passes)."""
-  if is_concrete(value) and np.any((np.asarray(value) < 0.0) | (np.asarray(value) > 1.0)):
+  """Rejects `value` that is not real numbers, or a concrete one outside [0, 1] (NaN too)."""
+  check_real(value, name, " (a weight in [0, 1])")
+  if is_concrete(value) and not np.all((np.asarray(value) >= 0.0) & (np.asarray(value) <= 1.0)):
     raise ValueError(
-        f"{name}={value} must lie in [0, 1]: it weighs batch norm (1) against instance norm "
-        f"(0); modules keep a learned {name} there by clipping it.")
+        f"{name}={describe(value)} must lie in [0, 1]: it weighs batch norm (1) against "
+        f"instance norm (0); modules keep a learned {name} there by clipping it.")
 
 
-def check_lrn_args(size, alpha, beta, k) -> None:
-  """A clear error for hyperparameters `local_response_norm` cannot use."""
-  if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-    raise ValueError(f"size={size!r} must be a positive int (the number of channels summed).")
+def check_lrn_args(size, alpha, beta, k) -> int:
+  """`size` as an int, or a clear error for hyperparameters `local_response_norm` cannot use."""
+  size = check_int(size, "size", minimum=1, hint=" (the number of channels summed)")
   for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
-    if is_concrete(value) and np.any(np.asarray(value) < 0):
-      raise ValueError(f"{name}={value} must be >= 0.")
+    check_nonnegative(value, name)
+  return size

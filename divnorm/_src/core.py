@@ -1,32 +1,61 @@
 r"""The unified normalizer of Ren et al. (ICLR 2017), `divnorm.normalize`.
 
 .. math::
-    v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
+    v = x - E_A[x], \qquad y = \frac{v}{(\sigma^2 + E_B[|v|^\alpha])^{\epsilon}}
 
-`normalize` checks the call (`divnorm._src.checks`), resolves ``summation`` and
-``suppression`` into `Field` s once, then composes the two functions of
-`divnorm._src.statistics`: `moments` (``E_A[x]``, ``E_B[v^2]``) and `scale` (the division),
-through `divnorm._src.fast`, which picks the speed path (one-pass sums, the hand-written
-JVP).
+with the paper's ``alpha = 2`` and ``epsilon = 1/2`` by default. `normalize` checks the
+call (`divnorm._src.checks`), resolves ``summation`` and ``suppression`` into fields (boxes,
+`Field`; or with kernels and mixings, `WeightedField`), picks a statistics strategy
+(`divnorm._src.statistics`) and hands them to `formula`, which holds the two lines above.
+For the box strategies `normalized` adds their derivative, written out once.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from divnorm._src import fast
-from divnorm._src.checks import check_border, check_input, check_mask, check_sigma
-from divnorm._src.fields import FieldSpec, resolve_field
-from divnorm._src.statistics import Moments, moments, scale, stats_shape
-
-# Also importable from here: the statistics and the checks the Flax modules use.
-__all__ = ["Moments", "check_mask", "moments", "normalize", "scale"]
+from divnorm._src.checks import (
+  check_bool,
+  check_border,
+  check_finite,
+  check_input,
+  check_mask,
+  check_positive,
+  check_sigma,
+)
+from divnorm._src.fields import Field, FieldSpec
+from divnorm._src.reductions import (
+  divide_by_count,
+  field_count,
+  field_sum,
+  select,
+  stat_dtype,
+  window_sum,
+)
+from divnorm._src.statistics import (
+  BOX_STRATEGIES,
+  POOLS,
+  Stats,
+  Strategy,
+  copies,
+  inverse_scale,
+  pick_statistics,
+  scale,
+  stats_shape,
+  suppression_count,
+)
+from divnorm._src.weighted_fields import resolve_weighted_field
 
 
 def normalize(
     x: jax.Array,
-    summation: FieldSpec,
-    suppression: FieldSpec | None = None,
+    summation: FieldSpec | Mapping | None,
+    suppression: FieldSpec | Mapping | None = None,
     *,
     sigma=0.0,
     border: str = "valid",
@@ -34,30 +63,43 @@ def normalize(
     axis_name=None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
+    alpha=2.0,
+    epsilon=0.5,
+    pool: str = "mean",
 ):
   r"""Normalizes `x` over a summation field and a suppression field.
 
   .. math::
-      v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
+      v = x - E_A[x], \qquad y = \frac{v}{(\sigma^2 + E_B[|v|^\alpha])^{\epsilon}}
 
-  ``E_B[v^2]`` is centered: each position is centered by its own mean ``E_A`` first
-  (two-pass, around a shift taken from the data), so an offset far larger than the spread
-  costs no digits. With local windows it is not a variance and could not be computed as
-  ``E[x^2] - E[x]^2`` anyway.
+  With the defaults ``alpha = 2``, ``epsilon = 1/2`` this is the paper's
+  ``y = v / sqrt(sigma^2 + E_B[v^2])``. ``E_B[v^2]`` is centered: each position is
+  centered by its own mean ``E_A`` first. With local windows it is not a variance and
+  could not be computed as ``E[x^2] - E[x]^2``. Both statistics are taken around a shift,
+  one entry of the data per field, so an offset far larger than the spread costs no digits
+  (`divnorm._src.statistics`).
+
+  Fields are boxes, ``{axis: None | odd width}`` or a tuple of axes (see
+  `divnorm.resolve_field`), or weighted: a value may also be a kernel (`divnorm.kernels`:
+  ``gaussian``, ``exponential``, ``center_surround``, ``kernel``, ``learned_kernel``) or a
+  channel mixing (``mixing``, ``learned_mixing``), and a tuple key applies a
+  multi-dimensional kernel to several axes, e.g. the paper's DN with a Gaussian over the
+  image, ``{1: gaussian(5, sigma=1.0), 2: gaussian(5, sigma=1.0), 3: None}``. Their
+  statistics are weighted means ``sum_q w_pq t_q / sum_q w_pq``, exact at borders and under
+  masks. Boxes keep the fastest path.
 
   Args:
     x: floating input of any rank.
-    summation: field A, ``{axis: None | odd width}`` or a tuple of axes
-      (see `divnorm.resolve_field`).
+    summation: field A, or None for no centering (``v = x``; GDN and the V1 models).
     suppression: field B; None means the same as `summation`.
-    sigma: smoothing term (``sigma ** 2`` is Flax's ``epsilon``): finite and >= 0, a
-      float or an array (e.g. a learned parameter) that broadcasts to the statistics'
-      shape (`x`'s shape with A and B's whole axes set to 1).
+    sigma: smoothing term (``sigma ** 2`` is Flax's ``epsilon``, GDN's ``beta``): finite
+      and >= 0, a float or an array (e.g. a learned parameter) that broadcasts to the
+      statistics' shape (`x`'s shape with A and B's whole axes set to 1).
     border: ``"valid"`` (default) averages only the entries that exist;
       ``"zeros"`` reproduces the paper's TensorFlow code (zero padding, division by the
-      full window); ``"zeros_with_divisor_bug"`` also reproduces that code's division of
-      the suppression sum by the summation window's size (differs from ``"zeros"`` only
-      when the windows differ).
+      full window, or the kernel's whole weight); ``"zeros_with_divisor_bug"`` also
+      reproduces that code's division of the suppression sum by the summation window's
+      size (boxes only; differs from ``"zeros"`` only when the windows differ).
     mask: boolean, broadcastable to `x`; statistics use only entries where it is True,
       whatever the others hold (NaN and inf included). Masked-out outputs (and centered
       values) are 0, with zero gradient.
@@ -65,30 +107,174 @@ def normalize(
       more whole axis of both fields. Under plain ``jit`` with a sharded input, XLA
       computes global statistics by itself: no argument is needed.
     return_centered: also return ``v`` (e.g. for `divnorm.l1_penalty`).
-    fast_variance: ``None`` (the library default) and ``False``: two-pass statistics,
-      accurate at any offset. ``True``: one-pass ``E[x^2] - E[x]^2`` sums, clamped at 0
-      (Flax's ``use_fast_variance=True``), for fields whose whole and grouped axes are the
-      same in A and B (BN, LN, IN, GN, and divisive norm across channels, whose windows
-      may differ); it loses digits when ``|E[x]| >> std(x)``.
+    fast_variance: ``None`` (the library default) and ``False``: two-pass statistics
+      (`statistics.two_pass`; `statistics.corrected_two_pass` for windowed fields over the
+      same whole axes). ``True`` (Flax's ``use_fast_variance=True``): one-pass sums
+      (`statistics.one_pass`), which read `x` once for both statistics, for box fields
+      whose whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive
+      norm across channels, whose windows may differ). Both keep float32 accuracy at large
+      offsets: measured error against float64 at offsets 0, 1e4 and 1e6 (unit spread, every
+      preset) at most 9.5e-7 two-pass and 6.5e-6 one-pass, where Flax's one-pass is off
+      by 40 at 1e4 (``python -m benchmarks.numerics``; README, "Numerics").
+    alpha: the exponent of ``|v|`` in the suppression (> 0), fixed or learned.
+    epsilon: the exponent of the suppression (finite), fixed or learned; a negative one
+      multiplies by it (IGDN).
+    pool: ``"mean"`` (``E_B``, the paper's) or ``"sum"`` (a weighted sum, zero padded,
+      GDN's ``sum_j gamma_ij |x_j|^alpha``: the weights carry their own scale).
 
   Returns:
     ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
     Statistics are computed in ``promote_types(x.dtype, float32)``.
 
+  Range: the offset costs nothing (the shift takes it out before anything is squared), but
+  the squares of the centered values are summed in the statistics dtype: in float32 a
+  field of ``n`` entries holds a spread ``|x - E_A[x]|`` up to about ``1.8e19 / sqrt(n)``
+  (1e17 for 32768 entries). Beyond it the statistics overflow and `y` is NaN, never a
+  silent 0; scale such inputs down by a power of two first (exact, and ``y`` is unchanged
+  when sigma is scaled with them).
+
   Raises:
-    TypeError: integer `x`, non-boolean mask, malformed field.
-    ValueError: bad axes or windows; NaN, inf, negative or shape-changing sigma; unknown
-      border; mask shape; ``fast_variance=True`` for fields it does not serve.
+    TypeError: integer `x`, non-boolean mask, malformed field, a non-bool flag.
+    ValueError: bad axes or windows; kernels that do not fit their axes; NaN, inf,
+      negative or shape-changing sigma; alpha <= 0; unknown border or pool; mask shape;
+      ``fast_variance=True`` for fields it does not serve.
   """
   x = check_input(x)
-  a = resolve_field(summation, x.ndim, role="summation")
-  b = a if suppression is None else resolve_field(suppression, x.ndim, role="suppression")
+  a, b = resolve_fields(summation, suppression, x.shape)
   check_border(border)
-  sigma = check_sigma(sigma, stats_shape(x.shape, b))
+  sigma = check_sigma(sigma, stats_shape(x.shape, a, b))
   mask = check_mask(mask, x.shape)
-  y, stats = fast.normalized(x, sigma, a, b, border=border, mask=mask, axis_name=axis_name,
-                             fast_variance=fast_variance)
-  v = stats.v
+  return_centered = check_bool(return_centered, "return_centered")
+  _check_suppression(alpha, epsilon, pool)
+  statistics = pick_statistics(a, b, fast_variance, alpha=alpha, epsilon=epsilon, pool=pool,
+                               border=border)
+  dt = stat_dtype(x.dtype)
+  args = (x.astype(dt), jnp.asarray(sigma, dt), mask, statistics, a, b, border, axis_name)
+  if statistics in BOX_STRATEGIES:  # the paper's formula over boxes: the derivative below
+    y, v, _ = normalized(*args)
+  else:  # weighted fields, generalized suppression: JAX differentiates the formula
+    y, v, _ = formula(*args, epsilon=epsilon)
   if return_centered:
     return y.astype(x.dtype), v.astype(x.dtype)
   return y.astype(x.dtype)
+
+
+def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_name=None,
+                      fast_variance: bool | None = None):
+  """``(y, v, r, stats)`` of `normalize` over one box `field` (A = B): ``y = v * r``, with
+  ``r = 1 / sqrt(sigma^2 + E[v^2])`` at the statistics' size, in the statistics dtype.
+
+  For layers with an affine step: flax's ``v * (r * scale) + bias`` sums the gradient of
+  ``scale`` at the statistics' size where ``y * scale`` sums ``g * y`` over the input
+  (0.4-0.7x the modules' time, forward+backward, on CNN shapes; BENCHMARKS.md, issue 22).
+  """
+  x = check_input(x)
+  sigma = check_sigma(sigma, stats_shape(x.shape, field))
+  mask = check_mask(mask, x.shape)
+  dt = stat_dtype(x.dtype)
+  sigma = jnp.asarray(sigma, dt)
+  y, v, stats = normalized(x.astype(dt), sigma, mask, pick_statistics(field, field, fast_variance),
+                           field, field, "valid", axis_name)
+  return y, v, inverse_scale(stats.var, sigma), stats
+
+
+def resolve_fields(summation, suppression, shape: tuple[int, ...]):
+  """``(A, B)``: a `Field` for boxes (the box strategies' fast path), a `WeightedField` for
+  kernels and mixings; A is None for no centering, B is A when `suppression` is None."""
+  if summation is None and suppression is None:
+    raise TypeError(
+        "summation: None means no centering (v = x), which needs a suppression field; give "
+        "one, or a field for summation, a dict {axis: None | odd width} or a tuple of axes.")
+
+  def resolve(spec, role):
+    field = resolve_weighted_field(spec, shape, role=role)
+    return field if field.ops else field.base
+
+  a = None if summation is None else resolve(summation, "summation")
+  return a, a if suppression is None else resolve(suppression, "suppression")
+
+
+def _check_suppression(alpha, epsilon, pool) -> None:
+  check_positive(alpha, "alpha", " (the exponent of |v| in the suppression; 2 in the paper)")
+  for name, value in (("alpha", alpha), ("epsilon", epsilon)):
+    if np.ndim(value) != 0:
+      raise ValueError(f"{name} has shape {np.shape(value)}; it is one exponent, a scalar.")
+  check_finite(epsilon, "epsilon", " (the exponent of the suppression; 1/2 in the paper)")
+  if not isinstance(pool, str) or pool not in POOLS:
+    raise ValueError(f"pool={pool!r} is not a pool; use one of {POOLS}.")
+
+
+def formula(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
+            a, b, border: str, axis_name, epsilon=0.5) -> tuple[jax.Array, jax.Array, Stats]:
+  """``(y, v, Stats)`` of checked `x`, in the statistics dtype, over resolved fields.
+
+  ``E_A[x] = stats.shift + stats.mean`` and ``stats.var`` is ``E_B[|v|^alpha]`` (the
+  strategy's pool).
+  """
+  stats = statistics(x, a, b, border=border, mask=mask, axis_name=axis_name)
+  v = select((x - stats.shift) - stats.mean, mask)  # v = x - E_A[x]
+  y = select(scale(v, stats.var, sigma, epsilon), mask)  # y = v / (sigma^2 + E_B[v^2])^eps
+  return y, v, stats
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
+def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
+               a: Field, b: Field, border: str, axis_name) -> tuple[jax.Array, jax.Array, Stats]:
+  """`formula` for the box strategies (the paper's exponents), with its derivative written
+  out below."""
+  return formula(x, sigma, mask, statistics, a, b, border, axis_name)
+
+
+@normalized.defjvp
+def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
+  """The derivative of `normalized`, for every strategy (they compute the same statistics).
+
+  ``dE_A[x] = E_A[dx]``, ``dE_B[v^2] = 2 E_B[v dx] - 2 E_B[v dE_A[x]]`` and
+  ``dy = (dx - dE_A[x]) r + v dr`` with ``r = 1 / sqrt(sigma^2 + E_B[v^2])``. Every
+  input-sized term is written from `x`, the tangent and statistic-sized arrays (``v`` is
+  recomputed, never stored), so reverse mode (the transpose) reads `x` and the cotangent
+  a few times and writes one gradient. Its ratio to JAX's own derivative of `normalized`:
+  BENCHMARKS.md, "The hand-written JVP".
+  """
+  x, sigma, mask = primals
+  dx, dsigma, _ = tangents
+  y, v, stats = normalized(x, sigma, mask, statistics, a, b, border, axis_name)
+  k, m = stats.shift, stats.mean
+  dt = x.dtype
+  count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
+  count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
+                              dtype=dt)
+  two = np.asarray(2.0, dt)
+  r = inverse_scale(stats.var, sigma)
+
+  def dr_of(dvar):  # d r = -r^3 (dE_B[v^2] + 2 sigma dsigma) / 2
+    return np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
+
+  pooled = a.pooled
+  dx_w = field_sum(dx, pooled, mask=mask, axis_name=axis_name)
+  dmean = divide_by_count(window_sum(dx_w, a.windows), count_a)
+  if (a.windows or b.windows) and pooled == b.pooled:
+    # Divisive norm across channels: m varies along the windowed axes but is constant
+    # over the whole axes W, so sums over W of m * t are m times sums of t: only
+    # u * dx = (x - k) * dx is summed at the input's size, and sum_W v = sum_W u - n m
+    # comes from the statistics.
+    u = [select(x - c, mask) for c in copies(k, 2)]
+    n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
+    t = (field_sum(u[0] * dx, pooled, mask=mask, axis_name=axis_name) - m * dx_w
+         - dmean * (stats.pooled - n * m))
+    dvar = two * divide_by_count(window_sum(t, b.windows), count_b)
+    dr = dr_of(dvar)
+    dy = dx * r + u[1] * dr - (dmean * r + m * dr)
+  else:
+    centered = [select((x - c) - d, mask) for c, d in copies((k, m), 3)]
+    dvar = two * divide_by_count(field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name),
+                                 count_b)
+    # - 2 E_B[v dE_A[x]]. With A == B and no windows it is 2 dE_A[x] E_A[v], and E_A[v] is
+    # 0 up to the rounding of the mean (~eps * std): below the float32 rounding of dvar.
+    if a != b:
+      dvar = dvar - two * divide_by_count(
+          field_sum(centered[1] * dmean, b, mask=mask, axis_name=axis_name), count_b)
+    dy = dx * r - dmean * r + centered[2] * dr_of(dvar)
+  dy = select(dy, mask)
+  dv = select(dx - dmean, mask)
+  return (y, v, stats), (dy, dv, Stats(jnp.zeros_like(k), dmean, dvar, dx_w))

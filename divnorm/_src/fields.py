@@ -22,10 +22,13 @@ reducing that axis whole.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, TypeAlias
 
 import numpy as np
+
+from divnorm._src.checks import axis_range, check_int, describe, is_concrete
 
 FieldSpec: TypeAlias = Mapping[int, int | None] | Sequence[int] | int
 
@@ -65,21 +68,35 @@ class Field(NamedTuple):
     return Field((), self.windows)
 
 
+def _as_int(value) -> int | None:
+  """`value` as an int if it is a Python, NumPy or concrete JAX integer (not a bool)."""
+  if isinstance(value, bool | np.bool_) or not is_concrete(value):
+    return None
+  try:
+    return operator.index(value)
+  except TypeError:
+    return None
+
+
 def _axis(axis, ndim: int, role: str) -> int:
-  if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
-    raise TypeError(f"{role}: axes must be ints, got {axis!r} ({type(axis).__name__}).")
-  if not -ndim <= axis < ndim:
+  a = _as_int(axis)
+  if a is None:
+    static = "" if is_concrete(axis) else " (static: not a traced value)"
+    raise TypeError(f"{role}: axes must be ints{static}, got {describe(axis)} "
+                    f"({type(axis).__name__}).")
+  if not -ndim <= a < ndim:
     raise ValueError(
-        f"{role}: axis {axis} is out of range for an input of rank {ndim}; "
-        f"use an axis in [{-ndim}, {ndim - 1}].")
-  return int(axis) % ndim
+        f"{role}: axis {a} is out of range for an input of rank {ndim}; {axis_range(ndim)}.")
+  return a % ndim
 
 
 def _width(width, axis: int, role: str) -> int:
-  if isinstance(width, bool) or not isinstance(width, int | np.integer):
+  w = _as_int(width)
+  if w is None:
     raise TypeError(
         f"{role}: the window on axis {axis} must be an odd int or None (whole axis), "
-        f"got {width!r}.")
+        f"got {describe(width)}.")
+  width = w
   if width < 1 or width % 2 == 0:
     hint = f"use {width + 1} or {width - 1}" if width > 1 else "use 1, 3, 5, ..."
     raise ValueError(
@@ -102,7 +119,7 @@ def resolve_field(field: FieldSpec, ndim: int, *, role: str = "field") -> Field:
   """
   if isinstance(field, Field):
     return field
-  if isinstance(field, int | np.integer) and not isinstance(field, bool):
+  if _as_int(field) is not None:
     items = [(field, None)]
   elif isinstance(field, Mapping):
     items = list(field.items())
@@ -147,8 +164,9 @@ def grouped_field(
     raise ValueError(f"{role}: axis {a} is already in the field {base}; group it or "
                      f"reduce it, not both.")
   n = shape[a]
-  if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1 or n % size:
+  size = check_int(size, "size", context=role, hint=" (the number of entries in a group)")
+  if size < 1 or n % size:
     raise ValueError(
-        f"{role}: groups of {size!r} entries do not tile axis {a} of length {n}; use a "
+        f"{role}: groups of {size} entries do not tile axis {a} of length {n}; use a "
         f"positive divisor of {n}.")
-  return Field(base.whole, base.windows, tuple(sorted(base.groups + ((a, int(size)),))))
+  return Field(base.whole, base.windows, tuple(sorted(base.groups + ((a, size),))))

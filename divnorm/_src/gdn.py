@@ -4,10 +4,16 @@ r"""Generalized divisive normalization and its inverse (Balle, Laparra & Simonce
     \mathrm{GDN}:\ y_i = \frac{x_i}{(\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon}
     \qquad \mathrm{IGDN}:\ y_i = x_i (\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon
 
-over the channels of each position. The paper's GDN has ``alpha=2, epsilon=1/2``.
+over the channels of each position: the unified formula of `divnorm.normalize` with no
+centering, the channel pool a weighted sum (`divnorm.mixing`), ``beta = sigma^2``, and
+``epsilon`` negated for IGDN. The 2016 paper's GDN has ``alpha=2, epsilon=1/2`` (divnorm's
+defaults); tensorflow_compression's ``GDN`` layer now defaults to ``alpha=1, epsilon=1``.
+Its ``gamma[j, i]`` (the row is the pooled channel) is divnorm's ``gamma[i, j]`` transposed.
+
 ``beta > 0`` and ``gamma >= 0`` are kept so by the nonnegative reparameterization of
-``tensorflow_compression``: a raw parameter ``p`` stands for ``max(p, sqrt(min +
-pedestal))^2 - pedestal`` (`nonnegative`), and `nonnegative_init` inverts it.
+tensorflow_compression (`divnorm._src.nonnegative`): a raw parameter ``p`` stands for
+``max(p, sqrt(min + pedestal))^2 - pedestal`` (`nonnegative`), with tensorflow_compression's
+gradient at the bound, and `nonnegative_init` inverts it.
 """
 
 from __future__ import annotations
@@ -18,23 +24,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_input
+from divnorm._src.checks import (
+  axis_index,
+  check_array,
+  check_bool,
+  check_finite,
+  check_input,
+  check_int,
+  check_nonnegative,
+  check_positive,
+  describe,
+  is_concrete,
+)
+from divnorm._src.core import normalize
+from divnorm._src.kernels import Mixing
+from divnorm._src.nonnegative import OFFSET, nonnegative
 from divnorm._src.reductions import stat_dtype
 
-PEDESTAL = 2.0**-36
+PEDESTAL = OFFSET**2
 BETA_MIN = 1e-6
-
-
-def nonnegative(raw: jax.Array, *, minimum: float = 0.0) -> jax.Array:
-  """The value a raw reparameterized parameter stands for, always >= `minimum`."""
-  pedestal = np.asarray(PEDESTAL, raw.dtype)
-  bound = np.asarray(np.sqrt(minimum + PEDESTAL), raw.dtype)
-  return jnp.square(jnp.maximum(raw, bound)) - pedestal
 
 
 def nonnegative_init(value, *, minimum: float = 0.0, dtype=jnp.float32) -> jax.Array:
   """The raw parameter for `value` (>= `minimum`): ``nonnegative(init(v)) == v``."""
-  value = jnp.asarray(value, dtype)
+  check_nonnegative(minimum, "minimum")
+  value = check_array(value, "value").astype(dtype)
   return jnp.sqrt(jnp.maximum(value + np.asarray(PEDESTAL, dtype),
                               np.asarray(minimum + PEDESTAL, dtype)))
 
@@ -49,18 +63,44 @@ class GDNParams(NamedTuple):
 def gdn_init(channels: int, *, beta: float = 1.0, gamma: float = 0.1,
              dtype=jnp.float32) -> GDNParams:
   """Raw parameters for ``beta = beta * 1`` and ``gamma = gamma * I`` (the usual init)."""
+  channels = check_int(channels, "channels", minimum=1, context="gdn_init")
+  check_positive(beta, "beta", " (the pool's constant; GDN divides by it at x = 0)")
+  check_nonnegative(gamma, "gamma", " (the pool's weights)")
   return GDNParams(
       nonnegative_init(jnp.full((channels,), beta, dtype), minimum=BETA_MIN, dtype=dtype),
       nonnegative_init(gamma * jnp.eye(channels, dtype=dtype), dtype=dtype))
 
 
 def gdn_values(params: GDNParams) -> tuple[jax.Array, jax.Array]:
-  """``(beta, gamma)`` that raw `params` stand for."""
-  return nonnegative(params.beta, minimum=BETA_MIN), nonnegative(params.gamma)
+  """``(beta, gamma)`` that raw `params` (a `GDNParams`, or any ``(beta, gamma)`` pair) stand
+  for."""
+  if not isinstance(params, tuple | list) or len(params) != 2:
+    raise TypeError(f"params={describe(params)} is not a (beta, gamma) pair of raw parameters; "
+                    f"create them with divnorm.gdn.gdn_init(channels).")
+  beta, gamma = params
+  return nonnegative(beta, minimum=BETA_MIN), nonnegative(gamma)
 
 
-def _concrete_negative(a) -> bool:
-  return not isinstance(a, jax.core.Tracer) and bool(np.any(np.asarray(a) < 0))
+def _check_params(beta, gamma, alpha, epsilon, channels: int, c: int):
+  beta = check_array(beta, "beta", " (GDN's constant, one per channel)")
+  gamma = check_array(gamma, "gamma", " (GDN's weights, channels x channels)")
+  if beta.shape != (channels,) or gamma.shape != (channels, channels):
+    raise ValueError(
+        f"x has {channels} channels on axis {c}, so beta must have shape ({channels},) and "
+        f"gamma ({channels}, {channels}); got {beta.shape} and {gamma.shape}.")
+  learn = ("; learn them through divnorm.gdn.nonnegative / gdn_init, which keep them "
+           "nonnegative and beta >= BETA_MIN")
+  if is_concrete(beta) and not np.all(np.asarray(beta) > 0):
+    raise ValueError(f"beta={describe(beta)} must be > 0 (and gamma nonnegative): the pool "
+                     f"beta + gamma |x|^alpha divides x, and is beta where x = 0{learn}.")
+  if is_concrete(gamma) and not np.all(np.asarray(gamma) >= 0):
+    raise ValueError(f"gamma={describe(gamma)} must be nonnegative (>= 0){learn}.")
+  for name, value in (("alpha", alpha), ("epsilon", epsilon)):
+    if np.ndim(value) != 0:
+      raise ValueError(f"{name} has shape {np.shape(value)}; it is one exponent, a scalar.")
+  check_nonnegative(alpha, "alpha", " (the exponent of |x_j|; 2 in the paper)")
+  check_finite(epsilon, "epsilon", " (the exponent of the pool; 1/2 in the paper)")
+  return beta, gamma
 
 
 def gdn(
@@ -88,35 +128,17 @@ def gdn(
     An array of the shape and dtype of `x`, computed in float32 or wider.
   """
   x = check_input(x)
-  if not -x.ndim <= channel_axis < x.ndim:
-    raise ValueError(f"channel_axis={channel_axis} is out of range for rank {x.ndim}.")
-  c = channel_axis % x.ndim
+  c = axis_index(channel_axis, x.ndim, "channel_axis", context="gdn")
+  inverse = check_bool(inverse, "inverse")
   channels = x.shape[c]
-  beta, gamma = jnp.asarray(beta), jnp.asarray(gamma)
-  if beta.shape != (channels,) or gamma.shape != (channels, channels):
-    raise ValueError(
-        f"x has {channels} channels on axis {c}, so beta must have shape ({channels},) and "
-        f"gamma ({channels}, {channels}); got {beta.shape} and {gamma.shape}.")
-  if _concrete_negative(beta) or _concrete_negative(gamma):
-    raise ValueError(
-        "beta and gamma must be nonnegative (beta > 0); learn them through "
-        "divnorm.gdn.nonnegative / gdn_init, which keep them so.")
+  beta, gamma = _check_params(beta, gamma, alpha, epsilon, channels, c)
+  # The unified formula with no centering, a channel mixing summed (not averaged) and
+  # beta = sigma^2: y = x (beta + sum_j gamma_ij |x_j|^alpha)^(-epsilon).
   dt = stat_dtype(x.dtype)
-  xc = jnp.moveaxis(x.astype(dt), c, -1)
-  if alpha == 2:
-    pooled_in = jnp.square(xc)
-  elif alpha == 1:
-    pooled_in = jnp.abs(xc)
-  else:
-    pooled_in = jnp.abs(xc) ** jnp.asarray(alpha, dt)
-  pool = beta.astype(dt).reshape((1,) * (x.ndim - 1) + (channels,)) + pooled_in @ gamma.astype(dt).T
-  if epsilon == 0.5:
-    factor = jnp.sqrt(pool) if inverse else jax.lax.rsqrt(pool)
-  elif epsilon == 1:
-    factor = pool if inverse else 1.0 / pool
-  else:
-    factor = pool ** jnp.asarray(epsilon if inverse else -epsilon, dt)
-  return jnp.moveaxis(xc * factor, -1, c).astype(x.dtype)
+  sigma = jnp.sqrt(beta.astype(dt)).reshape(tuple(channels if a == c else 1
+                                                  for a in range(x.ndim)))
+  return normalize(x, None, {c: Mixing(gamma)}, sigma=sigma, alpha=alpha,
+                            epsilon=-epsilon if inverse else epsilon, pool="sum")
 
 
 def igdn(x: jax.Array, **kwargs) -> jax.Array:

@@ -26,8 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_input
-from divnorm._src.fields import resolve_field
+from divnorm._src.checks import (
+  check_finite,
+  check_input,
+  check_int,
+  check_nonnegative,
+  describe,
+  is_concrete,
+)
+from divnorm._src.fields import Field, resolve_field
 from divnorm._src.reductions import field_mean, field_sum, stat_dtype
 from divnorm._src.statistics import moments, scale
 
@@ -42,9 +49,47 @@ class Transform(NamedTuple):
   invert: Callable | None
 
 
-def _moments(data, axes: Axes):
-  data = check_input(data)
+def _samples(data, axes: Axes, name: str) -> tuple[jax.Array, Field]:
+  """`data` checked, and its sample axes: a field of whole axes with at least one entry."""
+  data = check_input(data, "data")
   field = resolve_field(axes, data.ndim, role="axes")
+  if any(data.shape[a] == 0 for a in field.whole):
+    raise ValueError(
+        f"{name}: data of shape {data.shape} has no samples on axes {field.whole}, so there "
+        f"are no statistics to fit; fit on a non-empty data set.")
+  return data, field
+
+
+def _epsilon(epsilon, name: str):
+  """A scalar smoothing term >= 0: a float when concrete, else the traced value."""
+  check_nonnegative(epsilon, "epsilon", " (added to the variances)")
+  if np.ndim(epsilon) != 0:
+    raise ValueError(f"{name}: epsilon has shape {np.shape(epsilon)}; pass one number.")
+  return float(epsilon) if is_concrete(epsilon) else epsilon
+
+
+def _check_stats(stats, kind: type, transform: str, x: jax.Array | None = None):
+  """`stats` must be what `transform`'s fit returns, and (given `x`) broadcast to `x`."""
+  if not isinstance(stats, kind):
+    raise TypeError(
+        f"{transform}: stats must be the {kind.__name__} that {transform}.fit returns, got "
+        f"{describe(stats)} ({type(stats).__name__}); e.g. stats = {transform}.fit(data).")
+  if x is None:
+    return
+  shape = tuple(np.shape(stats[0]))
+  try:
+    ok = len(shape) == x.ndim and np.broadcast_shapes(shape, x.shape) == x.shape
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(
+        f"{transform}: x of shape {x.shape} does not match the fitted statistics of shape "
+        f"{shape} (size 1 on the sample axes); apply the transform to data shaped like the "
+        f"data it was fitted on.")
+
+
+def _moments(data, axes: Axes, name: str):
+  data, field = _samples(data, axes, name)
   mean, var, _ = moments(data, field, field)
   return data, field, mean, var
 
@@ -63,10 +108,17 @@ class MinMaxStats(NamedTuple):
 
 def min_max_fit(data, axes: Axes = 0, *, feature_range: tuple[float, float] = (0.0, 1.0)):
   """Minimum and maximum of `data` over `axes`, to rescale into `feature_range`."""
-  data = check_input(data)
-  field = resolve_field(axes, data.ndim, role="axes")
+  data, field = _samples(data, axes, "min_max.fit")
+  if not isinstance(feature_range, tuple | list):
+    raise TypeError(f"feature_range={describe(feature_range)} is not a pair; pass (a, b) with "
+                    f"a < b, e.g. feature_range=(0.0, 1.0).")
+  if len(feature_range) != 2:
+    raise ValueError(f"feature_range={describe(feature_range)} has {len(feature_range)} "
+                     f"entries; pass (a, b) with a < b, e.g. feature_range=(0.0, 1.0).")
   low, high = feature_range
-  if not low < high:
+  check_finite(low, "feature_range[0]", " (the low end of the target range)")
+  check_finite(high, "feature_range[1]", " (the high end of the target range)")
+  if not float(low) < float(high):
     raise ValueError(f"feature_range={feature_range} must be (a, b) with a < b.")
   return MinMaxStats(jnp.min(data, axis=field.whole, keepdims=True),
                      jnp.max(data, axis=field.whole, keepdims=True), float(low), float(high))
@@ -81,6 +133,7 @@ def _span(stats: MinMaxStats, dt):
 def min_max_apply(x, stats: MinMaxStats):
   """``low + (x - min) (high - low) / (max - min)``; constant features go to `low`."""
   x = check_input(x)
+  _check_stats(stats, MinMaxStats, "min_max", x)
   dt = stat_dtype(x.dtype)
   y = stats.low + (x.astype(dt) - stats.min.astype(dt)) * ((stats.high - stats.low)
                                                             / _span(stats, dt))
@@ -89,7 +142,8 @@ def min_max_apply(x, stats: MinMaxStats):
 
 def min_max_invert(y, stats: MinMaxStats):
   """The inverse of `min_max_apply` (exact unless a feature was constant)."""
-  y = check_input(y)
+  y = check_input(y, "y")
+  _check_stats(stats, MinMaxStats, "min_max", y)
   dt = stat_dtype(y.dtype)
   x = stats.min.astype(dt) + (y.astype(dt) - stats.low) * (_span(stats, dt)
                                                            / (stats.high - stats.low))
@@ -112,25 +166,31 @@ class MeanVar(NamedTuple):
 
 def standardize_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> MeanVar:
   """Mean and variance of `data` over `axes` (the z-score's statistics)."""
-  if epsilon < 0:
-    raise ValueError(f"epsilon={epsilon} must be >= 0.")
-  _, _, mean, var = _moments(data, axes)
-  return MeanVar(mean, var, float(epsilon))
+  epsilon = _epsilon(epsilon, "standardize.fit")
+  _, _, mean, var = _moments(data, axes, "standardize.fit")
+  return MeanVar(mean, var, epsilon)
 
 
 def standardize_apply(x, stats: MeanVar):
-  """``(x - mean) / sqrt(var + epsilon)``; a constant feature gives 0, not NaN."""
+  """``(x - mean) / sqrt(var + epsilon)``; a constant feature gives 0, not NaN.
+
+  A negative variance (stats written by hand or damaged) counts as 0.
+  """
   x = check_input(x)
+  _check_stats(stats, MeanVar, "standardize", x)
   dt = stat_dtype(x.dtype)
   v = x.astype(dt) - stats.mean.astype(dt)
-  return scale(v, stats.var.astype(dt), jnp.sqrt(jnp.asarray(stats.epsilon, dt))).astype(x.dtype)
+  var = jnp.maximum(stats.var.astype(dt), jnp.zeros((), dt))
+  return scale(v, var, jnp.sqrt(jnp.asarray(stats.epsilon).astype(dt))).astype(x.dtype)
 
 
 def standardize_invert(y, stats: MeanVar):
-  """``y * sqrt(var + epsilon) + mean``."""
-  y = check_input(y)
+  """``y * sqrt(var + epsilon) + mean`` (a negative variance counts as 0)."""
+  y = check_input(y, "y")
+  _check_stats(stats, MeanVar, "standardize", y)
   dt = stat_dtype(y.dtype)
-  std = jnp.sqrt(stats.var.astype(dt) + jnp.asarray(stats.epsilon, dt))
+  var = jnp.maximum(stats.var.astype(dt), jnp.zeros((), dt))
+  std = jnp.sqrt(var + jnp.asarray(stats.epsilon).astype(dt))
   return (y.astype(dt) * std + stats.mean.astype(dt)).astype(y.dtype)
 
 
@@ -145,21 +205,22 @@ class Mean(NamedTuple):
 
 def center_fit(data, axes: Axes = 0) -> Mean:
   """Mean of `data` over `axes`."""
-  data = check_input(data)
-  field = resolve_field(axes, data.ndim, role="axes")
+  data, field = _samples(data, axes, "center.fit")
   return Mean(field_mean(data.astype(stat_dtype(data.dtype)), field))
 
 
 def center_apply(x, stats: Mean):
   """``x - mean``."""
   x = check_input(x)
+  _check_stats(stats, Mean, "center", x)
   dt = stat_dtype(x.dtype)
   return (x.astype(dt) - stats.mean.astype(dt)).astype(x.dtype)
 
 
 def center_invert(y, stats: Mean):
   """``y + mean``."""
-  y = check_input(y)
+  y = check_input(y, "y")
+  _check_stats(stats, Mean, "center", y)
   dt = stat_dtype(y.dtype)
   return (y.astype(dt) + stats.mean.astype(dt)).astype(y.dtype)
 
@@ -179,7 +240,8 @@ class UnitLength(NamedTuple):
 
 def unit_length_fit(data, axes: Axes = -1, *, ord: int = 2) -> UnitLength:  # noqa: A002
   """Unit length needs no statistics: this checks and records `axes` and `ord`."""
-  data = check_input(data)
+  data = check_input(data, "data")
+  ord = check_int(ord, "ord", context="unit_length.fit")  # noqa: A001
   if ord not in (1, 2):
     raise ValueError(f"ord={ord!r}; unit length supports the L1 (ord=1) and L2 (ord=2) norms.")
   return UnitLength(resolve_field(axes, data.ndim, role="axes").whole, ord)
@@ -188,6 +250,7 @@ def unit_length_fit(data, axes: Axes = -1, *, ord: int = 2) -> UnitLength:  # no
 def unit_length_apply(x, stats: UnitLength):
   """``x / ||x||`` over ``stats.axes``; a zero vector stays zero."""
   x = check_input(x)
+  _check_stats(stats, UnitLength, "unit_length")
   field = resolve_field(stats.axes, x.ndim, role="axes")
   dt = stat_dtype(x.dtype)
   x32 = x.astype(dt)
@@ -225,8 +288,8 @@ def _leading(data, axes: Axes) -> int:
   return k
 
 
-def _eigen(data, axes: Axes, epsilon: float) -> Eigen:
-  data = check_input(data)
+def _eigen(data, axes: Axes, epsilon: float, name: str) -> Eigen:
+  data, _ = _samples(data, axes, name)
   k = _leading(data, axes)
   feature_shape = data.shape[k:]
   dt = stat_dtype(data.dtype)
@@ -236,11 +299,12 @@ def _eigen(data, axes: Axes, epsilon: float) -> Eigen:
   cov = centered.T @ centered / flat.shape[0]
   eigvals, eigvecs = jnp.linalg.eigh(cov)
   eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
-  return Eigen(mean.reshape(feature_shape), jnp.maximum(eigvals, 0.0), eigvecs, float(epsilon))
+  return Eigen(mean.reshape(feature_shape), jnp.maximum(eigvals, 0.0), eigvecs, epsilon)
 
 
-def _flat(x, stats: Eigen):
-  x = check_input(x)
+def _flat(x, stats: Eigen, transform: str, name: str = "x"):
+  x = check_input(x, name)
+  _check_stats(stats, Eigen, transform)
   feature_shape = stats.mean.shape
   n = len(feature_shape)
   if tuple(x.shape[x.ndim - n:]) != tuple(feature_shape) or x.ndim < n:
@@ -255,7 +319,7 @@ def _flat(x, stats: Eigen):
 
 def pca_fit(data, axes: Axes = 0) -> Eigen:
   """Mean and eigendecomposition of the feature covariance (biased, 1/n)."""
-  return _eigen(data, axes, 0.0)
+  return _eigen(data, axes, 0.0, "pca.fit")
 
 
 def pca_apply(x, stats: Eigen):
@@ -263,13 +327,15 @@ def pca_apply(x, stats: Eigen):
 
   The output's last axis holds the D components, largest variance first.
   """
-  flat, _, dt = _flat(x, stats)
+  x = check_input(x)
+  flat, _, dt = _flat(x, stats, "pca")
   return (flat @ stats.eigvecs.astype(dt)).astype(x.dtype)
 
 
 def pca_invert(z, stats: Eigen):
   """``z V^T + mean``, back in the feature shape."""
-  z = check_input(z)
+  z = check_input(z, "z")
+  _check_stats(stats, Eigen, "pca")
   dt = stat_dtype(z.dtype)
   flat = z.astype(dt) @ stats.eigvecs.astype(dt).T
   lead = z.shape[:-1]
@@ -288,10 +354,9 @@ def zca_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> Eigen:
       largest) and ``epsilon == 0``: whitening would divide by ~0. Pass e.g.
       ``epsilon=1e-5`` (eigenvalues become ``l + epsilon``).
   """
-  if epsilon < 0:
-    raise ValueError(f"epsilon={epsilon} must be >= 0.")
-  stats = _eigen(data, axes, epsilon)
-  if epsilon == 0 and not isinstance(stats.eigvals, jax.core.Tracer):
+  epsilon = _epsilon(epsilon, "zca.fit")
+  stats = _eigen(data, axes, epsilon, "zca.fit")
+  if is_concrete(epsilon) and epsilon == 0 and is_concrete(stats.eigvals):
     eig = np.asarray(stats.eigvals)
     tol = eig[0] * eig.size * np.finfo(eig.dtype).eps
     if eig[-1] <= tol:
@@ -304,21 +369,24 @@ def zca_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> Eigen:
 
 
 def _zca_matrix(stats: Eigen, dt, power: float):
-  scale_ = (stats.eigvals.astype(dt) + jnp.asarray(stats.epsilon, dt)) ** power
+  scale_ = (stats.eigvals.astype(dt) + jnp.asarray(stats.epsilon).astype(dt)) ** power
   vecs = stats.eigvecs.astype(dt)
   return (vecs * scale_[None, :]) @ vecs.T
 
 
 def zca_apply(x, stats: Eigen):
   """``(x - mean) V diag(1 / sqrt(l + epsilon)) V^T``, in the feature shape."""
-  flat, lead, dt = _flat(x, stats)
+  x = check_input(x)
+  flat, lead, dt = _flat(x, stats, "zca")
   y = flat @ _zca_matrix(stats, dt, -0.5)
   return y.reshape(*lead, *stats.mean.shape).astype(x.dtype)
 
 
 def zca_invert(y, stats: Eigen):
   """``y V diag(sqrt(l + epsilon)) V^T + mean``."""
-  flat, lead, dt = _flat(y, Eigen(jnp.zeros_like(stats.mean), *stats[1:]))
+  y = check_input(y, "y")
+  _check_stats(stats, Eigen, "zca")
+  flat, lead, dt = _flat(y, Eigen(jnp.zeros_like(stats.mean), *stats[1:]), "zca", "y")
   x = (flat @ _zca_matrix(stats, dt, 0.5)).reshape(*lead, *stats.mean.shape)
   mean = stats.mean.astype(dt).reshape((1,) * len(lead) + stats.mean.shape)
   return (x + mean).astype(y.dtype)

@@ -1,44 +1,39 @@
-"""Flax linen modules: thin wrappers that own parameters and call the functions.
+"""Flax linen modules over the functional core: flax's normalization layers, and the paper's.
 
-Every module shares these fields:
+`BatchNorm`, `LayerNorm`, `RMSNorm`, `GroupNorm` and `InstanceNorm` take flax.linen's
+arguments (order, defaults, variable names), so a flax model takes them with only the import
+changed and loads its checkpoints. ``epsilon == sigma**2``; ``use_fast_variance=True``
+(flax's default) is the core's one-pass statistics, ``False`` two-pass. Every activation
+normalizer also takes divnorm's keyword-only options:
 
-  sigma: smoothing term (Flax's ``epsilon`` is ``sigma ** 2``).
-  learn_sigma: learn sigma as ``exp(log_sigma)`` (positive), initialised at `sigma`.
-  use_scale, use_bias: learned per-feature affine after normalizing.
-  l1_alpha: if > 0, sow ``l1_alpha * mean(|v|)`` into the ``"losses"`` collection.
-
-Penalties are sown with Flax's default (append), so a module applied at every time step
-counts at every step. ``init`` also returns a ``"losses"`` collection: pass variables
-through `apply_with_penalty`, which drops it and sums each penalty exactly once.
+  sigma: the paper's smoothing term, ``sqrt(sigma^2 + E[v^2])`` (or flax's `epsilon`).
+  learn_sigma: learn sigma as ``exp(log_sigma)`` (a parameter), starting from sigma > 0.
+  l1_alpha: if > 0, sow ``l1_alpha * mean(|v|)`` of the centered input into ``"losses"``
+    (appended: a module applied at every time step counts at every step); sum them with
+    `apply_with_penalty`, which drops the ``"losses"`` that ``init`` returns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen import initializers
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.batch import BatchStats
-from divnorm._src.checks import check_learn_sigma
 from divnorm._src.core import normalize
-from divnorm._src.fields import resolve_field
-from divnorm._src.module_specs import (
-  BATCH_NORM,
-  GROUP_NORM,
-  INSTANCE_NORM,
-  LAYER_NORM,
-  RMS_NORM,
-  ModuleSpec,
-)
+from divnorm._src.fields import Field
 from divnorm._src.penalty import l1_penalty
 from divnorm._src.presets import divisive_norm
 
-Initializer = Callable[..., jax.Array]
 Axes = int | Sequence[int]
+Dtype = Any
+Initializer = Callable[..., jax.Array]
 
 
 def sum_penalties(losses) -> jax.Array:
@@ -52,202 +47,257 @@ def sum_penalties(losses) -> jax.Array:
 def apply_with_penalty(module: nn.Module, variables, *args, mutable=False, **kwargs):
   """``module.apply`` that also returns the sum of the sown penalties, counted once.
 
-  Args:
-    module: a linen module whose submodules may sow into ``"losses"``.
-    variables: as returned by ``init`` (a ``"losses"`` entry there is ignored).
-    *args: passed to ``apply``.
-    mutable: other collections to update (e.g. ``["batch_stats"]``), as in ``apply``.
-    **kwargs: passed to ``apply`` (``rngs``, ``method``, module arguments).
-
-  Returns:
-    ``(out, penalty, updates)``: the module's output, the float32 sum of the penalties,
-    and the updated collections other than ``"losses"`` (``{}`` if `mutable` is False).
+  `variables` are as ``init`` returns them (a ``"losses"`` entry is ignored); `mutable`
+  names other collections to update, as in ``apply``; `args` and `kwargs` go to ``apply``.
+  Returns ``(out, penalty, updates)``: the output, the float32 sum of the penalties and the
+  updated collections other than ``"losses"`` (``{}`` if `mutable` is False).
   """
   variables = {k: v for k, v in variables.items() if k != "losses"}
-  if mutable is True:
-    collections = True
-  elif mutable is False:
-    collections = ["losses"]
-  else:
-    collections = ["losses", *([mutable] if isinstance(mutable, str) else mutable)]
+  others = [] if mutable is False else [mutable] if isinstance(mutable, str) else mutable
+  collections = True if mutable is True else ["losses", *others]
   out, updates = module.apply(variables, *args, mutable=collections, **kwargs)
   updates = dict(updates)
-  penalty = sum_penalties(updates.pop("losses", {}))
-  return out, penalty, updates
+  return out, sum_penalties(updates.pop("losses", {})), updates
 
 
 class _Norm(nn.Module):
-  """Shared parameters of the normalization modules; subclasses call the functions."""
+  """The base of the activation normalizers: divnorm's options, the call into the core,
+  running statistics, the L1 penalty and the affine step (flax's parameter names)."""
 
-  sigma: float = 0.0
+  _: dataclasses.KW_ONLY
+  sigma: Any = None
   learn_sigma: bool = False
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = nn.initializers.ones
-  bias_init: Initializer = nn.initializers.zeros
-  param_dtype: Any = jnp.float32
   l1_alpha: float = 0.0
 
-  def _sigma(self):
-    if not self.learn_sigma:
-      return self.sigma
-    if not self.sigma > 0:
-      raise ValueError(
-          f"learn_sigma=True learns sigma = exp(log_sigma) and starts from sigma, which must "
-          f"be > 0 (got sigma={self.sigma}); e.g. sigma=0.5 as in the paper's ResNet code.")
-    log_sigma = self.param(
-        "log_sigma", lambda _: jnp.log(jnp.asarray(self.sigma, self.param_dtype)))
-    return jnp.exp(log_sigma)
-
-  def _finish(self, y, v, feature_axes: Axes, mask):
-    """Sows the L1 penalty of `v`, then applies the affine over `feature_axes`."""
-    if self.l1_alpha:
-      self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
-    if not (self.use_scale or self.use_bias):
-      return y
-    axes = resolve_field(feature_axes, y.ndim, role="feature_axes").whole
-    shape = tuple(y.shape[a] for a in axes)
-    bshape = tuple(y.shape[a] if a in axes else 1 for a in range(y.ndim))
-    if self.use_scale:
-      gamma = self.param("scale", self.scale_init, shape, self.param_dtype)
-      y = y * gamma.reshape(bshape).astype(y.dtype)
-    if self.use_bias:
-      beta = self.param("bias", self.bias_init, shape, self.param_dtype)
-      y = y + beta.reshape(bshape).astype(y.dtype)
-    return y
-
-
-# ---- the Flax-named modules: Flax 0.12.8's signatures, from divnorm._src.module_specs ----
-
-
-class _FlaxNorm(nn.Module):
-  """The call logic shared by the Flax-named normalizers; fields come from a `ModuleSpec`."""
-
-  spec: ClassVar[ModuleSpec]
-
-  def _sigma(self):
-    sigma = fs.resolve_sigma(self.spec.name, self.epsilon, self.sigma,
-                             self.spec.default_epsilon)
+  def _sigma(self, sigma=None):
+    """`sigma` (default: the field, else 0), or ``exp(log_sigma)`` learned from it (a
+    parameter) with `learn_sigma`."""
+    if sigma is None:
+      sigma = 0.0 if self.sigma is None else self.sigma
     if not self.learn_sigma:
       return sigma
-    check_learn_sigma(sigma)
-    log_sigma = self.param("log_sigma", lambda _: jnp.log(jnp.asarray(sigma, self.param_dtype)))
-    return jnp.exp(log_sigma)
+    return jnp.exp(self.param("log_sigma", lambda _: fs.log_sigma_init(sigma, self.param_dtype)))
 
-  def _axis_name(self):
-    fs.check_axis_index_groups(self.spec.name, self.axis_index_groups)
-    # As Flax's BatchNorm: init outside a mapped context has no axis to average over.
-    if self.is_initializing() and not fs.axis_name_bound(self.axis_name):
-      return None
-    return self.axis_name
+  def _options(self, mask):
+    """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
+    options = fs.core_options(self, mask, self.is_initializing())
+    return {**options, "sigma": self._sigma(options["sigma"])}
 
-  def _fast_variance(self):
-    return fs.fast_variance_mode(self.use_fast_variance, self.fast_variance)
+  def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
+    """Flax's layers: `x` normalized over `field` (`fs.normalized`), then `_finish`ed."""
+    y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
+                                  **self._options(mask))
+    features = fs.canonical_axes(features, x.ndim, "feature_axes")
+    return self._finish(x, y, v, features, mask, self.dtype, factors)
 
-  def _affine_params(self, shape):
-    scale = bias = None
-    if self.use_scale:
-      scale = self.param("scale", self.scale_init, shape, self.param_dtype)
-    if getattr(self, "use_bias", False):
-      bias = self.param("bias", self.bias_init, shape, self.param_dtype)
-    return scale, bias
+  def _running(self, function, x, use_running_average, features: Axes, out_dtype,
+               stats=BatchStats, state_dtype=jnp.float32, **kwargs):
+    """The running normalizers: ``(y, v[, factors]), stats = function(x, stats, ...)`` with the
+    running statistics in ``"batch_stats"`` (flax's: mean 0, variance 1; updated in training,
+    never during ``init``), then `_finish` over `features`."""
+    use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+    features = fs.canonical_axes(features, jnp.ndim(x), "feature_axes")
+    shape = tuple(jnp.shape(x)[a] for a in features)
+    running = [self.variable("batch_stats", n, jnp.zeros if n == "mean" else jnp.ones, shape,
+                             state_dtype) for n in stats._fields]
+    parts, new = function(x, stats(*(r.value for r in running)), training=not use_ra,
+                          momentum=self.momentum, **kwargs)
+    if not use_ra and not self.is_initializing():
+      for variable, value in zip(running, new, strict=True):
+        variable.value = value
+    return self._finish(x, *parts[:2], features, kwargs.get("mask"), out_dtype, *parts[2:])
 
-  def _finish(self, x, y, v, features, mask):
-    """Sows the L1 penalty of `v`, applies the affine over `features`, casts as Flax."""
+  def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, factors=None):
+    """Sows the L1 penalty of `v`, then the affine over `features` (flax's ``scale`` and
+    ``bias``; `fs.affine` folds ``scale`` into the statistics' `factors`) and the output in
+    `dtype` (None: flax's promotion of x and the parameters)."""
     if self.l1_alpha:
       self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
-    scale, bias = self._affine_params(fs.feature_shape(x.shape, features))
-    y = fs.affine(y, scale, bias, features)
-    return y.astype(fs.result_dtype(x, scale, bias, dtype=self.dtype))
-
-  def _normalize(self, x, reduction, features, mask, *, center=True, num_groups=None):
-    xc = x.astype(fs.stats_dtype(x.dtype, self.dtype))
-    kwargs = dict(sigma=self._sigma(), mask=mask, axis_name=self._axis_name(),
-                  fast_variance=self._fast_variance(), center=center)
-    if num_groups is None:
-      y, v = fs.normalize_over(xc, reduction, **kwargs)
-    else:
-      y, v = fs.group_normalize(xc, reduction, num_groups, **kwargs)
-    return self._finish(x, y, v, features, mask)
+    shape = tuple(jnp.shape(x)[a] for a in features)
+    scale = self.param("scale", self.scale_init, shape, self.param_dtype) if (
+        self.use_scale) else None
+    bias = self.param("bias", self.bias_init, shape, self.param_dtype) if getattr(
+        self, "use_bias", False) else None  # RMSNorm has no bias
+    y = fs.affine(y, scale, bias, features, factors)
+    return y.astype(fs.result_dtype(x, scale, bias, dtype=dtype))
 
 
-def _flax_module(spec: ModuleSpec, call, base=_FlaxNorm):
-  """A linen module with `spec`'s fields (Flax's, then divnorm's keyword-only) and `call`."""
-  body = spec.linen_fields()
-  body.update(__call__=call, __doc__=spec.docstring("linen"), __module__=__name__,
-              __qualname__=spec.name, spec=spec)
-  return type(spec.name, (base,), body)
+class BatchNorm(_Norm):
+  """Batch normalization (Ioffe & Szegedy, 2015): flax.linen.BatchNorm's arguments; the
+  running ``mean`` and ``var`` are in ``"batch_stats"``. `feature_axes` is `axis`'s alias.
+
+  >>> jax.tree.map(jnp.shape, BatchNorm(True).init(jax.random.key(0), jnp.ones((8, 3))))
+  {'batch_stats': {'mean': (3,), 'var': (3,)}, 'params': {'bias': (3,), 'scale': (3,)}}
+  """
+
+  use_running_average: bool | None = None
+  axis: int = -1
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+  _: dataclasses.KW_ONLY
+  fast_variance: bool | None = None
+  feature_axes: Axes | None = None
+
+  @nn.compact
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+    """Normalizes `x` with the batch's statistics (training) or the running ones."""
+    x = jnp.asarray(x)
+    axis = fs.alias("axis", self.axis, -1, "feature_axes", self.feature_axes)
+    features = fs.canonical_axes(axis, x.ndim, "axis")
+    return self._running(
+        fs.batch_normalized, x, use_running_average, features, self.dtype,
+        state_dtype=jnp.float32 if self.force_float32_reductions else self.param_dtype,
+        feature_axes=features, dtype=self.dtype, **self._options(mask))
 
 
-@nn.compact
-def _batch_norm(self, x, use_running_average: bool | None = None, *, mask=None):
-  """Normalizes `x` with the batch's statistics (training) or the running ones."""
-  use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-  x = jnp.asarray(x)
-  axis = fs.resolve_alias("BatchNorm", "axis", self.axis, -1, "feature_axes", self.feature_axes)
-  features = fs.canonical_axes(axis, x.ndim, "axis")
-  shape = fs.feature_shape(x.shape, features)
-  dt = jnp.float32 if self.force_float32_reductions else self.param_dtype
-  ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, dt), shape)
-  ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, dt), shape)
-  (y, v), stats = fs.batch_normalize(
-      x.astype(fs.stats_dtype(x.dtype, self.dtype)), BatchStats(ra_mean.value, ra_var.value),
-      training=not use_ra, feature_axes=features, momentum=self.momentum, sigma=self._sigma(),
-      mask=mask, axis_name=self._axis_name(), fast_variance=self._fast_variance())
-  if not use_ra and not self.is_initializing():
-    ra_mean.value, ra_var.value = stats.mean, stats.var
-  return self._finish(x, y, v, features, mask)
+class LayerNorm(_Norm):
+  """Layer normalization (Ba et al., 2016) over `reduction_axes`: flax.linen.LayerNorm's
+  arguments; the paper's LN of a conv layer is ``LayerNorm(reduction_axes=(1, 2, 3))``.
+
+  >>> LayerNorm(1e-5).init_with_output(jax.random.key(0), jnp.arange(3.0)[None])[0].round(3)
+  Array([[-1.225,  0.   ,  1.225]], dtype=float32)
+  """
+
+  epsilon: float = 1e-6
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  reduction_axes: Axes = -1
+  feature_axes: Axes = -1
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+  _: dataclasses.KW_ONLY
+  fast_variance: bool | None = None
+
+  @nn.compact
+  def __call__(self, x, *, mask=None):
+    """Normalizes `x` over `reduction_axes`; `mask` selects the statistics' entries."""
+    x = jnp.asarray(x)
+    field = Field(fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"), ())
+    return self._normalize(x, field, self.feature_axes, mask)
 
 
-@nn.compact
-def _layer_norm(self, x, *, mask=None):
-  """Normalizes `x` over `reduction_axes`."""
-  x = jnp.asarray(x)
-  return self._normalize(
-      x, fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"),
-      fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes"), mask)
+class RMSNorm(_Norm):
+  """RMS normalization (Zhang & Sennrich, 2019), no centering: flax.linen.RMSNorm's
+  arguments (`use_fast_variance` has no effect, as in flax).
+
+  >>> RMSNorm().init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
+  (2, 4)
+  """
+
+  epsilon: float = 1e-6
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_scale: bool = True
+  scale_init: Initializer = initializers.ones
+  reduction_axes: Axes = -1
+  feature_axes: Axes = -1
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+  _: dataclasses.KW_ONLY
+  fast_variance: bool | None = None
+
+  @nn.compact
+  def __call__(self, x, *, mask=None):
+    """Divides `x` by its root mean square over `reduction_axes`."""
+    x = jnp.asarray(x)
+    field = Field(fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"), ())
+    return self._normalize(x, field, self.feature_axes, mask, center=False)
 
 
-@nn.compact
-def _rms_norm(self, x, *, mask=None):
-  """Divides `x` by its root mean square over `reduction_axes`."""
-  x = jnp.asarray(x)
-  return self._normalize(
-      x, fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"),
-      fs.canonical_axes(self.feature_axes, x.ndim, "feature_axes"), mask, center=False)
+class GroupNorm(_Norm):
+  """Group normalization (Wu & He, 2018): flax.linen.GroupNorm's arguments. The channels
+  (the last axis, or divnorm's keyword-only `channel_axis`) form `num_groups` contiguous
+  groups; the statistics reduce `reduction_axes` (default: all but the batch axis 0).
+
+  >>> GroupNorm(2).init_with_output(jax.random.key(0), jnp.ones((2, 5, 4)))[0].shape
+  (2, 5, 4)
+  """
+
+  num_groups: int | None = 32
+  group_size: int | None = None
+  epsilon: float = 1e-6
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  reduction_axes: Axes | None = None
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+  _: dataclasses.KW_ONLY
+  fast_variance: bool | None = None
+  channel_axis: int = -1
+
+  @nn.compact
+  def __call__(self, x, *, mask=None):
+    """Normalizes `x` over `reduction_axes` and the channels of each group."""
+    x = jnp.asarray(x)
+    field = fs.group_field(x.shape, self.num_groups, self.group_size, self.reduction_axes,
+                           self.channel_axis)
+    return self._normalize(x, field, field.groups[0][0], mask)
 
 
-@nn.compact
-def _group_norm(self, x, *, mask=None):
-  """Normalizes `x` over `reduction_axes` and the channels of each group."""
-  x, mask, reduction, channel = fs.group_layout(x, mask, self.channel_axis,
-                                                self.reduction_axes)
-  num_groups = fs.check_groups(self.num_groups, self.group_size, x.shape[-1])
-  y = self._normalize(x, reduction, (x.ndim - 1,), mask, num_groups=num_groups)
-  return jnp.moveaxis(y, -1, channel)
+class InstanceNorm(_Norm):
+  """Instance normalization (Ulyanov et al., 2016): flax.linen.InstanceNorm's arguments;
+  every axis but the batch axis (0) and `feature_axes` (divnorm's alias: `channel_axis`).
 
+  >>> InstanceNorm().init_with_output(jax.random.key(0), jnp.ones((2, 5, 5, 3)))[0].shape
+  (2, 5, 5, 3)
+  """
 
-@nn.compact
-def _instance_norm(self, x, *, mask=None):
-  """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
-  x = jnp.asarray(x)
-  feature_axes = fs.resolve_alias("InstanceNorm", "feature_axes", self.feature_axes, -1,
-                                  "channel_axis", self.channel_axis)
-  reduction = fs.instance_reduction_axes(feature_axes, x.ndim)
-  return self._normalize(x, reduction, fs.canonical_axes(feature_axes, x.ndim), mask)
+  epsilon: float = 1e-6
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  feature_axes: Axes = -1
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+  _: dataclasses.KW_ONLY
+  fast_variance: bool | None = None
+  channel_axis: int | None = None
 
-
-BatchNorm = _flax_module(BATCH_NORM, _batch_norm)
-LayerNorm = _flax_module(LAYER_NORM, _layer_norm)
-RMSNorm = _flax_module(RMS_NORM, _rms_norm)
-GroupNorm = _flax_module(GROUP_NORM, _group_norm)
-InstanceNorm = _flax_module(INSTANCE_NORM, _instance_norm)
+  @nn.compact
+  def __call__(self, x, *, mask=None):
+    """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
+    x = jnp.asarray(x)
+    feature_axes = fs.alias("feature_axes", self.feature_axes, -1, "channel_axis",
+                            self.channel_axis)
+    return self._normalize(x, Field(fs.instance_axes(feature_axes, x.ndim), ()), feature_axes,
+                           mask)
 
 
 class DivisiveNorm(_Norm):
-  """Divisive normalization with local windows (see `divnorm.divisive_norm`).
+  """Divisive normalization (Ren et al., 2017) with local windows (`divnorm.divisive_norm`);
+  no affine by default, as in the paper's models. The output keeps the input's dtype.
 
-  No affine by default, as in the paper's CIFAR and PTB models.
+  >>> DivisiveNorm((5, 5), sigma=0.5).apply({}, jnp.ones((2, 8, 8, 3))).shape
+  (2, 8, 8, 3)
   """
 
   summation_window: int | Sequence[int] | None = None
@@ -257,27 +307,30 @@ class DivisiveNorm(_Norm):
   border: str = "valid"
   use_scale: bool = False
   use_bias: bool = False
+  scale_init: Initializer = initializers.ones
+  bias_init: Initializer = initializers.zeros
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, mask=None):
+    """Divides `x`, centered by its local mean, by its local standard deviation."""
     if self.summation_window is None:
       raise ValueError("DivisiveNorm needs summation_window=..., e.g. (5, 5) for NHWC input.")
     y, v = divisive_norm(
-        x,
-        summation_window=self.summation_window,
-        suppression_window=self.suppression_window,
-        sigma=self._sigma(),
-        channel_axis=self.channel_axis,
-        across_channels=self.across_channels,
-        border=self.border,
-        mask=mask,
-        return_centered=True,
-    )
-    return self._finish(y, v, self.channel_axis, mask)
+        x, summation_window=self.summation_window, suppression_window=self.suppression_window,
+        sigma=self._sigma(), channel_axis=self.channel_axis,
+        across_channels=self.across_channels, border=self.border, mask=mask,
+        return_centered=True)
+    features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
+    return self._finish(y, y, v, features, mask, y.dtype)
 
 
 class Normalize(_Norm):
-  """The unified normalizer over arbitrary fields (see `divnorm.normalize`)."""
+  """The unified normalizer over any fields (`divnorm.normalize`); no affine by default.
+
+  >>> Normalize({3: None, 1: 3, 2: 3}, sigma=0.5).apply({}, jnp.ones((2, 8, 8, 3))).shape
+  (2, 8, 8, 3)
+  """
 
   summation: Any = None
   suppression: Any = None
@@ -286,13 +339,18 @@ class Normalize(_Norm):
   axis_name: str | None = None
   use_scale: bool = False
   use_bias: bool = False
+  scale_init: Initializer = initializers.ones
+  bias_init: Initializer = initializers.zeros
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, mask=None):
+    """Normalizes `x` over the summation and suppression fields."""
     if self.summation is None:
       raise ValueError(
           "Normalize needs summation=..., a field such as (1, 2, 3) or {3: None, 1: 5, 2: 5}.")
-    y, v = normalize(
-        x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
-        mask=mask, axis_name=self.axis_name, return_centered=True)
-    return self._finish(y, v, self.feature_axes, mask)
+    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(),
+                     border=self.border, mask=mask, axis_name=self.axis_name,
+                     return_centered=True)
+    features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
+    return self._finish(y, y, v, features, mask, y.dtype)

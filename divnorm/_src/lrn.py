@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from divnorm._src.checks import check_input, check_lrn_args
+from divnorm._src.checks import axis_index, check_input, check_lrn_args
 from divnorm._src.reductions import stat_dtype, window_sum
 
 
@@ -30,11 +30,13 @@ def local_response_norm(
 
   Args:
     x: ``[B, ..., C]`` with channels at `channel_axis` (rank >= 2).
-    size: number of neighbouring channels summed (odd is centered; an even window, as in
-      torch, reaches ``size // 2`` channels back and ``size // 2 - 1`` forward).
-    alpha: multiplicative factor, divided by `size` (torch's convention).
-    beta: exponent.
-    k: additive constant.
+    size: number of neighbouring channels summed, an int >= 1 (odd is centered; an even
+      window, as in torch, reaches ``size // 2`` channels back and ``size // 2 - 1``
+      forward; wider than the channels, the window is zero padded).
+    alpha: multiplicative factor (>= 0), divided by `size` (torch's convention). Like
+      `beta` and `k`, a Python, NumPy or JAX number, or traced.
+    beta: exponent (>= 0).
+    k: additive constant (>= 0); with ``k = 0`` an all-zero window divides 0 by 0.
     channel_axis: the channel axis.
 
   Returns:
@@ -43,10 +45,8 @@ def local_response_norm(
   x = check_input(x)
   if x.ndim < 2:
     raise ValueError(f"local_response_norm needs [batch, ..., channels], got shape {x.shape}.")
-  if not -x.ndim <= channel_axis < x.ndim:
-    raise ValueError(f"channel_axis={channel_axis} is out of range for rank {x.ndim}.")
-  check_lrn_args(size, alpha, beta, k)
-  c = channel_axis % x.ndim
+  c = axis_index(channel_axis, x.ndim, "channel_axis", context="local_response_norm")
+  size = check_lrn_args(size, alpha, beta, k)
   dt = stat_dtype(x.dtype)
   sq = jnp.square(x.astype(dt))
   if size % 2:
@@ -59,5 +59,6 @@ def local_response_norm(
     pad[c] = (half, 0)
     back = lax.slice_in_dim(jnp.pad(sq, pad), 0, x.shape[c], axis=c)
     total = window_sum(sq, ((c, size - 1),)) + back
-  base = jnp.asarray(k, dt) + jnp.asarray(alpha, dt) / size * total
-  return (x.astype(dt) * base ** (-jnp.asarray(beta, dt))).astype(x.dtype)
+  k, alpha, beta = (jnp.asarray(a).astype(dt) for a in (k, alpha, beta))
+  base = k + alpha / size * total
+  return (x.astype(dt) * base ** (-beta)).astype(x.dtype)

@@ -7,7 +7,7 @@
 | batch_instance_norm   | Nam & Kim (2018)               | ``rho * BN + (1 - rho) * IN``           |
 | switchable_norm       | Luo et al. (2019)              | weighted IN, LN and BN statistics       |
 
-All statistics come from `divnorm._src.core.moments` and the running
+All statistics come from `divnorm._src.statistics.moments` and the running
 statistics are `divnorm.BatchStats`, so these share every numerical rule of the core.
 """
 
@@ -21,13 +21,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.batch import BatchStats, batch_norm, batch_stats_init
+from divnorm._src.batch import (
+  BatchStats,
+  batch_norm,
+  check_state_dtype,
+  check_stats,
+  ema,
+  feature_shape,
+  running_var,
+)
 from divnorm._src.checks import (
   channel_axis_index,
+  check_array,
+  check_bool,
+  check_finite,
   check_input,
   check_mask,
   check_momentum,
   check_nonempty,
+  check_nonnegative,
   check_renorm_limits,
   check_sigma,
   check_unit_interval,
@@ -52,26 +64,11 @@ def _features(x, feature_axes) -> tuple[tuple[int, ...], tuple[int, ...], tuple[
   return features, reduction, bshape
 
 
-def _check_stats(stats, x, features, feature_axes) -> tuple[int, ...]:
-  feature_shape = tuple(x.shape[a] for a in features)
-  for name, value in zip(stats._fields, stats, strict=True):
-    if tuple(jnp.shape(value)) != feature_shape:
-      raise ValueError(
-          f"stats.{name} has shape {tuple(jnp.shape(value))} but x of shape {x.shape} has "
-          f"features {feature_shape} on axes {features}; create the statistics with "
-          f"batch_stats_init(x, feature_axes={feature_axes!r}).")
-  return feature_shape
-
-
-def _ema(old: jax.Array, batch: jax.Array, momentum: float) -> jax.Array:
-  """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point)."""
-  return (momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype))
-
-
 def mean_stats_init(x_or_shape, *, feature_axes: int | Sequence[int] = -1,
                     dtype=jnp.float32) -> MeanStats:
   """Initial running mean (zeros) for inputs like `x_or_shape`."""
-  return MeanStats(batch_stats_init(x_or_shape, feature_axes=feature_axes, dtype=dtype).mean)
+  features = feature_shape(x_or_shape, feature_axes, "mean_stats_init")
+  return MeanStats(jnp.zeros(features, check_state_dtype(dtype, "mean_stats_init")))
 
 
 def mean_only_batch_norm(
@@ -91,9 +88,9 @@ def mean_only_batch_norm(
 
   Args:
     x: ``[B, ..., C]``; the mean reduces every axis but `feature_axes`.
-    stats: running mean from `mean_stats_init`.
-    training: True subtracts the batch mean and updates `stats`; False subtracts
-      ``stats.mean``.
+    stats: a `MeanStats` from `mean_stats_init`.
+    training: a (static) bool: True subtracts the batch mean and updates `stats`; False
+      subtracts ``stats.mean``.
     feature_axes: axes that keep their own mean.
     momentum: ``new = momentum * old + (1 - momentum) * batch``.
     axis_name: also average over this named axis (``shard_map``).
@@ -104,8 +101,9 @@ def mean_only_batch_norm(
     ``(y, new_stats)``.
   """
   x = check_input(x)
+  training = check_bool(training, "training")
   features, reduction, bshape = _features(x, feature_axes)
-  _check_stats(stats, x, features, feature_axes)
+  check_stats(stats, MeanStats, x, features, feature_axes, "mean_only_batch_norm")
   check_momentum(momentum)
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
@@ -113,7 +111,7 @@ def mean_only_batch_norm(
   if training:
     check_nonempty(x, reduction, "mean_only_batch_norm")
     mean = field_mean(x32, resolve_field(reduction, x.ndim), mask=mask, axis_name=axis_name)
-    stats = MeanStats(_ema(stats.mean, mean, momentum))
+    stats = MeanStats(ema(stats.mean, mean, momentum))
   else:
     mean = stats.mean.astype(dt).reshape(bshape)
   return select(x32 - mean, mask).astype(x.dtype), stats
@@ -158,13 +156,14 @@ def batch_renorm(
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
   """
   check_renorm_limits(rmax, dmax)
-  if not training:
+  if not check_bool(training, "training"):
     return batch_norm(
         x, stats, training=False, feature_axes=feature_axes, momentum=momentum, sigma=sigma,
         axis_name=axis_name, mask=mask, return_centered=return_centered)
   x = check_input(x)
+  return_centered = check_bool(return_centered, "return_centered")
   features, reduction, bshape = _features(x, feature_axes)
-  _check_stats(stats, x, features, feature_axes)
+  check_stats(stats, BatchStats, x, features, feature_axes, "batch_renorm")
   check_momentum(momentum)
   field = resolve_field(reduction, x.ndim)
   sigma = check_sigma(sigma, stats_shape(x.shape, field))
@@ -175,14 +174,14 @@ def batch_renorm(
   dt = y.dtype
   extra = jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
   run_mean = stats.mean.astype(dt).reshape(bshape)
-  run_std = jnp.sqrt(stats.var.astype(dt).reshape(bshape) + extra)
+  run_std = jnp.sqrt(running_var(stats.var, dt).reshape(bshape) + extra)
   batch_std = jnp.sqrt(var + extra)
-  rmax = jnp.asarray(rmax, dt)
-  dmax = jnp.asarray(dmax, dt)
+  rmax = jnp.asarray(rmax).astype(dt)
+  dmax = jnp.asarray(dmax).astype(dt)
   r = lax.stop_gradient(jnp.clip(batch_std / run_std, 1.0 / rmax, rmax))
   d = lax.stop_gradient(jnp.clip((mean - run_mean) / run_std, -dmax, dmax))
   y = select(y * r + d, mask)
-  stats = BatchStats(_ema(stats.mean, mean, momentum), _ema(stats.var, var, momentum))
+  stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 
@@ -220,6 +219,8 @@ def batch_instance_norm(
     raise ValueError(
         f"batch_instance_norm needs spatial axes between batch and channels (rank >= 3), "
         f"got shape {x.shape}.")
+  training = check_bool(training, "training")
+  return_centered = check_bool(return_centered, "return_centered")
   check_unit_interval(rho, "rho")
   c = channel_axis_index(channel_axis, x.ndim, "batch_instance_norm")
   rho = jnp.asarray(rho)
@@ -246,11 +247,14 @@ SWITCHABLE_STATISTICS = ("instance", "layer", "batch")
 
 
 def _check_weights(w, name: str) -> jax.Array:
-  w = jnp.asarray(w)
+  hint = f" (3 weights for the {SWITCHABLE_STATISTICS} statistics)"
+  w = check_array(w, name, hint)
   if w.shape != (3,):
     raise ValueError(
         f"{name} has shape {w.shape}; give 3 weights for the {SWITCHABLE_STATISTICS} "
         f"statistics, e.g. jax.nn.softmax(logits) of shape (3,).")
+  # A variance mixed with a negative weight can be negative, and rsqrt of it NaN.
+  (check_nonnegative if name == "var_weights" else check_finite)(w, name, hint)
   return w
 
 
@@ -293,12 +297,14 @@ def switchable_norm(
         f"switchable_norm needs spatial axes between batch and channels (rank >= 3), got "
         f"shape {x.shape}; for [batch, features] use layer_norm or batch_norm.")
   c = channel_axis_index(channel_axis, x.ndim, "switchable_norm")
+  training = check_bool(training, "training")
+  return_centered = check_bool(return_centered, "return_centered")
   check_momentum(momentum)
   mask = check_mask(mask, x.shape)
   wm = _check_weights(mean_weights, "mean_weights")
   wv = _check_weights(var_weights, "var_weights")
   features, _, bshape = _features(x, c)
-  _check_stats(stats, x, features, c)
+  check_stats(stats, BatchStats, x, features, c, "switchable_norm")
   spatial = tuple(a for a in range(1, x.ndim) if a != c)
   # The mixture's statistics have the shape of instance norm's (batch and channels kept).
   sigma = check_sigma(sigma, tuple(x.shape[a] if a in (0, c) else 1 for a in range(x.ndim)))
@@ -314,10 +320,10 @@ def switchable_norm(
   if training:
     check_nonempty(x, (0, *spatial), "switchable_norm")
     mean_bn, var_bn = stats_of((0, *spatial), axis_name)
-    stats = BatchStats(_ema(stats.mean, mean_bn, momentum), _ema(stats.var, var_bn, momentum))
+    stats = BatchStats(ema(stats.mean, mean_bn, momentum), ema(stats.var, var_bn, momentum))
   else:
     mean_bn = stats.mean.astype(dt).reshape(bshape)
-    var_bn = stats.var.astype(dt).reshape(bshape)
+    var_bn = running_var(stats.var, dt).reshape(bshape)
   wm, wv = wm.astype(dt), wv.astype(dt)
   mean = wm[0] * mean_in + wm[1] * mean_ln + wm[2] * mean_bn
   var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn

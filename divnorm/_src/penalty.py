@@ -22,15 +22,18 @@ def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Arr
     mask: boolean, broadcastable to `v`; average over its True entries only.
 
   Returns:
-    A scalar in ``promote_types(v.dtype, float32)``.
+    A scalar in ``promote_types(v.dtype, float32)``; 0 for an empty `v` (or mask).
   """
-  v = check_input(v)
+  v = check_input(v, "v")
   check_nonnegative(alpha, "alpha", " (the weight of the L1 penalty)")
+  if np.ndim(alpha) != 0:
+    raise ValueError(f"alpha has shape {np.shape(alpha)}; the penalty's weight is one number "
+                     f"(weigh features by scaling v).")
   dt = stat_dtype(v.dtype)
   a = jnp.abs(v.astype(dt))
   alpha = jnp.asarray(alpha, dt)
   mask = check_mask(mask, v.shape)
   if mask is None:
-    return alpha * jnp.mean(a)
+    return alpha * jnp.sum(a) / np.asarray(max(a.size, 1), dt)
   count = jnp.sum(mask.astype(dt))
   return alpha * jnp.sum(select(a, mask)) / jnp.maximum(count, np.ones((), dt))

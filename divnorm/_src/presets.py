@@ -16,8 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
+import numpy as np
 
-from divnorm._src.checks import channel_axis_index, check_input, check_mask, check_sigma
+from divnorm._src.checks import (
+  channel_axis_index,
+  check_bool,
+  check_input,
+  check_int,
+  check_mask,
+  check_sigma,
+)
 from divnorm._src.core import normalize
 from divnorm._src.fields import grouped_field, resolve_field
 from divnorm._src.reductions import field_mean, select, stat_dtype
@@ -46,7 +54,9 @@ def layer_norm(
   `fast_variance`: ``None`` or ``False`` (two-pass), or ``True`` (Flax's one-pass);
   see `normalize`.
   """
-  return normalize(x, reduction_axes, sigma=sigma, mask=mask, return_centered=return_centered,
+  x = check_input(x)
+  field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
+  return normalize(x, field, sigma=sigma, mask=mask, return_centered=return_centered,
                    fast_variance=fast_variance)
 
 
@@ -83,17 +93,13 @@ def _num_groups(channels: int, num_groups: int | None, group_size: int | None) -
     raise ValueError(
         f"give exactly one of num_groups and group_size (got num_groups={num_groups}, "
         f"group_size={group_size}); as in Flax, pass num_groups=None to use group_size.")
-  if group_size is not None:
-    if group_size < 1 or channels % group_size:
-      raise ValueError(
-          f"group_size={group_size} must divide the {channels} channels of x; "
-          f"try one of {_divisors(channels)}.")
-    return channels // group_size
-  if num_groups < 1 or channels % num_groups:
+  name, value = ("group_size", group_size) if num_groups is None else ("num_groups", num_groups)
+  n = check_int(value, name, context="group_norm")
+  if n < 1 or channels % n:
     raise ValueError(
-        f"num_groups={num_groups} must divide the {channels} channels of x; "
+        f"group_norm: {name}={n} must divide the {channels} channels of x; "
         f"try one of {_divisors(channels)}.")
-  return num_groups
+  return channels // n if name == "group_size" else n
 
 
 def group_norm(
@@ -119,7 +125,11 @@ def group_norm(
   c = channel_axis_index(channel_axis, x.ndim, "group_norm")
   channels = x.shape[c]
   groups = _num_groups(channels, num_groups, group_size)
+  if channels == 0:  # no channels: an empty result, as for any empty axis
+    return normalize(x, (c,), sigma=sigma, mask=mask, return_centered=return_centered,
+                     fast_variance=fast_variance)
   if x.ndim == 2:  # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]
+    return_centered = check_bool(return_centered, "return_centered")
     mask = check_mask(mask, x.shape)
     out = normalize(x.reshape(x.shape[0], groups, channels // groups), (2,), sigma=sigma,
                     mask=None if mask is None else mask.reshape(x.shape[0], groups, -1),
@@ -158,9 +168,16 @@ def rms_norm(
   return select(y, mask).astype(x.dtype)
 
 
-def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int, ...]:
-  if isinstance(window, int):
-    return (window,) * len(spatial)
+def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | None, ...]:
+  """One width per spatial axis: an int-like `window` for all, or one entry per axis (an odd
+  int, or None for the whole axis). The widths themselves are checked by `resolve_field`."""
+  if isinstance(window, jax.Array | np.ndarray) and window.ndim == 1:
+    window = tuple(window.tolist())
+  if not isinstance(window, list | tuple):
+    width = check_int(window, name, hint=(
+        f" (an odd width for every spatial axis) or a tuple of odd widths, one per spatial "
+        f"axis, e.g. {name}={(5,) * len(spatial)}"))
+    return (width,) * len(spatial)
   window = tuple(window)
   if len(window) != len(spatial):
     raise ValueError(
@@ -190,8 +207,10 @@ def divisive_norm(
 
   Args:
     x: ``[B, *spatial, C]`` (or channels at `channel_axis`), or ``[B, D]``.
-    summation_window: odd width(s) of field A, one per spatial axis (an int for all).
-    suppression_window: odd width(s) of field B; None means the summation window.
+    summation_window: odd width(s) of field A: an int (Python, NumPy or JAX) for every
+      spatial axis, or one per spatial axis, where None reduces that axis whole.
+    suppression_window: odd width(s) of field B, as `summation_window`; None means the
+      summation window.
     sigma: smoothing term (the paper: 0.5 for CIFAR, 1.0 for PTB and super-resolution).
     channel_axis: the channel axis.
     across_channels: True is the paper's form, where both fields span all channels;
@@ -206,16 +225,22 @@ def divisive_norm(
   x = check_input(x)
   if x.ndim < 2:
     raise ValueError(f"divisive_norm needs [batch, ...] input of rank >= 2, got shape {x.shape}.")
+  across_channels = check_bool(across_channels, "across_channels")
   if x.ndim == 2:
     spatial, whole = (1,), ()
   else:
-    spatial = _spatial_axes(x.ndim, channel_axis, "divisive_norm")
-    whole = (channel_axis % x.ndim,) if across_channels else ()
-  a_widths = _windows(summation_window, spatial, "summation_window", x.shape)
-  b_widths = a_widths if suppression_window is None else _windows(
-      suppression_window, spatial, "suppression_window", x.shape)
-  summation = {**dict.fromkeys(whole), **dict(zip(spatial, a_widths, strict=True))}
-  suppression = {**dict.fromkeys(whole), **dict(zip(spatial, b_widths, strict=True))}
+    c = channel_axis_index(channel_axis, x.ndim, "divisive_norm")
+    spatial = tuple(a for a in range(1, x.ndim) if a != c)
+    whole = (c,) if across_channels else ()
+
+  def field(window, name):
+    widths = _windows(window, spatial, name, x.shape)
+    return resolve_field({**dict.fromkeys(whole), **dict(zip(spatial, widths, strict=True))},
+                         x.ndim, role=name)
+
+  summation = field(summation_window, "summation_window")
+  suppression = summation if suppression_window is None else field(
+      suppression_window, "suppression_window")
   return normalize(
       x, summation, suppression, sigma=sigma, border=border, mask=mask,
       return_centered=return_centered, fast_variance=fast_variance)

@@ -6,7 +6,9 @@ arithmetic touches it, so a NaN or inf there (``NaN * 0`` is NaN) cannot reach a
 Local sums are separable: one 1-D ``lax.reduce_window`` per windowed axis. That form is
 differentiable (its gradient is another window sum) and measured fastest and most accurate
 on CPU (a 2-D ``reduce_window`` was 8x slower, a ones-kernel convolution 40x; summed-area
-tables lost 25-50x precision in float32).
+tables lost 25-50x precision in float32). One exception earns its lines: a window at least a
+fifth as wide as a short minor axis (the RNN's width 61 over 128 units) is a product with a
+banded 0/1 matrix, 0.4-1.0x the reduce_window's time there (BENCHMARKS.md, "Window sums").
 
 Border handling (``border``):
   - ``"valid"``: a window at the border averages only the entries that exist.
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.fields import Field
+from divnorm._src.fields import Field, FieldSpec, resolve_field
 
 
 def stat_dtype(dtype) -> np.dtype:
@@ -48,10 +50,21 @@ def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
   Returns:
     An array of the shape of `x`; entry ``i`` is the sum of the entries of `x` within
     ``width // 2`` of ``i`` along every windowed axis.
+
+  Raises:
+    TypeError, ValueError: an axis out of range or twice, a width not odd and positive.
   """
+  windows = tuple(windows)
+  checked = resolve_field(dict(windows), x.ndim, role="window_sum")
+  if len(checked.windows) != len(windows):
+    raise ValueError(f"window_sum: windows={windows!r} name an axis twice; give each axis "
+                     f"one (axis, width) pair.")
   zero = np.zeros((), x.dtype)
-  for axis, width in windows:
+  for axis, width in checked.windows:
     if width == 1:
+      continue
+    if _banded_pays(x, axis, width):
+      x = _banded_window_sum(x, width)
       continue
     dims = [1] * x.ndim
     dims[axis] = width
@@ -59,6 +72,32 @@ def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
     padding[axis] = (width // 2, width // 2)
     x = lax.reduce_window(x, zero, lax.add, dims, (1,) * x.ndim, padding)
   return x
+
+
+def _banded_pays(x: jax.Array, axis: int, width: int) -> bool:
+  """Whether the window along `axis` is summed faster as a banded matrix product.
+
+  Measured on CPU (`python -m benchmarks.strategies`): a reduce_window costs about
+  rows x n x width, the product rows x n x n at BLAS speed; the product wins once the width
+  reaches a fifth of a minor axis of 32 to 1024 entries. Floating types of at least 32 bits
+  only, so that the product accumulates as the reduce_window does.
+  """
+  n = x.shape[axis]
+  return (axis == x.ndim - 1 and 5 * width >= n and 32 <= n <= 1024
+          and x.dtype in (np.dtype(np.float32), np.dtype(np.float64)))
+
+
+def _banded_window_sum(x: jax.Array, width: int) -> jax.Array:
+  """`window_sum` along the last axis as ``x @ band``, band[i, j] = 1 where |i - j| <= width // 2.
+
+  The band is symmetric, so the gradient is a product with the same band. HIGHEST precision
+  keeps accelerators from rounding the operands to bfloat16.
+  """
+  n = x.shape[-1]
+  rows = lax.broadcasted_iota(np.int32, (n, n), 0)
+  cols = lax.broadcasted_iota(np.int32, (n, n), 1)
+  band = (jnp.abs(rows - cols) <= width // 2).astype(x.dtype)
+  return jnp.matmul(x, band, precision=lax.Precision.HIGHEST)
 
 
 def in_bounds(size: int, width: int) -> np.ndarray:
@@ -81,12 +120,28 @@ def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:
 def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   """Sums `t` within contiguous groups of ``size`` entries along each ``(axis, size)``.
 
-  The result has the shape of `t`: every entry holds its group's sum.
+  The result has the shape of `t`: every entry holds its group's sum. The sum is a product
+  with a 0/1 block-diagonal matrix, one small matmul: reshaping to ``[..., groups, size]``
+  and broadcasting back instead let XLA's CPU backend fuse group norm's whole derivative
+  into one kernel, 1.7-1.9x slower on 128x32x32x64 and even on 100x32x32x32
+  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
   """
   for axis, size in groups:
     n = t.shape[axis]
+    rows, cols = (lax.broadcasted_iota(np.int32, (n, n), d) // size for d in (0, 1))
+    same = (rows == cols).astype(t.dtype)
+    s = lax.dot_general(t, same, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    t = jnp.moveaxis(s, -1, axis)
+  return t
+
+
+def group_min(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
+  """The minimum of `t` within contiguous groups of ``size`` entries along each
+  ``(axis, size)``, in every entry of the group (`group_sum`'s shape)."""
+  for axis, size in groups:
+    n = t.shape[axis]
     split = t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]
-    s = jnp.sum(t.reshape(split), axis=axis + 1, keepdims=True)
+    s = jnp.min(t.reshape(split), axis=axis + 1, keepdims=True)
     t = jnp.broadcast_to(s, split).reshape(t.shape)
   return t
 
@@ -113,17 +168,44 @@ def field_sum(t: jax.Array, field: Field, *, mask=None, axis_name=None) -> jax.A
   return s
 
 
-def border_count(shape: tuple[int, ...], field: Field, border: str) -> np.ndarray:
+def pooled_sums(t: jax.Array, u: jax.Array, field: Field, *, mask=None,
+                axis_name=None) -> tuple[jax.Array, jax.Array]:
+  """``(sum t, sum u)`` over the whole and grouped axes of `field` by one two-output reduce.
+
+  XLA's CPU backend then reads the input once. For short sums at many positions (over the
+  channels at every pixel, as divisive norm takes them) that takes 0.35-0.86x the time of
+  two reductions; for long sums (whole images, a batch) up to 4x, and `field_sum` of each
+  is the faster way (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
+  """
+  t, u = select(t, mask), select(u, mask)
+  if field.whole:
+    shape = tuple(1 if a in field.whole else n for a, n in enumerate(t.shape))
+    zero = np.zeros((), t.dtype)
+    t, u = lax.reduce((t, u), (zero, zero), lambda p, q: (p[0] + q[0], p[1] + q[1]),
+                      field.whole)
+    t, u = t.reshape(shape), u.reshape(shape)
+  t, u = group_sum(t, field.groups), group_sum(u, field.groups)
+  if axis_name is not None:
+    t, u = lax.psum((t, u), axis_name)
+  return t, u
+
+
+def border_count(shape: tuple[int, ...], field: Field, border: str, *, axis_name=None,
+                 dtype=np.float32):
   """How many positions past the input's border each field counts as zeros.
 
   0 for ``border="valid"``; for the zero modes, the full field's size minus the entries
-  that exist (the zero padding the paper's code divides by).
+  that exist (the zero padding the paper's code divides by). With `axis_name`, every
+  member of the mapped axis (a whole axis of the field) has its own such positions.
   """
   if border == "valid" or not field.windows:
-    return np.zeros((1,) * len(shape))
+    return np.zeros((1,) * len(shape), dtype)
   whole = math.prod(shape[a] for a in field.whole) * math.prod(n for _, n in field.groups)
   full = math.prod(w for _, w in field.windows)
-  return whole * (full - _window_counts(shape, field))
+  count = (whole * (full - _window_counts(shape, field))).astype(dtype)
+  if axis_name is not None:
+    count = count * lax.psum(np.asarray(1, dtype), axis_name)
+  return count
 
 
 def field_count(
@@ -155,10 +237,9 @@ def field_count(
     count = (whole * _window_counts(shape, field)).astype(dtype)
   else:
     count = field_sum(mask.astype(dtype), field)
-  count = count + border_count(shape, field, border).astype(dtype)
   if axis_name is not None:
     count = lax.psum(count, axis_name)
-  return count
+  return count + border_count(shape, field, border, axis_name=axis_name, dtype=dtype)
 
 
 def divide_by_count(s: jax.Array, count) -> jax.Array:
@@ -172,7 +253,7 @@ def divide_by_count(s: jax.Array, count) -> jax.Array:
 
 def field_mean(
     t: jax.Array,
-    field: Field,
+    field: FieldSpec,
     *,
     border: str = "valid",
     mask: jax.Array | None = None,
@@ -182,12 +263,13 @@ def field_mean(
 
   Args:
     t: a floating array.
-    field: the resolved field.
+    field: a field (`resolve_field`'s spec, or a resolved `Field`).
     border: see the module docstring.
     mask: optional array of `t`'s shape: True (or nonzero) where an entry counts. It
       selects: an entry outside it never enters the sum, whatever its value.
     axis_name: also average over this named axis (``shard_map``, ``vmap``).
   """
+  field = resolve_field(field, t.ndim)
   if mask is not None and mask.dtype != jnp.bool_:
     mask = mask != 0
   s = field_sum(t, field, mask=mask, axis_name=axis_name)

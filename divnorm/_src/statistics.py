@@ -1,37 +1,47 @@
-r"""The statistics of the unified normalizer of Ren et al. (ICLR 2017), and their use.
+r"""The statistics of the unified normalizer of Ren et al. (ICLR 2017), by strategy.
 
 .. math::
     v = x - E_A[x], \qquad y = \frac{v}{\sqrt{\sigma^2 + E_B[v^2]}}
 
-A is the summation field, B the suppression field, sigma the smoothing term (Flax's
-``epsilon`` is ``sigma ** 2``). Batch, layer, instance, group and divisive normalization
-are choices of A and B (see `divnorm._src.fields`). Two functions hold the paper:
+A is the summation field, B the suppression field (see `divnorm._src.fields`). A strategy
+is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that computes
+``E_A[x]`` and ``E_B[v^2]`` for a pair of resolved fields; `pick_statistics` chooses one:
 
-- `moments`: the statistics of a field pair, ``E_A[x]`` and ``E_B[v^2]`` (and ``v``);
-- `scale`: applies them, ``v / sqrt(sigma^2 + E_B[v^2])``.
+- `two_pass` (the default, every pair of fields): ``E_A[x]``, then ``E_B[v^2]`` from the
+  centered values.
+- `corrected_two_pass` (the default for windowed fields over equal whole axes: divisive
+  norm across channels): two passes centered on every position's own rough mean, faster
+  there than `two_pass`.
+- `one_pass` (``fast_variance=True``, Flax's default): sums of ``x`` and ``x^2`` in one
+  read, for fields whose whole (and grouped) axes are the same in A and B.
+- `weighted` (weighted fields, or the generalized suppression of `divnorm.normalize`):
+  weighted means ``E_A[x]`` and a weighted mean or sum ``P_B[|v|^alpha]`` over kernels and
+  mixings (`divnorm._src.weighted_fields`); its ``var`` is that pool. The box strategies
+  above serve the paper's formula (``alpha = 2``, ``epsilon = 1/2``, a mean, centered) over
+  boxes, and stay the fastest path there.
 
-`divnorm.normalize` (`divnorm._src.core`) checks the call, resolves the fields once and
-composes the two; `divnorm._src.fast` holds the optional speed paths.
+All work around a shift ``k`` constant over every field of A (`shift`: one entry of the
+data per span of A): ``E_A[x] = k + E_A[x - k]``, and the sums of ``x - k`` are sums of
+small numbers when ``|E[x]| >> std(x)``. A strategy returns ``k`` and ``E_A[x - k]`` apart
+(`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the digits of the small second term
+that ``x - (k + E_A[x - k])`` rounds away at large offsets. Float32 error against float64
+(``python -m benchmarks.numerics``, offset + N(0, 1), every preset): at most 9.5e-7 for
+the two-pass strategies and 6.5e-6 for `one_pass`, at offsets 0, 1e4 and 1e6; flax's
+one-pass is off by 40 at 1e4, its two-pass by 1e-3 at 1e4 and 0.15 at 1e6 (README,
+"Numerics").
 
-How `moments` stays exact at the edges:
+Further rules every strategy keeps:
 
 - A mask selects (`reductions.select`) before any arithmetic, so nothing outside it, NaN
-  and inf included, reaches a sum.
-- ``E_A[x]`` is computed around a shift ``k`` (`shift`): ``E_A[x] = k + E_A[x - k]`` for any
-  ``k`` constant over every field of A, and the sums of ``x - k`` lose far less to rounding
-  when ``|E[x]| >> std(x)``. ``k`` is the mean of the finite, masked-in entries of A's span
-  (A with its windows widened to whole axes), so it is a value of the data, never an entry
-  outside the mask, and a NaN or inf somewhere cannot spread through it. With whole fields
-  this is the corrected two-pass algorithm (``k`` the plain mean, ``E_A[x - k]`` its
-  correction). ``v = (x - k) - E_A[x - k]`` keeps the digits of that small correction: at
-  an offset of 1e4 (std 1, float32) divisive norm across channels and layer norm stay
-  within ~1e-6 of float64.
+  and inf included, reaches a sum; ``k`` is a masked-in entry (or a mean of them).
 - ``k`` is under ``stop_gradient``: the result does not depend on it, only its rounding.
 - An empty field (count 0, e.g. all masked out) gives statistics 0, never NaN.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -39,15 +49,45 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from divnorm._src.checks import check_bool, is_concrete
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
-    border_count,
-    divide_by_count,
-    field_count,
-    field_sum,
-    select,
-    stat_dtype,
+  border_count,
+  divide_by_count,
+  field_count,
+  field_sum,
+  group_min,
+  pooled_sums,
+  select,
+  stat_dtype,
+  window_sum,
 )
+from divnorm._src.weighted_fields import (
+  WeightedField,
+  border_weight,
+  divide_by_weight,
+  weight_count,
+  weighted_mean,
+  weighted_sum,
+)
+
+
+class Stats(NamedTuple):
+  """What a strategy returns, in the statistics dtype (whole axes kept as size 1).
+
+  Attributes:
+    shift: ``k``, constant over every field of A (`shift`).
+    mean: ``E_A[x] - k``, small where ``k`` is close to the data.
+    var: ``E_B[v^2]`` with ``v = (x - k) - mean`` (a variance when A == B).
+    pooled: ``sum (x - k)`` over A's whole and grouped axes at every position, before A's
+      windows: every strategy takes it on the way to `mean`, and the derivative of a
+      windowed field reuses it (`core.normalized`).
+  """
+
+  shift: jax.Array
+  mean: jax.Array
+  var: jax.Array
+  pooled: jax.Array
 
 
 class Moments(NamedTuple):
@@ -64,6 +104,9 @@ class Moments(NamedTuple):
   v: jax.Array
 
 
+Strategy = Callable[..., Stats]
+
+
 def variance_floor(dtype) -> float:
   """A floor added to ``sigma^2 + E_B[v^2]``: ``finfo(dtype).tiny ** (1/3)``.
 
@@ -75,54 +118,132 @@ def variance_floor(dtype) -> float:
 
 
 def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
-  """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``."""
+  """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``.
+
+  NaN where `var` overflowed to inf (a spread beyond the statistics dtype's range; see
+  `divnorm.normalize`): ``rsqrt(inf) = 0`` would return 0 silently.
+  """
   dt = var.dtype if dt is None else dt
-  return lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
+  r = lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
+  return jnp.where(var < np.asarray(np.inf, var.dtype), r, np.asarray(np.nan, r.dtype))
 
 
-def scale(v: jax.Array, var: jax.Array, sigma) -> jax.Array:
-  """``v / sqrt(sigma^2 + var)``: applies the statistics, in the dtype of `v`."""
-  return v * inverse_scale(var, sigma, v.dtype)
+def is_half(epsilon) -> bool:
+  """Whether `epsilon` is the paper's exponent 1/2 (a concrete scalar)."""
+  return is_concrete(epsilon) and np.ndim(epsilon) == 0 and float(epsilon) == 0.5
+
+
+def scale(v: jax.Array, var: jax.Array, sigma, epsilon=0.5) -> jax.Array:
+  """``v / (sigma^2 + var)^epsilon``: applies the statistics, in the dtype of `v`.
+
+  ``epsilon = 1/2`` is `inverse_scale`. Other exponents (GDN's, IGDN's negative ones,
+  learned ones) get the same floor (`variance_floor`), so the result and its gradients
+  stay finite where the denominator is 0.
+  """
+  if is_half(epsilon):
+    return v * inverse_scale(var, sigma, v.dtype)
+  dt = v.dtype
+  d = var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
+  if is_concrete(epsilon) and np.ndim(epsilon) == 0:
+    special = {-0.5: jnp.sqrt, 1.0: lambda d: 1.0 / d, -1.0: lambda d: d}
+    if float(epsilon) in special:
+      return v * special[float(epsilon)](d).astype(dt)
+  return v * jnp.exp(-jnp.asarray(epsilon).astype(dt) * jnp.log(d))
+
+
+def abs_power(v: jax.Array, alpha) -> jax.Array:
+  """``|v|^alpha``, with finite values and gradients at ``v = 0`` for a learned `alpha`."""
+  if is_concrete(alpha) and np.ndim(alpha) == 0 and float(alpha) in (1.0, 2.0):
+    return v * v if float(alpha) == 2.0 else jnp.abs(v)
+  a = jnp.abs(v)
+  positive = a > 0
+  safe = jnp.where(positive, a, jnp.ones((), a.dtype))
+  alpha = jnp.asarray(alpha).astype(a.dtype)
+  return jnp.where(positive, jnp.exp(alpha * jnp.log(safe)), jnp.zeros((), a.dtype))
+
+
+def stats_shape(shape: tuple[int, ...], *fields: Field | WeightedField | None
+                ) -> tuple[int, ...]:
+  """The shape of the statistics: `shape` with the fields' whole axes set to 1."""
+  bases = [f.base if isinstance(f, WeightedField) else f for f in fields if f is not None]
+  whole = {axis for f in bases for axis in f.whole}
+  return tuple(1 if axis in whole else n for axis, n in enumerate(shape))
+
+
+def copies(t, n: int):
+  """`n` copies of `t` (a pytree) behind one optimization barrier.
+
+  XLA cannot identify the copies with one another, so each input-sized expression built
+  from one copy (``x - k`` in a sum, in the output) has that one consumer, and XLA's CPU
+  backend fuses it there instead of writing it to memory once for all of them.
+  """
+  return lax.optimization_barrier((t,) * n)
+
+
+# ---- the shift ---------------------------------------------------------------------------
 
 
 def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
-  """``k``: a value of the data, constant over every field of A (0 where none is finite).
+  """``k``: one entry of the data per span of A, constant over every field of A.
 
-  The mean of each span of A (A with its windows widened to whole axes), of its
-  masked-in entries. ``E_A[x] = k + E_A[x - k]`` exactly for any such ``k``; only the
-  rounding of the sums depends on it. A span holding a NaN or inf gets ``k = 0``: its
-  positions lose the shift's accuracy at large offsets, and the non-finite entry reaches
-  no output whose fields do not hold it. (Selecting the finite entries instead would cost
-  XLA's CPU backend two input-sized temporaries.)
+  The span is A with its windows widened to whole axes (`Field.span`). ``k`` is the
+  span's first entry, or with a mask its first masked-in entry: a slice of `x`, not a pass
+  over it. A span whose entry is not finite, or that has no masked-in entry, gets
+  ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN or inf reaches no
+  output whose fields do not hold it. With `axis_name` the mapped axis is part of every
+  span: ``k`` is the mean of the members' entries, the same on all of them.
   """
   span = a.span
-  total = field_sum(x, span, mask=mask, axis_name=axis_name)
-  count = field_count(x.shape, span, mask=mask, axis_name=axis_name, dtype=x.dtype)
-  k = divide_by_count(total, count)
-  return lax.stop_gradient(jnp.where(jnp.isfinite(k), k, jnp.zeros((), k.dtype)))
+  if mask is None:
+    k, found = _first_entry(x, span), None
+  else:
+    k, found = _first_masked_entry(x, span, mask)
+  usable = jnp.isfinite(k) if found is None else found & jnp.isfinite(k)
+  k = jnp.where(usable, k, jnp.zeros((), k.dtype))
+  if axis_name is not None:
+    n = lax.psum(usable.astype(k.dtype), axis_name)
+    k = lax.psum(k, axis_name) / jnp.maximum(n, np.asarray(1, k.dtype))
+  return lax.stop_gradient(k)
 
 
-def moments(
-    x: jax.Array,
-    a: Field,
-    b: Field,
-    *,
-    border: str = "valid",
-    mask: jax.Array | None = None,
-    axis_name=None,
-) -> Moments:
-  """``E_A[x]``, ``E_B[v^2]`` and ``v`` of `x` over resolved fields `a` and `b` (two-pass).
+def _first_entry(x: jax.Array, span: Field) -> jax.Array:
+  """The first entry of every span, broadcastable to `x`."""
+  k = x[tuple(slice(0, 1) if axis in span.whole else slice(None) for axis in range(x.ndim))]
+  for axis, size in span.groups:
+    k = jnp.repeat(lax.slice_in_dim(k, 0, None, size, axis), size, axis=axis)
+  return k
 
-  Args:
-    x: floating input; the statistics are computed in ``stat_dtype(x.dtype)``.
-    a, b: the summation and suppression fields (`resolve_field`).
-    border: ``"valid"``, ``"zeros"`` or ``"zeros_with_divisor_bug"`` (see `normalize`).
-    mask: boolean of `x`'s shape (already checked), or None.
-    axis_name: a named axis reduced whole in both fields.
-  """
-  x = x.astype(stat_dtype(x.dtype))
-  k, m, var = centered_moments(x, a, b, border=border, mask=mask, axis_name=axis_name)
-  return Moments(k + m, var, select(centered(x, k, m)[0], mask))
+
+def _first_masked_entry(x: jax.Array, span: Field, mask: jax.Array):
+  """``(entry, found)``: the first masked-in entry of every span (row-major over its axes),
+  and whether there is one. Reads the mask, and gathers one entry of `x` per span."""
+  ndim = x.ndim
+
+  def iota(axis):
+    return lax.broadcasted_iota(jnp.int32, tuple(n if i == axis else 1 for i, n in
+                                                 enumerate(x.shape)), axis)
+
+  position, size = jnp.zeros((1,) * ndim, jnp.int32), 1
+  for axis in span.whole:
+    position, size = position * x.shape[axis] + iota(axis), size * x.shape[axis]
+  for axis, group in span.groups:
+    position, size = position * group + iota(axis) % group, size * group
+  position = jnp.where(mask, position, np.int32(size))
+  first = jnp.min(position, axis=span.whole, keepdims=True) if span.whole else position
+  first = group_min(first, span.groups)
+  found = first < size
+  rest = jnp.minimum(first, size - 1)
+  index = [iota(axis) for axis in range(ndim)]
+  for axis, group in reversed(span.groups):
+    index[axis] = index[axis] // group * group + rest % group
+    rest = rest // group
+  for axis in reversed(span.whole):
+    index[axis] = rest % x.shape[axis]
+    rest = rest // x.shape[axis]
+  return x[tuple(index)], found
+
+
+# ---- strategies --------------------------------------------------------------------------
 
 
 def suppression_count(shape, a: Field, b: Field, *, border: str, mask=None, axis_name=None,
@@ -134,45 +255,211 @@ def suppression_count(shape, a: Field, b: Field, *, border: str, mask=None, axis
                      dtype=dtype)
 
 
-def centered_moments(x, a: Field, b: Field, *, border: str, mask=None, axis_name=None):
-  """``(k, m, var)``: ``E_A[x] = k + m`` (`shift` and the mean of ``x - k``), ``E_B[v^2]``.
+def _mean(pooled, k, shape, a: Field, *, border: str, mask, axis_name):
+  """``E_A[x - k]`` from ``sum (x - k)`` over A's whole and grouped axes (`pooled`)."""
+  dt = pooled.dtype
+  total = window_sum(pooled, a.windows)
+  if border != "valid":  # zero padding: entries x = 0 past the border, i.e. x - k = -k
+    total = total - k * border_count(shape, a, border, axis_name=axis_name, dtype=dt)
+  count = field_count(shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
+  return divide_by_count(total, count)
 
-  `x` is in the statistics dtype. ``v = (x - k) - m`` (`centered`) keeps the digits of the
-  small ``m`` where ``k + m`` would round them away.
+
+def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
+             axis_name=None) -> Stats:
+  """``E_A[x - k]``, then ``E_B[v^2]`` from ``v = (x - k) - E_A[x - k]``: any fields.
+
+  The corrected two-pass algorithm around a shift from the data (`shift`): every sum is of
+  small numbers, so the float32 error is that of values of size ``std(x)``, at any offset.
+  `x` is in the statistics dtype, `mask` boolean of its shape (or None).
   """
   dt = x.dtype
   k = shift(x, a, mask=mask, axis_name=axis_name)
-  count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
-  # With zero borders the positions past the border are entries x = 0, i.e. x - k = -k.
-  outside = border_count(x.shape, a, border).astype(dt)
-  m = divide_by_count(
-      field_sum(x - fresh(k), a, mask=mask, axis_name=axis_name) - k * outside, count_a)
-  u = centered(x, k, m)[1]
+  k1, k2 = copies(k, 2)
+  pooled = field_sum(x - k1, a.pooled, mask=mask, axis_name=axis_name)
+  m = _mean(pooled, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
+  # (k - x) + m is exactly -v: a distinct expression from the output's (x - k) - m.
+  u = (k2 - x) + copies(m, 1)[0]
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
   var = divide_by_count(field_sum(u * u, b, mask=mask, axis_name=axis_name), count_b)
-  return k, m, var
+  return Stats(k, m, var, pooled)
 
 
-def centered(x, k, m):
-  """``(v, -v)`` with ``v = (x - k) - m``, each recomputed where it is used (`fresh`).
+def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
+             axis_name=None) -> Stats:
+  """Sums of ``x - k`` and ``(x - k)^2`` over the whole (and grouped) axes, in one read.
 
-  ``(k - x) + m`` is exactly ``-v`` (IEEE subtraction is antisymmetric): ``u * u == v * v``.
+  For fields whose whole and grouped axes W are the same in A and B (`pick_statistics`);
+  windows may differ. With ``S1 = sum_W (x - k)``, ``S2 = sum_W (x - k)^2`` and ``n`` the
+  masked-in count at each position q of the windowed axes, and ``m_q = E_A[x]_q - k`` (a
+  window sum of ``S1``), the sum over W of ``((x - k) - m_q)^2`` is
+  ``T_q = S2 - 2 m_q S1 + n m_q^2`` (clamped at 0): each position centered by its own mean,
+  never ``box(x^2) - box(x)^2``. ``E_B[v^2]`` is the window sum of ``T`` over B's windows
+  divided by B's count. Around the shift, ``S2 - 2 m S1`` cancels only as far as
+  ``(k - E[x])^2 / var`` (a few units when ``k`` is an entry of the field), not as far as
+  ``E[x]^2 / var`` (1e8 at an offset of 1e4 with unit spread) as Flax's sums do: measured
+  float32 error at most 6.5e-6 at offsets 0, 1e4 and 1e6, against 40 for Flax's one-pass
+  at 1e4 (``python -m benchmarks.numerics``). One outlier as ``k`` in a field of n entries
+  costs up to n ulps of the variance; `two_pass` is the robust choice.
   """
-  c = fresh((k, m))
-  return (x - k) - m, (c[0] - x) + c[1]
+  dt = x.dtype
+  k = shift(x, a, mask=mask, axis_name=axis_name)
+  pooled = a.pooled
+  if a.windows:  # short sums at every position: one reduce reads x once (`pooled_sums`)
+    s1, s2 = pooled_sums(x - k, jnp.square(x - k), pooled, mask=mask, axis_name=axis_name)
+  else:
+    k1, k2 = copies(k, 2)
+    s1 = field_sum(x - k1, pooled, mask=mask, axis_name=axis_name)
+    s2 = field_sum(jnp.square(k2 - x), pooled, mask=mask, axis_name=axis_name)
+  n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
+  m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
+  two, zero = np.asarray(2.0, dt), np.zeros((), dt)
+  t = jnp.maximum(s2 - two * m * s1 + n * m * m, zero)
+  count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
+                              dtype=dt)
+  return Stats(k, m, divide_by_count(window_sum(t, b.windows), count_b), s1)
 
 
-def fresh(stats):
-  """`stats` behind an optimization barrier: a value XLA cannot identify with the original.
+def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
+                       axis_name=None) -> Stats:
+  """Two passes for windowed fields over equal whole axes W (divisive norm across channels).
 
-  Each input-sized expression of the statistics then has one consumer, and XLA's CPU backend
-  fuses it into that consumer (a reduction, the output) instead of writing it to memory.
+  Pass 1 is the plain sum over W: a rough mean ``c`` at every position of the windowed
+  axes (its rounding is ~eps |x|). Pass 2 takes ``d = sum_W (x - c)`` (the rounding of
+  ``c``: the corrected two-pass algorithm) and ``q = sum_W (x - c)^2`` in one reduce
+  (`pooled_sums`). The shift ``k`` is the mean of ``c`` over A's span. Then, exactly,
+  ``sum_W (x - k) = n (c - k) + d`` and, with ``e = c - E_A[x]``,
+  ``sum_W (x - E_A[x])^2 = q + 2 e d + n e^2``: small terms, none cancelling. Every
+  position is centered on its own data, so a patch far off the rest costs no digits
+  elsewhere. It takes 0.64-0.78x `two_pass`'s time on these fields, forward+backward
+  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
   """
-  return lax.optimization_barrier(stats)
+  dt = x.dtype
+  pooled = a.pooled
+  n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
+  c = divide_by_count(field_sum(x, pooled, mask=mask, axis_name=axis_name), n)
+  d, q = pooled_sums(x - c, jnp.square(x - c), pooled, mask=mask, axis_name=axis_name)
+  k = _span_mean(c, n, a.span)
+  ck = c - k
+  s1 = n * ck + d
+  m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
+  e = ck - m
+  two = np.asarray(2.0, dt)
+  count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
+                              dtype=dt)
+  var = divide_by_count(window_sum(q + two * e * d + n * e * e, b.windows), count_b)
+  return Stats(k, m, var, s1)
 
 
-def stats_shape(shape: tuple[int, ...], *fields: Field) -> tuple[int, ...]:
-  """The shape of the statistics: `shape` with the fields' whole axes set to 1."""
-  whole = {axis for f in fields for axis in f.whole}
-  return tuple(1 if axis in whole else n for axis, n in enumerate(shape))
+def _span_mean(c, n, span: Field):
+  """The shift of `corrected_two_pass`: the mean of the finite rough means `c` (weighted by
+  their counts `n`) over the span's axes, under ``stop_gradient``."""
+  usable = jnp.isfinite(c) & (n > 0)
+  weight = jnp.where(usable, n, jnp.zeros((), c.dtype))
+  total = jnp.sum(jnp.where(usable, c, jnp.zeros((), c.dtype)) * weight, axis=span.whole,
+                  keepdims=True)
+  k = divide_by_count(total, jnp.sum(weight, axis=span.whole, keepdims=True))
+  return lax.stop_gradient(k)
+
+
+POOLS = ("mean", "sum")
+
+
+def weighted(x: jax.Array, a: WeightedField | None, b: WeightedField, *, border: str,
+             mask=None, axis_name=None, alpha=2.0, pool: str = "mean") -> Stats:
+  """``E_A[x]`` and ``P_B[|v|^alpha]`` over weighted fields; A None means no centering.
+
+  ``E_A[x]`` is a weighted mean taken around a shift ``k``, the mean of A's span (A's
+  windows and kernels widened to whole axes), so large offsets cost no digits. The pool
+  is the weighted mean ``E_B`` (``pool="mean"``: the paper's, exact at borders and under
+  masks) or the weighted sum (``pool="sum"``: GDN's, zero padded; the weights carry their
+  own scale, which a mean would divide away). ``pooled`` is not used by this strategy's
+  derivative (JAX's own) and is 0.
+  """
+  dt = x.dtype
+  zero = jnp.zeros((), dt)
+  a, b = (WeightedField(f) if isinstance(f, Field) else f for f in (a, b))
+  if a is None:
+    k = m = zero
+  else:
+    whole = set(a.base.span.whole) | {axis for axes, _ in a.ops for axis in axes}
+    span = WeightedField(a.base.span._replace(whole=tuple(sorted(whole))))
+    k = lax.stop_gradient(weighted_mean(x, span, mask=mask, axis_name=axis_name))
+    k = jnp.where(jnp.isfinite(k), k, zero)
+    # With zero borders the entries past the border are x = 0, i.e. x - k = -k.
+    outside = border_weight(x.shape, a, border, dt)
+    if axis_name is not None:
+      outside = lax.psum(outside, axis_name)
+    count = weight_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
+    m = divide_by_weight(weighted_sum(select(x - k, mask), a, axis_name=axis_name)
+                         - k * outside, count)
+  t = abs_power(select((x - k) - m, mask), alpha)
+  if pool == "sum":
+    p = weighted_sum(select(t, mask), b, axis_name=axis_name)
+  else:
+    p = weighted_mean(t, b, border=border, mask=mask, axis_name=axis_name)
+  return Stats(k, m, p, zero)
+
+
+def pick_statistics(a: Field | WeightedField | None, b: Field | WeightedField,
+                    fast_variance: bool | None, *, alpha=2.0, epsilon=0.5,
+                    pool: str = "mean", border: str = "valid") -> Strategy:
+  """The strategy for the fields and `fast_variance`.
+
+  Boxes (`Field` s) in the paper's formula: `two_pass` (None, False; `corrected_two_pass`
+  for windowed fields over equal whole axes) or `one_pass` (True). Weighted fields, no
+  centering (A None) or a generalized suppression (`alpha`, `epsilon`, `pool` other than
+  2, 1/2, ``"mean"``): `weighted`, with `alpha` and `pool` bound.
+
+  Raises:
+    TypeError: `fast_variance` neither None nor a bool.
+    ValueError: ``fast_variance=True`` for fields whose one-pass sums are not ``E_B[v^2]``.
+  """
+  if fast_variance is not None:
+    fast_variance = check_bool(fast_variance, "fast_variance")
+  boxes = isinstance(a, Field) and isinstance(b, Field)
+  paper = (is_concrete(alpha) and np.ndim(alpha) == 0 and float(alpha) == 2.0
+           and is_half(epsilon) and pool == "mean")
+  if not (boxes and paper):
+    if fast_variance:
+      raise ValueError(
+          "fast_variance=True computes one-pass sums over box fields in the paper's formula; "
+          f"these fields or exponents (alpha={alpha}, epsilon={epsilon}, pool={pool!r}, "
+          "weighted or uncentered fields) are served by weighted two-pass statistics. Leave "
+          "fast_variance=None.")
+    if border == "zeros_with_divisor_bug":
+      raise ValueError('border="zeros_with_divisor_bug" reproduces a bug of the paper\'s '
+                       'code for box windows in its formula only; use "zeros".')
+    return functools.partial(weighted, alpha=alpha, pool=pool)
+  if not fast_variance:
+    windowed = a.windows and a.pooled == b.pooled and (a.whole or a.groups)
+    return corrected_two_pass if windowed else two_pass
+  if a.whole != b.whole or a.groups != b.groups or not (a.whole or a.groups):
+    raise ValueError(
+        "fast_variance=True computes one-pass sums of x and x^2 over the whole axes, which "
+        "give E_B[v^2] only when the summation and suppression fields have the same whole "
+        f"(and grouped) axes, and at least one (got {a} and {b}); windows may differ. "
+        "Leave fast_variance=None (two-pass) for these fields.")
+  return one_pass
+
+
+BOX_STRATEGIES = (two_pass, corrected_two_pass, one_pass)
+
+
+def moments(x: jax.Array, a: Field, b: Field, *, border: str = "valid", mask=None,
+            axis_name=None, fast_variance: bool | None = None) -> Moments:
+  """``E_A[x]``, ``E_B[v^2]`` and ``v`` of `x` over resolved fields `a` and `b`.
+
+  Args:
+    x: floating input; the statistics are computed in ``stat_dtype(x.dtype)``.
+    a, b: the summation and suppression fields (`resolve_field`).
+    border: ``"valid"``, ``"zeros"`` or ``"zeros_with_divisor_bug"`` (see `normalize`).
+    mask: boolean of `x`'s shape (already checked), or None.
+    axis_name: a named axis reduced whole in both fields.
+    fast_variance: the strategy (`pick_statistics`).
+  """
+  x = x.astype(stat_dtype(x.dtype))
+  k, m, var, _ = pick_statistics(a, b, fast_variance)(
+      x, a, b, border=border, mask=mask, axis_name=axis_name)
+  return Moments(k + m, var, select((x - k) - m, mask))

@@ -1,4 +1,5 @@
-"""Weight normalizers: functions of a kernel (wrappers are in `linen_extra` and `nnx`).
+"""Weight normalizers: functions of a kernel (wrappers are in `linen_extra` and `nnx_extra`,
+which call the math of flax's wrappers at the end of this file).
 
 | function                | source                    | kernel used by the layer          |
 |-------------------------|---------------------------|-----------------------------------|
@@ -12,6 +13,7 @@ The norm, mean and standard deviation reduce every other axis.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -19,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.checks import check_input
+from divnorm._src import flax_semantics as fs
+from divnorm._src.checks import check_array, check_input, check_int, check_nonnegative
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_field
 from divnorm._src.reductions import field_sum, stat_dtype
@@ -40,7 +43,7 @@ def _reduction(kernel, feature_axes: Axes):
 
 def kernel_norm(kernel: jax.Array, *, feature_axes: Axes = -1) -> jax.Array:
   """L2 norm of `kernel` per output feature: shape of the `feature_axes`."""
-  kernel = check_input(kernel)
+  kernel = check_input(kernel, "kernel")
   field, _, feature_shape = _reduction(kernel, feature_axes)
   k = kernel.astype(stat_dtype(kernel.dtype))
   return jnp.sqrt(field_sum(k * k, field)).reshape(feature_shape)
@@ -60,9 +63,10 @@ def weight_norm(v: jax.Array, g: jax.Array, *, feature_axes: Axes = -1,
   Returns:
     ``w`` with the shape and dtype of `v`.
   """
-  v = check_input(v)
+  v = check_input(v, "v")
+  check_nonnegative(epsilon, "epsilon", " (added to ||v||^2)")
   field, _, feature_shape = _reduction(v, feature_axes)
-  g = jnp.asarray(g)
+  g = check_array(g, "g", " (the length of each output unit's weights)")
   if g.shape != feature_shape:
     raise ValueError(
         f"g has shape {g.shape} but the kernel of shape {v.shape} has output features "
@@ -71,7 +75,7 @@ def weight_norm(v: jax.Array, g: jax.Array, *, feature_axes: Axes = -1,
   v32 = v.astype(dt)
   sq = field_sum(v32 * v32, field)
   bshape = sq.shape
-  w = v32 * lax.rsqrt(sq + np.asarray(epsilon, dt)) * g.astype(dt).reshape(bshape)
+  w = v32 * lax.rsqrt(sq + jnp.asarray(epsilon).astype(dt)) * g.astype(dt).reshape(bshape)
   return w.astype(v.dtype)
 
 
@@ -90,7 +94,7 @@ def _as_matrix(w: jax.Array, feature_axes: Axes) -> jax.Array:
 def spectral_norm_init(kernel: jax.Array, key: jax.Array, *, feature_axes: Axes = -1,
                        dtype=jnp.float32) -> jax.Array:
   """A random unit vector ``u`` over the kernel's (flattened) output features."""
-  _, _, feature_shape = _reduction(jnp.asarray(kernel), feature_axes)
+  _, _, feature_shape = _reduction(check_input(kernel, "kernel"), feature_axes)
   u = jax.random.normal(key, (int(np.prod(feature_shape)),), dtype)
   return u / jnp.linalg.norm(u)
 
@@ -120,17 +124,18 @@ def spectral_norm(
     ``(w_sn, new_u, sigma)``: the normalized kernel (shape and dtype of `w`), the
     updated `u` and the float32-or-wider estimate of the largest singular value.
   """
-  w = check_input(w)
-  if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
-    raise ValueError(f"n_steps={n_steps!r} must be an int >= 0 (power iterations per call).")
+  w = check_input(w, "w")
+  n_steps = check_int(n_steps, "n_steps", minimum=0, context="spectral_norm",
+                      hint=" (power iterations per call)")
+  check_nonnegative(epsilon, "epsilon", " (keeps the vector normalizations finite)")
   dt = stat_dtype(w.dtype)
   mat = _as_matrix(w.astype(dt), feature_axes)
-  u = jnp.asarray(u)
+  u = check_array(u, "u", " (the singular vector estimate from spectral_norm_init)")
   if u.shape != (mat.shape[1],):
     raise ValueError(
         f"u has shape {u.shape} but the kernel of shape {w.shape} has {mat.shape[1]} output "
         f"features; create it with spectral_norm_init(kernel, key).")
-  eps = np.asarray(epsilon, dt)
+  eps = jnp.asarray(epsilon).astype(dt)
 
   def unit(a):
     return a * lax.rsqrt(jnp.sum(a * a) + eps)
@@ -154,6 +159,48 @@ def weight_standardization(w: jax.Array, *, feature_axes: Axes = -1, sigma=0.0) 
   features. The paper adds 1e-5 to the standard deviation; ``sigma`` is its smoothing in
   the form used throughout divnorm.
   """
-  w = check_input(w)
+  w = check_input(w, "w")
   field, _, _ = _reduction(w, feature_axes)
   return normalize(w, field, sigma=sigma)
+
+
+# ---- the math of flax's weight wrappers (`divnorm.linen`, `divnorm.nnx`) ------------------
+
+
+def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
+  """Flax's WeightNorm of one variable: ``scale * value / sqrt(sum(value^2) + epsilon)``,
+  the sum over the axes not in `feature_axes` (None: every axis), in at least float32."""
+  value = jnp.asarray(value)
+  features = fs.canonical_axes(feature_axes, value.ndim, "feature_axes")
+  reduction = tuple(a for a in range(value.ndim) if a not in features)
+  v = value.astype(fs.stats_dtype(value.dtype, fs.result_dtype(value, scale)))
+  w = v * lax.rsqrt(jnp.sum(v * v, axis=reduction, keepdims=True) + np.asarray(epsilon, v.dtype))
+  return fs.affine(w, scale, None, features).astype(fs.result_dtype(value, scale, dtype=dtype))
+
+
+def matrix_shape(value, error_on_non_matrix: bool) -> tuple[int, int] | None:
+  """The matrix flax's SpectralNorm views a weight as, or None for a scalar or vector."""
+  shape = jnp.shape(value)
+  if len(shape) > 2 and error_on_non_matrix:
+    raise ValueError(f"Input is {len(shape)}D but error_on_non_matrix is True; pass "
+                     f"error_on_non_matrix=False to flatten its leading axes into rows.")
+  return (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else None
+
+
+def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
+  """Flax's SpectralNorm of one weight: ``(value / sigma, new u, sigma)``: `n_steps` power
+  iterations from ``u`` ``[1, out]`` under ``stop_gradient``; ``sigma = v W u^T``."""
+  value = jnp.asarray(value)
+  mat = value.reshape(matrix_shape(value, False)).astype(
+      fs.stats_dtype(value.dtype, fs.result_dtype(value, u)))
+  eps = np.asarray(epsilon, mat.dtype)
+  u0 = jnp.asarray(u).astype(mat.dtype)
+  for _ in range(n_steps):
+    v0 = u0 @ mat.T
+    v0 = v0 * lax.rsqrt(jnp.sum(v0 * v0) + eps)
+    u0 = v0 @ mat
+    u0 = u0 * lax.rsqrt(jnp.sum(u0 * u0) + eps)
+  u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
+  sigma = (v0 @ mat @ u0.T)[0, 0]
+  w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)
+  return w.astype(fs.result_dtype(value, u, dtype=dtype)), u0, sigma

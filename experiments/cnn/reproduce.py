@@ -143,6 +143,8 @@ def write_table(rows: list[dict], out: str, *, command: str, note: str = "") -> 
 
 
 def main(argv=None) -> int:
+  from experiments.engine import reserve_cpu_threads
+  reserve_cpu_threads()  # before JAX's CPU client exists (several CPU devices)
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--variants", default=",".join(cnn_model.VARIANTS),
                  help=f"comma-separated subset of: {', '.join(cnn_model.VARIANTS)}")

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from experiments.cnn import model as cnn_model
-from experiments.cnn import reproduce
+from experiments.cnn import reproduce, weighted_model
 from experiments.cnn.configs import cnn as cnn_config
 from experiments.cnn.protocol import (  # noqa: F401 - the protocol's numbers, re-exported
   BATCH_SIZE,
@@ -153,7 +153,10 @@ def job_config(job: Job, data_dir: str | None = None, overrides=()):
   The job's own overrides apply, then `overrides` ("key=value", as `--set`): for tests
   and shrunk runs only.
   """
-  cfg = reproduce.build_config(job.variant, DATASET, num_steps=None, border="valid")
+  weighted = job.variant in weighted_model.WEIGHTED_VARIANTS  # the recipe of DN*'s config
+  cfg = reproduce.build_config("DN*" if weighted else job.variant, DATASET, num_steps=None,
+                               border="valid")
+  cfg.variant = job.variant
   cfg.data_dir = data_dir
   cfg.seed = job.seed
   cfg.batch_size = job.batch_size

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from divnorm import linen as dnn
 from experiments import engine
 from experiments.cnn import model as cnn
+from experiments.cnn import weighted_model
 from experiments.config import (
     ConfigError,
     check_choice,
@@ -27,6 +28,9 @@ from experiments.data import batching, images
 
 
 def build_model(cfg, num_classes: int) -> cnn.CNN:
+  if cfg.variant in weighted_model.WEIGHTED_VARIANTS:  # results/PROTOCOL_WEIGHTED.md
+    return weighted_model.WeightedCNN(num_classes=num_classes, border=cfg.border,
+                                      norm=weighted_model.variant_spec(cfg.variant))
   variant = cnn.canonical_variant(cfg.variant)
   check_choice(cfg.border, cnn.BORDERS, flag=flag_for("border"))
   learn_sigma = bool(cfg.get("learn_sigma", False))
@@ -95,7 +99,8 @@ def load_data(cfg) -> tuple[images.ImageSplit, images.ImageSplit]:
 def validate(cfg, mesh=None) -> None:
   """Checks every field of a CNN config; raises a ConfigError naming the flag and the fix."""
   try:
-    cnn.canonical_variant(cfg.variant)
+    if cfg.variant not in weighted_model.WEIGHTED_VARIANTS:
+      cnn.canonical_variant(cfg.variant)
   except ValueError as e:
     raise ConfigError(f"--set variant={cfg.variant!r}: {e}") from None
   images.check_dataset(cfg.dataset)

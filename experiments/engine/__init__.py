@@ -22,6 +22,7 @@ from experiments.engine.parallel import (
     make_mesh,
     put_batch,
     replicated,
+    reserve_cpu_threads,
 )
 from experiments.engine.prefetch import prefetch
 from experiments.engine.task import Task, TrainState, default_finalize
@@ -35,5 +36,5 @@ __all__ = [
     "check_workdir", "default_finalize", "evaluate", "init_train_state",
     "initialize_distributed", "learning_rate_schedule", "local_rows", "make_mesh",
     "make_optimizer", "make_train_step", "prefetch", "put_batch", "read_metrics", "replicated",
-    "save_config", "train",
+    "reserve_cpu_threads", "save_config", "train",
 ]

@@ -7,7 +7,9 @@ batch-norm statistics (a mean over the batch axis) are global.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import re
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import jax
@@ -18,6 +20,31 @@ from jax.sharding import PartitionSpec as P
 from experiments.config import ConfigError
 
 DATA_AXIS = "data"
+
+
+def reserve_cpu_threads(environ: MutableMapping[str, str] = os.environ) -> int | None:
+  """Gives XLA's CPU client twice as many pool threads as it has forced host devices.
+
+  XLA runs the parallel branches of every device's program, a scan's loop among them, on
+  one thread pool of ``max(cores, devices)`` threads. When a loop all-reduces (batch norm
+  over a batch-sharded axis, at every time step), the loops of some devices can block all
+  of the pool's threads at the rendezvous while another device's loop waits in the pool's
+  queue: a deadlock that XLA ends after 40 s by aborting the process (results/SUITE.md).
+  The pool's size is the environment variable ``PJRT_NPROC``, read when JAX creates its CPU
+  client, so call this before the first computation. Leaves a ``PJRT_NPROC`` that is set.
+
+  Returns the ``PJRT_NPROC`` set, or None when nothing was changed.
+  """
+  if "PJRT_NPROC" in environ:
+    return None
+  found = re.search(r"--xla_force_host_platform_device_count=(\d+)",
+                    environ.get("XLA_FLAGS", ""))
+  devices = int(found.group(1)) if found else 1
+  if devices < 2:
+    return None
+  threads = max(2 * devices, os.cpu_count() or 1)
+  environ["PJRT_NPROC"] = str(threads)
+  return threads
 
 
 def initialize_distributed(*, coordinator_address: str | None = None,

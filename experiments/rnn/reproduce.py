@@ -160,6 +160,7 @@ def merge(paths: list[str], *, speed_path: str | None, out: pathlib.Path, name: 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+  engine.reserve_cpu_threads()  # before JAX's CPU client exists (several CPU devices)
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", default="rnn_lm_quick", help="a config module of experiments/rnn/configs")
   p.add_argument("--cells", default="lstm,tanh")

@@ -100,6 +100,8 @@ def colourize(y_0_255, chroma_0_1):
 
 
 def main(argv=None) -> int:
+  from experiments.engine import reserve_cpu_threads
+  reserve_cpu_threads()  # before JAX's CPU client exists (several CPU devices)
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--config", default="experiments/sr/configs/sr_srcnn_fast.py",
                  help="sr_srcnn_fast.py (ours: Adam, takes NUM_STEPS) or sr_srcnn.py (paper)")

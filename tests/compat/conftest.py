@@ -1,7 +1,7 @@
 """flax's ported tests run as flax runs them, with two named exceptions.
 
-They are flax's code, not written for the suite's strict dtype and rank promotion, so
-they run with default (loose) promotion.
+flax's are flax's code, not written for the suite's strict dtype and rank promotion, so
+they run with default (loose) promotion; equinox's run strict, as equinox runs them.
 
 The two exceptions (docs/compatibility.md): both compare with a float32 two-pass
 reference computed by ``jnp.mean``/``jnp.var`` at a large offset (1e6, 1e4), where that
@@ -12,6 +12,7 @@ tests' tolerance; flax passes because its statistics are the reference's own for
 """
 
 import pathlib
+import re
 
 import pytest
 
@@ -24,14 +25,40 @@ MORE_ACCURATE_THAN_FLAX = {
     "InstanceNorm(use_fast_variance=False) at offset 1e4: the float32 reference is off by 1e-3",
 }
 
+# The ported tests that run in the full tier only (`slow`): each costs 3-20 s on 2 cores,
+# and the quick tier keeps the others of the same layers.
+FULL_TIER_ONLY = {
+  "test_equinox_normalization.py::test_batch_norm",
+  "test_equinox_normalization.py::test_sequential",
+  "test_equinox_normalization.py::test_nested_sequential",
+  "test_flax_linen_normalization.py::NormalizationTest::test_group_norm_mask",
+  "test_flax_linen_normalization.py::NormalizationTest::test_group_norm_batched",
+  "test_flax_linen_normalization.py::NormalizationTest::test_spectral_norm_train0",
+  "test_flax_linen_normalization.py::NormalizationTest::test_spectral_norm_train1",
+  "test_flax_linen_normalization.py::NormalizationTest::test_spectral_norm_train2",
+  "test_flax_linen_normalization.py::NormalizationTest::test_normalization_equivalence2",
+  "test_flax_linen_normalization.py::NormalizationTest::test_normalization_equivalence3",
+  "test_flax_linen_normalization.py::NormalizationTest::test_weight_norm_train1",
+  "test_flax_linen_normalization.py::NormalizationTest::test_weight_norm_train2",
+  "test_flax_linen_normalization.py::NormalizationTest::test_batch_norm_complex0",
+}
+# Of flax's parameterized nnx-against-linen tests (`..._equivalence0`, `1`, ...), the quick tier
+# keeps the even-numbered cases.
+EVEN_CASES_ONLY = "test_flax_nnx_normalization.py::TestLinenConsistency::"
+
 
 def pytest_collection_modifyitems(items):
   for item in items:
     path = pathlib.Path(str(item.fspath))
     if path.parent != _HERE:
       continue
-    item.add_marker(pytest.mark.loose_promotion)
-    reason = MORE_ACCURATE_THAN_FLAX.get(f"{path.name}::{item.nodeid.split('::', 1)[1]}")
+    if not path.name.startswith("test_equinox_"):  # equinox runs its tests strict, as we do
+      item.add_marker(pytest.mark.loose_promotion)
+    name = f"{path.name}::{item.nodeid.split('::', 1)[1]}"
+    case = re.search(r"\d+$", name) if name.startswith(EVEN_CASES_ONLY) else None
+    if name.split("[", 1)[0] in FULL_TIER_ONLY or (case and int(case.group()) % 2):
+      item.add_marker(pytest.mark.slow)
+    reason = MORE_ACCURATE_THAN_FLAX.get(name)
     if reason:
       item.add_marker(pytest.mark.xfail(reason=f"more accurate than flax: {reason}",
                                         strict=True))

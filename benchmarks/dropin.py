@@ -1,0 +1,251 @@
+"""divnorm as a drop-in for flax.linen: forward+backward time over flax's, one interleaved run.
+
+For each case (a normalizer and an input shape) and dtype, every contender is timed in the
+same interleaved rounds (`benchmarks.timing`), and each ratio is taken within a round:
+
+- ``linen``: ``divnorm.linen.<Module>`` against ``flax.linen.<Module>``, both with flax's
+  default arguments (scale and bias on, flax's default epsilon) and the variance mode of
+  the table: ``use_fast_variance=True`` (flax's default) or ``False`` (flax's two-pass).
+  Forward+backward is ``grad`` of ``<y, w>`` with respect to the input and the parameters
+  (a training step's backward).
+- ``nnx``: ``divnorm.nnx.<Module>`` against ``flax.nnx.<Module>``, the same way (``--nnx``).
+- ``functional``: the functional preset (``divnorm.layer_norm``, ``batch_norm``,
+  ``group_norm``, ``rms_norm``) with ``fast_variance`` set to the same mode, against the
+  flax module with scale and bias off (the functions have none); ``grad`` with respect to
+  the input.
+- ``DN``: ``divnorm.divisive_norm(summation_window=(5, 5))`` across channels, two-pass (its
+  default) and one-pass, against flax's LayerNorm over (H, W, C) at its default (one-pass,
+  scale and bias off).
+
+BN is training mode (batch statistics and the running averages' update). LN reduces
+(H, W, C) on the CNN shapes and the last axis on ``8x512x768``. Every ratio is
+time(divnorm) / time(flax): the median over rounds, then min-max.
+
+    python -m benchmarks.dropin [--rounds N] [--quick] [--dtypes float32,bfloat16]
+        [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass] [--nnx] [--profile]
+
+``--profile`` prints, instead of the ratios, the time of each XLA operation of every
+contender's compiled program (`benchmarks.xla.op_times`): where a ratio comes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import divnorm
+import divnorm.linen as dl
+import divnorm.nnx as dx
+from benchmarks import report, timing, xla
+
+CNN_SHAPES = [(100, 32, 32, 32), (128, 32, 32, 64)]
+SEQ_SHAPE = (8, 512, 768)
+CASES = [*((name, s) for s in CNN_SHAPES for name in ("LN", "BN", "GN")),
+         ("LN", SEQ_SHAPE), ("RMS", SEQ_SHAPE), *(("DN", s) for s in CNN_SHAPES)]
+QUICK_CASES = [("LN", (2, 8, 8, 8)), ("BN", (2, 8, 8, 8)), ("GN", (2, 8, 8, 8)),
+               ("LN", (2, 4, 16)), ("RMS", (2, 4, 16)), ("DN", (2, 8, 8, 8))]
+MODES = {"one-pass": True, "two-pass": False}  # flax's use_fast_variance
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DN_SIGMA = 0.5
+
+
+def _ln_axes(shape) -> tuple[int, ...]:
+  return tuple(range(1, len(shape))) if len(shape) == 4 else (len(shape) - 1,)
+
+
+def _modules(case: str, shape, fast: bool, **affine):
+  """``(flax module, divnorm module, apply kwargs)`` for a case, at flax's defaults."""
+  mode = {"use_fast_variance": fast}
+  if case == "LN":
+    kw = dict(reduction_axes=_ln_axes(shape), **mode, **affine)
+    return nn.LayerNorm(**kw), dl.LayerNorm(**kw), {}
+  if case == "BN":
+    kw = dict(use_running_average=False, **mode, **affine)
+    return nn.BatchNorm(**kw), dl.BatchNorm(**kw), {"mutable": ["batch_stats"]}
+  if case == "GN":
+    kw = dict(num_groups=8, **mode, **affine)
+    return nn.GroupNorm(**kw), dl.GroupNorm(**kw), {}
+  if case == "RMS":
+    kw = dict(use_scale=affine.get("use_scale", True))
+    return nn.RMSNorm(**kw), dl.RMSNorm(**kw), {}
+  raise ValueError(case)
+
+
+def _nnx_modules(case: str, shape, fast: bool):
+  """``(flax.nnx module, divnorm.nnx module)`` for a case, at flax's defaults."""
+  from flax import nnx
+
+  c, mode = shape[-1], {"use_fast_variance": fast}
+  kw = {"LN": dict(reduction_axes=_ln_axes(shape), **mode),
+        "BN": dict(use_running_average=False, **mode), "GN": dict(num_groups=8, **mode),
+        "RMS": {}}[case]
+  name = {"LN": "LayerNorm", "BN": "BatchNorm", "GN": "GroupNorm", "RMS": "RMSNorm"}[case]
+  return (getattr(nnx, name)(c, **kw, rngs=nnx.Rngs(0)), getattr(dx, name)(c, **kw))
+
+
+def _nnx_step(module):
+  """``jit(grad(<y, w>))`` of an nnx module with respect to the input and its parameters
+  (`nnx.grad`, which lets BatchNorm update its statistics inside the traced step)."""
+  from flax import nnx
+
+  graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+  def step(x, params, w, rest):
+    module = nnx.merge(graphdef, params, rest)
+    loss = lambda m, x: jnp.sum(m(x).astype(jnp.float32) * w)  # noqa: E731
+    return nnx.grad(loss, argnums=(0, 1))(module, x)
+
+  return jax.jit(step), params, rest
+
+
+def _functional(case: str, shape, fast: bool, epsilon: float):
+  sigma = math.sqrt(epsilon)
+  if case == "LN":
+    return functools.partial(divnorm.layer_norm, reduction_axes=_ln_axes(shape), sigma=sigma,
+                             fast_variance=fast)
+  if case == "BN":
+    stats = divnorm.batch_stats_init(shape)
+    return lambda x: divnorm.batch_norm(x, stats, training=True, sigma=sigma,
+                                        fast_variance=fast)
+  if case == "GN":
+    return functools.partial(divnorm.group_norm, num_groups=8, sigma=sigma, fast_variance=fast)
+  return functools.partial(divnorm.rms_norm, reduction_axes=-1, sigma=sigma)
+
+
+def _first(out):
+  return out[0] if isinstance(out, tuple) else out
+
+
+def _module_step(module, apply_kw, x):
+  """``jit(grad(<y, w>))`` with respect to the input and the parameters, bound to `x`."""
+  variables = module.init(jax.random.key(0), x)
+  params = variables.get("params", {})
+  rest = {k: v for k, v in variables.items() if k != "params"}
+
+  def loss(x, params, w):
+    y = _first(module.apply({"params": params, **rest}, x, **apply_kw))
+    return jnp.sum(y.astype(jnp.float32) * w)
+
+  return jax.jit(jax.grad(loss, argnums=(0, 1))), params
+
+
+def _function_step(f):
+  def loss(x, w):
+    return jnp.sum(_first(f(x)).astype(jnp.float32) * w)
+  return jax.jit(jax.grad(loss))
+
+
+def contenders(case: str, shape, dtype, fast: bool, with_nnx: bool = False) -> dict:
+  """Name -> zero-argument call (compiled and warmed by `timing`), the references first."""
+  x = jax.random.normal(jax.random.key(0), shape, dtype)
+  w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+  calls = {}
+  if case == "DN":
+    flax_ln, _, _ = _modules("LN", shape, True, use_scale=False, use_bias=False)
+    g = _function_step(lambda x: flax_ln.apply({}, x))
+    calls["flax LN(HWC)"] = functools.partial(g, x, w)
+    for label, fv in (("DN two-pass", None), ("DN one-pass", True)):
+      g = _function_step(functools.partial(divnorm.divisive_norm, summation_window=(5, 5),
+                                           sigma=DN_SIGMA, fast_variance=fv))
+      calls[label] = functools.partial(g, x, w)
+    return calls
+  theirs, ours, apply_kw = _modules(case, shape, fast)
+  for label, module in (("flax", theirs), ("linen", ours)):
+    g, params = _module_step(module, apply_kw, x)
+    calls[label] = functools.partial(g, x, params, w)
+  if with_nnx:
+    for label, module in zip(("flax nnx", "nnx"), _nnx_modules(case, shape, fast), strict=True):
+      g, params, rest = _nnx_step(module)
+      calls[label] = functools.partial(g, x, params, w, rest)
+  bare, _, apply_kw = _modules(case, shape, fast, use_scale=False, use_bias=False)
+  g, params = _module_step(bare, apply_kw, x)
+  calls["flax, no affine"] = functools.partial(g, x, params, w)
+  epsilon = bare.epsilon
+  calls["functional"] = functools.partial(_function_step(_functional(case, shape, fast, epsilon)),
+                                          x, w)
+  return calls
+
+
+# (contender, reference) pairs reported per case.
+PAIRS = {"DN": [("DN two-pass", "flax LN(HWC)"), ("DN one-pass", "flax LN(HWC)")],
+         None: [("linen", "flax"), ("nnx", "flax nnx"), ("functional", "flax, no affine")]}
+
+
+def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
+          with_nnx: bool = False) -> list[str]:
+  """Markdown lines for one dtype and one variance mode, printed as they come."""
+  fast = MODES[mode]
+  out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)",
+         "", "| case | shape | divnorm | / flax | divnorm ms | flax ms |",
+         "|---|---|---|---|---|---|"]
+  print("\n".join(out), flush=True)
+  for case, shape in cases:
+    if case in ("RMS", "DN") and not fast:
+      continue  # RMS has no variance mode; DN is timed once, in both of its modes
+    calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx)
+    t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
+    for ours, theirs in PAIRS.get(case, PAIRS[None]):
+      if ours not in calls:
+        continue
+      name = "x".join(map(str, shape))
+      out.append(f"| {case} | {name} | {ours} | {t.ratio(ours, theirs)} | "
+                 f"{t.median(ours) * 1e3:.2f} | {t.median(theirs) * 1e3:.2f} |")
+      print(out[-1], flush=True)
+  print(flush=True)
+  return out + [""]
+
+
+def profile(cases, dtype_name: str, mode: str) -> None:
+  """Prints each contender's XLA operations and their time per call, largest first."""
+  fast = MODES[mode]
+  for case, shape in cases:
+    if case in ("RMS", "DN") and not fast:
+      continue
+    for name, call in contenders(case, shape, DTYPES[dtype_name], fast).items():
+      times = xla.op_times(call)
+      print(f"**{case} {'x'.join(map(str, shape))} {dtype_name} {mode}, {name}**: "
+            f"{sum(times.values()) * 1e3:.2f} ms in {len(times)} operations\n")
+      print("| operation | ms |\n|---|---|")
+      for op, seconds in times.items():
+        print(f"| {op} | {seconds * 1e3:.3f} |")
+      print(flush=True)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--rounds", type=int, default=15)
+  p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
+  p.add_argument("--dtypes", default="float32,bfloat16")
+  p.add_argument("--modes", default="one-pass,two-pass")
+  p.add_argument("--cases", default="LN,BN,GN,RMS,DN")
+  p.add_argument("--nnx", action="store_true", help="also divnorm.nnx against flax.nnx")
+  p.add_argument("--profile", action="store_true", help="XLA operation times, no ratios")
+  args = p.parse_args(argv)
+  names = args.cases.split(",")
+  cases = [(c, s) for c, s in (QUICK_CASES if args.quick else CASES) if c in names]
+  rounds = 1 if args.quick else args.rounds
+  target_s = 0.0 if args.quick else 0.05
+  cmd = "python -m benchmarks.dropin " + " ".join(argv if argv is not None else sys.argv[1:])
+  print("\n".join([f"Command: `{cmd.strip()}`", "", *report.machine(), ""]), flush=True)
+  t0 = time.time()
+  for dtype_name in args.dtypes.split(","):
+    for mode in args.modes.split(","):
+      if args.profile:
+        profile(cases, dtype_name, mode)
+      else:
+        table(cases, dtype_name, mode, rounds=rounds, target_s=target_s, with_nnx=args.nnx)
+  print(f"Total {time.time() - t0:.0f} s; rounds {rounds}, jax {jax.__version__}, "
+        f"numpy {np.__version__}.")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

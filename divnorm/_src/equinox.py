@@ -1,0 +1,337 @@
+"""Equinox modules over the functional core: equinox's normalization layers, and the paper's.
+
+`LayerNorm`, `RMSNorm`, `GroupNorm` and `BatchNorm` take equinox 0.13's arguments with its
+defaults, keep its fields (so `eqx.tree_serialise_leaves` checkpoints load into them), its
+state handling (`eqx.nn.State`, ``inference``, ``axis_name``, ``mode``) and its numbers. As
+in equinox, a layer sees one example, channels first (``jax.vmap`` over the batch; batch
+statistics average over the vmapped ``axis_name``). equinox's ``eps`` is ``sigma**2``: each
+also takes the paper's keyword-only ``sigma`` instead. Statistics are computed in at least
+float32 and the output keeps the input's dtype (BatchNorm: promoted with its state).
+
+`DivisiveNorm` and `Normalize` are the paper's normalizers as equinox modules (a learned
+sigma is the array ``log_sigma``); the survey's others are in `divnorm._src.equinox_extra`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Literal
+
+import jax.numpy as jnp
+
+try:
+  import equinox as eqx
+  from jaxtyping import Array
+except ModuleNotFoundError as error:  # equinox is an optional extra
+  raise ModuleNotFoundError(f"divnorm.equinox needs equinox ({error}); install it with "
+                            f"pip install 'divnorm[equinox]'.", name=error.name) from error
+
+from divnorm._src import flax_semantics as fs
+from divnorm._src.batch import BatchStats
+from divnorm._src.core import normalize
+from divnorm._src.fields import grouped_field
+from divnorm._src.presets import rms_norm
+
+_NO_STATE = object()  # equinox's convention: `state` passes through when given
+
+
+def _out(y, x_dtype, state):
+  return y.astype(x_dtype) if state is _NO_STATE else (y.astype(x_dtype), state)
+
+
+def _float(dtype):
+  """equinox's default parameter dtype: float32, or float64 with ``jax_enable_x64``."""
+  return jnp.zeros(()).dtype if dtype is None else dtype
+
+
+class LayerNorm(eqx.Module):
+  """Layer normalization (Ba et al., 2016) of a whole example: eqx.nn.LayerNorm's arguments,
+  fields and numbers; the affine ``weight`` and ``bias`` have the input's shape.
+
+  >>> LayerNorm(3)(jnp.arange(3.0)).round(3)
+  Array([-1.225,  0.   ,  1.225], dtype=float32)
+  """
+
+  shape: tuple[int, ...] = eqx.field(static=True)
+  eps: float = eqx.field(static=True)
+  use_weight: bool = eqx.field(static=True)
+  use_bias: bool = eqx.field(static=True)
+  weight: Array | None
+  bias: Array | None
+
+  def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
+               use_bias: bool = True, dtype=None, *, elementwise_affine: bool | None = None,
+               sigma: float | None = None):
+    self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    self.eps = fs.epsilon_of(eps, sigma, self, "eps")
+    if elementwise_affine is not None:
+      use_weight = use_bias = elementwise_affine
+      warnings.warn("LayerNorm(elementwise_affine=...) is deprecated in favour of "
+                    "LayerNorm(use_weight=...) and LayerNorm(use_bias=...)", stacklevel=2)
+    self.use_weight, self.use_bias = use_weight, use_bias
+    self.weight = jnp.ones(self.shape, dtype=dtype) if use_weight else None
+    self.bias = jnp.zeros(self.shape, dtype=dtype) if use_bias else None
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """Normalizes `x` (of shape `shape`); `state` passes through (for `eqx.nn.Sequential`)."""
+    if x.shape != self.shape:
+      raise ValueError(f"`LayerNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
+                       f"received shape={self.shape} and x.shape={x.shape}. You might need to "
+                       f"replace `layer_norm(x)` with `jax.vmap(layer_norm)(x)`.")
+    y = normalize(x.astype(fs.stats_dtype(x.dtype)), tuple(range(x.ndim)), fast_variance=False,
+                  sigma=fs.sigma_of(self.eps, name="eps"))
+    return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
+
+
+class RMSNorm(eqx.Module):
+  """RMS normalization (Zhang & Sennrich, 2019) of a whole example, no centering:
+  eqx.nn.RMSNorm's arguments, fields and numbers.
+
+  >>> RMSNorm(4)(jnp.ones(4))
+  Array([0.999995, 0.999995, 0.999995, 0.999995], dtype=float32)
+  """
+
+  shape: tuple[int, ...] = eqx.field(static=True)
+  eps: float = eqx.field(static=True)
+  use_weight: bool = eqx.field(static=True)
+  use_bias: bool = eqx.field(static=True)
+  weight: Array | None
+  bias: Array | None
+
+  def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
+               use_bias: bool = True, dtype=None, *, sigma: float | None = None):
+    self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    self.eps = fs.epsilon_of(eps, sigma, self, "eps")
+    self.use_weight, self.use_bias = use_weight, use_bias
+    self.weight = jnp.ones(self.shape, dtype=_float(dtype)) if use_weight else None
+    self.bias = jnp.zeros(self.shape, dtype=_float(dtype)) if use_bias else None
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """Divides `x` (of shape `shape`) by its root mean square; `state` passes through."""
+    if x.shape != self.shape:
+      raise ValueError(f"`RMSNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
+                       f"received shape={self.shape} and x.shape={x.shape}. You might need to "
+                       f"replace `rms_norm(x)` with `jax.vmap(rms_norm)(x)`.")
+    y = rms_norm(x.astype(fs.stats_dtype(x.dtype)), reduction_axes=tuple(range(x.ndim)),
+                 sigma=fs.sigma_of(self.eps, name="eps"))
+    return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
+
+
+class GroupNorm(eqx.Module):
+  """Group normalization (Wu & He, 2018): eqx.nn.GroupNorm's arguments, fields and numbers.
+  The first axis (channels) forms `groups` contiguous groups, each normalized with every
+  other axis (the core's grouped field: no reshape).
+
+  >>> GroupNorm(2, 4)(jnp.arange(8.0).reshape(4, 2)).shape
+  (4, 2)
+  """
+
+  groups: int = eqx.field(static=True)
+  channels: int | None = eqx.field(static=True)
+  eps: float = eqx.field(static=True)
+  channelwise_affine: bool = eqx.field(static=True)
+  weight: Array | None
+  bias: Array | None
+
+  def __init__(self, groups: int, channels: int | None = None, eps: float = 1e-5,
+               channelwise_affine: bool = True, dtype=None, *, sigma: float | None = None):
+    if channels is not None:
+      fs.group_count(groups, None, channels, "groups")
+    if channels is None and channelwise_affine:
+      raise ValueError("The number of channels should be specified if "
+                       "`channelwise_affine=True`")
+    self.groups, self.channels, self.eps = groups, channels, fs.epsilon_of(eps, sigma, self, "eps")
+    self.channelwise_affine = channelwise_affine
+    self.weight = jnp.ones(channels, dtype=dtype) if channelwise_affine else None
+    self.bias = jnp.zeros(channels, dtype=dtype) if channelwise_affine else None
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """Normalizes `x` of shape ``(channels, ...)`` per group; `state` passes through."""
+    groups = fs.group_count(self.groups, None, x.shape[0], "groups")
+    field = grouped_field(tuple(range(1, x.ndim)), 0, x.shape[0] // groups, x.shape)
+    y = normalize(x.astype(fs.stats_dtype(x.dtype)), field, fast_variance=False,
+                  sigma=fs.sigma_of(self.eps, name="eps"))
+    return _out(fs.affine(y, self.weight, self.bias, (0,)), x.dtype, state)
+
+
+class BatchNorm(eqx.nn.StatefulLayer):
+  """Batch normalization (Ioffe & Szegedy, 2015): eqx.nn.BatchNorm's arguments, fields, state
+  and numbers. Call it inside ``jax.vmap(..., axis_name=...)`` over the batch; the running
+  statistics live in an `eqx.nn.State`; ``mode="ema"`` normalizes with the moving averages
+  also in training, ``mode="batch"`` with the batch's (and debiased averages at inference).
+
+  >>> bn, state = eqx.nn.make_with_state(BatchNorm)(3, "batch", mode="batch")
+  >>> y, state = jax.vmap(bn, (0, None), (0, None), axis_name="batch")(jnp.ones((4, 3)), state)
+  >>> y.shape
+  (4, 3)
+  """
+
+  weight: Array | None
+  bias: Array | None
+  ema_first_time_index: eqx.nn.StateIndex | None
+  ema_state_index: eqx.nn.StateIndex | None
+  batch_counter: eqx.nn.StateIndex | None
+  batch_state_index: eqx.nn.StateIndex | None
+  axis_name: Hashable | Sequence[Hashable]
+  inference: bool
+  input_size: int = eqx.field(static=True)
+  eps: float = eqx.field(static=True)
+  channelwise_affine: bool = eqx.field(static=True)
+  momentum: float = eqx.field(static=True)
+  mode: Literal["ema", "batch"] = eqx.field(static=True)
+
+  def __init__(self, input_size: int, axis_name: Hashable | Sequence[Hashable],
+               eps: float = 1e-5, channelwise_affine: bool = True, momentum: float = 0.99,
+               inference: bool = False, dtype=None,
+               mode: Literal["ema", "batch", "legacy"] = "legacy", *,
+               sigma: float | None = None):
+    if mode == "legacy":
+      mode = "ema"
+      warnings.warn(
+          "When `eqx.nn.BatchNorm(..., mode=...)` is unspecified it defaults to 'ema', for "
+          "backward compatibility. This typically has a performance impact, and for new code "
+          "the user is encouraged to use 'batch' instead. See "
+          "`https://github.com/patrick-kidger/equinox/issues/659`.", stacklevel=2)
+    if mode not in {"ema", "batch"}:
+      raise ValueError("Invalid mode, must be 'ema' or 'batch'.")
+    dtype = _float(dtype)
+    self.weight = jnp.ones((input_size,), dtype) if channelwise_affine else None
+    self.bias = jnp.zeros((input_size,), dtype) if channelwise_affine else None
+    empty, init = jnp.empty((input_size,), dtype), (jnp.zeros((input_size,), dtype),
+                                                    jnp.ones((input_size,), dtype))
+    ema = mode == "ema"
+    self.ema_first_time_index = eqx.nn.StateIndex(jnp.array(True)) if ema else None
+    self.ema_state_index = eqx.nn.StateIndex((empty, empty)) if ema else None
+    self.batch_counter = None if ema else eqx.nn.StateIndex(jnp.array(0))
+    self.batch_state_index = None if ema else eqx.nn.StateIndex(init)
+    self.axis_name, self.inference, self.input_size = axis_name, inference, input_size
+    self.eps, self.mode = fs.epsilon_of(eps, sigma, self, "eps"), mode
+    self.channelwise_affine, self.momentum = channelwise_affine, momentum
+
+  def __call__(self, x: Array, state: eqx.nn.State, *, key=None, inference: bool | None = None):
+    """Normalizes one example `x` of shape ``(input_size, ...)``; returns ``(y, state)``.
+
+    Raises:
+      NameError: outside a ``vmap``/``pmap`` with a matching `axis_name` (as equinox).
+    """
+    inference = self.inference if inference is None else inference
+    x32 = x.astype(fs.stats_dtype(x.dtype))
+
+    def normalized(stats, training, momentum):
+      return fs.batch_normalized(x32, stats, training=training, feature_axes=(0,),
+                                 momentum=momentum, sigma=fs.sigma_of(self.eps, name="eps"),
+                                 mask=None, axis_name=self.axis_name, fast_variance=False)
+
+    if self.mode == "ema":
+      stats = BatchStats(*state.get(self.ema_state_index))
+      if not inference:
+        zero = jnp.zeros(stats.mean.shape, stats.mean.dtype)
+        _, batch = normalized(BatchStats(zero, zero), True, 0.0)
+        first = state.get(self.ema_first_time_index)
+        stats = BatchStats(*(jnp.where(first, b, fs.moving_average(r, b, self.momentum))
+                             for b, r in zip(batch, stats, strict=True)))
+        state = state.set(self.ema_first_time_index, jnp.array(False))
+        state = state.set(self.ema_state_index, tuple(stats))
+      (y, _, factors), _ = normalized(stats, False, self.momentum)
+    else:
+      counter, hidden = state.get(self.batch_counter), state.get(self.batch_state_index)
+      if inference:  # the averages debiased for their zero start
+        scale = jnp.where(counter == 0, 1, 1 - self.momentum**counter)
+        debiased = BatchStats(hidden[0] / scale, hidden[1] / scale)
+        (y, _, factors), _ = normalized(debiased, False, 0.0)
+      else:
+        (y, _, factors), hidden = normalized(BatchStats(*hidden), True, self.momentum)
+        state = state.set(self.batch_counter, counter + 1)
+        state = state.set(self.batch_state_index, tuple(hidden))
+    dtype = fs.result_dtype(x, self.weight, self.bias, state.get(
+        self.ema_state_index or self.batch_state_index)[0])
+    return fs.affine(y, self.weight, self.bias, (0,), factors).astype(dtype), state
+
+
+def _learned_sigma(sigma, learn_sigma: bool, dtype):
+  return fs.log_sigma_init(sigma, _float(dtype)) if learn_sigma else None
+
+
+class DivisiveNorm(eqx.Module):
+  """Divisive normalization (Ren et al., 2017) of one example ``(channels, *spatial)``:
+  each position is centered by the mean over its summation window (across all channels,
+  with `across_channels`) and divided by the root mean square over its suppression window.
+  A rank-1 input ``(units,)`` (a dense or RNN layer) is windowed over its units.
+
+  >>> dn = DivisiveNorm((5, 5), sigma=0.5)
+  >>> jax.vmap(dn)(jnp.ones((2, 3, 8, 8))).shape
+  (2, 3, 8, 8)
+  """
+
+  summation_window: int | tuple[int, ...] = eqx.field(static=True)
+  suppression_window: int | tuple[int, ...] | None = eqx.field(static=True)
+  sigma: float = eqx.field(static=True)
+  across_channels: bool = eqx.field(static=True)
+  border: str = eqx.field(static=True)
+  log_sigma: Array | None
+
+  def __init__(self, summation_window: int | Sequence[int],
+               suppression_window: int | Sequence[int] | None = None, *, sigma: float = 0.0,
+               across_channels: bool = True, border: str = "valid", learn_sigma: bool = False,
+               dtype=None):
+    tup = lambda w: w if w is None or isinstance(w, int) else tuple(w)
+    self.summation_window, self.suppression_window = tup(summation_window), tup(
+        suppression_window)
+    self.sigma, self.across_channels, self.border = sigma, across_channels, border
+    self.log_sigma = _learned_sigma(sigma, learn_sigma, dtype)
+
+  def _field(self, window, ndim: int) -> dict:
+    spatial = tuple(range(1, ndim)) if ndim > 1 else (0,)
+    widths = (window,) * len(spatial) if isinstance(window, int) else window
+    if len(widths) != len(spatial):
+      raise ValueError(f"the window {window} gives {len(widths)} widths, but an example of "
+                       f"rank {ndim} has {len(spatial)} spatial axes {spatial}.")
+    whole = {0: None} if ndim > 1 and self.across_channels else {}
+    return {**whole, **dict(zip(spatial, widths, strict=True))}
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """Divisively normalizes one example; `state` passes through."""
+    suppression = self.summation_window if self.suppression_window is None else (
+        self.suppression_window)
+    y = normalize(x, self._field(self.summation_window, x.ndim),
+                  self._field(suppression, x.ndim), border=self.border,
+                  sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma))
+    return _out(y, x.dtype, state)
+
+
+class Normalize(eqx.Module):
+  """The unified normalizer over any fields of one example (`divnorm.normalize`).
+
+  >>> Normalize({0: None, 1: 3, 2: 3}, sigma=0.5)(jnp.ones((3, 8, 8))).shape
+  (3, 8, 8)
+  """
+
+  summation: object = eqx.field(static=True)
+  suppression: object = eqx.field(static=True)
+  sigma: float = eqx.field(static=True)
+  border: str = eqx.field(static=True)
+  log_sigma: Array | None
+
+  def __init__(self, summation, suppression=None, *, sigma: float = 0.0,
+               border: str = "valid", learn_sigma: bool = False, dtype=None):
+    self.summation, self.suppression, self.sigma, self.border = (
+        _hashable(summation), _hashable(suppression), sigma, border)
+    self.log_sigma = _learned_sigma(sigma, learn_sigma, dtype)
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """Normalizes one example over the fields; `state` passes through."""
+    y = normalize(x, _spec(self.summation), _spec(self.suppression), border=self.border,
+                  sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma))
+    return _out(y, x.dtype, state)
+
+
+def _hashable(field):
+  """A field spec that a static field can hold: a dict as a frozenset of its items."""
+  if isinstance(field, Mapping):
+    return frozenset(field.items())
+  return tuple(field) if isinstance(field, list) else field
+
+
+def _spec(field):
+  return dict(field) if isinstance(field, frozenset) else field

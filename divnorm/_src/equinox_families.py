@@ -1,0 +1,163 @@
+"""Equinox modules of the divisive normalization families (`divnorm._src.families`).
+
+As equinox's layers, each sees one example, channels first (``jax.vmap`` over the batch),
+and takes and returns an optional `state`, which passes through. Parameter names and
+initializations are those of `divnorm._src.linen_families`. GDN itself is
+`divnorm.equinox.GDN`.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from divnorm._src import families
+from divnorm._src.kernels import miller_width
+from divnorm._src.nonnegative import nonnegative, nonnegative_init
+
+_NO_STATE = object()  # equinox's convention: `state` passes through when given
+
+
+def _out(y, x, state):
+  y = y.astype(x.dtype)
+  return y if state is _NO_STATE else (y, state)
+
+
+def _float(dtype):
+  """equinox's default parameter dtype: float32, or float64 with ``jax_enable_x64``."""
+  return jnp.zeros(()).dtype if dtype is None else dtype
+
+
+class MillerNorm(eqx.Module):
+  """Miller et al.'s divisive feature normalization (ICLR 2022) of one example, channels
+  first.
+
+  >>> MillerNorm()(jnp.ones((32, 4, 4))).shape
+  (32, 4, 4)
+  """
+
+  lamb: Array
+  alpha: Array
+  beta: Array
+  k: Array
+  width: int = eqx.field(static=True)
+
+  def __init__(self, *, lamb_init: float = 2.0, alpha_init: float = 0.1,
+               beta_init: float = 1.0, k_init: float = 1.0, width: int | None = None,
+               dtype=None):
+    dtype = _float(dtype)
+    self.lamb, self.alpha = jnp.asarray(lamb_init, dtype), jnp.asarray(alpha_init, dtype)
+    self.beta, self.k = jnp.asarray(beta_init, dtype), jnp.asarray(k_init, dtype)
+    self.width = miller_width(lamb_init) if width is None else width
+
+  def __call__(self, a: Array, state=_NO_STATE, *, key=None):
+    """``a^2 / (k (1 + alpha / lambda sum_j a_{c+j}^2 e^{-|j| / lambda}))^beta``."""
+    y = families.miller_norm(a[None], lamb=self.lamb, alpha=self.alpha, beta=self.beta,
+                             k=self.k, width=self.width, channel_axis=1)[0]
+    return _out(y, a, state)
+
+
+class BurgNorm(eqx.Module):
+  """Burg et al.'s learned divisive normalization (2021) of one example, channels first;
+  ``u`` is raw (reparameterized), ``v`` enters as ``|v|``; `penalty` is the L1 on v.
+
+  >>> BurgNorm(8, kernel_size=3)(jnp.ones((8, 4, 4))).shape
+  (8, 4, 4)
+  """
+
+  n: Array
+  eta: Array
+  u: Array
+  v: Array
+  v_l1: float = eqx.field(static=True)
+
+  def __init__(self, channels: int, *, kernel_size: int = 5, spatial_dims: int = 2,
+               n_init: float = 1.0, eta_init: float = 1.0, v_l1: float = 0.0, dtype=None):
+    dtype, c, k = _float(dtype), channels, kernel_size
+    self.n, self.eta = jnp.full((c,), n_init, dtype), jnp.full((c,), eta_init, dtype)
+    self.u = nonnegative_init(jnp.full((k,) * spatial_dims, 1.0 / k**spatial_dims), dtype=dtype)
+    self.v = jnp.full((c, c), 1.0 / c, dtype)
+    self.v_l1 = v_l1
+
+  def penalty(self) -> Array:
+    """``v_l1 * sum |v|``."""
+    return self.v_l1 * families.burg_penalty(self.v)
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """``[x]_+^n / (eta^n + |v|^T (u * [x]_+^n))``."""
+    y = families.burg_norm(x[None], n=self.n, eta=self.eta, u=nonnegative(self.u), v=self.v,
+                           channel_axis=1)[0]
+    return _out(y, x, state)
+
+
+class CenterSurroundNorm(eqx.Module):
+  """Pan et al.'s weighted normalization with centre and surround pools (``WN_s``) of one
+  example, channels first, with their affine as ``weight`` and ``bias`` (equinox's names).
+
+  >>> CenterSurroundNorm(16)(jnp.ones((16, 4, 4))).shape
+  (16, 4, 4)
+  """
+
+  beta: Array
+  gamma_k: Array
+  gamma_s: Array
+  weight: Array | None
+  bias: Array | None
+  surround_dist: int = eqx.field(static=True)
+  group_size: int = eqx.field(static=True)
+  beta_min: float = eqx.field(static=True)
+
+  def __init__(self, channels: int, *, surround_dist: int = 1, group_size: int = 8,
+               beta_min: float = 1e-6, beta_init: float = 1e-6, gamma_init: float = 1 / 16,
+               use_weight: bool = True, use_bias: bool = True, dtype=None):
+    dtype, c = _float(dtype), channels
+
+    def raw(shape, value):
+      return nonnegative_init(jnp.full(shape, value), dtype=dtype)
+
+    self.beta, self.gamma_k = raw((c,), beta_init), raw((group_size, c), gamma_init)
+    self.gamma_s = raw((3, 3, c), gamma_init)
+    self.weight = jnp.ones((c,), dtype) if use_weight else None
+    self.bias = jnp.zeros((c,), dtype) if use_bias else None
+    self.surround_dist, self.group_size, self.beta_min = surround_dist, group_size, beta_min
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """``x / sqrt(beta + beta_min + centre pool + surround pool) * weight + bias``."""
+    y = families.center_surround_norm(
+        x[None], beta=nonnegative(self.beta), gamma_k=nonnegative(self.gamma_k),
+        gamma_s=nonnegative(self.gamma_s), surround_dist=self.surround_dist,
+        group_size=self.group_size, beta_min=self.beta_min, channel_axis=1)[0]
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    if self.weight is not None:
+      y = y * self.weight.reshape(shape)
+    if self.bias is not None:
+      y = y + self.bias.reshape(shape)
+    return _out(y, x, state)
+
+
+class GaussianNorm(eqx.Module):
+  """Veerabadran et al.'s learned divisive normalization with Gaussian-initialized pools, of
+  one example, channels first; the filterbank's order is drawn from `key`.
+
+  >>> GaussianNorm(8, kernel_size=3, key=jax.random.key(0))(jnp.ones((8, 4, 4))).shape
+  (8, 4, 4)
+  """
+
+  weights: Array
+  sigma: Array
+  offset: float = eqx.field(static=True)
+
+  def __init__(self, channels: int, *, kernel_size: int = 5, sigma_init: float = 1.0,
+               offset: float = 1e-5, dtype=None, key: jax.Array):
+    dtype = _float(dtype)
+    self.weights = families.gaussian_filterbank(channels, kernel_size, key).astype(dtype)
+    self.sigma = jnp.full((channels,), sigma_init, dtype)
+    self.offset = offset
+
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+    """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
+    y = families.gaussian_norm(x[None], weights=self.weights, sigma=self.sigma,
+                               offset=self.offset, channel_axis=1)[0]
+    return _out(y, x, state)

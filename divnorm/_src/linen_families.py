@@ -1,0 +1,171 @@
+"""Flax linen modules of the divisive normalization families (`divnorm._src.families`).
+
+Each module owns its paper's parameters, under its paper's names and initializations, and
+calls the functional preset. Nonnegative weights that the authors kept nonnegative (by a
+constraint or an absolute value) are stored raw and used through GDN's reparameterization
+(`divnorm.nonnegative`), as `divnorm.linen.GDN` does; the others are plain parameters, as in
+the authors' code. GDN itself is `divnorm.linen.GDN`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax  # noqa: F401  (the docstring examples use it)
+import jax.numpy as jnp
+
+from divnorm._src import families
+from divnorm._src.kernels import miller_width
+from divnorm._src.nonnegative import nonnegative, nonnegative_init
+
+Dtype = Any
+
+
+def _channels(x, axis: int) -> int:
+  return jnp.shape(x)[axis]
+
+
+class MillerNorm(nn.Module):
+  """Miller et al.'s divisive feature normalization (ICLR 2022), `miller_norm`.
+
+  Parameters ``lamb``, ``alpha``, ``beta`` and ``k`` (scalars, learned and unconstrained, as
+  in the authors' code), initialized as their CIFAR AlexNet's (2, 0.1, 1, 1). Apply it after
+  the ReLU. The kernel's width is fixed at ``miller_width(lamb_init)`` (17 channels for 2).
+
+  >>> m = MillerNorm()
+  >>> jax.tree.map(jnp.shape, m.init(jax.random.key(0), jnp.ones((1, 4, 4, 32))))
+  {'params': {'alpha': (), 'beta': (), 'k': (), 'lamb': ()}}
+  """
+
+  lamb_init: float = 2.0
+  alpha_init: float = 0.1
+  beta_init: float = 1.0
+  k_init: float = 1.0
+  width: int | None = None
+  channel_axis: int = -1
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, a):
+    """``a^2 / (k (1 + alpha / lambda sum_j a_{c+j}^2 e^{-|j| / lambda}))^beta``."""
+    def scalar(name, value):
+      return self.param(name, lambda _: jnp.asarray(value, self.param_dtype))
+    width = miller_width(self.lamb_init) if self.width is None else self.width
+    return families.miller_norm(
+        a, lamb=scalar("lamb", self.lamb_init), alpha=scalar("alpha", self.alpha_init),
+        beta=scalar("beta", self.beta_init), k=scalar("k", self.k_init), width=width,
+        channel_axis=self.channel_axis)
+
+
+class BurgNorm(nn.Module):
+  """Burg et al.'s learned divisive normalization (PLoS Comput. Biol. 2021), `burg_norm`.
+
+  Parameters: exponents ``n`` and semi-saturation constants ``eta`` ``[C]``, a spatial
+  kernel ``u`` (raw, nonnegative through the reparameterization) and feature weights ``v``
+  ``[C, C]`` (used as ``|v|``). `v_l1` > 0 sows ``v_l1 * sum |v|`` into ``"losses"`` (the
+  paper's L1 penalty on v; sum them with `divnorm.linen.apply_with_penalty`). The
+  initializations are ours (the paper's were not in the sources read): ``n = 1``,
+  ``eta = 1``, ``u`` a box mean, ``v = 1 / C`` (every filter pools every filter alike).
+
+  >>> b = BurgNorm(kernel_size=3)
+  >>> jax.tree.map(jnp.shape, b.init(jax.random.key(0), jnp.ones((1, 4, 4, 8))))
+  {'params': {'eta': (8,), 'n': (8,), 'u': (3, 3), 'v': (8, 8)}}
+  """
+
+  kernel_size: int = 5
+  n_init: float = 1.0
+  eta_init: float = 1.0
+  v_l1: float = 0.0
+  channel_axis: int = -1
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    """``[x]_+^n / (eta^n + |v|^T (u * [x]_+^n))``."""
+    c = _channels(x, self.channel_axis)
+    k = self.kernel_size
+    spatial = jnp.ndim(x) - 2
+    n = self.param("n", lambda _: jnp.full((c,), self.n_init, self.param_dtype))
+    eta = self.param("eta", lambda _: jnp.full((c,), self.eta_init, self.param_dtype))
+    u = self.param("u", lambda _: nonnegative_init(
+        jnp.full((k,) * spatial, 1.0 / k**spatial), dtype=self.param_dtype))
+    v = self.param("v", lambda _: jnp.full((c, c), 1.0 / c, self.param_dtype))
+    if self.v_l1:
+      self.sow("losses", "l1_v", self.v_l1 * families.burg_penalty(v),
+               reduce_fn=lambda _, new: new)
+    return families.burg_norm(x, n=n, eta=eta, u=nonnegative(u), v=v,
+                              channel_axis=self.channel_axis)
+
+
+class CenterSurroundNorm(nn.Module):
+  """Pan et al.'s weighted normalization with centre and surround pools (``WN_s``, 2021).
+
+  Parameters as in their code: ``beta`` ``[C]`` (init 1e-6), ``gamma_k`` ``[8, C]`` and
+  ``gamma_s`` ``[3, 3, C]`` (init 1/16), kept nonnegative (their code clips; here the
+  reparameterization), then their learned affine, under flax's names ``scale`` (their
+  ``gamma_outside``, init 1) and ``bias`` (``beta_outside``, init 0).
+
+  >>> cs = CenterSurroundNorm()
+  >>> jax.tree.map(jnp.shape, cs.init(jax.random.key(0), jnp.ones((1, 4, 4, 16))))
+  {'params': {'beta': (16,), 'bias': (16,), 'gamma_k': (8, 16), 'gamma_s': (3, 3, 16), 'scale': (16,)}}
+  """
+
+  surround_dist: int = 1
+  group_size: int = 8
+  beta_min: float = 1e-6
+  beta_init: float = 1e-6
+  gamma_init: float = 1 / 16
+  use_scale: bool = True
+  use_bias: bool = True
+  channel_axis: int = -1
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    """``x / sqrt(beta + beta_min + centre pool + surround pool) * scale + bias``."""
+    c = _channels(x, self.channel_axis)
+    def raw(name, shape, value):
+      return nonnegative(self.param(name, lambda _: nonnegative_init(
+          jnp.full(shape, value), dtype=self.param_dtype)))
+    y = families.center_surround_norm(
+        x, beta=raw("beta", (c,), self.beta_init),
+        gamma_k=raw("gamma_k", (self.group_size, c), self.gamma_init),
+        gamma_s=raw("gamma_s", (3, 3, c), self.gamma_init), surround_dist=self.surround_dist,
+        group_size=self.group_size, beta_min=self.beta_min, channel_axis=self.channel_axis)
+    shape = [1] * jnp.ndim(x)
+    shape[self.channel_axis] = c
+    if self.use_scale:
+      y = y * self.param("scale", nn.initializers.ones, (c,), self.param_dtype).reshape(shape)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (c,), self.param_dtype).reshape(shape)
+    return y
+
+
+class GaussianNorm(nn.Module):
+  """Veerabadran et al.'s learned divisive normalization with Gaussian-initialized pools.
+
+  Parameters as in their code: ``weights`` ``[k, k, C]`` (their ``div`` convolution,
+  depthwise, initialized by `gaussian_filterbank` from the parameter key; learned
+  unconstrained) and ``sigma`` ``[C]`` (init 1).
+
+  >>> g = GaussianNorm(kernel_size=3)
+  >>> jax.tree.map(jnp.shape, g.init(jax.random.key(0), jnp.ones((1, 4, 4, 8))))
+  {'params': {'sigma': (8,), 'weights': (3, 3, 8)}}
+  """
+
+  kernel_size: int = 5
+  sigma_init: float = 1.0
+  offset: float = 1e-5
+  channel_axis: int = -1
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
+    c = _channels(x, self.channel_axis)
+    weights = self.param("weights", lambda key: families.gaussian_filterbank(
+        c, self.kernel_size, key).astype(self.param_dtype))
+    sigma = self.param("sigma", lambda _: jnp.full((c,), self.sigma_init, self.param_dtype))
+    return families.gaussian_norm(x, weights=weights, sigma=sigma, offset=self.offset,
+                                  channel_axis=self.channel_axis)

@@ -1,0 +1,247 @@
+r"""Weighted fields: today's fields, plus kernels along some of their axes.
+
+A field spec maps axes to how each is pooled:
+
+- ``None``: the axis whole; ``w`` (an odd int): a box window of width w (as in
+  `divnorm.resolve_field`);
+- a `Kernel` (`gaussian`, `exponential`, `center_surround`, `kernel`, `learned_kernel`, ...):
+  a weighted window; a key that is a tuple of axes applies a multi-dimensional kernel to
+  them jointly, e.g. ``{(1, 2): center_surround(3, ndim=2, dilation=2)}``;
+- a `Mixing` (`mixing`, `learned_mixing`): a matrix along the axis (GDN's channel pool).
+
+``{1: gaussian(7, sigma=1.5), 2: gaussian(7, sigma=1.5), 3: None}`` is the paper's divisive
+normalization with a Gaussian instead of a box over the image. Boxes keep their fast path:
+``{1: 5}`` and ``{1: box(5)}`` are the same field.
+
+A weighted field's statistic is a weighted sum, or a weighted mean
+
+.. math::
+    E_w[t]_p = \frac{\sum_q w_{pq}\, t_q}{\sum_q w_{pq}}
+
+whose denominator is exact at the border and under masks: ``border="valid"`` divides by the
+weight of the entries that exist (and are masked in); ``border="zeros"`` (the paper's code)
+counts the kernel's weight past the border as zeros, i.e. divides by the kernel's whole
+weight. The operations are applied in one order: whole axes, groups and boxes first (on
+the input's own layout, which shrinks it), then kernels, then mixings. A kernel that differs
+along an axis that a mixing pools (one kernel per channel, then a channel mixing) is
+therefore the kernel of the pooled entry j, not of the entry i the pool is for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from divnorm._src.fields import Field, resolve_field
+from divnorm._src.kernels import Kernel, Mixing
+from divnorm._src.reductions import (
+  border_count,
+  divide_by_count,
+  field_count,
+  field_sum,
+  select,
+)
+from divnorm._src.weighted import apply, full_mass
+
+
+class WeightedField(NamedTuple):
+  """A resolved weighted field.
+
+  Attributes:
+    base: the whole axes, groups and box windows (a `Field`).
+    ops: ``(axes, Kernel | Mixing)`` pairs, kernels before mixings.
+  """
+
+  base: Field
+  ops: tuple[tuple[tuple[int, ...], Kernel | Mixing], ...] = ()
+
+  @property
+  def axes(self) -> tuple[int, ...]:
+    return tuple(sorted(self.base.axes + tuple(a for axes, _ in self.ops for a in axes)))
+
+
+def _is_box(op) -> bool:
+  """A static, undilated, 1-D box: served by the box windows' fast path."""
+  return (isinstance(op, Kernel) and op.static and op.along is None and op.dilation == 1
+          and op.ndim == 1 and bool(np.all(op.weights == 1)))
+
+
+def _axis(axis, ndim: int, role: str) -> int:
+  # The box part's resolution checks types and ranges the same way.
+  return resolve_field({axis: None}, ndim, role=role).whole[0]
+
+
+def _check_fit(axes, op, shape, whole, role: str) -> None:
+  """A clear error where `op` cannot apply to `axes` of an input of `shape`."""
+  ndim = len(shape)
+  if isinstance(op, Mixing):
+    if len(axes) != 1:
+      raise ValueError(f"{role}: a mixing applies to one axis, got the axes {axes}.")
+    n = shape[axes[0]]
+    if np.shape(op.matrix) != (n, n):
+      raise ValueError(
+          f"{role}: the mixing on axis {axes[0]} has shape {np.shape(op.matrix)}, but that "
+          f"axis has {n} entries; give a ({n}, {n}) matrix.")
+    return
+  if op.ndim != len(axes):
+    raise ValueError(
+        f"{role}: a kernel with a {op.ndim}-D window {op.window} cannot apply to the "
+        f"{len(axes)} axes {axes}; give one axis per kernel dimension (a tuple key for "
+        f"several).")
+  if op.along is not None:
+    if not -ndim <= op.along < ndim:
+      raise ValueError(f"{role}: along={op.along} is out of range for an input of rank {ndim}.")
+    along = op.along % ndim
+    if along in axes or along in whole:
+      raise ValueError(
+          f"{role}: the kernel on {axes} differs along axis {along}, which the same field "
+          f"{'windows' if along in axes else 'reduces whole'}; a per-entry kernel needs an "
+          f"axis the field keeps.")
+    if np.shape(op.weights)[-1] != shape[along]:
+      raise ValueError(
+          f"{role}: the kernel's weights have {np.shape(op.weights)[-1]} entries along axis "
+          f"{along}, which has {shape[along]}; give weights of shape "
+          f"{op.window + (shape[along],)}.")
+
+
+def is_weighted(spec) -> bool:
+  """Whether `spec` names a kernel or a mixing (else it is `divnorm.resolve_field`'s)."""
+  return isinstance(spec, WeightedField) or isinstance(spec, Mapping) and any(
+      isinstance(key, tuple) or isinstance(value, Kernel | Mixing)
+      for key, value in spec.items())
+
+
+def resolve_weighted_field(spec, shape: tuple[int, ...], *, role: str = "field") -> WeightedField:
+  """Checks a (possibly weighted) field spec against an input of `shape`.
+
+  Raises:
+    TypeError, ValueError: as `divnorm.resolve_field`, and for kernels that do not fit
+      (wrong number of axes, a mixing of the wrong size, weights along an axis of another
+      length, the same axis twice).
+  """
+  if isinstance(spec, WeightedField):
+    return spec
+  ndim = len(shape)
+  if not is_weighted(spec):
+    return WeightedField(resolve_field(spec, ndim, role=role))
+  plain, ops, seen = {}, [], set()
+  for key, value in spec.items():
+    keys = key if isinstance(key, tuple) else (key,)
+    axes = tuple(_axis(a, ndim, role) for a in keys)
+    for a in axes:
+      if a in seen or axes.count(a) > 1:
+        raise ValueError(f"{role}: axis {a} appears twice in the field; name each axis once.")
+      seen.add(a)
+    if isinstance(value, Kernel | Mixing) and not _is_box(value):
+      ops.append((axes, value))
+    elif isinstance(key, tuple):
+      raise TypeError(
+          f"{role}: the tuple key {key} needs a multi-dimensional Kernel, got {value!r}.")
+    else:
+      plain[axes[0]] = value.window[0] if _is_box(value) else value
+  base = resolve_field(plain, ndim, role=role)
+  for axes, op in ops:
+    _check_fit(axes, op, shape, base.whole, role)
+  ops.sort(key=lambda pair: isinstance(pair[1], Mixing))
+  ops = [(axes, _normalized_along(op, ndim)) for axes, op in ops]
+  return WeightedField(base, tuple(ops))
+
+
+def _normalized_along(op, ndim: int):
+  if isinstance(op, Kernel) and op.along is not None and op.along < 0:
+    return Kernel(op.weights, op.dilation, op.along % ndim)
+  return op
+
+
+def weighted_sum(t: jax.Array, field: WeightedField, *, mask=None, axis_name=None) -> jax.Array:
+  """``sum_q w_pq t_q`` over `field` at every position (whole axes kept as size 1).
+
+  Entries outside `mask` (boolean, `t`'s shape) are selected away first.
+  """
+  s = field_sum(t, field.base, mask=mask)
+  for axes, op in field.ops:
+    s = apply(s, axes, op)
+  if axis_name is not None:
+    s = lax.psum(s, axis_name)
+  return s
+
+
+def border_weight(shape: tuple[int, ...], field: WeightedField, border: str, dtype=np.float32):
+  """The weight past the border that the zero modes count as zeros (0 for ``"valid"``).
+
+  The kernels' whole weight minus the weight inside the input, times the box part's
+  (`reductions.border_count` for boxes alone).
+  """
+  if border == "valid":
+    return np.zeros((1,) * len(shape), dtype)
+  if not field.ops:
+    return border_count(shape, field.base, border).astype(dtype)
+  full = _ones(shape, field.ops, dtype)
+  for axes, op in field.ops:
+    full = apply(full, axes, op) if isinstance(op, Mixing) else full * full_mass(
+        shape, axes, op, dtype)
+  full = full * jnp.asarray(field_count(shape, field.base, border="zeros", dtype=dtype))
+  return full - _inside(shape, field, dtype)
+
+
+def _inside(shape, field: WeightedField, dtype):
+  """The weight inside an input of `shape` at each position (no mask)."""
+  # On ones over the axes the ops read or vary along (size 1 elsewhere), in the ops'
+  # order: a per-channel kernel before a channel mixing is not separable from it.
+  ops = weighted_sum(_ones(shape, field.ops, dtype), WeightedField(Field((), ()), field.ops))
+  return jnp.asarray(field_count(shape, field.base, dtype=dtype)) * ops
+
+
+def weight_count(shape: tuple[int, ...], field: WeightedField, *, border: str = "valid",
+                 mask=None, axis_name=None, dtype=np.float32):
+  """The denominator of a weighted mean: the weight each position's field averages over.
+
+  ``"valid"``: the weight of the entries that exist (and are masked in). The zero modes
+  also count the weight past the border, as zeros (`border_weight`).
+  """
+  if not field.ops:
+    return field_count(shape, field.base, border=border, mask=mask, axis_name=axis_name,
+                       dtype=dtype)
+  count = _inside(shape, field, dtype) if mask is None else weighted_sum(mask.astype(dtype),
+                                                                         field)
+  count = count + border_weight(shape, field, border, dtype)
+  if axis_name is not None:
+    count = lax.psum(count, axis_name)
+  return count
+
+
+def _ones(shape, ops, dtype) -> jax.Array:
+  """Ones with the input's size on every axis the ops read or vary along, 1 elsewhere."""
+  small = [1] * len(shape)
+  for axes, op in ops:
+    along = (op.along,) if isinstance(op, Kernel) and op.along is not None else ()
+    for axis in axes + along:
+      small[axis] = shape[axis]
+  return jnp.ones(small, dtype)
+
+
+def weighted_mean(t: jax.Array, field: WeightedField, *, border: str = "valid", mask=None,
+                  axis_name=None) -> jax.Array:
+  """``E_w[t]`` over `field` at every position (whole axes kept as size 1).
+
+  A position whose field has no weight (all masked out, or a kernel of zeros) gets 0.
+  """
+  s = weighted_sum(select(t, mask), field, axis_name=axis_name)
+  count = weight_count(t.shape, field, border=border, mask=mask, axis_name=axis_name,
+                       dtype=t.dtype)
+  return divide_by_weight(s, count)
+
+
+def divide_by_weight(s: jax.Array, count) -> jax.Array:
+  """``s / count``, 0 where the count is 0 (an empty field), never NaN."""
+  if isinstance(count, np.ndarray):  # no kernels, no mask: today's integer counts
+    return divide_by_count(s, count)
+  # Weighted counts can lie anywhere in (0, inf): select, never clamp to 1.
+  has_weight = count > 0
+  safe = jnp.where(has_weight, count, jnp.ones((), count.dtype))
+  return jnp.where(has_weight, s / safe, jnp.zeros((), s.dtype))

@@ -1,0 +1,89 @@
+"""The families' modules (linen, NNX, equinox): parameters, the functional preset, the same
+numbers in the three APIs, a training step."""
+
+import doctest
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from divnorm._src import equinox_families as E
+from divnorm._src import families as F
+from divnorm._src import linen_families as L
+from divnorm._src import nnx_families as N
+from divnorm._src.nonnegative import nonnegative
+
+X = jnp.asarray(np.random.default_rng(0).normal(size=(1, 4, 4, 16)), jnp.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.loose_promotion
+@pytest.mark.parametrize("module", [L, N, E], ids=["linen", "nnx", "equinox"])
+def test_docstring_examples(module):
+  failures, _ = doctest.testmod(module, extraglobs={"jax": jax, "jnp": jnp, "nnx": nnx})
+  assert failures == 0
+
+
+@pytest.mark.slow
+def test_the_three_apis_agree():
+  """Same initial parameters, same numbers (equinox: one example, channels first)."""
+  first = lambda y: jnp.moveaxis(y[0], -1, 0)  # noqa: E731
+  for linen, nnx_module, eqx_module, x in [
+      (L.MillerNorm(), N.MillerNorm(), E.MillerNorm(), jax.nn.relu(X)),
+      (L.BurgNorm(kernel_size=3), N.BurgNorm(16, kernel_size=3), E.BurgNorm(16, kernel_size=3),
+       X),
+      (L.CenterSurroundNorm(), N.CenterSurroundNorm(16), E.CenterSurroundNorm(16), X)]:
+    y = jax.jit(linen.apply)(linen.init(jax.random.key(0), x), x)
+    np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(nnx_module, x), y, rtol=1e-6)
+    np.testing.assert_allclose(eqx.filter_jit(lambda m, x: m(x))(eqx_module, first(x)),
+                               first(y), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_modules_are_their_presets():
+  m = L.MillerNorm()
+  p = m.init(jax.random.key(0), X)["params"]
+  np.testing.assert_allclose(m.apply({"params": p}, jax.nn.relu(X)), F.miller_norm(
+    jax.nn.relu(X), lamb=2.0, alpha=0.1, beta=1.0, k=1.0), rtol=1e-6)
+  b = L.BurgNorm(kernel_size=3)
+  p = b.init(jax.random.key(0), X)["params"]
+  np.testing.assert_allclose(b.apply({"params": p}, X), F.burg_norm(
+    X, n=1.0, eta=1.0, u=jnp.full((3, 3), 1 / 9), v=jnp.full((16, 16), 1 / 16)), rtol=1e-5)
+  cs = L.CenterSurroundNorm(surround_dist=2)
+  p = cs.init(jax.random.key(0), X)["params"]
+  np.testing.assert_allclose(cs.apply({"params": p}, X), F.center_surround_norm(
+    X, beta=jnp.full(16, 1e-6), gamma_k=jnp.full((8, 16), 1 / 16),
+    gamma_s=jnp.full((3, 3, 16), 1 / 16), surround_dist=2), rtol=1e-5)
+  g = L.GaussianNorm()
+  p = g.init(jax.random.key(3), X)["params"]
+  np.testing.assert_allclose(g.apply({"params": p}, X), F.gaussian_norm(
+    X, weights=p["weights"], sigma=1.0), rtol=1e-6)
+  # Their filterbank, in an order drawn from the parameter's key.
+  bank = np.asarray(F.gaussian_filterbank(16, 5, jax.random.key(0)))
+  order = lambda w: np.lexsort(np.asarray(w).reshape(25, 16))  # noqa: E731
+  np.testing.assert_allclose(np.asarray(p["weights"]).reshape(25, 16)[:, order(p["weights"])],
+                             bank.reshape(25, 16)[:, order(bank)], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_burg_l1_and_a_training_step():
+  model = L.BurgNorm(kernel_size=3, v_l1=1e-3)
+  variables = model.init(jax.random.key(0), X)
+  params = variables["params"]
+  _, state = model.apply({"params": params}, X, mutable=["losses"])
+  np.testing.assert_allclose(state["losses"]["l1_v"], 1e-3 * 16 * 16 / 16, rtol=1e-6)
+
+  def loss(params):
+    y, state = model.apply({"params": params}, X, mutable=["losses"])
+    return jnp.mean((y - 0.1) ** 2) + state["losses"]["l1_v"]
+
+  opt = optax.sgd(0.1)
+  grads = jax.grad(loss)(params)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  new = optax.apply_updates(params, opt.update(grads, opt.init(params))[0])
+  assert loss(new) < loss(params)
+  assert bool(jnp.all(nonnegative(new["u"]) >= 0))
