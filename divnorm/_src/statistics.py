@@ -184,18 +184,18 @@ def copies(t, n: int):
 
 
 def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
-  """``k``: one entry of the data per span of A, constant over every field of A.
+  """``k``: a value from the data per span of A, constant over every field of A.
 
   The span is A with its windows widened to whole axes (`Field.span`). ``k`` is the mean of
-  the span's first two entries (`_first_entry`), or with a mask its first masked-in entry:
-  a few entries of `x`, not a pass over it. A span whose entry is not finite, or that has no masked-in entry, gets
-  ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN or inf reaches no
+  the span's first two entries (`_leading_mean`), or with a mask its first masked-in entry:
+  a few entries of `x`, not a pass over it. A span whose ``k`` is not finite, or that has no
+  masked-in entry, gets ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN or inf reaches no
   output whose fields do not hold it. With `axis_name` the mapped axis is part of every
   span: ``k`` is the mean of the members' entries, the same on all of them.
   """
   span = a.span
   if mask is None:
-    k, found = _first_entry(x, span), None
+    k, found = _leading_mean(x, span), None
   else:
     k, found = _first_masked_entry(x, span, mask)
   usable = jnp.isfinite(k) if found is None else found & jnp.isfinite(k)
@@ -206,7 +206,7 @@ def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
   return lax.stop_gradient(k)
 
 
-def _first_entry(x: jax.Array, span: Field) -> jax.Array:
+def _leading_mean(x: jax.Array, span: Field) -> jax.Array:
   """The mean of the first two entries of every span (its only entry if it has one),
   broadcastable to `x`.
 
