@@ -3,6 +3,7 @@
 Re-exports only; the implementation is in `divnorm._src.linen`.
 """
 
+from divnorm._src.flax_semantics import missing_kernel_error
 from divnorm._src.linen import (
   BatchNorm,
   DivisiveNorm,
@@ -24,7 +25,6 @@ from divnorm._src.linen_extra import (
   SwitchableNorm,
   WeightNorm,
   WeightStandardization,
-  missing_kernel_error,
 )
 from divnorm._src.linen_families import BurgNorm, CenterSurroundNorm, GaussianNorm, MillerNorm
 

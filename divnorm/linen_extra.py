@@ -3,6 +3,7 @@
 Re-exports only; the implementation is in `divnorm._src.linen_extra`.
 """
 
+from divnorm._src.flax_semantics import missing_kernel_error
 from divnorm._src.linen_extra import (
   GDN,
   BatchInstanceNorm,
@@ -13,7 +14,6 @@ from divnorm._src.linen_extra import (
   SwitchableNorm,
   WeightNorm,
   WeightStandardization,
-  missing_kernel_error,
 )
 
 __all__ = [

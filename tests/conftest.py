@@ -41,6 +41,7 @@ QUICK_STEP = {
   "tests/test_nnx.py::test_nnx_equals_linen_under_jit": 3,
   "tests/test_normalize.py::test_every_function_jits_with_python_scalars": 2,
   "tests/test_normalize.py::test_mask_with_whole_and_windowed_fields": 2,
+  "tests/test_normalize.py::test_window_only_fields_gradients": 3,
   "tests/test_normalize.py::test_windows_equal_brute_force": 2,
   "tests/test_weighted_fields.py::test_weighted_mean_against_enumeration": 2,
 }

@@ -103,8 +103,11 @@ def check_stats(stats, kind: type, x: jax.Array, features: tuple[int, ...], feat
 
 def ema(old: jax.Array, batch: jax.Array, momentum) -> jax.Array:
   """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point of the
-  update, so a jitted step never retraces). A Python momentum stays weakly typed, as in Flax;
-  a NumPy or JAX one is cast to that dtype (no promotion, even under strict rules)."""
+  update, so a jitted step never retraces), or in `batch`'s if it is complex (flax's complex
+  BatchNorm). A Python momentum stays weakly typed, as in Flax; a NumPy or JAX one is cast
+  to that dtype (no promotion, even under strict rules)."""
+  if jnp.iscomplexobj(batch):
+    old = old.astype(batch.dtype)
   if not isinstance(momentum, int | float):
     momentum = jnp.asarray(momentum).astype(old.dtype)
   return momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype)

@@ -28,10 +28,11 @@ except ModuleNotFoundError as error:  # equinox is an optional extra
                             f"pip install 'divnorm[equinox]'.", name=error.name) from error
 
 from divnorm._src import flax_semantics as fs
-from divnorm._src.batch import BatchStats
+from divnorm._src.batch import BatchStats, ema
 from divnorm._src.core import normalize
 from divnorm._src.fields import grouped_field
-from divnorm._src.presets import rms_norm
+from divnorm._src.presets import group_count, rms_norm
+from divnorm._src.reductions import stat_dtype
 
 _NO_STATE = object()  # equinox's convention: `state` passes through when given
 
@@ -79,7 +80,7 @@ class LayerNorm(eqx.Module):
       raise ValueError(f"`LayerNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
                        f"received shape={self.shape} and x.shape={x.shape}. You might need to "
                        f"replace `layer_norm(x)` with `jax.vmap(layer_norm)(x)`.")
-    y = normalize(x.astype(fs.stats_dtype(x.dtype)), tuple(range(x.ndim)), fast_variance=False,
+    y = normalize(x.astype(stat_dtype(x.dtype)), tuple(range(x.ndim)), fast_variance=False,
                   sigma=fs.sigma_of(self.eps, name="eps"))
     return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
 
@@ -113,7 +114,7 @@ class RMSNorm(eqx.Module):
       raise ValueError(f"`RMSNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
                        f"received shape={self.shape} and x.shape={x.shape}. You might need to "
                        f"replace `rms_norm(x)` with `jax.vmap(rms_norm)(x)`.")
-    y = rms_norm(x.astype(fs.stats_dtype(x.dtype)), reduction_axes=tuple(range(x.ndim)),
+    y = rms_norm(x.astype(stat_dtype(x.dtype)), reduction_axes=tuple(range(x.ndim)),
                  sigma=fs.sigma_of(self.eps, name="eps"))
     return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
 
@@ -137,7 +138,7 @@ class GroupNorm(eqx.Module):
   def __init__(self, groups: int, channels: int | None = None, eps: float = 1e-5,
                channelwise_affine: bool = True, dtype=None, *, sigma: float | None = None):
     if channels is not None:
-      fs.group_count(groups, None, channels, "groups")
+      group_count(groups, None, channels, "groups")
     if channels is None and channelwise_affine:
       raise ValueError("The number of channels should be specified if "
                        "`channelwise_affine=True`")
@@ -148,9 +149,9 @@ class GroupNorm(eqx.Module):
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """Normalizes `x` of shape ``(channels, ...)`` per group; `state` passes through."""
-    groups = fs.group_count(self.groups, None, x.shape[0], "groups")
+    groups = group_count(self.groups, None, x.shape[0], "groups")
     field = grouped_field(tuple(range(1, x.ndim)), 0, x.shape[0] // groups, x.shape)
-    y = normalize(x.astype(fs.stats_dtype(x.dtype)), field, fast_variance=False,
+    y = normalize(x.astype(stat_dtype(x.dtype)), field, fast_variance=False,
                   sigma=fs.sigma_of(self.eps, name="eps"))
     return _out(fs.affine(y, self.weight, self.bias, (0,)), x.dtype, state)
 
@@ -216,7 +217,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
       NameError: outside a ``vmap``/``pmap`` with a matching `axis_name` (as equinox).
     """
     inference = self.inference if inference is None else inference
-    x32 = x.astype(fs.stats_dtype(x.dtype))
+    x32 = x.astype(stat_dtype(x.dtype))
 
     def normalized(stats, training, momentum):
       return fs.batch_normalized(x32, stats, training=training, feature_axes=(0,),
@@ -229,7 +230,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
         zero = jnp.zeros(stats.mean.shape, stats.mean.dtype)
         _, batch = normalized(BatchStats(zero, zero), True, 0.0)
         first = state.get(self.ema_first_time_index)
-        stats = BatchStats(*(jnp.where(first, b, fs.moving_average(r, b, self.momentum))
+        stats = BatchStats(*(jnp.where(first, b, ema(r, b, self.momentum))
                              for b, r in zip(batch, stats, strict=True)))
         state = state.set(self.ema_first_time_index, jnp.array(False))
         state = state.set(self.ema_state_index, tuple(stats))

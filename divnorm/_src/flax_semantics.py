@@ -1,10 +1,9 @@
 """Flax's (and equinox's) module semantics on the functional core, in one place; no Flax.
 
-`divnorm.linen`, `divnorm.nnx` and `divnorm.equinox` own the parameters and call these, so a
-linen module, its nnx twin and the equinox layer compute the same numbers: flax's
-``epsilon == sigma**2`` (`sigma_of`), ``use_fast_variance`` (`core_options`), axes and
-groups as fields, dtypes, the call into the core, the affine step and the moving average
-(written once), and the math of flax's weight wrappers.
+`divnorm.linen`, `divnorm.nnx` and `divnorm.equinox` own the parameters and call these, so
+their layers compute the same numbers: ``epsilon == sigma**2`` (`sigma_of`),
+``use_fast_variance`` (`core_options`), axes and groups as fields, dtypes, the call into the
+core and the affine step.
 """
 
 from __future__ import annotations
@@ -18,22 +17,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src import mixtures
 from divnorm._src.batch import BatchStats, ema, running_var
 from divnorm._src.checks import (
   axis_index,
-  check_int,
   check_learn_sigma,
-  check_mask,
   check_momentum,
   check_nonempty,
   check_nonnegative,
-  check_sigma,
 )
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
-from divnorm._src.reductions import field_mean, select
-from divnorm._src.statistics import inverse_scale, stats_shape
+from divnorm._src.presets import group_count, rms_factors
+from divnorm._src.reductions import select, stat_dtype
+from divnorm._src.statistics import inverse_scale
 
 Axes = int | Sequence[int]
 
@@ -45,11 +41,8 @@ def canonical_axes(axes: Axes | None, ndim: int, name: str = "axes") -> tuple[in
 
 
 def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
-  """The core's `sigma` for flax's `epsilon` (``epsilon == sigma**2``), or divnorm's `sigma`.
-
-  `epsilon` is what flax accepts (a Python, NumPy or JAX number or array, also traced); an
-  error names it as `name`. With `sigma` it must be at its default in `module`'s signature.
-  """
+  """The core's `sigma` for `epsilon` (any number flax takes; errors name it `name`), or
+  divnorm's `sigma`, with `epsilon` then at its default in `module`'s signature."""
   if sigma is not None:
     default = inspect.signature(type(module).__init__).parameters[name].default
     if not (isinstance(epsilon, int | float) and epsilon == default):
@@ -76,9 +69,8 @@ def log_sigma_init(sigma, dtype) -> jax.Array:
 
 
 def core_options(module, mask, initializing: bool = False) -> dict:
-  """The core's arguments for a flax layer's `epsilon` (or `sigma`), `axis_name`,
-  `axis_index_groups` and `use_fast_variance`: True (flax's default) is the core's one-pass
-  strategy, which reads the input once, False two-pass; divnorm's `fast_variance` overrides."""
+  """The core's arguments for a flax layer's `epsilon` (or `sigma`), `axis_name` and
+  `use_fast_variance` (True, flax's default: one-pass; `fast_variance` overrides it)."""
   fast = module.use_fast_variance if module.fast_variance is None else module.fast_variance
   return dict(sigma=sigma_of(module.epsilon, module.sigma, module), mask=mask,
               axis_name=axis_name_of(module.axis_name, module.axis_index_groups, initializing),
@@ -94,8 +86,7 @@ def alias(name: str, value, default, other: str, other_value):
 
 
 def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
-  """Flax's `axis_name`; None while `initializing` outside a mapped context (as flax's
-  BatchNorm). `axis_index_groups` is not supported: an error that says what to do."""
+  """Flax's `axis_name`, None while `initializing` unmapped (flax's); no axis_index_groups."""
   if axis_index_groups is not None:
     raise NotImplementedError(
         "axis_index_groups is not supported by divnorm's statistics (flax supports it under "
@@ -110,26 +101,9 @@ def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
   return axis_name
 
 
-def group_count(num_groups, group_size, channels: int, name: str = "num_groups") -> int:
-  """Flax's GroupNorm checks: exactly one of num_groups (spelled `name`) and group_size, an
-  int dividing the channels."""
-  if (num_groups is None) == (group_size is None):
-    raise ValueError(
-        "Either `num_groups` or `group_size` should be specified. If `group_size` is to be "
-        "specified, pass `num_groups=None` as argument to override the default `num_groups` "
-        f"value of 32 (got num_groups={num_groups}, group_size={group_size}).")
-  name, value = (name, num_groups) if group_size is None else ("group_size", group_size)
-  n = check_int(value, name, minimum=1, hint=" (of the channels' groups)")
-  if channels % n:
-    divisors = [d for d in range(1, channels + 1) if channels % d == 0]
-    raise ValueError(f"{name}={n} does not divide the number of channels ({channels}); "
-                     f"try one of {divisors}.")
-  return n if group_size is None else channels // n
-
-
 def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int = -1) -> Field:
-  """Flax's GroupNorm as a field: `reduction_axes` (default: all but the batch axis 0) with
-  the channel axis among them cut into groups (`fields.grouped_field`: no reshape)."""
+  """Flax's GroupNorm: `reduction_axes` (default: all but the batch axis 0), the channel
+  axis among them in groups (`fields.grouped_field`: no reshape)."""
   c = canonical_axes(channel_axis, len(shape), "channel_axis")[0]
   axes = canonical_axes(sorted(set(range(1, len(shape))) | {c}) if reduction_axes is None
                         else reduction_axes, len(shape), "reduction_axes")
@@ -152,12 +126,6 @@ def instance_axes(feature_axes, ndim: int) -> tuple[int, ...]:
   return tuple(a for a in range(1, ndim) if a not in features)
 
 
-def stats_dtype(x_dtype, dtype=None) -> np.dtype:
-  """Flax's statistics dtype: `dtype` (or the input's) promoted to at least float32."""
-  with jax.numpy_dtype_promotion("standard"):
-    return np.dtype(jnp.promote_types(x_dtype if dtype is None else dtype, jnp.float32))
-
-
 def result_dtype(*arrays, dtype=None) -> np.dtype:
   """Flax's output dtype: `dtype`, else the promoted dtype of `arrays` (made inexact)."""
   if dtype is not None:
@@ -169,12 +137,11 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
 
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
                dtype=None):
-  """``(y, v, factors)``: `x` in flax's statistics dtype (`stats_dtype`) normalized over
-  `field` by the core (`normalize_factors`: layer, instance and group norm), or not centered
-  (`center` False: RMS norm, ``v = x``); `factors` ``(u, m, r)`` with ``y = (u - m) * r``
-  for `affine` (None with a mask). With no axis in `field` each entry is its own field:
-  ``y = v = 0``, flax's zeros."""
-  x = x.astype(stats_dtype(x.dtype, dtype))
+  """``(y, v, factors)``: `x` in flax's statistics dtype normalized over `field` by the core
+  (`normalize_factors`), or not centered (RMS norm); ``factors = (u, m, r)``,
+  ``y = (u - m) * r``, for `affine` (None with a mask). An empty `field` gives flax's zeros."""
+  x = jnp.asarray(x)
+  x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
   if center:
     y, v, r, stats = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                        fast_variance=fast_variance and bool(field.axes))
@@ -182,9 +149,7 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
   if axis_name is not None:
     raise NotImplementedError("RMSNorm with axis_name is not supported by divnorm's rms_norm "
                               "yet; under jit with sharded inputs no axis_name is needed.")
-  sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
-  v = select(x, mask)
-  r = inverse_scale(field_mean(v * v, field, mask=mask), sigma)
+  v, r = rms_factors(x, field, sigma=sigma, mask=mask)
   return v * r, v, _factors(v, None, r, mask)
 
 
@@ -195,11 +160,11 @@ def _factors(u, m, r, mask):
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
                      mask, axis_name, fast_variance, dtype=None):
-  """``((y, v, factors), new running stats)`` as `normalized`: flax's BatchNorm of `x` in
-  flax's statistics dtype (`stats_dtype`), with the batch's statistics (`normalize_factors`)
-  or the running ones; evaluation ignores the mask (flax's). Complex `x` follows flax: a
+  """``((y, v, factors), new stats)`` as `normalized`: flax's BatchNorm, with the batch's
+  statistics or the running ones (then without the mask, as flax). Complex `x` as flax: a
   complex mean and the variance ``E[|x - E[x]|^2]``."""
-  x, mask = x.astype(stats_dtype(x.dtype, dtype)), mask if training else None
+  x, mask = jnp.asarray(x), mask if training else None
+  x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
   check_momentum(momentum)
   field = Field(tuple(a for a in range(x.ndim) if a not in feature_axes), ())
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
@@ -208,16 +173,15 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
     if not jnp.iscomplexobj(x):
       y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                          fast_variance=fast_variance)
-      stats = BatchStats(moving_average(stats.mean, batch.shift + batch.mean, momentum),
-                         moving_average(stats.var, batch.var, momentum))
+      stats = BatchStats(ema(stats.mean, batch.shift + batch.mean, momentum),
+                         ema(stats.var, batch.var, momentum))
       return (y, v, _factors(x - batch.shift, batch.mean, r, mask)), stats
     # the batch statistics of the real and imaginary parts
     re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                 fast_variance=fast_variance)[3]
               for part in (jnp.real(x), jnp.imag(x)))
     mean, var = lax.complex(re.shift + re.mean, im.shift + im.mean), re.var + im.var
-    stats = BatchStats(moving_average(stats.mean, mean, momentum),
-                       moving_average(stats.var, var, momentum))
+    stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
   else:
     mean, var = stats
   r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
@@ -225,27 +189,12 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
   return (v * r, v, _factors(v, None, r, mask)), stats
 
 
-def moving_average(old: jax.Array, new: jax.Array, momentum) -> jax.Array:
-  """The core's `batch.ema` (in the dtype of `old`), in `new`'s dtype if it is complex
-  (flax's complex BatchNorm)."""
-  return ema(old.astype(new.dtype) if jnp.iscomplexobj(new) else old, new, momentum)
-
-
-def mean_only(x, stats, **kwargs):
-  """`mixtures.mean_only_batch_norm` as the running layers call it: ``((y, y), stats)``, so
-  that the L1 penalty is on the output."""
-  y, stats = mixtures.mean_only_batch_norm(x, stats, **kwargs)
-  return (y, y), stats
-
-
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
-  """``y * scale + bias`` (each if not None), broadcast over `feature_axes`; flax's dtypes.
+  """``y * scale + bias`` (each if not None) over `feature_axes`, in flax's dtypes.
 
-  `factors` ``(u, m, r)`` with ``y = (u - m) * r``, ``m`` (None: 0) and ``r`` at the
-  statistics' size: where ``r * scale`` is smaller than `y` (all but a layer norm over the
-  features alone), flax's fold ``u * mul + (bias - m * mul)`` with ``mul = r * scale``. Its
-  gradient sums ``g`` and ``g * u`` once each at the statistics' size, for the gradients of
-  scale, bias and the statistics (BENCHMARKS.md, issue 22).
+  With `factors` ``(u, m, r)``, ``y = (u - m) * r`` (``m`` None: 0), where ``r * scale`` is
+  smaller than `y`: flax's fold ``u * mul + (bias - m * mul)``, ``mul = r * scale``, whose
+  gradient sums at the statistics' size (BENCHMARKS.md, issue 22).
   """
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
@@ -261,11 +210,6 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
     return y if bias is None else y + bias
 
 
-def path_name(prefix: str, path) -> str:
-  """Flax's name of a wrapped variable: the layer's name, then its '/'-joined path."""
-  return prefix + "/" + jax.tree_util.keystr(tuple(path), simple=True, separator="/")
-
-
 def matches(variable_filter, name: str) -> bool:
   """Flax linen's `variable_filter`: empty or None selects all; else any substring of `name`."""
   if isinstance(variable_filter, str):
@@ -278,8 +222,3 @@ def missing_kernel_error(layer, variable_filter, names) -> ValueError:
       f"{type(layer).__name__} has no variable selected by variable_filter={variable_filter!r} "
       f"to normalize (its variables: {sorted(names)}); pass variable_filter=... naming its "
       f"weights, e.g. {{'kernel'}}.")
-
-
-def state_like(new, old) -> jax.Array:
-  """`new` in the dtype of the state variable it replaces (no retracing)."""
-  return jnp.asarray(new).astype(jnp.asarray(old).dtype)

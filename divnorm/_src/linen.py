@@ -9,8 +9,7 @@ normalizer also takes divnorm's keyword-only options:
   sigma: the paper's smoothing term, ``sqrt(sigma^2 + E[v^2])`` (or flax's `epsilon`).
   learn_sigma: learn sigma as ``exp(log_sigma)`` (a parameter), starting from sigma > 0.
   l1_alpha: if > 0, sow ``l1_alpha * mean(|v|)`` of the centered input into ``"losses"``
-    (appended: a module applied at every time step counts at every step); sum them with
-    `apply_with_penalty`, which drops the ``"losses"`` that ``init`` returns.
+    (appended: once per call); `apply_with_penalty` sums them.
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ def apply_with_penalty(module: nn.Module, variables, *args, mutable=False, **kwa
 
 
 class _Norm(nn.Module):
-  """The base of the activation normalizers: divnorm's options, the call into the core,
-  running statistics, the L1 penalty and the affine step (flax's parameter names)."""
+  """The activation normalizers' base: the call into the core, running statistics, the L1
+  penalty and the affine step (flax's parameter names)."""
 
   _: dataclasses.KW_ONLY
   sigma: Any = None
@@ -70,8 +69,7 @@ class _Norm(nn.Module):
   l1_alpha: float = 0.0
 
   def _sigma(self, sigma=None):
-    """`sigma` (default: the field, else 0), or ``exp(log_sigma)`` learned from it (a
-    parameter) with `learn_sigma`."""
+    """`sigma` (default: the field's, else 0), or ``exp(log_sigma)`` with `learn_sigma`."""
     if sigma is None:
       sigma = 0.0 if self.sigma is None else self.sigma
     if not self.learn_sigma:
@@ -87,14 +85,12 @@ class _Norm(nn.Module):
     """Flax's layers: `x` normalized over `field` (`fs.normalized`), then `_finish`ed."""
     y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
                                   **self._options(mask))
-    features = fs.canonical_axes(features, x.ndim, "feature_axes")
+    features = fs.canonical_axes(features, jnp.ndim(x), "feature_axes")
     return self._finish(x, y, v, features, mask, self.dtype, factors)
 
   def _running(self, function, x, use_running_average, features: Axes, out_dtype,
                stats=BatchStats, state_dtype=jnp.float32, **kwargs):
-    """The running normalizers: ``(y, v[, factors]), stats = function(x, stats, ...)`` with the
-    running statistics in ``"batch_stats"`` (flax's: mean 0, variance 1; updated in training,
-    never during ``init``), then `_finish` over `features`."""
+    """``(y, v[, factors]), stats = function(x, stats, ...)``, stats in ``"batch_stats"``."""
     use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
     features = fs.canonical_axes(features, jnp.ndim(x), "feature_axes")
     shape = tuple(jnp.shape(x)[a] for a in features)
@@ -108,9 +104,7 @@ class _Norm(nn.Module):
     return self._finish(x, *parts[:2], features, kwargs.get("mask"), out_dtype, *parts[2:])
 
   def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, factors=None):
-    """Sows the L1 penalty of `v`, then the affine over `features` (flax's ``scale`` and
-    ``bias``; `fs.affine` folds ``scale`` into the statistics' `factors`) and the output in
-    `dtype` (None: flax's promotion of x and the parameters)."""
+    """Sows the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
     if self.l1_alpha:
       self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask))
     shape = tuple(jnp.shape(x)[a] for a in features)
@@ -151,9 +145,8 @@ class BatchNorm(_Norm):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Normalizes `x` with the batch's statistics (training) or the running ones."""
-    x = jnp.asarray(x)
     axis = fs.alias("axis", self.axis, -1, "feature_axes", self.feature_axes)
-    features = fs.canonical_axes(axis, x.ndim, "axis")
+    features = fs.canonical_axes(axis, jnp.ndim(x), "axis")
     return self._running(
         fs.batch_normalized, x, use_running_average, features, self.dtype,
         state_dtype=jnp.float32 if self.force_float32_reductions else self.param_dtype,
@@ -187,8 +180,7 @@ class LayerNorm(_Norm):
   @nn.compact
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over `reduction_axes`; `mask` selects the statistics' entries."""
-    x = jnp.asarray(x)
-    field = Field(fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"), ())
+    field = Field(fs.canonical_axes(self.reduction_axes, jnp.ndim(x), "reduction_axes"), ())
     return self._normalize(x, field, self.feature_axes, mask)
 
 
@@ -217,8 +209,7 @@ class RMSNorm(_Norm):
   @nn.compact
   def __call__(self, x, *, mask=None):
     """Divides `x` by its root mean square over `reduction_axes`."""
-    x = jnp.asarray(x)
-    field = Field(fs.canonical_axes(self.reduction_axes, x.ndim, "reduction_axes"), ())
+    field = Field(fs.canonical_axes(self.reduction_axes, jnp.ndim(x), "reduction_axes"), ())
     return self._normalize(x, field, self.feature_axes, mask, center=False)
 
 
@@ -252,8 +243,7 @@ class GroupNorm(_Norm):
   @nn.compact
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over `reduction_axes` and the channels of each group."""
-    x = jnp.asarray(x)
-    field = fs.group_field(x.shape, self.num_groups, self.group_size, self.reduction_axes,
+    field = fs.group_field(jnp.shape(x), self.num_groups, self.group_size, self.reduction_axes,
                            self.channel_axis)
     return self._normalize(x, field, field.groups[0][0], mask)
 
@@ -285,11 +275,10 @@ class InstanceNorm(_Norm):
   @nn.compact
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
-    x = jnp.asarray(x)
     feature_axes = fs.alias("feature_axes", self.feature_axes, -1, "channel_axis",
                             self.channel_axis)
-    return self._normalize(x, Field(fs.instance_axes(feature_axes, x.ndim), ()), feature_axes,
-                           mask)
+    return self._normalize(x, Field(fs.instance_axes(feature_axes, jnp.ndim(x)), ()),
+                           feature_axes, mask)
 
 
 class DivisiveNorm(_Norm):
@@ -318,9 +307,8 @@ class DivisiveNorm(_Norm):
       raise ValueError("DivisiveNorm needs summation_window=..., e.g. (5, 5) for NHWC input.")
     y, v = divisive_norm(
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
-        sigma=self._sigma(), channel_axis=self.channel_axis,
-        across_channels=self.across_channels, border=self.border, mask=mask,
-        return_centered=True)
+        sigma=self._sigma(), channel_axis=self.channel_axis, across_channels=self.across_channels,
+        border=self.border, mask=mask, return_centered=True)
     features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
     return self._finish(y, y, v, features, mask, y.dtype)
 
@@ -349,8 +337,7 @@ class Normalize(_Norm):
     if self.summation is None:
       raise ValueError(
           "Normalize needs summation=..., a field such as (1, 2, 3) or {3: None, 1: 5, 2: 5}.")
-    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(),
-                     border=self.border, mask=mask, axis_name=self.axis_name,
-                     return_centered=True)
+    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
+                     mask=mask, axis_name=self.axis_name, return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
     return self._finish(y, y, v, features, mask, y.dtype)

@@ -9,7 +9,6 @@ SpectralNorm take flax.linen's arguments and name their variables as flax.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -21,17 +20,12 @@ from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures, weights
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
-from divnorm._src.flax_semantics import missing_kernel_error  # noqa: F401  (public)
-from divnorm._src.linen import Dtype, Initializer, _Norm
+from divnorm._src.linen import Axes, Dtype, Initializer, _Norm
 from divnorm._src.lrn import local_response_norm
-from divnorm._src.weights import weight_standardization
-
-Axes = int | Sequence[int]
 
 
 class _Running(_Norm):
-  """The survey's running layers: `_Norm._running` over a `divnorm.mixtures` function, the
-  running statistics in ``"batch_stats"``; flax's affine fields (keyword-only)."""
+  """The survey's running layers' fields (the running ones, then flax's affine: keyword-only)."""
 
   use_running_average: bool | None = None
   momentum: float = 0.99
@@ -59,9 +53,10 @@ class MeanOnlyBatchNorm(_Running):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Subtracts the batch mean (training) or the running mean."""
-    return self._running(fs.mean_only, x, use_running_average, self.feature_axes,
-                         jnp.asarray(x).dtype, mixtures.MeanStats, axis_name=self.axis_name,
-                         feature_axes=self.feature_axes, mask=mask)
+    return self._running(
+        mixtures.mean_only_batch_norm, x, use_running_average, self.feature_axes,
+        jnp.asarray(x).dtype, mixtures.MeanStats, axis_name=self.axis_name,
+        feature_axes=self.feature_axes, mask=mask, return_centered=True)
 
 
 class BatchRenorm(_Running):
@@ -110,8 +105,8 @@ class BatchInstanceNorm(_Running):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Mixes batch and instance normalization per channel."""
-    rho = self.param("rho", initializers.constant(self.rho_init), (jnp.shape(x)[
-        self.channel_axis],), self.param_dtype)
+    rho = self.param("rho", initializers.constant(self.rho_init),
+                     (jnp.shape(x)[self.channel_axis],), self.param_dtype)
     return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
         jnp.asarray(x).dtype, axis_name=self.axis_name, rho=jnp.clip(rho, 0.0, 1.0),
@@ -191,15 +186,15 @@ class GDN(nn.Module):
 
 
 class _Wrapper(nn.Module):
-  """The base of the weight wrappers: calls ``layer_instance`` with its variables passed
-  through ``transform(name, value)``, each named as flax names it (the layer's name, then
-  the '/'-joined path; a partitioned kernel's value is ``.../kernel/value``)."""
+  """The weight wrappers' base: calls ``layer_instance`` with each variable passed through
+  ``transform(name, value)``, named as flax does: ``<layer>/<path>`` (``.../kernel/value``
+  for a partitioned kernel)."""
 
   def _call(self, transform, args, kwargs, *, mutable=False, must_select=True):
     prefix, seen, selected = self.layer_instance.name, set(), []
 
     def one(path, value):
-      name = fs.path_name(prefix, path[1:])
+      name = prefix + "/" + jax.tree_util.keystr(path[1:], simple=True, separator="/")
       seen.add(name)
       out = transform(name, value)
       if out is not value:
@@ -246,16 +241,15 @@ class WeightNorm(_Wrapper):
       scale = self.param(name + "/scale", self.scale_init,
                          tuple(jnp.shape(value)[a] for a in features),
                          self.param_dtype) if self.use_scale else None
-      return weights.l2_normalized(value, scale, feature_axes=self.feature_axes, epsilon=epsilon,
-                              dtype=self.dtype)
+      return weights.l2_normalized(value, scale, feature_axes=self.feature_axes,
+                                   epsilon=epsilon, dtype=self.dtype)
 
     return self._call(transform, args, kwargs)
 
 
 class SpectralNorm(_Wrapper):
   """Spectral normalization (Miyato et al., 2018): flax.linen.SpectralNorm's arguments; the
-  power iteration's ``u`` and ``sigma`` are ``<layer>/<path>/u`` (and ``/sigma``) in
-  `collection_name`.
+  power iteration's ``<layer>/<path>/u`` and ``.../sigma`` are in `collection_name`.
 
   >>> sn = SpectralNorm(nn.Dense(4))
   >>> sorted(sn.init(jax.random.key(0), jnp.ones((2, 3)), update_stats=True)["batch_stats"])
@@ -285,10 +279,10 @@ class SpectralNorm(_Wrapper):
       u = self.variable(collection, name + "/u", jax.random.normal, key, (1, shape[1]),
                         self.param_dtype)
       sigma = self.variable(collection, name + "/sigma", jnp.ones, (), self.param_dtype)
-      w, new_u, new_sigma = weights.spectral_normalized(value, u.value, n_steps=self.n_steps,
-                                                   epsilon=epsilon, dtype=self.dtype)
+      w, new_u, new_sigma = weights.spectral_normalized(
+          value, u.value, n_steps=self.n_steps, epsilon=epsilon, dtype=self.dtype)
       if update_stats:
-        u.value, sigma.value = fs.state_like(new_u, u.value), fs.state_like(new_sigma, sigma.value)
+        u.value, sigma.value = new_u, new_sigma
       return w
 
     return self._call(transform, args, kwargs, mutable=True, must_select=False)
@@ -313,7 +307,7 @@ class WeightStandardization(_Wrapper):
     def transform(name, value):
       if not fs.matches(self.variable_filter, name):
         return value
-      return weight_standardization(jnp.asarray(value), feature_axes=self.feature_axes,
+      return weights.weight_standardization(jnp.asarray(value), feature_axes=self.feature_axes,
                                     sigma=self.sigma)
 
     return self._call(transform, args, kwargs)

@@ -80,6 +80,7 @@ def mean_only_batch_norm(
     momentum: float = 0.99,
     axis_name=None,
     mask: jax.Array | None = None,
+    return_centered: bool = False,
 ):
   """Mean-only batch normalization (Salimans & Kingma, 2016): ``y = x - E_batch[x]``.
 
@@ -96,12 +97,15 @@ def mean_only_batch_norm(
     axis_name: also average over this named axis (``shard_map``).
     mask: boolean, broadcastable to `x`; the mean uses only its True entries, and
       masked-out outputs are 0.
+    return_centered: return ``(y, y)`` in place of ``y`` (the output is its centered input),
+      as the other normalizers return ``(y, v)``.
 
   Returns:
-    ``(y, new_stats)``.
+    ``(y, new_stats)``, or ``((y, y), new_stats)`` with `return_centered`.
   """
   x = check_input(x)
   training = check_bool(training, "training")
+  return_centered = check_bool(return_centered, "return_centered")
   features, reduction, bshape = _features(x, feature_axes)
   check_stats(stats, MeanStats, x, features, feature_axes, "mean_only_batch_norm")
   check_momentum(momentum)
@@ -114,7 +118,8 @@ def mean_only_batch_norm(
     stats = MeanStats(ema(stats.mean, mean, momentum))
   else:
     mean = stats.mean.astype(dt).reshape(bshape)
-  return select(x32 - mean, mask).astype(x.dtype), stats
+  y = select(x32 - mean, mask).astype(x.dtype)
+  return ((y, y) if return_centered else y), stats
 
 
 def batch_renorm(

@@ -26,7 +26,7 @@ from divnorm._src.batch import BatchStats
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field
 from divnorm._src.penalty import l1_penalty
-from divnorm._src.presets import divisive_norm
+from divnorm._src.presets import divisive_norm, group_count
 
 Axes = int | Sequence[int]
 Dtype = Any
@@ -52,18 +52,15 @@ def pop_penalties(model: nnx.Module) -> jax.Array:
 
 
 class _Norm(nnx.Module):
-  """The base of the activation normalizers: keeps the arguments, creates the parameters
-  and running statistics, calls the core, adds the L1 penalty and the affine step."""
+  """The activation normalizers' base: keeps the arguments, creates the parameters and
+  running statistics, calls the core, adds the L1 penalty and the affine step."""
 
   def _setup(self, args: dict, running=()) -> None:
-    """Keeps the constructor's arguments as attributes (as flax's modules do) and creates
-    ``scale`` and ``bias`` (flax's initializers and metadata), ``log_sigma`` with
-    `learn_sigma`, the `Penalty` with `l1_alpha`, and the `running` ``mean``/``var``."""
+    """Keeps the arguments (as flax), creates the parameters, `Penalty` and `running` stats."""
     for name, value in args.items():
       if name not in _NOT_KEPT:
         setattr(self, name, value)
-    features, rngs = args["num_features"], args["rngs"]
-    rngs = nnx.Rngs(0) if rngs is None else rngs
+    features, rngs = args["num_features"], nnx.Rngs(0) if args["rngs"] is None else args["rngs"]
     shape = (features,) if isinstance(features, int) else tuple(features or ())
     for name in ("scale", "bias"):
       if args.get(f"use_{name}") and features is None:
@@ -97,8 +94,7 @@ class _Norm(nnx.Module):
     return {**fs.core_options(self, mask), "sigma": self._sigma()}
 
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
-    """Flax's layers: `x` promoted with the parameters (flax's `promote_dtype`), normalized
-    over `field` (`fs.normalized`), then `_finish`ed over `features`."""
+    """Flax's layers: `x` promoted with the parameters, normalized over `field`, `_finish`ed."""
     x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
     y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
                                   **self._options(mask))
@@ -110,10 +106,8 @@ class _Norm(nnx.Module):
     for name, value in zip(("mean", "var"), stats if training else (), strict=False):
       getattr(self, name)[...] = jax.lax.stop_gradient(value)
 
-  def _running(self, function, x, use_running_average, features: Axes, stats=BatchStats,
-               **kwargs):
-    """The survey's running normalizers: ``(y, v), stats = function(x, stats, ...)`` (of
-    `divnorm.mixtures`), then `_finish` over the channel `features`."""
+  def _running(self, function, x, use_running_average, features: Axes, stats=BatchStats, **kwargs):
+    """The survey's layers: ``(y, v), stats = function(x, stats, ...)``, then `_finish`."""
     training = not (self.use_running_average if use_running_average is None
                     else use_running_average)
     (y, v), new = function(x, stats(*(getattr(self, n)[...] for n in stats._fields)),
@@ -123,11 +117,8 @@ class _Norm(nnx.Module):
     features = fs.canonical_axes(features, y.ndim, "feature_axes")
     return self._finish(y, y, v, self._params(), features, kwargs.get("mask"), y.dtype)
 
-  def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype,
-              factors=None):
-    """Adds the L1 penalty of `v`, then the affine over `features` with `params` (scale,
-    bias; `fs.affine` folds ``scale`` into the statistics' `factors`) and the output in
-    `dtype` (None: flax's promotion of x and the parameters)."""
+  def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype, factors=None):
+    """Adds the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
     if self.penalty is not None:
       self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask).astype(jnp.float32)
     shape = tuple(x.shape[a] for a in features)
@@ -147,16 +138,16 @@ class BatchNorm(_Norm):
   ((8, 3), (3,))
   """
 
-  def __init__(self, num_features: int, *, use_running_average: bool | None = False,
-               axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-5,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_bias: bool = True, use_scale: bool = True, bias_init: Initializer = _ZEROS,
-               scale_init: Initializer = _ONES, axis_name: str | None = None,
-               axis_index_groups: Any = None, use_fast_variance: bool = True,
-               promote_dtype=dtypes.promote_dtype, rngs: nnx.Rngs | None = None,
-               bias_metadata: Mapping = _EMPTY, scale_metadata: Mapping = _EMPTY,
-               sigma: float | None = None, learn_sigma: bool = False, l1_alpha: float = 0.0,
-               fast_variance: bool | None = None, feature_axes: Axes | None = None):
+  def __init__(self, num_features: int, *, use_running_average: bool | None = False, axis: int = -1,
+               momentum: float = 0.99, epsilon: float = 1e-5, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, use_bias: bool = True, use_scale: bool = True,
+               bias_init: Initializer = _ZEROS, scale_init: Initializer = _ONES,
+               axis_name: str | None = None, axis_index_groups: Any = None,
+               use_fast_variance: bool = True, promote_dtype=dtypes.promote_dtype,
+               rngs: nnx.Rngs | None = None, bias_metadata: Mapping = _EMPTY,
+               scale_metadata: Mapping = _EMPTY, sigma: float | None = None,
+               learn_sigma: bool = False, l1_alpha: float = 0.0, fast_variance: bool | None = None,
+               feature_axes: Axes | None = None):
     self._setup(locals(), running=("mean", "var"))
     self.axis = fs.alias("axis", axis, -1, "feature_axes", feature_axes)
 
@@ -166,9 +157,8 @@ class BatchNorm(_Norm):
         use_running_average, self.use_running_average,
         error_msg="No `use_running_average` argument was provided to BatchNorm; pass it to "
                   "the constructor or the call, or use model.train()/model.eval().")
-    scale, bias = self._params()
-    x, mean, var, scale, bias = self.promote_dtype(
-        (x, self.mean[...], self.var[...], scale, bias), dtype=self.dtype)
+    x, mean, var, *params = self.promote_dtype(
+        (x, self.mean[...], self.var[...], *self._params()), dtype=self.dtype)
     features = fs.canonical_axes(self.axis, x.ndim, "axis")
     # Running averages update from their own values (flax's), not the promoted copies.
     stats = BatchStats(mean, var) if use_ra else BatchStats(self.mean[...], self.var[...])
@@ -176,7 +166,7 @@ class BatchNorm(_Norm):
         x, stats, training=not use_ra, feature_axes=features, momentum=self.momentum,
         dtype=self.dtype, **self._options(mask))
     self._store(stats, not use_ra)
-    return self._finish(x, y, v, (scale, bias), features, mask, self.dtype, factors)
+    return self._finish(x, y, v, params, features, mask, self.dtype, factors)
 
   def set_view(self, use_running_average: bool | None = None):
     """Used by ``nnx.view``, as flax's BatchNorm."""
@@ -185,23 +175,21 @@ class BatchNorm(_Norm):
 
 
 class LayerNorm(_Norm):
-  """Layer normalization (Ba et al., 2016) over `reduction_axes`: flax.nnx.LayerNorm's
-  arguments.
+  """Layer normalization (Ba et al., 2016) over `reduction_axes`: flax.nnx.LayerNorm's args.
 
   >>> LayerNorm(3, epsilon=1e-5)(jnp.arange(3.0)[None]).round(3)
   Array([[-1.225,  0.   ,  1.225]], dtype=float32)
   """
 
   def __init__(self, num_features: int | Sequence[int] | None, *, epsilon: float = 1e-6,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_bias: bool = True, use_scale: bool = True, bias_init: Initializer = _ZEROS,
-               scale_init: Initializer = _ONES, reduction_axes: Axes = -1,
-               feature_axes: Axes = -1, axis_name: str | None = None,
-               axis_index_groups: Any = None, use_fast_variance: bool = True,
-               promote_dtype=dtypes.promote_dtype, rngs: nnx.Rngs | None = None,
-               bias_metadata: Mapping = _EMPTY, scale_metadata: Mapping = _EMPTY,
-               sigma: float | None = None, learn_sigma: bool = False, l1_alpha: float = 0.0,
-               fast_variance: bool | None = None):
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, use_bias: bool = True,
+               use_scale: bool = True, bias_init: Initializer = _ZEROS,
+               scale_init: Initializer = _ONES, reduction_axes: Axes = -1, feature_axes: Axes = -1,
+               axis_name: str | None = None, axis_index_groups: Any = None,
+               use_fast_variance: bool = True, promote_dtype=dtypes.promote_dtype,
+               rngs: nnx.Rngs | None = None, bias_metadata: Mapping = _EMPTY,
+               scale_metadata: Mapping = _EMPTY, sigma: float | None = None,
+               learn_sigma: bool = False, l1_alpha: float = 0.0, fast_variance: bool | None = None):
     self._setup(locals())
 
   def __call__(self, x, *, mask=None):
@@ -218,9 +206,8 @@ class RMSNorm(_Norm):
   """
 
   def __init__(self, num_features: int | Sequence[int] | None, *, epsilon: float = 1e-6,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_scale: bool = True, scale_init: Initializer = initializers.ones,
-               reduction_axes: Axes = -1, feature_axes: Axes = -1,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, use_scale: bool = True,
+               scale_init: Initializer = _ONES, reduction_axes: Axes = -1, feature_axes: Axes = -1,
                axis_name: str | None = None, axis_index_groups: Any = None,
                use_fast_variance: bool = True, promote_dtype=dtypes.promote_dtype,
                rngs: nnx.Rngs | None = None, scale_metadata: Mapping = _EMPTY,
@@ -242,19 +229,18 @@ class GroupNorm(_Norm):
   (2, 5, 4)
   """
 
-  def __init__(self, num_features: int, num_groups: int | None = 32,
-               group_size: int | None = None, *, epsilon: float = 1e-6,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_bias: bool = True, use_scale: bool = True, bias_init: Initializer = _ZEROS,
-               scale_init: Initializer = _ONES, reduction_axes: Axes | None = None,
-               axis_name: str | None = None, axis_index_groups: Any = None,
-               use_fast_variance: bool = True, promote_dtype=dtypes.promote_dtype,
-               rngs: nnx.Rngs | None = None, bias_metadata: Mapping = _EMPTY,
-               scale_metadata: Mapping = _EMPTY, sigma: float | None = None,
-               learn_sigma: bool = False, l1_alpha: float = 0.0,
+  def __init__(self, num_features: int, num_groups: int | None = 32, group_size: int | None = None,
+               *, epsilon: float = 1e-6, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, use_bias: bool = True, use_scale: bool = True,
+               bias_init: Initializer = _ZEROS, scale_init: Initializer = _ONES,
+               reduction_axes: Axes | None = None, axis_name: str | None = None,
+               axis_index_groups: Any = None, use_fast_variance: bool = True,
+               promote_dtype=dtypes.promote_dtype, rngs: nnx.Rngs | None = None,
+               bias_metadata: Mapping = _EMPTY, scale_metadata: Mapping = _EMPTY,
+               sigma: float | None = None, learn_sigma: bool = False, l1_alpha: float = 0.0,
                fast_variance: bool | None = None, channel_axis: int = -1):
     self._setup(locals())
-    self.num_groups = fs.group_count(num_groups, group_size, num_features)
+    self.num_groups = group_count(num_groups, group_size, num_features)
     self.group_size = num_features // self.num_groups
 
   def __call__(self, x, *, mask=None):
@@ -273,16 +259,15 @@ class InstanceNorm(_Norm):
   """
 
   def __init__(self, num_features: int | Sequence[int] | None, *, epsilon: float = 1e-6,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               use_bias: bool = True, use_scale: bool = True,
-               bias_init: Initializer = initializers.zeros,
-               scale_init: Initializer = initializers.ones, feature_axes: Axes = -1,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, use_bias: bool = True,
+               use_scale: bool = True, bias_init: Initializer = _ZEROS,
+               scale_init: Initializer = _ONES, feature_axes: Axes = -1,
                axis_name: str | None = None, axis_index_groups: Any = None,
                use_fast_variance: bool = True, promote_dtype=dtypes.promote_dtype,
                rngs: nnx.Rngs | None = None, bias_metadata: Mapping = _EMPTY,
                scale_metadata: Mapping = _EMPTY, sigma: float | None = None,
-               learn_sigma: bool = False, l1_alpha: float = 0.0,
-               fast_variance: bool | None = None, channel_axis: int | None = None):
+               learn_sigma: bool = False, l1_alpha: float = 0.0, fast_variance: bool | None = None,
+               channel_axis: int | None = None):
     self._setup(locals())
     self.feature_axes = fs.alias("feature_axes", feature_axes, -1, "channel_axis", channel_axis)
 
@@ -300,11 +285,10 @@ class DivisiveNorm(_Norm):
   (2, 8, 8, 3)
   """
 
-  def __init__(self, num_features: int | None = None, *, summation_window,
-               suppression_window=None, channel_axis: int = -1, across_channels: bool = True,
-               border: str = "valid", use_scale: bool = False, use_bias: bool = False,
-               scale_init: Initializer = initializers.ones,
-               bias_init: Initializer = initializers.zeros, param_dtype: Dtype = jnp.float32,
+  def __init__(self, num_features: int | None = None, *, summation_window, suppression_window=None,
+               channel_axis: int = -1, across_channels: bool = True, border: str = "valid",
+               use_scale: bool = False, use_bias: bool = False, scale_init: Initializer = _ONES,
+               bias_init: Initializer = _ZEROS, param_dtype: Dtype = jnp.float32,
                sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
                rngs: nnx.Rngs | None = None):
     self._setup(locals())
@@ -313,9 +297,8 @@ class DivisiveNorm(_Norm):
     """Divides `x`, centered by its local mean, by its local standard deviation."""
     y, v = divisive_norm(
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
-        sigma=self._sigma(), channel_axis=self.channel_axis,
-        across_channels=self.across_channels, border=self.border, mask=mask,
-        return_centered=True)
+        sigma=self._sigma(), channel_axis=self.channel_axis, across_channels=self.across_channels,
+        border=self.border, mask=mask, return_centered=True)
     features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
     return self._finish(y, y, v, self._params(), features, mask, y.dtype)
 
@@ -329,17 +312,15 @@ class Normalize(_Norm):
 
   def __init__(self, num_features: int | None = None, *, summation, suppression=None,
                border: str = "valid", feature_axes: Axes = -1, axis_name: str | None = None,
-               use_scale: bool = False, use_bias: bool = False,
-               scale_init: Initializer = initializers.ones,
-               bias_init: Initializer = initializers.zeros, param_dtype: Dtype = jnp.float32,
+               use_scale: bool = False, use_bias: bool = False, scale_init: Initializer = _ONES,
+               bias_init: Initializer = _ZEROS, param_dtype: Dtype = jnp.float32,
                sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
                rngs: nnx.Rngs | None = None):
     self._setup(locals())
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over the summation and suppression fields."""
-    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(),
-                     border=self.border, mask=mask, axis_name=self.axis_name,
-                     return_centered=True)
+    y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
+                     mask=mask, axis_name=self.axis_name, return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
     return self._finish(y, y, v, self._params(), features, mask, y.dtype)

@@ -20,8 +20,7 @@ from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures, weights
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
 from divnorm._src.lrn import local_response_norm
-from divnorm._src.nnx import Axes, Dtype, Initializer, _Norm
-from divnorm._src.weights import weight_standardization
+from divnorm._src.nnx import _ONES, _ZEROS, Axes, Dtype, Initializer, _Norm
 
 _KERNELS = nnx.PathContains("kernel")  # flax's default filter
 
@@ -35,18 +34,18 @@ class MeanOnlyBatchNorm(_Norm):
   """
 
   def __init__(self, num_features, *, feature_axes: Axes = -1, use_scale: bool = False,
-               use_bias: bool = True, use_running_average: bool = False,
-               momentum: float = 0.99, axis_name: str | None = None,
-               scale_init: Initializer = initializers.ones,
-               bias_init: Initializer = initializers.zeros, param_dtype: Dtype = jnp.float32,
+               use_bias: bool = True, use_running_average: bool = False, momentum: float = 0.99,
+               axis_name: str | None = None, scale_init: Initializer = _ONES,
+               bias_init: Initializer = _ZEROS, param_dtype: Dtype = jnp.float32,
                sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
                rngs: nnx.Rngs | None = None):
     self._setup(locals(), running=("mean",))
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Subtracts the batch mean (training) or the running mean."""
-    return self._running(fs.mean_only, x, use_running_average, self.feature_axes,
-                         mixtures.MeanStats, feature_axes=self.feature_axes, mask=mask)
+    return self._running(mixtures.mean_only_batch_norm, x, use_running_average,
+                         self.feature_axes, mixtures.MeanStats, feature_axes=self.feature_axes,
+                         mask=mask, return_centered=True)
 
 
 class BatchRenorm(_Norm):
@@ -56,13 +55,12 @@ class BatchRenorm(_Norm):
   (4, 3)
   """
 
-  def __init__(self, num_features, *, feature_axes: Axes = -1, rmax: float = 3.0,
-               dmax: float = 5.0, use_running_average: bool = False, momentum: float = 0.99,
+  def __init__(self, num_features, *, feature_axes: Axes = -1, rmax: float = 3.0, dmax: float = 5.0,
+               use_running_average: bool = False, momentum: float = 0.99,
                axis_name: str | None = None, use_scale: bool = True, use_bias: bool = True,
-               scale_init: Initializer = initializers.ones,
-               bias_init: Initializer = initializers.zeros, param_dtype: Dtype = jnp.float32,
-               sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
-               rngs: nnx.Rngs | None = None):
+               scale_init: Initializer = _ONES, bias_init: Initializer = _ZEROS,
+               param_dtype: Dtype = jnp.float32, sigma: float = 0.0, learn_sigma: bool = False,
+               l1_alpha: float = 0.0, rngs: nnx.Rngs | None = None):
     check_renorm_limits(rmax, dmax)
     self._setup(locals(), running=("mean", "var"))
 
@@ -85,10 +83,9 @@ class BatchInstanceNorm(_Norm):
   def __init__(self, num_features: int, *, channel_axis: int = -1, rho_init: float = 1.0,
                use_running_average: bool = False, momentum: float = 0.99,
                axis_name: str | None = None, use_scale: bool = True, use_bias: bool = True,
-               scale_init: Initializer = initializers.ones,
-               bias_init: Initializer = initializers.zeros, param_dtype: Dtype = jnp.float32,
-               sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
-               rngs: nnx.Rngs | None = None):
+               scale_init: Initializer = _ONES, bias_init: Initializer = _ZEROS,
+               param_dtype: Dtype = jnp.float32, sigma: float = 0.0, learn_sigma: bool = False,
+               l1_alpha: float = 0.0, rngs: nnx.Rngs | None = None):
     check_unit_interval(rho_init, "rho_init")
     self._setup(locals(), running=("mean", "var"))
     self.rho = nnx.Param(jnp.full(self.mean.shape, rho_init, param_dtype))
@@ -111,10 +108,9 @@ class SwitchableNorm(_Norm):
   def __init__(self, num_features: int, *, channel_axis: int = -1,
                use_running_average: bool = False, momentum: float = 0.99,
                axis_name: str | None = None, use_scale: bool = True, use_bias: bool = True,
-               scale_init: Initializer = initializers.ones,
-               bias_init: Initializer = initializers.zeros, param_dtype: Dtype = jnp.float32,
-               sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
-               rngs: nnx.Rngs | None = None):
+               scale_init: Initializer = _ONES, bias_init: Initializer = _ZEROS,
+               param_dtype: Dtype = jnp.float32, sigma: float = 0.0, learn_sigma: bool = False,
+               l1_alpha: float = 0.0, rngs: nnx.Rngs | None = None):
     self._setup(locals(), running=("mean", "var"))
     self.mean_logits = nnx.Param(jnp.zeros((3,), param_dtype))
     self.var_logits = nnx.Param(jnp.zeros((3,), param_dtype))
@@ -135,8 +131,8 @@ class LocalResponseNorm(nnx.Module):
   (1, 4, 4, 8)
   """
 
-  def __init__(self, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75,
-               k: float = 1.0, channel_axis: int = -1):
+  def __init__(self, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0,
+               channel_axis: int = -1):
     check_lrn_args(size, alpha, beta, k)
     self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
     self.channel_axis = channel_axis
@@ -210,9 +206,8 @@ class WeightNorm(_Wrapper):
   """
 
   def __init__(self, layer_instance: nnx.Module, *, feature_axes: Axes | None = -1,
-               use_scale: bool = True, scale_init: Initializer = initializers.ones,
-               epsilon: float = 1e-12, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32,
+               use_scale: bool = True, scale_init: Initializer = _ONES, epsilon: float = 1e-12,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
                variable_filter=_KERNELS, promote_dtype=dtypes.promote_dtype,
                rngs: nnx.Rngs | None = None, sigma: float | None = None):
     self.layer_instance, self.feature_axes = layer_instance, feature_axes
@@ -260,11 +255,9 @@ class SpectralNorm(_Wrapper):
     self.param_dtype, self.error_on_non_matrix = param_dtype, error_on_non_matrix
     self.use_running_average = not update_stats  # model.train() / model.eval() set it
     rngs, stats = nnx.Rngs(0) if rngs is None else rngs, {}
-    for path, w in self._matrices().items():
-      shape = weights.matrix_shape(w, error_on_non_matrix)
-      key = rngs.params()
+    for path, w in self._matrices().items():  # u is [1, columns]: w's last axis
       stats[path + ("u",)] = nnx.BatchStat(
-          initializers.normal()(key, (1, shape[1]), param_dtype))
+          initializers.normal()(rngs.params(), (1, w.shape[-1]), param_dtype))
       stats[path + ("sigma",)] = nnx.BatchStat(jnp.ones((), param_dtype))
     self.batch_stats = nnx.data(stats)
 
@@ -278,8 +271,7 @@ class SpectralNorm(_Wrapper):
   def __call__(self, x, update_stats: bool | None = None):
     """Calls the layer with each weight matrix divided by its largest singular value."""
     update_stats = first_from(update_stats, not self.use_running_average,
-                              error_msg="No `update_stats` argument was provided to "
-                                        "SpectralNorm.")
+                              error_msg="No `update_stats` argument was provided to SpectralNorm.")
     transforms = {}
     for path in self._matrices():
       if path + ("u",) not in self.batch_stats:
@@ -291,17 +283,16 @@ class SpectralNorm(_Wrapper):
 
   def _normalized(self, w, path, update_stats: bool):
     u, sigma = self.batch_stats[path + ("u",)], self.batch_stats[path + ("sigma",)]
-    w, new_u, new_sigma = weights.spectral_normalized(w, u[...], n_steps=self.n_steps,
-                                                 epsilon=self.epsilon, dtype=self.dtype)
+    w, new_u, new_sigma = weights.spectral_normalized(
+        w, u[...], n_steps=self.n_steps, epsilon=self.epsilon, dtype=self.dtype)
     if update_stats:
-      u[...], sigma[...] = fs.state_like(new_u, u[...]), fs.state_like(new_sigma, sigma[...])
+      u[...], sigma[...] = new_u, new_sigma
     return w
 
 
 class WeightStandardization(_Wrapper):
-  """Weight standardization (Qiao et al., 2019) of a layer's weights; no parameters. The
-  mean and variance reduce every axis but `feature_axes` (the outputs), smoothed by `sigma`;
-  `variable_filter` is an nnx filter (default: kernels).
+  """Weight standardization (Qiao et al., 2019) of a layer's weights, as
+  `divnorm.linen_extra.WeightStandardization`; `variable_filter` is an nnx filter.
 
   >>> WeightStandardization(nnx.Linear(3, 4, rngs=nnx.Rngs(0)))(jnp.ones((2, 3))).shape
   (2, 4)
@@ -316,7 +307,7 @@ class WeightStandardization(_Wrapper):
   def __call__(self, *args, **kwargs):
     """Calls the layer with its selected weights standardized."""
     def transform(w):
-      return weight_standardization(w, feature_axes=self.feature_axes, sigma=self.sigma)
+      return weights.weight_standardization(w, feature_axes=self.feature_axes, sigma=self.sigma)
     return self._call({p: transform for p in self._selected(self.variable_filter, False)},
                       lambda: self.layer_instance(*args, **kwargs))
 

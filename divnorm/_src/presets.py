@@ -27,7 +27,7 @@ from divnorm._src.checks import (
   check_sigma,
 )
 from divnorm._src.core import normalize
-from divnorm._src.fields import grouped_field, resolve_field
+from divnorm._src.fields import Field, grouped_field, resolve_field
 from divnorm._src.reductions import field_mean, select, stat_dtype
 from divnorm._src.statistics import inverse_scale, stats_shape
 
@@ -84,22 +84,21 @@ def instance_norm(
                    fast_variance=fast_variance)
 
 
-def _divisors(n: int) -> list[int]:
-  return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _num_groups(channels: int, num_groups: int | None, group_size: int | None) -> int:
+def group_count(num_groups, group_size, channels: int, name: str = "num_groups") -> int:
+  """The number of groups: exactly one of `num_groups` (spelled `name`) and `group_size`, an
+  int dividing the channels (flax's GroupNorm checks, with its message)."""
   if (num_groups is None) == (group_size is None):
     raise ValueError(
-        f"give exactly one of num_groups and group_size (got num_groups={num_groups}, "
-        f"group_size={group_size}); as in Flax, pass num_groups=None to use group_size.")
-  name, value = ("group_size", group_size) if num_groups is None else ("num_groups", num_groups)
-  n = check_int(value, name, context="group_norm")
-  if n < 1 or channels % n:
-    raise ValueError(
-        f"group_norm: {name}={n} must divide the {channels} channels of x; "
-        f"try one of {_divisors(channels)}.")
-  return channels // n if name == "group_size" else n
+        "Either `num_groups` or `group_size` should be specified. If `group_size` is to be "
+        "specified, pass `num_groups=None` as argument to override the default `num_groups` "
+        f"value of 32 (got num_groups={num_groups}, group_size={group_size}; give exactly one).")
+  name, value = (name, num_groups) if group_size is None else ("group_size", group_size)
+  n = check_int(value, name, minimum=1, hint=" (of the channels' groups)")
+  if channels % n:
+    divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+    raise ValueError(f"{name}={n} does not divide the number of channels ({channels}); "
+                     f"try one of {divisors}.")
+  return n if group_size is None else channels // n
 
 
 def group_norm(
@@ -124,7 +123,7 @@ def group_norm(
     raise ValueError(f"group_norm needs [batch, ..., channels], got shape {x.shape}.")
   c = channel_axis_index(channel_axis, x.ndim, "group_norm")
   channels = x.shape[c]
-  groups = _num_groups(channels, num_groups, group_size)
+  groups = group_count(num_groups, group_size, channels)
   if channels == 0:  # no channels: an empty result, as for any empty axis
     return normalize(x, (c,), sigma=sigma, mask=mask, return_centered=return_centered,
                      fast_variance=fast_variance)
@@ -159,13 +158,16 @@ def rms_norm(
   """
   x = check_input(x)
   field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
-  sigma = check_sigma(sigma, stats_shape(x.shape, field))
-  mask = check_mask(mask, x.shape)
-  dt = stat_dtype(x.dtype)
-  x32 = x.astype(dt)
-  x32 = select(x32, mask)
-  y = x32 * inverse_scale(field_mean(x32 * x32, field, mask=mask), sigma)
-  return select(y, mask).astype(x.dtype)
+  v, r = rms_factors(x.astype(stat_dtype(x.dtype)), field, sigma=sigma, mask=mask)
+  return select(v * r, check_mask(mask, x.shape)).astype(x.dtype)
+
+
+def rms_factors(x: jax.Array, field: Field, *, sigma, mask) -> tuple[jax.Array, jax.Array]:
+  """``(v, r)`` of `rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2 +
+  E[v^2])`` at the statistics' size (modules fold their scale into ``r``)."""
+  sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
+  v = select(x, mask)
+  return v, inverse_scale(field_mean(v * v, field, mask=mask), sigma)
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | None, ...]:

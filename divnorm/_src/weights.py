@@ -173,7 +173,7 @@ def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
   value = jnp.asarray(value)
   features = fs.canonical_axes(feature_axes, value.ndim, "feature_axes")
   reduction = tuple(a for a in range(value.ndim) if a not in features)
-  v = value.astype(fs.stats_dtype(value.dtype, fs.result_dtype(value, scale)))
+  v = value.astype(stat_dtype(fs.result_dtype(value, scale)))
   w = v * lax.rsqrt(jnp.sum(v * v, axis=reduction, keepdims=True) + np.asarray(epsilon, v.dtype))
   return fs.affine(w, scale, None, features).astype(fs.result_dtype(value, scale, dtype=dtype))
 
@@ -189,10 +189,10 @@ def matrix_shape(value, error_on_non_matrix: bool) -> tuple[int, int] | None:
 
 def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
   """Flax's SpectralNorm of one weight: ``(value / sigma, new u, sigma)``: `n_steps` power
-  iterations from ``u`` ``[1, out]`` under ``stop_gradient``; ``sigma = v W u^T``."""
+  iterations from ``u`` ``[1, out]`` under ``stop_gradient``; ``sigma = v W u^T``. The new
+  ``u`` and ``sigma`` are in `u`'s dtype, the state's (a jitted step never retraces)."""
   value = jnp.asarray(value)
-  mat = value.reshape(matrix_shape(value, False)).astype(
-      fs.stats_dtype(value.dtype, fs.result_dtype(value, u)))
+  mat = value.reshape(matrix_shape(value, False)).astype(stat_dtype(fs.result_dtype(value, u)))
   eps = np.asarray(epsilon, mat.dtype)
   u0 = jnp.asarray(u).astype(mat.dtype)
   for _ in range(n_steps):
@@ -203,4 +203,5 @@ def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
   u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
   sigma = (v0 @ mat @ u0.T)[0, 0]
   w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)
-  return w.astype(fs.result_dtype(value, u, dtype=dtype)), u0, sigma
+  state = jnp.asarray(u).dtype
+  return w.astype(fs.result_dtype(value, u, dtype=dtype)), u0.astype(state), sigma.astype(state)
