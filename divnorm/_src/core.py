@@ -114,7 +114,7 @@ def normalize(
       whose whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive
       norm across channels, whose windows may differ). Both keep float32 accuracy at large
       offsets: measured error against float64 at offsets 0, 1e4 and 1e6 (unit spread, every
-      preset) at most 9.5e-7 two-pass and 6.5e-6 one-pass, where Flax's one-pass is off
+      preset) at most 8.1e-7 two-pass and 3.0e-6 one-pass, where Flax's one-pass is off
       by 40 at 1e4 (``python -m benchmarks.numerics``; README, "Numerics").
     alpha: the exponent of ``|v|`` in the suppression (> 0), fixed or learned.
     epsilon: the exponent of the suppression (finite), fixed or learned; a negative one

@@ -25,8 +25,8 @@ data per span of A): ``E_A[x] = k + E_A[x - k]``, and the sums of ``x - k`` are 
 small numbers when ``|E[x]| >> std(x)``. A strategy returns ``k`` and ``E_A[x - k]`` apart
 (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the digits of the small second term
 that ``x - (k + E_A[x - k])`` rounds away at large offsets. Float32 error against float64
-(``python -m benchmarks.numerics``, offset + N(0, 1), every preset): at most 9.5e-7 for
-the two-pass strategies and 6.5e-6 for `one_pass`, at offsets 0, 1e4 and 1e6; flax's
+(``python -m benchmarks.numerics``, offset + N(0, 1), every preset): at most 8.1e-7 for
+the two-pass strategies and 3.0e-6 for `one_pass`, at offsets 0, 1e4 and 1e6; flax's
 one-pass is off by 40 at 1e4, its two-pass by 1e-3 at 1e4 and 0.15 at 1e6 (README,
 "Numerics").
 
@@ -311,7 +311,7 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   divided by B's count. Around the shift, ``S2 - 2 m S1`` cancels only as far as
   ``(k - E[x])^2 / var`` (a few units, ``k`` being taken from the data), not as far as
   ``E[x]^2 / var`` (1e8 at an offset of 1e4 with unit spread) as Flax's sums do: measured
-  float32 error at most 6.5e-6 at offsets 0, 1e4 and 1e6, against 40 for Flax's one-pass
+  float32 error at most 3.0e-6 at offsets 0, 1e4 and 1e6, against 40 for Flax's one-pass
   at 1e4 (``python -m benchmarks.numerics``). One outlier as ``k`` in a field of n entries
   costs up to n ulps of the variance; `two_pass` is the robust choice.
   """
