@@ -412,7 +412,7 @@ def _render_full_long(full: dict, tests: list[dict], gap_tests: list[dict]) -> l
                  f"{_fmt(e['train_accuracy'])} | {_fmt(e['gap'], 4)} | "
                  f"{_fmt(e['train_cross_entropy'], 3)} | {_plateau(e)} |")
   lines += ["", "Test accuracy (Welch, Holm over these 3):", ""] + _tests_table(tests)
-  lines += ["", "The train-test gap, with vs without L1 (Welch, unadjusted, outside the "
+  lines += ["", "The train-test gap, with vs without L1 (Welch, Holm over these 2, outside the "
             "family):", ""] + _tests_table(gap_tests)
   return lines + ["", "![full split](full_long.png)"]
 
