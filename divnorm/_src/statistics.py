@@ -189,9 +189,9 @@ def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
   The span is A with its windows widened to whole axes (`Field.span`). ``k`` is the mean of
   the span's first two entries (`_leading_mean`), or with a mask its first masked-in entry:
   a few entries of `x`, not a pass over it. A span whose ``k`` is not finite, or that has no
-  masked-in entry, gets ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN or inf reaches no
-  output whose fields do not hold it. With `axis_name` the mapped axis is part of every
-  span: ``k`` is the mean of the members' entries, the same on all of them.
+  masked-in entry, gets ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN
+  or inf reaches no output whose fields do not hold it. With `axis_name` the mapped axis is
+  part of every span: ``k`` is the mean of the members' entries, the same on all of them.
   """
   span = a.span
   if mask is None:
