@@ -216,11 +216,12 @@ def test_group_norm_takes_numpy_integers_as_flax(groups):
 @pytest.mark.parametrize("flag", [True, False])
 def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
   """flax's use_fast_variance=True (its default) is the core's one-pass mode, False two-pass."""
-  from divnorm._src import flax_semantics
+  from divnorm._src import batch, flax_semantics
 
   seen, real = [], flax_semantics.normalize_factors
-  monkeypatch.setattr(flax_semantics, "normalize_factors", lambda *a, **k: (
-    seen.append(k["fast_variance"]), real(*a, **k))[1])
+  for module in (batch, flax_semantics):  # BatchNorm's, the others'
+    monkeypatch.setattr(module, "normalize_factors", lambda *a, **k: (
+      seen.append(k["fast_variance"]), real(*a, **k))[1])
   x = _x((4, 3, 5, 8))
   for module in (dnn.LayerNorm(use_fast_variance=flag), dnn.GroupNorm(4, use_fast_variance=flag),
                  dnn.InstanceNorm(use_fast_variance=flag),

@@ -296,11 +296,12 @@ def test_weight_wrappers_take_sigma_as_the_other_spelling_of_epsilon():
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
-  from divnorm._src import flax_semantics
+  from divnorm._src import batch, flax_semantics
 
   seen, real = [], flax_semantics.normalize_factors
-  monkeypatch.setattr(flax_semantics, "normalize_factors", lambda *a, **k: (
-    seen.append(k["fast_variance"]), real(*a, **k))[1])
+  for module in (batch, flax_semantics):  # BatchNorm's, the others'
+    monkeypatch.setattr(module, "normalize_factors", lambda *a, **k: (
+      seen.append(k["fast_variance"]), real(*a, **k))[1])
   x = _x((4, 3, 5, 8))
   for module in (dn.LayerNorm(8, use_fast_variance=flag),
                  dn.GroupNorm(8, 4, use_fast_variance=flag),

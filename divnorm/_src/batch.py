@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from divnorm._src.checks import (
   check_bool,
@@ -24,10 +25,10 @@ from divnorm._src.checks import (
   check_sigma,
   describe,
 )
-from divnorm._src.core import normalized
-from divnorm._src.fields import resolve_field
+from divnorm._src.core import normalize_factors
+from divnorm._src.fields import Field, resolve_field
 from divnorm._src.reductions import select, stat_dtype
-from divnorm._src.statistics import pick_statistics, scale, stats_shape
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 
 class BatchStats(NamedTuple):
@@ -164,25 +165,46 @@ def batch_norm(
   training = check_bool(training, "training")
   return_centered = check_bool(return_centered, "return_centered")
   features = _feature_axes(feature_axes, x.ndim)
-  reduction = tuple(a for a in range(x.ndim) if a not in features)
   check_stats(stats, BatchStats, x, features, feature_axes, "batch_norm")
-  check_momentum(momentum)
-  field = resolve_field(reduction, x.ndim)
-  sigma = check_sigma(sigma, stats_shape(x.shape, field))
+  reduction = tuple(a for a in range(x.ndim) if a not in features)
+  sigma = check_sigma(sigma, stats_shape(x.shape, resolve_field(reduction, x.ndim)))
   mask = check_mask(mask, x.shape)
-  dt = stat_dtype(x.dtype)
   if training:
     check_nonempty(x, reduction, "batch_norm")
-    y, v, batch = normalized(
-        x.astype(dt), jnp.asarray(sigma, dt), mask, pick_statistics(field, field, fast_variance),
-        field, field, "valid", axis_name)
-    mean, var = batch.shift + batch.mean, batch.var
+  (y, v, _), stats = batch_norm_factors(
+      x.astype(stat_dtype(x.dtype)), stats, training=training, features=features,
+      momentum=momentum, sigma=sigma, mask=mask, axis_name=axis_name,
+      fast_variance=fast_variance)
+  y = select(y, mask).astype(x.dtype)
+  return ((y, v.astype(x.dtype)) if return_centered else y), stats
+
+
+def batch_norm_factors(x: jax.Array, stats: BatchStats, *, training: bool,
+                       features: tuple[int, ...], momentum, sigma, mask=None, axis_name=None,
+                       fast_variance: bool | None = None):
+  """``((y, v, (u, m, r)), new stats)``: `batch_norm` of `x` (already in its statistics
+  dtype) with ``y = v * r = (u - m) * r``, `m` (None: 0) and `r` at the statistics' size, as
+  `core.normalize_factors` gives them for a layer's fold of its affine step.
+
+  Complex `x` as flax's BatchNorm: a complex mean and the variance ``E[|x - E[x]|^2]``.
+  """
+  check_momentum(momentum)
+  field = Field(tuple(a for a in range(x.ndim) if a not in features), ())
+  shape = tuple(n if a in features else 1 for a, n in enumerate(x.shape))
+  if training and not jnp.iscomplexobj(x):
+    y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                       fast_variance=fast_variance)
+    stats = BatchStats(ema(stats.mean, batch.shift + batch.mean, momentum),
+                       ema(stats.var, batch.var, momentum))
+    return (y, v, (x - batch.shift, batch.mean, r)), stats
+  if training:  # the batch statistics of the real and imaginary parts
+    re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
+                                fast_variance=fast_variance)[3]
+              for part in (jnp.real(x), jnp.imag(x)))
+    mean, var = lax.complex(re.shift + re.mean, im.shift + im.mean), re.var + im.var
     stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
   else:
-    bshape = [1] * x.ndim
-    for a in features:
-      bshape[a] = x.shape[a]
-    v = select(x.astype(dt) - stats.mean.astype(dt).reshape(bshape), mask)
-    y = select(scale(v, running_var(stats.var, dt).reshape(bshape), sigma), mask)
-  y = y.astype(x.dtype)
-  return ((y, v.astype(x.dtype)) if return_centered else y), stats
+    mean, var = stats
+  r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
+  v = select(x - mean.reshape(shape).astype(x.dtype), mask)
+  return (v * r, v, (v, None, r)), stats

@@ -17,19 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from divnorm._src.batch import BatchStats, ema, running_var
+from divnorm._src.batch import BatchStats, batch_norm_factors
 from divnorm._src.checks import (
   axis_index,
   check_learn_sigma,
-  check_momentum,
   check_nonempty,
   check_nonnegative,
 )
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count, rms_factors
-from divnorm._src.reductions import select, stat_dtype
-from divnorm._src.statistics import inverse_scale
+from divnorm._src.reductions import stat_dtype
 
 Axes = int | Sequence[int]
 
@@ -160,33 +158,17 @@ def _factors(u, m, r, mask):
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
                      mask, axis_name, fast_variance, dtype=None):
-  """``((y, v, factors), new stats)`` as `normalized`: flax's BatchNorm, with the batch's
-  statistics or the running ones (then without the mask, as flax). Complex `x` as flax: a
-  complex mean and the variance ``E[|x - E[x]|^2]``."""
+  """``((y, v, factors), new stats)`` as `normalized`: flax's BatchNorm
+  (`batch.batch_norm_factors`), with the batch's statistics or the running ones (then
+  without the mask, as flax)."""
   x, mask = jnp.asarray(x), mask if training else None
   x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
-  check_momentum(momentum)
-  field = Field(tuple(a for a in range(x.ndim) if a not in feature_axes), ())
-  shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape))
   if training:
-    check_nonempty(x, field.whole, "BatchNorm")
-    if not jnp.iscomplexobj(x):
-      y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                                         fast_variance=fast_variance)
-      stats = BatchStats(ema(stats.mean, batch.shift + batch.mean, momentum),
-                         ema(stats.var, batch.var, momentum))
-      return (y, v, _factors(x - batch.shift, batch.mean, r, mask)), stats
-    # the batch statistics of the real and imaginary parts
-    re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                                fast_variance=fast_variance)[3]
-              for part in (jnp.real(x), jnp.imag(x)))
-    mean, var = lax.complex(re.shift + re.mean, im.shift + im.mean), re.var + im.var
-    stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
-  else:
-    mean, var = stats
-  r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
-  v = select(x - mean.reshape(shape).astype(x.dtype), mask)
-  return (v * r, v, _factors(v, None, r, mask)), stats
+    check_nonempty(x, tuple(a for a in range(x.ndim) if a not in feature_axes), "BatchNorm")
+  (y, v, factors), stats = batch_norm_factors(
+      x, stats, training=training, features=feature_axes, momentum=momentum, sigma=sigma,
+      mask=mask, axis_name=axis_name, fast_variance=fast_variance)
+  return (y, v, _factors(*factors, mask)), stats
 
 
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
