@@ -125,6 +125,19 @@ def test_rms_norm(x64):
   np.testing.assert_allclose(divnorm.rms_norm(x32, sigma=SIGMA), _flax(flax_rms, x32), atol=2e-6)
 
 
+def test_rms_norm_axis_name_averages_over_the_mapped_axis(x64):
+  """Under vmap (or shard_map) with `axis_name`, E[x^2] also runs over the mapped axis, with
+  the mask's counts summed across it: the result is rms_norm over that axis too."""
+  x = _x(dtype=np.float64)
+  mask = np.random.default_rng(1).random(x.shape) > 0.3
+  got = jax.vmap(lambda xi, mi: divnorm.rms_norm(xi, reduction_axes=(1, 2), sigma=SIGMA,
+                                                 mask=mi, axis_name="i"), axis_name="i")(x, mask)
+  v = np.where(mask, x, 0.0)
+  expected = v / np.sqrt((v**2).sum((0, 2, 3), keepdims=True)
+                         / mask.sum((0, 2, 3), keepdims=True) + SIGMA**2)
+  np.testing.assert_allclose(got, np.where(mask, expected, 0.0), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("border", ["valid", "zeros"])
 def test_divisive_norm_is_normalize_with_spatial_windows(x64, border):

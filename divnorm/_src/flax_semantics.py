@@ -144,10 +144,7 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
     y, v, r, stats = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                        fast_variance=fast_variance and bool(field.axes))
     return y, v, _factors(x - stats.shift, stats.mean, r, mask)
-  if axis_name is not None:
-    raise NotImplementedError("RMSNorm with axis_name is not supported by divnorm's rms_norm "
-                              "yet; under jit with sharded inputs no axis_name is needed.")
-  v, r = rms_factors(x, field, sigma=sigma, mask=mask)
+  v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name)
   return v * r, v, _factors(v, None, r, mask)
 
 

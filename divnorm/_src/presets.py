@@ -151,23 +151,27 @@ def rms_norm(
     reduction_axes: int | Sequence[int] = -1,
     sigma=0.0,
     mask: jax.Array | None = None,
+    axis_name=None,
 ) -> jax.Array:
   """RMS normalization (Zhang & Sennrich, 2019): no centering, B = `reduction_axes`.
 
-  ``y = x / sqrt(sigma^2 + E_B[x^2])``.
+  ``y = x / sqrt(sigma^2 + E_B[x^2])``; `axis_name` also averages ``x^2`` over that named
+  axis (``shard_map``, ``vmap``), as flax's ``RMSNorm(axis_name=...)``.
   """
   x = check_input(x)
   field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
-  v, r = rms_factors(x.astype(stat_dtype(x.dtype)), field, sigma=sigma, mask=mask)
+  v, r = rms_factors(x.astype(stat_dtype(x.dtype)), field, sigma=sigma, mask=mask,
+                     axis_name=axis_name)
   return select(v * r, check_mask(mask, x.shape)).astype(x.dtype)
 
 
-def rms_factors(x: jax.Array, field: Field, *, sigma, mask) -> tuple[jax.Array, jax.Array]:
+def rms_factors(x: jax.Array, field: Field, *, sigma, mask,
+                axis_name=None) -> tuple[jax.Array, jax.Array]:
   """``(v, r)`` of `rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2 +
   E[v^2])`` at the statistics' size (modules fold their scale into ``r``)."""
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
   v = select(x, mask)
-  return v, inverse_scale(field_mean(v * v, field, mask=mask), sigma)
+  return v, inverse_scale(field_mean(v * v, field, mask=mask, axis_name=axis_name), sigma)
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | None, ...]:

@@ -357,6 +357,29 @@ def test_nnx_vmap_with_axis_name_equals_the_whole_batch():
   np.testing.assert_allclose(y.reshape(12, 4), whole(x.reshape(12, 4)), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"])
+def test_axis_name_under_vmap_equals_flax(name):
+  """flax averages each position's statistics over the mapped axis (pmean); so does divnorm
+  (sums and counts over it), in linen and nnx."""
+  x = _x((2, 4, 5, 6), offset=1.0)
+  kwargs = dict(axis_name="batch", **({"num_groups": 3} if name == "GroupNorm" else {}))
+  theirs, ours = getattr(nn, name)(**kwargs), getattr(dnn, name)(**kwargs)
+  variables = _randomize(getattr(nn, name)(**({"num_groups": 3} if name == "GroupNorm" else {}))
+                         .init(jax.random.key(0), x[0]))
+  want = jax.vmap(lambda xi: theirs.apply(variables, xi), axis_name="batch")(x)
+  got = jax.vmap(lambda xi: ours.apply(variables, xi), axis_name="batch")(x)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  nnx_kwargs = {"num_features": 6, "rngs": nnx.Rngs(0), **kwargs}
+  model = getattr(dnx, name)(**nnx_kwargs)
+  nnx.update(model, nnx.State(variables["params"]))
+
+  @nnx.vmap(in_axes=(None, 0), out_axes=0, axis_name="batch")
+  def apply(model, xi):
+    return model(xi)
+
+  np.testing.assert_allclose(apply(model, x), want, atol=1e-5)
+
+
 def test_nnx_scan_over_batch_norm_layers():
   @nnx.vmap(in_axes=0, out_axes=0)
   def make(key):
