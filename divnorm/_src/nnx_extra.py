@@ -216,11 +216,11 @@ class WeightNorm(_Wrapper):
     self.epsilon = fs.epsilon_of(epsilon, sigma, self)
     self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
     rngs, scales = nnx.Rngs(0) if rngs is None else rngs, {}
-    for path, w in self._selected(self.variable_filter).items() if use_scale else ():
+    selected = self._selected(self.variable_filter)  # an error if it selects nothing
+    for path, w in selected.items() if use_scale else ():
       features = fs.canonical_axes(feature_axes, w.ndim, "feature_axes")
       scales[path] = nnx.Param(scale_init(rngs.params(), tuple(w.shape[a] for a in features),
                                           param_dtype))
-    self._selected(self.variable_filter)  # an error if it selects nothing
     self.scales = nnx.data(scales if use_scale else None)
 
   def __call__(self, x, *args, **kwargs):
