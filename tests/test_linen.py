@@ -193,7 +193,8 @@ def test_traced_epsilon_under_jit():
   (dnn.LayerNorm(feature_axes=1.5), TypeError, r"feature_axes=1\.5 is not an int"),
   (dnn.InstanceNorm(feature_axes=(0, -1)), ValueError, r"cannot include the leading"),
   (dnn.BatchNorm(True, axis=1, feature_axes=2), ValueError, r"axis=1 and feature_axes=2"),
-  (dnn.LayerNorm(axis_index_groups=[[0, 1]]), NotImplementedError, r"axis_index_groups"),
+  (dnn.LayerNorm(axis_name="b", axis_index_groups=[[0, 1], [2]]), ValueError,
+   r"axis_index_groups=\(\(0, 1\), \(2,\)\) must be groups of equal size"),
   (dnn.LayerNorm(learn_sigma=True, sigma=0.0), ValueError, r"must be > 0"),
 ])
 def test_errors_name_the_argument_passed(module, error, match):

@@ -268,6 +268,22 @@ def channel_axis_index(channel_axis: int, ndim: int, name: str) -> int:
                    f"(NHWC) or 1 (NCHW).")
 
 
+def check_device_groups(groups) -> tuple[tuple[int, ...], ...]:
+  """Flax's `axis_index_groups` as a tuple of equal-sized tuples of distinct device indices."""
+  try:
+    checked = tuple(tuple(operator.index(i) for i in group) for group in groups)
+  except TypeError:
+    checked = ()
+  indices = [i for group in checked for i in group]
+  if (not indices or len({len(g) for g in checked}) != 1 or len(set(indices)) != len(indices)
+      or min(indices) < 0):
+    raise ValueError(
+        f"axis_index_groups={describe(groups)} must be groups of equal size of distinct "
+        f"device indices >= 0 that cover the mapped axis, e.g. [[0, 1], [2, 3]] for 4 "
+        f"devices in pairs (JAX's psum under pmap).")
+  return checked
+
+
 def check_input(x, name: str = "x") -> jax.Array:
   """`x` as a floating jax.Array, or a TypeError that says how to fix the call."""
   dtype = _dtype_of(x)

@@ -20,6 +20,7 @@ from jax import lax
 from divnorm._src.batch import BatchStats, batch_norm_factors
 from divnorm._src.checks import (
   axis_index,
+  check_device_groups,
   check_learn_sigma,
   check_nonempty,
   check_nonnegative,
@@ -27,7 +28,7 @@ from divnorm._src.checks import (
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count, rms_factors
-from divnorm._src.reductions import stat_dtype
+from divnorm._src.reductions import DeviceGroups, stat_dtype
 
 Axes = int | Sequence[int]
 
@@ -84,15 +85,16 @@ def alias(name: str, value, default, other: str, other_value):
 
 
 def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
-  """Flax's `axis_name`, None while `initializing` unmapped (flax's); no axis_index_groups."""
-  if axis_index_groups is not None:
-    raise NotImplementedError(
-        "axis_index_groups is not supported by divnorm's statistics (flax supports it under "
-        "pmap only); normalize each device group in its own mapped axis, e.g. a shard_map "
-        "over a sub-mesh, and pass axis_name=... for it.")
+  """Flax's `axis_name`, in `axis_index_groups` (pmap only, as flax) if given: a
+  `DeviceGroups`; None while `initializing` unmapped (flax's BatchNorm)."""
+  if axis_name is not None and axis_index_groups is not None:
+    groups = check_device_groups(axis_index_groups)
+    axis_name = DeviceGroups(tuple(axis_name) if isinstance(axis_name, list) else axis_name,
+                             groups)
   if initializing and axis_name is not None:
+    names = getattr(axis_name, "axis_name", axis_name)
     try:
-      for n in axis_name if isinstance(axis_name, tuple | list) else (axis_name,):
+      for n in names if isinstance(names, tuple | list) else (names,):
         lax.axis_size(n)
     except NameError:
       return None

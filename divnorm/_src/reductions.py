@@ -21,7 +21,9 @@ Border handling (``border``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Hashable
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,23 @@ import numpy as np
 from jax import lax
 
 from divnorm._src.fields import Field, FieldSpec, resolve_field
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceGroups:
+  """A mapped axis whose collectives sum within groups of its members: flax's
+  ``axis_index_groups``, which JAX supports under ``pmap`` only. Every `axis_name` of the
+  statistics may be one."""
+
+  axis_name: Hashable
+  groups: tuple[tuple[int, ...], ...]
+
+
+def psum(x, axis_name):
+  """`lax.psum` of `x` over the named axis, or within each of its `DeviceGroups`."""
+  if isinstance(axis_name, DeviceGroups):
+    return lax.psum(x, axis_name.axis_name, axis_index_groups=axis_name.groups)
+  return lax.psum(x, axis_name)
 
 
 def stat_dtype(dtype) -> np.dtype:
@@ -164,7 +183,7 @@ def field_sum(t: jax.Array, field: Field, *, mask=None, axis_name=None) -> jax.A
   s = group_sum(s, field.groups)
   s = window_sum(s, field.windows)
   if axis_name is not None:
-    s = lax.psum(s, axis_name)
+    s = psum(s, axis_name)
   return s
 
 
@@ -186,7 +205,7 @@ def pooled_sums(t: jax.Array, u: jax.Array, field: Field, *, mask=None,
     t, u = t.reshape(shape), u.reshape(shape)
   t, u = group_sum(t, field.groups), group_sum(u, field.groups)
   if axis_name is not None:
-    t, u = lax.psum((t, u), axis_name)
+    t, u = psum((t, u), axis_name)
   return t, u
 
 
@@ -204,7 +223,7 @@ def border_count(shape: tuple[int, ...], field: Field, border: str, *, axis_name
   full = math.prod(w for _, w in field.windows)
   count = (whole * (full - _window_counts(shape, field))).astype(dtype)
   if axis_name is not None:
-    count = count * lax.psum(np.asarray(1, dtype), axis_name)
+    count = count * psum(np.asarray(1, dtype), axis_name)
   return count
 
 
@@ -238,7 +257,7 @@ def field_count(
   else:
     count = field_sum(mask.astype(dtype), field)
   if axis_name is not None:
-    count = lax.psum(count, axis_name)
+    count = psum(count, axis_name)
   return count + border_count(shape, field, border, axis_name=axis_name, dtype=dtype)
 
 

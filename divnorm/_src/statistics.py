@@ -58,6 +58,7 @@ from divnorm._src.reductions import (
   field_sum,
   group_min,
   pooled_sums,
+  psum,
   select,
   stat_dtype,
   window_sum,
@@ -201,8 +202,8 @@ def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
   usable = jnp.isfinite(k) if found is None else found & jnp.isfinite(k)
   k = jnp.where(usable, k, jnp.zeros((), k.dtype))
   if axis_name is not None:
-    n = lax.psum(usable.astype(k.dtype), axis_name)
-    k = lax.psum(k, axis_name) / jnp.maximum(n, np.asarray(1, k.dtype))
+    n = psum(usable.astype(k.dtype), axis_name)
+    k = psum(k, axis_name) / jnp.maximum(n, np.asarray(1, k.dtype))
   return lax.stop_gradient(k)
 
 
@@ -402,7 +403,7 @@ def weighted(x: jax.Array, a: WeightedField | None, b: WeightedField, *, border:
     # With zero borders the entries past the border are x = 0, i.e. x - k = -k.
     outside = border_weight(x.shape, a, border, dt)
     if axis_name is not None:
-      outside = lax.psum(outside, axis_name)
+      outside = psum(outside, axis_name)
     count = weight_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
     m = divide_by_weight(weighted_sum(select(x - k, mask), a, axis_name=axis_name)
                          - k * outside, count)

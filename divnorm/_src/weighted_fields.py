@@ -35,7 +35,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from divnorm._src.fields import Field, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
@@ -44,6 +43,7 @@ from divnorm._src.reductions import (
   divide_by_count,
   field_count,
   field_sum,
+  psum,
   select,
 )
 from divnorm._src.weighted import apply, full_mass
@@ -167,7 +167,7 @@ def weighted_sum(t: jax.Array, field: WeightedField, *, mask=None, axis_name=Non
   for axes, op in field.ops:
     s = apply(s, axes, op)
   if axis_name is not None:
-    s = lax.psum(s, axis_name)
+    s = psum(s, axis_name)
   return s
 
 
@@ -211,7 +211,7 @@ def weight_count(shape: tuple[int, ...], field: WeightedField, *, border: str = 
                                                                          field)
   count = count + border_weight(shape, field, border, dtype)
   if axis_name is not None:
-    count = lax.psum(count, axis_name)
+    count = psum(count, axis_name)
   return count
 
 

@@ -380,6 +380,37 @@ def test_axis_name_under_vmap_equals_flax(name):
   np.testing.assert_allclose(apply(model, x), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm",
+                                  "InstanceNorm"])
+def test_axis_index_groups_under_pmap_equals_flax(name):
+  """flax's axis_index_groups (pmap only): each group of devices shares its statistics (and
+  BatchNorm's running averages), in linen and nnx."""
+  groups, x = [[0, 2], [1, 3]], _x((4, 2, 5, 6), offset=1.0)
+  extra = ({"num_groups": 3} if name == "GroupNorm" else
+           {"use_running_average": False} if name == "BatchNorm" else {})
+  variables = _randomize(getattr(nn, name)(**extra).init(jax.random.key(0), x[0]))
+
+  def run(module):
+    return jax.pmap(lambda xi: module.apply(variables, xi, mutable=["batch_stats"]),
+                    axis_name="batch")(x)
+
+  (want, want_stats), (got, got_stats) = (
+      run(getattr(api, name)(axis_name="batch", axis_index_groups=groups, **extra))
+      for api in (nn, dnn))
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               got_stats, want_stats)
+  ungrouped, _ = run(getattr(dnn, name)(axis_name="batch", **extra))
+  assert not np.allclose(got, ungrouped, atol=1e-3)  # the groups change the statistics
+  model = getattr(dnx, name)(6, axis_name="batch", axis_index_groups=groups, rngs=nnx.Rngs(0),
+                             **extra)
+  nnx.update(model, nnx.State(variables["params"]))
+  graphdef, state = nnx.split(model)
+  y = jax.pmap(lambda xi, state: nnx.merge(graphdef, state)(xi), axis_name="batch",
+               in_axes=(0, None))(x, state)
+  np.testing.assert_allclose(y, want, atol=1e-5)
+
+
 def test_nnx_scan_over_batch_norm_layers():
   @nnx.vmap(in_axes=0, out_axes=0)
   def make(key):
