@@ -28,6 +28,26 @@ def _train(module, x, **kwargs):
   return variables, out, penalty, updates
 
 
+@pytest.mark.parametrize("name", ["MeanOnlyBatchNorm", "BatchRenorm", "BatchInstanceNorm",
+                                  "SwitchableNorm"])
+def test_axis_name_initialises_outside_and_pools_the_mapped_batch(name):
+  """As the flax layers: init outside the mapped context skips the collective; under vmap
+  with `axis_name` the batch statistics (and running averages) are the whole batch's."""
+  x = _x((4, 5, 3))
+  layer = getattr(dx, name)(False, axis_name="batch", sigma=0.1)
+  variables = layer.init(jax.random.key(0), x)
+  whole, whole_stats = getattr(dx, name)(False, sigma=0.1).apply(
+    variables, x, mutable=["batch_stats"])
+  y, stats = jax.vmap(lambda xi: layer.apply(variables, xi, mutable=["batch_stats"]),
+                      axis_name="batch")(x.reshape(2, 2, 5, 3))
+  np.testing.assert_allclose(y.reshape(x.shape), whole, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, np.broadcast_to(b, a.shape),
+                                                       rtol=1e-5, atol=1e-6), stats, whole_stats)
+  np.testing.assert_allclose(
+    dnn.Normalize((0, 1), axis_name="batch", sigma=0.1).init_with_output(
+      jax.random.key(0), x)[0], dnn.Normalize((0, 1), sigma=0.1).apply({}, x))
+
+
 @pytest.mark.slow
 def test_running_modules_equal_functions():
   x = _x()

@@ -76,6 +76,10 @@ class _Norm(nn.Module):
       return sigma
     return jnp.exp(self.param("log_sigma", lambda _: fs.log_sigma_init(sigma, self.param_dtype)))
 
+  def _axis_name(self):
+    """`axis_name`, or None while initializing outside its mapped context (flax's BatchNorm)."""
+    return fs.axis_name_of(self.axis_name, None, self.is_initializing())
+
   def _options(self, mask):
     """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
     options = fs.core_options(self, mask, self.is_initializing())
@@ -338,6 +342,6 @@ class Normalize(_Norm):
       raise ValueError(
           "Normalize needs summation=..., a field such as (1, 2, 3) or {3: None, 1: 5, 2: 5}.")
     y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
-                     mask=mask, axis_name=self.axis_name, return_centered=True)
+                     mask=mask, axis_name=self._axis_name(), return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
     return self._finish(y, y, v, features, mask, y.dtype)

@@ -55,7 +55,7 @@ class MeanOnlyBatchNorm(_Running):
     """Subtracts the batch mean (training) or the running mean."""
     return self._running(
         mixtures.mean_only_batch_norm, x, use_running_average, self.feature_axes,
-        jnp.asarray(x).dtype, mixtures.MeanStats, axis_name=self.axis_name,
+        jnp.asarray(x).dtype, mixtures.MeanStats, axis_name=self._axis_name(),
         feature_axes=self.feature_axes, mask=mask, return_centered=True)
 
 
@@ -81,7 +81,7 @@ class BatchRenorm(_Running):
     """Batch norm corrected toward the running statistics (training), or running BN."""
     return self._running(
         mixtures.batch_renorm, x, use_running_average, self.feature_axes, jnp.asarray(x).dtype,
-        axis_name=self.axis_name, rmax=self.rmax if rmax is None else rmax,
+        axis_name=self._axis_name(), rmax=self.rmax if rmax is None else rmax,
         dmax=self.dmax if dmax is None else dmax, feature_axes=self.feature_axes,
         sigma=self._sigma(), mask=mask, return_centered=True)
 
@@ -109,7 +109,7 @@ class BatchInstanceNorm(_Running):
                      (jnp.shape(x)[self.channel_axis],), self.param_dtype)
     return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
-        jnp.asarray(x).dtype, axis_name=self.axis_name, rho=jnp.clip(rho, 0.0, 1.0),
+        jnp.asarray(x).dtype, axis_name=self._axis_name(), rho=jnp.clip(rho, 0.0, 1.0),
         channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
@@ -130,7 +130,7 @@ class SwitchableNorm(_Running):
                                for n in ("mean_logits", "var_logits"))
     return self._running(
         mixtures.switchable_norm, x, use_running_average, self.channel_axis,
-        jnp.asarray(x).dtype, axis_name=self.axis_name, mean_weights=jax.nn.softmax(mean_logits),
+        jnp.asarray(x).dtype, axis_name=self._axis_name(), mean_weights=jax.nn.softmax(mean_logits),
         var_weights=jax.nn.softmax(var_logits), channel_axis=self.channel_axis,
         sigma=self._sigma(), mask=mask, return_centered=True)
 
