@@ -65,3 +65,25 @@ def test_strategies_quick_mode_prints_every_table(capsys):
   assert len(rows) == ((1 + len(strategies.REDUCTIONS)) + 3 + 4
                        + 1 + len(strategies.QUICK_WINDOW_CASES)) and "nan" not in "".join(rows)
   assert [r.split("|")[-2].strip() for r in rows[-2:]] == ["product", "reduce_window"]
+
+
+def test_same_program_ignores_metadata_only():
+  from benchmarks.same_program import instructions
+  a = '%add.1 = f32[3]{0} add(%x, %y), metadata={op_name="jit(f)/add" source_file="/a/b.py"}'
+  b = '%add.1 = f32[3]{0} add(%x, %y), metadata={op_name="jit(f)/add" source_file="/c/d.py"}'
+  c = '%add.1 = f32[3]{0} multiply(%x, %y), metadata={op_name="jit(f)/mul"}'
+  assert instructions(a) == instructions(b) != instructions(c)
+
+
+@pytest.mark.slow
+def test_same_program_finds_head_unchanged(capsys):
+  import subprocess
+
+  from benchmarks import same_program
+  status = subprocess.run(["git", "status", "--porcelain", "divnorm"], cwd=same_program.ROOT,
+                          capture_output=True, text=True)
+  if status.returncode or status.stdout:
+    pytest.skip("not a git checkout, or divnorm/ has uncommitted changes (HEAD is not now)")
+  assert same_program.main(["--rev", "HEAD"]) == 0
+  rows = [r for r in capsys.readouterr().out.splitlines()[2:] if r.startswith("| ")]
+  assert len(rows) == 11 and all(r.endswith("| yes |") for r in rows)
