@@ -364,3 +364,21 @@ def test_modules_add_nothing_to_the_core(name):
     return (c[0] if isinstance(c, list) else c)["bytes accessed"]
 
   assert cost(ours) == cost(reference)
+
+
+@pytest.mark.parametrize("name", ["MeanOnlyBatchNorm", "BatchRenorm", "BatchInstanceNorm",
+                                  "SwitchableNorm"])
+def test_survey_layers_under_vmap_with_axis_name_pool_the_batch(name):
+  """nnx.vmap with `axis_name`: the batch statistics and running averages are the whole
+  batch's, as `BatchNorm`'s."""
+  x = _x((4, 5, 3))
+  layer, whole = (getattr(dn, name)(3, sigma=0.1, **kwargs) for kwargs in
+                  ({"axis_name": "batch"}, {}))
+
+  @nnx.vmap(in_axes=(None, 0), out_axes=0, axis_name="batch")
+  def apply(model, xi):
+    return model(xi)
+
+  y = apply(layer, x.reshape(2, 2, 5, 3))
+  np.testing.assert_allclose(y.reshape(x.shape), whole(x), atol=1e-5)
+  np.testing.assert_allclose(layer.mean[...], whole.mean[...], rtol=1e-5, atol=1e-6)
