@@ -268,19 +268,21 @@ def channel_axis_index(channel_axis: int, ndim: int, name: str) -> int:
                    f"(NHWC) or 1 (NCHW).")
 
 
-def check_device_groups(groups) -> tuple[tuple[int, ...], ...]:
-  """Flax's `axis_index_groups` as a tuple of equal-sized tuples of distinct device indices."""
+def check_device_groups(groups, size: int | None = None) -> tuple[tuple[int, ...], ...]:
+  """Flax's `axis_index_groups` as a tuple of equal-sized tuples of distinct device indices
+  that cover ``range(size)`` (the mapped axis, if known)."""
   try:
     checked = tuple(tuple(operator.index(i) for i in group) for group in groups)
   except TypeError:
     checked = ()
-  indices = [i for group in checked for i in group]
+  indices = sorted(i for group in checked for i in group)
   if (not indices or len({len(g) for g in checked}) != 1 or len(set(indices)) != len(indices)
-      or min(indices) < 0):
+      or indices[0] < 0 or (size is not None and indices != list(range(size)))):
+    axis = "the mapped axis" if size is None else f"the mapped axis (size {size})"
     raise ValueError(
         f"axis_index_groups={describe(groups)} must be groups of equal size of distinct "
-        f"device indices >= 0 that cover the mapped axis, e.g. [[0, 1], [2, 3]] for 4 "
-        f"devices in pairs (JAX's psum under pmap).")
+        f"device indices that cover {axis}, e.g. [[0, 1], [2, 3]] for 4 devices in pairs "
+        f"(JAX's psum under pmap).")
   return checked
 
 

@@ -87,18 +87,19 @@ def alias(name: str, value, default, other: str, other_value):
 def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
   """Flax's `axis_name`, in `axis_index_groups` (pmap only, as flax) if given: a
   `DeviceGroups`; None while `initializing` unmapped (flax's BatchNorm)."""
-  if axis_name is not None and axis_index_groups is not None:
-    groups = check_device_groups(axis_index_groups)
-    axis_name = DeviceGroups(tuple(axis_name) if isinstance(axis_name, list) else axis_name,
-                             groups)
-  if initializing and axis_name is not None:
-    names = getattr(axis_name, "axis_name", axis_name)
-    try:
-      for n in names if isinstance(names, tuple | list) else (names,):
-        lax.axis_size(n)
-    except NameError:
-      return None
-  return axis_name
+  if axis_name is None:
+    return None
+  try:  # the mapped axis' size (several names: their product)
+    size = math.prod(lax.axis_size(n) for n in (
+        axis_name if isinstance(axis_name, tuple | list) else (axis_name,)))
+  except NameError:  # unbound: the collective will say so, unless initializing
+    size = None
+  groups = None if axis_index_groups is None else check_device_groups(axis_index_groups, size)
+  if initializing and size is None:
+    return None
+  if groups is None:
+    return axis_name
+  return DeviceGroups(tuple(axis_name) if isinstance(axis_name, list) else axis_name, groups)
 
 
 def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int = -1) -> Field:

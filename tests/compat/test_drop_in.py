@@ -411,6 +411,16 @@ def test_axis_index_groups_under_pmap_equals_flax(name):
   np.testing.assert_allclose(y, want, atol=1e-5)
 
 
+def test_axis_index_groups_that_miss_devices_are_an_error_naming_them():
+  """XLA's own error for groups that do not cover the mapped axis is an INTERNAL check."""
+  x = _x((4, 2, 6))
+  variables = nn.LayerNorm().init(jax.random.key(0), x[0])
+  with pytest.raises(ValueError, match=r"axis_index_groups=\(\(0, 1\),\) .* cover the "
+                                       r"mapped axis \(size 4\)"):
+    jax.pmap(lambda xi: dnn.LayerNorm(axis_name="batch", axis_index_groups=[[0, 1]]).apply(
+        variables, xi), axis_name="batch")(x)
+
+
 def test_nnx_scan_over_batch_norm_layers():
   @nnx.vmap(in_axes=0, out_axes=0)
   def make(key):
