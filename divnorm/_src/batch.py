@@ -169,28 +169,29 @@ def batch_norm(
   reduction = tuple(a for a in range(x.ndim) if a not in features)
   sigma = check_sigma(sigma, stats_shape(x.shape, resolve_field(reduction, x.ndim)))
   mask = check_mask(mask, x.shape)
-  if training:
-    check_nonempty(x, reduction, "batch_norm")
   (y, v, _), stats = batch_norm_factors(
       x.astype(stat_dtype(x.dtype)), stats, training=training, features=features,
       momentum=momentum, sigma=sigma, mask=mask, axis_name=axis_name,
-      fast_variance=fast_variance)
-  y = select(y, mask).astype(x.dtype)
+      fast_variance=fast_variance, name="batch_norm")
+  y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 
 
 def batch_norm_factors(x: jax.Array, stats: BatchStats, *, training: bool,
                        features: tuple[int, ...], momentum, sigma, mask=None, axis_name=None,
-                       fast_variance: bool | None = None):
+                       fast_variance: bool | None = None, name: str = "batch_norm"):
   """``((y, v, (u, m, r)), new stats)``: `batch_norm` of `x` (already in its statistics
   dtype) with ``y = v * r = (u - m) * r``, `m` (None: 0) and `r` at the statistics' size, as
-  `core.normalize_factors` gives them for a layer's fold of its affine step.
+  `core.normalize_factors` gives them for a layer's fold of its affine step. An empty batch
+  is an error that names the caller, `name`.
 
   Complex `x` as flax's BatchNorm: a complex mean and the variance ``E[|x - E[x]|^2]``.
   """
   check_momentum(momentum)
   field = Field(tuple(a for a in range(x.ndim) if a not in features), ())
   shape = tuple(n if a in features else 1 for a, n in enumerate(x.shape))
+  if training:
+    check_nonempty(x, field.whole, name)
   if training and not jnp.iscomplexobj(x):
     y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                        fast_variance=fast_variance)
@@ -207,4 +208,4 @@ def batch_norm_factors(x: jax.Array, stats: BatchStats, *, training: bool,
     mean, var = stats
   r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
   v = select(x - mean.reshape(shape).astype(x.dtype), mask)
-  return (v * r, v, (v, None, r)), stats
+  return (select(v * r, mask), v, (v, None, r)), stats

@@ -22,7 +22,6 @@ from divnorm._src.checks import (
   axis_index,
   check_device_groups,
   check_learn_sigma,
-  check_nonempty,
   check_nonnegative,
 )
 from divnorm._src.core import normalize_factors
@@ -87,8 +86,8 @@ def alias(name: str, value, default, other: str, other_value):
 def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
   """Flax's `axis_name`, in `axis_index_groups` (pmap only, as flax) if given: a
   `DeviceGroups`; None while `initializing` unmapped (flax's BatchNorm)."""
-  if axis_name is None:
-    return None
+  if axis_name is None or not (initializing or axis_index_groups is not None):
+    return axis_name
   try:  # the mapped axis' size (several names: their product)
     size = math.prod(lax.axis_size(n) for n in (
         axis_name if isinstance(axis_name, tuple | list) else (axis_name,)))
@@ -163,11 +162,9 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
   without the mask, as flax)."""
   x, mask = jnp.asarray(x), mask if training else None
   x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
-  if training:
-    check_nonempty(x, tuple(a for a in range(x.ndim) if a not in feature_axes), "BatchNorm")
   (y, v, factors), stats = batch_norm_factors(
       x, stats, training=training, features=feature_axes, momentum=momentum, sigma=sigma,
-      mask=mask, axis_name=axis_name, fast_variance=fast_variance)
+      mask=mask, axis_name=axis_name, fast_variance=fast_variance, name="BatchNorm")
   return (y, v, _factors(*factors, mask)), stats
 
 
