@@ -421,6 +421,58 @@ def test_axis_index_groups_that_miss_devices_are_an_error_naming_them():
         variables, xi), axis_name="batch")(x)
 
 
+@pytest.mark.parametrize("reduction_axes", [(2, 3), (1, 3), (3,), (0, 3), (0, 1, 2, 3)])
+def test_nnx_group_norm_reduction_axes_are_linens(reduction_axes):
+  # flax.nnx 0.12.8 repeats the group statistics along axis 1 whatever `reduction_axes` says
+  # (right only for the default); divnorm.nnx computes linen's, the documented meaning.
+  x = _x((3, 2, 3, 4))
+  linen = nn.GroupNorm(num_groups=2, reduction_axes=reduction_axes)
+  variables = _randomize(linen.init(jax.random.key(0), x))
+  want = linen.apply(variables, x)
+  ours = dnx.GroupNorm(4, num_groups=2, reduction_axes=reduction_axes)
+  ours.scale[...], ours.bias[...] = variables["params"]["scale"], variables["params"]["bias"]
+  np.testing.assert_allclose(ours(x), want, atol=2e-5, rtol=2e-5)
+  assert jnp.allclose(dnn.GroupNorm(num_groups=2, reduction_axes=reduction_axes).apply(
+    variables, x), want, atol=2e-5)
+  try:  # docs/compatibility.md says flax.nnx differs here; when it no longer does, say so
+    theirs = nnx.GroupNorm(4, num_groups=2, reduction_axes=reduction_axes, rngs=nnx.Rngs(0))
+    theirs.scale[...], theirs.bias[...] = ours.scale[...], ours.bias[...]
+    assert float(jnp.abs(theirs(x) - want).max()) > 0.1, "flax.nnx now agrees: update the docs"
+  except ValueError as error:
+    assert "out of bounds" in str(error)
+
+
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+@pytest.mark.parametrize("name,kwargs,x", [
+  ("LayerNorm", {}, jnp.full((2, 3), 7.0)),
+  ("RMSNorm", {}, jnp.zeros((2, 3))),
+  ("GroupNorm", {"num_groups": 1}, jnp.full((2, 2, 3), -5.0)),
+  ("InstanceNorm", {}, jnp.arange(6.0).reshape(2, 3)),  # rank 2: nothing to reduce
+  ("BatchNorm", {"use_running_average": False}, jnp.full((4, 3), 2.0)),
+])
+def test_epsilon_zero_on_a_constant_field_is_the_bias_with_finite_gradients(api, name, kwargs,
+                                                                            x):
+  # flax: 0 * rsqrt(0) = NaN (docs/compatibility.md); divnorm: 0, then the affine.
+  if api == "linen":
+    layer = getattr(dnn, name)(epsilon=0.0, **kwargs)
+    variables = _randomize(layer.init(jax.random.key(0), x))
+    def f(variables, x):
+      return layer.apply(variables, x, mutable=["batch_stats"])[0]
+    bias = variables["params"].get("bias", 0.0)
+  else:
+    layer = getattr(dnx, name)(x.shape[-1], epsilon=0.0, **kwargs)
+    nnx.update(layer, _randomize(nnx.state(layer, nnx.Param)))
+    graph, state = nnx.split(layer)
+    def f(state, x):
+      return nnx.merge(graph, state)(x)
+    variables, bias = state, 0.0 if name == "RMSNorm" else layer.bias[...]
+  y = f(variables, x)
+  np.testing.assert_array_equal(y, jnp.broadcast_to(bias, x.shape))
+  grads = jax.grad(lambda v, x: jnp.sum(f(v, x) * jnp.arange(x.size).reshape(x.shape)),
+                   (0, 1))(variables, x)
+  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+
+
 def test_nnx_scan_over_batch_norm_layers():
   @nnx.vmap(in_axes=0, out_axes=0)
   def make(key):

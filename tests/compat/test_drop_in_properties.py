@@ -1,0 +1,207 @@
+"""Property-based drop-in tests: divnorm's Flax-named layers against flax's own in float64.
+
+Hypothesis draws a layer (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm), a rank,
+a shape, the layer's axes (reduction, feature, group, batch axes, negative ones included),
+its flags, an epsilon, an offset and a mask. divnorm's layer runs in float32, as a user
+runs it; the reference is flax's same layer with the same variables, run in float64
+(``dtype=param_dtype=float64``): flax's definition without flax's float32 rounding.
+
+Compared: the variables' names, shapes and dtypes (a flax checkpoint loads), the output
+where the mask keeps it (masked-out outputs are a deliberate difference, docs/compatibility.md:
+divnorm's are the bias), BatchNorm's updated running statistics, and the gradients with
+respect to the input and every parameter of ``sum(w * y)``, `w` zero where masked out.
+
+Tolerance. The inputs are ``offset + d`` with `d` a permutation of an evenly spaced grid
+(spacing ``3.5 / n`` for `n` entries, |d| <= 1.75, |offset| <= 20), so any two entries of
+a field differ by at least ``3.5 / n >= 0.03`` and a field's standard deviation is 0 or at
+least 0.015: the float32 statistics' relative error is at most a few ``eps32 * |x| / std``
+~ 2e-4 (4e-4 with one-pass's square), and 1e-3 of the largest magnitude leaves room without
+hiding a wrong axis, group or count (errors of order 1). Epsilon is never 0, where flax's
+``0 * rsqrt(0)`` is NaN.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from divnorm import linen as dnn
+from divnorm import nnx as dnx
+
+# Derandomized: CI runs the same examples every time; a failure is reproducible.
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+TOL = 1e-3
+
+
+@st.composite
+def some_axes(draw, ndim: int, *, exclude=(), allow_empty: bool = False):
+  """A sorted subset of the axes (an int when it has one), some written as negatives."""
+  axes = draw(st.lists(st.sampled_from([a for a in range(ndim) if a not in exclude]),
+                       min_size=0 if allow_empty else 1, unique=True))
+  axes = [a - ndim if draw(st.booleans()) else a for a in axes]
+  return axes[0] if len(axes) == 1 and draw(st.booleans()) else tuple(axes)
+
+
+@st.composite
+def layers(draw, api: str):
+  """``(name, constructor kwargs, call kwargs, shape, offset, mask seed or None)``."""
+  name = draw(st.sampled_from(["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm",
+                               "InstanceNorm"]))
+  ndim = draw(st.integers(2, 4))
+  shape = draw(st.lists(st.integers(1, 4), min_size=ndim, max_size=ndim))
+  kwargs, call = {}, {}
+  if name in ("LayerNorm", "RMSNorm"):
+    kwargs["reduction_axes"] = draw(some_axes(ndim))
+    if api == "linen":  # nnx's num_features is the size of one feature axis
+      kwargs["feature_axes"] = draw(some_axes(ndim, allow_empty=True))
+  elif name == "GroupNorm":
+    shape[-1] = draw(st.sampled_from([2, 4, 6]))
+    size = draw(st.sampled_from([g for g in (1, 2, shape[-1]) if shape[-1] % g == 0]))
+    if draw(st.booleans()):
+      kwargs.update(num_groups=None, group_size=size)
+    else:
+      kwargs["num_groups"] = shape[-1] // size
+    if api == "linen" and draw(st.booleans()):  # flax.nnx's: test_drop_in.py
+      kwargs["reduction_axes"] = tuple(sorted(
+          {a % ndim for a in np.atleast_1d(draw(some_axes(ndim)))} | {ndim - 1}))
+  elif name == "InstanceNorm" and api == "linen":
+    kwargs["feature_axes"] = draw(some_axes(ndim, exclude=(0,)))
+  elif name == "BatchNorm":
+    kwargs.update(axis=draw(st.integers(-ndim, ndim - 1)),
+                  momentum=draw(st.sampled_from([0.0, 0.9, 0.99])))
+    call["use_running_average"] = draw(st.booleans())
+  if name != "BatchNorm":
+    kwargs["use_fast_variance"] = draw(st.booleans())
+  kwargs["epsilon"] = draw(st.sampled_from([1e-6, 1e-3, 0.5]))
+  if name != "RMSNorm":
+    kwargs["use_bias"] = draw(st.booleans())
+  kwargs["use_scale"] = draw(st.booleans())
+  offset = draw(st.sampled_from([0.0, 3.0, -20.0]))
+  masked = draw(st.booleans()) and not call.get("use_running_average", False)
+  return name, kwargs, call, tuple(shape), offset, draw(st.integers(0, 2**16)) if masked else None
+
+
+def _data(shape, offset, mask_seed):
+  """Entries ``offset + d``, `d` a permuted grid of spacing 3.5/n; a mask keeping ~70%."""
+  n = int(np.prod(shape))
+  grid = (np.arange(n) - (n - 1) / 2) * (3.5 / n)
+  x = (offset + np.random.default_rng(n).permutation(grid)).reshape(shape)
+  mask = None if mask_seed is None else np.random.default_rng(mask_seed).uniform(size=shape) < 0.7
+  weights = np.random.default_rng(n + 1).normal(size=shape)
+  return x, mask, np.where(mask, weights, 0.0) if mask is not None else weights
+
+
+def _perturbed(tree):
+  """Parameters and statistics away from their initial ones and 1s (so each one matters)."""
+  def one(a):
+    a = np.asarray(a)
+    return a + (0.1 + 0.05 * np.arange(a.size).reshape(a.shape)).astype(a.dtype)
+  return jax.tree.map(one, tree)
+
+
+def _assert_close(ours, reference, what):
+  ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
+  assert ours.shape == reference.shape, what
+  scale = max(1.0, float(np.abs(reference).max(initial=0.0)))
+  np.testing.assert_allclose(ours, reference, rtol=0, atol=TOL * scale, err_msg=what)
+
+
+def _compare(ours, reference, mask):
+  """`ours` and `reference`: ``(variables' shapes and dtypes, y, stats, grads)`` (numpy)."""
+  assert ours[0] == reference[0]
+  y, want = ours[1], reference[1]
+  where = np.ones(want.shape, bool) if mask is None else np.broadcast_to(mask, want.shape)
+  _assert_close(y[where], want[where], "output")
+  assert np.isfinite(y).all()
+  for (path, got), (_, expected) in zip(*(jax.tree_util.tree_leaves_with_path(t)
+                                          for t in (ours[2], reference[2])), strict=True):
+    _assert_close(got, expected, f"running statistic {jax.tree_util.keystr(path)}")
+  for (path, got), (_, expected) in zip(*(jax.tree_util.tree_leaves_with_path(t)
+                                          for t in (ours[3], reference[3])), strict=True):
+    assert np.isfinite(got).all(), jax.tree_util.keystr(path)
+    if np.isfinite(expected).all():  # flax's is NaN where a field is wholly masked out
+      _assert_close(got, expected, f"gradient {jax.tree_util.keystr(path)}")
+
+
+def _linen(module, variables, x, mask, w, call):
+  """``(shapes and dtypes, y, updated batch_stats, grads of sum(w * y))`` as numpy."""
+  extra = dict(call, **({} if mask is None else {"mask": jnp.asarray(mask)}))
+
+  def loss(variables, x):
+    y, updates = module.apply(variables, x, mutable=["batch_stats"], **extra)
+    return jnp.sum(y * w.astype(y.dtype)), (y, updates)
+
+  grads, (y, updates) = jax.grad(loss, (0, 1), has_aux=True)(variables, x)
+  return (jax.tree.map(lambda a: (a.shape, a.dtype), variables), np.asarray(y),
+          jax.tree.map(np.asarray, dict(updates)), jax.tree.map(np.asarray, grads))
+
+
+@pytest.mark.slow
+@SETTINGS
+@given(layers("linen"))
+def test_linen_layers_equal_flax_in_float64(case):
+  name, kwargs, call, shape, offset, mask_seed = case
+  x, mask, w = _data(shape, offset, mask_seed)
+  ours_module = getattr(dnn, name)(**kwargs)
+  extra = dict(call, **({} if mask is None else {"mask": jnp.asarray(mask)}))
+  variables = _perturbed(ours_module.init(jax.random.key(0), jnp.asarray(x, jnp.float32),
+                                          **extra))
+  ours = _linen(ours_module, jax.tree.map(jnp.asarray, variables), jnp.asarray(x, jnp.float32),
+                mask, jnp.asarray(w, jnp.float32), call)
+  with jax.enable_x64(True):
+    flax_module = getattr(nn, name)(**kwargs, dtype=jnp.float64, param_dtype=jnp.float64)
+    reference = _linen(flax_module, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
+                                                 variables),
+                       jnp.asarray(x, jnp.float64), mask, jnp.asarray(w, jnp.float64), call)
+  flax_init = getattr(nn, name)(**kwargs).init(jax.random.key(0), x.astype(np.float32), **extra)
+  assert ours[0] == jax.tree.map(lambda a: (a.shape, a.dtype), flax_init)  # flax's checkpoint
+  _compare(ours, (ours[0], *reference[1:]), mask)
+
+
+def _nnx(module, x, mask, w, call):
+  """As `_linen`, for an nnx layer (its parameters and statistics already set)."""
+  extra = dict(call, **({} if mask is None else {"mask": jnp.asarray(mask)}))
+  params = nnx.state(module, nnx.Param)
+  shapes = jax.tree.map(lambda a: (a.shape, a.dtype), params)
+
+  def loss(module, x):
+    y = module(x, **extra)
+    return jnp.sum(y * w.astype(y.dtype)), y
+
+  grads, y = nnx.grad(loss, argnums=(0, 1), has_aux=True)(module, x)
+  stats = nnx.state(module, nnx.BatchStat)
+  return (shapes, np.asarray(y), jax.tree.map(np.asarray, stats),
+          jax.tree.map(np.asarray, (nnx.state(grads[0], nnx.Param), grads[1])))
+
+
+def _nnx_layer(lib, name, kwargs, shape, values, **dtypes):
+  """`lib`'s layer for `shape`, its parameters and statistics set to `values` (numpy)."""
+  features = shape[kwargs["axis"]] if name == "BatchNorm" else shape[-1]
+  layer = getattr(lib, name)(features, **kwargs, **dtypes, rngs=nnx.Rngs(0))
+  if values is not None:
+    dtype = dtypes.get("param_dtype", jnp.float32)
+    nnx.update(layer, jax.tree.map(lambda a: jnp.asarray(a, dtype), values))
+  return layer
+
+
+@pytest.mark.slow
+@SETTINGS
+@given(layers("nnx"))
+def test_nnx_layers_equal_flax_in_float64(case):
+  name, kwargs, call, shape, offset, mask_seed = case
+  x, mask, w = _data(shape, offset, mask_seed)
+  theirs = _nnx_layer(nnx, name, kwargs, shape, None)
+  values = _perturbed(nnx.state(theirs, nnx.Any(nnx.Param, nnx.BatchStat)))
+  ours = _nnx(_nnx_layer(dnx, name, kwargs, shape, values), jnp.asarray(x, jnp.float32), mask,
+              jnp.asarray(w, jnp.float32), call)
+  assert ours[0] == jax.tree.map(lambda a: (a.shape, a.dtype), nnx.state(theirs, nnx.Param))
+  with jax.enable_x64(True):
+    reference = _nnx(_nnx_layer(nnx, name, kwargs, shape, values, dtype=jnp.float64,
+                                param_dtype=jnp.float64),
+                     jnp.asarray(x, jnp.float64), mask, jnp.asarray(w, jnp.float64), call)
+  _compare(ours, (ours[0], *reference[1:]), mask)
