@@ -1,4 +1,5 @@
-"""Property-based drop-in tests: divnorm's Flax-named layers against flax's own in float64.
+"""Property-based drop-in tests: divnorm's Flax- and equinox-named layers against theirs in
+float64.
 
 Hypothesis draws a layer (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm), a rank,
 a shape, the layer's axes (reduction, feature, group, batch axes, negative ones included),
@@ -18,8 +19,14 @@ least 0.015: the float32 statistics' relative error is at most a few ``eps32 * |
 ~ 2e-4 (4e-4 with one-pass's square), and 1e-3 of the largest magnitude leaves room without
 hiding a wrong axis, group or count (errors of order 1). Epsilon is never 0, where flax's
 ``0 * rsqrt(0)`` is NaN.
+
+equinox's LayerNorm, RMSNorm, GroupNorm and BatchNorm (both modes) are drawn the same way
+and run as equinox runs them: per example under ``vmap(axis_name="batch")``, two training
+steps with the state threaded through, then `inference_mode`; equinox's layer with
+``dtype=float64`` is the reference.
 """
 
+import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,6 +36,7 @@ from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from divnorm import equinox as dqx
 from divnorm import linen as dnn
 from divnorm import nnx as dnx
 
@@ -205,3 +213,77 @@ def test_nnx_layers_equal_flax_in_float64(case):
                                 param_dtype=jnp.float64),
                      jnp.asarray(x, jnp.float64), mask, jnp.asarray(w, jnp.float64), call)
   _compare(ours, (ours[0], *reference[1:]), mask)
+
+
+@st.composite
+def equinox_layers(draw):
+  """``(name, args, kwargs, per-example shape, offset)`` for `eqx.nn`'s normalizers."""
+  name = draw(st.sampled_from(["LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm"]))
+  kwargs = {"eps": draw(st.sampled_from([1e-5, 1e-3, 0.5]))}
+  if name in ("LayerNorm", "RMSNorm"):
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    args = (shape if len(shape) > 1 or draw(st.booleans()) else shape[0],)
+    kwargs.update(use_weight=draw(st.booleans()), use_bias=draw(st.booleans()))
+  else:
+    channels = draw(st.sampled_from([2, 4, 6]))
+    shape = (channels, *draw(st.lists(st.integers(1, 3), max_size=2)))
+    kwargs["channelwise_affine"] = draw(st.booleans())
+    if name == "GroupNorm":
+      args = (draw(st.sampled_from([g for g in (1, 2, channels) if channels % g == 0])),
+              channels)
+    else:
+      args = (channels, "batch")
+      kwargs.update(mode=draw(st.sampled_from(["ema", "batch"])),
+                    momentum=draw(st.sampled_from([0.0, 0.9, 0.99])))
+  return name, args, kwargs, shape, draw(st.sampled_from([0.0, 3.0, -20.0]))
+
+
+def _with_arrays(module, arrays):
+  """`module` with its float arrays replaced by `arrays`, in order (a checkpoint restore)."""
+  leaves, tree = jax.tree.flatten(module)
+  arrays = iter(arrays)
+  return jax.tree.unflatten(tree, [next(arrays) if eqx.is_inexact_array(a) else a
+                                   for a in leaves])
+
+
+def _equinox(layer, state, x, w):
+  """Two training steps under ``vmap(axis_name="batch")`` (outputs, gradients with respect
+  to the input and the arrays of `layer` at the second), then inference: numpy."""
+  params, static = eqx.partition(layer, eqx.is_inexact_array)
+
+  def loss(params, x, state, inference=False):
+    layer = eqx.combine(params, static)
+    if inference:
+      layer = eqx.nn.inference_mode(layer)
+    y, state = jax.vmap(layer, (0, None), (0, None), axis_name="batch")(x, state)
+    return jnp.sum(y * w.astype(y.dtype)), (y, state)
+
+  first, (_, state) = jax.grad(loss, (0, 1), has_aux=True)(params, x, state)
+  grads, (y, state) = jax.grad(loss, (0, 1), has_aux=True)(params, x, state)
+  _, (inferred, _) = loss(params, x, state, inference=True)
+  return [np.asarray(a) for a in (y, inferred, *jax.tree.leaves((first, grads, state)))]
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(equinox_layers())
+def test_equinox_layers_equal_equinox_in_float64(case):
+  name, args, kwargs, shape, offset = case
+  x, _, w = _data((4, *shape), offset, None)
+  ours, state = eqx.nn.make_with_state(getattr(dqx, name))(*args, **kwargs)
+  theirs32, _ = eqx.nn.make_with_state(getattr(eqx.nn, name))(*args, **kwargs)
+  arrays = [jnp.asarray(a) for a in _perturbed(jax.tree.leaves(eqx.filter(
+    ours, eqx.is_inexact_array)))]
+  assert [(a.shape, a.dtype) for a in arrays] == [  # equinox's checkpoint loads
+    (a.shape, a.dtype) for a in jax.tree.leaves(eqx.filter(theirs32, eqx.is_inexact_array))]
+  ours = _with_arrays(ours, arrays)
+  got = _equinox(ours, state, jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32))
+  with jax.enable_x64(True):
+    theirs, state = eqx.nn.make_with_state(getattr(eqx.nn, name))(*args, **kwargs,
+                                                                   dtype=jnp.float64)
+    theirs = _with_arrays(theirs, [jnp.asarray(a, jnp.float64) for a in arrays])
+    want = _equinox(theirs, state, jnp.asarray(x, jnp.float64), jnp.asarray(w, jnp.float64))
+  assert len(got) == len(want)
+  for i, (a, b) in enumerate(zip(got, want, strict=True)):
+    _assert_close(a, b, f"output, inference output, gradients and state: entry {i}")
