@@ -98,6 +98,30 @@ def test_batch_norm_equals_equinox_in_training_and_inference(mode, shape):
                              run(theirs, x, state_theirs, True)[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["ema", "batch"])
+def test_batch_norm_with_a_bfloat16_dtype_trains_on_float32_input(mode):
+  # equinox 0.13.8 raises at its state update (bf16 state, f32 statistics); divnorm keeps
+  # the state's dtype and promotes the output, as equinox does for bfloat16 input.
+  x = _x((6, 3, 4), offset=3.0)
+  def run(lib, dtype):
+    bn, state = eqx.nn.make_with_state(lib.BatchNorm)(3, "batch", momentum=0.5, mode=mode,
+                                                      dtype=dtype)
+    for _ in range(2):
+      y, state = jax.vmap(bn, (0, None), (0, None), axis_name="batch")(x, state)
+    return y, state
+  y, state = run(dqx, jnp.bfloat16)
+  y32, state32 = run(dqx, jnp.float32)
+  assert y.dtype == jnp.float32
+  np.testing.assert_allclose(y, y32, rtol=2e-2, atol=2e-2)  # bfloat16 parameters: 8 bits
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state32), strict=True):
+    assert a.dtype == (b.dtype if b.dtype in (jnp.bool_, jnp.int32) else jnp.bfloat16)
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2e-2,
+                               atol=2e-2)
+  with jax.numpy_dtype_promotion("standard"), pytest.raises(
+      ValueError, match="different structures/shapes/dtypes"):
+    run(eqx.nn, jnp.bfloat16)  # docs/compatibility.md; when this passes, update the docs
+
+
 def test_batch_norm_axis_name_equals_whole_batch_statistics():
   bn, state = eqx.nn.make_with_state(dqx.BatchNorm)(4, "batch", channelwise_affine=False,
                                                     mode="batch")
