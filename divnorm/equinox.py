@@ -1,7 +1,8 @@
 """Equinox modules over the functional core (``pip install divnorm[equinox]``).
 
 Re-exports only; the implementation is in `divnorm._src.equinox`,
-`divnorm._src.equinox_extra` and `divnorm._src.equinox_families`.
+`divnorm._src.equinox_extra`, `divnorm._src.equinox_weights` and
+`divnorm._src.equinox_families`.
 """
 
 from divnorm._src.equinox import (
@@ -21,6 +22,7 @@ from divnorm._src.equinox_extra import (
   SwitchableNorm,
 )
 from divnorm._src.equinox_families import BurgNorm, CenterSurroundNorm, GaussianNorm, MillerNorm
+from divnorm._src.equinox_weights import SpectralNorm, WeightNorm, WeightStandardization
 
 __all__ = [
   "BatchInstanceNorm",
@@ -38,5 +40,8 @@ __all__ = [
   "MillerNorm",
   "Normalize",
   "RMSNorm",
+  "SpectralNorm",
   "SwitchableNorm",
+  "WeightNorm",
+  "WeightStandardization",
 ]

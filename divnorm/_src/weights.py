@@ -1,5 +1,6 @@
-"""Weight normalizers: functions of a kernel (wrappers are in `linen_extra` and `nnx_extra`,
-which call the math of flax's wrappers at the end of this file).
+"""Weight normalizers: functions of a kernel (wrappers are in `linen_extra`, `nnx_extra` and
+`equinox_weights`, which call the math of flax's and equinox's wrappers at the end of this
+file).
 
 | function                | source                    | kernel used by the layer          |
 |-------------------------|---------------------------|-----------------------------------|
@@ -205,3 +206,28 @@ def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
   w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)
   state = jnp.asarray(u).dtype
   return w.astype(fs.result_dtype(value, u, dtype=dtype)), u0.astype(state), sigma.astype(state)
+
+
+# ---- the math of equinox's SpectralNorm (`divnorm.equinox`) ------------------------------
+
+
+def row_spectral_normalized(weight, u, v, *, n_steps: int, epsilon):
+  """Equinox's SpectralNorm of one weight: ``(weight / sigma, u, v)``. The weight is viewed
+  as ``W [shape[0], -1]``; `n_steps` power iterations ``u = W v / max(eps, |W v|)``,
+  ``v = W^T u / max(eps, |W^T u|)`` run under ``stop_gradient``; ``sigma = u^T W v``. In at
+  least float32; ``u`` and ``v`` come back in their own dtypes (the state's)."""
+  weight = jnp.asarray(weight)
+  dt = stat_dtype(weight.dtype)
+  mat = weight.reshape(weight.shape[0], -1).astype(dt)
+  fixed, eps = lax.stop_gradient(mat), np.asarray(epsilon, dt)
+
+  def unit(a):
+    return a / jnp.maximum(eps, jnp.sqrt(jnp.sum(a * a)))
+
+  u1, v1 = jnp.asarray(u).astype(dt), jnp.asarray(v).astype(dt)
+  for _ in range(n_steps):
+    u1 = unit(fixed @ v1)
+    v1 = unit(fixed.T @ u1)
+  u1, v1 = lax.stop_gradient(u1), lax.stop_gradient(v1)
+  w = (mat / (u1 @ mat @ v1)).reshape(weight.shape).astype(weight.dtype)
+  return w, u1.astype(jnp.asarray(u).dtype), v1.astype(jnp.asarray(v).dtype)

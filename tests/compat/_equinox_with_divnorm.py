@@ -1,4 +1,4 @@
-"""`equinox` with divnorm's four normalization layers in `eqx.nn`.
+"""`equinox` with divnorm's six normalization layers in `eqx.nn`.
 
 equinox's own tests (ported beside this file) import `eqx` from here instead of equinox:
 everything else they use (Linear, Sequential, State, inference_mode, serialisation, ...) is
@@ -11,7 +11,8 @@ import equinox as _equinox
 
 from divnorm import equinox as _divnorm_equinox
 
-NORMALIZATION_CLASSES = ("LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm")
+NORMALIZATION_CLASSES = ("LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm", "SpectralNorm",
+                         "WeightNorm")
 
 nn = types.ModuleType("nn", _equinox.nn.__doc__)
 nn.__dict__.update({k: v for k, v in vars(_equinox.nn).items() if not k.startswith("__")})

@@ -572,6 +572,6 @@ def test_compatibility_table_lists_every_flax_argument():
     assert test in text
   import equinox as eqx
 
-  for name in ("LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm"):
+  for name in ("LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm", "WeightNorm", "SpectralNorm"):
     for arg in list(inspect.signature(getattr(eqx.nn, name).__init__).parameters)[1:]:
       assert f"| `{arg}` |" in sections[f"equinox {name}"], (name, arg)

@@ -13,11 +13,12 @@
 # limitations under the License.
 # Ported from patrick-kidger/equinox v0.13.8 (commit dfadb048): the normalization tests of
 # tests/test_nn.py (test_sequential, test_nested_sequential, test_layer_norm,
-# test_group_norm, test_batch_norm, test_batch_norm_zero_training_steps; equinox has no
-# RMSNorm test), tests/test_stateful.py::test_delete_init_state and
-# tests/test_serialisation.py::test_stateful, with the `getkey` fixture of tests/conftest.py.
-# Changed: the import lines only (`eqx` is equinox with divnorm's LayerNorm, RMSNorm,
-# GroupNorm and BatchNorm in `eqx.nn`, see _equinox_with_divnorm.py); getkey is seeded.
+# test_group_norm, test_batch_norm, test_batch_norm_zero_training_steps,
+# test_spectral_norm, test_weight_norm; equinox has no RMSNorm test),
+# tests/test_stateful.py::test_delete_init_state and tests/test_serialisation.py::test_stateful,
+# with the `getkey` fixture of tests/conftest.py. Changed: the import lines only (`eqx` is
+# equinox with divnorm's LayerNorm, RMSNorm, GroupNorm, BatchNorm, SpectralNorm and
+# WeightNorm in `eqx.nn`, see _equinox_with_divnorm.py); getkey is seeded.
 
 import equinox.internal as eqxi
 import jax
@@ -307,6 +308,92 @@ def test_batch_norm_zero_training_steps(getkey):
     x = jrandom.normal(getkey(), (5, 3))
     out, _ = jax.vmap(bn, in_axes=(0, None), axis_name="foo")(x, state)
     assert jnp.allclose(x, out)
+
+
+def test_spectral_norm(getkey):
+    def λ1():
+        u, v = state.get(spectral.uv_index)
+        σ = jnp.einsum("i,ij,j->", u, spectral.layer.weight, v)
+        _, s, _ = jnp.linalg.svd(spectral.layer.weight / σ)  # pyright: ignore
+        return s[0]
+
+    x = jrandom.normal(getkey(), (5,))
+    spectral = eqx.nn.SpectralNorm(
+        eqx.nn.Linear(5, 6, key=getkey()), "weight", key=getkey()
+    )
+    state = eqx.nn.State(spectral)
+    for _ in range(100):
+        _, state = spectral(x, state)
+    assert jnp.allclose(λ1(), 1)
+
+    # "gradient descent"
+    spectral = eqx.tree_at(
+        lambda s: s.layer.weight, spectral, spectral.layer.weight + 1
+    )
+    assert not jnp.allclose(λ1(), 1)
+    for _ in range(100):
+        _, state = spectral(x, state)
+    assert jnp.allclose(λ1(), 1)
+
+    # Test not updated at inference time
+    spectral = eqx.tree_at(
+        lambda s: s.layer.weight, spectral, spectral.layer.weight + 1
+    )
+    spectral = eqx.nn.inference_mode(spectral, value=True)
+    assert not jnp.allclose(λ1(), 1)
+    for _ in range(100):
+        _, state = spectral(x, state)
+    assert not jnp.allclose(λ1(), 1)
+
+    # Test >2 dimensional input
+
+    x = jrandom.normal(getkey(), (5, 8, 8, 8))
+    conv = eqx.nn.Conv3d(5, 4, 3, key=getkey())
+    spectral = eqx.nn.SpectralNorm(conv, "weight", key=getkey())
+    state = eqx.nn.State(spectral)
+    out, _ = spectral(x, state)
+    assert out.shape == (4, 6, 6, 6)
+
+
+def test_weight_norm(getkey):
+    # Linear
+    linear = eqx.nn.Linear(4, 4, key=getkey())
+    weight_norm_linear = eqx.nn.WeightNorm(layer=linear, weight_name="weight")
+
+    x = jrandom.normal(getkey(), (4,))
+    out_weight_norm = weight_norm_linear(x)
+    out_linear = linear(x)
+
+    assert jnp.allclose(out_weight_norm, out_linear, atol=1e-4, rtol=1e-4)
+
+    # Axis == None
+    linear = eqx.nn.Linear(4, 4, key=getkey())
+    weight_norm_linear = eqx.nn.WeightNorm(
+        layer=linear, weight_name="weight", axis=None
+    )
+
+    x = jrandom.normal(getkey(), (4,))
+    out_weight_norm = weight_norm_linear(x)
+    out_linear = linear(x)
+
+    assert jnp.allclose(out_weight_norm, out_linear, atol=1e-4, rtol=1e-4)
+
+    # Conv3d (ndim weight matrices > 2)
+    conv = eqx.nn.Conv3d(2, 3, 3, key=getkey())
+    weight_norm_conv = eqx.nn.WeightNorm(layer=conv, weight_name="weight")
+    x = jrandom.normal(getkey(), (2, 3, 3, 3))
+    out_weight_norm = weight_norm_conv(x)
+    out_conv = conv(x)
+
+    assert jnp.allclose(out_weight_norm, out_conv, atol=1e-4, rtol=1e-4)
+
+    # Grads get generated for reparametrized weights, not original
+    grads = eqx.filter_grad(lambda model, x: jnp.mean(model(x)))(
+        weight_norm_linear, jrandom.normal(getkey(), (4,))
+    )
+
+    assert jnp.any(grads.layer.weight)
+    assert jnp.any(grads.g)
 
 
 def test_delete_init_state():
