@@ -174,3 +174,12 @@ def test_weight_norm_of_a_zero_row_is_nan_as_equinox():
   theirs, ours = eqx.nn.WeightNorm(inner)(x), dqx.WeightNorm(inner)(x)
   np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
   assert np.isnan(ours[0]) and np.isfinite(ours[1])
+
+
+@pytest.mark.parametrize("make", [
+  lambda layer: dqx.WeightNorm(layer, axis=2),
+  lambda layer: dqx.WeightStandardization(layer, axis=-3),
+])
+def test_an_axis_out_of_range_is_an_error_naming_axis(make):
+  with pytest.raises(ValueError, match="axis=.* is out of range for an input of rank 2"):
+    make(eqx.nn.Linear(3, 4, key=jax.random.key(0)))

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from divnorm._src import weights
+from divnorm._src.checks import axis_index
 from divnorm._src.reductions import stat_dtype
 
 _Layer = TypeVar("_Layer")
@@ -57,7 +58,7 @@ class WeightNorm(eqx.Module, Generic[_Layer]):
     self.layer, self.weight_name, self.axis = layer, weight_name, axis
     weight = _weight(layer, weight_name, "WeightNorm")
     w = weight.astype(stat_dtype(weight.dtype))
-    kept = () if axis is None else (axis % w.ndim,)
+    kept = () if axis is None else (axis_index(axis, w.ndim, "axis", context="WeightNorm"),)
     self.g = jnp.sqrt(jnp.sum(w * w, axis=tuple(a for a in range(w.ndim) if a not in kept),
                               keepdims=True)).astype(weight.dtype)  # equinox's shape
 
@@ -135,7 +136,8 @@ class WeightStandardization(eqx.Module, Generic[_Layer]):
   def __init__(self, layer: _Layer, weight_name: str = "weight", axis: int = 0, *,
                sigma: float = 0.0):
     self.layer, self.weight_name, self.axis, self.sigma = layer, weight_name, axis, sigma
-    _weight(layer, weight_name, "WeightStandardization")
+    weight = _weight(layer, weight_name, "WeightStandardization")
+    axis_index(axis, weight.ndim, "axis", context="WeightStandardization")
 
   def __call__(self, x: Array, *, key=None) -> Array:
     """Calls the layer with its weight standardized (`key` is ignored)."""
