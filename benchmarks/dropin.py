@@ -35,6 +35,7 @@ import functools
 import math
 import sys
 import time
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -179,28 +180,51 @@ PAIRS = {"DN": [("DN two-pass", "flax LN(HWC)"), ("DN one-pass", "flax LN(HWC)")
          None: [("linen", "flax"), ("nnx", "flax nnx"), ("functional", "flax, no affine")]}
 
 
-def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
-          with_nnx: bool = False) -> list[str]:
-  """Markdown lines for one dtype and one variance mode, printed as they come."""
+class Row(NamedTuple):
+  """One contender against its reference, in one case, dtype and variance mode."""
+
+  case: str
+  shape: tuple[int, ...]
+  contender: str
+  ratio: timing.Ratio
+  ms: float
+  reference_ms: float
+
+
+def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
+            with_nnx: bool = False) -> list[Row]:
+  """Every (contender, reference) pair of `PAIRS`, per case, in one dtype and variance mode."""
   fast = MODES[mode]
-  out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)",
-         "", "| case | shape | divnorm | / flax | divnorm ms | flax ms |",
-         "|---|---|---|---|---|---|"]
-  print("\n".join(out), flush=True)
+  rows = []
   for case, shape in cases:
     if case in ("RMS", "DN") and not fast:
       continue  # RMS has no variance mode; DN is timed once, in both of its modes
     calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx)
     t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
-    for ours, theirs in PAIRS.get(case, PAIRS[None]):
-      if ours not in calls:
-        continue
-      name = "x".join(map(str, shape))
-      out.append(f"| {case} | {name} | {ours} | {t.ratio(ours, theirs)} | "
-                 f"{t.median(ours) * 1e3:.2f} | {t.median(theirs) * 1e3:.2f} |")
-      print(out[-1], flush=True)
-  print(flush=True)
+    rows += [Row(case, tuple(shape), ours, t.ratio(ours, theirs), t.median(ours) * 1e3,
+                 t.median(theirs) * 1e3)
+             for ours, theirs in PAIRS.get(case, PAIRS[None]) if ours in calls]
+  return rows
+
+
+def table_lines(rows: list[Row], dtype_name: str, mode: str) -> list[str]:
+  """The markdown table of `measure`'s rows for one dtype and one variance mode."""
+  fast = MODES[mode]
+  out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)",
+         "", "| case | shape | divnorm | / flax | divnorm ms | flax ms |",
+         "|---|---|---|---|---|---|"]
+  out += [f"| {r.case} | {'x'.join(map(str, r.shape))} | {r.contender} | {r.ratio} | "
+          f"{r.ms:.2f} | {r.reference_ms:.2f} |" for r in rows]
   return out + [""]
+
+
+def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
+          with_nnx: bool = False) -> list[str]:
+  """Markdown lines for one dtype and one variance mode, printed when measured."""
+  lines = table_lines(measure(cases, dtype_name, mode, rounds=rounds, target_s=target_s,
+                              with_nnx=with_nnx), dtype_name, mode)
+  print("\n".join(lines), flush=True)
+  return lines
 
 
 def profile(cases, dtype_name: str, mode: str) -> None:

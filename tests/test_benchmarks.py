@@ -15,10 +15,14 @@ def test_quick_mode_writes_every_section(tmp_path):
   out = tmp_path / "BENCHMARKS.md"
   assert bench.main(["--quick", "--out", str(out)]) == 0
   text = out.read_text()
-  for section in ("## Targets", "## Op level", "## Window width", "## Tensor size",
+  for section in ("## Targets", "## Op level", "## Drop-in at flax's settings",
+                  "## Window width", "## Tensor size",
                   "## Library optimizations", "## Model level", "flax LN", "paper conv"):
     assert section in text
   assert "nan" not in text.split("## Op level")[1].split("## Window width")[0]
+  targets = text.split("## Targets")[1].split("\n\n")[1].splitlines()
+  for contender in ("linen", "nnx", "functional"):  # per dtype and flax variance mode
+    assert len([t for t in targets if t.startswith(f"| {contender} fwd+bwd <= 1.0x flax")]) == 4
 
 
 @pytest.mark.slow
