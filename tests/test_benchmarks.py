@@ -91,3 +91,19 @@ def test_same_program_finds_head_unchanged(capsys):
   assert same_program.main(["--rev", "HEAD"]) == 0
   rows = [r for r in capsys.readouterr().out.splitlines()[2:] if r.startswith("| ")]
   assert len(rows) == 11 and all(r.endswith("| yes |") for r in rows)
+
+
+@pytest.mark.slow
+def test_row_forms_quick_mode_measures_every_form(capsys):
+  from benchmarks import row_forms
+  assert row_forms.main(["--quick"]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r][1:]
+  assert [r[0][2:] for r in rows] == list(row_forms.forms())
+  for name, errors, *ratios in rows:
+    errors = [float(e) for e in errors.split(" / ")]
+    if name[2:].startswith("flax"):
+      assert errors[1] > 1e-3  # flax's float32 sums lose digits at an offset of 1e4
+    else:
+      assert max(errors) < 1e-5, (name, errors)  # every other form: accurate at any offset
+    assert all(float(q.split(" ")[0]) > 0 for q in ratios[:2])
