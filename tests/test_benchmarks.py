@@ -107,3 +107,14 @@ def test_row_forms_quick_mode_measures_every_form(capsys):
     else:
       assert max(errors) < 1e-5, (name, errors)  # every other form: accurate at any offset
     assert all(float(q.split(" ")[0]) > 0 for q in ratios[:2])
+
+
+@pytest.mark.slow
+def test_against_rev_quick_mode_compares_every_case(capsys):
+  from benchmarks import against_rev
+  assert against_rev.main(["--quick", "--rev", "HEAD"]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r][1:]
+  modes = sum(1 if case == "RMS" else 2 for case, _ in against_rev.QUICK_CASES)
+  assert len(rows) == 2 * 2 * modes  # dtypes, then linen and functional per variance mode
+  assert all(float(r[4].split(" ")[0]) > 0 for r in rows)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import (
@@ -170,8 +171,9 @@ def rms_factors(x: jax.Array, field: Field, *, sigma, mask,
   """``(v, r)`` of `rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2 +
   E[v^2])`` at the statistics' size (modules fold their scale into ``r``)."""
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
-  v = select(x, mask)
-  return v, inverse_scale(field_mean(v * v, field, mask=mask, axis_name=axis_name), sigma)
+  v = select(x, mask)  # square, not v * v: the product rule's two terms split XLA's fusion
+  return v, inverse_scale(field_mean(jnp.square(v), field, mask=mask, axis_name=axis_name),
+                         sigma)
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | None, ...]:
