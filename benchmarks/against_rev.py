@@ -32,20 +32,6 @@ FIELDS = ("reduction_axes", "use_fast_variance", "use_running_average", "num_gro
           "use_scale")
 
 
-def _functional(lib, case: str, shape, fast: bool):
-  """`dropin._functional`'s preset from the package `lib`, at flax's default epsilon."""
-  sigma = 1e-3
-  if case == "LN":
-    return functools.partial(lib.layer_norm, reduction_axes=dropin._ln_axes(shape),
-                             sigma=sigma, fast_variance=fast)
-  if case == "BN":
-    stats = lib.batch_stats_init(shape)
-    return lambda x: lib.batch_norm(x, stats, training=True, sigma=sigma, fast_variance=fast)
-  if case == "GN":
-    return functools.partial(lib.group_norm, num_groups=8, sigma=sigma, fast_variance=fast)
-  return functools.partial(lib.rms_norm, reduction_axes=-1, sigma=sigma)
-
-
 def calls(case: str, shape, dtype, packages: dict) -> dict:
   """``"<package> <linen|functional> fast=<mode>"`` -> a zero-argument call."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
@@ -58,7 +44,7 @@ def calls(case: str, shape, dtype, packages: dict) -> dict:
       step, params = dropin._module_step(getattr(linen, type(module).__name__)(**kwargs),
                                          apply_kw, x)
       out[f"{tag} linen fast={fast}"] = functools.partial(step, x, params, w)
-      step = dropin._function_step(_functional(lib, case, shape, fast))
+      step = dropin._function_step(dropin._functional(case, shape, fast, module.epsilon, lib))
       out[f"{tag} functional fast={fast}"] = functools.partial(step, x, w)
   return out
 

@@ -107,18 +107,18 @@ def _nnx_step(module):
   return jax.jit(step), params, rest
 
 
-def _functional(case: str, shape, fast: bool, epsilon: float):
+def _functional(case: str, shape, fast: bool, epsilon: float, lib=divnorm):
+  """The case's functional preset from the package `lib` (a past revision's, too)."""
   sigma = math.sqrt(epsilon)
   if case == "LN":
-    return functools.partial(divnorm.layer_norm, reduction_axes=_ln_axes(shape), sigma=sigma,
+    return functools.partial(lib.layer_norm, reduction_axes=_ln_axes(shape), sigma=sigma,
                              fast_variance=fast)
   if case == "BN":
-    stats = divnorm.batch_stats_init(shape)
-    return lambda x: divnorm.batch_norm(x, stats, training=True, sigma=sigma,
-                                        fast_variance=fast)
+    stats = lib.batch_stats_init(shape)
+    return lambda x: lib.batch_norm(x, stats, training=True, sigma=sigma, fast_variance=fast)
   if case == "GN":
-    return functools.partial(divnorm.group_norm, num_groups=8, sigma=sigma, fast_variance=fast)
-  return functools.partial(divnorm.rms_norm, reduction_axes=-1, sigma=sigma)
+    return functools.partial(lib.group_norm, num_groups=8, sigma=sigma, fast_variance=fast)
+  return functools.partial(lib.rms_norm, reduction_axes=-1, sigma=sigma)
 
 
 def _first(out):
