@@ -28,8 +28,6 @@ from benchmarks import before_after, dropin, timing
 
 CASES = [c for c in dropin.CASES if c[0] != "DN"]
 QUICK_CASES = [c for c in dropin.QUICK_CASES if c[0] != "DN"]
-FIELDS = ("reduction_axes", "use_fast_variance", "use_running_average", "num_groups",
-          "use_scale")
 
 
 def calls(case: str, shape, dtype, packages: dict) -> dict:
@@ -38,11 +36,9 @@ def calls(case: str, shape, dtype, packages: dict) -> dict:
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
   out = {}
   for fast in (True,) if case == "RMS" else (True, False):
-    _, module, apply_kw = dropin._modules(case, shape, fast)
-    kwargs = {f: getattr(module, f) for f in FIELDS if f in type(module).__dataclass_fields__}
     for tag, (lib, linen) in packages.items():
-      step, params = dropin._module_step(getattr(linen, type(module).__name__)(**kwargs),
-                                         apply_kw, x)
+      _, module, apply_kw = dropin._modules(case, shape, fast, linen=linen)
+      step, params = dropin._module_step(module, apply_kw, x)
       out[f"{tag} linen fast={fast}"] = functools.partial(step, x, params, w)
       step = dropin._function_step(dropin._functional(case, shape, fast, module.epsilon, lib))
       out[f"{tag} functional fast={fast}"] = functools.partial(step, x, w)

@@ -62,21 +62,22 @@ def _ln_axes(shape) -> tuple[int, ...]:
   return tuple(range(1, len(shape))) if len(shape) == 4 else (len(shape) - 1,)
 
 
-def _modules(case: str, shape, fast: bool, **affine):
-  """``(flax module, divnorm module, apply kwargs)`` for a case, at flax's defaults."""
+def _modules(case: str, shape, fast: bool, linen=dl, **affine):
+  """``(flax module, divnorm module, apply kwargs)`` for a case, at flax's defaults; the
+  divnorm module from the package `linen` (a past revision's ``divnorm.linen``, too)."""
   mode = {"use_fast_variance": fast}
   if case == "LN":
     kw = dict(reduction_axes=_ln_axes(shape), **mode, **affine)
-    return nn.LayerNorm(**kw), dl.LayerNorm(**kw), {}
+    return nn.LayerNorm(**kw), linen.LayerNorm(**kw), {}
   if case == "BN":
     kw = dict(use_running_average=False, **mode, **affine)
-    return nn.BatchNorm(**kw), dl.BatchNorm(**kw), {"mutable": ["batch_stats"]}
+    return nn.BatchNorm(**kw), linen.BatchNorm(**kw), {"mutable": ["batch_stats"]}
   if case == "GN":
     kw = dict(num_groups=8, **mode, **affine)
-    return nn.GroupNorm(**kw), dl.GroupNorm(**kw), {}
+    return nn.GroupNorm(**kw), linen.GroupNorm(**kw), {}
   if case == "RMS":
     kw = dict(use_scale=affine.get("use_scale", True))
-    return nn.RMSNorm(**kw), dl.RMSNorm(**kw), {}
+    return nn.RMSNorm(**kw), linen.RMSNorm(**kw), {}
   raise ValueError(case)
 
 
