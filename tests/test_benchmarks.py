@@ -118,3 +118,35 @@ def test_against_rev_quick_mode_compares_every_case(capsys):
   modes = sum(1 if case == "RMS" else 2 for case, _ in against_rev.QUICK_CASES)
   assert len(rows) == 2 * 2 * modes  # dtypes, then linen and functional per variance mode
   assert all(float(r[4].split(" ")[0]) > 0 for r in rows)
+
+
+def test_gpu_fusion_counts_the_launched_kernels():
+  import jax
+  import jax.numpy as jnp
+
+  from benchmarks.gpu_fusion import kernels, summary
+  x = jnp.ones((4, 8))
+  one = jax.jit(lambda x: x * 2).lower(x).compile().as_text()
+  two = jax.jit(lambda x: (jnp.sum(x), x * 2)).lower(x).compile().as_text()
+  assert len(kernels(one)) == 1
+  assert len(kernels(two)) >= 2  # a reduce and an elementwise loop (or one multi-output)
+  assert "parameter" not in summary(kernels(two))
+  hlo = ("ENTRY %main (p: f32[4]) -> f32[4] {\n  %p = f32[4]{0} parameter(0)\n"
+         "  ROOT %f = f32[4]{0} fusion(%p), kind=kCustom, calls=%c, backend_config="
+         '{"fusion_backend_config":{"kind":"__triton"}}\n}\n')
+  assert kernels(hlo) == ["fusion:Custom(triton)"]
+
+
+@pytest.mark.slow
+def test_gpu_fusion_quick_mode_times_every_contender(tmp_path):
+  from benchmarks import gpu_fusion
+  assert gpu_fusion.main(["--quick", "--out", str(tmp_path)]) == 0
+  text = (tmp_path / "gpu_fusion.md").read_text()
+  rows = [r.split(" | ") for r in text.splitlines() if r.startswith("| ") and "---" not in r][1:]
+  functions = gpu_fusion.functional(3)
+  expected = 2 * sum(len(v) for v in functions.values()) + sum(
+      len(v) for v in gpu_fusion.modules().values())
+  assert len(rows) == expected and "FAILED" not in text
+  assert all(int(r[3]) >= 1 and float(r[6]) > 0 for r in rows)
+  assert "===== LN 2x4x16 float32 fwd: divnorm two-pass =====" in (
+      tmp_path / "gpu_fusion_hlo.txt").read_text()

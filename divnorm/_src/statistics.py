@@ -122,15 +122,20 @@ def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
   """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``.
 
   NaN where `var` overflowed to inf (a spread beyond the statistics dtype's range; see
-  `divnorm.normalize`): ``rsqrt(inf) = 0`` would return 0 silently. The NaN is added
-  (``r + 0`` is ``r``), not selected: where JAX differentiates through `r` (`rms_norm`), a
-  select's derivative kept XLA's CPU backend from fusing the backward as it fuses flax's
-  (bfloat16 `rms_norm`: 1.23-1.26x flax's time before, 0.90x after; BENCHMARKS.md).
+  `divnorm.normalize`): ``rsqrt(inf) = 0`` would return 0 silently. The guard is
+  ``rem(d, inf)``, which is ``d`` for finite ``d`` and NaN for inf: one more operation on
+  the statistics' chain, with no second use of ``var``, no compare and no select:
+  - where JAX differentiates through `r` (`rms_norm`), a select's derivative kept XLA's CPU
+    backend from fusing the backward as it fuses flax's (bfloat16 `rms_norm`: 1.23-1.26x
+    flax's time before, 0.90x after);
+  - on a GPU, XLA makes a row normalization one Triton kernel only where the statistics
+    reach the output through a chain of operations of one operand each; a guard that reads
+    ``var`` a second time kept `rms_norm`'s forward at 2-3 kernels against flax's one (H200:
+    1.45x flax's time; ``python -m benchmarks.gpu_fusion``, BENCHMARKS.md "GPU").
   """
   dt = var.dtype if dt is None else dt
-  r = lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
-  overflowed = jnp.where(var < np.asarray(np.inf, var.dtype), np.zeros((), dt), np.nan)
-  return r + lax.stop_gradient(overflowed)
+  d = var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
+  return lax.rsqrt(lax.rem(d, np.asarray(np.inf, d.dtype)))
 
 
 def is_half(epsilon) -> bool:

@@ -1,0 +1,292 @@
+"""``python -m benchmarks.gpu_fusion``: how many kernels XLA makes of a row normalization.
+
+The device check (`benchmarks.device_check`, BENCHMARKS.md "GPU") found divnorm's layer and
+RMS norm over the last axis slower than flax's on a GPU at the same settings, where the
+tensors are small enough that a call's time is mostly its kernels' launches. This measures,
+for layer norm and RMS norm over the last axis, forward and forward+backward, each
+contender's kernels in XLA's compiled program (the entry computation's fusions, custom
+calls and other launched operations, with their fusion kinds), the bytes XLA's cost
+analysis counts, and its time in one interleaved run against flax's:
+
+- ``flax``: flax.linen's function (scale and bias off), one-pass and two-pass for LN;
+- ``divnorm``: `divnorm.layer_norm` (``fast_variance`` True and False) and
+  `divnorm.rms_norm`, their derivative the core's hand-written one (`core.normalized`);
+- written-out forms that each leave one of divnorm's constructions out, differentiated by
+  JAX: ``plain two-pass`` (no shift, no barrier); ``shifted two-pass`` (divnorm's shift
+  ``k``, the mean of each row's first two entries, no barrier); ``first-entry shifted
+  two-pass`` (the row's first entry as ``k``); ``plain rms`` (no overflow guard);
+  ``guarded rms`` (an overflow guard that compares and selects, as
+  `statistics.inverse_scale` did before it became ``rem(d, inf)``);
+- divnorm's own function with one construction replaced while it is traced:
+  ``divnorm two-pass, no barrier`` (`statistics.copies` returns its copies without an
+  optimization barrier), ``divnorm, no guard`` (`inverse_scale` without the overflow guard);
+- the modules at flax's defaults (scale and bias on): `divnorm.linen.LayerNorm` and
+  ``RMSNorm`` against flax.linen's, forward+backward in the input and the parameters.
+
+Writes ``gpu_fusion.md`` (the tables) and ``gpu_fusion_hlo.txt`` (every compiled program of
+the first shape) under ``--out``; a diagnosis, no library code depends on it.
+
+    python -m benchmarks.gpu_fusion --out /tmp/gf [--quick] [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import pathlib
+import re
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import divnorm
+import divnorm.linen as dl
+from benchmarks import report, timing, xla
+
+EPS = 1e-6  # flax's default epsilon; divnorm's sigma = sqrt(EPS)
+SHAPES = {"full": [((8, 512, 768), "float32"), ((8, 512, 768), "bfloat16"),
+                   ((32, 2048, 1024), "float32")],
+          "quick": [((2, 4, 16), "float32")]}
+LAUNCHED = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*.*?\s([a-z][a-z0-9\-]*)\((.*)$")
+NOT_LAUNCHED = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+
+
+# ---- the contenders: x -> y over the last axis, no scale or bias ---------------------------
+
+def _mean(t):
+  return jnp.mean(t, axis=-1, keepdims=True)
+
+
+def plain_two_pass(x):
+  x32 = x.astype(jnp.float32)
+  v = x32 - _mean(x32)
+  return (v * lax.rsqrt(_mean(v * v) + EPS)).astype(x.dtype)
+
+
+def shifted_two_pass(x):
+  x32 = x.astype(jnp.float32)
+  k = lax.stop_gradient(_mean(x32[..., :2]))
+  u = x32 - k
+  v = u - _mean(u)
+  return (v * lax.rsqrt(_mean(v * v) + EPS)).astype(x.dtype)
+
+
+def first_entry_shifted_two_pass(x):
+  x32 = x.astype(jnp.float32)
+  u = x32 - lax.stop_gradient(x32[..., :1])
+  v = u - _mean(u)
+  return (v * lax.rsqrt(_mean(v * v) + EPS)).astype(x.dtype)
+
+
+def plain_rms(x):
+  x32 = x.astype(jnp.float32)
+  return (x32 * lax.rsqrt(_mean(jnp.square(x32)) + EPS)).astype(x.dtype)
+
+
+def guarded_rms(x):
+  x32 = x.astype(jnp.float32)
+  var = _mean(jnp.square(x32))
+  r = lax.rsqrt(var + EPS + np.float32(2.0 ** -42))
+  r = r + lax.stop_gradient(jnp.where(var < np.float32(np.inf), np.float32(0), np.nan))
+  return (x32 * r).astype(x.dtype)
+
+
+def _patched(f, **names):
+  """`f` traced with divnorm's private `names` replaced (module path -> object): one of its
+  constructions left out of its own program, for this diagnosis only."""
+  import importlib
+
+  def g(x):
+    saved = []
+    for dotted, new in names.items():
+      mod, attr = dotted.rsplit(".", 1)
+      mod = importlib.import_module("divnorm._src." + mod)
+      saved.append((mod, attr, getattr(mod, attr)))
+      setattr(mod, attr, new)
+    try:
+      return f(x)
+    finally:
+      for mod, attr, old in saved:
+        setattr(mod, attr, old)
+  return g
+
+
+def _no_barrier(t, n):
+  return (t,) * n
+
+
+def _unguarded(var, sigma, dt=None):
+  dt = var.dtype if dt is None else dt
+  return lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(2.0 ** -42, dt))
+
+
+def _flax(module):
+  return lambda x: module.apply({}, x)
+
+
+def functional(ndim: int) -> dict:
+  """Name -> f(x) for layer norm and RMS norm over the last axis."""
+  sigma = float(np.sqrt(EPS))
+  bare = dict(use_scale=False, use_bias=False, epsilon=EPS)
+  return {
+      "LN": {
+          "flax one-pass": _flax(nn.LayerNorm(**bare, use_fast_variance=True)),
+          "flax two-pass": _flax(nn.LayerNorm(**bare, use_fast_variance=False)),
+          "divnorm one-pass": functools.partial(divnorm.layer_norm, reduction_axes=-1,
+                                                sigma=sigma, fast_variance=True),
+          "divnorm two-pass": functools.partial(divnorm.layer_norm, reduction_axes=-1,
+                                                sigma=sigma, fast_variance=False),
+          "divnorm two-pass, no barrier": _patched(
+              functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=sigma,
+                                fast_variance=False),
+              **{"statistics.copies": _no_barrier, "core.copies": _no_barrier}),
+          "plain two-pass": plain_two_pass,
+          "shifted two-pass": shifted_two_pass,
+          "first-entry shifted two-pass": first_entry_shifted_two_pass,
+      },
+      "RMS": {
+          "flax": _flax(nn.RMSNorm(use_scale=False, epsilon=EPS)),
+          "divnorm": functools.partial(divnorm.rms_norm, reduction_axes=-1, sigma=sigma),
+          "divnorm, no guard": _patched(
+              functools.partial(divnorm.rms_norm, reduction_axes=-1, sigma=sigma),
+              **{"presets.inverse_scale": _unguarded}),
+          "plain rms": plain_rms,
+          "guarded rms": guarded_rms,
+      },
+  }
+
+
+def _function_programs(f, x, w):
+  fwd = jax.jit(f)
+  fwdbwd = jax.jit(jax.grad(lambda x, w: jnp.sum(f(x).astype(jnp.float32) * w)))
+  return {"fwd": (fwd, (x,)), "fwd+bwd": (fwdbwd, (x, w))}
+
+
+def _module_programs(module, x, w):
+  variables = module.init(jax.random.key(0), x)
+  params = variables["params"]
+
+  def loss(x, params, w):
+    return jnp.sum(module.apply({"params": params}, x).astype(jnp.float32) * w)
+
+  return {"fwd+bwd": (jax.jit(jax.grad(loss, argnums=(0, 1))), (x, params, w))}
+
+
+def modules() -> dict:
+  """Name -> module, at flax's defaults (scale and bias on)."""
+  return {"LN module": {"flax": nn.LayerNorm(), "divnorm.linen": dl.LayerNorm()},
+          "RMS module": {"flax": nn.RMSNorm(), "divnorm.linen": dl.RMSNorm()}}
+
+
+# ---- the compiled program ------------------------------------------------------------------
+
+def kernels(hlo_text: str) -> list[str]:
+  """The launched operations of the entry computation: ``opcode`` or ``fusion:kind``."""
+  out, entry = [], False
+  for line in hlo_text.splitlines():
+    if line.startswith("ENTRY"):
+      entry = True
+      continue
+    if entry and line.startswith("}"):
+      break
+    m = LAUNCHED.match(line) if entry else None
+    if not m or m.group(1) in NOT_LAUNCHED:
+      continue
+    op, rest = m.group(1), m.group(2)
+    kind = re.search(r"kind=(k\w+)", rest)
+    name = op + (":" + kind.group(1)[1:] if kind else "")
+    if "__triton" in rest or "triton" in rest.split("calls=")[-1][:80]:
+      name += "(triton)"
+    out.append(name)
+  return out
+
+
+def summary(names: list[str]) -> str:
+  counts: dict[str, int] = {}
+  for n in names:
+    counts[n] = counts.get(n, 0) + 1
+  return ", ".join(f"{c} {n}" for n, c in sorted(counts.items()))
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+def group_rows(label, programs: dict, pass_name: str, rounds: int, target_s: float,
+               hlo_out: list[str] | None) -> list[str]:
+  """One interleaved timing of every contender of a group (one pass), and its table rows."""
+  exes, info = {}, {}
+  for name, progs in programs.items():
+    if pass_name not in progs:
+      continue
+    fn, args = progs[pass_name]
+    exe = fn.lower(*args).compile()
+    text = exe.as_text()
+    ks = kernels(text)
+    info[name] = (len(ks), summary(ks), xla.bytes_accessed(exe))
+    exes[name] = functools.partial(exe, *args)
+    if hlo_out is not None:
+      hlo_out += [f"===== {label} {pass_name}: {name} =====", text, ""]
+  t = timing.interleaved(exes, rounds=rounds, target_s=target_s)
+  refs = [n for n in exes if n.startswith("flax")]
+  rows = []
+  for name in exes:
+    n_k, kinds, nbytes = info[name]
+    vs = " / ".join(str(t.ratio(name, r)) for r in refs)
+    rows.append(f"| {label} | {pass_name} | {name} | {n_k} | {kinds} | {nbytes / 1e6:.1f} | "
+                f"{t.median(name) * 1e3:.4f} | {vs} |")
+  return rows
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--out", default=os.environ.get("OUT") or "gpu_fusion_out")
+  p.add_argument("--quick", action="store_true", help="one tiny shape, 2 rounds (CPU smoke)")
+  p.add_argument("--rounds", type=int, default=9)
+  args = p.parse_args(argv)
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  rounds, target_s = (2, 0.0) if args.quick else (args.rounds, 0.02)
+  cmd = "python -m benchmarks.gpu_fusion " + " ".join(argv if argv is not None else sys.argv[1:])
+  lines = [f"Command: `{cmd.strip()}`", "", *report.machine(), "",
+           "Kernels: the launched operations of XLA's compiled entry computation (fusions with "
+           "their kind, custom calls, unfused reductions and copies). MB: XLA cost analysis "
+           "bytes accessed. Ratios: time / each flax reference of the group (listed first), "
+           "median (min-max) of interleaved rounds.", "",
+           "| shape dtype | pass | contender | kernels | which | MB | ms | / flax |",
+           "|---|---|---|---|---|---|---|---|"]
+  hlo: list[str] = []
+  t0 = time.time()
+  for i, (shape, dtype) in enumerate(SHAPES["quick" if args.quick else "full"]):
+    x = jax.random.normal(jax.random.key(0), shape, jnp.float32).astype(dtype)
+    w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+    keep = hlo if i == 0 else None
+    groups = {k: {n: _function_programs(f, x, w) for n, f in fs.items()}
+              for k, fs in functional(len(shape)).items()}
+    groups.update({k: {n: _module_programs(m, x, w) for n, m in ms.items()}
+                   for k, ms in modules().items()})
+    for kind, programs in groups.items():
+      for pass_name in ("fwd", "fwd+bwd"):
+        if not any(pass_name in progs for progs in programs.values()):
+          continue
+        label = f"{kind} {'x'.join(map(str, shape))} {dtype}"
+        try:
+          rows = group_rows(label, programs, pass_name, rounds, target_s, keep)
+        except Exception as e:  # noqa: BLE001 - one failing group must not stop the run
+          rows = [f"| {label} | {pass_name} | FAILED: {type(e).__name__}: {e} |"]
+        lines += rows
+        print("\n".join(rows), flush=True)
+        (out / "gpu_fusion.md").write_text("\n".join(lines) + "\n")
+    (out / "gpu_fusion_hlo.txt").write_text("\n".join(hlo))
+  lines += ["", f"Total {time.time() - t0:.0f} s."]
+  (out / "gpu_fusion.md").write_text("\n".join(lines) + "\n")
+  print(lines[-1])
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
