@@ -246,3 +246,37 @@ def test_a_spread_beyond_float32_is_nan_never_a_silent_zero(call, scale):
   x = (scale * np.random.default_rng(12).normal(size=(2, 6, 6, 4))).astype(np.float32)
   for fv in (None, True):
     assert np.isnan(np.asarray(call(x, fv))).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_overflow_guard_is_nan_at_inf_and_rsqrt_elsewhere(dtype, x64):
+  from divnorm._src.statistics import inverse_scale, variance_floor
+  big = np.finfo(dtype).max
+  var = np.array([0.0, 1e-30, 1.0, 1e30, big, np.inf, np.nan], dtype)
+  r = np.asarray(jax.jit(inverse_scale)(jnp.asarray(var), 0.5))
+  d = var + dtype(0.25) + dtype(variance_floor(dtype))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    expected = 1 / np.sqrt(d)
+  np.testing.assert_allclose(r[:5], expected[:5], rtol=4 * np.finfo(dtype).eps)
+  assert r[4] > 0  # the largest finite variance still scales: rsqrt(max) > 0
+  assert np.isnan(r[5:]).all()  # overflowed (inf) or NaN: NaN, never rsqrt(inf) = 0
+
+
+def test_rms_norm_reaches_its_output_through_a_chain_of_one_operand_ops():
+  # XLA's GPU backend makes a row normalization one Triton kernel only where the statistics
+  # reach the output through one-operand ops; a guard that reads the variance twice, or
+  # compares and selects, split rms_norm's forward into 2-3 kernels on an H200
+  # (BENCHMARKS.md, "GPU (NVIDIA H200)").
+  jaxpr = jax.make_jaxpr(lambda x: divnorm.rms_norm(x, sigma=0.1))(jnp.ones((4, 8))).jaxpr
+  prims = [e.primitive.name for e in jaxpr.eqns]
+  assert prims.count("reduce_sum") == 1
+  assert not {"select_n", "lt", "gt", "ne", "eq", "is_finite"} & set(prims), prims
+
+  def users(var):
+    return [e for e in jaxpr.eqns if any(v is var for v in e.invars)]
+
+  (reduce,) = [e for e in jaxpr.eqns if e.primitive.name == "reduce_sum"]
+  chain = users(reduce.outvars[0])
+  while len(chain) == 1 and chain[0].outvars[0].aval.size < 32:  # the statistics' chain
+    chain = users(chain[0].outvars[0])
+  assert len(chain) == 1 and chain[0].outvars[0].aval.shape == (4, 8), chain  # the output
