@@ -23,6 +23,10 @@ analysis counts, and its time in one interleaved run against flax's:
 - the modules at flax's defaults (scale and bias on): `divnorm.linen.LayerNorm` and
   ``RMSNorm`` against flax.linen's, forward+backward in the input and the parameters.
 
+Each float32 forward of layer and RMS norm also gets its largest error against float64 at
+offsets 0, 1e4 and 1e6 (unit spread), as the device computes it: a faster form must keep
+divnorm's accuracy at large offsets.
+
 Writes ``gpu_fusion.md`` (the tables) and ``gpu_fusion_hlo.txt`` (every compiled program of
 the first shape) under ``--out``; a diagnosis, no library code depends on it.
 
@@ -216,9 +220,30 @@ def summary(names: list[str]) -> str:
 
 # ---- the run -------------------------------------------------------------------------------
 
+OFFSETS = (0.0, 1e4, 1e6)
+
+
+def reference(kind: str, x: np.ndarray) -> np.ndarray:
+  """Layer norm (``kind`` "LN") or RMS norm over the last axis in float64, epsilon `EPS`."""
+  v = x - x.mean(-1, keepdims=True) if kind == "LN" else x
+  return v / np.sqrt((v * v).mean(-1, keepdims=True) + EPS)
+
+
+def errors(kind: str, fn, x: jax.Array) -> str:
+  """The largest error of the float32 forward `fn` against float64 at each offset of
+  `OFFSETS` added to `x` (unit spread): accuracy on the device that compiled it."""
+  out = []
+  for offset in OFFSETS:
+    xo = x + np.float32(offset)
+    y = np.asarray(fn(xo), np.float64)
+    out.append(float(np.max(np.abs(y - reference(kind, np.asarray(xo, np.float64))))))
+  return " / ".join(f"{e:.1e}" for e in out)
+
+
 def group_rows(label, programs: dict, pass_name: str, rounds: int, target_s: float,
-               hlo_out: list[str] | None) -> list[str]:
-  """One interleaved timing of every contender of a group (one pass), and its table rows."""
+               hlo_out: list[str] | None, kind: str | None = None) -> list[str]:
+  """One interleaved timing of every contender of a group (one pass), and its table rows;
+  with `kind` ("LN" or "RMS"), also each float32 forward's error (`errors`)."""
   exes, info = {}, {}
   for name, progs in programs.items():
     if pass_name not in progs:
@@ -229,16 +254,18 @@ def group_rows(label, programs: dict, pass_name: str, rounds: int, target_s: flo
     ks = kernels(text)
     info[name] = (len(ks), summary(ks), xla.bytes_accessed(exe))
     exes[name] = functools.partial(exe, *args)
+    if kind and pass_name == "fwd" and args[0].dtype == jnp.float32:
+      info[name] += (errors(kind, exe, args[0]),)
     if hlo_out is not None:
       hlo_out += [f"===== {label} {pass_name}: {name} =====", text, ""]
   t = timing.interleaved(exes, rounds=rounds, target_s=target_s)
   refs = [n for n in exes if n.startswith("flax")]
   rows = []
   for name in exes:
-    n_k, kinds, nbytes = info[name]
+    n_k, kinds, nbytes, *error = info[name]
     vs = " / ".join(str(t.ratio(name, r)) for r in refs)
     rows.append(f"| {label} | {pass_name} | {name} | {n_k} | {kinds} | {nbytes / 1e6:.1f} | "
-                f"{t.median(name) * 1e3:.4f} | {vs} |")
+                f"{t.median(name) * 1e3:.4f} | {vs} | {error[0] if error else ''} |")
   return rows
 
 
@@ -256,9 +283,11 @@ def main(argv=None) -> int:
            "Kernels: the launched operations of XLA's compiled entry computation (fusions with "
            "their kind, custom calls, unfused reductions and copies). MB: XLA cost analysis "
            "bytes accessed. Ratios: time / each flax reference of the group (listed first), "
-           "median (min-max) of interleaved rounds.", "",
-           "| shape dtype | pass | contender | kernels | which | MB | ms | / flax |",
-           "|---|---|---|---|---|---|---|---|"]
+           "median (min-max) of interleaved rounds. Error: the float32 forward's largest "
+           "error against float64 at offsets 0 / 1e4 / 1e6 added to N(0, 1) data, on this "
+           "device.", "",
+           "| shape dtype | pass | contender | kernels | which | MB | ms | / flax | error |",
+           "|---|---|---|---|---|---|---|---|---|"]
   hlo: list[str] = []
   t0 = time.time()
   for i, (shape, dtype) in enumerate(SHAPES["quick" if args.quick else "full"]):
@@ -275,7 +304,8 @@ def main(argv=None) -> int:
           continue
         label = f"{kind} {'x'.join(map(str, shape))} {dtype}"
         try:
-          rows = group_rows(label, programs, pass_name, rounds, target_s, keep)
+          rows = group_rows(label, programs, pass_name, rounds, target_s, keep,
+                            kind if kind in ("LN", "RMS") else None)
         except Exception as e:  # noqa: BLE001 - one failing group must not stop the run
           rows = [f"| {label} | {pass_name} | FAILED: {type(e).__name__}: {e} |"]
         lines += rows

@@ -148,5 +148,13 @@ def test_gpu_fusion_quick_mode_times_every_contender(tmp_path):
       len(v) for v in gpu_fusion.modules().values())
   assert len(rows) == expected and "FAILED" not in text
   assert all(int(r[3]) >= 1 and float(r[6]) > 0 for r in rows)
+  errors = {r[2]: [float(e) for e in r[8].split(" |")[0].split(" / ")] for r in rows
+            if r[0] == "| LN 2x4x16 float32" and r[1] == "fwd"}
+  assert set(errors) == set(functions["LN"])
+  for name, errs in errors.items():  # offsets 0, 1e4, 1e6
+    if name in ("flax one-pass", "flax two-pass", "plain two-pass"):
+      assert errs[2] > 1e-2, (name, errs)  # unshifted float32 sums lose digits at 1e6
+    else:
+      assert max(errs) < 1e-5, (name, errs)  # a shift from the data: accurate at any offset
   assert "===== LN 2x4x16 float32 fwd: divnorm two-pass =====" in (
       tmp_path / "gpu_fusion_hlo.txt").read_text()
