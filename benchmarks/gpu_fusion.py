@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import pathlib
 import re
@@ -52,6 +53,7 @@ from jax import lax
 import divnorm
 import divnorm.linen as dl
 from benchmarks import report, timing, xla
+from divnorm._src.statistics import variance_floor
 
 EPS = 1e-6  # flax's default epsilon; divnorm's sigma = sqrt(EPS)
 SHAPES = {"full": [((8, 512, 768), "float32"), ((8, 512, 768), "bfloat16"),
@@ -96,7 +98,7 @@ def plain_rms(x):
 def guarded_rms(x):
   x32 = x.astype(jnp.float32)
   var = _mean(jnp.square(x32))
-  r = lax.rsqrt(var + EPS + np.float32(2.0 ** -42))
+  r = lax.rsqrt(var + EPS + np.float32(variance_floor(np.float32)))
   r = r + lax.stop_gradient(jnp.where(var < np.float32(np.inf), np.float32(0), np.nan))
   return (x32 * r).astype(x.dtype)
 
@@ -104,8 +106,6 @@ def guarded_rms(x):
 def _patched(f, **names):
   """`f` traced with divnorm's private `names` replaced (module path -> object): one of its
   constructions left out of its own program, for this diagnosis only."""
-  import importlib
-
   def g(x):
     saved = []
     for dotted, new in names.items():
@@ -127,14 +127,14 @@ def _no_barrier(t, n):
 
 def _unguarded(var, sigma, dt=None):
   dt = var.dtype if dt is None else dt
-  return lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(2.0 ** -42, dt))
+  return lax.rsqrt(var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt))
 
 
 def _flax(module):
   return lambda x: module.apply({}, x)
 
 
-def functional(ndim: int) -> dict:
+def functional() -> dict:
   """Name -> f(x) for layer norm and RMS norm over the last axis."""
   sigma = float(np.sqrt(EPS))
   bare = dict(use_scale=False, use_bias=False, epsilon=EPS)
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
     keep = hlo if i == 0 else None
     groups = {k: {n: _function_programs(f, x, w) for n, f in fs.items()}
-              for k, fs in functional(len(shape)).items()}
+              for k, fs in functional().items()}
     groups.update({k: {n: _module_programs(m, x, w) for n, m in ms.items()}
                    for k, ms in modules().items()})
     for kind, programs in groups.items():

@@ -143,7 +143,7 @@ def test_gpu_fusion_quick_mode_times_every_contender(tmp_path):
   assert gpu_fusion.main(["--quick", "--out", str(tmp_path)]) == 0
   text = (tmp_path / "gpu_fusion.md").read_text()
   rows = [r.split(" | ") for r in text.splitlines() if r.startswith("| ") and "---" not in r][1:]
-  functions = gpu_fusion.functional(3)
+  functions = gpu_fusion.functional()
   expected = 2 * sum(len(v) for v in functions.values()) + sum(
       len(v) for v in gpu_fusion.modules().values())
   assert len(rows) == expected and "FAILED" not in text
