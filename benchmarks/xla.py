@@ -13,11 +13,12 @@ def compiled(fn: Callable, *args):
 
 
 def bytes_accessed(exe) -> float:
-  """XLA's ``cost_analysis()['bytes accessed']`` of the compiled `exe`."""
+  """XLA's ``cost_analysis()['bytes accessed']`` of the compiled `exe` (NaN if XLA has
+  none: a program compiled without its device)."""
   cost = exe.cost_analysis()
   if isinstance(cost, list | tuple):  # older JAX: one dict per program
     cost = cost[0]
-  return float(cost.get("bytes accessed", float("nan")))
+  return float((cost or {}).get("bytes accessed", float("nan")))
 
 
 def temp_bytes(exe) -> int:

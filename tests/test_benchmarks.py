@@ -137,6 +137,24 @@ def test_gpu_fusion_counts_the_launched_kernels():
   assert kernels(hlo) == ["fusion:Custom(triton)"]
 
 
+def test_gpu_kernels_builds_every_program_and_reads_a_device_report():
+  # The programs compile here for the CPU (no CUDA plugin in CI); on a described GPU the
+  # same `rows` call is what `python -m benchmarks.gpu_kernels` prints.
+  import jax
+
+  from benchmarks import gpu_fusion, gpu_kernels
+  got = gpu_kernels.rows(lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype),
+                         gpu_fusion.SHAPES["quick"])
+  expected = 2 * (sum(len(v) for v in gpu_fusion.functional().values())
+                  + sum(len(v) for v in gpu_fusion.modules().values()))
+  assert len(got) == expected and all(len(ks) >= 1 for *_, ks in got)
+  report = ("| shape dtype | pass | contender | kernels | which | MB | ms |\n|---|---|\n"
+            "| LN 8x512x768 float32 | fwd | flax two-pass | 1 | 1 fusion:Custom(triton) | 25.2 "
+            "| 0.05 |\n| LN 8x512x768 float32 | fwd | x | FAILED: ValueError |\n")
+  assert gpu_kernels.device_counts(report) == {
+      ("LN 8x512x768 float32", "fwd", "flax two-pass"): (1, "1 fusion:Custom(triton)")}
+
+
 @pytest.mark.slow
 def test_gpu_fusion_quick_mode_times_every_contender(tmp_path):
   from benchmarks import gpu_fusion

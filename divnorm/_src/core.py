@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from divnorm._src.checks import (
   check_bool,
@@ -45,6 +46,7 @@ from divnorm._src.statistics import (
   copies,
   inverse_scale,
   pick_statistics,
+  row_two_pass,
   scale,
   stats_shape,
   suppression_count,
@@ -112,10 +114,13 @@ def normalize(
       same whole axes). ``True`` (Flax's ``use_fast_variance=True``): one-pass sums
       (`statistics.one_pass`), which read `x` once for both statistics, for box fields
       whose whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive
-      norm across channels, whose windows may differ). Both keep float32 accuracy at large
-      offsets: measured error against float64 at offsets 0, 1e4 and 1e6 (unit spread, every
-      preset) at most 8.1e-7 two-pass and 3.0e-6 one-pass, where Flax's one-pass is off
-      by 40 at 1e4 (``python -m benchmarks.numerics``; README, "Numerics").
+      norm across channels, whose windows may differ). On a CUDA GPU, a field of the last
+      axis alone (layer norm of features, no mask) takes `statistics.row_two_pass` in both
+      modes: XLA fuses it into one kernel per row that reads `x` once, faster there than
+      one-pass sums. Both keep float32 accuracy at large offsets: measured error against
+      float64 at offsets 0, 1e4 and 1e6 (unit spread, every preset) at most 8.1e-7
+      two-pass and 3.0e-6 one-pass, where Flax's one-pass is off by 40 at 1e4
+      (``python -m benchmarks.numerics``; README, "Numerics").
     alpha: the exponent of ``|v|`` in the suppression (> 0), fixed or learned.
     epsilon: the exponent of the suppression (finite), fixed or learned; a negative one
       multiplies by it (IGDN).
@@ -151,7 +156,7 @@ def normalize(
   dt = stat_dtype(x.dtype)
   args = (x.astype(dt), jnp.asarray(sigma, dt), mask, statistics, a, b, border, axis_name)
   if statistics in BOX_STRATEGIES:  # the paper's formula over boxes: the derivative below
-    y, v, _ = normalized(*args)
+    y, v, _ = box_normalized(*args)
   else:  # weighted fields, generalized suppression: JAX differentiates the formula
     y, v, _ = formula(*args, epsilon=epsilon)
   if return_centered:
@@ -173,8 +178,9 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   sigma = jnp.asarray(sigma, dt)
-  y, v, stats = normalized(x.astype(dt), sigma, mask, pick_statistics(field, field, fast_variance),
-                           field, field, "valid", axis_name)
+  y, v, stats = box_normalized(x.astype(dt), sigma, mask,
+                               pick_statistics(field, field, fast_variance), field, field,
+                               "valid", axis_name)
   return y, v, inverse_scale(stats.var, sigma), stats
 
 
@@ -215,6 +221,37 @@ def formula(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: 
   v = select((x - stats.shift) - stats.mean, mask)  # v = x - E_A[x]
   y = select(scale(v, stats.var, sigma, epsilon), mask)  # y = v / (sigma^2 + E_B[v^2])^eps
   return y, v, stats
+
+
+def row_field(x: jax.Array, a, b, border: str, mask, axis_name) -> bool:
+  """Whether `row_two_pass` serves these fields on a GPU: ``A = B`` = `x`'s last axis,
+  whole, with no mask, mapped axis or zero border."""
+  return (isinstance(a, Field) and a == b == Field((x.ndim - 1,), ()) and mask is None
+          and axis_name is None and border == "valid")
+
+
+def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
+                   statistics: Strategy, a: Field, b: Field, border: str, axis_name):
+  """`normalized`, or on a CUDA GPU over the last axis alone (`row_field`), `formula`
+  with `row_two_pass` differentiated by JAX, whichever `fast_variance` picked.
+
+  The choice is made where the program is lowered (``lax.platform_dependent``), so one
+  jitted function takes each backend's fast path. XLA's GPU backend makes that row
+  normalization one Triton kernel, forward and backward, which reads each row once for
+  both statistics: faster there than `one_pass` sums (2-6 kernels, flax's as ours) and
+  than `normalized`'s derivative, written for XLA's CPU backend (5-7 kernels;
+  BENCHMARKS.md, "GPU"). Elsewhere, and on every other field, `normalized`.
+  """
+  def default(x, sigma):
+    return normalized(x, sigma, mask, statistics, a, b, border, axis_name)
+
+  if not row_field(x, a, b, border, mask, axis_name):
+    return default(x, sigma)
+
+  def fused_rows(x, sigma):
+    return formula(x, sigma, None, row_two_pass, a, b, border, None)
+
+  return lax.platform_dependent(x, sigma, default=default, cuda=fused_rows)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))

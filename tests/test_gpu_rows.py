@@ -1,0 +1,170 @@
+"""Layer norm over the last axis on a GPU: `statistics.row_two_pass`, differentiated by JAX,
+chosen where a program is lowered for CUDA (`core.box_normalized`).
+
+The fused path runs here on the CPU, called directly, against `two_pass` and the core's
+written-out derivative; which path a call takes is read from its program lowered for CUDA
+(``jax.export``, no GPU needed). Its kernel count on an H200 is in BENCHMARKS.md, "GPU".
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.test_util import check_grads
+
+import divnorm
+import divnorm.linen as dl
+import divnorm.nnx as dnnx
+from divnorm._src import core, statistics
+from divnorm._src.fields import Field
+from tests import reference as ref
+
+
+def _x(shape, seed=0, offset=0.0):
+  return (offset + np.random.default_rng(seed).normal(size=shape)).astype(np.float32)
+
+
+def _row(x):
+  return Field((x.ndim - 1,), ())
+
+
+def _fused(x, sigma):
+  """What a CUDA GPU runs for layer norm over the last axis: ``(y, v, stats)``."""
+  a = _row(x)
+  return core.formula(x, sigma, None, statistics.row_two_pass, a, a, "valid", None)
+
+
+def _core(x, sigma, strategy=statistics.two_pass):
+  """What every other backend runs: ``(y, v, stats)``, with the core's derivative."""
+  a = _row(x)
+  return core.normalized(x, sigma, None, strategy, a, a, "valid", None)
+
+
+# ---- the same numbers as two_pass --------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(3, 1), (3, 2), (2, 5, 7), (4, 768)])
+@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6])
+def test_row_two_pass_is_two_pass_bit_for_bit(shape, offset):
+  x = jnp.asarray(_x(shape, offset=offset))
+  a = _row(x)
+  fused = statistics.row_two_pass(x, a, a, border="valid")
+  core_stats = statistics.two_pass(x, a, a, border="valid")
+  for name, p, q in zip(statistics.Stats._fields, fused, core_stats, strict=True):
+    np.testing.assert_array_equal(p, q, err_msg=name)
+  np.testing.assert_array_equal(_fused(x, jnp.float32(0.1))[0],
+                                _core(x, jnp.float32(0.1))[0])
+
+
+def test_row_two_pass_keeps_non_finite_rows_to_themselves():
+  x = _x((4, 6))
+  x[1, 0], x[2, 3] = np.inf, np.nan
+  y = np.asarray(_fused(jnp.asarray(x), jnp.float32(0.1))[0])
+  assert np.isfinite(y[[0, 3]]).all() and np.isnan(y[[1, 2]]).all()
+  np.testing.assert_array_equal(y[[0, 3]],
+                                np.asarray(_core(jnp.asarray(x), jnp.float32(0.1))[0])[[0, 3]])
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6])
+def test_fused_rows_are_accurate_at_large_offsets(offset):
+  # Float32 against float64: the shift keeps every digit (two_pass is within 8.1e-7 here).
+  x = _x((16, 768), seed=1, offset=offset)
+  y = np.asarray(jax.jit(_fused)(jnp.asarray(x), jnp.float32(1e-3))[0], np.float64)
+  x = x.astype(np.float64)
+  v = x - x.mean(-1, keepdims=True)
+  expected = v / np.sqrt(1e-6 + (v * v).mean(-1, keepdims=True))
+  assert np.max(np.abs(y - expected)) < 2e-6
+
+
+# ---- JAX's derivative of the fused path is the core's ------------------------------------
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_fused_rows_derivative_matches_the_core(offset):
+  x = jnp.asarray(_x((6, 33), seed=2, offset=offset))
+  expected_y, _ = ref.normalize(np.asarray(x), (1,), sigma=0.3)
+  np.testing.assert_allclose(_fused(x, jnp.float32(0.3))[0], expected_y, atol=2e-6)
+  w = jnp.asarray(_x((6, 33), seed=3))
+  sigma = jnp.full((6, 1), 0.3, jnp.float32)
+
+  def loss(path):
+    return lambda x, s: jnp.sum(path(x, s)[0] * w) + jnp.sum(path(x, s)[1] * w) ** 2 / 100
+
+  for got, want in zip(jax.grad(loss(_fused), argnums=(0, 1))(x, sigma),
+                       jax.grad(loss(_core), argnums=(0, 1))(x, sigma), strict=True):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_fused_rows_gradient_against_float64(x64):
+  x = _x((3, 9), seed=4).astype(np.float64)
+  check_grads(lambda x: _fused(x, jnp.float64(0.2))[0], (jnp.asarray(x),), order=2,
+              modes=("rev",))
+
+
+def test_fused_rows_have_finite_gradients_at_sigma_zero_and_nan_at_overflow():
+  x = jnp.ones((3, 8), jnp.float32)  # constant rows: v = 0, E[v^2] = 0
+  g = jax.grad(lambda x, s: jnp.sum(_fused(x, s)[0] * 2.0), argnums=(0, 1))(x, jnp.float32(0))
+  assert all(np.isfinite(t).all() for t in g)
+  spread = jnp.asarray([[0.0, 3e38, -3e38, 0.0]], jnp.float32)  # E[v^2] overflows float32
+  assert np.isnan(np.asarray(_fused(spread, jnp.float32(0))[0])).all()
+
+
+# ---- which path a program takes, read from its lowering ----------------------------------
+
+def _lowered(f, *args, platform):
+  return jax.export.export(jax.jit(f), platforms=(platform,))(*args).mlir_module()
+
+
+def _takes_fused_rows(f, *args, platform="cuda"):
+  # The core's path keeps x - k behind optimization barriers (`statistics.copies`); the
+  # fused path has none, and no reduce of the shift's two entries.
+  return "optimization_barrier" not in _lowered(f, *args, platform=platform)
+
+
+LAST_AXIS = {
+  "layer_norm two-pass": lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1),
+  "layer_norm one-pass": lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1,
+                                                      fast_variance=True),
+  "normalize": lambda x: divnorm.normalize(x, (2,), sigma=0.1),
+  "gradient": jax.grad(lambda x: jnp.sum(divnorm.layer_norm(x, reduction_axes=-1) ** 3)),
+  "vmap": jax.vmap(lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1)),
+}
+OTHER_FIELDS = {
+  "over (1, 2)": lambda x: divnorm.layer_norm(x, reduction_axes=(1, 2), sigma=0.1),
+  "first axis": lambda x: divnorm.normalize(x, (0,), sigma=0.1),
+  "masked": lambda x: divnorm.layer_norm(x, reduction_axes=-1, mask=x > 0),
+  "windowed": lambda x: divnorm.normalize(x, {2: 3}, sigma=0.1),
+  "grouped": lambda x: divnorm.group_norm(x, num_groups=2, sigma=0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAST_AXIS))
+def test_the_last_axis_takes_fused_rows_on_cuda_only(name):
+  x = jnp.asarray(_x((2, 3, 8)))
+  assert _takes_fused_rows(LAST_AXIS[name], x)
+  assert not _takes_fused_rows(LAST_AXIS[name], x, platform="cpu")
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_FIELDS))
+def test_other_fields_keep_the_core_on_cuda(name):
+  assert not _takes_fused_rows(OTHER_FIELDS[name], jnp.asarray(_x((2, 3, 8))))
+
+
+def test_the_layer_norm_modules_take_fused_rows_on_cuda():
+  x = jnp.asarray(_x((2, 3, 8)))
+  variables = dl.LayerNorm().init(jax.random.key(0), x)
+  assert _takes_fused_rows(lambda v, x: dl.LayerNorm().apply(v, x), variables, x)
+  graph, state = nnx.split(dnnx.LayerNorm(8, rngs=nnx.Rngs(0)))
+  assert _takes_fused_rows(lambda s, x: nnx.merge(graph, s)(x), state, x)
+  flax_variables = nn.LayerNorm().init(jax.random.key(0), x)
+  np.testing.assert_allclose(dl.LayerNorm().apply(flax_variables, x),
+                             nn.LayerNorm().apply(flax_variables, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_program_lowered_for_cuda_and_cpu_runs_the_core_here():
+  x = jnp.asarray(_x((4, 16), offset=1e4))
+  f = functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=0.1)
+  exported = jax.export.export(jax.jit(f), platforms=("cuda", "cpu"))(x)
+  np.testing.assert_array_equal(exported.call(x), jax.jit(f)(x))
