@@ -44,39 +44,52 @@ def _core(x, sigma, strategy=statistics.two_pass):
   return core.normalized(x, sigma, None, strategy, a, a, "valid", None)
 
 
-# ---- the same numbers as two_pass --------------------------------------------------------
+# ---- two_pass's numbers, around the row's maximum -----------------------------------------
 
 @pytest.mark.parametrize("shape", [(3, 1), (3, 2), (2, 5, 7), (4, 768)])
 @pytest.mark.parametrize("offset", [0.0, 1e4, 1e6])
-def test_row_two_pass_is_two_pass_bit_for_bit(shape, offset):
+def test_row_two_pass_gives_two_pass_statistics(shape, offset):
+  # Another shift (the row's maximum, not its first two entries' mean) changes only the
+  # rounding: E[x] to float32's resolution at the offset, E[v^2] to a few ulps.
   x = jnp.asarray(_x(shape, offset=offset))
   a = _row(x)
   fused = statistics.row_two_pass(x, a, a, border="valid")
   core_stats = statistics.two_pass(x, a, a, border="valid")
-  for name, p, q in zip(statistics.Stats._fields, fused, core_stats, strict=True):
-    np.testing.assert_array_equal(p, q, err_msg=name)
-  np.testing.assert_array_equal(_fused(x, jnp.float32(0.1))[0],
-                                _core(x, jnp.float32(0.1))[0])
+  np.testing.assert_allclose(fused.shift + fused.mean, core_stats.shift + core_stats.mean,
+                             rtol=2e-7, atol=1e-6)
+  np.testing.assert_allclose(fused.var, core_stats.var, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(fused.shift, np.max(np.asarray(x), -1, keepdims=True))
+  np.testing.assert_allclose(_fused(x, jnp.float32(0.1))[0], _core(x, jnp.float32(0.1))[0],
+                             atol=2e-6)
 
 
 def test_row_two_pass_keeps_non_finite_rows_to_themselves():
-  x = _x((4, 6))
-  x[1, 0], x[2, 3] = np.inf, np.nan
+  # No guard on the shift: a row holding inf or NaN is NaN, as on the core's path, and no
+  # other row reads its maximum.
+  x = _x((5, 6))
+  x[1, 0], x[2, 3], x[4] = np.inf, np.nan, -np.inf
   y = np.asarray(_fused(jnp.asarray(x), jnp.float32(0.1))[0])
-  assert np.isfinite(y[[0, 3]]).all() and np.isnan(y[[1, 2]]).all()
-  np.testing.assert_array_equal(y[[0, 3]],
-                                np.asarray(_core(jnp.asarray(x), jnp.float32(0.1))[0])[[0, 3]])
+  core_y = np.asarray(_core(jnp.asarray(x), jnp.float32(0.1))[0])
+  assert np.isfinite(y[[0, 3]]).all() and np.isnan(y[[1, 2, 4]]).all()
+  assert np.isnan(core_y[[1, 2, 4]]).all()
+  np.testing.assert_allclose(y[[0, 3]], core_y[[0, 3]], atol=2e-6)
 
 
-@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6])
-def test_fused_rows_are_accurate_at_large_offsets(offset):
-  # Float32 against float64: the shift keeps every digit (two_pass is within 8.1e-7 here).
-  x = _x((16, 768), seed=1, offset=offset)
+@pytest.mark.parametrize("shape", [(64, 768), (16, 4096), (256, 32)])
+@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6, 1e7])
+def test_fused_rows_are_accurate_at_large_offsets(shape, offset):
+  # Float32 against float64, within 4 ulps of the row's largest output: measured at most
+  # 2.9e-7 of it (two_pass: 2.0e-7), with or without the outlier; flax's two-pass,
+  # unshifted, is off by 0.15 at 1e6 (BENCHMARKS.md, "Layer norm over the last axis, by
+  # form").
+  x = _x(shape, seed=1, offset=offset)
+  x[0, 0] = offset + 50.0  # an outlier: the row's maximum is far from its mean
   y = np.asarray(jax.jit(_fused)(jnp.asarray(x), jnp.float32(1e-3))[0], np.float64)
   x = x.astype(np.float64)
   v = x - x.mean(-1, keepdims=True)
   expected = v / np.sqrt(1e-6 + (v * v).mean(-1, keepdims=True))
-  assert np.max(np.abs(y - expected)) < 2e-6
+  scale = np.finfo(np.float32).eps * np.abs(expected).max(-1, keepdims=True)
+  assert (np.abs(y - expected) / scale).max() < 4
 
 
 # ---- JAX's derivative of the fused path is the core's ------------------------------------
@@ -119,7 +132,7 @@ def _lowered(f, *args, platform):
 
 def _takes_fused_rows(f, *args, platform="cuda"):
   # The core's path keeps x - k behind optimization barriers (`statistics.copies`); the
-  # fused path has none, and no reduce of the shift's two entries.
+  # fused path has none.
   return "optimization_barrier" not in _lowered(f, *args, platform=platform)
 
 

@@ -14,9 +14,9 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   there than `two_pass`.
 - `one_pass` (``fast_variance=True``, Flax's default): sums of ``x`` and ``x^2`` in one
   read, for fields whose whole (and grouped) axes are the same in A and B.
-- `row_two_pass` (a CUDA GPU, the last axis alone, either ``fast_variance``): `two_pass`'s
-  numbers as the chain XLA's GPU backend fuses into one kernel per row, differentiated by
-  JAX; `core.box_normalized` chooses it where the program is lowered.
+- `row_two_pass` (a CUDA GPU, the last axis alone, either ``fast_variance``): two passes
+  around the row's maximum, the chain XLA's GPU backend fuses into one kernel per row,
+  differentiated by JAX; `core.box_normalized` chooses it where the program is lowered.
 - `weighted` (weighted fields, or the generalized suppression of `divnorm.normalize`):
   weighted means ``E_A[x]`` and a weighted mean or sum ``P_B[|v|^alpha]`` over kernels and
   mixings (`divnorm._src.weighted_fields`); its ``var`` is that pool. The box strategies
@@ -316,18 +316,24 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   """`two_pass` for XLA's GPU backend, over the last axis alone (layer norm of features).
 
   For ``A = B`` = the last axis, whole, with no mask and no mapped axis (`core.row_field`),
-  the same statistics as `two_pass`, bit for bit on one backend (the shift ``k`` is the
-  same value, and ``v = (x - k) - m`` is ``-((k - x) + m)`` exactly), written as the chain
-  XLA's GPU backend fuses into one Triton kernel per row: one ``v`` that feeds both the
-  variance and the output, no optimization barrier, and ``k`` from two slices, not a
-  reduce. Differentiated by JAX (`core.box_normalized`). Compiled for an H200, layer norm
-  over 768 features is 2 kernels forward and forward+backward, against 5-7 for `two_pass`
-  and `one_pass`; timed on one, that form took 0.95-1.04x flax's two-pass (1 kernel) on
-  32x2048x1024, against 1.62-1.97x (BENCHMARKS.md, "GPU").
+  written as the chain that XLA's GPU backend fuses into one Triton kernel per row, which
+  reads the row once for every statistic:
+  - the shift ``k`` is the row's maximum: a reduce, fused with the others, where
+    `shift`'s two entries would be a slice, a kernel of its own. It is a value of the
+    row, as `shift`'s is, so ``x - k`` is exact at any offset and every sum is of numbers
+    of the row's spread; float32 error against float64 at offsets 0, 1e4 and 1e6 as
+    `two_pass`'s (``tests/test_gpu_rows.py``);
+  - no guard on ``k``: a row holding inf or NaN is NaN either way, and no other row reads
+    its ``k``;
+  - one ``v = (x - k) - m`` feeds the variance and the output, with no optimization
+    barrier (`copies` serves XLA's CPU backend).
+  Differentiated by JAX (`core.box_normalized`). Compiled for an H200, layer norm over
+  768 features is then one kernel forward and forward+backward, as flax's two-pass, against
+  5-7 for `two_pass` and `one_pass` (``python -m benchmarks.gpu_kernels``; BENCHMARKS.md,
+  "GPU").
   """
   dt = x.dtype
-  k = x[..., :1] if x.shape[-1] == 1 else (x[..., :1] + x[..., 1:2]) / np.asarray(2, dt)
-  k = lax.stop_gradient(jnp.where(jnp.isfinite(k), k, jnp.zeros((), dt)))
+  k = lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
   pooled = field_sum(x - k, a.pooled)
   m = _mean(pooled, k, x.shape, a, border=border, mask=None, axis_name=None)
   v = (x - k) - m
