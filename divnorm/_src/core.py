@@ -241,8 +241,8 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
   once for both statistics, as flax's two-pass; `normalized`, whose derivative is written
   for XLA's CPU backend, is 5-7 kernels there in either mode, and one-pass sums 2-6
   (flax's as ours). On an H200, flax's one-kernel two-pass took 0.62-0.85x the time of its
-  one-pass (8x512x768, 32x2048x1024; BENCHMARKS.md, "GPU"). Elsewhere, and on every other field,
-  `normalized`.
+  one-pass (8x512x768, 32x2048x1024; BENCHMARKS.md, "GPU"). Elsewhere, and on every other
+  field, `normalized`.
   """
   def default(x, sigma):
     return normalized(x, sigma, mask, statistics, a, b, border, axis_name)
