@@ -4,8 +4,9 @@ XLA compiles for a GPU it is given as a description (`benchmarks/targets/h200.tx
 H200) instead of a device, so the fusion decisions that `benchmarks.gpu_fusion` reads from
 a device's compiled programs can be read on any machine: for each contender of
 `gpu_fusion` (layer and RMS norm over the last axis, functions and modules, forward and
-forward+backward), the launched kernels of its compiled program, with their kinds. No times: a kernel count is the structure a device run
-measures, not its speed.
+forward+backward), the launched kernels of its compiled program, with their kinds. No
+times, and no bytes (XLA's cost analysis needs the device): a kernel count is the structure
+a device run measures, not its speed.
 
 ``--compare REPORT`` checks the counts against a `gpu_fusion` report from a device (e.g.
 ``benchmarks/gpu_runs/2026-12-04/gpu_fusion_after.md``) and lists the rows that differ.
