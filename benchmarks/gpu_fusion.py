@@ -19,7 +19,9 @@ analysis counts, and its time in one interleaved run against flax's:
   `statistics.inverse_scale` did before it became ``rem(d, inf)``);
 - divnorm's own function with one construction replaced while it is traced:
   ``divnorm two-pass, no barrier`` (`statistics.copies` returns its copies without an
-  optimization barrier), ``divnorm, no guard`` (`inverse_scale` without the overflow guard);
+  optimization barrier; on a CUDA GPU layer norm over the last axis now takes
+  `statistics.row_two_pass`, which has none, so this is divnorm's own program there),
+  ``divnorm, no guard`` (`inverse_scale` without the overflow guard);
 - the modules at flax's defaults (scale and bias on): `divnorm.linen.LayerNorm` and
   ``RMSNorm`` against flax.linen's, forward+backward in the input and the parameters.
 
