@@ -8,6 +8,11 @@ forward+backward), the launched kernels of its compiled program, with their kind
 times, and no bytes (XLA's cost analysis needs the device): a kernel count is the structure
 a device run measures, not its speed.
 
+``--dropin`` counts instead the kernels of `benchmarks.dropin`'s forward+backward programs
+(every case, dtype and variance mode: flax's module, divnorm's linen module, flax's module
+without affine and divnorm's function), the structure behind the device check's drop-in
+tables.
+
 ``--compare REPORT`` checks the counts against a `gpu_fusion` report from a device (e.g.
 ``benchmarks/gpu_runs/2026-12-04/gpu_fusion_after.md``) and lists the rows that differ.
 
@@ -86,6 +91,32 @@ def rows(spec, shapes) -> list[tuple[str, str, str, list[str]]]:
   return out
 
 
+def dropin_rows(spec) -> list[str]:
+  """Table rows: the kernels of each `benchmarks.dropin` contender (forward+backward)."""
+  from benchmarks import dropin
+  out = []
+  for case, shape in dropin.CASES:
+    if case == "DN":
+      continue
+    for dtype in dropin.DTYPES:
+      for mode, fast in dropin.MODES.items():
+        x0 = jnp.zeros(shape, dtype)
+        x, w = spec(shape, dtype), spec(shape, jnp.float32)
+        theirs, ours, apply_kw = dropin._modules(case, shape, fast)
+        bare, _, bare_kw = dropin._modules(case, shape, fast, use_scale=False, use_bias=False)
+        counts = []
+        for module, kw in ((theirs, apply_kw), (ours, apply_kw), (bare, bare_kw)):
+          step, params = dropin._module_step(module, kw, x0)
+          params = jax.tree.map(lambda p: spec(p.shape, p.dtype), params)
+          counts.append(len(gpu_fusion.kernels(step.lower(x, params, w).compile().as_text())))
+        f = dropin._functional(case, shape, fast, bare.epsilon)
+        step = dropin._function_step(f)
+        counts.append(len(gpu_fusion.kernels(step.lower(x, w).compile().as_text())))
+        out.append(f"| {case} {'x'.join(map(str, shape))} | {dtype} | {mode} | "
+                   + " | ".join(map(str, counts)) + " |")
+  return out
+
+
 def device_counts(report_text: str) -> dict:
   """``(label, pass, contender) -> (count, kinds)`` from a `gpu_fusion` report."""
   counts = {}
@@ -102,6 +133,7 @@ def main(argv=None) -> int:
   p.add_argument("--target", type=pathlib.Path, default=TARGET)
   p.add_argument("--compare", type=pathlib.Path, help="a gpu_fusion report from a device")
   p.add_argument("--quick", action="store_true", help="gpu_fusion's quick shape only")
+  p.add_argument("--dropin", action="store_true", help="benchmarks.dropin's programs instead")
   args = p.parse_args(argv)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -117,6 +149,15 @@ def main(argv=None) -> int:
            "Kernels: the launched operations of XLA's compiled entry computation "
            "(`gpu_fusion.kernels`). XLA has no cost analysis for a program compiled without its "
            "device: no bytes, no times.", ""]
+  if args.dropin:
+    lines += ["Forward+backward (`benchmarks.dropin`'s programs): kernels of each.", "",
+              "| case | dtype | flax's mode | flax | divnorm.linen | flax, no affine | "
+              "functional |", "|---|---|---|---|---|---|---|"]
+    for row in dropin_rows(spec):
+      lines.append(row)
+      print(row, flush=True)
+    (out / "gpu_kernels.md").write_text("\n".join(lines) + "\n")
+    return 0
   measured = device_counts(args.compare.read_text()) if args.compare else {}
   header = "| shape dtype | pass | contender | kernels | which |"
   if measured:

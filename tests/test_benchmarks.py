@@ -155,6 +155,18 @@ def test_gpu_kernels_builds_every_program_and_reads_a_device_report():
       ("LN 8x512x768 float32", "fwd", "flax two-pass"): (1, "1 fusion:Custom(triton)")}
 
 
+def test_gpu_kernels_counts_every_dropin_program(monkeypatch):
+  import jax
+
+  from benchmarks import dropin, gpu_kernels
+  monkeypatch.setattr(dropin, "CASES", [("LN", (2, 4, 16)), ("BN", (2, 8, 8, 8)),
+                                         ("DN", (2, 8, 8, 8))])
+  monkeypatch.setattr(dropin, "DTYPES", {"float32": dropin.DTYPES["float32"]})
+  rows = gpu_kernels.dropin_rows(lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype))
+  assert len(rows) == 2 * len(dropin.MODES)  # DN has no flax module: not counted
+  assert all(int(n) >= 1 for r in rows for n in r.strip("| ").split(" | ")[3:])
+
+
 @pytest.mark.slow
 def test_gpu_fusion_quick_mode_times_every_contender(tmp_path):
   from benchmarks import gpu_fusion
