@@ -13,6 +13,11 @@ a device run measures, not its speed.
 without affine and divnorm's function), the structure behind the device check's drop-in
 tables.
 
+``--row_lengths`` counts the kernels of layer norm over last axes of 32 to 2^20 entries:
+divnorm's (`layer_norm`), the core's path forced (`core.normalized`, what the CPU runs) and
+flax's two-pass. XLA fuses a row into one Triton kernel only up to a length, and
+`core.FUSED_ROW_LIMIT` keeps longer rows on the core's path.
+
 ``--compare REPORT`` checks the counts against a `gpu_fusion` report from a device (e.g.
 ``benchmarks/gpu_runs/2026-12-04/gpu_fusion_after.md``) and lists the rows that differ.
 
@@ -117,6 +122,41 @@ def dropin_rows(spec) -> list[str]:
   return out
 
 
+ROW_SHAPES = [(20, 800), (4096, 32), (1024, 128), (256, 2048), (128, 4096), (64, 8192),
+              (32, 16384), (3, 5, 12289), (8, 16392), (16, 32768), (16, 65536), (4, 2**20)]
+
+
+def row_length_rows(spec, shapes=ROW_SHAPES) -> list[str]:
+  """Table rows: kernels forward / forward+backward of layer norm over the last axis."""
+  import functools
+
+  import flax.linen as nn
+
+  import divnorm
+  from divnorm._src import core, statistics
+  from divnorm._src.fields import Field
+
+  def core_path(x):
+    a = Field((x.ndim - 1,), ())
+    return core.normalized(x, jnp.float32(1e-3), None, statistics.two_pass, a, a, "valid",
+                           None)[0]
+
+  contenders = [functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=1e-3), core_path,
+                lambda x: nn.LayerNorm(use_scale=False, use_bias=False,
+                                       use_fast_variance=False).apply({}, x)]
+  out = []
+  for shape in shapes:
+    x, w = spec(shape, jnp.float32), spec(shape, jnp.float32)
+    cells = []
+    for f in contenders:
+      progs = gpu_fusion._function_programs(f, x, w)
+      counts = [len(gpu_fusion.kernels(fn.lower(*args).compile().as_text()))
+                for fn, args in progs.values()]
+      cells.append(" / ".join(map(str, counts)))
+    out.append(f"| {'x'.join(map(str, shape))} | " + " | ".join(cells) + " |")
+  return out
+
+
 def device_counts(report_text: str) -> dict:
   """``(label, pass, contender) -> (count, kinds)`` from a `gpu_fusion` report."""
   counts = {}
@@ -134,6 +174,7 @@ def main(argv=None) -> int:
   p.add_argument("--compare", type=pathlib.Path, help="a gpu_fusion report from a device")
   p.add_argument("--quick", action="store_true", help="gpu_fusion's quick shape only")
   p.add_argument("--dropin", action="store_true", help="benchmarks.dropin's programs instead")
+  p.add_argument("--row_lengths", action="store_true", help="LN over last axes of any length")
   args = p.parse_args(argv)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +195,15 @@ def main(argv=None) -> int:
               "| case | dtype | flax's mode | flax | divnorm.linen | flax, no affine | "
               "functional |", "|---|---|---|---|---|---|---|"]
     for row in dropin_rows(spec):
+      lines.append(row)
+      print(row, flush=True)
+    (out / "gpu_kernels.md").write_text("\n".join(lines) + "\n")
+    return 0
+  if args.row_lengths:
+    lines += ["Layer norm over the last axis, float32: kernels forward / forward+backward.", "",
+              "| shape | divnorm.layer_norm | the core's path | flax two-pass |",
+              "|---|---|---|---|"]
+    for row in row_length_rows(spec):
       lines.append(row)
       print(row, flush=True)
     (out / "gpu_kernels.md").write_text("\n".join(lines) + "\n")

@@ -167,6 +167,16 @@ def test_gpu_kernels_counts_every_dropin_program(monkeypatch):
   assert all(int(n) >= 1 for r in rows for n in r.strip("| ").split(" | ")[3:])
 
 
+def test_gpu_kernels_counts_layer_norm_over_any_row_length():
+  import jax
+
+  from benchmarks import gpu_kernels
+  rows = gpu_kernels.row_length_rows(lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype),
+                                     [(4, 8), (2, 3, 5)])
+  assert [r.split(" | ")[0] for r in rows] == ["| 4x8", "| 2x3x5"]
+  assert all(len(r.strip("| ").split(" | ")) == 4 for r in rows)
+
+
 @pytest.mark.slow
 def test_gpu_fusion_quick_mode_times_every_contender(tmp_path):
   from benchmarks import gpu_fusion

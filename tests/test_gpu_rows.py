@@ -165,6 +165,14 @@ def test_other_fields_keep_the_core_on_cuda(name):
   assert not _takes_fused_rows(OTHER_FIELDS[name], jnp.asarray(_x((2, 3, 8))))
 
 
+def test_rows_longer_than_xla_fuses_keep_the_core_on_cuda():
+  # Past 2**14 entries XLA's GPU backend no longer makes a row one kernel, and the fused
+  # path takes more kernels than the core's (compiled for an H200: BENCHMARKS.md, "GPU").
+  f = functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=0.1)
+  assert _takes_fused_rows(f, jnp.zeros((2, core.FUSED_ROW_LIMIT)))
+  assert not _takes_fused_rows(f, jnp.zeros((2, core.FUSED_ROW_LIMIT + 8)))
+
+
 def test_the_layer_norm_modules_take_fused_rows_on_cuda():
   x = jnp.asarray(_x((2, 3, 8)))
   variables = dl.LayerNorm().init(jax.random.key(0), x)

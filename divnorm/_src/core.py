@@ -224,11 +224,17 @@ def formula(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: 
   return y, v, stats
 
 
+# The longest row XLA's GPU backend fuses into one Triton kernel: compiled for an H200,
+# rows of 16384 entries are one kernel, of 16392 and more 7 forward and 13 forward+backward,
+# more than the core's path (`python -m benchmarks.gpu_kernels`; BENCHMARKS.md, "GPU").
+FUSED_ROW_LIMIT = 2**14
+
+
 def row_field(x: jax.Array, a, b, border: str, mask, axis_name) -> bool:
   """Whether `row_two_pass` serves these fields on a GPU: ``A = B`` = `x`'s last axis,
-  whole, with no mask, mapped axis or zero border."""
+  whole, of at most `FUSED_ROW_LIMIT` entries, with no mask, mapped axis or zero border."""
   return (isinstance(a, Field) and a == b == Field((x.ndim - 1,), ()) and mask is None
-          and axis_name is None and border == "valid")
+          and axis_name is None and border == "valid" and x.shape[-1] <= FUSED_ROW_LIMIT)
 
 
 def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
