@@ -115,13 +115,13 @@ def normalize(
       (`statistics.one_pass`), which read `x` once for both statistics, for box fields
       whose whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive
       norm across channels, whose windows may differ). On a CUDA GPU, a field of the last
-      axis alone (layer norm of features, no mask) takes `statistics.row_two_pass` in both
-      modes: XLA fuses it into one kernel per row that reads `x` once, as flax's two-pass,
-      which took 0.62-0.85x the time of one-pass sums on an H200. Both keep float32
-      accuracy at large offsets: measured error against float64 at offsets 0, 1e4 and 1e6
-      (unit spread, every preset) at most 8.1e-7 two-pass and 3.0e-6 one-pass, where
-      Flax's one-pass is off by 40 at 1e4 (``python -m benchmarks.numerics``; README,
-      "Numerics").
+      axis alone (layer norm of up to 16384 features, no mask) takes
+      `statistics.row_two_pass` in both modes: XLA fuses it into one kernel per row that
+      reads `x` once, as flax's two-pass, which took 0.62-0.85x the time of one-pass sums
+      on an H200. Both keep float32 accuracy at large offsets: measured error against
+      float64 at offsets 0, 1e4 and 1e6 (unit spread, every preset) at most 8.1e-7
+      two-pass and 3.0e-6 one-pass, where Flax's one-pass is off by 40 at 1e4
+      (``python -m benchmarks.numerics``; README, "Numerics").
     alpha: the exponent of ``|v|`` in the suppression (> 0), fixed or learned.
     epsilon: the exponent of the suppression (finite), fixed or learned; a negative one
       multiplies by it (IGDN).
