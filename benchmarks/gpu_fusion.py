@@ -174,9 +174,10 @@ def _function_programs(f, x, w):
   return {"fwd": (fwd, (x,)), "fwd+bwd": (fwdbwd, (x, w))}
 
 
-def _module_programs(module, x, w):
-  variables = module.init(jax.random.key(0), x)
-  params = variables["params"]
+def _module_programs(module, x, w, params=None):
+  """``{"fwd+bwd": (jitted grad in x and the parameters, args)}``; `params` default:
+  the module's own ``init`` on `x`."""
+  params = module.init(jax.random.key(0), x)["params"] if params is None else params
 
   def loss(x, params, w):
     return jnp.sum(module.apply({"params": params}, x).astype(jnp.float32) * w)

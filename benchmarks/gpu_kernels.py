@@ -34,6 +34,7 @@ environment keeps it out of the project's)::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pathlib
 import subprocess
@@ -42,10 +43,14 @@ import sys
 # Compile for the described device; JAX's check of the local CUDA installation needs one.
 os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from benchmarks import gpu_fusion, report  # noqa: E402
+import divnorm  # noqa: E402
+from benchmarks import dropin, gpu_fusion, report  # noqa: E402
+from divnorm._src import core, statistics  # noqa: E402
+from divnorm._src.fields import Field  # noqa: E402
 
 TARGET = pathlib.Path(__file__).parent / "targets" / "h200.txtpb"
 
@@ -61,6 +66,11 @@ def compiler(target: pathlib.Path = TARGET):
   return lambda shape, dtype: jax.ShapeDtypeStruct(shape, jnp.dtype(dtype), sharding=sharding)
 
 
+def kernel_count(fn, *args) -> int:
+  """The launched kernels of ``fn.lower(*args).compile()`` (`gpu_fusion.kernels`)."""
+  return len(gpu_fusion.kernels(fn.lower(*args).compile().as_text()))
+
+
 def programs(spec, shape, dtype) -> dict:
   """Group -> contender -> pass -> ``(jitted, args)``, as `gpu_fusion` builds them."""
   x, w = spec(shape, dtype), spec(shape, jnp.float32)
@@ -72,13 +82,9 @@ def programs(spec, shape, dtype) -> dict:
       params = jax.eval_shape(module.init, jax.random.key(0), jax.ShapeDtypeStruct(
           shape, jnp.dtype(dtype)))["params"]
       params = jax.tree.map(lambda p: spec(p.shape, p.dtype), params)
-
-      def loss(x, params, w, module=module):
-        return jnp.sum(module.apply({"params": params}, x).astype(jnp.float32) * w)
-
       groups[kind][name] = {
           "fwd": (jax.jit(lambda x, p, m=module: m.apply({"params": p}, x)), (x, params)),
-          "fwd+bwd": (jax.jit(jax.grad(loss, argnums=(0, 1))), (x, params, w))}
+          **gpu_fusion._module_programs(module, x, w, params)}
   return groups
 
 
@@ -98,7 +104,6 @@ def rows(spec, shapes) -> list[tuple[str, str, str, list[str]]]:
 
 def dropin_rows(spec) -> list[str]:
   """Table rows: the kernels of each `benchmarks.dropin` contender (forward+backward)."""
-  from benchmarks import dropin
   out = []
   for case, shape in dropin.CASES:
     if case == "DN":
@@ -112,11 +117,10 @@ def dropin_rows(spec) -> list[str]:
         counts = []
         for module, kw in ((theirs, apply_kw), (ours, apply_kw), (bare, bare_kw)):
           step, params = dropin._module_step(module, kw, x0)
-          params = jax.tree.map(lambda p: spec(p.shape, p.dtype), params)
-          counts.append(len(gpu_fusion.kernels(step.lower(x, params, w).compile().as_text())))
+          counts.append(kernel_count(step, x, jax.tree.map(lambda p: spec(p.shape, p.dtype),
+                                                           params), w))
         f = dropin._functional(case, shape, fast, bare.epsilon)
-        step = dropin._function_step(f)
-        counts.append(len(gpu_fusion.kernels(step.lower(x, w).compile().as_text())))
+        counts.append(kernel_count(dropin._function_step(f), x, w))
         out.append(f"| {case} {'x'.join(map(str, shape))} | {dtype} | {mode} | "
                    + " | ".join(map(str, counts)) + " |")
   return out
@@ -128,14 +132,6 @@ ROW_SHAPES = [(20, 800), (4096, 32), (1024, 128), (256, 2048), (128, 4096), (64,
 
 def row_length_rows(spec, shapes=ROW_SHAPES) -> list[str]:
   """Table rows: kernels forward / forward+backward of layer norm over the last axis."""
-  import functools
-
-  import flax.linen as nn
-
-  import divnorm
-  from divnorm._src import core, statistics
-  from divnorm._src.fields import Field
-
   def core_path(x):
     a = Field((x.ndim - 1,), ())
     return core.normalized(x, jnp.float32(1e-3), None, statistics.two_pass, a, a, "valid",
@@ -150,9 +146,7 @@ def row_length_rows(spec, shapes=ROW_SHAPES) -> list[str]:
     cells = []
     for f in contenders:
       progs = gpu_fusion._function_programs(f, x, w)
-      counts = [len(gpu_fusion.kernels(fn.lower(*args).compile().as_text()))
-                for fn, args in progs.values()]
-      cells.append(" / ".join(map(str, counts)))
+      cells.append(" / ".join(str(kernel_count(fn, *args)) for fn, args in progs.values()))
     out.append(f"| {'x'.join(map(str, shape))} | " + " | ".join(cells) + " |")
   return out
 
@@ -190,20 +184,19 @@ def main(argv=None) -> int:
            "Kernels: the launched operations of XLA's compiled entry computation "
            "(`gpu_fusion.kernels`). XLA has no cost analysis for a program compiled without its "
            "device: no bytes, no times.", ""]
+  table = None
   if args.dropin:
-    lines += ["Forward+backward (`benchmarks.dropin`'s programs): kernels of each.", "",
+    table = (["Forward+backward (`benchmarks.dropin`'s programs): kernels of each.", "",
               "| case | dtype | flax's mode | flax | divnorm.linen | flax, no affine | "
-              "functional |", "|---|---|---|---|---|---|---|"]
-    for row in dropin_rows(spec):
-      lines.append(row)
-      print(row, flush=True)
-    (out / "gpu_kernels.md").write_text("\n".join(lines) + "\n")
-    return 0
-  if args.row_lengths:
-    lines += ["Layer norm over the last axis, float32: kernels forward / forward+backward.", "",
+              "functional |", "|---|---|---|---|---|---|---|"], dropin_rows)
+  elif args.row_lengths:
+    table = (["Layer norm over the last axis, float32: kernels forward / forward+backward.", "",
               "| shape | divnorm.layer_norm | the core's path | flax two-pass |",
-              "|---|---|---|---|"]
-    for row in row_length_rows(spec):
+              "|---|---|---|---|"], row_length_rows)
+  if table is not None:
+    header, table_rows = table
+    lines += header
+    for row in table_rows(spec):
       lines.append(row)
       print(row, flush=True)
     (out / "gpu_kernels.md").write_text("\n".join(lines) + "\n")
