@@ -66,9 +66,9 @@ def compiler(target: pathlib.Path = TARGET):
   return lambda shape, dtype: jax.ShapeDtypeStruct(shape, jnp.dtype(dtype), sharding=sharding)
 
 
-def kernel_count(fn, *args) -> int:
+def compiled_kernels(fn, *args) -> list[str]:
   """The launched kernels of ``fn.lower(*args).compile()`` (`gpu_fusion.kernels`)."""
-  return len(gpu_fusion.kernels(fn.lower(*args).compile().as_text()))
+  return gpu_fusion.kernels(fn.lower(*args).compile().as_text())
 
 
 def programs(spec, shape, dtype) -> dict:
@@ -97,8 +97,7 @@ def rows(spec, shapes) -> list[tuple[str, str, str, list[str]]]:
       for pass_name in ("fwd", "fwd+bwd"):
         for name, progs in contenders.items():
           fn, args = progs[pass_name]
-          exe = fn.lower(*args).compile()
-          out.append((label, pass_name, name, gpu_fusion.kernels(exe.as_text())))
+          out.append((label, pass_name, name, compiled_kernels(fn, *args)))
   return out
 
 
@@ -109,18 +108,18 @@ def dropin_rows(spec) -> list[str]:
     if case == "DN":
       continue
     for dtype in dropin.DTYPES:
+      x0 = jnp.zeros(shape, dtype)
+      x, w = spec(shape, dtype), spec(shape, jnp.float32)
       for mode, fast in dropin.MODES.items():
-        x0 = jnp.zeros(shape, dtype)
-        x, w = spec(shape, dtype), spec(shape, jnp.float32)
         theirs, ours, apply_kw = dropin._modules(case, shape, fast)
         bare, _, bare_kw = dropin._modules(case, shape, fast, use_scale=False, use_bias=False)
         counts = []
         for module, kw in ((theirs, apply_kw), (ours, apply_kw), (bare, bare_kw)):
           step, params = dropin._module_step(module, kw, x0)
-          counts.append(kernel_count(step, x, jax.tree.map(lambda p: spec(p.shape, p.dtype),
-                                                           params), w))
+          counts.append(len(compiled_kernels(
+              step, x, jax.tree.map(lambda p: spec(p.shape, p.dtype), params), w)))
         f = dropin._functional(case, shape, fast, bare.epsilon)
-        counts.append(kernel_count(dropin._function_step(f), x, w))
+        counts.append(len(compiled_kernels(dropin._function_step(f), x, w)))
         out.append(f"| {case} {'x'.join(map(str, shape))} | {dtype} | {mode} | "
                    + " | ".join(map(str, counts)) + " |")
   return out
@@ -146,7 +145,8 @@ def row_length_rows(spec, shapes=ROW_SHAPES) -> list[str]:
     cells = []
     for f in contenders:
       progs = gpu_fusion._function_programs(f, x, w)
-      cells.append(" / ".join(str(kernel_count(fn, *args)) for fn, args in progs.values()))
+      cells.append(" / ".join(str(len(compiled_kernels(fn, *args)))
+                              for fn, args in progs.values()))
     out.append(f"| {'x'.join(map(str, shape))} | " + " | ".join(cells) + " |")
   return out
 

@@ -334,9 +334,10 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   """
   dt = x.dtype
   k = lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
-  pooled = field_sum(x - k, a.pooled)
+  shifted = x - k
+  pooled = field_sum(shifted, a.pooled)
   m = _mean(pooled, k, x.shape, a, border=border, mask=None, axis_name=None)
-  v = (x - k) - m
+  v = shifted - m
   count_b = suppression_count(x.shape, a, b, border=border, dtype=dt)
   return Stats(k, m, divide_by_count(field_sum(v * v, b), count_b), pooled)
 
