@@ -30,9 +30,16 @@ offsets 0, 1e4 and 1e6 (unit spread), as the device computes it: a faster form m
 divnorm's accuracy at large offsets.
 
 Writes ``gpu_fusion.md`` (the tables) and ``gpu_fusion_hlo.txt`` (every compiled program of
-the first shape) under ``--out``; a diagnosis, no library code depends on it.
+the first shape) under ``--out``; a diagnosis, no library code depends on it. With
+``--row_lengths``, ``gpu_fusion_row_lengths.md`` instead: layer norm over rows of 4096 to
+65536 entries, either side of `core.FUSED_ROW_LIMIT`, divnorm's choice against each of its
+two paths forced (`row_length_contenders`) and flax's. With ``--modules``,
+``gpu_fusion_modules.md`` and its programs: the LayerNorm modules at flax's defaults from
+8x512x768 to 32x2048x1024, forward, forward+backward, and forward+backward in the input
+alone, divnorm's with its GPU path and with the core's (`module_contenders`).
 
-    python -m benchmarks.gpu_fusion --out /tmp/gf [--quick] [--rounds 9]
+    python -m benchmarks.gpu_fusion --out /tmp/gf [--quick] [--rounds 9] \
+      [--row_lengths | --modules]
 """
 
 from __future__ import annotations
@@ -55,12 +62,21 @@ from jax import lax
 import divnorm
 import divnorm.linen as dl
 from benchmarks import report, timing, xla
+from divnorm._src import core, statistics
+from divnorm._src.fields import Field
 from divnorm._src.statistics import variance_floor
 
 EPS = 1e-6  # flax's default epsilon; divnorm's sigma = sqrt(EPS)
 SHAPES = {"full": [((8, 512, 768), "float32"), ((8, 512, 768), "bfloat16"),
                    ((32, 2048, 1024), "float32")],
           "quick": [((2, 4, 16), "float32")]}
+# Rows either side of `core.FUSED_ROW_LIMIT` (2**14 entries), about 2**24 entries each.
+# LayerNorm modules from a transformer's small to large activations.
+MODULE_SHAPES = {"full": [((8, 512, 768), "float32"), ((8, 2048, 1024), "float32"),
+                          ((32, 2048, 1024), "float32"), ((32, 2048, 1024), "bfloat16")],
+                 "quick": [((2, 4, 16), "float32")]}
+ROW_LENGTHS = {"full": [(4096, 4096), (1024, 16384), (1024, 16392), (512, 32768), (256, 65536)],
+               "quick": [(4, 16), (4, 24)]}
 LAUNCHED = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*.*?\s([a-z][a-z0-9\-]*)\((.*)$")
 NOT_LAUNCHED = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
 
@@ -108,7 +124,7 @@ def guarded_rms(x):
 def _patched(f, **names):
   """`f` traced with divnorm's private `names` replaced (module path -> object): one of its
   constructions left out of its own program, for this diagnosis only."""
-  def g(x):
+  def g(*args):
     saved = []
     for dotted, new in names.items():
       mod, attr = dotted.rsplit(".", 1)
@@ -116,7 +132,7 @@ def _patched(f, **names):
       saved.append((mod, attr, getattr(mod, attr)))
       setattr(mod, attr, new)
     try:
-      return f(x)
+      return f(*args)
     finally:
       for mod, attr, old in saved:
         setattr(mod, attr, old)
@@ -189,6 +205,53 @@ def modules() -> dict:
   """Name -> module, at flax's defaults (scale and bias on)."""
   return {"LN module": {"flax": nn.LayerNorm(), "divnorm.linen": dl.LayerNorm()},
           "RMS module": {"flax": nn.RMSNorm(), "divnorm.linen": dl.RMSNorm()}}
+
+
+def layer_norm_module_programs(module, x, w, *, core_path=False) -> dict:
+  """A LayerNorm module at flax's defaults: ``fwd``, ``fwd+bwd`` (in `x` and the
+  parameters) and ``fwd+bwd, x only``; with `core_path`, divnorm's core path forced
+  (`core.row_field` false while it is traced), the path it took before `row_two_pass`."""
+  params = module.init(jax.random.key(0), x)["params"]
+
+  def apply(x, params):
+    return module.apply({"params": params}, x)
+
+  if core_path:
+    apply = _patched(apply, **{"core.row_field": lambda *args: False})
+
+  def loss(x, params, w):
+    return jnp.sum(apply(x, params).astype(jnp.float32) * w)
+
+  return {"fwd": (jax.jit(apply), (x, params)),
+          "fwd+bwd": (jax.jit(jax.grad(loss, argnums=(0, 1))), (x, params, w)),
+          "fwd+bwd, x only": (jax.jit(jax.grad(loss)), (x, params, w))}
+
+
+def module_contenders() -> dict:
+  """Name -> ``(LayerNorm module, core_path)`` for `layer_norm_module_programs`."""
+  return {"flax": (nn.LayerNorm(), False),
+          "flax two-pass": (nn.LayerNorm(use_fast_variance=False), False),
+          "divnorm.linen": (dl.LayerNorm(), False),
+          "divnorm.linen, core path": (dl.LayerNorm(), True)}
+
+
+def row_length_contenders() -> dict:
+  """Name -> f(x): layer norm over the last axis, divnorm's choice of path and each path
+  forced (``fused rows``: `statistics.row_two_pass` differentiated by JAX; ``core
+  two-pass``: `core.normalized`), against flax's, to time `core.FUSED_ROW_LIMIT`."""
+  sigma = jnp.float32(np.sqrt(EPS))
+
+  def forced(path, strategy):
+    def f(x):
+      a = Field((x.ndim - 1,), ())
+      return path(x, sigma, None, strategy, a, a, "valid", None)[0]
+    return f
+
+  ln = functional()["LN"]
+  return {"flax one-pass": ln["flax one-pass"], "flax two-pass": ln["flax two-pass"],
+          "divnorm": ln["divnorm two-pass"],
+          "fused rows": forced(core.formula, statistics.row_two_pass),
+          "core two-pass": forced(core.normalized, statistics.two_pass)}
 
 
 # ---- the compiled program ------------------------------------------------------------------
@@ -277,6 +340,10 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=os.environ.get("OUT") or "gpu_fusion_out")
   p.add_argument("--quick", action="store_true", help="one tiny shape, 2 rounds (CPU smoke)")
   p.add_argument("--rounds", type=int, default=9)
+  p.add_argument("--row_lengths", action="store_true",
+                 help="layer norm either side of core.FUSED_ROW_LIMIT, each path forced")
+  p.add_argument("--modules", action="store_true",
+                 help="LayerNorm modules, small to large, divnorm's with each path")
   args = p.parse_args(argv)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -293,16 +360,29 @@ def main(argv=None) -> int:
            "|---|---|---|---|---|---|---|---|---|"]
   hlo: list[str] = []
   t0 = time.time()
-  for i, (shape, dtype) in enumerate(SHAPES["quick" if args.quick else "full"]):
+  size = "quick" if args.quick else "full"
+  if args.row_lengths:
+    name, shapes = "gpu_fusion_row_lengths", [(s, "float32") for s in ROW_LENGTHS[size]]
+  elif args.modules:
+    name, shapes = "gpu_fusion_modules", MODULE_SHAPES[size]
+  else:
+    name, shapes = "gpu_fusion", SHAPES[size]
+  for i, (shape, dtype) in enumerate(shapes):
     x = jax.random.normal(jax.random.key(0), shape, jnp.float32).astype(dtype)
     w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
-    keep = hlo if i == 0 else None
-    groups = {k: {n: _function_programs(f, x, w) for n, f in fs.items()}
-              for k, fs in functional().items()}
-    groups.update({k: {n: _module_programs(m, x, w) for n, m in ms.items()}
-                   for k, ms in modules().items()})
+    keep = hlo if (i == 0 or args.modules) and not args.row_lengths else None
+    if args.row_lengths:
+      groups = {"LN": {n: _function_programs(f, x, w) for n, f in row_length_contenders().items()}}
+    elif args.modules:
+      groups = {"LN module": {n: layer_norm_module_programs(m, x, w, core_path=core)
+                              for n, (m, core) in module_contenders().items()}}
+    else:
+      groups = {k: {n: _function_programs(f, x, w) for n, f in fs.items()}
+                for k, fs in functional().items()}
+      groups.update({k: {n: _module_programs(m, x, w) for n, m in ms.items()}
+                     for k, ms in modules().items()})
     for kind, programs in groups.items():
-      for pass_name in ("fwd", "fwd+bwd"):
+      for pass_name in ("fwd", "fwd+bwd", "fwd+bwd, x only"):
         if not any(pass_name in progs for progs in programs.values()):
           continue
         label = f"{kind} {'x'.join(map(str, shape))} {dtype}"
@@ -313,10 +393,11 @@ def main(argv=None) -> int:
           rows = [f"| {label} | {pass_name} | FAILED: {type(e).__name__}: {e} |"]
         lines += rows
         print("\n".join(rows), flush=True)
-        (out / "gpu_fusion.md").write_text("\n".join(lines) + "\n")
-    (out / "gpu_fusion_hlo.txt").write_text("\n".join(hlo))
+        (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    if not args.row_lengths:
+      (out / f"{name}_hlo.txt").write_text("\n".join(hlo))
   lines += ["", f"Total {time.time() - t0:.0f} s."]
-  (out / "gpu_fusion.md").write_text("\n".join(lines) + "\n")
+  (out / f"{name}.md").write_text("\n".join(lines) + "\n")
   print(lines[-1])
   return 0
 

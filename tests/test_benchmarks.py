@@ -198,3 +198,43 @@ def test_gpu_fusion_quick_mode_times_every_contender(tmp_path):
       assert max(errs) < 1e-5, (name, errs)  # a shift from the data: accurate at any offset
   assert "===== LN 2x4x16 float32 fwd: divnorm two-pass =====" in (
       tmp_path / "gpu_fusion_hlo.txt").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_fusion_row_lengths_and_modules_time_every_contender(tmp_path):
+  from benchmarks import gpu_fusion
+  assert gpu_fusion.main(["--quick", "--row_lengths", "--out", str(tmp_path)]) == 0
+  assert gpu_fusion.main(["--quick", "--modules", "--out", str(tmp_path)]) == 0
+  for name, contenders, passes in (
+      ("gpu_fusion_row_lengths", gpu_fusion.row_length_contenders(), 2),
+      ("gpu_fusion_modules", gpu_fusion.module_contenders(), 3)):
+    text = (tmp_path / f"{name}.md").read_text()
+    rows = [r.split(" | ") for r in text.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    assert "FAILED" not in text
+    assert len(rows) == passes * len(contenders) * (
+        len(gpu_fusion.ROW_LENGTHS["quick"]) if passes == 2 else 1)
+    assert {r[2] for r in rows} == set(contenders)
+    assert all(int(r[3]) >= 1 and float(r[6]) > 0 for r in rows)
+  # the forced paths are the two paths: on the CPU both are the core's program
+  text = (tmp_path / "gpu_fusion_modules_hlo.txt").read_text()
+  assert "===== LN module 2x4x16 float32 fwd+bwd: divnorm.linen, core path =====" in text
+
+
+@pytest.mark.slow
+def test_numerics_draws_and_jit_take_the_largest_error(capsys):
+  from benchmarks import numerics
+  rows = {}
+  for argv in (["--quick"], ["--quick", "--draws", "2"], ["--quick", "--draws", "2", "--jit"]):
+    assert numerics.main(argv) == 0
+    out = capsys.readouterr().out
+    rows[tuple(argv)] = {tuple(r.split(" | ")[:2]): [float(e.strip(" |")) for e in
+                                                     r.split(" | ")[2:]]
+                         for r in out.splitlines() if r.startswith("| ") and "---" not in r
+                         and not r.startswith("| normalizer")}
+  one, two, jitted = rows.values()
+  assert one.keys() == two.keys() == jitted.keys()
+  assert ("| LN (C)", "two-pass (default)") in one
+  for key, errs in one.items():  # the first draw is seed 0's: the max over two is no less
+    assert all(b >= a for a, b in zip(errs, two[key], strict=True)), key
+    if not key[0].startswith("| flax"):
+      assert max(jitted[key]) < 2e-5, key
