@@ -187,6 +187,24 @@ def test_the_layer_norm_modules_take_fused_rows_on_cuda():
                              nn.LayerNorm().apply(flax_variables, x), rtol=1e-5, atol=1e-5)
 
 
+def test_layers_larger_than_the_layer_limit_keep_the_core_on_cuda():
+  # Under a trained scale the fused path's gradient writes y out; past 2**23 entries the
+  # core's path was faster on an H200 (`core.LAYER_FUSED_SIZE`). Functions still fuse.
+  # Shapes only (`ShapeDtypeStruct`): nothing of this size is allocated.
+  def spec(n):
+    return jax.ShapeDtypeStruct((n // 1024, 1024), jnp.float32)
+
+  small, large = spec(core.LAYER_FUSED_SIZE), spec(core.LAYER_FUSED_SIZE + 1024)
+  params = dl.LayerNorm().init(jax.random.key(0), jnp.zeros((1, 1024)))
+  graph, state = nnx.split(dnnx.LayerNorm(1024, rngs=nnx.Rngs(0)))
+  layers = {"linen": (lambda v, x: dl.LayerNorm().apply(v, x), params),
+            "nnx": (lambda s, x: nnx.merge(graph, s)(x), state)}
+  for name, (f, p) in layers.items():
+    assert _takes_fused_rows(f, p, small), name
+    assert not _takes_fused_rows(f, p, large), name
+  assert _takes_fused_rows(functools.partial(divnorm.layer_norm, reduction_axes=-1), large)
+
+
 def test_a_program_lowered_for_cuda_and_cpu_runs_the_core_here():
   x = jnp.asarray(_x((4, 16), offset=1e4))
   f = functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=0.1)

@@ -117,8 +117,8 @@ def normalize(
       norm across channels, whose windows may differ). On a CUDA GPU, a field of the last
       axis alone (layer norm of up to 16384 features, no mask) takes
       `statistics.row_two_pass` in both modes: XLA fuses it into one kernel per row that
-      reads `x` once, as flax's two-pass, which took 0.62-0.85x the time of one-pass sums
-      on an H200. Both keep float32 accuracy at large offsets: measured error against
+      reads `x` once, as flax's two-pass: on an H200, 0.67-0.93x the time of flax's
+      one-pass sums (a layer: up to 2^23 entries, `LAYER_FUSED_SIZE`). Both keep float32 accuracy at large offsets: measured error against
       float64 at offsets 0, 1e4 and 1e6 (unit spread, every preset) at most 8.1e-7
       two-pass and 3.0e-6 one-pass, where Flax's one-pass is off by 40 at 1e4
       (``python -m benchmarks.numerics``; README, "Numerics").
@@ -173,6 +173,7 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
   For layers with an affine step: flax's ``v * (r * scale) + bias`` sums the gradient of
   ``scale`` at the statistics' size where ``y * scale`` sums ``g * y`` over the input
   (0.4-0.7x the modules' time, forward+backward, on CNN shapes; BENCHMARKS.md, issue 22).
+  On a CUDA GPU, `row_two_pass` serves layers of at most `LAYER_FUSED_SIZE` entries.
   """
   x = check_input(x)
   sigma = check_sigma(sigma, stats_shape(x.shape, field))
@@ -181,7 +182,7 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
   sigma = jnp.asarray(sigma, dt)
   y, v, stats = box_normalized(x.astype(dt), sigma, mask,
                                pick_statistics(field, field, fast_variance), field, field,
-                               "valid", axis_name)
+                               "valid", axis_name, fused_size=LAYER_FUSED_SIZE)
   return y, v, inverse_scale(stats.var, sigma), stats
 
 
@@ -226,8 +227,21 @@ def formula(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: 
 
 # The longest row XLA's GPU backend fuses into one Triton kernel: compiled for an H200,
 # rows of 16384 entries are one kernel, of 16392 and more 7 forward and 13 forward+backward,
-# more than the core's path (`python -m benchmarks.gpu_kernels`; BENCHMARKS.md, "GPU").
+# more than the core's path (`python -m benchmarks.gpu_kernels`). Timed on the H200, the
+# fused form took 0.57-0.86x the core's time on rows of 4096 and 16384 entries, 1.19-1.51x
+# on rows of 16392 to 65536 (`python -m benchmarks.gpu_fusion --row_lengths`; BENCHMARKS.md,
+# "GPU").
 FUSED_ROW_LIMIT = 2**14
+
+# The largest input a layer (`normalize_factors`) normalizes by `row_two_pass` on a GPU.
+# With a trained scale, the fused kernel writes y out for the scale's gradient. On an H200,
+# linen's LayerNorm forward+backward took 0.74x flax's time fused and 1.33x on the core's
+# path at 8x512x768 (3.1M entries), but 1.59-1.70x fused and 1.02-1.09x on the core's path
+# at 8x2048x1024 and 32x2048x1024 (16.8M, 67M; float32, bfloat16); the forward alone there,
+# 0.88-0.96x and 1.02-1.05x. Straight lines through the forward+backward times cross near
+# 2**23, itself not timed (`python -m benchmarks.gpu_fusion --modules`; BENCHMARKS.md,
+# "GPU"). The size is the traced one (per example under `vmap`). Functions fuse at any size.
+LAYER_FUSED_SIZE = 2**23
 
 
 def row_field(x: jax.Array, a, b, border: str, mask, axis_name) -> bool:
@@ -238,7 +252,8 @@ def row_field(x: jax.Array, a, b, border: str, mask, axis_name) -> bool:
 
 
 def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
-                   statistics: Strategy, a: Field, b: Field, border: str, axis_name):
+                   statistics: Strategy, a: Field, b: Field, border: str, axis_name, *,
+                   fused_size: int | None = None):
   """`normalized`, or on a CUDA GPU over the last axis alone (`row_field`), `formula`
   with `row_two_pass` differentiated by JAX, whichever `fast_variance` picked.
 
@@ -247,14 +262,16 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
   normalization one Triton kernel, forward and forward+backward, which reads each row
   once for both statistics, as flax's two-pass; `normalized`, whose derivative is written
   for XLA's CPU backend, is 5-7 kernels there in either mode, and one-pass sums 2-6
-  (flax's as ours). On an H200, flax's one-kernel two-pass took 0.62-0.85x the time of its
-  one-pass (8x512x768, 32x2048x1024; BENCHMARKS.md, "GPU"). Elsewhere, and on every other
-  field, `normalized`.
+  (flax's as ours). On an H200 this path took 0.67-0.93x the time of flax's default
+  one-pass and 0.94-1.08x its two-pass, forward and forward+backward (8x512x768,
+  32x2048x1024; BENCHMARKS.md, "GPU"). Elsewhere, on every other field, and for inputs of
+  more than `fused_size` entries (when given), `normalized`.
   """
   def default(x, sigma):
     return normalized(x, sigma, mask, statistics, a, b, border, axis_name)
 
-  if not row_field(x, a, b, border, mask, axis_name):
+  if not row_field(x, a, b, border, mask, axis_name) or (
+      fused_size is not None and x.size > fused_size):
     return default(x, sigma)
 
   def fused_rows(x, sigma):
