@@ -36,7 +36,7 @@ the first shape) under ``--out``; a diagnosis, no library code depends on it. Wi
 two paths forced (`row_length_contenders`) and flax's. With ``--modules``,
 ``gpu_fusion_modules.md`` and its programs: the LayerNorm modules at flax's defaults from
 8x512x768 to 32x2048x1024, forward, forward+backward, and forward+backward in the input
-alone, divnorm's with its GPU path and with the core's (`module_contenders`).
+alone, divnorm's as it chooses and with each of its GPU paths forced (`module_contenders`).
 
     python -m benchmarks.gpu_fusion --out /tmp/gf [--quick] [--rounds 9] \
       [--row_lengths | --modules]
@@ -70,11 +70,11 @@ EPS = 1e-6  # flax's default epsilon; divnorm's sigma = sqrt(EPS)
 SHAPES = {"full": [((8, 512, 768), "float32"), ((8, 512, 768), "bfloat16"),
                    ((32, 2048, 1024), "float32")],
           "quick": [((2, 4, 16), "float32")]}
-# Rows either side of `core.FUSED_ROW_LIMIT` (2**14 entries), about 2**24 entries each.
 # LayerNorm modules from a transformer's small to large activations.
 MODULE_SHAPES = {"full": [((8, 512, 768), "float32"), ((8, 2048, 1024), "float32"),
                           ((32, 2048, 1024), "float32"), ((32, 2048, 1024), "bfloat16")],
                  "quick": [((2, 4, 16), "float32")]}
+# Rows either side of `core.FUSED_ROW_LIMIT` (2**14 entries), about 2**24 entries each.
 ROW_LENGTHS = {"full": [(4096, 4096), (1024, 16384), (1024, 16392), (512, 32768), (256, 65536)],
                "quick": [(4, 16), (4, 24)]}
 LAUNCHED = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*.*?\s([a-z][a-z0-9\-]*)\((.*)$")
@@ -207,17 +207,16 @@ def modules() -> dict:
           "RMS module": {"flax": nn.RMSNorm(), "divnorm.linen": dl.RMSNorm()}}
 
 
-def layer_norm_module_programs(module, x, w, *, core_path=False) -> dict:
+def layer_norm_module_programs(module, x, w, patches=None) -> dict:
   """A LayerNorm module at flax's defaults: ``fwd``, ``fwd+bwd`` (in `x` and the
-  parameters) and ``fwd+bwd, x only``; with `core_path`, divnorm's core path forced
-  (`core.row_field` false while it is traced), the path it took before `row_two_pass`."""
+  parameters) and ``fwd+bwd, x only``; traced with divnorm's private `patches` (`_patched`)."""
   params = module.init(jax.random.key(0), x)["params"]
 
   def apply(x, params):
     return module.apply({"params": params}, x)
 
-  if core_path:
-    apply = _patched(apply, **{"core.row_field": lambda *args: False})
+  if patches:
+    apply = _patched(apply, **patches)
 
   def loss(x, params, w):
     return jnp.sum(apply(x, params).astype(jnp.float32) * w)
@@ -228,11 +227,15 @@ def layer_norm_module_programs(module, x, w, *, core_path=False) -> dict:
 
 
 def module_contenders() -> dict:
-  """Name -> ``(LayerNorm module, core_path)`` for `layer_norm_module_programs`."""
-  return {"flax": (nn.LayerNorm(), False),
-          "flax two-pass": (nn.LayerNorm(use_fast_variance=False), False),
-          "divnorm.linen": (dl.LayerNorm(), False),
-          "divnorm.linen, core path": (dl.LayerNorm(), True)}
+  """Name -> ``(LayerNorm module, patches)`` for `layer_norm_module_programs`: flax's in
+  both modes, divnorm's as it chooses (`core.LAYER_FUSED_SIZE`), and with each GPU path
+  forced, ``row path`` (`row_two_pass` at any size) and ``core path`` (`core.row_field`
+  false, the path before `row_two_pass`)."""
+  return {"flax": (nn.LayerNorm(), None),
+          "flax two-pass": (nn.LayerNorm(use_fast_variance=False), None),
+          "divnorm.linen": (dl.LayerNorm(), None),
+          "divnorm.linen, row path": (dl.LayerNorm(), {"core.LAYER_FUSED_SIZE": 2**62}),
+          "divnorm.linen, core path": (dl.LayerNorm(), {"core.row_field": lambda *a: False})}
 
 
 def row_length_contenders() -> dict:
@@ -374,8 +377,8 @@ def main(argv=None) -> int:
     if args.row_lengths:
       groups = {"LN": {n: _function_programs(f, x, w) for n, f in row_length_contenders().items()}}
     elif args.modules:
-      groups = {"LN module": {n: layer_norm_module_programs(m, x, w, core_path=core)
-                              for n, (m, core) in module_contenders().items()}}
+      groups = {"LN module": {n: layer_norm_module_programs(m, x, w, patches)
+                              for n, (m, patches) in module_contenders().items()}}
     else:
       groups = {k: {n: _function_programs(f, x, w) for n, f in fs.items()}
                 for k, fs in functional().items()}
