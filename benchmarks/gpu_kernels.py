@@ -34,7 +34,6 @@ environment keeps it out of the project's)::
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import pathlib
 import subprocess
@@ -43,14 +42,10 @@ import sys
 # Compile for the described device; JAX's check of the local CUDA installation needs one.
 os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 
-import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import divnorm  # noqa: E402
 from benchmarks import dropin, gpu_fusion, report  # noqa: E402
-from divnorm._src import core, statistics  # noqa: E402
-from divnorm._src.fields import Field  # noqa: E402
 
 TARGET = pathlib.Path(__file__).parent / "targets" / "h200.txtpb"
 
@@ -130,15 +125,10 @@ ROW_SHAPES = [(20, 800), (4096, 32), (1024, 128), (256, 2048), (128, 4096), (64,
 
 
 def row_length_rows(spec, shapes=ROW_SHAPES) -> list[str]:
-  """Table rows: kernels forward / forward+backward of layer norm over the last axis."""
-  def core_path(x):
-    a = Field((x.ndim - 1,), ())
-    return core.normalized(x, jnp.float32(1e-3), None, statistics.two_pass, a, a, "valid",
-                           None)[0]
-
-  contenders = [functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=1e-3), core_path,
-                lambda x: nn.LayerNorm(use_scale=False, use_bias=False,
-                                       use_fast_variance=False).apply({}, x)]
+  """Table rows: kernels forward / forward+backward of layer norm over the last axis:
+  divnorm's, the core's path forced and flax's two-pass (`gpu_fusion.row_length_contenders`)."""
+  forms = gpu_fusion.row_length_contenders()
+  contenders = [forms[n] for n in ("divnorm", "core two-pass", "flax two-pass")]
   out = []
   for shape in shapes:
     x, w = spec(shape, jnp.float32), spec(shape, jnp.float32)

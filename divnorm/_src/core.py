@@ -118,10 +118,11 @@ def normalize(
       axis alone (layer norm of up to 16384 features, no mask) takes
       `statistics.row_two_pass` in both modes: XLA fuses it into one kernel per row that
       reads `x` once, as flax's two-pass: on an H200, 0.67-0.93x the time of flax's
-      one-pass sums (a layer: up to 2^23 entries, `LAYER_FUSED_SIZE`). Both keep float32 accuracy at large offsets: measured error against
-      float64 at offsets 0, 1e4 and 1e6 (unit spread, every preset) at most 8.1e-7
-      two-pass and 3.0e-6 one-pass, where Flax's one-pass is off by 40 at 1e4
-      (``python -m benchmarks.numerics``; README, "Numerics").
+      one-pass sums (a layer: up to 2^23 entries, `LAYER_FUSED_SIZE`). Both keep float32
+      accuracy at large offsets: measured error against float64 at offsets 0, 1e4 and 1e6
+      (unit spread, every preset) at most 8.1e-7 two-pass and 3.0e-6 one-pass, where
+      Flax's one-pass is off by 40 at 1e4 (``python -m benchmarks.numerics``; README,
+      "Numerics").
     alpha: the exponent of ``|v|`` in the suppression (> 0), fixed or learned.
     epsilon: the exponent of the suppression (finite), fixed or learned; a negative one
       multiplies by it (IGDN).
