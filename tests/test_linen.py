@@ -289,3 +289,23 @@ def test_modules_add_nothing_to_the_core(name, dtype):
     return fs.affine(y, p["params"]["scale"], p["params"].get("bias"), (3,), factors)
 
   assert _bytes_accessed(ours, params, x, w) == _bytes_accessed(reference, params, x, w)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_batch_norm_of_one_example_under_vmap_pools_the_mapped_axis_as_flax(fast):
+  """One feature vector per example, the batch being only the vmapped axis (flax's
+  `axis_name`): no local batch axis, so one-pass statistics are two-pass, equal to flax's."""
+  x = _x((8, 5))
+  ours, theirs = (m.BatchNorm(use_running_average=False, axis_name="batch", momentum=0.5,
+                              use_fast_variance=fast) for m in (dnn, nn))
+  variables = theirs.init(jax.random.key(0), x[0])
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x[0])) == jax.tree.map(
+      jnp.shape, variables)
+  variables = {**variables, "params": _randomize(variables["params"])}
+  run = [jax.vmap(lambda xi, m=m: m.apply(variables, xi, mutable=["batch_stats"]),
+                  axis_name="batch", out_axes=(0, None))(x) for m in (ours, theirs)]
+  for a, b in zip(jax.tree.leaves(run[0]), jax.tree.leaves(run[1]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  mean, var = x.astype(np.float64).mean(0), x.astype(np.float64).var(0)
+  np.testing.assert_allclose(run[0][1]["batch_stats"]["mean"], 0.5 * mean, rtol=1e-6)
+  np.testing.assert_allclose(run[0][1]["batch_stats"]["var"], 0.5 + 0.5 * var, rtol=1e-6)

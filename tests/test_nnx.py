@@ -382,3 +382,13 @@ def test_survey_layers_under_vmap_with_axis_name_pool_the_batch(name):
   y = apply(layer, x.reshape(2, 2, 5, 3))
   np.testing.assert_allclose(y.reshape(x.shape), whole(x), atol=1e-5)
   np.testing.assert_allclose(layer.mean[...], whole.mean[...], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_of_a_rank_one_input_is_flax_s():
+  """No batch axis: the statistics are the entries themselves (flax's output is its bias),
+  at flax's default one-pass setting too."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=4), jnp.float32)
+  ours, theirs = (m.BatchNorm(4, momentum=0.5, rngs=nnx.Rngs(0)) for m in (dn, nnx))
+  np.testing.assert_allclose(ours(x), theirs(x), atol=1e-6)
+  np.testing.assert_allclose(ours.mean[...], theirs.mean[...], rtol=1e-6)
+  np.testing.assert_allclose(ours.var[...], theirs.var[...], rtol=1e-6)

@@ -159,12 +159,14 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
                      mask, axis_name, fast_variance, dtype=None):
   """``((y, v, factors), new stats)`` as `normalized`: flax's BatchNorm
   (`batch.batch_norm_factors`), with the batch's statistics or the running ones (then
-  without the mask, as flax)."""
+  without the mask, as flax). With no batch axis in `x` (one example under `vmap` with
+  `axis_name`, or a rank-1 input), the statistics are two-pass, as `normalized`'s."""
   x, mask = jnp.asarray(x), mask if training else None
   x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
+  local = len(feature_axes) < x.ndim  # else only the mapped axis (or nothing): two-pass
   (y, v, factors), stats = batch_norm_factors(
       x, stats, training=training, features=feature_axes, momentum=momentum, sigma=sigma,
-      mask=mask, axis_name=axis_name, fast_variance=fast_variance, name="BatchNorm")
+      mask=mask, axis_name=axis_name, fast_variance=fast_variance and local, name="BatchNorm")
   return (y, v, _factors(*factors, mask)), stats
 
 
