@@ -839,6 +839,36 @@ case("field_mean of a tuple of axes", lambda: D.field_mean(X, (1, 2)),
          2, 1, 1, 4))))
 case("window_sum of an even width", lambda: D.window_sum(X, ((1, 4),)),
      Error(ValueError, "width"))
+X2I = np.arange(6).reshape(2, 3)
+case("field_mean of integers", lambda: D.field_mean(X2I, (1,)), Error(TypeError, r"\bt\b"))
+case("field_mean of nested lists", lambda: D.field_mean([[1.0, 2.0]], (1,)),
+     _close(lambda: [[1.5]]))
+case("field_mean border='same'", lambda: D.field_mean(X, {1: 3}, border="same"),
+     Error(ValueError, "border"))
+case("field_mean mask of another shape", lambda: D.field_mean(X, (1,), mask=np.ones(3, bool)),
+     Error(ValueError, "mask"))
+case("field_mean mask of 0/1 integers (nonzero counts)", lambda: D.field_mean(
+    X, (1, 2), mask=MASK.astype(np.int32)), _same_as(lambda: D.field_mean(X, (1, 2), mask=MASK)))
+case("field_mean of bfloat16 averages in float32", lambda: D.field_mean(
+    jnp.asarray(X, jnp.bfloat16) + 256, (1, 2)), _close(lambda: np.broadcast_to(
+        np.asarray(jnp.asarray(X, jnp.bfloat16) + 256, np.float64).mean((1, 2), keepdims=True),
+        (2, 1, 1, 4)), atol=1.0, rtol=0, dtype=jnp.bfloat16))
+case("window_sum width None", lambda: D.window_sum(X, ((1, None),)),
+     Error(ValueError, "width of None"))
+case("window_sum windows as a dict", lambda: D.window_sum(X, {1: 3}),
+     Error(TypeError, "windows"))
+case("window_sum windows as one flat pair", lambda: D.window_sum(X, (1, 3)),
+     Error(TypeError, "windows"))
+case("window_sum of nested lists", lambda: D.window_sum([[1.0, 2.0, 3.0]], ((1, 3),)),
+     _close(lambda: [[3.0, 6.0, 5.0]]))
+case("window_sum of a string", lambda: D.window_sum("abc", ((0, 3),)), Error(TypeError, "x="))
+case("group_norm rank 2, sigma per example", lambda: D.group_norm(
+    X2, num_groups=2, sigma=np.array([[0.0]] * 10 + [[100.0]] * 10, np.float32)),
+     _close(lambda: np.concatenate([_gn(X2[:10], 2), _gn(X2[10:], 2, 100.0)])))
+case("group_norm rank 2, sigma per channel", lambda: D.group_norm(
+    X2, num_groups=2, sigma=np.full(10, 0.5, np.float32)), _close(lambda: _gn(X2, 2, 0.5)))
+case("group_norm rank 2, sigma of a wrong shape", lambda: D.group_norm(
+    X2, num_groups=2, sigma=np.ones(3, np.float32)), Error(ValueError, "sigma of shape"))
 
 
 # ---- the tests --------------------------------------------------------------------------

@@ -307,11 +307,14 @@ def check_array(value, name: str, hint: str = "") -> jax.Array:
   return jnp.asarray(value)
 
 
-def check_mask(mask, shape: tuple[int, ...]) -> jax.Array | None:
-  """`mask` broadcast to `shape`, or an error that says how to fix it."""
+def check_mask(mask, shape: tuple[int, ...], *, nonzero: bool = False) -> jax.Array | None:
+  """`mask` broadcast to `shape`, or an error that says how to fix it. With `nonzero`, a
+  real-valued mask selects its nonzero entries (`field_mean`'s documented form)."""
   if mask is None:
     return None
   dtype = _dtype_of(mask)
+  if nonzero and dtype is not None and _is_real_dtype(dtype) and dtype != np.dtype(bool):
+    mask, dtype = jnp.asarray(mask) != 0, np.dtype(bool)
   if dtype != np.dtype(bool):
     raise TypeError(
         f"mask must be boolean (True marks entries that take part in the statistics), got "

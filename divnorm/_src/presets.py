@@ -128,7 +128,9 @@ def group_norm(
   if channels == 0:  # no channels: an empty result, as for any empty axis
     return normalize(x, (c,), sigma=sigma, mask=mask, return_centered=return_centered,
                      fast_variance=fast_variance)
-  if x.ndim == 2:  # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]
+  # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]. A sigma per example
+  # or channel is checked against x's shape by the grouped field below.
+  if x.ndim == 2 and np.ndim(sigma) == 0:
     return_centered = check_bool(return_centered, "return_centered")
     mask = check_mask(mask, x.shape)
     out = normalize(x.reshape(x.shape[0], groups, channels // groups), (2,), sigma=sigma,

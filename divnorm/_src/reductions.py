@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from divnorm._src.checks import check_border, check_input, check_mask
 from divnorm._src.fields import Field, FieldSpec, resolve_field
 
 
@@ -63,7 +64,7 @@ def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
   """Sums `x` over centered windows, zero padded, one 1-D window per axis.
 
   Args:
-    x: any array.
+    x: any numeric array.
     windows: ``(axis, odd width)`` pairs.
 
   Returns:
@@ -71,11 +72,23 @@ def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
     ``width // 2`` of ``i`` along every windowed axis.
 
   Raises:
-    TypeError, ValueError: an axis out of range or twice, a width not odd and positive.
+    TypeError, ValueError: `x` not numeric, `windows` not pairs, an axis out of range or
+      twice, a width not odd and positive.
   """
-  windows = tuple(windows)
-  checked = resolve_field(dict(windows), x.ndim, role="window_sum")
-  if len(checked.windows) != len(windows):
+  try:
+    x = jnp.asarray(x)
+  except (TypeError, ValueError):
+    raise TypeError(f"window_sum: x={x!r:.60} is not an array; pass a jax or NumPy array.") \
+        from None
+  pairs = tuple(windows) if isinstance(windows, list | tuple) else None
+  if pairs is None or not all(isinstance(p, list | tuple) and len(p) == 2 for p in pairs):
+    raise TypeError(f"window_sum: windows={windows!r:.80} must be a sequence of (axis, width) "
+                    f"pairs, e.g. ((1, 5), (2, 5)) for 5x5 windows over axes 1 and 2.")
+  if any(width is None for _, width in pairs):
+    raise ValueError(f"window_sum: windows={windows!r:.80} gives a width of None (a whole "
+                     f"axis); window_sum sums windows only: give each axis an odd width.")
+  checked = resolve_field(dict(pairs), x.ndim, role="window_sum")
+  if len(checked.windows) != len(pairs):
     raise ValueError(f"window_sum: windows={windows!r} name an axis twice; give each axis "
                      f"one (axis, width) pair.")
   zero = np.zeros((), x.dtype)
@@ -284,14 +297,22 @@ def field_mean(
     t: a floating array.
     field: a field (`resolve_field`'s spec, or a resolved `Field`).
     border: see the module docstring.
-    mask: optional array of `t`'s shape: True (or nonzero) where an entry counts. It
-      selects: an entry outside it never enters the sum, whatever its value.
+    mask: optional array that broadcasts to `t`'s shape: True (or nonzero) where an entry
+      counts. It selects: an entry outside it never enters the sum, whatever its value.
     axis_name: also average over this named axis (``shard_map``, ``vmap``).
+
+  Returns:
+    The means, in `t`'s dtype; computed in at least float32 (`stat_dtype`).
+
+  Raises:
+    TypeError: `t` not a floating array, or `mask` neither boolean nor real.
+    ValueError: a bad `field` or `border`, or a `mask` that does not broadcast to `t`.
   """
-  field = resolve_field(field, t.ndim)
-  if mask is not None and mask.dtype != jnp.bool_:
-    mask = mask != 0
-  s = field_sum(t, field, mask=mask, axis_name=axis_name)
+  t = check_input(t, "t")
+  field, border = resolve_field(field, t.ndim), check_border(border)
+  mask = check_mask(mask, t.shape, nonzero=True)
+  u = t.astype(stat_dtype(t.dtype))
+  s = field_sum(u, field, mask=mask, axis_name=axis_name)
   count = field_count(
-      t.shape, field, border=border, mask=mask, axis_name=axis_name, dtype=t.dtype)
-  return divide_by_count(s, count)
+      t.shape, field, border=border, mask=mask, axis_name=axis_name, dtype=u.dtype)
+  return divide_by_count(s, count).astype(t.dtype)
