@@ -867,6 +867,41 @@ case("group_norm rank 2, sigma per example", lambda: D.group_norm(
      _close(lambda: np.concatenate([_gn(X2[:10], 2), _gn(X2[10:], 2, 100.0)])))
 case("group_norm rank 2, sigma per channel", lambda: D.group_norm(
     X2, num_groups=2, sigma=np.full(10, 0.5, np.float32)), _close(lambda: _gn(X2, 2, 0.5)))
+X4 = jnp.asarray(X)
+case("local_response_norm k of another rank", lambda: local_response_norm(
+    X4, size=3, k=jnp.ones((5, 1, 1, 1, 1))), Error(ValueError, "k of shape"))
+case("local_response_norm alpha of a wrong shape", lambda: local_response_norm(
+    X4, size=3, alpha=jnp.ones(3)), Error(ValueError, "alpha of shape"))
+case("local_response_norm k per channel", lambda: local_response_norm(
+    X4, size=3, k=np.full(4, 2.0, np.float32)), _close(lambda: _lrn(X, 3, k=2.0)))
+case("weight_norm epsilon of another rank", lambda: weights.weight_norm(
+    KERNEL, weights.kernel_norm(KERNEL), epsilon=jnp.ones((2, 1, 1, 1, 1))),
+     Error(ValueError, "epsilon of shape"))
+case("batch_norm momentum of a wrong shape", lambda: D.batch_norm(
+    X, STATS, training=True, momentum=jnp.full(2, 0.9)), Error(ValueError, "momentum of shape"))
+case("batch_norm momentum of the input's shape", lambda: D.batch_norm(
+    X, STATS, training=True, momentum=jnp.full(X.shape, 0.9)),
+     Error(ValueError, "momentum of shape"))
+case("batch_norm momentum per feature", lambda: D.batch_norm(
+    X, STATS, training=True, momentum=np.full(4, 0.9, np.float32)), _ema_of_the_mean)
+case("batch_norm feature_axes with a window", lambda: D.batch_norm(
+    X, STATS, training=True, feature_axes={3: 3}), Error(ValueError, "feature_axes"))
+case("min_max.fit axes with a window", lambda: I.min_max.fit(DATA, axes={0: 3}),
+     Error(ValueError, "axes"))
+case("unit_length.fit axes with a window", lambda: I.unit_length.fit(DATA, axes={1: 3}),
+     Error(ValueError, "axes"))
+case("normalize of a hand-built Field out of range", lambda: D.normalize(
+    X, D.Field((7,), ())), Error(ValueError, "axis 7"))
+case("normalize of a hand-built Field naming an axis twice", lambda: D.normalize(
+    X, D.Field((1,), ((1, 3),))), Error(ValueError, "twice"))
+case("normalize of a hand-built Field with negative axes", lambda: D.normalize(
+    X, D.Field((-1,), ())), _close(lambda: _ln(X, -1)))
+case("resolve_field ndim=2.0", lambda: D.resolve_field((1,), 2.0), Error(TypeError, "ndim"))
+case("spectral_norm of a zero kernel keeps it and u", lambda: weights.spectral_norm(
+    np.zeros((3, 4), np.float32), np.full(4, 0.5, np.float32)),
+     lambda r: not np.any(r[0]) and np.allclose(r[1], 0.5) and float(r[2]) == 0.0)
+case("spectral_norm u all zeros", lambda: weights.spectral_norm(
+    KERNEL, np.zeros(6, np.float32)), Error(ValueError, "u is all zeros"))
 case("group_norm rank 2, sigma of a wrong shape", lambda: D.group_norm(
     X2, num_groups=2, sigma=np.ones(3, np.float32)), Error(ValueError, "sigma of shape"))
 

@@ -17,6 +17,7 @@ from jax import lax
 
 from divnorm._src.checks import (
   check_bool,
+  check_broadcasts,
   check_input,
   check_int,
   check_mask,
@@ -26,7 +27,7 @@ from divnorm._src.checks import (
   describe,
 )
 from divnorm._src.core import normalize_factors
-from divnorm._src.fields import Field, resolve_field
+from divnorm._src.fields import Field, resolve_axes, resolve_field
 from divnorm._src.reductions import select, stat_dtype
 from divnorm._src.statistics import inverse_scale, stats_shape
 
@@ -42,7 +43,7 @@ _INIT = {"BatchStats": "batch_stats_init", "MeanStats": "mean_stats_init"}
 
 
 def _feature_axes(feature_axes: int | Sequence[int], ndim: int) -> tuple[int, ...]:
-  return resolve_field(feature_axes, ndim, role="feature_axes").whole
+  return resolve_axes(feature_axes, ndim, role="feature_axes")
 
 
 def feature_shape(x_or_shape, feature_axes: int | Sequence[int], name: str) -> tuple[int, ...]:
@@ -109,6 +110,7 @@ def ema(old: jax.Array, batch: jax.Array, momentum) -> jax.Array:
   to that dtype (no promotion, even under strict rules)."""
   if jnp.iscomplexobj(batch):
     old = old.astype(batch.dtype)
+  momentum = check_broadcasts(momentum, old.shape, "momentum", "the running statistics' shape")
   if not isinstance(momentum, int | float):
     momentum = jnp.asarray(momentum).astype(old.dtype)
   return momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype)

@@ -144,23 +144,32 @@ def check_sigma(sigma, stats_shape: tuple[int, ...] | None = None, *, name: str 
   """
   hint = (_SIGMA_HINT if name == "sigma" else "") if hint is None else hint
   check_nonnegative(sigma, name, hint)
-  if stats_shape is None or isinstance(sigma, int | float):
+  if stats_shape is None:
     return sigma
-  if isinstance(sigma, list | tuple):
-    sigma = np.asarray(sigma)
-  shape = tuple(np.shape(sigma))
-  stats_shape = tuple(stats_shape)
+  return check_broadcasts(sigma, stats_shape, name, "the statistics' shape", " (the input's "
+                          "shape with the reduced axes set to 1)")
+
+
+def check_broadcasts(value, shape: tuple[int, ...], name: str, what: str = "the input's shape",
+                     hint: str = ""):
+  """`value` unchanged if a Python number, else an array of rank ``len(shape)`` (leading
+  size-1 axes added) that broadcasts to `shape`; else a ValueError: a hyperparameter given
+  per entry must not change the output's shape."""
+  if isinstance(value, int | float):
+    return value
+  if isinstance(value, list | tuple):
+    value = np.asarray(value)
+  own, shape = tuple(np.shape(value)), tuple(shape)
   try:
-    ok = len(shape) <= len(stats_shape) and (
-        np.broadcast_shapes(shape, stats_shape) == stats_shape)
+    ok = len(own) <= len(shape) and np.broadcast_shapes(own, shape) == shape
   except ValueError:
     ok = False
   if not ok:
     raise ValueError(
-        f"{name} of shape {shape} does not broadcast to the statistics' shape {stats_shape} "
-        f"(the input's shape with the reduced axes set to 1), so it would change the output's "
-        f"shape; pass a scalar, or an array of shape {stats_shape} or one that broadcasts to it.")
-  return jnp.reshape(sigma, (1,) * (len(stats_shape) - len(shape)) + shape)
+        f"{name} of shape {own} does not broadcast to {what} {shape}{hint}, so it would "
+        f"change the output's shape; pass a scalar, or an array of shape {shape} or one that "
+        f"broadcasts to it.")
+  return jnp.reshape(value, (1,) * (len(shape) - len(own)) + own)
 
 
 def check_learn_sigma(sigma) -> None:

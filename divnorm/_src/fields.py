@@ -117,8 +117,9 @@ def resolve_field(field: FieldSpec, ndim: int, *, role: str = "field") -> Field:
     TypeError: non-int axes or widths, or a field of another type.
     ValueError: an axis out of range, the same axis twice, an even or non-positive width.
   """
+  ndim = check_int(ndim, "ndim", minimum=0, context="resolve_field")
   if isinstance(field, Field):
-    return field
+    return _checked(field, ndim, role)
   if _as_int(field) is not None:
     items = [(field, None)]
   elif isinstance(field, Mapping):
@@ -143,6 +144,41 @@ def resolve_field(field: FieldSpec, ndim: int, *, role: str = "field") -> Field:
     else:
       windows.append((a, _width(width, a, role)))
   return Field(tuple(sorted(whole)), tuple(sorted(windows)))
+
+
+def _checked(field: Field, ndim: int, role: str) -> Field:
+  """A `Field` built by hand, checked as `resolve_field` checks a spec (negative axes made
+  non-negative, each axis once)."""
+  try:
+    whole, windows, groups = (tuple(part) for part in field)
+    items = ([(a, None) for a in whole] + [(a, ("window", w)) for a, w in windows]
+             + [(a, ("group", n)) for a, n in groups])
+  except (TypeError, ValueError):
+    raise TypeError(f"{role}: {field!r} is not a Field of axes, (axis, width) windows and "
+                    f"(axis, size) groups; build fields with resolve_field or grouped_field."
+                    ) from None
+  seen: dict[int, object] = {}
+  for axis, _ in items:
+    a = _axis(axis, ndim, role)
+    if a in seen:
+      raise ValueError(f"{role}: axis {a} appears twice in {field} for an input of rank "
+                       f"{ndim}; name each axis once.")
+    seen[a] = axis
+  return Field(
+      tuple(sorted(_axis(a, ndim, role) for a in whole)),
+      tuple(sorted((_axis(a, ndim, role), _width(w, a, role)) for a, w in windows)),
+      tuple(sorted((_axis(a, ndim, role), check_int(n, "size", minimum=1, context=role))
+                   for a, n in groups)))
+
+
+def resolve_axes(axes, ndim: int, *, role: str) -> tuple[int, ...]:
+  """`axes` (an axis or a tuple of them; `role` names them in errors) as sorted
+  non-negative whole axes: a window there is an error, not dropped."""
+  field = resolve_field(axes, ndim, role=role)
+  if field.windows or field.groups:
+    raise ValueError(f"{role}={axes!r} names windows; {role} takes whole axes only, e.g. "
+                     f"{role}={field.axes!r}.")
+  return field.whole
 
 
 def grouped_field(

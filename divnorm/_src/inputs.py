@@ -34,7 +34,7 @@ from divnorm._src.checks import (
   describe,
   is_concrete,
 )
-from divnorm._src.fields import Field, resolve_field
+from divnorm._src.fields import Field, resolve_axes, resolve_field
 from divnorm._src.reductions import field_mean, field_sum, stat_dtype
 from divnorm._src.statistics import moments, scale
 
@@ -52,7 +52,7 @@ class Transform(NamedTuple):
 def _samples(data, axes: Axes, name: str) -> tuple[jax.Array, Field]:
   """`data` checked, and its sample axes: a field of whole axes with at least one entry."""
   data = check_input(data, "data")
-  field = resolve_field(axes, data.ndim, role="axes")
+  field = Field(resolve_axes(axes, data.ndim, role="axes"), ())
   if any(data.shape[a] == 0 for a in field.whole):
     raise ValueError(
         f"{name}: data of shape {data.shape} has no samples on axes {field.whole}, so there "
@@ -244,7 +244,7 @@ def unit_length_fit(data, axes: Axes = -1, *, ord: int = 2) -> UnitLength:  # no
   ord = check_int(ord, "ord", context="unit_length.fit")  # noqa: A001
   if ord not in (1, 2):
     raise ValueError(f"ord={ord!r}; unit length supports the L1 (ord=1) and L2 (ord=2) norms.")
-  return UnitLength(resolve_field(axes, data.ndim, role="axes").whole, ord)
+  return UnitLength(resolve_axes(axes, data.ndim, role="axes"), ord)
 
 
 def unit_length_apply(x, stats: UnitLength):

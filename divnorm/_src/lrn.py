@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from divnorm._src.checks import axis_index, check_input, check_lrn_args
+from divnorm._src.checks import axis_index, check_broadcasts, check_input, check_lrn_args
 from divnorm._src.reductions import stat_dtype, window_sum
 
 
@@ -59,6 +59,7 @@ def local_response_norm(
     pad[c] = (half, 0)
     back = lax.slice_in_dim(jnp.pad(sq, pad), 0, x.shape[c], axis=c)
     total = window_sum(sq, ((c, size - 1),)) + back
-  k, alpha, beta = (jnp.asarray(a).astype(dt) for a in (k, alpha, beta))
+  k, alpha, beta = (jnp.asarray(check_broadcasts(a, x.shape, name)).astype(dt)
+                    for a, name in ((k, "k"), (alpha, "alpha"), (beta, "beta")))
   base = k + alpha / size * total
   return (x.astype(dt) * base ** (-beta)).astype(x.dtype)

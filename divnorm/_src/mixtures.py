@@ -44,7 +44,7 @@ from divnorm._src.checks import (
   check_sigma,
   check_unit_interval,
 )
-from divnorm._src.fields import resolve_field
+from divnorm._src.fields import resolve_axes, resolve_field
 from divnorm._src.presets import instance_norm
 from divnorm._src.reductions import field_mean, select, stat_dtype
 from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
@@ -58,7 +58,7 @@ class MeanStats(NamedTuple):
 
 def _features(x, feature_axes) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
   """(feature axes, reduction axes, broadcast shape of a per-feature statistic)."""
-  features = resolve_field(feature_axes, x.ndim, role="feature_axes").whole
+  features = resolve_axes(feature_axes, x.ndim, role="feature_axes")
   reduction = tuple(a for a in range(x.ndim) if a not in features)
   bshape = tuple(x.shape[a] if a in features else 1 for a in range(x.ndim))
   return features, reduction, bshape

@@ -23,16 +23,23 @@ import numpy as np
 from jax import lax
 
 from divnorm._src import flax_semantics as fs
-from divnorm._src.checks import check_array, check_input, check_int, check_nonnegative
+from divnorm._src.checks import (
+  check_array,
+  check_broadcasts,
+  check_input,
+  check_int,
+  check_nonnegative,
+  is_concrete,
+)
 from divnorm._src.core import normalize
-from divnorm._src.fields import resolve_field
+from divnorm._src.fields import resolve_axes, resolve_field
 from divnorm._src.reductions import field_sum, stat_dtype
 
 Axes = int | Sequence[int]
 
 
 def _reduction(kernel, feature_axes: Axes):
-  features = resolve_field(feature_axes, kernel.ndim, role="feature_axes").whole
+  features = resolve_axes(feature_axes, kernel.ndim, role="feature_axes")
   reduction = tuple(a for a in range(kernel.ndim) if a not in features)
   if not reduction:
     raise ValueError(
@@ -75,8 +82,8 @@ def weight_norm(v: jax.Array, g: jax.Array, *, feature_axes: Axes = -1,
   dt = stat_dtype(v.dtype)
   v32 = v.astype(dt)
   sq = field_sum(v32 * v32, field)
-  bshape = sq.shape
-  w = v32 * lax.rsqrt(sq + jnp.asarray(epsilon).astype(dt)) * g.astype(dt).reshape(bshape)
+  epsilon = check_broadcasts(epsilon, sq.shape, "epsilon", "the norms' shape")
+  w = v32 * lax.rsqrt(sq + jnp.asarray(epsilon).astype(dt)) * g.astype(dt).reshape(sq.shape)
   return w.astype(v.dtype)
 
 
@@ -123,7 +130,8 @@ def spectral_norm(
 
   Returns:
     ``(w_sn, new_u, sigma)``: the normalized kernel (shape and dtype of `w`), the
-    updated `u` and the float32-or-wider estimate of the largest singular value.
+    updated `u` and the float32-or-wider estimate of the largest singular value. A zero
+    kernel (sigma 0) comes back unchanged, as from flax's SpectralNorm, and keeps `u`.
   """
   w = check_input(w, "w")
   n_steps = check_int(n_steps, "n_steps", minimum=0, context="spectral_norm",
@@ -136,20 +144,24 @@ def spectral_norm(
     raise ValueError(
         f"u has shape {u.shape} but the kernel of shape {w.shape} has {mat.shape[1]} output "
         f"features; create it with spectral_norm_init(kernel, key).")
+  if is_concrete(u) and u.size and not np.any(np.asarray(u)):
+    raise ValueError("u is all zeros, from which power iteration never leaves; create it "
+                     "with spectral_norm_init(kernel, key), a random unit vector.")
   eps = jnp.asarray(epsilon).astype(dt)
 
   def unit(a):
     return a * lax.rsqrt(jnp.sum(a * a) + eps)
 
   m = lax.stop_gradient(mat)
-  u = u.astype(dt)
+  u = start = u.astype(dt)
   v = unit(m @ u)
   for _ in range(n_steps):
     u = unit(m.T @ v)
     v = unit(m @ u)
+  u = jnp.where(jnp.any(u != 0), u, start)  # a zero kernel keeps u (it would be 0 for good)
   u, v = lax.stop_gradient(u), lax.stop_gradient(v)
   sigma = v @ (mat @ u)
-  w_sn = w.astype(dt) / sigma
+  w_sn = w.astype(dt) / jnp.where(sigma != 0, sigma, jnp.ones((), dt))  # 0: w, as flax
   return w_sn.astype(w.dtype), u, sigma
 
 
