@@ -10,6 +10,7 @@ flax's one-pass is off by ~40 on the same data, its two-pass by up to 0.15 at 1e
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -102,3 +103,25 @@ def test_grouped_field_with_mask_and_one_pass_at_1e6():
   y = divnorm.normalize(x, a, sigma=0.1, mask=mask, fast_variance=True)
   y_ref = _reference("GN", x, mask, 0.1)
   np.testing.assert_allclose(np.asarray(y, np.float64), y_ref, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_default_divisive_norm_under_jit_at_1e6(masked):
+  """Under jit XLA computes a division by a constant count (6 channels; a mask closed over)
+  as a product with the inverse, fused differently into each consumer: the corrected
+  two-pass must not need one rounding of a mean in two places (it was off by 3e-2)."""
+  shape = (2, 8, 8, 6)
+  x = _x(1e6, seed=5, shape=shape)
+  mask = _mask(seed=6, shape=shape) if masked else None
+  weights = (np.arange(x.size).reshape(shape) % 7).astype(np.float32)
+
+  def dn(x):
+    return divnorm.divisive_norm(x, summation_window=3, sigma=0.5, mask=mask)
+
+  y_ref, _ = ref.normalize(x.astype(np.float64), {3: None, 1: 3, 2: 3}, sigma=0.5, mask=mask)
+  np.testing.assert_allclose(np.asarray(jax.jit(dn)(x), np.float64), y_ref, rtol=0, atol=ATOL)
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(dn(x) * weights)))(x)
+  with jax.enable_x64(True):
+    grad64 = jax.grad(lambda x: jnp.sum(dn(x) * weights.astype(np.float64)))(
+        x.astype(np.float64))
+  np.testing.assert_allclose(np.asarray(grad, np.float64), grad64, rtol=0, atol=1e-4)
