@@ -304,7 +304,7 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   pooled = field_sum(x - k1, a.pooled, mask=mask, axis_name=axis_name)
   m = _mean(pooled, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   # (k - x) + m is exactly -v: a distinct expression from the output's (x - k) - m.
-  u = (k2 - x) + copies(m, 1)[0]
+  u = select((k2 - x) + copies(m, 1)[0], mask)  # before the square: a finite JAX gradient
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
   var = divide_by_count(field_sum(u * u, b, mask=mask, axis_name=axis_name), count_b)
@@ -363,11 +363,12 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   k = shift(x, a, mask=mask, axis_name=axis_name)
   pooled = a.pooled
   if a.windows:  # short sums at every position: one reduce reads x once (`pooled_sums`)
-    s1, s2 = pooled_sums(x - k, jnp.square(x - k), pooled, mask=mask, axis_name=axis_name)
+    t = select(x - k, mask)
+    s1, s2 = pooled_sums(t, jnp.square(t), pooled, mask=mask, axis_name=axis_name)
   else:
     k1, k2 = copies(k, 2)
     s1 = field_sum(x - k1, pooled, mask=mask, axis_name=axis_name)
-    s2 = field_sum(jnp.square(k2 - x), pooled, mask=mask, axis_name=axis_name)
+    s2 = field_sum(jnp.square(select(k2 - x, mask)), pooled, mask=mask, axis_name=axis_name)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
   m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
@@ -396,7 +397,8 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
   pooled = a.pooled
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
   c = shift(x, pooled, mask=mask, axis_name=axis_name)
-  d, q = pooled_sums(x - c, jnp.square(x - c), pooled, mask=mask, axis_name=axis_name)
+  t = select(x - c, mask)
+  d, q = pooled_sums(t, jnp.square(t), pooled, mask=mask, axis_name=axis_name)
   k = _span_mean(c, n, a.span)
   ck = c - k
   s1 = n * ck + d
