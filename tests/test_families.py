@@ -191,3 +191,76 @@ def test_errors():
     normalize(X, {1: K.gaussian(3, sigma=1.0)}, border="zeros_with_divisor_bug")
   with pytest.raises(ValueError, match="static width"):
     K.exponential(scale=jnp.asarray(2.0))
+
+
+_ONES = np.ones((1, 3, 3, 8), np.float32)
+_ARGS = {
+    F.miller_norm: dict(lamb=2.0, alpha=0.1, beta=1.0, k=1.0),
+    F.burg_norm: dict(n=1.0, eta=1.0, u=np.ones((3, 3)) / 9, v=np.eye(8)),
+    F.center_surround_norm: dict(beta=np.zeros(8), gamma_k=np.ones((8, 8)) / 16,
+                                 gamma_s=np.ones((3, 3, 8)) / 16),
+    F.gaussian_norm: dict(weights=np.ones((3, 3, 8)) / 9, sigma=1.0),
+}
+
+
+def _case(fn, error, match, **kw):
+  return pytest.param(fn, kw, error, match, id=f"{fn.__name__}-{'-'.join(kw)}-{error.__name__}")
+
+
+@pytest.mark.parametrize("fn,kw,error,match", [
+    _case(F.miller_norm, ValueError, "width=4 must be odd", width=4),
+    _case(F.miller_norm, ValueError, "width=0", width=0),
+    _case(F.miller_norm, ValueError, "lamb=0.0", lamb=0.0),
+    _case(F.miller_norm, ValueError, "k=-1.0", k=-1.0),
+    _case(F.miller_norm, ValueError, "alpha=-5.0", alpha=-5.0),
+    _case(F.miller_norm, ValueError, "beta=nan", beta=float("nan")),
+    _case(F.miller_norm, ValueError, r"alpha of shape \(3,\)", alpha=np.ones(3)),
+    _case(F.miller_norm, ValueError, r"k of shape \(8,\)", k=np.ones(8)),
+    _case(F.burg_norm, ValueError, r"u of shape \(2, 2\) has even", u=np.ones((2, 2))),
+    _case(F.burg_norm, ValueError, "u=.* negative", u=-np.ones((3, 3))),
+    _case(F.burg_norm, ValueError, "n=-1.0", n=-1.0),
+    _case(F.burg_norm, ValueError, "eta=0.0", eta=0.0),
+    _case(F.burg_norm, ValueError, r"n of shape \(3,\)", n=np.ones(3)),
+    _case(F.burg_norm, ValueError, r"v of shape \(3, 3\)", v=np.eye(3)),
+    _case(F.center_surround_norm, ValueError, "gamma_s=.* negative",
+          gamma_s=-np.ones((3, 3, 8))),
+    _case(F.center_surround_norm, ValueError, "gamma_k=.* negative", gamma_k=-np.ones((8, 8))),
+    _case(F.center_surround_norm, ValueError, "beta=.* negative", beta=-np.ones(8)),
+    _case(F.center_surround_norm, ValueError, "beta_min=-1.0", beta_min=-1.0),
+    _case(F.center_surround_norm, ValueError, "group_size=0", group_size=0,
+          gamma_k=np.ones((0, 8))),
+    _case(F.center_surround_norm, ValueError, r"gamma_k of shape \(8,\)", gamma_k=np.ones(8)),
+    _case(F.center_surround_norm, ValueError, r"gamma_k of shape \(8, 16\)",
+          gamma_k=np.ones((8, 16))),
+    _case(F.center_surround_norm, ValueError, r"gamma_s of shape \(2, 2, 8\) has even",
+          gamma_s=np.ones((2, 2, 8))),
+    _case(F.center_surround_norm, ValueError, r"beta of shape \(3,\)", beta=np.ones(3)),
+    _case(F.center_surround_norm, ValueError, "surround_dist=0", surround_dist=0),
+    _case(F.gaussian_norm, ValueError, r"weights of shape \(4, 4, 8\) has even",
+          weights=np.ones((4, 4, 8))),
+    _case(F.gaussian_norm, ValueError, r"weights of shape \(3, 3, 4\)",
+          weights=np.ones((3, 3, 4))),
+    _case(F.gaussian_norm, ValueError, "offset=-1.0", offset=-1.0),
+    _case(F.gaussian_norm, ValueError, r"sigma of shape \(2, 8\)", sigma=np.ones((2, 8))),
+])
+def test_family_argument_errors(fn, kw, error, match):
+  """Each bad argument is named (not an internal sigma, epsilon or scale), before any NaN."""
+  with pytest.raises(error, match=match):
+    fn(_ONES, **{**_ARGS[fn], **kw})
+
+
+@pytest.mark.parametrize("call,error,match", [
+    pytest.param(lambda: F.group_mixing(np.ones(4), 4), ValueError, r"gamma_k of shape \(4,\)",
+                 id="group_mixing-1d"),
+    pytest.param(lambda: F.gaussian_filterbank(8, 4, jax.random.key(0)), ValueError,
+                 "size=4 must be odd", id="gaussian_filterbank-size"),
+    pytest.param(lambda: F.gaussian_filterbank(0, 3, jax.random.key(0)), ValueError,
+                 "channels=0", id="gaussian_filterbank-channels"),
+    pytest.param(lambda: F.burg_penalty("abc"), TypeError, "v='abc'", id="burg_penalty-str"),
+    pytest.param(lambda: jax.jit(lambda lamb: F.miller_norm(
+        _ONES, **{**_ARGS[F.miller_norm], "lamb": lamb}))(2.0), TypeError, "static width",
+                 id="miller_norm-traced-lamb"),
+])
+def test_family_helper_argument_errors(call, error, match):
+  with pytest.raises(error, match=match):
+    call()

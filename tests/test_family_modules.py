@@ -87,3 +87,48 @@ def test_burg_l1_and_a_training_step():
   new = optax.apply_updates(params, opt.update(grads, opt.init(params))[0])
   assert loss(new) < loss(params)
   assert bool(jnp.all(nonnegative(new["u"]) >= 0))
+
+
+def _linen(module):
+  return lambda: module.init(jax.random.key(0), X)
+
+
+@pytest.mark.parametrize("make,match", [
+    pytest.param(_linen(L.BurgNorm(kernel_size=0)), "kernel_size=0", id="linen-burg-size-0"),
+    pytest.param(_linen(L.BurgNorm(kernel_size=4)), "kernel_size=4 must be odd",
+                 id="linen-burg-size-4"),
+    pytest.param(_linen(L.GaussianNorm(kernel_size=4)), "kernel_size=4 must be odd",
+                 id="linen-gaussian-size-4"),
+    pytest.param(_linen(L.BurgNorm(channel_axis=9)), "channel_axis=9", id="linen-burg-axis"),
+    pytest.param(_linen(L.CenterSurroundNorm(channel_axis=9)), "channel_axis=9",
+                 id="linen-center-surround-axis"),
+    pytest.param(_linen(L.GaussianNorm(channel_axis=9)), "channel_axis=9",
+                 id="linen-gaussian-axis"),
+    pytest.param(_linen(L.MillerNorm(lamb_init=0.0)), "lamb_init=0.0", id="linen-miller-lamb"),
+    pytest.param(_linen(L.MillerNorm(k_init=-1.0)), "k_init=-1.0", id="linen-miller-k"),
+    pytest.param(_linen(L.MillerNorm(width=4)), "width=4 must be odd", id="linen-miller-width"),
+    pytest.param(_linen(L.BurgNorm(kernel_size=3, eta_init=0.0)), "eta_init=0.0",
+                 id="linen-burg-eta"),
+    pytest.param(_linen(L.CenterSurroundNorm(gamma_init=-1.0)), "gamma_init=-1.0",
+                 id="linen-center-surround-gamma"),
+    pytest.param(_linen(L.GaussianNorm(kernel_size=3, offset=-1.0)), "offset=-1.0",
+                 id="linen-gaussian-offset"),
+    pytest.param(lambda: N.MillerNorm(width=4), "width=4 must be odd", id="nnx-miller-width"),
+    pytest.param(lambda: N.BurgNorm(16, kernel_size=0), "kernel_size=0", id="nnx-burg-size"),
+    pytest.param(lambda: N.BurgNorm(16, n_init=-1.0), "n_init=-1.0", id="nnx-burg-n"),
+    pytest.param(lambda: N.CenterSurroundNorm(16, group_size=0), "group_size=0",
+                 id="nnx-center-surround-group"),
+    pytest.param(lambda: N.GaussianNorm(16, kernel_size=4, rngs=nnx.Rngs(0)),
+                 "kernel_size=4 must be odd", id="nnx-gaussian-size"),
+    pytest.param(lambda: E.MillerNorm(alpha_init=-1.0), "alpha_init=-1.0",
+                 id="equinox-miller-alpha"),
+    pytest.param(lambda: E.BurgNorm(16, kernel_size=0), "kernel_size=0", id="equinox-burg-size"),
+    pytest.param(lambda: E.CenterSurroundNorm(16, beta_init=-1.0), "beta_init=-1.0",
+                 id="equinox-center-surround-beta"),
+    pytest.param(lambda: E.GaussianNorm(16, kernel_size=4, key=jax.random.key(0)),
+                 "kernel_size=4 must be odd", id="equinox-gaussian-size"),
+])
+def test_module_argument_errors(make, match):
+  """Bad module arguments are named as the user passed them (kernel_size, *_init)."""
+  with pytest.raises(ValueError, match=match):
+    make()

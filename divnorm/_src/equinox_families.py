@@ -14,7 +14,6 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from divnorm._src import families
-from divnorm._src.kernels import miller_width
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 
 _NO_STATE = object()  # equinox's convention: `state` passes through when given
@@ -50,7 +49,7 @@ class MillerNorm(eqx.Module):
     dtype = _float(dtype)
     self.lamb, self.alpha = jnp.asarray(lamb_init, dtype), jnp.asarray(alpha_init, dtype)
     self.beta, self.k = jnp.asarray(beta_init, dtype), jnp.asarray(k_init, dtype)
-    self.width = miller_width(lamb_init) if width is None else width
+    self.width = families.miller_module_width(lamb_init, alpha_init, beta_init, k_init, width)
 
   def __call__(self, a: Array, state=_NO_STATE, *, key=None):
     """``a^2 / (k (1 + alpha / lambda sum_j a_{c+j}^2 e^{-|j| / lambda}))^beta``."""
@@ -75,7 +74,8 @@ class BurgNorm(eqx.Module):
 
   def __init__(self, channels: int, *, kernel_size: int = 5, spatial_dims: int = 2,
                n_init: float = 1.0, eta_init: float = 1.0, v_l1: float = 0.0, dtype=None):
-    dtype, c, k = _float(dtype), channels, kernel_size
+    dtype, c = _float(dtype), channels
+    k = families.burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims)
     self.n, self.eta = jnp.full((c,), n_init, dtype), jnp.full((c,), eta_init, dtype)
     self.u = nonnegative_init(jnp.full((k,) * spatial_dims, 1.0 / k**spatial_dims), dtype=dtype)
     self.v = jnp.full((c, c), 1.0 / c, dtype)
@@ -113,6 +113,8 @@ class CenterSurroundNorm(eqx.Module):
                beta_min: float = 1e-6, beta_init: float = 1e-6, gamma_init: float = 1 / 16,
                use_weight: bool = True, use_bias: bool = True, dtype=None):
     dtype, c = _float(dtype), channels
+    families.check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
+                                          gamma_init)
 
     def raw(shape, value):
       return nonnegative_init(jnp.full(shape, value), dtype=dtype)
@@ -152,6 +154,7 @@ class GaussianNorm(eqx.Module):
   def __init__(self, channels: int, *, kernel_size: int = 5, sigma_init: float = 1.0,
                offset: float = 1e-5, dtype=None, key: jax.Array):
     dtype = _float(dtype)
+    kernel_size = families.gaussian_module_kernel_size(kernel_size, sigma_init, offset)
     self.weights = families.gaussian_filterbank(channels, kernel_size, key).astype(dtype)
     self.sigma = jnp.full((channels,), sigma_init, dtype)
     self.offset = offset

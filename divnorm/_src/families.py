@@ -19,7 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import channel_axis_index, check_input
+from divnorm._src.checks import (
+  channel_axis_index,
+  check_array,
+  check_finite,
+  check_input,
+  check_int,
+  check_nonnegative,
+  check_positive,
+  is_concrete,
+)
 from divnorm._src.core import normalize
 from divnorm._src.kernels import Kernel, Mixing, miller_width
 from divnorm._src.reductions import stat_dtype
@@ -29,6 +38,108 @@ from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 def _spatial(ndim: int, c: int) -> tuple[int, ...]:
   return tuple(a for a in range(1, ndim) if a != c)
+
+
+# The checks of the hyperparameters (the functions' and, with "_init", their modules'): how
+# each is checked, and what it is, for the error messages.
+_ARGS = {
+    "lamb": (check_positive, " (the decay length lambda of the pool along channels)"),
+    "alpha": (check_nonnegative, " (the weight of the pool: a negative one can make the "
+              "divisor k (1 + alpha / lambda S) negative)"),
+    "beta": (check_finite, " (the exponent of the divisor)"),
+    "k": (check_positive, " (the scale of the divisor k (1 + alpha / lambda S), which must "
+          "stay > 0)"),
+    "n": (check_positive, " (the exponent of the excitatory output E = [x]_+^n)"),
+    "eta": (check_positive, " (the semi-saturation constant: eta^n is all of the divisor "
+            "where the pool is 0)"),
+    "v_l1": (check_nonnegative, " (the weight of the L1 penalty on v)"),
+    "beta_min": (check_nonnegative, " (added under the square root to beta and the pools)"),
+    "offset": (check_nonnegative, " (the constant added to the divisor; 1e-5 in their code)"),
+    "sigma": (check_finite, " (sigma^2 is added to the divisor)"),
+}
+_CS_BETA = (check_nonnegative, " (added under the square root to beta_min and the pools)")
+_CS_GAMMA = " (the {} weights: a negative one can make the square root's argument negative)"
+
+
+def _check_value(value, name: str, check=None, hint: str = "", channels: int | None = None):
+  """`check(value, name, hint)` (by default `_ARGS`'s, by `name` less an ``_init``), then a
+  ValueError unless `value` is a scalar or, when `channels` is given, a ``[channels]`` vector."""
+  if check is None:
+    check, hint = _ARGS[name.removesuffix("_init")]
+  check(value, name, hint)
+  shape = tuple(np.shape(value))
+  if shape == () or (channels is not None and shape in ((1,), (channels,))):
+    return
+  want = "a scalar" if channels is None else f"a scalar or a vector of shape ({channels},)"
+  raise ValueError(f"{name} of shape {shape} must be {want}{hint}.")
+
+
+def _odd(value, name: str, context: str, what: str) -> int:
+  """`value` as a positive odd int: the size of a centred window (`what`)."""
+  value = check_int(value, name, minimum=1, context=context)
+  if value % 2 == 0:
+    raise ValueError(
+        f"{context}: {name}={value} must be odd: {what} has a centre entry with {name} // 2 "
+        f"entries either side, which an even size lacks (use {value - 1} or {value + 1}).")
+  return value
+
+
+def _check_window(weights, name: str, context: str, shape: tuple[int, ...], c: int,
+                  depthwise: bool) -> None:
+  """`weights` of a window centred over the spatial axes of an input of `shape` (odd sizes),
+  with a last dimension of one pool per channel (axis `c`) when `depthwise`."""
+  spatial = _spatial(len(shape), c)
+  if not spatial:
+    raise ValueError(
+        f"{context}: x of shape {shape} has no spatial axes for {name} to pool over; give x as "
+        f"[B, H, W, C] (or [B, L, C]), channels at channel_axis.")
+  got = tuple(np.shape(weights))
+  want = len(spatial) + depthwise
+  if len(got) != want or (depthwise and got[-1] != shape[c]):
+    layout = ", ".join(["k"] * len(spatial)) + (f", C={shape[c]}" if depthwise else "")
+    raise ValueError(
+        f"{context}: {name} of shape {got} must be [{layout}]: one size per spatial axis "
+        f"{spatial} of x{', then one pool per channel' if depthwise else ''}.")
+  even = [n for n in got[:len(spatial)] if n % 2 == 0]
+  if even:
+    raise ValueError(
+        f"{context}: {name} of shape {got} has even window sizes {even}; the pool is centred on "
+        f"each position, so every size must be odd (pad with zeros to the next odd size).")
+
+
+def miller_module_width(lamb_init, alpha_init, beta_init, k_init, width) -> int:
+  """The MillerNorm modules' arguments checked; returns the kernel's width."""
+  for name, value in (("lamb_init", lamb_init), ("alpha_init", alpha_init),
+                      ("beta_init", beta_init), ("k_init", k_init)):
+    _check_value(value, name)
+  width = miller_width(float(lamb_init)) if width is None else width
+  return _odd(width, "width", "MillerNorm", "the kernel along channels")
+
+
+def burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims=1) -> int:
+  """The BurgNorm modules' arguments checked; returns the kernel's size."""
+  for name, value in (("n_init", n_init), ("eta_init", eta_init), ("v_l1", v_l1)):
+    _check_value(value, name)
+  check_int(spatial_dims, "spatial_dims", minimum=1, context="BurgNorm")
+  return _odd(kernel_size, "kernel_size", "BurgNorm", "the spatial kernel u")
+
+
+def check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
+                                 gamma_init) -> None:
+  """The CenterSurroundNorm modules' arguments checked."""
+  check_int(surround_dist, "surround_dist", minimum=1, context="CenterSurroundNorm")
+  check_int(group_size, "group_size", minimum=1, context="CenterSurroundNorm")
+  _check_value(beta_min, "beta_min")
+  _check_value(beta_init, "beta_init", *_CS_BETA)
+  _check_value(gamma_init, "gamma_init", check_nonnegative,
+               _CS_GAMMA.format("centre and surround pools'"))
+
+
+def gaussian_module_kernel_size(kernel_size, sigma_init, offset) -> int:
+  """The GaussianNorm modules' arguments checked; returns the kernel's size."""
+  _check_value(sigma_init, "sigma_init")
+  _check_value(offset, "offset")
+  return _odd(kernel_size, "kernel_size", "GaussianNorm", "the Gaussian pool")
 
 
 def _as(value, dt):
@@ -60,19 +171,34 @@ def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
 
   Args:
     a: ``[B, ..., C]`` activations (rectified).
-    lamb: the decay length lambda (learned in the paper; their CIFAR AlexNet starts at 2).
-    alpha: the weight of the pool (learned; starts at 0.1, or 1 before batch norm).
-    beta: the exponent (learned; starts at 1).
-    k: the overall scale (learned; starts at 1).
-    width: the kernel's width; None is ``miller_width(lamb)`` (needs a concrete `lamb`;
+    lamb: the decay length lambda, a scalar > 0 (learned in the paper; their CIFAR AlexNet
+      starts at 2).
+    alpha: the weight of the pool, a scalar >= 0 (learned; starts at 0.1, or 1 before batch
+      norm).
+    beta: the exponent, a scalar (learned; starts at 1).
+    k: the overall scale, a scalar > 0 (learned; starts at 1).
+    width: the kernel's width, odd; None is ``miller_width(lamb)`` (needs a concrete `lamb`;
       give it when `lamb` is learned: the width cannot follow lambda under ``jit``).
     channel_axis: the channel axis.
+
+  Raises:
+    TypeError: a hyperparameter that is not real numbers; a `width` that is not an int, or
+      None with a traced `lamb`.
+    ValueError: a concrete `lamb` or `k` <= 0, `alpha` < 0, a non-finite one, an array
+      where a scalar goes, or an even or non-positive `width`.
   """
   a = check_input(a)
   c = channel_axis_index(channel_axis, a.ndim, "miller_norm")
+  for name, value in (("lamb", lamb), ("alpha", alpha), ("beta", beta), ("k", k)):
+    _check_value(value, name)
   dt = stat_dtype(a.dtype)
   if width is None:
+    if not is_concrete(lamb):
+      raise TypeError(
+          "miller_norm: lamb is traced (a learned lambda), so the kernel's width cannot "
+          "follow it: pass a static width, e.g. width=miller_width(initial lamb).")
     width = miller_width(float(lamb))
+  width = _odd(width, "width", "miller_norm", "the kernel along channels")
   j = jnp.asarray(np.abs(np.arange(width) - width // 2), dt)
   lamb, alpha, k = _as(lamb, dt), _as(alpha, dt), _as(k, dt)
   # k (1 + alpha / lambda S) = k + sum_j (k alpha / lambda) e^{-|j| / lambda} a_{c+j}^2
@@ -104,9 +230,23 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Arra
     u: the spatial kernel, ``[k_1, ..., k_d]`` (odd sizes, >= 0) over the spatial axes.
     v: feature weights ``[C, C]``; ``v[k, l]`` weighs filter k in the pool of filter l.
     channel_axis: the channel axis.
+
+  Raises:
+    TypeError: an argument that is not real numbers.
+    ValueError: a concrete `n` or `eta` <= 0, a negative `u`, a non-finite one, or a wrong
+      shape (an even size of `u`; `n`, `eta` not ``[C]`` or a scalar; `v` not ``[C, C]``).
   """
   x = check_input(x)
   c = channel_axis_index(channel_axis, x.ndim, "burg_norm")
+  channels = x.shape[c]
+  _check_value(n, "n", channels=channels)
+  _check_value(eta, "eta", channels=channels)
+  check_nonnegative(u, "u", " (the spatial kernel of the pool)")
+  _check_window(u, "u", "burg_norm", x.shape, c, depthwise=False)
+  check_finite(v, "v", " (the feature weights, used as |v|)")
+  if tuple(np.shape(v)) != (channels, channels):
+    raise ValueError(f"burg_norm: v of shape {np.shape(v)} must be [C, C] = "
+                     f"{(channels, channels)}: x has {channels} channels on axis {c}.")
   dt = stat_dtype(x.dtype)
   n = _per_channel(n, c, x.ndim, dt)
   e = abs_power(jnp.maximum(x.astype(dt), jnp.zeros((), dt)), n)
@@ -117,18 +257,29 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Arra
 
 
 def burg_penalty(v) -> jax.Array:
-  """Burg et al.'s L1 penalty on the feature weights: ``sum |v|`` (times their weight)."""
-  return jnp.sum(jnp.abs(jnp.asarray(v)))
+  """Burg et al.'s L1 penalty on the feature weights: ``sum |v|`` (times their weight).
+
+  Raises:
+    TypeError: a `v` that is not real numbers.
+  """
+  return jnp.sum(jnp.abs(check_array(v, "v", " (the feature weights)")))
 
 
 def group_mixing(gamma_k, group_size: int) -> jax.Array:
   """The ``[C, C]`` block-diagonal mixing of Pan et al.'s centre pool from ``gamma_k``.
 
-  ``gamma_k [group_size, C]``: entry ``[j, i]`` weighs channel j of i's group (a 1x1
+  ``gamma_k [group_size, C]`` (>= 0): entry ``[j, i]`` weighs channel j of i's group (a 1x1
   convolution per group, input j, output i).
+
+  Raises:
+    TypeError: a `gamma_k` that is not real numbers, a `group_size` that is not an int.
+    ValueError: a concrete `gamma_k` negative or not finite, `group_size` < 1, or a shape
+      that is not ``[group_size, C]`` with C a multiple of `group_size`.
   """
+  group_size = check_int(group_size, "group_size", minimum=1, hint=" (channels per group)")
+  check_nonnegative(gamma_k, "gamma_k", _CS_GAMMA.format("centre pool's"))
   gamma_k = jnp.asarray(gamma_k)
-  size, channels = gamma_k.shape
+  size, channels = gamma_k.shape if gamma_k.ndim == 2 else (None, None)
   if size != group_size or channels % group_size:
     raise ValueError(
         f"gamma_k of shape {gamma_k.shape} must be [group_size={group_size}, C] with C a "
@@ -159,24 +310,41 @@ def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist:
 
   Args:
     x: ``[B, H, W, C]`` (channels at `channel_axis`).
-    beta: ``[C]``, >= 0.
+    beta: ``[C]`` (or a scalar), >= 0.
     gamma_k: ``[group_size, C]``, >= 0 (see `group_mixing`).
-    gamma_s: ``[3, 3, C]``, >= 0; the centre entry is ignored.
-    surround_dist: the dilation of the surround.
-    group_size: channels per centre group.
-    beta_min: added to beta.
+    gamma_s: ``[3, 3, C]`` (odd window sizes, one per spatial axis), >= 0; the centre entry
+      is ignored.
+    surround_dist: the dilation of the surround, an int >= 1.
+    group_size: channels per centre group, an int >= 1.
+    beta_min: added to beta, a scalar >= 0.
     channel_axis: the channel axis.
+
+  Raises:
+    TypeError: an argument of the wrong kind (not real numbers; not an int).
+    ValueError: a concrete negative or non-finite `beta`, `gamma_k`, `gamma_s` or
+      `beta_min`, an int < 1, or a wrong shape (`gamma_s` even, or not one pool per channel).
   """
   x = check_input(x)
   c = channel_axis_index(channel_axis, x.ndim, "center_surround_norm")
+  channels = x.shape[c]
+  surround_dist = check_int(surround_dist, "surround_dist", minimum=1,
+                            context="center_surround_norm")
+  _check_value(beta, "beta", *_CS_BETA, channels=channels)
+  _check_value(beta_min, "beta_min")
+  check_nonnegative(gamma_s, "gamma_s", _CS_GAMMA.format("surround pool's"))
+  _check_window(gamma_s, "gamma_s", "center_surround_norm", x.shape, c, depthwise=True)
+  mixing = group_mixing(gamma_k, group_size)
+  if mixing.shape[0] != channels:
+    raise ValueError(f"center_surround_norm: gamma_k of shape {np.shape(gamma_k)} must be "
+                     f"[group_size, C] = {(group_size, channels)}: x has {channels} channels "
+                     f"on axis {c}.")
   dt = stat_dtype(x.dtype)
   xs = x.astype(dt)
   t = xs * xs
   gamma_s = _as(gamma_s, dt)
   ring = np.ones(gamma_s.shape[:-1])
   ring[tuple(n // 2 for n in ring.shape)] = 0.0
-  center = resolve_weighted_field({c: Mixing(group_mixing(_as(gamma_k, dt), group_size))},
-                                  x.shape)
+  center = resolve_weighted_field({c: Mixing(mixing.astype(dt))}, x.shape)
   surround = {_spatial(x.ndim, c): Kernel(gamma_s * ring[..., None], surround_dist, c)}
   # The centre pool is a per-position constant beside the surround's: sigma^2 carries it.
   constant = (weighted_sum(t, center) + _per_channel(beta, c, x.ndim, dt)
@@ -189,8 +357,15 @@ def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
 
   On ``linspace(-1, 1, size)^2`` with standard deviations 0.5, 1, 2 and 3 (a quarter of the
   channels each; `channels` a multiple of 4), each scaled to a centre weight of 1, in an
-  order drawn from `key` (their ``get_gaussian_filterbank`` permutes them at random).
+  order drawn from `key` (their ``get_gaussian_filterbank`` permutes them at random); `size`
+  odd.
+
+  Raises:
+    TypeError: `channels` or `size` not an int.
+    ValueError: `channels` not a positive multiple of 4; `size` even or < 1.
   """
+  channels = check_int(channels, "channels", minimum=1, context="gaussian_filterbank")
+  size = _odd(size, "size", "gaussian_filterbank", "each Gaussian")
   if channels % 4:
     raise ValueError(f"channels={channels} must be a multiple of 4 (four Gaussian widths).")
   grid = np.linspace(-1.0, 1.0, size)
@@ -215,13 +390,23 @@ def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,
 
   Args:
     x: ``[B, H, W, C]`` (channels at `channel_axis`).
-    weights: ``[k, k, C]``, >= 0 (odd k), one pool per channel.
+    weights: ``[k, k, C]`` (odd k), one pool per channel; >= 0 at initialization (their code
+      learns it unconstrained).
     sigma: ``[C]`` or a scalar.
-    offset: the constant their code adds (1e-5).
+    offset: the constant their code adds (1e-5), a scalar >= 0.
     channel_axis: the channel axis.
+
+  Raises:
+    TypeError: an argument that is not real numbers.
+    ValueError: a concrete non-finite `weights` or `sigma`, a negative `offset`, or a wrong
+      shape (`weights` even, or not one pool per channel; `sigma` not ``[C]`` or a scalar).
   """
   x = check_input(x)
   c = channel_axis_index(channel_axis, x.ndim, "gaussian_norm")
+  check_finite(weights, "weights", " (the pools' weights)")
+  _check_window(weights, "weights", "gaussian_norm", x.shape, c, depthwise=True)
+  _check_value(sigma, "sigma", channels=x.shape[c])
+  _check_value(offset, "offset")
   dt = stat_dtype(x.dtype)
   t = jnp.square(x.astype(dt))
   field = {_spatial(x.ndim, c): Kernel(_as(weights, dt), 1, c)}

@@ -16,14 +16,15 @@ import jax  # noqa: F401  (the docstring examples use it)
 import jax.numpy as jnp
 
 from divnorm._src import families
-from divnorm._src.kernels import miller_width
+from divnorm._src.checks import channel_axis_index
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 
 Dtype = Any
 
 
-def _channels(x, axis: int) -> int:
-  return jnp.shape(x)[axis]
+def _channels(x, axis: int, name: str) -> int:
+  """The size of `x`'s channel axis `axis`, or an error naming `name`'s channel_axis."""
+  return jnp.shape(x)[channel_axis_index(axis, jnp.ndim(x), name)]
 
 
 class MillerNorm(nn.Module):
@@ -31,7 +32,9 @@ class MillerNorm(nn.Module):
 
   Parameters ``lamb``, ``alpha``, ``beta`` and ``k`` (scalars, learned and unconstrained, as
   in the authors' code), initialized as their CIFAR AlexNet's (2, 0.1, 1, 1). Apply it after
-  the ReLU. The kernel's width is fixed at ``miller_width(lamb_init)`` (17 channels for 2).
+  the ReLU. The kernel's width is fixed at ``miller_width(lamb_init)`` (17 channels for 2);
+  a `width` given must be odd. ``lamb_init``, ``k_init`` > 0 and ``alpha_init`` >= 0, as
+  `miller_norm` requires of them.
 
   >>> m = MillerNorm()
   >>> jax.tree.map(jnp.shape, m.init(jax.random.key(0), jnp.ones((1, 4, 4, 32))))
@@ -51,7 +54,8 @@ class MillerNorm(nn.Module):
     """``a^2 / (k (1 + alpha / lambda sum_j a_{c+j}^2 e^{-|j| / lambda}))^beta``."""
     def scalar(name, value):
       return self.param(name, lambda _: jnp.asarray(value, self.param_dtype))
-    width = miller_width(self.lamb_init) if self.width is None else self.width
+    width = families.miller_module_width(self.lamb_init, self.alpha_init, self.beta_init,
+                                         self.k_init, self.width)
     return families.miller_norm(
         a, lamb=scalar("lamb", self.lamb_init), alpha=scalar("alpha", self.alpha_init),
         beta=scalar("beta", self.beta_init), k=scalar("k", self.k_init), width=width,
@@ -67,6 +71,7 @@ class BurgNorm(nn.Module):
   paper's L1 penalty on v; sum them with `divnorm.linen.apply_with_penalty`). The
   initializations are ours (the paper's were not in the sources read): ``n = 1``,
   ``eta = 1``, ``u`` a box mean, ``v = 1 / C`` (every filter pools every filter alike).
+  `kernel_size` is odd; ``n_init``, ``eta_init`` > 0 and `v_l1` >= 0.
 
   >>> b = BurgNorm(kernel_size=3)
   >>> jax.tree.map(jnp.shape, b.init(jax.random.key(0), jnp.ones((1, 4, 4, 8))))
@@ -83,8 +88,9 @@ class BurgNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     """``[x]_+^n / (eta^n + |v|^T (u * [x]_+^n))``."""
-    c = _channels(x, self.channel_axis)
-    k = self.kernel_size
+    c = _channels(x, self.channel_axis, "BurgNorm")
+    k = families.burg_module_kernel_size(self.kernel_size, self.n_init, self.eta_init,
+                                         self.v_l1)
     spatial = jnp.ndim(x) - 2
     n = self.param("n", lambda _: jnp.full((c,), self.n_init, self.param_dtype))
     eta = self.param("eta", lambda _: jnp.full((c,), self.eta_init, self.param_dtype))
@@ -104,7 +110,8 @@ class CenterSurroundNorm(nn.Module):
   Parameters as in their code: ``beta`` ``[C]`` (init 1e-6), ``gamma_k`` ``[8, C]`` and
   ``gamma_s`` ``[3, 3, C]`` (init 1/16), kept nonnegative (their code clips; here the
   reparameterization), then their learned affine, under flax's names ``scale`` (their
-  ``gamma_outside``, init 1) and ``bias`` (``beta_outside``, init 0).
+  ``gamma_outside``, init 1) and ``bias`` (``beta_outside``, init 0). ``beta_init``,
+  ``gamma_init`` and `beta_min` are >= 0; `surround_dist` and `group_size` ints >= 1.
 
   >>> cs = CenterSurroundNorm()
   >>> jax.tree.map(jnp.shape, cs.init(jax.random.key(0), jnp.ones((1, 4, 4, 16))))
@@ -124,7 +131,9 @@ class CenterSurroundNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     """``x / sqrt(beta + beta_min + centre pool + surround pool) * scale + bias``."""
-    c = _channels(x, self.channel_axis)
+    c = _channels(x, self.channel_axis, "CenterSurroundNorm")
+    families.check_center_surround_module(self.surround_dist, self.group_size, self.beta_min,
+                                          self.beta_init, self.gamma_init)
     def raw(name, shape, value):
       return nonnegative(self.param(name, lambda _: nonnegative_init(
           jnp.full(shape, value), dtype=self.param_dtype)))
@@ -147,7 +156,7 @@ class GaussianNorm(nn.Module):
 
   Parameters as in their code: ``weights`` ``[k, k, C]`` (their ``div`` convolution,
   depthwise, initialized by `gaussian_filterbank` from the parameter key; learned
-  unconstrained) and ``sigma`` ``[C]`` (init 1).
+  unconstrained) and ``sigma`` ``[C]`` (init 1). `kernel_size` is odd; `offset` >= 0.
 
   >>> g = GaussianNorm(kernel_size=3)
   >>> jax.tree.map(jnp.shape, g.init(jax.random.key(0), jnp.ones((1, 4, 4, 8))))
@@ -163,9 +172,10 @@ class GaussianNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
-    c = _channels(x, self.channel_axis)
+    c = _channels(x, self.channel_axis, "GaussianNorm")
+    k = families.gaussian_module_kernel_size(self.kernel_size, self.sigma_init, self.offset)
     weights = self.param("weights", lambda key: families.gaussian_filterbank(
-        c, self.kernel_size, key).astype(self.param_dtype))
+        c, k, key).astype(self.param_dtype))
     sigma = self.param("sigma", lambda _: jnp.full((c,), self.sigma_init, self.param_dtype))
     return families.gaussian_norm(x, weights=weights, sigma=sigma, offset=self.offset,
                                   channel_axis=self.channel_axis)

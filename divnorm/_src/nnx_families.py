@@ -13,7 +13,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from divnorm._src import families
-from divnorm._src.kernels import miller_width
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 
 Dtype = Any
@@ -35,7 +34,7 @@ class MillerNorm(nnx.Module):
                param_dtype: Dtype = jnp.float32):
     self.lamb, self.alpha = _scalar(lamb_init, param_dtype), _scalar(alpha_init, param_dtype)
     self.beta, self.k = _scalar(beta_init, param_dtype), _scalar(k_init, param_dtype)
-    self.width = miller_width(lamb_init) if width is None else width
+    self.width = families.miller_module_width(lamb_init, alpha_init, beta_init, k_init, width)
     self.channel_axis = channel_axis
 
   def __call__(self, a):
@@ -57,7 +56,8 @@ class BurgNorm(nnx.Module):
   def __init__(self, num_features: int, *, kernel_size: int = 5, spatial_dims: int = 2,
                n_init: float = 1.0, eta_init: float = 1.0, v_l1: float = 0.0,
                channel_axis: int = -1, param_dtype: Dtype = jnp.float32):
-    c, k = num_features, kernel_size
+    c = num_features
+    k = families.burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims)
     self.n = nnx.Param(jnp.full((c,), n_init, param_dtype))
     self.eta = nnx.Param(jnp.full((c,), eta_init, param_dtype))
     self.u = nnx.Param(nonnegative_init(jnp.full((k,) * spatial_dims, 1.0 / k**spatial_dims),
@@ -88,6 +88,8 @@ class CenterSurroundNorm(nnx.Module):
                use_scale: bool = True, use_bias: bool = True, channel_axis: int = -1,
                param_dtype: Dtype = jnp.float32):
     c = num_features
+    families.check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
+                                          gamma_init)
 
     def raw(shape, value):
       return nnx.Param(nonnegative_init(jnp.full(shape, value), dtype=param_dtype))
@@ -126,6 +128,7 @@ class GaussianNorm(nnx.Module):
   def __init__(self, num_features: int, *, kernel_size: int = 5, sigma_init: float = 1.0,
                offset: float = 1e-5, channel_axis: int = -1, param_dtype: Dtype = jnp.float32,
                rngs: nnx.Rngs):
+    kernel_size = families.gaussian_module_kernel_size(kernel_size, sigma_init, offset)
     self.weights = nnx.Param(families.gaussian_filterbank(
         num_features, kernel_size, rngs.params()).astype(param_dtype))
     self.sigma = nnx.Param(jnp.full((num_features,), sigma_init, param_dtype))
