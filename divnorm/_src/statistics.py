@@ -295,7 +295,9 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   """``E_A[x - k]``, then ``E_B[v^2]`` from ``v = (x - k) - E_A[x - k]``: any fields.
 
   The corrected two-pass algorithm around a shift from the data (`shift`): every sum is of
-  small numbers, so the float32 error is that of values of size ``std(x)``, at any offset.
+  small numbers, so the float32 error is that of values of size ``std(x)``, at any offset
+  shared by the span. Data far from ``k`` within a span (a band far above the rest) is
+  rounded at its distance: about ``eps * |x - k| / std`` in the output.
   `x` is in the statistics dtype, `mask` boolean of its shape (or None).
   """
   dt = x.dtype
@@ -356,8 +358,11 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   ``(k - E[x])^2 / var`` (a few units, ``k`` being taken from the data), not as far as
   ``E[x]^2 / var`` (1e8 at an offset of 1e4 with unit spread) as Flax's sums do: measured
   float32 error at most 3.0e-6 at offsets 0, 1e4 and 1e6, against 40 for Flax's one-pass
-  at 1e4 (``python -m benchmarks.numerics``). One outlier as ``k`` in a field of n entries
-  costs up to n ulps of the variance; `two_pass` is the robust choice.
+  at 1e4 (``python -m benchmarks.numerics``). A ``k`` that is an outlier ``z`` standard
+  deviations out costs about ``z^2`` ulps of the variance; `two_pass` is the robust choice.
+  Fields with windows in A take `corrected_two_pass` instead (`pick_statistics`): here
+  ``k`` would be one value per span, and where the span holds data far apart the sums
+  cancel completely (an output of 5e6 for a band 1e4 above the rest).
   """
   dt = x.dtype
   k = shift(x, a, mask=mask, axis_name=axis_name)
@@ -500,7 +505,10 @@ def pick_statistics(a: Field | WeightedField | None, b: Field | WeightedField,
         "give E_B[v^2] only when the summation and suppression fields have the same whole "
         f"(and grouped) axes, and at least one (got {a} and {b}); windows may differ. "
         "Leave fast_variance=None (two-pass) for these fields.")
-  return one_pass
+  # With windows in A, `one_pass`'s shift is one value per span, far from some of its
+  # fields in data with distant parts; `corrected_two_pass` reads x once too, centered
+  # at every position.
+  return corrected_two_pass if a.windows else one_pass
 
 
 BOX_STRATEGIES = (two_pass, corrected_two_pass, one_pass)
