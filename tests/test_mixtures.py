@@ -296,3 +296,26 @@ def test_masked_out_nan_or_inf_reaches_no_gradient(name, bad):
   dirty = jax.grad(loss)(x.at[0, 0, 0, :].set(bad))
   assert np.isfinite(np.asarray(dirty)).all()
   np.testing.assert_allclose(dirty, clean, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+def test_mixtures_keep_float32_accuracy_at_large_offsets(offset):
+  """Statistics of several fields meet around one shift from the data: switchable norm with
+  one-hot BN weights is batch norm, mean-only BN and renorm's d are exact to float32 (they
+  were off by 3e-2, 0.12 and 2e-2 at 1e6)."""
+  x = jnp.asarray(offset + np.random.default_rng(0).standard_normal((4, 6, 6, 8)), jnp.float32)
+  x64 = np.asarray(x, np.float64)
+  mean64 = x64.mean((0, 1, 2))
+  st = divnorm.batch_stats_init(x)
+  bn = divnorm.batch_norm(x, st, training=True)[0]
+  one_hot = jnp.array([0.0, 0.0, 1.0])
+  sn = divnorm.switchable_norm(x, st, mean_weights=one_hot, var_weights=one_hot,
+                               training=True)[0]
+  np.testing.assert_allclose(sn, bn, rtol=0, atol=1e-6)
+  mo = divnorm.mean_only_batch_norm(x, divnorm.mean_stats_init(x), training=True)[0]
+  np.testing.assert_allclose(np.asarray(mo, np.float64), x64 - mean64, rtol=0, atol=1e-6)
+  running = divnorm.BatchStats(jnp.asarray(mean64 + 0.1, jnp.float32), jnp.full(8, 1.5))
+  br = divnorm.batch_renorm(x, running, training=True, rmax=1.0)[0]  # r = 1: BN + d
+  d64 = (mean64 - np.asarray(running.mean, np.float64)) / np.sqrt(1.5)
+  np.testing.assert_allclose(np.asarray(br - bn, np.float64), np.broadcast_to(d64, x.shape),
+                             rtol=0, atol=1e-6)

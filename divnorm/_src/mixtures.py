@@ -9,6 +9,9 @@
 
 All statistics come from `divnorm._src.statistics.moments` and the running
 statistics are `divnorm.BatchStats`, so these share every numerical rule of the core.
+Where statistics of several fields meet (a mixture, a batch mean against the running one)
+they are taken of ``x - k``, one shift `k` from the data (`_data_shift`), so that a large
+offset shared by the data costs no digits there either.
 """
 
 from __future__ import annotations
@@ -44,10 +47,16 @@ from divnorm._src.checks import (
   check_sigma,
   check_unit_interval,
 )
-from divnorm._src.fields import resolve_axes, resolve_field
+from divnorm._src.fields import Field, resolve_axes, resolve_field
 from divnorm._src.presets import instance_norm
 from divnorm._src.reductions import field_mean, select, stat_dtype
-from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
+from divnorm._src.statistics import moments, scale, shift, stats_shape, variance_floor
+
+
+def _data_shift(x: jax.Array, mask, axis_name) -> jax.Array:
+  """One value from the data for all of `x` (the same on every member of `axis_name`),
+  under ``stop_gradient`` (`statistics.shift` over every axis)."""
+  return shift(x, Field(tuple(range(x.ndim)), ()), mask=mask, axis_name=axis_name)
 
 
 class MeanStats(NamedTuple):
@@ -114,11 +123,12 @@ def mean_only_batch_norm(
   x32 = x.astype(dt)
   if training:
     check_nonempty(x, reduction, "mean_only_batch_norm")
-    mean = field_mean(x32, resolve_field(reduction, x.ndim), mask=mask, axis_name=axis_name)
-    stats = MeanStats(ema(stats.mean, mean, momentum))
+    k = _data_shift(x32, mask, axis_name)
+    m = field_mean(x32 - k, resolve_field(reduction, x.ndim), mask=mask, axis_name=axis_name)
+    stats = MeanStats(ema(stats.mean, k + m, momentum))
   else:
-    mean = stats.mean.astype(dt).reshape(bshape)
-  y = select(x32 - mean, mask).astype(x.dtype)
+    k, m = np.zeros((), dt), stats.mean.astype(dt).reshape(bshape)
+  y = select((x32 - k) - m, mask).astype(x.dtype)
   return ((y, y) if return_centered else y), stats
 
 
@@ -174,11 +184,12 @@ def batch_renorm(
   sigma = check_sigma(sigma, stats_shape(x.shape, field))
   mask = check_mask(mask, x.shape)
   check_nonempty(x, reduction, "batch_renorm")
-  mean, var, v = moments(x, field, field, mask=mask, axis_name=axis_name)
+  dt = stat_dtype(x.dtype)
+  k = _data_shift(x.astype(dt), mask, axis_name)
+  mean, var, v = moments(x.astype(dt) - k, field, field, mask=mask, axis_name=axis_name)
   y = scale(v, var, sigma)
-  dt = y.dtype
   extra = jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
-  run_mean = stats.mean.astype(dt).reshape(bshape)
+  run_mean = stats.mean.astype(dt).reshape(bshape) - k  # as `mean`, of x - k
   run_std = jnp.sqrt(running_var(stats.var, dt).reshape(bshape) + extra)
   batch_std = jnp.sqrt(var + extra)
   rmax = jnp.asarray(rmax).astype(dt)
@@ -186,7 +197,7 @@ def batch_renorm(
   r = lax.stop_gradient(jnp.clip(batch_std / run_std, 1.0 / rmax, rmax))
   d = lax.stop_gradient(jnp.clip((mean - run_mean) / run_std, -dmax, dmax))
   y = select(y * r + d, mask)
-  stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
+  stats = BatchStats(ema(stats.mean, k + mean, momentum), ema(stats.var, var, momentum))
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 
@@ -314,25 +325,28 @@ def switchable_norm(
   # The mixture's statistics have the shape of instance norm's (batch and channels kept).
   sigma = check_sigma(sigma, tuple(x.shape[a] if a in (0, c) else 1 for a in range(x.ndim)))
 
+  dt = stat_dtype(x.dtype)
+  k = _data_shift(x.astype(dt), mask, axis_name)
+  xs = x.astype(dt) - k  # every statistic of x - k, so the mixture adds no offset's rounding
+
   def stats_of(axes, name=None):
     field = resolve_field(axes, x.ndim)
-    mean, var, _ = moments(x, field, field, mask=mask, axis_name=name)
+    mean, var, _ = moments(xs, field, field, mask=mask, axis_name=name)
     return mean, var
 
-  dt = stat_dtype(x.dtype)
   mean_in, var_in = stats_of(spatial)
   mean_ln, var_ln = stats_of(tuple(range(1, x.ndim)))
   if training:
     check_nonempty(x, (0, *spatial), "switchable_norm")
     mean_bn, var_bn = stats_of((0, *spatial), axis_name)
-    stats = BatchStats(ema(stats.mean, mean_bn, momentum), ema(stats.var, var_bn, momentum))
+    stats = BatchStats(ema(stats.mean, k + mean_bn, momentum), ema(stats.var, var_bn, momentum))
   else:
-    mean_bn = stats.mean.astype(dt).reshape(bshape)
+    mean_bn = stats.mean.astype(dt).reshape(bshape) - k
     var_bn = running_var(stats.var, dt).reshape(bshape)
   wm, wv = wm.astype(dt), wv.astype(dt)
   mean = wm[0] * mean_in + wm[1] * mean_ln + wm[2] * mean_bn
   var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn
-  v = select(x.astype(dt) - mean, mask)
+  v = select(xs - mean, mask)
   y = select(scale(v, var, sigma), mask)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
