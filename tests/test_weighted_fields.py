@@ -229,3 +229,18 @@ def test_resolved_field_is_reused():
   field = resolve_weighted_field({1: K.gaussian(3, sigma=1.0)}, SHAPE)
   assert isinstance(field, WeightedField)
   assert resolve_weighted_field(field, SHAPE) is field
+
+
+@pytest.mark.parametrize("op", ["banded kernel", "mixing last", "mixing inner"])
+def test_weighted_sums_ask_for_full_float32_products(op):
+  """Kernel and mixing sums are matmuls: without HIGHEST precision, GPUs and TPUs may run
+  float32 products in TF32 or bf16 passes (10 and 8 bits of mantissa)."""
+  import divnorm
+
+  x = jnp.ones((2, 8, 8, 6))
+  fields = {"banded kernel": {1: None, 3: K.gaussian(3, sigma=1.0)},
+            "mixing last": {3: K.mixing(np.eye(6) * 0.5 + 0.1), 1: None},
+            "mixing inner": {1: K.mixing(np.eye(8) * 0.5 + 0.1), 3: None}}[op]
+  text = jax.jit(lambda x: divnorm.normalize(x, fields)).lower(x).as_text()
+  dots = [line for line in text.splitlines() if "dot_general" in line]
+  assert dots and all("precision = [HIGHEST, HIGHEST]" in line for line in dots)

@@ -23,6 +23,9 @@ from jax import lax
 
 from divnorm._src.kernels import Kernel, Mixing, tap_weight, taps
 
+# Statistics are sums in float32 or wider: no TF32 or bf16 passes on GPUs and TPUs.
+HIGHEST = lax.Precision.HIGHEST
+
 # The longest minor axis along which a 1-D kernel is a banded matmul (cost O(n) per
 # entry, against O(width) for shifted slices); measured faster up to 64 channels, slower at
 # 800 hidden units.
@@ -70,7 +73,7 @@ def kernel_sum(t: jax.Array, axes: tuple[int, ...], k: Kernel) -> jax.Array:
   dt = t.dtype
   if (len(axes) == 1 and axes[0] == t.ndim - 1 and k.along is None
           and t.shape[-1] <= BANDED_MAX):
-    return jnp.matmul(t, _band(k, t.shape[-1], dt))
+    return jnp.matmul(t, _band(k, t.shape[-1], dt), precision=HIGHEST)
   if k.static:
     return _shifted_sum(t, axes, k)
   weights = jnp.asarray(k.weights).astype(dt)
@@ -135,8 +138,9 @@ def mixing_sum(t: jax.Array, axis: int, m: Mixing) -> jax.Array:
   matrix = (np.asarray(m.matrix, t.dtype) if isinstance(m.matrix, np.ndarray)
             else jnp.asarray(m.matrix).astype(t.dtype))
   if axis == t.ndim - 1:
-    return jnp.matmul(t, matrix.T)
-  return jnp.moveaxis(jnp.tensordot(t, matrix, axes=([axis], [1])), -1, axis)
+    return jnp.matmul(t, matrix.T, precision=HIGHEST)
+  return jnp.moveaxis(jnp.tensordot(t, matrix, axes=([axis], [1]), precision=HIGHEST), -1,
+                     axis)
 
 
 def apply(t: jax.Array, axes: tuple[int, ...], op: Kernel | Mixing) -> jax.Array:
