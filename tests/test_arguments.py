@@ -32,6 +32,7 @@ import pytest
 import divnorm
 from divnorm import gdn as G
 from divnorm import inputs as I
+from divnorm import kernels as DK
 from divnorm import weights
 from divnorm.local_response import local_response_norm
 from tests import reference as ref
@@ -902,6 +903,16 @@ case("spectral_norm of a zero kernel keeps it and u", lambda: weights.spectral_n
      lambda r: not np.any(r[0]) and np.allclose(r[1], 0.5) and float(r[2]) == 0.0)
 case("spectral_norm u all zeros", lambda: weights.spectral_norm(
     KERNEL, np.zeros(6, np.float32)), Error(ValueError, "u is all zeros"))
+case("normalize Kernel built with dilation 0", lambda: D.normalize(
+    X, {1: DK.Kernel(np.ones(3), 0), 3: None}), Error(ValueError, "dilation"))
+case("normalize Mixing built with negative weights", lambda: D.normalize(
+    X, {3: DK.Mixing(-np.eye(4)), 1: None}), Error(ValueError, "weights"))
+case("gaussian sigma a JAX zero", lambda: DK.gaussian(3, sigma=jnp.float32(0.0)),
+     Error(ValueError, "sigma"))
+case("gaussian sigma a JAX vector", lambda: DK.gaussian(3, sigma=jnp.ones(2)),
+     Error(ValueError, "sigma of shape"))
+case("exponential scale a JAX zero", lambda: DK.exponential(3, scale=jnp.float32(0.0)),
+     Error(ValueError, "scale"))
 case("group_norm rank 2, sigma of a wrong shape", lambda: D.group_norm(
     X2, num_groups=2, sigma=np.ones(3, np.float32)), Error(ValueError, "sigma of shape"))
 

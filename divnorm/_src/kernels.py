@@ -173,6 +173,14 @@ def _offsets(width: int) -> np.ndarray:
   return np.arange(width, dtype=np.float64) - width // 2
 
 
+def _check_scalar(value, name: str) -> None:
+  """A learned width (a JAX array): one number, > 0 when concrete."""
+  check_positive(value, name)
+  if np.ndim(value) != 0:
+    raise ValueError(f"{name} of shape {np.shape(value)} must be a scalar: one width for the "
+                     f"kernel.")
+
+
 def _is_array(value) -> bool:
   """A JAX array (traced or concrete, e.g. a learned parameter), not a Python number."""
   return isinstance(value, jax.Array)
@@ -187,6 +195,7 @@ def gaussian(width: int, *, sigma) -> Kernel:
   """
   width = _odd_width(width, "gaussian")
   if _is_array(sigma):
+    _check_scalar(sigma, "gaussian: sigma")
     return Kernel(jnp.exp(-jnp.square(jnp.asarray(_offsets(width), sigma.dtype))
                           / (2.0 * sigma * sigma)))
   sigma = _positive_number(sigma, "gaussian: sigma")
@@ -217,6 +226,7 @@ def exponential(width: int | None = None, *, scale) -> Kernel:
           "exponential: a learned (array) scale needs a static width, e.g. "
           "width=miller_width(initial_scale); the window cannot change size under jit.")
     width = _odd_width(width, "exponential")
+    _check_scalar(scale, "exponential: scale")
     return Kernel(jnp.exp(-jnp.abs(jnp.asarray(_offsets(width), scale.dtype)) / scale))
   scale = _positive_number(scale, "exponential: scale")
   width = miller_width(scale) if width is None else _odd_width(width, "exponential")

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from divnorm._src.checks import check_int, check_nonnegative
 from divnorm._src.fields import Field, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
 from divnorm._src.reductions import (
@@ -79,6 +80,13 @@ def _axis(axis, ndim: int, role: str) -> int:
 def _check_fit(axes, op, shape, whole, role: str) -> None:
   """A clear error where `op` cannot apply to `axes` of an input of `shape`."""
   ndim = len(shape)
+  # A Kernel or Mixing built directly (not by divnorm.kernels' constructors): the same rules.
+  weights = op.matrix if isinstance(op, Mixing) else op.weights
+  check_nonnegative(weights, f"{role}: the {type(op).__name__.lower()}'s weights",
+                    " (a pool weighs entries; learned_kernel and learned_mixing keep learned "
+                    "weights nonnegative)")
+  if isinstance(op, Kernel):
+    check_int(op.dilation, "dilation", minimum=1, context=role)
   if isinstance(op, Mixing):
     if len(axes) != 1:
       raise ValueError(f"{role}: a mixing applies to one axis, got the axes {axes}.")
