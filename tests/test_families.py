@@ -123,6 +123,27 @@ def test_gaussian_norm_gradients(x64):
   check_grads(f, (_u((3, 3, 8)), _u(8)), order=1, modes=["rev"])
 
 
+def test_gradients_where_the_divisors_constant_is_0(x64):
+  """sigma = offset = 0, and beta = beta_min = 0 with an empty centre pool: the divisor's
+  constant is 0, and the gradients are finite and right (sqrt(0) as sigma made them NaN)."""
+  x, ring = jnp.asarray(X[:1, :3, :3]), jnp.asarray(_u((3, 3, 8)))
+  dsigma = jax.jit(jax.grad(lambda s: F.gaussian_norm(x, weights=ring, sigma=s,
+                                                      offset=0.0).sum()))(jnp.zeros(8))
+  np.testing.assert_array_equal(dsigma, 0.0)  # y is even in sigma
+  f = jax.jit(lambda x, b, k: F.center_surround_norm(x, beta=b, gamma_k=k, gamma_s=ring,
+                                                     beta_min=0.0).sum())
+  grad = jax.jit(jax.grad(f, (0, 1, 2)))
+  args = (x, jnp.zeros(8), jnp.zeros((8, 8)))
+  step = [jnp.asarray(_u(np.shape(a), -1.0, 1.0, seed=5)) for a in args]
+  h = 1e-6
+  plus, minus = ([a + sign * h * s for a, s in zip(args, step, strict=True)] for sign in (1, -1))
+  difference = (f(*plus) - f(*minus)) / (2 * h)
+  directional = sum(jnp.vdot(g, s) for g, s in zip(grad(*args), step, strict=True))
+  np.testing.assert_allclose(directional, difference, rtol=1e-6)
+  zero = jnp.zeros((1, 3, 3, 8), jnp.float32)  # the whole divisor 0 but for the floor
+  assert all(np.isfinite(g).all() for g in grad(zero, zero[0, 0, 0], jnp.full((8, 8), 0.1)))
+
+
 def test_burg_against_eq_1(x64):
   n, eta, u, v = _u(8, 0.8, 2.0), _u(8, 0.5, 1.5), _u((3, 3)), _u((8, 8), -1.0, 1.0)
   y = F.burg_norm(X, n=n, eta=eta, u=u, v=v)

@@ -46,6 +46,13 @@ def test_unit_length(x64, order):
   assert (I.unit_length.apply(np.zeros((2, 3)), stats) == 0).all()
 
 
+def test_unit_length_gradient_at_a_zero_vector():
+  """x / ||x||_2 of a zero vector is 0, with a finite gradient."""
+  stats = I.unit_length.fit(np.zeros((2, 3)), axes=-1)
+  g = jax.jit(jax.grad(lambda x: (I.unit_length.apply(x, stats) * jnp.arange(3.0)[None]).sum()))
+  assert np.isfinite(g(jnp.zeros((2, 3)))).all()
+
+
 def test_pca_decorrelates(x64):
   x = _data()
   stats = I.pca.fit(x)
@@ -81,6 +88,37 @@ def test_zca_float32_jit():
   assert w.dtype == jnp.float32
   cov = np.cov(np.asarray(w, np.float64).T, bias=True)
   np.testing.assert_allclose(cov, np.eye(5), atol=1e-3)
+
+
+def test_pca_and_zca_gradients(x64):
+  """Through fit and apply: finite differences on random data; on constant data (repeated
+  eigenvalues, where jnp.linalg.eigh's gradient is NaN) the mean's part alone, as the
+  covariance's derivative is 0 there."""
+  x, step, w = (jnp.asarray(_data(n=12, d=3, seed=s)) for s in range(3))
+  const = jnp.full((12, 3), 3.0)
+  for transform, kw in ((I.pca, {}), (I.zca, {"epsilon": 1e-3})):
+    f = jax.jit(lambda d, t=transform, kw=kw: (t.apply(d, t.fit(d, **kw)) * w).sum())
+    grad, h = jax.jit(jax.grad(f)), 1e-6
+    np.testing.assert_allclose(jnp.vdot(grad(x), step),
+                               (f(x + h * step) - f(x - h * step)) / (2 * h), rtol=1e-6)
+    stats = jax.jit(lambda d, t=transform, kw=kw: t.fit(d, **kw))(const)
+    vecs = np.asarray(stats.eigvecs)  # x - mean goes through W = V (PCA), V L^-1/2 V^T (ZCA)
+    matrix = vecs if transform is I.pca else vecs / np.sqrt(stats.eigvals + 1e-3) @ vecs.T
+    np.testing.assert_allclose(grad(const), (w - w.mean(0, keepdims=True)) @ matrix.T,
+                               atol=1e-9)
+
+
+def test_means_at_large_offsets():
+  """center, pca and zca fit their means around a shift (`moments`): in float32 at offsets
+  1e4 and 1e6 within the half ulp of storing them (a plain mean: 1.9 ulps here)."""
+  fit = jax.jit(lambda x: (I.center.fit(x).mean[0], I.pca.fit(x).mean,
+                           I.zca.fit(x, epsilon=1e-5).mean))
+  for offset in (1e4, 1e6):
+    x = (np.random.default_rng(1).normal(size=(1000, 8)) + offset).astype(np.float32)
+    true = x.astype(np.float64).mean(0)
+    for mean in fit(x):
+      assert np.abs(np.asarray(mean, np.float64) - true).max() <= 0.51 * np.spacing(
+          np.float32(offset))
 
 
 def test_errors(x64):

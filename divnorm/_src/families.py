@@ -1,8 +1,10 @@
 r"""The divisive normalizations of neuroscience and image compression, in the unified formula.
 
-Each preset is a few lines over `divnorm.normalize` (``y = v / (sigma^2 + P_B[|v|^alpha])
-^epsilon``, no centering, ``P_B`` a weighted sum) with its paper's parameter names; each docstring
-gives the formula, the source it was read from and the paper's initialization. GDN and
+Each preset is a few lines over `divnorm.normalize`'s formula (``y = v / (sigma^2 +
+P_B[|v|^alpha])^epsilon``, no centering, ``P_B`` a weighted sum) with its paper's parameter
+names; each docstring gives the formula, the source it was read from and the paper's
+initialization. The divisor's constant is added to the pool as it is (`_pooled_divide`), not
+passed as ``sigma = sqrt(constant)``, so gradients stay finite where it is 0. GDN and
 IGDN are `divnorm.gdn.gdn` and `divnorm.gdn.igdn`.
 
 | preset | v | pool P | exponents |
@@ -29,10 +31,9 @@ from divnorm._src.checks import (
   check_positive,
   is_concrete,
 )
-from divnorm._src.core import normalize
 from divnorm._src.kernels import Kernel, Mixing, miller_width
 from divnorm._src.reductions import stat_dtype
-from divnorm._src.statistics import abs_power
+from divnorm._src.statistics import abs_power, scale
 from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 
@@ -156,6 +157,17 @@ def _per_channel(value, c: int, ndim: int, dt) -> jax.Array:
   return jnp.reshape(value, shape)
 
 
+def _pooled_divide(v: jax.Array, field, constant, *, alpha=1.0, epsilon=1.0) -> jax.Array:
+  """``v / (constant + P[|v|^alpha])^epsilon``, ``P`` the weighted sum over `field`:
+  `divnorm.normalize` (no centering, ``pool="sum"``) with ``sigma^2 = constant``.
+
+  The constant is added as it is: ``sigma = sqrt(constant)``, squared again in the core, has
+  a NaN gradient where the constant is 0; here the gradients are finite there.
+  """
+  pool = weighted_sum(abs_power(v, alpha), resolve_weighted_field(field, v.shape))
+  return scale(v, pool + constant, 0.0, epsilon)
+
+
 def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
                 channel_axis: int = -1) -> jax.Array:
   r"""Divisive feature normalization of Miller, Chung & Miller (ICLR 2022).
@@ -204,8 +216,7 @@ def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
   # k (1 + alpha / lambda S) = k + sum_j (k alpha / lambda) e^{-|j| / lambda} a_{c+j}^2
   weights = k * alpha / lamb * jnp.exp(-j / lamb)
   t = jnp.square(a.astype(dt))
-  return normalize(t, None, {c: Kernel(weights)}, sigma=jnp.sqrt(k), alpha=1.0,
-                            epsilon=beta, pool="sum").astype(a.dtype)
+  return _pooled_divide(t, {c: Kernel(weights)}, k, epsilon=beta).astype(a.dtype)
 
 
 def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Array:
@@ -252,8 +263,7 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Arra
   e = abs_power(jnp.maximum(x.astype(dt), jnp.zeros((), dt)), n)
   field = {_spatial(x.ndim, c): Kernel(_as(u, dt)), c: Mixing(jnp.abs(_as(v, dt)).T)}
   semisaturation = abs_power(_per_channel(eta, c, x.ndim, dt), n)
-  return normalize(e, None, field, sigma=jnp.sqrt(semisaturation), alpha=1.0,
-                            epsilon=1.0, pool="sum").astype(x.dtype)
+  return _pooled_divide(e, field, semisaturation).astype(x.dtype)
 
 
 def burg_penalty(v) -> jax.Array:
@@ -342,14 +352,14 @@ def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist:
   xs = x.astype(dt)
   t = xs * xs
   gamma_s = _as(gamma_s, dt)
-  ring = np.ones(gamma_s.shape[:-1])
+  ring = np.ones(gamma_s.shape[:-1], dt)
   ring[tuple(n // 2 for n in ring.shape)] = 0.0
   center = resolve_weighted_field({c: Mixing(mixing.astype(dt))}, x.shape)
   surround = {_spatial(x.ndim, c): Kernel(gamma_s * ring[..., None], surround_dist, c)}
-  # The centre pool is a per-position constant beside the surround's: sigma^2 carries it.
+  # The centre pool is a per-position constant beside the surround's, as sigma^2 would be.
   constant = (weighted_sum(t, center) + _per_channel(beta, c, x.ndim, dt)
               + np.asarray(beta_min, dt))
-  return normalize(xs, None, surround, sigma=jnp.sqrt(constant), pool="sum").astype(x.dtype)
+  return _pooled_divide(xs, surround, constant, alpha=2.0, epsilon=0.5).astype(x.dtype)
 
 
 def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
@@ -411,5 +421,4 @@ def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,
   t = jnp.square(x.astype(dt))
   field = {_spatial(x.ndim, c): Kernel(_as(weights, dt), 1, c)}
   constant = jnp.square(_per_channel(sigma, c, x.ndim, dt)) + np.asarray(offset, dt)
-  return normalize(t, None, field, sigma=jnp.sqrt(constant), alpha=1.0, epsilon=1.0,
-                            pool="sum").astype(x.dtype)
+  return _pooled_divide(t, field, constant).astype(x.dtype)

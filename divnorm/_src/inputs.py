@@ -35,7 +35,7 @@ from divnorm._src.checks import (
   is_concrete,
 )
 from divnorm._src.fields import Field, resolve_axes, resolve_field
-from divnorm._src.reductions import field_mean, field_sum, stat_dtype
+from divnorm._src.reductions import field_sum, stat_dtype
 from divnorm._src.statistics import moments, scale
 
 Axes = int | Sequence[int]
@@ -204,9 +204,9 @@ class Mean(NamedTuple):
 
 
 def center_fit(data, axes: Axes = 0) -> Mean:
-  """Mean of `data` over `axes`."""
-  data, field = _samples(data, axes, "center.fit")
-  return Mean(field_mean(data.astype(stat_dtype(data.dtype)), field))
+  """Mean of `data` over `axes` (`moments`: around a shift, so an offset costs no digits)."""
+  _, _, mean, _ = _moments(data, axes, "center.fit")
+  return Mean(mean)
 
 
 def center_apply(x, stats: Mean):
@@ -254,9 +254,10 @@ def unit_length_apply(x, stats: UnitLength):
   field = resolve_field(stats.axes, x.ndim, role="axes")
   dt = stat_dtype(x.dtype)
   x32 = x.astype(dt)
-  norm = field_sum(jnp.abs(x32), field) if stats.ord == 1 else jnp.sqrt(
-      field_sum(x32 * x32, field))
-  return (x32 / jnp.where(norm > 0, norm, jnp.ones((), dt))).astype(x.dtype)
+  total = field_sum(jnp.abs(x32) if stats.ord == 1 else x32 * x32, field)
+  # A zero vector divides by 1, selected before the square root: its gradient at 0 is inf.
+  safe = jnp.where(total > 0, total, jnp.ones((), dt))
+  return (x32 / (safe if stats.ord == 1 else jnp.sqrt(safe))).astype(x.dtype)
 
 
 unit_length = Transform(unit_length_fit, unit_length_apply, None)
@@ -288,16 +289,40 @@ def _leading(data, axes: Axes) -> int:
   return k
 
 
+@jax.custom_jvp
+def _eigh(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`jnp.linalg.eigh` of a symmetric `cov` (eigenvalues ascending), with a derivative that
+  is finite at repeated eigenvalues.
+
+  JAX's derivative of an eigenvector weighs the tangent's coupling to each other one by
+  ``1 / (l_j - l_i)``: ``0 * inf``, NaN, at a repeated eigenvalue even for a zero tangent
+  (constant data). This one leaves that coupling out, the rotations within an eigenspace
+  (whose eigenvectors are not unique); elsewhere it is JAX's.
+  """
+  eigvals, eigvecs = jnp.linalg.eigh(cov)
+  return eigvals, eigvecs
+
+
+@_eigh.defjvp
+def _eigh_jvp(primals, tangents):
+  (cov,), (dcov,) = primals, tangents
+  eigvals, eigvecs = _eigh(cov)
+  m = eigvecs.T @ ((dcov + dcov.T) / 2) @ eigvecs
+  gap = eigvals[None, :] - eigvals[:, None]  # gap[i, j] = l_j - l_i
+  tied = gap == 0
+  f = jnp.where(tied, jnp.zeros((), gap.dtype), 1 / jnp.where(tied, 1, gap))
+  return (eigvals, eigvecs), (jnp.diagonal(m), eigvecs @ (f * m))
+
+
 def _eigen(data, axes: Axes, epsilon: float, name: str) -> Eigen:
   data, _ = _samples(data, axes, name)
   k = _leading(data, axes)
   feature_shape = data.shape[k:]
-  dt = stat_dtype(data.dtype)
-  flat = data.astype(dt).reshape(-1, int(np.prod(feature_shape)))
-  mean = jnp.mean(flat, axis=0, keepdims=True)
-  centered = flat - mean
+  flat = data.reshape(-1, int(np.prod(feature_shape)))
+  samples = Field((0,), ())
+  mean, _, centered = moments(flat, samples, samples)
   cov = centered.T @ centered / flat.shape[0]
-  eigvals, eigvecs = jnp.linalg.eigh(cov)
+  eigvals, eigvecs = _eigh(cov)
   eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
   return Eigen(mean.reshape(feature_shape), jnp.maximum(eigvals, 0.0), eigvecs, epsilon)
 
@@ -318,7 +343,12 @@ def _flat(x, stats: Eigen, transform: str, name: str = "x"):
 
 
 def pca_fit(data, axes: Axes = 0) -> Eigen:
-  """Mean and eigendecomposition of the feature covariance (biased, 1/n)."""
+  """Mean and eigendecomposition of the feature covariance (biased, 1/n).
+
+  At a repeated eigenvalue (constant data) the eigenvectors' gradient leaves out rotations
+  within its eigenspace, where `jnp.linalg.eigh`'s is NaN (`_eigh`): exact for eigenvalue 0,
+  whose eigenvectors the covariance's derivative does not couple.
+  """
   return _eigen(data, axes, 0.0, "pca.fit")
 
 
@@ -347,7 +377,7 @@ pca = Transform(pca_fit, pca_apply, pca_invert)
 
 
 def zca_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> Eigen:
-  """Mean and eigendecomposition for ZCA whitening ``Sigma^{-1/2}``.
+  """Mean and eigendecomposition for ZCA whitening ``Sigma^{-1/2}`` (gradients as `pca_fit`).
 
   Raises:
     ValueError: the covariance is singular (an eigenvalue at rounding level of the
