@@ -360,9 +360,65 @@ def test_group_norm_takes_numpy_integer_groups_as_equinox():
   (lambda: dqx.LayerNorm(4, sigma=-0.5), ValueError, r"sigma=-0\.5 is negative"),
   (lambda: dqx.GroupNorm(2.0, 4), TypeError, r"groups=2\.0 is not an int"),
   (lambda: dqx.GroupNorm(3, 4), ValueError, r"groups=3 does not divide"),
+  (lambda: dqx.GroupNorm(2, 4)(_x((6, 3))), ValueError, r"channels=4 but x of shape \(6, 3\)"),
+  (lambda: dqx.GroupNorm(1, channelwise_affine=False)(jnp.ones(())), ValueError,
+   r"GroupNorm: x is a scalar"),
+  (lambda: dqx.GroupNorm(2, -4), ValueError, r"channels=-4 must be an int >= 0"),
+  (lambda: dqx.GroupNorm(2, 4.0), TypeError, r"channels=4\.0 is not an int"),
+  (lambda: dqx.BatchNorm(-1, "batch", mode="batch"), ValueError, r"input_size=-1 must be"),
+  (lambda: dqx.LayerNorm(-1), ValueError, r"shape=-1 must be an int >= 0"),
+  (lambda: dqx.DivisiveNorm(3.0), TypeError, r"summation_window=3\.0 is not an int"),
+  (lambda: dqx.DivisiveNorm(None), TypeError, r"summation_window=None is not an int"),
+  (lambda: dqx.DivisiveNorm(4)(_x((3, 8))), ValueError,
+   r"summation_window: .* axis 1 has width 4"),
+  (lambda: dqx.DivisiveNorm(3, across_channels="no"), TypeError,
+   r"across_channels='no' is not a bool"),
+  (lambda: dqx.Normalize((1,), learn_sigma="no"), TypeError, r"learn_sigma='no' is not a bool"),
+  (lambda: dqx.DivisiveNorm(3, sigma=jnp.full(3, 0.5), learn_sigma=True), ValueError,
+   r"one sigma per layer"),
+  (lambda: dqx.GDN(3, beta_init=0), ValueError, r"beta_init=0 must be a finite number > 0"),
+  (lambda: dqx.GDN(-3), ValueError, r"^channels=-3 must be an int >= 1"),
 ])
 def test_errors_name_the_argument_passed(make, error, match):
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # equinox's warning for an array in a static field
     with pytest.raises(error, match=match):
       make()
+
+
+@pytest.mark.parametrize("name", ["BatchNorm", "MeanOnlyBatchNorm", "BatchRenorm",
+                                  "BatchInstanceNorm", "SwitchableNorm"])
+def test_running_layers_name_input_size_for_other_channels(name):
+  kwargs = dict(mode="batch") if name == "BatchNorm" else {}
+  layer, state = eqx.nn.make_with_state(getattr(dqx, name))(3, "batch", **kwargs)
+  with pytest.raises(ValueError, match=f"{name} was built with input_size=3 but x of shape"):
+    jax.vmap(layer, (0, None), (0, None), axis_name="batch")(_x((2, 4, 5)), state)
+
+
+def test_sizes_take_numpy_integers():
+  x = _x((3, 8))
+  np.testing.assert_allclose(dqx.LayerNorm(np.int64(8))(x[0]), eqx.nn.LayerNorm(8)(x[0]),
+                             atol=3e-5)
+  assert dqx.DivisiveNorm(np.int64(3), (np.int64(5),)).summation_window == 3
+
+
+def test_normalize_takes_kernels_and_mixings_as_linen():
+  """Their arrays are held static (hashable); the numbers are the function's, under jit too."""
+  from divnorm import kernels
+  x = _x((3, 8))
+  for summation in ({0: None, 1: kernels.gaussian(3, sigma=1.0)},
+                    {0: kernels.Mixing(np.full((3, 3), 1 / 3)), 1: 3}):
+    layer = dqx.Normalize(summation, sigma=0.5)
+    want = divnorm.normalize(x, summation, sigma=0.5)
+    np.testing.assert_allclose(eqx.filter_jit(lambda m, x: m(x))(layer, x), want, atol=1e-6)
+
+
+@pytest.mark.loose_promotion  # equinox's internals
+@pytest.mark.parametrize("make", [lambda m: m.LayerNorm((3, 4)), lambda m: m.RMSNorm((3, 4)),
+                                  lambda m: m.GroupNorm(3, 3)], ids=["LN", "RMS", "GN"])
+def test_complex_input_as_equinox(make):
+  """equinox's numbers for complex input (RMSNorm: its mean of x**2, not of |x|**2)."""
+  x = jax.lax.complex(_x((3, 4)), _x((3, 4), seed=1))
+  want, got = make(eqx.nn)(x), make(dqx)(x)
+  assert got.dtype == want.dtype == jnp.complex64
+  np.testing.assert_allclose(got, want, atol=2e-5)

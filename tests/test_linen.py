@@ -196,6 +196,11 @@ def test_traced_epsilon_under_jit():
   (dnn.LayerNorm(axis_name="b", axis_index_groups=[[0, 1], [2]]), ValueError,
    r"axis_index_groups=\(\(0, 1\), \(2,\)\) must be groups of equal size"),
   (dnn.LayerNorm(learn_sigma=True, sigma=0.0), ValueError, r"must be > 0"),
+  (dnn.LayerNorm(learn_sigma=True, sigma=jnp.full(8, 0.5)), ValueError, r"one sigma per layer"),
+  (dnn.LayerNorm(epsilon=jnp.ones(3)), ValueError, r"epsilon of shape \(3,\)"),
+  (dnn.BatchNorm(False, epsilon=jnp.ones(3)), ValueError, r"epsilon of shape \(3,\)"),
+  (dnn.InstanceNorm(channel_axis=0), ValueError, r"batch axis \(got channel_axis=0\)"),
+  (dnn.GroupNorm(2, channel_axis=0), ValueError, r"channel_axis=0 is the batch axis"),
 ])
 def test_errors_name_the_argument_passed(module, error, match):
   with pytest.raises(error, match=match):
@@ -309,3 +314,59 @@ def test_batch_norm_of_one_example_under_vmap_pools_the_mapped_axis_as_flax(fast
   mean, var = x.astype(np.float64).mean(0), x.astype(np.float64).var(0)
   np.testing.assert_allclose(run[0][1]["batch_stats"]["mean"], 0.5 * mean, rtol=1e-6)
   np.testing.assert_allclose(run[0][1]["batch_stats"]["var"], 0.5 + 0.5 * var, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+  (dict(fast_variance="no"), TypeError, r"fast_variance='no' is not a bool"),
+  (dict(learn_sigma="no"), TypeError, r"learn_sigma='no' is not a bool"),
+  (dict(l1_alpha=-1.0), ValueError, r"l1_alpha=-1\.0 is negative"),
+  (dict(l1_alpha=jnp.ones(2)), ValueError, r"l1_alpha has shape \(2,\)"),
+])
+def test_divnorm_options_are_checked_at_construction(kwargs, error, match):
+  """divnorm's own options are checked; flax's own flags take what flax takes (truthy)."""
+  with pytest.raises(error, match=match):
+    dnn.LayerNorm(**kwargs)
+  dnn.LayerNorm(use_fast_variance=1, use_bias=0).init(jax.random.key(0), _x((2, 3)))
+
+
+def test_batch_norm_applied_to_other_features_names_its_variables():
+  variables = dnn.BatchNorm(True).init(jax.random.key(0), _x((2, 4)))
+  with pytest.raises(ValueError, match=r"batch_stats of shape \(4,\) but x of shape \(2, 5\)"):
+    dnn.BatchNorm(True).apply(variables, _x((2, 5)))
+
+
+def test_integer_and_float_masks_select_as_flax():
+  """flax.linen converts the mask to bool: its nonzero entries select."""
+  x, keep = _x((3, 8)), np.array([[1, 1, 0, 1, 0, 1, 1, 1]] * 3)
+  for name, kwargs, mask in (("LayerNorm", {}, keep * 3),
+                             ("BatchNorm", dict(use_running_average=False), keep * 0.5)):
+    variables = getattr(nn, name)(**kwargs).init(jax.random.key(0), x)
+    want = getattr(nn, name)(**kwargs).apply(variables, x, mask=mask, mutable=True)[0]
+    got = getattr(dnn, name)(**kwargs).apply(variables, x, mask=mask, mutable=True)[0]
+    np.testing.assert_allclose(np.where(keep, got, 0), np.where(keep, want, 0), atol=1e-5)
+
+
+@pytest.mark.parametrize("name,kwargs", [("LayerNorm", {}), ("RMSNorm", {}),
+                                         ("GroupNorm", dict(num_groups=2))])
+def test_complex_input_as_flax(name, kwargs):
+  """flax's complex statistics: a complex mean, the variance E[|x - E[x]|^2]; complex out."""
+  x = (_x((2, 3, 4)) + 1j * _x((2, 3, 4), seed=1)).astype(np.complex64)
+  variables = _randomize(getattr(nn, name)(**kwargs).init(jax.random.key(0), x))
+  want = getattr(nn, name)(**kwargs).apply(variables, x)
+  got = getattr(dnn, name)(**kwargs).apply(variables, x)
+  assert got.dtype == want.dtype == np.complex64
+  np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_running_statistics_promote_as_flax_without_float32_reductions():
+  """force_float32_reductions=False: flax's update promotes bfloat16 statistics with the
+  float32 batch's, so they are float32 after the first step."""
+  x = _x((4, 3))
+  variables = nn.BatchNorm(False, param_dtype=jnp.bfloat16, force_float32_reductions=False).init(
+      jax.random.key(0), x)
+  assert variables["batch_stats"]["mean"].dtype == jnp.bfloat16
+  for module in (nn, dnn):
+    bn = module.BatchNorm(False, param_dtype=jnp.bfloat16, force_float32_reductions=False)
+    _, updates = bn.apply(variables, x, mutable=["batch_stats"])
+    assert jax.tree.map(lambda a: a.dtype, updates["batch_stats"]) == dict(
+        mean=jnp.float32, var=jnp.float32), module.__name__

@@ -203,3 +203,20 @@ def test_weight_wrappers_check_epsilon_and_sigma():
   variables = with_epsilon.init(jax.random.key(0), x)
   np.testing.assert_allclose(with_sigma.apply(variables, x), with_epsilon.apply(variables, x),
                              rtol=1e-6)
+
+
+@pytest.mark.parametrize("make,x,error,match", [
+  (lambda: dx.GDN(channel_axis=9), _x(), ValueError, r"channel_axis=9 is out of range"),
+  (lambda: dx.GDN(), np.float32(1.0), ValueError, r"channel_axis=-1 is out of range .* rank 0"),
+  (lambda: dx.GDN(beta_init=0), _x(), ValueError, r"beta_init=0 must be a finite number > 0"),
+  (lambda: dx.GDN(gamma_init=-1.0), _x(), ValueError, r"gamma_init=-1\.0 is negative"),
+  (lambda: dx.BatchInstanceNorm(False, channel_axis=9), _x(), ValueError,
+   r"channel_axis=9 is out of range"),
+  (lambda: dx.SwitchableNorm(False, channel_axis=9), _x(), ValueError,
+   r"channel_axis=9 is out of range"),
+  (lambda: dx.MeanOnlyBatchNorm(False, learn_sigma=1), _x(), TypeError,
+   r"learn_sigma=1 is not a bool"),
+])
+def test_errors_name_the_argument_passed(make, x, error, match):
+  with pytest.raises(error, match=match):
+    make().init(jax.random.key(0), x)

@@ -271,6 +271,26 @@ def test_epsilon_accepts_what_flax_accepts(epsilon):
    ValueError, r"epsilon=1e-06 and sigma=0\.1"),
   (lambda: dn.SpectralNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=-1.0), ValueError,
    r"epsilon=-1\.0 is negative"),
+  (lambda: dn.BatchNorm(3)(_x((2, 4))), ValueError, r"num_features=3 but x of shape \(2, 4\)"),
+  (lambda: dn.LayerNorm((4, 2), reduction_axes=(1, 2), feature_axes=(1, 2))(_x((2, 2, 4))),
+   ValueError, r"num_features=\(4, 2\) but x of shape \(2, 2, 4\) has features \(2, 4\)"),
+  (lambda: dn.BatchNorm(-1), ValueError, r"num_features=-1 must be an int >= 0"),
+  (lambda: dn.LayerNorm(4.0), TypeError, r"num_features=4\.0 is not an int"),
+  (lambda: dn.GroupNorm("4", 2), TypeError, r"num_features='4' is not an int"),
+  (lambda: dn.GDN(-1), ValueError, r"num_features=-1 must be an int >= 1"),
+  (lambda: dn.GDN(3, beta_init=0), ValueError, r"beta_init=0 must be a finite number > 0"),
+  (lambda: dn.LayerNorm(6, fast_variance="no"), TypeError, r"fast_variance='no' is not a bool"),
+  (lambda: dn.SwitchableNorm(6, learn_sigma="no"), TypeError, r"learn_sigma='no' is not a bool"),
+  (lambda: dn.LayerNorm(6, l1_alpha=-1.0), ValueError, r"l1_alpha=-1\.0 is negative"),
+  (lambda: dn.LayerNorm(6, learn_sigma=True, sigma=jnp.full(6, 0.5)), ValueError,
+   r"one sigma per layer"),
+  (lambda: dn.LayerNorm(6, epsilon=jnp.ones(3))(_x((2, 6))), ValueError,
+   r"epsilon of shape \(3,\)"),
+  (lambda: dn.GroupNorm(6, 2, channel_axis=0)(_x((6, 3))), ValueError,
+   r"channel_axis=0 is the batch axis"),
+  (lambda: dn.InstanceNorm(6, channel_axis=0)(_x((2, 6))), ValueError, r"got channel_axis=0"),
+  (lambda: dn.SwitchableNorm(6, channel_axis=9)(_x()), ValueError,
+   r"channel_axis=9 is out of range"),
 ])
 def test_errors_name_the_argument_passed(make, error, match):
   with pytest.raises(error, match=match):
@@ -392,3 +412,45 @@ def test_batch_norm_of_a_rank_one_input_is_flax_s():
   np.testing.assert_allclose(ours(x), theirs(x), atol=1e-6)
   np.testing.assert_allclose(ours.mean[...], theirs.mean[...], rtol=1e-6)
   np.testing.assert_allclose(ours.var[...], theirs.var[...], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["MeanOnlyBatchNorm", "BatchRenorm", "BatchInstanceNorm",
+                                  "SwitchableNorm"])
+def test_survey_layers_name_num_features_for_other_features(name):
+  with pytest.raises(ValueError, match=f"{name} was built with num_features=3 but x"):
+    getattr(dn, name)(3)(_x((2, 4, 4, 5)))
+
+
+def test_num_features_as_flax_takes_it():
+  """An int is the features' size (flax reshapes the parameters to them), a NumPy int too."""
+  x = _x((2, 2, 4))
+  want = nnx.LayerNorm(8, reduction_axes=(1, 2), feature_axes=(1, 2), rngs=nnx.Rngs(0))(x)
+  got = dn.LayerNorm(np.int64(8), reduction_axes=(1, 2), feature_axes=(1, 2))(x)
+  np.testing.assert_allclose(got, want, atol=3e-5)
+
+
+def test_normalize_takes_kernels_and_mixings_as_linen():
+  """A kernel's or mixing's array is data (not a static attribute), under nnx.jit too."""
+  from divnorm import kernels
+  x = _x((3, 8))
+  for summation in ({0: None, 1: kernels.gaussian(3, sigma=1.0)},
+                    {0: kernels.Mixing(np.full((3, 3), 1 / 3)), 1: 3}):
+    want = divnorm.normalize(x, summation, sigma=0.5)
+    layer = dn.Normalize(summation=summation, sigma=0.5)
+    np.testing.assert_allclose(_jit_call(layer, x), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,args", [("InstanceNorm", (4,)), ("GroupNorm", (4, 2))])
+def test_complex_input_as_flax(name, args):
+  x = (_x((2, 3, 4)) + 1j * _x((2, 3, 4), seed=1)).astype(jnp.complex64)
+  want = getattr(nnx, name)(*args, rngs=nnx.Rngs(0))(x)
+  got = getattr(dn, name)(*args)(x)
+  assert got.dtype == want.dtype == jnp.complex64
+  np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_attributes_as_flax():
+  linear = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+  assert dn.GroupNorm(6, 2).feature_axis == nnx.GroupNorm(6, 2, rngs=nnx.Rngs(0)).feature_axis
+  assert dn.WeightNorm(linear, feature_axes=None).feature_axes == nnx.WeightNorm(
+      linear, feature_axes=None, rngs=nnx.Rngs(0)).feature_axes == ()

@@ -14,11 +14,14 @@ sigma is the array ``log_sigma``); the survey's others are in `divnorm._src.equi
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 try:
   import equinox as eqx
@@ -29,9 +32,11 @@ except ModuleNotFoundError as error:  # equinox is an optional extra
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.batch import BatchStats, ema
+from divnorm._src.checks import check_bool, check_int
 from divnorm._src.core import normalize
-from divnorm._src.fields import grouped_field
-from divnorm._src.presets import group_count, rms_norm
+from divnorm._src.fields import Field, grouped_field, resolve_field
+from divnorm._src.kernels import Kernel, Mixing
+from divnorm._src.presets import _windows, group_count, rms_norm
 from divnorm._src.reductions import stat_dtype
 
 _NO_STATE = object()  # equinox's convention: `state` passes through when given
@@ -44,6 +49,15 @@ def _out(y, x_dtype, state):
 def _float(dtype):
   """equinox's default parameter dtype: float32, or float64 with ``jax_enable_x64``."""
   return jnp.zeros(()).dtype if dtype is None else dtype
+
+
+def _check_channels(layer, name: str, size, x) -> None:
+  """`x` is one example, channels first, with the `size` channels (`name`) of `layer`."""
+  if jnp.ndim(x) == 0:
+    raise ValueError(f"{type(layer).__name__}: x is a scalar; it takes one example of shape "
+                     f"(channels, ...), channels first (jax.vmap over the batch).")
+  if size is not None:
+    fs.check_features(layer, f"{name}={size}", size, jnp.shape(x), (0,))
 
 
 class LayerNorm(eqx.Module):
@@ -64,7 +78,7 @@ class LayerNorm(eqx.Module):
   def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
                use_bias: bool = True, dtype=None, *, elementwise_affine: bool | None = None,
                sigma: float | None = None):
-    self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    self.shape = fs.feature_shape(shape, "shape")
     self.eps = fs.epsilon_of(eps, sigma, self, "eps")
     if elementwise_affine is not None:
       use_weight = use_bias = elementwise_affine
@@ -80,8 +94,8 @@ class LayerNorm(eqx.Module):
       raise ValueError(f"`LayerNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
                        f"received shape={self.shape} and x.shape={x.shape}. You might need to "
                        f"replace `layer_norm(x)` with `jax.vmap(layer_norm)(x)`.")
-    y = normalize(x.astype(stat_dtype(x.dtype)), tuple(range(x.ndim)), fast_variance=False,
-                  sigma=fs.sigma_of(self.eps, name="eps"))
+    y = fs.normalized(x, Field(tuple(range(x.ndim)), ()), sigma=fs.sigma_of(self.eps, name="eps"),
+                      mask=None, axis_name=None, fast_variance=False, sigma_name="eps")[0]
     return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
 
 
@@ -102,7 +116,7 @@ class RMSNorm(eqx.Module):
 
   def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
                use_bias: bool = True, dtype=None, *, sigma: float | None = None):
-    self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    self.shape = fs.feature_shape(shape, "shape")
     self.eps = fs.epsilon_of(eps, sigma, self, "eps")
     self.use_weight, self.use_bias = use_weight, use_bias
     self.weight = jnp.ones(self.shape, dtype=_float(dtype)) if use_weight else None
@@ -114,8 +128,11 @@ class RMSNorm(eqx.Module):
       raise ValueError(f"`RMSNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
                        f"received shape={self.shape} and x.shape={x.shape}. You might need to "
                        f"replace `rms_norm(x)` with `jax.vmap(rms_norm)(x)`.")
-    y = rms_norm(x.astype(stat_dtype(x.dtype)), reduction_axes=tuple(range(x.ndim)),
-                 sigma=fs.sigma_of(self.eps, name="eps"))
+    if jnp.iscomplexobj(x):  # equinox's: the mean of x**2 (complex), not of |x|**2
+      y = x * lax.rsqrt(jnp.mean(x.astype(stat_dtype(x.dtype)) ** 2) + self.eps)
+    else:
+      y = rms_norm(x.astype(stat_dtype(x.dtype)), reduction_axes=tuple(range(x.ndim)),
+                   sigma=fs.sigma_of(self.eps, name="eps"))
     return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
 
 
@@ -138,7 +155,7 @@ class GroupNorm(eqx.Module):
   def __init__(self, groups: int, channels: int | None = None, eps: float = 1e-5,
                channelwise_affine: bool = True, dtype=None, *, sigma: float | None = None):
     if channels is not None:
-      group_count(groups, None, channels, "groups")
+      group_count(groups, None, check_int(channels, "channels", minimum=0), "groups")
     if channels is None and channelwise_affine:
       raise ValueError("The number of channels should be specified if "
                        "`channelwise_affine=True`")
@@ -149,10 +166,11 @@ class GroupNorm(eqx.Module):
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """Normalizes `x` of shape ``(channels, ...)`` per group; `state` passes through."""
+    _check_channels(self, "channels", self.channels, x)
     groups = group_count(self.groups, None, x.shape[0], "groups")
     field = grouped_field(tuple(range(1, x.ndim)), 0, x.shape[0] // groups, x.shape)
-    y = normalize(x.astype(stat_dtype(x.dtype)), field, fast_variance=False,
-                  sigma=fs.sigma_of(self.eps, name="eps"))
+    y = fs.normalized(x, field, sigma=fs.sigma_of(self.eps, name="eps"), mask=None,
+                      axis_name=None, fast_variance=False, sigma_name="eps")[0]
     return _out(fs.affine(y, self.weight, self.bias, (0,)), x.dtype, state)
 
 
@@ -196,7 +214,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
           "`https://github.com/patrick-kidger/equinox/issues/659`.", stacklevel=2)
     if mode not in {"ema", "batch"}:
       raise ValueError("Invalid mode, must be 'ema' or 'batch'.")
-    dtype = _float(dtype)
+    dtype, input_size = _float(dtype), check_int(input_size, "input_size", minimum=0)
     self.weight = jnp.ones((input_size,), dtype) if channelwise_affine else None
     self.bias = jnp.zeros((input_size,), dtype) if channelwise_affine else None
     empty, init = jnp.empty((input_size,), dtype), (jnp.zeros((input_size,), dtype),
@@ -217,6 +235,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
       NameError: outside a ``vmap``/``pmap`` with a matching `axis_name` (as equinox).
     """
     inference = self.inference if inference is None else inference
+    _check_channels(self, "input_size", self.input_size, x)
     x32 = x.astype(stat_dtype(x.dtype))
 
     def normalized(stats, training, momentum):
@@ -251,7 +270,16 @@ class BatchNorm(eqx.nn.StatefulLayer):
 
 
 def _learned_sigma(sigma, learn_sigma: bool, dtype):
-  return fs.log_sigma_init(sigma, _float(dtype)) if learn_sigma else None
+  learn = check_bool(learn_sigma, "learn_sigma")
+  return fs.log_sigma_init(sigma, _float(dtype)) if learn else None
+
+
+def _window(window, name: str):
+  """A window as a static field holds it: an int, or a tuple of them (or None) per axis."""
+  if isinstance(window, Sequence | np.ndarray | jnp.ndarray) and np.ndim(window) == 1:
+    return tuple(None if w is None else check_int(w, name, minimum=1) for w in window)
+  return check_int(window, name, minimum=1, hint=" (an odd width for every spatial axis) or a "
+                   "tuple of odd widths, one per spatial axis")
 
 
 class DivisiveNorm(eqx.Module):
@@ -276,27 +304,26 @@ class DivisiveNorm(eqx.Module):
                suppression_window: int | Sequence[int] | None = None, *, sigma: float = 0.0,
                across_channels: bool = True, border: str = "valid", learn_sigma: bool = False,
                dtype=None):
-    tup = lambda w: w if w is None or isinstance(w, int) else tuple(w)
-    self.summation_window, self.suppression_window = tup(summation_window), tup(
-        suppression_window)
-    self.sigma, self.across_channels, self.border = sigma, across_channels, border
+    self.summation_window = _window(summation_window, "summation_window")
+    self.suppression_window = None if suppression_window is None else _window(
+        suppression_window, "suppression_window")
+    self.sigma, self.border = sigma, border
+    self.across_channels = check_bool(across_channels, "across_channels")
     self.log_sigma = _learned_sigma(sigma, learn_sigma, dtype)
 
-  def _field(self, window, ndim: int) -> dict:
-    spatial = tuple(range(1, ndim)) if ndim > 1 else (0,)
-    widths = (window,) * len(spatial) if isinstance(window, int) else window
-    if len(widths) != len(spatial):
-      raise ValueError(f"the window {window} gives {len(widths)} widths, but an example of "
-                       f"rank {ndim} has {len(spatial)} spatial axes {spatial}.")
-    whole = {0: None} if ndim > 1 and self.across_channels else {}
-    return {**whole, **dict(zip(spatial, widths, strict=True))}
+  def _field(self, window, x, name: str) -> Field:
+    spatial = tuple(range(1, x.ndim)) if x.ndim > 1 else (0,)
+    whole = {0: None} if x.ndim > 1 and self.across_channels else {}
+    widths = _windows(window, spatial, name, x.shape)
+    return resolve_field({**whole, **dict(zip(spatial, widths, strict=True))}, x.ndim, role=name)
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """Divisively normalizes one example; `state` passes through."""
-    suppression = self.summation_window if self.suppression_window is None else (
-        self.suppression_window)
-    y = normalize(x, self._field(self.summation_window, x.ndim),
-                  self._field(suppression, x.ndim), border=self.border,
+    _check_channels(self, "", None, x)
+    suppression, name = (self.summation_window, "summation_window") if (
+        self.suppression_window is None) else (self.suppression_window, "suppression_window")
+    y = normalize(x, self._field(self.summation_window, x, "summation_window"),
+                  self._field(suppression, x, name), border=self.border,
                   sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma))
     return _out(y, x.dtype, state)
 
@@ -327,12 +354,31 @@ class Normalize(eqx.Module):
     return _out(y, x.dtype, state)
 
 
+class _Array(NamedTuple):
+  """A NumPy array as a static field holds it (hashable): its bytes, shape and dtype."""
+  data: bytes
+  shape: tuple[int, ...]
+  dtype: str
+
+
 def _hashable(field):
-  """A field spec that a static field can hold: a dict as a frozenset of its items."""
+  """A field spec that a static field can hold: a dict as a frozenset of its items, a kernel's
+  or a mixing's weights as an `_Array` (`_spec` restores them)."""
   if isinstance(field, Mapping):
-    return frozenset(field.items())
+    return frozenset((k, _hashable(v)) for k, v in field.items())
+  if isinstance(field, Kernel | Mixing):
+    return type(field)(*(_hashable(getattr(field, f.name)) for f in dataclasses.fields(field)))
+  if isinstance(field, np.ndarray | jnp.ndarray):
+    array = np.asarray(field)
+    return _Array(array.tobytes(), array.shape, array.dtype.str)
   return tuple(field) if isinstance(field, list) else field
 
 
 def _spec(field):
-  return dict(field) if isinstance(field, frozenset) else field
+  if isinstance(field, frozenset):
+    return {k: _spec(v) for k, v in field}
+  if isinstance(field, Kernel | Mixing):
+    return type(field)(*(_spec(getattr(field, f.name)) for f in dataclasses.fields(field)))
+  if isinstance(field, _Array):
+    return np.frombuffer(field.data, np.dtype(field.dtype)).reshape(field.shape)
+  return field

@@ -17,8 +17,13 @@ from jaxtyping import Array
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src.batch import BatchStats
-from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
-from divnorm._src.equinox import _NO_STATE, _float, _out
+from divnorm._src.checks import (
+  check_int,
+  check_lrn_args,
+  check_renorm_limits,
+  check_unit_interval,
+)
+from divnorm._src.equinox import _NO_STATE, _check_channels, _float, _out
 from divnorm._src.lrn import local_response_norm
 from divnorm._src.mixtures import (
   MeanStats,
@@ -71,8 +76,8 @@ class GDN(eqx.Module):
   def __init__(self, channels: int, *, inverse: bool = False, alpha: float = 2.0,
                epsilon: float = 0.5, beta_init: float = 1.0, gamma_init: float = 0.1,
                dtype=None):
-    self.beta, self.gamma = gdn_lib.gdn_init(channels, beta=beta_init, gamma=gamma_init,
-                                             dtype=_float(dtype))
+    self.beta, self.gamma = fs.gdn_init(channels, beta_init, gamma_init, _float(dtype),
+                                        "channels")
     self.inverse, self.alpha, self.epsilon = inverse, alpha, epsilon
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
@@ -99,7 +104,7 @@ class _Running(eqx.nn.StatefulLayer):
 
   def _init(self, input_size, axis_name, sigma, channelwise_affine, momentum, inference, dtype,
             stats=BatchStats):
-    dtype = _float(dtype)
+    dtype, input_size = _float(dtype), check_int(input_size, "input_size", minimum=0)
     self.weight = jnp.ones((input_size,), dtype) if channelwise_affine else None
     self.bias = jnp.zeros((input_size,), dtype) if channelwise_affine else None
     self.state_index = eqx.nn.StateIndex(tuple(
@@ -111,6 +116,7 @@ class _Running(eqx.nn.StatefulLayer):
     """``(y, v), new = function(x[None], stats, ...)`` (of `divnorm.mixtures`), channels on
     axis 1 of the one-example batch; the state updated in training."""
     training = not (self.inference if inference is None else inference)
+    _check_channels(self, "input_size", self.input_size, x)
     (y, _), new = function(x[None], stats(*state.get(self.state_index)), training=training,
                            momentum=self.momentum, axis_name=self.axis_name, **kwargs)
     state = state.set(self.state_index, tuple(new)) if training else state

@@ -17,17 +17,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from divnorm._src import gdn
 from divnorm._src.batch import BatchStats, batch_norm_factors
 from divnorm._src.checks import (
   axis_index,
+  channel_axis_index,
+  check_bool,
   check_device_groups,
+  check_int,
   check_learn_sigma,
   check_nonnegative,
+  check_positive,
+  check_sigma,
 )
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count, rms_factors
-from divnorm._src.reductions import DeviceGroups, stat_dtype
+from divnorm._src.reductions import DeviceGroups, field_mean, select, stat_dtype
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]
 
@@ -61,9 +68,39 @@ def epsilon_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
 
 
 def log_sigma_init(sigma, dtype) -> jax.Array:
-  """A learned sigma is ``exp(log_sigma)``, starting from `sigma` > 0."""
+  """A learned sigma is ``exp(log_sigma)``, one per layer, starting from `sigma` > 0."""
+  if np.ndim(sigma):
+    raise ValueError(f"learn_sigma=True learns one sigma per layer, a scalar; got sigma of shape "
+                     f"{np.shape(sigma)}: pass a scalar, e.g. sigma=0.5.")
   check_learn_sigma(sigma)
   return jnp.log(jnp.asarray(sigma, dtype))
+
+
+def check_options(learn_sigma, l1_alpha, fast_variance=None) -> None:
+  """divnorm's own options of a layer, checked (flax's own flags take any truthy value)."""
+  check_bool(learn_sigma, "learn_sigma")
+  if fast_variance is not None:
+    check_bool(fast_variance, "fast_variance")
+  check_nonnegative(l1_alpha, "l1_alpha", " (the weight of the L1 penalty)")
+  if np.ndim(l1_alpha):
+    raise ValueError(f"l1_alpha has shape {np.shape(l1_alpha)}; it is one weight, a scalar.")
+
+
+def feature_shape(num_features, name: str = "num_features") -> tuple[int, ...]:
+  """`num_features` (an int, a tuple of them for several feature axes, or None) as a shape."""
+  sizes = () if num_features is None else num_features if isinstance(
+      num_features, Sequence) and not isinstance(num_features, str) else (num_features,)
+  return tuple(check_int(n, name, minimum=0) for n in sizes)
+
+
+def check_features(layer, built: str, size, x_shape, axes: tuple[int, ...]) -> None:
+  """A ValueError unless x has the features `layer` was `built` with on `axes`: the shape
+  `size`, or for an int its size (flax reshapes the parameters)."""
+  shape = tuple(x_shape[a] for a in axes)
+  if not (math.prod(shape) == size if np.ndim(size) == 0 else shape == tuple(size)):
+    raise ValueError(f"{type(layer).__name__} was built with {built} but x of shape "
+                     f"{tuple(x_shape)} has features {shape} on axes {axes}; pass inputs with "
+                     f"the layer's features, or build one for these.")
 
 
 def core_options(module, mask, initializing: bool = False) -> dict:
@@ -72,7 +109,7 @@ def core_options(module, mask, initializing: bool = False) -> dict:
   fast = module.use_fast_variance if module.fast_variance is None else module.fast_variance
   return dict(sigma=sigma_of(module.epsilon, module.sigma, module), mask=mask,
               axis_name=axis_name_of(module.axis_name, module.axis_index_groups, initializing),
-              fast_variance=bool(fast))
+              fast_variance=bool(fast), sigma_name="epsilon" if module.sigma is None else "sigma")
 
 
 def alias(name: str, value, default, other: str, other_value):
@@ -104,7 +141,8 @@ def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
 def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int = -1) -> Field:
   """Flax's GroupNorm: `reduction_axes` (default: all but the batch axis 0), the channel
   axis among them in groups (`fields.grouped_field`: no reshape)."""
-  c = canonical_axes(channel_axis, len(shape), "channel_axis")[0]
+  c = (channel_axis_index(channel_axis, len(shape), "GroupNorm") if len(shape) > 1 else
+       canonical_axes(channel_axis, len(shape), "channel_axis")[0])  # rank 1: flax's
   axes = canonical_axes(sorted(set(range(1, len(shape))) | {c}) if reduction_axes is None
                         else reduction_axes, len(shape), "reduction_axes")
   if c not in axes:
@@ -116,13 +154,16 @@ def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int
   return grouped_field(tuple(a for a in axes if a != c), c, size, shape)
 
 
-def instance_axes(feature_axes, ndim: int) -> tuple[int, ...]:
-  """Flax's InstanceNorm: every axis but the batch axis (0) and `feature_axes`."""
-  features = canonical_axes(feature_axes, ndim, "feature_axes")
+def instance_axes(feature_axes, ndim: int, channel_axis=None) -> tuple[int, ...]:
+  """Flax's InstanceNorm: every axis but the batch axis (0) and `feature_axes` (or divnorm's
+  alias `channel_axis`, if given: errors name it)."""
+  name, axes = ("feature_axes", feature_axes) if channel_axis is None else (
+      "channel_axis", channel_axis)
+  features = canonical_axes(axes, ndim, name)
   if 0 in features:
     raise ValueError(
         "The channel axes cannot include the leading dimension as this is assumed to be the "
-        f"batch axis (got feature_axes={feature_axes!r}).")
+        f"batch axis (got {name}={axes!r}).")
   return tuple(a for a in range(1, ndim) if a not in features)
 
 
@@ -136,12 +177,20 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
 
 
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
-               dtype=None):
+               dtype=None, sigma_name="sigma"):
   """``(y, v, factors)``: `x` in flax's statistics dtype normalized over `field` by the core
   (`normalize_factors`), or not centered (RMS norm); ``factors = (u, m, r)``,
-  ``y = (u - m) * r``, for `affine` (None with a mask). An empty `field` gives flax's zeros."""
+  ``y = (u - m) * r``, for `affine` (None with a mask). An empty `field` gives flax's zeros.
+  Complex `x` as flax: a complex mean, the variance ``E[|x - E[x]|^2]``. Errors about sigma
+  name it `sigma_name` (flax's `epsilon`)."""
   x = jnp.asarray(x)
   x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
+  sigma = check_sigma(sigma, stats_shape(x.shape, field), name=sigma_name)
+  if jnp.iscomplexobj(x):
+    mean = lambda t: field_mean(t, field, mask=mask, axis_name=axis_name)
+    v = select(x - lax.complex(mean(x.real), mean(x.imag)) if center else x, mask)
+    r = inverse_scale(mean(jnp.square(v.real) + jnp.square(v.imag)), sigma)
+    return select(v * r.astype(v.dtype), mask), v, _factors(v, None, r, mask)
   if center:
     y, v, r, stats = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                        fast_variance=fast_variance and bool(field.axes))
@@ -156,13 +205,15 @@ def _factors(u, m, r, mask):
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
-                     mask, axis_name, fast_variance, dtype=None):
+                     mask, axis_name, fast_variance, dtype=None, sigma_name="sigma"):
   """``((y, v, factors), new stats)`` as `normalized`: flax's BatchNorm
   (`batch.batch_norm_factors`), with the batch's statistics or the running ones (then
   without the mask, as flax). With no batch axis in `x` (one example under `vmap` with
   `axis_name`, or a rank-1 input), the statistics are two-pass, as `normalized`'s."""
   x, mask = jnp.asarray(x), mask if training else None
   x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
+  sigma = check_sigma(sigma, tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape)),
+                      name=sigma_name)
   local = len(feature_axes) < x.ndim  # else only the mapped axis (or nothing): two-pass
   (y, v, factors), stats = batch_norm_factors(
       x, stats, training=training, features=feature_axes, momentum=momentum, sigma=sigma,
@@ -189,6 +240,14 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
         mul = r * scale
         y, bias = u * mul, (0 if bias is None else bias) - (0 if m is None else m * mul)
     return y if bias is None else y + bias
+
+
+def gdn_init(channels, beta_init, gamma_init, dtype, name: str) -> gdn.GDNParams:
+  """`gdn.gdn_init` for a GDN layer, with errors that name its arguments (`name`: channels')."""
+  check_int(channels, name, minimum=1)
+  check_positive(beta_init, "beta_init", " (the pool's constant; GDN divides by it at x = 0)")
+  check_nonnegative(gamma_init, "gamma_init", " (the pool's weights)")
+  return gdn.gdn_init(channels, beta=beta_init, gamma=gamma_init, dtype=dtype)
 
 
 def matches(variable_filter, name: str) -> bool:

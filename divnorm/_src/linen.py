@@ -29,6 +29,7 @@ from divnorm._src.core import normalize
 from divnorm._src.fields import Field
 from divnorm._src.penalty import l1_penalty
 from divnorm._src.presets import divisive_norm
+from divnorm._src.reductions import stat_dtype
 
 Axes = int | Sequence[int]
 Dtype = Any
@@ -68,6 +69,10 @@ class _Norm(nn.Module):
   learn_sigma: bool = False
   l1_alpha: float = 0.0
 
+  def __post_init__(self):
+    fs.check_options(self.learn_sigma, self.l1_alpha, getattr(self, "fast_variance", None))
+    super().__post_init__()
+
   def _sigma(self, sigma=None):
     """`sigma` (default: the field's, else 0), or ``exp(log_sigma)`` with `learn_sigma`."""
     if sigma is None:
@@ -82,6 +87,7 @@ class _Norm(nn.Module):
 
   def _options(self, mask):
     """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
+    mask = None if mask is None else jnp.asarray(mask, bool)  # flax.linen's: nonzero selects
     options = fs.core_options(self, mask, self.is_initializing())
     return {**options, "sigma": self._sigma(options["sigma"])}
 
@@ -93,15 +99,22 @@ class _Norm(nn.Module):
     return self._finish(x, y, v, features, mask, self.dtype, factors)
 
   def _running(self, function, x, use_running_average, features: Axes, out_dtype,
-               stats=BatchStats, state_dtype=jnp.float32, **kwargs):
-    """``(y, v[, factors]), stats = function(x, stats, ...)``, stats in ``"batch_stats"``."""
+               stats=BatchStats, state_dtype=jnp.float32, batch_dtype=None, **kwargs):
+    """``(y, v[, factors]), stats = function(x, stats, ...)``, stats in ``"batch_stats"``;
+    an update promotes them with `batch_dtype`, flax's BatchNorm's batch statistics' (its real
+    part: `ema` makes a complex mean complex)."""
     use_ra = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
-    features = fs.canonical_axes(features, jnp.ndim(x), "feature_axes")
+    features = fs.canonical_axes(features, jnp.ndim(x), "channel_axis" if "channel_axis" in (
+        kwargs) else "feature_axes")
     shape = tuple(jnp.shape(x)[a] for a in features)
     running = [self.variable("batch_stats", n, jnp.zeros if n == "mean" else jnp.ones, shape,
                              state_dtype) for n in stats._fields]
-    parts, new = function(x, stats(*(r.value for r in running)), training=not use_ra,
-                          momentum=self.momentum, **kwargs)
+    built = jnp.shape(running[0].value)
+    fs.check_features(self, f"batch_stats of shape {built}", built, jnp.shape(x), features)
+    values = [r.value if use_ra or batch_dtype is None else r.value.astype(
+        fs.result_dtype(r.value, jnp.zeros((), batch_dtype).real)) for r in running]
+    parts, new = function(x, stats(*values), training=not use_ra, momentum=self.momentum,
+                          **kwargs)
     if not use_ra and not self.is_initializing():
       for variable, value in zip(running, new, strict=True):
         variable.value = value
@@ -151,9 +164,11 @@ class BatchNorm(_Norm):
     """Normalizes `x` with the batch's statistics (training) or the running ones."""
     axis = fs.alias("axis", self.axis, -1, "feature_axes", self.feature_axes)
     features = fs.canonical_axes(axis, jnp.ndim(x), "axis")
+    dt = jnp.result_type(x) if self.dtype is None else self.dtype  # flax's batch statistics'
     return self._running(
         fs.batch_normalized, x, use_running_average, features, self.dtype,
         state_dtype=jnp.float32 if self.force_float32_reductions else self.param_dtype,
+        batch_dtype=stat_dtype(dt) if self.force_float32_reductions else dt,
         feature_axes=features, dtype=self.dtype, **self._options(mask))
 
 
@@ -281,8 +296,8 @@ class InstanceNorm(_Norm):
     """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
     feature_axes = fs.alias("feature_axes", self.feature_axes, -1, "channel_axis",
                             self.channel_axis)
-    return self._normalize(x, Field(fs.instance_axes(feature_axes, jnp.ndim(x)), ()),
-                           feature_axes, mask)
+    return self._normalize(x, Field(fs.instance_axes(feature_axes, jnp.ndim(x), self.channel_axis),
+                                    ()), feature_axes, mask)
 
 
 class DivisiveNorm(_Norm):

@@ -105,8 +105,9 @@ class BatchInstanceNorm(_Running):
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     """Mixes batch and instance normalization per channel."""
-    rho = self.param("rho", initializers.constant(self.rho_init),
-                     (jnp.shape(x)[self.channel_axis],), self.param_dtype)
+    c = fs.canonical_axes(self.channel_axis, jnp.ndim(x), "channel_axis")[0]
+    rho = self.param("rho", initializers.constant(self.rho_init), (jnp.shape(x)[c],),
+                     self.param_dtype)
     return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
         jnp.asarray(x).dtype, axis_name=self._axis_name(), rho=jnp.clip(rho, 0.0, 1.0),
@@ -177,8 +178,9 @@ class GDN(nn.Module):
   @nn.compact
   def __call__(self, x):
     """``x / (beta + gamma |x|^alpha)^epsilon`` across channels (times, for IGDN)."""
-    init = gdn_lib.gdn_init(jnp.shape(x)[self.channel_axis], beta=self.beta_init,
-                            gamma=self.gamma_init, dtype=self.param_dtype)
+    c = fs.canonical_axes(self.channel_axis, jnp.ndim(x), "channel_axis")[0]
+    init = fs.gdn_init(jnp.shape(x)[c], self.beta_init, self.gamma_init, self.param_dtype,
+                       "x's channels")
     beta, gamma = gdn_lib.gdn_values(gdn_lib.GDNParams(*(
         self.param(n, lambda _, v=v: v) for n, v in zip(init._fields, init, strict=True))))
     return gdn_lib.gdn(x, beta=beta, gamma=gamma, alpha=self.alpha, epsilon=self.epsilon,

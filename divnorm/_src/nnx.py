@@ -10,7 +10,6 @@ variable, which `pop_penalties(model)` sums and resets (inside the loss, once pe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +22,7 @@ from flax.nnx.nn import dtypes, initializers
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.batch import BatchStats
+from divnorm._src.checks import describe
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field
 from divnorm._src.penalty import l1_penalty
@@ -60,8 +60,9 @@ class _Norm(nnx.Module):
     for name, value in args.items():
       if name not in _NOT_KEPT:
         setattr(self, name, value)
+    fs.check_options(args["learn_sigma"], args["l1_alpha"], args.get("fast_variance"))
     features, rngs = args["num_features"], nnx.Rngs(0) if args["rngs"] is None else args["rngs"]
-    shape = (features,) if isinstance(features, int) else tuple(features or ())
+    shape = fs.feature_shape(features)
     for name in ("scale", "bias"):
       if args.get(f"use_{name}") and features is None:
         raise ValueError(f"{type(self).__name__}: use_scale/use_bias need num_features (the "
@@ -93,12 +94,20 @@ class _Norm(nnx.Module):
     """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
     return {**fs.core_options(self, mask), "sigma": self._sigma()}
 
+  def _features(self, x, axes: Axes, name: str = "feature_axes") -> tuple[int, ...]:
+    """`axes` of `x`, canonical, checked against `num_features` (an int: its size, as flax)."""
+    axes = fs.canonical_axes(axes, jnp.ndim(x), name)
+    if self.num_features is not None:
+      fs.check_features(self, f"num_features={describe(self.num_features)}", self.num_features,
+                        jnp.shape(x), axes)
+    return axes
+
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
     """Flax's layers: `x` promoted with the parameters, normalized over `field`, `_finish`ed."""
+    features = self._features(x, features)
     x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
     y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
                                   **self._options(mask))
-    features = fs.canonical_axes(features, x.ndim, "feature_axes")
     return self._finish(x, y, v, params, features, mask, self.dtype, factors)
 
   def _store(self, stats, training: bool) -> None:
@@ -108,23 +117,20 @@ class _Norm(nnx.Module):
 
   def _running(self, function, x, use_running_average, features: Axes, stats=BatchStats, **kwargs):
     """The survey's layers: ``(y, v), stats = function(x, stats, ...)``, then `_finish`."""
+    features = self._features(x, features, "channel_axis" if "channel_axis" in kwargs else (
+        "feature_axes"))
     training = not (self.use_running_average if use_running_average is None
                     else use_running_average)
     (y, v), new = function(x, stats(*(getattr(self, n)[...] for n in stats._fields)),
                            training=training, momentum=self.momentum, axis_name=self.axis_name,
                            **kwargs)
     self._store(new, training)
-    features = fs.canonical_axes(features, y.ndim, "feature_axes")
     return self._finish(y, y, v, self._params(), features, kwargs.get("mask"), y.dtype)
 
   def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype, factors=None):
     """Adds the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
     if self.penalty is not None:
       self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask).astype(jnp.float32)
-    shape = tuple(x.shape[a] for a in features)
-    if any(p is not None and p.size != math.prod(shape) for p in params):
-      raise ValueError(f"{type(self).__name__} was built with num_features={self.num_features}"
-                       f" but x of shape {x.shape} has features {shape} on axes {features}.")
     y = fs.affine(y, *params, features, factors)
     return y.astype(fs.result_dtype(x, *params, dtype=dtype))
 
@@ -157,9 +163,9 @@ class BatchNorm(_Norm):
         use_running_average, self.use_running_average,
         error_msg="No `use_running_average` argument was provided to BatchNorm; pass it to "
                   "the constructor or the call, or use model.train()/model.eval().")
+    features = self._features(x, self.axis, "axis")
     x, mean, var, *params = self.promote_dtype(
         (x, self.mean[...], self.var[...], *self._params()), dtype=self.dtype)
-    features = fs.canonical_axes(self.axis, x.ndim, "axis")
     # Running averages update from their own values (flax's), not the promoted copies.
     stats = BatchStats(mean, var) if use_ra else BatchStats(self.mean[...], self.var[...])
     (y, v, factors), stats = fs.batch_normalized(
@@ -241,7 +247,7 @@ class GroupNorm(_Norm):
                fast_variance: bool | None = None, channel_axis: int = -1):
     self._setup(locals())
     self.num_groups = group_count(num_groups, group_size, num_features)
-    self.group_size = num_features // self.num_groups
+    self.group_size, self.feature_axis = num_features // self.num_groups, channel_axis
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over `reduction_axes` and the channels of each group."""
@@ -273,7 +279,7 @@ class InstanceNorm(_Norm):
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over every axis but the batch (0) and `feature_axes`."""
-    field = Field(fs.instance_axes(self.feature_axes, jnp.ndim(x)), ())
+    field = Field(fs.instance_axes(self.feature_axes, jnp.ndim(x), self.channel_axis), ())
     return self._normalize(x, field, self.feature_axes, mask)
 
 
@@ -299,7 +305,7 @@ class DivisiveNorm(_Norm):
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
         sigma=self._sigma(), channel_axis=self.channel_axis, across_channels=self.across_channels,
         border=self.border, mask=mask, return_centered=True)
-    features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
+    features = self._features(y, self.channel_axis, "channel_axis")
     return self._finish(y, y, v, self._params(), features, mask, y.dtype)
 
 
@@ -316,11 +322,12 @@ class Normalize(_Norm):
                bias_init: Initializer = _ZEROS, param_dtype: Dtype = jnp.float32,
                sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
                rngs: nnx.Rngs | None = None):
-    self._setup(locals())
+    self._setup({**locals(), "summation": nnx.data(summation), "suppression": nnx.data(
+        suppression)})  # a kernel's or mixing's array is data
 
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over the summation and suppression fields."""
     y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
                      mask=mask, axis_name=self.axis_name, return_centered=True)
-    features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
+    features = self._features(y, self.feature_axes)
     return self._finish(y, y, v, self._params(), features, mask, y.dtype)

@@ -154,7 +154,7 @@ class GDN(nnx.Module):
   def __init__(self, num_features: int, *, inverse: bool = False, alpha: float = 2.0,
                epsilon: float = 0.5, beta_init: float = 1.0, gamma_init: float = 0.1,
                channel_axis: int = -1, param_dtype: Dtype = jnp.float32):
-    init = gdn_lib.gdn_init(num_features, beta=beta_init, gamma=gamma_init, dtype=param_dtype)
+    init = fs.gdn_init(num_features, beta_init, gamma_init, param_dtype, "num_features")
     self.beta, self.gamma = nnx.Param(init.beta), nnx.Param(init.gamma)
     self.inverse, self.alpha, self.epsilon = inverse, alpha, epsilon
     self.channel_axis = channel_axis
@@ -210,7 +210,8 @@ class WeightNorm(_Wrapper):
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
                variable_filter=_KERNELS, promote_dtype=dtypes.promote_dtype,
                rngs: nnx.Rngs | None = None, sigma: float | None = None):
-    self.layer_instance, self.feature_axes = layer_instance, feature_axes
+    self.layer_instance, self.feature_axes = layer_instance, (
+        () if feature_axes is None else feature_axes)  # flax's
     self.use_scale, self.scale_init, self.dtype = use_scale, scale_init, dtype
     self.param_dtype, self.promote_dtype = param_dtype, promote_dtype
     self.epsilon = fs.epsilon_of(epsilon, sigma, self)
