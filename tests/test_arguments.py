@@ -913,6 +913,9 @@ case("gaussian sigma a JAX vector", lambda: DK.gaussian(3, sigma=jnp.ones(2)),
      Error(ValueError, "sigma of shape"))
 case("exponential scale a JAX zero", lambda: DK.exponential(3, scale=jnp.float32(0.0)),
      Error(ValueError, "scale"))
+case("batch_instance_norm stats of other features", lambda: D.batch_instance_norm(
+    X, D.batch_stats_init(np.ones((2, 3))), rho=0.5, training=True),
+     Error(ValueError, "^batch_instance_norm"))
 case("group_norm rank 2, sigma of a wrong shape", lambda: D.group_norm(
     X2, num_groups=2, sigma=np.ones(3, np.float32)), Error(ValueError, "sigma of shape"))
 

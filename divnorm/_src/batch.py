@@ -163,18 +163,27 @@ def batch_norm(
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
   """
+  return checked_batch_norm(
+      x, stats, training=training, feature_axes=feature_axes, momentum=momentum, sigma=sigma,
+      axis_name=axis_name, mask=mask, return_centered=return_centered,
+      fast_variance=fast_variance, name="batch_norm")
+
+
+def checked_batch_norm(x, stats, *, training, feature_axes, momentum, sigma, axis_name, mask,
+                       return_centered, fast_variance, name: str):
+  """`batch_norm`, whose errors name the function that the user called, `name`."""
   x = check_input(x)
   training = check_bool(training, "training")
   return_centered = check_bool(return_centered, "return_centered")
   features = _feature_axes(feature_axes, x.ndim)
-  check_stats(stats, BatchStats, x, features, feature_axes, "batch_norm")
+  check_stats(stats, BatchStats, x, features, feature_axes, name)
   reduction = tuple(a for a in range(x.ndim) if a not in features)
   sigma = check_sigma(sigma, stats_shape(x.shape, resolve_field(reduction, x.ndim)))
   mask = check_mask(mask, x.shape)
   (y, v, _), stats = batch_norm_factors(
       x.astype(stat_dtype(x.dtype)), stats, training=training, features=features,
       momentum=momentum, sigma=sigma, mask=mask, axis_name=axis_name,
-      fast_variance=fast_variance, name="batch_norm")
+      fast_variance=fast_variance, name=name)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 

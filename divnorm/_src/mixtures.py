@@ -29,6 +29,7 @@ from divnorm._src.batch import (
   batch_norm,
   check_state_dtype,
   check_stats,
+  checked_batch_norm,
   ema,
   feature_shape,
   running_var,
@@ -244,9 +245,10 @@ def batch_instance_norm(
     raise ValueError(
         f"rho has shape {rho.shape}; give a scalar or one weight per channel, shape "
         f"({x.shape[c]},).")
-  (y_bn, v_bn), stats = batch_norm(
+  (y_bn, v_bn), stats = checked_batch_norm(
       x, stats, training=training, feature_axes=c, momentum=momentum, sigma=sigma,
-      axis_name=axis_name, mask=mask, return_centered=True)
+      axis_name=axis_name, mask=mask, return_centered=True, fast_variance=None,
+      name="batch_instance_norm")
   y_in, v_in = instance_norm(
       x, channel_axis=c, sigma=sigma, mask=mask, return_centered=True)
   dt = stat_dtype(x.dtype)

@@ -387,21 +387,28 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
                        axis_name=None) -> Stats:
   """Two passes for windowed fields over equal whole axes W (divisive norm across channels).
 
-  ``c`` is a value from the data at every position of the windowed axes: `shift` over W
-  (the mean of W's first two entries, or its first masked-in one). One reduce
-  (`pooled_sums`) takes ``d = sum_W (x - c)`` and ``q = sum_W (x - c)^2``. The shift ``k``
-  is the mean of ``c`` over A's span. Then ``sum_W (x - k) = n (c - k) + d`` and, with
-  ``e = c - E_A[x]``, ``sum_W (x - E_A[x])^2 = q + 2 e d + n e^2``: terms of the size of
-  the spread, not of the offset. The identity needs the same ``c`` in ``d`` as in
-  ``c - k``; a ``c`` computed as ``sum / n`` is not that under ``jit``, where XLA computes
-  ``/ n`` as ``* (1 / n)`` and fuses it differently into each consumer (an error of
-  3e-2 at offset 1e6); ``c`` from the data takes no rounding. Rounding grows with
-  ``|c - k| / std`` (a patch far off the rest of the span costs digits), as for `two_pass`.
+  Pass 1 is the plain sum over W: a rough mean ``c`` at every position of the windowed
+  axes (its rounding is ~eps |x|). Pass 2 takes ``d = sum_W (x - c)`` (the rounding of
+  ``c``: the corrected two-pass algorithm) and ``q = sum_W (x - c)^2`` in one reduce
+  (`pooled_sums`). The shift ``k`` is the mean of ``c`` over A's span. Then, exactly,
+  ``sum_W (x - k) = n (c - k) + d`` and, with ``e = c - E_A[x]``,
+  ``sum_W (x - E_A[x])^2 = q + 2 e d + n e^2``: terms of the size of the spread, not of the
+  offset. Rounding grows with ``|c - k| / std`` (a patch far off the rest of the span costs
+  digits), as for `two_pass`. It takes 0.67-0.71x `two_pass`'s time on these fields,
+  forward+backward on one core (``python -m benchmarks.strategies``; BENCHMARKS.md).
+
+  The identity needs one rounding of ``c`` in ``d`` and in ``c - k``. Under ``jit`` XLA
+  computes ``/ n`` as ``* (1 / n)`` and recomputes it inside each consumer, where LLVM may
+  fuse the product with the subtraction (an FMA, no rounding): 3e-2 off at offset 1e6.
+  `lax.reduce_precision` to one bit less stands between the product and every use: a
+  rounding that no fusion can skip.
   """
   dt = x.dtype
   pooled = a.pooled
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
-  c = shift(x, pooled, mask=mask, axis_name=axis_name)
+  finfo = jnp.finfo(dt)
+  c = lax.reduce_precision(divide_by_count(field_sum(x, pooled, mask=mask, axis_name=axis_name),
+                                           n), finfo.nexp, finfo.nmant - 1)
   t = select(x - c, mask)
   d, q = pooled_sums(t, jnp.square(t), pooled, mask=mask, axis_name=axis_name)
   k = _span_mean(c, n, a.span)
