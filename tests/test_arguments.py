@@ -916,6 +916,18 @@ case("exponential scale a JAX zero", lambda: DK.exponential(3, scale=jnp.float32
 case("batch_instance_norm stats of other features", lambda: D.batch_instance_norm(
     X, D.batch_stats_init(np.ones((2, 3))), rho=0.5, training=True),
      Error(ValueError, "^batch_instance_norm"))
+case("pca.invert z of other components", lambda: I.pca.invert(
+    np.ones((5, 2), np.float32), I.pca.fit(DATA)), Error(ValueError, "z of shape"))
+case("zca.invert names y", lambda: I.zca.invert(
+    np.ones((5, 2), np.float32), I.zca.fit(DATA, epsilon=0.1)), Error(ValueError, "y of shape"))
+case("min_max.invert names y", lambda: I.min_max.invert(
+    np.ones((5, 2), np.float32), I.min_max.fit(DATA)), Error(ValueError, "y of shape"))
+case("batch_stats_init dtype misspelled", lambda: D.batch_stats_init(X, dtype="flaot32"),
+     Error(TypeError, "dtype='flaot32'"))
+case("layer_norm reduction_axes as a NumPy vector", lambda: D.layer_norm(
+    X, reduction_axes=np.array([1, 2, 3])), _close(lambda: _ln(X, (1, 2, 3))))
+case("normalize axes as a JAX vector", lambda: D.normalize(X, jnp.array([3])),
+     _close(lambda: _ln(X, 3)))
 case("group_norm rank 2, sigma of a wrong shape", lambda: D.group_norm(
     X2, num_groups=2, sigma=np.ones(3, np.float32)), Error(ValueError, "sigma of shape"))
 

@@ -58,7 +58,11 @@ def feature_shape(x_or_shape, feature_axes: int | Sequence[int], name: str) -> t
 
 
 def check_state_dtype(dtype, name: str):
-  if not jnp.issubdtype(dtype, jnp.floating):
+  try:
+    floating = jnp.issubdtype(dtype, jnp.floating)
+  except TypeError:  # not a dtype at all, e.g. a misspelled name
+    floating = False
+  if not floating:
     raise TypeError(f"{name}: dtype={dtype!r} is not a floating dtype; running statistics are "
                     f"averages: use e.g. dtype=jnp.float32.")
   return dtype

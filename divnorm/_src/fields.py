@@ -26,6 +26,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, TypeAlias
 
+import jax
 import numpy as np
 
 from divnorm._src.checks import axis_range, check_int, describe, is_concrete
@@ -120,6 +121,8 @@ def resolve_field(field: FieldSpec, ndim: int, *, role: str = "field") -> Field:
   ndim = check_int(ndim, "ndim", minimum=0, context="resolve_field")
   if isinstance(field, Field):
     return _checked(field, ndim, role)
+  if isinstance(field, np.ndarray | jax.Array) and field.ndim == 1 and is_concrete(field):
+    field = field.tolist()  # axes as a NumPy or JAX vector, like a list
   if _as_int(field) is not None:
     items = [(field, None)]
   elif isinstance(field, Mapping):

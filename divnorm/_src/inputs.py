@@ -68,8 +68,10 @@ def _epsilon(epsilon, name: str):
   return float(epsilon) if is_concrete(epsilon) else epsilon
 
 
-def _check_stats(stats, kind: type, transform: str, x: jax.Array | None = None):
-  """`stats` must be what `transform`'s fit returns, and (given `x`) broadcast to `x`."""
+def _check_stats(stats, kind: type, transform: str, x: jax.Array | None = None,
+                 name: str = "x"):
+  """`stats` must be what `transform`'s fit returns, and (given `x`, the argument `name`)
+  broadcast to `x`."""
   if not isinstance(stats, kind):
     raise TypeError(
         f"{transform}: stats must be the {kind.__name__} that {transform}.fit returns, got "
@@ -83,7 +85,7 @@ def _check_stats(stats, kind: type, transform: str, x: jax.Array | None = None):
     ok = False
   if not ok:
     raise ValueError(
-        f"{transform}: x of shape {x.shape} does not match the fitted statistics of shape "
+        f"{transform}: {name} of shape {x.shape} does not match the fitted statistics of shape "
         f"{shape} (size 1 on the sample axes); apply the transform to data shaped like the "
         f"data it was fitted on.")
 
@@ -143,7 +145,7 @@ def min_max_apply(x, stats: MinMaxStats):
 def min_max_invert(y, stats: MinMaxStats):
   """The inverse of `min_max_apply` (exact unless a feature was constant)."""
   y = check_input(y, "y")
-  _check_stats(stats, MinMaxStats, "min_max", y)
+  _check_stats(stats, MinMaxStats, "min_max", y, "y")
   dt = stat_dtype(y.dtype)
   x = stats.min.astype(dt) + (y.astype(dt) - stats.low) * (_span(stats, dt)
                                                            / (stats.high - stats.low))
@@ -187,7 +189,7 @@ def standardize_apply(x, stats: MeanVar):
 def standardize_invert(y, stats: MeanVar):
   """``y * sqrt(var + epsilon) + mean`` (a negative variance counts as 0)."""
   y = check_input(y, "y")
-  _check_stats(stats, MeanVar, "standardize", y)
+  _check_stats(stats, MeanVar, "standardize", y, "y")
   dt = stat_dtype(y.dtype)
   var = jnp.maximum(stats.var.astype(dt), jnp.zeros((), dt))
   std = jnp.sqrt(var + jnp.asarray(stats.epsilon).astype(dt))
@@ -220,7 +222,7 @@ def center_apply(x, stats: Mean):
 def center_invert(y, stats: Mean):
   """``y + mean``."""
   y = check_input(y, "y")
-  _check_stats(stats, Mean, "center", y)
+  _check_stats(stats, Mean, "center", y, "y")
   dt = stat_dtype(y.dtype)
   return (y.astype(dt) + stats.mean.astype(dt)).astype(y.dtype)
 
@@ -334,7 +336,8 @@ def _flat(x, stats: Eigen, transform: str, name: str = "x"):
   n = len(feature_shape)
   if tuple(x.shape[x.ndim - n:]) != tuple(feature_shape) or x.ndim < n:
     raise ValueError(
-        f"x of shape {x.shape} must end in the fitted feature shape {tuple(feature_shape)}.")
+        f"{name} of shape {x.shape} must end in the fitted feature shape "
+        f"{tuple(feature_shape)}.")
   dt = stat_dtype(x.dtype)
   lead = x.shape[: x.ndim - n]
   mean = stats.mean.astype(dt).reshape((1,) * len(lead) + tuple(feature_shape))
@@ -366,6 +369,10 @@ def pca_invert(z, stats: Eigen):
   """``z V^T + mean``, back in the feature shape."""
   z = check_input(z, "z")
   _check_stats(stats, Eigen, "pca")
+  components = stats.eigvecs.shape[-1]
+  if z.ndim < 1 or z.shape[-1] != components:
+    raise ValueError(f"z of shape {z.shape} must end in the {components} principal components "
+                     f"that pca.apply gives.")
   dt = stat_dtype(z.dtype)
   flat = z.astype(dt) @ stats.eigvecs.astype(dt).T
   lead = z.shape[:-1]
