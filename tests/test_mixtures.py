@@ -319,3 +319,16 @@ def test_mixtures_keep_float32_accuracy_at_large_offsets(offset):
   d64 = (mean64 - np.asarray(running.mean, np.float64)) / np.sqrt(1.5)
   np.testing.assert_allclose(np.asarray(br - bn, np.float64), np.broadcast_to(d64, x.shape),
                              rtol=0, atol=1e-6)
+
+
+def test_batch_instance_norm_of_bfloat16_rounds_once():
+  """BN and IN are mixed in float32 and rounded to bfloat16 once: the output is the
+  float32 computation's, rounded (it mixed outputs already rounded, up to 1.6 ulp off)."""
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(4, 5, 5, 6)), jnp.bfloat16)
+  st = divnorm.batch_stats_init(x)
+  rho = jnp.linspace(0.1, 0.9, 6)
+  y = divnorm.batch_instance_norm(x, st, rho=rho, training=True)[0]
+  want = divnorm.batch_instance_norm(x.astype(jnp.float32), st, rho=rho, training=True)[0]
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(y, np.float32),
+                                np.asarray(want.astype(jnp.bfloat16), np.float32))

@@ -245,13 +245,13 @@ def batch_instance_norm(
     raise ValueError(
         f"rho has shape {rho.shape}; give a scalar or one weight per channel, shape "
         f"({x.shape[c]},).")
+  dt = stat_dtype(x.dtype)  # both halves in it, the mixture rounded once to x's dtype
   (y_bn, v_bn), stats = checked_batch_norm(
-      x, stats, training=training, feature_axes=c, momentum=momentum, sigma=sigma,
+      x.astype(dt), stats, training=training, feature_axes=c, momentum=momentum, sigma=sigma,
       axis_name=axis_name, mask=mask, return_centered=True, fast_variance=None,
       name="batch_instance_norm")
   y_in, v_in = instance_norm(
-      x, channel_axis=c, sigma=sigma, mask=mask, return_centered=True)
-  dt = stat_dtype(x.dtype)
+      x.astype(dt), channel_axis=c, sigma=sigma, mask=mask, return_centered=True)
   bshape = tuple(x.shape[c] if a == c else 1 for a in range(x.ndim))
   rho = rho.astype(dt).reshape(bshape if rho.ndim else (1,) * x.ndim)
   y = rho * y_bn.astype(dt) + (1.0 - rho) * y_in.astype(dt)
