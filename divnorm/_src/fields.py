@@ -154,24 +154,23 @@ def _checked(field: Field, ndim: int, role: str) -> Field:
   non-negative, each axis once)."""
   try:
     whole, windows, groups = (tuple(part) for part in field)
-    items = ([(a, None) for a in whole] + [(a, ("window", w)) for a, w in windows]
-             + [(a, ("group", n)) for a, n in groups])
+    windows, groups = [(a, w) for a, w in windows], [(a, n) for a, n in groups]
   except (TypeError, ValueError):
     raise TypeError(f"{role}: {field!r} is not a Field of axes, (axis, width) windows and "
                     f"(axis, size) groups; build fields with resolve_field or grouped_field."
                     ) from None
-  seen: dict[int, object] = {}
-  for axis, _ in items:
-    a = _axis(axis, ndim, role)
-    if a in seen:
+  whole = [_axis(a, ndim, role) for a in whole]
+  windows = [(_axis(a, ndim, role), w) for a, w in windows]
+  groups = [(_axis(a, ndim, role), n) for a, n in groups]
+  axes = whole + [a for a, _ in windows] + [a for a, _ in groups]
+  for a in axes:
+    if axes.count(a) > 1:
       raise ValueError(f"{role}: axis {a} appears twice in {field} for an input of rank "
                        f"{ndim}; name each axis once.")
-    seen[a] = axis
-  return Field(
-      tuple(sorted(_axis(a, ndim, role) for a in whole)),
-      tuple(sorted((_axis(a, ndim, role), _width(w, a, role)) for a, w in windows)),
-      tuple(sorted((_axis(a, ndim, role), check_int(n, "size", minimum=1, context=role))
-                   for a, n in groups)))
+  return Field(tuple(sorted(whole)),
+               tuple(sorted((a, _width(w, a, role)) for a, w in windows)),
+               tuple(sorted((a, check_int(n, "size", minimum=1, context=role))
+                            for a, n in groups)))
 
 
 def resolve_axes(axes, ndim: int, *, role: str) -> tuple[int, ...]:
