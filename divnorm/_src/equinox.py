@@ -78,7 +78,7 @@ class LayerNorm(eqx.Module):
   def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
                use_bias: bool = True, dtype=None, *, elementwise_affine: bool | None = None,
                sigma: float | None = None):
-    self.shape = fs.feature_shape(shape, "shape")
+    self.shape = fs.shape_of_sizes(shape, "shape")
     self.eps = fs.epsilon_of(eps, sigma, self, "eps")
     if elementwise_affine is not None:
       use_weight = use_bias = elementwise_affine
@@ -116,7 +116,7 @@ class RMSNorm(eqx.Module):
 
   def __init__(self, shape: int | Sequence[int], eps: float = 1e-5, use_weight: bool = True,
                use_bias: bool = True, dtype=None, *, sigma: float | None = None):
-    self.shape = fs.feature_shape(shape, "shape")
+    self.shape = fs.shape_of_sizes(shape, "shape")
     self.eps = fs.epsilon_of(eps, sigma, self, "eps")
     self.use_weight, self.use_bias = use_weight, use_bias
     self.weight = jnp.ones(self.shape, dtype=_float(dtype)) if use_weight else None

@@ -86,7 +86,7 @@ def check_options(learn_sigma, l1_alpha, fast_variance=None) -> None:
     raise ValueError(f"l1_alpha has shape {np.shape(l1_alpha)}; it is one weight, a scalar.")
 
 
-def feature_shape(num_features, name: str = "num_features") -> tuple[int, ...]:
+def shape_of_sizes(num_features, name: str = "num_features") -> tuple[int, ...]:
   """`num_features` (an int, a tuple of them for several feature axes, or None) as a shape."""
   sizes = () if num_features is None else num_features if isinstance(
       num_features, Sequence) and not isinstance(num_features, str) else (num_features,)

@@ -62,7 +62,7 @@ class _Norm(nnx.Module):
         setattr(self, name, value)
     fs.check_options(args["learn_sigma"], args["l1_alpha"], args.get("fast_variance"))
     features, rngs = args["num_features"], nnx.Rngs(0) if args["rngs"] is None else args["rngs"]
-    shape = fs.feature_shape(features)
+    shape = fs.shape_of_sizes(features)
     for name in ("scale", "bias"):
       if args.get(f"use_{name}") and features is None:
         raise ValueError(f"{type(self).__name__}: use_scale/use_bias need num_features (the "
