@@ -234,6 +234,16 @@ def check_int(value, name: str, *, minimum: int | None = None, hint: str = "",
   return index
 
 
+def check_odd(value, name: str, *, context: str, what: str) -> int:
+  """`value` as a positive odd int: the size of a centered window (`what`), or an error."""
+  value = check_int(value, name, minimum=1, context=context)
+  if value % 2 == 0:
+    raise ValueError(
+        f"{context}: {name}={value} must be odd: {what} has a centre entry with {name} // 2 "
+        f"entries either side, which an even size lacks (use {value - 1} or {value + 1}).")
+  return value
+
+
 def check_bool(value, name: str) -> bool:
   """`value` as a Python bool: a Python, NumPy or concrete JAX bool (not an int, None, str)."""
   if not is_concrete(value):

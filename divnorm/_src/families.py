@@ -28,6 +28,7 @@ from divnorm._src.checks import (
   check_input,
   check_int,
   check_nonnegative,
+  check_odd,
   check_positive,
   is_concrete,
 )
@@ -75,16 +76,6 @@ def _check_value(value, name: str, check=None, hint: str = "", channels: int | N
   raise ValueError(f"{name} of shape {shape} must be {want}{hint}.")
 
 
-def _odd(value, name: str, context: str, what: str) -> int:
-  """`value` as a positive odd int: the size of a centred window (`what`)."""
-  value = check_int(value, name, minimum=1, context=context)
-  if value % 2 == 0:
-    raise ValueError(
-        f"{context}: {name}={value} must be odd: {what} has a centre entry with {name} // 2 "
-        f"entries either side, which an even size lacks (use {value - 1} or {value + 1}).")
-  return value
-
-
 def _check_window(weights, name: str, context: str, shape: tuple[int, ...], c: int,
                   depthwise: bool) -> None:
   """`weights` of a window centred over the spatial axes of an input of `shape` (odd sizes),
@@ -114,7 +105,7 @@ def miller_module_width(lamb_init, alpha_init, beta_init, k_init, width) -> int:
                       ("beta_init", beta_init), ("k_init", k_init)):
     _check_value(value, name)
   width = miller_width(float(lamb_init)) if width is None else width
-  return _odd(width, "width", "MillerNorm", "the kernel along channels")
+  return check_odd(width, "width", context="MillerNorm", what="the kernel along channels")
 
 
 def burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims=1) -> int:
@@ -122,7 +113,7 @@ def burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims=1)
   for name, value in (("n_init", n_init), ("eta_init", eta_init), ("v_l1", v_l1)):
     _check_value(value, name)
   check_int(spatial_dims, "spatial_dims", minimum=1, context="BurgNorm")
-  return _odd(kernel_size, "kernel_size", "BurgNorm", "the spatial kernel u")
+  return check_odd(kernel_size, "kernel_size", context="BurgNorm", what="the spatial kernel u")
 
 
 def check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
@@ -140,7 +131,7 @@ def gaussian_module_kernel_size(kernel_size, sigma_init, offset) -> int:
   """The GaussianNorm modules' arguments checked; returns the kernel's size."""
   _check_value(sigma_init, "sigma_init")
   _check_value(offset, "offset")
-  return _odd(kernel_size, "kernel_size", "GaussianNorm", "the Gaussian pool")
+  return check_odd(kernel_size, "kernel_size", context="GaussianNorm", what="the Gaussian pool")
 
 
 def _as(value, dt):
@@ -210,7 +201,7 @@ def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
           "miller_norm: lamb is traced (a learned lambda), so the kernel's width cannot "
           "follow it: pass a static width, e.g. width=miller_width(initial lamb).")
     width = miller_width(float(lamb))
-  width = _odd(width, "width", "miller_norm", "the kernel along channels")
+  width = check_odd(width, "width", context="miller_norm", what="the kernel along channels")
   j = jnp.asarray(np.abs(np.arange(width) - width // 2), dt)
   lamb, alpha, k = _as(lamb, dt), _as(alpha, dt), _as(k, dt)
   # k (1 + alpha / lambda S) = k + sum_j (k alpha / lambda) e^{-|j| / lambda} a_{c+j}^2
@@ -375,7 +366,7 @@ def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
     ValueError: `channels` not a positive multiple of 4; `size` even or < 1.
   """
   channels = check_int(channels, "channels", minimum=1, context="gaussian_filterbank")
-  size = _odd(size, "size", "gaussian_filterbank", "each Gaussian")
+  size = check_odd(size, "size", context="gaussian_filterbank", what="each Gaussian")
   if channels % 4:
     raise ValueError(f"channels={channels} must be a multiple of 4 (four Gaussian widths).")
   grid = np.linspace(-1.0, 1.0, size)

@@ -42,17 +42,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_int, check_nonnegative, check_positive
+from divnorm._src.checks import check_int, check_nonnegative, check_odd, check_positive
 from divnorm._src.nonnegative import nonnegative
 
 
 def _odd_width(width, name: str) -> int:
-  width = check_int(width, "width", minimum=1, context=name)
-  if width % 2 == 0:
-    raise ValueError(
-        f"{name}: width={width}, but kernels are centered, so the width must be odd and "
-        f"positive (use {width + 1} or {width - 1}).")
-  return width
+  return check_odd(width, "width", context=name, what="the kernel")
 
 
 def _positive_int(value, name: str) -> int:
