@@ -118,8 +118,11 @@ def spectral_norm(
   """Spectral normalization (Miyato et al., 2018): ``W / sigma_max(W)``.
 
   `sigma_max` is estimated by `n_steps` of power iteration on ``W [inputs, outputs]``
-  started from `u` (the state; pass the returned ``u`` back in next step). The
-  iteration runs under ``stop_gradient``; ``sigma = v^T W u`` carries the gradient.
+  started from `u` (the state; pass the returned ``u`` back in next step), as Miyato's
+  Algorithm 1 and flax's SpectralNorm: each step takes ``v = W u / |W u|``, then
+  ``u = W^T v / |W^T v|``, and ``sigma = v^T W u`` pairs the last ``v`` with the new ``u``.
+  The iteration runs under ``stop_gradient``; ``sigma`` carries the gradient. With
+  ``n_steps=0``, ``v`` comes from `u` as passed and ``sigma = |W u|``.
 
   Args:
     w: a kernel; its `feature_axes` are the matrix's columns, the rest its rows.
@@ -155,9 +158,9 @@ def spectral_norm(
   m = lax.stop_gradient(mat)
   u = start = u.astype(dt)
   v = unit(m @ u)
-  for _ in range(n_steps):
+  for step in range(n_steps):  # Miyato's Algorithm 1: v from the last u, then u from v
+    v = v if step == 0 else unit(m @ u)
     u = unit(m.T @ v)
-    v = unit(m @ u)
   u = jnp.where(jnp.any(u != 0), u, start)  # a zero kernel keeps u (it would be 0 for good)
   u, v = lax.stop_gradient(u), lax.stop_gradient(v)
   sigma = v @ (mat @ u)
