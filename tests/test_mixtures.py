@@ -66,9 +66,14 @@ def test_batch_renorm_against_numpy(x64, rmax, dmax):
   stats = _stats(x)
   y, new = mixtures.batch_renorm(x, stats, training=True, rmax=rmax, dmax=dmax, sigma=0.1)
   np.testing.assert_allclose(y, _np_renorm(x, stats, rmax, dmax, 0.1), rtol=1e-10, atol=1e-10)
-  _, bn_stats = divnorm.batch_norm(x, stats, training=True, sigma=0.1)
-  np.testing.assert_allclose(new.mean, bn_stats.mean, atol=1e-12)
-  np.testing.assert_allclose(new.var, bn_stats.var, atol=1e-12)
+  # Ioffe (2017), Algorithm 1: moving averages of mu_B and of sigma_B = sqrt(var_B + eps),
+  # with alpha = 1 - momentum; `var` keeps sigma^2 - eps.
+  mean, var = _np_moments(x, (0, 1))
+  run_std = 0.99 * np.sqrt(np.asarray(stats.var) + 0.01) + 0.01 * np.sqrt(var.ravel() + 0.01)
+  np.testing.assert_allclose(new.mean, 0.99 * np.asarray(stats.mean) + 0.01 * mean.ravel(),
+                             rtol=1e-12)
+  np.testing.assert_allclose(new.var, run_std**2 - 0.01, rtol=1e-12)
+  np.testing.assert_allclose(np.sqrt(new.var + 0.01), run_std, rtol=1e-12)
 
 
 def test_batch_renorm_with_r1_d0_is_batch_norm(x64):

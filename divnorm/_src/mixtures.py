@@ -154,9 +154,12 @@ def batch_renorm(
       r = \mathrm{clip}\big(\tfrac{\sigma_B}{\sigma}, \tfrac{1}{r_{max}}, r_{max}\big), \quad
       d = \mathrm{clip}\big(\tfrac{\mu_B - \mu}{\sigma}, -d_{max}, d_{max}\big)
 
-  with ``r`` and ``d`` under ``stop_gradient``; ``mu``, ``sigma`` are the moving averages
-  (``sigma = sqrt(var + sigma_smoothing^2)``, the same smoothing as the batch's). With
-  ``rmax=1, dmax=0`` this is `divnorm.batch_norm`. Evaluation equals batch norm's.
+  with ``r`` and ``d`` under ``stop_gradient``; ``mu`` and ``sigma`` are moving averages of
+  ``mu_B`` and ``sigma_B = sqrt(var_B + sigma_smoothing^2)``, as in the paper's Algorithm 1
+  (of ``sigma``, not of the variance as batch norm's). `stats` keep them as batch norm's
+  do: ``mean = mu`` and ``var = sigma^2 - sigma_smoothing^2``, so that evaluation, which
+  equals batch norm's, divides by ``sigma``. With ``rmax=1, dmax=0`` the output is
+  `divnorm.batch_norm`'s.
 
   Args:
     x: ``[B, ..., C]``.
@@ -198,7 +201,10 @@ def batch_renorm(
   r = lax.stop_gradient(jnp.clip(batch_std / run_std, 1.0 / rmax, rmax))
   d = lax.stop_gradient(jnp.clip((mean - run_mean) / run_std, -dmax, dmax))
   y = select(y * r + d, mask)
-  stats = BatchStats(ema(stats.mean, k + mean, momentum), ema(stats.var, var, momentum))
+  # Ioffe's moving average is of sigma, kept as the variance whose sqrt(var + sigma^2) it is.
+  new_std = ema(run_std.reshape(stats.var.shape), batch_std, momentum)
+  new_var = jnp.maximum(jnp.square(new_std) - extra, jnp.zeros((), dt)).astype(stats.var.dtype)
+  stats = BatchStats(ema(stats.mean, k + mean, momentum), new_var)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 
