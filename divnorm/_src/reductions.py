@@ -296,7 +296,9 @@ def field_mean(
   Args:
     t: a floating array.
     field: a field (`resolve_field`'s spec, or a resolved `Field`).
-    border: see the module docstring.
+    border: how a window averages at the border of its axis, as in `divnorm.normalize`:
+      ``"valid"`` (default) over the entries that exist; ``"zeros"`` (and
+      ``"zeros_with_divisor_bug"``, the same here) zero padded, divided by the full window.
     mask: optional array that broadcasts to `t`'s shape: True (or nonzero) where an entry
       counts. It selects: an entry outside it never enters the sum, whatever its value.
     axis_name: also average over this named axis (``shard_map``, ``vmap``).
