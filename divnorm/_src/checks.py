@@ -360,8 +360,12 @@ def check_nonempty(x: jax.Array, axes: tuple[int, ...], name: str) -> None:
 
 
 def check_renorm_limits(rmax, dmax) -> None:
-  """Rejects concrete ``rmax < 1`` or ``dmax < 0`` or NaN (traced schedules pass); inf is
-  no clipping."""
+  """Checks the clipping limits of `batch_renorm` (and the BatchRenorm modules).
+
+  Raises TypeError unless `rmax` and `dmax` are real numbers, and ValueError for a concrete
+  ``rmax < 1``, ``dmax < 0`` or NaN; traced values (a schedule under ``jit``) pass, and inf
+  means no clipping. Returns None.
+  """
   for name, value, hint in (("rmax", rmax, " (r is clipped to [1/rmax, rmax])"),
                             ("dmax", dmax, " (d is clipped to [-dmax, dmax])")):
     check_real(value, name, hint)
@@ -378,7 +382,11 @@ def check_renorm_limits(rmax, dmax) -> None:
 
 
 def check_unit_interval(value, name: str) -> None:
-  """Rejects `value` that is not real numbers, or a concrete one outside [0, 1] (NaN too)."""
+  """Checks a batch-instance mixing weight (`batch_instance_norm`'s `rho`, the modules'
+  `rho_init`): TypeError unless `value` is real numbers, ValueError for a concrete one
+  outside [0, 1] (NaN too); a traced value passes. `name` is the argument's name, for the
+  message. Returns None.
+  """
   check_real(value, name, " (a weight in [0, 1])")
   if is_concrete(value) and not np.all((np.asarray(value) >= 0.0) & (np.asarray(value) <= 1.0)):
     raise ValueError(
@@ -387,7 +395,12 @@ def check_unit_interval(value, name: str) -> None:
 
 
 def check_lrn_args(size, alpha, beta, k) -> int:
-  """`size` as an int, or a clear error for hyperparameters `local_response_norm` cannot use."""
+  """Checks the hyperparameters of `local_response_norm` (and the LocalResponseNorm modules).
+
+  Returns `size` as a Python int. Raises TypeError for a `size` that is not an integer (a
+  float or a bool), or an `alpha`, `beta` or `k` that is not real numbers; ValueError for
+  ``size < 1`` or a concrete `alpha`, `beta` or `k` that is negative or not finite.
+  """
   size = check_int(size, "size", minimum=1, hint=" (the number of channels summed)")
   for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
     check_nonnegative(value, name)

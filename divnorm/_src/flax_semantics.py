@@ -258,6 +258,8 @@ def matches(variable_filter, name: str) -> bool:
 
 
 def missing_kernel_error(layer, variable_filter, names) -> ValueError:
+  """The ValueError of the weight wrappers (WeightNorm, SpectralNorm, WeightStandardization)
+  when `variable_filter` selects none of `layer`'s variable `names`: it lists the names."""
   return ValueError(
       f"{type(layer).__name__} has no variable selected by variable_filter={variable_filter!r} "
       f"to normalize (its variables: {sorted(names)}); pass variable_filter=... naming its "
