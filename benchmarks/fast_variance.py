@@ -13,7 +13,7 @@ Forward+backward, interleaved rounds, each divnorm mode against flax's same mode
 The last column compares divnorm's default with flax's default (different algorithms:
 two-pass against one-pass), the comparison a user swapping modules sees.
 
-    python -m benchmarks.fast_variance [rounds]
+    python -m benchmarks.fast_variance [rounds]   # --help for the options
 
 DN rows are divisive norm 5x5 across channels against flax's LayerNorm over (H, W, C) in the
 same mode (flax has no DN; layer norm is the cost it should match). The inputs are standard
@@ -22,8 +22,8 @@ normal; `offset` rows add 1e4 (where one-pass loses its digits).
 
 from __future__ import annotations
 
+import argparse
 import functools
-import sys
 
 import jax
 import numpy as np
@@ -80,4 +80,10 @@ def main(rounds: int) -> None:
 
 
 if __name__ == "__main__":
-  main(int(sys.argv[1]) if len(sys.argv) > 1 else 9)
+  parser = argparse.ArgumentParser(
+      prog="python -m benchmarks.fast_variance",
+      description=__doc__.split("\n\n")[0],
+      epilog="Prints a markdown table of time ratios (divnorm / flax; < 1 is faster).")
+  parser.add_argument("rounds", nargs="?", type=int, default=9,
+                      help="interleaved rounds per preset and shape (default: 9)")
+  main(parser.parse_args().rounds)
