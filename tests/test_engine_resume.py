@@ -1,6 +1,7 @@
 """Runs that survive damage: corrupted checkpoints, a kill during a save, another config in a
 workdir, a checkpoints path that is a file, a metrics file cut short (issue 13)."""
 
+import dataclasses
 import gc
 import glob
 import json
@@ -112,6 +113,76 @@ def test_resume_past_a_damaged_latest_checkpoint(kind, eight_steps, uninterrupte
   _assert_same_params(result.train_state, uninterrupted)
   assert engine.Checkpointer(os.path.join(wd, "checkpoints"), every=4).all_steps() == [8, 12]
   gc.collect()
+
+
+def _noisy_task():
+  """The toy task with 64 KiB of random bits in its state: orbax's zstd stores them raw, so
+  bytes flipped in its array data restore without an error (the audit's finding 1)."""
+  task = toy_task()
+
+  def init(rng, batch):
+    return {**task.init(rng, batch),
+            "noise": {"bits": jax.random.bits(rng, (16384,), jax.numpy.uint32)}}
+
+  def loss(params, state, batch, rng, train):
+    value, (new, metrics) = task.loss(params, state, batch, rng, train)
+    return value, ({**new, "noise": state["noise"]}, metrics)
+
+  return dataclasses.replace(task, init=init, loss=loss)
+
+
+def _garble(step_dir, raw):
+  """Flips 100 bytes inside `raw` (a leaf's bytes) in every file of `step_dir` that holds it."""
+  hits = 0
+  for path in _files(step_dir):
+    with open(path, "r+b") as f:
+      data = bytearray(f.read())
+      at = data.find(raw[:64])
+      if at < 0:
+        continue
+      for i in range(at + 200, at + 300):
+        data[i] ^= 0xFF
+      f.seek(0)
+      f.write(data)
+      hits += 1
+  assert hits
+
+
+def test_garbled_array_bytes_are_caught_by_the_checksums(tmp_path):
+  eight = str(tmp_path / "eight")
+  bits = engine.train(_noisy_task(), config=EIGHT, workdir=eight, progress=False)
+  bits = np.asarray(bits.train_state.state["noise"]["bits"]).tobytes()
+  step8 = os.path.join(os.path.abspath(eight), "checkpoints", "8")
+  assert os.path.exists(os.path.join(step8, engine.checkpoint.CHECKSUM_FILE))
+  intact = engine.train(_noisy_task(), config=CONFIG, progress=False).train_state
+
+  # Without its checksum file (a checkpoint older than checksums) the garbled step restores:
+  # the checksums are what catches it, not orbax.
+  trusted = str(tmp_path / "trusted")
+  shutil.copytree(eight, trusted)
+  _garble(os.path.join(trusted, "checkpoints", "8"), bits)
+  os.remove(os.path.join(trusted, "checkpoints", "8", engine.checkpoint.CHECKSUM_FILE))
+  assert engine.train(_noisy_task(), config=EIGHT, workdir=trusted, progress=False).start_step == 8
+
+  wd = str(tmp_path / "run")
+  shutil.copytree(eight, wd)
+  _garble(os.path.join(wd, "checkpoints", "8"), bits)
+  step8 = os.path.join(os.path.abspath(wd), "checkpoints", "8")
+  with pytest.warns(engine.CheckpointWarning, match=(
+      f"checkpoint {step8} does not restore \\(ChecksumMismatch: 1 restored leaves differ "
+      r"from the sha256 written at save time \(\.state\['noise'\]\['bits'\]\)")):
+    result = engine.train(_noisy_task(), config=CONFIG, workdir=wd, progress=False)
+  assert result.start_step == 4
+  assert os.path.isdir(os.path.join(os.path.abspath(wd), "checkpoints_damaged", "8"))
+  _assert_same_params(result.train_state, intact)
+
+
+def test_a_checkpoint_without_checksums_restores_as_before(eight_steps, tmp_path):
+  wd = str(tmp_path / "run")
+  shutil.copytree(eight_steps, wd)
+  for step in ("4", "8"):
+    os.remove(os.path.join(wd, "checkpoints", step, engine.checkpoint.CHECKSUM_FILE))
+  assert engine.train(toy_task(), config=CONFIG, workdir=wd, progress=False).start_step == 8
 
 
 @pytest.mark.filterwarnings(*ORBAX_LEFTOVERS)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import warnings
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from experiments.config import ConfigError
 
 # Orbax writes a step into "<step>.orbax-checkpoint-tmp..." and renames it when complete.
 TMP_MARK = ".orbax-checkpoint-tmp"
+# Beside orbax's files in each step folder: the sha256 of every TrainState leaf at save time.
+CHECKSUM_FILE = "divnorm_checksums.json"
 
 
 class CheckpointWarning(UserWarning):
@@ -24,15 +29,24 @@ class CheckpointError(RuntimeError):
   """No checkpoint of a workdir restores; the message says what to delete."""
 
 
+class ChecksumMismatch(ValueError):
+  """A restored leaf differs from the checksum written when its checkpoint was saved."""
+
+
 class Checkpointer:
   """Saves every `every` steps and at the end; restores the newest checkpoint that restores.
 
   Saves are synchronous and atomic (orbax writes a temporary folder and renames
   it), so a process killed at any moment, even during a save, loses at most the
   steps since the previous checkpoint; temporary folders left by a kill are
-  removed on the next start. A checkpoint that does not restore (truncated or
-  garbled files, an emptied folder) is moved aside to `<directory>_damaged/` with
-  a `CheckpointWarning`, and the next newest is used. The data position is the
+  removed on the next start. Each save also writes the sha256 of every leaf
+  (`CHECKSUM_FILE` in the step's folder), and a restore compares them: orbax does
+  not notice every garbled byte of its array data. A checkpoint that does not
+  restore (truncated or garbled files, an emptied folder) or whose restored leaves
+  differ from their checksums is moved aside to `<directory>_damaged/` with a
+  `CheckpointWarning`, and the next newest is used. A checkpoint without the
+  checksum file (written before it existed, or killed between orbax's commit and
+  the checksum's) is trusted as it restores. The data position is the
   step itself: batches are a function of (seed, step), and `TrainState.rng` is
   folded with the step.
   """
@@ -87,6 +101,8 @@ class Checkpointer:
       manager = self._new_manager()
       try:
         restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        restored = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
+        check_checksums(restored, self._step_path(step))
       except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
         failures.append((step, e))
         continue
@@ -101,7 +117,7 @@ class Checkpointer:
       if failures:
         self._manager.close()
         self._manager = self._new_manager()
-      return jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
+      return restored
     listing = "; ".join(f"{self._step_path(s)}: {_describe(e)}" for s, e in failures)
     raise CheckpointError(
         f"no checkpoint in {self.directory} restores ({listing}). If the config or the code "
@@ -131,6 +147,7 @@ class Checkpointer:
       return
     self._manager.save(step, args=ocp.args.StandardSave(train_state), force=True)
     self._manager.wait_until_finished()
+    write_checksums(train_state, self._step_path(step))
 
   def close(self) -> None:
     self._manager.close()
@@ -145,6 +162,61 @@ def check_directory(directory: str) -> None:
           f"checkpoint folder {directory} cannot be created: {p} is a file. Move the file "
           f"away or pass another --workdir, e.g. --workdir runs/my_run.")
     p = os.path.dirname(p)
+
+
+def leaf_checksums(tree: Any) -> dict[str, str | None]:
+  """The sha256 of each leaf's dtype, shape and bytes, keyed by the leaf's path in `tree`.
+
+  A leaf whose whole value this process does not hold (sharded over several processes) gets
+  None: it is not checked.
+  """
+  sums: dict[str, str | None] = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      if not leaf.sharding.is_fully_replicated:
+        sums[jax.tree_util.keystr(path)] = None
+        continue
+      leaf = leaf.addressable_data(0)
+    a = np.ascontiguousarray(jax.device_get(leaf))
+    digest = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    digest.update(a.tobytes())
+    sums[jax.tree_util.keystr(path)] = digest.hexdigest()
+  return sums
+
+
+def write_checksums(train_state: Any, step_dir: str) -> None:
+  """Writes `leaf_checksums(train_state)` to `step_dir`/CHECKSUM_FILE, atomically."""
+  sums = leaf_checksums(train_state)  # every process: fetching a leaf may be collective
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(step_dir, CHECKSUM_FILE)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"sha256": sums}, f, indent=0)
+  os.replace(path + ".tmp", path)
+
+
+def check_checksums(restored: Any, step_dir: str) -> None:
+  """Raises ChecksumMismatch if a restored leaf differs from the checksum saved with it.
+
+  A checkpoint without a checksum file is trusted (written before checksums existed).
+  """
+  path = os.path.join(step_dir, CHECKSUM_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)["sha256"]
+  now = leaf_checksums(restored)
+  if set(saved) != set(now):
+    raise ChecksumMismatch(
+        f"{path} lists other leaves than the restored TrainState "
+        f"(saved {sorted(saved)[:4]}, restored {sorted(now)[:4]})")
+  bad = [k for k, v in now.items() if v is not None and saved[k] is not None and v != saved[k]]
+  if bad:
+    raise ChecksumMismatch(
+        f"{len(bad)} restored leaves differ from the sha256 written at save time "
+        f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): garbled bytes")
 
 
 def _describe(error: Exception) -> str:
