@@ -33,13 +33,15 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-  if not os.path.isdir("divnorm"):
+  repo = "/content/divnorm"  # absolute: a re-run of this cell starts inside the clone
+  if not os.path.isdir(os.path.join(repo, ".git")):
     subprocess.run(["git", "clone", "-q", "--depth", "1",
-                    "https://github.com/divnorm-org/divnorm"], check=True)
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "divnorm[experiments]"],
+                    "https://github.com/divnorm-org/divnorm", repo], check=True)
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", repo + "[experiments]"],
                  check=True)
-  os.chdir("divnorm")
-  sys.path.insert(0, os.getcwd())
+  os.chdir(repo)
+  if repo not in sys.path:
+    sys.path.insert(0, repo)
 
 # %% tags=["parameters"]
 # Parameters. DIVNORM_NOTEBOOK_QUICK=1 (the test suite) runs a few steps of each.

@@ -39,6 +39,7 @@ import sys
 if "google.colab" in sys.modules:
   subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                   "divnorm[experiments] @ git+https://github.com/divnorm-org/divnorm"], check=True)
+  subprocess.run(["apt-get", "update", "-qq"], check=True)
   subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], check=True)
 
 # %% tags=["parameters"]

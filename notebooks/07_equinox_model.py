@@ -39,14 +39,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-  if not os.path.isdir("divnorm"):
+  repo = "/content/divnorm"  # absolute: a re-run of this cell starts inside the clone
+  if not os.path.isdir(os.path.join(repo, ".git")):
     subprocess.run(["git", "clone", "-q", "--depth", "1",
-                    "https://github.com/divnorm-org/divnorm"], check=True)
+                    "https://github.com/divnorm-org/divnorm", repo], check=True)
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e",
-                  "divnorm[experiments,equinox]"], check=True)
+                  repo + "[experiments,equinox]"], check=True)
+  subprocess.run(["apt-get", "update", "-qq"], check=True)
   subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], check=True)
-  os.chdir("divnorm")
-  sys.path.insert(0, os.getcwd())
+  os.chdir(repo)
+  if repo not in sys.path:
+    sys.path.insert(0, repo)
 
 # %% tags=["parameters"]
 # Parameters. DIVNORM_NOTEBOOK_QUICK=1 (the test suite) trains a few steps on a subset.
