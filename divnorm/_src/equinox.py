@@ -64,7 +64,9 @@ class LayerNorm(eqx.Module):
   """Layer normalization (Ba et al., 2016) of a whole example: eqx.nn.LayerNorm's arguments,
   fields and numbers; the affine ``weight`` and ``bias`` have the input's shape.
 
-  >>> LayerNorm(3)(jnp.arange(3.0)).round(3)
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.LayerNorm(3)(jnp.arange(3.0)).round(3)
   Array([-1.225,  0.   ,  1.225], dtype=float32)
   """
 
@@ -103,7 +105,9 @@ class RMSNorm(eqx.Module):
   """RMS normalization (Zhang & Sennrich, 2019) of a whole example, no centering:
   eqx.nn.RMSNorm's arguments, fields and numbers.
 
-  >>> RMSNorm(4)(jnp.ones(4))
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.RMSNorm(4)(jnp.ones(4))
   Array([0.999995, 0.999995, 0.999995, 0.999995], dtype=float32)
   """
 
@@ -141,7 +145,9 @@ class GroupNorm(eqx.Module):
   The first axis (channels) forms `groups` contiguous groups, each normalized with every
   other axis (the core's grouped field: no reshape).
 
-  >>> GroupNorm(2, 4)(jnp.arange(8.0).reshape(4, 2)).shape
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.GroupNorm(2, 4)(jnp.arange(8.0).reshape(4, 2)).shape
   (4, 2)
   """
 
@@ -180,7 +186,9 @@ class BatchNorm(eqx.nn.StatefulLayer):
   statistics live in an `eqx.nn.State`; ``mode="ema"`` normalizes with the moving averages
   also in training, ``mode="batch"`` with the batch's (and debiased averages at inference).
 
-  >>> bn, state = eqx.nn.make_with_state(BatchNorm)(3, "batch", mode="batch")
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> bn, state = eqx.nn.make_with_state(dqx.BatchNorm)(3, "batch", mode="batch")
   >>> y, state = jax.vmap(bn, (0, None), (0, None), axis_name="batch")(jnp.ones((4, 3)), state)
   >>> y.shape
   (4, 3)
@@ -288,7 +296,9 @@ class DivisiveNorm(eqx.Module):
   with `across_channels`) and divided by the root mean square over its suppression window.
   A rank-1 input ``(units,)`` (a dense or RNN layer) is windowed over its units.
 
-  >>> dn = DivisiveNorm((5, 5), sigma=0.5)
+  >>> import jax, jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dn = dqx.DivisiveNorm((5, 5), sigma=0.5)
   >>> jax.vmap(dn)(jnp.ones((2, 3, 8, 8))).shape
   (2, 3, 8, 8)
   """
@@ -331,7 +341,9 @@ class DivisiveNorm(eqx.Module):
 class Normalize(eqx.Module):
   """The unified normalizer over any fields of one example (`divnorm.normalize`).
 
-  >>> Normalize({0: None, 1: 3, 2: 3}, sigma=0.5)(jnp.ones((3, 8, 8))).shape
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.Normalize({0: None, 1: 3, 2: 3}, sigma=0.5)(jnp.ones((3, 8, 8))).shape
   (3, 8, 8)
   """
 

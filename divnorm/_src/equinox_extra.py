@@ -38,7 +38,9 @@ class LocalResponseNorm(eqx.Module):
   """Local response normalization (``torch.nn.LocalResponseNorm``) of one example, channels
   first; no parameters.
 
-  >>> LocalResponseNorm(3)(jnp.ones((8, 4, 4))).shape
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.LocalResponseNorm(3)(jnp.ones((8, 4, 4))).shape
   (8, 4, 4)
   """
 
@@ -63,7 +65,9 @@ class GDN(eqx.Module):
   ``inverse=True`` is IGDN. ``beta`` ``[C]`` and ``gamma`` ``[C, C]`` are raw
   reparameterized arrays (`divnorm.gdn`).
 
-  >>> GDN(3)(jnp.ones((3, 4, 4))).shape
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.GDN(3)(jnp.ones((3, 4, 4))).shape
   (3, 4, 4)
   """
 
@@ -126,7 +130,9 @@ class _Running(eqx.nn.StatefulLayer):
 class MeanOnlyBatchNorm(_Running):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias).
 
-  >>> mbn, state = eqx.nn.make_with_state(MeanOnlyBatchNorm)(3, "batch")
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> mbn, state = eqx.nn.make_with_state(dqx.MeanOnlyBatchNorm)(3, "batch")
   >>> jax.vmap(mbn, (0, None), (0, None), axis_name="batch")(jnp.ones((4, 3)), state)[0].shape
   (4, 3)
   """
@@ -149,7 +155,9 @@ class BatchRenorm(_Running):
   """Batch renormalization (Ioffe, 2017): batch norm corrected toward the running
   statistics, ``r`` clipped to ``[1/rmax, rmax]`` and ``d`` to ``[-dmax, dmax]``.
 
-  >>> brn, state = eqx.nn.make_with_state(BatchRenorm)(3, "batch")
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> brn, state = eqx.nn.make_with_state(dqx.BatchRenorm)(3, "batch")
   >>> jax.vmap(brn, (0, None), (0, None), axis_name="batch")(jnp.ones((4, 3)), state)[0].shape
   (4, 3)
   """
@@ -175,7 +183,9 @@ class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): ``rho * BN + (1 - rho) * IN`` with a learned
   per-channel ``rho``, clipped to [0, 1] where it is used.
 
-  >>> bin_, state = eqx.nn.make_with_state(BatchInstanceNorm)(3, "batch")
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> bin_, state = eqx.nn.make_with_state(dqx.BatchInstanceNorm)(3, "batch")
   >>> jax.vmap(bin_, (0, None), (0, None), axis_name="batch")(jnp.ones((2, 3, 4)), state)[0].shape
   (2, 3, 4)
   """
@@ -199,7 +209,9 @@ class SwitchableNorm(_Running):
   """Switchable normalization (Luo et al., 2019): softmax-weighted IN, LN and BN statistics;
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero.
 
-  >>> sn, state = eqx.nn.make_with_state(SwitchableNorm)(3, "batch")
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> sn, state = eqx.nn.make_with_state(dqx.SwitchableNorm)(3, "batch")
   >>> jax.vmap(sn, (0, None), (0, None), axis_name="batch")(jnp.ones((2, 3, 4)), state)[0].shape
   (2, 3, 4)
   """

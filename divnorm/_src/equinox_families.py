@@ -33,7 +33,9 @@ class MillerNorm(eqx.Module):
   """Miller et al.'s divisive feature normalization (ICLR 2022) of one example, channels
   first.
 
-  >>> MillerNorm()(jnp.ones((32, 4, 4))).shape
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.MillerNorm()(jnp.ones((32, 4, 4))).shape
   (32, 4, 4)
   """
 
@@ -62,7 +64,9 @@ class BurgNorm(eqx.Module):
   """Burg et al.'s learned divisive normalization (2021) of one example, channels first;
   ``u`` is raw (reparameterized), ``v`` enters as ``|v|``; `penalty` is the L1 on v.
 
-  >>> BurgNorm(8, kernel_size=3)(jnp.ones((8, 4, 4))).shape
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.BurgNorm(8, kernel_size=3)(jnp.ones((8, 4, 4))).shape
   (8, 4, 4)
   """
 
@@ -96,7 +100,9 @@ class CenterSurroundNorm(eqx.Module):
   """Pan et al.'s weighted normalization with centre and surround pools (``WN_s``) of one
   example, channels first, with their affine as ``weight`` and ``bias`` (equinox's names).
 
-  >>> CenterSurroundNorm(16)(jnp.ones((16, 4, 4))).shape
+  >>> import jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.CenterSurroundNorm(16)(jnp.ones((16, 4, 4))).shape
   (16, 4, 4)
   """
 
@@ -143,7 +149,9 @@ class GaussianNorm(eqx.Module):
   """Veerabadran et al.'s learned divisive normalization with Gaussian-initialized pools, of
   one example, channels first; the filterbank's order is drawn from `key`.
 
-  >>> GaussianNorm(8, kernel_size=3, key=jax.random.key(0))(jnp.ones((8, 4, 4))).shape
+  >>> import jax, jax.numpy as jnp
+  >>> from divnorm import equinox as dqx
+  >>> dqx.GaussianNorm(8, kernel_size=3, key=jax.random.key(0))(jnp.ones((8, 4, 4))).shape
   (8, 4, 4)
   """
 

@@ -44,7 +44,9 @@ class WeightNorm(eqx.Module, Generic[_Layer]):
   The layer's weight ``v`` is used as ``g * v / ||v||``, the norm over every axis but `axis`
   (None: every axis); the length ``g`` starts at ``||v||`` (the layer's own outputs).
 
-  >>> wn = WeightNorm(eqx.nn.Linear(3, 4, key=jax.random.key(0)))
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> wn = dqx.WeightNorm(eqx.nn.Linear(3, 4, key=jax.random.key(0)))
   >>> wn(jnp.ones(3)).shape, wn.g.shape
   ((4,), (4, 1))
   """
@@ -78,7 +80,9 @@ class SpectralNorm(eqx.nn.StatefulLayer, Generic[_Layer]):
   per call in training (15 at construction, from `key`) and fixed in inference
   (``eqx.nn.inference_mode``). Gradients flow through ``W`` and ``sigma``, not ``(u, v)``.
 
-  >>> sn, state = eqx.nn.make_with_state(SpectralNorm)(
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> sn, state = eqx.nn.make_with_state(dqx.SpectralNorm)(
   ...     eqx.nn.Linear(3, 4, key=jax.random.key(0)), "weight", key=jax.random.key(1))
   >>> sn(jnp.ones(3), state)[0].shape
   (4,)
@@ -123,7 +127,9 @@ class WeightStandardization(eqx.Module, Generic[_Layer]):
   """Weight standardization (Qiao et al., 2019): the weight centered and divided by its
   standard deviation over every axis but `axis` (the outputs), smoothed by `sigma`.
 
-  >>> ws = WeightStandardization(eqx.nn.Conv2d(3, 4, 3, key=jax.random.key(0)))
+  >>> import jax, jax.numpy as jnp, equinox as eqx
+  >>> from divnorm import equinox as dqx
+  >>> ws = dqx.WeightStandardization(eqx.nn.Conv2d(3, 4, 3, key=jax.random.key(0)))
   >>> ws(jnp.ones((3, 8, 8))).shape
   (4, 6, 6)
   """
