@@ -140,6 +140,20 @@ def test_paper_schedule_and_hyperparameters():
   assert quick["num_steps"] == 2 * epoch and quick["optimizer"]["boundaries"] == [epoch]
 
 
+def test_default_runs_checkpoint_once_per_epoch():
+  """A killed default run resumes from its last epoch (it kept only the final checkpoint)."""
+  epoch = text.num_batches(929589, batch_size=20, num_steps=20)
+  for cfg in (rnn_lm.get_config("lstm,dn_star"), rnn_lm_quick.get_config("relu,baseline")):
+    rnn_task.validate(cfg)
+    assert rnn_task.engine_config(cfg, 929589)["checkpoint_every"] == epoch
+  cfg = rnn_lm.get_config("lstm,dn_star")
+  cfg.checkpoint_every = 0  # only at the end, as asked
+  assert rnn_task.engine_config(cfg, 929589)["checkpoint_every"] == 0
+  cfg.checkpoint_every = -2
+  with pytest.raises(ConfigError, match=r"--set checkpoint_every=-2: must be an integer >= -1"):
+    rnn_task.validate(cfg)
+
+
 def test_bad_configs_fail_clearly(tmp_path):
   with pytest.raises(ValueError, match="Unknown RNN cell 'gru'"):
     rnn_lm.get_config("gru,baseline")

@@ -85,9 +85,10 @@ def validate(cfg: Mapping[str, Any], mesh=None) -> None:
   for key, example in (("batch_size", 20), ("bptt_steps", 20), ("num_epochs", 13),
                        ("decay_from_epoch", 5)):
     check_int(cfg[key], flag=flag_for(key), example=example)
-  for key, example in (("max_steps", 200), ("log_every", 100), ("eval_every", 1000),
-                       ("checkpoint_every", 1000)):
+  for key, example in (("max_steps", 200), ("log_every", 100), ("eval_every", 1000)):
     check_int(cfg.get(key, 0), flag=flag_for(key), minimum=0, example=example)
+  check_int(cfg.get("checkpoint_every", 0), flag=flag_for("checkpoint_every"), minimum=-1,
+            example="-1 (once per epoch)")
   check_int(cfg["seed"], flag=flag_for("seed"), minimum=0, example=0)
   engine.check_optimizer(dict(cfg["optimizer"], boundaries=[]))  # boundaries come from epochs
   try:
@@ -104,7 +105,8 @@ def steps_per_epoch(cfg: Mapping[str, Any], num_tokens: int) -> int:
 
 
 def engine_config(cfg: Mapping[str, Any], num_train_tokens: int) -> dict[str, Any]:
-  """The engine's config: epochs -> `num_steps`, lr halving -> `optimizer.boundaries`."""
+  """The engine's config: epochs -> `num_steps`, lr halving -> `optimizer.boundaries`,
+  `checkpoint_every=-1` -> one checkpoint per epoch."""
   epoch = steps_per_epoch(cfg, num_train_tokens)
   num_steps = int(cfg["num_epochs"]) * epoch
   if int(cfg.get("max_steps", 0) or 0) > 0:
@@ -113,10 +115,13 @@ def engine_config(cfg: Mapping[str, Any], num_train_tokens: int) -> dict[str, An
   boundaries = [e * epoch for e in range(max(first, 1), int(cfg["num_epochs"]))]
   opt = dict(cfg["optimizer"])
   opt["boundaries"] = [b for b in boundaries if b < num_steps]
+  checkpoint_every = int(cfg.get("checkpoint_every", 0))
+  if checkpoint_every < 0:
+    checkpoint_every = epoch
   return {"seed": int(cfg["seed"]), "num_steps": num_steps, "batch_size": int(cfg["batch_size"]),
           "optimizer": opt, "log_every": int(cfg.get("log_every", 100)),
           "eval_every": int(cfg.get("eval_every", 0)),
-          "checkpoint_every": int(cfg.get("checkpoint_every", 0))}
+          "checkpoint_every": checkpoint_every}
 
 
 def train_batches(ids: np.ndarray, cfg: Mapping[str, Any], start_step: int

@@ -131,5 +131,7 @@ def get_config(arg: str = "lstm,baseline") -> ml_collections.ConfigDict:
 
   cfg.log_every = 100
   cfg.eval_every = 0
-  cfg.checkpoint_every = 0
+  # -1: once per epoch (the task turns it into steps), so a killed run loses at most an
+  # epoch; 0: only at the end; > 0: every that many steps.
+  cfg.checkpoint_every = -1
   return cfg
