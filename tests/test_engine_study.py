@@ -206,6 +206,33 @@ def test_status_names_every_state(tmp_path):
   assert "to run   ok-s1  (checkpointed, step 40)" in runner.status(s, args)
 
 
+def test_retry_failed_moves_failed_results_aside_and_status_says_how(tmp_path, capsys):
+  s = _study().with_plans(runner.Plan("c", (Job("bad", 1),)), module="toy_study")
+  results, runs = tmp_path / "results", tmp_path / "runs"
+  for name, row in (("ok-s0", {"value": 7}), ("bad-s0", {"failed": "MemoryError: out"}),
+                    ("bad-s1", {"failed": "OSError: disk full"})):
+    (results / name).mkdir(parents=True)
+    (results / name / "result.json").write_text(json.dumps({"name": name, **row}))
+  dirs = ["--runs_dir", str(runs), "--results_dir", str(results)]
+  assert runner.main(s, ["status", *dirs]) == 0
+  text = capsys.readouterr().out
+  assert (f"2 job(s) failed and are left out of every mean and test: bad-s0, bad-s1 (the error "
+          f"is in each one's result.json). `python -m {s.module} run --retry_failed` trains "
+          f"them again") in text
+  assert runner.main(s, ["report", *dirs]) == 0
+  assert "--retry_failed" in capsys.readouterr().out
+  args = type("A", (), {"plans": (), "jobs": ("bad-s0",), "runs_dir": str(runs),
+                        "results_dir": str(results)})
+  assert runner.retry_failed(s, args) == ["bad-s0"]
+  assert not (results / "bad-s0" / "result.json").exists()  # to run again
+  assert json.loads((results / "bad-s0" / runner.FAILED_RESULT).read_text())["failed"]
+  assert set(runner.load_results(str(results))) == {"ok-s0", "bad-s1"}
+  args.jobs = ()
+  assert runner.retry_failed(s, args) == ["bad-s1"]
+  assert runner.main(s, ["status", *dirs]) == 0
+  assert "1 done, 0 failed, 0 running, 3 to run" in capsys.readouterr().out
+
+
 TOY_STUDY = textwrap.dedent("""
     import dataclasses, json, os, sys
     from experiments.engine import study as runner
@@ -274,7 +301,15 @@ def test_run_trains_every_job_once_on_two_workers_and_retries_a_crash(tmp_path):
   assert "ended without a result 2 time(s) (signal SIGABRT, signal SIGABRT)" in doomed["failed"]
   status = cli("status")
   assert "4 done, 3 failed, 0 running, 0 to run" in status.stdout, status.stdout
-  assert cli("report").stdout.strip() == "the report"
+  assert "`python -m toy_study run --retry_failed`" in status.stdout
+  assert cli("report").stdout.startswith("the report\n\n3 job(s) failed")
+  # A failed job stays failed until asked: --retry_failed runs it again.
+  assert cli("run", "--jobs", "raise-s0", "--workers", "1").returncode == 0
+  assert (tmp_path / "runs" / "raise-s0" / "tries").read_text() == "1"
+  proc = cli("run", "--jobs", "raise-s0", "--workers", "1", "--retry_failed")
+  assert proc.returncode == 0 and "retrying 1 failed job(s): raise-s0" in proc.stdout
+  assert (tmp_path / "runs" / "raise-s0" / "tries").read_text() == "2"
+  assert (tmp_path / "results" / "raise-s0" / runner.FAILED_RESULT).exists()
   bad = cli("run", "--plans", "nope")
   assert bad.returncode == 2 and "unknown plan 'nope'" in bad.stderr
 

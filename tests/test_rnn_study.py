@@ -145,7 +145,8 @@ def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
               and f"s0 {row['test_perplexity']:.1f}" in line)
   assert "s1 not run" in base and "115.7" in base  # one seed, the other marked; paper's LSTM
   assert "| DN | not run |" in text  # the LSTM DN: no seed finished
-  assert "s1 failed" in text and "failed: tanh-dn-s1" in text
+  assert "s1 failed" in text and "1 job(s) failed and are left out of every mean and test: " \
+      "tanh-dn-s1" in text and "`python -m experiments.rnn.study run --retry_failed`" in text
   assert "Jobs finished: 1 of 72" in text
   assert "| LSTM | DN* vs Baseline | not run | | | | | | 0, 1 |" in text
 

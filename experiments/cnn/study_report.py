@@ -314,7 +314,7 @@ def render(summary: dict) -> str:
   lines += _render_full_long(summary["full_long"], summary["full_long_tests"],
                              summary["full_long_gap_tests"])
   if summary["failed"]:
-    lines += ["", "Failed runs (kept as results): " + ", ".join(summary["failed"])]
+    lines += ["", runner.failed_note(summary["failed"], "experiments.cnn.study")]
   lines += ["", "Figures: [curves.png](curves.png) (training cross entropy, mean over seeds), "
             "[table10_joint_histograms.png](table10_joint_histograms.png)."]
   return "\n".join(lines) + "\n"

@@ -17,8 +17,10 @@ which gives it the same command line as every other study:
 each worker claims jobs in plan order and trains each in a child process, which
 resumes from the job's last checkpoint. A job is done when
 ``<results>/<job>/result.json`` exists; a job that raises writes a result with a
-``failed`` field (a diverged run is a result too). Rerunning `run` continues.
-See experiments/engine/README.md.
+``failed`` field (a diverged run is a result too). Rerunning `run` continues;
+it never retries a failed job unless asked: `run --retry_failed` moves each
+selected failed job's result.json to ``failed_result.json`` and trains the job
+again, from its last checkpoint. See experiments/engine/README.md.
 """
 
 from __future__ import annotations
@@ -171,6 +173,42 @@ def run_one(study: Study, job: Any, *, runs_dir: str, results_dir: str) -> dict:
   return row
 
 
+FAILED_RESULT = "failed_result.json"  # a failed result.json, moved aside by --retry_failed
+
+
+def failed_names(results: dict[str, dict]) -> list[str]:
+  """The failed jobs of `load_results(...)`, sorted."""
+  return sorted(n for n, r in results.items() if "failed" in r)
+
+
+def failed_note(failed: Sequence[str], module: str) -> str:
+  """One line for a report or `status`: how many jobs failed, which, and how to retry them.
+
+  "" when none failed.
+  """
+  if not failed:
+    return ""
+  return (f"{len(failed)} job(s) failed and are left out of every mean and test: "
+          f"{', '.join(failed)} (the error is in each one's result.json). `python -m {module} "
+          f"run --retry_failed` trains them again from their last checkpoints (add --jobs "
+          f"'NAME,...' to choose); a run that diverged will diverge again unless its cause is "
+          f"fixed.")
+
+
+def retry_failed(study: Study, args) -> list[str]:
+  """Moves the result.json of each selected failed job to `FAILED_RESULT`, so `run` retrains it.
+
+  Returns the names of those jobs. The job resumes from its last checkpoint in `runs_dir`.
+  """
+  results = load_results(args.results_dir)
+  names = [job.name for job in study.jobs(args.plans, args.jobs)
+           if "failed" in results.get(job.name, {})]
+  for name in names:
+    folder = os.path.join(args.results_dir, name)
+    os.replace(os.path.join(folder, "result.json"), os.path.join(folder, FAILED_RESULT))
+  return names
+
+
 def load_results(results_dir: str) -> dict[str, dict]:
   """Every ``<results_dir>/<job>/result.json``, by job name (failed jobs included)."""
   out = {}
@@ -271,7 +309,9 @@ def status(study: Study, args) -> str:
   plans = ", ".join(args.plans) if args.plans else ", ".join(p.name for p in study.plans)
   head = (f"{study.name} study ({plans}; results {args.results_dir}, checkpoints "
           f"{args.runs_dir}): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-  return "\n".join([head, *lines])
+  chosen = {job.name for job in study.jobs(args.plans, args.jobs)}
+  note = failed_note([n for n in failed_names(results) if n in chosen], study.module)
+  return "\n".join([head, *lines, *([note] if note else [])])
 
 
 # ---- the command line -----------------------------------------------------------------------
@@ -311,6 +351,9 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
   p.add_argument("--cores", default="", help="the cores the workers run on (default: all)")
   p.add_argument("--runs_dir", default=study.runs_dir, help="checkpoints and logs (resumable)")
   p.add_argument("--results_dir", default=study.results_dir, help="results (committed)")
+  p.add_argument("--retry_failed", action="store_true",
+                 help="run: train the selected failed jobs again (their result.json is kept as "
+                      f"{FAILED_RESULT}); without it a failed job stays failed")
   p.add_argument("--worker_index", type=int, default=0, help=argparse.SUPPRESS)
   args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
   args.plans, args.jobs = _list(args.plans), _list(args.jobs)
@@ -320,7 +363,11 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     print(status(study, args))
     return 0
   if args.command == "report":
-    print(study.report(args.results_dir))
+    text = study.report(args.results_dir)
+    print(text)
+    note = failed_note(failed_names(load_results(args.results_dir)), study.module)
+    if note and "--retry_failed" not in text:  # the report has not said it itself
+      print(f"\n{note}")
     return 0
   check_writable_dir(args.runs_dir, flag="--runs_dir", example=study.runs_dir)
   check_writable_dir(args.results_dir, flag="--results_dir", example=study.results_dir)
@@ -340,6 +387,11 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
   if not todo:
     raise ConfigError(f"--jobs {','.join(args.jobs)!r} matches no job of the selected plans; "
                       f"`python -m {study.module} status` lists them.")
+  if args.retry_failed:
+    retried = retry_failed(study, args)
+    print(f"[{study.name}] retrying {len(retried)} failed job(s)"
+          + (f": {', '.join(retried)} (each failure kept as {FAILED_RESULT})" if retried else "")
+          + ".", flush=True)
   argv = ["-m", study.module, "worker", *_selection_args(args)]
   return workers.run_workers(argv, workers=args.workers, cores=_cores(args.cores))
 

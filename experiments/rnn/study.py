@@ -270,9 +270,9 @@ def render_table(results: dict[str, dict], *, command: str = "python -m experime
       f"splits), the paper's recipe, at most {sched['max_epochs']} epochs (lr x0.5 every epoch "
       f"from epoch {sched['decay_from_epoch']}), valid perplexity {sched['evals_per_epoch']}x "
       f"per epoch, stop after {sched['patience']} evaluations without a new best.  ",
-      f"Jobs finished: {len(done)} of {len(CELLS) * len(VARIANTS) * len(seeds)}"
-      + (f"; failed: {', '.join(sorted(n for n, r in results.items() if 'failed' in r))}"
-         if len(done) < len(results) else "") + ".", "",
+      f"Jobs finished: {len(done)} of {len(CELLS) * len(VARIANTS) * len(seeds)}.",
+      *([runner.failed_note(runner.failed_names(results), "experiments.rnn.study")]
+        if len(done) < len(results) else []), "",
       "Test perplexity at the best valid point: mean ± std over seeds (each seed's value). "
       "The paper's numbers are its PTB test "
       "perplexities (Tables 4 and 9: hidden 200, 10k vocabulary, 13 epochs, another corpus), "

@@ -281,7 +281,8 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
       "loss and normalizer hyperparameters.  ",
       f"Data: trained on every training photograph, scored on the {TEST_SOURCE} test split "
       "(astronaut, chelsea, coffee, camera, flower), whole images, Y channel, 8 pixels cropped.  ",
-      f"Jobs finished: {len(done)}" + (f"; failed: {', '.join(failed)}" if failed else "") + ".",
+      f"Jobs finished: {len(done)}.",
+      *([runner.failed_note(failed, "experiments.sr.study")] if failed else []),
       "", "PSNR (dB) and SSIM of the model after the last step, mean ± std over seeds, and each "
       "seed's PSNR. The paper's columns are its numbers on Set14 and BSD200 (its "
       "data and 1e8-step schedule), for orientation only: our absolute dB are not comparable.",
