@@ -67,7 +67,13 @@ def _api_reference_documents_every_public_name(site):
 def _pages(site):
   """The field table, the compatibility table, the notebooks, the results and benchmarks."""
   fields = (site / "fields.html").read_text()
-  assert "summation field A" in fields and "divisive norm (DN)" in fields
+  tables = re.findall(r"<table.*?</table>", fields, flags=re.S)
+  assert any("summation field A" in t and "divisive norm (DN)" in t for t in tables), (
+      "the field table (README.md, ## Fields) did not render as a table")
+  for page in ["fields.html", "normalizers.html"]:
+    text = (site / page).read_text()
+    # A table whose rows disagree on their number of cells renders as raw pipe text.
+    assert not re.search(r"\|(---|—)\|", text), f"{page}: a table rendered as text"
   assert "LayerNorm" in (site / "compatibility.html").read_text()
   notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
   assert notebooks
