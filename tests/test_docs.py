@@ -74,6 +74,8 @@ def _pages(site):
     text = (site / page).read_text()
     # A table whose rows disagree on their number of cells renders as raw pipe text.
     assert not re.search(r"\|(---|—)\|", text), f"{page}: a table rendered as text"
+  normalizers = (site / "normalizers.html").read_text()
+  assert "families.miller_norm" in normalizers and "divnorm.kernels" in normalizers
   assert "LayerNorm" in (site / "compatibility.html").read_text()
   notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
   assert notebooks
