@@ -296,6 +296,20 @@ class DivisiveNorm(eqx.Module):
   with `across_channels`) and divided by the root mean square over its suppression window.
   A rank-1 input ``(units,)`` (a dense or RNN layer) is windowed over its units.
 
+  Args:
+    summation_window: the window each position is centered over, along the spatial axes: an
+      odd width for every spatial axis, or a tuple of them (None: the whole axis), one per
+      axis (`divnorm.divisive_norm`).
+    suppression_window: the window of the root mean square, the same way; None: as
+      `summation_window`.
+    sigma: the smoothing term, ``y = v / sqrt(sigma^2 + E_B[v^2])``: finite, >= 0.
+    across_channels: whether the windows span every channel (the paper's) or each channel
+      alone.
+    border: ``"valid"``, ``"zeros"`` or ``"zeros_with_divisor_bug"`` (`divnorm.normalize`).
+    learn_sigma: learn sigma as ``exp(log_sigma)``, an array field that starts at `sigma`
+      (then a scalar > 0).
+    dtype: the dtype of the learned arrays (equinox's default: float32).
+
   >>> import jax, jax.numpy as jnp
   >>> from divnorm import equinox as dqx
   >>> dn = dqx.DivisiveNorm((5, 5), sigma=0.5)
@@ -340,6 +354,14 @@ class DivisiveNorm(eqx.Module):
 
 class Normalize(eqx.Module):
   """The unified normalizer over any fields of one example (`divnorm.normalize`).
+
+  Args:
+    summation, suppression, border: `divnorm.normalize`'s, over the axes of one example
+      (channels first).
+    sigma: the smoothing term, ``y = v / sqrt(sigma^2 + E_B[v^2])``: finite, >= 0.
+    learn_sigma: learn sigma as ``exp(log_sigma)``, an array field that starts at `sigma`
+      (then a scalar > 0).
+    dtype: the dtype of the learned arrays (equinox's default: float32).
 
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx

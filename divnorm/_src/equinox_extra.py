@@ -38,6 +38,9 @@ class LocalResponseNorm(eqx.Module):
   """Local response normalization (``torch.nn.LocalResponseNorm``) of one example, channels
   first; no parameters.
 
+  Args:
+    size, alpha, beta, k: `divnorm.local_response.local_response_norm`'s.
+
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx
   >>> dqx.LocalResponseNorm(3)(jnp.ones((8, 4, 4))).shape
@@ -64,6 +67,13 @@ class GDN(eqx.Module):
   """Generalized divisive normalization (Ballé et al., 2016) of one example, channels first;
   ``inverse=True`` is IGDN. ``beta`` ``[C]`` and ``gamma`` ``[C, C]`` are raw
   reparameterized arrays (`divnorm.gdn`).
+
+  Args:
+    channels: the number of channels (the first axis).
+    inverse, alpha, epsilon: `divnorm.gdn.gdn`'s.
+    beta_init, gamma_init: the initial ``beta`` and diagonal of ``gamma``
+      (`divnorm.gdn.gdn_init`'s `beta` and `gamma`).
+    dtype: the parameters' dtype (equinox's default: float32).
 
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx
@@ -130,6 +140,12 @@ class _Running(eqx.nn.StatefulLayer):
 class MeanOnlyBatchNorm(_Running):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias).
 
+  Args:
+    input_size, axis_name, momentum, inference, dtype: as in `BatchNorm` (equinox's): the
+      channels, the `vmap` axis the batch statistics average over, the running statistics'
+      decay, whether to use them instead of the batch's, and the arrays' dtype.
+    use_bias: learn a per-channel ``bias``.
+
   >>> import jax, jax.numpy as jnp, equinox as eqx
   >>> from divnorm import equinox as dqx
   >>> mbn, state = eqx.nn.make_with_state(dqx.MeanOnlyBatchNorm)(3, "batch")
@@ -154,6 +170,14 @@ class MeanOnlyBatchNorm(_Running):
 class BatchRenorm(_Running):
   """Batch renormalization (Ioffe, 2017): batch norm corrected toward the running
   statistics, ``r`` clipped to ``[1/rmax, rmax]`` and ``d`` to ``[-dmax, dmax]``.
+
+  Args:
+    input_size, axis_name, momentum, inference, dtype: as in `BatchNorm` (equinox's): the
+      channels, the `vmap` axis the batch statistics average over, the running statistics'
+      decay, whether to use them instead of the batch's, and the arrays' dtype.
+    channelwise_affine: learn a per-channel ``weight`` and ``bias``.
+    sigma: the smoothing term, finite and >= 0 (as in `divnorm.batch_norm`).
+    rmax, dmax: `divnorm.mixtures.batch_renorm`'s clips of ``r`` and ``d``.
 
   >>> import jax, jax.numpy as jnp, equinox as eqx
   >>> from divnorm import equinox as dqx
@@ -183,6 +207,15 @@ class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): ``rho * BN + (1 - rho) * IN`` with a learned
   per-channel ``rho``, clipped to [0, 1] where it is used.
 
+  Args:
+    input_size, axis_name, momentum, inference, dtype: as in `BatchNorm` (equinox's): the
+      channels, the `vmap` axis the batch statistics average over, the running statistics'
+      decay, whether to use them instead of the batch's, and the arrays' dtype.
+    channelwise_affine: learn a per-channel ``weight`` and ``bias``.
+    sigma: the smoothing term, finite and >= 0 (as in `divnorm.batch_norm`).
+    rho_init: the initial ``rho`` (`divnorm.mixtures.batch_instance_norm`), in [0, 1]; 1 is
+      batch norm.
+
   >>> import jax, jax.numpy as jnp, equinox as eqx
   >>> from divnorm import equinox as dqx
   >>> bin_, state = eqx.nn.make_with_state(dqx.BatchInstanceNorm)(3, "batch")
@@ -208,6 +241,13 @@ class BatchInstanceNorm(_Running):
 class SwitchableNorm(_Running):
   """Switchable normalization (Luo et al., 2019): softmax-weighted IN, LN and BN statistics;
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero.
+
+  Args:
+    input_size, axis_name, momentum, inference, dtype: as in `BatchNorm` (equinox's): the
+      channels, the `vmap` axis the batch statistics average over, the running statistics'
+      decay, whether to use them instead of the batch's, and the arrays' dtype.
+    channelwise_affine: learn a per-channel ``weight`` and ``bias``.
+    sigma: the smoothing term, finite and >= 0 (as in `divnorm.batch_norm`).
 
   >>> import jax, jax.numpy as jnp, equinox as eqx
   >>> from divnorm import equinox as dqx

@@ -33,6 +33,12 @@ class MillerNorm(eqx.Module):
   """Miller et al.'s divisive feature normalization (ICLR 2022) of one example, channels
   first.
 
+  Args:
+    lamb_init, alpha_init, beta_init, k_init: the initial ``lamb``, ``alpha``, ``beta``, ``k``
+      of `divnorm.families.miller_norm`.
+    width: `divnorm.families.miller_norm`'s (None: ``miller_width(lamb_init)``).
+    dtype: the parameters' dtype (equinox's default: float32).
+
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx
   >>> dqx.MillerNorm()(jnp.ones((32, 4, 4))).shape
@@ -63,6 +69,14 @@ class MillerNorm(eqx.Module):
 class BurgNorm(eqx.Module):
   """Burg et al.'s learned divisive normalization (2021) of one example, channels first;
   ``u`` is raw (reparameterized), ``v`` enters as ``|v|``; `penalty` is the L1 on v.
+
+  Args:
+    channels: the number of channels (the first axis).
+    kernel_size: the odd width of the spatial kernel ``u`` along each spatial axis.
+    spatial_dims: the number of spatial axes of the input (the rank of ``u``).
+    n_init, eta_init: the initial ``n`` and ``eta`` of `divnorm.families.burg_norm` (> 0).
+    v_l1: the weight of the L1 penalty on ``v`` (>= 0; 0: none).
+    dtype: the parameters' dtype (equinox's default: float32).
 
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx
@@ -99,6 +113,14 @@ class BurgNorm(eqx.Module):
 class CenterSurroundNorm(eqx.Module):
   """Pan et al.'s weighted normalization with centre and surround pools (``WN_s``) of one
   example, channels first, with their affine as ``weight`` and ``bias`` (equinox's names).
+
+  Args:
+    channels: the number of channels (the first axis).
+    surround_dist, group_size, beta_min: `divnorm.families.center_surround_norm`'s.
+    beta_init, gamma_init: the initial ``beta`` and the initial entries of ``gamma_k``,
+      ``gamma_s`` (>= 0).
+    use_weight, use_bias: learn the per-channel ``weight`` and ``bias``.
+    dtype: the parameters' dtype (equinox's default: float32).
 
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx
@@ -148,6 +170,14 @@ class CenterSurroundNorm(eqx.Module):
 class GaussianNorm(eqx.Module):
   """Veerabadran et al.'s learned divisive normalization with Gaussian-initialized pools, of
   one example, channels first; the filterbank's order is drawn from `key`.
+
+  Args:
+    channels: the number of channels (the first axis).
+    kernel_size: the odd width of the pools (``weights`` ``[k, k, C]``).
+    sigma_init: the initial ``sigma`` of `divnorm.families.gaussian_norm` (every channel).
+    offset: `divnorm.families.gaussian_norm`'s (>= 0).
+    dtype: the parameters' dtype (equinox's default: float32).
+    key: draws the filterbank's order.
 
   >>> import jax, jax.numpy as jnp
   >>> from divnorm import equinox as dqx

@@ -62,7 +62,17 @@ class GDNParams(NamedTuple):
 
 def gdn_init(channels: int, *, beta: float = 1.0, gamma: float = 0.1,
              dtype=jnp.float32) -> GDNParams:
-  """Raw parameters for ``beta = beta * 1`` and ``gamma = gamma * I`` (the usual init)."""
+  """Raw parameters for ``beta = beta * 1`` and ``gamma = gamma * I`` (the usual init).
+
+  Args:
+    channels: the number of channels ``C``.
+    beta: the initial value of every entry of ``beta`` ``[C]`` (> 0).
+    gamma: the initial diagonal of ``gamma`` ``[C, C]`` (>= 0); the rest starts at 0.
+    dtype: the parameters' dtype.
+
+  Returns:
+    A `GDNParams` of raw (reparameterized) arrays; `gdn_values` gives ``(beta, gamma)``.
+  """
   channels = check_int(channels, "channels", minimum=1, context="gdn_init")
   check_positive(beta, "beta", " (the pool's constant; GDN divides by it at x = 0)")
   check_nonnegative(gamma, "gamma", " (the pool's weights)")

@@ -303,6 +303,8 @@ class InstanceNorm(_Norm):
 class DivisiveNorm(_Norm):
   """Divisive normalization (Ren et al., 2017) with local windows (`divnorm.divisive_norm`);
   no affine by default, as in the paper's models. The output keeps the input's dtype.
+  Arguments: `divnorm.divisive_norm`'s (`summation_window`, `suppression_window`, `channel_axis`,
+  `across_channels`, `border`) and the shared ones in `divnorm.linen` (sigma, affine step, L1).
 
   >>> DivisiveNorm((5, 5), sigma=0.5).apply({}, jnp.ones((2, 8, 8, 3))).shape
   (2, 8, 8, 3)
@@ -334,6 +336,8 @@ class DivisiveNorm(_Norm):
 
 class Normalize(_Norm):
   """The unified normalizer over any fields (`divnorm.normalize`); no affine by default.
+  Arguments: `divnorm.normalize`'s (`summation`, `suppression`, `border`, `axis_name`) and the
+  shared ones in `divnorm.linen` (`feature_axes`, sigma, affine step, L1).
 
   >>> Normalize({3: None, 1: 3, 2: 3}, sigma=0.5).apply({}, jnp.ones((2, 8, 8, 3))).shape
   (2, 8, 8, 3)

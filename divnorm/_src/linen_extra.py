@@ -41,6 +41,7 @@ class _Running(_Norm):
 class MeanOnlyBatchNorm(_Running):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
   by default (the paper pairs it with `WeightNorm`). The L1 penalty is on the output.
+  Arguments: `divnorm.mixtures.mean_only_batch_norm`'s and the shared ones in `divnorm.linen`.
 
   >>> MeanOnlyBatchNorm(False).init_with_output(jax.random.key(0), jnp.ones((4, 3)))[0].shape
   (4, 3)
@@ -62,6 +63,8 @@ class MeanOnlyBatchNorm(_Running):
 class BatchRenorm(_Running):
   """Batch renormalization (Ioffe, 2017): `rmax` and `dmax` clip r and d (the paper ramps
   them from 1 and 0 to 3 and 5: pass the current values to ``__call__``).
+  Arguments: `divnorm.mixtures.batch_renorm`'s (`rmax`, `dmax`, `feature_axes`) and the shared
+  ones in `divnorm.linen`.
 
   >>> BatchRenorm(False).init_with_output(jax.random.key(0), jnp.ones((4, 3)))[0].shape
   (4, 3)
@@ -90,6 +93,8 @@ class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): ``rho * BN + (1 - rho) * IN`` with a learned
   per-channel ``rho``, clipped to [0, 1] where it is used (an optimizer step past the
   interval acts as the paper's clipping); `rho_init` 1 is pure batch norm.
+  Arguments: `divnorm.mixtures.batch_instance_norm`'s (`channel_axis`; `rho_init` is the
+  initial `rho`) and the shared ones in `divnorm.linen`.
 
   >>> BatchInstanceNorm(False).init_with_output(jax.random.key(0), jnp.ones((2, 4, 3)))[0].shape
   (2, 4, 3)
@@ -117,6 +122,8 @@ class BatchInstanceNorm(_Running):
 class SwitchableNorm(_Running):
   """Switchable normalization (Luo et al., 2019): softmax-weighted IN, LN and BN statistics;
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero, equal weights.
+  Arguments: `divnorm.mixtures.switchable_norm`'s (`channel_axis`) and the shared ones in
+  `divnorm.linen`.
 
   >>> SwitchableNorm(False).init_with_output(jax.random.key(0), jnp.ones((2, 4, 3)))[0].shape
   (2, 4, 3)
@@ -138,6 +145,8 @@ class SwitchableNorm(_Running):
 
 class LocalResponseNorm(nn.Module):
   """Local response normalization (``torch.nn.LocalResponseNorm``; no parameters).
+  Arguments: `divnorm.local_response.local_response_norm`'s (`size`, `alpha`, `beta`, `k`,
+  `channel_axis`).
 
   >>> LocalResponseNorm(size=3).apply({}, jnp.ones((1, 4, 4, 8))).shape
   (1, 4, 4, 8)
@@ -162,6 +171,8 @@ class LocalResponseNorm(nn.Module):
 class GDN(nn.Module):
   """Generalized divisive normalization (Ballé et al., 2016); ``inverse=True`` is IGDN.
   Parameters ``beta`` ``[C]`` and ``gamma`` ``[C, C]`` are raw (`divnorm.gdn`).
+  Arguments: `divnorm.gdn.gdn`'s (`inverse`, `alpha`, `epsilon`, `channel_axis`); `beta_init`,
+  `gamma_init`, `param_dtype` are `gdn_init`'s `beta`, `gamma`, `dtype`.
 
   >>> jax.tree.map(jnp.shape, GDN().init(jax.random.key(0), jnp.ones((1, 4, 4, 3))))
   {'params': {'beta': (3,), 'gamma': (3, 3)}}

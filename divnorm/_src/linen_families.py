@@ -36,6 +36,13 @@ class MillerNorm(nn.Module):
   a `width` given must be odd. ``lamb_init``, ``k_init`` > 0 and ``alpha_init`` >= 0, as
   `miller_norm` requires of them.
 
+  Args:
+    lamb_init, alpha_init, beta_init, k_init: the initial ``lamb``, ``alpha``, ``beta``, ``k``
+      of `divnorm.families.miller_norm`.
+    width: `divnorm.families.miller_norm`'s (None: ``miller_width(lamb_init)``).
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
+
   >>> m = MillerNorm()
   >>> jax.tree.map(jnp.shape, m.init(jax.random.key(0), jnp.ones((1, 4, 4, 32))))
   {'params': {'alpha': (), 'beta': (), 'k': (), 'lamb': ()}}
@@ -72,6 +79,13 @@ class BurgNorm(nn.Module):
   initializations are ours (the paper's were not in the sources read): ``n = 1``,
   ``eta = 1``, ``u`` a box mean, ``v = 1 / C`` (every filter pools every filter alike).
   `kernel_size` is odd; ``n_init``, ``eta_init`` > 0 and `v_l1` >= 0.
+
+  Args:
+    kernel_size: the odd width of the spatial kernel ``u`` along each spatial axis.
+    n_init, eta_init: the initial ``n`` and ``eta`` of `divnorm.families.burg_norm` (> 0).
+    v_l1: the weight of the L1 penalty on ``v`` (>= 0; 0: none).
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
 
   >>> b = BurgNorm(kernel_size=3)
   >>> jax.tree.map(jnp.shape, b.init(jax.random.key(0), jnp.ones((1, 4, 4, 8))))
@@ -112,6 +126,14 @@ class CenterSurroundNorm(nn.Module):
   reparameterization), then their learned affine, under flax's names ``scale`` (their
   ``gamma_outside``, init 1) and ``bias`` (``beta_outside``, init 0). ``beta_init``,
   ``gamma_init`` and `beta_min` are >= 0; `surround_dist` and `group_size` ints >= 1.
+
+  Args:
+    surround_dist, group_size, beta_min: `divnorm.families.center_surround_norm`'s.
+    beta_init, gamma_init: the initial ``beta`` and the initial entries of ``gamma_k``,
+      ``gamma_s`` (>= 0).
+    use_scale, use_bias: learn the per-channel ``scale`` and ``bias``.
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
 
   >>> cs = CenterSurroundNorm()
   >>> jax.tree.map(jnp.shape, cs.init(jax.random.key(0), jnp.ones((1, 4, 4, 16))))
@@ -157,6 +179,13 @@ class GaussianNorm(nn.Module):
   Parameters as in their code: ``weights`` ``[k, k, C]`` (their ``div`` convolution,
   depthwise, initialized by `gaussian_filterbank` from the parameter key; learned
   unconstrained) and ``sigma`` ``[C]`` (init 1). `kernel_size` is odd; `offset` >= 0.
+
+  Args:
+    kernel_size: the odd width of the pools (``weights`` ``[k, k, C]``).
+    sigma_init: the initial ``sigma`` of `divnorm.families.gaussian_norm` (every channel).
+    offset: `divnorm.families.gaussian_norm`'s (>= 0).
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
 
   >>> g = GaussianNorm(kernel_size=3)
   >>> jax.tree.map(jnp.shape, g.init(jax.random.key(0), jnp.ones((1, 4, 4, 8))))

@@ -38,7 +38,8 @@ _NOT_KEPT = ("self", "__class__", "rngs", "scale_init", "bias_init", "scale_meta
 
 
 class Penalty(nnx.Variable):
-  """The L1 penalties a normalizer accumulated since the last `pop_penalties`."""
+  """The L1 penalties a normalizer accumulated since the last `pop_penalties`: an `nnx.Variable`
+  (``Penalty(value)``); a module with ``l1_alpha > 0`` keeps a float32 scalar one, ``.penalty``."""
 
 
 def pop_penalties(model: nnx.Module) -> jax.Array:
@@ -286,6 +287,8 @@ class InstanceNorm(_Norm):
 class DivisiveNorm(_Norm):
   """Divisive normalization (Ren et al., 2017) with local windows (`divnorm.divisive_norm`);
   no affine by default. The output keeps the input's dtype.
+  Arguments: `divnorm.divisive_norm`'s (`summation_window`, `suppression_window`, `channel_axis`,
+  `across_channels`, `border`) and the shared ones in `divnorm.nnx` (sigma, affine step, L1).
 
   >>> DivisiveNorm(summation_window=(5, 5), sigma=0.5)(jnp.ones((2, 8, 8, 3))).shape
   (2, 8, 8, 3)
@@ -311,6 +314,8 @@ class DivisiveNorm(_Norm):
 
 class Normalize(_Norm):
   """The unified normalizer over any fields (`divnorm.normalize`); no affine by default.
+  Arguments: `divnorm.normalize`'s (`summation`, `suppression`, `border`, `axis_name`) and the
+  shared ones in `divnorm.nnx` (`feature_axes`, sigma, affine step, L1).
 
   >>> Normalize(summation={3: None, 1: 3, 2: 3}, sigma=0.5)(jnp.ones((2, 8, 8, 3))).shape
   (2, 8, 8, 3)

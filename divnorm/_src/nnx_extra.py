@@ -28,6 +28,7 @@ _KERNELS = nnx.PathContains("kernel")  # flax's default filter
 class MeanOnlyBatchNorm(_Norm):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
   by default. The L1 penalty is on the output.
+  Arguments: `divnorm.mixtures.mean_only_batch_norm`'s and the shared ones in `divnorm.nnx`.
 
   >>> MeanOnlyBatchNorm(3)(jnp.ones((4, 3))).shape
   (4, 3)
@@ -50,6 +51,8 @@ class MeanOnlyBatchNorm(_Norm):
 
 class BatchRenorm(_Norm):
   """Batch renormalization (Ioffe, 2017); `rmax`, `dmax` may be overridden per call.
+  Arguments: `divnorm.mixtures.batch_renorm`'s (`rmax`, `dmax`, `feature_axes`) and the shared
+  ones in `divnorm.nnx`.
 
   >>> BatchRenorm(3)(jnp.ones((4, 3))).shape
   (4, 3)
@@ -75,6 +78,8 @@ class BatchRenorm(_Norm):
 
 class BatchInstanceNorm(_Norm):
   """Batch-instance norm (Nam & Kim, 2018): a learned per-channel ``rho``, clipped to [0, 1].
+  Arguments: `divnorm.mixtures.batch_instance_norm`'s (`channel_axis`; `rho_init` is the
+  initial `rho`) and the shared ones in `divnorm.nnx`.
 
   >>> BatchInstanceNorm(3)(jnp.ones((2, 4, 4, 3))).shape
   (2, 4, 4, 3)
@@ -100,6 +105,8 @@ class BatchInstanceNorm(_Norm):
 
 class SwitchableNorm(_Norm):
   """Switchable norm (Luo et al., 2019): softmax(logits) over the IN, LN, BN statistics.
+  Arguments: `divnorm.mixtures.switchable_norm`'s (`channel_axis`) and the shared ones in
+  `divnorm.nnx`.
 
   >>> SwitchableNorm(3)(jnp.ones((2, 4, 4, 3))).shape
   (2, 4, 4, 3)
@@ -126,6 +133,8 @@ class SwitchableNorm(_Norm):
 
 class LocalResponseNorm(nnx.Module):
   """Local response normalization (``torch.nn.LocalResponseNorm``; no parameters).
+  Arguments: `divnorm.local_response.local_response_norm`'s (`size`, `alpha`, `beta`, `k`,
+  `channel_axis`).
 
   >>> LocalResponseNorm(3)(jnp.ones((1, 4, 4, 8))).shape
   (1, 4, 4, 8)
@@ -146,6 +155,8 @@ class LocalResponseNorm(nnx.Module):
 class GDN(nnx.Module):
   """Generalized divisive normalization (Ballé et al., 2016); ``inverse=True`` is IGDN.
   ``beta`` ``[C]`` and ``gamma`` ``[C, C]`` are raw reparameterized parameters (`divnorm.gdn`).
+  Arguments: `divnorm.gdn.gdn`'s (`inverse`, `alpha`, `epsilon`, `channel_axis`); `num_features`,
+  `beta_init`, `gamma_init`, `param_dtype` are `gdn_init`'s `channels`, `beta`, `gamma`, `dtype`.
 
   >>> GDN(3)(jnp.ones((1, 4, 4, 3))).shape
   (1, 4, 4, 3)

@@ -25,6 +25,13 @@ def _scalar(value, dtype) -> nnx.Param:
 class MillerNorm(nnx.Module):
   """Miller et al.'s divisive feature normalization (ICLR 2022), `miller_norm`.
 
+  Args:
+    lamb_init, alpha_init, beta_init, k_init: the initial ``lamb``, ``alpha``, ``beta``, ``k``
+      of `divnorm.families.miller_norm`.
+    width: `divnorm.families.miller_norm`'s (None: ``miller_width(lamb_init)``).
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
+
   >>> MillerNorm()(jnp.ones((1, 4, 4, 32))).shape
   (1, 4, 4, 32)
   """
@@ -48,6 +55,15 @@ class BurgNorm(nnx.Module):
   """Burg et al.'s learned divisive normalization (2021), `burg_norm`; ``u`` is raw
   (nonnegative through the reparameterization), ``v`` enters as ``|v|``. `penalty` is the
   paper's L1 on v, ``v_l1 * sum |v|``, to add to the loss.
+
+  Args:
+    num_features: the number of channels.
+    kernel_size: the odd width of the spatial kernel ``u`` along each spatial axis.
+    spatial_dims: the number of spatial axes of the input (the rank of ``u``).
+    n_init, eta_init: the initial ``n`` and ``eta`` of `divnorm.families.burg_norm` (> 0).
+    v_l1: the weight of the L1 penalty on ``v`` (>= 0; 0: none).
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
 
   >>> BurgNorm(8, kernel_size=3)(jnp.ones((1, 4, 4, 8))).shape
   (1, 4, 4, 8)
@@ -78,6 +94,15 @@ class BurgNorm(nnx.Module):
 class CenterSurroundNorm(nnx.Module):
   """Pan et al.'s weighted normalization with centre and surround pools (``WN_s``), with
   their affine as ``scale`` and ``bias``; ``beta``, ``gamma_k``, ``gamma_s`` are raw.
+
+  Args:
+    num_features: the number of channels.
+    surround_dist, group_size, beta_min: `divnorm.families.center_surround_norm`'s.
+    beta_init, gamma_init: the initial ``beta`` and the initial entries of ``gamma_k``,
+      ``gamma_s`` (>= 0).
+    use_scale, use_bias: learn the per-channel ``scale`` and ``bias``.
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
 
   >>> CenterSurroundNorm(16)(jnp.ones((1, 4, 4, 16))).shape
   (1, 4, 4, 16)
@@ -120,6 +145,15 @@ class CenterSurroundNorm(nnx.Module):
 class GaussianNorm(nnx.Module):
   """Veerabadran et al.'s learned divisive normalization with Gaussian-initialized pools;
   ``weights`` from `gaussian_filterbank` in an order drawn from ``rngs.params()``.
+
+  Args:
+    num_features: the number of channels.
+    kernel_size: the odd width of the pools (``weights`` ``[k, k, C]``).
+    sigma_init: the initial ``sigma`` of `divnorm.families.gaussian_norm` (every channel).
+    offset: `divnorm.families.gaussian_norm`'s (>= 0).
+    channel_axis: the channel axis.
+    param_dtype: the parameters' dtype.
+    rngs: ``rngs.params()`` draws the filterbank's order.
 
   >>> GaussianNorm(8, kernel_size=3, rngs=nnx.Rngs(0))(jnp.ones((1, 4, 4, 8))).shape
   (1, 4, 4, 8)
