@@ -16,6 +16,7 @@ import functools
 import glob
 import importlib
 import importlib.util
+import inspect
 import math
 import os
 import sys
@@ -33,6 +34,10 @@ class ConfigError(ValueError):
 
 class DataError(ConfigError):
   """A data file is damaged or does not fit the config; the message names the file."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+  """A data file is missing; the message says how to get it and which flag names its folder."""
 
 
 def find_path(path: str) -> str:
@@ -74,7 +79,15 @@ def load_config(spec: str):
           f"--config {spec!r}: no config module {path!r} ({e}); pass a file such as "
           "'experiments/cnn/configs/cnn.py:DN,cifar10' or a module such as "
           "'experiments.cnn.configs.cnn:DN,cifar10'.") from e
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    return module.get_config(arg) if arg else module.get_config()
+  except ConfigError:
+    raise
+  except ValueError as e:  # the configs check their argument with ValueError
+    default = inspect.signature(module.get_config).parameters.get("arg")
+    example = "" if default is None or default.default is inspect.Parameter.empty else (
+        f" E.g. --config '{path}:{default.default}'.")
+    raise ConfigError(f"--config {spec!r}: {e}{example}") from None
 
 
 def apply_overrides(cfg, overrides: Iterable[str]):

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 
@@ -48,6 +49,54 @@ def test_bad_set_flags_fail_before_any_work(tmp_path):
               match=r"--set border='reflect': valid choices are valid, zeros, "
                     r"zeros_with_divisor_bug")
   assert not os.path.exists(wd)  # nothing was written
+
+
+def test_bad_config_arguments_are_flag_errors():
+  """A bad `--config FILE:ARG` is a ConfigError naming --config and a valid argument."""
+  cases = {
+      "experiments/cnn/configs/cnn.py:XN,cifar10": r"unknown variant 'XN'",
+      "experiments/cnn/configs/cnn_short.py:DN,fashion_mnist":
+          r"expected 'VARIANT,DATASET,NUM_STEPS\[,BORDER\]'",
+      "experiments/rnn/configs/rnn_lm_quick.py:gru,dn": r"Unknown RNN cell 'gru'",
+      "experiments/rnn/configs/rnn_lm.py:lstm,XN": r"Unknown RNN variant 'XN'",
+      "experiments/sr/configs/sr_srcnn_fast.py:DN*,5,10": r"scale=5 is not supported",
+      "experiments/sr/configs/sr_srcnn_fast.py:XN,3,10": r"XN",
+  }
+  for spec, message in cases.items():
+    path = spec.partition(":")[0]
+    with pytest.raises(ConfigError, match=rf"^--config '{re.escape(spec)}': .*{message}.* "
+                                          rf"E\.g\. --config '{re.escape(path)}:"):
+      main.main(["--config", spec, "--no_progress"])
+
+
+def test_data_and_size_errors_name_the_flag_to_change(tmp_path):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(FileNotFoundError, match=r"with --set data_dir=FOLDER\.") as e:
+    main.main(["--config", CNN, "--no_progress", "--set", f"data_dir={str(empty)!r}",
+               "--set", "batch_size=96", "--set", "eval_batch_size=96"])
+  assert isinstance(e.value, ConfigError)  # a flag error on the command line, no traceback
+  _main_fails("--set", "max_train_examples=50", "--set", "batch_size=96",
+              "--set", "eval_batch_size=96",
+              match=r"--set max_train_examples=50 is fewer than one batch \(batch_size=96\); "
+                    r"e.g. --set max_train_examples=960, or lower --set batch_size")
+  with pytest.raises(ConfigError, match=r"--set norm.dn_window=31, or a wider model with --set "
+                                        r"model.hidden_size=61"):
+    main.main(["--config", "experiments/rnn/configs/rnn_lm_quick.py:lstm,dn", "--no_progress",
+               "--set", "model.hidden_size=32"])
+  from experiments.data import batching
+  with pytest.raises(ConfigError, match=r"--set batch_size=8 exceeds the 5 training examples"):
+    next(batching.train_batches({"x": np.zeros((5, 1))}, batch_size=8, seed=0))
+
+
+def test_a_bad_config_argument_exits_2_without_a_traceback(tmp_path):
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  p = subprocess.run([sys.executable, "-m", "experiments.main", "--config",
+                      "experiments/cnn/configs/cnn.py:XN,cifar10"], env=env, cwd=tmp_path,
+                     capture_output=True, text=True, timeout=120)
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert "main.py: error: --config 'experiments/cnn/configs/cnn.py:XN,cifar10': " in p.stderr
+  assert "Traceback" not in p.stderr
 
 
 def test_a_missing_config_file_lists_the_configs():

@@ -111,7 +111,12 @@ def validate(cfg, mesh=None) -> None:
   for key in ("max_train_examples", "max_eval_examples"):
     if cfg[key] is not None:
       check_int(cfg[key], flag=flag_for(key), example=1000)
-  engine.check_engine_config(cfg, mesh)
+  engine.check_engine_config(cfg, mesh)  # batch_size is a positive int from here on
+  if cfg.max_train_examples is not None and cfg.max_train_examples < cfg.batch_size:
+    raise ConfigError(
+        f"--set max_train_examples={cfg.max_train_examples} is fewer than one batch "
+        f"(batch_size={cfg.batch_size}); e.g. --set max_train_examples={10 * cfg.batch_size}, "
+        f"or lower --set batch_size.")
 
 
 def train_and_evaluate(cfg, workdir: str | None, *, mesh=None, hooks: Sequence[Any] = (),

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 import jax
 import numpy as np
 
+from experiments.config import ConfigError
+
 Arrays = Mapping[str, np.ndarray]
 
 
@@ -57,7 +59,9 @@ def train_batches(arrays: Arrays, *, batch_size: int, seed: int, start_step: int
   n = _num_examples(arrays)
   steps_per_epoch = n // batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f"batch_size={batch_size} exceeds the {n} training examples.")
+    raise ConfigError(
+        f"--set batch_size={batch_size} exceeds the {n} training examples: lower --set "
+        f"batch_size or train on more examples (e.g. raise --set max_train_examples).")
   rows = _process_slice(batch_size, process_index, process_count)
   step = start_step
   epoch, order = None, None

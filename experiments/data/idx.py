@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from experiments.config import DataError
+from experiments.config import DataError, MissingDataError
 
 # Debian's dataset-fashion-mnist package installs the four files here.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -87,6 +87,7 @@ def load_idx_split(directory: str | None = None, split: str = "train", *,
     num_classes: when given, every label must lie in 0..num_classes-1.
 
   Raises:
+    MissingDataError: a file is missing (a FileNotFoundError and a ConfigError).
     DataError: a file is damaged, the two files disagree, or a label is out of range.
   """
   directory = directory or FASHION_MNIST_DIR
@@ -95,10 +96,10 @@ def load_idx_split(directory: str | None = None, split: str = "train", *,
   paths = [_find(directory, stem) for stem in _FILES[split]]
   if None in paths:
     missing = [s for s, p in zip(_FILES[split], paths, strict=True) if p is None]
-    raise FileNotFoundError(
+    raise MissingDataError(
         f"no {' / '.join(missing)}[.gz] in {directory}. Install Debian's Fashion-MNIST with "
-        "`sudo apt-get install dataset-fashion-mnist` (or `make data`), or pass --data_dir "
-        "pointing to a folder with the four standard IDX files (MNIST works too).")
+        "`sudo apt-get install dataset-fashion-mnist` (or `make data`), or name a folder with "
+        "the four standard IDX files (MNIST works too) with --set data_dir=FOLDER.")
   images, labels = read_idx(paths[0]), read_idx(paths[1])
   if images.ndim == 3:
     images = images[..., None]

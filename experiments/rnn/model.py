@@ -107,9 +107,12 @@ def uniform_init(scale: float = 0.1):
 def check_spec(spec: NormSpec, hidden_size: int) -> None:
   """Raises ValueError if `spec` cannot run on `hidden_size` units."""
   if spec.variant.startswith("dn") and spec.dn_window > hidden_size:
+    odd = hidden_size if hidden_size % 2 else hidden_size - 1
     raise ValueError(
         f"dn_window={spec.dn_window} is wider than the hidden size {hidden_size}; "
-        f"use a width <= {hidden_size} (the paper's radius 30 / 60 is width 61 / 121).")
+        f"use a width <= {hidden_size} (the paper's radius 30 / 60 is width 61 / 121): e.g. "
+        f"--set norm.dn_window={odd}, or a wider model with --set "
+        f"model.hidden_size={spec.dn_window}.")
 
 
 class Normalizer(nn.Module):
