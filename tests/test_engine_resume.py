@@ -1,6 +1,7 @@
 """Runs that survive damage: corrupted checkpoints, a kill during a save, another config in a
 workdir, a checkpoints path that is a file, a metrics file cut short (issue 13)."""
 
+import csv
 import dataclasses
 import gc
 import glob
@@ -289,6 +290,30 @@ def test_log_readers_tolerate_a_truncated_last_line(tmp_path):
     f.write("garbage\n" + json.dumps({"kind": "train", "step": 5, "loss": 0.2}) + "\n")
   with pytest.raises(ValueError, match=r"metrics.jsonl, line 6: not a metrics row"):
     engine.read_metrics(wd)
+
+
+@pytest.mark.parametrize("eval_every", [4, 0])  # step 8: a periodic or the final evaluation
+def test_an_eval_row_cut_short_by_a_kill_is_written_again(eval_every, tmp_path):
+  wd = str(tmp_path / "run")
+  engine.train(toy_task(), config={**EIGHT, "eval_every": eval_every}, workdir=wd,
+               progress=False)
+  path = os.path.join(wd, "metrics.jsonl")
+  with open(path) as f:
+    text = f.read()
+  assert text.splitlines()[-1].startswith('{"kind": "eval", "step": 8')
+  with open(path, "w") as f:
+    f.write(text[:-60])  # killed while writing the eval row of step 8
+  result = engine.train(toy_task(), config={**CONFIG, "eval_every": eval_every}, workdir=wd,
+                        progress=False)
+  assert result.start_step == 8
+  rows = engine.read_metrics(wd, "eval")
+  with open(os.path.join(wd, "eval.csv")) as f:
+    csv_rows = list(csv.DictReader(f))
+  assert [r["step"] for r in rows] == sorted({int(r["step"]) for r in csv_rows})
+  assert 8 in [r["step"] for r in rows]
+  by_step = {int(r["step"]): float(r["mse"]) for r in csv_rows}  # the last row per step
+  for r in rows:
+    assert r["mse"] == pytest.approx(by_step[r["step"]], rel=1e-6)
 
 
 def test_engine_config_errors_name_the_flag_and_an_example():

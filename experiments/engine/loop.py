@@ -21,10 +21,18 @@ from experiments.engine.optim import learning_rate_schedule, make_optimizer
 from experiments.engine.prefetch import prefetch
 from experiments.engine.task import Task, TrainState, default_finalize
 from experiments.engine.workdir import check_workdir, save_config
-from experiments.engine.writers import MetricWriter
+from experiments.engine.writers import MetricWriter, eval_row_lost
 
 Hook = Callable[[int, TrainState], None]
 StopRule = Callable[[int, TrainState], bool]
+
+
+def _on_all_processes(flag: bool) -> bool:
+  """Process 0's `flag`, on every process."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -171,6 +179,10 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
       checkpointer.close()
       raise
   start_step = int(jax.device_get(ts.step))
+  # Process 0 reads the files; every process must agree, since an evaluation is collective.
+  # (A finished run's final evaluation runs again below anyway.)
+  redo_eval = task.eval_step is not None and start_step < num_steps and _on_all_processes(
+      jax.process_index() == 0 and eval_row_lost(workdir, start_step, eval_every=eval_every))
   save_config(workdir, run_config)
   writer = MetricWriter(workdir)
   history: list[dict[str, Any]] = []
@@ -181,6 +193,8 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
 
   step_fn = jax.jit(make_train_step(task, tx))
   eval_fn = jax.jit(task.eval_step) if task.eval_step is not None else None
+  if redo_eval:  # the evaluation of the restored step, whose row a kill lost
+    record("eval", start_step, evaluate(task, ts, mesh, eval_fn=eval_fn))
   bar = None
   if progress and jax.process_index() == 0:
     from tqdm.auto import tqdm

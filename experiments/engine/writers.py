@@ -105,3 +105,35 @@ def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, float]
     if kind is None or r["kind"] == kind:
       rows[key] = r
   return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1]))]
+
+
+def eval_row_lost(workdir: str | None, step: int, *, eval_every: int) -> bool:
+  """Whether `workdir`'s run evaluated at `step` but metrics.jsonl has no eval row there.
+
+  The run evaluated there if `step` is a multiple of `eval_every` (> 0) or eval.csv holds
+  a row of `step` (a final evaluation). A run killed after a step's checkpoint and before
+  or while writing that step's eval row loses the row: a resume starts after the step.
+  """
+  if workdir is None or step <= 0:
+    return False
+  try:
+    if any(r["step"] == step for r in read_metrics(workdir, "eval")):
+      return False
+  except ValueError:  # a damaged line: reading the metrics back will name it
+    return False
+  if eval_every > 0 and step % eval_every == 0:
+    return True
+  path = os.path.join(workdir, "eval.csv")
+  if not os.path.exists(path):
+    return False
+  with open(path, newline="") as f:
+    lines = f.read().split("\n")
+  complete = lines[:-1]  # the last piece has no newline: empty, or cut short by a kill
+  for row in csv.DictReader(complete):
+    try:
+      if int(float(row.get("step") or "nan")) == step:
+        return True
+    except ValueError:
+      continue
+  return False
+
