@@ -11,6 +11,8 @@ from experiments.engine import study as runner
 from experiments.rnn import study
 from experiments.rnn import task as rnn_task
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 pytestmark = pytest.mark.loose_promotion  # optax / engine internals
 
 # A real job, shrunk: 2,400 training tokens, hidden 16, batch 8 (the suite's 8 CPU devices),
@@ -168,6 +170,22 @@ def test_comparison_describes_the_seeds_and_tests_them():
   assert [r["p_holm"] for r in rows] == pytest.approx(
       study.seed_stats.holm([r["p"] for r in rows]))
   assert study.verdict(rows[0]) == "A lower" and study.verdict(rows[1]) == "not established"
+
+
+def test_committed_table_flags_the_collapsed_relu_runs():
+  """The ReLU RNN's BN* and LN end at 315.2 on every seed: the verdicts that use them say so,
+  and table.md is what the code writes from the committed results."""
+  folder = os.path.join(ROOT, "results", "rnn", "converged")
+  results = study.load_results(folder)
+  text = study.render_table(results)
+  with open(os.path.join(folder, "table.md")) as f:
+    assert f.read() == text
+  assert "Collapsed: BN* 315.2, LN 315.2. Every seed ends at the same test perplexity" in text
+  assert "| ReLU RNN | BN* vs BN | +135.1 | +75.0% | A higher | 0.000 | 0.000 | A higher; rests " \
+         "on collapsed runs of BN* | 3, 3 |" in text
+  assert text.count("rests on collapsed runs of") == 3  # BN* vs BN, LN* vs LN, LN-s vs LN
+  assert study.collapsed([315.19, 315.195, 315.196]) and not study.collapsed([180.4, 179.5])
+  assert not study.collapsed([315.2])
 
 
 def test_plans_order_and_names():

@@ -192,3 +192,34 @@ def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
   text = compare.beside_converged(str(table), str(summary))
   assert "| BN | 0.8286 (400) | 0.8600 ± 0.0100 (n=3, 1200 steps) |" in text
   assert "| DN* | 0.7739 (400) | not in the study |" in text
+
+
+def test_committed_summary_reads_as_verdicts_and_intervals():
+  """summary.md is what the code writes from the committed results: verdicts are holds / does
+  not hold / not established, intervals are [a, b] and say what they are."""
+  folder = os.path.join(root_dir(), "results", "cnn", "converged")
+  text = study_report.render(study_report.summarize(study_report.load_results(folder)))
+  with open(os.path.join(folder, "summary.md")) as f:
+    assert f.read() == text
+  assert "| baseline | 3 | 750 | 0.5577 ± 0.3964 | [-0.4271, 1.5425] |" in text
+  assert "95% t-interval of the mean: mean ± t(0.975, n-1) · std / √n" in text
+  assert "| DN* - DN | +0.0284 | 0.005 | 0.026 | holds (A higher) |" in text
+  assert "| yes |" not in text and "significant at 0.05" not in text
+  # Table 10: the paper has DN* above DN in correlation and below in MI.
+  assert "| DN* - DN | correlation | -0.2839 | 0.004 | 0.022 | does not hold (A lower) |" in text
+  assert "| DN* - DN | MI | -0.3469 | 0.004 | 0.022 | holds (A lower) |" in text
+
+
+def test_reproduce_table_names_the_papers_schedules(tmp_path):
+  from experiments.cnn import reproduce
+  rows = [{"variant": "DN", "dataset": "fashion_mnist", "steps": 4, "test_accuracy": 0.5}]
+  md = reproduce.write_table(rows, str(tmp_path), command="cmd")
+  assert "CIFAR-10 and CIFAR-100 (on both: 80k steps for the normalized networks, 50k for the " \
+         "baseline)" in md and "80k/50k" not in md
+  with open(os.path.join(root_dir(), "results", "cnn", "fashion_mnist", "table.md")) as f:
+    assert "CIFAR-10/100 (80k/50k steps)" not in f.read()
+
+
+def root_dir():
+  return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+

@@ -131,8 +131,9 @@ def write_table(rows: list[dict], out: str, *, command: str, note: str = "") -> 
   md = "\n".join([
       f"# CNN variants on {ds}", "",
       "Our numbers: test accuracy of the paper's CIFAR CNN trained with the command below. "
-      "The paper columns are Ren et al. (ICLR 2017) Tables 3/7 on CIFAR-10/100 (80k/50k steps), "
-      "copied for reference, not produced by us.", "",
+      "The paper columns are Ren et al. (ICLR 2017) Tables 3/7 on CIFAR-10 and CIFAR-100 "
+      "(on both: 80k steps for the normalized networks, 50k for the baseline), copied for "
+      "reference, not produced by us.", "",
       *lines, "",
       f"Command: `{command}`", "",
       f"Machine: {machine_description()}", "",

@@ -236,7 +236,7 @@ def render(summary: dict) -> str:
            " (one single-threaded worker process per core).", ""]
   t = summary["table"]
   lines += ["## Test accuracy (mean ± std over seeds)", "",
-            "| Model | seeds | steps | test accuracy | 95% interval | collapsed | "
+            "| Model | seeds | steps | test accuracy | 95% t-interval of the mean | collapsed | "
             "without collapsed | train accuracy (subset) | train CE (subset) | converged | "
             "*paper CIFAR-10* |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -249,7 +249,8 @@ def render(summary: dict) -> str:
       continue
     r = t[v]
     ta = r["test_accuracy"]
-    ci = "n/a" if math.isnan(ta["ci95"]) else f"{ta['mean'] - ta['ci95']:.4f}-{ta['mean'] + ta['ci95']:.4f}"
+    ci = ("n/a" if math.isnan(ta["ci95"])
+          else f"[{ta['mean'] - ta['ci95']:.4f}, {ta['mean'] + ta['ci95']:.4f}]")
     conv = f"{sum(r['converged'])}/{len(r['converged'])}"
     gone = (f"{len(r['collapsed'])} (seed {', '.join(map(str, r['collapsed']))})"
             if r["collapsed"] else "0")
@@ -258,7 +259,11 @@ def render(summary: dict) -> str:
                  f"{kept} | "
                  f"{_fmt(r['train_accuracy'])} | {_fmt(r['train_cross_entropy'], 3)} | {conv} | "
                  f"{paper_text} |")
-  lines += ["", "Collapsed: runs that ended at chance (test accuracy <= 0.11, training cross "
+  lines += ["", "95% t-interval of the mean: mean ± t(0.975, n-1) · std / √n over the seeds. "
+            "With 3 seeds and a bimodal sample (a collapsed seed beside trained ones) it is wide "
+            "and can leave [0, 1]; it describes the spread of the seeds, not a range of "
+            "accuracies.",
+            "Collapsed: runs that ended at chance (test accuracy <= 0.11, training cross "
             "entropy >= 2.29 = ln 10); they stay in *test accuracy* and the tests below (the "
             "protocol excludes nothing) and are left out only in *without collapsed*.",
             "Converged: runs whose mean minibatch training cross entropy over the last "
@@ -267,11 +272,15 @@ def render(summary: dict) -> str:
             "the runs started (PROTOCOL.md, deviation 1); the paper's baseline schedule is the "
             "row *baseline*.", "",
             "## Named comparisons of test accuracy (Welch t-test, Holm-adjusted over the 7)", "",
-            "| comparison | difference of means | p | p (Holm) | significant at 0.05 |",
+            "The paper (Tables 3/7) has A above B in each: *holds* = A higher at p (Holm) < "
+            "0.05, *does not hold* = A lower at p (Holm) < 0.05, *not established* = neither.",
+            "",
+            "| comparison | difference of means | p | p (Holm) | verdict |",
             "|---|---|---|---|---|"]
   for c in summary["accuracy_tests"]:
     lines.append(f"| {c['a']} - {c['b']} | {c['diff']:+.4f} | {_p(c['p'])} | "
-                 f"{_p(c['p_holm'])} | {'yes' if c['significant'] else 'not established'} |")
+                 f"{_p(c['p_holm'])} | "
+                 f"{_verdict(c, PAPER_ACCURACY[c['a']][0] - PAPER_ACCURACY[c['b']][0])} |")
   if summary["post_hoc_tests"]:
     lines += ["", f"Added after the fact, against *{LONG_BASELINE}* (Welch, unadjusted, not "
               "part of the family above):", "",
@@ -290,13 +299,16 @@ def render(summary: dict) -> str:
     if v in t:
       lines.append(f"| {v} | {_fmt(t[v]['correlation'], 3)} | "
                    f"{_fmt(t[v]['mutual_information'], 3)} {paper}")
-  lines += ["", "With vs without L1 (Welch, Holm-adjusted over these 6):", "",
-            "| comparison | statistic | difference | p | p (Holm) | significant |",
+  lines += ["", "With vs without L1 (Welch, Holm-adjusted over these 6). *holds* = our "
+            "difference has the sign of the paper's (Table 10, CIFAR-10) at p (Holm) < 0.05, "
+            "*does not hold* = the opposite sign at p (Holm) < 0.05, *not established* = "
+            "neither.", "",
+            "| comparison | statistic | difference | p | p (Holm) | verdict |",
             "|---|---|---|---|---|---|"]
   for c in summary["table10_tests"]:
     stat = "correlation" if c["key"] == "table10_correlation" else "MI"
     lines.append(f"| {c['a']} - {c['b']} | {stat} | {c['diff']:+.4f} | {_p(c['p'])} | "
-                 f"{_p(c['p_holm'])} | {'yes' if c['significant'] else 'not established'} |")
+                 f"{_p(c['p_holm'])} | {_verdict(c, _paper_table10_diff(c))} |")
   if summary["sigma"]:
     lines += ["", "## Learned sigma", "",
               "| Model | seeds | test accuracy | vs fixed sigma (diff, p) | final sigma per layer |",
@@ -318,6 +330,20 @@ def render(summary: dict) -> str:
   lines += ["", "Figures: [curves.png](curves.png) (training cross entropy, mean over seeds), "
             "[table10_joint_histograms.png](table10_joint_histograms.png)."]
   return "\n".join(lines) + "\n"
+
+
+def _verdict(test: dict, paper_diff: float) -> str:
+  """The paper's direction (the sign of its A - B) against a Holm-adjusted test of ours."""
+  if not test["significant"]:
+    return "not established"
+  a_higher = test["diff"] > 0
+  return (("holds" if a_higher == (paper_diff > 0) else "does not hold")
+          + (" (A higher)" if a_higher else " (A lower)"))
+
+
+def _paper_table10_diff(test: dict) -> float:
+  column = 0 if test["key"] == "table10_correlation" else 1
+  return PAPER_TABLE10[test["a"]][column] - PAPER_TABLE10[test["b"]][column]
 
 
 def _tests_table(tests: list[dict], *, batch: bool = False) -> list[str]:
