@@ -79,10 +79,13 @@ def normalize(
   centered by its own mean ``E_A`` first. With local windows it is not a variance and
   could not be computed as ``E[x^2] - E[x]^2``. Both statistics are taken around a shift,
   one entry of the data per field, so an offset far larger than the spread costs no digits
-  (`divnorm._src.statistics`). With windows the shift is one value per span (the windows
-  widened to whole axes): where a span holds data far apart (a bright band), positions far
-  from the shift lose digits in proportion, about ``eps * |x - k| / std``: 5e-4 with a
-  band 1e4 above the rest, 0.1 at 1e6 (float32).
+  (`divnorm._src.statistics`). Divisive norm across channels (windows, and whole axes
+  shared by A and B) centers every position at its own mean, so data far apart in one
+  image (a bright band 1e6 above the rest) costs the rest no digits. Other windowed
+  fields (windows alone, as divisive norm within channels) take one shift per span (the
+  windows widened to whole axes): positions far from it lose digits in proportion, about
+  ``eps * |x - k| / std``: 3e-3 with a band 1e4 above the rest, 0.3 at 1e6 (float32,
+  3x3 windows within channels).
 
   Fields are boxes, ``{axis: None | odd width}`` or a tuple of axes (see
   `divnorm.resolve_field`), or weighted: a value may also be a kernel (`divnorm.kernels`:

@@ -297,7 +297,8 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   The corrected two-pass algorithm around a shift from the data (`shift`): every sum is of
   small numbers, so the float32 error is that of values of size ``std(x)``, at any offset
   shared by the span. Data far from ``k`` within a span (a band far above the rest) is
-  rounded at its distance: about ``eps * |x - k| / std`` in the output.
+  rounded at its distance: about ``eps * |x - k| / std`` in the output, where windows
+  meet it (`corrected_two_pass` centers each position at its own mean instead).
   `x` is in the statistics dtype, `mask` boolean of its shape (or None).
   """
   dt = x.dtype
@@ -360,9 +361,10 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   float32 error at most 3.0e-6 at offsets 0, 1e4 and 1e6, against 40 for Flax's one-pass
   at 1e4 (``python -m benchmarks.numerics``). A ``k`` that is an outlier ``z`` standard
   deviations out costs about ``z^2`` ulps of the variance; `two_pass` is the robust choice.
-  Fields with windows in A take `corrected_two_pass` instead (`pick_statistics`): here
-  ``k`` would be one value per span, and where the span holds data far apart the sums
-  cancel completely (an output of 5e6 for a band 1e4 above the rest).
+  Fields with windows in A take `corrected_two_pass` instead (`pick_statistics`), which
+  centers each position at its own mean: here ``k`` would be one value per span, and where
+  the span holds data far apart the sums cancel completely (an output of 5e6 for a band
+  1e4 above the rest).
   """
   dt = x.dtype
   k = shift(x, a, mask=mask, axis_name=axis_name)
@@ -390,16 +392,17 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
   Pass 1 is the plain sum over W: a rough mean ``c`` at every position of the windowed
   axes (its rounding is ~eps |x|). Pass 2 takes ``d = sum_W (x - c)`` (the rounding of
   ``c``: the corrected two-pass algorithm) and ``q = sum_W (x - c)^2`` in one reduce
-  (`pooled_sums`). The shift ``k`` is the mean of ``c`` over A's span. Then, exactly,
-  ``sum_W (x - k) = n (c - k) + d`` and, with ``e = c - E_A[x]``,
-  ``sum_W (x - E_A[x])^2 = q + 2 e d + n e^2``: terms of the size of the spread, not of the
-  offset. Rounding grows with ``|c - k| / std`` (a patch far off the rest of the span costs
-  digits), as for `two_pass`. It takes 0.67-0.71x `two_pass`'s time on these fields,
+  (`pooled_sums`). Every position is its own shift, ``k = c``: ``E_A[x] - c_p`` is
+  ``(sum_A d + sum_A n (c - c_p)) / count``, the second sum taken from differences of
+  neighbours (`_neighbour_differences`), and with ``e = c - E_A[x]``,
+  ``sum_W (x - E_A[x])^2 = q + 2 e d + n e^2``: terms of the size of the spread within
+  the field, never of an offset, however far the rest of the span lies (a band 1e6 above
+  the rest costs it no digits). It takes 0.67-0.71x `two_pass`'s time on these fields,
   forward+backward on one core (``python -m benchmarks.strategies``; BENCHMARKS.md).
 
-  The identity needs one rounding of ``c`` in ``d`` and in ``c - k``. Under ``jit`` XLA
-  computes ``/ n`` as ``* (1 / n)`` and recomputes it inside each consumer, where LLVM may
-  fuse the product with the subtraction (an FMA, no rounding): 3e-2 off at offset 1e6.
+  The identity needs one rounding of ``c`` in every use. Under ``jit`` XLA computes
+  ``/ n`` as ``* (1 / n)`` and recomputes it inside each consumer, where LLVM may fuse
+  the product with the subtraction (an FMA, no rounding): 3e-2 off at offset 1e6.
   `lax.reduce_precision` to one bit less stands between the product and every use: a
   rounding that no fusion can skip.
   """
@@ -409,18 +412,67 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
   finfo = jnp.finfo(dt)
   c = lax.reduce_precision(divide_by_count(field_sum(x, pooled, mask=mask, axis_name=axis_name),
                                            n), finfo.nexp, finfo.nmant - 1)
+  c = lax.stop_gradient(c)
+  if mask is not None:
+    c = _fill_empty(c, n, a)
   t = select(x - c, mask)
   d, q = pooled_sums(t, jnp.square(t), pooled, mask=mask, axis_name=axis_name)
-  k = _span_mean(c, n, a.span)
-  ck = c - k
-  s1 = n * ck + d
-  m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
-  e = ck - m
+  total = window_sum(d, a.windows) + _neighbour_differences(c, n, a.windows)
+  if border != "valid":  # zero padding: entries x = 0 past the border, i.e. x - c = -c
+    total = total - c * border_count(x.shape, a, border, axis_name=axis_name, dtype=dt)
+  m = divide_by_count(total, field_count(x.shape, a, border=border, mask=mask,
+                                         axis_name=axis_name, dtype=dt))
   two = np.asarray(2.0, dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
-  var = divide_by_count(window_sum(q + two * e * d + n * e * e, b.windows), count_b)
-  return Stats(k, m, var, s1)
+  var = divide_by_count(window_sum(q - two * m * d + n * m * m, b.windows), count_b)
+  # A copy of c as the shift: `x - c` here and the output's `x - shift` stay two fusions
+  # (CSE would make them one array, written to memory for both).
+  return Stats(copies(c, 1)[0], m, var, d)
+
+
+def _fill_empty(c: jax.Array, n, a: Field) -> jax.Array:
+  """`c` with a value near the data at positions with no entries (``n = 0``), which the
+  paths of `_neighbour_differences` may cross: the mean of the finite rough means in
+  A's window around them (its rounding does not matter, only its distance to the data),
+  else of the span."""
+  zero = jnp.zeros((), c.dtype)
+  usable = (n > 0) & jnp.isfinite(c)
+  k = _span_mean(c, n, a.span)
+  weight = jnp.where(usable, n, zero)
+  near = k + divide_by_count(window_sum(jnp.where(usable, c - k, zero) * weight, a.windows),
+                             window_sum(weight, a.windows))
+  return jnp.where(n > 0, c, near)
+
+
+def _neighbour_differences(c: jax.Array, n, windows) -> jax.Array:
+  """``sum_{q in window(p)} n_q (c_q - c_p)`` at every position p, from differences of
+  neighbours only, so its rounding is that of the values within the window.
+
+  Along one axis, ``sum_o n_{p+o} (c_{p+o} - c_p)`` is a sum of `width - 1` shifted
+  differences. Over several axes the path from ``c_p`` to ``c_q`` runs one axis at a time
+  (all of it inside the window): the differences along axis j, weighted by the counts
+  summed over the later axes' windows, then summed over the earlier axes' windows. Counts
+  known at trace time (no mask) stay NumPy arrays of their own shape: no constant of the
+  input's size for XLA to fold.
+  """
+  total = jnp.zeros_like(c)
+  for j in reversed(range(len(windows))):
+    axis, width = windows[j]
+    if width == 1:  # no neighbours, and the later counts are unchanged
+      continue
+    r, size = width // 2, c.shape[axis]
+    pad = [(0, 0)] * c.ndim
+    pad[axis] = (r, r)
+    xp = np if isinstance(n, np.ndarray) else jnp
+    n = xp.broadcast_to(n, n.shape[:axis] + (size,) + n.shape[axis + 1:])
+    padded_c, padded_n = jnp.pad(c, pad), xp.pad(n, pad)
+    steps = [lax.slice_in_dim(padded_n, o, o + size, axis=axis)
+             * (lax.slice_in_dim(padded_c, o, o + size, axis=axis) - c)
+             for o in range(width) if o != r]
+    total = total + window_sum(functools.reduce(jnp.add, steps), windows[:j])
+    n = sum(lax.slice_in_dim(padded_n, o, o + size, axis=axis) for o in range(width))
+  return copies(total, 1)[0]  # computed once, not inside each consumer (every channel)
 
 
 def _span_mean(c, n, span: Field):
