@@ -1,6 +1,6 @@
 """The drop-in cases now against a past revision of divnorm: forward+backward, interleaved.
 
-``python -m benchmarks.against_rev --rev REV [--rounds N] [--quick]``
+``python -m benchmarks.against_rev --rev REV [--rounds N] [--quick] [--dn]``
 
 `benchmarks.same_program` says whether a change altered the compiled programs; this measures
 what an altered program costs. REV's whole `divnorm` package is loaded beside the current one
@@ -8,7 +8,9 @@ what an altered program costs. REV's whole `divnorm` package is loaded beside th
 same interleaved rounds:
 - the linen module at flax's default arguments;
 - the functional preset.
-Both are timed for each flax `use_fast_variance`, in float32 and bfloat16.
+Both are timed for each flax `use_fast_variance`, in float32 and bfloat16. With ``--dn``:
+`divnorm.divisive_norm` across channels instead (`DN_CASES`: shapes, windows, a mask,
+``fast_variance=True``), float32.
 
 Every ratio is time(now) / time(REV): the median over rounds, then min-max.
 """
@@ -45,11 +47,33 @@ def calls(case: str, shape, dtype, packages: dict) -> dict:
   return out
 
 
+# (shape, summation window, masked, fast_variance): the paper's CNN's size first.
+DN_CASES = [((128, 32, 32, 64), (5, 5), False, None), ((32, 32, 32, 3), (5, 5), False, None),
+            ((64, 32, 32, 16), (3, 3), False, None), ((64, 32, 32, 16), (9, 9), False, None),
+            ((64, 32, 32, 16), (5, 5), True, None), ((64, 32, 32, 16), (5, 5), False, True)]
+QUICK_DN_CASES = [((2, 8, 8, 4), (3, 3), False, None), ((2, 8, 8, 4), (3, 3), True, True)]
+
+
+def dn_calls(shape, window, masked: bool, fast_variance, packages: dict) -> dict:
+  """``"<package>"`` -> divisive norm's forward+backward, a zero-argument call."""
+  x = jax.random.normal(jax.random.key(0), shape) + 3.0
+  w = jax.random.normal(jax.random.key(1), shape)
+  mask = jax.random.uniform(jax.random.key(2), shape) > 0.2 if masked else None
+  out = {}
+  for tag, (lib, _) in packages.items():
+    def loss(x, w, mask, lib=lib):
+      return jnp.sum(lib.divisive_norm(x, summation_window=window, sigma=0.5, mask=mask,
+                                       fast_variance=fast_variance) * w)
+    out[tag] = functools.partial(jax.jit(jax.value_and_grad(loss)), x, w, mask)
+  return out
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rev", required=True, help="the git revision to compare with")
   p.add_argument("--rounds", type=int, default=10)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
+  p.add_argument("--dn", action="store_true", help="divisive norm across channels instead")
   args = p.parse_args(argv)
   if before_after.load_normalize(args.rev) is None:
     print(f"git or revision {args.rev} is not available here", file=sys.stderr)
@@ -58,6 +82,15 @@ def main(argv=None) -> int:
   packages = {"now": (divnorm, importlib.import_module("divnorm.linen")),
               "rev": (old, importlib.import_module(f"divnorm_{args.rev}.linen"))}
   print(f"Forward+backward, time now / time at {args.rev}; jax {jax.__version__}.\n")
+  if args.dn:
+    print("| shape | window | mask | fast_variance | now / rev | now ms |\n|---|---|---|---|---|---|")
+    for shape, window, masked, fast in QUICK_DN_CASES if args.quick else DN_CASES:
+      cs = dn_calls(shape, window, masked, fast, packages)
+      t = timing.interleaved(cs, rounds=1 if args.quick else args.rounds,
+                             target_s=0.0 if args.quick else 0.2)
+      print(f"| {'x'.join(map(str, shape))} | {'x'.join(map(str, window))} | {masked} | "
+            f"{fast} | {t.ratio('now', 'rev')} | {t.median('now') * 1e3:.2f} |", flush=True)
+    return 0
   print("| case | shape | dtype | contender | now / rev | now ms |\n|---|---|---|---|---|---|")
   for dtype in (jnp.float32, jnp.bfloat16):
     for case, shape in QUICK_CASES if args.quick else CASES:

@@ -120,6 +120,16 @@ def test_against_rev_quick_mode_compares_every_case(capsys):
   assert all(float(r[4].split(" ")[0]) > 0 for r in rows)
 
 
+@pytest.mark.slow
+def test_against_rev_dn_quick_mode_compares_every_case(capsys):
+  from benchmarks import against_rev
+  assert against_rev.main(["--quick", "--dn", "--rev", "HEAD"]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r][1:]
+  assert len(rows) == len(against_rev.QUICK_DN_CASES)
+  assert all(float(r[4].split(" ")[0]) > 0 for r in rows)
+
+
 def test_gpu_fusion_counts_the_launched_kernels():
   import jax
   import jax.numpy as jnp
