@@ -219,6 +219,17 @@ def test_cnn_commands_check_their_flags(tmp_path):
   assert not (tmp_path / "runs").exists()
 
 
+def test_compare_help_describes_compare_with_its_own_defaults(capsys):
+  """The main job reuses reproduce's flags; its --help is its own (it printed reproduce's)."""
+  from experiments.cnn import compare
+  with pytest.raises(SystemExit):
+    compare.main(["--help"])
+  text = capsys.readouterr().out
+  assert text.startswith("usage: python -m experiments.cnn.compare")
+  assert "The main job: offline comparison" in text and "paper's table" not in text
+  assert "default: 400" in text and "default: runs/cnn_compare" in text
+
+
 def test_rnn_table_checks_every_config_before_training(tmp_path):
   from experiments.rnn import reproduce as table
   for flags, message in (

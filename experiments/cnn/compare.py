@@ -56,15 +56,15 @@ def beside_converged(table_csv: str, summary_json: str = CONVERGED) -> str:
   return "\n".join(lines)
 
 
+DEFAULTS = {"variants": DEFAULT_VARIANTS, "dataset": "fashion_mnist", "num_steps": 400,
+            "workdir": "runs/cnn_compare"}
+
+
 def main(argv=None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
-  defaults = {"--variants": DEFAULT_VARIANTS, "--dataset": "fashion_mnist",
-              "--num_steps": "400", "--workdir": "runs/cnn_compare"}
-  for flag, value in defaults.items():
-    if not any(a == flag or a.startswith(flag + "=") for a in argv):
-      argv += [flag, value]
-  status = reproduce.main(argv)
-  out = _flag(argv, "--out") or _flag(argv, "--workdir")
+  status = reproduce.main(argv, module="experiments.cnn.compare", doc=__doc__,
+                          defaults=DEFAULTS)
+  out = _flag(argv, "--out") or _flag(argv, "--workdir") or DEFAULTS["workdir"]
   print("\nThis smoke run beside the converged study (test accuracy):\n")
   print(beside_converged(os.path.join(out, "table.csv")))
   return status

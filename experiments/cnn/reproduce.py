@@ -143,21 +143,27 @@ def write_table(rows: list[dict], out: str, *, command: str, note: str = "") -> 
   return md
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, module: str = "experiments.cnn.reproduce", doc: str = __doc__,
+         defaults: dict | None = None) -> int:
+  """This command; `experiments.cnn.compare` runs it as `module`, with its own `doc` (the
+  --help text) and `defaults` (flag values by destination)."""
   from experiments.engine import reserve_cpu_threads
   reserve_cpu_threads()  # before JAX's CPU client exists (several CPU devices)
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                              formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--variants", default=",".join(cnn_model.VARIANTS),
                  help=f"comma-separated subset of: {', '.join(cnn_model.VARIANTS)}")
   p.add_argument("--dataset", default="fashion_mnist")
   p.add_argument("--num_steps", type=positive_int(400), default=None,
-                 help="short schedule (lr x0.1 at 60%%, 85%%); default: the paper's")
+                 help="short schedule (lr x0.1 at 60%%, 85%%); default: %(default)s "
+                      "(None: the paper's)")
   p.add_argument("--border", default="valid")
   p.add_argument("--data_dir", default=None)
-  p.add_argument("--workdir", default="runs/cnn")
+  p.add_argument("--workdir", default="runs/cnn", help="default: %(default)s")
   p.add_argument("--out", default=None, help="table/plot folder (default: <workdir>)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--no_progress", action="store_true")
+  p.set_defaults(**(defaults or {}))
   args = p.parse_args(argv)
   variants = parse_variants(args.variants)
   check_choice(args.dataset, images.DATASETS, flag="--dataset")
@@ -169,7 +175,7 @@ def main(argv=None) -> int:
   rows = run_variants(variants, args.dataset, workdir=args.workdir, num_steps=args.num_steps,
                       border=args.border, data_dir=args.data_dir, overrides=args.set,
                       progress=not args.no_progress)
-  command = "python -m experiments.cnn.reproduce " + " ".join(
+  command = f"python -m {module} " + " ".join(
       f"'{a}'" if any(c in a for c in "*+ ") else a for a in (argv or sys.argv[1:]))
   md = write_table(rows, out, command=command)
   from experiments.cnn.plot import plot_learning_curves
