@@ -433,16 +433,22 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
 
 def _fill_empty(c: jax.Array, n, a: Field) -> jax.Array:
   """`c` with a value near the data at positions with no entries (``n = 0``), which the
-  paths of `_neighbour_differences` may cross: the mean of the finite rough means in
-  A's window around them (its rounding does not matter, only its distance to the data),
-  else of the span."""
+  paths of `_neighbour_differences` cross. Such a position carries the entries reached
+  along the later windowed axes, so it takes the mean of the finite rough means in the
+  window of the last axis around it, else of the last two, ..., else of the span: near
+  the entries it carries (its rounding does not matter, only its distance to them).
+  """
   zero = jnp.zeros((), c.dtype)
   usable = (n > 0) & jnp.isfinite(c)
   k = _span_mean(c, n, a.span)
   weight = jnp.where(usable, n, zero)
-  near = k + divide_by_count(window_sum(jnp.where(usable, c - k, zero) * weight, a.windows),
-                             window_sum(weight, a.windows))
-  return jnp.where(n > 0, c, near)
+  shifted = jnp.where(usable, c - k, zero) * weight
+  fill = k
+  for first in range(len(a.windows)):  # the longest suffix first: the shortest one wins
+    windows = a.windows[first:]
+    count = window_sum(weight, windows)
+    fill = jnp.where(count > 0, k + divide_by_count(window_sum(shifted, windows), count), fill)
+  return jnp.where(n > 0, c, fill)
 
 
 def _neighbour_differences(c: jax.Array, n, windows) -> jax.Array:
