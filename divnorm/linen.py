@@ -10,7 +10,10 @@ these, shared by the activation normalizers:
 - `learn_sigma`: learn sigma as ``exp(log_sigma)``, a ``"params"`` entry that starts at
   `sigma` (which must then be a scalar > 0).
 - `l1_alpha`: if > 0, sow the paper's penalty ``l1_alpha * mean(|v|)`` of the centered input
-  into ``"losses"`` (once per call); `apply_with_penalty` sums them.
+  into ``"losses"`` (once per call); `apply_with_penalty` sums them. With `axis_name` the
+  mean covers the mapped axis, as the statistics do: under ``nn.vmap`` broadcast
+  ``"losses"`` as ``"batch_stats"`` (``variable_axes={..., "losses": None}``); a collection
+  that ``nn.vmap`` or ``nn.scan`` does not list is dropped, as flax drops any.
 - `use_scale`, `use_bias`, `scale_init`, `bias_init`, `param_dtype`: the affine step after
   normalizing, ``y * scale + bias`` with one learned ``scale`` and ``bias`` per feature, as in
   flax's LayerNorm: whether each is used, their initializers and their dtype.

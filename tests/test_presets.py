@@ -182,6 +182,11 @@ def test_l1_penalty(x64):
   np.testing.assert_allclose(
     divnorm.l1_penalty(v, 0.5, mask=mask), 0.5 * np.abs(v[mask]).mean(), rtol=1e-12, atol=1e-12)
   assert divnorm.l1_penalty(jnp.ones((2,), jnp.bfloat16), 1.0).dtype == jnp.float32
+  # Over a mapped axis: the mean of the whole mapped batch's (masked-in) entries, on every
+  # member, however the entries fall among the members.
+  per_member = jax.vmap(lambda v, m: divnorm.l1_penalty(v, 0.5, mask=m, axis_name="b"),
+                        axis_name="b")(v, mask)
+  np.testing.assert_allclose(per_member, np.full(3, 0.5 * np.abs(v[mask]).mean()), rtol=1e-12)
 
 
 FAST_CASES = [

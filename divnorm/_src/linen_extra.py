@@ -94,7 +94,7 @@ class BatchInstanceNorm(_Running):
   per-channel ``rho``, clipped to [0, 1] where it is used (an optimizer step past the
   interval acts as the paper's clipping); `rho_init` 1 is pure batch norm.
   Arguments: `divnorm.mixtures.batch_instance_norm`'s (`channel_axis`; `rho_init` is the
-  initial `rho`) and the shared ones in `divnorm.linen`.
+  initial `rho`; `x` keeps its batch axis under a per-example vmap) and the shared ones.
 
   >>> BatchInstanceNorm(False).init_with_output(jax.random.key(0), jnp.ones((2, 4, 3)))[0].shape
   (2, 4, 3)
@@ -122,8 +122,8 @@ class BatchInstanceNorm(_Running):
 class SwitchableNorm(_Running):
   """Switchable normalization (Luo et al., 2019): softmax-weighted IN, LN and BN statistics;
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero, equal weights.
-  Arguments: `divnorm.mixtures.switchable_norm`'s (`channel_axis`) and the shared ones in
-  `divnorm.linen`.
+  Arguments: `divnorm.mixtures.switchable_norm`'s (`channel_axis`; `x` keeps its batch axis
+  under a per-example vmap) and the shared ones in `divnorm.linen`.
 
   >>> SwitchableNorm(False).init_with_output(jax.random.key(0), jnp.ones((2, 4, 3)))[0].shape
   (2, 4, 3)

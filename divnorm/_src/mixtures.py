@@ -225,7 +225,8 @@ def batch_instance_norm(
   """Batch-instance normalization (Nam & Kim, 2018): ``rho * BN(x) + (1 - rho) * IN(x)``.
 
   Args:
-    x: ``[B, *spatial, C]`` (rank >= 3; channels at `channel_axis`).
+    x: ``[B, *spatial, C]`` (rank >= 3; channels at `channel_axis`). Axis 0 is the batch
+      axis, also under a ``vmap`` over examples with `axis_name`: there pass ``x[None]``.
     stats: running statistics of the batch-norm half (one entry per channel).
     rho: the mixing weight in [0, 1], a scalar or one per channel (shape ``[C]``).
       A concrete value outside [0, 1] is an error; modules clip their learned rho.
@@ -303,7 +304,9 @@ def switchable_norm(
       y = \frac{x - \mu}{\sqrt{\sigma_{smooth}^2 + \sigma^2}}, \quad k \in (IN, LN, BN)
 
   Args:
-    x: ``[B, *spatial, C]`` (rank >= 3; channels at `channel_axis`).
+    x: ``[B, *spatial, C]`` (rank >= 3; channels at `channel_axis`). Axis 0 is the batch
+      axis, also under a ``vmap`` over examples with `axis_name`: there pass ``x[None]``
+      (the BN statistics then pool the mapped axis; IN and LN stay per example).
     stats: running batch statistics (per channel); in evaluation they replace the BN
       statistics, in training they are updated with them.
     mean_weights: shape ``(3,)``, weights of the (IN, LN, BN) means; modules pass

@@ -47,7 +47,7 @@ def pop_penalties(model: nnx.Module) -> jax.Array:
   total = jnp.zeros((), jnp.float32)
   for _, node in nnx.iter_graph(model):
     if isinstance(node, Penalty):
-      total = total + node[...].astype(jnp.float32)
+      total = total + jnp.sum(node[...].astype(jnp.float32))  # stacked layers: one each
       node[...] = jnp.zeros_like(node[...])
   return total
 
@@ -130,13 +130,25 @@ class _Norm(nnx.Module):
 
   def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype, factors=None):
     """Adds the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
-    if self.penalty is not None:
-      self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask).astype(jnp.float32)
+    if self.penalty is not None:  # over a mapped axis the statistics pool, the mean too
+      axis_name = fs.axis_name_of(getattr(self, "axis_name", None),
+                                  getattr(self, "axis_index_groups", None))
+      self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask,
+                                      axis_name=axis_name).astype(jnp.float32)
     y = fs.affine(y, *params, features, factors)
     return y.astype(fs.result_dtype(x, *params, dtype=dtype))
 
 
-class BatchNorm(_Norm):
+class _Running(_Norm):
+  """The base of the layers with running statistics: `set_view`, as flax's BatchNorm."""
+
+  def set_view(self, use_running_average: bool | None = None):
+    """Used by ``nnx.view`` (``nnx.view(model, use_running_average=True)``)."""
+    if use_running_average is not None:
+      self.use_running_average = use_running_average
+
+
+class BatchNorm(_Running):
   """Batch normalization (Ioffe & Szegedy, 2015): flax.nnx.BatchNorm's arguments; divnorm's
   `feature_axes` is another name of `axis`.
 
@@ -174,11 +186,6 @@ class BatchNorm(_Norm):
         dtype=self.dtype, **self._options(mask))
     self._store(stats, not use_ra)
     return self._finish(x, y, v, params, features, mask, self.dtype, factors)
-
-  def set_view(self, use_running_average: bool | None = None):
-    """Used by ``nnx.view``, as flax's BatchNorm."""
-    if use_running_average is not None:
-      self.use_running_average = use_running_average
 
 
 class LayerNorm(_Norm):

@@ -20,12 +20,12 @@ from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures, weights
 from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
 from divnorm._src.lrn import local_response_norm
-from divnorm._src.nnx import _ONES, _ZEROS, Axes, Dtype, Initializer, _Norm
+from divnorm._src.nnx import _ONES, _ZEROS, Axes, Dtype, Initializer, _Running
 
 _KERNELS = nnx.PathContains("kernel")  # flax's default filter
 
 
-class MeanOnlyBatchNorm(_Norm):
+class MeanOnlyBatchNorm(_Running):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale
   by default. The L1 penalty is on the output.
   Arguments: `divnorm.mixtures.mean_only_batch_norm`'s and the shared ones in `divnorm.nnx`.
@@ -49,7 +49,7 @@ class MeanOnlyBatchNorm(_Norm):
                          mask=mask, return_centered=True)
 
 
-class BatchRenorm(_Norm):
+class BatchRenorm(_Running):
   """Batch renormalization (Ioffe, 2017); `rmax`, `dmax` may be overridden per call.
   Arguments: `divnorm.mixtures.batch_renorm`'s (`rmax`, `dmax`, `feature_axes`) and the shared
   ones in `divnorm.nnx`.
@@ -76,10 +76,10 @@ class BatchRenorm(_Norm):
         feature_axes=self.feature_axes, sigma=self._sigma(), mask=mask, return_centered=True)
 
 
-class BatchInstanceNorm(_Norm):
+class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): a learned per-channel ``rho``, clipped to [0, 1].
   Arguments: `divnorm.mixtures.batch_instance_norm`'s (`channel_axis`; `rho_init` is the
-  initial `rho`) and the shared ones in `divnorm.nnx`.
+  initial `rho`; `x` keeps its batch axis under a per-example vmap) and the shared ones.
 
   >>> BatchInstanceNorm(3)(jnp.ones((2, 4, 4, 3))).shape
   (2, 4, 4, 3)
@@ -103,10 +103,10 @@ class BatchInstanceNorm(_Norm):
         sigma=self._sigma(), mask=mask, return_centered=True)
 
 
-class SwitchableNorm(_Norm):
+class SwitchableNorm(_Running):
   """Switchable norm (Luo et al., 2019): softmax(logits) over the IN, LN, BN statistics.
-  Arguments: `divnorm.mixtures.switchable_norm`'s (`channel_axis`) and the shared ones in
-  `divnorm.nnx`.
+  Arguments: `divnorm.mixtures.switchable_norm`'s (`channel_axis`; `x` keeps its batch axis
+  under a per-example vmap) and the shared ones in `divnorm.nnx`.
 
   >>> SwitchableNorm(3)(jnp.ones((2, 4, 4, 3))).shape
   (2, 4, 4, 3)

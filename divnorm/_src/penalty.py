@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import check_input, check_mask, check_nonnegative
-from divnorm._src.reductions import select, stat_dtype
+from divnorm._src.reductions import psum, select, stat_dtype
 
 
-def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Array:
+def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None,
+               axis_name=None) -> jax.Array:
   r"""``alpha * mean(|v|)``, the sparsity term of Ren et al. (2017).
 
   .. math:: L_1 = \alpha \frac{1}{NL} \sum_{n,j} |v_{n,j}|
@@ -20,6 +21,8 @@ def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Arr
       penalty uses the same mean the normalizer subtracted (local for divisive norm).
     alpha: penalty weight (>= 0).
     mask: boolean, broadcastable to `v`; average over its True entries only.
+    axis_name: a mapped axis (``vmap``, ``shard_map``) whose members' entries the mean
+      also covers, as batch statistics do: every member gets the whole batch's penalty.
 
   Returns:
     A scalar in ``promote_types(v.dtype, float32)``; 0 for an empty `v` (or mask).
@@ -34,6 +37,9 @@ def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None) -> jax.Arr
   alpha = jnp.asarray(alpha, dt)
   mask = check_mask(mask, v.shape)
   if mask is None:
-    return alpha * jnp.sum(a) / np.asarray(max(a.size, 1), dt)
-  count = jnp.sum(mask.astype(dt))
-  return alpha * jnp.sum(select(a, mask)) / jnp.maximum(count, np.ones((), dt))
+    total, count = jnp.sum(a), np.asarray(a.size, dt)
+  else:
+    total, count = jnp.sum(select(a, mask)), jnp.sum(mask.astype(dt))
+  if axis_name is not None:
+    total, count = psum((total, count), axis_name)
+  return alpha * total / jnp.maximum(count, np.ones((), dt))
