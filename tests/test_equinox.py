@@ -17,6 +17,7 @@ import pytest
 
 import divnorm
 from divnorm import equinox as dqx
+from divnorm import linen as dnn
 from divnorm._src import equinox as equinox_impl
 from divnorm._src import equinox_extra
 
@@ -233,6 +234,26 @@ def test_divisive_norm_equals_the_function_per_example():
   np.testing.assert_allclose(jax.vmap(dqx.DivisiveNorm(5, sigma=1.0))(units),
                              divnorm.divisive_norm(units, summation_window=5, sigma=1.0),
                              rtol=1e-5, atol=1e-5)
+
+
+def test_dn_star_takes_the_centered_input_for_its_l1_penalty():
+  """``return_centered=True`` gives ``(y, v)`` as the function does; the L1 penalty of the
+  whole batch's `v` is the linen DN*'s sown penalty, and `state` still passes through."""
+  x = _x((3, 9, 8, 4), offset=2.0)
+  layer = dqx.DivisiveNorm((3, 5), sigma=0.5)
+  y, v = jax.vmap(lambda x: layer(jnp.moveaxis(x, -1, 0), return_centered=True))(x)
+  y_f, v_f = divnorm.divisive_norm(x, summation_window=(3, 5), sigma=0.5, return_centered=True)
+  np.testing.assert_allclose(jnp.moveaxis(y, 1, -1), y_f, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jnp.moveaxis(v, 1, -1), v_f, rtol=1e-5, atol=1e-5)
+  linen = dnn.DivisiveNorm((3, 5), sigma=0.5, l1_alpha=1e-3)
+  _, sown, _ = dnn.apply_with_penalty(linen, {}, x)
+  np.testing.assert_allclose(divnorm.l1_penalty(v, 1e-3), sown, rtol=1e-5)
+  state = object()
+  (y1, v1), same = layer(x[0].transpose(2, 0, 1), state, return_centered=True)
+  assert same is state and y1.shape == v1.shape == (4, 9, 8)
+  z, _ = dqx.Normalize({0: None, 1: 3, 2: 5}, sigma=0.5)(x[0].transpose(2, 0, 1),
+                                                        return_centered=True)
+  np.testing.assert_allclose(z, y1, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -46,6 +46,14 @@ def _out(y, x_dtype, state):
   return y.astype(x_dtype) if state is _NO_STATE else (y.astype(x_dtype), state)
 
 
+def _centered_out(out, x_dtype, state):
+  """`_out` of ``y``, or of ``(y, v)`` (`return_centered`), each in `x_dtype`."""
+  if isinstance(out, tuple):
+    out = tuple(a.astype(x_dtype) for a in out)
+    return out if state is _NO_STATE else (out, state)
+  return _out(out, x_dtype, state)
+
+
 def _float(dtype):
   """equinox's default parameter dtype: float32, or float64 with ``jax_enable_x64``."""
   return jnp.zeros(()).dtype if dtype is None else dtype
@@ -315,6 +323,13 @@ class DivisiveNorm(eqx.Module):
   >>> dn = dqx.DivisiveNorm((5, 5), sigma=0.5)
   >>> jax.vmap(dn)(jnp.ones((2, 3, 8, 8))).shape
   (2, 3, 8, 8)
+
+  DN* (the paper's DN with its L1 penalty on ``v``, added to the loss):
+
+  >>> import divnorm
+  >>> y, v = jax.vmap(lambda x: dn(x, return_centered=True))(jnp.ones((2, 3, 8, 8)))
+  >>> float(divnorm.l1_penalty(v, 1e-4))
+  0.0
   """
 
   summation_window: int | tuple[int, ...] = eqx.field(static=True)
@@ -341,15 +356,18 @@ class DivisiveNorm(eqx.Module):
     widths = _windows(window, spatial, name, x.shape)
     return resolve_field({**whole, **dict(zip(spatial, widths, strict=True))}, x.ndim, role=name)
 
-  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
-    """Divisively normalizes one example; `state` passes through."""
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None, return_centered: bool = False):
+    """Divisively normalizes one example; `state` passes through. `return_centered`: the
+    output is ``(y, v)``, with ``v = x - E_A[x]`` for the paper's L1 penalty (DN*:
+    ``divnorm.l1_penalty(v, alpha)`` added to the loss)."""
     _check_channels(self, "", None, x)
     suppression, name = (self.summation_window, "summation_window") if (
         self.suppression_window is None) else (self.suppression_window, "suppression_window")
     y = normalize(x, self._field(self.summation_window, x, "summation_window"),
                   self._field(suppression, x, name), border=self.border,
-                  sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma))
-    return _out(y, x.dtype, state)
+                  sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma),
+                  return_centered=check_bool(return_centered, "return_centered"))
+    return _centered_out(y, x.dtype, state)
 
 
 class Normalize(eqx.Module):
@@ -381,11 +399,13 @@ class Normalize(eqx.Module):
         _hashable(summation), _hashable(suppression), sigma, border)
     self.log_sigma = _learned_sigma(sigma, learn_sigma, dtype)
 
-  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
-    """Normalizes one example over the fields; `state` passes through."""
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None, return_centered: bool = False):
+    """Normalizes one example over the fields; `state` passes through. `return_centered`:
+    the output is ``(y, v)``, with ``v = x - E_A[x]`` for the paper's L1 penalty."""
     y = normalize(x, _spec(self.summation), _spec(self.suppression), border=self.border,
-                  sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma))
-    return _out(y, x.dtype, state)
+                  sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma),
+                  return_centered=check_bool(return_centered, "return_centered"))
+    return _centered_out(y, x.dtype, state)
 
 
 class _Array(NamedTuple):
