@@ -172,9 +172,7 @@ class BatchRenorm(_Running):
   statistics, ``r`` clipped to ``[1/rmax, rmax]`` and ``d`` to ``[-dmax, dmax]``.
 
   Args:
-    input_size, axis_name, momentum, inference, dtype: as in `BatchNorm` (equinox's): the
-      channels, the `vmap` axis the batch statistics average over, the running statistics'
-      decay, whether to use them instead of the batch's, and the arrays' dtype.
+    input_size, axis_name, momentum, inference, dtype: as in `MeanOnlyBatchNorm`.
     channelwise_affine: learn a per-channel ``weight`` and ``bias``.
     sigma: the smoothing term, finite and >= 0 (as in `divnorm.batch_norm`).
     rmax, dmax: `divnorm.mixtures.batch_renorm`'s clips of ``r`` and ``d``.
@@ -208,9 +206,7 @@ class BatchInstanceNorm(_Running):
   per-channel ``rho``, clipped to [0, 1] where it is used.
 
   Args:
-    input_size, axis_name, momentum, inference, dtype: as in `BatchNorm` (equinox's): the
-      channels, the `vmap` axis the batch statistics average over, the running statistics'
-      decay, whether to use them instead of the batch's, and the arrays' dtype.
+    input_size, axis_name, momentum, inference, dtype: as in `MeanOnlyBatchNorm`.
     channelwise_affine: learn a per-channel ``weight`` and ``bias``.
     sigma: the smoothing term, finite and >= 0 (as in `divnorm.batch_norm`).
     rho_init: the initial ``rho`` (`divnorm.mixtures.batch_instance_norm`), in [0, 1]; 1 is
@@ -243,9 +239,7 @@ class SwitchableNorm(_Running):
   ``mean_logits`` and ``var_logits`` (order IN, LN, BN) start at zero.
 
   Args:
-    input_size, axis_name, momentum, inference, dtype: as in `BatchNorm` (equinox's): the
-      channels, the `vmap` axis the batch statistics average over, the running statistics'
-      decay, whether to use them instead of the batch's, and the arrays' dtype.
+    input_size, axis_name, momentum, inference, dtype: as in `MeanOnlyBatchNorm`.
     channelwise_affine: learn a per-channel ``weight`` and ``bias``.
     sigma: the smoothing term, finite and >= 0 (as in `divnorm.batch_norm`).
 
