@@ -43,15 +43,9 @@ _NO_STATE = object()  # equinox's convention: `state` passes through when given
 
 
 def _out(y, x_dtype, state):
-  return y.astype(x_dtype) if state is _NO_STATE else (y.astype(x_dtype), state)
-
-
-def _centered_out(out, x_dtype, state):
-  """`_out` of ``y``, or of ``(y, v)`` (`return_centered`), each in `x_dtype`."""
-  if isinstance(out, tuple):
-    out = tuple(a.astype(x_dtype) for a in out)
-    return out if state is _NO_STATE else (out, state)
-  return _out(out, x_dtype, state)
+  """`y` (or ``(y, v)``, `return_centered`) in `x_dtype`, with `state` if one was passed."""
+  y = tuple(a.astype(x_dtype) for a in y) if isinstance(y, tuple) else y.astype(x_dtype)
+  return y if state is _NO_STATE else (y, state)
 
 
 def _float(dtype):
@@ -367,7 +361,7 @@ class DivisiveNorm(eqx.Module):
                   self._field(suppression, x, name), border=self.border,
                   sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma),
                   return_centered=check_bool(return_centered, "return_centered"))
-    return _centered_out(y, x.dtype, state)
+    return _out(y, x.dtype, state)
 
 
 class Normalize(eqx.Module):
@@ -405,7 +399,7 @@ class Normalize(eqx.Module):
     y = normalize(x, _spec(self.summation), _spec(self.suppression), border=self.border,
                   sigma=self.sigma if self.log_sigma is None else jnp.exp(self.log_sigma),
                   return_centered=check_bool(return_centered, "return_centered"))
-    return _centered_out(y, x.dtype, state)
+    return _out(y, x.dtype, state)
 
 
 class _Array(NamedTuple):

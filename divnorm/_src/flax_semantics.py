@@ -108,7 +108,7 @@ def core_options(module, mask, initializing: bool = False) -> dict:
   `use_fast_variance` (True, flax's default: one-pass; `fast_variance` overrides it)."""
   fast = module.use_fast_variance if module.fast_variance is None else module.fast_variance
   return dict(sigma=sigma_of(module.epsilon, module.sigma, module), mask=mask,
-              axis_name=axis_name_of(module.axis_name, module.axis_index_groups, initializing),
+              axis_name=mapped_axis(module, initializing),
               fast_variance=bool(fast), sigma_name="epsilon" if module.sigma is None else "sigma")
 
 
@@ -118,6 +118,14 @@ def alias(name: str, value, default, other: str, other_value):
     raise ValueError(f"got {name}={value!r} and {other}={other_value!r}, two names of one "
                      f"argument; pass only {name}=... (flax's name).")
   return value if other_value is None else other_value
+
+
+def mapped_axis(module, initializing: bool = False):
+  """The mapped axis a layer's statistics pool (`axis_name_of` its `axis_name` and
+  `axis_index_groups`; None for a layer without them), which its L1 penalty's mean covers
+  too."""
+  return axis_name_of(getattr(module, "axis_name", None),
+                      getattr(module, "axis_index_groups", None), initializing)
 
 
 def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
@@ -225,7 +233,7 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
   """``y * scale + bias`` (each if not None) over `feature_axes`, in flax's dtypes.
 
-  With `factors` ``(u, m, r[, mask])``, ``y = (u - m) * r`` (``m`` None: 0), where
+  With `factors` ``(u, m, r[, mask])`` (`_factors`), ``y = (u - m) * r`` (``m`` None: 0), where
   ``r * scale`` is smaller than `y`: flax's fold ``u * mul + (bias - m * mul)``,
   ``mul = r * scale``, whose gradient sums at the statistics' size (BENCHMARKS.md, issue
   22); masked-out outputs are `bias` (0 without), as unfolded. Without the fold, a mask

@@ -83,7 +83,7 @@ class _Norm(nn.Module):
 
   def _axis_name(self):
     """`axis_name`, or None while initializing outside its mapped context (flax's BatchNorm)."""
-    return fs.axis_name_of(self.axis_name, None, self.is_initializing())
+    return fs.mapped_axis(self, self.is_initializing())
 
   def _options(self, mask):
     """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
@@ -122,10 +122,9 @@ class _Norm(nn.Module):
 
   def _finish(self, x, y, v, features: tuple[int, ...], mask, dtype, factors=None):
     """Sows the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
-    if self.l1_alpha:  # over a mapped axis the statistics pool, the penalty's mean too
-      axis_name = fs.axis_name_of(getattr(self, "axis_name", None), getattr(
-          self, "axis_index_groups", None), self.is_initializing())
-      self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask, axis_name=axis_name))
+    if self.l1_alpha:
+      self.sow("losses", "l1", l1_penalty(v, self.l1_alpha, mask=mask,
+                                          axis_name=self._axis_name()))
     shape = tuple(jnp.shape(x)[a] for a in features)
     scale = self.param("scale", self.scale_init, shape, self.param_dtype) if (
         self.use_scale) else None

@@ -130,11 +130,9 @@ class _Norm(nnx.Module):
 
   def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype, factors=None):
     """Adds the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
-    if self.penalty is not None:  # over a mapped axis the statistics pool, the mean too
-      axis_name = fs.axis_name_of(getattr(self, "axis_name", None),
-                                  getattr(self, "axis_index_groups", None))
+    if self.penalty is not None:
       self.penalty[...] += l1_penalty(v, self.l1_alpha, mask=mask,
-                                      axis_name=axis_name).astype(jnp.float32)
+                                      axis_name=fs.mapped_axis(self)).astype(jnp.float32)
     y = fs.affine(y, *params, features, factors)
     return y.astype(fs.result_dtype(x, *params, dtype=dtype))
 

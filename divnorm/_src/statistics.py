@@ -280,10 +280,14 @@ def suppression_count(shape, a: Field, b: Field, *, border: str, mask=None, axis
                      dtype=dtype)
 
 
-def _mean(pooled, k, shape, a: Field, *, border: str, mask, axis_name):
-  """``E_A[x - k]`` from ``sum (x - k)`` over A's whole and grouped axes (`pooled`)."""
+def _mean(pooled, k, shape, a: Field, *, border: str, mask, axis_name, differences=None):
+  """``E_A[x - k]`` from ``sum (x - k)`` over A's whole and grouped axes (`pooled`); with
+  a shift `k` that varies along the windows, plus its `differences` within each window
+  (`_neighbour_differences`)."""
   dt = pooled.dtype
   total = window_sum(pooled, a.windows)
+  if differences is not None:
+    total = total + differences
   if border != "valid":  # zero padding: entries x = 0 past the border, i.e. x - k = -k
     total = total - k * border_count(shape, a, border, axis_name=axis_name, dtype=dt)
   count = field_count(shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
@@ -417,11 +421,8 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
     c = _fill_empty(c, n, a)
   t = select(x - c, mask)
   d, q = pooled_sums(t, jnp.square(t), pooled, mask=mask, axis_name=axis_name)
-  total = window_sum(d, a.windows) + _neighbour_differences(c, n, a.windows)
-  if border != "valid":  # zero padding: entries x = 0 past the border, i.e. x - c = -c
-    total = total - c * border_count(x.shape, a, border, axis_name=axis_name, dtype=dt)
-  m = divide_by_count(total, field_count(x.shape, a, border=border, mask=mask,
-                                         axis_name=axis_name, dtype=dt))
+  m = _mean(d, c, x.shape, a, border=border, mask=mask, axis_name=axis_name,
+            differences=_neighbour_differences(c, n, a.windows))
   two = np.asarray(2.0, dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
@@ -473,11 +474,13 @@ def _neighbour_differences(c: jax.Array, n, windows) -> jax.Array:
     xp = np if isinstance(n, np.ndarray) else jnp
     n = xp.broadcast_to(n, n.shape[:axis] + (size,) + n.shape[axis + 1:])
     padded_c, padded_n = jnp.pad(c, pad), xp.pad(n, pad)
-    steps = [lax.slice_in_dim(padded_n, o, o + size, axis=axis)
-             * (lax.slice_in_dim(padded_c, o, o + size, axis=axis) - c)
-             for o in range(width) if o != r]
+
+    def at(padded, o, axis=axis, size=size):  # the neighbours at offset o - r (basic slicing)
+      return padded[(slice(None),) * axis + (slice(o, o + size),)]
+
+    steps = [at(padded_n, o) * (at(padded_c, o) - c) for o in range(width) if o != r]
     total = total + window_sum(functools.reduce(jnp.add, steps), windows[:j])
-    n = sum(lax.slice_in_dim(padded_n, o, o + size, axis=axis) for o in range(width))
+    n = sum(at(padded_n, o) for o in range(width))  # the window sum of the counts
   return copies(total, 1)[0]  # computed once, not inside each consumer (every channel)
 
 
