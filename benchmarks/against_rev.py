@@ -1,6 +1,7 @@
 """The drop-in cases now against a past revision of divnorm: forward+backward, interleaved.
 
-``python -m benchmarks.against_rev --rev REV [--rounds N] [--quick] [--dn]``
+``python -m benchmarks.against_rev --rev REV [--rounds N] [--quick] [--dn] [--forward]
+[--cases LN,RMS] [--shapes 64x1024x16,...]``
 
 `benchmarks.same_program` says whether a change altered the compiled programs; this measures
 what an altered program costs. REV's whole `divnorm` package is loaded beside the current one
@@ -10,7 +11,8 @@ same interleaved rounds:
 - the functional preset.
 Both are timed for each flax `use_fast_variance`, in float32 and bfloat16. With ``--dn``:
 `divnorm.divisive_norm` across channels instead (`DN_CASES`: shapes, windows, a mask,
-``fast_variance=True``), float32.
+``fast_variance=True``), float32. ``--forward`` times the forward alone (`dropin`'s),
+``--cases`` and ``--shapes`` choose the cases and replace their shapes, as in `dropin`.
 
 Every ratio is time(now) / time(REV): the median over rounds, then min-max.
 """
@@ -32,7 +34,7 @@ CASES = [c for c in dropin.CASES if c[0] != "DN"]
 QUICK_CASES = [c for c in dropin.QUICK_CASES if c[0] != "DN"]
 
 
-def calls(case: str, shape, dtype, packages: dict) -> dict:
+def calls(case: str, shape, dtype, packages: dict, forward: bool = False) -> dict:
   """``"<package> <linen|functional> fast=<mode>"`` -> a zero-argument call."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
@@ -40,9 +42,10 @@ def calls(case: str, shape, dtype, packages: dict) -> dict:
   for fast in (True,) if case == "RMS" else (True, False):
     for tag, (lib, linen) in packages.items():
       _, module, apply_kw = dropin._modules(case, shape, fast, linen=linen)
-      step, params = dropin._module_step(module, apply_kw, x)
+      step, params = dropin._module_step(module, apply_kw, x, forward)
       out[f"{tag} linen fast={fast}"] = functools.partial(step, x, params, w)
-      step = dropin._function_step(dropin._functional(case, shape, fast, module.epsilon, lib))
+      step = dropin._function_step(dropin._functional(case, shape, fast, module.epsilon, lib),
+                                   forward)
       out[f"{tag} functional fast={fast}"] = functools.partial(step, x, w)
   return out
 
@@ -74,14 +77,22 @@ def main(argv=None) -> int:
   p.add_argument("--rounds", type=int, default=10)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--dn", action="store_true", help="divisive norm across channels instead")
+  p.add_argument("--forward", action="store_true", help="the forward alone (not with --dn)")
+  p.add_argument("--cases", default="LN,BN,GN,RMS")
+  p.add_argument("--shapes", default=None, help="shapes for every case, e.g. 64x1024x16")
   args = p.parse_args(argv)
+  cases = [c for c in (QUICK_CASES if args.quick else CASES) if c[0] in args.cases.split(",")]
+  if args.shapes:
+    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
+    cases = [(c, s) for c in dict(cases) for s in shapes]
   if before_after.load_normalize(args.rev) is None:
     print(f"git or revision {args.rev} is not available here", file=sys.stderr)
     return 1
   old = importlib.import_module(f"divnorm_{args.rev}")
   packages = {"now": (divnorm, importlib.import_module("divnorm.linen")),
               "rev": (old, importlib.import_module(f"divnorm_{args.rev}.linen"))}
-  print(f"Forward+backward, time now / time at {args.rev}; jax {jax.__version__}.\n")
+  what = "Forward alone" if args.forward and not args.dn else "Forward+backward"
+  print(f"{what}, time now / time at {args.rev}; jax {jax.__version__}.\n")
   if args.dn:
     print("| shape | window | mask | fast_variance | now / rev | now ms |\n|---|---|---|---|---|---|")
     for shape, window, masked, fast in QUICK_DN_CASES if args.quick else DN_CASES:
@@ -93,8 +104,8 @@ def main(argv=None) -> int:
     return 0
   print("| case | shape | dtype | contender | now / rev | now ms |\n|---|---|---|---|---|---|")
   for dtype in (jnp.float32, jnp.bfloat16):
-    for case, shape in QUICK_CASES if args.quick else CASES:
-      cs = calls(case, shape, dtype, packages)
+    for case, shape in cases:
+      cs = calls(case, shape, dtype, packages, args.forward)
       t = timing.interleaved(cs, rounds=1 if args.quick else args.rounds,
                              target_s=0.0 if args.quick else 0.05)
       for name in (n for n in cs if n.startswith("now ")):

@@ -23,6 +23,10 @@ time(divnorm) / time(flax): the median over rounds, then min-max.
 
     python -m benchmarks.dropin [--rounds N] [--quick] [--dtypes float32,bfloat16]
         [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass] [--nnx] [--profile]
+        [--forward] [--shapes 64x1024x16,...]
+
+``--forward`` times the forward alone (``jit`` of the output: inference), ``--shapes``
+replaces every case's shapes (e.g. ``--cases LN --shapes 64x1024x16``).
 
 ``--profile`` prints, instead of the ratios, the time of each XLA operation of every
 contender's compiled program (`benchmarks.xla.op_times`): where a ratio comes from.
@@ -126,53 +130,57 @@ def _first(out):
   return out[0] if isinstance(out, tuple) else out
 
 
-def _module_step(module, apply_kw, x):
-  """``jit(grad(<y, w>))`` with respect to the input and the parameters, bound to `x`."""
+def _module_step(module, apply_kw, x, forward: bool = False):
+  """``jit(grad(<y, w>))`` with respect to the input and the parameters, bound to `x`;
+  `forward`: ``jit`` of the output alone (`w` unused)."""
   variables = module.init(jax.random.key(0), x)
   params = variables.get("params", {})
   rest = {k: v for k, v in variables.items() if k != "params"}
 
+  def apply(x, params, w):
+    return _first(module.apply({"params": params, **rest}, x, **apply_kw))
+
   def loss(x, params, w):
-    y = _first(module.apply({"params": params, **rest}, x, **apply_kw))
-    return jnp.sum(y.astype(jnp.float32) * w)
+    return jnp.sum(apply(x, params, w).astype(jnp.float32) * w)
 
-  return jax.jit(jax.grad(loss, argnums=(0, 1))), params
+  return jax.jit(apply if forward else jax.grad(loss, argnums=(0, 1))), params
 
 
-def _function_step(f):
+def _function_step(f, forward: bool = False):
   def loss(x, w):
     return jnp.sum(_first(f(x)).astype(jnp.float32) * w)
-  return jax.jit(jax.grad(loss))
+  return jax.jit((lambda x, w: _first(f(x))) if forward else jax.grad(loss))
 
 
-def contenders(case: str, shape, dtype, fast: bool, with_nnx: bool = False) -> dict:
-  """Name -> zero-argument call (compiled and warmed by `timing`), the references first."""
+def contenders(case: str, shape, dtype, fast: bool, with_nnx: bool = False,
+               forward: bool = False) -> dict:
+  """Name -> zero-argument call (compiled and warmed by `timing`), the references first;
+  `forward`: the forward alone (no nnx)."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
   calls = {}
   if case == "DN":
     flax_ln, _, _ = _modules("LN", shape, True, use_scale=False, use_bias=False)
-    g = _function_step(lambda x: flax_ln.apply({}, x))
+    g = _function_step(lambda x: flax_ln.apply({}, x), forward)
     calls["flax LN(HWC)"] = functools.partial(g, x, w)
     for label, fv in (("DN two-pass", None), ("DN one-pass", True)):
       g = _function_step(functools.partial(divnorm.divisive_norm, summation_window=(5, 5),
-                                           sigma=DN_SIGMA, fast_variance=fv))
+                                           sigma=DN_SIGMA, fast_variance=fv), forward)
       calls[label] = functools.partial(g, x, w)
     return calls
   theirs, ours, apply_kw = _modules(case, shape, fast)
   for label, module in (("flax", theirs), ("linen", ours)):
-    g, params = _module_step(module, apply_kw, x)
+    g, params = _module_step(module, apply_kw, x, forward)
     calls[label] = functools.partial(g, x, params, w)
-  if with_nnx:
+  if with_nnx and not forward:
     for label, module in zip(("flax nnx", "nnx"), _nnx_modules(case, shape, fast), strict=True):
       g, params, rest = _nnx_step(module)
       calls[label] = functools.partial(g, x, params, w, rest)
   bare, _, apply_kw = _modules(case, shape, fast, use_scale=False, use_bias=False)
-  g, params = _module_step(bare, apply_kw, x)
+  g, params = _module_step(bare, apply_kw, x, forward)
   calls["flax, no affine"] = functools.partial(g, x, params, w)
-  epsilon = bare.epsilon
-  calls["functional"] = functools.partial(_function_step(_functional(case, shape, fast, epsilon)),
-                                          x, w)
+  functional = _functional(case, shape, fast, bare.epsilon)
+  calls["functional"] = functools.partial(_function_step(functional, forward), x, w)
   return calls
 
 
@@ -193,14 +201,14 @@ class Row(NamedTuple):
 
 
 def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
-            with_nnx: bool = False) -> list[Row]:
+            with_nnx: bool = False, forward: bool = False) -> list[Row]:
   """Every (contender, reference) pair of `PAIRS`, per case, in one dtype and variance mode."""
   fast = MODES[mode]
   rows = []
   for case, shape in cases:
     if case in ("RMS", "DN") and not fast:
       continue  # RMS has no variance mode; DN is timed once, in both of its modes
-    calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx)
+    calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx, forward)
     t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
     rows += [Row(case, tuple(shape), ours, t.ratio(ours, theirs), t.median(ours) * 1e3,
                  t.median(theirs) * 1e3)
@@ -208,10 +216,11 @@ def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
   return rows
 
 
-def table_lines(rows: list[Row], dtype_name: str, mode: str) -> list[str]:
+def table_lines(rows: list[Row], dtype_name: str, mode: str, forward: bool = False) -> list[str]:
   """The markdown table of `measure`'s rows for one dtype and one variance mode."""
   fast = MODES[mode]
-  out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)",
+  out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)"
+         f"{', forward alone' if forward else ''}",
          "", "| case | shape | divnorm | / flax | divnorm ms | flax ms |",
          "|---|---|---|---|---|---|"]
   out += [f"| {r.case} | {'x'.join(map(str, r.shape))} | {r.contender} | {r.ratio} | "
@@ -220,10 +229,10 @@ def table_lines(rows: list[Row], dtype_name: str, mode: str) -> list[str]:
 
 
 def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
-          with_nnx: bool = False) -> list[str]:
+          with_nnx: bool = False, forward: bool = False) -> list[str]:
   """Markdown lines for one dtype and one variance mode, printed when measured."""
   lines = table_lines(measure(cases, dtype_name, mode, rounds=rounds, target_s=target_s,
-                              with_nnx=with_nnx), dtype_name, mode)
+                              with_nnx=with_nnx, forward=forward), dtype_name, mode, forward)
   print("\n".join(lines), flush=True)
   return lines
 
@@ -253,9 +262,16 @@ def main(argv=None) -> int:
   p.add_argument("--cases", default="LN,BN,GN,RMS,DN")
   p.add_argument("--nnx", action="store_true", help="also divnorm.nnx against flax.nnx")
   p.add_argument("--profile", action="store_true", help="XLA operation times, no ratios")
+  p.add_argument("--forward", action="store_true",
+                 help="the forward alone (jit of the output; no nnx), not forward+backward")
+  p.add_argument("--shapes", default=None,
+                 help="input shapes for every case instead of its own, e.g. 64x1024x16,8x512x768")
   args = p.parse_args(argv)
   names = args.cases.split(",")
   cases = [(c, s) for c, s in (QUICK_CASES if args.quick else CASES) if c in names]
+  if args.shapes:
+    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
+    cases = [(c, s) for c in dict(cases) for s in shapes]
   rounds = 1 if args.quick else args.rounds
   target_s = 0.0 if args.quick else 0.05
   cmd = "python -m benchmarks.dropin " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -266,7 +282,8 @@ def main(argv=None) -> int:
       if args.profile:
         profile(cases, dtype_name, mode)
       else:
-        table(cases, dtype_name, mode, rounds=rounds, target_s=target_s, with_nnx=args.nnx)
+        table(cases, dtype_name, mode, rounds=rounds, target_s=target_s, with_nnx=args.nnx,
+              forward=args.forward)
   print(f"Total {time.time() - t0:.0f} s; rounds {rounds}, jax {jax.__version__}, "
         f"numpy {np.__version__}.")
   return 0

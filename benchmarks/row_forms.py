@@ -14,6 +14,9 @@ is timed in the same interleaved rounds (`benchmarks.timing`):
   True and False.
 - ``mean shift, autodiff``: no optimization barriers. The two-pass statistics are taken
   around the row's float32 mean ``k``, and JAX differentiates them.
+- ``mean shift, overflow guard``: the same with divnorm's guard on ``r``
+  (`statistics.inverse_scale`: ``rsqrt(rem(d, inf))``, NaN where ``E[v^2]`` overflowed, not
+  ``rsqrt(inf) = 0``): what the guard costs the forward.
 - ``mean shift, written JVP``: the same statistics. The tangent is written out as
   ``dx r - E[dx] r + v dr``, with ``v`` recomputed.
 - ``mean shift, sums of k - x``: one-pass sums of ``k - x`` and ``(k - x)^2``. They are
@@ -21,8 +24,10 @@ is timed in the same interleaved rounds (`benchmarks.timing`):
 
 Columns: the largest error of the forward against float64 at offsets 0, 1e4 and 1e6 (unit
 spread), in float32; time over flax one-pass's, forward and forward+backward (``grad`` of
-``<y, w>``); and the input-sized arrays that the compiled forward+backward writes other
-than its result. These are XLA fusions of the input's shape, each a full write and read.
+``<y, w>``); the kernels (fusions) of the compiled forward: on XLA's CPU backend with
+YNNPACK, flax's whole forward is one; and the input-sized arrays that the compiled
+forward+backward writes other than its result. These are XLA fusions of the input's shape,
+each a full write and read. ``--shape`` sets the input (default ``8x512x768``).
 """
 
 from __future__ import annotations
@@ -95,6 +100,12 @@ def forms() -> dict:
     k, m, r = _mean_shift_two_pass(x, sigma)
     return ((x - k) - m) * r
 
+  def guarded(x):  # autodiff's, with rsqrt(rem(d, inf)) for rsqrt(d)
+    k = lax.stop_gradient(_mean(x))
+    v = (x - k) - _mean(x - k)
+    d = _mean(jnp.square(v)) + sigma * sigma
+    return v * lax.rsqrt(lax.rem(d, np.float32(np.inf)))
+
   written, sums = _written_jvp(_mean_shift_two_pass), _written_jvp(_mean_shift_sums)
   return {"flax one-pass": flax(True), "flax two-pass": flax(False),
           "divnorm one-pass": functools.partial(divnorm.layer_norm, sigma=SIGMA,
@@ -102,6 +113,7 @@ def forms() -> dict:
           "divnorm two-pass": functools.partial(divnorm.layer_norm, sigma=SIGMA,
                                                 fast_variance=False),
           "mean shift, autodiff": autodiff,
+          "mean shift, overflow guard": guarded,
           "mean shift, written JVP": lambda x: written(x, sigma),
           "mean shift, sums of k - x": lambda x: sums(x, sigma)}
 
@@ -124,12 +136,21 @@ def intermediates(step, *args) -> int:
              if " fusion(" in line and f"= {shape}" in line and "ROOT" not in line)
 
 
+def kernels(f, x) -> int:
+  """The fusions (kernels) of the compiled forward of `f` at `x`."""
+  text = jax.jit(f).lower(x).compile().as_text()
+  return text[text.index("\nENTRY"):].count(" fusion(")
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=15)
   p.add_argument("--quick", action="store_true", help="tiny shape, one round (CI)")
+  p.add_argument("--shape", default=None, help="the input, e.g. 64x1024x16")
   args = p.parse_args(argv)
   shape = QUICK_SHAPE if args.quick else SHAPE
+  if args.shape:
+    shape = tuple(int(n) for n in args.shape.split("x"))
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), shape)
   calls, steps = {}, {}
@@ -141,12 +162,13 @@ def main(argv=None) -> int:
                          target_s=0.0 if args.quick else 0.05)
   print(f"Layer norm over the last axis of {'x'.join(map(str, shape))}, float32, "
         f"sigma {SIGMA}; jax {jax.__version__}.\n")
-  print("| form | error at offset 0 / 1e4 / 1e6 | fwd / flax one-pass | "
+  print("| form | error at offset 0 / 1e4 / 1e6 | fwd / flax one-pass | fwd kernels | "
         "fwd+bwd / flax one-pass | fwd+bwd ms | input-sized intermediates |")
-  print("|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|")
   for name, f in forms().items():
     errors = " / ".join(f"{error(f, x, offset):.1e}" for offset in OFFSETS)
     print(f"| {name} | {errors} | {t.ratio(f'{name} fwd', 'flax one-pass fwd')} | "
+          f"{kernels(f, x)} | "
           f"{t.ratio(f'{name} fwd+bwd', 'flax one-pass fwd+bwd')} | "
           f"{t.median(f'{name} fwd+bwd') * 1e3:.2f} | {intermediates(steps[name], x, w)} |",
           flush=True)

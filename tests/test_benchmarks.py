@@ -3,11 +3,22 @@
 Timing targets are not asserted: CI machines are too noisy for that.
 """
 
+import jax.numpy as jnp
 import pytest
 
 from benchmarks import __main__ as bench
 
 pytestmark = pytest.mark.loose_promotion  # drives flax, optax and the experiment models
+
+
+def test_benchmarks_md_notes_are_all_in_analysis_md():
+  # `python -m benchmarks` writes BENCHMARKS.md from its tables and benchmarks/analysis.md:
+  # a note written into BENCHMARKS.md alone is lost at the next run.
+  import pathlib
+  root = pathlib.Path(__file__).parents[1]
+  text = (root / "BENCHMARKS.md").read_text()
+  notes = text.split("\n## ", 2)[2].split("\n## Op level")[0]  # after "## Targets"
+  assert ("## " + notes).strip() == (root / "benchmarks" / "analysis.md").read_text().strip()
 
 
 @pytest.mark.slow
@@ -42,6 +53,22 @@ def test_dropin_quick_mode_prints_every_ratio(capsys):
   assert len(rows) == expected and "nan" not in "".join(rows)
   for r in rows:
     assert float(r.split(" | ")[3].split(" ")[0]) > 0  # a ratio
+
+
+@pytest.mark.slow
+def test_dropin_forward_times_the_output_alone_on_the_given_shapes(capsys):
+  from benchmarks import dropin
+  argv = ["--quick", "--forward", "--dtypes", "float32", "--modes", "one-pass", "--cases", "LN",
+          "--shapes", "2x3x8,2x5"]
+  assert dropin.main(argv) == 0
+  out = capsys.readouterr().out
+  rows = [r.split(" | ") for r in out.splitlines() if r.startswith("| LN")]
+  assert "forward alone" in out
+  assert [(r[1], r[2]) for r in rows] == [("2x3x8", "linen"), ("2x3x8", "functional"),
+                                          ("2x5", "linen"), ("2x5", "functional")]
+  # forward alone: the step returns the output, not gradients
+  calls = dropin.contenders("LN", (2, 3, 8), jnp.float32, True, forward=True)
+  assert all(jnp.shape(call()) == (2, 3, 8) for call in calls.values())
 
 
 @pytest.mark.slow
