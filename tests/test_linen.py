@@ -77,6 +77,8 @@ def test_modules_equal_the_functions():
     (dnn.DivisiveNorm(summation_window=3, suppression_window=5, sigma=1.0, border="zeros"),
      divnorm.divisive_norm(x, summation_window=3, suppression_window=5, sigma=1.0, border="zeros")),
     (dnn.Normalize(summation=field, sigma=0.2), divnorm.normalize(x, field, sigma=0.2)),
+    (dnn.Normalize(None, suppression=(1, 2, 3), sigma=0.2),  # no centering, as the function
+     divnorm.normalize(x, None, (1, 2, 3), sigma=0.2)),
     (dnn.LayerNorm(use_scale=False, use_bias=False), divnorm.layer_norm(x, sigma=1e-3)),
   ]
   for module, expected in cases:
@@ -137,10 +139,12 @@ def test_penalties_are_counted_once_per_use():
 
 def test_module_errors():
   x = _x()
-  with pytest.raises(ValueError, match="summation_window"):
-    dnn.DivisiveNorm().init(jax.random.key(0), x)
-  with pytest.raises(ValueError, match="summation="):
-    dnn.Normalize().init(jax.random.key(0), x)
+  with pytest.raises(TypeError, match="summation_window"):  # at construction, as nnx's
+    dnn.DivisiveNorm()
+  with pytest.raises(TypeError, match="summation"):
+    dnn.Normalize()
+  with pytest.raises(TypeError, match="summation: None means no centering"):
+    dnn.Normalize(None).init(jax.random.key(0), x)  # the core's error
 
 
 def test_functional_core_imports_no_flax():

@@ -311,7 +311,7 @@ class DivisiveNorm(_Norm):
   (2, 8, 8, 3)
   """
 
-  summation_window: int | Sequence[int] | None = None
+  summation_window: int | Sequence[int]
   suppression_window: int | Sequence[int] | None = None
   channel_axis: int = -1
   across_channels: bool = True
@@ -325,8 +325,6 @@ class DivisiveNorm(_Norm):
   @nn.compact
   def __call__(self, x, *, mask=None):
     """Divides `x`, centered by its local mean, by its local standard deviation."""
-    if self.summation_window is None:
-      raise ValueError("DivisiveNorm needs summation_window=..., e.g. (5, 5) for NHWC input.")
     y, v = divisive_norm(
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
         sigma=self._sigma(), channel_axis=self.channel_axis, across_channels=self.across_channels,
@@ -344,7 +342,7 @@ class Normalize(_Norm):
   (2, 8, 8, 3)
   """
 
-  summation: Any = None
+  summation: Any
   suppression: Any = None
   border: str = "valid"
   feature_axes: Axes = -1
@@ -358,9 +356,6 @@ class Normalize(_Norm):
   @nn.compact
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over the summation and suppression fields."""
-    if self.summation is None:
-      raise ValueError(
-          "Normalize needs summation=..., a field such as (1, 2, 3) or {3: None, 1: 5, 2: 5}.")
     y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
                      mask=mask, axis_name=self._axis_name(), return_centered=True)
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
