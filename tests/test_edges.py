@@ -177,6 +177,35 @@ def test_sigma_broadcast_to_the_statistics_and_traced_sigma(x64):
   assert np.isfinite(g) and g < 0
 
 
+@pytest.mark.parametrize("fast_variance", [None, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_per_position_sigma_of_lower_rank_gets_the_gradients_of_the_formula(
+    fast_variance, masked, x64):
+  # Fields of whole axes alone do their statistics' arithmetic without those axes
+  # (statistics.at_positions): a sigma of lower rank than x, (4, 1) against (3, 4, 6), is
+  # aligned as broadcasting aligns it, in the forward and in the written derivative.
+  x = jnp.asarray(_x((3, 4, 6), seed=21, offset=3.0), jnp.float64)
+  w = jnp.asarray(_x((3, 4, 6), seed=22), jnp.float64)
+  mask = jnp.asarray(np.random.default_rng(23).random((3, 4, 6)) > 0.3) if masked else None
+  sigma = jnp.asarray([[0.1], [0.2], [0.3], [0.4]])
+
+  def reference(x, sigma):  # the paper's two lines, differentiated by JAX
+    keep = jnp.ones(x.shape, bool) if mask is None else mask
+    n = jnp.sum(keep, -1, keepdims=True).astype(x.dtype)
+    zero = jnp.zeros((), x.dtype)
+    v = jnp.where(keep, x - jnp.sum(jnp.where(keep, x, zero), -1, keepdims=True) / n, zero)
+    return v / jnp.sqrt(sigma[None] ** 2 + jnp.sum(v * v, -1, keepdims=True) / n)
+
+  def loss(f):
+    return lambda x, sigma: jnp.sum(f(x, sigma) * w)
+
+  ours = jax.grad(loss(lambda x, s: divnorm.layer_norm(
+      x, sigma=s, mask=mask, fast_variance=fast_variance)), argnums=(0, 1))(x, sigma)
+  expected = jax.grad(loss(reference), argnums=(0, 1))(x, sigma)
+  for a, b in zip(ours, expected, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 # ---- every preset takes fast_variance ---------------------------------------------------
 
 @pytest.mark.slow

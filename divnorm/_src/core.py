@@ -43,7 +43,9 @@ from divnorm._src.statistics import (
   POOLS,
   Stats,
   Strategy,
+  at_positions,
   copies,
+  expanded,
   inverse_scale,
   pick_statistics,
   row_two_pass,
@@ -344,6 +346,17 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     dvar = two * divide_by_count(window_sum(t, b.windows), count_b)
     dr = dr_of(dvar)
     dy = dx * r + u[1] * dr - (dmean * r + m * dr)
+  elif a == b and not (a.windows or a.groups):
+    # Whole axes alone (layer, instance, batch norm): the statistics' arithmetic at the
+    # positions' rank (`statistics.at_positions`), as the strategies' is.
+    centered = [select((x - c) - d, mask) for c, d in copies((k, m), 2)]
+    q = field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name)
+    q, count_b, r_, dmean_, sigma_, dsigma_ = at_positions(
+        (q, count_b, r, dmean, sigma, dsigma), a, x.ndim)
+    dvar = two * divide_by_count(q, count_b)
+    dr = np.asarray(-0.5, dt) * r_ * r_ * r_ * (dvar + two * sigma_ * dsigma_)
+    dvar, dr, dmean_r = expanded((dvar, dr, dmean_ * r_), a)
+    dy = dx * r - dmean_r + centered[1] * dr
   else:
     centered = [select((x - c) - d, mask) for c, d in copies((k, m), 3)]
     dvar = two * divide_by_count(field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name),

@@ -193,6 +193,35 @@ def copies(t, n: int):
   return lax.optimization_barrier((t,) * n)
 
 
+def at_positions(stats, a: Field, ndim: int):
+  """`stats` (statistics, counts or sigmas of an input of rank `ndim`, over a field of whole
+  axes alone) without those axes.
+
+  Their arithmetic (a mean, the variance from sums, the derivative's terms) then runs at
+  the rank of the positions. XLA's CPU backend fuses that arithmetic into the YNNPACK
+  reduction that makes the sums, and there it runs several times slower per entry on
+  arrays with axes of size 1 after the positions' (layer norm over the last axis). With it,
+  layer norm over 16 features took 0.46-0.76x its time before, forward+backward, 0.70-0.94x
+  over 64 and 0.93-1.01x over 768, the same numbers to the bit (``python -m
+  benchmarks.against_rev --rev 7ff6729 --cases LN --shapes 64x1024x16,64x1024x64,8x512x768``;
+  BENCHMARKS.md). A sigma of lower rank is aligned as broadcasting aligns it. `expanded`
+  puts the axes back.
+  """
+  def squeezed(t):
+    if np.ndim(t) == 0:
+      return t
+    lib = np if isinstance(t, np.ndarray) else jnp
+    t = lib.reshape(t, (1,) * (ndim - np.ndim(t)) + np.shape(t))  # broadcasting's alignment
+    return lib.squeeze(t, axis=a.whole)
+
+  return tuple(squeezed(t) for t in stats)
+
+
+def expanded(stats, a: Field):
+  """`at_positions`' inverse: the statistics with `a`'s whole axes, of size 1, back."""
+  return tuple(jnp.expand_dims(t, a.whole) for t in stats)
+
+
 # ---- the shift ---------------------------------------------------------------------------
 
 
@@ -365,6 +394,7 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   float32 error at most 3.0e-6 at offsets 0, 1e4 and 1e6, against 40 for Flax's one-pass
   at 1e4 (``python -m benchmarks.numerics``). A ``k`` that is an outlier ``z`` standard
   deviations out costs about ``z^2`` ulps of the variance; `two_pass` is the robust choice.
+  Over whole axes alone, the arithmetic on the sums runs without them (`at_positions`).
   Fields with windows in A take `corrected_two_pass` instead (`pick_statistics`), which
   centers each position at its own mean: here ``k`` would be one value per span, and where
   the span holds data far apart the sums cancel completely (an output of 5e6 for a band
@@ -381,11 +411,16 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
     s1 = field_sum(x - k1, pooled, mask=mask, axis_name=axis_name)
     s2 = field_sum(jnp.square(select(k2 - x, mask)), pooled, mask=mask, axis_name=axis_name)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
-  m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
-  t = jnp.maximum(s2 - two * m * s1 + n * m * m, zero)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
+  if not (a.windows or b.windows or a.groups):  # whole axes alone: A = B
+    s1_, s2_, n_, count_b = at_positions((s1, s2, n, count_b), a, x.ndim)
+    m = divide_by_count(s1_, n_)
+    var = divide_by_count(jnp.maximum(s2_ - two * m * s1_ + n_ * m * m, zero), count_b)
+    return Stats(k, *expanded((m, var), a), s1)
+  m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
+  t = jnp.maximum(s2 - two * m * s1 + n * m * m, zero)
   return Stats(k, m, divide_by_count(window_sum(t, b.windows), count_b), s1)
 
 
