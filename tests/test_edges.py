@@ -206,6 +206,45 @@ def test_per_position_sigma_of_lower_rank_gets_the_gradients_of_the_formula(
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("whole", [(0, 1, 2), (1, 2), (1, 2, 3), (0,)])
+def test_the_masked_shift_is_the_first_masked_in_entry_of_every_span(whole):
+  # Over the batch axis and others before the last the positions are float32
+  # (statistics._first_masked_entry): the same entry as int32's, found as NumPy finds it.
+  from divnorm._src.fields import Field
+  from divnorm._src.statistics import _first_masked_entry
+  shape = (6, 5, 4, 3)
+  x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+  mask = np.random.default_rng(31).random(shape) > 0.7
+  mask[..., 1] = False  # spans with no entry: found is False
+  entry, found = jax.jit(lambda x, m: _first_masked_entry(x, Field(whole, ()), m))(x, mask)
+  rest = [a for a in range(4) if a not in whole]
+  moved = np.moveaxis(mask, rest + list(whole), range(4)).reshape(
+      [shape[a] for a in rest] + [-1])
+  values = np.moveaxis(x, rest + list(whole), range(4)).reshape(moved.shape)
+  first = moved.argmax(-1)
+  expected_found = moved.any(-1)
+  expected = np.take_along_axis(values, first[..., None], -1)[..., 0]
+  keep = tuple(slice(None) if a in rest else 0 for a in range(4))
+  got_found = np.broadcast_to(found, shape)[keep]
+  got = np.broadcast_to(entry, shape)[keep]
+  np.testing.assert_array_equal(got_found, expected_found)
+  np.testing.assert_array_equal(got[expected_found], expected[expected_found])
+
+
+@pytest.mark.slow
+def test_the_masked_shift_past_float32s_exact_integers_is_still_the_first_entry():
+  # A span of more than 2^24 entries keeps int32 positions: in float32, 2^24 + 1 would
+  # round to 2^24, one entry early (a masked-out one here).
+  from divnorm._src.fields import Field
+  from divnorm._src.statistics import _first_masked_entry
+  n = 2**24 + 8
+  x = (np.arange(n, dtype=np.int64) % 1000).astype(np.float32)[:, None]
+  mask = np.zeros((n, 1), bool)
+  mask[2**24 + 1:] = True
+  entry, found = jax.jit(lambda x, m: _first_masked_entry(x, Field((0,), ()), m))(x, mask)
+  assert bool(found[0, 0]) and float(entry[0, 0]) == x[2**24 + 1, 0]
+
+
 # ---- every preset takes fast_variance ---------------------------------------------------
 
 @pytest.mark.slow
