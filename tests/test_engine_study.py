@@ -206,6 +206,21 @@ def test_status_names_every_state(tmp_path):
   assert "to run   ok-s1  (checkpointed, step 40)" in runner.status(s, args)
 
 
+def test_report_adds_the_failed_jobs_note_unless_the_report_holds_it(tmp_path, capsys):
+  results = tmp_path / "results"
+  for name, row in (("ok-s0", {"value": 7}), ("bad-s0", {"failed": "MemoryError: out"})):
+    (results / name).mkdir(parents=True)
+    (results / name / "result.json").write_text(json.dumps({"name": name, **row}))
+  note = runner.failed_note(["bad-s0"], "toy_study")
+  dirs = ["--runs_dir", str(tmp_path / "runs"), "--results_dir", str(results)]
+  for report, expected in ((lambda d: "tables", f"tables\n\n{note}\n"),
+                           (lambda d: f"tables\n{note}", f"tables\n{note}\n"),
+                           # another note's words (a report quoting the flag) do not count
+                           (lambda d: "see --retry_failed", f"see --retry_failed\n\n{note}\n")):
+    assert runner.main(dataclasses.replace(_study(), report=report), ["report", *dirs]) == 0
+    assert capsys.readouterr().out == expected
+
+
 def test_retry_failed_moves_failed_results_aside_and_status_says_how(tmp_path, capsys):
   s = _study().with_plans(runner.Plan("c", (Job("bad", 1),)), module="toy_study")
   results, runs = tmp_path / "results", tmp_path / "runs"

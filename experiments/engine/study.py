@@ -366,7 +366,7 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     text = study.report(args.results_dir)
     print(text)
     note = failed_note(failed_names(load_results(args.results_dir)), study.module)
-    if note and "--retry_failed" not in text:  # the report has not said it itself
+    if note and note not in text:  # a report may say it itself (`failed_note`), once
       print(f"\n{note}")
     return 0
   check_writable_dir(args.runs_dir, flag="--runs_dir", example=study.runs_dir)
