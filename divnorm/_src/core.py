@@ -52,6 +52,7 @@ from divnorm._src.statistics import (
   scale,
   stats_shape,
   suppression_count,
+  whole_alone,
 )
 from divnorm._src.weighted_fields import resolve_weighted_field
 
@@ -320,7 +321,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   two = np.asarray(2.0, dt)
   r = inverse_scale(stats.var, sigma)
 
-  def dr_of(dvar):  # d r = -r^3 (dE_B[v^2] + 2 sigma dsigma) / 2
+  def dr_of(dvar, r=r, sigma=sigma, dsigma=dsigma):  # d r = -r^3 (dE_B[v^2] + 2 sigma dsigma) / 2
     return np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
 
   pooled = a.pooled
@@ -346,7 +347,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     dvar = two * divide_by_count(window_sum(t, b.windows), count_b)
     dr = dr_of(dvar)
     dy = dx * r + u[1] * dr - (dmean * r + m * dr)
-  elif a == b and not (a.windows or a.groups):
+  elif whole_alone(a, b):
     # Whole axes alone (layer, instance, batch norm): the statistics' arithmetic at the
     # positions' rank (`statistics.at_positions`), as the strategies' is.
     centered = [select((x - c) - d, mask) for c, d in copies((k, m), 2)]
@@ -354,7 +355,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     q, count_b, r_, dmean_, sigma_, dsigma_ = at_positions(
         (q, count_b, r, dmean, sigma, dsigma), a, x.ndim)
     dvar = two * divide_by_count(q, count_b)
-    dr = np.asarray(-0.5, dt) * r_ * r_ * r_ * (dvar + two * sigma_ * dsigma_)
+    dr = dr_of(dvar, r_, sigma_, dsigma_)
     dvar, dr, dmean_r = expanded((dvar, dr, dmean_ * r_), a)
     dy = dx * r - dmean_r + centered[1] * dr
   else:

@@ -193,6 +193,12 @@ def copies(t, n: int):
   return lax.optimization_barrier((t,) * n)
 
 
+def whole_alone(a: Field, b: Field) -> bool:
+  """Whether the summation and suppression fields are one field of whole axes alone (layer,
+  instance, batch norm): the fields whose statistics' arithmetic runs `at_positions`."""
+  return a == b and not (a.windows or a.groups)
+
+
 def at_positions(stats, a: Field, ndim: int):
   """`stats` (statistics, counts or sigmas of an input of rank `ndim`, over a field of whole
   axes alone) without those axes.
@@ -424,7 +430,7 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
-  if not (a.windows or b.windows or a.groups):  # whole axes alone: A = B
+  if whole_alone(a, b):
     s1_, s2_, n_, count_b = at_positions((s1, s2, n, count_b), a, x.ndim)
     m = divide_by_count(s1_, n_)
     var = divide_by_count(jnp.maximum(s2_ - two * m * s1_ + n_ * m * m, zero), count_b)
