@@ -81,10 +81,9 @@ def main(argv=None) -> int:
   p.add_argument("--cases", default="LN,BN,GN,RMS")
   p.add_argument("--shapes", default=None, help="shapes for every case, e.g. 64x1024x16")
   args = p.parse_args(argv)
-  cases = [c for c in (QUICK_CASES if args.quick else CASES) if c[0] in args.cases.split(",")]
-  if args.shapes:
-    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
-    cases = [(c, s) for c in dict(cases) for s in shapes]
+  cases = dropin.with_shapes(
+      [c for c in (QUICK_CASES if args.quick else CASES) if c[0] in args.cases.split(",")],
+      args.shapes)
   if before_after.load_normalize(args.rev) is None:
     print(f"git or revision {args.rev} is not available here", file=sys.stderr)
     return 1

@@ -253,6 +253,19 @@ def profile(cases, dtype_name: str, mode: str) -> None:
       print(flush=True)
 
 
+def parse_shapes(text: str) -> list[tuple[int, ...]]:
+  """``--shapes``' value: ``"64x1024x16,8x512x768"`` -> ``[(64, 1024, 16), (8, 512, 768)]``."""
+  return [tuple(int(n) for n in shape.split("x")) for shape in text.split(",")]
+
+
+def with_shapes(cases, shapes: str | None):
+  """`cases` ``(case, shape)``, each case on every shape of `shapes` (``--shapes``) instead of
+  its own; unchanged if `shapes` is None."""
+  if not shapes:
+    return cases
+  return [(c, s) for c in dict(cases) for s in parse_shapes(shapes)]
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=15)
@@ -269,9 +282,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   names = args.cases.split(",")
   cases = [(c, s) for c, s in (QUICK_CASES if args.quick else CASES) if c in names]
-  if args.shapes:
-    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
-    cases = [(c, s) for c in dict(cases) for s in shapes]
+  cases = with_shapes(cases, args.shapes)
   rounds = 1 if args.quick else args.rounds
   target_s = 0.0 if args.quick else 0.05
   cmd = "python -m benchmarks.dropin " + " ".join(argv if argv is not None else sys.argv[1:])

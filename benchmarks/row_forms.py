@@ -43,7 +43,7 @@ import numpy as np
 from jax import lax
 
 import divnorm
-from benchmarks import contenders, timing
+from benchmarks import contenders, dropin, timing, xla
 
 SHAPE, QUICK_SHAPE = (8, 512, 768), (2, 4, 16)
 SIGMA = 1e-3  # flax's epsilon 1e-6
@@ -54,11 +54,13 @@ def _mean(t):
   return jnp.mean(t, -1, keepdims=True)
 
 
-def _mean_shift_two_pass(x, sigma):
-  """``(k, m, r)``: k the row's mean, m = E[x - k], r = 1 / sqrt(sigma^2 + E[v^2])."""
+def _mean_shift_two_pass(x, sigma, guard: bool = False):
+  """``(k, m, r)``: k the row's mean, m = E[x - k], r = 1 / sqrt(sigma^2 + E[v^2]); with
+  `guard`, divnorm's overflow guard on r (`statistics.inverse_scale`)."""
   k = lax.stop_gradient(_mean(x))
   m = _mean(x - k)
-  return k, m, lax.rsqrt(_mean(jnp.square((x - k) - m)) + sigma * sigma)
+  d = _mean(jnp.square((x - k) - m)) + sigma * sigma
+  return k, m, lax.rsqrt(lax.rem(d, np.float32(np.inf)) if guard else d)
 
 
 def _mean_shift_sums(x, sigma):
@@ -96,15 +98,11 @@ def forms() -> dict:
                           use_fast_variance=fast)
     return lambda x: module.apply({}, x)
 
-  def autodiff(x):
-    k, m, r = _mean_shift_two_pass(x, sigma)
-    return ((x - k) - m) * r
-
-  def guarded(x):  # autodiff's, with rsqrt(rem(d, inf)) for rsqrt(d)
-    k = lax.stop_gradient(_mean(x))
-    v = (x - k) - _mean(x - k)
-    d = _mean(jnp.square(v)) + sigma * sigma
-    return v * lax.rsqrt(lax.rem(d, np.float32(np.inf)))
+  def autodiff(guard):
+    def f(x):
+      k, m, r = _mean_shift_two_pass(x, sigma, guard)
+      return ((x - k) - m) * r
+    return f
 
   written, sums = _written_jvp(_mean_shift_two_pass), _written_jvp(_mean_shift_sums)
   return {"flax one-pass": flax(True), "flax two-pass": flax(False),
@@ -112,8 +110,8 @@ def forms() -> dict:
                                                 fast_variance=True),
           "divnorm two-pass": functools.partial(divnorm.layer_norm, sigma=SIGMA,
                                                 fast_variance=False),
-          "mean shift, autodiff": autodiff,
-          "mean shift, overflow guard": guarded,
+          "mean shift, autodiff": autodiff(False),
+          "mean shift, overflow guard": autodiff(True),
           "mean shift, written JVP": lambda x: written(x, sigma),
           "mean shift, sums of k - x": lambda x: sums(x, sigma)}
 
@@ -127,19 +125,22 @@ def error(f, x: jax.Array, offset: float) -> float:
   return float(np.max(np.abs(np.asarray(jax.jit(f)(x), np.float64) - expected)))
 
 
+def _entry(step, *args) -> str:
+  """The entry computation of the jitted `step` compiled for `args`, as HLO text."""
+  text = xla.compiled(step, *args).as_text()
+  return text[text.index("\nENTRY"):]
+
+
 def intermediates(step, *args) -> int:
   """Input-sized fusions in the compiled program other than its root."""
-  text = step.lower(*args).compile().as_text()
-  entry = text[text.index("\nENTRY"):]
   shape = "f32[" + ",".join(map(str, args[0].shape)) + "]"
-  return sum(1 for line in entry.splitlines()
+  return sum(1 for line in _entry(step, *args).splitlines()
              if " fusion(" in line and f"= {shape}" in line and "ROOT" not in line)
 
 
 def kernels(f, x) -> int:
   """The fusions (kernels) of the compiled forward of `f` at `x`."""
-  text = jax.jit(f).lower(x).compile().as_text()
-  return text[text.index("\nENTRY"):].count(" fusion(")
+  return _entry(jax.jit(f), x).count(" fusion(")
 
 
 def main(argv=None) -> int:
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   shape = QUICK_SHAPE if args.quick else SHAPE
   if args.shape:
-    shape = tuple(int(n) for n in args.shape.split("x"))
+    shape, = dropin.parse_shapes(args.shape)
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), shape)
   calls, steps = {}, {}
