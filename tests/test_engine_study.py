@@ -186,12 +186,17 @@ def test_run_one_writes_the_row_or_a_failed_row(tmp_path):
   assert set(loaded) == {"ok-s0", "bad-s0"} and loaded["ok-s0"]["value"] == 1.5
 
 
+def _write_results(results, rows: dict) -> None:
+  """A result.json per job name of `rows` under `results`, as `run_one` writes them."""
+  for name, row in rows.items():
+    (results / name).mkdir(parents=True)
+    (results / name / "result.json").write_text(json.dumps({"name": name, **row}))
+
+
 def test_status_names_every_state(tmp_path):
   s = _study(summary=lambda r: f"value {r['value']}")
   results, runs = tmp_path / "results", tmp_path / "runs"
-  for name, row in (("ok-s0", {"value": 7}), ("bad-s0", {"failed": "boom\nmore"})):
-    (results / name).mkdir(parents=True)
-    (results / name / "result.json").write_text(json.dumps({"name": name, **row}))
+  _write_results(results, {"ok-s0": {"value": 7}, "bad-s0": {"failed": "boom\nmore"}})
   (runs / "locks").mkdir(parents=True)
   (runs / "locks" / "ok-s1.lock").write_text(f"{os.getpid()}\n")  # a live python process
   (runs / "ok-s1").mkdir()
@@ -208,9 +213,7 @@ def test_status_names_every_state(tmp_path):
 
 def test_report_adds_the_failed_jobs_note_unless_the_report_holds_it(tmp_path, capsys):
   results = tmp_path / "results"
-  for name, row in (("ok-s0", {"value": 7}), ("bad-s0", {"failed": "MemoryError: out"})):
-    (results / name).mkdir(parents=True)
-    (results / name / "result.json").write_text(json.dumps({"name": name, **row}))
+  _write_results(results, {"ok-s0": {"value": 7}, "bad-s0": {"failed": "MemoryError: out"}})
   note = runner.failed_note(["bad-s0"], "toy_study")
   dirs = ["--runs_dir", str(tmp_path / "runs"), "--results_dir", str(results)]
   for report, expected in ((lambda d: "tables", f"tables\n\n{note}\n"),
@@ -224,10 +227,8 @@ def test_report_adds_the_failed_jobs_note_unless_the_report_holds_it(tmp_path, c
 def test_retry_failed_moves_failed_results_aside_and_status_says_how(tmp_path, capsys):
   s = _study().with_plans(runner.Plan("c", (Job("bad", 1),)), module="toy_study")
   results, runs = tmp_path / "results", tmp_path / "runs"
-  for name, row in (("ok-s0", {"value": 7}), ("bad-s0", {"failed": "MemoryError: out"}),
-                    ("bad-s1", {"failed": "OSError: disk full"})):
-    (results / name).mkdir(parents=True)
-    (results / name / "result.json").write_text(json.dumps({"name": name, **row}))
+  _write_results(results, {"ok-s0": {"value": 7}, "bad-s0": {"failed": "MemoryError: out"},
+                           "bad-s1": {"failed": "OSError: disk full"}})
   dirs = ["--runs_dir", str(runs), "--results_dir", str(results)]
   assert runner.main(s, ["status", *dirs]) == 0
   text = capsys.readouterr().out
