@@ -1,7 +1,7 @@
 # Two commands (see README "Quick start"):
 #   make demo   set everything up, then run the main job
 #   make test        set everything up, then run the whole test suite (two pytest-xdist workers)
-#   make test-quick  the quick tier (tests not marked slow): about 3 minutes on 2 cores
+#   make test-quick  the quick tier (tests not marked slow): 3-6 minutes on 2 cores
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
