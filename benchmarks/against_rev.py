@@ -78,12 +78,12 @@ def main(argv=None) -> int:
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--dn", action="store_true", help="divisive norm across channels instead")
   p.add_argument("--forward", action="store_true", help="the forward alone (not with --dn)")
-  p.add_argument("--cases", default="LN,BN,GN,RMS")
-  p.add_argument("--shapes", default=None, help="shapes for every case, e.g. 64x1024x16")
+  p.add_argument("--cases", default="LN,BN,GN,RMS", type=dropin.names_of(dict(CASES)))
+  p.add_argument("--shapes", default=None, type=dropin.parse_shapes,
+                 help="shapes for every case, e.g. 64x1024x16")
   args = p.parse_args(argv)
   cases = dropin.with_shapes(
-      [c for c in (QUICK_CASES if args.quick else CASES) if c[0] in args.cases.split(",")],
-      args.shapes)
+      [c for c in (QUICK_CASES if args.quick else CASES) if c[0] in args.cases], args.shapes)
   if before_after.load_normalize(args.rev) is None:
     print(f"git or revision {args.rev} is not available here", file=sys.stderr)
     return 1

@@ -147,11 +147,12 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=15)
   p.add_argument("--quick", action="store_true", help="tiny shape, one round (CI)")
-  p.add_argument("--shape", default=None, help="the input, e.g. 64x1024x16")
+  p.add_argument("--shape", default=None, type=dropin.parse_shapes,
+                 help="the input, e.g. 64x1024x16")
   args = p.parse_args(argv)
-  shape = QUICK_SHAPE if args.quick else SHAPE
-  if args.shape:
-    shape, = dropin.parse_shapes(args.shape)
+  if args.shape and len(args.shape) > 1:
+    p.error(f"--shape takes one shape, got {len(args.shape)}; time each in its own run")
+  shape = args.shape[0] if args.shape else QUICK_SHAPE if args.quick else SHAPE
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), shape)
   calls, steps = {}, {}

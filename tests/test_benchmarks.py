@@ -71,6 +71,28 @@ def test_dropin_forward_times_the_output_alone_on_the_given_shapes(capsys):
   assert all(jnp.shape(call()) == (2, 3, 8) for call in calls.values())
 
 
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("dropin", ["--modes", "fast"], "argument --modes: 'fast' not known; choose from "
+                                    "one-pass,two-pass"),
+    ("dropin", ["--dtypes", "float32,f16"], "argument --dtypes: 'f16' not known"),
+    ("dropin", ["--cases", "LN,IN"], "argument --cases: 'IN' not known; choose from "
+                                     "LN,BN,GN,RMS,DN"),
+    ("dropin", ["--shapes", "64x1024x"], "argument --shapes: '64x1024x' is not a list of shapes"),
+    ("dropin", ["--shapes", "8x0"], "argument --shapes: '8x0' is not a list of shapes"),
+    ("against_rev", ["--rev", "HEAD", "--cases", "DN"], "argument --cases: 'DN' not known"),
+    ("row_forms", ["--shape", "2x8,4x8"], "--shape takes one shape, got 2"),
+])
+def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):
+  # A misspelt list entry was a KeyError traceback (`--modes fast`) or an empty run (a case
+  # not in the list); now argparse's usage error (exit 2), before anything is timed.
+  import importlib
+  main = importlib.import_module(f"benchmarks.{module}").main
+  with pytest.raises(SystemExit) as exit_:
+    main(argv)
+  assert exit_.value.code == 2
+  assert message in capsys.readouterr().err
+
 @pytest.mark.slow
 def test_numerics_quick_mode_measures_every_mode(capsys):
   from benchmarks import numerics
