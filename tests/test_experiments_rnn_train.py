@@ -170,6 +170,30 @@ def test_bad_configs_fail_clearly(tmp_path):
     reproduce.main(["--variants", "dn", "--set", "model.hidden_size=8", "--out", str(tmp_path)])
 
 
+def test_cells_and_variants_take_the_paper_labels_and_name_the_flag(tmp_path):
+  # The CNN and SR commands take the paper's labels (BN*, DN*); the RNN's took only its own
+  # names, and a misspelt one was get_config's traceback, not the command line's error.
+  assert reproduce.parse_runs("LSTM, tanh", "baseline,BN*,ln-s,DN,dn") == (
+      ["lstm", "tanh"], ["baseline", "bn_star", "ln_s", "dn"])
+  assert reproduce.parse_runs("relu", "ALL") == (["relu"], list(rnn.VARIANTS))
+  assert [rnn.canonical_variant(rnn.VARIANT_LABELS[v]) for v in rnn.VARIANTS] == list(
+      rnn.VARIANTS)
+  with pytest.raises(ConfigError, match=r"--variants 'BN,GN': unknown RNN variant 'GN'; "
+                                        r"valid choices: baseline, bn, .* \(or the paper's "
+                                        r"Baseline, BN, BN\*"):
+    reproduce.parse_runs("lstm", "BN,GN")
+  with pytest.raises(ConfigError, match=r"--cells 'lstm,gru': unknown 'gru'; valid choices: "
+                                        r"lstm, tanh, relu"):
+    reproduce.parse_runs("lstm,gru", "all")
+  with pytest.raises(ConfigError, match="--variants ',': name at least one"):
+    reproduce.parse_runs("lstm", ",")
+  with pytest.raises(ConfigError, match="--cells '': none; valid choices"):
+    reproduce.parse_runs("", "all")
+  from experiments.rnn import speed  # the speed command checks them the same way, first
+  with pytest.raises(ConfigError, match="--variants 'XX': unknown RNN variant 'XX'"):
+    speed.main(["--variants", "XX", "--out", str(tmp_path)])
+
+
 @pytest.mark.slow  # trains
 def test_reproduce_command_end_to_end(tmp_path):
   out = reproduce.main([

@@ -49,6 +49,17 @@ VARIANT_LABELS = {
     "ln_star": "LN*", "dn": "DN", "dn_star": "DN*",
 }
 CELL_LABELS = {"lstm": "LSTM", "tanh": "tanh RNN", "relu": "ReLU RNN"}
+
+
+def canonical_variant(name: str) -> str:
+  """The variant of `VARIANTS` that `name` spells, as there or as the paper labels it
+  (`VARIANT_LABELS`: ``"BN*"``, ``"LN-s"``), in any case."""
+  key = str(name).strip().lower()
+  for v in VARIANTS:
+    if key in (v, VARIANT_LABELS[v].lower()):
+      return v
+  raise ValueError(f"unknown RNN variant {name!r}; valid choices: {', '.join(VARIANTS)} (or "
+                   f"the paper's {', '.join(VARIANT_LABELS.values())}).")
 # DN border modes: "valid" (the default), and the paper code's reproduction modes.
 BORDERS = ("valid", "zeros", "zeros_with_divisor_bug")
 _LSTM_GATES = 4  # i, j, f, o

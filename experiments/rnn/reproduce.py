@@ -34,6 +34,26 @@ from experiments.rnn import task as rnn_task
 from experiments.rnn.configs import rnn_lm
 
 
+def parse_runs(cells: str, variants: str) -> tuple[list[str], list[str]]:
+  """``--cells`` and ``--variants`` (``all``: every variant; the paper's labels, such as
+  ``BN*``, name them too); a ConfigError names the flag otherwise."""
+  cell_names = [c.strip().lower() for c in str(cells).split(",") if c.strip()]
+  unknown = [c for c in cell_names if c not in rnn.CELLS]
+  if unknown or not cell_names:
+    raise ConfigError(f"--cells {cells!r}: {'unknown ' + repr(unknown[0]) if unknown else 'none'}"
+                      f"; valid choices: {', '.join(rnn.CELLS)}. E.g. --cells lstm,tanh.")
+  if str(variants).strip().lower() == "all":
+    return list(dict.fromkeys(cell_names)), list(rnn.VARIANTS)
+  try:
+    names = [rnn.canonical_variant(v) for v in str(variants).split(",") if v.strip()]
+  except ValueError as e:
+    raise ConfigError(f"--variants {variants!r}: {e} E.g. --variants baseline,BN,LN*,DN*."
+                      ) from None
+  if not names:
+    raise ConfigError(f"--variants {variants!r}: name at least one, or all; e.g. --variants DN.")
+  return list(dict.fromkeys(cell_names)), list(dict.fromkeys(names))  # each run once
+
+
 def load_config(name: str, arg: str):
   """`get_config(arg)` of the config module `name` in experiments/rnn/configs."""
   try:
@@ -165,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--config", default="rnn_lm_quick", help="a config module of experiments/rnn/configs")
   p.add_argument("--cells", default="lstm,tanh")
   p.add_argument("--variants", default="baseline,bn,ln,ln_star,dn,dn_star",
-                 help="comma list or 'all'")
+                 help="comma list (as in VARIANTS or the paper's labels: BN*, LN-s) or 'all'")
   p.add_argument("--dataset", default="shakespeare", choices=("shakespeare", "ptb"))
   p.add_argument("--data_dir", default="", help="PTB files / Markdown plays directory")
   p.add_argument("--out", default="results/rnn")
@@ -182,8 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   if args.data_dir:
     check_dir(args.data_dir, flag="--data_dir", example="/data/simple-examples/data")
   check_writable_dir(args.out, flag="--out", example="results/rnn")
-  cells = args.cells.split(",")
-  variants = list(rnn.VARIANTS) if args.variants == "all" else args.variants.split(",")
+  cells, variants = parse_runs(args.cells, args.variants)
   cfgs = []
   for c in cells:
     for v in variants:

@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--out", default="results/rnn")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   args = p.parse_args(argv)
-  variants = list(rnn.VARIANTS) if args.variants == "all" else args.variants.split(",")
-  cells = args.cells.split(",")
+  cells, variants = reproduce.parse_runs(args.cells, args.variants)
   cfgs = [reproduce.apply_overrides(reproduce.load_config(args.config, f"{c},{v}"), args.set)
           for c in cells for v in variants]
   corpus = text.load_corpus("shakespeare", vocab_size=int(cfgs[0].data.vocab_size))
