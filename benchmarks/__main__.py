@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from benchmarks import before_after, dropin, fast_variance, models, ops, reductions, report
+from benchmarks import before_after, cli, dropin, fast_variance, models, ops, reductions, report
 
 # Library revisions before each round of optimizations (benchmarks/analysis.md).
 BEFORE_REVS = {
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--out", default="BENCHMARKS.md", help="markdown output ('' for none)")
-  p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per group")
+  p.add_argument("--rounds", type=cli.positive_int, default=None, help="interleaved rounds per group")
   p.add_argument("--no-models", action="store_true", help="skip the model-level steps")
   args = p.parse_args(argv)
   quick = args.quick

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 import divnorm
-from benchmarks import before_after, dropin, timing
+from benchmarks import before_after, cli, dropin, timing
 
 CASES = [c for c in dropin.CASES if c[0] != "DN"]
 QUICK_CASES = [c for c in dropin.QUICK_CASES if c[0] != "DN"]
@@ -74,12 +74,12 @@ def dn_calls(shape, window, masked: bool, fast_variance, packages: dict) -> dict
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rev", required=True, help="the git revision to compare with")
-  p.add_argument("--rounds", type=int, default=10)
+  p.add_argument("--rounds", type=cli.positive_int, default=10)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--dn", action="store_true", help="divisive norm across channels instead")
   p.add_argument("--forward", action="store_true", help="the forward alone (not with --dn)")
-  p.add_argument("--cases", default="LN,BN,GN,RMS", type=dropin.names_of(dict(CASES)))
-  p.add_argument("--shapes", default=None, type=dropin.parse_shapes,
+  p.add_argument("--cases", default="LN,BN,GN,RMS", type=cli.names_of(dict(CASES)))
+  p.add_argument("--shapes", default=None, type=cli.shapes,
                  help="shapes for every case, e.g. 64x1024x16")
   args = p.parse_args(argv)
   cases = dropin.with_shapes(

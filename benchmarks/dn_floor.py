@@ -50,7 +50,7 @@ import numpy as np
 from jax import lax
 
 import divnorm
-from benchmarks import before_after, contenders, timing, xla
+from benchmarks import before_after, cli, contenders, timing, xla
 from divnorm._src.reductions import in_bounds
 
 SIGMA = contenders.DN_SIGMA
@@ -339,7 +339,7 @@ def _ops(text: str, name: str) -> str:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=int, default=9)
+  p.add_argument("--rounds", type=cli.positive_int, default=9)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round")
   p.add_argument("--before", metavar="REV",
                  help="also time DN at this git revision (e.g. 1a57d38) and DN's ratio to it")

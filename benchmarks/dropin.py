@@ -49,7 +49,7 @@ import numpy as np
 import divnorm
 import divnorm.linen as dl
 import divnorm.nnx as dx
-from benchmarks import report, timing, xla
+from benchmarks import cli, report, timing, xla
 
 CNN_SHAPES = [(100, 32, 32, 32), (128, 32, 32, 64)]
 SEQ_SHAPE = (8, 512, 768)
@@ -253,31 +253,6 @@ def profile(cases, dtype_name: str, mode: str) -> None:
       print(flush=True)
 
 
-def parse_shapes(text: str) -> list[tuple[int, ...]]:
-  """``--shapes``' value: ``"64x1024x16,8x512x768"`` -> ``[(64, 1024, 16), (8, 512, 768)]``
-  (an argparse `type`: anything else is the command line's error, not a traceback)."""
-  try:
-    shapes = [tuple(int(n) for n in shape.split("x")) for shape in text.split(",")]
-  except ValueError:
-    shapes = []
-  if not shapes or any(n < 1 for shape in shapes for n in shape):
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a list of shapes of positive sizes, e.g. 64x1024x16,8x512x768")
-  return shapes
-
-
-def names_of(known):
-  """An argparse `type`: a comma-separated list of names, each one of `known`."""
-  def parse(text: str) -> list[str]:
-    names = text.split(",")
-    unknown = [n for n in names if n not in known]
-    if unknown:
-      raise argparse.ArgumentTypeError(
-          f"{', '.join(map(repr, unknown))} not known; choose from {','.join(known)}")
-    return names
-  return parse
-
-
 def with_shapes(cases, shapes: list[tuple[int, ...]] | None):
   """`cases` ``(case, shape)``, each case on every shape of `shapes` (``--shapes``, parsed)
   instead of its own; unchanged if `shapes` is None."""
@@ -288,16 +263,16 @@ def with_shapes(cases, shapes: list[tuple[int, ...]] | None):
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=int, default=15)
+  p.add_argument("--rounds", type=cli.positive_int, default=15)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
-  p.add_argument("--dtypes", default="float32,bfloat16", type=names_of(DTYPES))
-  p.add_argument("--modes", default="one-pass,two-pass", type=names_of(MODES))
-  p.add_argument("--cases", default="LN,BN,GN,RMS,DN", type=names_of(dict(CASES)))
+  p.add_argument("--dtypes", default="float32,bfloat16", type=cli.names_of(DTYPES))
+  p.add_argument("--modes", default="one-pass,two-pass", type=cli.names_of(MODES))
+  p.add_argument("--cases", default="LN,BN,GN,RMS,DN", type=cli.names_of(dict(CASES)))
   p.add_argument("--nnx", action="store_true", help="also divnorm.nnx against flax.nnx")
   p.add_argument("--profile", action="store_true", help="XLA operation times, no ratios")
   p.add_argument("--forward", action="store_true",
                  help="the forward alone (jit of the output; no nnx), not forward+backward")
-  p.add_argument("--shapes", default=None, type=parse_shapes,
+  p.add_argument("--shapes", default=None, type=cli.shapes,
                  help="input shapes for every case instead of its own, e.g. 64x1024x16,8x512x768")
   args = p.parse_args(argv)
   cases = [(c, s) for c, s in (QUICK_CASES if args.quick else CASES) if c in args.cases]

@@ -45,7 +45,7 @@ os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from benchmarks import dropin, gpu_fusion, report  # noqa: E402
+from benchmarks import cli, dropin, gpu_fusion, report  # noqa: E402
 
 TARGET = pathlib.Path(__file__).parent / "targets" / "h200.txtpb"
 
@@ -154,8 +154,8 @@ def device_counts(report_text: str) -> dict:
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--out", default=os.environ.get("OUT") or "gpu_kernels_out")
-  p.add_argument("--target", type=pathlib.Path, default=TARGET)
-  p.add_argument("--compare", type=pathlib.Path, help="a gpu_fusion report from a device")
+  p.add_argument("--target", type=cli.existing_file, default=TARGET)
+  p.add_argument("--compare", type=cli.existing_file, help="a gpu_fusion report from a device")
   p.add_argument("--quick", action="store_true", help="gpu_fusion's quick shape only")
   p.add_argument("--dropin", action="store_true", help="benchmarks.dropin's programs instead")
   p.add_argument("--row_lengths", action="store_true", help="LN over last axes of any length")

@@ -43,7 +43,7 @@ import numpy as np
 from jax import lax
 
 import divnorm
-from benchmarks import contenders, dropin, timing, xla
+from benchmarks import cli, contenders, timing, xla
 
 SHAPE, QUICK_SHAPE = (8, 512, 768), (2, 4, 16)
 SIGMA = 1e-3  # flax's epsilon 1e-6
@@ -145,9 +145,9 @@ def kernels(f, x) -> int:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=int, default=15)
+  p.add_argument("--rounds", type=cli.positive_int, default=15)
   p.add_argument("--quick", action="store_true", help="tiny shape, one round (CI)")
-  p.add_argument("--shape", default=None, type=dropin.parse_shapes,
+  p.add_argument("--shape", default=None, type=cli.shapes,
                  help="the input, e.g. 64x1024x16")
   args = p.parse_args(argv)
   if args.shape and len(args.shape) > 1:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from benchmarks import timing, xla
+from benchmarks import cli, timing, xla
 from divnorm._src import core, reductions, statistics
 from divnorm._src.fields import grouped_field, resolve_field
 
@@ -173,7 +173,7 @@ def window_sums_table(cases, *, rounds: int, target_s: float) -> list[str]:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=int, default=15)
+  p.add_argument("--rounds", type=cli.positive_int, default=15)
   p.add_argument("--quick", action="store_true", help="a tiny shape, one round (CI)")
   args = p.parse_args(argv)
   shapes = QUICK_SHAPES if args.quick else SHAPES

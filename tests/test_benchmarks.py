@@ -82,10 +82,15 @@ def test_dropin_forward_times_the_output_alone_on_the_given_shapes(capsys):
     ("dropin", ["--shapes", "8x0"], "argument --shapes: '8x0' is not a list of shapes"),
     ("against_rev", ["--rev", "HEAD", "--cases", "DN"], "argument --cases: 'DN' not known"),
     ("row_forms", ["--shape", "2x8,4x8"], "--shape takes one shape, got 2"),
+    ("dropin", ["--rounds", "0"], "argument --rounds: '0' is not an integer >= 1"),
+    ("jvp", ["--rounds", "x"], "argument --rounds: 'x' is not an integer >= 1"),
+    ("numerics", ["--draws", "0"], "argument --draws: '0' is not an integer >= 1"),
+    ("gpu_kernels", ["--target", "no/such.txt"], "argument --target: 'no/such.txt' is not a file"),
 ])
 def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):
   # A misspelt list entry was a KeyError traceback (`--modes fast`) or an empty run (a case
-  # not in the list); now argparse's usage error (exit 2), before anything is timed.
+  # not in the list), --rounds 0 a StatisticsError after compiling; now argparse's usage
+  # error (exit 2, `benchmarks.cli`), before anything is compiled or timed.
   import importlib
   main = importlib.import_module(f"benchmarks.{module}").main
   with pytest.raises(SystemExit) as exit_:

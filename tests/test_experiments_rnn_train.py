@@ -192,6 +192,11 @@ def test_cells_and_variants_take_the_paper_labels_and_name_the_flag(tmp_path):
   from experiments.rnn import speed  # the speed command checks them the same way, first
   with pytest.raises(ConfigError, match="--variants 'XX': unknown RNN variant 'XX'"):
     speed.main(["--variants", "XX", "--out", str(tmp_path)])
+  from experiments.rnn import speed_profile  # counts are positive integers, before any timing
+  for main, argv in ((speed.main, ["--rounds", "0"]), (speed_profile.main, ["--batch", "-3"])):
+    with pytest.raises(SystemExit) as exit_:
+      main(argv)
+    assert exit_.value.code == 2
 
 
 @pytest.mark.slow  # trains

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from experiments import engine
+from experiments.config import positive_int
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
 from experiments.rnn import reproduce
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--config", default="rnn_lm_quick")
   p.add_argument("--cells", default="lstm,tanh,relu")
   p.add_argument("--variants", default="all")
-  p.add_argument("--steps", type=int, default=10, help="timed steps per variant per round")
-  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--steps", type=positive_int(10), default=10, help="timed steps per variant per round")
+  p.add_argument("--rounds", type=positive_int(3), default=3)
   p.add_argument("--out", default="results/rnn")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   args = p.parse_args(argv)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import divnorm
+from experiments.config import positive_int
 
 SIGMA = 1.0  # the paper's for DN on the LSTM
 CALLS_PER_STEP = 2 * 20  # layers x unrolled time steps
@@ -65,11 +66,11 @@ def time_calls(fns: dict, x, *, rounds: int, calls: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> str:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--batch", type=int, default=20)
-  p.add_argument("--hidden", type=int, default=128)
-  p.add_argument("--window", type=int, default=61)
-  p.add_argument("--rounds", type=int, default=5)
-  p.add_argument("--calls", type=int, default=200)
+  p.add_argument("--batch", type=positive_int(20), default=20)
+  p.add_argument("--hidden", type=positive_int(128), default=128)
+  p.add_argument("--window", type=positive_int(61), default=61)
+  p.add_argument("--rounds", type=positive_int(5), default=5)
+  p.add_argument("--calls", type=positive_int(200), default=200)
   p.add_argument("--out", default="results/rnn")
   args = p.parse_args(argv)
   rows = []
