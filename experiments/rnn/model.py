@@ -49,6 +49,9 @@ VARIANT_LABELS = {
     "ln_star": "LN*", "dn": "DN", "dn_star": "DN*",
 }
 CELL_LABELS = {"lstm": "LSTM", "tanh": "tanh RNN", "relu": "ReLU RNN"}
+# DN border modes: "valid" (the default), and the paper code's reproduction modes.
+BORDERS = ("valid", "zeros", "zeros_with_divisor_bug")
+_LSTM_GATES = 4  # i, j, f, o
 
 
 def canonical_variant(name: str) -> str:
@@ -60,9 +63,6 @@ def canonical_variant(name: str) -> str:
       return v
   raise ValueError(f"unknown RNN variant {name!r}; valid choices: {', '.join(VARIANTS)} (or "
                    f"the paper's {', '.join(VARIANT_LABELS.values())}).")
-# DN border modes: "valid" (the default), and the paper code's reproduction modes.
-BORDERS = ("valid", "zeros", "zeros_with_divisor_bug")
-_LSTM_GATES = 4  # i, j, f, o
 
 
 @dataclasses.dataclass(frozen=True)
