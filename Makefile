@@ -47,7 +47,9 @@ notebooks: setup
 
 # data: notebooks 3, 4 and 6, which the suite executes, read Fashion-MNIST.
 # Two worker processes (pytest-xdist) use both cores; `-n 0` in PYTEST_ARGS runs in one process.
-PYTEST_ARGS ?= -n 2
+# worksteal: a worker that runs out of tests takes some of the other's queue, so the slow tests
+# at the end of one worker's share do not leave a core idle (results/SUITE.md).
+PYTEST_ARGS ?= -n 2 --dist worksteal
 test: setup data
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
