@@ -60,7 +60,8 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--out", default="BENCHMARKS.md", help="markdown output ('' for none)")
-  p.add_argument("--rounds", type=cli.positive_int, default=None, help="interleaved rounds per group")
+  p.add_argument("--rounds", type=cli.positive_int(9), default=None,
+                 help="interleaved rounds per group")
   p.add_argument("--no-models", action="store_true", help="skip the model-level steps")
   args = p.parse_args(argv)
   quick = args.quick

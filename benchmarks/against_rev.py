@@ -74,7 +74,7 @@ def dn_calls(shape, window, masked: bool, fast_variance, packages: dict) -> dict
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rev", required=True, help="the git revision to compare with")
-  p.add_argument("--rounds", type=cli.positive_int, default=10)
+  p.add_argument("--rounds", type=cli.positive_int(10), default=10)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--dn", action="store_true", help="divisive norm across channels instead")
   p.add_argument("--forward", action="store_true", help="the forward alone (not with --dn)")

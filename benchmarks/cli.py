@@ -6,16 +6,9 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from experiments.config import positive_int  # counts (--rounds), as the experiments take them
 
-def positive_int(text: str) -> int:
-  """A count (``--rounds``, ``--draws``): an integer >= 1."""
-  try:
-    value = int(text)
-  except ValueError:
-    value = 0
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
-  return value
+__all__ = ["existing_file", "names_of", "positive_int", "shapes"]
 
 
 def names_of(known):

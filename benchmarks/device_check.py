@@ -536,7 +536,8 @@ def main(argv=None) -> int:
                  help="wall-clock budget from process start; later sections are skipped")
   p.add_argument("--sections", default="ops,window,models,pytest",
                  help="comma-separated subset of ops,window,models,pytest")
-  p.add_argument("--rounds", type=cli.positive_int, default=None, help="interleaved rounds per group")
+  p.add_argument("--rounds", type=cli.positive_int(9), default=None,
+                 help="interleaved rounds per group")
   p.add_argument("--rev", default=None, help="git revision to record (the copy may lack .git)")
   p.add_argument("--pytest_k", default=None, help="pytest -k expression ('' for all tests)")
   p.add_argument("--pytest_platforms", default="",

@@ -339,7 +339,7 @@ def _ops(text: str, name: str) -> str:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=cli.positive_int, default=9)
+  p.add_argument("--rounds", type=cli.positive_int(9), default=9)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round")
   p.add_argument("--before", metavar="REV",
                  help="also time DN at this git revision (e.g. 1a57d38) and DN's ratio to it")

@@ -263,7 +263,7 @@ def with_shapes(cases, shapes: list[tuple[int, ...]] | None):
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=cli.positive_int, default=15)
+  p.add_argument("--rounds", type=cli.positive_int(15), default=15)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--dtypes", default="float32,bfloat16", type=cli.names_of(DTYPES))
   p.add_argument("--modes", default="one-pass,two-pass", type=cli.names_of(MODES))

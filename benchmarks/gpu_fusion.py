@@ -342,7 +342,7 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--out", default=os.environ.get("OUT") or "gpu_fusion_out")
   p.add_argument("--quick", action="store_true", help="one tiny shape, 2 rounds (CPU smoke)")
-  p.add_argument("--rounds", type=cli.positive_int, default=9)
+  p.add_argument("--rounds", type=cli.positive_int(9), default=9)
   p.add_argument("--row_lengths", action="store_true",
                  help="layer norm either side of core.FUSED_ROW_LIMIT, each path forced")
   p.add_argument("--modules", action="store_true",

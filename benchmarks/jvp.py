@@ -164,7 +164,7 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="one tiny shape, one round (CI)")
   parser.add_argument("--no-time", action="store_true", help="XLA's numbers only")
-  parser.add_argument("--rounds", type=cli.positive_int, default=15)
+  parser.add_argument("--rounds", type=cli.positive_int(15), default=15)
   args = parser.parse_args(argv)
   shapes = QUICK if args.quick else SHAPES
   print("\n".join(flax_rows(shapes)))

@@ -127,7 +127,8 @@ def table(shape, draws: int = 1, jit: bool = False) -> list[str]:
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--quick", action="store_true", help="a tiny shape (CI)")
-  p.add_argument("--draws", type=cli.positive_int, default=1, help="inputs per offset (seeds 0, 1, ...)")
+  p.add_argument("--draws", type=cli.positive_int(1), default=1,
+                 help="inputs per offset (seeds 0, 1, ...)")
   p.add_argument("--jit", action="store_true", help="compile each function whole")
   args = p.parse_args(argv)
   shape = QUICK_SHAPE if args.quick else SHAPE

@@ -145,7 +145,7 @@ def kernels(f, x) -> int:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=cli.positive_int, default=15)
+  p.add_argument("--rounds", type=cli.positive_int(15), default=15)
   p.add_argument("--quick", action="store_true", help="tiny shape, one round (CI)")
   p.add_argument("--shape", default=None, type=cli.shapes,
                  help="the input, e.g. 64x1024x16")

@@ -173,7 +173,7 @@ def window_sums_table(cases, *, rounds: int, target_s: float) -> list[str]:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=cli.positive_int, default=15)
+  p.add_argument("--rounds", type=cli.positive_int(15), default=15)
   p.add_argument("--quick", action="store_true", help="a tiny shape, one round (CI)")
   args = p.parse_args(argv)
   shapes = QUICK_SHAPES if args.quick else SHAPES

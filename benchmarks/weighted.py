@@ -77,7 +77,7 @@ def contenders(shape):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rounds", type=cli.positive_int, default=15)
+  parser.add_argument("--rounds", type=cli.positive_int(15), default=15)
   args = parser.parse_args(argv)
   print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, fwd+bwd, float32")
   for shape in SHAPES:

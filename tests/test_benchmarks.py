@@ -82,9 +82,9 @@ def test_dropin_forward_times_the_output_alone_on_the_given_shapes(capsys):
     ("dropin", ["--shapes", "8x0"], "argument --shapes: '8x0' is not a list of shapes"),
     ("against_rev", ["--rev", "HEAD", "--cases", "DN"], "argument --cases: 'DN' not known"),
     ("row_forms", ["--shape", "2x8,4x8"], "--shape takes one shape, got 2"),
-    ("dropin", ["--rounds", "0"], "argument --rounds: '0' is not an integer >= 1"),
-    ("jvp", ["--rounds", "x"], "argument --rounds: 'x' is not an integer >= 1"),
-    ("numerics", ["--draws", "0"], "argument --draws: '0' is not an integer >= 1"),
+    ("dropin", ["--rounds", "0"], "argument --rounds: '0' is not a positive integer; e.g. 15"),
+    ("jvp", ["--rounds", "x"], "argument --rounds: 'x' is not a positive integer; e.g. 15"),
+    ("numerics", ["--draws", "0"], "argument --draws: '0' is not a positive integer; e.g. 1"),
     ("gpu_kernels", ["--target", "no/such.txt"], "argument --target: 'no/such.txt' is not a file"),
 ])
 def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):

@@ -37,13 +37,13 @@ from experiments.rnn.configs import rnn_lm
 def parse_runs(cells: str, variants: str) -> tuple[list[str], list[str]]:
   """``--cells`` and ``--variants`` (``all``: every variant; the paper's labels, such as
   ``BN*``, name them too); a ConfigError names the flag otherwise."""
-  cell_names = [c.strip().lower() for c in str(cells).split(",") if c.strip()]
+  cell_names = list(dict.fromkeys(c.strip().lower() for c in str(cells).split(",") if c.strip()))
   unknown = [c for c in cell_names if c not in rnn.CELLS]
   if unknown or not cell_names:
     raise ConfigError(f"--cells {cells!r}: {'unknown ' + repr(unknown[0]) if unknown else 'none'}"
                       f"; valid choices: {', '.join(rnn.CELLS)}. E.g. --cells lstm,tanh.")
   if str(variants).strip().lower() == "all":
-    return list(dict.fromkeys(cell_names)), list(rnn.VARIANTS)
+    return cell_names, list(rnn.VARIANTS)
   try:
     names = [rnn.canonical_variant(v) for v in str(variants).split(",") if v.strip()]
   except ValueError as e:
@@ -51,7 +51,7 @@ def parse_runs(cells: str, variants: str) -> tuple[list[str], list[str]]:
                       ) from None
   if not names:
     raise ConfigError(f"--variants {variants!r}: name at least one, or all; e.g. --variants DN.")
-  return list(dict.fromkeys(cell_names)), list(dict.fromkeys(names))  # each run once
+  return cell_names, list(dict.fromkeys(names))  # a name given twice runs once
 
 
 def load_config(name: str, arg: str):

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--config", default="rnn_lm_quick")
   p.add_argument("--cells", default="lstm,tanh,relu")
   p.add_argument("--variants", default="all")
-  p.add_argument("--steps", type=positive_int(10), default=10, help="timed steps per variant per round")
+  p.add_argument("--steps", type=positive_int(10), default=10,
+                 help="timed steps per variant per round")
   p.add_argument("--rounds", type=positive_int(3), default=3)
   p.add_argument("--out", default="results/rnn")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
