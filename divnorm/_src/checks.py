@@ -150,6 +150,16 @@ def check_sigma(sigma, stats_shape: tuple[int, ...] | None = None, *, name: str 
                           "shape with the reduced axes set to 1)")
 
 
+def broadcasts_to(own, shape) -> bool:
+  """Whether an array of shape `own` broadcasts to `shape` without changing it. Sizes may
+  be symbolic (``jax.export``'s): ``(1, 4)`` broadcasts to ``(b, 4)``, ``(2, 4)`` does not."""
+  own, shape = tuple(own), tuple(shape)
+  try:
+    return len(own) <= len(shape) and tuple(jnp.broadcast_shapes(own, shape)) == shape
+  except ValueError:
+    return False
+
+
 def check_broadcasts(value, shape: tuple[int, ...], name: str, what: str = "the input's shape",
                      hint: str = ""):
   """`value` unchanged if a Python number, else an array of rank ``len(shape)`` (leading
@@ -160,11 +170,7 @@ def check_broadcasts(value, shape: tuple[int, ...], name: str, what: str = "the 
   if isinstance(value, list | tuple):
     value = np.asarray(value)
   own, shape = tuple(np.shape(value)), tuple(shape)
-  try:
-    ok = len(own) <= len(shape) and np.broadcast_shapes(own, shape) == shape
-  except ValueError:
-    ok = False
-  if not ok:
+  if not broadcasts_to(own, shape):
     raise ValueError(
         f"{name} of shape {own} does not broadcast to {what} {shape}{hint}, so it would "
         f"change the output's shape; pass a scalar, or an array of shape {shape} or one that "
@@ -340,11 +346,7 @@ def check_mask(mask, shape: tuple[int, ...], *, nonzero: bool = False) -> jax.Ar
         f"{describe(mask) if dtype is None else f'dtype {dtype}'}; pass e.g. mask.astype(bool) "
         f"or mask > 0.")
   mask = jnp.asarray(mask)
-  try:
-    ok = mask.ndim <= len(shape) and np.broadcast_shapes(mask.shape, shape) == tuple(shape)
-  except ValueError:
-    ok = False
-  if not ok:
+  if not broadcasts_to(mask.shape, shape):
     raise ValueError(
         f"mask of shape {mask.shape} does not broadcast to the input's shape {tuple(shape)}; "
         f"give it the input's rank with size 1 on the axes it does not vary along.")

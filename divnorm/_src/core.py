@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.export import is_symbolic_dim
 
 from divnorm._src.checks import (
   check_bool,
@@ -282,7 +283,7 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
     return normalized(x, sigma, mask, statistics, a, b, border, axis_name)
 
   if not row_field(x, a, b, border, mask, axis_name) or (
-      fused_size is not None and x.size > fused_size):
+      fused_size is not None and (is_symbolic_dim(x.size) or x.size > fused_size)):
     return default(x, sigma)
 
   def fused_rows(x, sigma):

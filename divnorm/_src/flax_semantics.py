@@ -230,6 +230,15 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
   return (y, v, _factors(*factors, mask)), stats
 
 
+def _fewer(shape, other) -> bool:
+  """Whether `shape` has fewer entries than `other`; False where symbolic sizes
+  (``jax.export``'s) leave it open."""
+  try:
+    return bool(math.prod(shape) < math.prod(other))
+  except jax.errors.InconclusiveDimensionOperation:
+    return False
+
+
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
   """``y * scale + bias`` (each if not None) over `feature_axes`, in flax's dtypes.
 
@@ -245,7 +254,7 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
     if scale is not None:
       scale = jnp.reshape(scale, shape)
       u, m, r, mask = (None,) * 4 if factors is None else (*factors, None)[:4]
-      if r is None or math.prod(np.broadcast_shapes(jnp.shape(r), shape)) >= y.size:
+      if r is None or not _fewer(jnp.broadcast_shapes(jnp.shape(r), shape), y.shape):
         y = y * scale
       else:
         mul = r * scale

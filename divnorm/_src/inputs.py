@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import (
+  broadcasts_to,
   check_finite,
   check_input,
   check_int,
@@ -79,11 +80,7 @@ def _check_stats(stats, kind: type, transform: str, x: jax.Array | None = None,
   if x is None:
     return
   shape = tuple(np.shape(stats[0]))
-  try:
-    ok = len(shape) == x.ndim and np.broadcast_shapes(shape, x.shape) == x.shape
-  except ValueError:
-    ok = False
-  if not ok:
+  if not (len(shape) == x.ndim and broadcasts_to(shape, x.shape)):
     raise ValueError(
         f"{transform}: {name} of shape {x.shape} does not match the fitted statistics of shape "
         f"{shape} (size 1 on the sample axes); apply the transform to data shaped like the "

@@ -37,7 +37,7 @@ def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None,
   alpha = jnp.asarray(alpha, dt)
   mask = check_mask(mask, v.shape)
   if mask is None:
-    total, count = jnp.sum(a), np.asarray(a.size, dt)
+    total, count = jnp.sum(a), jnp.asarray(a.size, dt)  # a.size may be symbolic
   else:
     total, count = jnp.sum(select(a, mask)), jnp.sum(mask.astype(dt))
   if axis_name is not None:

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.export import is_symbolic_dim
 
 from divnorm._src.checks import check_border, check_input, check_mask
 from divnorm._src.fields import Field, FieldSpec, resolve_field
@@ -115,7 +116,7 @@ def _banded_pays(x: jax.Array, axis: int, width: int) -> bool:
   only, so that the product accumulates as the reduce_window does.
   """
   n = x.shape[axis]
-  return (axis == x.ndim - 1 and 5 * width >= n and 32 <= n <= 1024
+  return (axis == x.ndim - 1 and not is_symbolic_dim(n) and 5 * width >= n and 32 <= n <= 1024
           and x.dtype in (np.dtype(np.float32), np.dtype(np.float64)))
 
 
@@ -132,11 +133,13 @@ def _banded_window_sum(x: jax.Array, width: int) -> jax.Array:
   return jnp.matmul(x, band, precision=lax.Precision.HIGHEST)
 
 
-def in_bounds(size: int, width: int) -> np.ndarray:
-  """How many entries of an axis of `size` fall in the centered window at each position."""
-  p = np.arange(size)
+def in_bounds(size: int, width: int) -> np.ndarray | jax.Array:
+  """How many entries of an axis of `size` fall in the centered window at each position
+  (a jax.Array where `size` is symbolic, as in ``jax.export``)."""
+  xp = jnp if is_symbolic_dim(size) else np
+  p = xp.arange(size)
   h = width // 2
-  return np.minimum(p + h, size - 1) - np.maximum(p - h, 0) + 1
+  return xp.minimum(p + h, size - 1) - xp.maximum(p - h, 0) + 1
 
 
 def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:

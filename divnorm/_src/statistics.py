@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.export import is_symbolic_dim
 
 from divnorm._src.checks import check_bool, is_concrete
 from divnorm._src.fields import Field
@@ -264,7 +265,8 @@ def _leading_mean(x: jax.Array, span: Field) -> jax.Array:
   (BENCHMARKS.md, "The LSTM's DN"). The mean of two is also half as far from the span's
   mean as one entry, in expected square.
   """
-  whole = [a for a in span.whole if x.shape[a] > 1]
+  # A symbolic size (jax.export's) may be 1: its span takes the first entry alone.
+  whole = [a for a in span.whole if not is_symbolic_dim(x.shape[a]) and x.shape[a] > 1]
   k = x[tuple(slice(0, 2 if whole and axis == whole[-1] else 1) if axis in span.whole
               else slice(None) for axis in range(x.ndim))]
   if whole:
@@ -297,8 +299,9 @@ def _first_masked_entry(x: jax.Array, span: Field, mask: jax.Array):
   for axis, group in span.groups:
     position, size = position * group + iota(axis) % group, size * group
   leading = 0 in span.whole and ndim - 1 not in span.whole and not span.groups
-  dt = jnp.float32 if leading and size <= 2**24 else jnp.int32
-  position = jnp.where(mask, position.astype(dt), np.asarray(size, dt))
+  exact = not is_symbolic_dim(size) and size <= 2**24
+  dt = jnp.float32 if leading and exact else jnp.int32
+  position = jnp.where(mask, position.astype(dt), jnp.asarray(size, dt))
   first = jnp.min(position, axis=span.whole, keepdims=True) if span.whole else position
   first = group_min(first, span.groups).astype(jnp.int32)
   found = first < size
@@ -522,7 +525,7 @@ def _neighbour_differences(c: jax.Array, n, windows) -> jax.Array:
     r, size = width // 2, c.shape[axis]
     pad = [(0, 0)] * c.ndim
     pad[axis] = (r, r)
-    xp = np if isinstance(n, np.ndarray) else jnp
+    xp = np if isinstance(n, np.ndarray) and not is_symbolic_dim(size) else jnp
     n = xp.broadcast_to(n, n.shape[:axis] + (size,) + n.shape[axis + 1:])
     padded_c, padded_n = jnp.pad(c, pad), xp.pad(n, pad)
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.export import is_symbolic_dim
 
 from divnorm._src.kernels import Kernel, Mixing, tap_weight, taps
 
@@ -72,7 +73,7 @@ def kernel_sum(t: jax.Array, axes: tuple[int, ...], k: Kernel) -> jax.Array:
   """
   dt = t.dtype
   if (len(axes) == 1 and axes[0] == t.ndim - 1 and k.along is None
-          and t.shape[-1] <= BANDED_MAX):
+          and not is_symbolic_dim(t.shape[-1]) and t.shape[-1] <= BANDED_MAX):
     return jnp.matmul(t, _band(k, t.shape[-1], dt), precision=HIGHEST)
   if k.static:
     return _shifted_sum(t, axes, k)
