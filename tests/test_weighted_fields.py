@@ -7,6 +7,7 @@ import pytest
 from jax.test_util import check_grads
 
 from divnorm._src import kernels as K
+from divnorm._src.core import normalize
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 from divnorm._src.reductions import field_mean
 from divnorm._src.weighted import kernel_sum
@@ -244,3 +245,25 @@ def test_weighted_sums_ask_for_full_float32_products(op):
   text = jax.jit(lambda x: divnorm.normalize(x, fields)).lower(x).as_text()
   dots = [line for line in text.splitlines() if "dot_general" in line]
   assert dots and all("precision = [HIGHEST, HIGHEST]" in line for line in dots)
+
+
+@pytest.mark.slow
+def test_a_traced_kernel_takes_second_order_reverse_mode_and_names_forward_mode(x64):
+  """A traced kernel's weight gradient is a custom VJP (one pass for all taps): its Hessian
+  is ``jacrev(jacrev(f))``, equal to the forward-over-reverse Hessian of the same kernel as
+  NumPy weights, and so is a Hessian-vector product by reverse over reverse. Forward mode
+  stops at JAX's custom_vjp error, as `divnorm.kernels`' docstring says."""
+  x = jnp.asarray(_x((1, 5, 5, 2)))
+  w = np.random.default_rng(2).uniform(0.2, 1.0, (3, 3))
+
+  def loss(weights):
+    return lambda x: jnp.sum(jnp.sin(normalize(x, {(1, 2): K.kernel(weights)}, sigma=0.5)))
+
+  fixed, traced = loss(w), loss(jnp.asarray(w))
+  np.testing.assert_allclose(jax.jacrev(jax.jacrev(traced))(x), jax.hessian(fixed)(x),
+                             rtol=1e-12, atol=1e-12)
+  v = jnp.asarray(_x((1, 5, 5, 2), offset=1.0))
+  np.testing.assert_allclose(jax.grad(lambda x: jnp.vdot(jax.grad(traced)(x), v))(x),
+                             jax.jvp(jax.grad(fixed), (x,), (v,))[1], rtol=1e-12, atol=1e-12)
+  with pytest.raises(TypeError, match="forward-mode autodiff"):
+    jax.jvp(traced, (x,), (v,))

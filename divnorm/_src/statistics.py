@@ -53,6 +53,7 @@ import numpy as np
 from jax import lax
 from jax.export import is_symbolic_dim
 
+from divnorm._src import explicit
 from divnorm._src.checks import check_bool, is_concrete
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
@@ -267,12 +268,12 @@ def _leading_mean(x: jax.Array, span: Field) -> jax.Array:
   """
   # A symbolic size (jax.export's) may be 1: its span takes the first entry alone.
   whole = [a for a in span.whole if not is_symbolic_dim(x.shape[a]) and x.shape[a] > 1]
-  k = x[tuple(slice(0, 2 if whole and axis == whole[-1] else 1) if axis in span.whole
-              else slice(None) for axis in range(x.ndim))]
+  k = explicit.leading(x, {a: 2 if a == whole[-1] else 1 for a in whole} | {
+      a: 1 for a in span.whole if a not in whole})
   if whole:
     k = jnp.mean(k, axis=whole[-1], keepdims=True)
   for axis, size in span.groups:
-    k = jnp.repeat(lax.slice_in_dim(k, 0, None, size, axis), size, axis=axis)
+    k = explicit.first_of_groups(k, axis, size)
   return k
 
 
@@ -313,7 +314,7 @@ def _first_masked_entry(x: jax.Array, span: Field, mask: jax.Array):
   for axis in reversed(span.whole):
     index[axis] = rest % x.shape[axis]
     rest = rest // x.shape[axis]
-  return x[tuple(index)], found
+  return explicit.gather(x, tuple(index), span.whole), found
 
 
 # ---- strategies --------------------------------------------------------------------------
