@@ -7,11 +7,14 @@ One interleaved run (`benchmarks.timing`): per CNN shape, the fwd+bwd time of
 - DN 5x5 across channels with box windows (`divnorm.divisive_norm`, the reference: 1.00);
 - the same with separable Gaussian windows (sigma 1.5);
 - a 5x5 weighted window alone: one kernel per channel over (H, W) (a depthwise pool);
+- the same sum differentiated by JAX instead of its custom VJP (whose weight gradient is one
+  multi-operand reduce over the input, `divnorm._src.weighted`; forward mode needs JAX's);
 - a depthwise separable convolution of the same width (5x5 depthwise + 1x1 pointwise,
   ``lax.conv_general_dilated``), the cost the issue sets as the bound for a weighted window;
 - the families' presets (Miller along channels, Gaussian DN, centre-surround, GDN).
 
-Ratios are per round against the box DN; medians and min-max over rounds.
+Ratios are per round against the box DN; medians and min-max over rounds; and the temporary
+memory of each compiled fwd+bwd, as XLA's memory analysis gives it.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import numpy as np
 from jax import lax
 
 import divnorm
-from benchmarks import cli
+from benchmarks import cli, xla
 from benchmarks.timing import interleaved
 from divnorm import normalize
 from divnorm._src import families as F
 from divnorm._src import kernels as K
+from divnorm._src import weighted as W
 from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 SHAPES = ((100, 32, 32, 32), (128, 32, 32, 64))
@@ -54,6 +58,9 @@ def contenders(shape):
                         ()),
     "weighted window 5x5": (lambda x, dw: weighted_sum(x, resolve_weighted_field(
         {(1, 2): K.Kernel(dw, 1, 3)}, x.shape)), (dw,)),
+    # The same sum without its custom VJP: JAX transposes it, a reduction per tap.
+    "weighted window 5x5, JAX's VJP": (lambda x, dw: W._shifted_sum(
+        x, (1, 2), K.Kernel(dw, 1, 3)), (dw,)),
     "depthwise separable conv 5x5": (lambda x, dw, pw: lax.conv_general_dilated(
         lax.conv_general_dilated(x, dw[:, :, None, :], (1, 1), "SAME", dimension_numbers=nhwc,
                                  feature_group_count=c),
@@ -83,9 +90,12 @@ def main(argv=None):
   for shape in SHAPES:
     fns = contenders(shape)
     t = interleaved(fns, rounds=args.rounds)
-    print(f"\n{'x'.join(map(str, shape))}: time / box DN 5x5 (median, min-max), median ms")
-    for name in fns:
-      print(f"  {name:32s} {str(t.ratio(name, 'box DN 5x5')):22s} {t.median(name) * 1e3:8.2f}")
+    print(f"\n{'x'.join(map(str, shape))}: time / box DN 5x5 (median, min-max), median ms, "
+          f"XLA's temporary memory (MB)")
+    for name, f in fns.items():
+      temp = xla.temp_bytes(xla.compiled(f.func, *f.args)) / 1e6
+      print(f"  {name:32s} {str(t.ratio(name, 'box DN 5x5')):22s} {t.median(name) * 1e3:8.2f} "
+            f"{temp:8.1f}")
 
 
 if __name__ == "__main__":
