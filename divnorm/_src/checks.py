@@ -14,6 +14,7 @@ are static: a traced int is refused with a hint to mark it static.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import jax
@@ -157,6 +158,15 @@ def broadcasts_to(own, shape) -> bool:
   try:
     return len(own) <= len(shape) and tuple(jnp.broadcast_shapes(own, shape)) == shape
   except ValueError:
+    return False
+
+
+def fewer_entries(shape, other) -> bool:
+  """Whether `shape` has fewer entries than `other`; False where symbolic sizes leave it
+  open."""
+  try:
+    return bool(math.prod(shape) < math.prod(other))
+  except jax.errors.InconclusiveDimensionOperation:
     return False
 
 

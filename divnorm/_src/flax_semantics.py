@@ -29,6 +29,7 @@ from divnorm._src.checks import (
   check_nonnegative,
   check_positive,
   check_sigma,
+  fewer_entries,
 )
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
@@ -230,15 +231,6 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
   return (y, v, _factors(*factors, mask)), stats
 
 
-def _fewer(shape, other) -> bool:
-  """Whether `shape` has fewer entries than `other`; False where symbolic sizes
-  (``jax.export``'s) leave it open."""
-  try:
-    return bool(math.prod(shape) < math.prod(other))
-  except jax.errors.InconclusiveDimensionOperation:
-    return False
-
-
 def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=None):
   """``y * scale + bias`` (each if not None) over `feature_axes`, in flax's dtypes.
 
@@ -254,7 +246,7 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
     if scale is not None:
       scale = jnp.reshape(scale, shape)
       u, m, r, mask = (None,) * 4 if factors is None else (*factors, None)[:4]
-      if r is None or not _fewer(jnp.broadcast_shapes(jnp.shape(r), shape), y.shape):
+      if r is None or not fewer_entries(jnp.broadcast_shapes(jnp.shape(r), shape), y.shape):
         y = y * scale
       else:
         mul = r * scale
