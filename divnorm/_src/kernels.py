@@ -36,9 +36,9 @@ Derivatives: a kernel whose weights are traced (`learned_kernel`, or `kernel`, `
 `exponential` given JAX arrays) takes reverse mode only, as ``grad``, ``vjp`` and
 ``jacrev``, even of ``jacrev``. Its weights' gradient is a custom VJP that reads the input
 once for all taps; JAX's own transpose took 1.4-1.5x the time and 9.5x the temporary memory
-(``python -m benchmarks.weighted``: 5x5 per channel, fwd+bwd, CPU). Forward mode (``jvp``, ``jacfwd``,
-``jax.hessian``, a Hessian-vector product as ``jvp`` of ``grad``) stops at JAX's "can't
-apply forward-mode autodiff (jvp) to a custom_vjp function": there, take
+(``python -m benchmarks.weighted``: 5x5 per channel, fwd+bwd, CPU). Forward mode (``jvp``,
+``jacfwd``, ``jax.hessian``, a Hessian-vector product as ``jvp`` of ``grad``) stops at JAX's
+"can't apply forward-mode autodiff (jvp) to a custom_vjp function": there, take
 ``jax.jacrev(jax.jacrev(f))`` for the Hessian and ``grad`` of ``vdot(grad(f)(x), v)`` for
 the product. NumPy weights (fixed kernels, the box) take every mode. `learned_mixing` and
 GDN's raw parameters take every mode but ``jvp`` in their raw parameters (the

@@ -268,8 +268,7 @@ def _leading_mean(x: jax.Array, span: Field) -> jax.Array:
   """
   # A symbolic size (jax.export's) may be 1: its span takes the first entry alone.
   whole = [a for a in span.whole if not is_symbolic_dim(x.shape[a]) and x.shape[a] > 1]
-  k = explicit.leading(x, {a: 2 if a == whole[-1] else 1 for a in whole} | {
-      a: 1 for a in span.whole if a not in whole})
+  k = explicit.leading(x, {a: 2 if whole and a == whole[-1] else 1 for a in span.whole})
   if whole:
     k = jnp.mean(k, axis=whole[-1], keepdims=True)
   for axis, size in span.groups:
