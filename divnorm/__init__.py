@@ -3,7 +3,8 @@
 The functional API below imports jax and numpy only. Flax modules live in
 `divnorm.linen` (with the survey's other normalizers re-exported from `divnorm.linen_extra`)
 and `divnorm.nnx`, equinox modules in `divnorm.equinox` (``pip install divnorm[equinox]``),
-each imported on first use, so ``import divnorm`` never imports Flax or equinox.
+haiku modules in `divnorm.haiku` (``pip install divnorm[haiku]``), each imported on first
+use, so ``import divnorm`` never imports Flax, equinox or haiku.
 """
 
 import importlib
@@ -74,7 +75,7 @@ __all__ = [
   "window_sum",
 ]
 
-_LAZY_SUBMODULES = ("linen", "linen_extra", "nnx", "equinox")
+_LAZY_SUBMODULES = ("linen", "linen_extra", "nnx", "equinox", "haiku")
 
 
 def __getattr__(name):

@@ -67,6 +67,7 @@ API_MODULES = {
   "divnorm.linen_extra": "divnorm.linen_extra: more linen modules",
   "divnorm.nnx": "divnorm.nnx: Flax NNX modules",
   "divnorm.equinox": "divnorm.equinox: equinox modules",
+  "divnorm.haiku": "divnorm.haiku: haiku modules",
   "divnorm.mixtures": "divnorm.mixtures: batch statistics mixed with others",
   "divnorm.gdn": "divnorm.gdn: generalized divisive normalization",
   "divnorm.kernels": "divnorm.kernels: kernels and mixings of weighted fields",

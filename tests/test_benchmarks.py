@@ -4,6 +4,7 @@ Timing targets are not asserted: CI machines are too noisy for that.
 """
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from benchmarks import __main__ as bench
@@ -84,6 +85,7 @@ def test_dropin_forward_times_the_output_alone_on_the_given_shapes(capsys):
     ("row_forms", ["--shape", "2x8,4x8"], "--shape takes one shape, got 2"),
     ("dropin", ["--rounds", "0"], "argument --rounds: '0' is not a positive integer; e.g. 15"),
     ("jvp", ["--rounds", "x"], "argument --rounds: 'x' is not a positive integer; e.g. 15"),
+    ("haiku", ["--cases", "LN,XN"], "argument --cases: 'XN' not known; choose from "),
     ("numerics", ["--draws", "0"], "argument --draws: '0' is not a positive integer; e.g. 1"),
     ("gpu_kernels", ["--target", "no/such.txt"], "argument --target: 'no/such.txt' is not a file"),
 ])
@@ -123,6 +125,22 @@ def test_strategies_quick_mode_prints_every_table(capsys):
   assert len(rows) == ((1 + len(strategies.REDUCTIONS)) + 3 + 4
                        + 1 + len(strategies.QUICK_WINDOW_CASES)) and "nan" not in "".join(rows)
   assert [r.split("|")[-2].strip() for r in rows[-2:]] == ["product", "reduce_window"]
+
+
+@pytest.mark.slow
+def test_haiku_quick_mode_prints_every_case_and_offset(capsys):
+  from benchmarks import haiku
+  assert haiku.main(["--quick"]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r]
+  accuracy = {(r[0][2:], r[1]): (float(r[2]), float(r[3].strip(" |"))) for r in rows
+              if r[1] in ("10000", "1e+06")}
+  assert len(accuracy) == len(haiku.ACCURACY_LAYERS) * len(haiku.OFFSETS)
+  assert all(ours < 2e-6 for _, ours in accuracy.values())  # divnorm: every layer, offset
+  assert np.isnan(accuracy["BN", "10000"][0])  # haiku's one-pass variance is negative there
+  speed = [r for r in rows if "x" in r[1]]
+  assert [r[0][2:] for r in speed] == [name for name, _ in haiku.QUICK_CASES] * len(
+      haiku.DTYPES)
 
 
 def test_same_program_ignores_metadata_only():

@@ -103,27 +103,31 @@ def test_public_modules_only_re_export(path):
       assert origin.startswith("divnorm"), (path.name, name, origin)
 
 
-def test_import_divnorm_imports_no_flax_and_no_equinox():
-  """The functional API needs jax and numpy only; flax and equinox (an optional extra)
-  are imported by `divnorm.linen`/`divnorm.nnx` and `divnorm.equinox` alone."""
+def test_import_divnorm_imports_no_flax_equinox_or_haiku():
+  """The functional API needs jax and numpy only; flax, equinox and haiku (optional extras)
+  are imported by `divnorm.linen`/`divnorm.nnx`, `divnorm.equinox` and `divnorm.haiku`
+  alone."""
   code = ("import sys, divnorm; divnorm.normalize; divnorm.gdn.gdn; divnorm.inputs.zca; "
           "divnorm.local_response.local_response_norm; divnorm.mixtures.batch_renorm; "
           "divnorm.weights.weight_norm; "
-          "found = [m for m in sys.modules if m.split('.')[0] in ('flax', 'equinox')]; "
+          "found = [m for m in sys.modules if m.split('.')[0] in ('flax', 'equinox', 'haiku')]; "
           "assert not found, found; divnorm.linen, divnorm.nnx; "
           "assert not [m for m in sys.modules if m.startswith('equinox')], 'equinox imported'; "
-          "divnorm.equinox.LayerNorm; assert 'equinox' in sys.modules")
+          "divnorm.equinox.LayerNorm; assert 'equinox' in sys.modules; "
+          "assert 'haiku' not in sys.modules; divnorm.haiku.LayerNorm; "
+          "assert 'haiku' in sys.modules")
   subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
 
 
-def test_divnorm_imports_without_equinox_installed(tmp_path):
-  """`pip install divnorm` without the equinox extra: everything but divnorm.equinox works,
-  and that one says how to install it."""
-  (tmp_path / "equinox.py").write_text("raise ModuleNotFoundError(\"No module named 'equinox'\", "
-                                       "name='equinox')\n")
-  code = ("import divnorm, divnorm.linen, divnorm.nnx\n"
-          "try:\n  import divnorm.equinox\nexcept ModuleNotFoundError as e:\n"
-          "  assert 'divnorm[equinox]' in str(e), e\nelse:\n  raise AssertionError('imported')")
+@pytest.mark.parametrize("extra", ["equinox", "haiku"])
+def test_divnorm_imports_without_an_extra_installed(tmp_path, extra):
+  """`pip install divnorm` without the equinox or haiku extra: everything but
+  divnorm.equinox (divnorm.haiku) works, and that one says how to install it."""
+  (tmp_path / f"{extra}.py").write_text(f"raise ModuleNotFoundError(\"No module named "
+                                        f"'{extra}'\", name='{extra}')\n")
+  code = (f"import divnorm, divnorm.linen, divnorm.nnx\n"
+          f"try:\n  import divnorm.{extra}\nexcept ModuleNotFoundError as e:\n"
+          f"  assert 'divnorm[{extra}]' in str(e), e\nelse:\n  raise AssertionError('imported')")
   env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
   subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env,
                  capture_output=True)
@@ -142,6 +146,7 @@ def test_normalize_is_a_function_not_a_module():
     ("divnorm.nnx", ("divnorm._src.nnx", "divnorm._src.nnx_extra"), "flax.nnx:Module"),
     ("divnorm.equinox", ("divnorm._src.equinox", "divnorm._src.equinox_extra"),
      "equinox:Module"),
+    ("divnorm.haiku", ("divnorm._src.haiku",), "haiku:Module"),
 ])
 def test_every_flax_module_is_importable_from_its_namespace(api, impls, base):
   base_module, base_name = base.split(":")
