@@ -8,6 +8,7 @@ features sharded (tensor parallelism; flax's GroupNorm fails there too).
 """
 
 import flax.linen as nn
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +18,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import divnorm as dn
+from divnorm import haiku as dhk
 from divnorm import linen as dnn
 from divnorm import nnx as dnx
 
@@ -124,6 +126,26 @@ def test_a_flax_layer_sharded_gives_flax_s_numbers_on_one_device(name, kwargs, x
     return _with_grad(lambda x: layer.apply(variables, x, mutable=["batch_stats"]))
 
   _assert_sharded_as_one_device(apply(ours), x, mesh(), spec, reference=apply(theirs))
+
+
+@pytest.mark.parametrize("name, args, x, mesh, spec", [
+    ("BatchNorm", (True, True, 0.9), IMAGES, _data_mesh, DATA),
+    ("LayerNorm", (-1, True, True), TOKENS, _tensor_mesh, TENSOR_TOKENS),
+    ("RMSNorm", (-1,), TOKENS, _tensor_mesh, TENSOR_TOKENS),
+    ("GroupNorm", (2,), IMAGES, _tensor_mesh, TENSOR),
+    ("InstanceNorm", (True, True), IMAGES, _data_mesh, DATA),
+], ids=["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm-tensor", "InstanceNorm"])
+def test_a_haiku_layer_sharded_gives_haiku_s_numbers_on_one_device(name, args, x, mesh, spec):
+  call = (True,) if name == "BatchNorm" else ()
+  ours, theirs = (hk.transform_with_state(lambda x, lib=lib: getattr(lib, name)(*args)(x, *call))
+                  for lib in (dhk, hk))
+  params, state = theirs.init(jax.random.key(0), x[:2])
+
+  def apply(f):
+    return _with_grad(lambda x: f.apply(params, state, None, x))
+
+  with jax.numpy_dtype_promotion("standard"):  # haiku's BatchNorm debiasing: float ** int32
+    _assert_sharded_as_one_device(apply(ours), x, mesh(), spec, reference=apply(theirs))
 
 
 def test_an_nnx_training_step_on_a_batch_sharded_input():

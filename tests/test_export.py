@@ -1,5 +1,6 @@
 """`jax.export` with symbolic shapes: a normalizer exported once, for any batch size (or any
-sequence length or image size), gives at each size what the jitted function gives there.
+sequence length or image size), gives at each size what the jitted function gives there:
+the functions, and the linen, NNX, equinox and haiku layers.
 
 flax's layers export so. Ours failed before: Python comparisons of a symbolic size (the shift's
 span, the fused-rows size limit, flax's affine fold), NumPy's broadcast and counts of one.
@@ -9,6 +10,7 @@ fails there too), so an equinox BatchNorm is not exported here.
 
 import equinox as eqx
 import flax.linen as nn
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,7 @@ from jax import export
 
 import divnorm as dn
 from divnorm import equinox as deq
+from divnorm import haiku as dhk
 from divnorm import kernels
 from divnorm import linen as dnn
 from divnorm import nnx as dnx
@@ -152,6 +155,29 @@ def test_nnx_layers_export_with_their_state_as_an_argument():
     x = jax.random.normal(jax.random.key(shape[1]), shape)
     for g, w in zip(jax.tree.leaves(exported.call(state, x)),
                     jax.tree.leaves(jax.jit(forward)(state, x)), strict=True):
+      np.testing.assert_allclose(g, w, atol=ATOL, rtol=ATOL)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_haiku_layers_export_with_their_parameters_and_state_as_arguments(training):
+  """haiku's transform: the parameters and state (BatchNorm's running averages) are
+  arguments of the export; the batch and image sizes are symbolic."""
+  dims, spec_shape, shapes = IMAGE
+
+  def model(x, training):
+    h = dhk.BatchNorm(True, True, 0.9)(x, training)
+    h = dhk.GroupNorm(2)(dhk.DivisiveNorm((3, 3), sigma=1.0, create_scale=True)(h))
+    return dhk.RMSNorm(-1)(dhk.LayerNorm((1, 2, 3), True, True, param_axis=-1)(h))
+
+  f = hk.transform_with_state(model)
+  params, state = f.init(jax.random.key(0), jnp.ones(shapes[0]), True)
+  forward = lambda params, state, x: f.apply(params, state, None, x, training)
+  spec = jax.ShapeDtypeStruct(spec_shape(*export.symbolic_shape(dims)), jnp.float32)
+  exported = export.export(jax.jit(forward))(params, state, spec)
+  for shape in shapes:
+    x = jax.random.normal(jax.random.key(shape[1]), shape) * 2 + 1
+    for g, w in zip(jax.tree.leaves(exported.call(params, state, x)),
+                    jax.tree.leaves(jax.jit(forward)(params, state, x)), strict=True):
       np.testing.assert_allclose(g, w, atol=ATOL, rtol=ATOL)
 
 
