@@ -12,8 +12,11 @@ import doctest
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import jmp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import divnorm
 from divnorm import haiku as dhk
@@ -286,3 +289,145 @@ def test_group_norm_errors_as_haiku_s():
 def test_docstring_examples_run():
   results = doctest.testmod(haiku_impl, globs={}, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert results.attempted >= 6 and results.failed == 0
+
+
+def test_mixed_precision_policies_apply_as_to_haiku_s():
+  """`hk.mixed_precision.set_policy` on divnorm's class, as on haiku's: float32 parameters
+  and state, float32 compute and a bfloat16 output, beside a bfloat16 Linear."""
+  compute16 = jmp.get_policy("params=float32,compute=bfloat16,output=bfloat16")
+  norm32 = jmp.get_policy("params=float32,compute=float32,output=bfloat16")
+  x = _x((4, 3))
+  results = []
+  for lib in (hk, dhk):
+    hk.mixed_precision.set_policy(hk.Linear, compute16)
+    hk.mixed_precision.set_policy(lib.BatchNorm, norm32)
+    try:
+      f = hk.transform_with_state(lambda x, lib=lib: lib.BatchNorm(True, True, 0.9)(
+          hk.Linear(8)(x), True))
+      params, state = f.init(jax.random.key(0), x)
+      y, state = f.apply(params, state, None, x)
+    finally:
+      hk.mixed_precision.clear_policy(hk.Linear)
+      hk.mixed_precision.clear_policy(lib.BatchNorm)
+    results.append((y, jax.tree.map(lambda a: a.dtype, (params, state))))
+  (want, want_dtypes), (got, got_dtypes) = results
+  assert got.dtype == want.dtype == jnp.bfloat16 and got_dtypes == want_dtypes
+  np.testing.assert_allclose(got.astype(jnp.float32), want.astype(jnp.float32), atol=2e-2)
+
+
+# ---- properties: any layer, axes, flags, eps and offset, against haiku's in float64 --------
+
+PROPERTY_SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+                             suppress_health_check=[HealthCheck.too_slow])
+TOL = 1e-3  # tests/compat/test_drop_in_properties.py derives it for the same inputs
+
+
+@st.composite
+def _axes(draw, ndim: int, *, exclude=(), negative: bool = True):
+  """A non-empty subset of the axes as haiku takes them: an int, a tuple (some negative) or
+  a slice."""
+  if draw(st.booleans()) and not exclude:
+    start = draw(st.integers(0, ndim - 1))
+    return slice(start, None)
+  axes = draw(st.lists(st.sampled_from([a for a in range(ndim) if a not in exclude]),
+                       min_size=1, unique=True))
+  axes = [a - ndim if negative and draw(st.booleans()) else a for a in axes]
+  return axes[0] if len(axes) == 1 and draw(st.booleans()) else tuple(axes)
+
+
+@st.composite
+def _haiku_layers(draw, name: str):
+  """``(constructor args, call args, shape, offset)`` of layer `name`."""
+  ndim = draw(st.integers(2, 4))
+  shape = draw(st.lists(st.integers(1, 4), min_size=ndim, max_size=ndim))
+  eps = draw(st.sampled_from([1e-5, 1e-3, 0.1]))
+  flags = dict(create_scale=draw(st.booleans()), create_offset=draw(st.booleans()))
+  data_format = draw(st.sampled_from(["channels_last", "channels_first"]))
+  call = ()
+  if name == "LayerNorm":
+    kwargs = dict(axis=draw(_axes(ndim)), eps=eps, param_axis=draw(_axes(ndim)),
+                  use_fast_variance=draw(st.booleans()), **flags)
+  elif name == "RMSNorm":
+    kwargs = dict(axis=draw(_axes(ndim)), eps=eps, param_axis=draw(_axes(ndim)),
+                  create_scale=flags["create_scale"])
+  elif name == "GroupNorm":
+    c = -1 if data_format == "channels_last" else 1
+    shape[c] = draw(st.sampled_from([2, 4, 6]))
+    groups = draw(st.sampled_from([g for g in (1, 2, shape[c]) if shape[c] % g == 0]))
+    kwargs = dict(groups=groups, eps=eps, data_format=data_format, **flags)
+    if draw(st.booleans()):  # haiku's GroupNorm indexes negative axes in its reshape
+      kwargs["axis"] = draw(_axes(ndim, exclude=(0,), negative=False))
+  elif name == "InstanceNorm":
+    kwargs = dict(eps=eps, data_format=data_format, **flags)
+  else:
+    kwargs = dict(decay_rate=draw(st.sampled_from([0.0, 0.5, 0.9])), eps=eps,
+                  data_format=data_format, **flags)
+    if draw(st.booleans()):
+      axes = draw(_axes(ndim, exclude=(ndim - 1, 1)))  # the channels kept, either format
+      kwargs["axis"] = sorted({a % ndim for a in ((axes,) if isinstance(axes, int) else axes)})
+    call = draw(st.sampled_from([(True,), (False, True)]))  # training, or local statistics
+  offset = draw(st.sampled_from([0.0, 3.0, -20.0]))
+  return kwargs, call, tuple(shape), offset
+
+
+def _grid(shape, offset):
+  """``offset + d``, `d` a permuted grid of spacing 3.5/n (any two entries 0.03 apart)."""
+  n = int(np.prod(shape))
+  grid = (np.arange(n) - (n - 1) / 2) * (3.5 / n)
+  return (offset + np.random.default_rng(n).permutation(grid)).reshape(shape)
+
+
+def _run(lib, name, kwargs, call, x, params, state):
+  """``(y, new state, gradients of <y, w> for x and the parameters)``, jitted."""
+  f = hk.transform_with_state(lambda x: getattr(lib, name)(**kwargs)(x, *call))
+  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), x.dtype)
+
+  def loss(params, x):
+    y, new_state = f.apply(params, state, None, x)
+    return jnp.sum(y * w), (y, new_state)
+
+  (_, (y, new_state)), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
+      params, x)
+  return y, new_state, grads
+
+
+@pytest.mark.slow
+@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
+                                  "BatchNorm"])
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_any_haiku_layer_equals_haiku_s_in_float64(name, data):
+  """divnorm's float32 layer against haiku's same layer run in float64 with the same
+  (perturbed) parameters and state: the variables, the output, the new state and the
+  gradients for the input and the parameters (BatchNorm: after a training step, again in
+  evaluation with its running averages), within 1e-3 of their magnitude. The inputs and
+  the tolerance are tests/compat/test_drop_in_properties.py's, which derives the bound."""
+  kwargs, call, shape, offset = data.draw(_haiku_layers(name), label="layer")
+  x = _grid(shape, offset)
+  f = hk.transform_with_state(lambda x: getattr(dhk, name)(**kwargs)(x, *call))
+  params, state = f.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
+  theirs = hk.transform_with_state(lambda x: getattr(hk, name)(**kwargs)(x, *call))
+  assert jax.tree.map(jnp.shape, (params, state)) == jax.tree.map(
+      jnp.shape, theirs.init(jax.random.key(0), jnp.asarray(x, jnp.float32)))
+  params = jax.tree.map(lambda a: a + 0.1 + 0.05 * jnp.arange(a.size).reshape(a.shape)
+                        .astype(a.dtype), params)
+  ours = _run(dhk, name, kwargs, call, jnp.asarray(x, jnp.float32), params, state)
+  if call == (True,):  # then evaluation with the running averages the step left
+    ours += _run(dhk, name, kwargs, (False,), jnp.asarray(x, jnp.float32), params, ours[1])
+  with jax.enable_x64(True):
+    as64 = lambda t: jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
+        else a, t)
+    x64, params64 = jnp.asarray(x), as64(params)
+    reference = _run(hk, name, kwargs, call, x64, params64, as64(state))
+    if call == (True,):
+      reference += _run(hk, name, kwargs, (False,), x64, params64, reference[1])
+    reference = jax.tree.map(np.asarray, reference)
+  for (path, got), (_, want) in zip(*(jax.tree_util.tree_leaves_with_path(t)
+                                      for t in (ours, reference)), strict=True):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape and np.isfinite(got).all(), jax.tree_util.keystr(path)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL * scale,
+                               err_msg=jax.tree_util.keystr(path))
