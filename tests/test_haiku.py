@@ -208,6 +208,22 @@ def test_bfloat16_in_bfloat16_out_with_float32_statistics(name):
   np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.loose_promotion  # haiku's layers: a float32 variance times a complex scale
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"])
+def test_complex_input_as_haiku_s(name):
+  """A complex mean and the variance ``E[|x - E[x]|^2]`` (LayerNorm, GroupNorm,
+  InstanceNorm: `jnp.var`'s), and RMSNorm's ``rsqrt(mean(x**2))`` of complex ``x**2``;
+  divnorm's under strict promotion too."""
+  x = jax.lax.complex(_x((2, 3, 3, 4)), _x((2, 3, 3, 4), seed=1))
+  theirs, ours = _transformed(hk, name), _transformed(dhk, name)
+  params, state = theirs.init(jax.random.key(0), x)
+  want = theirs.apply(params, state, None, x)[0]
+  with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
+    got = ours.apply(params, state, None, x)[0]
+  assert got.dtype == want.dtype == jnp.complex64
+  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
 def test_divisive_norm_is_the_function_with_haiku_s_affine():
   x = _x((2, 8, 8, 6))
   f = hk.transform(lambda x, **kw: dhk.DivisiveNorm((3, 5), sigma=0.5, create_scale=True,
@@ -266,6 +282,10 @@ def test_divisive_norm_trains_a_small_haiku_model():
     (lambda: dhk.DivisiveNorm(3, sigma=-1.0), ValueError, "sigma"),
     (lambda: dhk.BatchNorm(True, True, 0.9, cross_replica_axis_index_groups=[[0]]),
      ValueError, "cross_replica_axis"),
+    (lambda: dhk.BatchNorm(True, True, 0.9)(jax.lax.complex(jnp.ones((2, 3)), jnp.ones((2, 3))),
+                                            True), TypeError, "takes real inputs"),
+    (lambda: dhk.LayerNorm(-1, True, True, param_axis=5)(jnp.ones((2, 3))), ValueError,
+     "param_axis"),
 ])
 def test_bad_arguments_name_the_argument(make, error, match):
   with pytest.raises(error, match=match):

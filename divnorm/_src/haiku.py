@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 try:
   import haiku as hk
@@ -50,11 +51,11 @@ def _axes_or_slice(axis, name: str = "axis"):
   raise ValueError(f"`{name}` should be an int, slice or iterable of ints. Got: {axis}")
 
 
-def _abs_axes(axis, ndim: int) -> tuple[int, ...]:
+def _abs_axes(axis, ndim: int, name: str = "axis") -> tuple[int, ...]:
   """Non-negative, sorted axes of a rank-`ndim` input (haiku's `to_abs_axes`)."""
   if isinstance(axis, slice):
     return tuple(range(ndim)[axis])
-  return tuple(sorted({fs.canonical_axes(a, ndim, "axis")[0] for a in axis}))
+  return tuple(sorted({fs.canonical_axes(a, ndim, name)[0] for a in axis}))
 
 
 def _param_shape(features: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -141,7 +142,8 @@ class LayerNorm(_Norm):
     normalized = fs.normalized(x, Field(axes, ()), sigma=fs.sigma_of(self.eps, name="eps"),
                                mask=None, axis_name=None,
                                fast_variance=bool(self.use_fast_variance), sigma_name="eps")
-    return self._affine(x, normalized, _abs_axes(self.param_axis, x.ndim), scale, offset)
+    return self._affine(x, normalized, _abs_axes(self.param_axis, x.ndim, "param_axis"), scale,
+                        offset)
 
 
 class InstanceNorm(LayerNorm):
@@ -187,11 +189,16 @@ class RMSNorm(_Norm):
 
   def __call__(self, inputs):
     """Divides `inputs` by its root mean square over `axis` (times `scale`)."""
-    x = jnp.asarray(inputs)
-    normalized = fs.normalized(x, Field(_abs_axes(self.axis, x.ndim), ()), center=False,
-                               mask=None, sigma=fs.sigma_of(self.eps, name="eps"),
-                               axis_name=None, fast_variance=False, sigma_name="eps")
-    return self._affine(x, normalized, _abs_axes(self.param_axis, x.ndim), None, None)
+    x, axes = jnp.asarray(inputs), _abs_axes(self.axis, jnp.ndim(inputs))
+    if jnp.iscomplexobj(x):  # haiku's: the mean of x**2 (complex), not of |x|**2
+      u = x.astype(stat_dtype(x.dtype))
+      normalized = (u * lax.rsqrt(jnp.mean(u * u, axes, keepdims=True) + self.eps), u, None)
+    else:
+      normalized = fs.normalized(x, Field(axes, ()), center=False, mask=None,
+                                 sigma=fs.sigma_of(self.eps, name="eps"), axis_name=None,
+                                 fast_variance=False, sigma_name="eps")
+    return self._affine(x, normalized, _abs_axes(self.param_axis, x.ndim, "param_axis"), None,
+                        None)
 
 
 class GroupNorm(_Norm):
@@ -283,6 +290,11 @@ class BatchNorm(_Norm):
     running averages, which training updates."""
     x = jnp.asarray(inputs)
     self._call_time_affine(scale, offset)
+    if jnp.iscomplexobj(x):
+      raise TypeError("divnorm.haiku.BatchNorm takes real inputs; haiku's complex batch norm "
+                      "divides by a complex 'variance' E[x^2] - E[x]^2. Normalize the real and "
+                      "imaginary parts apart, or use divnorm.linen.BatchNorm (flax's "
+                      "E[|x - E[x]|^2]).")
     c = self.channel_index % x.ndim if x.ndim else None
     axes = fs.canonical_axes(tuple(a for a in range(x.ndim) if a != c) if self.axis is None
                              else self.axis, x.ndim, "axis")
