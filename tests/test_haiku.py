@@ -60,9 +60,9 @@ LAYERS = {
 }
 
 
-def _transformed(lib, name, fn=None):
+def _transformed(lib, name):
   make, args = LAYERS[name]
-  return hk.transform_with_state(fn or (lambda x: make(lib)(x, *args)))
+  return hk.transform_with_state(lambda x: make(lib)(x, *args))
 
 
 @pytest.mark.parametrize("name", LAYERS)

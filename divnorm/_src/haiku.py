@@ -15,8 +15,7 @@ imports haiku: ``pip install divnorm[haiku]``.
 
 from __future__ import annotations
 
-import collections.abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +45,7 @@ def _axes_or_slice(axis, name: str = "axis"):
     return axis
   if isinstance(axis, int):
     return (axis,)
-  if isinstance(axis, collections.abc.Iterable) and all(isinstance(a, int) for a in axis):
+  if isinstance(axis, Iterable) and all(isinstance(a, int) for a in axis):
     return tuple(axis)
   raise ValueError(f"`{name}` should be an int, slice or iterable of ints. Got: {axis}")
 
