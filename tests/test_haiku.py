@@ -285,7 +285,8 @@ def test_divisive_norm_trains_a_small_haiku_model():
     (lambda: dhk.BatchNorm(True, True, 0.9)(jax.lax.complex(jnp.ones((2, 3)), jnp.ones((2, 3))),
                                             True), TypeError, "takes real inputs"),
     (lambda: dhk.LayerNorm(-1, True, True, param_axis=5)(jnp.ones((2, 3))), ValueError,
-     "param_axis"),
+     "param_axis"),  # haiku wraps it to axis 1: docs/compatibility.md
+    (lambda: dhk.RMSNorm(5)(jnp.ones((2, 3))), ValueError, "axis"),
 ])
 def test_bad_arguments_name_the_argument(make, error, match):
   with pytest.raises(error, match=match):
