@@ -1,6 +1,8 @@
 """Haiku modules over the functional core (``pip install divnorm[haiku]``).
 
-Re-exports only; the implementation is in `divnorm._src.haiku`.
+Re-exports only; the implementation is in `divnorm._src.haiku` (haiku's layers and the
+paper's DivisiveNorm) and `divnorm._src.haiku_extra` (the unified normalizer, the survey's
+other normalizers and haiku's spectral normalization).
 """
 
 from divnorm._src.haiku import (
@@ -11,12 +13,32 @@ from divnorm._src.haiku import (
   LayerNorm,
   RMSNorm,
 )
+from divnorm._src.haiku_extra import (
+  GDN,
+  BatchInstanceNorm,
+  BatchRenorm,
+  LocalResponseNorm,
+  MeanOnlyBatchNorm,
+  Normalize,
+  SNParamsTree,
+  SpectralNorm,
+  SwitchableNorm,
+)
 
 __all__ = [
+  "GDN",
+  "BatchInstanceNorm",
   "BatchNorm",
+  "BatchRenorm",
   "DivisiveNorm",
   "GroupNorm",
   "InstanceNorm",
   "LayerNorm",
+  "LocalResponseNorm",
+  "MeanOnlyBatchNorm",
+  "Normalize",
   "RMSNorm",
+  "SNParamsTree",
+  "SpectralNorm",
+  "SwitchableNorm",
 ]

@@ -29,7 +29,7 @@ except ModuleNotFoundError as error:  # haiku is an optional extra
                             f"pip install 'divnorm[haiku]'.", name=error.name) from error
 
 from divnorm._src import flax_semantics as fs
-from divnorm._src.checks import check_nonnegative
+from divnorm._src.checks import check_bool, check_nonnegative
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import divisive_norm
@@ -78,6 +78,14 @@ class _Norm(hk.Module):
     self.create_scale, self.create_offset = create_scale, create_offset
     self.scale_init = scale_init or jnp.ones
     self.offset_init = offset_init or jnp.zeros
+
+  @staticmethod
+  def _sigma(sigma, learn_sigma: bool):
+    """`sigma`, or with `learn_sigma` ``exp(log_sigma)``: a float32 parameter from `sigma`."""
+    if not learn_sigma:
+      return sigma
+    return jnp.exp(hk.get_parameter("log_sigma", (), jnp.float32,
+                                    init=lambda *_: fs.log_sigma_init(sigma, jnp.float32)))
 
   def _call_time_affine(self, scale, offset) -> None:
     if self.create_scale and scale is not None:
@@ -327,7 +335,9 @@ class DivisiveNorm(_Norm):
   suppression window; a rank-2 input ``[batch, units]`` is windowed over its units.
   Arguments: `divnorm.divisive_norm`'s windows, `sigma`, `across_channels` and `border`,
   with haiku's `create_scale`, `create_offset` (per channel; off by default, as the paper's
-  layer) and `data_format`.
+  layer) and `data_format`; `learn_sigma` learns sigma as ``exp(log_sigma)`` (a float32
+  parameter), from `sigma` > 0. At call time, `mask` (True: in) selects the entries that
+  enter the statistics (masked-out outputs are 0, or the offset).
 
   >>> import haiku as hk, jax, jax.numpy as jnp
   >>> from divnorm import haiku as dhk
@@ -342,23 +352,28 @@ class DivisiveNorm(_Norm):
 
   def __init__(self, summation_window: int | Sequence[int],
                suppression_window: int | Sequence[int] | None = None, *, sigma: float = 0.0,
-               across_channels: bool = True, border: str = "valid",
-               create_scale: bool = False, create_offset: bool = False, scale_init=None,
-               offset_init=None, data_format: str = "channels_last", name: str | None = None):
+               learn_sigma: bool = False, across_channels: bool = True,
+               border: str = "valid", create_scale: bool = False, create_offset: bool = False,
+               scale_init=None, offset_init=None, data_format: str = "channels_last",
+               name: str | None = None):
     check_nonnegative(sigma, "sigma", " (the paper's smoothing term)")
+    if check_bool(learn_sigma, "learn_sigma"):
+      fs.log_sigma_init(sigma, jnp.float32)  # its errors now, not at the first call
     super().__init__(create_scale, create_offset, scale_init, offset_init, name)
     self.summation_window, self.suppression_window = summation_window, suppression_window
-    self.sigma, self.across_channels, self.border = sigma, across_channels, border
+    self.sigma, self.learn_sigma = sigma, learn_sigma
+    self.across_channels, self.border = across_channels, border
     self.channel_index = hk.get_channel_index(data_format)
 
-  def __call__(self, x, *, return_centered: bool = False):
+  def __call__(self, x, *, mask=None, return_centered: bool = False):
     """Divisively normalizes `x`; `return_centered`: ``(y, v)``, ``v = x - E_A[x]``."""
     x = jnp.asarray(x)
     c = self.channel_index % x.ndim if x.ndim else -1
     y, v = divisive_norm(x.astype(stat_dtype(x.dtype)), summation_window=self.summation_window,
-                         suppression_window=self.suppression_window, sigma=self.sigma,
-                         channel_axis=c, across_channels=self.across_channels,
-                         border=self.border, return_centered=True)
+                         suppression_window=self.suppression_window,
+                         sigma=self._sigma(self.sigma, self.learn_sigma), channel_axis=c,
+                         across_channels=self.across_channels, border=self.border, mask=mask,
+                         return_centered=True)
     y = self._affine(x, (y, v, None), (c,), None, None)
     return (y, v.astype(y.dtype)) if return_centered else y
 

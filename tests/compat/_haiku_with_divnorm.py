@@ -1,7 +1,7 @@
 """haiku's normalization modules with divnorm's layers in place of haiku's.
 
-haiku's own tests (ported beside this file) import `layer_norm`, `rms_norm`, `group_norm`
-and `batch_norm` from here instead of `haiku._src`: each is a copy of haiku's module
+haiku's own tests (ported beside this file) import `layer_norm`, `rms_norm`, `group_norm`,
+`batch_norm` and `spectral_norm` from here instead of `haiku._src`: each is a copy of haiku's module
 namespace whose layer classes are divnorm's. `layer_norm.ERROR_IF_PARAM_AXIS_NOT_EXPLICIT`
 reads and sets haiku's own flag, which divnorm's LayerNorm follows.
 """
@@ -12,6 +12,7 @@ from haiku._src import batch_norm as _batch_norm
 from haiku._src import group_norm as _group_norm
 from haiku._src import layer_norm as _layer_norm
 from haiku._src import rms_norm as _rms_norm
+from haiku._src import spectral_norm as _spectral_norm
 
 from divnorm import haiku as _divnorm_haiku
 
@@ -41,3 +42,4 @@ layer_norm = _with_divnorm(_layer_norm, ("LayerNorm", "InstanceNorm"), _LayerNor
 rms_norm = _with_divnorm(_rms_norm, ("RMSNorm",))
 group_norm = _with_divnorm(_group_norm, ("GroupNorm",))
 batch_norm = _with_divnorm(_batch_norm, ("BatchNorm",))
+spectral_norm = _with_divnorm(_spectral_norm, ("SpectralNorm", "SNParamsTree"))

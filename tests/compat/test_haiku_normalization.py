@@ -13,9 +13,10 @@
 # limitations under the License.
 # ==============================================================================
 # Ported from google-deepmind/dm-haiku v0.0.17 (the wheel's haiku/_src): the tests of
-# layer_norm_test.py, rms_norm_test.py, group_norm_test.py and batch_norm_test.py, one after
-# the other. Changed: the import lines only (`layer_norm`, `rms_norm`, `group_norm` and
-# `batch_norm` are haiku's modules with divnorm's layers, see _haiku_with_divnorm.py), and
+# layer_norm_test.py, rms_norm_test.py, group_norm_test.py, batch_norm_test.py and
+# spectral_norm_test.py, one after the other. Changed: the import lines only (`layer_norm`,
+# `rms_norm`, `group_norm`, `batch_norm` and `spectral_norm` are haiku's modules with
+# divnorm's layers, see _haiku_with_divnorm.py), and
 # each file's `if __name__ == "__main__"` block is left out (pytest runs them).
 """haiku's normalization tests, run against divnorm.haiku."""
 
@@ -25,17 +26,20 @@ import itertools
 from absl.testing import absltest
 from absl.testing import parameterized
 from haiku._src import base
+from haiku._src import basic
 from haiku._src import initializers
 from haiku._src import test_utils
 from haiku._src import transform
 import jax
 import jax.numpy as jnp
+import jax.random as random
 import numpy as np
 
 from tests.compat._haiku_with_divnorm import batch_norm
 from tests.compat._haiku_with_divnorm import group_norm
 from tests.compat._haiku_with_divnorm import layer_norm
 from tests.compat._haiku_with_divnorm import rms_norm
+from tests.compat._haiku_with_divnorm import spectral_norm
 
 # ---- layer_norm_test.py ------------------------------------------------------
 
@@ -909,3 +913,73 @@ class BatchNormTest(absltest.TestCase):
     output, _ = forward_eval_bfloat16.apply(params, state, rng, input_bfloat16)
     self.assertEqual(output.dtype, jnp.bfloat16)
 
+
+# ---- spectral_norm_test.py ---------------------------------------------------
+
+
+class SpectralNormTest(absltest.TestCase):
+
+  @test_utils.transform_and_run
+  def test_scalar(self):
+    sn = spectral_norm.SpectralNorm()
+    with self.assertRaisesRegex(ValueError, "not well defined"):
+      sn(1.0)
+
+  @test_utils.transform_and_run
+  def test_vector(self):
+    sn = spectral_norm.SpectralNorm()
+    with self.assertRaisesRegex(ValueError, "not well defined"):
+      sn(jnp.ones(shape=[5]))
+
+  @test_utils.transform_and_run
+  def test_3d_tensor(self):
+    sn = spectral_norm.SpectralNorm()
+    input_3d = (4.0 * jnp.eye(8, 8))[None, :, :]
+    sn(input_3d)
+    with self.assertRaisesRegex(ValueError, "Input is 3D but"):
+      sn(input_3d, error_on_non_matrix=True)
+
+  @test_utils.transform_and_run
+  def test_matrix(self):
+    sn = spectral_norm.SpectralNorm()
+    # We can easily calculate the first singular value for this matrix.
+    input_ = 4.0 * jnp.eye(8, 8)
+    sn(input_)
+    np.testing.assert_allclose(sn.sigma, 4.0, atol=1e-3)
+
+  @test_utils.transform_and_run
+  def test_matrix_multiple_steps(self):
+    sn = spectral_norm.SpectralNorm(n_steps=3)
+    # We can easily calculate the first singular value for this matrix.
+    input_ = 4.0 * jnp.eye(8, 8)
+    sn(input_)
+    np.testing.assert_allclose(sn.sigma, 4.0, atol=1e-3)
+
+  @test_utils.transform_and_run
+  def test_matrix_no_stats(self):
+    sn = spectral_norm.SpectralNorm()
+    # We can easily calculate the first singular value for this matrix.
+    input_ = 4.0 * jnp.eye(8, 8)
+    sn(input_, update_stats=False)
+    np.testing.assert_allclose(sn.sigma, 1.0)
+
+
+class SNParamsTreeTest(absltest.TestCase):
+
+  def test_sn_naming_scheme(self):
+    sn_name = "this_is_a_wacky_but_valid_name"
+    linear_name = "so_is_this"
+
+    def f():
+      return basic.Linear(output_size=2, name=linear_name)(jnp.zeros([6, 6]))
+
+    init_fn, _ = transform.transform(f)
+    params = init_fn(random.PRNGKey(428))
+
+    def g(x):
+      return spectral_norm.SNParamsTree(ignore_regex=".*b", name=sn_name)(x)
+    init_fn, _ = transform.transform_with_state(g)
+    _, params_state = init_fn(random.PRNGKey(428), params)
+
+    expected_sn_states = [f"{sn_name}/{linear_name}__{s}" for s in ["w"]]
+    self.assertSameElements(expected_sn_states, params_state.keys())
