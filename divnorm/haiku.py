@@ -2,7 +2,8 @@
 
 Re-exports only; the implementation is in `divnorm._src.haiku` (haiku's layers and the
 paper's DivisiveNorm) and `divnorm._src.haiku_extra` (the unified normalizer, the survey's
-other normalizers and haiku's spectral normalization).
+other normalizers and haiku's spectral normalization) and `divnorm._src.haiku_families` (the
+divisive normalization families).
 """
 
 from divnorm._src.haiku import (
@@ -24,18 +25,23 @@ from divnorm._src.haiku_extra import (
   SpectralNorm,
   SwitchableNorm,
 )
+from divnorm._src.haiku_families import BurgNorm, CenterSurroundNorm, GaussianNorm, MillerNorm
 
 __all__ = [
   "GDN",
   "BatchInstanceNorm",
   "BatchNorm",
   "BatchRenorm",
+  "BurgNorm",
+  "CenterSurroundNorm",
   "DivisiveNorm",
+  "GaussianNorm",
   "GroupNorm",
   "InstanceNorm",
   "LayerNorm",
   "LocalResponseNorm",
   "MeanOnlyBatchNorm",
+  "MillerNorm",
   "Normalize",
   "RMSNorm",
   "SNParamsTree",

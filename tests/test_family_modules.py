@@ -1,9 +1,10 @@
-"""The families' modules (linen, NNX, equinox): parameters, the functional preset, the same
-numbers in the three APIs, a training step."""
+"""The families' modules (linen, NNX, equinox, haiku): parameters, the functional preset, the
+same numbers in the four APIs, a training step."""
 
 import doctest
 
 import equinox as eqx
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,7 @@ from flax import nnx
 
 from divnorm._src import equinox_families as E
 from divnorm._src import families as F
+from divnorm._src import haiku_families as H
 from divnorm._src import linen_families as L
 from divnorm._src import nnx_families as N
 from divnorm._src.nonnegative import nonnegative
@@ -22,7 +24,7 @@ X = jnp.asarray(np.random.default_rng(0).normal(size=(1, 4, 4, 16)), jnp.float32
 
 @pytest.mark.slow
 @pytest.mark.loose_promotion
-@pytest.mark.parametrize("module", [L, N, E], ids=["linen", "nnx", "equinox"])
+@pytest.mark.parametrize("module", [L, N, E, H], ids=["linen", "nnx", "equinox", "haiku"])
 def test_docstring_examples(module):
   failures, _ = doctest.testmod(module, extraglobs={"jax": jax, "jnp": jnp, "nnx": nnx})
   assert failures == 0
@@ -41,6 +43,75 @@ def test_the_three_apis_agree():
     np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(nnx_module, x), y, rtol=1e-6)
     np.testing.assert_allclose(eqx.filter_jit(lambda m, x: m(x))(eqx_module, first(x)),
                                first(y), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,linen,haiku,x", [
+    ("miller_norm", L.MillerNorm(lamb_init=1.5), lambda **kw: H.MillerNorm(lamb_init=1.5, **kw),
+     jax.nn.relu(X)),
+    ("burg_norm", L.BurgNorm(kernel_size=3), lambda **kw: H.BurgNorm(kernel_size=3, **kw), X),
+    ("center_surround_norm", L.CenterSurroundNorm(surround_dist=2),
+     lambda **kw: H.CenterSurroundNorm(surround_dist=2, **kw), X),
+    ("gaussian_norm", L.GaussianNorm(kernel_size=3),
+     lambda **kw: H.GaussianNorm(kernel_size=3, **kw), X)])
+def test_haiku_modules_are_the_linen_modules(name, linen, haiku, x):
+  """The same parameters (names, shapes; flax's ``bias`` is haiku's ``offset``) and, with
+  linen's trained values, the same numbers, channels last or first; parameters in the
+  input's dtype (haiku's convention) or `param_dtype`."""
+  params = jax.tree.map(lambda a: a * 1.1 + 0.01, linen.init(jax.random.key(0), x)["params"])
+  want = linen.apply({"params": params}, x)
+  f = hk.transform(lambda x, **kw: haiku(**kw)(x))
+  init = f.init(jax.random.key(0), x)
+  renamed = {{"bias": "offset"}.get(k, k): v for k, v in params.items()}
+  assert jax.tree.map(jnp.shape, init) == {name: jax.tree.map(jnp.shape, renamed)}
+  np.testing.assert_allclose(f.apply({name: renamed}, None, x), want, rtol=1e-5, atol=1e-6)
+  first = jax.tree.map(lambda a: a, {name: renamed})
+  y = f.apply(first, None, jnp.moveaxis(x, -1, 1), data_format="channels_first")
+  np.testing.assert_allclose(jnp.moveaxis(y, 1, -1), want, rtol=1e-5, atol=1e-6)
+  assert {a.dtype for a in jax.tree.leaves(f.init(jax.random.key(0), x.astype(jnp.bfloat16)))
+          } == {jnp.dtype(jnp.bfloat16)}
+  assert {a.dtype for a in jax.tree.leaves(f.init(
+      jax.random.key(0), x.astype(jnp.bfloat16), param_dtype=jnp.float32))} == {
+          jnp.dtype(jnp.float32)}
+
+
+def test_center_surround_norm_takes_bfloat16_under_strict_promotion():
+  """A bfloat16 input and float32 parameters: flax's promoted float32 output (linen, NNX),
+  equinox's the input's dtype; the suite runs under strict dtype promotion, where the
+  affine step once raised."""
+  x = X.astype(jnp.bfloat16)
+  linen = L.CenterSurroundNorm()
+  want = linen.apply(linen.init(jax.random.key(0), X), X)
+  y = linen.apply(linen.init(jax.random.key(0), x), x)
+  for got, dtype in [(y, jnp.float32), (N.CenterSurroundNorm(16)(x), jnp.float32),
+                     (jnp.moveaxis(E.CenterSurroundNorm(16)(jnp.moveaxis(x[0], -1, 0)), 0, -1
+                                   )[None], jnp.bfloat16)]:
+    assert got.dtype == dtype
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=2e-2, atol=2e-2)
+
+
+def test_haiku_burg_penalty_and_gaussian_filterbank():
+  """BurgNorm's ``penalty()`` is linen's sown ``l1_v`` and has a gradient; GaussianNorm's
+  weights are the filterbank drawn from haiku's parameter key."""
+  def f(x):
+    layer = H.BurgNorm(kernel_size=3, v_l1=1e-3)
+    return jnp.mean(layer(x) ** 2) + layer.penalty()
+  f = hk.without_apply_rng(hk.transform(f))
+  params = f.init(jax.random.key(0), X)
+  _, state = L.BurgNorm(kernel_size=3, v_l1=1e-3).apply(
+      {"params": params["burg_norm"]}, X, mutable=["losses"])
+  penalty = hk.without_apply_rng(hk.transform(lambda x: (lambda b: (b(x), b.penalty())[1])(
+      H.BurgNorm(kernel_size=3, v_l1=1e-3))))
+  np.testing.assert_allclose(penalty.apply(params, X), state["losses"]["l1_v"], rtol=1e-6)
+  assert np.all(np.isfinite(jax.grad(f.apply)(params, X)["burg_norm"]["v"]))
+  with pytest.raises(ValueError, match="call the layer on its input first"):
+    hk.transform(lambda: H.BurgNorm(v_l1=1.0).penalty()).init(None)
+  g = hk.transform(lambda x: H.GaussianNorm(kernel_size=5)(x))
+  weights = [g.init(jax.random.key(s), X)["gaussian_norm"]["weights"] for s in (0, 0, 1)]
+  np.testing.assert_array_equal(weights[0], weights[1])
+  assert not np.array_equal(weights[0], weights[2])
+  bank = np.asarray(F.gaussian_filterbank(16, 5, jax.random.key(0)))
+  np.testing.assert_allclose(np.sort(np.asarray(weights[0]).ravel()), np.sort(bank.ravel()),
+                             rtol=1e-6)  # the same filters, in an order from the key
 
 
 @pytest.mark.slow
@@ -127,8 +198,15 @@ def _linen(module):
                  id="equinox-center-surround-beta"),
     pytest.param(lambda: E.GaussianNorm(16, kernel_size=4, key=jax.random.key(0)),
                  "kernel_size=4 must be odd", id="equinox-gaussian-size"),
+    pytest.param(lambda: H.MillerNorm(lamb_init=0.0), "lamb_init=0.0", id="haiku-miller-lamb"),
+    pytest.param(lambda: H.BurgNorm(kernel_size=4), "kernel_size=4 must be odd",
+                 id="haiku-burg-size"),
+    pytest.param(lambda: H.CenterSurroundNorm(group_size=0), "group_size=0",
+                 id="haiku-center-surround-group"),
+    pytest.param(lambda: H.GaussianNorm(offset=-1.0), "offset=-1.0", id="haiku-gaussian-offset"),
+    pytest.param(lambda: H.GaussianNorm(data_format="foo"), "foo", id="haiku-data-format"),
 ])
 def test_module_argument_errors(make, match):
   """Bad module arguments are named as the user passed them (kernel_size, *_init)."""
   with pytest.raises(ValueError, match=match):
-    make()
+    hk.transform(make).init(None)  # haiku's modules are built inside a transform

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from divnorm._src import families
+from divnorm._src import flax_semantics as fs
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 
 _NO_STATE = object()  # equinox's convention: `state` passes through when given
@@ -159,12 +160,7 @@ class CenterSurroundNorm(eqx.Module):
         x[None], beta=nonnegative(self.beta), gamma_k=nonnegative(self.gamma_k),
         gamma_s=nonnegative(self.gamma_s), surround_dist=self.surround_dist,
         group_size=self.group_size, beta_min=self.beta_min, channel_axis=1)[0]
-    shape = (-1,) + (1,) * (x.ndim - 1)
-    if self.weight is not None:
-      y = y * self.weight.reshape(shape)
-    if self.bias is not None:
-      y = y + self.bias.reshape(shape)
-    return _out(y, x, state)
+    return _out(fs.affine(y, self.weight, self.bias, (0,)), x, state)
 
 
 class GaussianNorm(eqx.Module):

@@ -16,6 +16,7 @@ import jax  # noqa: F401  (the docstring examples use it)
 import jax.numpy as jnp
 
 from divnorm._src import families
+from divnorm._src import flax_semantics as fs
 from divnorm._src.checks import channel_axis_index
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 
@@ -164,13 +165,12 @@ class CenterSurroundNorm(nn.Module):
         gamma_k=raw("gamma_k", (self.group_size, c), self.gamma_init),
         gamma_s=raw("gamma_s", (3, 3, c), self.gamma_init), surround_dist=self.surround_dist,
         group_size=self.group_size, beta_min=self.beta_min, channel_axis=self.channel_axis)
-    shape = [1] * jnp.ndim(x)
-    shape[self.channel_axis] = c
-    if self.use_scale:
-      y = y * self.param("scale", nn.initializers.ones, (c,), self.param_dtype).reshape(shape)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (c,), self.param_dtype).reshape(shape)
-    return y
+    scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype) if (
+        self.use_scale) else None
+    bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype) if (
+        self.use_bias) else None
+    axis = channel_axis_index(self.channel_axis, jnp.ndim(x), "CenterSurroundNorm")
+    return fs.affine(y, scale, bias, (axis,)).astype(fs.result_dtype(x, scale, bias))
 
 
 class GaussianNorm(nn.Module):

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from divnorm._src import families
+from divnorm._src import flax_semantics as fs
+from divnorm._src.checks import channel_axis_index
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 
 Dtype = Any
@@ -133,13 +135,9 @@ class CenterSurroundNorm(nnx.Module):
         x, beta=nonnegative(self.beta[...]), gamma_k=nonnegative(self.gamma_k[...]),
         gamma_s=nonnegative(self.gamma_s[...]), surround_dist=self.surround_dist,
         group_size=self.group_size, beta_min=self.beta_min, channel_axis=self.channel_axis)
-    shape = [1] * jnp.ndim(x)
-    shape[self.channel_axis] = -1
-    if self.scale is not None:
-      y = y * self.scale[...].reshape(shape)
-    if self.bias is not None:
-      y = y + self.bias[...].reshape(shape)
-    return y
+    scale, bias = (None if p is None else p[...] for p in (self.scale, self.bias))
+    axis = channel_axis_index(self.channel_axis, jnp.ndim(x), "CenterSurroundNorm")
+    return fs.affine(y, scale, bias, (axis,)).astype(fs.result_dtype(x, scale, bias))
 
 
 class GaussianNorm(nnx.Module):
