@@ -237,6 +237,12 @@ case("divisive_norm channel_axis=3.0", lambda: dn(channel_axis=3.0),
      Error(TypeError, "channel_axis"))
 case("divisive_norm channel_axis=np.int64(-1)", lambda: dn(channel_axis=np.int64(-1)),
      _close(lambda: _dn(X, 3, 0.5)))
+for name, axis, exc in [("7", 7, ValueError), ("0 (the batch)", 0, ValueError),
+                        ("'c'", "c", TypeError), ("1.5", 1.5, TypeError)]:
+  case(f"divisive_norm rank 2 channel_axis={name}", lambda axis=axis: dn(X2, channel_axis=axis),
+       Error(exc, "channel_axis"))
+case("divisive_norm rank 2 channel_axis=1", lambda: dn(X2, channel_axis=1),
+     _close(lambda: _dn(X2, 3, 0.5)))
 case("divisive_norm border='same'", lambda: dn(border="same"), Error(ValueError, "border"))
 case("divisive_norm rank 1", lambda: dn(X[0, 0, 0]), Error(ValueError, "rank"))
 case("divisive_norm empty spatial axis", lambda: dn(np.zeros((2, 0, 5, 4), np.float32)),

@@ -186,6 +186,54 @@ def test_switchable_norm_against_numpy(x64):
   np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 0.01), atol=1e-10)
 
 
+@pytest.mark.parametrize("wm", [[0.0, 0.0, 0.0], [0.5, 0.7, 0.1], [-0.3, 0.2, 0.4]])
+def test_switchable_norm_mean_weights_need_not_sum_to_one(x64, wm):
+  """``mu = sum_k w_k mu_k`` for any weights (the shift of the statistics enters with the
+  weights' sum: once it entered with weight 1, whatever the weights)."""
+  x = _x((3, 4, 5, 2), offset=5.0)
+  wv = np.array([0.2, 0.3, 0.5])
+  y, _ = mixtures.switchable_norm(x, _stats(x), mean_weights=np.array(wm), var_weights=wv,
+                                  training=True, sigma=0.1)
+  moments = [_np_moments(x, a) for a in [(1, 2), (1, 2, 3), (0, 1, 2)]]
+  mean = sum(w * m for w, (m, _) in zip(wm, moments, strict=True))
+  var = sum(w * v for w, (_, v) in zip(wv, moments, strict=True))
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 0.01), atol=1e-10)
+
+
+def _masked_feature(x):
+  """A mask with no True entry for the last feature (channel)."""
+  return np.ones(x.shape, bool) & (np.arange(x.shape[-1]) < x.shape[-1] - 1)
+
+
+_RUNNING = {
+    "batch_norm": lambda x, st, m: divnorm.batch_norm(x, st, training=True, mask=m,
+                                                      momentum=0.5)[1],
+    "mean_only_batch_norm": lambda x, st, m: divnorm.mean_only_batch_norm(
+        x, divnorm.MeanStats(st.mean), training=True, mask=m, momentum=0.5)[1],
+    "batch_renorm": lambda x, st, m: divnorm.batch_renorm(x, st, training=True, mask=m,
+                                                          momentum=0.5)[1],
+    "batch_instance_norm": lambda x, st, m: divnorm.batch_instance_norm(
+        x, st, rho=0.5, training=True, mask=m, momentum=0.5)[1],
+    "switchable_norm": lambda x, st, m: divnorm.switchable_norm(
+        x, st, mean_weights=jnp.ones(3) / 3, var_weights=jnp.ones(3) / 3, training=True,
+        mask=m, momentum=0.5)[1],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RUNNING))
+def test_a_feature_the_mask_leaves_empty_keeps_its_running_statistics(x64, name):
+  """A batch with no masked-in entry of a feature (all padding) leaves its running
+  statistics as they were; the other features update (once they moved toward 0)."""
+  x = _x((4, 3, 3, 3))
+  stats = divnorm.BatchStats(jnp.full(3, 10.0), jnp.full(3, 2.0))
+  new = _RUNNING[name](x, stats, _masked_feature(x))
+  unmasked = _RUNNING[name](x, stats, None)
+  for old, got, free in zip(stats, new, unmasked):  # MeanStats: the mean only
+    assert got[-1] == old[-1]
+    np.testing.assert_allclose(got[:-1], free[:-1], rtol=1e-12)
+    assert np.all(got[:-1] != old[:-1])
+
+
 def test_switchable_one_hot_is_in_ln_bn(x64):
   x = _x((3, 4, 5, 2))
   stats = divnorm.batch_stats_init(x, dtype=jnp.float64)

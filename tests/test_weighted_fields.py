@@ -92,6 +92,23 @@ def test_mask_is_exact_and_selects(x64, border):
   np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
+def test_a_position_whose_summation_field_is_empty_is_not_centered(x64):
+  """A centre-surround summation field with its one neighbour masked out, or its surround
+  past the border, is empty there: ``E_A[x] = 0`` (an empty field's statistics are 0), so
+  ``v = x``, whatever lies outside the field (once it was the row's mean)."""
+  cs = K.center_surround(3)
+  mask = np.array([[True, False, True, True, True]])
+  x = np.array([[1.0, 2.0, 4.0, 8.0, 16.0]])
+  vs = [normalize(jnp.asarray(x.copy()), {1: cs}, {1: None}, sigma=1.0, mask=mask,
+                  return_centered=True)[1] for x in (x, np.where(np.arange(5) == 4, 1e3, x))]
+  np.testing.assert_allclose(vs[0][0, 0], 1.0)
+  np.testing.assert_allclose(vs[1][0, 0], 1.0)
+  np.testing.assert_allclose(vs[0][0, 2:], vs[0][0, 2:])  # the others keep their fields
+  _, v = normalize(jnp.asarray([[1.0, 2.0, 6.0]]), {1: K.center_surround(3, dilation=5)},
+                   {1: None}, sigma=1.0, return_centered=True)
+  np.testing.assert_allclose(v, [[1.0, 2.0, 6.0]])
+
+
 def test_valid_border_is_a_mean_of_what_exists(x64):
   """A constant input has a weighted mean equal to that constant everywhere under "valid"
   (the border divides by the weight that exists), and shrinks toward 0 under "zeros"."""

@@ -28,7 +28,7 @@ from divnorm._src.checks import (
 )
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, resolve_axes, resolve_field
-from divnorm._src.reductions import select, stat_dtype
+from divnorm._src.reductions import field_count, select, stat_dtype
 from divnorm._src.statistics import inverse_scale, stats_shape
 
 
@@ -107,17 +107,29 @@ def check_stats(stats, kind: type, x: jax.Array, features: tuple[int, ...], feat
   return shape
 
 
-def ema(old: jax.Array, batch: jax.Array, momentum) -> jax.Array:
+def ema(old: jax.Array, batch: jax.Array, momentum, seen=None) -> jax.Array:
   """``momentum * old + (1 - momentum) * batch`` in the dtype of `old` (a fixed point of the
   update, so a jitted step never retraces), or in `batch`'s if it is complex (flax's complex
   BatchNorm). A Python momentum stays weakly typed, as in Flax; a NumPy or JAX one is cast
-  to that dtype (no promotion, even under strict rules)."""
+  to that dtype (no promotion, even under strict rules). Where `seen` (`seen_features`) is
+  False, the batch had no entry of the feature and `old` stays."""
   if jnp.iscomplexobj(batch):
     old = old.astype(batch.dtype)
   momentum = check_broadcasts(momentum, old.shape, "momentum", "the running statistics' shape")
   if not isinstance(momentum, int | float):
     momentum = jnp.asarray(momentum).astype(old.dtype)
-  return momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype)
+  new = momentum * old + (1.0 - momentum) * batch.reshape(old.shape).astype(old.dtype)
+  return new if seen is None else jnp.where(seen, new, old)
+
+
+def seen_features(mask, shape: tuple[int, ...], features: tuple[int, ...], axis_name=None):
+  """Per feature (the running statistics' shape): whether the batch has a masked-in entry of
+  it (over `axis_name` too); None without a mask, where every feature has its entries."""
+  if mask is None:
+    return None
+  reduction = Field(tuple(a for a in range(len(shape)) if a not in features), ())
+  count = field_count(shape, reduction, mask=jnp.broadcast_to(mask, shape), axis_name=axis_name)
+  return (count > 0).reshape(tuple(shape[a] for a in features))
 
 
 def running_var(var: jax.Array, dt) -> jax.Array:
@@ -158,7 +170,8 @@ def batch_norm(
       paper's code uses 0.9).
     sigma: smoothing term; Flax's ``epsilon`` is ``sigma ** 2``.
     axis_name: also average over this named axis (``shard_map``); not needed under ``jit``.
-    mask: boolean, broadcastable to `x`; statistics use only its True entries.
+    mask: boolean, broadcastable to `x`; statistics use only its True entries. A feature
+      with none keeps its running statistics.
     return_centered: return ``(y, v)`` in place of ``y``.
     fast_variance: ``True``: one-pass ``E[x^2] - E[x]^2`` batch variance, as Flax's
       default (``use_fast_variance=True``); ``None`` (default) or ``False``: two-pass
@@ -210,15 +223,17 @@ def batch_norm_factors(x: jax.Array, stats: BatchStats, *, training: bool,
   if training and not jnp.iscomplexobj(x):
     y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                        fast_variance=fast_variance)
-    stats = BatchStats(ema(stats.mean, batch.shift + batch.mean, momentum),
-                       ema(stats.var, batch.var, momentum))
+    seen = seen_features(mask, x.shape, features, axis_name)
+    stats = BatchStats(ema(stats.mean, batch.shift + batch.mean, momentum, seen),
+                       ema(stats.var, batch.var, momentum, seen))
     return (y, v, (x - batch.shift, batch.mean, r)), stats
   if training:  # the batch statistics of the real and imaginary parts
     re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                 fast_variance=fast_variance)[3]
               for part in (jnp.real(x), jnp.imag(x)))
     mean, var = lax.complex(re.shift + re.mean, im.shift + im.mean), re.var + im.var
-    stats = BatchStats(ema(stats.mean, mean, momentum), ema(stats.var, var, momentum))
+    seen = seen_features(mask, x.shape, features, axis_name)
+    stats = BatchStats(ema(stats.mean, mean, momentum, seen), ema(stats.var, var, momentum, seen))
   else:
     mean, var = stats
   r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)

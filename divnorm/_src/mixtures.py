@@ -33,6 +33,7 @@ from divnorm._src.batch import (
   ema,
   feature_shape,
   running_var,
+  seen_features,
 )
 from divnorm._src.checks import (
   channel_axis_index,
@@ -126,7 +127,8 @@ def mean_only_batch_norm(
     check_nonempty(x, reduction, "mean_only_batch_norm")
     k = _data_shift(x32, mask, axis_name)
     m = field_mean(x32 - k, resolve_field(reduction, x.ndim), mask=mask, axis_name=axis_name)
-    stats = MeanStats(ema(stats.mean, k + m, momentum))
+    stats = MeanStats(ema(stats.mean, k + m, momentum,
+                          seen_features(mask, x.shape, features, axis_name)))
   else:
     k, m = np.zeros((), dt), stats.mean.astype(dt).reshape(bshape)
   y = select((x32 - k) - m, mask).astype(x.dtype)
@@ -202,9 +204,11 @@ def batch_renorm(
   d = lax.stop_gradient(jnp.clip((mean - run_mean) / run_std, -dmax, dmax))
   y = select(y * r + d, mask)
   # Ioffe's moving average is of sigma, kept as the variance whose sqrt(var + sigma^2) it is.
+  seen = seen_features(mask, x.shape, features, axis_name)
   new_std = ema(run_std.reshape(stats.var.shape), batch_std, momentum)
   new_var = jnp.maximum(jnp.square(new_std) - extra, jnp.zeros((), dt)).astype(stats.var.dtype)
-  stats = BatchStats(ema(stats.mean, k + mean, momentum), new_var)
+  new_var = new_var if seen is None else jnp.where(seen, new_var, stats.var)
+  stats = BatchStats(ema(stats.mean, k + mean, momentum, seen), new_var)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 
@@ -350,12 +354,15 @@ def switchable_norm(
   if training:
     check_nonempty(x, (0, *spatial), "switchable_norm")
     mean_bn, var_bn = stats_of((0, *spatial), axis_name)
-    stats = BatchStats(ema(stats.mean, k + mean_bn, momentum), ema(stats.var, var_bn, momentum))
+    seen = seen_features(mask, x.shape, (c,), axis_name)
+    stats = BatchStats(ema(stats.mean, k + mean_bn, momentum, seen),
+                       ema(stats.var, var_bn, momentum, seen))
   else:
     mean_bn = stats.mean.astype(dt).reshape(bshape) - k
     var_bn = running_var(stats.var, dt).reshape(bshape)
   wm, wv = wm.astype(dt), wv.astype(dt)
-  mean = wm[0] * mean_in + wm[1] * mean_ln + wm[2] * mean_bn
+  # sum_k w_k (k + mean_k): the shift k enters with the weights' sum, 1 for softmax weights.
+  mean = wm[0] * mean_in + wm[1] * mean_ln + wm[2] * mean_bn - (1.0 - jnp.sum(wm)) * k
   var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn
   v = select(xs - mean, mask)
   y = select(scale(v, var, sigma), mask)

@@ -236,10 +236,10 @@ def divisive_norm(
   if x.ndim < 2:
     raise ValueError(f"divisive_norm needs [batch, ...] input of rank >= 2, got shape {x.shape}.")
   across_channels = check_bool(across_channels, "across_channels")
+  c = channel_axis_index(channel_axis, x.ndim, "divisive_norm")  # rank 2: checked, unused
   if x.ndim == 2:
     spatial, whole = (1,), ()
   else:
-    c = channel_axis_index(channel_axis, x.ndim, "divisive_norm")
     spatial = tuple(a for a in range(1, x.ndim) if a != c)
     whole = (c,) if across_channels else ()
 

@@ -580,6 +580,7 @@ def weighted(x: jax.Array, a: WeightedField | None, b: WeightedField, *, border:
     count = weight_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
     m = divide_by_weight(weighted_sum(select(x - k, mask), a, axis_name=axis_name)
                          - k * outside, count)
+    m = jnp.where(count > 0, m, -k)  # an empty field's E_A[x] = k + m is 0, not k
   t = abs_power(select((x - k) - m, mask), alpha)
   if pool == "sum":
     p = weighted_sum(select(t, mask), b, axis_name=axis_name)
