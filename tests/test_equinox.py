@@ -443,3 +443,44 @@ def test_complex_input_as_equinox(make):
   want, got = make(eqx.nn)(x), make(dqx)(x)
   assert got.dtype == want.dtype == jnp.complex64
   np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+# Every layer, built as a user builds it (state, if any, from make_with_state).
+_BUILT = {
+  "LayerNorm": lambda: dqx.LayerNorm(3), "RMSNorm": lambda: dqx.RMSNorm(3),
+  "GroupNorm": lambda: dqx.GroupNorm(1, 3), "BatchNorm-ema": lambda: dqx.BatchNorm(3, "b", mode="ema"),
+  "BatchNorm-batch": lambda: dqx.BatchNorm(3, "b", mode="batch"),
+  "MeanOnlyBatchNorm": lambda: dqx.MeanOnlyBatchNorm(3, "b"),
+  "BatchRenorm": lambda: dqx.BatchRenorm(3, "b"),
+  "BatchInstanceNorm": lambda: dqx.BatchInstanceNorm(3, "b"),
+  "SwitchableNorm": lambda: dqx.SwitchableNorm(3, "b"), "GDN": lambda: dqx.GDN(3),
+  "DivisiveNorm": lambda: dqx.DivisiveNorm(3, sigma=1.0, learn_sigma=True),
+  "BurgNorm": lambda: dqx.BurgNorm(3), "CenterSurroundNorm": lambda: dqx.CenterSurroundNorm(8),
+  "WeightNorm": lambda: dqx.WeightNorm(eqx.nn.Linear(3, 3, key=jax.random.key(0))),
+  "SpectralNorm": lambda: dqx.SpectralNorm(eqx.nn.Linear(3, 3, key=jax.random.key(0)),
+                                           "weight", key=jax.random.key(1)),
+}
+
+
+@pytest.mark.parametrize("name", _BUILT)
+def test_no_two_leaves_are_one_array(name):
+  """As equinox's layers: a donating step (`donate="all"`) donates each leaf once, and two
+  leaves that are one buffer fail it ("Attempt to donate the same buffer twice"; once
+  BatchNorm's ema state and SwitchableNorm's logits)."""
+  built = eqx.nn.make_with_state(_BUILT[name])()
+  leaves = [a for a in jax.tree.leaves(built) if isinstance(a, jax.Array)]
+  assert len({id(a) for a in leaves}) == len(leaves)
+
+
+@pytest.mark.parametrize("name", ["BatchNorm-ema", "SwitchableNorm"])
+def test_a_donating_training_step_runs(name):
+  layer, state = eqx.nn.make_with_state(_BUILT[name])()
+  x = _x((8, 3, 4, 4))
+
+  @eqx.filter_jit(donate="all")
+  def step(layer, state, x):
+    y, state = jax.vmap(layer, (0, None), (0, None), axis_name="b")(x, state)
+    return layer, state, y
+
+  layer, state, y = step(layer, state, x)
+  assert y.shape == x.shape and np.all(np.isfinite(y))

@@ -193,6 +193,8 @@ def test_traced_epsilon_under_jit():
   (dnn.GroupNorm(num_groups=None, group_size=3), ValueError, r"group_size=3 does not divide"),
   (dnn.GroupNorm(num_groups=None), ValueError, r"Either `num_groups` or `group_size`"),
   (dnn.GroupNorm(num_groups=2, reduction_axes=(1, 2)), ValueError, r"must include the final"),
+  (dnn.GroupNorm(num_groups=2, channel_axis=1, reduction_axes=(2, 3)), ValueError,
+   r"must include the channel axis 1 \(channel_axis=1\)"),
   (dnn.LayerNorm(reduction_axes=4), ValueError, r"reduction_axes=4 is out of range for an input of rank 4"),
   (dnn.LayerNorm(feature_axes=1.5), TypeError, r"feature_axes=1\.5 is not an int"),
   (dnn.InstanceNorm(feature_axes=(0, -1)), ValueError, r"cannot include the leading"),

@@ -228,7 +228,7 @@ def test_a_feature_the_mask_leaves_empty_keeps_its_running_statistics(x64, name)
   stats = divnorm.BatchStats(jnp.full(3, 10.0), jnp.full(3, 2.0))
   new = _RUNNING[name](x, stats, _masked_feature(x))
   unmasked = _RUNNING[name](x, stats, None)
-  for old, got, free in zip(stats, new, unmasked):  # MeanStats: the mean only
+  for old, got, free in zip(stats, new, unmasked, strict=False):  # MeanStats: mean only
     assert got[-1] == old[-1]
     np.testing.assert_allclose(got[:-1], free[:-1], rtol=1e-12)
     assert np.all(got[:-1] != old[:-1])

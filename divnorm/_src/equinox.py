@@ -227,11 +227,12 @@ class BatchNorm(eqx.nn.StatefulLayer):
     dtype, input_size = _float(dtype), check_int(input_size, "input_size", minimum=0)
     self.weight = jnp.ones((input_size,), dtype) if channelwise_affine else None
     self.bias = jnp.zeros((input_size,), dtype) if channelwise_affine else None
-    empty, init = jnp.empty((input_size,), dtype), (jnp.zeros((input_size,), dtype),
-                                                    jnp.ones((input_size,), dtype))
+    init = (jnp.zeros((input_size,), dtype), jnp.ones((input_size,), dtype))
     ema = mode == "ema"
     self.ema_first_time_index = eqx.nn.StateIndex(jnp.array(True)) if ema else None
-    self.ema_state_index = eqx.nn.StateIndex((empty, empty)) if ema else None
+    # Two arrays, never one twice: a donating step (`donate="all"`) donates each leaf once.
+    self.ema_state_index = eqx.nn.StateIndex(tuple(
+        jnp.empty((input_size,), dtype) for _ in range(2))) if ema else None
     self.batch_counter = None if ema else eqx.nn.StateIndex(jnp.array(0))
     self.batch_state_index = None if ema else eqx.nn.StateIndex(init)
     self.axis_name, self.inference, self.input_size = axis_name, inference, input_size

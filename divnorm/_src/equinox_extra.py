@@ -257,7 +257,8 @@ class SwitchableNorm(_Running):
                sigma: float = 0.0, channelwise_affine: bool = True, momentum: float = 0.99,
                inference: bool = False, dtype=None):
     self._init(input_size, axis_name, sigma, channelwise_affine, momentum, inference, dtype)
-    self.mean_logits = self.var_logits = jnp.zeros((3,), _float(dtype))
+    # Two arrays, never one twice: a donating step (`donate="all"`) donates each leaf once.
+    self.mean_logits, self.var_logits = (jnp.zeros((3,), _float(dtype)) for _ in range(2))
 
   def __call__(self, x: Array, state: eqx.nn.State, *, key=None, inference: bool | None = None):
     """Normalizes one example ``(channels, *spatial)``; returns ``(y, state)``."""

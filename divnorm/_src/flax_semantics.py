@@ -154,11 +154,16 @@ def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int
        canonical_axes(channel_axis, len(shape), "channel_axis")[0])  # rank 1: flax's
   axes = canonical_axes(sorted(set(range(1, len(shape))) | {c}) if reduction_axes is None
                         else reduction_axes, len(shape), "reduction_axes")
-  if c not in axes:
+  if c not in axes and c == len(shape) - 1:  # flax's message
     raise ValueError(
         f"The reduction axes must include the final dimension as this is assumed to be the "
         f"feature axis (got reduction_axes={reduction_axes!r} for an input of rank "
         f"{len(shape)}).")
+  if c not in axes:
+    raise ValueError(
+        f"The reduction axes must include the channel axis {c} (channel_axis={channel_axis!r}), "
+        f"whose groups GroupNorm normalizes (got reduction_axes={reduction_axes!r} for an "
+        f"input of rank {len(shape)}).")
   size = shape[c] // group_count(num_groups, group_size, shape[c])
   return grouped_field(tuple(a for a in axes if a != c), c, size, shape)
 
