@@ -16,6 +16,7 @@ the jnp-written form has the same error to the digit: the device's float32 colum
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
@@ -54,7 +55,8 @@ def bn_float64(x):
 
 
 def main(argv=None) -> int:
-  del argv
+  argparse.ArgumentParser(prog="python -m benchmarks.error_parts", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
   print("backend", jax.default_backend(), jax.devices()[0].device_kind, jax.__version__)
   forms = {"divnorm two-pass": jax.jit(bn),
            "divnorm one-pass": jax.jit(functools.partial(bn, fast_variance=True)),

@@ -320,3 +320,13 @@ def test_numerics_draws_and_jit_take_the_largest_error(capsys):
     assert all(b >= a for a, b in zip(errs, two[key], strict=True)), key
     if not key[0].startswith("| flax"):
       assert max(jitted[key]) < 2e-5, key
+
+
+def test_error_parts_help_prints_usage_and_runs_nothing(capsys):
+  """`python -m benchmarks.error_parts --help` (it once ignored its arguments and measured)."""
+  from benchmarks import error_parts
+  with pytest.raises(SystemExit) as exit_info:
+    error_parts.main(["--help"])
+  out = capsys.readouterr().out
+  assert exit_info.value.code == 0 and "usage: python -m benchmarks.error_parts" in out
+  assert "| seed | offset |" not in out

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from experiments.config import MissingDataError
 from experiments.data import batching, idx, images
 
 
@@ -64,7 +65,7 @@ def test_tfds_data_source_under_mock(name, shape, classes):
 
 @pytest.mark.loose_promotion
 def test_tfds_not_prepared_says_what_to_run(tmp_path):
-  with pytest.raises(FileNotFoundError, match="tfds build cifar10 --file_format=array_record"):
+  with pytest.raises(MissingDataError, match="tfds build cifar10 --file_format=array_record"):
     images.load_split("cifar10", "train", data_dir=str(tmp_path))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import skimage.io
 
+from experiments.config import MissingDataError
 from experiments.sr import data as sr
 from experiments.sr import imaging as sr_image
 from experiments.sr import patches as sr_patches
@@ -223,9 +224,9 @@ def test_grayscale_where_rgb_expected_fails_clearly():
 
 
 def test_missing_or_empty_folder_fails_clearly(tmp_path):
-  with pytest.raises(FileNotFoundError, match="does not exist"):
+  with pytest.raises(MissingDataError, match="does not exist"):
     sr.test_set(f"folder:{tmp_path / 'Set14'}", scale=3)
-  with pytest.raises(FileNotFoundError, match="holds no"):
+  with pytest.raises(MissingDataError, match="holds no"):
     sr_sources.image_folder(str(tmp_path))
   with pytest.raises(ValueError, match="unknown source"):
     sr.images("set5", "test")
@@ -233,7 +234,7 @@ def test_missing_or_empty_folder_fails_clearly(tmp_path):
 
 @pytest.mark.loose_promotion
 def test_div2k_not_prepared_says_what_to_run(tmp_path):
-  with pytest.raises(FileNotFoundError, match="tfds build div2k/bicubic_x4 --file_format=array_record"):
+  with pytest.raises(MissingDataError, match="tfds build div2k/bicubic_x4 --file_format=array_record"):
     sr_sources.Div2k("train", data_dir=str(tmp_path))
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from experiments.config import MissingDataError
 from experiments.rnn import data as text
 
 PLAY = """# The Tragedy of Testing
@@ -62,7 +63,7 @@ def test_shakespeare_corpus_split_by_play(tmp_path):
   assert stats["test_unk_rate"] == pytest.approx(2 / 5)
   with pytest.raises(ValueError, match="in both"):
     text.shakespeare_corpus(tmp_path, valid_plays=("beta",), test_plays=("beta",))
-  with pytest.raises(FileNotFoundError, match="No \\*.md plays"):
+  with pytest.raises(MissingDataError, match="No \\*.md plays"):
     text.shakespeare_corpus(tmp_path / "tragedies" / "none")
 
 
@@ -112,13 +113,13 @@ def test_read_ptb(tmp_path):
 
 
 def test_missing_ptb_fails_with_instructions(tmp_path):
-  with pytest.raises(FileNotFoundError, match="does not exist.*ptb.train.txt.*shakespeare"):
+  with pytest.raises(MissingDataError, match="does not exist.*ptb.train.txt.*shakespeare"):
     text.read_ptb(tmp_path / "nowhere")
   (tmp_path / "partial").mkdir()
   (tmp_path / "partial" / "ptb.train.txt").write_text("a b\n")
-  with pytest.raises(FileNotFoundError, match="lacks ptb.valid.txt, ptb.test.txt"):
+  with pytest.raises(MissingDataError, match="lacks ptb.valid.txt, ptb.test.txt"):
     text.read_ptb(tmp_path / "partial")
-  with pytest.raises(FileNotFoundError, match="lacks"):
+  with pytest.raises(MissingDataError, match="lacks"):
     text.read_ptb(None, cache_dir=str(tmp_path / "cache"), download=False)
   with pytest.raises(ValueError, match="Unknown dataset 'wiki'"):
     text.load_corpus("wiki")

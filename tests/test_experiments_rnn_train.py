@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import engine
-from experiments.config import ConfigError
+from experiments.config import ConfigError, DataError
 from experiments.rnn import data as text
 from experiments.rnn import model as rnn
 from experiments.rnn import reproduce
@@ -212,3 +212,13 @@ def test_reproduce_command_end_to_end(tmp_path):
   saved = json.loads((tmp_path / "tiny.json").read_text())
   assert saved["meta"]["corpus_stats"]["vocab"] == 50
   assert all(math.isfinite(r["test_perplexity"]) for r in saved["results"])
+
+
+def test_too_little_training_text_is_a_data_error_naming_what_it_needs():
+  """Too few tokens for one batch: an error about the data (once a flag the user never
+  passed: "--set num_steps=-2: must be a positive integer")."""
+  with pytest.raises(DataError, match="7 tokens, too few .* at least 420"):
+    rnn_task.steps_per_epoch({"batch_size": 20, "bptt_steps": 20}, 7)
+  assert rnn_task.steps_per_epoch({"batch_size": 20, "bptt_steps": 20}, 420) == 1
+  with pytest.raises(DataError, match="0 tokens are too few for batch_size=20"):
+    text.batchify(np.zeros(0, np.int32), 20)

@@ -291,3 +291,22 @@ def test_study_job_trains_dn_star_and_the_report_reads_it(tmp_path):
   assert "SRCNN beats bicubic" in md and "**not established**" in md
   assert (tmp_path / "results" / "figure_x3.png").stat().st_size > 10_000
   assert json.loads((tmp_path / "results" / "bicubic_x3.json").read_text())["count"] == 5
+
+
+def test_bn_diagnosis_refuses_a_workdir_without_a_finished_run(tmp_path, capsys):
+  """It re-scores a finished run; a mistyped or unfinished workdir is an error, not a new
+  training run in a new folder (once it trained one)."""
+  from experiments.sr import bn_diagnosis
+
+  missing = tmp_path / "typo_x3_bn"
+  with pytest.raises(SystemExit) as exit_info:
+    bn_diagnosis.main(["--workdir", str(missing), "--scale", "3", "--num_steps", "2"])
+  assert exit_info.value.code == 2 and not missing.exists()
+  assert "no finished run there" in capsys.readouterr().err
+  srcnn = tmp_path / "x3_srcnn"
+  srcnn.mkdir()
+  (srcnn / "sr_eval.json").write_text(json.dumps({"variant": "srcnn", "scale": 3}))
+  with pytest.raises(SystemExit):
+    bn_diagnosis.main(["--workdir", str(srcnn), "--scale", "3"])
+  assert "variant 'srcnn' at x3, not 'bn' at x3" in capsys.readouterr().err
+  assert bn_diagnosis.unfinished(str(srcnn), "srcnn", 3) is None

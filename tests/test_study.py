@@ -192,6 +192,13 @@ def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
   text = compare.beside_converged(str(table), str(summary))
   assert "| BN | 0.8286 (400) | 0.8600 ± 0.0100 (n=3, 1200 steps) |" in text
   assert "| DN* | 0.7739 (400) | not in the study |" in text
+  assert "1 seed, full train split)" in text
+  argv = ["--num_steps", "8", "--set", "max_train_examples=400", "--set=max_eval_examples=200"]
+  assert compare._train_split(argv) == "first 400 train images"
+  assert compare._train_split(["--set=max_train_examples=64"]) == "first 64 train images"
+  assert compare._train_split(["--num_steps", "8"]) == "full train split"
+  assert "1 seed, first 400 train images)" in compare.beside_converged(
+      str(table), str(summary), train=compare._train_split(argv))
 
 
 def test_committed_summary_reads_as_verdicts_and_intervals():

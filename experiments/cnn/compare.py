@@ -38,15 +38,25 @@ def _flag(argv, flag: str) -> str | None:
   return None
 
 
-def beside_converged(table_csv: str, summary_json: str = CONVERGED) -> str:
-  """This run's test accuracies beside the converged study's (mean ± std over seeds)."""
+def _train_split(argv) -> str:
+  """What the run trained on: the full train split, or its first ``max_train_examples``."""
+  sets = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"] + [
+      a.split("=", 1)[1] for a in argv if a.startswith("--set=")]
+  limits = [v.split("=", 1)[1] for v in sets if v.startswith("max_train_examples=")]
+  return f"first {limits[-1]} train images" if limits else "full train split"
+
+
+def beside_converged(table_csv: str, summary_json: str = CONVERGED,
+                     train: str = "full train split") -> str:
+  """This run's test accuracies (trained on `train`) beside the converged study's (mean ±
+  std over seeds)."""
   with open(table_csv) as f:
     rows = list(csv.DictReader(f))
   converged = {}
   if os.path.exists(summary_json):
     with open(summary_json) as f:
       converged = json.load(f).get("table", {})
-  lines = ["| model | this run (steps, 1 seed, full train split) | converged study "
+  lines = [f"| model | this run (steps, 1 seed, {train}) | converged study "
            "(5k-image subset, seeds; results/REPORT.md) |", "|---|---|---|"]
   for r in rows:
     c = converged.get(r["variant"])
@@ -66,7 +76,7 @@ def main(argv=None) -> int:
                           defaults=DEFAULTS)
   out = _flag(argv, "--out") or _flag(argv, "--workdir") or DEFAULTS["workdir"]
   print("\nThis smoke run beside the converged study (test accuracy):\n")
-  print(beside_converged(os.path.join(out, "table.csv")))
+  print(beside_converged(os.path.join(out, "table.csv"), train=_train_split(argv)))
   return status
 
 

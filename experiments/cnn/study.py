@@ -137,9 +137,9 @@ def _plans() -> tuple[runner.Plan, ...]:
   full = [table_job("full_long", v, s, None, normalized_steps=full_steps)
           for s in FULL_SEEDS for v in FULL_VARIANTS]
   return (
-      runner.Plan("table", tuple(table), "Tables 3/7 and 10: 7 variants x 3 seeds (done)"),
-      runner.Plan("sigma", tuple(sigma), "DN* with sigma learned per layer, 3 seeds (done)"),
-      runner.Plan("baseline_long", tuple(long), "the baseline on 1,200 steps, 3 seeds (done)"),
+      runner.Plan("table", tuple(table), "Tables 3/7 and 10: 7 variants x 3 seeds"),
+      runner.Plan("sigma", tuple(sigma), "DN* with sigma learned per layer, 3 seeds"),
+      runner.Plan("baseline_long", tuple(long), "the baseline on 1,200 steps, 3 seeds"),
       runner.Plan("sigma_alone", tuple(alone), "BN-s, LN-s, DN with sigma 0, 3 seeds"),
       runner.Plan("small_batch", tuple(small), "BN, LN, DN, DN* at batch 4/16/64, 3 seeds"),
       runner.Plan("full_long", tuple(full),

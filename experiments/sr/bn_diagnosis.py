@@ -13,7 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+
+def unfinished(workdir: str, variant: str, scale: int) -> str | None:
+  """Why `workdir` is not a finished SRCNN run of `variant` at `scale`, or None if it is
+  (the run's ``sr_eval.json``, written after its last step, says so)."""
+  path = os.path.join(workdir, "sr_eval.json")
+  if not os.path.isfile(path):
+    return "no finished run there (no sr_eval.json)"
+  with open(path) as f:
+    run = json.load(f)
+  if str(run.get("variant", "")).lower() != variant or run.get("scale") != scale:
+    return (f"a run of variant {run.get('variant')!r} at x{run.get('scale')}, not "
+            f"{variant!r} at x{scale}")
+  return None
 
 
 def main(argv=None) -> int:
@@ -25,6 +40,12 @@ def main(argv=None) -> int:
   p.add_argument("--source", default="photographs")
   p.add_argument("--out", default=None, help="write the JSON here too")
   args = p.parse_args(argv)
+  for flag, workdir, variant in (("--workdir", args.workdir, "bn"),
+                                 ("--srcnn_workdir", args.srcnn_workdir, "srcnn")):
+    problem = workdir and unfinished(workdir, variant, args.scale)
+    if problem:
+      p.error(f"{flag} {workdir}: {problem}; pass the workdir of a finished run of "
+              f"experiments.sr.reproduce (this command re-scores it, it does not train).")
 
   import jax
   import jax.numpy as jnp

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from experiments.config import MissingDataError
+
 # Every photograph that a package installed here ships inside its wheel (nothing is
 # downloaded; scikit-image's pooch registry is not used). A name is a `skimage.data`
 # loader, "sklearn:<file>" (`sklearn.datasets.load_sample_image`), "matplotlib:<file>"
@@ -106,12 +108,12 @@ def image_folder(path: str) -> list[tuple[str, np.ndarray]]:
   """Every image file in `path` (not recursive), sorted, as (stem, uint8 image)."""
   import skimage.io
   if not os.path.isdir(path):
-    raise FileNotFoundError(
+    raise MissingDataError(
         f"image folder {path!r} does not exist; pass a folder of "
         f"{'/'.join(IMAGE_EXTENSIONS)} files (e.g. Set5, Set14 or BSD200's test images).")
   files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
   if not files:
-    raise FileNotFoundError(f"image folder {path!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files.")
+    raise MissingDataError(f"image folder {path!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files.")
   images = []
   for file in files:
     image = np.asarray(skimage.io.imread(os.path.join(path, file)))
@@ -136,7 +138,7 @@ class Div2k(Sequence):
     try:
       self._source = tfds.data_source(config, split=split, data_dir=data_dir)
     except Exception as error:  # TFDS raises several types for "not prepared".
-      raise FileNotFoundError(
+      raise MissingDataError(
           f"DIV2K ({config}, split {split!r}) is not prepared in "
           f"{data_dir or 'the default TFDS data_dir'}. Prepare it once where TensorFlow is "
           f"installed: `tfds build {config} --file_format=array_record --data_dir=DIR` "
