@@ -77,6 +77,8 @@ def test_errors_and_dtypes():
   with pytest.raises(ValueError, match="nonnegative"):
     G.gdn(x, beta=np.ones(3, np.float32), gamma=-np.ones((3, 3), np.float32))
   beta, gamma = G.gdn_values(G.gdn_init(3))
+  with pytest.raises(ValueError, match=r"alpha=0\.0 .*the exponent of \|x_j\|"):
+    G.gdn(x, beta=beta, gamma=gamma, alpha=0.0)  # once GDN's check let it through
   f = jax.jit(lambda x: G.gdn(x, beta=beta, gamma=gamma))
   yb = f(x.astype(jnp.bfloat16))
   assert yb.dtype == jnp.bfloat16

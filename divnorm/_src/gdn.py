@@ -108,7 +108,7 @@ def _check_params(beta, gamma, alpha, epsilon, channels: int, c: int):
   for name, value in (("alpha", alpha), ("epsilon", epsilon)):
     if np.ndim(value) != 0:
       raise ValueError(f"{name} has shape {np.shape(value)}; it is one exponent, a scalar.")
-  check_nonnegative(alpha, "alpha", " (the exponent of |x_j|; 2 in the paper)")
+  check_positive(alpha, "alpha", " (the exponent of |x_j|; 2 in the paper)")
   check_finite(epsilon, "epsilon", " (the exponent of the pool; 1/2 in the paper)")
   return beta, gamma
 
