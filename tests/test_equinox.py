@@ -484,3 +484,16 @@ def test_a_donating_training_step_runs(name):
 
   layer, state, y = step(layer, state, x)
   assert y.shape == x.shape and np.all(np.isfinite(y))
+
+
+def test_batch_instance_norm_rho_past_the_interval_still_learns():
+  """A rho an update carried past 1 gets gradients (straight-through), as in the other APIs."""
+  layer, state = eqx.nn.make_with_state(dqx.BatchInstanceNorm)(3, "b")
+  layer = eqx.tree_at(lambda m: m.rho, layer, jnp.full(3, 1.2))
+  x = _x((4, 3, 5, 5))
+
+  def loss(layer):
+    y, _ = jax.vmap(layer, (0, None), (0, None), axis_name="b")(x, state)
+    return jnp.sum(y * x[::-1])
+
+  assert np.all(eqx.filter_grad(loss)(layer).rho != 0)

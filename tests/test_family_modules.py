@@ -205,6 +205,15 @@ def _linen(module):
                  id="haiku-center-surround-group"),
     pytest.param(lambda: H.GaussianNorm(offset=-1.0), "offset=-1.0", id="haiku-gaussian-offset"),
     pytest.param(lambda: H.GaussianNorm(data_format="foo"), "foo", id="haiku-data-format"),
+    pytest.param(lambda: hk.transform(lambda x: H.GaussianNorm(kernel_size=3)(x)).init(
+        jax.random.key(0), X[:, 0]), r"GaussianNorm learns 2-D pools: .* shape \(1, 4, 16\)",
+        id="haiku-gaussian-rank"),
+    pytest.param(lambda: L.CenterSurroundNorm().init(jax.random.key(0), X[None]),
+                 r"CenterSurroundNorm learns 2-D pools", id="linen-center-surround-rank"),
+    pytest.param(lambda: N.GaussianNorm(16, kernel_size=3, rngs=nnx.Rngs(0))(X[:, 0]),
+                 r"GaussianNorm learns 2-D pools", id="nnx-gaussian-rank"),
+    pytest.param(lambda: E.CenterSurroundNorm(16)(X), r"one example \[channels, height, width\]",
+                 id="equinox-center-surround-rank"),
 ])
 def test_module_argument_errors(make, match):
   """Bad module arguments are named as the user passed them (kernel_size, *_init)."""

@@ -245,6 +245,57 @@ def test_mixing_parameters_learn(name):
     assert np.all(np.isfinite(grads[module][k])) and np.any(grads[module][k] != 0)
 
 
+def test_batch_instance_norm_rho_past_the_interval_still_learns():
+  """A rho an update carried past 1 gets gradients (straight-through), so it can come back."""
+  f = hk.transform_with_state(lambda x: dhk.BatchInstanceNorm(False, False, 0.9)(x, True))
+  x = _x((4, 5, 5, 6))
+  params, state = f.init(jax.random.key(0), x)
+  params = {"batch_instance_norm": {"rho": jnp.full(6, 1.2)}}
+  grad = jax.grad(lambda p: jnp.sum(f.apply(p, state, None, x)[0] * x[::-1]))(params)
+  assert np.all(grad["batch_instance_norm"]["rho"] != 0)
+
+
+@pytest.mark.parametrize("name", RUNNING)
+def test_running_layers_under_mixed_precision(name):
+  """A float32-compute policy keeps float32 state through training (a scanned loop
+  traces); a bfloat16-compute policy, which would round the running statistics at every
+  read, is an error that says which policy to set."""
+  import jmp
+  make, cls = RUNNING[name][0], getattr(dhk, name)
+  x = _x((4, 5, 5, 6))
+  f = hk.transform_with_state(lambda x: make()(x, True))
+  for policy, ok in (("params=float32,compute=float32,output=bfloat16", True),
+                     ("params=float32,compute=bfloat16,output=bfloat16", False)):
+    hk.mixed_precision.set_policy(cls, jmp.get_policy(policy))
+    try:
+      if not ok:
+        with pytest.raises(TypeError, match="set_policy.*compute=float32"):
+          f.init(jax.random.key(0), x)
+        continue
+      params, state = f.init(jax.random.key(0), x)
+      step = lambda s, _, params=params: (f.apply(params, s, None, x)[1], None)  # noqa: E731
+      state, _ = jax.lax.scan(step, state, None, length=2)
+      assert {a.dtype for a in jax.tree.leaves(state)} == {jnp.dtype(jnp.float32)}
+    finally:
+      hk.mixed_precision.clear_policy(cls)
+
+
+def test_gdn_and_a_learned_sigma_take_the_parameter_dtype_haiku_asks_for():
+  """haiku's mixed-precision creator (as any custom_creator) asks for float32 master
+  parameters of a layer computing in bfloat16."""
+  import jmp
+  policy = jmp.get_policy("params=float32,compute=bfloat16,output=bfloat16")
+  x = jnp.ones((1, 4, 4, 3))
+  for cls, make in ((dhk.GDN, lambda: dhk.GDN()),
+                    (dhk.DivisiveNorm, lambda: dhk.DivisiveNorm(3, sigma=1.0, learn_sigma=True))):
+    hk.mixed_precision.set_policy(cls, policy)
+    try:
+      params = hk.transform(lambda x, make=make: make()(x)).init(jax.random.key(0), x)
+    finally:
+      hk.mixed_precision.clear_policy(cls)
+    assert {a.dtype for a in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+
+
 @pytest.mark.parametrize("shape,dtype", [((6, 4), jnp.float32), ((3, 3, 2, 5), jnp.float32),
                                          ((6, 4), jnp.bfloat16)])
 def test_spectral_norm_is_haiku_s(shape, dtype):
@@ -334,12 +385,14 @@ def test_haiku_models_with_the_new_layers_train_under_jit():
     (lambda: dhk.LocalResponseNorm(3, data_format="foo"), ValueError, "foo"),
     (lambda: dhk.GDN(beta_init=0.0)(jnp.ones((2, 3))), ValueError, "beta_init"),
     (lambda: dhk.BatchRenorm(True, True, 0.9, rmax=0.5), ValueError, "rmax"),
+    (lambda: dhk.BatchRenorm(True, True, 1.5), ValueError, r"decay_rate=1\.5 must be in"),
+    (lambda: dhk.SwitchableNorm(True, True, float("nan")), ValueError, "decay_rate=nan"),
     (lambda: dhk.BatchRenorm(True, True, 0.9, sigma=-1.0), ValueError, "sigma"),
     (lambda: dhk.BatchInstanceNorm(True, True, 0.9, rho_init=2.0), ValueError, "rho_init"),
     (lambda: dhk.SwitchableNorm(True, True, 0.9)(jnp.ones((2, 3)), True), ValueError,
      "rank >= 3"),
     (lambda: dhk.MeanOnlyBatchNorm(True, 0.9)(jnp.ones((2, 3)), 1), TypeError, "is_training"),
-    (lambda: dhk.MeanOnlyBatchNorm(True, 1.5)(jnp.ones((2, 3)), True), ValueError, "momentum"),
+    (lambda: dhk.MeanOnlyBatchNorm(True, 1.5), ValueError, "decay_rate=1.5"),
     (lambda: dhk.SpectralNorm(n_steps=0), ValueError, "n_steps"),
     (lambda: dhk.SpectralNorm(eps=-1.0), ValueError, "eps"),
     (lambda: dhk.SpectralNorm()(jnp.ones(3)), ValueError, "not well defined"),

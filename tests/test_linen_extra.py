@@ -102,6 +102,12 @@ def test_penalty_learned_sigma_and_clipped_rho():
   want, _ = module.apply({**variables, "params": params1}, x, use_running_average=False,
                          mutable=["batch_stats", "losses"])
   np.testing.assert_allclose(out, want, atol=1e-6)
+  # ... and still learns (straight-through: jnp.clip's gradient there was 0, rho froze).
+  def loss(params):
+    out, _ = module.apply({**variables, "params": params}, x, use_running_average=False,
+                          mutable=["batch_stats", "losses"])
+    return jnp.sum(out * x[::-1])
+  assert np.all(jax.grad(loss)(params)["rho"] != 0)
 
 
 def test_lrn_and_gdn_modules():

@@ -200,6 +200,19 @@ def test_switchable_norm_mean_weights_need_not_sum_to_one(x64, wm):
   np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 0.01), atol=1e-10)
 
 
+def test_learned_rho_clips_the_value_and_passes_the_gradient():
+  """The modules' rho: the value clipped to [0, 1], the gradient of rho itself, so a rho an
+  update carried past the interval learns on (`jnp.clip`'s gradient there is 0)."""
+  rho = jnp.array([-0.5, 0.0, 0.3, 1.0, 1.2])
+  np.testing.assert_array_equal(mixtures.learned_rho(rho), jnp.clip(rho, 0.0, 1.0))
+  w = jnp.arange(1.0, 6.0)
+  np.testing.assert_array_equal(jax.grad(lambda r: jnp.sum(w * mixtures.learned_rho(r)))(rho), w)
+  x, stats = _x((2, 3, 3, 4)), _stats(_x((2, 3, 3, 4)))
+  grad = jax.grad(lambda r: jnp.sum(mixtures.batch_instance_norm(
+      x, stats, rho=mixtures.learned_rho(r), training=True)[0] * x))(jnp.full(4, 1.2))
+  assert np.all(np.isfinite(grad)) and np.all(grad != 0)
+
+
 def _masked_feature(x):
   """A mask with no True entry for the last feature (channel)."""
   return np.ones(x.shape, bool) & (np.arange(x.shape[-1]) < x.shape[-1] - 1)

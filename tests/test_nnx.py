@@ -454,3 +454,12 @@ def test_attributes_as_flax():
   assert dn.GroupNorm(6, 2).feature_axis == nnx.GroupNorm(6, 2, rngs=nnx.Rngs(0)).feature_axis
   assert dn.WeightNorm(linear, feature_axes=None).feature_axes == nnx.WeightNorm(
       linear, feature_axes=None, rngs=nnx.Rngs(0)).feature_axes == ()
+
+
+def test_batch_instance_norm_rho_past_the_interval_still_learns():
+  """A rho an update carried past 1 gets gradients (straight-through), as in linen."""
+  layer = dn.BatchInstanceNorm(6, rho_init=1.0)
+  layer.rho[...] = jnp.full(6, 1.2)
+  x = jax.random.normal(jax.random.key(0), (4, 5, 5, 6))
+  grads = nnx.grad(lambda m: jnp.sum(m(x) * x[::-1]))(layer)
+  assert np.all(grads.rho[...] != 0)

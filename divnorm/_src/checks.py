@@ -197,13 +197,14 @@ def check_learn_sigma(sigma) -> None:
         f"be > 0 (got sigma={sigma}); e.g. sigma=0.5 as in the paper's ResNet code.")
 
 
-def check_momentum(momentum) -> None:
-  """Running averages decay by `momentum`, a real number in [0, 1]."""
-  check_real(momentum, "momentum", " (the decay of the running averages)")
+def check_momentum(momentum, name: str = "momentum", default: str = "Flax's default is 0.99"
+                   ) -> None:
+  """Running averages decay by `momentum`, a real number in [0, 1]; errors name it `name`
+  (haiku's `decay_rate`) and quote the library's `default`."""
+  check_real(momentum, name, " (the decay of the running averages)")
   if is_concrete(momentum) and not np.all((np.asarray(momentum) >= 0.0)
                                           & (np.asarray(momentum) <= 1.0)):
-    raise ValueError(f"momentum={describe(momentum)} must be in [0, 1] (Flax's default is "
-                     f"0.99).")
+    raise ValueError(f"{name}={describe(momentum)} must be in [0, 1] ({default}).")
 
 
 def check_border(border: str) -> str:

@@ -29,6 +29,7 @@ from divnorm._src.mixtures import (
   MeanStats,
   batch_instance_norm,
   batch_renorm,
+  learned_rho,
   mean_only_batch_norm,
   switchable_norm,
 )
@@ -203,7 +204,8 @@ class BatchRenorm(_Running):
 
 class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): ``rho * BN + (1 - rho) * IN`` with a learned
-  per-channel ``rho``, clipped to [0, 1] where it is used.
+  per-channel ``rho``, clipped to [0, 1] where it is used, its gradient passed straight
+  through (`divnorm.mixtures.learned_rho`).
 
   Args:
     input_size, axis_name, momentum, inference, dtype: as in `MeanOnlyBatchNorm`.
@@ -231,7 +233,7 @@ class BatchInstanceNorm(_Running):
   def __call__(self, x: Array, state: eqx.nn.State, *, key=None, inference: bool | None = None):
     """Normalizes one example ``(channels, *spatial)``; returns ``(y, state)``."""
     return self._call(batch_instance_norm, x, state, inference, channel_axis=1,
-                      rho=jnp.clip(self.rho, 0.0, 1.0), sigma=self.sigma, return_centered=True)
+                      rho=learned_rho(self.rho), sigma=self.sigma, return_centered=True)
 
 
 class SwitchableNorm(_Running):

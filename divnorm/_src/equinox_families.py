@@ -156,6 +156,7 @@ class CenterSurroundNorm(eqx.Module):
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """``x / sqrt(beta + beta_min + centre pool + surround pool) * weight + bias``."""
+    families.check_image_input(x, "CenterSurroundNorm", one_example=True)
     y = families.center_surround_norm(
         x[None], beta=nonnegative(self.beta), gamma_k=nonnegative(self.gamma_k),
         gamma_s=nonnegative(self.gamma_s), surround_dist=self.surround_dist,
@@ -195,6 +196,7 @@ class GaussianNorm(eqx.Module):
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
+    families.check_image_input(x, "GaussianNorm", one_example=True)
     y = families.gaussian_norm(x[None], weights=self.weights, sigma=self.sigma,
                                offset=self.offset, channel_axis=1)[0]
     return _out(y, x, state)

@@ -134,6 +134,19 @@ def gaussian_module_kernel_size(kernel_size, sigma_init, offset) -> int:
   return check_odd(kernel_size, "kernel_size", context="GaussianNorm", what="the Gaussian pool")
 
 
+def check_image_input(x, layer: str, one_example: bool = False) -> None:
+  """GaussianNorm's and CenterSurroundNorm's modules learn 2-D pools: `x` is a batch of
+  images (rank 4), or with `one_example` (equinox) one image (rank 3)."""
+  rank = 3 if one_example else 4
+  if jnp.ndim(x) != rank:
+    takes = ("one example [channels, height, width]" if one_example else
+             "[batch, height, width, channels] (or channels first)")
+    function = {"GaussianNorm": "gaussian_norm", "CenterSurroundNorm": "center_surround_norm"}
+    raise ValueError(f"{layer} learns 2-D pools: it takes {takes}, got x of shape "
+                     f"{jnp.shape(x)}; for other ranks call divnorm.families."
+                     f"{function[layer]} with pools of that rank.")
+
+
 def _as(value, dt):
   return jnp.asarray(value).astype(dt)
 

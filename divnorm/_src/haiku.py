@@ -85,7 +85,7 @@ class _Norm(hk.Module):
     if not learn_sigma:
       return sigma
     return jnp.exp(hk.get_parameter("log_sigma", (), jnp.float32,
-                                    init=lambda *_: fs.log_sigma_init(sigma, jnp.float32)))
+                                    init=lambda _, dtype: fs.log_sigma_init(sigma, dtype)))
 
   def _call_time_affine(self, scale, offset) -> None:
     if self.create_scale and scale is not None:

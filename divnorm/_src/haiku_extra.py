@@ -5,7 +5,8 @@ Inputs are ``[batch, *spatial, channels]`` (or channels first, haiku's `data_for
 `MeanOnlyBatchNorm`, `BatchRenorm`, `BatchInstanceNorm` and `SwitchableNorm` are shaped
 like `hk.BatchNorm`: ``is_training`` at call time, a `decay_rate`, `cross_replica_axis`,
 and their running statistics in haiku state (``mean`` and ``var`` per channel, float32,
-the plain moving average of `divnorm.mixtures`). `SpectralNorm` and `SNParamsTree` take
+the plain moving average of `divnorm.mixtures`; under a mixed-precision policy they need
+float32 compute, as haiku advises for its BatchNorm). `SpectralNorm` and `SNParamsTree` take
 haiku's arguments and state (``u0``, ``sigma``) and compute in at least float32.
 """
 
@@ -24,6 +25,7 @@ from divnorm._src.batch import BatchStats
 from divnorm._src.checks import (
   check_bool,
   check_lrn_args,
+  check_momentum,
   check_nonnegative,
   check_renorm_limits,
   check_unit_interval,
@@ -147,7 +149,7 @@ class GDN(hk.Module):
     init = fs.gdn_init(x.shape[c] if x.ndim else 0, self.beta_init, self.gamma_init, dtype,
                        "x's channels")
     beta, gamma = gdn_lib.gdn_values(gdn_lib.GDNParams(*(
-        hk.get_parameter(n, v.shape, v.dtype, init=lambda *_, v=v: v)
+        hk.get_parameter(n, v.shape, v.dtype, init=lambda _, dtype, v=v: v.astype(dtype))
         for n, v in zip(init._fields, init, strict=True))))
     return gdn_lib.gdn(x, beta=beta, gamma=gamma, alpha=self.alpha, epsilon=self.epsilon,
                        inverse=self.inverse, channel_axis=c)
@@ -160,6 +162,7 @@ class _Running(_Norm):
   def __init__(self, create_scale: bool, create_offset: bool, decay_rate: float, sigma,
                scale_init, offset_init, cross_replica_axis, data_format: str, name):
     check_nonnegative(sigma, "sigma", " (the paper's smoothing term)")
+    check_momentum(decay_rate, "decay_rate", "e.g. 0.9 or 0.99, as hk.BatchNorm's")
     super().__init__(create_scale, create_offset, scale_init, offset_init, name)
     self.decay_rate, self.sigma, self.data_format = decay_rate, sigma, data_format
     self.cross_replica_axis = cross_replica_axis
@@ -173,12 +176,20 @@ class _Running(_Norm):
     shape = (x.shape[c],) if x.ndim else ()
     values = [hk.get_state(n, shape, jnp.float32, init=jnp.zeros if n == "mean" else jnp.ones)
               for n in stats._fields]
+    if any(jnp.finfo(value.dtype).bits < 32 for value in values):
+      policy = "params=float32,compute=float32,output=bfloat16"
+      raise TypeError(
+          f"{type(self).__name__} keeps its running statistics in float32 state, but a "
+          f"mixed-precision policy reads them in {values[0].dtype}, which would round every "
+          f"update away (the running mean stalls). Compute this layer in float32, as haiku "
+          f"advises for BatchNorm: hk.mixed_precision.set_policy(divnorm.haiku."
+          f"{type(self).__name__}, jmp.get_policy({policy!r})).")
     (y, v), new = function(x.astype(stat_dtype(x.dtype)), stats(*values), training=is_training,
                            momentum=self.decay_rate, axis_name=self.cross_replica_axis,
                            return_centered=True, **kwargs)
     if is_training:
       for n, value in zip(stats._fields, new, strict=True):
-        hk.set_state(n, value)
+        hk.set_state(n, value.astype(jnp.float32))
     y = self._affine(x, (y, v, None), (c,), None, None)
     return y
 
@@ -259,7 +270,8 @@ class BatchRenorm(_Running):
 
 class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): ``rho * BN + (1 - rho) * IN`` with a learned
-  per-channel ``rho`` (float32), clipped to [0, 1] where it is used; ``rho_init=1`` is
+  per-channel ``rho`` (float32), clipped to [0, 1] where it is used (its gradient passed
+  straight through, `divnorm.mixtures.learned_rho`); ``rho_init=1`` is
   batch norm. Inputs have spatial axes (rank >= 3).
 
   Args:
@@ -292,7 +304,7 @@ class BatchInstanceNorm(_Running):
     rho = hk.get_parameter("rho", (channels,), jnp.float32,
                            init=lambda s, d: jnp.full(s, self.rho_init, d))
     return self._running(mixtures.batch_instance_norm, inputs, is_training, channel_axis=c,
-                         rho=jnp.clip(rho, 0.0, 1.0), sigma=self.sigma, mask=mask)
+                         rho=mixtures.learned_rho(rho), sigma=self.sigma, mask=mask)
 
 
 class SwitchableNorm(_Running):

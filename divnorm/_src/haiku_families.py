@@ -146,6 +146,7 @@ class CenterSurroundNorm(_Family):
 
   def __call__(self, x):
     """``x / sqrt(beta + beta_min + centre pool + surround pool) * scale + offset``."""
+    families.check_image_input(x, "CenterSurroundNorm")
     c, channels = self._channel(x)
     raw = lambda name, shape, value: nonnegative(self._param(  # noqa: E731
         name, x, nonnegative_init(jnp.full(shape, value))))
@@ -184,6 +185,7 @@ class GaussianNorm(_Family):
 
   def __call__(self, x):
     """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
+    families.check_image_input(x, "GaussianNorm")
     c, channels = self._channel(x)
     k = self.kernel_size
     weights = hk.get_parameter("weights", (k, k, channels), self._dtype(x),

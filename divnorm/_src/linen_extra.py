@@ -91,8 +91,9 @@ class BatchRenorm(_Running):
 
 class BatchInstanceNorm(_Running):
   """Batch-instance norm (Nam & Kim, 2018): ``rho * BN + (1 - rho) * IN`` with a learned
-  per-channel ``rho``, clipped to [0, 1] where it is used (an optimizer step past the
-  interval acts as the paper's clipping); `rho_init` 1 is pure batch norm.
+  per-channel ``rho``, clipped to [0, 1] where it is used, its gradient passed straight
+  through (`divnorm.mixtures.learned_rho`: a rho past the interval still learns); `rho_init`
+  1 is pure batch norm.
   Arguments: `divnorm.mixtures.batch_instance_norm`'s (`channel_axis`; `rho_init` is the
   initial `rho`; `x` keeps its batch axis under a per-example vmap) and the shared ones.
 
@@ -115,7 +116,7 @@ class BatchInstanceNorm(_Running):
                      self.param_dtype)
     return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
-        jnp.asarray(x).dtype, axis_name=self._axis_name(), rho=jnp.clip(rho, 0.0, 1.0),
+        jnp.asarray(x).dtype, axis_name=self._axis_name(), rho=mixtures.learned_rho(rho),
         channel_axis=self.channel_axis, sigma=self._sigma(), mask=mask, return_centered=True)
 
 

@@ -154,6 +154,7 @@ class CenterSurroundNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     """``x / sqrt(beta + beta_min + centre pool + surround pool) * scale + bias``."""
+    families.check_image_input(x, "CenterSurroundNorm")
     c = _channels(x, self.channel_axis, "CenterSurroundNorm")
     families.check_center_surround_module(self.surround_dist, self.group_size, self.beta_min,
                                           self.beta_init, self.gamma_init)
@@ -201,6 +202,7 @@ class GaussianNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
+    families.check_image_input(x, "GaussianNorm")
     c = _channels(x, self.channel_axis, "GaussianNorm")
     k = families.gaussian_module_kernel_size(self.kernel_size, self.sigma_init, self.offset)
     weights = self.param("weights", lambda key: families.gaussian_filterbank(

@@ -272,6 +272,21 @@ def batch_instance_norm(
   return (y.astype(x.dtype), v.astype(x.dtype)), stats
 
 
+@jax.custom_jvp
+def learned_rho(rho):
+  """A learned batch-instance `rho` as the modules use it: clipped to [0, 1], with the
+  gradient of `rho` itself (straight-through). With `jnp.clip`'s gradient, 0 outside the
+  interval, a channel whose rho an update carried past 0 or 1 (from the default 1, the
+  first step that favours batch norm) never learned again; the paper projects rho back
+  after each step instead (an optax projection on the parameter does that)."""
+  return jnp.clip(rho, 0.0, 1.0)
+
+
+@learned_rho.defjvp
+def _learned_rho_jvp(primals, tangents):
+  return learned_rho(*primals), tangents[0]
+
+
 SWITCHABLE_STATISTICS = ("instance", "layer", "batch")
 
 

@@ -77,7 +77,8 @@ class BatchRenorm(_Running):
 
 
 class BatchInstanceNorm(_Running):
-  """Batch-instance norm (Nam & Kim, 2018): a learned per-channel ``rho``, clipped to [0, 1].
+  """Batch-instance norm (Nam & Kim, 2018): a learned per-channel ``rho``, clipped to [0, 1]
+  where it is used, its gradient passed straight through (`divnorm.mixtures.learned_rho`).
   Arguments: `divnorm.mixtures.batch_instance_norm`'s (`channel_axis`; `rho_init` is the
   initial `rho`; `x` keeps its batch axis under a per-example vmap) and the shared ones.
 
@@ -99,7 +100,7 @@ class BatchInstanceNorm(_Running):
     """Mixes batch and instance normalization per channel."""
     return self._running(
         mixtures.batch_instance_norm, x, use_running_average, self.channel_axis,
-        rho=jnp.clip(self.rho[...], 0.0, 1.0), channel_axis=self.channel_axis,
+        rho=mixtures.learned_rho(self.rho[...]), channel_axis=self.channel_axis,
         sigma=self._sigma(), mask=mask, return_centered=True)
 
 

@@ -131,6 +131,7 @@ class CenterSurroundNorm(nnx.Module):
 
   def __call__(self, x):
     """``x / sqrt(beta + beta_min + centre pool + surround pool) * scale + bias``."""
+    families.check_image_input(x, "CenterSurroundNorm")
     y = families.center_surround_norm(
         x, beta=nonnegative(self.beta[...]), gamma_k=nonnegative(self.gamma_k[...]),
         gamma_s=nonnegative(self.gamma_s[...]), surround_dist=self.surround_dist,
@@ -168,5 +169,6 @@ class GaussianNorm(nnx.Module):
 
   def __call__(self, x):
     """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
+    families.check_image_input(x, "GaussianNorm")
     return families.gaussian_norm(x, weights=self.weights[...], sigma=self.sigma[...],
                                   offset=self.offset, channel_axis=self.channel_axis)
