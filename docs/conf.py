@@ -298,6 +298,26 @@ def _option_blocks(lines: list[str]) -> list[str]:
   return out
 
 
+def _init_signature(app, what, name, obj, options, signature, return_annotation):
+  """A class whose metaclass hides its ``__init__`` from `inspect` (flax.nnx's modules:
+  autodoc would show ``(*args, **kwargs)``) is shown with ``__init__``'s arguments."""
+  if what != "class" or not inspect.isclass(obj):
+    return None
+  try:
+    shown = inspect.signature(obj)
+  except (TypeError, ValueError):
+    return None
+  if [p.kind for p in shown.parameters.values()] != [inspect.Parameter.VAR_POSITIONAL,
+                                                     inspect.Parameter.VAR_KEYWORD]:
+    return None
+  from sphinx.util.inspect import stringify_signature
+
+  init = inspect.signature(obj.__init__)
+  init = init.replace(parameters=list(init.parameters.values())[1:],
+                      return_annotation=inspect.Signature.empty)
+  return stringify_signature(init), None
+
+
 def _process_docstring(app, what, name, obj, options, lines):
   lines[:] = _option_blocks(_pipe_tables(list(lines)))
 
@@ -308,3 +328,4 @@ napoleon_use_ivar = True
 def setup(app):
   # After napoleon (priority 500), on the reST it produced.
   app.connect("autodoc-process-docstring", _process_docstring, priority=600)
+  app.connect("autodoc-process-signature", _init_signature)

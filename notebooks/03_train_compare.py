@@ -47,6 +47,8 @@ if "google.colab" in sys.modules:
   os.chdir(repo)
   if repo not in sys.path:
     sys.path.insert(0, repo)
+elif os.path.isdir(os.path.join("..", "experiments")):  # in a clone's notebooks/ folder
+  sys.path.insert(0, os.path.abspath(".."))  # the experiments are not in the wheel
 
 # %% tags=["parameters"]
 # Parameters. DIVNORM_NOTEBOOK_QUICK=1 (the test suite) runs one variant for a few steps on

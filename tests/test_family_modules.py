@@ -89,6 +89,12 @@ def test_center_surround_norm_takes_bfloat16_under_strict_promotion():
     np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=2e-2, atol=2e-2)
 
 
+def test_nnx_gaussian_norm_rngs_may_be_omitted_as_in_every_nnx_module():
+  omitted, given = N.GaussianNorm(16, kernel_size=3), N.GaussianNorm(16, kernel_size=3,
+                                                                     rngs=nnx.Rngs(0))
+  np.testing.assert_array_equal(omitted.weights[...], given.weights[...])
+
+
 def test_haiku_burg_penalty_and_gaussian_filterbank():
   """BurgNorm's ``penalty()`` is linen's sown ``l1_v`` and has a gradient; GaussianNorm's
   weights are the filterbank drawn from haiku's parameter key."""

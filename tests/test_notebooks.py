@@ -76,6 +76,10 @@ def test_colab_badge_and_install_cell(twin):
   assert '"google.colab" in sys.modules' in first_code and "pip" in first_code
   params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
   assert len(params) == 1 and "DIVNORM_NOTEBOOK_QUICK" in params[0].source
+  # The experiments are not in the wheel: outside Colab, a notebook that imports them puts
+  # the clone's root on sys.path (Jupyter and notebooks/run.py start it in notebooks/).
+  if re.search(r"^\s*(from|import) experiments", "".join(c.source for c in nb.cells), re.M):
+    assert 'sys.path.insert(0, os.path.abspath(".."))' in first_code, twin.name
 
 
 @pytest.mark.slow

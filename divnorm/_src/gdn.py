@@ -5,7 +5,7 @@ r"""Generalized divisive normalization and its inverse (Balle, Laparra & Simonce
     \qquad \mathrm{IGDN}:\ y_i = x_i (\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon
 
 over the channels of each position: the unified formula of `divnorm.normalize` with no
-centering, the channel pool a weighted sum (`divnorm.mixing`), ``beta = sigma^2``, and
+centering, the channel pool a weighted sum (`divnorm.kernels.mixing`), ``beta = sigma^2``, and
 ``epsilon`` negated for IGDN. The 2016 paper's GDN has ``alpha=2, epsilon=1/2`` (divnorm's
 defaults); tensorflow_compression's ``GDN`` layer now defaults to ``alpha=1, epsilon=1``.
 Its ``gamma[j, i]`` (the row is the pooled channel) is divnorm's ``gamma[i, j]`` transposed.

@@ -72,7 +72,7 @@ def _positive_number(value, name: str) -> float:
 
 
 _WEIGHTS_HINT = (" (a pool weighs entries, it cannot subtract them; to learn a kernel, use "
-                 "divnorm.learned_kernel(raw), which keeps its weights nonnegative)")
+                 "divnorm.kernels.learned_kernel(raw), which keeps its weights nonnegative)")
 
 
 def _check_weights(weights, name: str):
@@ -163,7 +163,7 @@ def learned_kernel(raw, *, dilation: int = 1, along: int | None = None,
                    minimum: float = 0.0) -> Kernel:
   """A kernel whose weights are ``nonnegative(raw, minimum=minimum)``: >= 0 for any `raw`.
 
-  Initialize `raw` with `divnorm.nonnegative_init` of the starting weights.
+  Initialize `raw` with `divnorm.gdn.nonnegative_init` of the starting weights.
   """
   dilation = _positive_int(dilation, "dilation")
   _check_kernel_shape(raw, along, "learned_kernel")

@@ -3,7 +3,7 @@
 Each module owns its paper's parameters, under its paper's names and initializations, and
 calls the functional preset. Nonnegative weights that the authors kept nonnegative (by a
 constraint or an absolute value) are stored raw and used through GDN's reparameterization
-(`divnorm.nonnegative`), as `divnorm.linen.GDN` does; the others are plain parameters, as in
+(`divnorm.gdn.nonnegative`), as `divnorm.linen.GDN` does; the others are plain parameters, as in
 the authors' code. GDN itself is `divnorm.linen.GDN`.
 """
 

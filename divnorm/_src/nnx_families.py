@@ -152,7 +152,8 @@ class GaussianNorm(nnx.Module):
     offset: `divnorm.families.gaussian_norm`'s (>= 0).
     channel_axis: the channel axis.
     param_dtype: the parameters' dtype.
-    rngs: ``rngs.params()`` draws the filterbank's order.
+    rngs: ``rngs.params()`` draws the filterbank's order (omitted: ``nnx.Rngs(0)``, as the
+      other `divnorm.nnx` modules).
 
   >>> GaussianNorm(8, kernel_size=3, rngs=nnx.Rngs(0))(jnp.ones((1, 4, 4, 8))).shape
   (1, 4, 4, 8)
@@ -160,8 +161,9 @@ class GaussianNorm(nnx.Module):
 
   def __init__(self, num_features: int, *, kernel_size: int = 5, sigma_init: float = 1.0,
                offset: float = 1e-5, channel_axis: int = -1, param_dtype: Dtype = jnp.float32,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs | None = None):
     kernel_size = families.gaussian_module_kernel_size(kernel_size, sigma_init, offset)
+    rngs = nnx.Rngs(0) if rngs is None else rngs
     self.weights = nnx.Param(families.gaussian_filterbank(
         num_features, kernel_size, rngs.params()).astype(param_dtype))
     self.sigma = nnx.Param(jnp.full((num_features,), sigma_init, param_dtype))

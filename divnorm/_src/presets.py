@@ -8,7 +8,7 @@
 | rms_norm      | none (no centering)            | `reduction_axes`    |
 | divisive_norm | local spatial window (x all channels) | its own window |
 
-Batch norm, which also carries running statistics, is in `divnorm.batch`.
+Batch norm, which also carries running statistics, is `divnorm.batch_norm` (`batch.py`).
 """
 
 from __future__ import annotations
