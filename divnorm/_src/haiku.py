@@ -64,6 +64,14 @@ def _param_shape(features: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int
   return tuple(n if a in features else 1 for a, n in enumerate(shape))
 
 
+def _check_sigma(sigma, learn_sigma: bool = False) -> None:
+  """The paper's `sigma` (>= 0) and, to learn it, its start (a scalar > 0): checked when the
+  layer is built, not at its first call."""
+  check_nonnegative(sigma, "sigma", " (the paper's smoothing term)")
+  if check_bool(learn_sigma, "learn_sigma"):
+    fs.log_sigma_init(sigma, jnp.float32)
+
+
 class _Norm(hk.Module):
   """The base: haiku's scale and offset (created, or passed at call time), checked as
   haiku checks them, and the affine step over divnorm's normalized output."""
@@ -356,9 +364,7 @@ class DivisiveNorm(_Norm):
                border: str = "valid", create_scale: bool = False, create_offset: bool = False,
                scale_init=None, offset_init=None, data_format: str = "channels_last",
                name: str | None = None):
-    check_nonnegative(sigma, "sigma", " (the paper's smoothing term)")
-    if check_bool(learn_sigma, "learn_sigma"):
-      fs.log_sigma_init(sigma, jnp.float32)  # its errors now, not at the first call
+    _check_sigma(sigma, learn_sigma)
     super().__init__(create_scale, create_offset, scale_init, offset_init, name)
     self.summation_window, self.suppression_window = summation_window, suppression_window
     self.sigma, self.learn_sigma = sigma, learn_sigma

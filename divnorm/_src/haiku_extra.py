@@ -31,7 +31,7 @@ from divnorm._src.checks import (
   check_unit_interval,
 )
 from divnorm._src.core import normalize
-from divnorm._src.haiku import _Norm, hk
+from divnorm._src.haiku import _check_sigma, _Norm, hk
 from divnorm._src.lrn import local_response_norm
 from divnorm._src.reductions import stat_dtype
 
@@ -65,9 +65,7 @@ class Normalize(_Norm):
                create_scale: bool = False, create_offset: bool = False, scale_init=None,
                offset_init=None, param_axis: int | Sequence[int] = -1,
                name: str | None = None):
-    check_nonnegative(sigma, "sigma", " (the paper's smoothing term)")
-    if check_bool(learn_sigma, "learn_sigma"):
-      fs.log_sigma_init(sigma, jnp.float32)  # its errors now, not at the first call
+    _check_sigma(sigma, learn_sigma)
     super().__init__(create_scale, create_offset, scale_init, offset_init, name)
     self.summation, self.suppression, self.border = summation, suppression, border
     self.sigma, self.learn_sigma = sigma, learn_sigma
@@ -161,7 +159,7 @@ class _Running(_Norm):
 
   def __init__(self, create_scale: bool, create_offset: bool, decay_rate: float, sigma,
                scale_init, offset_init, cross_replica_axis, data_format: str, name):
-    check_nonnegative(sigma, "sigma", " (the paper's smoothing term)")
+    _check_sigma(sigma)
     check_momentum(decay_rate, "decay_rate", "e.g. 0.9 or 0.99, as hk.BatchNorm's")
     super().__init__(create_scale, create_offset, scale_init, offset_init, name)
     self.decay_rate, self.sigma, self.data_format = decay_rate, sigma, data_format
@@ -222,13 +220,9 @@ class MeanOnlyBatchNorm(_Running):
 
   def __call__(self, inputs, is_training: bool, *, mask=None):
     """Subtracts the batch mean (training: and updates ``mean``) or the running mean."""
-    def centered(x, stats, *, feature_axes, **kwargs):
-      (y, _), stats = mixtures.mean_only_batch_norm(x, stats, feature_axes=feature_axes,
-                                                    **kwargs)
-      return (y, y), stats
-    c = _channel(self.data_format, jnp.ndim(inputs))
-    return self._running(centered, inputs, is_training, mixtures.MeanStats, feature_axes=c,
-                         mask=mask)
+    c = _channel(self.data_format, jnp.ndim(inputs))  # its output is its centered input
+    return self._running(mixtures.mean_only_batch_norm, inputs, is_training,
+                         mixtures.MeanStats, feature_axes=c, mask=mask)
 
 
 class BatchRenorm(_Running):
