@@ -1,9 +1,10 @@
 """Haiku modules over the functional core (``pip install divnorm[haiku]``).
 
 Re-exports only; the implementation is in `divnorm._src.haiku` (haiku's layers and the
-paper's DivisiveNorm) and `divnorm._src.haiku_extra` (the unified normalizer, the survey's
-other normalizers and haiku's spectral normalization) and `divnorm._src.haiku_families` (the
-divisive normalization families).
+paper's DivisiveNorm), `divnorm._src.haiku_extra` (the unified normalizer, the survey's
+other normalizers and haiku's spectral normalization), `divnorm._src.haiku_weights` (weight
+normalization and standardization) and `divnorm._src.haiku_families` (the divisive
+normalization families).
 """
 
 from divnorm._src.haiku import (
@@ -26,6 +27,7 @@ from divnorm._src.haiku_extra import (
   SwitchableNorm,
 )
 from divnorm._src.haiku_families import BurgNorm, CenterSurroundNorm, GaussianNorm, MillerNorm
+from divnorm._src.haiku_weights import WeightNorm, WeightStandardization
 
 __all__ = [
   "GDN",
@@ -47,4 +49,6 @@ __all__ = [
   "SNParamsTree",
   "SpectralNorm",
   "SwitchableNorm",
+  "WeightNorm",
+  "WeightStandardization",
 ]

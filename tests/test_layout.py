@@ -147,7 +147,8 @@ def test_normalize_is_a_function_not_a_module():
     ("divnorm.equinox", ("divnorm._src.equinox", "divnorm._src.equinox_extra"),
      "equinox:Module"),
     ("divnorm.haiku", ("divnorm._src.haiku", "divnorm._src.haiku_extra",
-                       "divnorm._src.haiku_families"), "haiku:Module"),
+                       "divnorm._src.haiku_families", "divnorm._src.haiku_weights"),
+     "haiku:Module"),
 ])
 def test_every_flax_module_is_importable_from_its_namespace(api, impls, base):
   base_module, base_name = base.split(":")
