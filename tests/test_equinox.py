@@ -399,6 +399,10 @@ def test_group_norm_takes_numpy_integer_groups_as_equinox():
    r"one sigma per layer"),
   (lambda: dqx.GDN(3, beta_init=0), ValueError, r"beta_init=0 must be a finite number > 0"),
   (lambda: dqx.GDN(-3), ValueError, r"^channels=-3 must be an int >= 1"),
+  (lambda: dqx.BatchNorm(4, "batch", momentum=1.5, mode="batch"), ValueError,
+   r"momentum=1\.5 must be in \[0, 1\] \(equinox's default is 0\.99\)"),
+  (lambda: dqx.BatchRenorm(4, "batch", momentum=-0.1), ValueError, r"momentum=-0\.1 must be"),
+  (lambda: dqx.SwitchableNorm(4, "batch", sigma=-1.0), ValueError, r"sigma=-1\.0 is negative"),
 ])
 def test_errors_name_the_argument_passed(make, error, match):
   with warnings.catch_warnings():

@@ -32,7 +32,7 @@ except ModuleNotFoundError as error:  # equinox is an optional extra
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.batch import BatchStats, ema
-from divnorm._src.checks import check_bool, check_int
+from divnorm._src.checks import check_bool, check_int, check_momentum
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
@@ -225,6 +225,7 @@ class BatchNorm(eqx.nn.StatefulLayer):
     if mode not in {"ema", "batch"}:
       raise ValueError("Invalid mode, must be 'ema' or 'batch'.")
     dtype, input_size = _float(dtype), check_int(input_size, "input_size", minimum=0)
+    check_momentum(momentum, default="equinox's default is 0.99")
     self.weight = jnp.ones((input_size,), dtype) if channelwise_affine else None
     self.bias = jnp.zeros((input_size,), dtype) if channelwise_affine else None
     init = (jnp.zeros((input_size,), dtype), jnp.ones((input_size,), dtype))

@@ -20,6 +20,8 @@ from divnorm._src.batch import BatchStats
 from divnorm._src.checks import (
   check_int,
   check_lrn_args,
+  check_momentum,
+  check_nonnegative,
   check_renorm_limits,
   check_unit_interval,
 )
@@ -120,6 +122,8 @@ class _Running(eqx.nn.StatefulLayer):
   def _init(self, input_size, axis_name, sigma, channelwise_affine, momentum, inference, dtype,
             stats=BatchStats):
     dtype, input_size = _float(dtype), check_int(input_size, "input_size", minimum=0)
+    check_momentum(momentum, default="equinox's default is 0.99")
+    check_nonnegative(sigma, "sigma", " (the paper's smoothing term)")
     self.weight = jnp.ones((input_size,), dtype) if channelwise_affine else None
     self.bias = jnp.zeros((input_size,), dtype) if channelwise_affine else None
     self.state_index = eqx.nn.StateIndex(tuple(
