@@ -74,6 +74,32 @@ def test_haiku_modules_are_the_linen_modules(name, linen, haiku, x):
           jnp.dtype(jnp.float32)}
 
 
+def test_miller_norm_learned_past_its_ranges_runs_eagerly_as_under_jit():
+  """Its learned scalars are unconstrained (the authors' code): with ``alpha`` < 0 an eager
+  call gives the jitted numbers in every API, where it raised while jit ran."""
+  x, alpha = jax.nn.relu(X), jnp.asarray(-0.01)
+  params = {"lamb": 2.0, "alpha": -0.01, "beta": 1.0, "k": 1.0}
+  want = F.learned_miller_norm(x, **params, width=17)
+  np.testing.assert_allclose(want, jax.jit(F.learned_miller_norm, static_argnames="width")(
+      x, **params, width=17), rtol=1e-6)
+  assert np.all(np.isfinite(want))
+  linen = L.MillerNorm()
+  variables = {"params": {**linen.init(jax.random.key(0), x)["params"], "alpha": alpha}}
+  np.testing.assert_allclose(linen.apply(variables, x), want, rtol=1e-6)
+  nnx_module = N.MillerNorm()
+  nnx_module.alpha[...] = alpha
+  np.testing.assert_allclose(nnx_module(x), want, rtol=1e-6)
+  eqx_module = eqx.tree_at(lambda m: m.alpha, E.MillerNorm(), alpha)
+  np.testing.assert_allclose(eqx_module(jnp.moveaxis(x[0], -1, 0)),
+                             jnp.moveaxis(want[0], -1, 0), rtol=1e-6)
+  f = hk.transform(lambda x: H.MillerNorm()(x))
+  hk_params = f.init(jax.random.key(0), x)
+  hk_params = {"miller_norm": {**hk_params["miller_norm"], "alpha": alpha}}
+  np.testing.assert_allclose(f.apply(hk_params, None, x), want, rtol=1e-6)
+  with pytest.raises(ValueError, match="alpha=-0.01 is negative"):
+    F.miller_norm(x, **params)
+
+
 def test_center_surround_norm_takes_bfloat16_under_strict_promotion():
   """A bfloat16 input and float32 parameters: flax's promoted float32 output (linen, NNX),
   equinox's the input's dtype; the suite runs under strict dtype promotion, where the

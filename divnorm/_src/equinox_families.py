@@ -62,8 +62,9 @@ class MillerNorm(eqx.Module):
 
   def __call__(self, a: Array, state=_NO_STATE, *, key=None):
     """``a^2 / (k (1 + alpha / lambda sum_j a_{c+j}^2 e^{-|j| / lambda}))^beta``."""
-    y = families.miller_norm(a[None], lamb=self.lamb, alpha=self.alpha, beta=self.beta,
-                             k=self.k, width=self.width, channel_axis=1)[0]
+    y = families.learned_miller_norm(a[None], lamb=self.lamb, alpha=self.alpha,
+                                     beta=self.beta, k=self.k, width=self.width,
+                                     channel_axis=1)[0]
     return _out(y, a, state)
 
 

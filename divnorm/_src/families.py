@@ -203,24 +203,34 @@ def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
     ValueError: a concrete `lamb` or `k` <= 0, `alpha` < 0, a non-finite one, an array
       where a scalar goes, or an even or non-positive `width`.
   """
-  a = check_input(a)
-  c = channel_axis_index(channel_axis, a.ndim, "miller_norm")
   for name, value in (("lamb", lamb), ("alpha", alpha), ("beta", beta), ("k", k)):
     _check_value(value, name)
-  dt = stat_dtype(a.dtype)
   if width is None:
     if not is_concrete(lamb):
       raise TypeError(
           "miller_norm: lamb is traced (a learned lambda), so the kernel's width cannot "
           "follow it: pass a static width, e.g. width=miller_width(initial lamb).")
     width = miller_width(float(lamb))
+  return learned_miller_norm(a, lamb=lamb, alpha=alpha, beta=beta, k=k, width=width,
+                             channel_axis=channel_axis)
+
+
+def learned_miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int,
+                        channel_axis: int = -1) -> jax.Array:
+  """`miller_norm` of the MillerNorm modules' learned scalars, whose values it leaves
+  unchecked: they are unconstrained, as in the authors' code, and an eager call must give
+  what a jitted one does when training carries one past `miller_norm`'s ranges."""
+  a = check_input(a)
+  c = channel_axis_index(channel_axis, a.ndim, "miller_norm")
+  dt = stat_dtype(a.dtype)
   width = check_odd(width, "width", context="miller_norm", what="the kernel along channels")
   j = jnp.asarray(np.abs(np.arange(width) - width // 2), dt)
   lamb, alpha, k = _as(lamb, dt), _as(alpha, dt), _as(k, dt)
-  # k (1 + alpha / lambda S) = k + sum_j (k alpha / lambda) e^{-|j| / lambda} a_{c+j}^2
-  weights = k * alpha / lamb * jnp.exp(-j / lamb)
+  # k (1 + alpha / lambda S) = k + (k alpha / lambda) sum_j e^{-|j| / lambda} a_{c+j}^2: the
+  # kernel's weights stay >= 0 whatever alpha training reaches
   t = jnp.square(a.astype(dt))
-  return _pooled_divide(t, {c: Kernel(weights)}, k, epsilon=beta).astype(a.dtype)
+  pool = weighted_sum(t, resolve_weighted_field({c: Kernel(jnp.exp(-j / lamb))}, t.shape))
+  return scale(t, k + k * alpha / lamb * pool, 0.0, beta).astype(a.dtype)
 
 
 def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Array:

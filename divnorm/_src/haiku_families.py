@@ -67,7 +67,7 @@ class MillerNorm(_Family):
     """``a^2 / (k (1 + alpha / lambda sum_j a_{c+j}^2 e^{-|j| / lambda}))^beta``."""
     c, _ = self._channel(a)
     p = {n: self._param(n, a, jnp.asarray(v)) for n, v in self.inits.items()}
-    return families.miller_norm(a, **p, width=self.width, channel_axis=c)
+    return families.learned_miller_norm(a, **p, width=self.width, channel_axis=c)
 
 
 class BurgNorm(_Family):

@@ -64,7 +64,7 @@ class MillerNorm(nn.Module):
       return self.param(name, lambda _: jnp.asarray(value, self.param_dtype))
     width = families.miller_module_width(self.lamb_init, self.alpha_init, self.beta_init,
                                          self.k_init, self.width)
-    return families.miller_norm(
+    return families.learned_miller_norm(
         a, lamb=scalar("lamb", self.lamb_init), alpha=scalar("alpha", self.alpha_init),
         beta=scalar("beta", self.beta_init), k=scalar("k", self.k_init), width=width,
         channel_axis=self.channel_axis)

@@ -48,9 +48,9 @@ class MillerNorm(nnx.Module):
 
   def __call__(self, a):
     """``a^2 / (k (1 + alpha / lambda sum_j a_{c+j}^2 e^{-|j| / lambda}))^beta``."""
-    return families.miller_norm(a, lamb=self.lamb[...], alpha=self.alpha[...],
-                                beta=self.beta[...], k=self.k[...], width=self.width,
-                                channel_axis=self.channel_axis)
+    return families.learned_miller_norm(a, lamb=self.lamb[...], alpha=self.alpha[...],
+                                        beta=self.beta[...], k=self.k[...], width=self.width,
+                                        channel_axis=self.channel_axis)
 
 
 class BurgNorm(nnx.Module):
