@@ -14,7 +14,9 @@ these, shared by the activation normalizers:
 - `l1_alpha`: if > 0, add the paper's penalty ``l1_alpha * mean(|v|)`` of the centered input
   to the module's `Penalty` at each call; `pop_penalties` sums and resets them (layers
   stacked by ``nnx.vmap`` too: one scalar). With `axis_name` the mean covers the mapped
-  axis, as the statistics do, so a module broadcast over ``nnx.vmap`` takes it.
+  axis, as the statistics do, so a module broadcast over ``nnx.vmap`` takes it. `Penalty`
+  is a variable type of its own: ``nnx.split(model, nnx.Param, nnx.BatchStat)`` must name
+  it too (``nnx.split(model, nnx.Param, nnx.BatchStat, Penalty)``) or end with ``...``.
 - `use_scale`, `use_bias`, `scale_init`, `bias_init`, `param_dtype`: the affine step after
   normalizing, ``y * scale + bias`` with one learned ``scale`` and ``bias`` per feature, as in
   flax.nnx's LayerNorm: whether each is used, their initializers and their dtype.

@@ -322,6 +322,43 @@ def test_batch_norm_of_one_example_under_vmap_pools_the_mapped_axis_as_flax(fast
   np.testing.assert_allclose(run[0][1]["batch_stats"]["var"], 0.5 + 0.5 * var, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["BatchNorm", "MeanOnlyBatchNorm", "BatchRenorm",
+                                  "BatchInstanceNorm", "SwitchableNorm"])
+def test_running_layers_init_with_each_mapped_index_s_statistics_as_flax(name):
+  """flax's BatchNorm never pools at ``init``, even with its axis bound (it pools in
+  ``apply``): each vmapped index initializes on its own batch (it pooled them)."""
+  from divnorm import linen_extra
+  x = jnp.asarray(_x((2, 6, 5, 4)) * np.array([1.0, 5.0])[:, None, None, None])
+  layer = getattr(dnn if name == "BatchNorm" else linen_extra, name)
+  init = lambda m: jax.vmap(lambda xi: m.init_with_output(jax.random.key(0), xi)[0],  # noqa: E731
+                            axis_name="batch")(x)
+  want = jax.vmap(lambda xi: layer(False).init_with_output(jax.random.key(0), xi)[0])(x)
+  np.testing.assert_allclose(init(layer(False, axis_name="batch")), want, rtol=1e-6, atol=1e-6)
+  if name == "BatchNorm":
+    np.testing.assert_allclose(want, init(nn.BatchNorm(False, axis_name="batch")), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_masked_batch_statistics_pool_counts_over_the_mapped_axis():
+  """A mask with `axis_name` gives the masked statistics of the whole mapped batch, as one
+  layer over the joined batch, even where one index's entries are all masked (flax averages
+  each index's masked mean: the indices weigh alike, and an all-masked one makes them NaN)."""
+  x = jnp.asarray(_x((2, 4, 3)))
+  bn = dnn.BatchNorm(False, momentum=0.0, axis_name="batch")
+  variables = bn.init(jax.random.key(0), x[0])
+  for rows in ([1, 1, 1, 0], [0, 0, 0, 0]):
+    mask = jnp.broadcast_to(jnp.array([[1, 1, 1, 1], rows], bool)[:, :, None], x.shape)
+    y, new = jax.vmap(lambda xi, mi: bn.apply(variables, xi, mask=mi, mutable=["batch_stats"]),
+                      axis_name="batch", out_axes=(0, None))(x, mask)
+    joined, new_joined = dnn.BatchNorm(False, momentum=0.0).apply(
+        variables, x.reshape(8, 3), mask=mask.reshape(8, 3), mutable=["batch_stats"])
+    np.testing.assert_allclose(y.reshape(8, 3), joined, rtol=1e-5, atol=1e-6)
+    kept = np.asarray(x, np.float64)[np.asarray(mask)].reshape(-1, 3)
+    np.testing.assert_allclose(new["batch_stats"]["mean"], kept.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(new["batch_stats"]["var"], kept.var(0), rtol=1e-5)
+    np.testing.assert_allclose(new_joined["batch_stats"]["var"], kept.var(0), rtol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs,error,match", [
   (dict(fast_variance="no"), TypeError, r"fast_variance='no' is not a bool"),
   (dict(learn_sigma="no"), TypeError, r"learn_sigma='no' is not a bool"),

@@ -113,6 +113,8 @@ class _Norm(nn.Module):
     fs.check_features(self, f"batch_stats of shape {built}", built, jnp.shape(x), features)
     values = [r.value if use_ra or batch_dtype is None else r.value.astype(
         fs.result_dtype(r.value, jnp.zeros((), batch_dtype).real)) for r in running]
+    if self.is_initializing():  # flax's BatchNorm: each mapped index's own statistics
+      kwargs["axis_name"] = None
     parts, new = function(x, stats(*values), training=not use_ra, momentum=self.momentum,
                           **kwargs)
     if not use_ra and not self.is_initializing():
