@@ -210,6 +210,23 @@ def test_axis_name_adds_a_whole_axis_under_vmap():
     jax.vmap(f, axis_name="batch")(x), divnorm.normalize(x, (0, 1)), atol=1e-6)
 
 
+@pytest.mark.parametrize("fast", [True, None])
+def test_axis_name_is_the_whole_axis_fast_variance_needs(fast):
+  """A field of windows alone, mapped: its one whole axis is the named one, so one-pass
+  statistics serve it as they serve the joined batch (they were refused), at an offset of
+  1e4, with a mask, values and gradients."""
+  x = _x((4, 6, 3)) + 1e4
+  mask = jnp.asarray(np.random.default_rng(1).random(x.shape) > 0.3)
+  joined = lambda x: divnorm.normalize(x, {0: None, 1: 3}, sigma=0.1, mask=mask,  # noqa: E731
+                                       fast_variance=fast)
+  mapped = lambda x: jax.vmap(lambda xi, mi: divnorm.normalize(  # noqa: E731
+      xi, {0: 3}, sigma=0.1, mask=mi, fast_variance=fast, axis_name="batch"),
+      axis_name="batch")(x, mask)
+  np.testing.assert_allclose(mapped(x), joined(x), atol=1e-6)
+  loss = lambda f: lambda x: jnp.sum(f(x) ** 3)  # noqa: E731
+  np.testing.assert_allclose(jax.grad(loss(mapped))(x), jax.grad(loss(joined))(x), atol=2e-5)
+
+
 @pytest.mark.slow
 def test_axis_name_under_shard_map_and_sharded_jit_equal_one_device():
   devices = jax.devices()

@@ -123,10 +123,10 @@ def normalize(
       (`statistics.two_pass`; `statistics.corrected_two_pass` for windowed fields over the
       same whole axes). ``True`` (Flax's ``use_fast_variance=True``): one-pass sums
       (`statistics.one_pass`), which read `x` once for both statistics, for box fields
-      whose whole and grouped axes are the same in A and B (BN, LN, IN, GN, and divisive
-      norm across channels, whose windows may differ; with windows in A, the corrected
-      sums, which read `x` once too). On a CUDA GPU, a field of the last
-      axis alone (layer norm of up to 16384 features, no mask) takes
+      whose whole and grouped axes (`axis_name`'s among them) are the same in A and B, at
+      least one (BN, LN, IN, GN, and divisive norm across channels, whose windows may
+      differ; with windows in A, the corrected sums, which read `x` once too). On a CUDA
+      GPU, a field of the last axis alone (layer norm of up to 16384 features, no mask) takes
       `statistics.row_two_pass` in both modes: XLA fuses it into one kernel per row that
       reads `x` once, as flax's two-pass: on an H200, 0.67-0.93x the time of flax's
       one-pass sums (a layer: up to 2^23 entries, `LAYER_FUSED_SIZE`). Both keep float32
@@ -165,7 +165,7 @@ def normalize(
   return_centered = check_bool(return_centered, "return_centered")
   _check_suppression(alpha, epsilon, pool)
   statistics = pick_statistics(a, b, fast_variance, alpha=alpha, epsilon=epsilon, pool=pool,
-                               border=border)
+                               border=border, mapped=axis_name is not None)
   dt = stat_dtype(x.dtype)
   args = (x.astype(dt), jnp.asarray(sigma, dt), mask, statistics, a, b, border, axis_name)
   if statistics in BOX_STRATEGIES:  # the paper's formula over boxes: the derivative below
@@ -193,7 +193,8 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
   dt = stat_dtype(x.dtype)
   sigma = jnp.asarray(sigma, dt)
   y, v, stats = box_normalized(x.astype(dt), sigma, mask,
-                               pick_statistics(field, field, fast_variance), field, field,
+                               pick_statistics(field, field, fast_variance,
+                                               mapped=axis_name is not None), field, field,
                                "valid", axis_name, fused_size=LAYER_FUSED_SIZE)
   return y, v, inverse_scale(stats.var, sigma), stats
 

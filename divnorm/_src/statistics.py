@@ -591,8 +591,9 @@ def weighted(x: jax.Array, a: WeightedField | None, b: WeightedField, *, border:
 
 def pick_statistics(a: Field | WeightedField | None, b: Field | WeightedField,
                     fast_variance: bool | None, *, alpha=2.0, epsilon=0.5,
-                    pool: str = "mean", border: str = "valid") -> Strategy:
-  """The strategy for the fields and `fast_variance`.
+                    pool: str = "mean", border: str = "valid", mapped: bool = False) -> Strategy:
+  """The strategy for the fields and `fast_variance` (`mapped`: an `axis_name` is given,
+  one more whole axis of both fields).
 
   Boxes (`Field` s) in the paper's formula: `two_pass` (None, False; `corrected_two_pass`
   for windowed fields over equal whole axes) or `one_pass` (True). Weighted fields, no
@@ -622,7 +623,7 @@ def pick_statistics(a: Field | WeightedField | None, b: Field | WeightedField,
   if not fast_variance:
     windowed = a.windows and a.pooled == b.pooled and (a.whole or a.groups)
     return corrected_two_pass if windowed else two_pass
-  if a.whole != b.whole or a.groups != b.groups or not (a.whole or a.groups):
+  if a.whole != b.whole or a.groups != b.groups or not (a.whole or a.groups or mapped):
     raise ValueError(
         "fast_variance=True computes one-pass sums of x and x^2 over the whole axes, which "
         "give E_B[v^2] only when the summation and suppression fields have the same whole "
