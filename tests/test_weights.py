@@ -102,3 +102,26 @@ def test_errors():
     W.weight_standardization(k, feature_axes=(0, 1, 2, 3))
   with pytest.raises(TypeError, match="floating"):
     W.weight_standardization(k.astype(np.int32))
+
+
+def test_a_sum_of_squares_that_overflows_gives_nan_never_a_silent_zero():
+  """Entries near 1e20 square past float32's range: weight normalization gave all zeros and
+  spectral normalization the kernel unnormalized (a 'zero' sigma); now NaN, as the core's
+  statistics. Scaled down by a power of two, the same kernels give their exact numbers."""
+  from divnorm._src import weights as impl
+  big = jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)) * 1e20, jnp.float32)
+  u = W.spectral_norm_init(big, jax.random.key(0))
+  outs = [W.weight_norm(big, jnp.ones(4)),
+          impl.l2_normalized(big, None, feature_axes=-1, epsilon=1e-12, dtype=None),
+          W.spectral_norm(big, u)[0],
+          impl.spectral_normalized(big, u[None], n_steps=1, epsilon=1e-12, dtype=None)[0],
+          impl.row_spectral_normalized(big, jnp.ones(6) / 6**0.5, jnp.ones(4) / 2, n_steps=1,
+                                       epsilon=1e-12)[0]]
+  for out in outs:
+    assert np.all(np.isnan(out))
+  small = big * 2.0**-70
+  w = np.asarray(small, np.float64)
+  np.testing.assert_allclose(W.weight_norm(small, jnp.ones(4)), w / np.linalg.norm(w, axis=0),
+                             rtol=1e-6)
+  sigma = W.spectral_norm(small, u, n_steps=30)[2]
+  np.testing.assert_allclose(sigma, np.linalg.norm(w, 2), rtol=1e-4)
