@@ -310,3 +310,19 @@ def test_bn_diagnosis_refuses_a_workdir_without_a_finished_run(tmp_path, capsys)
     bn_diagnosis.main(["--workdir", str(srcnn), "--scale", "3"])
   assert "variant 'srcnn' at x3, not 'bn' at x3" in capsys.readouterr().err
   assert bn_diagnosis.unfinished(str(srcnn), "srcnn", 3) is None
+
+
+def test_table_labels_dn_without_the_paper_s_l1_weight_as_not_dn_star(tmp_path):
+  """An ablation run with another L1 weight is not the paper's DN*: its row says so."""
+  import ml_collections
+
+  from experiments.sr import reproduce
+  results = {"x3": {"dn": {"psnr": 29.0, "ssim": 0.83}, "srcnn": {"psnr": 28.8, "ssim": 0.82}}}
+  cfgs = {v: ml_collections.ConfigDict({"norm": {"dn_l1_alpha": alpha}})
+          for v, alpha in (("dn", 0.0), ("srcnn", 0.1))}
+  text = reproduce.write_table(str(tmp_path / "t.md"), results, [3], ["srcnn", "dn"],
+                               test_name="photographs", note="", cfgs=cfgs)
+  assert "| DN, L1 alpha 0 (DN*: 0.1) | 29.00 / 0.8300 |" in text and "| SRCNN |" in text
+  cfgs["dn"].norm.dn_l1_alpha = 0.1
+  assert "| DN* | 29.00" in reproduce.write_table(
+      str(tmp_path / "t.md"), results, [3], ["dn"], test_name="p", note="", cfgs=cfgs)

@@ -3,7 +3,8 @@ r"""Runs any subset of the paper's twelve CNN variants on any dataset; writes th
   python -m experiments.cnn.reproduce --variants 'baseline,BN,BN*,LN,LN*,DN,DN*' \
       --dataset fashion_mnist --num_steps 600 --workdir runs/cnn_fm --out results/cnn/fashion_mnist
 
-  # the paper's exact CIFAR-10 recipe (50k/80k steps) for all twelve variants:
+  # the paper's CIFAR-10 recipe (50k/80k steps) for all twelve variants; DN's border is
+  # "valid" unless --border zeros (the paper's code: zero padding, full-window divisor):
   python -m experiments.cnn.reproduce --dataset cifar10 --workdir runs/cnn_c10 --out results/cnn/cifar10
 
 Writes <out>/table.md and <out>/table.csv (our test accuracy beside the

@@ -34,19 +34,29 @@ def _config(path: str, variant: str, scale: int, num_steps: int | None, source: 
   return load_config(f"{path}:{arg}")
 
 
-def _label(variant: str) -> str:
+PAPER_DN_L1_ALPHA = 0.1  # the paper's DN* for super-resolution (REFERENCE.md section 5)
+
+
+def _label(variant: str, cfg=None) -> str:
+  """The variant's name; DN trained with another L1 weight than DN*'s (the paper's 0.1) is
+  not DN*, and its label says so."""
   from experiments.sr import model as srcnn
-  return srcnn.LABELS[variant]
+  alpha = None if cfg is None or variant != "dn" else float(cfg.norm.dn_l1_alpha)
+  if alpha is None or alpha == PAPER_DN_L1_ALPHA:
+    return srcnn.LABELS[variant]
+  return f"DN, L1 alpha {alpha:g} (DN*: {PAPER_DN_L1_ALPHA:g})"
 
 
-def write_table(path: str, results: dict, scales, variants, *, test_name: str, note: str) -> str:
-  """Markdown table: rows = models; ours at each scale, then the paper's columns."""
+def write_table(path: str, results: dict, scales, variants, *, test_name: str, note: str,
+                cfgs: dict | None = None) -> str:
+  """Markdown table: rows = models (labelled from `cfgs[variant]` where given); ours at each
+  scale, then the paper's columns."""
   from experiments.sr.paper import PAPER, PAPER_SETS
   head = (["model"] + [f"ours, {test_name} x{s}" for s in scales]
           + [f"paper, {ps} x{s}" for ps in PAPER_SETS for s in scales])
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for v in variants:
-    row = [_label(v)]
+    row = [_label(v, (cfgs or {}).get(v))]
     for s in scales:
       m = results.get(f"x{s}", {}).get(v)
       row.append(f"{m['psnr']:.2f} / {m['ssim']:.4f}" if m else "-")
@@ -202,7 +212,7 @@ def main(argv=None) -> int:
         _, (estimate,) = sr_task.evaluate_images(sr_task.build_model(cfg), variables, [fig_im],
                                                  keep_outputs=True)
       score = next(r for r in per_image[f"x{s}"][v] if r["name"] == fig_im.name)
-      panels[s].append((f"{srcnn.LABELS[v]} {score['psnr']:.2f} dB", colourize(estimate, chroma)))
+      panels[s].append((f"{_label(v, cfg)} {score['psnr']:.2f} dB", colourize(estimate, chroma)))
       print(json.dumps({"scale": s, "variant": v, **results[f"x{s}"][v],
                         "seconds": round(timings[f"x{s}_{v}"], 1)}), flush=True)
 
@@ -218,7 +228,8 @@ def main(argv=None) -> int:
     note += f" Config overrides (every run): {', '.join(args.set)}."
   test_name = test_source.split("/")[-1] if test_source.startswith("folder:") else test_source
   table = write_table(os.path.join(args.out, "table.md"), results, scales, variants,
-                      test_name=test_name, note=note)
+                      test_name=test_name, note=note, cfgs={v: cfgs[(scales[0], v)]
+                                                            for v in variants})
   write_figure(os.path.join(args.out, "figure.png"), panels, crop=(r0, c0, size),
                image_name=args.figure_image if args.figure_image in names else names[0])
   with open(os.path.join(args.out, "results.json"), "w") as f:

@@ -18,7 +18,10 @@ train / validation) or "folder:/path" (its images are both train and test; set
 This is the paper's recipe (the reference code's sr_exp_config.py): 33x33
 patches, batch 1, momentum 0.9, lr 1e-4, N(0, 1e-3) init, MSE / 2, DN* sigma 1.0,
 alpha 0.1, windows 5x5 / 7x7; the paper trains for up to 1e8 steps, here
-`num_steps` defaults to 1e6. For a schedule a CPU finishes see sr_srcnn_fast.py.
+`num_steps` defaults to 1e6. DN's border is "valid" (statistics over in-bounds
+entries); the reference code zero-pads, divides by the full window and divides the
+7x7 suppression sum by the 5x5 area: `--set norm.dn_border=zeros_with_divisor_bug`
+reproduces it. For a schedule a CPU finishes see sr_srcnn_fast.py.
 """
 
 from __future__ import annotations
