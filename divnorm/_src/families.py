@@ -256,6 +256,10 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Arra
     v: feature weights ``[C, C]``; ``v[k, l]`` weighs filter k in the pool of filter l.
     channel_axis: the channel axis.
 
+  Derivatives: reverse mode (``grad``, ``jacrev``, even of ``jacrev``); forward mode
+  (``jvp``, ``jacfwd``, ``jax.hessian``) stops at the weighted sums' custom VJP, for which
+  the `divnorm.kernels` module gives the reverse-mode ways to a Hessian.
+
   Raises:
     TypeError: an argument that is not real numbers.
     ValueError: a concrete `n` or `eta` <= 0, a negative `u`, a non-finite one, or a wrong
@@ -343,6 +347,10 @@ def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist:
     beta_min: added to beta, a scalar >= 0.
     channel_axis: the channel axis.
 
+  Derivatives: reverse mode (``grad``, ``jacrev``, even of ``jacrev``); forward mode
+  (``jvp``, ``jacfwd``, ``jax.hessian``) stops at the weighted sums' custom VJP, for which
+  the `divnorm.kernels` module gives the reverse-mode ways to a Hessian.
+
   Raises:
     TypeError: an argument of the wrong kind (not real numbers; not an int).
     ValueError: a concrete negative or non-finite `beta`, `gamma_k`, `gamma_s` or
@@ -419,6 +427,10 @@ def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,
     sigma: ``[C]`` or a scalar.
     offset: the constant their code adds (1e-5), a scalar >= 0.
     channel_axis: the channel axis.
+
+  Derivatives: reverse mode (``grad``, ``jacrev``, even of ``jacrev``); forward mode
+  (``jvp``, ``jacfwd``, ``jax.hessian``) stops at the weighted sums' custom VJP, for which
+  the `divnorm.kernels` module gives the reverse-mode ways to a Hessian.
 
   Raises:
     TypeError: an argument that is not real numbers.
