@@ -403,6 +403,12 @@ def test_group_norm_takes_numpy_integer_groups_as_equinox():
    r"momentum=1\.5 must be in \[0, 1\] \(equinox's default is 0\.99\)"),
   (lambda: dqx.BatchRenorm(4, "batch", momentum=-0.1), ValueError, r"momentum=-0\.1 must be"),
   (lambda: dqx.SwitchableNorm(4, "batch", sigma=-1.0), ValueError, r"sigma=-1\.0 is negative"),
+  (lambda: dqx.GDN(7)(_x((8, 4, 4))), ValueError, r"channels=7 but x of shape \(8, 4, 4\)"),
+  (lambda: dqx.SpectralNorm(eqx.nn.Linear(3, 4, key=jax.random.key(0)), "weight", -1,
+                            key=jax.random.key(1)), ValueError,
+   r"num_power_iterations=-1 must be an int >= 0"),
+  (lambda: dqx.SpectralNorm(eqx.nn.Linear(3, 4, key=jax.random.key(0)), "weight", eps=-1.0,
+                            key=jax.random.key(1)), ValueError, r"eps=-1\.0 is negative"),
 ])
 def test_errors_name_the_argument_passed(make, error, match):
   with warnings.catch_warnings():

@@ -246,6 +246,21 @@ def _linen(module):
                  r"GaussianNorm learns 2-D pools", id="nnx-gaussian-rank"),
     pytest.param(lambda: E.CenterSurroundNorm(16)(X), r"one example \[channels, height, width\]",
                  id="equinox-center-surround-rank"),
+    pytest.param(lambda: N.BurgNorm(7, kernel_size=3)(X), r"num_features=7 but x of shape",
+                 id="nnx-burg-channels"),
+    pytest.param(lambda: N.CenterSurroundNorm(8)(X), r"num_features=8 but x of shape",
+                 id="nnx-center-surround-channels"),
+    pytest.param(lambda: N.GaussianNorm(12, kernel_size=3)(X), r"num_features=12 but x of shape",
+                 id="nnx-gaussian-channels"),
+    pytest.param(lambda: N.GaussianNorm(7), r"num_features=7 must be a multiple of 4",
+                 id="nnx-gaussian-multiple"),
+    pytest.param(lambda: E.BurgNorm(7, kernel_size=3)(X[0].T), r"channels=7 but x of shape",
+                 id="equinox-burg-channels"),
+    pytest.param(lambda: E.CenterSurroundNorm(8)(X[0].T), r"channels=8 but x of shape",
+                 id="equinox-center-surround-channels"),
+    pytest.param(lambda: E.GaussianNorm(12, kernel_size=3, key=jax.random.key(0))(X[0].T),
+                 r"channels=12 but x of",
+                 id="equinox-gaussian-channels"),
 ])
 def test_module_argument_errors(make, match):
   """Bad module arguments are named as the user passed them (kernel_size, *_init)."""

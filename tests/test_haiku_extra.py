@@ -396,6 +396,11 @@ def test_haiku_models_with_the_new_layers_train_under_jit():
     (lambda: dhk.SpectralNorm(n_steps=0), ValueError, "n_steps"),
     (lambda: dhk.SpectralNorm(eps=-1.0), ValueError, "eps"),
     (lambda: dhk.SpectralNorm()(jnp.ones(3)), ValueError, "not well defined"),
+    (lambda: dhk.BatchNorm(True, True, 1.5), ValueError, r"decay_rate=1\.5 must be in"),
+    (lambda: dhk.Normalize(0)(jnp.ones((2, 3)), return_centered="yes"), TypeError,
+     "return_centered='yes' is not a bool"),
+    (lambda: dhk.DivisiveNorm(3, sigma=1.0)(jnp.ones((1, 4, 4, 2)), return_centered=0),
+     TypeError, "return_centered=0 is not a bool"),
 ])
 def test_bad_arguments_name_the_argument(make, error, match):
   with pytest.raises(error, match=match):

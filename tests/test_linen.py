@@ -207,6 +207,7 @@ def test_traced_epsilon_under_jit():
   (dnn.BatchNorm(False, epsilon=jnp.ones(3)), ValueError, r"epsilon of shape \(3,\)"),
   (dnn.InstanceNorm(channel_axis=0), ValueError, r"batch axis \(got channel_axis=0\)"),
   (dnn.GroupNorm(2, channel_axis=0), ValueError, r"channel_axis=0 is the batch axis"),
+  (dnn.WeightNorm(nn.Dense(3), epsilon=-1.0), ValueError, r"added to the squared norms"),
 ])
 def test_errors_name_the_argument_passed(module, error, match):
   with pytest.raises(error, match=match):
@@ -370,6 +371,21 @@ def test_divnorm_options_are_checked_at_construction(kwargs, error, match):
   with pytest.raises(error, match=match):
     dnn.LayerNorm(**kwargs)
   dnn.LayerNorm(use_fast_variance=1, use_bias=0).init(jax.random.key(0), _x((2, 3)))
+
+
+def test_spectral_norm_checks_n_steps():
+  for n_steps, error in ((-1, ValueError), (1.5, TypeError), (True, TypeError)):
+    with pytest.raises(error, match="n_steps"):
+      dnn.SpectralNorm(nn.Dense(3), n_steps=n_steps).init(jax.random.key(0), _x((2, 4)),
+                                                          update_stats=True)
+
+
+def test_mean_only_batch_norm_refuses_a_sigma_it_would_ignore():
+  from divnorm import linen_extra
+  for kwargs in (dict(sigma=0.5), dict(sigma=0.5, learn_sigma=True)):
+    with pytest.raises(ValueError, match="subtracts the mean only"):
+      linen_extra.MeanOnlyBatchNorm(False, **kwargs)
+  linen_extra.MeanOnlyBatchNorm(False, sigma=0.0).init(jax.random.key(0), _x((4, 3)))
 
 
 def test_batch_norm_applied_to_other_features_names_its_variables():

@@ -291,6 +291,15 @@ def test_epsilon_accepts_what_flax_accepts(epsilon):
   (lambda: dn.InstanceNorm(6, channel_axis=0)(_x((2, 6))), ValueError, r"got channel_axis=0"),
   (lambda: dn.SwitchableNorm(6, channel_axis=9)(_x()), ValueError,
    r"channel_axis=9 is out of range"),
+  (lambda: dn.WeightNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), epsilon=-1.0), ValueError,
+   r"added to the squared norms"),
+  (lambda: dn.SpectralNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), n_steps=-1), ValueError,
+   r"n_steps=-1 must be an int >= 0"),
+  (lambda: dn.SpectralNorm(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), n_steps=1.5), TypeError,
+   r"n_steps=1\.5 is not an int"),
+  (lambda: dn.MeanOnlyBatchNorm(6, sigma=0.5), ValueError, r"subtracts the mean only"),
+  (lambda: dn.MeanOnlyBatchNorm(6, learn_sigma=True), ValueError, r"learn_sigma=True"),
+  (lambda: dn.GDN(7)(_x((2, 4, 4, 8))), ValueError, r"num_features=7 but x of shape"),
 ])
 def test_errors_name_the_argument_passed(make, error, match):
   with pytest.raises(error, match=match):
@@ -392,7 +401,8 @@ def test_survey_layers_under_vmap_with_axis_name_pool_the_batch(name):
   """nnx.vmap with `axis_name`: the batch statistics and running averages are the whole
   batch's, as `BatchNorm`'s."""
   x = _x((4, 5, 3))
-  layer, whole = (getattr(dn, name)(3, sigma=0.1, **kwargs) for kwargs in
+  sigma = {} if name == "MeanOnlyBatchNorm" else {"sigma": 0.1}  # it has no smoothing term
+  layer, whole = (getattr(dn, name)(3, **sigma, **kwargs) for kwargs in
                   ({"axis_name": "batch"}, {}))
 
   @nnx.vmap(in_axes=(None, 0), out_axes=0, axis_name="batch")

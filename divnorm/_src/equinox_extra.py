@@ -99,6 +99,7 @@ class GDN(eqx.Module):
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """``x / (beta + gamma |x|^alpha)^epsilon`` across channels; `state` passes through."""
+    _check_channels(self, "channels", self.beta.shape[0], x)
     beta, gamma = gdn_lib.gdn_values(gdn_lib.GDNParams(self.beta, self.gamma))
     y = gdn_lib.gdn(x, beta=beta, gamma=gamma, alpha=self.alpha, epsilon=self.epsilon,
                     inverse=self.inverse, channel_axis=0)

@@ -15,19 +15,8 @@ from jaxtyping import Array
 
 from divnorm._src import families
 from divnorm._src import flax_semantics as fs
+from divnorm._src.equinox import _NO_STATE, _check_channels, _float, _out
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
-
-_NO_STATE = object()  # equinox's convention: `state` passes through when given
-
-
-def _out(y, x, state):
-  y = y.astype(x.dtype)
-  return y if state is _NO_STATE else (y, state)
-
-
-def _float(dtype):
-  """equinox's default parameter dtype: float32, or float64 with ``jax_enable_x64``."""
-  return jnp.zeros(()).dtype if dtype is None else dtype
 
 
 class MillerNorm(eqx.Module):
@@ -65,7 +54,7 @@ class MillerNorm(eqx.Module):
     y = families.learned_miller_norm(a[None], lamb=self.lamb, alpha=self.alpha,
                                      beta=self.beta, k=self.k, width=self.width,
                                      channel_axis=1)[0]
-    return _out(y, a, state)
+    return _out(y, a.dtype, state)
 
 
 class BurgNorm(eqx.Module):
@@ -107,9 +96,10 @@ class BurgNorm(eqx.Module):
 
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """``[x]_+^n / (eta^n + |v|^T (u * [x]_+^n))``."""
+    _check_channels(self, "channels", self.n.shape[0], x)
     y = families.burg_norm(x[None], n=self.n, eta=self.eta, u=nonnegative(self.u), v=self.v,
                            channel_axis=1)[0]
-    return _out(y, x, state)
+    return _out(y, x.dtype, state)
 
 
 class CenterSurroundNorm(eqx.Module):
@@ -158,11 +148,12 @@ class CenterSurroundNorm(eqx.Module):
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """``x / sqrt(beta + beta_min + centre pool + surround pool) * weight + bias``."""
     families.check_image_input(x, "CenterSurroundNorm", one_example=True)
+    _check_channels(self, "channels", self.beta.shape[0], x)
     y = families.center_surround_norm(
         x[None], beta=nonnegative(self.beta), gamma_k=nonnegative(self.gamma_k),
         gamma_s=nonnegative(self.gamma_s), surround_dist=self.surround_dist,
         group_size=self.group_size, beta_min=self.beta_min, channel_axis=1)[0]
-    return _out(fs.affine(y, self.weight, self.bias, (0,)), x, state)
+    return _out(fs.affine(y, self.weight, self.bias, (0,)), x.dtype, state)
 
 
 class GaussianNorm(eqx.Module):
@@ -190,7 +181,8 @@ class GaussianNorm(eqx.Module):
   def __init__(self, channels: int, *, kernel_size: int = 5, sigma_init: float = 1.0,
                offset: float = 1e-5, dtype=None, key: jax.Array):
     dtype = _float(dtype)
-    kernel_size = families.gaussian_module_kernel_size(kernel_size, sigma_init, offset)
+    kernel_size = families.gaussian_module_kernel_size(kernel_size, sigma_init, offset,
+                                                       channels)
     self.weights = families.gaussian_filterbank(channels, kernel_size, key).astype(dtype)
     self.sigma = jnp.full((channels,), sigma_init, dtype)
     self.offset = offset
@@ -198,6 +190,7 @@ class GaussianNorm(eqx.Module):
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
     families.check_image_input(x, "GaussianNorm", one_example=True)
+    _check_channels(self, "channels", self.sigma.shape[0], x)
     y = families.gaussian_norm(x[None], weights=self.weights, sigma=self.sigma,
                                offset=self.offset, channel_axis=1)[0]
-    return _out(y, x, state)
+    return _out(y, x.dtype, state)

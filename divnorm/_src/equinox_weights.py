@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from divnorm._src import weights
-from divnorm._src.checks import axis_index
+from divnorm._src.checks import axis_index, check_int, check_nonnegative
 from divnorm._src.reductions import stat_dtype
 
 _Layer = TypeVar("_Layer")
@@ -98,7 +98,10 @@ class SpectralNorm(eqx.nn.StatefulLayer, Generic[_Layer]):
   def __init__(self, layer: _Layer, weight_name: str, num_power_iterations: int = 1,
                eps: float = 1e-12, inference: bool = False, *, key):
     self.layer, self.weight_name = layer, weight_name
-    self.num_power_iterations, self.eps, self.inference = num_power_iterations, eps, inference
+    self.num_power_iterations = check_int(num_power_iterations, "num_power_iterations",
+                                          minimum=0, context="SpectralNorm")
+    check_nonnegative(eps, "eps", " (the power iteration's floor on the vector norms)")
+    self.eps, self.inference = eps, inference
     weight = _weight(layer, weight_name, "SpectralNorm")
     if weight.ndim < 2:
       raise ValueError(f"SpectralNorm: the weight {weight_name!r} has shape {weight.shape}; "

@@ -127,8 +127,14 @@ def check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
                _CS_GAMMA.format("centre and surround pools'"))
 
 
-def gaussian_module_kernel_size(kernel_size, sigma_init, offset) -> int:
-  """The GaussianNorm modules' arguments checked; returns the kernel's size."""
+def gaussian_module_kernel_size(kernel_size, sigma_init, offset, channels=None,
+                                name: str = "channels") -> int:
+  """The GaussianNorm modules' arguments checked (`channels`, a multiple of 4, as `name`);
+  returns the kernel's size."""
+  if channels is not None:
+    channels = check_int(channels, name, minimum=1, context="GaussianNorm")
+    if channels % 4:
+      raise ValueError(f"{name}={channels} must be a multiple of 4 (four Gaussian widths).")
   _check_value(sigma_init, "sigma_init")
   _check_value(offset, "offset")
   return check_odd(kernel_size, "kernel_size", context="GaussianNorm", what="the Gaussian pool")

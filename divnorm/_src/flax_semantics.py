@@ -46,9 +46,11 @@ def canonical_axes(axes: Axes | None, ndim: int, name: str = "axes") -> tuple[in
   return tuple(sorted({axis_index(a, ndim, name) for a in axes}))
 
 
-def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
-  """The core's `sigma` for `epsilon` (any number flax takes; errors name it `name`), or
-  divnorm's `sigma`, with `epsilon` then at its default in `module`'s signature."""
+def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon",
+             added_to: str = "the variance"):
+  """The core's `sigma` for `epsilon` (any number flax takes, `added_to` something; errors
+  name it `name`), or divnorm's `sigma`, with `epsilon` then at its default in `module`'s
+  signature."""
   if sigma is not None:
     default = inspect.signature(type(module).__init__).parameters[name].default
     if not (isinstance(epsilon, int | float) and epsilon == default):
@@ -56,15 +58,16 @@ def sigma_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
                        f"setting ({name} == sigma**2); pass only one.")
     check_nonnegative(sigma, "sigma", f" (the paper's smoothing term: {name} == sigma**2)")
     return sigma
-  check_nonnegative(epsilon, name, f" (it is added to the variance: {name} == sigma**2)")
+  check_nonnegative(epsilon, name, f" (it is added to {added_to}: {name} == sigma**2)")
   if isinstance(epsilon, jax.Array):
     return jnp.sqrt(epsilon)
   return math.sqrt(epsilon) if np.ndim(epsilon) == 0 else np.sqrt(epsilon)
 
 
-def epsilon_of(epsilon, sigma=None, module=None, name: str = "epsilon"):
+def epsilon_of(epsilon, sigma=None, module=None, name: str = "epsilon",
+               added_to: str = "the variance"):
   """Flax's (or equinox's) `epsilon` as a layer keeps it: checked, or ``sigma**2``."""
-  sigma_of(epsilon, name=name)
+  sigma_of(epsilon, name=name, added_to=added_to)
   return epsilon if sigma is None else sigma_of(epsilon, sigma, module, name) ** 2
 
 
@@ -85,6 +88,21 @@ def check_options(learn_sigma, l1_alpha, fast_variance=None) -> None:
   check_nonnegative(l1_alpha, "l1_alpha", " (the weight of the L1 penalty)")
   if np.ndim(l1_alpha):
     raise ValueError(f"l1_alpha has shape {np.shape(l1_alpha)}; it is one weight, a scalar.")
+
+
+def check_channels(layer, num_features: int, x, channel_axis: int) -> None:
+  """`x` has on `channel_axis` the `num_features` channels `layer` was built with."""
+  check_features(layer, f"num_features={num_features}", num_features, jnp.shape(x),
+                 canonical_axes(channel_axis, jnp.ndim(x), "channel_axis"))
+
+
+def check_no_sigma(layer, sigma, learn_sigma) -> None:
+  """`layer` subtracts the mean only: a `sigma` other than None or 0, or `learn_sigma`, would
+  have no effect, so it is an error rather than ignored."""
+  if check_bool(learn_sigma, "learn_sigma") or not (
+      sigma is None or (np.ndim(sigma) == 0 and sigma == 0)):
+    raise ValueError(f"{type(layer).__name__} subtracts the mean only, so sigma={sigma!r} and "
+                     f"learn_sigma={learn_sigma!r} would have no effect; leave both unset.")
 
 
 def shape_of_sizes(num_features, name: str = "num_features") -> tuple[int, ...]:

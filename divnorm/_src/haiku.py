@@ -29,7 +29,7 @@ except ModuleNotFoundError as error:  # haiku is an optional extra
                             f"pip install 'divnorm[haiku]'.", name=error.name) from error
 
 from divnorm._src import flax_semantics as fs
-from divnorm._src.checks import check_bool, check_nonnegative
+from divnorm._src.checks import check_bool, check_momentum, check_nonnegative
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import divisive_norm
@@ -289,6 +289,7 @@ class BatchNorm(_Norm):
                data_format: str = "channels_last", name: str | None = None):
     super().__init__(create_scale, create_offset, scale_init, offset_init, name)
     self.eps = fs.epsilon_of(eps, name="eps")
+    check_momentum(decay_rate, "decay_rate", "e.g. 0.9 or 0.99")
     if cross_replica_axis is None and cross_replica_axis_index_groups is not None:
       raise ValueError("`cross_replica_axis` name must be specified if "
                        "`cross_replica_axis_index_groups` are used.")
@@ -373,7 +374,7 @@ class DivisiveNorm(_Norm):
 
   def __call__(self, x, *, mask=None, return_centered: bool = False):
     """Divisively normalizes `x`; `return_centered`: ``(y, v)``, ``v = x - E_A[x]``."""
-    x = jnp.asarray(x)
+    return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
     c = self.channel_index % x.ndim if x.ndim else -1
     y, v = divisive_norm(x.astype(stat_dtype(x.dtype)), summation_window=self.summation_window,
                          suppression_window=self.suppression_window,

@@ -74,7 +74,7 @@ class Normalize(_Norm):
   def __call__(self, x, *, mask=None, return_centered: bool = False):
     """Normalizes `x`; `mask` (True: in) selects what enters the statistics;
     `return_centered`: ``(y, v)``, ``v = x - E_A[x]`` (DN*: `divnorm.l1_penalty` of it)."""
-    x = jnp.asarray(x)
+    return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
     y, v = normalize(x.astype(stat_dtype(x.dtype)), self.summation, self.suppression,
                      sigma=self._sigma(self.sigma, self.learn_sigma), border=self.border,
                      mask=mask, axis_name=self.cross_replica_axis, return_centered=True)

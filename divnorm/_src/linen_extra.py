@@ -19,7 +19,12 @@ from flax.linen import initializers
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures, weights
-from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
+from divnorm._src.checks import (
+  check_int,
+  check_lrn_args,
+  check_renorm_limits,
+  check_unit_interval,
+)
 from divnorm._src.linen import Axes, Dtype, Initializer, _Norm
 from divnorm._src.lrn import local_response_norm
 
@@ -50,6 +55,10 @@ class MeanOnlyBatchNorm(_Running):
   feature_axes: Axes = -1
   _: dataclasses.KW_ONLY
   use_scale: bool = False
+
+  def __post_init__(self):
+    fs.check_no_sigma(self, self.sigma, self.learn_sigma)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -246,7 +255,7 @@ class WeightNorm(_Wrapper):
   @nn.compact
   def __call__(self, *args, **kwargs):
     """Calls the layer with its selected variables l2-normalized (and scaled)."""
-    epsilon = fs.epsilon_of(self.epsilon, self.sigma, self)
+    epsilon = fs.epsilon_of(self.epsilon, self.sigma, self, added_to="the squared norms")
 
     def transform(name, value):
       if not fs.matches(self.variable_filter, name):
@@ -283,7 +292,9 @@ class SpectralNorm(_Wrapper):
   @nn.compact
   def __call__(self, *args, update_stats: bool, **kwargs):
     """Calls the layer with each weight matrix divided by its largest singular value."""
-    epsilon, collection = fs.epsilon_of(self.epsilon, self.sigma, self), self.collection_name
+    check_int(self.n_steps, "n_steps", minimum=0, context="SpectralNorm")
+    epsilon = fs.epsilon_of(self.epsilon, self.sigma, self, added_to="the squared norms")
+    collection = self.collection_name
 
     def transform(name, value):
       shape = weights.matrix_shape(value, self.error_on_non_matrix)

@@ -18,7 +18,12 @@ from flax.nnx.nn import dtypes, initializers
 from divnorm._src import flax_semantics as fs
 from divnorm._src import gdn as gdn_lib
 from divnorm._src import mixtures, weights
-from divnorm._src.checks import check_lrn_args, check_renorm_limits, check_unit_interval
+from divnorm._src.checks import (
+  check_int,
+  check_lrn_args,
+  check_renorm_limits,
+  check_unit_interval,
+)
 from divnorm._src.lrn import local_response_norm
 from divnorm._src.nnx import _ONES, _ZEROS, Axes, Dtype, Initializer, _Running
 
@@ -40,6 +45,7 @@ class MeanOnlyBatchNorm(_Running):
                bias_init: Initializer = _ZEROS, param_dtype: Dtype = jnp.float32,
                sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
                rngs: nnx.Rngs | None = None):
+    fs.check_no_sigma(self, sigma, learn_sigma)
     self._setup(locals(), running=("mean",))
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -173,6 +179,7 @@ class GDN(nnx.Module):
 
   def __call__(self, x):
     """``x / (beta + gamma |x|^alpha)^epsilon`` across channels (times, for IGDN)."""
+    fs.check_channels(self, self.beta.shape[0], x, self.channel_axis)
     beta, gamma = gdn_lib.gdn_values(gdn_lib.GDNParams(self.beta[...], self.gamma[...]))
     return gdn_lib.gdn(x, beta=beta, gamma=gamma, alpha=self.alpha, epsilon=self.epsilon,
                        inverse=self.inverse, channel_axis=self.channel_axis)
@@ -226,7 +233,7 @@ class WeightNorm(_Wrapper):
         () if feature_axes is None else feature_axes)  # flax's
     self.use_scale, self.scale_init, self.dtype = use_scale, scale_init, dtype
     self.param_dtype, self.promote_dtype = param_dtype, promote_dtype
-    self.epsilon = fs.epsilon_of(epsilon, sigma, self)
+    self.epsilon = fs.epsilon_of(epsilon, sigma, self, added_to="the squared norms")
     self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
     rngs, scales = nnx.Rngs(0) if rngs is None else rngs, {}
     selected = self._selected(self.variable_filter)  # an error if it selects nothing
@@ -263,8 +270,9 @@ class SpectralNorm(_Wrapper):
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
                error_on_non_matrix: bool = False, update_stats: bool = True,
                rngs: nnx.Rngs | None = None, sigma: float | None = None):
-    self.layer_instance, self.n_steps, self.dtype = layer_instance, n_steps, dtype
-    self.epsilon = fs.epsilon_of(epsilon, sigma, self)
+    self.n_steps = check_int(n_steps, "n_steps", minimum=0, context="SpectralNorm")
+    self.layer_instance, self.dtype = layer_instance, dtype
+    self.epsilon = fs.epsilon_of(epsilon, sigma, self, added_to="the squared norms")
     self.param_dtype, self.error_on_non_matrix = param_dtype, error_on_non_matrix
     self.use_running_average = not update_stats  # model.train() / model.eval() set it
     rngs, stats = nnx.Rngs(0) if rngs is None else rngs, {}

@@ -89,6 +89,7 @@ class BurgNorm(nnx.Module):
 
   def __call__(self, x):
     """``[x]_+^n / (eta^n + |v|^T (u * [x]_+^n))``."""
+    fs.check_channels(self, self.n.shape[0], x, self.channel_axis)
     return families.burg_norm(x, n=self.n[...], eta=self.eta[...], u=nonnegative(self.u[...]),
                               v=self.v[...], channel_axis=self.channel_axis)
 
@@ -132,6 +133,7 @@ class CenterSurroundNorm(nnx.Module):
   def __call__(self, x):
     """``x / sqrt(beta + beta_min + centre pool + surround pool) * scale + bias``."""
     families.check_image_input(x, "CenterSurroundNorm")
+    fs.check_channels(self, self.beta.shape[0], x, self.channel_axis)
     y = families.center_surround_norm(
         x, beta=nonnegative(self.beta[...]), gamma_k=nonnegative(self.gamma_k[...]),
         gamma_s=nonnegative(self.gamma_s[...]), surround_dist=self.surround_dist,
@@ -162,7 +164,8 @@ class GaussianNorm(nnx.Module):
   def __init__(self, num_features: int, *, kernel_size: int = 5, sigma_init: float = 1.0,
                offset: float = 1e-5, channel_axis: int = -1, param_dtype: Dtype = jnp.float32,
                rngs: nnx.Rngs | None = None):
-    kernel_size = families.gaussian_module_kernel_size(kernel_size, sigma_init, offset)
+    kernel_size = families.gaussian_module_kernel_size(kernel_size, sigma_init, offset,
+                                                       num_features, "num_features")
     rngs = nnx.Rngs(0) if rngs is None else rngs
     self.weights = nnx.Param(families.gaussian_filterbank(
         num_features, kernel_size, rngs.params()).astype(param_dtype))
@@ -172,5 +175,6 @@ class GaussianNorm(nnx.Module):
   def __call__(self, x):
     """``x^2 / (W * x^2 + sigma^2 + offset)``, per channel."""
     families.check_image_input(x, "GaussianNorm")
+    fs.check_channels(self, self.sigma.shape[0], x, self.channel_axis)
     return families.gaussian_norm(x, weights=self.weights[...], sigma=self.sigma[...],
                                   offset=self.offset, channel_axis=self.channel_axis)
