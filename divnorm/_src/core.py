@@ -136,7 +136,8 @@ def normalize(
       "Numerics").
     alpha: the exponent of ``|v|`` in the suppression (> 0), fixed or learned.
     epsilon: the exponent of the suppression (finite), fixed or learned; a negative one
-      multiplies by it (IGDN).
+      multiplies by it (IGDN). Not Flax's ``epsilon``, which is added to the variance:
+      that one is ``sigma**2`` here (``epsilon=1e-6`` leaves `x` nearly unscaled).
     pool: ``"mean"`` (``E_B``, the paper's) or ``"sum"`` (a weighted sum, zero padded,
       GDN's ``sum_j gamma_ij |x_j|^alpha``: the weights carry their own scale).
 

@@ -130,7 +130,8 @@ def gdn(
     beta: ``[C]``, > 0 (the values, not raw parameters: see `gdn_values`).
     gamma: ``[C, C]``, >= 0; ``gamma[i, j]`` weighs channel j in the pool of channel i.
     alpha: exponent of ``|x_j|`` (2 in the paper).
-    epsilon: exponent of the pool (1/2 in the paper).
+    epsilon: exponent of the pool (1/2 in the paper), as tensorflow_compression's; not an
+      additive constant (`beta` is).
     inverse: multiply by the pool instead of dividing (IGDN, the decoder's layer).
     channel_axis: the channel axis.
 
