@@ -210,6 +210,23 @@ def test_axis_name_adds_a_whole_axis_under_vmap():
     jax.vmap(f, axis_name="batch")(x), divnorm.normalize(x, (0, 1)), atol=1e-6)
 
 
+def test_presets_take_axis_name_as_flax_s_layers():
+  """layer_norm, instance_norm and group_norm pool a vmapped axis (`axis_name`), as Flax's
+  LayerNorm, InstanceNorm and GroupNorm do: the joined batch's fields plus that axis."""
+  x = _x((2, 3, 4, 8), offset=5.0)
+  cases = [(lambda x, **k: divnorm.layer_norm(x, sigma=0.1, **k), (0, 3)),
+           (lambda x, **k: divnorm.instance_norm(x, sigma=0.1, **k), (0, 2)),
+           (lambda x, **k: divnorm.group_norm(x, num_groups=2, sigma=0.1, **k), None)]
+  for f, joined_axes in cases:
+    mapped = jax.vmap(lambda xi, f=f: f(xi, axis_name="d"), axis_name="d")(x)
+    if joined_axes is None:  # groups of 4 channels over (devices, H) per example row
+      groups = x.reshape(2, 3, 4, 2, 4)
+      want = divnorm.normalize(groups, (0, 2, 4), sigma=0.1).reshape(x.shape)
+    else:
+      want = divnorm.normalize(x, joined_axes, sigma=0.1)
+    np.testing.assert_allclose(mapped, want, atol=2e-6)
+
+
 @pytest.mark.parametrize("fast", [True, None])
 def test_axis_name_is_the_whole_axis_fast_variance_needs(fast):
   """A field of windows alone, mapped: its one whole axis is the named one, so one-pass

@@ -47,18 +47,20 @@ def layer_norm(
     mask: jax.Array | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
+    axis_name=None,
 ):
   """Layer normalization (Ba et al., 2016): A = B = `reduction_axes` of each example.
 
   The paper's LN of a conv layer reduces every unit of the example: on NHWC use
   ``reduction_axes=(1, 2, 3)``. Flax's ``LayerNorm(epsilon=e)`` is ``sigma=sqrt(e)``.
   `fast_variance`: ``None`` or ``False`` (two-pass), or ``True`` (Flax's one-pass);
-  see `normalize`.
+  `axis_name`: a named axis (``shard_map``, ``vmap``) the statistics also reduce, as
+  Flax's ``LayerNorm(axis_name=...)``; see `normalize`.
   """
   x = check_input(x)
   field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
   return normalize(x, field, sigma=sigma, mask=mask, return_centered=return_centered,
-                   fast_variance=fast_variance)
+                   fast_variance=fast_variance, axis_name=axis_name)
 
 
 def instance_norm(
@@ -69,11 +71,12 @@ def instance_norm(
     mask: jax.Array | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
+    axis_name=None,
 ):
   """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel.
 
   `fast_variance`: ``None`` or ``False`` (two-pass), or ``True`` (Flax's one-pass);
-  see `normalize`.
+  `axis_name`: a named axis the statistics also reduce; see `normalize`.
   """
   x = check_input(x)
   if x.ndim < 3:
@@ -82,7 +85,7 @@ def instance_norm(
         f"shape {x.shape}; for [batch, features] use layer_norm.")
   axes = _spatial_axes(x.ndim, channel_axis, "instance_norm")
   return normalize(x, axes, sigma=sigma, mask=mask, return_centered=return_centered,
-                   fast_variance=fast_variance)
+                   fast_variance=fast_variance, axis_name=axis_name)
 
 
 def group_count(num_groups, group_size, channels: int, name: str = "num_groups") -> int:
@@ -112,12 +115,14 @@ def group_norm(
     mask: jax.Array | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
+    axis_name=None,
 ):
   """Group normalization (Wu & He, 2018): A = B = all non-batch axes, per channel group.
 
   The channels are split into `num_groups` contiguous groups (or groups of `group_size`).
   With one group this is layer norm over every non-batch axis; with one channel per
-  group, instance norm. `fast_variance`: see `normalize`.
+  group, instance norm. `fast_variance`, `axis_name` (a named axis the statistics also
+  reduce): see `normalize`.
   """
   x = check_input(x)
   if x.ndim < 2:
@@ -127,7 +132,7 @@ def group_norm(
   groups = group_count(num_groups, group_size, channels)
   if channels == 0:  # no channels: an empty result, as for any empty axis
     return normalize(x, (c,), sigma=sigma, mask=mask, return_centered=return_centered,
-                     fast_variance=fast_variance)
+                     fast_variance=fast_variance, axis_name=axis_name)
   # [B, C]: each group is a contiguous run of a row; reduce [B, G, C/G]. A sigma per example
   # or channel is checked against x's shape by the grouped field below.
   if x.ndim == 2 and np.ndim(sigma) == 0:
@@ -135,7 +140,8 @@ def group_norm(
     mask = check_mask(mask, x.shape)
     out = normalize(x.reshape(x.shape[0], groups, channels // groups), (2,), sigma=sigma,
                     mask=None if mask is None else mask.reshape(x.shape[0], groups, -1),
-                    return_centered=return_centered, fast_variance=fast_variance)
+                    return_centered=return_centered, fast_variance=fast_variance,
+                    axis_name=axis_name)
     if return_centered:
       return out[0].reshape(x.shape), out[1].reshape(x.shape)
     return out.reshape(x.shape)
@@ -145,7 +151,7 @@ def group_norm(
   field = grouped_field(tuple(range(1, c)) + tuple(range(c + 1, x.ndim)), c,
                         channels // groups, x.shape)
   return normalize(x, field, sigma=sigma, mask=mask, return_centered=return_centered,
-                   fast_variance=fast_variance)
+                   fast_variance=fast_variance, axis_name=axis_name)
 
 
 def rms_norm(
