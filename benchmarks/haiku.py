@@ -6,7 +6,8 @@ with the same arguments, haiku's defaults otherwise, timed in the same interleav
 (`benchmarks.timing`); forward+backward is ``jit(grad(<y, w>))`` with respect to the input
 and the parameters (created in the input's dtype, as haiku does; a bfloat16 haiku layer
 computes its statistics in bfloat16, divnorm's in float32). BN is training mode (batch
-statistics and haiku's running averages). Every ratio is time(divnorm) / time(haiku): the
+statistics; the step keeps only `y`, so XLA removes the running averages' update on both
+sides: it is not timed). Every ratio is time(divnorm) / time(haiku): the
 median over rounds, then min-max.
 
 Accuracy: a float32 input ``2 * N(0, 1) + offset`` of shape 16x64, each layer without
