@@ -288,6 +288,12 @@ def _leading(data, axes: Axes) -> int:
   return k
 
 
+def _mm(a, b):
+  """``a @ b`` at full float32 precision: a GPU's TF32 or a TPU's bfloat16 pass (JAX's
+  default there) would leave a whitened covariance 1e-3 to 1e-2 from the identity."""
+  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 @jax.custom_jvp
 def _eigh(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
   """`jnp.linalg.eigh` of a symmetric `cov` (eigenvalues ascending), with a derivative that
@@ -306,11 +312,11 @@ def _eigh(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
 def _eigh_jvp(primals, tangents):
   (cov,), (dcov,) = primals, tangents
   eigvals, eigvecs = _eigh(cov)
-  m = eigvecs.T @ ((dcov + dcov.T) / 2) @ eigvecs
+  m = _mm(_mm(eigvecs.T, (dcov + dcov.T) / 2), eigvecs)
   gap = eigvals[None, :] - eigvals[:, None]  # gap[i, j] = l_j - l_i
   tied = gap == 0
   f = jnp.where(tied, jnp.zeros((), gap.dtype), 1 / jnp.where(tied, 1, gap))
-  return (eigvals, eigvecs), (jnp.diagonal(m), eigvecs @ (f * m))
+  return (eigvals, eigvecs), (jnp.diagonal(m), _mm(eigvecs, f * m))
 
 
 def _eigen(data, axes: Axes, epsilon: float, name: str) -> Eigen:
@@ -320,7 +326,7 @@ def _eigen(data, axes: Axes, epsilon: float, name: str) -> Eigen:
   flat = data.reshape(-1, int(np.prod(feature_shape)))
   samples = Field((0,), ())
   mean, _, centered = moments(flat, samples, samples)
-  cov = centered.T @ centered / flat.shape[0]
+  cov = _mm(centered.T, centered) / flat.shape[0]
   eigvals, eigvecs = _eigh(cov)
   eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
   return Eigen(mean.reshape(feature_shape), jnp.maximum(eigvals, 0.0), eigvecs, epsilon)
@@ -359,7 +365,7 @@ def pca_apply(x, stats: Eigen):
   """
   x = check_input(x)
   flat, _, dt = _flat(x, stats, "pca")
-  return (flat @ stats.eigvecs.astype(dt)).astype(x.dtype)
+  return _mm(flat, stats.eigvecs.astype(dt)).astype(x.dtype)
 
 
 def pca_invert(z, stats: Eigen):
@@ -371,7 +377,7 @@ def pca_invert(z, stats: Eigen):
     raise ValueError(f"z of shape {z.shape} must end in the {components} principal components "
                      f"that pca.apply gives.")
   dt = stat_dtype(z.dtype)
-  flat = z.astype(dt) @ stats.eigvecs.astype(dt).T
+  flat = _mm(z.astype(dt), stats.eigvecs.astype(dt).T)
   lead = z.shape[:-1]
   mean = stats.mean.astype(dt).reshape((1,) * len(lead) + stats.mean.shape)
   return (flat.reshape(*lead, *stats.mean.shape) + mean).astype(z.dtype)
@@ -405,14 +411,14 @@ def zca_fit(data, axes: Axes = 0, *, epsilon: float = 0.0) -> Eigen:
 def _zca_matrix(stats: Eigen, dt, power: float):
   scale_ = (stats.eigvals.astype(dt) + jnp.asarray(stats.epsilon).astype(dt)) ** power
   vecs = stats.eigvecs.astype(dt)
-  return (vecs * scale_[None, :]) @ vecs.T
+  return _mm(vecs * scale_[None, :], vecs.T)
 
 
 def zca_apply(x, stats: Eigen):
   """``(x - mean) V diag(1 / sqrt(l + epsilon)) V^T``, in the feature shape."""
   x = check_input(x)
   flat, lead, dt = _flat(x, stats, "zca")
-  y = flat @ _zca_matrix(stats, dt, -0.5)
+  y = _mm(flat, _zca_matrix(stats, dt, -0.5))
   return y.reshape(*lead, *stats.mean.shape).astype(x.dtype)
 
 
@@ -421,7 +427,7 @@ def zca_invert(y, stats: Eigen):
   y = check_input(y, "y")
   _check_stats(stats, Eigen, "zca")
   flat, lead, dt = _flat(y, Eigen(jnp.zeros_like(stats.mean), *stats[1:]), "zca", "y")
-  x = (flat @ _zca_matrix(stats, dt, 0.5)).reshape(*lead, *stats.mean.shape)
+  x = _mm(flat, _zca_matrix(stats, dt, 0.5)).reshape(*lead, *stats.mean.shape)
   mean = stats.mean.astype(dt).reshape((1,) * len(lead) + stats.mean.shape)
   return (x + mean).astype(y.dtype)
 
