@@ -377,7 +377,10 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
     `shift`'s two entries would be a slice, a kernel of its own. It is a value of the
     row, as `shift`'s is, so ``x - k`` is exact at any offset and every sum is of numbers
     of the row's spread; float32 error against float64 at offsets 0, 1e4 and 1e6 as
-    `two_pass`'s (``tests/test_gpu_rows.py``);
+    `two_pass`'s (``tests/test_gpu_rows.py``). Where the maximum is an outlier, the other
+    entries' ``x - k`` round at the outlier's scale: 1023 N(0, 1) entries and one at 1e6
+    keep 8% of their own spread, against 0.06% with `two_pass`'s first entries, both
+    within a few ulps of the row's largest output;
   - no guard on ``k``: a row holding inf or NaN is NaN either way, and no other row reads
     its ``k``;
   - one ``v = (x - k) - m`` feeds the variance and the output, with no optimization
