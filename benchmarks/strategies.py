@@ -1,6 +1,6 @@
 """The measured ratios behind the core's choices (`divnorm/_src/statistics.py`, `reductions.py`).
 
-Three tables, each interleaved (`benchmarks.timing`: medians and min-max of per-round
+Four tables, each interleaved (`benchmarks.timing`: medians and min-max of per-round
 ratios):
 
 1. **Two sums in one reduce** (`reductions.pooled_sums`): ``sum(x - k)`` and
