@@ -43,10 +43,10 @@ def calls(case: str, shape, dtype, packages: dict, forward: bool = False) -> dic
     for tag, (lib, linen) in packages.items():
       _, module, apply_kw = dropin._modules(case, shape, fast, linen=linen)
       step, params = dropin._module_step(module, apply_kw, x, forward)
-      out[f"{tag} linen fast={fast}"] = functools.partial(step, x, params, w)
+      out[f"{tag} linen fast={fast}"] = functools.partial(step, x, params, w, None)
       step = dropin._function_step(dropin._functional(case, shape, fast, module.epsilon, lib),
                                    forward)
-      out[f"{tag} functional fast={fast}"] = functools.partial(step, x, w)
+      out[f"{tag} functional fast={fast}"] = functools.partial(step, x, w, None)
   return out
 
 

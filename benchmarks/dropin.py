@@ -24,10 +24,13 @@ time(divnorm) / time(flax): the median over rounds, then min-max.
 
     python -m benchmarks.dropin [--rounds N] [--quick] [--dtypes float32,bfloat16]
         [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass] [--nnx] [--profile]
-        [--forward] [--shapes 64x1024x16,...]
+        [--forward] [--shapes 64x1024x16,...] [--mask] [--eval]
 
 ``--forward`` times the forward alone (``jit`` of the output: inference), ``--shapes``
-replaces every case's shapes (e.g. ``--cases LN --shapes 64x1024x16``).
+replaces every case's shapes (e.g. ``--cases LN --shapes 64x1024x16``). ``--mask`` passes
+every layer and preset a random boolean mask (80% kept, the same for all; an argument of
+the jitted step, not a constant; no nnx, no DN). ``--eval`` times BatchNorm in evaluation
+(``use_running_average=True``, the preset's ``training=False``: a CNN's inference; BN only).
 
 ``--profile`` prints, instead of the ratios, the time of each XLA operation of every
 contender's compiled program (`benchmarks.xla.op_times`): where a ratio comes from.
@@ -67,16 +70,18 @@ def _ln_axes(shape) -> tuple[int, ...]:
   return tuple(range(1, len(shape))) if len(shape) == 4 else (len(shape) - 1,)
 
 
-def _modules(case: str, shape, fast: bool, linen=dl, **affine):
+def _modules(case: str, shape, fast: bool, linen=dl, evaluate: bool = False, **affine):
   """``(flax module, divnorm module, apply kwargs)`` for a case, at flax's defaults; the
-  divnorm module from the package `linen` (a past revision's ``divnorm.linen``, too)."""
+  divnorm module from the package `linen` (a past revision's ``divnorm.linen``, too);
+  `evaluate`: BatchNorm with its running averages."""
   mode = {"use_fast_variance": fast}
   if case == "LN":
     kw = dict(reduction_axes=_ln_axes(shape), **mode, **affine)
     return nn.LayerNorm(**kw), linen.LayerNorm(**kw), {}
   if case == "BN":
-    kw = dict(use_running_average=False, **mode, **affine)
-    return nn.BatchNorm(**kw), linen.BatchNorm(**kw), {"mutable": ["batch_stats"]}
+    kw = dict(use_running_average=evaluate, **mode, **affine)
+    return nn.BatchNorm(**kw), linen.BatchNorm(**kw), {} if evaluate else {
+        "mutable": ["batch_stats"]}
   if case == "GN":
     kw = dict(num_groups=8, **mode, **affine)
     return nn.GroupNorm(**kw), linen.GroupNorm(**kw), {}
@@ -113,7 +118,8 @@ def _nnx_step(module):
   return jax.jit(step), params, rest
 
 
-def _functional(case: str, shape, fast: bool, epsilon: float, lib=divnorm):
+def _functional(case: str, shape, fast: bool, epsilon: float, lib=divnorm,
+                evaluate: bool = False):
   """The case's functional preset from the package `lib` (a past revision's, too)."""
   sigma = math.sqrt(epsilon)
   if case == "LN":
@@ -121,7 +127,8 @@ def _functional(case: str, shape, fast: bool, epsilon: float, lib=divnorm):
                              fast_variance=fast)
   if case == "BN":
     stats = lib.batch_stats_init(shape)
-    return lambda x: lib.batch_norm(x, stats, training=True, sigma=sigma, fast_variance=fast)
+    return lambda x, **kw: lib.batch_norm(x, stats, training=not evaluate, sigma=sigma,
+                                          fast_variance=fast, **kw)
   if case == "GN":
     return functools.partial(lib.group_norm, num_groups=8, sigma=sigma, fast_variance=fast)
   return functools.partial(lib.rms_norm, reduction_axes=-1, sigma=sigma)
@@ -133,55 +140,64 @@ def _first(out):
 
 def _module_step(module, apply_kw, x, forward: bool = False):
   """``jit(grad(<y, w>))`` with respect to the input and the parameters, bound to `x`;
-  `forward`: ``jit`` of the output alone (`w` unused)."""
+  `forward`: ``jit`` of the output alone (`w` unused). The step takes a mask last (None:
+  no mask)."""
   variables = module.init(jax.random.key(0), x)
   params = variables.get("params", {})
   rest = {k: v for k, v in variables.items() if k != "params"}
 
-  def apply(x, params, w):
-    return _first(module.apply({"params": params, **rest}, x, **apply_kw))
+  def apply(x, params, w, mask):
+    kw = apply_kw if mask is None else {**apply_kw, "mask": mask}
+    return _first(module.apply({"params": params, **rest}, x, **kw))
 
-  def loss(x, params, w):
-    return jnp.sum(apply(x, params, w).astype(jnp.float32) * w)
+  def loss(x, params, w, mask):
+    return jnp.sum(apply(x, params, w, mask).astype(jnp.float32) * w)
 
   return jax.jit(apply if forward else jax.grad(loss, argnums=(0, 1))), params
 
 
 def _function_step(f, forward: bool = False):
-  def loss(x, w):
-    return jnp.sum(_first(f(x)).astype(jnp.float32) * w)
-  return jax.jit((lambda x, w: _first(f(x))) if forward else jax.grad(loss))
+  """As `_module_step`, for a function of `x` (and a ``mask`` keyword)."""
+  def out(x, mask):
+    return _first(f(x) if mask is None else f(x, mask=mask))
+
+  def loss(x, w, mask):
+    return jnp.sum(out(x, mask).astype(jnp.float32) * w)
+  return jax.jit((lambda x, w, mask: out(x, mask)) if forward else jax.grad(loss))
 
 
 def contenders(case: str, shape, dtype, fast: bool, with_nnx: bool = False,
-               forward: bool = False) -> dict:
+               forward: bool = False, masked: bool = False, evaluate: bool = False) -> dict:
   """Name -> zero-argument call (compiled and warmed by `timing`), the references first;
-  `forward`: the forward alone (no nnx)."""
+  `forward`: the forward alone (no nnx); `masked`: a random mask, 80% kept (no nnx, no
+  DN); `evaluate`: BatchNorm's running averages."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+  mask = jax.random.uniform(jax.random.key(2), shape) < 0.8 if masked else None
   calls = {}
   if case == "DN":
     flax_ln, _, _ = _modules("LN", shape, True, use_scale=False, use_bias=False)
     g = _function_step(lambda x: flax_ln.apply({}, x), forward)
-    calls["flax LN(HWC)"] = functools.partial(g, x, w)
+    calls["flax LN(HWC)"] = functools.partial(g, x, w, None)
     for label, fv in (("DN two-pass", None), ("DN one-pass", True)):
       g = _function_step(functools.partial(divnorm.divisive_norm, summation_window=(5, 5),
                                            sigma=DN_SIGMA, fast_variance=fv), forward)
-      calls[label] = functools.partial(g, x, w)
+      calls[label] = functools.partial(g, x, w, None)
     return calls
-  theirs, ours, apply_kw = _modules(case, shape, fast)
+  theirs, ours, apply_kw = _modules(case, shape, fast, evaluate=evaluate)
   for label, module in (("flax", theirs), ("linen", ours)):
     g, params = _module_step(module, apply_kw, x, forward)
-    calls[label] = functools.partial(g, x, params, w)
-  if with_nnx and not forward:
+    calls[label] = functools.partial(g, x, params, w, mask)
+  if with_nnx and not (forward or masked or evaluate):
     for label, module in zip(("flax nnx", "nnx"), _nnx_modules(case, shape, fast), strict=True):
       g, params, rest = _nnx_step(module)
       calls[label] = functools.partial(g, x, params, w, rest)
-  bare, _, apply_kw = _modules(case, shape, fast, use_scale=False, use_bias=False)
+  bare, _, apply_kw = _modules(case, shape, fast, evaluate=evaluate, use_scale=False,
+                               use_bias=False)
   g, params = _module_step(bare, apply_kw, x, forward)
-  calls["flax, no affine"] = functools.partial(g, x, params, w)
-  functional = _functional(case, shape, fast, bare.epsilon)
-  calls["functional"] = functools.partial(_function_step(functional, forward), x, w)
+  calls["flax, no affine"] = functools.partial(g, x, params, w, mask)
+  functional = _functional(case, shape, fast, bare.epsilon, evaluate=evaluate)
+  calls["functional"] = functools.partial(_function_step(functional, forward), x, w, mask)
   return calls
 
 
@@ -202,14 +218,16 @@ class Row(NamedTuple):
 
 
 def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
-            with_nnx: bool = False, forward: bool = False) -> list[Row]:
+            with_nnx: bool = False, forward: bool = False, masked: bool = False,
+            evaluate: bool = False) -> list[Row]:
   """Every (contender, reference) pair of `PAIRS`, per case, in one dtype and variance mode."""
   fast = MODES[mode]
   rows = []
   for case, shape in cases:
     if case in ("RMS", "DN") and not fast:
       continue  # RMS has no variance mode; DN is timed once, in both of its modes
-    calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx, forward)
+    calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx, forward, masked,
+                       evaluate)
     t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
     rows += [Row(case, tuple(shape), ours, t.ratio(ours, theirs), t.median(ours) * 1e3,
                  t.median(theirs) * 1e3)
@@ -217,11 +235,14 @@ def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
   return rows
 
 
-def table_lines(rows: list[Row], dtype_name: str, mode: str, forward: bool = False) -> list[str]:
+def table_lines(rows: list[Row], dtype_name: str, mode: str, forward: bool = False,
+                masked: bool = False, evaluate: bool = False) -> list[str]:
   """The markdown table of `measure`'s rows for one dtype and one variance mode."""
   fast = MODES[mode]
+  notes = [n for n, on in (("forward alone", forward), ("masked (80% kept)", masked),
+                           ("BatchNorm in evaluation", evaluate)) if on]
   out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)"
-         f"{', forward alone' if forward else ''}",
+         + "".join(f", {n}" for n in notes),
          "", "| case | shape | divnorm | / flax | divnorm ms | flax ms |",
          "|---|---|---|---|---|---|"]
   out += [f"| {r.case} | {'x'.join(map(str, r.shape))} | {r.contender} | {r.ratio} | "
@@ -230,10 +251,12 @@ def table_lines(rows: list[Row], dtype_name: str, mode: str, forward: bool = Fal
 
 
 def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
-          with_nnx: bool = False, forward: bool = False) -> list[str]:
+          with_nnx: bool = False, forward: bool = False, masked: bool = False,
+          evaluate: bool = False) -> list[str]:
   """Markdown lines for one dtype and one variance mode, printed when measured."""
   lines = table_lines(measure(cases, dtype_name, mode, rounds=rounds, target_s=target_s,
-                              with_nnx=with_nnx, forward=forward), dtype_name, mode, forward)
+                              with_nnx=with_nnx, forward=forward, masked=masked,
+                              evaluate=evaluate), dtype_name, mode, forward, masked, evaluate)
   print("\n".join(lines), flush=True)
   return lines
 
@@ -275,7 +298,15 @@ def main(argv=None) -> int:
                  help="the forward alone (jit of the output; no nnx), not forward+backward")
   p.add_argument("--shapes", default=None, type=cli.shapes,
                  help="input shapes for every case instead of its own, e.g. 64x1024x16,8x512x768")
+  p.add_argument("--mask", action="store_true",
+                 help="a random mask (80%% kept) for every layer and preset (no nnx, no DN)")
+  p.add_argument("--eval", action="store_true",
+                 help="BatchNorm in evaluation (its running averages); BN only")
   args = p.parse_args(argv)
+  if args.mask and "DN" in args.cases:
+    args.cases = [c for c in args.cases if c != "DN"]  # DN has no flax counterpart with a mask
+  if args.eval and set(args.cases) != {"BN"}:
+    p.error("--eval times BatchNorm alone: pass --cases BN")
   cases = [(c, s) for c, s in (QUICK_CASES if args.quick else CASES) if c in args.cases]
   cases = with_shapes(cases, args.shapes)
   rounds = 1 if args.quick else args.rounds
@@ -289,7 +320,7 @@ def main(argv=None) -> int:
         profile(cases, dtype_name, mode)
       else:
         table(cases, dtype_name, mode, rounds=rounds, target_s=target_s, with_nnx=args.nnx,
-              forward=args.forward)
+              forward=args.forward, masked=args.mask, evaluate=args.eval)
   print(f"Total {time.time() - t0:.0f} s; rounds {rounds}, jax {jax.__version__}, "
         f"numpy {np.__version__}.")
   return 0

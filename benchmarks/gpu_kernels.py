@@ -112,9 +112,9 @@ def dropin_rows(spec) -> list[str]:
         for module, kw in ((theirs, apply_kw), (ours, apply_kw), (bare, bare_kw)):
           step, params = dropin._module_step(module, kw, x0)
           counts.append(len(compiled_kernels(
-              step, x, jax.tree.map(lambda p: spec(p.shape, p.dtype), params), w)))
+              step, x, jax.tree.map(lambda p: spec(p.shape, p.dtype), params), w, None)))
         f = dropin._functional(case, shape, fast, bare.epsilon)
-        counts.append(len(compiled_kernels(dropin._function_step(f), x, w)))
+        counts.append(len(compiled_kernels(dropin._function_step(f), x, w, None)))
         out.append(f"| {case} {'x'.join(map(str, shape))} | {dtype} | {mode} | "
                    + " | ".join(map(str, counts)) + " |")
   return out

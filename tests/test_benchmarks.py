@@ -3,6 +3,7 @@
 Timing targets are not asserted: CI machines are too noisy for that.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -70,6 +71,34 @@ def test_dropin_forward_times_the_output_alone_on_the_given_shapes(capsys):
   # forward alone: the step returns the output, not gradients
   calls = dropin.contenders("LN", (2, 3, 8), jnp.float32, True, forward=True)
   assert all(jnp.shape(call()) == (2, 3, 8) for call in calls.values())
+
+
+@pytest.mark.parametrize("case,kwargs", [("LN", dict(masked=True)), ("BN", dict(masked=True)),
+                                         ("GN", dict(masked=True)), ("RMS", dict(masked=True)),
+                                         ("BN", dict(evaluate=True))])
+def test_dropin_masked_and_evaluation_steps_compute_what_flax_s_do(case, kwargs):
+  """What --mask and --eval time: every contender's forward equals its flax reference (the
+  same mask, the running averages) where the mask keeps entries (divnorm's masked-out
+  outputs are 0, flax's the formula's: docs/compatibility.md), and masking changes them."""
+  from benchmarks import dropin
+  shape = (4, 4, 4, 8)
+  kept = np.asarray(jax.random.uniform(jax.random.key(2), shape) < 0.8) | (
+      not kwargs.get("masked"))
+  calls = dropin.contenders(case, shape, jnp.float32, True, forward=True, **kwargs)
+  plain = dropin.contenders(case, shape, jnp.float32, True, forward=True)
+  for ours, theirs in dropin.PAIRS[None]:
+    if ours in calls:
+      np.testing.assert_allclose(np.asarray(calls[ours]())[kept],
+                                 np.asarray(calls[theirs]())[kept], rtol=2e-5, atol=2e-5)
+      if kwargs.get("masked"):
+        assert not np.allclose(calls[ours](), plain[ours]())
+
+
+def test_dropin_eval_takes_batch_norm_alone(capsys):
+  from benchmarks import dropin
+  with pytest.raises(SystemExit):
+    dropin.main(["--quick", "--eval", "--cases", "LN"])
+  assert "--eval times BatchNorm alone" in capsys.readouterr().err
 
 
 
