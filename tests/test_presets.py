@@ -125,6 +125,23 @@ def test_rms_norm(x64):
   np.testing.assert_allclose(divnorm.rms_norm(x32, sigma=SIGMA), _flax(flax_rms, x32), atol=2e-6)
 
 
+def test_masked_rms_norm_is_zero_outside_the_mask_even_over_an_empty_field():
+  """Outside the mask the output is exactly 0 and the gradient 0, with no select on the
+  output: the masked input is 0 and the scale finite, an all-masked row's at sigma = 0 too;
+  NaN there changes nothing."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 8)), jnp.float32)
+  mask = np.random.default_rng(1).uniform(size=(3, 8)) > 0.3
+  mask[1] = False
+  x = jnp.where(mask, x, jnp.nan)
+  y = divnorm.rms_norm(x, mask=mask)
+  assert np.all(np.asarray(y)[~mask] == 0) and np.all(np.isfinite(y))
+  kept = np.where(mask, np.asarray(x, np.float64), 0.0)
+  rows = np.sqrt((kept[[0, 2]] ** 2).sum(-1, keepdims=True) / mask[[0, 2]].sum(-1, keepdims=True))
+  np.testing.assert_allclose(np.asarray(y)[[0, 2]], kept[[0, 2]] / rows, rtol=1e-6, atol=1e-7)
+  g = jax.grad(lambda x: jnp.sum(divnorm.rms_norm(x, mask=mask) * jnp.arange(8.0)[None]))(x)
+  assert np.all(np.asarray(g)[~mask] == 0) and np.all(np.isfinite(g))
+
+
 def test_rms_norm_axis_name_averages_over_the_mapped_axis(x64):
   """Under vmap (or shard_map) with `axis_name`, E[x^2] also runs over the mapped axis, with
   the mask's counts summed across it: the result is rms_norm over that axis too."""

@@ -29,7 +29,13 @@ from divnorm._src.checks import (
 )
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field, resolve_field
-from divnorm._src.reductions import field_mean, select, stat_dtype
+from divnorm._src.reductions import (
+  divide_by_count,
+  field_count,
+  field_sum,
+  select,
+  stat_dtype,
+)
 from divnorm._src.statistics import inverse_scale, stats_shape
 
 
@@ -171,7 +177,10 @@ def rms_norm(
   field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
   v, r = rms_factors(x.astype(stat_dtype(x.dtype)), field, sigma=sigma, mask=mask,
                      axis_name=axis_name)
-  return select(v * r, check_mask(mask, x.shape)).astype(x.dtype)
+  # v is 0 outside the mask and r finite (an empty field's too), so v * r is 0 there with no
+  # second select, which doubled a masked call's time (2.4x flax's, 1.0x without it); only
+  # a field whose statistics overflow is NaN throughout, as its kept entries are.
+  return (v * r).astype(x.dtype)
 
 
 def rms_factors(x: jax.Array, field: Field, *, sigma, mask,
@@ -180,8 +189,9 @@ def rms_factors(x: jax.Array, field: Field, *, sigma, mask,
   E[v^2])`` at the statistics' size (modules fold their scale into ``r``)."""
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
   v = select(x, mask)  # square, not v * v: the product rule's two terms split XLA's fusion
-  return v, inverse_scale(field_mean(jnp.square(v), field, mask=mask, axis_name=axis_name),
-                         sigma)
+  count = field_count(x.shape, field, mask=mask, axis_name=axis_name, dtype=x.dtype)
+  return v, inverse_scale(divide_by_count(field_sum(jnp.square(v), field, axis_name=axis_name),
+                                          count), sigma)
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | None, ...]:
