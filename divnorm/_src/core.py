@@ -262,10 +262,11 @@ def row_field(x: jax.Array, a, b, border: str, mask, axis_name) -> bool:
   """Whether `row_two_pass` serves these fields on a GPU: ``A = B`` = `x`'s last axis,
   whole, of 1 to `FUSED_ROW_LIMIT` entries (a known number: an exported symbolic one takes
   `normalized`), with no mask, mapped axis or zero border."""
+  if not (isinstance(a, Field) and a == b == Field((x.ndim - 1,), ()) and mask is None
+          and axis_name is None and border == "valid"):
+    return False  # (a scalar's fields are empty: it has no last axis to read)
   n = x.shape[-1]
-  return (isinstance(a, Field) and a == b == Field((x.ndim - 1,), ()) and mask is None
-          and axis_name is None and border == "valid" and not is_symbolic_dim(n)
-          and 0 < n <= FUSED_ROW_LIMIT)
+  return not is_symbolic_dim(n) and 0 < n <= FUSED_ROW_LIMIT
 
 
 def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
