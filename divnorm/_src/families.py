@@ -127,14 +127,20 @@ def check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
                _CS_GAMMA.format("centre and surround pools'"))
 
 
+def _gaussian_channels(channels, name: str, context: str) -> int:
+  """`channels` (spelled `name`) as an int, a positive multiple of 4: four Gaussian widths."""
+  channels = check_int(channels, name, minimum=1, context=context)
+  if channels % 4:
+    raise ValueError(f"{name}={channels} must be a multiple of 4 (four Gaussian widths).")
+  return channels
+
+
 def gaussian_module_kernel_size(kernel_size, sigma_init, offset, channels=None,
                                 name: str = "channels") -> int:
   """The GaussianNorm modules' arguments checked (`channels`, a multiple of 4, as `name`);
   returns the kernel's size."""
   if channels is not None:
-    channels = check_int(channels, name, minimum=1, context="GaussianNorm")
-    if channels % 4:
-      raise ValueError(f"{name}={channels} must be a multiple of 4 (four Gaussian widths).")
+    _gaussian_channels(channels, name, "GaussianNorm")
   _check_value(sigma_init, "sigma_init")
   _check_value(offset, "offset")
   return check_odd(kernel_size, "kernel_size", context="GaussianNorm", what="the Gaussian pool")
@@ -402,10 +408,8 @@ def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
     TypeError: `channels` or `size` not an int.
     ValueError: `channels` not a positive multiple of 4; `size` even or < 1.
   """
-  channels = check_int(channels, "channels", minimum=1, context="gaussian_filterbank")
+  channels = _gaussian_channels(channels, "channels", "gaussian_filterbank")
   size = check_odd(size, "size", context="gaussian_filterbank", what="each Gaussian")
-  if channels % 4:
-    raise ValueError(f"channels={channels} must be a multiple of 4 (four Gaussian widths).")
   grid = np.linspace(-1.0, 1.0, size)
   r2 = grid[:, None] ** 2 + grid[None, :] ** 2
   bank = np.concatenate([np.repeat(np.exp(-r2 / (2 * s * s))[..., None], channels // 4, -1)

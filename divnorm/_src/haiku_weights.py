@@ -17,7 +17,6 @@ from divnorm._src import flax_semantics as fs
 from divnorm._src import weights
 from divnorm._src.checks import check_bool, check_nonnegative
 from divnorm._src.haiku import hk
-from divnorm._src.reductions import stat_dtype
 
 Axes = int | Sequence[int] | None
 
@@ -57,12 +56,10 @@ class WeightNorm(hk.Module):
     """`value` with each output unit's weights scaled to length ``scale``."""
     value = jnp.asarray(value)
     features = fs.canonical_axes(self.feature_axes, value.ndim, "feature_axes")
-    reduction = tuple(a for a in range(value.ndim) if a not in features)
     scale = None
     if self.create_scale:
       def norm(shape, dtype):
-        v = value.astype(stat_dtype(value.dtype))
-        return jnp.sqrt(jnp.sum(v * v, axis=reduction)).reshape(shape).astype(dtype)
+        return weights.kernel_norm(value, feature_axes=features).reshape(shape).astype(dtype)
 
       shape = tuple(value.shape[a] for a in features)
       scale = hk.get_parameter("scale", shape, value.dtype, init=self.scale_init or norm)

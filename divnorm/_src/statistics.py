@@ -123,6 +123,12 @@ def variance_floor(dtype) -> float:
   return float(np.finfo(dtype).tiny) ** (1.0 / 3.0)
 
 
+def overflow_to_nan(s: jax.Array) -> jax.Array:
+  """`s`, NaN where it overflowed to inf (``rem(s, inf)``: finite values unchanged), so that
+  ``rsqrt`` of a sum of squares past the dtype's range is NaN, never a silent 0."""
+  return lax.rem(s, np.asarray(np.inf, s.dtype))
+
+
 def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
   """``1 / sqrt(sigma^2 + var)`` in `dt` (default: var's dtype), finite at ``var = sigma = 0``.
 
@@ -140,7 +146,7 @@ def inverse_scale(var: jax.Array, sigma, dt=None) -> jax.Array:
   """
   dt = var.dtype if dt is None else dt
   d = var + jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
-  return lax.rsqrt(lax.rem(d, np.asarray(np.inf, d.dtype)))
+  return lax.rsqrt(overflow_to_nan(d))
 
 
 def is_half(epsilon) -> bool:

@@ -34,6 +34,7 @@ from divnorm._src.checks import (
 from divnorm._src.core import normalize
 from divnorm._src.fields import resolve_axes, resolve_field
 from divnorm._src.reductions import field_sum, stat_dtype
+from divnorm._src.statistics import overflow_to_nan
 
 Axes = int | Sequence[int]
 
@@ -47,12 +48,6 @@ def _reduction(kernel, feature_axes: Axes):
         f"{kernel.shape}; leave at least one axis to normalize over (Flax kernels: -1).")
   feature_shape = tuple(kernel.shape[a] for a in features)
   return resolve_field(reduction, kernel.ndim), features, feature_shape
-
-
-def _overflow_to_nan(sum_of_squares: jax.Array) -> jax.Array:
-  """`sum_of_squares`, NaN where it overflowed to inf: ``rsqrt(inf) = 0`` would give a
-  silent zero weight (the guard of `statistics.inverse_scale`; finite values unchanged)."""
-  return lax.rem(sum_of_squares, np.asarray(np.inf, sum_of_squares.dtype))
 
 
 def kernel_norm(kernel: jax.Array, *, feature_axes: Axes = -1) -> jax.Array:
@@ -89,7 +84,7 @@ def weight_norm(v: jax.Array, g: jax.Array, *, feature_axes: Axes = -1,
   v32 = v.astype(dt)
   sq = field_sum(v32 * v32, field)
   epsilon = check_broadcasts(epsilon, sq.shape, "epsilon", "the norms' shape")
-  r = lax.rsqrt(_overflow_to_nan(sq + jnp.asarray(epsilon).astype(dt)))
+  r = lax.rsqrt(overflow_to_nan(sq + jnp.asarray(epsilon).astype(dt)))
   w = v32 * r * g.astype(dt).reshape(sq.shape)
   return w.astype(v.dtype)
 
@@ -160,7 +155,7 @@ def spectral_norm(
   eps = jnp.asarray(epsilon).astype(dt)
 
   def unit(a):
-    return a * lax.rsqrt(_overflow_to_nan(jnp.sum(a * a) + eps))
+    return a * lax.rsqrt(overflow_to_nan(jnp.sum(a * a) + eps))
 
   m = lax.stop_gradient(mat)
   u = start = u.astype(dt)
@@ -198,7 +193,7 @@ def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
   reduction = tuple(a for a in range(value.ndim) if a not in features)
   v = value.astype(stat_dtype(fs.result_dtype(value, scale)))
   sq = jnp.sum(v * v, axis=reduction, keepdims=True) + np.asarray(epsilon, v.dtype)
-  w = v * lax.rsqrt(_overflow_to_nan(sq))
+  w = v * lax.rsqrt(overflow_to_nan(sq))
   return fs.affine(w, scale, None, features).astype(fs.result_dtype(value, scale, dtype=dtype))
 
 
@@ -221,9 +216,9 @@ def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
   u0 = jnp.asarray(u).astype(mat.dtype)
   for _ in range(n_steps):
     v0 = u0 @ mat.T
-    v0 = v0 * lax.rsqrt(_overflow_to_nan(jnp.sum(v0 * v0) + eps))
+    v0 = v0 * lax.rsqrt(overflow_to_nan(jnp.sum(v0 * v0) + eps))
     u0 = v0 @ mat
-    u0 = u0 * lax.rsqrt(_overflow_to_nan(jnp.sum(u0 * u0) + eps))
+    u0 = u0 * lax.rsqrt(overflow_to_nan(jnp.sum(u0 * u0) + eps))
   u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
   sigma = (v0 @ mat @ u0.T)[0, 0]
   w = (mat / jnp.where(sigma != 0, sigma, jnp.ones((), mat.dtype))).reshape(value.shape)
@@ -245,7 +240,7 @@ def row_spectral_normalized(weight, u, v, *, n_steps: int, epsilon):
   fixed, eps = lax.stop_gradient(mat), np.asarray(epsilon, dt)
 
   def unit(a):
-    return a / jnp.maximum(eps, jnp.sqrt(_overflow_to_nan(jnp.sum(a * a))))
+    return a / jnp.maximum(eps, jnp.sqrt(overflow_to_nan(jnp.sum(a * a))))
 
   u1, v1 = jnp.asarray(u).astype(dt), jnp.asarray(v).astype(dt)
   for _ in range(n_steps):
