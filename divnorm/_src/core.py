@@ -331,15 +331,18 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   def dr_of(dvar, r=r, sigma=sigma, dsigma=dsigma):  # d r = -r^3 (dE_B[v^2] + 2 sigma dsigma) / 2
     return np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
 
+  # dx selected once: every input-sized product below has a factor that is 0 outside the
+  # mask, so the sums need no select of their own, and the transpose selects once.
+  dx = select(dx, mask)
   pooled = a.pooled
-  dx_w = field_sum(dx, pooled, mask=mask, axis_name=axis_name)
+  dx_w = field_sum(dx, pooled, axis_name=axis_name)
   dmean = divide_by_count(window_sum(dx_w, a.windows), count_a)
   if a.windows and not (pooled.whole or pooled.groups or b.whole or b.groups):
     # Windows alone (a 1-D window over an RNN's units): dE_B[v^2] = 2 E_B[v (dx - dE_A[x])].
     # Written with `v` and `r` as the only input-sized factors, so that inside a scan only
     # these two are saved per step for the backward (BENCHMARKS.md, "The LSTM's DN").
     d = select(dx - dmean, mask)
-    dvar = two * divide_by_count(field_sum(v * d, b, mask=mask, axis_name=axis_name), count_b)
+    dvar = two * divide_by_count(field_sum(v * d, b, axis_name=axis_name), count_b)
     dr_over_r3 = np.asarray(-0.5, dt) * (dvar + two * sigma * dsigma)
     dy = r * (d + v * (r * (r * dr_over_r3)))
   elif (a.windows or b.windows) and pooled == b.pooled:
@@ -349,7 +352,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     # comes from the statistics.
     u = [select(x - c, mask) for c in copies(k, 2)]
     n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
-    t = (field_sum(u[0] * dx, pooled, mask=mask, axis_name=axis_name) - m * dx_w
+    t = (field_sum(u[0] * dx, pooled, axis_name=axis_name) - m * dx_w
          - dmean * (stats.pooled - n * m))
     dvar = two * divide_by_count(window_sum(t, b.windows), count_b)
     dr = dr_of(dvar)
@@ -358,7 +361,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     # Whole axes alone (layer, instance, batch norm): the statistics' arithmetic at the
     # positions' rank (`statistics.at_positions`), as the strategies' is.
     centered = [select((x - c) - d, mask) for c, d in copies((k, m), 2)]
-    q = field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name)
+    q = field_sum(centered[0] * dx, b, axis_name=axis_name)
     q, count_b, r_, dmean_, sigma_, dsigma_ = at_positions(
         (q, count_b, r, dmean, sigma, dsigma), a, x.ndim)
     dvar = two * divide_by_count(q, count_b)
@@ -367,13 +370,13 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     dy = dx * r - dmean_r + centered[1] * dr
   else:
     centered = [select((x - c) - d, mask) for c, d in copies((k, m), 3)]
-    dvar = two * divide_by_count(field_sum(centered[0] * dx, b, mask=mask, axis_name=axis_name),
+    dvar = two * divide_by_count(field_sum(centered[0] * dx, b, axis_name=axis_name),
                                  count_b)
     # - 2 E_B[v dE_A[x]]. With A == B and no windows it is 2 dE_A[x] E_A[v], and E_A[v] is
     # 0 up to the rounding of the mean (~eps * std): below the float32 rounding of dvar.
     if a != b:
       dvar = dvar - two * divide_by_count(
-          field_sum(centered[1] * dmean, b, mask=mask, axis_name=axis_name), count_b)
+          field_sum(centered[1] * dmean, b, axis_name=axis_name), count_b)
     dy = dx * r - dmean * r + centered[2] * dr_of(dvar)
   dy = select(dy, mask)
   dv = select(dx - dmean, mask)

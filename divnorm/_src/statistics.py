@@ -368,7 +368,7 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   u = select((k2 - x) + copies(m, 1)[0], mask)  # before the square: a finite JAX gradient
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
-  var = divide_by_count(field_sum(u * u, b, mask=mask, axis_name=axis_name), count_b)
+  var = divide_by_count(field_sum(u * u, b, axis_name=axis_name), count_b)  # u is selected
   return Stats(k, m, var, pooled)
 
 
@@ -433,11 +433,11 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   pooled = a.pooled
   if a.windows:  # short sums at every position: one reduce reads x once (`pooled_sums`)
     t = select(x - k, mask)
-    s1, s2 = pooled_sums(t, jnp.square(t), pooled, mask=mask, axis_name=axis_name)
+    s1, s2 = pooled_sums(t, jnp.square(t), pooled, axis_name=axis_name)
   else:
     k1, k2 = copies(k, 2)
     s1 = field_sum(x - k1, pooled, mask=mask, axis_name=axis_name)
-    s2 = field_sum(jnp.square(select(k2 - x, mask)), pooled, mask=mask, axis_name=axis_name)
+    s2 = field_sum(jnp.square(select(k2 - x, mask)), pooled, axis_name=axis_name)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
@@ -483,7 +483,7 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
   if mask is not None:
     c = _fill_empty(c, n, a)
   t = select(x - c, mask)
-  d, q = pooled_sums(t, jnp.square(t), pooled, mask=mask, axis_name=axis_name)
+  d, q = pooled_sums(t, jnp.square(t), pooled, axis_name=axis_name)  # t is selected
   m = _mean(d, c, x.shape, a, border=border, mask=mask, axis_name=axis_name,
             differences=_neighbour_differences(c, n, a.windows))
   two = np.asarray(2.0, dt)
