@@ -210,9 +210,9 @@ def test_per_position_sigma_of_lower_rank_gets_the_gradients_of_the_formula(
 @pytest.mark.parametrize("whole", [(0, 1, 2), (1, 2), (1, 2, 3), (0,)])
 def test_the_masked_shift_is_the_first_masked_in_entry_of_every_span(whole):
   # Over the batch axis and others before the last the positions are float32
-  # (statistics._first_masked_entry): the same entry as int32's, found as NumPy finds it.
+  # (shift._searched_position): the same entry as int32's, found as NumPy finds it.
   from divnorm._src.fields import Field
-  from divnorm._src.statistics import _first_masked_entry
+  from divnorm._src.shift import _first_masked_entry
   shape = (6, 5, 4, 3)
   x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
   mask = np.random.default_rng(31).random(shape) > 0.7
@@ -237,7 +237,7 @@ def test_the_masked_shift_past_float32s_exact_integers_is_still_the_first_entry(
   # A span of more than 2^24 entries keeps int32 positions: in float32, 2^24 + 1 would
   # round to 2^24, one entry early (a masked-out one here).
   from divnorm._src.fields import Field
-  from divnorm._src.statistics import _first_masked_entry
+  from divnorm._src.shift import _first_masked_entry
   n = 2**24 + 8
   x = (np.arange(n, dtype=np.int64) % 1000).astype(np.float32)[:, None]
   mask = np.zeros((n, 1), bool)
@@ -245,6 +245,63 @@ def test_the_masked_shift_past_float32s_exact_integers_is_still_the_first_entry(
   entry, found = jax.jit(lambda x, m: _first_masked_entry(x, Field((0,), ()), m))(x, mask)
   assert bool(found[0, 0]) and float(entry[0, 0]) == x[2**24 + 1, 0]
 
+
+
+def _first_entries(x, mask, whole):
+  """NumPy's first masked-in entry of every span (row-major over `whole`), and whether
+  there is one, at the positions that keep the other axes."""
+  rest = [a for a in range(x.ndim) if a not in whole]
+  order = rest + list(whole)
+  moved = np.moveaxis(mask, order, range(x.ndim)).reshape([x.shape[a] for a in rest] + [-1])
+  values = np.moveaxis(x, order, range(x.ndim)).reshape(moved.shape)
+  first = np.take_along_axis(values, moved.argmax(-1)[..., None], -1)[..., 0]
+  return first, moved.any(-1)
+
+
+@pytest.mark.parametrize("whole", [(2,), (0, 1)])
+def test_the_masked_shift_searches_past_its_prefix_only_where_a_span_needs_it(whole):
+  # On CPU the search reads a span's first SEARCH_PREFIX entries along its last axis and
+  # searches the whole span only where a span with entries has none there (a lax.cond).
+  # Spans here: entries in the prefix, only past it, none at all; and all found in it.
+  from divnorm._src.fields import Field
+  from divnorm._src.shift import SEARCH_PREFIX, _first_masked_entry, _searched_position
+  shape = (3, 4, SEARCH_PREFIX + 40)
+  x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+  rng = np.random.default_rng(5)
+  late = np.zeros(shape, bool)
+  late[..., SEARCH_PREFIX + 7:] = rng.random(late[..., SEARCH_PREFIX + 7:].shape) > 0.5
+  early = rng.random(shape) > 0.5
+  spans = np.arange(np.prod([shape[a] for a in range(3) if a not in whole]))
+  kinds = spans.reshape([shape[a] for a in range(3) if a not in whole]) % 3
+  kinds = np.expand_dims(kinds, whole)
+  field = Field(whole, ())
+  search = jax.jit(lambda x, m: _first_masked_entry(x, field, m))
+  for mask in (np.where(kinds == 0, early, np.where(kinds == 1, late, False)), early):
+    rest = tuple(0 if a in whole else slice(None) for a in range(3))
+    expected, expected_found = _first_entries(x, mask, whole)
+    for entry, found in (search(x, mask), jax.vmap(search)(x[None], mask[None])):
+      got_found = np.broadcast_to(np.reshape(found, np.shape(found)[-3:]), shape)[rest]
+      got = np.broadcast_to(np.reshape(entry, np.shape(entry)[-3:]), shape)[rest]
+      np.testing.assert_array_equal(got_found, expected_found)
+      np.testing.assert_array_equal(got[expected_found], expected[expected_found])
+    # the other platforms' path (the whole search) agrees
+    size = int(np.prod([shape[a] for a in whole]))
+    position = np.broadcast_to(_searched_position(field, jnp.asarray(mask), size), shape)[rest]
+    assert ((position < size) == expected_found).all()
+
+
+def test_one_pass_keeps_its_accuracy_where_a_span_starts_with_a_long_masked_run():
+  # Half the rows are masked out for their first 100 entries: their shift must still be an
+  # entry of theirs, or one-pass sums at offset 1e4 cancel (flax's error there is 40).
+  x = _x((6, 256), seed=4, offset=1e4)
+  mask = np.ones(x.shape, bool)
+  mask[::2, :100] = False
+  for fast_variance in (True, None):
+    y = divnorm.layer_norm(x, mask=mask, fast_variance=fast_variance)
+    for row in range(x.shape[0]):
+      kept = x[row][mask[row]].astype(np.float64)
+      expected = (kept - kept.mean()) / kept.std()
+      np.testing.assert_allclose(np.asarray(y)[row][mask[row]], expected, atol=1e-5)
 
 # ---- every preset takes fast_variance ---------------------------------------------------
 

@@ -331,6 +331,12 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   def dr_of(dvar, r=r, sigma=sigma, dsigma=dsigma):  # d r = -r^3 (dE_B[v^2] + 2 sigma dsigma) / 2
     return np.asarray(-0.5, dt) * r * r * r * (dvar + two * sigma * dsigma)
 
+  def centered_copies(n):
+    # v, n times: recomputed from copies of the statistics, which XLA fuses into each
+    # consumer; with a mask XLA's CPU backend writes a selected array to memory anyway
+    # (it fuses no select into its YNNPACK sums), so v itself, written once.
+    return [v] * n if mask is not None else [(x - c) - d for c, d in copies((k, m), n)]
+
   # dx selected once: every input-sized product below has a factor that is 0 outside the
   # mask, so the sums need no select of their own, and the transpose selects once.
   dx = select(dx, mask)
@@ -360,7 +366,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   elif whole_alone(a, b):
     # Whole axes alone (layer, instance, batch norm): the statistics' arithmetic at the
     # positions' rank (`statistics.at_positions`), as the strategies' is.
-    centered = [select((x - c) - d, mask) for c, d in copies((k, m), 2)]
+    centered = centered_copies(2)
     q = field_sum(centered[0] * dx, b, axis_name=axis_name)
     q, count_b, r_, dmean_, sigma_, dsigma_ = at_positions(
         (q, count_b, r, dmean, sigma, dsigma), a, x.ndim)
@@ -369,7 +375,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     dvar, dr, dmean_r = expanded((dvar, dr, dmean_ * r_), a)
     dy = dx * r - dmean_r + centered[1] * dr
   else:
-    centered = [select((x - c) - d, mask) for c, d in copies((k, m), 3)]
+    centered = centered_copies(3)
     dvar = two * divide_by_count(field_sum(centered[0] * dx, b, axis_name=axis_name),
                                  count_b)
     # - 2 E_B[v dE_A[x]]. With A == B and no windows it is 2 dE_A[x] E_A[v], and E_A[v] is

@@ -52,12 +52,13 @@ from divnorm._src.checks import (
 from divnorm._src.fields import Field, resolve_axes, resolve_field
 from divnorm._src.presets import instance_norm
 from divnorm._src.reductions import field_mean, select, stat_dtype
-from divnorm._src.statistics import moments, scale, shift, stats_shape, variance_floor
+from divnorm._src.shift import shift
+from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
 
 
 def _data_shift(x: jax.Array, mask, axis_name) -> jax.Array:
   """One value from the data for all of `x` (the same on every member of `axis_name`),
-  under ``stop_gradient`` (`statistics.shift` over every axis)."""
+  under ``stop_gradient`` (`shift.shift` over every axis)."""
   return shift(x, Field(tuple(range(x.ndim)), ()), mask=mask, axis_name=axis_name)
 
 

@@ -53,7 +53,6 @@ import numpy as np
 from jax import lax
 from jax.export import is_symbolic_dim
 
-from divnorm._src import explicit
 from divnorm._src.checks import check_bool, is_concrete
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
@@ -61,13 +60,13 @@ from divnorm._src.reductions import (
   divide_by_count,
   field_count,
   field_sum,
-  group_min,
   pooled_sums,
   psum,
   select,
   stat_dtype,
   window_sum,
 )
+from divnorm._src.shift import shift
 from divnorm._src.weighted_fields import (
   WeightedField,
   border_weight,
@@ -236,92 +235,6 @@ def expanded(stats, a: Field):
   return tuple(jnp.expand_dims(t, a.whole) for t in stats)
 
 
-# ---- the shift ---------------------------------------------------------------------------
-
-
-def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
-  """``k``: a value from the data per span of A, constant over every field of A.
-
-  The span is A with its windows widened to whole axes (`Field.span`). ``k`` is the mean of
-  the span's first two entries (`_leading_mean`), or with a mask its first masked-in entry:
-  a few entries of `x`, not a pass over it. A span whose ``k`` is not finite, or that has no
-  masked-in entry, gets ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN
-  or inf reaches no output whose fields do not hold it. With `axis_name` the mapped axis is
-  part of every span: ``k`` is the mean of the members' entries, the same on all of them.
-  """
-  span = a.span
-  if mask is None:
-    k, found = _leading_mean(x, span), None
-  else:
-    k, found = _first_masked_entry(x, span, mask)
-  usable = jnp.isfinite(k) if found is None else found & jnp.isfinite(k)
-  k = jnp.where(usable, k, jnp.zeros((), k.dtype))
-  if axis_name is not None:
-    n = psum(usable.astype(k.dtype), axis_name)
-    k = psum(k, axis_name) / jnp.maximum(n, np.asarray(1, k.dtype))
-  return lax.stop_gradient(k)
-
-
-def _leading_mean(x: jax.Array, span: Field) -> jax.Array:
-  """The mean of the first two entries of every span (its only entry if it has one),
-  broadcastable to `x`.
-
-  A reduce of two entries, not a slice of one: XLA's CPU backend fuses a slice into every
-  consumer, recomputed per element, which stops the consumer's vectorization (6x slower
-  inside an RNN's scan); a reduce is a kernel of its own whose result the consumers read
-  (BENCHMARKS.md, "The LSTM's DN"). The mean of two is also half as far from the span's
-  mean as one entry, in expected square.
-  """
-  # A symbolic size (jax.export's) may be 1: its span takes the first entry alone.
-  whole = [a for a in span.whole if not is_symbolic_dim(x.shape[a]) and x.shape[a] > 1]
-  k = explicit.leading(x, {a: 2 if whole and a == whole[-1] else 1 for a in span.whole})
-  if whole:
-    k = jnp.mean(k, axis=whole[-1], keepdims=True)
-  for axis, size in span.groups:
-    k = explicit.first_of_groups(k, axis, size)
-  return k
-
-
-def _first_masked_entry(x: jax.Array, span: Field, mask: jax.Array):
-  """``(entry, found)``: the first masked-in entry of every span (row-major over its axes),
-  and whether there is one. Reads the mask, and gathers one entry of `x` per span.
-
-  Over the batch axis and others before the last (batch norm's span), the positions are
-  float32 where it holds them all exactly (at most 2^24 entries): XLA's CPU backend
-  reduces float32 there in one YNNPACK kernel and int32 in two passes (a reduce-window,
-  then a reduce). A masked BatchNorm over 64x32x32x64 took 0.84-0.87x its time before,
-  forward+backward; instance norm's span, without the batch axis, took 1.05-1.07x in
-  float32, and keeps int32 (BENCHMARKS.md).
-  """
-  ndim = x.ndim
-
-  def iota(axis):
-    return lax.broadcasted_iota(jnp.int32, tuple(n if i == axis else 1 for i, n in
-                                                 enumerate(x.shape)), axis)
-
-  position, size = jnp.zeros((1,) * ndim, jnp.int32), 1
-  for axis in span.whole:
-    position, size = position * x.shape[axis] + iota(axis), size * x.shape[axis]
-  for axis, group in span.groups:
-    position, size = position * group + iota(axis) % group, size * group
-  leading = 0 in span.whole and ndim - 1 not in span.whole and not span.groups
-  exact = not is_symbolic_dim(size) and size <= 2**24
-  dt = jnp.float32 if leading and exact else jnp.int32
-  position = jnp.where(mask, position.astype(dt), jnp.asarray(size, dt))
-  first = jnp.min(position, axis=span.whole, keepdims=True) if span.whole else position
-  first = group_min(first, span.groups).astype(jnp.int32)
-  found = first < size
-  rest = jnp.minimum(first, size - 1)
-  index = [iota(axis) for axis in range(ndim)]
-  for axis, group in reversed(span.groups):
-    index[axis] = index[axis] // group * group + rest % group
-    rest = rest // group
-  for axis in reversed(span.whole):
-    index[axis] = rest % x.shape[axis]
-    rest = rest // x.shape[axis]
-  return explicit.gather(x, tuple(index), span.whole), found
-
-
 # ---- strategies --------------------------------------------------------------------------
 
 
@@ -364,8 +277,10 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   k1, k2 = copies(k, 2)
   pooled = field_sum(x - k1, a.pooled, mask=mask, axis_name=axis_name)
   m = _mean(pooled, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
-  # (k - x) + m is exactly -v: a distinct expression from the output's (x - k) - m.
-  u = select((k2 - x) + copies(m, 1)[0], mask)  # before the square: a finite JAX gradient
+  # (k - x) + m is exactly -v: a distinct expression from the output's (x - k) - m, so
+  # XLA fuses each into its consumer; with a mask XLA writes both to memory, and v serves
+  # both. Selected before the square: a finite JAX gradient.
+  u = (k2 - x) + copies(m, 1)[0] if mask is None else select((x - k) - m, mask)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
   var = divide_by_count(field_sum(u * u, b, axis_name=axis_name), count_b)  # u is selected
@@ -434,10 +349,13 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   if a.windows:  # short sums at every position: one reduce reads x once (`pooled_sums`)
     t = select(x - k, mask)
     s1, s2 = pooled_sums(t, jnp.square(t), pooled, axis_name=axis_name)
+  elif mask is not None:  # XLA writes a selected t to memory for the sums: once for both
+    t = select(x - k, mask)
+    s1, s2 = (field_sum(u, pooled, axis_name=axis_name) for u in (t, jnp.square(t)))
   else:
     k1, k2 = copies(k, 2)
-    s1 = field_sum(x - k1, pooled, mask=mask, axis_name=axis_name)
-    s2 = field_sum(jnp.square(select(k2 - x, mask)), pooled, axis_name=axis_name)
+    s1 = field_sum(x - k1, pooled, axis_name=axis_name)
+    s2 = field_sum(jnp.square(k2 - x), pooled, axis_name=axis_name)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
