@@ -290,6 +290,30 @@ def test_the_masked_shift_searches_past_its_prefix_only_where_a_span_needs_it(wh
     assert ((position < size) == expected_found).all()
 
 
+
+def test_the_masked_shift_of_grouped_spans_searches_past_their_first_row_where_needed():
+  # Group norm's span: a whole axis, then each group's channels. The search reads the
+  # channels at the whole axis' first index first; spans with no entry there (a third of
+  # the groups here) need the whole search, spans with none at all are not found.
+  from divnorm._src.fields import Field
+  from divnorm._src.shift import _first_masked_entry
+  batch, length, groups, size = 3, 7, 4, 2
+  shape = (batch, length, groups * size)
+  x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+  mask = np.random.default_rng(8).random(shape) > 0.4
+  split = mask.reshape(batch, length, groups, size)  # a view: edits reach `mask`
+  split[:, 0, 0::3] = False
+  split[1, :, 1] = False
+  entry, found = jax.jit(lambda x, m: _first_masked_entry(x, Field((1,), (), ((2, size),)), m))(
+      x, mask)
+  for b in range(batch):
+    for g in range(groups):
+      span = (b, slice(None), slice(g * size, (g + 1) * size))
+      kept = x[span][mask[span]]  # row-major over (length, channel in group)
+      assert bool(np.asarray(found)[b, 0, g * size]) == (kept.size > 0)
+      if kept.size:
+        assert float(np.asarray(entry)[b, 0, g * size]) == kept[0]
+
 def test_one_pass_keeps_its_accuracy_where_a_span_starts_with_a_long_masked_run():
   # Half the rows are masked out for their first 100 entries: their shift must still be an
   # entry of theirs, or one-pass sums at offset 1e4 cancel (flax's error there is 40).

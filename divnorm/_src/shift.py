@@ -95,29 +95,32 @@ def _first_masked_position(span: Field, mask: jax.Array, dtype):
   """``(first, size)``: the row-major position of every span's first masked-in entry
   (int32, ``size`` where there is none), and the span's size.
 
-  On XLA's CPU backend, a span of whole axes first searches the first `SEARCH_PREFIX`
-  entries of its last axis, where the position is that entry's index, and searches the
-  whole span (`_searched_position`) under a ``lax.cond`` only where a span with masked-in
-  entries has none there. Forward+backward, a masked layer norm over 8x512x768 took 1.28x
-  flax's time with the whole search and 1.10x without it, a masked batch norm over
-  100x32x32x32 1.09x and 0.82x (BENCHMARKS.md, "Masked layers"). Under ``vmap`` the cond
-  runs both searches. Elsewhere (a GPU reads a condition back to the host) and for spans
-  with groups, the whole search.
+  On XLA's CPU backend the search first reads the span's first entries in row-major
+  order: every whole axis at its first index, with the channels of each group, or without
+  groups the first `SEARCH_PREFIX` entries of the last whole axis. It searches the whole
+  span (`_searched_position`) under a ``lax.cond`` only where a span with masked-in entries
+  has none among them, so the position is the same. Under ``vmap`` the cond runs both.
+  Elsewhere, and for a span without whole axes, the whole search: a GPU reads a cond's
+  condition back to the host. Forward+backward with a mask, the whole search took a
+  masked layer norm over 8x512x768 to 1.28x flax's time, where reading the prefix alone
+  took 1.10x; batch norm over 100x32x32x32, 1.09x and 0.82x (scratch runs; BENCHMARKS.md,
+  "Masked layers at or below flax's time", has the ratios of the final code).
   """
   size = 1
   for axis in span.whole:
     size *= mask.shape[axis]
   for _, group in span.groups:
     size *= group
-  if span.groups or not span.whole or is_symbolic_dim(size):
+  if not span.whole or is_symbolic_dim(size):
     return _searched_position(span, mask, size), size
-  last = span.whole[-1]
-  n = min(SEARCH_PREFIX, mask.shape[last])
-  prefix = explicit.leading(mask, {a: n if a == last else 1 for a in span.whole})
-  in_prefix = jnp.min(jnp.where(prefix, _iota(prefix.shape, last), size), axis=span.whole,
-                      keepdims=True)
+  # The span's first entries in row-major order: every whole axis at its first index, and
+  # the channels of each group, or (no groups) the first entries of the last whole axis.
+  last = None if span.groups else span.whole[-1]
+  prefix = explicit.leading(mask, {a: min(SEARCH_PREFIX, mask.shape[a]) if a == last else 1
+                                   for a in span.whole})
+  in_prefix = _searched_position(span, prefix, size)  # their positions in the whole span
   # The strategies' count of the span (`dtype`: theirs), which XLA computes once for both.
-  count = field_count(mask.shape, Field(span.whole, ()), mask=mask, dtype=dtype)
+  count = field_count(mask.shape, span, mask=mask, dtype=dtype)
   missed = jnp.any((in_prefix == size) & (count > 0))
 
   def on_cpu(mask, in_prefix, missed):
