@@ -2,7 +2,7 @@
 
 For a refactor that should not change speed, equal compiled programs settle the question
 without timing. Each case is ``jit(grad(sum(f(x))))`` of a module (flax's settings) or a
-function, compiled on this machine; its fingerprint is a hash of the compiled HLO's
+function, with and without a mask (and one bfloat16 layer), compiled on this machine; its fingerprint is a hash of the compiled HLO's
 instruction lines with source metadata stripped. ``--rev REV`` runs the same cases on
 REV's `divnorm` (``git archive``) in a subprocess and prints both.
 
@@ -33,27 +33,39 @@ def _cases() -> dict:
   """name -> ``loss(params, x)``, with its params: the modules' and functions' gradients."""
   import jax
   import jax.numpy as jnp
+  import numpy as np
 
   import divnorm
   from divnorm import linen as dl
 
   x = jnp.ones(SHAPE)
+  mask = np.arange(np.prod(SHAPE)).reshape(SHAPE) % 5 != 0  # a constant of the program
   modules = {
       "LayerNorm": dl.LayerNorm(), "LayerNorm(H,W,C)": dl.LayerNorm(reduction_axes=(1, 2, 3)),
       "LayerNorm two-pass": dl.LayerNorm(use_fast_variance=False), "RMSNorm": dl.RMSNorm(),
       "GroupNorm": dl.GroupNorm(4), "InstanceNorm": dl.InstanceNorm(),
       "BatchNorm": dl.BatchNorm(use_running_average=False),
       "DivisiveNorm": dl.DivisiveNorm((3, 3), sigma=0.5)}
+  variants = {  # name -> (module, the input as the module takes it, its call's keywords)
+      **{name: (m, lambda x: x, {}) for name, m in modules.items()},
+      "LayerNorm bfloat16": (dl.LayerNorm(), lambda x: x.astype(jnp.bfloat16), {}),
+      **{f"{name} masked": (modules[name], lambda x: x, {"mask": mask})
+         for name in ("LayerNorm", "LayerNorm two-pass", "GroupNorm", "BatchNorm")}}
   cases = {}
-  for name, m in modules.items():
-    variables = m.init(jax.random.key(0), x)
-    cases[name] = (lambda p, x, m=m, v=variables: m.apply(
-        {**v, "params": p}, x, mutable=["batch_stats"])[0].sum(), variables.get("params", {}))
+  for name, (m, cast, kw) in variants.items():
+    variables = m.init(jax.random.key(0), cast(x))
+    cases[name] = (lambda p, x, m=m, v=variables, cast=cast, kw=kw: m.apply(
+        {**v, "params": p}, cast(x), mutable=["batch_stats"], **kw)[0].astype(
+            jnp.float32).sum(), variables.get("params", {}))
   stats = divnorm.BatchStats(jnp.zeros(SHAPE[-1]), jnp.ones(SHAPE[-1]))
   functions = {
       "normalize": lambda x: divnorm.normalize(x, (1, 2, 3), sigma=0.1),
       "rms_norm": divnorm.rms_norm,
-      "batch_norm": lambda x: divnorm.batch_norm(x, stats, training=True)[0]}
+      "batch_norm": lambda x: divnorm.batch_norm(x, stats, training=True)[0],
+      "normalize masked": lambda x: divnorm.normalize(x, (1, 2, 3), sigma=0.1, mask=mask),
+      "normalize one-pass masked": lambda x: divnorm.normalize(
+          x, (1, 2, 3), sigma=0.1, mask=mask, fast_variance=True),
+      "rms_norm masked": lambda x: divnorm.rms_norm(x, mask=mask)}
   for name, f in functions.items():
     cases[name] = (lambda p, x, f=f: f(x).sum(), {})
   return cases

@@ -191,7 +191,7 @@ def test_same_program_finds_head_unchanged(capsys):
     pytest.skip("not a git checkout, or divnorm/ has uncommitted changes (HEAD is not now)")
   assert same_program.main(["--rev", "HEAD"]) == 0
   rows = [r for r in capsys.readouterr().out.splitlines()[2:] if r.startswith("| ")]
-  assert len(rows) == 11 and all(r.endswith("| yes |") for r in rows)
+  assert len(rows) == 19 and all(r.endswith("| yes |") for r in rows)
 
 
 @pytest.mark.slow
