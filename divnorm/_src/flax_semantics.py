@@ -260,10 +260,9 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
   With `factors` ``(u, m, r[, mask])`` (`_factors`), ``y = (u - m) * r`` (``m`` None: 0), where
   ``r * scale`` is smaller than `y`: flax's fold ``u * mul + (bias - m * mul)``,
   ``mul = r * scale``, whose gradient sums at the statistics' size (BENCHMARKS.md, issue
-  22); masked-out outputs are `bias` (0 without), as unfolded: ``where(mask, u * mul -
-  m * mul, 0) + bias``, whose transpose selects the cotangent once and sums it whole for
-  `bias` (a select between the fold and `bias` selected it twice: 1.08-1.29x flax's time,
-  masked LayerNorm on 100x32x32x32). Without the fold, 1.33-1.65x (BatchNorm, GroupNorm).
+  22); masked-out outputs are `bias` (0 without): ``where(mask, u * mul - m * mul, 0) +
+  bias``, whose transpose selects the cotangent once (1.29x flax's time selecting it twice,
+  masked LayerNorm). Without the fold, a mask cost 1.33-1.65x (BatchNorm, GroupNorm).
   """
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
