@@ -83,6 +83,9 @@ FUNCTIONS = {
     "switchable_norm": (BATCH, lambda x: dn.switchable_norm(
         x, _STATS, mean_weights=jnp.ones(3) / 3, var_weights=jnp.ones(3) / 3, training=True)),
     "layer_norm": (SEQUENCE, lambda x: dn.layer_norm(x)),
+    "layer_norm_one_pass_masked": (SEQUENCE, lambda x: dn.layer_norm(
+        x, mask=x > 0.5, fast_variance=True)),
+    "group_norm_masked": (IMAGE, lambda x: dn.group_norm(x, num_groups=2, mask=x > 0.5)),
     "layer_norm_of_symbolic_features": (FEATURES, lambda x: dn.layer_norm(x)),
     "normalize_over_a_symbolic_last_axis": (TIME_LAST, lambda x: dn.normalize(x, (2,),
                                                                              sigma=0.1)),
@@ -116,6 +119,18 @@ def test_a_symbolic_last_axis_exports_for_a_cuda_gpu_too():
   spec = jax.ShapeDtypeStruct(spec_shape(*export.symbolic_shape(dims)), jnp.float32)
   exported = export.export(jax.jit(dn.layer_norm), platforms=("cpu", "cuda"))(spec)
   assert exported.platforms == ("cpu", "cuda")
+
+
+def test_a_masked_layer_norm_exports_for_a_cuda_gpu_too():
+  """The masked shift searches a prefix under a cond on CPU only (`shift.py`); a program
+  exported for both platforms carries both searches, and runs here as the jitted one."""
+  (dims, spec_shape, shapes), f = FUNCTIONS["layer_norm_one_pass_masked"]
+  spec = jax.ShapeDtypeStruct(spec_shape(*export.symbolic_shape(dims)), jnp.float32)
+  exported = export.export(jax.jit(_with_grad(f)), platforms=("cpu", "cuda"))(spec)
+  x = jax.random.normal(jax.random.key(0), shapes[0]) * 2 + 1
+  for g, w in zip(jax.tree.leaves(exported.call(x)), jax.tree.leaves(jax.jit(_with_grad(f))(x)),
+                  strict=True):
+    np.testing.assert_allclose(g, w, atol=ATOL, rtol=ATOL)
 
 
 FLAX_LAYERS = {
