@@ -261,13 +261,16 @@ def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
   return lines
 
 
-def profile(cases, dtype_name: str, mode: str) -> None:
-  """Prints each contender's XLA operations and their time per call, largest first."""
+def profile(cases, dtype_name: str, mode: str, *, forward: bool = False, masked: bool = False,
+            evaluate: bool = False) -> None:
+  """Prints each contender's XLA operations and their time per call, largest first, for the
+  programs `measure` times with the same options."""
   fast = MODES[mode]
   for case, shape in cases:
     if case in ("RMS", "DN") and not fast:
       continue
-    for name, call in contenders(case, shape, DTYPES[dtype_name], fast).items():
+    for name, call in contenders(case, shape, DTYPES[dtype_name], fast, forward=forward,
+                                 masked=masked, evaluate=evaluate).items():
       times = xla.op_times(call)
       print(f"**{case} {'x'.join(map(str, shape))} {dtype_name} {mode}, {name}**: "
             f"{sum(times.values()) * 1e3:.2f} ms in {len(times)} operations\n")
@@ -317,7 +320,8 @@ def main(argv=None) -> int:
   for dtype_name in args.dtypes:
     for mode in args.modes:
       if args.profile:
-        profile(cases, dtype_name, mode)
+        profile(cases, dtype_name, mode, forward=args.forward, masked=args.mask,
+                evaluate=args.eval)
       else:
         table(cases, dtype_name, mode, rounds=rounds, target_s=target_s, with_nnx=args.nnx,
               forward=args.forward, masked=args.mask, evaluate=args.eval)

@@ -3,6 +3,8 @@
 Timing targets are not asserted: CI machines are too noisy for that.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,6 +94,19 @@ def test_dropin_masked_and_evaluation_steps_compute_what_flax_s_do(case, kwargs)
                                  np.asarray(calls[theirs]())[kept], rtol=2e-5, atol=2e-5)
       if kwargs.get("masked"):
         assert not np.allclose(calls[ours](), plain[ours]())
+
+
+def test_dropin_profile_takes_the_mask(capsys):
+  # --profile profiles what --mask times: masked programs, with more operations than the
+  # plain ones (it profiled unmasked programs under --mask before).
+  from benchmarks import dropin
+  argv = ["--quick", "--profile", "--cases", "LN", "--dtypes", "float32", "--modes", "one-pass"]
+  counts = []
+  for extra in ([], ["--mask"]):
+    assert dropin.main(argv + extra) == 0
+    counts.append([int(n) for n in re.findall(r"in (\d+) operations", capsys.readouterr().out)])
+  assert len(counts[0]) == len(counts[1]) > 0
+  assert all(m > p for m, p in zip(counts[1], counts[0], strict=True)), counts
 
 
 def test_dropin_eval_takes_batch_norm_alone(capsys):
