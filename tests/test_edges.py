@@ -207,6 +207,24 @@ def test_per_position_sigma_of_lower_rank_gets_the_gradients_of_the_formula(
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def _assert_first_entries(x, mask, whole, entry, found):
+  """`entry` and `found` (`_first_masked_entry`'s, with any leading axes of size 1) are
+  NumPy's first masked-in entry of every span (row-major over `whole`), and whether there
+  is one; returns the latter."""
+  rest = [a for a in range(x.ndim) if a not in whole]
+  order = rest + list(whole)
+  moved = np.moveaxis(mask, order, range(x.ndim)).reshape([x.shape[a] for a in rest] + [-1])
+  values = np.moveaxis(x, order, range(x.ndim)).reshape(moved.shape)
+  expected = np.take_along_axis(values, moved.argmax(-1)[..., None], -1)[..., 0]
+  expected_found = moved.any(-1)
+  keep = tuple(slice(None) if a in rest else 0 for a in range(x.ndim))
+  got_found = np.broadcast_to(np.reshape(found, np.shape(found)[-x.ndim:]), x.shape)[keep]
+  got = np.broadcast_to(np.reshape(entry, np.shape(entry)[-x.ndim:]), x.shape)[keep]
+  np.testing.assert_array_equal(got_found, expected_found)
+  np.testing.assert_array_equal(got[expected_found], expected[expected_found])
+  return expected_found
+
+
 @pytest.mark.parametrize("whole", [(0, 1, 2), (1, 2), (1, 2, 3), (0,)])
 def test_the_masked_shift_is_the_first_masked_in_entry_of_every_span(whole):
   # Over the batch axis and others before the last the positions are float32
@@ -218,18 +236,7 @@ def test_the_masked_shift_is_the_first_masked_in_entry_of_every_span(whole):
   mask = np.random.default_rng(31).random(shape) > 0.7
   mask[..., 1] = False  # spans with no entry: found is False
   entry, found = jax.jit(lambda x, m: _first_masked_entry(x, Field(whole, ()), m))(x, mask)
-  rest = [a for a in range(4) if a not in whole]
-  moved = np.moveaxis(mask, rest + list(whole), range(4)).reshape(
-      [shape[a] for a in rest] + [-1])
-  values = np.moveaxis(x, rest + list(whole), range(4)).reshape(moved.shape)
-  first = moved.argmax(-1)
-  expected_found = moved.any(-1)
-  expected = np.take_along_axis(values, first[..., None], -1)[..., 0]
-  keep = tuple(slice(None) if a in rest else 0 for a in range(4))
-  got_found = np.broadcast_to(found, shape)[keep]
-  got = np.broadcast_to(entry, shape)[keep]
-  np.testing.assert_array_equal(got_found, expected_found)
-  np.testing.assert_array_equal(got[expected_found], expected[expected_found])
+  _assert_first_entries(x, mask, whole, entry, found)
 
 
 @pytest.mark.slow
@@ -244,18 +251,6 @@ def test_the_masked_shift_past_float32s_exact_integers_is_still_the_first_entry(
   mask[2**24 + 1:] = True
   entry, found = jax.jit(lambda x, m: _first_masked_entry(x, Field((0,), ()), m))(x, mask)
   assert bool(found[0, 0]) and float(entry[0, 0]) == x[2**24 + 1, 0]
-
-
-
-def _first_entries(x, mask, whole):
-  """NumPy's first masked-in entry of every span (row-major over `whole`), and whether
-  there is one, at the positions that keep the other axes."""
-  rest = [a for a in range(x.ndim) if a not in whole]
-  order = rest + list(whole)
-  moved = np.moveaxis(mask, order, range(x.ndim)).reshape([x.shape[a] for a in rest] + [-1])
-  values = np.moveaxis(x, order, range(x.ndim)).reshape(moved.shape)
-  first = np.take_along_axis(values, moved.argmax(-1)[..., None], -1)[..., 0]
-  return first, moved.any(-1)
 
 
 @pytest.mark.parametrize("whole", [(2,), (0, 1)])
@@ -277,18 +272,13 @@ def test_the_masked_shift_searches_past_its_prefix_only_where_a_span_needs_it(wh
   field = Field(whole, ())
   search = jax.jit(lambda x, m: _first_masked_entry(x, field, m))
   for mask in (np.where(kinds == 0, early, np.where(kinds == 1, late, False)), early):
-    rest = tuple(0 if a in whole else slice(None) for a in range(3))
-    expected, expected_found = _first_entries(x, mask, whole)
     for entry, found in (search(x, mask), jax.vmap(search)(x[None], mask[None])):
-      got_found = np.broadcast_to(np.reshape(found, np.shape(found)[-3:]), shape)[rest]
-      got = np.broadcast_to(np.reshape(entry, np.shape(entry)[-3:]), shape)[rest]
-      np.testing.assert_array_equal(got_found, expected_found)
-      np.testing.assert_array_equal(got[expected_found], expected[expected_found])
+      expected_found = _assert_first_entries(x, mask, whole, entry, found)
     # the other platforms' path (the whole search) agrees
+    rest = tuple(0 if a in whole else slice(None) for a in range(3))
     size = int(np.prod([shape[a] for a in whole]))
     position = np.broadcast_to(_searched_position(field, jnp.asarray(mask), size), shape)[rest]
     assert ((position < size) == expected_found).all()
-
 
 
 def test_the_masked_shift_of_grouped_spans_searches_past_their_first_row_where_needed():
