@@ -84,6 +84,36 @@ def test_variables_and_outputs_are_haiku_s(name):
                got_state, want_state)
 
 
+def _summary(transformed, *args):
+  """``(module, method)`` of each call `hk.experimental.eval_summary` records."""
+  return [(row.module_details.module.module_name, row.module_details.method_name)
+          for row in hk.experimental.eval_summary(transformed)(*args)]
+
+
+@pytest.mark.loose_promotion  # haiku's BatchNorm, traced: its debiasing raises under strict
+@pytest.mark.parametrize("name", LAYERS)
+def test_summaries_list_haiku_s_modules_and_methods(name):
+  """`hk.experimental.eval_summary` (and `tabulate`) list haiku's layer's modules and their
+  `__call__`s, never divnorm's private helpers (`@hk.transparent`; haiku lists its own,
+  e.g. GroupNorm's `_initialize`)."""
+  x = _x()
+  public = [(module, method) for module, method in _summary(_transformed(hk, name), x)
+            if method == "__call__" or not method.startswith("_")]
+  assert _summary(_transformed(dhk, name), x) == public
+
+
+@pytest.mark.parametrize("make, args", [
+  (lambda: dhk.DivisiveNorm((3, 3), create_scale=True, create_offset=True), ()),
+  (lambda: dhk.Normalize({1: 3, 2: 3, 3: None}, create_scale=True), ()),
+  (lambda: dhk.MeanOnlyBatchNorm(True, 0.9, create_scale=True), (True,)),
+  (lambda: dhk.SwitchableNorm(True, True, 0.9), (True,)),
+  (lambda: dhk.MillerNorm(), ()),
+])
+def test_summaries_of_divnorm_s_own_layers_list_only_their_calls(make, args):
+  transformed = hk.transform_with_state(lambda x: make()(x, *args))
+  assert {method for _, method in _summary(transformed, _x())} == {"__call__"}
+
+
 @pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
 @pytest.mark.parametrize("name", ["LayerNorm", "GroupNorm", "RMSNorm", "BatchNorm-train"])
 def test_gradients_are_haiku_s(name):

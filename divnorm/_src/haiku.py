@@ -95,12 +95,14 @@ class _Norm(hk.Module):
     return jnp.exp(hk.get_parameter("log_sigma", (), jnp.float32,
                                     init=lambda _, dtype: fs.log_sigma_init(sigma, dtype)))
 
+  @hk.transparent  # a helper of __call__: no scope or summary entry of its own
   def _call_time_affine(self, scale, offset) -> None:
     if self.create_scale and scale is not None:
       raise ValueError("Cannot pass `scale` at call time if `create_scale=True`.")
     if self.create_offset and offset is not None:
       raise ValueError("Cannot pass `offset` at call time if `create_offset=True`.")
 
+  @hk.transparent
   def _affine(self, x, normalized, features: tuple[int, ...], scale, offset,
               param_shape=None):
     """``y * scale + offset`` for ``normalized = (y, v, factors)`` (`fs.normalized`), in

@@ -166,6 +166,7 @@ class _Running(_Norm):
     self.cross_replica_axis = cross_replica_axis
     hk.get_channel_index(data_format)
 
+  @hk.transparent  # a helper of __call__: no scope or summary entry of its own
   def _running(self, function, x, is_training, stats=BatchStats, **kwargs):
     """``(y, v), new = function(x, stats, ...)`` over the channel axis, channelwise affine."""
     x = jnp.asarray(x)

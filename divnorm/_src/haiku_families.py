@@ -25,15 +25,18 @@ class _Family(hk.Module):
     super().__init__(name=name)
     self.channel_index, self.param_dtype = hk.get_channel_index(data_format), param_dtype
 
+  @hk.transparent  # a helper of __call__: no scope or summary entry of its own
   def _channel(self, x) -> tuple[int, int]:
     """``(axis, size)`` of `x`'s channel axis, or an error naming the layer."""
     c = channel_axis_index(self.channel_index, jnp.ndim(x), type(self).__name__)
     return c, jnp.shape(x)[c]
 
+  @hk.transparent
   def _dtype(self, x):
     """The parameters' dtype: `param_dtype`, or the input's (haiku's convention)."""
     return fs.result_dtype(x) if self.param_dtype is None else self.param_dtype
 
+  @hk.transparent
   def _param(self, name: str, x, value):
     """The parameter `name`, initialized to the array `value`."""
     value = jnp.asarray(value)
