@@ -27,7 +27,8 @@ from divnorm._src.mixtures import (
 )
 from divnorm._src.penalty import l1_penalty
 from divnorm._src.presets import divisive_norm, group_norm, instance_norm, layer_norm, rms_norm
-from divnorm._src.reductions import field_mean, window_sum
+from divnorm._src.reductions import window_sum
+from divnorm._src.weighted_fields import field_mean
 from divnorm._src.weights import (
   spectral_norm,
   spectral_norm_init,

@@ -70,7 +70,6 @@ import skimage.transform
 import divnorm
 from divnorm import kernels as K
 from divnorm import normalize
-from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
 
 plt.rcParams["figure.dpi"] = 72
 
@@ -90,11 +89,10 @@ ZOO = {
 
 
 def kernel_image(spec, size=9):
-  """The field's weights around the centre of a size x size grid (its response to a point)."""
-  point = np.zeros((1, size, size, 1))
-  point[0, size // 2, size // 2, 0] = 1.0
-  return np.asarray(weighted_sum(jnp.asarray(point), resolve_weighted_field(
-    spec, point.shape)))[0, ::-1, ::-1, 0]
+  """The field's weights around the centre of a size x size grid, as fractions of its whole
+  weight: the field's mean of a point (``border="zeros"`` divides by the whole weight)."""
+  point = jnp.zeros((1, size, size, 1)).at[0, size // 2, size // 2, 0].set(1.0)
+  return np.asarray(divnorm.field_mean(point, spec, border="zeros"))[0, ::-1, ::-1, 0]
 
 
 fig, axes = plt.subplots(1, len(ZOO), figsize=(3 * len(ZOO), 3))

@@ -860,6 +860,14 @@ case("field_mean of bfloat16 averages in float32", lambda: D.field_mean(
     jnp.asarray(X, jnp.bfloat16) + 256, (1, 2)), _close(lambda: np.broadcast_to(
         np.asarray(jnp.asarray(X, jnp.bfloat16) + 256, np.float64).mean((1, 2), keepdims=True),
         (2, 1, 1, 4)), atol=1.0, rtol=0, dtype=jnp.bfloat16))
+case("field_mean of a kernel that does not fit", lambda: D.field_mean(
+    X, {1: D.kernels.center_surround(3, ndim=2)}), Error(ValueError, "field.*2-D window"))
+case("field_mean of integers over a kernel", lambda: D.field_mean(
+    X2I, {1: D.kernels.gaussian(3, sigma=1.0)}), Error(TypeError, r"\bt\b"))
+case("field_mean over a kernel, mask of another shape", lambda: D.field_mean(
+    X, {1: D.kernels.gaussian(3, sigma=1.0)}, mask=np.ones(3, bool)), Error(ValueError, "mask"))
+case("field_mean over a kernel, border='same'", lambda: D.field_mean(
+    X, {1: D.kernels.gaussian(3, sigma=1.0)}, border="same"), Error(ValueError, "border"))
 case("window_sum width None", lambda: D.window_sum(X, ((1, None),)),
      Error(ValueError, "width of None"))
 case("window_sum windows as a dict", lambda: D.window_sum(X, {1: 3}),

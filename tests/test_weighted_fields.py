@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+import divnorm
 from divnorm._src import kernels as K
 from divnorm._src.core import normalize
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
-from divnorm._src.reductions import field_mean
+from divnorm._src.reductions import plain_field_mean
 from divnorm._src.weighted import kernel_sum
 from divnorm._src.weighted_fields import (
   WeightedField,
@@ -92,6 +93,28 @@ def test_mask_is_exact_and_selects(x64, border):
   np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("border", ["valid", "zeros"])
+def test_public_field_mean_takes_every_field_normalize_takes(x64, border):
+  """`divnorm.field_mean` of a weighted spec is the enumerated weighted mean; masked-out
+  entries (NaN) enter neither its sum nor its weight; jit agrees; bfloat16 stays bfloat16."""
+  x = _x()
+  mask = np.random.default_rng(3).uniform(size=x.shape) > 0.3
+  for name, spec in SPECS.items():
+    ref = R.weighted_pool(x, _spec_ref(spec, x.shape), border=border)
+    got = divnorm.field_mean(jnp.asarray(x), spec, border=border)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, err_msg=name)
+    ref = R.weighted_pool(x, _spec_ref(spec, x.shape), border=border, mask=mask)
+    got = jax.jit(lambda t, m, spec=spec: divnorm.field_mean(t, spec, border=border, mask=m))(
+        jnp.asarray(np.where(mask, x, np.nan)), jnp.asarray(mask))
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, err_msg=name)
+  spec = SPECS["gauss_hw"]
+  half = divnorm.field_mean(jnp.asarray(x, jnp.bfloat16), spec, border=border)
+  assert half.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(half, np.float64), R.weighted_pool(
+    np.asarray(jnp.asarray(x, jnp.bfloat16), np.float64), _spec_ref(spec, x.shape),
+    border=border), atol=2e-2)
+
+
 def test_a_position_whose_summation_field_is_empty_is_not_centered(x64):
   """A centre-surround summation field with its one neighbour masked out, or its surround
   past the border, is empty there: ``E_A[x] = 0`` (an empty field's statistics are 0), so
@@ -124,7 +147,8 @@ def test_box_kernel_is_the_box_fast_path(x64):
   field = resolve_weighted_field({1: K.box(5), 2: 3, 3: None}, x.shape)
   assert field.ops == () and field.base.windows == ((1, 5), (2, 3))
   np.testing.assert_allclose(
-    weighted_mean(jnp.asarray(x), field), field_mean(jnp.asarray(x), field.base), rtol=1e-14)
+    weighted_mean(jnp.asarray(x), field), plain_field_mean(jnp.asarray(x), field.base),
+    rtol=1e-14)
   # A very wide Gaussian is a box.
   wide = resolve_weighted_field({1: K.gaussian(5, sigma=1e6), 2: 3, 3: None}, x.shape)
   np.testing.assert_allclose(weighted_mean(jnp.asarray(x), wide), weighted_mean(

@@ -34,7 +34,7 @@ from divnorm._src.checks import (
 from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count, rms_factors
-from divnorm._src.reductions import DeviceGroups, field_mean, select, stat_dtype
+from divnorm._src.reductions import DeviceGroups, plain_field_mean, select, stat_dtype
 from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]
@@ -219,7 +219,7 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
   x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
   sigma = check_sigma(sigma, stats_shape(x.shape, field), name=sigma_name)
   if jnp.iscomplexobj(x):
-    mean = lambda t: field_mean(t, field, mask=mask, axis_name=axis_name)
+    mean = lambda t: plain_field_mean(t, field, mask=mask, axis_name=axis_name)
     v = select(x - lax.complex(mean(x.real), mean(x.imag)) if center else x, mask)
     r = inverse_scale(mean(jnp.square(v.real) + jnp.square(v.imag)), sigma)
     return select(v * r.astype(v.dtype), mask), v, _factors(v, None, r, mask)

@@ -51,7 +51,7 @@ from divnorm._src.checks import (
 )
 from divnorm._src.fields import Field, resolve_axes, resolve_field
 from divnorm._src.presets import instance_norm
-from divnorm._src.reductions import field_mean, select, stat_dtype
+from divnorm._src.reductions import plain_field_mean, select, stat_dtype
 from divnorm._src.shift import shift
 from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
 
@@ -127,7 +127,8 @@ def mean_only_batch_norm(
   if training:
     check_nonempty(x, reduction, "mean_only_batch_norm")
     k = _data_shift(x32, mask, axis_name)
-    m = field_mean(x32 - k, resolve_field(reduction, x.ndim), mask=mask, axis_name=axis_name)
+    m = plain_field_mean(x32 - k, resolve_field(reduction, x.ndim), mask=mask,
+                         axis_name=axis_name)
     stats = MeanStats(ema(stats.mean, k + m, momentum,
                           seen_features(mask, x.shape, features, axis_name)))
   else:

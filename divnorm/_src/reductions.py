@@ -286,33 +286,9 @@ def divide_by_count(s: jax.Array, count) -> jax.Array:
   return s / jnp.maximum(count, 1.0).astype(s.dtype)
 
 
-def field_mean(
-    t: jax.Array,
-    field: FieldSpec,
-    *,
-    border: str = "valid",
-    mask: jax.Array | None = None,
-    axis_name=None,
-) -> jax.Array:
-  """Mean of `t` over `field` at every position (whole axes kept as size 1).
-
-  Args:
-    t: a floating array.
-    field: a field (`resolve_field`'s spec, or a resolved `Field`).
-    border: how a window averages at the border of its axis, as in `divnorm.normalize`:
-      ``"valid"`` (default) over the entries that exist; ``"zeros"`` (and
-      ``"zeros_with_divisor_bug"``, the same here) zero padded, divided by the full window.
-    mask: optional array that broadcasts to `t`'s shape: True (or nonzero) where an entry
-      counts. It selects: an entry outside it never enters the sum, whatever its value.
-    axis_name: also average over this named axis (``shard_map``, ``vmap``).
-
-  Returns:
-    The means, in `t`'s dtype; computed in at least float32 (`stat_dtype`).
-
-  Raises:
-    TypeError: `t` not a floating array, or `mask` neither boolean nor real.
-    ValueError: a bad `field` or `border`, or a `mask` that does not broadcast to `t`.
-  """
+def plain_field_mean(t: jax.Array, field: FieldSpec, *, border: str = "valid", mask=None,
+                     axis_name=None) -> jax.Array:
+  """`divnorm.field_mean` over a field of whole axes, groups and box windows (no kernels)."""
   t = check_input(t, "t")
   field, border = resolve_field(field, t.ndim), check_border(border)
   mask = check_mask(mask, t.shape, nonzero=True)

@@ -36,7 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_int, check_nonnegative
+from divnorm._src.checks import (
+  check_border,
+  check_input,
+  check_int,
+  check_mask,
+  check_nonnegative,
+)
 from divnorm._src.fields import Field, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
 from divnorm._src.reductions import (
@@ -44,8 +50,10 @@ from divnorm._src.reductions import (
   divide_by_count,
   field_count,
   field_sum,
+  plain_field_mean,
   psum,
   select,
+  stat_dtype,
 )
 from divnorm._src.weighted import apply, full_mass
 
@@ -243,6 +251,46 @@ def weighted_mean(t: jax.Array, field: WeightedField, *, border: str = "valid", 
   count = weight_count(t.shape, field, border=border, mask=mask, axis_name=axis_name,
                        dtype=t.dtype)
   return divide_by_weight(s, count)
+
+
+def field_mean(t: jax.Array, field, *, border: str = "valid", mask=None,
+               axis_name=None) -> jax.Array:
+  """Mean of `t` over `field` at every position (whole axes kept as size 1).
+
+  Args:
+    t: a floating array.
+    field: any field `divnorm.normalize` takes: `resolve_field`'s spec (whole axes, box
+      windows), a resolved `Field`, or a weighted spec with kernels and mixings
+      (`divnorm.kernels`), whose mean is ``sum_q w_pq t_q / sum_q w_pq``.
+    border: how a window averages at the border of its axis, as in `divnorm.normalize`:
+      ``"valid"`` (default) over the entries that exist; ``"zeros"`` (and
+      ``"zeros_with_divisor_bug"``, the same here) zero padded, divided by the full window
+      (a kernel's whole weight).
+    mask: optional array that broadcasts to `t`'s shape: True (or nonzero) where an entry
+      counts. It selects: an entry outside it never enters the sum, whatever its value.
+    axis_name: also average over this named axis (``shard_map``, ``vmap``).
+
+  Returns:
+    The means, in `t`'s dtype; computed in at least float32 (`stat_dtype`). A position whose
+    field holds no entry (or no weight) gets 0.
+
+  Raises:
+    TypeError: `t` not a floating array, or `mask` neither boolean nor real.
+    ValueError: a bad `field` or `border`, a kernel that does not fit `t`, or a `mask` that
+      does not broadcast to `t`.
+
+  >>> from divnorm import kernels
+  >>> point = jnp.zeros((1, 5)).at[0, 2].set(1.0)
+  >>> field_mean(point, {1: kernels.kernel([1.0, 2.0, 1.0])}, border="zeros")
+  Array([[0.  , 0.25, 0.5 , 0.25, 0.  ]], dtype=float32)
+  """
+  if not is_weighted(field):
+    return plain_field_mean(t, field, border=border, mask=mask, axis_name=axis_name)
+  t = check_input(t, "t")
+  field, border = resolve_weighted_field(field, t.shape), check_border(border)
+  mask = check_mask(mask, t.shape, nonzero=True)
+  u = t.astype(stat_dtype(t.dtype))
+  return weighted_mean(u, field, border=border, mask=mask, axis_name=axis_name).astype(t.dtype)
 
 
 def divide_by_weight(s: jax.Array, count) -> jax.Array:
