@@ -83,3 +83,8 @@ def __getattr__(name):
   if name in _LAZY_SUBMODULES:
     return importlib.import_module(f"divnorm.{name}")
   raise AttributeError(f"module 'divnorm' has no attribute {name!r}")
+
+
+def __dir__():
+  """The names above and the lazy submodules, for tab completion (imports none of them)."""
+  return sorted({*globals(), *_LAZY_SUBMODULES})

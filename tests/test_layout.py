@@ -79,8 +79,8 @@ def _public_modules():
 
 @pytest.mark.parametrize("path", _public_modules(), ids=lambda p: p.name)
 def test_public_modules_only_re_export(path):
-  """Outside divnorm/_src a module holds imports, ``__all__`` and a lazy ``__getattr__``:
-  the implementation is private, in divnorm/_src."""
+  """Outside divnorm/_src a module holds imports, ``__all__`` and a lazy ``__getattr__``
+  (with its ``__dir__``): the implementation is private, in divnorm/_src."""
   tree = ast.parse(path.read_text())
   allowed_assignments = {"__all__", "__version__", "_LAZY_SUBMODULES"}
   for node in tree.body:
@@ -91,7 +91,7 @@ def test_public_modules_only_re_export(path):
     if isinstance(node, ast.Assign) and all(
         isinstance(t, ast.Name) and t.id in allowed_assignments for t in node.targets):
       continue
-    if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+    if isinstance(node, ast.FunctionDef) and node.name in ("__getattr__", "__dir__"):
       continue
     pytest.fail(f"{path.name}:{node.lineno} defines something ({type(node).__name__}); "
                 f"implement it in divnorm/_src and re-export it.")
@@ -109,7 +109,8 @@ def test_import_divnorm_imports_no_flax_equinox_or_haiku():
   alone."""
   code = ("import sys, divnorm; divnorm.normalize; divnorm.gdn.gdn; divnorm.inputs.zca; "
           "divnorm.local_response.local_response_norm; divnorm.mixtures.batch_renorm; "
-          "divnorm.weights.weight_norm; "
+          "divnorm.weights.weight_norm; lazy = {'linen', 'linen_extra', 'nnx', 'equinox', "
+          "'haiku'}; assert lazy <= set(dir(divnorm)), 'dir() lists the lazy submodules'; "
           "found = [m for m in sys.modules if m.split('.')[0] in ('flax', 'equinox', 'haiku')]; "
           "assert not found, found; divnorm.linen, divnorm.nnx; "
           "assert not [m for m in sys.modules if m.startswith('equinox')], 'equinox imported'; "

@@ -1,20 +1,27 @@
-"""The wheel ships the library alone: `divnorm` is its only top-level package."""
+"""The wheel ships the library alone (`divnorm` is its only top-level package), with its
+license and the PEP 561 marker; the source distribution holds no partial test suite."""
 
 import pathlib
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_wheel_ships_divnorm_alone(tmp_path):
-  # A copy of the repository (without git-ignored build leftovers), built without build
-  # isolation: the venv's setuptools builds it offline in a few seconds.
+def _copy(tmp_path) -> pathlib.Path:
+  """A copy of the repository, without git-ignored build leftovers."""
   src = tmp_path / "src"
   ignore = shutil.ignore_patterns("__pycache__", "build", "*.egg-info", ".venv", "runs", ".git")
   shutil.copytree(ROOT, src, ignore=ignore)
+  return src
+
+
+def test_wheel_ships_divnorm_alone(tmp_path):
+  # Built without build isolation: the venv's setuptools builds it offline in a few seconds.
+  src = _copy(tmp_path)
   subprocess.run(
       [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
        "--wheel-dir", str(tmp_path), str(src)],
@@ -26,4 +33,20 @@ def test_wheel_ships_divnorm_alone(tmp_path):
   assert "divnorm/_src/core.py" in names and "divnorm/linen.py" in names
   metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
   text = zipfile.ZipFile(wheel).read(metadata).decode()
-  assert "License-Expression: Apache-2.0" in text
+  assert "License-Expression: Apache-2.0" in text and "License-File: LICENSE" in text
+  assert "divnorm/py.typed" in names
+  (license_,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+  assert b"Apache License" in zipfile.ZipFile(wheel).read(license_)
+
+
+def test_sdist_holds_the_library_and_its_license_but_no_partial_test_suite(tmp_path):
+  src = _copy(tmp_path)
+  code = ("import sys; from setuptools import build_meta; "
+          "print(build_meta.build_sdist(sys.argv[1]))")
+  name = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True,
+                        capture_output=True, text=True, cwd=src).stdout.split()[-1]
+  with tarfile.open(tmp_path / name) as sdist:
+    names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
+  assert {"LICENSE", "README.md", "pyproject.toml", "divnorm/py.typed",
+          "divnorm/_src/core.py"} <= names
+  assert not [n for n in names if n.split("/")[0] in ("tests", "experiments", "benchmarks")]
