@@ -116,6 +116,17 @@ def test_gaussian_norm_against_veerabadran_et_al(x64):
   np.testing.assert_allclose(y, R.veerabadran(X, weights=bank, sigma=sigma), rtol=1e-12)
 
 
+def test_gaussian_norm_takes_negative_weights_as_their_code(x64):
+  """The pools are learned unconstrained (``DivNormExcInh.div``, a plain convolution): a
+  negative weight is the formula's number, eager or jitted, not a field's error."""
+  weights = _u((3, 3, 8)) - 0.3
+  y = F.gaussian_norm(X, weights=weights, sigma=1.0)
+  want = R.veerabadran(X, weights=weights, sigma=1.0)
+  np.testing.assert_allclose(y, want, rtol=1e-12)
+  np.testing.assert_allclose(jax.jit(lambda w: F.gaussian_norm(X, weights=w, sigma=1.0))(
+    weights), want, rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_gaussian_norm_gradients(x64):
   x = jnp.asarray(X[:1, :3, :3])
@@ -278,6 +289,8 @@ def test_family_argument_errors(fn, kw, error, match):
     pytest.param(lambda: F.gaussian_filterbank(0, 3, jax.random.key(0)), ValueError,
                  "channels=0", id="gaussian_filterbank-channels"),
     pytest.param(lambda: F.burg_penalty("abc"), TypeError, "v='abc'", id="burg_penalty-str"),
+    pytest.param(lambda: K.miller_width(0), ValueError, "^miller_width: scale=0",
+                 id="miller_width-0"),
     pytest.param(lambda: jax.jit(lambda lamb: F.miller_norm(
         _ONES, **{**_ARGS[F.miller_norm], "lamb": lamb}))(2.0), TypeError, "static width",
                  id="miller_norm-traced-lamb"),

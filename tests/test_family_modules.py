@@ -100,6 +100,39 @@ def test_miller_norm_learned_past_its_ranges_runs_eagerly_as_under_jit():
     F.miller_norm(x, **params)
 
 
+@pytest.mark.parametrize("layer,name,past", [
+    ("BurgNorm", "eta", lambda p: p.at[0].set(-0.5)),
+    ("BurgNorm", "n", lambda p: p.at[1].set(-0.25)),
+    ("GaussianNorm", "weights", lambda p: p.at[1, 1, 0].set(-0.05)),
+])
+def test_learned_parameters_past_the_functions_ranges_run_eagerly_as_under_jit(layer, name,
+                                                                               past):
+  """Burg's ``n``, ``eta`` and Veerabadran et al.'s pool ``weights`` are learned
+  unconstrained: a training step can carry them past what `burg_norm` accepts (> 0) or what
+  a field's kernel takes (>= 0). An eager call of every API gives the jitted numbers, where it
+  raised while jit ran."""
+  x = X[..., :8]
+  linen = getattr(L, layer)(kernel_size=3)
+  params = linen.init(jax.random.key(0), x)["params"]
+  params = {**params, name: past(params[name])}
+  want = jax.jit(linen.apply)({"params": params}, x)
+  assert np.isfinite(want).any()
+  np.testing.assert_allclose(linen.apply({"params": params}, x), want, rtol=1e-6)
+  nnx_module = getattr(N, layer)(8, kernel_size=3)
+  for key, value in params.items():
+    getattr(nnx_module, key)[...] = value
+  np.testing.assert_allclose(nnx_module(x), want, rtol=1e-6)
+  eqx_module = getattr(E, layer)(8, kernel_size=3, **(
+      {"key": jax.random.key(0)} if layer == "GaussianNorm" else {}))
+  eqx_module = eqx.tree_at(lambda m: [getattr(m, k) for k in params], eqx_module,
+                           list(params.values()))
+  np.testing.assert_allclose(eqx_module(jnp.moveaxis(x[0], -1, 0)),
+                             jnp.moveaxis(want[0], -1, 0), rtol=1e-6)
+  f = hk.transform(lambda x: getattr(H, layer)(kernel_size=3)(x))
+  (scope,) = f.init(jax.random.key(0), x)
+  np.testing.assert_allclose(f.apply({scope: params}, None, x), want, rtol=1e-6)
+
+
 def test_center_surround_norm_takes_bfloat16_under_strict_promotion():
   """A bfloat16 input and float32 parameters: flax's promoted float32 output (linen, NNX),
   equinox's the input's dtype; the suite runs under strict dtype promotion, where the
@@ -246,6 +279,12 @@ def _linen(module):
                  r"GaussianNorm learns 2-D pools", id="nnx-gaussian-rank"),
     pytest.param(lambda: E.CenterSurroundNorm(16)(X), r"one example \[channels, height, width\]",
                  id="equinox-center-surround-rank"),
+    pytest.param(lambda: N.BurgNorm(16, kernel_size=3)(X[:, 0]),
+                 r"spatial_dims=2, but x of shape \(1, 4, 16\) has 1 .*spatial_dims=1",
+                 id="nnx-burg-spatial-dims"),
+    pytest.param(lambda: E.BurgNorm(16, kernel_size=3)(X[0, 0].T),
+                 r"spatial_dims=2, but x of shape \(16, 4\) has 1 .*spatial_dims=1",
+                 id="equinox-burg-spatial-dims"),
     pytest.param(lambda: N.BurgNorm(7, kernel_size=3)(X), r"num_features=7 but x of shape",
                  id="nnx-burg-channels"),
     pytest.param(lambda: N.CenterSurroundNorm(8)(X), r"num_features=8 but x of shape",

@@ -97,8 +97,9 @@ class BurgNorm(eqx.Module):
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):
     """``[x]_+^n / (eta^n + |v|^T (u * [x]_+^n))``."""
     _check_channels(self, "channels", self.n.shape[0], x)
-    y = families.burg_norm(x[None], n=self.n, eta=self.eta, u=nonnegative(self.u), v=self.v,
-                           channel_axis=1)[0]
+    families.check_burg_input(x, self.u.ndim, one_example=True)
+    y = families.learned_burg_norm(x[None], n=self.n, eta=self.eta, u=nonnegative(self.u),
+                                   v=self.v, channel_axis=1)[0]
     return _out(y, x.dtype, state)
 
 

@@ -32,10 +32,11 @@ from divnorm._src.checks import (
   check_positive,
   is_concrete,
 )
+from divnorm._src.fields import Field
 from divnorm._src.kernels import Kernel, Mixing, miller_width
 from divnorm._src.reductions import stat_dtype
 from divnorm._src.statistics import abs_power, scale
-from divnorm._src.weighted_fields import resolve_weighted_field, weighted_sum
+from divnorm._src.weighted_fields import WeightedField, resolve_weighted_field, weighted_sum
 
 
 def _spatial(ndim: int, c: int) -> tuple[int, ...]:
@@ -64,11 +65,17 @@ _CS_GAMMA = " (the {} weights: a negative one can make the square root's argumen
 
 
 def _check_value(value, name: str, check=None, hint: str = "", channels: int | None = None):
-  """`check(value, name, hint)` (by default `_ARGS`'s, by `name` less an ``_init``), then a
-  ValueError unless `value` is a scalar or, when `channels` is given, a ``[channels]`` vector."""
+  """`check(value, name, hint)` (by default `_ARGS`'s, by `name` less an ``_init``), then
+  `_check_shape`."""
   if check is None:
     check, hint = _ARGS[name.removesuffix("_init")]
   check(value, name, hint)
+  _check_shape(value, name, hint, channels)
+
+
+def _check_shape(value, name: str, hint: str = "", channels: int | None = None):
+  """A ValueError unless `value` is a scalar or, when `channels` is given, a ``[channels]``
+  vector."""
   shape = tuple(np.shape(value))
   if shape == () or (channels is not None and shape in ((1,), (channels,))):
     return
@@ -278,13 +285,25 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Arra
       shape (an even size of `u`; `n`, `eta` not ``[C]`` or a scalar; `v` not ``[C, C]``).
   """
   x = check_input(x)
-  c = channel_axis_index(channel_axis, x.ndim, "burg_norm")
-  channels = x.shape[c]
+  channels = x.shape[channel_axis_index(channel_axis, x.ndim, "burg_norm")]
   _check_value(n, "n", channels=channels)
   _check_value(eta, "eta", channels=channels)
   check_nonnegative(u, "u", " (the spatial kernel of the pool)")
-  _check_window(u, "u", "burg_norm", x.shape, c, depthwise=False)
   check_finite(v, "v", " (the feature weights, used as |v|)")
+  return learned_burg_norm(x, n=n, eta=eta, u=u, v=v, channel_axis=channel_axis)
+
+
+def learned_burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Array:
+  """`burg_norm` of the BurgNorm modules' learned parameters, whose values it leaves
+  unchecked (their shapes it checks): ``n`` and ``eta`` are unconstrained, and an eager call
+  must give what a jitted one does when training carries one past `burg_norm`'s ranges
+  (``eta^n`` is ``|eta|^n`` there)."""
+  x = check_input(x)
+  c = channel_axis_index(channel_axis, x.ndim, "burg_norm")
+  channels = x.shape[c]
+  _check_shape(n, "n", channels=channels)
+  _check_shape(eta, "eta", channels=channels)
+  _check_window(u, "u", "burg_norm", x.shape, c, depthwise=False)
   if tuple(np.shape(v)) != (channels, channels):
     raise ValueError(f"burg_norm: v of shape {np.shape(v)} must be [C, C] = "
                      f"{(channels, channels)}: x has {channels} channels on axis {c}.")
@@ -294,6 +313,19 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Arra
   field = {_spatial(x.ndim, c): Kernel(_as(u, dt)), c: Mixing(jnp.abs(_as(v, dt)).T)}
   semisaturation = abs_power(_per_channel(eta, c, x.ndim, dt), n)
   return _pooled_divide(e, field, semisaturation).astype(x.dtype)
+
+
+def check_burg_input(x, spatial_dims: int, one_example: bool = False) -> None:
+  """The `spatial_dims` BurgNorm modules (nnx, equinox): `x` has the spatial axes their
+  kernel ``u`` has, besides its batch axis (none with `one_example`) and its channel axis.
+  (linen's and haiku's take the rank of their first input, and check their parameters'.)"""
+  got = jnp.ndim(x) - (1 if one_example else 2)
+  if got != spatial_dims:
+    fix = f"build it with spatial_dims={got}" if got >= 1 else "give x spatial axes"
+    raise ValueError(
+        f"BurgNorm was built with spatial_dims={spatial_dims}, but x of shape {jnp.shape(x)} "
+        f"has {got} spatial axes besides its "
+        f"{'channel axis' if one_example else 'batch and channel axes'}; {fix}.")
 
 
 def burg_penalty(v) -> jax.Array:
@@ -432,8 +464,9 @@ def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,
 
   Args:
     x: ``[B, H, W, C]`` (channels at `channel_axis`).
-    weights: ``[k, k, C]`` (odd k), one pool per channel; >= 0 at initialization (their code
-      learns it unconstrained).
+    weights: ``[k, k, C]`` (odd k), one pool per channel, any finite numbers: >= 0 at
+      initialization, learned unconstrained as in their code (a negative weight can make the
+      divisor negative or 0).
     sigma: ``[C]`` or a scalar.
     offset: the constant their code adds (1e-5), a scalar >= 0.
     channel_axis: the channel axis.
@@ -455,6 +488,8 @@ def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,
   _check_value(offset, "offset")
   dt = stat_dtype(x.dtype)
   t = jnp.square(x.astype(dt))
-  field = {_spatial(x.ndim, c): Kernel(_as(weights, dt), 1, c)}
+  # Resolved here, past a field's check of nonnegative weights: these are learned
+  # unconstrained, so an eager call gives what a jitted one does (the window is checked).
+  field = WeightedField(Field((), ()), ((_spatial(x.ndim, c), Kernel(_as(weights, dt), 1, c)),))
   constant = jnp.square(_per_channel(sigma, c, x.ndim, dt)) + np.asarray(offset, dt)
   return _pooled_divide(t, field, constant).astype(x.dtype)

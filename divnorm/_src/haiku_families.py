@@ -103,7 +103,7 @@ class BurgNorm(_Family):
     k, spatial = self.kernel_size, jnp.ndim(x) - 2
     self.channels = channels  # for `penalty`
     u = nonnegative_init(jnp.full((k,) * spatial, 1.0 / k**spatial))
-    return families.burg_norm(
+    return families.learned_burg_norm(
         x, n=self._param("n", x, jnp.full((channels,), self.n_init)),
         eta=self._param("eta", x, jnp.full((channels,), self.eta_init)),
         u=nonnegative(self._param("u", x, u)),

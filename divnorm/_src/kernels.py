@@ -215,7 +215,7 @@ def miller_width(scale: float) -> int:
   Their sum runs over ``j = -4 lambda .. 4 lambda`` (code: ``neighbors = ceil(2 * 4 *
   lamb)``, plus one if even; github.com/MikiMiller95/DivisiveNormalization).
   """
-  scale = _positive_number(scale, "exponential: scale")
+  scale = _positive_number(scale, "miller_width: scale")
   n = math.ceil(8.0 * scale)
   return n + 1 if n % 2 == 0 else n
 

@@ -115,8 +115,8 @@ class BurgNorm(nn.Module):
     if self.v_l1:
       self.sow("losses", "l1_v", self.v_l1 * families.burg_penalty(v),
                reduce_fn=lambda _, new: new)
-    return families.burg_norm(x, n=n, eta=eta, u=nonnegative(u), v=v,
-                              channel_axis=self.channel_axis)
+    return families.learned_burg_norm(x, n=n, eta=eta, u=nonnegative(u), v=v,
+                                      channel_axis=self.channel_axis)
 
 
 class CenterSurroundNorm(nn.Module):

@@ -90,8 +90,10 @@ class BurgNorm(nnx.Module):
   def __call__(self, x):
     """``[x]_+^n / (eta^n + |v|^T (u * [x]_+^n))``."""
     fs.check_channels(self, self.n.shape[0], x, self.channel_axis)
-    return families.burg_norm(x, n=self.n[...], eta=self.eta[...], u=nonnegative(self.u[...]),
-                              v=self.v[...], channel_axis=self.channel_axis)
+    families.check_burg_input(x, self.u.ndim)
+    return families.learned_burg_norm(x, n=self.n[...], eta=self.eta[...],
+                                      u=nonnegative(self.u[...]), v=self.v[...],
+                                      channel_axis=self.channel_axis)
 
 
 class CenterSurroundNorm(nnx.Module):
