@@ -10,8 +10,9 @@ ratios):
    sums as a product with a block-diagonal matrix (the library's) against reshaping to
    ``[..., groups, size]``, summing and broadcasting back (swapped while tracing).
 3. **Strategies for divisive norm across channels**: forward+backward of
-   `core.normalized` with each strategy: `two_pass`, `corrected_two_pass` (the default
-   for these fields) and `one_pass`.
+   `core.normalized` with each strategy: `two_pass`, `corrected_two_pass` (the library's
+   for these fields, either `fast_variance`) and `one_pass` (called directly: no library
+   path takes it with windows in A; since 2026-12-06 its two sums are two reductions).
 4. **Window sums along the minor axis** (`reductions.window_sum`): forward+backward of one
    window sum as a 1-D ``reduce_window`` and as a product with a banded 0/1 matrix, on
    ``[rows, n]`` shapes from the RNN's gates (n 128, width 61) to LN-sized rows; the library

@@ -24,10 +24,15 @@ these, shared by the activation normalizers:
 - `feature_axes` (`channel_axis` in the channel-wise layers): the axes whose entries keep their
   own statistics and affine parameters.
 
-Their ``__call__(x, ..., *, mask=None)`` takes a boolean `mask`, broadcastable to `x`: the
-statistics use only its True entries (`divnorm.normalize`).
+Their ``__call__(x, ..., *, mask=None)`` takes a `mask`, broadcastable to `x`: the statistics
+use only its True (as in flax, nonzero) entries (`divnorm.normalize`).
 
-Re-exports only; the implementation is in `divnorm._src.linen`.
+The layers with flax's names compute their statistics in at least float32 whatever
+`force_float32_reductions` says; only BatchNorm reads it, for its running statistics' dtype
+(docs/compatibility.md).
+
+Re-exports only; the implementation is in `divnorm._src.linen`, `linen_extra`,
+`linen_families` and `flax_semantics`.
 """
 
 from divnorm._src.flax_semantics import missing_kernel_error

@@ -30,9 +30,11 @@ these, shared by the activation normalizers:
 - `rngs`: as flax's, for the parameters' initializers; may be omitted (``nnx.Rngs(0)``).
 
 Their ``__call__(x, ..., *, mask=None)`` takes a boolean `mask`, broadcastable to `x`: the
-statistics use only its True entries (`divnorm.normalize`).
+statistics use only its True entries (`divnorm.normalize`). RMSNorm's `mask` may also be
+passed by position, as in flax.nnx (``__call__(x, mask=None)``).
 
-Re-exports only; the implementation is in `divnorm._src.nnx` and `divnorm._src.nnx_extra`.
+Re-exports only; the implementation is in `divnorm._src.nnx`, `nnx_extra` and
+`nnx_families`.
 """
 
 from divnorm._src.nnx import (

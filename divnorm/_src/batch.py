@@ -173,9 +173,10 @@ def batch_norm(
     mask: boolean, broadcastable to `x`; statistics use only its True entries. A feature
       with none keeps its running statistics.
     return_centered: return ``(y, v)`` in place of ``y``.
-    fast_variance: ``True``: one-pass ``E[x^2] - E[x]^2`` batch variance, as Flax's
-      default (``use_fast_variance=True``); ``None`` (default) or ``False``: two-pass
-      (see `divnorm.normalize`).
+    fast_variance: ``True``: one-pass batch statistics, as Flax's default
+      (``use_fast_variance=True``), but sums of ``x - k`` and ``(x - k)^2`` around a shift
+      ``k`` from the data, accurate at large offsets where Flax's ``E[x^2] - E[x]^2`` is
+      not; ``None`` (default) or ``False``: two-pass (see `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.

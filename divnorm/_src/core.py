@@ -124,8 +124,8 @@ def normalize(
       same whole axes). ``True`` (Flax's ``use_fast_variance=True``): one-pass sums
       (`statistics.one_pass`), which read `x` once for both statistics, for box fields
       whose whole and grouped axes (`axis_name`'s among them) are the same in A and B, at
-      least one (BN, LN, IN, GN, and divisive norm across channels, whose windows may
-      differ; with windows in A, the corrected sums, which read `x` once too). On a CUDA
+      least one (BN, LN, IN, GN; divisive norm across channels, with windows in A, takes the
+      corrected two-pass statistics, as by default). On a CUDA
       GPU, a field of the last axis alone (layer norm of up to 16384 features, no mask) takes
       `statistics.row_two_pass` in both modes: XLA fuses it into one kernel per row that
       reads `x` once, as flax's two-pass: on an H200, 0.67-0.93x the time of flax's
@@ -185,7 +185,7 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
 
   For layers with an affine step: flax's ``v * (r * scale) + bias`` sums the gradient of
   ``scale`` at the statistics' size where ``y * scale`` sums ``g * y`` over the input
-  (0.4-0.7x the modules' time, forward+backward, on CNN shapes; BENCHMARKS.md, issue 22).
+  (BENCHMARKS.md, "Issue 22: the written-out modules").
   On a CUDA GPU, `row_two_pass` serves layers of at most `LAYER_FUSED_SIZE` entries.
   """
   x = check_input(x)

@@ -312,7 +312,8 @@ class DivisiveNorm(eqx.Module):
     border: ``"valid"``, ``"zeros"`` or ``"zeros_with_divisor_bug"`` (`divnorm.normalize`).
     learn_sigma: learn sigma as ``exp(log_sigma)``, an array field that starts at `sigma`
       (then a scalar > 0).
-    dtype: the dtype of the learned arrays (equinox's default: float32).
+    dtype: the dtype of the learned arrays (equinox's default: float32, or float64
+      with ``jax_enable_x64``).
 
   >>> import jax, jax.numpy as jnp
   >>> from divnorm import equinox as dqx
@@ -375,7 +376,8 @@ class Normalize(eqx.Module):
     sigma: the smoothing term, ``y = v / sqrt(sigma^2 + E_B[v^2])``: finite, >= 0.
     learn_sigma: learn sigma as ``exp(log_sigma)``, an array field that starts at `sigma`
       (then a scalar > 0).
-    dtype: the dtype of the learned arrays (equinox's default: float32).
+    dtype: the dtype of the learned arrays (equinox's default: float32, or float64
+      with ``jax_enable_x64``).
 
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx

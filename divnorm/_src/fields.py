@@ -12,7 +12,8 @@ A third kind, built by `grouped_field` (group norm uses it), splits an axis into
 contiguous groups of equal size and averages each position over its own group, like a
 whole axis cut into blocks; the statistic keeps the axis's full size, constant within a
 group. It lets XLA reduce the input in its own layout instead of a reshaped
-``[..., groups, size]`` view (measured 5x faster on CPU for group norm).
+``[..., groups, size]`` view (`reductions.group_sum`: the reshaped sums took 1.7-1.9x the
+time of group norm's forward+backward on 128x32x32x64 on CPU).
 
 Windows wider than their axis are allowed: a window is clipped to the entries that exist
 (``border="valid"``) or zero padded (``border="zeros"``). With ``width >= 2 * size - 1``
@@ -63,10 +64,6 @@ class Field(NamedTuple):
     """The whole and grouped part alone (reduced first, in the input's own layout)."""
     return Field(self.whole, (), self.groups)
 
-  @property
-  def local(self) -> Field:
-    """The windowed part alone (applied to the pooled sums)."""
-    return Field((), self.windows)
 
 
 def _as_int(value) -> int | None:

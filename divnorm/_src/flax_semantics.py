@@ -211,8 +211,8 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
 def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center=True,
                dtype=None, sigma_name="sigma"):
   """``(y, v, factors)``: `x` in flax's statistics dtype normalized over `field` by the core
-  (`normalize_factors`), or not centered (RMS norm); ``factors = (u, m, r)``,
-  ``y = (u - m) * r``, for `affine` (None with a mask). An empty `field` gives flax's zeros.
+  (`normalize_factors`), or not centered (RMS norm); ``factors = (u, m, r, mask)``,
+  ``y = (u - m) * r`` (``m`` None: 0), for `affine`. An empty `field` gives flax's zeros.
   Complex `x` as flax: a complex mean, the variance ``E[|x - E[x]|^2]``. Errors about sigma
   name it `sigma_name` (flax's `epsilon`)."""
   x = jnp.asarray(x)

@@ -152,8 +152,7 @@ def group_norm(
       return out[0].reshape(x.shape), out[1].reshape(x.shape)
     return out.reshape(x.shape)
   # Every non-batch axis but the channels whole, and the channels in contiguous groups:
-  # statistics are reduced in x's own layout (no [..., G, C/G] reshape, which XLA's CPU
-  # backend reduces ~5x slower).
+  # statistics are reduced in x's own layout (no [..., G, C/G] reshape: `group_sum`).
   field = grouped_field(tuple(range(1, c)) + tuple(range(c + 1, x.ndim)), c,
                         channels // groups, x.shape)
   return normalize(x, field, sigma=sigma, mask=mask, return_centered=return_centered,
@@ -245,8 +244,10 @@ def divisive_norm(
       see `divnorm.normalize`.
     mask: boolean, broadcastable to `x`.
     return_centered: also return the centered input ``v``.
-    fast_variance: ``None`` or ``False`` (two-pass); ``True``: one-pass sums over the
-      channels (`across_channels` only), see `normalize`.
+    fast_variance: ``None``, ``False`` and ``True`` (`across_channels` only; an error
+      otherwise) all take the corrected two-pass statistics, centered at every position
+      (`statistics.corrected_two_pass`): one-pass sums around one shift per span lose
+      digits under windows; see `normalize`.
   """
   x = check_input(x)
   if x.ndim < 2:

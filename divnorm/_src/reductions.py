@@ -5,8 +5,9 @@ arithmetic touches it, so a NaN or inf there (``NaN * 0`` is NaN) cannot reach a
 
 Local sums are separable: one 1-D ``lax.reduce_window`` per windowed axis. That form is
 differentiable (its gradient is another window sum) and measured fastest and most accurate
-on CPU (a 2-D ``reduce_window`` was 8x slower, a ones-kernel convolution 40x; summed-area
-tables lost 25-50x precision in float32). One exception earns its lines: a window at least a
+on CPU: divisive norm 5x5 on 100x32x32x32, forward+backward, took 1.3x its time with a 2-D
+``reduce_window``, 1.5x with cumulative sums (summed-area tables, which also lost 25-50x
+precision in float32) and 3.4x with a depthwise convolution (BENCHMARKS.md, "Window sums"). One exception earns its lines: a window at least a
 fifth as wide as a short minor axis (the RNN's width 61 over 128 units) is a product with a
 banded 0/1 matrix, 0.4-1.0x the reduce_window's time there (BENCHMARKS.md, "Window sums").
 
@@ -280,8 +281,7 @@ def field_count(
 def divide_by_count(s: jax.Array, count) -> jax.Array:
   """``s / count``; a position with an empty field (count 0) gets 0, never NaN."""
   if isinstance(count, np.ndarray):
-    with np.errstate(divide="ignore"):
-      inverse = np.where(count > 0, 1.0 / np.maximum(count, 1), 0.0)
+    inverse = np.where(count > 0, 1.0 / np.maximum(count, 1), 0.0)
     return s * inverse.astype(s.dtype)
   return s / jnp.maximum(count, 1.0).astype(s.dtype)
 

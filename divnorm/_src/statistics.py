@@ -13,7 +13,8 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   norm across channels): two passes centered on every position's own rough mean, faster
   there than `two_pass`.
 - `one_pass` (``fast_variance=True``, Flax's default): sums of ``x`` and ``x^2`` in one
-  read, for fields whose whole (and grouped) axes are the same in A and B.
+  read, for fields whose whole (and grouped) axes are the same in A and B, without windows
+  in A (``True`` takes `corrected_two_pass` there).
 - `row_two_pass` (a CUDA GPU, the last axis alone, either ``fast_variance``): two passes
   around the row's maximum, the chain XLA's GPU backend fuses into one kernel per row,
   differentiated by JAX; `core.box_normalized` chooses it where the program is lowered.
@@ -23,8 +24,9 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   above serve the paper's formula (``alpha = 2``, ``epsilon = 1/2``, a mean, centered) over
   boxes, and stay the fastest path there.
 
-All work around a shift ``k`` constant over every field of A (`shift`: one entry of the
-data per span of A): ``E_A[x] = k + E_A[x - k]``, and the sums of ``x - k`` are sums of
+All work around a shift ``k``: one entry of the data per span of A (`shift`) for `two_pass`
+and `one_pass`, each position's rough mean for `corrected_two_pass`, the row's maximum for
+`row_two_pass`, the mean of A's span for `weighted`: ``E_A[x] = k + E_A[x - k]``, and the sums of ``x - k`` are sums of
 small numbers when ``|E[x]| >> std(x)``. A strategy returns ``k`` and ``E_A[x - k]`` apart
 (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the digits of the small second term
 that ``x - (k + E_A[x - k])`` rounds away at large offsets. Float32 error against float64
@@ -81,12 +83,12 @@ class Stats(NamedTuple):
   """What a strategy returns, in the statistics dtype (whole axes kept as size 1).
 
   Attributes:
-    shift: ``k``, constant over every field of A (`shift`).
+    shift: ``k``, close to the data (each strategy's: see the module docstring).
     mean: ``E_A[x] - k``, small where ``k`` is close to the data.
     var: ``E_B[v^2]`` with ``v = (x - k) - mean`` (a variance when A == B).
     pooled: ``sum (x - k)`` over A's whole and grouped axes at every position, before A's
-      windows: every strategy takes it on the way to `mean`, and the derivative of a
-      windowed field reuses it (`core.normalized`).
+      windows: the box strategies take it on the way to `mean`, and the derivative of a
+      windowed field reuses it (`core.normalized`); 0 for `weighted`.
   """
 
   shift: jax.Array
@@ -325,12 +327,12 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
              axis_name=None) -> Stats:
   """Sums of ``x - k`` and ``(x - k)^2`` over the whole (and grouped) axes, in one read.
 
-  For fields whose whole and grouped axes W are the same in A and B (`pick_statistics`);
-  windows may differ. With ``S1 = sum_W (x - k)``, ``S2 = sum_W (x - k)^2`` and ``n`` the
+  For fields whose whole and grouped axes W are the same in A and B, with windows in B
+  alone (`pick_statistics`). With ``S1 = sum_W (x - k)``, ``S2 = sum_W (x - k)^2`` and ``n`` the
   masked-in count at each position q of the windowed axes, and ``m_q = E_A[x]_q - k`` (a
   window sum of ``S1``), the sum over W of ``((x - k) - m_q)^2`` is
   ``T_q = S2 - 2 m_q S1 + n m_q^2`` (clamped at 0): each position centered by its own mean,
-  never ``box(x^2) - box(x)^2``. ``E_B[v^2]`` is the window sum of ``T`` over B's windows
+  never ``box(x^2) - box(x)^2`` (``m_q`` is the same at every q without windows in A). ``E_B[v^2]`` is the window sum of ``T`` over B's windows
   divided by B's count. Around the shift, ``S2 - 2 m S1`` cancels only as far as
   ``(k - E[x])^2 / var`` (a few units, ``k`` being taken from the data), not as far as
   ``E[x]^2 / var`` (1e8 at an offset of 1e4 with unit spread) as Flax's sums do: measured
@@ -346,10 +348,7 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   dt = x.dtype
   k = shift(x, a, mask=mask, axis_name=axis_name)
   pooled = a.pooled
-  if a.windows:  # short sums at every position: one reduce reads x once (`pooled_sums`)
-    t = select(x - k, mask)
-    s1, s2 = pooled_sums(t, jnp.square(t), pooled, axis_name=axis_name)
-  elif mask is not None:  # XLA writes a selected t to memory for the sums: once for both
+  if mask is not None:  # XLA writes a selected t to memory for the sums: once for both
     t = select(x - k, mask)
     s1, s2 = (field_sum(u, pooled, axis_name=axis_name) for u in (t, jnp.square(t)))
   else:
@@ -557,8 +556,7 @@ def pick_statistics(a: Field | WeightedField | None, b: Field | WeightedField,
         f"(and grouped) axes, and at least one (got {a} and {b}); windows may differ. "
         "Leave fast_variance=None (two-pass) for these fields.")
   # With windows in A, `one_pass`'s shift is one value per span, far from some of its
-  # fields in data with distant parts; `corrected_two_pass` reads x once too, centered
-  # at every position.
+  # fields in data with distant parts; `corrected_two_pass` centers every position.
   return corrected_two_pass if a.windows else one_pass
 
 

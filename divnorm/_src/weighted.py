@@ -5,8 +5,8 @@ of the result is ``sum_k w_k t[i + k d]`` over the taps of a `Kernel`, zero past
 (a correlation, as flax's ``Conv``: the kernel is not flipped). ``mixing_sum`` applies a
 `Mixing` matrix along one axis; ``full_mass`` is a kernel's whole weight.
 
-Forms, chosen by measurement on XLA's CPU backend (2 cores; BENCHMARKS.md, "weighted
-windows"): a 1-D kernel along the minor (last) axis of at most `BANDED_MAX` entries is a
+Forms, chosen by measurement on XLA's CPU backend (2 cores; BENCHMARKS.md, "Weighted
+fields"): a 1-D kernel along the minor (last) axis of at most `BANDED_MAX` entries is a
 matmul with a banded matrix (XLA's dot, whose transpose is a dot too); every other kernel
 is a sum of shifted slices of the input, padded once. A depthwise convolution
 (``lax.conv_general_dilated`` with ``feature_group_count``) was 5-60x slower than either.

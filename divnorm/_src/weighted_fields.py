@@ -275,9 +275,10 @@ def field_mean(t: jax.Array, field, *, border: str = "valid", mask=None,
     field holds no entry (or no weight) gets 0.
 
   Raises:
-    TypeError: `t` not a floating array, or `mask` neither boolean nor real.
-    ValueError: a bad `field` or `border`, a kernel that does not fit `t`, or a `mask` that
-      does not broadcast to `t`.
+    TypeError: `t` not a floating array, `mask` neither boolean nor real, or a malformed
+      `field` (an axis or width that is not an int, a tuple key without a kernel).
+    ValueError: a bad `field` (an axis out of range or twice, an even width) or `border`, a
+      kernel that does not fit `t`, or a `mask` that does not broadcast to `t`.
 
   >>> from divnorm import kernels
   >>> point = jnp.zeros((1, 5)).at[0, 2].set(1.0)
