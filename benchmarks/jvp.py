@@ -27,9 +27,9 @@ import jax.numpy as jnp
 
 import divnorm
 from benchmarks import cli, timing, xla
+from divnorm import field_mean
 from divnorm._src import core, statistics
 from divnorm._src.fields import Field, grouped_field, resolve_field
-from divnorm._src.reductions import field_mean
 
 SHAPES = {"CNN conv1 100x32x32x32": (100, 32, 32, 32), "large 128x32x32x64": (128, 32, 32, 64)}
 QUICK = {"tiny 2x8x8x8": (2, 8, 8, 8)}
