@@ -174,8 +174,9 @@ def weight_standardization(w: jax.Array, *, feature_axes: Axes = -1, sigma=0.0) 
   """Weight standardization (Qiao et al., 2019): ``(W - mean) / sqrt(sigma^2 + var)``.
 
   The unified normalizer applied to the kernel: A = B = every axis but the output
-  features. The paper adds 1e-5 to the standard deviation; ``sigma`` is its smoothing in
-  the form used throughout divnorm.
+  features, with the biased variance. ``sigma**2`` is the paper's epsilon under the square
+  root of its standard deviation (Eq. 5); the authors' PyTorch code divides by the unbiased
+  standard deviation plus 1e-5 instead, which no `sigma` reproduces.
   """
   w = check_input(w, "w")
   field, _, _ = _reduction(w, feature_axes)
