@@ -7,9 +7,10 @@ Local sums are separable: one 1-D ``lax.reduce_window`` per windowed axis. That 
 differentiable (its gradient is another window sum) and measured fastest and most accurate
 on CPU: divisive norm 5x5 on 100x32x32x32, forward+backward, took 1.3x its time with a 2-D
 ``reduce_window``, 1.5x with cumulative sums (summed-area tables, which also lost 25-50x
-precision in float32) and 3.4x with a depthwise convolution (BENCHMARKS.md, "Window sums"). One exception earns its lines: a window at least a
-fifth as wide as a short minor axis (the RNN's width 61 over 128 units) is a product with a
-banded 0/1 matrix, 0.4-1.0x the reduce_window's time there (BENCHMARKS.md, "Window sums").
+precision in float32) and 3.4x with a depthwise convolution (BENCHMARKS.md, "Window sums").
+One exception earns its lines: a window at least a fifth as wide as a short minor axis (the
+RNN's width 61 over 128 units) is a product with a banded 0/1 matrix, 0.4-1.0x the
+reduce_window's time there (BENCHMARKS.md, "Window sums along a short minor axis").
 
 Border handling (``border``):
   - ``"valid"``: a window at the border averages only the entries that exist.
