@@ -140,8 +140,8 @@ def _searched_position(span: Field, mask: jax.Array, size: int) -> jax.Array:
   float32 where it holds them all exactly (at most 2^24 entries): XLA's CPU backend
   reduces float32 there in one YNNPACK kernel and int32 in two passes (a reduce-window,
   then a reduce). A masked BatchNorm over 64x32x32x64 took 0.87x (float32) and 0.89x
-  (bfloat16) its time before, forward+backward; instance norm's span, without the batch axis, took 1.05-1.07x in
-  float32, and keeps int32 (BENCHMARKS.md).
+  (bfloat16) its time before, forward+backward; instance norm's span, without the batch
+  axis, took 1.05-1.07x in float32, and keeps int32 (BENCHMARKS.md).
   """
   ndim = mask.ndim
   position = jnp.zeros((1,) * ndim, jnp.int32)

@@ -26,8 +26,8 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
 
 All work around a shift ``k``: one entry of the data per span of A (`shift`) for `two_pass`
 and `one_pass`, each position's rough mean for `corrected_two_pass`, the row's maximum for
-`row_two_pass`, the mean of A's span for `weighted`: ``E_A[x] = k + E_A[x - k]``, and the sums of ``x - k`` are sums of
-small numbers when ``|E[x]| >> std(x)``. A strategy returns ``k`` and ``E_A[x - k]`` apart
+`row_two_pass`, the mean of A's span for `weighted`. ``E_A[x] = k + E_A[x - k]``, and the
+sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns ``k`` and ``E_A[x - k]`` apart
 (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the digits of the small second term
 that ``x - (k + E_A[x - k])`` rounds away at large offsets. Float32 error against float64
 (``python -m benchmarks.numerics``, offset + N(0, 1), every preset): at most 8.1e-7 for
@@ -328,11 +328,10 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   """Sums of ``x - k`` and ``(x - k)^2`` over the whole (and grouped) axes, in one read.
 
   For fields whose whole and grouped axes W are the same in A and B, with windows in B
-  alone (`pick_statistics`). With ``S1 = sum_W (x - k)``, ``S2 = sum_W (x - k)^2`` and ``n`` the
-  masked-in count at each position q of the windowed axes, and ``m_q = E_A[x]_q - k`` (a
-  window sum of ``S1``), the sum over W of ``((x - k) - m_q)^2`` is
-  ``T_q = S2 - 2 m_q S1 + n m_q^2`` (clamped at 0): each position centered by its own mean,
-  never ``box(x^2) - box(x)^2`` (``m_q`` is the same at every q without windows in A). ``E_B[v^2]`` is the window sum of ``T`` over B's windows
+  alone (`pick_statistics`). With ``S1 = sum_W (x - k)``, ``S2 = sum_W (x - k)^2``, ``n``
+  the masked-in count and ``m = E_A[x] - k = S1 / n`` at each position of the other axes,
+  the sum over W of ``((x - k) - m)^2`` is ``T = S2 - 2 m S1 + n m^2`` (clamped at 0),
+  never ``box(x^2) - box(x)^2``. ``E_B[v^2]`` is the window sum of ``T`` over B's windows
   divided by B's count. Around the shift, ``S2 - 2 m S1`` cancels only as far as
   ``(k - E[x])^2 / var`` (a few units, ``k`` being taken from the data), not as far as
   ``E[x]^2 / var`` (1e8 at an offset of 1e4 with unit spread) as Flax's sums do: measured
