@@ -28,12 +28,12 @@ All work around a shift ``k``: one entry of the data per span of A (`shift`) for
 and `one_pass`, each position's rough mean for `corrected_two_pass`, the row's maximum for
 `row_two_pass`, the mean of A's span for `weighted`. ``E_A[x] = k + E_A[x - k]``, and the
 sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
-``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the digits of the small second term
-that ``x - (k + E_A[x - k])`` rounds away at large offsets. Float32 error against float64
-(``python -m benchmarks.numerics``, offset + N(0, 1), every preset): at most 8.1e-7 for
-the two-pass strategies and 3.0e-6 for `one_pass`, at offsets 0, 1e4 and 1e6; flax's
-one-pass is off by 40 at 1e4, its two-pass by 1e-3 at 1e4 and 0.15 at 1e6 (README,
-"Numerics").
+``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the
+digits of the small second term that ``x - (k + E_A[x - k])`` rounds away at large offsets.
+Float32 error against float64 (``python -m benchmarks.numerics``, offset + N(0, 1), every
+preset): at most 8.1e-7 for the two-pass strategies and 3.0e-6 for `one_pass`, at offsets 0,
+1e4 and 1e6; flax's one-pass is off by 40 at 1e4, its two-pass by 1e-3 at 1e4 and 0.15 at
+1e6 (README, "Numerics").
 
 Further rules every strategy keeps:
 
