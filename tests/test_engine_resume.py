@@ -292,17 +292,22 @@ def test_log_readers_tolerate_a_truncated_last_line(tmp_path):
     engine.read_metrics(wd)
 
 
+@pytest.mark.parametrize("cut", ["metrics.jsonl", "eval.csv"])  # eval.csv is written second
 @pytest.mark.parametrize("eval_every", [4, 0])  # step 8: a periodic or the final evaluation
-def test_an_eval_row_cut_short_by_a_kill_is_written_again(eval_every, tmp_path):
+def test_an_eval_row_cut_short_by_a_kill_is_written_again(eval_every, cut, tmp_path):
+  """A kill while writing step 8's eval rows (in metrics.jsonl, or in eval.csv after a
+  complete metrics.jsonl row) loses them: the resume evaluates step 8 again, and the two
+  files agree (the CSV's row was lost for good before)."""
   wd = str(tmp_path / "run")
   engine.train(toy_task(), config={**EIGHT, "eval_every": eval_every}, workdir=wd,
                progress=False)
-  path = os.path.join(wd, "metrics.jsonl")
+  path = os.path.join(wd, cut)
   with open(path) as f:
     text = f.read()
-  assert text.splitlines()[-1].startswith('{"kind": "eval", "step": 8')
+  last = text.splitlines()[-1]
+  assert last.startswith('{"kind": "eval", "step": 8') or last.startswith("eval,8,")
   with open(path, "w") as f:
-    f.write(text[:-60])  # killed while writing the eval row of step 8
+    f.write(text[:-20])  # killed while writing the eval row of step 8
   result = engine.train(toy_task(), config={**CONFIG, "eval_every": eval_every}, workdir=wd,
                         progress=False)
   assert result.start_step == 8
@@ -314,6 +319,34 @@ def test_an_eval_row_cut_short_by_a_kill_is_written_again(eval_every, tmp_path):
   by_step = {int(r["step"]): float(r["mse"]) for r in csv_rows}  # the last row per step
   for r in rows:
     assert r["mse"] == pytest.approx(by_step[r["step"]], rel=1e-6)
+
+
+def test_a_workdir_in_use_is_refused_and_free_again_when_its_run_ends(tmp_path):
+  """Two runs in one workdir deleted each other's unfinished checkpoints (orbax errors, then
+  a CheckpointError that advised deleting a live run's checkpoints): the second is refused,
+  naming the holder; the lock goes with the run (here: the `with`, or a killed process)."""
+  wd = str(tmp_path / "run")
+  with engine.hold_workdir(wd):
+    with pytest.raises(engine.WorkdirBusy, match=rf"in use by process {os.getpid()}"):
+      engine.train(toy_task(), config=EIGHT, workdir=wd, progress=False)
+  assert not os.path.exists(os.path.join(wd, "checkpoints"))
+  result = engine.train(toy_task(), config=EIGHT, workdir=wd, progress=False)
+  assert int(result.train_state.step) == 8
+  holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+      import sys, time
+      from experiments import engine
+      with engine.hold_workdir({wd!r}):
+        print("held", flush=True)
+        time.sleep(60)
+      """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(engine.WorkdirBusy, match=rf"in use by process {holder.pid}"):
+      engine.train(toy_task(), config=CONFIG, workdir=wd, progress=False)
+  finally:
+    holder.kill()
+    holder.communicate()  # reaps it and closes its pipe
+  assert engine.train(toy_task(), config=CONFIG, workdir=wd, progress=False).start_step == 8
 
 
 def test_engine_config_errors_name_the_flag_and_an_example():

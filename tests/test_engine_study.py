@@ -5,9 +5,11 @@ import json
 import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -111,9 +113,59 @@ def test_early_stopping_rule_evaluates_records_and_resumes(tmp_path):
   again = make()
   assert again.rows == rows and again(rows[-1]["step"], None) is True
   assert stop.read_rows(path) == rows
+  # A kill while appending the last row tears it: it is evaluated again, on a line of its own.
+  with open(path) as f:
+    text = f.read()
+  with open(path, "w") as f:
+    f.write(text[:-15])
+  torn = make()
+  assert [r["step"] for r in torn.rows] == [r["step"] for r in rows[:-1]]
+  torn(rows[-1]["step"], result.train_state)
+  with open(path) as f:
+    assert [json.loads(line)["step"] for line in f] == [r["step"] for r in rows]
   with pytest.raises(ValueError, match="no task for split"):
     stop.EarlyStopping(tasks={"valid": task}, monitor="valid", metric="mse", every=2,
                        patience=1, last_step=12, path=path, mesh=mesh, at_best=("test",))
+
+
+def _alive(pid: int) -> bool:
+  """Whether `pid` runs (a zombie, dead but not yet reaped by an orphan's new parent, not)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_job_process_dies_with_its_worker(tmp_path):
+  """A worker killed with SIGKILL took nothing with it: its job's process trained on, outside
+  any claim, and a rerun started a second one in the same workdir. Now the job dies too."""
+  pidfile = tmp_path / "job.pid"
+  job = (f"from experiments.engine import workers; import os, time; workers.end_with_worker(); "
+         f"open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)")
+  worker = subprocess.Popen([sys.executable, "-c", (
+      f"from experiments.engine import workers; workers.run_child(['-c', {job!r}], "
+      f"log_path={str(tmp_path / 'job.log')!r}, attempts=1, is_done=lambda: False)")],
+      cwd=ROOT)
+  try:
+    for _ in range(300):
+      if pidfile.exists() and pidfile.read_text():
+        break
+      time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    for _ in range(200):
+      if not _alive(pid):
+        break
+      time.sleep(0.05)
+    else:
+      os.kill(pid, signal.SIGKILL)
+      pytest.fail("the job's process outlived its worker")
+  finally:
+    worker.kill()
+    worker.wait()
 
 
 # ---- the study runner ------------------------------------------------------------------------

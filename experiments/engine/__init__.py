@@ -26,7 +26,13 @@ from experiments.engine.parallel import (
 )
 from experiments.engine.prefetch import prefetch
 from experiments.engine.task import Task, TrainState, default_finalize
-from experiments.engine.workdir import RESUMABLE_KEYS, check_workdir, save_config
+from experiments.engine.workdir import (
+    RESUMABLE_KEYS,
+    WorkdirBusy,
+    check_workdir,
+    hold_workdir,
+    save_config,
+)
 from experiments.engine.writers import MetricWriter, read_metrics
 
 __all__ = [
@@ -36,5 +42,5 @@ __all__ = [
     "check_workdir", "default_finalize", "evaluate", "init_train_state",
     "initialize_distributed", "learning_rate_schedule", "local_rows", "make_mesh",
     "make_optimizer", "make_train_step", "prefetch", "put_batch", "read_metrics", "replicated",
-    "reserve_cpu_threads", "save_config", "train",
+    "reserve_cpu_threads", "save_config", "train", "WorkdirBusy", "hold_workdir",
 ]

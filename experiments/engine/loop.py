@@ -20,7 +20,7 @@ from experiments.engine.checks import check_engine_config
 from experiments.engine.optim import learning_rate_schedule, make_optimizer
 from experiments.engine.prefetch import prefetch
 from experiments.engine.task import Task, TrainState, default_finalize
-from experiments.engine.workdir import check_workdir, save_config
+from experiments.engine.workdir import check_workdir, hold_workdir, save_config
 from experiments.engine.writers import MetricWriter, eval_row_lost
 
 Hook = Callable[[int, TrainState], None]
@@ -152,6 +152,7 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
   Raises:
     ConfigError: a bad config value, or a workdir that holds another config's run;
       raised before any work.
+    WorkdirBusy: another live process trains in the workdir.
     NonFiniteLossError: naming the first step whose loss was not finite.
     CheckpointError: the workdir has checkpoints and none restores.
   """
@@ -159,6 +160,14 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
   check_engine_config(config, mesh)
   run_config = config if run_config is None else run_config
   check_workdir(workdir, run_config)
+  with hold_workdir(workdir):
+    return _train(task, config, workdir, mesh, hooks, progress, prefetch_size, run_config, stop)
+
+
+def _train(task: Task, config: Mapping[str, Any], workdir: str | None, mesh: Mesh,
+           hooks: Sequence[Hook], progress: bool, prefetch_size: int, run_config: Any,
+           stop: StopRule | None) -> TrainResult:
+  """`train` after its checks, in a workdir this process holds."""
   num_steps = int(config["num_steps"])
   batch_size = int(config["batch_size"])
   log_every = max(1, int(config.get("log_every", 10) or 10))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from experiments.engine.task import Task, TrainState
+from experiments.engine.writers import drop_partial_line
 
 StopRule = Callable[[int, TrainState], bool]
 MODES = ("min", "max")
@@ -138,6 +139,7 @@ class EarlyStopping:
         for split in self.at_best:
           row.update(self._evaluate(split, ts))
       os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+      drop_partial_line(self.path)  # a row a kill cut short (`read_rows` skipped it)
       with open(self.path, "a") as f:
         f.write(json.dumps(row, sort_keys=True) + "\n")
         f.flush()

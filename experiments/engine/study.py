@@ -372,6 +372,7 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
   check_writable_dir(args.runs_dir, flag="--runs_dir", example=study.runs_dir)
   check_writable_dir(args.results_dir, flag="--results_dir", example=study.results_dir)
   if args.command == "job":
+    workers.end_with_worker()
     if not args.name:
       raise ConfigError("job: name the job, e.g. `job table-DN-s0`.")
     try:

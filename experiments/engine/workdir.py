@@ -9,9 +9,11 @@ computes (e.g. raise `num_steps` to train further).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -19,6 +21,7 @@ import jax
 from experiments.config import ConfigError, check_writable_dir
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"  # one per process of a run: `.lock.<jax.process_index()>`
 RESUMABLE_KEYS = frozenset({
     "num_steps", "max_steps", "log_every", "eval_every", "checkpoint_every", "trainer",
     "data_dir", "data.data_dir", "eval_batch_size", "max_eval_examples",
@@ -100,3 +103,41 @@ def save_config(workdir: str | None, config: Any) -> None:
     json.dump(plain(config), f, indent=1, sort_keys=True)
     f.write("\n")
   os.replace(tmp, path)
+
+
+class WorkdirBusy(RuntimeError):
+  """Another live process trains in the workdir (`hold_workdir`)."""
+
+
+@contextlib.contextmanager
+def hold_workdir(workdir: str | None) -> Iterator[None]:
+  """Holds ``<workdir>/.lock.<process index>`` (`fcntl.flock`) while a run trains there.
+
+  A second run of the same process index in the workdir is refused: two runs would delete
+  each other's unfinished checkpoints and overwrite their metrics. The lock goes with the
+  run's end or its process's death (a killed run's rerun takes it at once); the file keeps
+  the holder's pid, for the error.
+
+  Raises:
+    WorkdirBusy: another live process holds the workdir.
+  """
+  if workdir is None:
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  fd = os.open(os.path.join(workdir, f"{LOCK_FILE}.{jax.process_index()}"),
+               os.O_CREAT | os.O_RDWR, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "of unknown pid"
+      raise WorkdirBusy(
+          f"workdir {workdir} is in use by process {pid}, which trains a run there; wait for "
+          f"it to end (or stop it) before running again: two runs in one workdir delete each "
+          f"other's checkpoints.") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # releases the lock

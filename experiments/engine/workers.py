@@ -10,7 +10,8 @@ with its index, its core and single-threaded XLA.
 Each worker walks the same job list and takes a job by locking
 ``<locks>/<job>.lock`` (`fcntl.flock`, held for the whole job and released by
 the kernel when the process dies, so a killed worker leaves no stale claim;
-the holder's pid is written into the file for `status`). A job whose result
+the holder's pid is written into the file for `status`; the job's process dies with
+its worker, `end_with_worker`). A job whose result
 exists is skipped. Each job runs in a child process of its own (`run_child`):
 a job that crashes the interpreter (a signal, an XLA abort) is retried from its
 last checkpoint, and a long study never grows one process's memory. Rerunning
@@ -22,6 +23,7 @@ Nothing here has a wall-clock timeout: a worker paused with SIGSTOP (as
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import os
@@ -33,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 # Exit status of a job process that refused its config: the worker stops (every job would).
 CONFIG_ERROR_STATUS = 3
+WORKER_PID_ENV = "DIVNORM_STUDY_WORKER"  # set by `run_child`: the job's worker's pid
 
 
 def single_thread_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -152,13 +155,33 @@ def run_child(argv: Sequence[str], *, log_path: str, attempts: int,
     with open(log_path, "ab") as log:
       log.write(f"== attempt {attempt}: {' '.join(argv)}\n".encode())
       log.flush()
-      status = subprocess.call([sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT)
+      status = subprocess.call([sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, WORKER_PID_ENV: str(os.getpid())})
     if is_done():
       return True, f"done after {attempt} attempt(s)"
     outcomes.append(describe_status(status))
     if status == CONFIG_ERROR_STATUS:
       break
   return False, f"ended without a result {len(outcomes)} time(s) ({', '.join(outcomes)})"
+
+
+def end_with_worker() -> None:
+  """In a job's process that a worker started (`run_child`): the job dies with its worker.
+
+  Linux sends the job SIGKILL when its worker dies (``PR_SET_PDEATHSIG``), so a killed
+  worker leaves no job training outside any claim: a rerun's worker claims it and resumes
+  it from its checkpoint. A worker gone before this call ends the job at once. Elsewhere the
+  workdir's lock (`hold_workdir`) still refuses a second run of the job.
+  """
+  worker = os.environ.get(WORKER_PID_ENV)
+  if worker is None:
+    return
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+  except (OSError, AttributeError):  # not Linux
+    return
+  if os.getppid() != int(worker):
+    sys.exit(f"the worker (pid {worker}) that started this job has ended; rerun the study.")
 
 
 def log_tail(path: str, lines: int = 15) -> str:

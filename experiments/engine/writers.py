@@ -108,32 +108,37 @@ def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, float]
 
 
 def eval_row_lost(workdir: str | None, step: int, *, eval_every: int) -> bool:
-  """Whether `workdir`'s run evaluated at `step` but metrics.jsonl has no eval row there.
+  """Whether `workdir`'s run evaluated at `step` but metrics.jsonl or eval.csv has no eval
+  row there.
 
-  The run evaluated there if `step` is a multiple of `eval_every` (> 0) or eval.csv holds
-  a row of `step` (a final evaluation). A run killed after a step's checkpoint and before
-  or while writing that step's eval row loses the row: a resume starts after the step.
+  The run evaluated there if `step` is a multiple of `eval_every` (> 0) or either file
+  holds a row of `step` (a final evaluation). A run killed after a step's checkpoint and
+  before or while writing that step's eval rows loses them (or the CSV's alone: it is
+  written second): a resume starts after the step, so the step is evaluated again.
   """
   if workdir is None or step <= 0:
     return False
   try:
-    if any(r["step"] == step for r in read_metrics(workdir, "eval")):
-      return False
+    in_jsonl = any(r["step"] == step for r in read_metrics(workdir, "eval"))
   except ValueError:  # a damaged line: reading the metrics back will name it
     return False
-  if eval_every > 0 and step % eval_every == 0:
-    return True
-  path = os.path.join(workdir, "eval.csv")
-  if not os.path.exists(path):
+  in_csv = step in _csv_steps(os.path.join(workdir, "eval.csv"))
+  if in_jsonl and in_csv:
     return False
+  return (eval_every > 0 and step % eval_every == 0) or in_jsonl or in_csv
+
+
+def _csv_steps(path: str) -> set[int]:
+  """The steps of the complete rows of a metrics CSV (none if it does not exist)."""
+  if not os.path.exists(path):
+    return set()
   with open(path, newline="") as f:
     lines = f.read().split("\n")
-  complete = lines[:-1]  # the last piece has no newline: empty, or cut short by a kill
-  for row in csv.DictReader(complete):
+  steps = set()
+  for row in csv.DictReader(lines[:-1]):  # the last piece: empty, or cut short by a kill
     try:
-      if int(float(row.get("step") or "nan")) == step:
-        return True
+      steps.add(int(float(row.get("step") or "nan")))
     except ValueError:
       continue
-  return False
+  return steps
 
