@@ -349,6 +349,23 @@ def test_a_workdir_in_use_is_refused_and_free_again_when_its_run_ends(tmp_path):
   assert engine.train(toy_task(), config=CONFIG, workdir=wd, progress=False).start_step == 8
 
 
+def test_a_failed_save_names_the_folder_the_cause_and_the_step_a_rerun_resumes_from(
+    tmp_path, monkeypatch):
+  """A full disk during a save printed orbax's ~270 lines and no word of the engine's: now a
+  CheckpointError says where, why, and from which step the rerun resumes."""
+  wd = str(tmp_path / "run")
+  engine.train(toy_task(), config=EIGHT, workdir=wd, progress=False)
+
+  def full_disk(self, step, *args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(engine.checkpoint.ocp.CheckpointManager, "save", full_disk)
+  with pytest.raises(engine.CheckpointError, match=(
+      r"step 12 in .*checkpoints failed \(OSError: \[Errno 28\] No space left on device\)"
+      r".* resumes from step 8")):
+    engine.train(toy_task(), config=CONFIG, workdir=wd, progress=False)
+
+
 def test_engine_config_errors_name_the_flag_and_an_example():
   cases = {
       "num_steps": (-3, r"--set num_steps=-3: must be a positive integer; e.g. --set num_steps="),

@@ -143,11 +143,25 @@ class Checkpointer:
     return self.every > 0 and step % self.every == 0
 
   def save(self, step: int, train_state: Any) -> None:
-    if self._manager.latest_step() == step:
+    """Saves `step` (atomically, with its checksums).
+
+    Raises:
+      CheckpointError: the save failed (a full disk, a read-only folder); it names the
+        folder, orbax's error and the step a rerun resumes from.
+    """
+    latest = self._manager.latest_step()
+    if latest == step:
       return
-    self._manager.save(step, args=ocp.args.StandardSave(train_state), force=True)
-    self._manager.wait_until_finished()
-    write_checksums(train_state, self._step_path(step))
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(train_state), force=True)
+      self._manager.wait_until_finished()
+      write_checksums(train_state, self._step_path(step))
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for a failed write
+      resume = "step 0" if latest is None else f"step {latest}"
+      raise CheckpointError(
+          f"saving the checkpoint of step {step} in {self.directory} failed ({_describe(e)}). "
+          f"Free space or make the folder writable, and rerun the same command: it resumes "
+          f"from {resume}, the last checkpoint saved.") from e
 
   def close(self) -> None:
     self._manager.close()
