@@ -10,7 +10,6 @@ computes (e.g. raise `num_steps` to train further).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -19,6 +18,7 @@ from typing import Any
 import jax
 
 from experiments.config import ConfigError, check_writable_dir
+from experiments.engine import workers
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"  # one per process of a run: `.lock.<jax.process_index()>`
@@ -125,19 +125,16 @@ def hold_workdir(workdir: str | None) -> Iterator[None]:
     yield
     return
   os.makedirs(workdir, exist_ok=True)
-  fd = os.open(os.path.join(workdir, f"{LOCK_FILE}.{jax.process_index()}"),
-               os.O_CREAT | os.O_RDWR, 0o644)
+  path = os.path.join(workdir, f"{LOCK_FILE}.{jax.process_index()}")
+  fd = workers.try_lock(path)
+  if fd is None:
+    pid = workers.holder_pid(path)
+    raise WorkdirBusy(
+        f"workdir {workdir} is in use by process {'of unknown pid' if pid is None else pid}, "
+        f"which trains a run there; wait for it to end (or stop it) before running again: "
+        f"two runs in one workdir delete each other's checkpoints.")
   try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "of unknown pid"
-      raise WorkdirBusy(
-          f"workdir {workdir} is in use by process {pid}, which trains a run there; wait for "
-          f"it to end (or stop it) before running again: two runs in one workdir delete each "
-          f"other's checkpoints.") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    workers.mark_holder(fd)
     yield
   finally:
     os.close(fd)  # releases the lock

@@ -86,19 +86,43 @@ def claimed_jobs(names: Sequence[str], *, lock_dir: str, is_done: Callable[[str]
   for name in names:
     if is_done(name):
       continue
-    fd = os.open(lock_path(lock_dir, name), os.O_CREAT | os.O_RDWR, 0o644)
+    fd = try_lock(lock_path(lock_dir, name))
+    if fd is None:
+      continue  # another worker runs it
     try:
-      try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      except BlockingIOError:
-        continue  # another worker runs it
       if is_done(name):  # finished while we waited for the lock
         continue
-      os.ftruncate(fd, 0)
-      os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+      mark_holder(fd)
       yield name
     finally:
       os.close(fd)  # releases the lock
+
+
+def try_lock(path: str) -> int | None:
+  """An fd of `path` (created if missing) holding its exclusive `fcntl.flock`, or None where
+  another process holds it. Closing the fd, or the process's death, releases the lock."""
+  fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    os.close(fd)
+    return None
+  return fd
+
+
+def mark_holder(fd: int) -> None:
+  """Writes this process's pid into the lock file `fd` holds (read by `holder_pid`)."""
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def holder_pid(path: str) -> int | None:
+  """The pid `mark_holder` wrote into lock file `path`, or None; read without the lock."""
+  try:
+    with open(path) as f:
+      return int(f.read().split()[0])
+  except (OSError, ValueError, IndexError):
+    return None
 
 
 def lock_path(lock_dir: str, name: str) -> str:
@@ -111,10 +135,8 @@ def holder(lock_dir: str, name: str) -> int | None:
   Read from the lock file without taking the lock (taking it, even briefly, would
   make a worker skip the job).
   """
-  try:
-    with open(lock_path(lock_dir, name)) as f:
-      pid = int(f.read().split()[0])
-  except (OSError, ValueError, IndexError):
+  pid = holder_pid(lock_path(lock_dir, name))
+  if pid is None:
     return None
   try:
     os.kill(pid, 0)
