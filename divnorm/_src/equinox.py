@@ -109,7 +109,7 @@ class RMSNorm(eqx.Module):
 
   >>> import jax.numpy as jnp
   >>> from divnorm import equinox as dqx
-  >>> dqx.RMSNorm(4)(jnp.ones(4))
+  >>> dqx.RMSNorm(4)(jnp.ones(4)).round(6)  # 1 / sqrt(1 + eps)
   Array([0.999995, 0.999995, 0.999995, 0.999995], dtype=float32)
   """
 

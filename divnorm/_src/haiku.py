@@ -193,8 +193,8 @@ class RMSNorm(_Norm):
   >>> from divnorm import haiku as dhk
   >>> f = hk.transform(lambda x: dhk.RMSNorm(-1)(x))
   >>> x = jnp.full((1, 4), 2.0)
-  >>> f.apply(f.init(jax.random.key(0), x), None, x)
-  Array([[0.99999875, 0.99999875, 0.99999875, 0.99999875]], dtype=float32)
+  >>> f.apply(f.init(jax.random.key(0), x), None, x).round(6)  # 2 / sqrt(4 + eps)
+  Array([[0.999999, 0.999999, 0.999999, 0.999999]], dtype=float32)
   """
 
   def __init__(self, axis: AxisOrAxes, eps: float = 1e-5, scale_init=None,
