@@ -8,6 +8,8 @@ use, so ``import divnorm`` never imports Flax, equinox or haiku.
 """
 
 import importlib
+import types as _types
+import typing as _typing
 
 # gdn and inputs stay module namespaces (divnorm.gdn.gdn, divnorm.inputs.zca, ...);
 # families, kernels, local_response, mixtures and weights are public modules too. The
@@ -79,7 +81,15 @@ __all__ = [
 _LAZY_SUBMODULES = ("linen", "linen_extra", "nnx", "equinox", "haiku")
 
 
-def __getattr__(name):
+if _typing.TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers
+  from divnorm import equinox as equinox
+  from divnorm import haiku as haiku
+  from divnorm import linen as linen
+  from divnorm import linen_extra as linen_extra
+  from divnorm import nnx as nnx
+
+
+def __getattr__(name: str) -> _types.ModuleType:
   if name in _LAZY_SUBMODULES:
     return importlib.import_module(f"divnorm.{name}")
   raise AttributeError(f"module 'divnorm' has no attribute {name!r}")

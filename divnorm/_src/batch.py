@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
   check_bool,
@@ -143,15 +144,15 @@ def running_var(var: jax.Array, dt) -> jax.Array:
 
 
 def batch_norm(
-    x: jax.Array,
+    x: ArrayLike,
     stats: BatchStats,
     *,
     training: bool,
     feature_axes: int | Sequence[int] = -1,
-    momentum: float = 0.99,
-    sigma=0.0,
+    momentum: ArrayLike = 0.99,
+    sigma: ArrayLike = 0.0,
     axis_name=None,
-    mask: jax.Array | None = None,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
 ):

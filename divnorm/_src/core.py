@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.export import is_symbolic_dim
+from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
   check_bool,
@@ -59,18 +60,18 @@ from divnorm._src.weighted_fields import resolve_weighted_field
 
 
 def normalize(
-    x: jax.Array,
+    x: ArrayLike,
     summation: FieldSpec | Mapping | None,
     suppression: FieldSpec | Mapping | None = None,
     *,
-    sigma=0.0,
+    sigma: ArrayLike = 0.0,
     border: str = "valid",
-    mask: jax.Array | None = None,
+    mask: ArrayLike | None = None,
     axis_name=None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
-    alpha=2.0,
-    epsilon=0.5,
+    alpha: ArrayLike = 2.0,
+    epsilon: ArrayLike = 0.5,
     pool: str = "mean",
 ):
   r"""Normalizes `x` over a summation field and a suppression field.

@@ -336,8 +336,8 @@ class DivisiveNorm(eqx.Module):
   border: str = eqx.field(static=True)
   log_sigma: Array | None
 
-  def __init__(self, summation_window: int | Sequence[int],
-               suppression_window: int | Sequence[int] | None = None, *, sigma: float = 0.0,
+  def __init__(self, summation_window: int | Sequence[int | None],
+               suppression_window: int | Sequence[int | None] | None = None, *, sigma: float = 0.0,
                across_channels: bool = True, border: str = "valid", learn_sigma: bool = False,
                dtype=None):
     self.summation_window = _window(summation_window, "summation_window")

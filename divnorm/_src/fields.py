@@ -32,7 +32,6 @@ import numpy as np
 
 from divnorm._src.checks import axis_range, check_int, describe, is_concrete
 
-FieldSpec: TypeAlias = Mapping[int, int | None] | Sequence[int] | int
 
 class Field(NamedTuple):
   """A resolved field: non-negative axes, checked against a rank.
@@ -64,6 +63,9 @@ class Field(NamedTuple):
     """The whole and grouped part alone (reduced first, in the input's own layout)."""
     return Field(self.whole, (), self.groups)
 
+
+# What `normalize` and `resolve_field` take as a field (an int is one axis, reduced whole).
+FieldSpec: TypeAlias = Mapping[int, int | None] | Sequence[int] | int | Field
 
 
 def _as_int(value) -> int | None:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
   axis_index,
@@ -114,12 +115,12 @@ def _check_params(beta, gamma, alpha, epsilon, channels: int, c: int):
 
 
 def gdn(
-    x: jax.Array,
+    x: ArrayLike,
     *,
     beta: jax.Array,
     gamma: jax.Array,
-    alpha: float = 2.0,
-    epsilon: float = 0.5,
+    alpha: ArrayLike = 2.0,
+    epsilon: ArrayLike = 0.5,
     inverse: bool = False,
     channel_axis: int = -1,
 ) -> jax.Array:

@@ -361,8 +361,8 @@ class DivisiveNorm(_Norm):
   ``y, v = dn(x, return_centered=True)``, then ``divnorm.l1_penalty(v, alpha)``.
   """
 
-  def __init__(self, summation_window: int | Sequence[int],
-               suppression_window: int | Sequence[int] | None = None, *, sigma: float = 0.0,
+  def __init__(self, summation_window: int | Sequence[int | None],
+               suppression_window: int | Sequence[int | None] | None = None, *, sigma: float = 0.0,
                learn_sigma: bool = False, across_channels: bool = True,
                border: str = "valid", create_scale: bool = False, create_offset: bool = False,
                scale_init=None, offset_init=None, data_format: str = "channels_last",

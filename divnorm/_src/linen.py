@@ -44,7 +44,8 @@ def sum_penalties(losses) -> jax.Array:
   return total
 
 
-def apply_with_penalty(module: nn.Module, variables, *args, mutable=False, **kwargs):
+def apply_with_penalty(module: nn.Module, variables, *args,
+                       mutable: bool | str | Sequence[str] = False, **kwargs):
   """``module.apply`` that also returns the sum of the sown penalties, counted once.
 
   `variables` are as ``init`` returns them (a ``"losses"`` entry is ignored); `mutable`
@@ -313,8 +314,8 @@ class DivisiveNorm(_Norm):
   (2, 8, 8, 3)
   """
 
-  summation_window: int | Sequence[int]
-  suppression_window: int | Sequence[int] | None = None
+  summation_window: int | Sequence[int | None]
+  suppression_window: int | Sequence[int | None] | None = None
   channel_axis: int = -1
   across_channels: bool = True
   border: str = "valid"

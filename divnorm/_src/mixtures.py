@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
 from divnorm._src.batch import (
   BatchStats,
@@ -84,14 +85,14 @@ def mean_stats_init(x_or_shape, *, feature_axes: int | Sequence[int] = -1,
 
 
 def mean_only_batch_norm(
-    x: jax.Array,
+    x: ArrayLike,
     stats: MeanStats,
     *,
     training: bool,
     feature_axes: int | Sequence[int] = -1,
-    momentum: float = 0.99,
+    momentum: ArrayLike = 0.99,
     axis_name=None,
-    mask: jax.Array | None = None,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
 ):
   """Mean-only batch normalization (Salimans & Kingma, 2016): ``y = x - E_batch[x]``.
@@ -138,17 +139,17 @@ def mean_only_batch_norm(
 
 
 def batch_renorm(
-    x: jax.Array,
+    x: ArrayLike,
     stats: BatchStats,
     *,
     training: bool,
-    rmax=3.0,
-    dmax=5.0,
+    rmax: ArrayLike = 3.0,
+    dmax: ArrayLike = 5.0,
     feature_axes: int | Sequence[int] = -1,
-    momentum: float = 0.99,
-    sigma=0.0,
+    momentum: ArrayLike = 0.99,
+    sigma: ArrayLike = 0.0,
     axis_name=None,
-    mask: jax.Array | None = None,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
 ):
   r"""Batch renormalization (Ioffe, 2017).
@@ -216,16 +217,16 @@ def batch_renorm(
 
 
 def batch_instance_norm(
-    x: jax.Array,
+    x: ArrayLike,
     stats: BatchStats,
     *,
     rho,
     training: bool,
     channel_axis: int = -1,
-    momentum: float = 0.99,
-    sigma=0.0,
+    momentum: ArrayLike = 0.99,
+    sigma: ArrayLike = 0.0,
     axis_name=None,
-    mask: jax.Array | None = None,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
 ):
   """Batch-instance normalization (Nam & Kim, 2018): ``rho * BN(x) + (1 - rho) * IN(x)``.
@@ -305,17 +306,17 @@ def _check_weights(w, name: str) -> jax.Array:
 
 
 def switchable_norm(
-    x: jax.Array,
+    x: ArrayLike,
     stats: BatchStats,
     *,
     mean_weights,
     var_weights,
     training: bool,
     channel_axis: int = -1,
-    momentum: float = 0.99,
-    sigma=0.0,
+    momentum: ArrayLike = 0.99,
+    sigma: ArrayLike = 0.0,
     axis_name=None,
-    mask: jax.Array | None = None,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
 ):
   r"""Switchable normalization (Luo et al., 2019): weighted IN, LN and BN statistics.

@@ -5,12 +5,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from divnorm._src.checks import check_input, check_mask, check_nonnegative
 from divnorm._src.reductions import psum, select, stat_dtype
 
 
-def l1_penalty(v: jax.Array, alpha, *, mask: jax.Array | None = None,
+def l1_penalty(v: ArrayLike, alpha, *, mask: ArrayLike | None = None,
                axis_name=None) -> jax.Array:
   r"""``alpha * mean(|v|)``, the sparsity term of Ren et al. (2017).
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
   channel_axis_index,
@@ -46,11 +47,11 @@ def _spatial_axes(ndim: int, channel_axis: int, name: str) -> tuple[int, ...]:
 
 
 def layer_norm(
-    x: jax.Array,
+    x: ArrayLike,
     *,
     reduction_axes: int | Sequence[int] = -1,
-    sigma=0.0,
-    mask: jax.Array | None = None,
+    sigma: ArrayLike = 0.0,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
     axis_name=None,
@@ -70,11 +71,11 @@ def layer_norm(
 
 
 def instance_norm(
-    x: jax.Array,
+    x: ArrayLike,
     *,
     channel_axis: int = -1,
-    sigma=0.0,
-    mask: jax.Array | None = None,
+    sigma: ArrayLike = 0.0,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
     axis_name=None,
@@ -112,13 +113,13 @@ def group_count(num_groups, group_size, channels: int, name: str = "num_groups")
 
 
 def group_norm(
-    x: jax.Array,
+    x: ArrayLike,
     *,
     num_groups: int | None = 32,
     group_size: int | None = None,
     channel_axis: int = -1,
-    sigma=0.0,
-    mask: jax.Array | None = None,
+    sigma: ArrayLike = 0.0,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
     axis_name=None,
@@ -160,11 +161,11 @@ def group_norm(
 
 
 def rms_norm(
-    x: jax.Array,
+    x: ArrayLike,
     *,
     reduction_axes: int | Sequence[int] = -1,
-    sigma=0.0,
-    mask: jax.Array | None = None,
+    sigma: ArrayLike = 0.0,
+    mask: ArrayLike | None = None,
     axis_name=None,
 ) -> jax.Array:
   """RMS normalization (Zhang & Sennrich, 2019): no centering, B = `reduction_axes`.
@@ -213,15 +214,15 @@ def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | 
 
 
 def divisive_norm(
-    x: jax.Array,
+    x: ArrayLike,
     *,
-    summation_window: int | Sequence[int],
-    suppression_window: int | Sequence[int] | None = None,
-    sigma,
+    summation_window: int | Sequence[int | None],
+    suppression_window: int | Sequence[int | None] | None = None,
+    sigma: ArrayLike,
     channel_axis: int = -1,
     across_channels: bool = True,
     border: str = "valid",
-    mask: jax.Array | None = None,
+    mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
 ):

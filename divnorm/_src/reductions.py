@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.export import is_symbolic_dim
+from jax.typing import ArrayLike
 
 from divnorm._src.checks import check_border, check_input, check_mask
 from divnorm._src.fields import Field, FieldSpec, resolve_field
@@ -63,7 +64,7 @@ def stat_dtype(dtype) -> np.dtype:
     return np.dtype(jnp.promote_types(dtype, jnp.float32))
 
 
-def window_sum(x: jax.Array, windows: tuple[tuple[int, int], ...]) -> jax.Array:
+def window_sum(x: ArrayLike, windows: Sequence[tuple[int, int]]) -> jax.Array:
   """Sums `x` over centered windows, zero padded, one 1-D window per axis.
 
   Args:

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
   check_border,
@@ -253,7 +254,7 @@ def weighted_mean(t: jax.Array, field: WeightedField, *, border: str = "valid", 
   return divide_by_weight(s, count)
 
 
-def field_mean(t: jax.Array, field, *, border: str = "valid", mask=None,
+def field_mean(t: ArrayLike, field, *, border: str = "valid", mask: ArrayLike | None = None,
                axis_name=None) -> jax.Array:
   """Mean of `t` over `field` at every position (whole axes kept as size 1).
 
