@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,9 @@ def pop_penalties(model: nnx.Module) -> jax.Array:
 class _Norm(nnx.Module):
   """The activation normalizers' base: keeps the arguments, creates the parameters and
   running statistics, calls the core, adds the L1 penalty and the affine step."""
+
+  if TYPE_CHECKING:  # `_setup` sets the arguments, parameters and statistics by name
+    def __getattr__(self, name: str) -> Any: ...
 
   def _setup(self, args: dict, running=()) -> None:
     """Keeps the arguments (as flax), creates the parameters, `Penalty` and `running` stats."""

@@ -11,6 +11,7 @@ import numpy as np
 
 import divnorm
 from divnorm import linen as dnn
+from divnorm import nnx as dnx
 
 img = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype(np.float32)
 valid = np.ones((2, 8, 8, 1), dtype=bool)
@@ -56,3 +57,12 @@ layer.apply(layer.init(jax.random.key(1), x), x)
 bn = divnorm.linen.BatchNorm(use_running_average=False)
 out, penalty, updates = dnn.apply_with_penalty(bn, bn.init(jax.random.key(2), x), x,
                                                mutable=["batch_stats"])
+
+# divnorm.nnx's layers have flax.nnx's attributes (set from their arguments by name).
+norm = dnx.BatchNorm(3, momentum=0.9)
+norm(jnp.ones((8, 3)))
+print(norm.mean.shape, norm.var[...].sum(), norm.momentum)
+norm.use_running_average = True
+ln = dnx.LayerNorm(3)
+print(ln.scale, ln.epsilon, ln.num_features)
+print(dnx.SwitchableNorm(4, learn_sigma=True, sigma=0.5).log_sigma)
