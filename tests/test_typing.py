@@ -1,10 +1,10 @@
 """divnorm ships `py.typed`: its annotations are API. mypy must accept correct user code.
 
 `tests/typed/user_code.py` holds calls the docs promise (NumPy inputs and masks, numbers
-given as arrays, resolved and grouped fields, windows of None, ...); each ran as written, and
-each was rejected by an annotation before they were corrected. A misspelt
-name must still be an error: the lazy submodules' `__getattr__` is typed to return modules,
-not Any.
+given as arrays, resolved and grouped fields, windows of None, nnx layers' attributes, ...);
+each ran as written, and each was rejected by an annotation before they were corrected. A
+misspelt name must still be an error: the lazy submodules' `__getattr__` is typed to return
+modules, not Any.
 """
 
 import os
