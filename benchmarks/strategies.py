@@ -7,7 +7,7 @@ ratios):
    ``sum((x - k)^2)`` as one two-output ``lax.reduce`` against two reductions, over the axes
    the normalizers reduce (forward only, the sums alone).
 2. **Group sums** (`reductions.group_sum`): group norm's forward+backward with the group
-   sums as a product with a block-diagonal matrix (the library's) against reshaping to
+   sums as two products with the 0/1 membership matrix (the library's) against reshaping to
    ``[..., groups, size]``, summing and broadcasting back (swapped while tracing).
 3. **Strategies for divisive norm across channels**: forward+backward of
    `core.normalized` with each strategy: `two_pass`, `corrected_two_pass` (the library's
@@ -99,7 +99,7 @@ def group_sums_table(shape, *, rounds: int, target_s: float) -> list[str]:
                           statistics=strategy, a=a, b=a, border="valid", axis_name=None)
     g = lambda x, f=f: f(x)[0]  # noqa: E731
     mode = "one-pass" if fv else "two-pass"
-    exes["block-diagonal matmul (library)", mode] = xla.compiled(_grad(g), x, w)
+    exes["membership matmuls (library)", mode] = xla.compiled(_grad(g), x, w)
     reductions.group_sum = _group_sum_reshaped  # swapped while tracing
     try:
       exes["reshape, sum, broadcast", mode] = xla.compiled(_grad(g), x, w)
@@ -111,7 +111,7 @@ def group_sums_table(shape, *, rounds: int, target_s: float) -> list[str]:
          "forward+backward**", "", "| mode | matmul ms | reshape ms | matmul / reshape |",
          "|---|---|---|---|"]
   for mode in ("two-pass", "one-pass"):
-    mm, rs = ("block-diagonal matmul (library)", mode), ("reshape, sum, broadcast", mode)
+    mm, rs = ("membership matmuls (library)", mode), ("reshape, sum, broadcast", mode)
     out.append(f"| {mode} | {t.median(mm) * 1e3:.2f} | {t.median(rs) * 1e3:.2f} | "
                f"{t.ratio(mm, rs)} |")
   return out + [""]

@@ -12,8 +12,8 @@ A third kind, built by `grouped_field` (group norm uses it), splits an axis into
 contiguous groups of equal size and averages each position over its own group, like a
 whole axis cut into blocks; the statistic keeps the axis's full size, constant within a
 group. It lets XLA reduce the input in its own layout instead of a reshaped
-``[..., groups, size]`` view (`reductions.group_sum`: the reshaped sums took 1.7-1.9x the
-time of group norm's forward+backward on 128x32x32x64 on CPU).
+``[..., groups, size]`` view (`reductions.group_sum`: with the reshaped sums, group norm's
+forward+backward took 1.6-1.9x as long on 128x32x32x64 on CPU).
 
 Windows wider than their axis are allowed: a window is clipped to the entries that exist
 (``border="valid"``) or zero padded (``border="zeros"``). With ``width >= 2 * size - 1``

@@ -158,17 +158,23 @@ def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:
 def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   """Sums `t` within contiguous groups of ``size`` entries along each ``(axis, size)``.
 
-  The result has the shape of `t`: every entry holds its group's sum. The sum is a product
-  with a 0/1 block-diagonal matrix, one small matmul: reshaping to ``[..., groups, size]``
-  and broadcasting back instead let XLA's CPU backend fuse group norm's whole derivative
-  into one kernel, 1.7-1.9x slower on 128x32x32x64 and even on 100x32x32x32
-  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
+  The result has the shape of `t`: every entry holds its group's sum. The sum is two thin
+  matmuls with the 0/1 membership matrix ``[n, n / size]``: into the groups, then back to
+  their entries. Reshaping to ``[..., groups, size]`` and broadcasting back instead let XLA's
+  CPU backend fuse group norm's whole derivative into one kernel, 1.7-1.9x slower on
+  128x32x32x64 and even on 100x32x32x32 (``python -m benchmarks.strategies``; BENCHMARKS.md,
+  issue 21). One square block-diagonal ``[n, n]`` matrix, as before, took n^2 floats: 64 MB
+  and its copy kept for the gradient at 4,096 channels.
   """
   for axis, size in groups:
+    if size == 1:
+      continue  # every entry is its own group
     n = t.shape[axis]
-    rows, cols = (lax.broadcasted_iota(np.int32, (n, n), d) // size for d in (0, 1))
-    same = (rows == cols).astype(t.dtype)
-    s = lax.dot_general(t, same, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    rows, cols = (lax.broadcasted_iota(np.int32, (n, n // size), d) for d in (0, 1))
+    member = (rows // size == cols).astype(t.dtype)
+    s = lax.dot_general(t, member, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    s = lax.dot_general(s, member, (((s.ndim - 1,), (1,)), ((), ())),
+                        precision=lax.Precision.HIGHEST)
     t = jnp.moveaxis(s, -1, axis)
   return t
 
