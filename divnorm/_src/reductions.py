@@ -161,10 +161,10 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   The result has the shape of `t`: every entry holds its group's sum. The sum is two thin
   matmuls with the 0/1 membership matrix ``[n, n / size]``: into the groups, then back to
   their entries. Reshaping to ``[..., groups, size]`` and broadcasting back instead let XLA's
-  CPU backend fuse group norm's whole derivative into one kernel, 1.7-1.9x slower on
-  128x32x32x64 and even on 100x32x32x32 (``python -m benchmarks.strategies``; BENCHMARKS.md,
-  issue 21). One square block-diagonal ``[n, n]`` matrix, as before, took n^2 floats: 64 MB
-  and its copy kept for the gradient at 4,096 channels.
+  CPU backend fuse group norm's whole derivative into one kernel, 1.6-1.9x slower on
+  128x32x32x64 (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21). One square
+  block-diagonal ``[n, n]`` matrix, as before, took n^2 floats: 64 MB at 4,096 channels, and
+  a copy kept for the gradient.
   """
   for axis, size in groups:
     if size == 1:
