@@ -9,7 +9,7 @@ global by themselves; inside ``shard_map`` pass the mesh axis as `axis_name`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,7 +155,7 @@ def batch_norm(
     mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
-):
+) -> tuple[Any, BatchStats]:
   """Batch normalization of `x` with running statistics `stats`.
 
   Args:

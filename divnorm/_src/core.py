@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +74,7 @@ def normalize(
     alpha: ArrayLike = 2.0,
     epsilon: ArrayLike = 0.5,
     pool: str = "mean",
-):
+) -> Any:  # y, or (y, v) with return_centered (see Returns)
   r"""Normalizes `x` over a summation field and a suppression field.
 
   .. math::

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import jax.numpy as jnp
 import numpy as np
@@ -92,7 +92,11 @@ class LayerNorm(eqx.Module):
     self.weight = jnp.ones(self.shape, dtype=dtype) if use_weight else None
     self.bias = jnp.zeros(self.shape, dtype=dtype) if use_bias else None
 
-  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+  @overload
+  def __call__(self, x: Array, *, key=None) -> Array: ...
+  @overload
+  def __call__(self, x: Array, state: eqx.nn.State, *, key=None) -> tuple[Array, eqx.nn.State]: ...
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):  # as equinox's overloads
     """Normalizes `x` (of shape `shape`); `state` passes through (for `eqx.nn.Sequential`)."""
     if x.shape != self.shape:
       raise ValueError(f"`LayerNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
@@ -128,7 +132,11 @@ class RMSNorm(eqx.Module):
     self.weight = jnp.ones(self.shape, dtype=_float(dtype)) if use_weight else None
     self.bias = jnp.zeros(self.shape, dtype=_float(dtype)) if use_bias else None
 
-  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+  @overload
+  def __call__(self, x: Array, *, key=None) -> Array: ...
+  @overload
+  def __call__(self, x: Array, state: eqx.nn.State, *, key=None) -> tuple[Array, eqx.nn.State]: ...
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):  # as equinox's overloads
     """Divides `x` (of shape `shape`) by its root mean square; `state` passes through."""
     if x.shape != self.shape:
       raise ValueError(f"`RMSNorm(shape)(x)` must satisfy the invariant `shape == x.shape`; "
@@ -172,7 +180,11 @@ class GroupNorm(eqx.Module):
     self.weight = jnp.ones(channels, dtype=dtype) if channelwise_affine else None
     self.bias = jnp.zeros(channels, dtype=dtype) if channelwise_affine else None
 
-  def __call__(self, x: Array, state=_NO_STATE, *, key=None):
+  @overload
+  def __call__(self, x: Array, *, key=None) -> Array: ...
+  @overload
+  def __call__(self, x: Array, state: eqx.nn.State, *, key=None) -> tuple[Array, eqx.nn.State]: ...
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None):  # as equinox's overloads
     """Normalizes `x` of shape ``(channels, ...)`` per group; `state` passes through."""
     _check_channels(self, "channels", self.channels, x)
     groups = group_count(self.groups, None, x.shape[0], "groups")
@@ -353,7 +365,8 @@ class DivisiveNorm(eqx.Module):
     widths = _windows(window, spatial, name, x.shape)
     return resolve_field({**whole, **dict(zip(spatial, widths, strict=True))}, x.ndim, role=name)
 
-  def __call__(self, x: Array, state=_NO_STATE, *, key=None, return_centered: bool = False):
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None,
+               return_centered: bool = False) -> Any:  # y, (y, v), with state: (., state)
     """Divisively normalizes one example; `state` passes through. `return_centered`: the
     output is ``(y, v)``, with ``v = x - E_A[x]`` for the paper's L1 penalty (DN*:
     ``divnorm.l1_penalty(v, alpha)`` added to the loss)."""
@@ -397,7 +410,8 @@ class Normalize(eqx.Module):
         _hashable(summation), _hashable(suppression), sigma, border)
     self.log_sigma = _learned_sigma(sigma, learn_sigma, dtype)
 
-  def __call__(self, x: Array, state=_NO_STATE, *, key=None, return_centered: bool = False):
+  def __call__(self, x: Array, state=_NO_STATE, *, key=None,
+               return_centered: bool = False) -> Any:  # y, (y, v), with state: (., state)
     """Normalizes one example over the fields; `state` passes through. `return_centered`:
     the output is ``(y, v)``, with ``v = x - E_A[x]`` for the paper's L1 penalty."""
     y = normalize(x, _spec(self.summation), _spec(self.suppression), border=self.border,

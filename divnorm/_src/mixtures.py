@@ -17,7 +17,7 @@ offset shared by the data costs no digits there either.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +94,7 @@ def mean_only_batch_norm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
-):
+) -> tuple[Any, MeanStats]:
   """Mean-only batch normalization (Salimans & Kingma, 2016): ``y = x - E_batch[x]``.
 
   The companion of weight normalization: centering comes from the batch, scale from the
@@ -151,7 +151,7 @@ def batch_renorm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
-):
+) -> tuple[Any, BatchStats]:
   r"""Batch renormalization (Ioffe, 2017).
 
   .. math::
@@ -228,7 +228,7 @@ def batch_instance_norm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
-):
+) -> tuple[Any, BatchStats]:
   """Batch-instance normalization (Nam & Kim, 2018): ``rho * BN(x) + (1 - rho) * IN(x)``.
 
   Args:
@@ -318,7 +318,7 @@ def switchable_norm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
-):
+) -> tuple[Any, BatchStats]:
   r"""Switchable normalization (Luo et al., 2019): weighted IN, LN and BN statistics.
 
   .. math::

@@ -14,6 +14,7 @@ Batch norm, which also carries running statistics, is `divnorm.batch_norm` (`bat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,7 +56,7 @@ def layer_norm(
     return_centered: bool = False,
     fast_variance: bool | None = None,
     axis_name=None,
-):
+) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Layer normalization (Ba et al., 2016): A = B = `reduction_axes` of each example.
 
   The paper's LN of a conv layer reduces every unit of the example: on NHWC use
@@ -79,7 +80,7 @@ def instance_norm(
     return_centered: bool = False,
     fast_variance: bool | None = None,
     axis_name=None,
-):
+) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel.
 
   `fast_variance`: ``None`` or ``False`` (two-pass), or ``True`` (Flax's one-pass);
@@ -123,7 +124,7 @@ def group_norm(
     return_centered: bool = False,
     fast_variance: bool | None = None,
     axis_name=None,
-):
+) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Group normalization (Wu & He, 2018): A = B = all non-batch axes, per channel group.
 
   The channels are split into `num_groups` contiguous groups (or groups of `group_size`).
@@ -225,7 +226,7 @@ def divisive_norm(
     mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
-):
+) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Divisive normalization (Ren et al., 2017): local windows over the spatial axes.
 
   The spatial axes are all axes but the batch axis (0) and `channel_axis`. For a rank-2

@@ -5,11 +5,13 @@ inputs and masks, numbers given as arrays (learned or scheduled), resolved and g
 fields, window widths of None, lists where a sequence is documented.
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import divnorm
+from divnorm import equinox as dqx
 from divnorm import linen as dnn
 from divnorm import nnx as dnx
 
@@ -66,3 +68,16 @@ norm.use_running_average = True
 ln = dnx.LayerNorm(3)
 print(ln.scale, ln.epsilon, ln.num_features)
 print(dnx.SwitchableNorm(4, learn_sigma=True, sigma=0.5).log_sigma)
+
+# Results are arrays (or, by return_centered, pairs): `.shape` and jnp take them.
+print(divnorm.layer_norm(x).shape, divnorm.normalize(x, (1, 2)).shape)
+y, new_stats = divnorm.batch_norm(x, stats, training=True)
+print(y.shape, new_stats.mean.shape, jnp.abs(divnorm.divisive_norm(x, summation_window=3,
+                                                                   sigma=0.5)))
+y, v = divnorm.group_norm(x, num_groups=2, return_centered=True)
+
+# divnorm.equinox's layers return an array, or (array, state) given a state, as equinox's.
+eqx_ln = dqx.LayerNorm(4)
+print(eqx_ln(jnp.ones(4)).round(3), dqx.RMSNorm(4)(jnp.ones(4)).sum())
+out, state = eqx_ln(jnp.ones(4), eqx.nn.State(eqx_ln))
+print(out.shape)
