@@ -16,6 +16,7 @@ imports haiku: ``pip install divnorm[haiku]``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -374,7 +375,7 @@ class DivisiveNorm(_Norm):
     self.across_channels, self.border = across_channels, border
     self.channel_index = hk.get_channel_index(data_format)
 
-  def __call__(self, x, *, mask=None, return_centered: bool = False):
+  def __call__(self, x, *, mask=None, return_centered: bool = False) -> Any:  # y, or (y, v)
     """Divisively normalizes `x`; `return_centered`: ``(y, v)``, ``v = x - E_A[x]``."""
     return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
     c = self.channel_index % x.ndim if x.ndim else -1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +72,7 @@ class Normalize(_Norm):
     self.sigma, self.learn_sigma = sigma, learn_sigma
     self.cross_replica_axis, self.param_axis = cross_replica_axis, param_axis
 
-  def __call__(self, x, *, mask=None, return_centered: bool = False):
+  def __call__(self, x, *, mask=None, return_centered: bool = False) -> Any:  # y, or (y, v)
     """Normalizes `x`; `mask` (True: in) selects what enters the statistics;
     `return_centered`: ``(y, v)``, ``v = x - E_A[x]`` (DN*: `divnorm.l1_penalty` of it)."""
     return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
