@@ -131,6 +131,7 @@ def test_dropin_eval_takes_batch_norm_alone(capsys):
     ("haiku", ["--cases", "LN,XN"], "argument --cases: 'XN' not known; choose from "),
     ("numerics", ["--draws", "0"], "argument --draws: '0' is not a positive integer; e.g. 1"),
     ("gpu_kernels", ["--target", "no/such.txt"], "argument --target: 'no/such.txt' is not a file"),
+    ("channels_first", ["--dtypes", "f16"], "argument --dtypes: 'f16' not known"),
 ])
 def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):
   # A misspelt list entry was a KeyError traceback (`--modes fast`) or an empty run (a case
@@ -184,6 +185,16 @@ def test_haiku_quick_mode_prints_every_case_and_offset(capsys):
   speed = [r for r in rows if "x" in r[1]]
   assert [r[0][2:] for r in speed] == [name for name, _ in haiku.QUICK_CASES] * len(
       haiku.DTYPES)
+
+
+def test_channels_first_quick_mode_times_every_contender_and_its_error(capsys):
+  from benchmarks import channels_first
+  assert channels_first.main(["--quick", "--rev", "HEAD", "--dtypes", "float32"]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| 2x") and "---" not in r]
+  assert [r[2] for r in rows] == ["equinox", "divnorm.equinox", "group_norm",
+                                  "flax, channels last", "group_norm at HEAD"]
+  assert all(float(r[5].strip(" |")) < 1e-5 for r in rows)  # the gradients' error
 
 
 def test_same_program_ignores_metadata_only():

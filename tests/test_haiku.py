@@ -130,6 +130,21 @@ def test_gradients_are_haiku_s(name):
                grads(ours), grads(theirs))
 
 
+def test_channels_first_group_norm_has_haiku_s_gradients_at_many_channels():
+  """At the shape where XLA's CPU backend miscompiled channels-first group sums by matmuls
+  (gradients up to 0.06 off where they reach 5; `reductions.group_sum`)."""
+  x, w = _x((8, 768, 512), offset=0.0, seed=5), _x((8, 768, 512), offset=0.0, seed=6)
+
+  def gradient(lib):
+    f = hk.without_apply_rng(hk.transform(
+        lambda x: lib.GroupNorm(8, data_format="channels_first")(x)))
+    params = f.init(jax.random.key(0), x)
+    return jax.jit(jax.grad(lambda x: jnp.sum(f.apply(params, x) * w)))(x)
+
+  want = gradient(hk)
+  np.testing.assert_allclose(gradient(dhk), want, atol=2e-5 * float(jnp.abs(want).max()))
+
+
 @pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
 def test_batch_norm_trains_and_evaluates_as_haiku_s():
   """Five training steps (haiku's zero-debiased running averages, in its state), then

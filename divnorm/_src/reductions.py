@@ -158,24 +158,37 @@ def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:
 def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   """Sums `t` within contiguous groups of ``size`` entries along each ``(axis, size)``.
 
-  The result has the shape of `t`: every entry holds its group's sum. The sum is two thin
-  matmuls with the 0/1 membership matrix ``[n, n / size]``: into the groups, then back to
-  their entries. Reshaping to ``[..., groups, size]`` and broadcasting back instead let XLA's
-  CPU backend fuse group norm's whole derivative into one kernel, 1.6-1.9x slower on
-  128x32x32x64 (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21). One square
-  block-diagonal ``[n, n]`` matrix, as before, took n^2 floats: 64 MB at 4,096 channels, and
-  a copy kept for the gradient.
+  The result has the shape of `t`: every entry holds its group's sum. `t` is a statistic
+  (the input's whole axes already reduced to size 1). Along its last axis (channels last)
+  the sum is two thin matmuls with the 0/1 membership matrix ``[n, n / size]``: into the
+  groups, then back to their entries. Reshaping to ``[..., groups, size]`` and broadcasting
+  back instead let XLA's CPU backend fuse group norm's whole derivative into one kernel,
+  1.6-1.9x slower on 128x32x32x64 (``python -m benchmarks.strategies``; BENCHMARKS.md,
+  issue 21).
+
+  Along an earlier axis (channels first, as ``group_norm(channel_axis=1)`` and equinox's
+  ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled those matmuls. It
+  fused the sums over the input's minor axes, the two matmuls and the output into one
+  YNNPACK kernel whose result was wrong: group norm's gradient on 8x768x512 was off by up
+  to 0.07 where its entries reach 5, and took 5.7x equinox's time. There the groups are
+  summed over the ``[..., n / size, size]`` view and gathered back to their entries. The
+  gather (a scatter-add in the gradient) is no YNNPACK operation, so the sums and the
+  output stay apart (``tests/test_grouped_fields.py``; BENCHMARKS.md, "Group sums with the
+  channels first").
   """
   for axis, size in groups:
     if size == 1:
       continue  # every entry is its own group
     n = t.shape[axis]
+    if axis != t.ndim - 1:
+      s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]),
+                  axis=axis + 1)
+      t = jnp.take(s, np.arange(n) // size, axis=axis, mode="clip")
+      continue
     rows, cols = (lax.broadcasted_iota(np.int32, (n, n // size), d) for d in (0, 1))
     member = (rows // size == cols).astype(t.dtype)
     s = lax.dot_general(t, member, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
-    s = lax.dot_general(s, member, (((s.ndim - 1,), (1,)), ((), ())),
-                        precision=lax.Precision.HIGHEST)
-    t = jnp.moveaxis(s, -1, axis)
+    t = lax.dot_general(s, member, (((axis,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
   return t
 
 
