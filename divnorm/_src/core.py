@@ -300,6 +300,23 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
   return lax.platform_dependent(x, sigma, default=default, cuda=fused_rows)
 
 
+def unfused(stats, r: jax.Array):
+  """`stats` (tangents of the statistics' size) where ``r > 0``, and 0 where `r` is NaN.
+
+  ``r = 1 / sqrt(sigma^2 + E_B[v^2])`` is positive wherever it is a number, and where it is
+  NaN (the statistics overflowed) the output and its derivative are NaN through the other
+  terms, so the value never changes. The select is for XLA's CPU backend, which takes no
+  select into its YNNPACK fusions: without it, group norm's derivative (the input's sums, the
+  group sums' matmuls and the output) became one fusion, and the function took 1.6-3.2x
+  flax's time at 8x16x16x1280, 8x512x768 and 4x256x4096 in float32; with it the sums and the
+  output are separate kernels, as in flax's program, and 1.0-1.3x (in bfloat16, where the
+  input's float32 copy is then written apart, up to 2x its time before, still below flax's;
+  BENCHMARKS.md, "Group sums: wrong gradients from XLA").
+  """
+  positive = r > 0
+  return tuple(jnp.where(positive, t, jnp.zeros((), t.dtype)) for t in stats)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
 def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
                a: Field, b: Field, border: str, axis_name) -> tuple[jax.Array, jax.Array, Stats]:
@@ -385,6 +402,8 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     if a != b:
       dvar = dvar - two * divide_by_count(
           field_sum(centered[1] * dmean, b, axis_name=axis_name), count_b)
+    if a.groups:  # a select between the input's sums and the output (`unfused`)
+      dmean, dvar = unfused((dmean, dvar), r)
     dy = dx * r - dmean * r + centered[2] * dr_of(dvar)
   dy = select(dy, mask)
   dv = select(dx - dmean, mask)

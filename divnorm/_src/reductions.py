@@ -173,8 +173,8 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   to 0.07 where its entries reach 5, and took 5.7x equinox's time. There the groups are
   summed over the ``[..., n / size, size]`` view and gathered back to their entries. The
   gather (a scatter-add in the gradient) is no YNNPACK operation, so the sums and the
-  output stay apart (``tests/test_grouped_fields.py``; BENCHMARKS.md, "Group sums with the
-  channels first").
+  output stay apart (``tests/test_grouped_fields.py``; BENCHMARKS.md, "Group sums:
+  wrong gradients from XLA").
   """
   for axis, size in groups:
     if size == 1:
