@@ -158,13 +158,13 @@ def _window_counts(shape: tuple[int, ...], field: Field) -> np.ndarray:
 def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   """Sums `t` within contiguous groups of ``size`` entries along each ``(axis, size)``.
 
-  The result has the shape of `t`: every entry holds its group's sum. `t` is a statistic
-  (the input's whole axes already reduced to size 1). Along its last axis (channels last)
-  the sum is two thin matmuls with the 0/1 membership matrix ``[n, n / size]``: into the
-  groups, then back to their entries. Reshaping to ``[..., groups, size]`` and broadcasting
-  back instead let XLA's CPU backend fuse group norm's whole derivative into one kernel,
-  1.6-1.9x slower on 128x32x32x64 (``python -m benchmarks.strategies``; BENCHMARKS.md,
-  issue 21).
+  The result has the shape of `t`: every entry holds its group's sum. `t` is usually a
+  statistic (the input's whole axes already reduced to size 1). Along its last axis
+  (channels last) the sum is two thin matmuls with the 0/1 membership matrix
+  ``[n, n / size]``: into the groups, then back to their entries. Reshaping to
+  ``[..., groups, size]`` and broadcasting back instead let XLA's CPU backend fuse group
+  norm's whole derivative into one kernel, 1.6-1.9x slower on 128x32x32x64
+  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
 
   Along an earlier axis (channels first, as ``group_norm(channel_axis=1)`` and equinox's
   ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled those matmuls. It
@@ -180,15 +180,17 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
     if size == 1:
       continue  # every entry is its own group
     n = t.shape[axis]
-    if axis != t.ndim - 1:
+    if axis == t.ndim - 1:  # into the groups and back, by the membership matrix
+      rows, cols = (lax.broadcasted_iota(np.int32, (n, n // size), d) for d in (0, 1))
+      member = (rows // size == cols).astype(t.dtype)
+      s = lax.dot_general(t, member, (((axis,), (0,)), ((), ())),
+                          precision=lax.Precision.HIGHEST)
+      t = lax.dot_general(s, member, (((axis,), (1,)), ((), ())),
+                          precision=lax.Precision.HIGHEST)
+    else:  # summed over the [..., n / size, size] view, each entry's sum gathered back
       s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]),
                   axis=axis + 1)
       t = jnp.take(s, np.arange(n) // size, axis=axis, mode="clip")
-      continue
-    rows, cols = (lax.broadcasted_iota(np.int32, (n, n // size), d) for d in (0, 1))
-    member = (rows // size == cols).astype(t.dtype)
-    s = lax.dot_general(t, member, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
-    t = lax.dot_general(s, member, (((axis,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
   return t
 
 
