@@ -132,6 +132,7 @@ def test_dropin_eval_takes_batch_norm_alone(capsys):
     ("numerics", ["--draws", "0"], "argument --draws: '0' is not a positive integer; e.g. 1"),
     ("gpu_kernels", ["--target", "no/such.txt"], "argument --target: 'no/such.txt' is not a file"),
     ("channels_first", ["--dtypes", "f16"], "argument --dtypes: 'f16' not known"),
+    ("xla_group_sums", ["--channels", "12"], "--channels 12 is not a multiple of 8"),
 ])
 def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):
   # A misspelt list entry was a KeyError traceback (`--modes fast`) or an empty run (a case
@@ -195,6 +196,15 @@ def test_channels_first_quick_mode_times_every_contender_and_its_error(capsys):
   assert [r[2] for r in rows] == ["equinox", "divnorm.equinox", "group_norm",
                                   "flax, channels last", "group_norm at HEAD"]
   assert all(float(r[5].strip(" |")) < 1e-5 for r in rows)  # the gradients' error
+
+
+def test_xla_group_sums_prints_both_errors_and_is_exact_without_ynnpack(capsys):
+  from benchmarks import xla_group_sums
+  assert xla_group_sums.main(["--batch", "2", "--channels", "16", "--positions", "8"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].startswith("jax ") and "2x16x8" in lines[0]
+  errors = [float(line.rsplit(": ", 1)[1]) for line in lines[1:]]
+  assert len(errors) == 2 and errors[1] < 1e-6  # YNNPACK fusions off: float32 rounding
 
 
 def test_same_program_ignores_metadata_only():
