@@ -133,6 +133,7 @@ def test_dropin_eval_takes_batch_norm_alone(capsys):
     ("gpu_kernels", ["--target", "no/such.txt"], "argument --target: 'no/such.txt' is not a file"),
     ("channels_first", ["--dtypes", "f16"], "argument --dtypes: 'f16' not known"),
     ("xla_group_sums", ["--channels", "12"], "--channels 12 is not a multiple of 8"),
+    ("plain_sums", ["--tables", "error,speed"], "argument --tables: 'speed' not known"),
 ])
 def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):
   # A misspelt list entry was a KeyError traceback (`--modes fast`) or an empty run (a case
@@ -205,6 +206,22 @@ def test_xla_group_sums_prints_both_errors_and_is_exact_without_ynnpack(capsys):
   assert lines[0].startswith("jax ") and "2x16x8" in lines[0]
   errors = [float(line.rsplit(": ", 1)[1]) for line in lines[1:]]
   assert len(errors) == 2 and errors[1] < 1e-6  # YNNPACK fusions off: float32 rounding
+
+
+def test_plain_sums_quick_mode_prints_every_table(capsys):
+  from benchmarks import plain_sums
+  assert plain_sums.main(["--quick", "--dtypes", "float32"]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r and not r.startswith("| case")]
+  cases = plain_sums.cases(quick=True)
+  errors = [r for r in rows if r[1] in ("normal", "exponential")]
+  assert len(errors) == len(cases) * 2 * len(plain_sums.MEANS)
+  # float32 rounding of outputs up to ~4 (sigma 0, fields of 96 to 1152 entries): ~1e-5
+  assert all(float(e) < 5e-5 for r in errors for e in (r[3], r[4].strip(" |")))
+  times = [r for r in rows if "N(0, 1)" in r[2]]
+  assert len(times) == len(cases) + 2  # BN at an offset, group norm under vmap
+  sizes = [r for r in rows if r[1].isdigit()]
+  assert [int(r[1]) for r in sizes] == [32]
 
 
 def test_same_program_ignores_metadata_only():

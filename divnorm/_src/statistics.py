@@ -14,7 +14,10 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   there than `two_pass`.
 - `one_pass` (``fast_variance=True``, Flax's default): sums of ``x`` and ``x^2`` in one
   read, for fields whose whole (and grouped) axes are the same in A and B, without windows
-  in A (``True`` takes `corrected_two_pass` there).
+  in A (``True`` takes `corrected_two_pass` there). On XLA's CPU backend it first takes the
+  sums without a shift (``k = 0``), which XLA computes faster, and keeps them where every
+  field's mean is near 0 (`PLAIN_LIMIT`); elsewhere the shifted sums
+  (`shifted_one_pass`, every other backend's).
 - `row_two_pass` (a CUDA GPU, the last axis alone, either ``fast_variance``): two passes
   around the row's maximum, the chain XLA's GPU backend fuses into one kernel per row,
   differentiated by JAX; `core.box_normalized` chooses it where the program is lowered.
@@ -25,13 +28,13 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   boxes, and stay the fastest path there.
 
 All work around a shift ``k``: one entry of the data per span of A (`shift`) for `two_pass`
-and `one_pass`, each position's rough mean for `corrected_two_pass`, the row's maximum for
+and `one_pass` (or 0, where the mean is near 0), each position's rough mean for `corrected_two_pass`, the row's maximum for
 `row_two_pass`, the mean of A's span for `weighted`. ``E_A[x] = k + E_A[x - k]``, and the
 sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
 ``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the
 digits of the small second term that ``x - (k + E_A[x - k])`` rounds away at large offsets.
 Float32 error against float64 (``python -m benchmarks.numerics``, offset + N(0, 1), every
-preset): at most 8.1e-7 for the two-pass strategies and 3.0e-6 for `one_pass`, at offsets 0,
+preset): at most 8.1e-7 for the two-pass strategies and 1.0e-6 for `one_pass`, at offsets 0,
 1e4 and 1e6; flax's one-pass is off by 40 at 1e4, its two-pass by 1e-3 at 1e4 and 0.15 at
 1e6 (README, "Numerics").
 
@@ -55,6 +58,7 @@ import numpy as np
 from jax import lax
 from jax.export import is_symbolic_dim
 
+from divnorm._src import explicit
 from divnorm._src.checks import check_bool, is_concrete
 from divnorm._src.fields import Field
 from divnorm._src.reductions import (
@@ -323,6 +327,19 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   return Stats(k, m, divide_by_count(field_sum(v * v, b), count_b), pooled)
 
 
+# `one_pass` on XLA's CPU backend keeps the sums of ``x`` and ``x^2`` themselves where every
+# field has ``E_A[x]^2 <= PLAIN_LIMIT * var``: there they are as accurate as the shifted sums
+# (measured float32 error against float64 with the mean 1.41 standard deviations from 0:
+# 1.8-2.0e-6 for normal data, 3.8-5.1e-6 for exponential data, against 2.0-2.9e-6 and
+# 4.4e-6-1.8e-5 with the shift; ``python -m benchmarks.plain_sums``).
+PLAIN_LIMIT = 2.0
+# The smallest input that takes them: below it the cond's own cost outweighs the faster sums.
+# Forward+backward over the shifted sums alone: 0.95-1.10x at 8192-32768 entries (layer
+# norm over 64x128, batch norm over 16x8x8x16, group norm over 8x8x8x64), 0.81-0.85x at
+# 65536 and 0.71-0.85x above (``python -m benchmarks.plain_sums --sizes``).
+PLAIN_MIN_SIZE = 2**16
+
+
 def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
              axis_name=None) -> Stats:
   """Sums of ``x - k`` and ``(x - k)^2`` over the whole (and grouped) axes, in one read.
@@ -335,37 +352,84 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   divided by B's count. Around the shift, ``S2 - 2 m S1`` cancels only as far as
   ``(k - E[x])^2 / var`` (a few units, ``k`` being taken from the data), not as far as
   ``E[x]^2 / var`` (1e8 at an offset of 1e4 with unit spread) as Flax's sums do: measured
-  float32 error at most 3.0e-6 at offsets 0, 1e4 and 1e6, against 40 for Flax's one-pass
-  at 1e4 (``python -m benchmarks.numerics``). A ``k`` that is an outlier ``z`` standard
+  float32 error at most 1.0e-6 at offsets 1e4 and 1e6, against 40 for Flax's one-pass at
+  1e4 (``python -m benchmarks.numerics``). A ``k`` that is an outlier ``z`` standard
   deviations out costs about ``z^2`` ulps of the variance; `two_pass` is the robust choice.
   Over whole axes alone, the arithmetic on the sums runs without them (`at_positions`).
   Fields with windows in A take `corrected_two_pass` instead (`pick_statistics`), which
   centers each position at its own mean: here ``k`` would be one value per span, and where
   the span holds data far apart the sums cancel completely (an output of 5e6 for a band
   1e4 above the rest).
+
+  On XLA's CPU backend, for inputs of at least `PLAIN_MIN_SIZE` entries without
+  `axis_name`, windows in A or an Explicit sharding, the sums are first those of
+  ``x`` and ``x^2`` themselves (``k = 0``), which XLA's YNNPACK reductions compute 2-3x
+  faster than sums with a subtraction inside. They cancel as far as ``E[x]^2 / var``, so
+  they are kept where every field has ``E_A[x]^2 <= PLAIN_LIMIT * var`` (and a finite
+  ``T``); there they are as accurate as the shifted sums. Elsewhere (an offset, a NaN or
+  inf, an overflow) a ``lax.cond`` computes the shifted sums, as before: a second read.
+  Forward+backward, layer, batch and group norm took 0.72-0.96x their time with the
+  shifted sums alone (``python -m benchmarks.plain_sums``). Under ``vmap`` the cond runs
+  both. Other backends fuse the subtraction into their reductions for free, and keep the
+  shifted sums.
   """
-  dt = x.dtype
+  def shifted(x, mask):
+    return shifted_one_pass(x, a, b, border=border, mask=mask, axis_name=axis_name)
+
+  if (axis_name is not None or a.windows or explicit.sharded_axes(x)  # (cond: one sharding)
+      or is_symbolic_dim(x.size) or x.size < PLAIN_MIN_SIZE):
+    return shifted(x, mask)
+
+  def plain_first(x, mask):
+    stats, near = _one_pass_sums(x, None, a, b, border=border, mask=mask, axis_name=None)
+    return lax.cond(near, lambda: stats, lambda: shifted(x, mask))
+
+  return lax.platform_dependent(x, mask, cpu=plain_first, default=shifted)
+
+
+def shifted_one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
+                     axis_name=None) -> Stats:
+  """`one_pass` with the shifted sums alone, on every backend."""
   k = shift(x, a, mask=mask, axis_name=axis_name)
+  return _one_pass_sums(x, k, a, b, border=border, mask=mask, axis_name=axis_name)[0]
+
+
+def _one_pass_sums(x: jax.Array, k: jax.Array | None, a: Field, b: Field, *, border: str,
+                   mask, axis_name) -> tuple[Stats, jax.Array]:
+  """`one_pass`'s statistics from the sums of ``x - k`` and ``(x - k)^2`` (of ``x`` and
+  ``x^2`` where `k` is None: ``k = 0``), and whether every field has
+  ``E_A[x - k]^2 <= PLAIN_LIMIT * var`` with a finite ``T``."""
+  dt = x.dtype
   pooled = a.pooled
   if mask is not None:  # XLA writes a selected t to memory for the sums: once for both
-    t = select(x - k, mask)
+    t = select(x if k is None else x - k, mask)
     s1, s2 = (field_sum(u, pooled, axis_name=axis_name) for u in (t, jnp.square(t)))
+  elif k is None:  # x * x: XLA's CPU backend sums squares as fast as x itself
+    s1, s2 = field_sum(x, pooled), field_sum(x * x, pooled)
   else:
     k1, k2 = copies(k, 2)
     s1 = field_sum(x - k1, pooled, axis_name=axis_name)
     s2 = field_sum(jnp.square(k2 - x), pooled, axis_name=axis_name)
+  if k is None:
+    k = jnp.zeros_like(s1)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
+
+  def near(n, m, t):  # n m^2 <= PLAIN_LIMIT T, and T finite (NaN fails the comparison)
+    limit, inf = np.asarray(PLAIN_LIMIT, dt), np.asarray(np.inf, dt)
+    return jnp.all((n * m * m <= limit * t) & (t < inf))
+
   if whole_alone(a, b):
     s1_, s2_, n_, count_b = at_positions((s1, s2, n, count_b), a, x.ndim)
     m = divide_by_count(s1_, n_)
-    var = divide_by_count(jnp.maximum(s2_ - two * m * s1_ + n_ * m * m, zero), count_b)
-    return Stats(k, *expanded((m, var), a), s1)
+    t = jnp.maximum(s2_ - two * m * s1_ + n_ * m * m, zero)
+    return Stats(k, *expanded((m, divide_by_count(t, count_b)), a), s1), near(n_, m, t)
   m = _mean(s1, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   t = jnp.maximum(s2 - two * m * s1 + n * m * m, zero)
-  return Stats(k, m, divide_by_count(window_sum(t, b.windows), count_b), s1)
+  return (Stats(k, m, divide_by_count(window_sum(t, b.windows), count_b), s1),
+          near(n, m, t))
 
 
 def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
