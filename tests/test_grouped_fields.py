@@ -149,3 +149,32 @@ def test_group_norm_gradient_is_exact_with_many_channels_first_or_last(channel_a
   want = _group_norm_gradient(x, w, 8, channel_axis, 1e-6)
   np.testing.assert_allclose(np.moveaxis(np.asarray(got), channel_axis, -1).reshape(want.shape),
                              want, atol=2e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("channel_axis", [1, -1])
+@pytest.mark.parametrize("fast_variance", [None, True])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_nan_or_inf_in_one_group_reaches_no_other(channel_axis, fast_variance, bad):
+  """Nothing outside a position's field enters its statistics: a bad entry in group 1 of
+  example 1 makes that group's outputs and gradients NaN, and leaves every other output and
+  gradient as on clean data. The 0/1 membership matrix spread it to every group of its
+  example (0 * NaN is NaN)."""
+  shape = (3, 6, 5, 16) if channel_axis == -1 else (3, 16, 6, 5)
+  x, w = _x(shape, seed=5, dtype=np.float32), _x(shape, seed=6, dtype=np.float32)
+  index = (1, 2, 3, 5) if channel_axis == -1 else (1, 5, 2, 3)  # channel 5: group 1 of 4
+  poisoned = x.copy()
+  poisoned[index] = bad
+
+  def f(x):
+    return divnorm.group_norm(x, num_groups=4, channel_axis=channel_axis, sigma=0.1,
+                              fast_variance=fast_variance)
+
+  step = jax.jit(lambda x: (f(x), jax.grad(lambda x: jnp.sum(f(x) * w))(x)))
+  (y, g), (y_clean, g_clean) = step(poisoned), step(x)
+  group1 = np.zeros(shape, bool)
+  channels = (slice(None),) * (1 if channel_axis == 1 else 3) + (slice(4, 8),)
+  group1[1][channels[1:]] = True
+  for got, clean in ((y, y_clean), (g, g_clean)):
+    got, clean = np.asarray(got), np.asarray(clean)
+    assert np.isnan(got[group1]).all()
+    np.testing.assert_allclose(got[~group1], clean[~group1], rtol=1e-6, atol=1e-6)

@@ -160,16 +160,19 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
 
   The result has the shape of `t`: every entry holds its group's sum. `t` is usually a
   statistic (the input's whole axes already reduced to size 1). Along its last axis
-  (channels last) the sum is two thin matmuls with the 0/1 membership matrix
-  ``[n, n / size]``: into the groups, then back to their entries. Reshaping to
-  ``[..., groups, size]`` and broadcasting back instead let XLA's CPU backend fuse group
-  norm's whole derivative into one kernel, 1.6-1.9x slower on 128x32x32x64
-  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21).
+  (channels last) the sum is the product of the ``[..., n / size, size]`` view with a vector
+  of ones, and back to the entries the outer product with it: dots, which XLA's CPU backend
+  keeps apart from the input's sums. Summing the view and broadcasting back instead let it
+  fuse group norm's whole derivative into one kernel, 1.6-1.9x slower on 128x32x32x64
+  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21). Every product stays
+  within a group, so a NaN or inf in one group reaches no other: the 0/1 membership matrix
+  ``[n, n / size]`` used before spread it to every group (``0 * NaN``), and took 1.0-1.2x
+  this form's time (BENCHMARKS.md, "One-pass sums without a shift").
 
   Along an earlier axis (channels first, as ``group_norm(channel_axis=1)`` and equinox's
-  ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled those matmuls. It
-  fused the sums over the input's minor axes, the two matmuls and the output into one
-  YNNPACK kernel whose result was wrong: group norm's gradient on 8x768x512 was off by up
+  ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled the membership
+  matmuls. It fused the sums over the input's minor axes, the two matmuls and the output
+  into one YNNPACK kernel whose result was wrong: group norm's gradient on 8x768x512 was off by up
   to 0.07 where its entries reach 5, and took 5.7x equinox's time. There the groups are
   summed over the ``[..., n / size, size]`` view and gathered back to their entries. The
   gather (a scatter-add in the gradient) is no YNNPACK operation, so the sums and the
@@ -180,13 +183,12 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
     if size == 1:
       continue  # every entry is its own group
     n = t.shape[axis]
-    if axis == t.ndim - 1:  # into the groups and back, by the membership matrix
-      rows, cols = (lax.broadcasted_iota(np.int32, (n, n // size), d) for d in (0, 1))
-      member = (rows // size == cols).astype(t.dtype)
-      s = lax.dot_general(t, member, (((axis,), (0,)), ((), ())),
-                          precision=lax.Precision.HIGHEST)
-      t = lax.dot_general(s, member, (((axis,), (1,)), ((), ())),
-                          precision=lax.Precision.HIGHEST)
+    if axis == t.ndim - 1:  # into the groups and back, by products with a vector of ones
+      ones = jnp.ones((size,), t.dtype)
+      s = lax.dot_general(t.reshape(t.shape[:axis] + (n // size, size)), ones,
+                          (((axis + 1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+      t = lax.dot_general(s[..., None], ones[None], (((axis + 1,), (0,)), ((), ())),
+                          precision=lax.Precision.HIGHEST).reshape(t.shape)
     else:  # summed over the [..., n / size, size] view, each entry's sum gathered back
       s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]),
                   axis=axis + 1)
