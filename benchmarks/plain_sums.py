@@ -1,10 +1,11 @@
-"""One-pass statistics on XLA's CPU backend: the plain sums first, or the shifted sums alone.
+"""Statistics on XLA's CPU backend: plain sums first, or the shifted sums alone.
 
 `statistics.one_pass` (``fast_variance=True``; the layers' default ``use_fast_variance=True``)
-first sums ``x`` and ``x^2`` themselves on XLA's CPU backend, and keeps those sums where
-every field has ``E_A[x]^2 <= PLAIN_LIMIT * var``; elsewhere a ``lax.cond`` computes the
-sums of ``x - k`` and ``(x - k)^2`` (`statistics.shifted_one_pass`, what every other backend
-runs). Two tables, each strategy passed to `core.normalized`:
+and `statistics.two_pass` (the functions' default) first sum ``x`` (and ``x^2``; or, in two
+passes, ``(x - E_A[x])^2``) without a shift on XLA's CPU backend, and keep those sums where
+every field has ``E_A[x]^2 <= PLAIN_LIMIT * var``; elsewhere a ``lax.cond`` computes the sums
+around the shift ``k`` (`statistics.shifted_one_pass`, `shifted_two_pass`: what every other
+backend runs). Three tables, each strategy passed to `core.normalized`, for each mode:
 
 1. **Error**: the float32 output against the float64 formula (NumPy), the largest absolute
    difference over 3 draws, with the data's mean 0 to 3 standard deviations from 0: normal
@@ -18,14 +19,14 @@ runs). Two tables, each strategy passed to `core.normalized`:
    both sums are read), and group norm under ``vmap`` over the examples (the cond becomes a
    select: both sums).
 3. **Sizes** (``--tables sizes``): the same ratio, float32, for inputs of 8192 to 3.1M
-   entries, around `statistics.PLAIN_MIN_SIZE` (below it `one_pass` takes the shifted sums
-   alone: the cond costs more than the faster sums save). Here `one_pass` is forced past
-   that size check, to measure what it decides.
+   entries, around `statistics.PLAIN_MIN_SIZE` (below it the library takes the shifted sums
+   alone: the cond costs more than the faster sums save). Here the library's strategy is
+   forced past that size check, to measure what it decides.
 
-Every ratio is time(one_pass) / time(shifted_one_pass): the median over rounds, then
-min-max.
+Every ratio is time(library) / time(shifted): the median over rounds, then min-max.
 
     python -m benchmarks.plain_sums [--rounds N] [--quick] [--tables error,time,sizes]
+        [--modes one-pass,two-pass] [--dtypes float32,bfloat16]
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ from benchmarks import cli, report, timing
 from divnorm._src import core, statistics
 from divnorm._src.fields import Field, grouped_field, resolve_field
 
-STRATEGIES = {"one_pass": statistics.one_pass, "shifted_one_pass": statistics.shifted_one_pass}
+# mode -> the library's strategy and the shifted sums alone
+MODES = {"one-pass": (statistics.one_pass, statistics.shifted_one_pass),
+         "two-pass": (statistics.two_pass, statistics.shifted_two_pass)}
 MEANS = (0.0, 1.0, 1.41, 2.0, 3.0)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TABLES = {"error": None, "time": None, "sizes": None}
@@ -98,23 +101,24 @@ def draw(shape, mean: float, distribution: str, seed: int) -> np.ndarray:
   return np.asarray(z + mean, np.float32)
 
 
-def error_table(quick: bool) -> list[str]:
+def error_table(quick: bool, modes) -> list[str]:
   out = ["**Error: float32 output against float64, largest over 3 draws**", "",
-         "| case | data | mean / std | one_pass | shifted_one_pass |", "|---|---|---|---|---|"]
+         "| case | mode | data | mean / std | library | shifted |", "|---|---|---|---|---|---|"]
   draws = 1 if quick else 3
   for name, (shape, field) in cases(quick).items():
-    fns = {n: jax.jit(normalized(s, field)) for n, s in STRATEGIES.items()}
-    for distribution in ("normal", "exponential"):
-      for mean in MEANS:
-        errors = {n: 0.0 for n in fns}
-        for seed in range(draws):
-          x = draw(shape, mean, distribution, seed)
-          expected = reference(x, field)
-          for n, f in fns.items():
-            got = np.asarray(f(x), np.float64)
-            errors[n] = max(errors[n], float(np.abs(got - expected).max()))
-        out.append(f"| {name} {'x'.join(map(str, shape))} | {distribution} | {mean} | "
-                   f"{errors['one_pass']:.1e} | {errors['shifted_one_pass']:.1e} |")
+    for mode in modes:
+      fns = [jax.jit(normalized(s, field)) for s in MODES[mode]]
+      for distribution in ("normal", "exponential"):
+        for mean in MEANS:
+          errors = [0.0, 0.0]
+          for seed in range(draws):
+            x = draw(shape, mean, distribution, seed)
+            expected = reference(x, field)
+            for i, f in enumerate(fns):
+              got = np.asarray(f(x), np.float64)
+              errors[i] = max(errors[i], float(np.abs(got - expected).max()))
+          out.append(f"| {name} {'x'.join(map(str, shape))} | {mode} | {distribution} | "
+                     f"{mean} | {errors[0]:.1e} | {errors[1]:.1e} |")
   return out + [""]
 
 
@@ -122,62 +126,66 @@ def _step(f):
   return jax.jit(jax.grad(lambda x, w: jnp.sum(f(x).astype(jnp.float32) * w)))
 
 
-def time_table(quick: bool, rounds: int, dtypes) -> list[str]:
-  out = ["**Time: forward+backward, one_pass / shifted_one_pass**", "",
-         "| case | dtype | data | one_pass / shifted | one_pass ms | shifted ms |",
-         "|---|---|---|---|---|---|"]
-  target_s = 0.0 if quick else 0.05
+def _ratio_row(steps, x, w, rounds: int, quick: bool):
+  """``(ratio, library s, shifted s)`` of the two steps on ``(x, w)``, interleaved."""
+  t = timing.interleaved({n: functools.partial(s, x, w) for n, s in steps.items()},
+                         rounds=rounds, target_s=0.0 if quick else 0.05)
+  return t.ratio("library", "shifted"), t.median("library"), t.median("shifted")
+
+
+def time_table(quick: bool, rounds: int, dtypes, modes) -> list[str]:
+  out = ["**Time: forward+backward, library / shifted**", "",
+         "| case | mode | dtype | data | library / shifted | library ms | shifted ms |",
+         "|---|---|---|---|---|---|---|"]
   for dtype_name in dtypes:
     dtype = DTYPES[dtype_name]
     rows = [(name, shape, field, offset) for name, (shape, field) in cases(quick).items()
             for offset in ((0.0, 10.0) if name == "BN" else (0.0,))]
-    for name, shape, field, offset in rows + [("GN (8), vmap", None, None, 0.0)]:
-      if shape is None:  # group norm of each example under vmap: the cond is a select
-        shape, _ = cases(quick)["GN (8)"]
-        example = grouped_field((0, 1), 2, shape[-1] // 8, shape[1:])
-        steps = {n: _step(jax.vmap(normalized(s, example))) for n, s in STRATEGIES.items()}
-      else:
-        steps = {n: _step(normalized(s, field)) for n, s in STRATEGIES.items()}
-      x = jnp.asarray(draw(shape, offset, "normal", 0), dtype)
-      w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
-      t = timing.interleaved({n: functools.partial(s, x, w) for n, s in steps.items()},
-                             rounds=rounds, target_s=target_s)
-      data = "N(0, 1)" if offset == 0 else f"{offset:g} + N(0, 1)"
-      out.append(f"| {name} {'x'.join(map(str, shape))} | {dtype_name} | {data} | "
-                 f"{t.ratio('one_pass', 'shifted_one_pass')} | "
-                 f"{t.median('one_pass') * 1e3:.2f} | "
-                 f"{t.median('shifted_one_pass') * 1e3:.2f} |")
+    shape, _ = cases(quick)["GN (8)"]  # group norm of each example under vmap
+    vmapped = ("GN (8), vmap", shape, grouped_field((0, 1), 2, shape[-1] // 8, shape[1:]), 0.0)
+    for name, shape, field, offset in rows + [vmapped]:
+      for mode in modes:
+        fns = [normalized(s, field) for s in MODES[mode]]
+        if name.endswith("vmap"):  # the cond is a select: both sums run
+          fns = [jax.vmap(f) for f in fns]
+        steps = dict(zip(("library", "shifted"), map(_step, fns), strict=True))
+        x = jnp.asarray(draw(shape, offset, "normal", 0), dtype)
+        w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+        ratio, lib, shifted = _ratio_row(steps, x, w, rounds, quick)
+        data = "N(0, 1)" if offset == 0 else f"{offset:g} + N(0, 1)"
+        out.append(f"| {name} {'x'.join(map(str, shape))} | {mode} | {dtype_name} | {data} | "
+                   f"{ratio} | {lib * 1e3:.2f} | {shifted * 1e3:.2f} |")
   return out + [""]
 
 
-def sizes_table(quick: bool, rounds: int) -> list[str]:
-  out = ["**Sizes: forward+backward, float32, one_pass (past its size check) / "
-         "shifted_one_pass**", "", "| case | entries | one_pass / shifted | shifted ms |",
-         "|---|---|---|---|"]
+def sizes_table(quick: bool, rounds: int, modes) -> list[str]:
+  out = ["**Sizes: forward+backward, float32, library (past its size check) / shifted**", "",
+         "| case | mode | entries | library / shifted | shifted ms |", "|---|---|---|---|---|"]
   for name, shapes in QUICK_SIZES if quick else SIZES:
     for shape in shapes:
       ndim = len(shape)
       field = (resolve_field((ndim - 1,), ndim) if name.startswith("LN") else
                resolve_field(tuple(range(ndim - 1)), ndim) if name == "BN" else
                grouped_field((1, 2), 3, shape[-1] // 8, shape))
-      steps = {"one_pass": _step(normalized(_past_size_check, field)),
-               "shifted_one_pass": _step(normalized(statistics.shifted_one_pass, field))}
-      x = jnp.asarray(draw(shape, 0.0, "normal", 0))
-      w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
-      t = timing.interleaved({n: functools.partial(s, x, w) for n, s in steps.items()},
-                             rounds=rounds, target_s=0.0 if quick else 0.05)
-      out.append(f"| {name} {'x'.join(map(str, shape))} | {int(np.prod(shape))} | "
-                 f"{t.ratio('one_pass', 'shifted_one_pass')} | "
-                 f"{t.median('shifted_one_pass') * 1e3:.3f} |")
+      for mode in modes:
+        library, shifted = MODES[mode]
+        steps = {"library": _step(normalized(functools.partial(_past_size_check, library),
+                                             field)),
+                 "shifted": _step(normalized(shifted, field))}
+        x = jnp.asarray(draw(shape, 0.0, "normal", 0))
+        w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+        ratio, _, shifted_s = _ratio_row(steps, x, w, rounds, quick)
+        out.append(f"| {name} {'x'.join(map(str, shape))} | {mode} | {int(np.prod(shape))} | "
+                   f"{ratio} | {shifted_s * 1e3:.3f} |")
   return out + [""]
 
 
-def _past_size_check(x, a, b, **kw):
-  """`statistics.one_pass` with `PLAIN_MIN_SIZE` at 0 while it is traced."""
+def _past_size_check(strategy, x, a, b, **kw):
+  """`strategy` with `statistics.PLAIN_MIN_SIZE` at 0 while it is traced."""
   limit = statistics.PLAIN_MIN_SIZE
   statistics.PLAIN_MIN_SIZE = 0
   try:
-    return statistics.one_pass(x, a, b, **kw)
+    return strategy(x, a, b, **kw)
   finally:
     statistics.PLAIN_MIN_SIZE = limit
 
@@ -187,19 +195,20 @@ def main(argv=None) -> int:
   p.add_argument("--rounds", type=cli.positive_int(10), default=10)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--tables", default="error,time,sizes", type=cli.names_of(TABLES))
+  p.add_argument("--modes", default="one-pass,two-pass", type=cli.names_of(MODES))
   p.add_argument("--dtypes", default="float32,bfloat16", type=cli.names_of(DTYPES))
   args = p.parse_args(argv)
   cmd = "python -m benchmarks.plain_sums " + " ".join(
       argv if argv is not None else sys.argv[1:])
   print("\n".join([f"Command: `{cmd.strip()}`", "", *report.machine(), ""]), flush=True)
   t0 = time.time()
+  rounds = 1 if args.quick else args.rounds
   if "error" in args.tables:
-    print("\n".join(error_table(args.quick)), flush=True)
+    print("\n".join(error_table(args.quick, args.modes)), flush=True)
   if "time" in args.tables:
-    rounds = 1 if args.quick else args.rounds
-    print("\n".join(time_table(args.quick, rounds, args.dtypes)), flush=True)
+    print("\n".join(time_table(args.quick, rounds, args.dtypes, args.modes)), flush=True)
   if "sizes" in args.tables:
-    print("\n".join(sizes_table(args.quick, 1 if args.quick else args.rounds)), flush=True)
+    print("\n".join(sizes_table(args.quick, rounds, args.modes)), flush=True)
   print(f"Total {time.time() - t0:.0f} s; jax {jax.__version__}.")
   return 0
 

@@ -134,6 +134,7 @@ def test_dropin_eval_takes_batch_norm_alone(capsys):
     ("channels_first", ["--dtypes", "f16"], "argument --dtypes: 'f16' not known"),
     ("xla_group_sums", ["--channels", "12"], "--channels 12 is not a multiple of 8"),
     ("plain_sums", ["--tables", "error,speed"], "argument --tables: 'speed' not known"),
+    ("plain_sums", ["--modes", "fast"], "argument --modes: 'fast' not known"),
 ])
 def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):
   # A misspelt list entry was a KeyError traceback (`--modes fast`) or an empty run (a case
@@ -213,15 +214,15 @@ def test_plain_sums_quick_mode_prints_every_table(capsys):
   assert plain_sums.main(["--quick", "--dtypes", "float32"]) == 0
   rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
           if r.startswith("| ") and "---" not in r and not r.startswith("| case")]
-  cases = plain_sums.cases(quick=True)
-  errors = [r for r in rows if r[1] in ("normal", "exponential")]
-  assert len(errors) == len(cases) * 2 * len(plain_sums.MEANS)
+  cases, modes = plain_sums.cases(quick=True), list(plain_sums.MODES)
+  errors = [r for r in rows if r[2] in ("normal", "exponential")]
+  assert len(errors) == len(cases) * len(modes) * 2 * len(plain_sums.MEANS)
   # float32 rounding of outputs up to ~4 (sigma 0, fields of 96 to 1152 entries): ~1e-5
-  assert all(float(e) < 5e-5 for r in errors for e in (r[3], r[4].strip(" |")))
-  times = [r for r in rows if "N(0, 1)" in r[2]]
-  assert len(times) == len(cases) + 2  # BN at an offset, group norm under vmap
-  sizes = [r for r in rows if r[1].isdigit()]
-  assert [int(r[1]) for r in sizes] == [32]
+  assert all(float(e) < 5e-5 for r in errors for e in (r[4], r[5].strip(" |")))
+  times = [r for r in rows if "N(0, 1)" in r[3]]
+  assert len(times) == (len(cases) + 2) * len(modes)  # BN at an offset, GN under vmap
+  sizes = [r for r in rows if r[2].isdigit()]
+  assert [(r[1], int(r[2])) for r in sizes] == [(mode, 32) for mode in modes]
 
 
 def test_same_program_ignores_metadata_only():
