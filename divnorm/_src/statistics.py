@@ -8,7 +8,8 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
 ``E_A[x]`` and ``E_B[v^2]`` for a pair of resolved fields; `pick_statistics` chooses one:
 
 - `two_pass` (the default, every pair of fields): ``E_A[x]``, then ``E_B[v^2]`` from the
-  centered values.
+  centered values. On XLA's CPU backend its first pass is the plain sum of ``x`` where
+  every mean is near 0 (`PLAIN_LIMIT`), as `one_pass`'s sums below.
 - `corrected_two_pass` (the default for windowed fields over equal whole axes: divisive
   norm across channels): two passes centered on every position's own rough mean, faster
   there than `two_pass`.
@@ -28,7 +29,7 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   boxes, and stay the fastest path there.
 
 All work around a shift ``k``: one entry of the data per span of A (`shift`) for `two_pass`
-and `one_pass` (or 0, where the mean is near 0), each position's rough mean for `corrected_two_pass`, the row's maximum for
+and `one_pass` (0 on XLA's CPU backend, where the means are near 0), each position's rough mean for `corrected_two_pass`, the row's maximum for
 `row_two_pass`, the mean of A's span for `weighted`. ``E_A[x] = k + E_A[x - k]``, and the
 sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
 ``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the
@@ -282,8 +283,9 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   (`_plain_first`): a plain sum, which XLA's YNNPACK reductions compute 2-3x faster than one
   of ``x - k``. Its rounding is ``eps * |E[x]|`` where the shift's is ``eps * |k - E[x]|``,
   so it is kept where every position has ``E_A[x]^2 <= PLAIN_LIMIT * E_B[v^2]``, else the
-  shifted passes (`shifted_two_pass`). Forward+backward, layer, batch and group norm took
-  0.78-0.95x their time with the shift alone (``python -m benchmarks.plain_sums``).
+  shifted passes (`shifted_two_pass`). Forward+backward, layer, batch, instance and group
+  norm took 0.78-0.91x their time with the shift alone in float32, 0.88-1.00x in bfloat16
+  (``python -m benchmarks.plain_sums``).
   """
   def shifted(x, mask):
     return shifted_two_pass(x, a, b, border=border, mask=mask, axis_name=axis_name)
@@ -362,16 +364,19 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   return Stats(k, m, divide_by_count(field_sum(v * v, b), count_b), pooled)
 
 
-# `one_pass` on XLA's CPU backend keeps the sums of ``x`` and ``x^2`` themselves where every
-# field has ``E_A[x]^2 <= PLAIN_LIMIT * var``: there they are as accurate as the shifted sums
-# (measured float32 error against float64 with the mean 1.41 standard deviations from 0:
-# 1.8-2.0e-6 for normal data, 3.8-5.1e-6 for exponential data, against 2.0-2.9e-6 and
-# 4.4e-6-1.8e-5 with the shift; ``python -m benchmarks.plain_sums``).
+# `one_pass` and `two_pass` on XLA's CPU backend keep their sums without a shift where every
+# field has ``E_A[x]^2 <= PLAIN_LIMIT * var``: there they are as accurate as the shifted sums.
+# One-pass sums of ``x`` and ``x^2`` forced past the limit, at a mean 1.41 standard
+# deviations from 0: float32 error against float64 1.8-2.0e-6 for normal data, 3.8-5.1e-6
+# for exponential data, against 2.0-2.9e-6 and 4.4e-6-1.8e-5 with the shift; at 2 standard
+# deviations 3.4-9.7e-6 (``python -m benchmarks.plain_sums``; BENCHMARKS.md). Two passes lose
+# less (no ``E[x^2] - E[x]^2``), and take the same limit.
 PLAIN_LIMIT = 2.0
 # The smallest input that takes them: below it the cond's own cost outweighs the faster sums.
-# Forward+backward over the shifted sums alone: 0.95-1.10x at 8192-32768 entries (layer
-# norm over 64x128, batch norm over 16x8x8x16, group norm over 8x8x8x64), 0.81-0.85x at
-# 65536 and 0.71-0.85x above (``python -m benchmarks.plain_sums --sizes``).
+# Forward+backward over the shifted sums alone: 0.93-1.08x at 8192-32768 entries (layer
+# norm over 64x128, batch norm over 16x8x8x16, group norm over 8x8x8x64), 0.84-0.91x at
+# 65536 and 0.68-0.91x above, both modes (``python -m benchmarks.plain_sums --tables
+# sizes``).
 PLAIN_MIN_SIZE = 2**16
 
 
@@ -403,8 +408,9 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   they are kept where every field has ``E_A[x]^2 <= PLAIN_LIMIT * var`` (and a finite
   ``T``); there they are as accurate as the shifted sums. Elsewhere (an offset, a NaN or
   inf, an overflow) a ``lax.cond`` computes the shifted sums, as before: a second read.
-  Forward+backward, layer, batch and group norm took 0.72-0.96x their time with the
-  shifted sums alone (``python -m benchmarks.plain_sums``). Under ``vmap`` the cond runs
+  Forward+backward, layer, batch, instance and group norm took 0.73-0.91x their time with
+  the shifted sums alone in float32, 0.82-0.97x in bfloat16 (``python -m
+  benchmarks.plain_sums``). Under ``vmap`` the cond runs
   both. Other backends fuse the subtraction into their reductions for free, and keep the
   shifted sums.
   """
