@@ -20,8 +20,9 @@ backend runs). Three tables, each strategy passed to `core.normalized`, for each
    select: both sums).
 3. **Sizes** (``--tables sizes``): the same ratio, float32, for inputs of 8192 to 3.1M
    entries, around `statistics.PLAIN_MIN_SIZE` (below it the library takes the shifted sums
-   alone: the cond costs more than the faster sums save). Here the library's strategy is
-   forced past that size check, to measure what it decides.
+   alone: the cond costs more than the faster sums save), and for layer norm over rows of
+   16 to 256 features, around `statistics.PLAIN_MIN_FIELD`. Here the library's strategy is
+   forced past both size checks, to measure what they decide.
 
 Every ratio is time(library) / time(shifted): the median over rounds, then min-max.
 
@@ -50,8 +51,9 @@ MODES = {"one-pass": (statistics.one_pass, statistics.shifted_one_pass),
 MEANS = (0.0, 1.0, 1.41, 2.0, 3.0)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TABLES = {"error": None, "time": None, "sizes": None}
-# (case, shapes) of the sizes table: 8192 to 3.1M entries.
-SIZES = [("LN (C)", [(64, 128), (256, 256), (64, 1024), (256, 768), (1024, 768), (4096, 768)]),
+# (case, shapes) of the sizes table: 8192 to 3.1M entries; rows of 16 to 256 features.
+SIZES = [("LN (C)", [(64, 128), (256, 256), (64, 1024), (256, 768), (1024, 768), (4096, 768),
+                     (64, 1024, 16), (32, 1024, 32), (16, 1024, 64), (4, 1024, 256)]),
          ("BN", [(16, 8, 8, 16), (32, 16, 16, 16), (64, 16, 16, 32), (64, 32, 32, 32)]),
          ("GN (8)", [(8, 8, 8, 64), (16, 16, 16, 64), (16, 32, 32, 64), (32, 32, 32, 64)])]
 QUICK_SIZES = [("LN (C)", [(4, 8)])]
@@ -181,13 +183,14 @@ def sizes_table(quick: bool, rounds: int, modes) -> list[str]:
 
 
 def _past_size_check(strategy, x, a, b, **kw):
-  """`strategy` with `statistics.PLAIN_MIN_SIZE` at 0 while it is traced."""
-  limit = statistics.PLAIN_MIN_SIZE
-  statistics.PLAIN_MIN_SIZE = 0
+  """`strategy` with `statistics.PLAIN_MIN_SIZE` and `PLAIN_MIN_FIELD` at 0 while it is
+  traced."""
+  sizes = statistics.PLAIN_MIN_SIZE, statistics.PLAIN_MIN_FIELD
+  statistics.PLAIN_MIN_SIZE = statistics.PLAIN_MIN_FIELD = 0
   try:
     return strategy(x, a, b, **kw)
   finally:
-    statistics.PLAIN_MIN_SIZE = limit
+    statistics.PLAIN_MIN_SIZE, statistics.PLAIN_MIN_FIELD = sizes
 
 
 def main(argv=None) -> int:

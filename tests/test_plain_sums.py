@@ -1,12 +1,12 @@
 """Statistics from plain sums of ``x`` (`statistics.one_pass`, `statistics.two_pass`).
 
-On XLA's CPU backend, for inputs of at least `PLAIN_MIN_SIZE` entries, both strategies keep
-the sums without a shift (of ``x`` and ``x^2``; of ``x``, then of ``(x - E_A[x])^2``) where
-every field has ``E_A[x]^2 <= PLAIN_LIMIT * var``, and a ``lax.cond`` takes the shifted sums
-elsewhere. Both must give the formula: here on either side of the limit, at offsets where
+On XLA's CPU backend, for inputs of at least `PLAIN_MIN_SIZE` entries and fields of at least
+`PLAIN_MIN_FIELD`, both strategies keep the sums without a shift (of ``x`` and ``x^2``; of
+``x``, then of ``(x - E_A[x])^2``) where every field has ``E_A[x]^2 <= PLAIN_LIMIT * var``,
+and a ``lax.cond`` takes the shifted sums elsewhere. Both must give the formula: here on either side of the limit, at offsets where
 the plain sums would lose digits (300 and 1e4; at 1e4 flax's one-pass is off by 40), with
 NaN, inf and overflow, under masks, windows in B, ``vmap`` and ``grad``. Most tests lower
-`PLAIN_MIN_SIZE` to 0 (`plain_everywhere`) to run small inputs through the cond. The
+both sizes to 0 (`plain_everywhere`) to run small inputs through the cond. The
 tolerance, 1e-5: the float32 error measured on both sides of the limit is at most 5e-6
 (``python -m benchmarks.plain_sums``), and a wrong choice of sums at 300 or 1e4 is off by
 more than 1e-3 in one-pass (the sums of x^2 cancel 5 to 8 digits there).
@@ -31,6 +31,7 @@ SHAPE = (4, 6, 5, 8)
 @pytest.fixture
 def plain_everywhere(monkeypatch):
   monkeypatch.setattr(statistics, "PLAIN_MIN_SIZE", 0)
+  monkeypatch.setattr(statistics, "PLAIN_MIN_FIELD", 0)
 
 
 def _x(mean, seed=0, shape=SHAPE):
@@ -186,6 +187,11 @@ def test_the_cond_is_in_large_programs_only(mode):
   f = jax.jit(lambda x: divnorm.group_norm(x, num_groups=4, fast_variance=MODES[mode]))
   assert "conditional(" in _compiled(large, f)
   assert "conditional(" not in _compiled(small, f)
+  # layer norm over 16 features: fields smaller than PLAIN_MIN_FIELD
+  assert statistics.PLAIN_MIN_FIELD > 16
+  ln = functools.partial(divnorm.layer_norm, reduction_axes=-1, fast_variance=MODES[mode])
+  assert "conditional(" not in _compiled((64, 64, 16), ln)
+  assert "conditional(" in _compiled((64, 32, 32), ln)
   # divisive norm across channels: windows in A, one shift per span (corrected two-pass)
   dn = functools.partial(divnorm.divisive_norm, summation_window=3, sigma=0.5,
                          fast_variance=MODES[mode])

@@ -50,6 +50,7 @@ Further rules every strategy keeps:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -373,11 +374,15 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
 # less (no ``E[x^2] - E[x]^2``), and take the same limit.
 PLAIN_LIMIT = 2.0
 # The smallest input that takes them: below it the cond's own cost outweighs the faster sums.
-# Forward+backward over the shifted sums alone: 0.93-1.08x at 8192-32768 entries (layer
-# norm over 64x128, batch norm over 16x8x8x16, group norm over 8x8x8x64), 0.84-0.91x at
-# 65536 and 0.68-0.91x above, both modes (``python -m benchmarks.plain_sums --tables
+# Forward+backward over the shifted sums alone: 0.97-1.09x at 8192-32768 entries (layer
+# norm over 64x128, batch norm over 16x8x8x16, group norm over 8x8x8x64), 0.80-1.01x at
+# 65536 and 0.70-0.90x above, both modes (``python -m benchmarks.plain_sums --tables
 # sizes``).
 PLAIN_MIN_SIZE = 2**16
+# And the fewest entries per field: layer norm over 16 features (64x1024x16) took 1.21-1.23x
+# the shifted sums' time with the plain sums, over 32 to 256 features 0.76-0.88x (both modes,
+# 1M entries; the same command).
+PLAIN_MIN_FIELD = 32
 
 
 def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
@@ -428,13 +433,15 @@ def _plain_first(x: jax.Array, a: Field, mask, axis_name, plain, shifted) -> Sta
 
   `plain` returns ``(Stats, near)``: statistics with ``k = 0`` and whether they are as
   accurate as the shifted ones. On XLA's CPU backend, for inputs of at least
-  `PLAIN_MIN_SIZE` entries, a ``lax.cond`` on ``near`` chooses (under ``vmap``, a select:
-  both run). Elsewhere, and with `axis_name`, windows in A (one shift per span) or an
-  Explicit sharding (the cond's branches would differ in their types' sharding),
-  `shifted` alone.
+  `PLAIN_MIN_SIZE` entries and fields of at least `PLAIN_MIN_FIELD`, a ``lax.cond`` on
+  ``near`` chooses (under ``vmap``, a select: both run). Elsewhere, and with `axis_name`,
+  windows in A (one shift per span) or an Explicit sharding (the cond's branches would
+  differ in their types' sharding), `shifted` alone.
   """
+  entries = [x.shape[axis] for axis in a.whole] + [size for _, size in a.groups]
   if (axis_name is not None or a.windows or explicit.sharded_axes(x)
-      or is_symbolic_dim(x.size) or x.size < PLAIN_MIN_SIZE):
+      or any(map(is_symbolic_dim, [x.size, *entries])) or x.size < PLAIN_MIN_SIZE
+      or math.prod(entries) < PLAIN_MIN_FIELD):
     return shifted(x, mask)
 
   def on_cpu(x, mask):
