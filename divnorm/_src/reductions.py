@@ -167,7 +167,7 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21). Every product stays
   within a group, so a NaN or inf in one group reaches no other: the 0/1 membership matrix
   ``[n, n / size]`` used before spread it to every group (``0 * NaN``), and took 1.0-1.2x
-  this form's time (BENCHMARKS.md, "One-pass sums without a shift").
+  this form's time (BENCHMARKS.md, "Sums without a shift where the mean is near 0").
 
   Along an earlier axis (channels first, as ``group_norm(channel_axis=1)`` and equinox's
   ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled the membership
