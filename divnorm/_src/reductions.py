@@ -172,8 +172,8 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   Along an earlier axis (channels first, as ``group_norm(channel_axis=1)`` and equinox's
   ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled the membership
   matmuls. It fused the sums over the input's minor axes, the two matmuls and the output
-  into one YNNPACK kernel whose result was wrong: group norm's gradient on 8x768x512 was off by up
-  to 0.07 where its entries reach 5, and took 5.7x equinox's time. There the groups are
+  into one YNNPACK kernel whose result was wrong: group norm's gradient on 8x768x512 was off
+  by up to 0.07 where its entries reach 5, and took 5.7x equinox's time. There the groups are
   summed over the ``[..., n / size, size]`` view and gathered back to their entries. The
   gather (a scatter-add in the gradient) is no YNNPACK operation, so the sums and the
   output stay apart (``tests/test_grouped_fields.py``; BENCHMARKS.md, "Group sums:

@@ -29,8 +29,9 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   boxes, and stay the fastest path there.
 
 All work around a shift ``k``: one entry of the data per span of A (`shift`) for `two_pass`
-and `one_pass` (0 on XLA's CPU backend, where the means are near 0), each position's rough mean for `corrected_two_pass`, the row's maximum for
-`row_two_pass`, the mean of A's span for `weighted`. ``E_A[x] = k + E_A[x - k]``, and the
+and `one_pass` (0 on XLA's CPU backend, where the means are near 0), each position's rough
+mean for `corrected_two_pass`, the row's maximum for `row_two_pass`, the mean of A's span for
+`weighted`. ``E_A[x] = k + E_A[x - k]``, and the
 sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
 ``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the
 digits of the small second term that ``x - (k + E_A[x - k])`` rounds away at large offsets.
@@ -406,18 +407,17 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   the span holds data far apart the sums cancel completely (an output of 5e6 for a band
   1e4 above the rest).
 
-  On XLA's CPU backend, for inputs of at least `PLAIN_MIN_SIZE` entries without
-  `axis_name`, windows in A or an Explicit sharding, the sums are first those of
-  ``x`` and ``x^2`` themselves (``k = 0``), which XLA's YNNPACK reductions compute 2-3x
-  faster than sums with a subtraction inside. They cancel as far as ``E[x]^2 / var``, so
+  On XLA's CPU backend, where `_plain_first` serves (inputs of at least `PLAIN_MIN_SIZE`
+  entries, fields of at least `PLAIN_MIN_FIELD`), the sums are first those of ``x`` and
+  ``x^2`` themselves (``k = 0``), which XLA's YNNPACK reductions compute 2-3x faster than
+  sums with a subtraction inside. They cancel as far as ``E[x]^2 / var``, so
   they are kept where every field has ``E_A[x]^2 <= PLAIN_LIMIT * var`` (and a finite
   ``T``); there they are as accurate as the shifted sums. Elsewhere (an offset, a NaN or
   inf, an overflow) a ``lax.cond`` computes the shifted sums, as before: a second read.
   Forward+backward, layer, batch, instance and group norm took 0.73-0.91x their time with
   the shifted sums alone in float32, 0.82-0.97x in bfloat16 (``python -m
-  benchmarks.plain_sums``). Under ``vmap`` the cond runs
-  both. Other backends fuse the subtraction into their reductions for free, and keep the
-  shifted sums.
+  benchmarks.plain_sums``). Under ``vmap`` the cond runs both. Other backends fuse the
+  subtraction into their reductions for free, and keep the shifted sums.
   """
   def shifted(x, mask):
     return shifted_one_pass(x, a, b, border=border, mask=mask, axis_name=axis_name)
@@ -487,7 +487,6 @@ def _one_pass_sums(x: jax.Array, k: jax.Array | None, a: Field, b: Field, *, bor
   two, zero = np.asarray(2.0, dt), np.zeros((), dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
-
   if whole_alone(a, b):
     s1_, s2_, n_, count_b = at_positions((s1, s2, n, count_b), a, x.ndim)
     m = divide_by_count(s1_, n_)
