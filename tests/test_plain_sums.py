@@ -7,9 +7,10 @@ and a ``lax.cond`` takes the shifted sums elsewhere. Both must give the formula:
 either side of the limit, at offsets where the plain sums would lose digits (300 and 1e4; at
 1e4 flax's one-pass is off by 40), with NaN, inf and overflow, under masks, windows in B,
 ``vmap`` and ``grad``. Most tests lower both sizes to 0 (`plain_everywhere`) to run small
-inputs through the cond. The tolerance, 1e-5: the float32 error measured on both sides of the limit is at most 5e-6
-(``python -m benchmarks.plain_sums``), and a wrong choice of sums at 300 or 1e4 is off by
-more than 1e-3 in one-pass (the sums of x^2 cancel 5 to 8 digits there).
+inputs through the cond. The tolerance, 1e-5: the float32 error measured on both sides of
+the limit is at most 5e-6 (``python -m benchmarks.plain_sums``), and a wrong choice of sums
+at 300 or 1e4 is off by more than 1e-3 in one-pass (the sums of x^2 cancel 5 to 8 digits
+there).
 """
 
 import functools
