@@ -1,11 +1,10 @@
-"""Statistics on XLA's CPU backend: plain sums first, or the shifted sums alone.
+"""One-pass statistics on XLA's CPU backend: plain sums first, or the shifted sums alone.
 
 `statistics.one_pass` (``fast_variance=True``; the layers' default ``use_fast_variance=True``)
-and `statistics.two_pass` (the functions' default) first sum ``x`` (and ``x^2``; or, in two
-passes, ``(x - E_A[x])^2``) without a shift on XLA's CPU backend, and keep those sums where
+first sums ``x`` and ``x^2`` without a shift on XLA's CPU backend, and keeps those sums where
 every field has ``E_A[x]^2 <= PLAIN_LIMIT * var``; elsewhere a ``lax.cond`` computes the sums
-around the shift ``k`` (`statistics.shifted_one_pass`, `shifted_two_pass`: what every other
-backend runs). Three tables, each strategy passed to `core.normalized`, for each mode:
+around the shift ``k`` (`statistics.shifted_one_pass`: what every other backend runs). Three
+tables, each strategy passed to `core.normalized`:
 
 1. **Error**: the float32 output against the float64 formula (NumPy), the largest absolute
    difference over 3 draws, with the data's mean 0 to 3 standard deviations from 0: normal
@@ -16,8 +15,8 @@ backend runs). Three tables, each strategy passed to `core.normalized`, for each
    strategy, in the same interleaved rounds (`benchmarks.timing`), on N(0, 1) data: layer,
    batch, instance and group norm at the drop-in shapes, float32 and bfloat16. Two more rows
    per dtype where the plain sums are not kept: data at offset 10 (the cond's other branch:
-   both sums are read), and group norm under ``vmap`` over the examples (the cond becomes a
-   select: both sums).
+   both sums are read), and group norm of each example of 8x16x16x1280 under ``vmap`` (the
+   cond becomes a select: both sums).
 3. **Sizes** (``--tables sizes``): the same ratio, float32, for inputs of 8192 to 3.1M
    entries, around `statistics.PLAIN_MIN_SIZE` (below it the library takes the shifted sums
    alone: the cond costs more than the faster sums save), and for layer norm over rows of
@@ -27,7 +26,7 @@ backend runs). Three tables, each strategy passed to `core.normalized`, for each
 Every ratio is time(library) / time(shifted): the median over rounds, then min-max.
 
     python -m benchmarks.plain_sums [--rounds N] [--quick] [--tables error,time,sizes]
-        [--modes one-pass,two-pass] [--dtypes float32,bfloat16]
+        [--dtypes float32,bfloat16]
 """
 
 from __future__ import annotations
@@ -45,9 +44,9 @@ from benchmarks import cli, report, timing
 from divnorm._src import core, statistics
 from divnorm._src.fields import Field, grouped_field, resolve_field
 
-# mode -> the library's strategy and the shifted sums alone
-MODES = {"one-pass": (statistics.one_pass, statistics.shifted_one_pass),
-         "two-pass": (statistics.two_pass, statistics.shifted_two_pass)}
+# mode -> the library's strategy and the shifted sums alone (`two_pass` has no plain sums:
+# under vmap, which every equinox layer runs, their cond cost 1.10-1.27x; BENCHMARKS.md)
+MODES = {"one-pass": (statistics.one_pass, statistics.shifted_one_pass)}
 MEANS = (0.0, 1.0, 1.41, 2.0, 3.0)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TABLES = {"error": None, "time": None, "sizes": None}
@@ -143,7 +142,8 @@ def time_table(quick: bool, rounds: int, dtypes, modes) -> list[str]:
     dtype = DTYPES[dtype_name]
     rows = [(name, shape, field, offset) for name, (shape, field) in cases(quick).items()
             for offset in ((0.0, 10.0) if name == "BN" else (0.0,))]
-    shape, _ = cases(quick)["GN (8)"]  # group norm of each example under vmap
+    # group norm of each example under vmap, each at least PLAIN_MIN_SIZE (but in --quick)
+    shape, _ = cases(quick)["GN (8), 1280 channels"]
     vmapped = ("GN (8), vmap", shape, grouped_field((0, 1), 2, shape[-1] // 8, shape[1:]), 0.0)
     for name, shape, field, offset in rows + [vmapped]:
       for mode in modes:
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
   p.add_argument("--rounds", type=cli.positive_int(10), default=10)
   p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
   p.add_argument("--tables", default="error,time,sizes", type=cli.names_of(TABLES))
-  p.add_argument("--modes", default="one-pass,two-pass", type=cli.names_of(MODES))
+  p.add_argument("--modes", default="one-pass", type=cli.names_of(MODES))
   p.add_argument("--dtypes", default="float32,bfloat16", type=cli.names_of(DTYPES))
   args = p.parse_args(argv)
   cmd = "python -m benchmarks.plain_sums " + " ".join(

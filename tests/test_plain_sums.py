@@ -1,9 +1,10 @@
-"""Statistics from plain sums of ``x`` (`statistics.one_pass`, `statistics.two_pass`).
+"""One-pass statistics from the plain sums of ``x`` and ``x^2`` (`statistics.one_pass`).
 
 On XLA's CPU backend, for inputs of at least `PLAIN_MIN_SIZE` entries and fields of at least
-`PLAIN_MIN_FIELD`, both strategies keep the sums without a shift (of ``x`` and ``x^2``; of
-``x``, then of ``(x - E_A[x])^2``) where every field has ``E_A[x]^2 <= PLAIN_LIMIT * var``,
-and a ``lax.cond`` takes the shifted sums elsewhere. Both must give the formula: here on
+`PLAIN_MIN_FIELD`, `one_pass` keeps the sums of ``x`` and ``x^2`` themselves where every
+field has ``E_A[x]^2 <= PLAIN_LIMIT * var``, and a ``lax.cond`` takes the shifted sums
+elsewhere; `two_pass` keeps the shifted sums alone (no cond), and runs beside it as a
+control. Both must give the formula: here on
 either side of the limit, at offsets where the plain sums would lose digits (300 and 1e4; at
 1e4 flax's one-pass is off by 40), with NaN, inf and overflow, under masks, windows in B,
 ``vmap`` and ``grad``. Most tests lower both sizes to 0 (`plain_everywhere`) to run small
@@ -67,19 +68,17 @@ def _reference(name, x, mask=None, sigma=0.1):
   return ref.normalize(x.astype(np.float64), a, b, sigma=sigma, mask=mask)[0]
 
 
-def _near(x, field: Field, mask=None, mode="one-pass") -> bool:
-  sums = statistics._one_pass_sums if mode == "one-pass" else statistics._two_passes
-  _, near = sums(jnp.asarray(x), None, field, field, border="valid", mask=mask,
-                 axis_name=None)
+def _near(x, field: Field, mask=None) -> bool:
+  _, near = statistics._one_pass_sums(jnp.asarray(x), None, field, field, border="valid",
+                                      mask=mask, axis_name=None)
   return bool(near)
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-def test_near_holds_within_the_limit_and_fails_beyond_it(mode):
+def test_near_holds_within_the_limit_and_fails_beyond_it():
   # Rows of mean m and variance 1 exactly (m -+ 1, alternately): E[x]^2 <= 2 var iff
   # m <= sqrt(2) = 1.414.
   field = resolve_field((1,), 2)
-  near = functools.partial(_near, field=field, mode=mode)
+  near = functools.partial(_near, field=field)
 
   def rows(*means):
     return np.asarray([m + np.tile([-1.0, 1.0], 64) for m in means], np.float32)
@@ -181,21 +180,22 @@ def _compiled(shape, f) -> str:
   return jax.jit(f).lower(jax.ShapeDtypeStruct(shape, jnp.float32)).compile().as_text()
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-def test_the_cond_is_in_large_programs_only(mode):
+def test_the_cond_is_in_large_one_pass_programs_only():
   large, small = (16, 16, 16, 16), (4, 8, 8, 16)  # 65536 and 4096 entries
   assert np.prod(large) >= statistics.PLAIN_MIN_SIZE > np.prod(small)
-  f = jax.jit(lambda x: divnorm.group_norm(x, num_groups=4, fast_variance=MODES[mode]))
+  f = jax.jit(lambda x: divnorm.group_norm(x, num_groups=4, fast_variance=True))
   assert "conditional(" in _compiled(large, f)
   assert "conditional(" not in _compiled(small, f)
+  two_pass = functools.partial(divnorm.group_norm, num_groups=4, fast_variance=None)
+  assert "conditional(" not in _compiled(large, two_pass)
   # layer norm over 16 features: fields smaller than PLAIN_MIN_FIELD
   assert statistics.PLAIN_MIN_FIELD > 16
-  ln = functools.partial(divnorm.layer_norm, reduction_axes=-1, fast_variance=MODES[mode])
+  ln = functools.partial(divnorm.layer_norm, reduction_axes=-1, fast_variance=True)
   assert "conditional(" not in _compiled((64, 64, 16), ln)
   assert "conditional(" in _compiled((64, 32, 32), ln)
   # divisive norm across channels: windows in A, one shift per span (corrected two-pass)
   dn = functools.partial(divnorm.divisive_norm, summation_window=3, sigma=0.5,
-                         fast_variance=MODES[mode])
+                         fast_variance=True)
   assert "conditional(" not in _compiled(large, dn)
   # and the large program is the formula: N(0, 1) data (plain sums), and at 1e4 (shifted)
   for mean in (0.0, 1e4):

@@ -127,11 +127,11 @@ def normalize(
       (`statistics.one_pass`), which read `x` once for both statistics, for box fields
       whose whole and grouped axes (`axis_name`'s among them) are the same in A and B, at
       least one (BN, LN, IN, GN; divisive norm across channels, with windows in A, takes the
-      corrected two-pass statistics, as by default). In both modes, on XLA's CPU backend,
-      inputs of at least `statistics.PLAIN_MIN_SIZE` entries first take sums without a
-      shift, kept where every field's mean is within 1.41 standard deviations of 0, where
-      they are as accurate: 0.73-0.91x the time of the shifted sums, forward+backward in
-      float32 (``python -m benchmarks.plain_sums``); elsewhere the shifted sums. On a CUDA
+      corrected two-pass statistics, as by default). On XLA's CPU backend, one-pass inputs
+      of at least `statistics.PLAIN_MIN_SIZE` entries first take sums without a shift,
+      kept where every field's mean is within 1.41 standard deviations of 0, where they are
+      as accurate: 0.73-0.90x the time of the shifted sums, forward+backward in float32
+      (``python -m benchmarks.plain_sums``); elsewhere the shifted sums. On a CUDA
       GPU, a field of the last axis alone (layer norm of up to 16384 features, no mask) takes
       `statistics.row_two_pass` in both modes: XLA fuses it into one kernel per row that
       reads `x` once, as flax's two-pass: on an H200, 0.67-0.93x the time of flax's

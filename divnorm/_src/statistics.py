@@ -8,8 +8,7 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
 ``E_A[x]`` and ``E_B[v^2]`` for a pair of resolved fields; `pick_statistics` chooses one:
 
 - `two_pass` (the default, every pair of fields): ``E_A[x]``, then ``E_B[v^2]`` from the
-  centered values. On XLA's CPU backend its first pass is the plain sum of ``x`` where
-  every mean is near 0 (`PLAIN_LIMIT`), as `one_pass`'s sums below.
+  centered values.
 - `corrected_two_pass` (the default for windowed fields over equal whole axes: divisive
   norm across channels): two passes centered on every position's own rough mean, faster
   there than `two_pass`.
@@ -29,9 +28,9 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
   boxes, and stay the fastest path there.
 
 All work around a shift ``k``: one entry of the data per span of A (`shift`) for `two_pass`
-and `one_pass` (0 on XLA's CPU backend, where the means are near 0), each position's rough
-mean for `corrected_two_pass`, the row's maximum for `row_two_pass`, the mean of A's span for
-`weighted`. ``E_A[x] = k + E_A[x - k]``, and the
+and `one_pass` (0 in `one_pass` on XLA's CPU backend, where the means are near 0), each
+position's rough mean for `corrected_two_pass`, the row's maximum for `row_two_pass`, the mean
+of A's span for `weighted`. ``E_A[x] = k + E_A[x - k]``, and the
 sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
 ``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the
 digits of the small second term that ``x - (k + E_A[x - k])`` rounds away at large offsets.
@@ -281,55 +280,24 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   meet it (`corrected_two_pass` centers each position at its own mean instead).
   `x` is in the statistics dtype, `mask` boolean of its shape (or None).
 
-  On XLA's CPU backend the first pass is the sum of ``x`` itself (``k = 0``) where it serves
-  (`_plain_first`): a plain sum, which XLA's YNNPACK reductions compute 2-3x faster than one
-  of ``x - k``. Its rounding is ``eps * |E[x]|`` where the shift's is ``eps * |k - E[x]|``,
-  so it is kept where every position has ``E_A[x]^2 <= PLAIN_LIMIT * E_B[v^2]``, else the
-  shifted passes (`shifted_two_pass`). Forward+backward, layer, batch, instance and group
-  norm took 0.78-0.91x their time with the shift alone in float32, 0.88-1.00x in bfloat16
-  (``python -m benchmarks.plain_sums``).
+  A first pass without the shift, kept by a ``lax.cond`` as `one_pass`'s sums are, took
+  0.78-0.91x this time forward+backward on XLA's CPU backend, but under ``vmap`` (every
+  equinox layer, whose default this is) the cond runs both: 1.10-1.27x. Not kept
+  (BENCHMARKS.md, "Sums without a shift where the mean is near 0").
   """
-  def shifted(x, mask):
-    return shifted_two_pass(x, a, b, border=border, mask=mask, axis_name=axis_name)
-
-  def plain(x, mask):
-    return _two_passes(x, None, a, b, border=border, mask=mask, axis_name=None)
-
-  return _plain_first(x, a, mask, axis_name, plain, shifted)
-
-
-def shifted_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
-                     axis_name=None) -> Stats:
-  """`two_pass` around the shift alone, on every backend."""
-  k = shift(x, a, mask=mask, axis_name=axis_name)
-  return _two_passes(x, k, a, b, border=border, mask=mask, axis_name=axis_name)[0]
-
-
-def _two_passes(x: jax.Array, k: jax.Array | None, a: Field, b: Field, *, border: str,
-                mask, axis_name) -> tuple[Stats, jax.Array]:
-  """`two_pass`'s statistics around `k` (None: ``k = 0``, the plain sum of ``x``), and
-  whether every position has ``E_A[x - k]^2 <= PLAIN_LIMIT * E_B[v^2]`` with a finite
-  ``E_B[v^2]``."""
   dt = x.dtype
-  plain = k is None
-  if plain:
-    pooled = field_sum(x, a.pooled, mask=mask)
-    k = jnp.zeros_like(pooled)
-  else:
-    k1, k2 = copies(k, 2)
-    pooled = field_sum(x - k1, a.pooled, mask=mask, axis_name=axis_name)
+  k = shift(x, a, mask=mask, axis_name=axis_name)
+  k1, k2 = copies(k, 2)
+  pooled = field_sum(x - k1, a.pooled, mask=mask, axis_name=axis_name)
   m = _mean(pooled, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   # (k - x) + m is exactly -v: a distinct expression from the output's (x - k) - m, so
   # XLA fuses each into its consumer; with a mask XLA writes both to memory, and v serves
   # both. Selected before the square: a finite JAX gradient.
-  if mask is not None:
-    u = select(x - m if plain else (x - k) - m, mask)
-  else:
-    u = copies(m, 1)[0] - x if plain else (k2 - x) + copies(m, 1)[0]
+  u = (k2 - x) + copies(m, 1)[0] if mask is None else select((x - k) - m, mask)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
   var = divide_by_count(field_sum(u * u, b, axis_name=axis_name), count_b)  # u is selected
-  return Stats(k, m, var, pooled), _within_limit(m * m, var)
+  return Stats(k, m, var, pooled)
 
 
 def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
@@ -366,23 +334,21 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   return Stats(k, m, divide_by_count(field_sum(v * v, b), count_b), pooled)
 
 
-# `one_pass` and `two_pass` on XLA's CPU backend keep their sums without a shift where every
+# `one_pass` on XLA's CPU backend keeps the sums of ``x`` and ``x^2`` themselves where every
 # field has ``E_A[x]^2 <= PLAIN_LIMIT * var``: there they are as accurate as the shifted sums.
-# One-pass sums of ``x`` and ``x^2`` forced past the limit, at a mean 1.41 standard
-# deviations from 0: float32 error against float64 1.8-2.0e-6 for normal data, 3.8-5.1e-6
-# for exponential data, against 2.0-2.9e-6 and 4.4e-6-1.8e-5 with the shift; at 2 standard
-# deviations 3.4-9.7e-6 (``python -m benchmarks.plain_sums``; BENCHMARKS.md). Two passes lose
-# less (no ``E[x^2] - E[x]^2``), and take the same limit.
+# Forced past the limit, at a mean 1.41 standard deviations from 0: float32 error against
+# float64 1.8-2.0e-6 for normal data, 3.8-5.1e-6 for exponential data, against 2.0-2.9e-6
+# and 4.4e-6-1.8e-5 with the shift; at 2 standard deviations 3.4-9.7e-6 (``python -m
+# benchmarks.plain_sums``; BENCHMARKS.md).
 PLAIN_LIMIT = 2.0
 # The smallest input that takes them: below it the cond's own cost outweighs the faster sums.
-# Forward+backward over the shifted sums alone: 0.97-1.09x at 8192-32768 entries (layer
-# norm over 64x128, batch norm over 16x8x8x16, group norm over 8x8x8x64), 0.80-1.01x at
-# 65536 and 0.70-0.90x above, both modes (``python -m benchmarks.plain_sums --tables
-# sizes``).
+# Forward+backward over the shifted sums alone: 0.97-1.08x at 8192-32768 entries (layer
+# norm over 64x128, batch norm over 16x8x8x16, group norm over 8x8x8x64), 0.80-0.86x at
+# 65536 and 0.72-0.86x above (``python -m benchmarks.plain_sums --tables sizes``).
 PLAIN_MIN_SIZE = 2**16
-# And the fewest entries per field: layer norm over 16 features (64x1024x16) took 1.21-1.23x
-# the shifted sums' time with the plain sums, over 32 to 256 features 0.76-0.88x (both modes,
-# 1M entries; the same command).
+# And the fewest entries per field: layer norm over 16 features (64x1024x16) took 1.21x the
+# shifted sums' time with the plain sums, over 32 to 256 features 0.76-0.87x (1M entries;
+# the same command).
 PLAIN_MIN_FIELD = 32
 
 
@@ -414,10 +380,11 @@ def one_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   they are kept where every field has ``E_A[x]^2 <= PLAIN_LIMIT * var`` (and a finite
   ``T``); there they are as accurate as the shifted sums. Elsewhere (an offset, a NaN or
   inf, an overflow) a ``lax.cond`` computes the shifted sums, as before: a second read.
-  Forward+backward, layer, batch, instance and group norm took 0.73-0.91x their time with
-  the shifted sums alone in float32, 0.82-0.97x in bfloat16 (``python -m
-  benchmarks.plain_sums``). Under ``vmap`` the cond runs both. Other backends fuse the
-  subtraction into their reductions for free, and keep the shifted sums.
+  Forward+backward, layer, batch, instance and group norm took 0.73-0.90x their time with
+  the shifted sums alone in float32, 0.83-0.91x in bfloat16 (``python -m
+  benchmarks.plain_sums``). Under ``vmap`` the cond is a select and runs both: group norm
+  of each example of 8x16x16x1280 took 1.08-1.11x. Other backends fuse the subtraction into
+  their reductions for free, and keep the shifted sums.
   """
   def shifted(x, mask):
     return shifted_one_pass(x, a, b, border=border, mask=mask, axis_name=axis_name)
