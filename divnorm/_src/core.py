@@ -47,7 +47,6 @@ from divnorm._src.statistics import (
   Stats,
   Strategy,
   at_positions,
-  copies,
   expanded,
   inverse_scale,
   pick_statistics,
@@ -56,6 +55,7 @@ from divnorm._src.statistics import (
   stats_shape,
   suppression_count,
   whole_alone,
+  widened,
 )
 from divnorm._src.weighted_fields import resolve_weighted_field
 
@@ -174,11 +174,11 @@ def normalize(
   statistics = pick_statistics(a, b, fast_variance, alpha=alpha, epsilon=epsilon, pool=pool,
                                border=border, mapped=axis_name is not None)
   dt = stat_dtype(x.dtype)
-  args = (x.astype(dt), jnp.asarray(sigma, dt), mask, statistics, a, b, border, axis_name)
+  args = (jnp.asarray(sigma, dt), mask, statistics, a, b, border, axis_name)
   if statistics in BOX_STRATEGIES:  # the paper's formula over boxes: the derivative below
-    y, v, _ = box_normalized(*args)
+    y, v, _ = box_normalized(x, *args)  # x in its dtype: each kernel converts it (`widened`)
   else:  # weighted fields, generalized suppression: JAX differentiates the formula
-    y, v, _ = formula(*args, epsilon=epsilon)
+    y, v, _ = formula(x.astype(dt), *args, epsilon=epsilon)
   if return_centered:
     return y.astype(x.dtype), v.astype(x.dtype)
   return y.astype(x.dtype)
@@ -199,7 +199,7 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
   sigma = jnp.asarray(sigma, dt)
-  y, v, stats = box_normalized(x.astype(dt), sigma, mask,
+  y, v, stats = box_normalized(x, sigma, mask,
                                pick_statistics(field, field, fast_variance,
                                                mapped=axis_name is not None), field, field,
                                "valid", axis_name, fused_size=LAYER_FUSED_SIZE)
@@ -234,12 +234,14 @@ def _check_suppression(alpha, epsilon, pool) -> None:
 
 def formula(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
             a, b, border: str, axis_name, epsilon=0.5) -> tuple[jax.Array, jax.Array, Stats]:
-  """``(y, v, Stats)`` of checked `x`, in the statistics dtype, over resolved fields.
+  """``(y, v, Stats)`` of checked `x`, in the statistics dtype, over resolved fields (`x`
+  in any float dtype: the box strategies read it in its own, `statistics.widened`).
 
   ``E_A[x] = stats.shift + stats.mean`` and ``stats.var`` is ``E_B[|v|^alpha]`` (the
   strategy's pool).
   """
   stats = statistics(x, a, b, border=border, mask=mask, axis_name=axis_name)
+  x = x.astype(stats.mean.dtype)
   v = select((x - stats.shift) - stats.mean, mask)  # v = x - E_A[x]
   y = select(scale(v, stats.var, sigma, epsilon), mask)  # y = v / (sigma^2 + E_B[v^2])^eps
   return y, v, stats
@@ -299,7 +301,7 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
     return default(x, sigma)
 
   def fused_rows(x, sigma):
-    return formula(x, sigma, None, row_two_pass, a, b, border, None)
+    return formula(x, sigma, None, row_two_pass, a, b, border, None)  # converts x itself
 
   return lax.platform_dependent(x, sigma, default=default, cuda=fused_rows)
 
@@ -314,8 +316,9 @@ def unfused(stats, r: jax.Array):
   group sums' matmuls and the output) became one fusion, and the function took 1.6-3.2x
   flax's time at 8x16x16x1280, 8x512x768 and 4x256x4096 in float32; with it the sums and the
   output are separate kernels, as in flax's program, and 1.0-1.3x (in bfloat16, where the
-  input's float32 copy is then written apart, up to 2x its time before, still below flax's;
-  BENCHMARKS.md, "Group sums: wrong gradients from XLA").
+  input's float32 copy was then written apart, up to 2x its time before, still below
+  flax's; BENCHMARKS.md, "Group sums: wrong gradients from XLA"; since, each kernel
+  converts the input itself, `statistics.widened`).
   """
   positive = r > 0
   return tuple(jnp.where(positive, t, jnp.zeros((), t.dtype)) for t in stats)
@@ -344,7 +347,8 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   dx, dsigma, _ = tangents
   y, v, stats = normalized(x, sigma, mask, statistics, a, b, border, axis_name)
   k, m = stats.shift, stats.mean
-  dt = x.dtype
+  dt = m.dtype  # the statistics dtype; x may be narrower (`statistics.widened`)
+  dx = dx.astype(dt)
   count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
@@ -358,7 +362,9 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     # v, n times: recomputed from copies of the statistics, which XLA fuses into each
     # consumer; with a mask XLA's CPU backend writes a selected array to memory anyway
     # (it fuses no select into its YNNPACK sums), so v itself, written once.
-    return [v] * n if mask is not None else [(x - c) - d for c, d in copies((k, m), n)]
+    if mask is not None:
+      return [v] * n
+    return [(xc - c) - d for xc, (c, d) in widened(x, (k, m), n)]
 
   # dx selected once: every input-sized product below has a factor that is 0 outside the
   # mask, so the sums need no select of their own, and the transpose selects once.
@@ -379,7 +385,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     # over the whole axes W, so sums over W of m * t are m times sums of t: only
     # u * dx = (x - k) * dx is summed at the input's size, and sum_W v = sum_W u - n m
     # comes from the statistics.
-    u = [select(x - c, mask) for c in copies(k, 2)]
+    u = [select(xc - c, mask) for xc, c in widened(x, k, 2)]
     n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
     t = (field_sum(u[0] * dx, pooled, axis_name=axis_name) - m * dx_w
          - dmean * (stats.pooled - n * m))

@@ -35,7 +35,7 @@ from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count, rms_factors
 from divnorm._src.reductions import DeviceGroups, plain_field_mean, select, stat_dtype
-from divnorm._src.statistics import inverse_scale, stats_shape
+from divnorm._src.statistics import inverse_scale, stats_shape, widened
 
 Axes = int | Sequence[int]
 
@@ -216,7 +216,9 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
   Complex `x` as flax: a complex mean, the variance ``E[|x - E[x]|^2]``. Errors about sigma
   name it `sigma_name` (flax's `epsilon`)."""
   x = jnp.asarray(x)
-  x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
+  dt = stat_dtype(x.dtype if dtype is None else dtype)
+  if not center or jnp.iscomplexobj(x) or stat_dtype(x.dtype) != dt:
+    x = x.astype(dt)  # else the core converts x in each kernel (`statistics.widened`)
   sigma = check_sigma(sigma, stats_shape(x.shape, field), name=sigma_name)
   if jnp.iscomplexobj(x):
     mean = lambda t: plain_field_mean(t, field, mask=mask, axis_name=axis_name)
@@ -226,7 +228,8 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
   if center:
     y, v, r, stats = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                        fast_variance=fast_variance and bool(field.axes))
-    return y, v, _factors(x - stats.shift, stats.mean, r, mask)
+    ((u, k),) = widened(x, stats.shift)  # u: the affine step's own copy of x
+    return y, v, _factors(u - k, stats.mean, r, mask)
   v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name)
   return v * r, v, _factors(v, None, r, mask)
 
@@ -244,7 +247,8 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
   without the mask, as flax). With no batch axis in `x` (one example under `vmap` with
   `axis_name`, or a rank-1 input), the statistics are two-pass, as `normalized`'s."""
   x, mask = jnp.asarray(x), mask if training else None
-  x = x.astype(stat_dtype(x.dtype if dtype is None else dtype))
+  dt = stat_dtype(x.dtype if dtype is None else dtype)
+  x = x if stat_dtype(x.dtype) == dt else x.astype(dt)  # else converted where it is read
   sigma = check_sigma(sigma, tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape)),
                       name=sigma_name)
   local = len(feature_axes) < x.ndim  # else only the mapped axis (or nothing): two-pass

@@ -27,6 +27,7 @@ from divnorm._src.core import normalize
 from divnorm._src.fields import Field
 from divnorm._src.penalty import l1_penalty
 from divnorm._src.presets import divisive_norm, group_count
+from divnorm._src.reductions import stat_dtype
 
 Axes = int | Sequence[int]
 Dtype = Any
@@ -109,10 +110,20 @@ class _Norm(nnx.Module):
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
     """Flax's layers: `x` promoted with the parameters, normalized over `field`, `_finish`ed."""
     features = self._features(x, features)
-    x, *params = self.promote_dtype((x, *self._params()), dtype=self.dtype)
-    y, v, factors = fs.normalized(x, field, center=center, dtype=self.dtype,
+    (x, source), *params = self._promoted(x, *self._params())
+    y, v, factors = fs.normalized(source, field, center=center, dtype=self.dtype,
                                   **self._options(mask))
     return self._finish(x, y, v, params, features, mask, self.dtype, factors)
+
+  def _promoted(self, x, *rest):
+    """``((x, source), *rest)``: flax's `promote_dtype`, and `x` for the core, `source`: `x`
+    itself where flax's default promotion only widened it to its statistics dtype (bfloat16
+    with float32 parameters), which the core converts in each kernel that reads it."""
+    promoted, *rest = self.promote_dtype((x, *rest), dtype=self.dtype)
+    x = jnp.asarray(x)
+    widened = (self.promote_dtype is dtypes.promote_dtype and x.dtype != promoted.dtype
+               and jnp.issubdtype(x.dtype, jnp.floating) and promoted.dtype == stat_dtype(x.dtype))
+    return (promoted, x if widened else promoted), *rest
 
   def _store(self, stats, training: bool) -> None:
     """Updates the running statistics in training (no gradient flows into them)."""
@@ -178,12 +189,12 @@ class BatchNorm(_Running):
         error_msg="No `use_running_average` argument was provided to BatchNorm; pass it to "
                   "the constructor or the call, or use model.train()/model.eval().")
     features = self._features(x, self.axis, "axis")
-    x, mean, var, *params = self.promote_dtype(
-        (x, self.mean[...], self.var[...], *self._params()), dtype=self.dtype)
+    (x, source), mean, var, *params = self._promoted(
+        x, self.mean[...], self.var[...], *self._params())
     # Running averages update from their own values (flax's), not the promoted copies.
     stats = BatchStats(mean, var) if use_ra else BatchStats(self.mean[...], self.var[...])
     (y, v, factors), stats = fs.batch_normalized(
-        x, stats, training=not use_ra, feature_axes=features, momentum=self.momentum,
+        source, stats, training=not use_ra, feature_axes=features, momentum=self.momentum,
         dtype=self.dtype, **self._options(mask))
     self._store(stats, not use_ra)
     return self._finish(x, y, v, params, features, mask, self.dtype, factors)

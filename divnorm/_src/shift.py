@@ -16,7 +16,7 @@ from jax.export import is_symbolic_dim
 
 from divnorm._src import explicit
 from divnorm._src.fields import Field
-from divnorm._src.reductions import field_count, group_min, psum
+from divnorm._src.reductions import field_count, group_min, psum, stat_dtype
 
 # How many entries of a span's last axis the masked shift searches first, on XLA's CPU
 # backend (`_first_masked_position`). A mask that keeps a fraction p of the entries at
@@ -33,6 +33,7 @@ def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
   masked-in entry, gets ``k = 0``: it loses the shift's accuracy at large offsets, and a NaN
   or inf reaches no output whose fields do not hold it. With `axis_name` the mapped axis is
   part of every span: ``k`` is the mean of the members' entries, the same on all of them.
+  ``k`` is in the statistics dtype (`x` may be narrower).
   """
   span = a.span
   if mask is None:
@@ -60,6 +61,7 @@ def _leading_mean(x: jax.Array, span: Field) -> jax.Array:
   # A symbolic size (jax.export's) may be 1: its span takes the first entry alone.
   whole = [a for a in span.whole if not is_symbolic_dim(x.shape[a]) and x.shape[a] > 1]
   k = explicit.leading(x, {a: 2 if whole and a == whole[-1] else 1 for a in span.whole})
+  k = k.astype(stat_dtype(x.dtype))
   if whole:
     k = jnp.mean(k, axis=whole[-1], keepdims=True)
   for axis, size in span.groups:
@@ -72,7 +74,8 @@ def _first_masked_entry(x: jax.Array, span: Field, mask: jax.Array):
   and whether there is one. Reads the mask (`_first_masked_position`), and gathers one
   entry of `x` per span."""
   ndim = x.ndim
-  first, size = _first_masked_position(span, mask, x.dtype)
+  dt = stat_dtype(x.dtype)
+  first, size = _first_masked_position(span, mask, dt)
   found = first < size
   rest = jnp.minimum(first, size - 1)
   index = [_iota(x.shape, axis) for axis in range(ndim)]
@@ -82,7 +85,7 @@ def _first_masked_entry(x: jax.Array, span: Field, mask: jax.Array):
   for axis in reversed(span.whole):
     index[axis] = rest % x.shape[axis]
     rest = rest // x.shape[axis]
-  return explicit.gather(x, tuple(index), span.whole), found
+  return explicit.gather(x, tuple(index), span.whole).astype(dt), found
 
 
 def _iota(shape: tuple[int, ...], axis: int) -> jax.Array:

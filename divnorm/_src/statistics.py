@@ -5,7 +5,8 @@ r"""The statistics of the unified normalizer of Ren et al. (ICLR 2017), by strat
 
 A is the summation field, B the suppression field (see `divnorm._src.fields`). A strategy
 is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that computes
-``E_A[x]`` and ``E_B[v^2]`` for a pair of resolved fields; `pick_statistics` chooses one:
+``E_A[x]`` and ``E_B[v^2]`` for a pair of resolved fields, in the statistics dtype
+(`stat_dtype`); `pick_statistics` chooses one:
 
 - `two_pass` (the default, every pair of fields): ``E_A[x]``, then ``E_B[v^2]`` from the
   centered values.
@@ -44,6 +45,9 @@ Further rules every strategy keeps:
 - A mask selects (`reductions.select`) before any arithmetic, so nothing outside it, NaN
   and inf included, reaches a sum; ``k`` is a masked-in entry (or a mean of them).
 - ``k`` is under ``stop_gradient``: the result does not depend on it, only its rounding.
+- The box strategies take `x` in its own dtype, and each expression of the input's size
+  reads its own float32 copy (`widened`): a bfloat16 input is converted inside every
+  kernel that reads it, never written to memory as float32 once for all of them.
 - An empty field (count 0, e.g. all masked out) gives statistics 0, never NaN.
 """
 
@@ -208,6 +212,26 @@ def copies(t, n: int):
   return lax.optimization_barrier((t,) * n)
 
 
+def widened(x: jax.Array, t=None, n: int = 1) -> list:
+  """`n` pairs ``(x_i, t_i)``, one per consumer: `x` in the statistics dtype, and copies of
+  `t` (a pytree, or None) behind one optimization barrier (`copies`).
+
+  In the statistics dtype already (float32), `x` is `x` itself. A narrower `x` (bfloat16,
+  float16) is copied with `t` behind that barrier and each copy converted: XLA's CPU
+  backend converts it inside every YNNPACK kernel that reads it, where one converted copy
+  read by several kernels is a kernel of its own that writes it to memory. At 8x512x768
+  in bfloat16, the sums of ``x`` and ``x^2`` took 0.07 ms each from their own copies,
+  against 0.3-0.5 ms for the two and 0.8-5.3 ms for the shared conversion alone.
+  Forward+backward in bfloat16, the functions took 0.35-0.88x their time with the shared
+  copy and the linen layers 0.45-1.01x (``python -m benchmarks.against_rev --rev
+  e66b5e4``; BENCHMARKS.md, "Narrow inputs converted in every kernel that reads them").
+  """
+  dt = stat_dtype(x.dtype)
+  if x.dtype != dt:
+    return [(c.astype(dt), u) for c, u in copies((x, t), n)]
+  return [(x, u) for u in (copies(t, n) if t is not None else (None,) * n)]
+
+
 def whole_alone(a: Field, b: Field) -> bool:
   """Whether the summation and suppression fields are one field of whole axes alone (layer,
   instance, batch norm): the fields whose statistics' arithmetic runs `at_positions`."""
@@ -278,22 +302,22 @@ def two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   shared by the span. Data far from ``k`` within a span (a band far above the rest) is
   rounded at its distance: about ``eps * |x - k| / std`` in the output, where windows
   meet it (`corrected_two_pass` centers each position at its own mean instead).
-  `x` is in the statistics dtype, `mask` boolean of its shape (or None).
+  `mask` is boolean of `x`'s shape (or None).
 
   A first pass without the shift, kept by a ``lax.cond`` as `one_pass`'s sums are, took
   0.78-0.91x this time forward+backward on XLA's CPU backend, but under ``vmap`` (every
   equinox layer, whose default this is) the cond runs both: 1.10-1.27x. Not kept
   (BENCHMARKS.md, "Sums without a shift where the mean is near 0").
   """
-  dt = x.dtype
+  dt = stat_dtype(x.dtype)
   k = shift(x, a, mask=mask, axis_name=axis_name)
-  k1, k2 = copies(k, 2)
-  pooled = field_sum(x - k1, a.pooled, mask=mask, axis_name=axis_name)
+  (x1, k1), (x2, k2) = widened(x, k, 2)
+  pooled = field_sum(x1 - k1, a.pooled, mask=mask, axis_name=axis_name)
   m = _mean(pooled, k, x.shape, a, border=border, mask=mask, axis_name=axis_name)
   # (k - x) + m is exactly -v: a distinct expression from the output's (x - k) - m, so
   # XLA fuses each into its consumer; with a mask XLA writes both to memory, and v serves
   # both. Selected before the square: a finite JAX gradient.
-  u = (k2 - x) + copies(m, 1)[0] if mask is None else select((x - k) - m, mask)
+  u = (k2 - x2) + copies(m, 1)[0] if mask is None else select((x.astype(dt) - k) - m, mask)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
   var = divide_by_count(field_sum(u * u, b, axis_name=axis_name), count_b)  # u is selected
@@ -324,6 +348,7 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   5-7 for `two_pass` and `one_pass` (``python -m benchmarks.gpu_kernels``; BENCHMARKS.md,
   "GPU").
   """
+  x = x.astype(stat_dtype(x.dtype))  # a GPU fuses the conversion into each kernel
   dt = x.dtype
   k = lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
   shifted = x - k
@@ -437,17 +462,19 @@ def _one_pass_sums(x: jax.Array, k: jax.Array | None, a: Field, b: Field, *, bor
   """`one_pass`'s statistics from the sums of ``x - k`` and ``(x - k)^2`` (of ``x`` and
   ``x^2`` where `k` is None: ``k = 0``), and whether every field has
   ``E_A[x - k]^2 <= PLAIN_LIMIT * var`` with a finite ``T``."""
-  dt = x.dtype
+  dt = stat_dtype(x.dtype)
   pooled = a.pooled
   if mask is not None:  # XLA writes a selected t to memory for the sums: once for both
-    t = select(x if k is None else x - k, mask)
+    ((x1, _),) = widened(x)
+    t = select(x1 if k is None else x1 - k, mask)
     s1, s2 = (field_sum(u, pooled, axis_name=axis_name) for u in (t, jnp.square(t)))
   elif k is None:  # x * x: XLA's CPU backend sums squares as fast as x itself
-    s1, s2 = field_sum(x, pooled), field_sum(x * x, pooled)
+    (x1, _), (x2, _) = widened(x, None, 2)
+    s1, s2 = field_sum(x1, pooled), field_sum(x2 * x2, pooled)
   else:
-    k1, k2 = copies(k, 2)
-    s1 = field_sum(x - k1, pooled, axis_name=axis_name)
-    s2 = field_sum(jnp.square(k2 - x), pooled, axis_name=axis_name)
+    (x1, k1), (x2, k2) = widened(x, k, 2)
+    s1 = field_sum(x1 - k1, pooled, axis_name=axis_name)
+    s2 = field_sum(jnp.square(k2 - x2), pooled, axis_name=axis_name)
   if k is None:
     k = jnp.zeros_like(s1)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
@@ -487,16 +514,17 @@ def corrected_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
   `lax.reduce_precision` to one bit less stands between the product and every use: a
   rounding that no fusion can skip.
   """
-  dt = x.dtype
+  dt = stat_dtype(x.dtype)
   pooled = a.pooled
+  (x1, _), (x2, _) = widened(x, None, 2)
   n = field_count(x.shape, pooled, mask=mask, axis_name=axis_name, dtype=dt)
   finfo = jnp.finfo(dt)
-  c = lax.reduce_precision(divide_by_count(field_sum(x, pooled, mask=mask, axis_name=axis_name),
+  c = lax.reduce_precision(divide_by_count(field_sum(x1, pooled, mask=mask, axis_name=axis_name),
                                            n), finfo.nexp, finfo.nmant - 1)
   c = lax.stop_gradient(c)
   if mask is not None:
     c = _fill_empty(c, n, a)
-  t = select(x - c, mask)
+  t = select(x2 - c, mask)
   d, q = pooled_sums(t, jnp.square(t), pooled, axis_name=axis_name)  # t is selected
   m = _mean(d, c, x.shape, a, border=border, mask=mask, axis_name=axis_name,
             differences=_neighbour_differences(c, n, a.windows))

@@ -1,0 +1,186 @@
+"""Inputs narrower than float32 (bfloat16, float16): float32 statistics, read in their own dtype.
+
+The box strategies and the layers take `x` in its own dtype and convert it inside every
+kernel that reads it (`statistics.widened`), where a float32 copy made once would be written
+to memory for all of them. The numbers must be those of that float32 copy: the statistics to
+float32 rounding (sums or squares taken in bfloat16 would be off by about 1e-3), the outputs
+and gradients to the input dtype's. On XLA's CPU backend the compiled programs must write no
+float32 array of the input's size.
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import divnorm
+import divnorm.linen as dl
+import divnorm.nnx as dnnx
+from divnorm._src.core import normalize_factors
+from divnorm._src.fields import Field, grouped_field, resolve_field
+
+# At least 2^16 entries, fields of at least 32: one-pass takes its sums without a shift here.
+SHAPE = (8, 16, 16, 64)
+FIELDS = {
+    "layer": Field((1, 2, 3), ()),
+    "batch": Field((0, 1, 2), ()),
+    "instance": Field((1, 2), ()),
+    "group": grouped_field((1, 2), 3, 16, SHAPE),
+    "group, channels first": grouped_field((2, 3), 1, 4, SHAPE),
+    "channel windows": resolve_field({1: None, 2: None, 3: 5}, 4),  # corrected two-pass
+    "spatial windows": resolve_field({1: 3, 2: 3}, 4),
+}
+WHOLE = ("layer", "batch", "instance", "group", "group, channels first")
+NARROW = [jnp.bfloat16, jnp.float16]
+
+
+def _x(dtype, offset=0.3, seed=0):
+  x = np.random.default_rng(seed).normal(size=SHAPE) * 2 + offset
+  return jnp.asarray(x, dtype)
+
+
+def _mask():
+  return jnp.asarray(np.random.default_rng(5).random(SHAPE) < 0.8)
+
+
+def _modes(name):
+  return [False, True] if name in WHOLE or name == "channel windows" else [False]
+
+
+CASES = [(name, fast, masked) for name in FIELDS for fast in _modes(name)
+         for masked in (False, True)]
+
+
+@pytest.mark.parametrize("dtype", NARROW, ids=["bf16", "f16"])
+@pytest.mark.parametrize("offset", [0.3, 300.0])  # 300: one-pass's shifted sums (the cond)
+@pytest.mark.parametrize(("name", "fast", "masked"), CASES)
+def test_statistics_are_those_of_the_float32_copy(name, fast, masked, offset, dtype):
+  x = _x(dtype, offset)
+  mask = _mask() if masked else None
+  run = jax.jit(lambda x, mask: normalize_factors(x, FIELDS[name], sigma=0.1, mask=mask,
+                                                  fast_variance=fast))
+  (y, v, r, stats), (y32, v32, r32, stats32) = run(x, mask), run(x.astype(jnp.float32), mask)
+  assert y.dtype == r.dtype == stats.var.dtype == jnp.float32
+  # Programs that differ in fusion round differently: a few float32 ulps.
+  np.testing.assert_allclose(r, r32, rtol=4e-6)
+  np.testing.assert_allclose(stats.shift + stats.mean, stats32.shift + stats32.mean,
+                             rtol=4e-6, atol=4e-6 * offset)
+  np.testing.assert_allclose(v, v32, rtol=4e-6, atol=4e-6 * offset)
+  np.testing.assert_allclose(y, y32, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "fast", "masked"), CASES)
+def test_outputs_and_gradients_are_the_float32_copy_s_rounded(name, fast, masked,
+                                                              dtype=jnp.bfloat16):
+  # The cotangent in the narrow dtype: the bfloat16 program's gradient reaches the
+  # normalizer through the output's rounding, whose transpose rounds the cotangent.
+  x, w = _x(dtype), _x(dtype, 0.0, seed=1).astype(jnp.float32)
+  mask = _mask() if masked else None
+
+  def f(x, mask):  # the mask an argument: no constant for XLA to fold
+    return divnorm.normalize(x, FIELDS[name], sigma=0.1, mask=mask, fast_variance=fast)
+
+  def grad(x):
+    return jax.jit(jax.grad(lambda x, mask: jnp.sum(f(x, mask).astype(jnp.float32) * w)))(
+        x, mask)
+
+  y, y32 = jax.jit(f)(x, mask), jax.jit(f)(x.astype(jnp.float32), mask)
+  assert y.dtype == dtype
+  # One unit in the last place of the narrow dtype: the float32 results round to it, and
+  # differ by float32 rounding (programs fused differently) at the rounding boundaries.
+  ulp = float(jnp.finfo(dtype).eps)
+  np.testing.assert_allclose(np.float32(y), np.float32(y32.astype(dtype)), rtol=ulp, atol=1e-6)
+  g, g32 = grad(x), grad(x.astype(jnp.float32))
+  assert g.dtype == dtype
+  np.testing.assert_allclose(np.float32(g), np.float32(g32), rtol=ulp, atol=1e-3 * ulp)
+
+
+def _float32_copies_of_x(fn, *args) -> list[str]:
+  """The instructions of the compiled `fn(*args)` that convert its one bfloat16 parameter of
+  `SHAPE` (the input) alone to float32: a copy of the input written to memory."""
+  hlo = jax.jit(fn).lower(*args).compile().as_text()
+  entry = hlo[hlo.index("\nENTRY"):]
+  dims = ",".join(map(str, SHAPE))
+  (x,) = re.findall(rf"(%\S+) = bf16\[{dims}\]\S* parameter\(", entry)
+  shape = re.escape(f"f32[{dims}]")
+  return re.findall(rf"(%\S+) = {shape}\S* fusion\({re.escape(x)}\)", entry)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("name", WHOLE)
+def test_the_functions_write_no_float32_copy_of_the_input(name, fast):
+  """Forward+backward in bfloat16 over whole and grouped axes (a CPU program): every kernel
+  converts the input it reads; before, one kernel wrote a float32 copy for all of them.
+  (A bfloat16 cotangent is still converted once for the derivative's sums: JAX's transpose
+  of the output's conversion makes one array of it.)"""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the fusion of XLA's CPU backend")
+  x, w = _x(jnp.bfloat16), _x(jnp.float32, 0.0, seed=1)
+
+  def loss(x, w):
+    y = divnorm.normalize(x, FIELDS[name], sigma=0.1, fast_variance=fast)
+    return jnp.sum(y.astype(jnp.float32) * w)
+
+  assert _float32_copies_of_x(jax.grad(loss), x, w) == []
+
+
+LAYERS = {
+    "LayerNorm over (H, W, C)": lambda fast: dl.LayerNorm(reduction_axes=(1, 2, 3),
+                                                          use_fast_variance=fast),
+    "GroupNorm": lambda fast: dl.GroupNorm(16, use_fast_variance=fast),
+    "InstanceNorm": lambda fast: dl.InstanceNorm(use_fast_variance=fast),
+    "BatchNorm": lambda fast: dl.BatchNorm(use_running_average=False, use_fast_variance=fast),
+}
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("name", LAYERS)
+def test_the_layers_write_no_float32_copy_of_the_input(name, fast):
+  """The linen layers, scale and bias included (the affine step reads its own copy).
+  Left out: a scale whose gradient is summed over the leading axes alone (layer norm over
+  the last axis, or with a scale over (H, W, C)), where XLA's YNNPACK sum takes neither the
+  conversion nor the broadcast of ``r`` (it writes that broadcast in float32 too)."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the fusion of XLA's CPU backend")
+  module = LAYERS[name](fast)
+  x, w = _x(jnp.bfloat16), _x(jnp.float32, 0.0, seed=1)
+  variables = module.init(jax.random.key(0), x)
+
+  def loss(params, x, w):
+    y = module.apply({**variables, "params": params}, x, mutable=["batch_stats"])[0]
+    return jnp.sum(y.astype(jnp.float32) * w)
+
+  grad = jax.grad(loss, argnums=(0, 1))
+  assert _float32_copies_of_x(grad, variables["params"], x, w) == []
+
+
+NNX_LAYERS = {
+    "LayerNorm over (H, W, C)": lambda fast, rngs: dnnx.LayerNorm(
+        SHAPE[-1], reduction_axes=(1, 2, 3), use_fast_variance=fast, rngs=rngs),
+    "GroupNorm": lambda fast, rngs: dnnx.GroupNorm(SHAPE[-1], num_groups=16,
+                                                   use_fast_variance=fast, rngs=rngs),
+    "BatchNorm": lambda fast, rngs: dnnx.BatchNorm(SHAPE[-1], use_running_average=False,
+                                                   use_fast_variance=fast, rngs=rngs),
+}
+
+
+@pytest.mark.loose_promotion  # flax's promote_dtype of bfloat16 with float32 parameters
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("name", NNX_LAYERS)
+def test_the_nnx_layers_write_no_float32_copy_of_the_input(name, fast):
+  """flax.nnx's promotion makes bfloat16 input float32 with float32 parameters (the output
+  too): the layers keep that, and read the input in bfloat16 all the same."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the fusion of XLA's CPU backend")
+  graph, state = nnx.split(NNX_LAYERS[name](fast, nnx.Rngs(0)))
+  x, w = _x(jnp.bfloat16), _x(jnp.float32, 0.0, seed=1)
+
+  def loss(state, x, w):
+    y = nnx.merge(graph, state)(x)
+    assert y.dtype == jnp.float32  # flax's promotion
+    return jnp.sum(y * w)
+
+  assert _float32_copies_of_x(jax.grad(loss, argnums=(0, 1)), state, x, w) == []
