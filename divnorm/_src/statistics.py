@@ -216,7 +216,8 @@ def widened(x: jax.Array, t=None, n: int = 1) -> list:
   """`n` pairs ``(x_i, t_i)``, one per consumer: `x` in the statistics dtype, and copies of
   `t` (a pytree, or None) behind one optimization barrier (`copies`).
 
-  In the statistics dtype already (float32), `x` is `x` itself. A narrower `x` (bfloat16,
+  In the statistics dtype already (float32), `x` is `x` itself (and `t` itself for one
+  consumer: the program of a float32 input is unchanged). A narrower `x` (bfloat16,
   float16) is copied with `t` behind that barrier and each copy converted: XLA's CPU
   backend converts it inside every YNNPACK kernel that reads it, where one converted copy
   read by several kernels is a kernel of its own that writes it to memory. At 8x512x768
@@ -229,7 +230,7 @@ def widened(x: jax.Array, t=None, n: int = 1) -> list:
   dt = stat_dtype(x.dtype)
   if x.dtype != dt:
     return [(c.astype(dt), u) for c, u in copies((x, t), n)]
-  return [(x, u) for u in (copies(t, n) if t is not None else (None,) * n)]
+  return [(x, u) for u in (copies(t, n) if t is not None and n > 1 else (t,) * n)]
 
 
 def whole_alone(a: Field, b: Field) -> bool:
