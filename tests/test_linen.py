@@ -270,9 +270,9 @@ def test_modules_add_nothing_to_the_core(name, dtype):
   ``y = (u - m) * r`` (`normalize_factors`) plus flax's affine step (`fs.affine`, scale
   folded): no extra reshape, transpose, dtype round trip or statistic."""
   from divnorm._src import flax_semantics as fs
-  from divnorm._src.core import normalize_factors
+  from divnorm._src.core import normalize_factors, shifted_input
   from divnorm._src.fields import Field, grouped_field
-  from divnorm._src.statistics import inverse_scale, widened
+  from divnorm._src.statistics import inverse_scale
 
   x = jnp.asarray(_x((8, 6, 6, 16)), dtype)
   w = jnp.asarray(_x((8, 6, 6, 16), seed=1), dtype)
@@ -287,10 +287,10 @@ def test_modules_add_nothing_to_the_core(name, dtype):
     if name == "RMSNorm":
       r = inverse_scale(jnp.mean(jnp.square(x32(x)), -1, keepdims=True), 1e-3)
       return x32(x) * r, x32(x), (x32(x), None, r)
-    # x in its own dtype: the core and the affine step convert it where they read it.
-    y, v, r, stats = normalize_factors(x, field, sigma=1e-3, fast_variance=True)
-    ((u, k),) = widened(x, stats.shift)
-    return y, v, (u - k, stats.mean, r)
+    # x read in its own dtype (`source`): the core and the affine step convert it there.
+    y, v, r, stats = normalize_factors(x32(x), field, sigma=1e-3, fast_variance=True,
+                                       source=x)
+    return y, v, (shifted_input(x32(x), x, stats.shift), stats.mean, r)
   module = dnn.GroupNorm(8) if name == "GroupNorm" else dnn.BatchNorm(False) if (
     name == "BatchNorm") else getattr(dnn, name)()
   variables = {**params, "batch_stats": stats._asdict()} if name == "BatchNorm" else params

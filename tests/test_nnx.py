@@ -360,9 +360,9 @@ def test_modules_add_nothing_to_the_core(name):
   tests/test_linen.py, which also checks BatchNorm: under a plain `jax.grad` an nnx
   BatchStat cannot be updated)."""
   from divnorm._src import flax_semantics as fs
-  from divnorm._src.core import normalize_factors
+  from divnorm._src.core import normalize_factors, shifted_input
   from divnorm._src.fields import Field, grouped_field
-  from divnorm._src.statistics import inverse_scale, widened
+  from divnorm._src.statistics import inverse_scale
 
   x = _x((8, 6, 6, 16)).astype(jnp.bfloat16)
   w = _x((8, 6, 6, 16), seed=1).astype(jnp.bfloat16)
@@ -375,10 +375,10 @@ def test_modules_add_nothing_to_the_core(name):
       r = inverse_scale(jnp.mean(jnp.square(x), -1, keepdims=True), 1e-3)
       return x * r, x, (x, None, r)
     # x in bfloat16: flax's promotion only widens it, which the core and the affine step do
-    # where they read it.
-    y, v, r, stats = normalize_factors(x, field, sigma=1e-3, fast_variance=True)
-    ((u, k),) = widened(x, stats.shift)
-    return y, v, (u - k, stats.mean, r)
+    # where they read it (`source`).
+    x32 = x.astype(jnp.float32)
+    y, v, r, stats = normalize_factors(x32, field, sigma=1e-3, fast_variance=True, source=x)
+    return y, v, (shifted_input(x32, x, stats.shift), stats.mean, r)
   graph, params, rest = nnx.split(module, nnx.Param, ...)
 
   def ours(p, x, rest):

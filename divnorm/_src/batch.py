@@ -27,10 +27,10 @@ from divnorm._src.checks import (
   check_sigma,
   describe,
 )
-from divnorm._src.core import normalize_factors
+from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, resolve_axes, resolve_field
 from divnorm._src.reductions import field_count, select, stat_dtype
-from divnorm._src.statistics import inverse_scale, stats_shape, widened
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 
 class BatchStats(NamedTuple):
@@ -200,20 +200,22 @@ def checked_batch_norm(x, stats, *, training, feature_axes, momentum, sigma, axi
   sigma = check_sigma(sigma, stats_shape(x.shape, resolve_field(reduction, x.ndim)))
   mask = check_mask(mask, x.shape)
   (y, v, _), stats = batch_norm_factors(
-      x, stats, training=training, features=features,
+      x.astype(stat_dtype(x.dtype)), stats, training=training, features=features,
       momentum=momentum, sigma=sigma, mask=mask, axis_name=axis_name,
-      fast_variance=fast_variance, name=name)
+      fast_variance=fast_variance, name=name, source=x)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 
 
 def batch_norm_factors(x: jax.Array, stats: BatchStats, *, training: bool,
                        features: tuple[int, ...], momentum, sigma, mask=None, axis_name=None,
-                       fast_variance: bool | None = None, name: str = "batch_norm"):
-  """``((y, v, (u, m, r)), new stats)``: `batch_norm` of `x` (any float dtype; the results
-  in its statistics dtype) with ``y = v * r = (u - m) * r``, `m` (None: 0) and `r` at the
-  statistics' size, as `core.normalize_factors` gives them for a layer's fold of its affine
-  step. An empty batch is an error that names the caller, `name`.
+                       fast_variance: bool | None = None, name: str = "batch_norm",
+                       source: jax.Array | None = None):
+  """``((y, v, (u, m, r)), new stats)``: `batch_norm` of `x` (already in its statistics
+  dtype) with ``y = v * r = (u - m) * r``, `m` (None: 0) and `r` at the statistics' size, as
+  `core.normalize_factors` gives them for a layer's fold of its affine step. An empty batch
+  is an error that names the caller, `name`. `source`: `x`'s narrower values, which the
+  batch statistics read (`core.normalize_factors`).
 
   Complex `x` as flax's BatchNorm: a complex mean and the variance ``E[|x - E[x]|^2]``.
   """
@@ -224,13 +226,12 @@ def batch_norm_factors(x: jax.Array, stats: BatchStats, *, training: bool,
     check_nonempty(x, field.whole, name)
   if training and not jnp.iscomplexobj(x):
     y, v, r, batch = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                                       fast_variance=fast_variance)
+                                       fast_variance=fast_variance, source=source)
     seen = seen_features(mask, x.shape, features, axis_name)
     stats = BatchStats(ema(stats.mean, batch.shift + batch.mean, momentum, seen),
                        ema(stats.var, batch.var, momentum, seen))
-    ((u, k),) = widened(x, batch.shift)  # the affine step's own copy of x
-    return (y, v, (u - k, batch.mean, r)), stats
-  x = x.astype(stat_dtype(x.dtype))
+    u = shifted_input(x, x if source is None else source, batch.shift)
+    return (y, v, (u, batch.mean, r)), stats
   if training:  # the batch statistics of the real and imaginary parts
     re, im = (normalize_factors(part, field, sigma=sigma, mask=mask, axis_name=axis_name,
                                 fast_variance=fast_variance)[3]

@@ -185,9 +185,14 @@ def normalize(
 
 
 def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_name=None,
-                      fast_variance: bool | None = None):
+                      fast_variance: bool | None = None, source: jax.Array | None = None):
   """``(y, v, r, stats)`` of `normalize` over one box `field` (A = B): ``y = v * r``, with
   ``r = 1 / sqrt(sigma^2 + E[v^2])`` at the statistics' size, in the statistics dtype.
+
+  `source`, if given, holds the values of `x` in a narrower dtype (`x` is its conversion),
+  and is what the statistics read (`statistics.widened`); the derivative is `x`'s. A layer
+  that also reads ``x - k`` itself (`shifted_input`) passes both, so that all of `x`'s
+  cotangents are summed in float32 and rounded to the input's dtype once.
 
   For layers with an affine step: flax's ``v * (r * scale) + bias`` sums the gradient of
   ``scale`` at the statistics' size where ``y * scale`` sums ``g * y`` over the input
@@ -202,7 +207,7 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
   y, v, stats = box_normalized(x, sigma, mask,
                                pick_statistics(field, field, fast_variance,
                                                mapped=axis_name is not None), field, field,
-                               "valid", axis_name, fused_size=LAYER_FUSED_SIZE)
+                               "valid", axis_name, fused_size=LAYER_FUSED_SIZE, source=source)
   return y, v, inverse_scale(stats.var, sigma), stats
 
 
@@ -279,9 +284,12 @@ def row_field(x: jax.Array, a, b, border: str, mask, axis_name) -> bool:
 
 def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
                    statistics: Strategy, a: Field, b: Field, border: str, axis_name, *,
-                   fused_size: int | None = None):
+                   fused_size: int | None = None, source: jax.Array | None = None):
   """`normalized`, or on a CUDA GPU over the last axis alone (`row_field`), `formula`
   with `row_two_pass` differentiated by JAX, whichever `fast_variance` picked.
+
+  `x` in any float dtype: `normalized` differentiates its conversion to the statistics
+  dtype, and reads `x` itself (or `source`, the narrower values that `x` converts).
 
   The choice is made where the program is lowered (``lax.platform_dependent``), so one
   jitted function takes each backend's path. XLA's GPU backend makes that row
@@ -293,15 +301,18 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
   32x2048x1024; BENCHMARKS.md, "GPU"). Elsewhere, on every other field, and for inputs of
   more than `fused_size` entries (when given), `normalized`.
   """
+  source = x if source is None else source
+  x = x.astype(stat_dtype(x.dtype))  # read nowhere: a float32 copy of bfloat16 is dead code
+
   def default(x, sigma):
-    return normalized(x, sigma, mask, statistics, a, b, border, axis_name)
+    return normalized(x, source, sigma, mask, statistics, a, b, border, axis_name)
 
   if not row_field(x, a, b, border, mask, axis_name) or (
       fused_size is not None and (is_symbolic_dim(x.size) or x.size > fused_size)):
     return default(x, sigma)
 
-  def fused_rows(x, sigma):
-    return formula(x, sigma, None, row_two_pass, a, b, border, None)  # converts x itself
+  def fused_rows(x, sigma):  # a GPU fuses the conversion into each kernel
+    return formula(x, sigma, None, row_two_pass, a, b, border, None)
 
   return lax.platform_dependent(x, sigma, default=default, cuda=fused_rows)
 
@@ -324,12 +335,15 @@ def unfused(stats, r: jax.Array):
   return tuple(jnp.where(positive, t, jnp.zeros((), t.dtype)) for t in stats)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
-def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
-               a: Field, b: Field, border: str, axis_name) -> tuple[jax.Array, jax.Array, Stats]:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6, 7, 8))
+def normalized(x: jax.Array, source: jax.Array, sigma: jax.Array, mask: jax.Array | None,
+               statistics: Strategy, a: Field, b: Field, border: str,
+               axis_name) -> tuple[jax.Array, jax.Array, Stats]:
   """`formula` for the box strategies (the paper's exponents), with its derivative written
-  out below."""
-  return formula(x, sigma, mask, statistics, a, b, border, axis_name)
+  out below: of `x`, in the statistics dtype, whose values are read from `source` (`x`
+  itself, or the narrower input that `x` converts: `statistics.widened`). `source`'s own
+  tangent is not used: a bfloat16 input's cotangent comes through `x`'s, in float32."""
+  return formula(source, sigma, mask, statistics, a, b, border, axis_name)
 
 
 @normalized.defjvp
@@ -343,12 +357,12 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   a few times and writes one gradient. Its ratio to JAX's own derivative of `normalized`:
   BENCHMARKS.md, "The hand-written JVP".
   """
-  x, sigma, mask = primals
-  dx, dsigma, _ = tangents
-  y, v, stats = normalized(x, sigma, mask, statistics, a, b, border, axis_name)
+  x, source, sigma, mask = primals
+  dx, _, dsigma, _ = tangents
+  y, v, stats = normalized(x, source, sigma, mask, statistics, a, b, border, axis_name)
+  x = source  # read in its own dtype (`statistics.widened`)
   k, m = stats.shift, stats.mean
-  dt = m.dtype  # the statistics dtype; x may be narrower (`statistics.widened`)
-  dx = dx.astype(dt)
+  dt = m.dtype
   count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
   count_b = suppression_count(x.shape, a, b, border=border, mask=mask, axis_name=axis_name,
                               dtype=dt)
@@ -418,3 +432,19 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   dy = select(dy, mask)
   dv = select(dx - dmean, mask)
   return (y, v, stats), (dy, dv, Stats(jnp.zeros_like(k), dmean, dvar, dx_w))
+
+
+@jax.custom_jvp
+def shifted_input(x: jax.Array, source: jax.Array, k: jax.Array) -> jax.Array:
+  """``x - k`` in the statistics dtype, read from `source` through a copy of its own
+  (`statistics.widened`), differentiated as ``x - k``: the layers' ``u`` of
+  ``(u - m) * r``, whose cotangent joins the core's in `x` (`normalize_factors`)."""
+  ((c, k1),) = widened(source, k)
+  return c - k1
+
+
+@shifted_input.defjvp
+def _shifted_input_jvp(primals, tangents):
+  x, source, k = primals
+  dx, _, dk = tangents
+  return shifted_input(x, source, k), dx - dk

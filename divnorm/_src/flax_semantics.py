@@ -31,11 +31,11 @@ from divnorm._src.checks import (
   check_sigma,
   fewer_entries,
 )
-from divnorm._src.core import normalize_factors
+from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count, rms_factors
 from divnorm._src.reductions import DeviceGroups, plain_field_mean, select, stat_dtype
-from divnorm._src.statistics import inverse_scale, stats_shape, widened
+from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]
 
@@ -215,10 +215,10 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
   ``y = (u - m) * r`` (``m`` None: 0), for `affine`. An empty `field` gives flax's zeros.
   Complex `x` as flax: a complex mean, the variance ``E[|x - E[x]|^2]``. Errors about sigma
   name it `sigma_name` (flax's `epsilon`)."""
-  x = jnp.asarray(x)
-  dt = stat_dtype(x.dtype if dtype is None else dtype)
-  if not center or jnp.iscomplexobj(x) or stat_dtype(x.dtype) != dt:
-    x = x.astype(dt)  # else the core converts x in each kernel (`statistics.widened`)
+  source = jnp.asarray(x)
+  x = source.astype(stat_dtype(source.dtype if dtype is None else dtype))
+  if stat_dtype(source.dtype) != x.dtype:
+    source = x  # the statistics read `source`: x's own values where x only widens them
   sigma = check_sigma(sigma, stats_shape(x.shape, field), name=sigma_name)
   if jnp.iscomplexobj(x):
     mean = lambda t: plain_field_mean(t, field, mask=mask, axis_name=axis_name)
@@ -227,9 +227,9 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
     return select(v * r.astype(v.dtype), mask), v, _factors(v, None, r, mask)
   if center:
     y, v, r, stats = normalize_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name,
-                                       fast_variance=fast_variance and bool(field.axes))
-    ((u, k),) = widened(x, stats.shift)  # u: the affine step's own copy of x
-    return y, v, _factors(u - k, stats.mean, r, mask)
+                                       fast_variance=fast_variance and bool(field.axes),
+                                       source=source)
+    return y, v, _factors(shifted_input(x, source, stats.shift), stats.mean, r, mask)
   v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name)
   return v * r, v, _factors(v, None, r, mask)
 
@@ -246,15 +246,15 @@ def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, mome
   (`batch.batch_norm_factors`), with the batch's statistics or the running ones (then
   without the mask, as flax). With no batch axis in `x` (one example under `vmap` with
   `axis_name`, or a rank-1 input), the statistics are two-pass, as `normalized`'s."""
-  x, mask = jnp.asarray(x), mask if training else None
-  dt = stat_dtype(x.dtype if dtype is None else dtype)
-  x = x if stat_dtype(x.dtype) == dt else x.astype(dt)  # else converted where it is read
+  source, mask = jnp.asarray(x), mask if training else None
+  x = source.astype(stat_dtype(source.dtype if dtype is None else dtype))
   sigma = check_sigma(sigma, tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape)),
                       name=sigma_name)
   local = len(feature_axes) < x.ndim  # else only the mapped axis (or nothing): two-pass
   (y, v, factors), stats = batch_norm_factors(
       x, stats, training=training, features=feature_axes, momentum=momentum, sigma=sigma,
-      mask=mask, axis_name=axis_name, fast_variance=fast_variance and local, name="BatchNorm")
+      mask=mask, axis_name=axis_name, fast_variance=fast_variance and local, name="BatchNorm",
+      source=source if stat_dtype(source.dtype) == x.dtype else None)
   return (y, v, _factors(*factors, mask)), stats
 
 
