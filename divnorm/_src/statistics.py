@@ -223,8 +223,8 @@ def widened(x: jax.Array, t=None, n: int = 1) -> list:
   read by several kernels is a kernel of its own that writes it to memory. At 8x512x768
   in bfloat16, the sums of ``x`` and ``x^2`` took 0.07 ms each from their own copies,
   against 0.3-0.5 ms for the two and 0.8-5.3 ms for the shared conversion alone.
-  Forward+backward in bfloat16, the functions took 0.35-0.88x their time with the shared
-  copy and the linen layers 0.45-1.01x (``python -m benchmarks.against_rev --rev
+  Forward+backward in bfloat16, the functions took 0.62-0.84x their time with the shared
+  copy and the linen layers 0.37-0.98x (``python -m benchmarks.against_rev --rev
   e66b5e4``; BENCHMARKS.md, "Narrow inputs converted in every kernel that reads them").
   """
   dt = stat_dtype(x.dtype)
