@@ -305,7 +305,7 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
   x = x.astype(stat_dtype(x.dtype))  # read nowhere: a float32 copy of bfloat16 is dead code
 
   def default(x, sigma):
-    return normalized(x, source, sigma, mask, statistics, a, b, border, axis_name)
+    return normalized(x, sigma, mask, statistics, a, b, border, axis_name, source)
 
   if not row_field(x, a, b, border, mask, axis_name) or (
       fused_size is not None and (is_symbolic_dim(x.size) or x.size > fused_size)):
@@ -335,15 +335,16 @@ def unfused(stats, r: jax.Array):
   return tuple(jnp.where(positive, t, jnp.zeros((), t.dtype)) for t in stats)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6, 7, 8))
-def normalized(x: jax.Array, source: jax.Array, sigma: jax.Array, mask: jax.Array | None,
-               statistics: Strategy, a: Field, b: Field, border: str,
-               axis_name) -> tuple[jax.Array, jax.Array, Stats]:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6, 7))
+def normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, statistics: Strategy,
+               a: Field, b: Field, border: str, axis_name,
+               source: jax.Array | None = None) -> tuple[jax.Array, jax.Array, Stats]:
   """`formula` for the box strategies (the paper's exponents), with its derivative written
-  out below: of `x`, in the statistics dtype, whose values are read from `source` (`x`
-  itself, or the narrower input that `x` converts: `statistics.widened`). `source`'s own
+  out below: of `x`, in the statistics dtype, whose values are read from `source` when
+  given (the narrower input that `x` converts: `statistics.widened`). `source`'s own
   tangent is not used: a bfloat16 input's cotangent comes through `x`'s, in float32."""
-  return formula(source, sigma, mask, statistics, a, b, border, axis_name)
+  return formula(x if source is None else source, sigma, mask, statistics, a, b, border,
+                 axis_name)
 
 
 @normalized.defjvp
@@ -357,10 +358,10 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   a few times and writes one gradient. Its ratio to JAX's own derivative of `normalized`:
   BENCHMARKS.md, "The hand-written JVP".
   """
-  x, source, sigma, mask = primals
-  dx, _, dsigma, _ = tangents
-  y, v, stats = normalized(x, source, sigma, mask, statistics, a, b, border, axis_name)
-  x = source  # read in its own dtype (`statistics.widened`)
+  x, sigma, mask, source = primals
+  dx, dsigma, _, _ = tangents
+  y, v, stats = normalized(x, sigma, mask, statistics, a, b, border, axis_name, source)
+  x = x if source is None else source  # read in its own dtype (`statistics.widened`)
   k, m = stats.shift, stats.mean
   dt = m.dtype
   count_a = field_count(x.shape, a, border=border, mask=mask, axis_name=axis_name, dtype=dt)
