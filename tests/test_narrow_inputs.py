@@ -213,3 +213,85 @@ def test_the_nnx_layers_write_no_float32_copy_of_the_input(name, fast):
     return jnp.sum(y * w)
 
   assert _float32_copies_of_x(jax.grad(loss, argnums=(0, 1)), state, x, w) == []
+
+
+def _equinox_layer(make):
+  """``(loss(params, x, w), params)`` of `make()`'s divnorm.equinox layer over the examples
+  of `SHAPE` under ``vmap`` (channels first: 16 channels of 16x64), its state passed."""
+  eqx = pytest.importorskip("equinox")
+  layer, state = eqx.nn.make_with_state(make)()
+  params, static = eqx.partition(layer, eqx.is_inexact_array)
+
+  def loss(params, x, w):
+    one = eqx.combine(params, static)
+    fresh = jax.tree.map(jnp.asarray, state)  # equinox's state is used once
+    y = jax.vmap(lambda e: one(e, fresh)[0], axis_name="batch")(x)
+    return jnp.sum(y.astype(jnp.float32) * w)
+  return loss, params
+
+
+def _haiku_layer(make, params_dtype, **call):
+  """As `_equinox_layer`, for divnorm.haiku's `make()` (channels last), its parameters
+  created in `params_dtype` (haiku's: the input's dtype at ``init``)."""
+  hk = pytest.importorskip("haiku")
+  f = hk.transform_with_state(lambda x: make()(x, **call))
+  params, state = f.init(jax.random.key(0), _x(params_dtype))
+
+  def loss(params, x, w):
+    return jnp.sum(f.apply(params, state, None, x)[0].astype(jnp.float32) * w)
+  return loss, params
+
+
+def _other_layers():
+  """The equinox and haiku layers whose affine parameters are per channel. (Left out as in
+  `test_the_layers_write_no_float32_copy_of_the_input`: equinox's LayerNorm, whose weight
+  has the example's shape, its gradient summed over the batch axis alone.)"""
+  from divnorm import equinox as dqx
+  from divnorm import haiku as dhk
+  return {
+      "equinox GroupNorm": lambda _: _equinox_layer(lambda: dqx.GroupNorm(4, 16)),
+      "equinox BatchNorm, batch": lambda _: _equinox_layer(
+          lambda: dqx.BatchNorm(16, "batch", mode="batch")),
+      "equinox BatchNorm, ema": lambda _: _equinox_layer(
+          lambda: dqx.BatchNorm(16, "batch", mode="ema")),
+      "haiku LayerNorm": lambda dtype: _haiku_layer(
+          lambda: dhk.LayerNorm((1, 2, 3), True, True), dtype),
+      "haiku GroupNorm": lambda dtype: _haiku_layer(lambda: dhk.GroupNorm(16), dtype),
+      "haiku BatchNorm": lambda dtype: _haiku_layer(
+          lambda: dhk.BatchNorm(True, True, 0.9), dtype, is_training=True),
+  }
+
+
+OTHER_LAYERS = ["equinox GroupNorm", "equinox BatchNorm, batch", "equinox BatchNorm, ema",
+                "haiku LayerNorm", "haiku GroupNorm", "haiku BatchNorm"]
+
+
+@pytest.mark.loose_promotion  # equinox's float32 parameters with bfloat16 input
+@pytest.mark.parametrize("name", OTHER_LAYERS)
+def test_the_equinox_and_haiku_layers_write_no_float32_copy_of_the_input(name):
+  """divnorm.equinox under ``vmap`` and divnorm.haiku (its parameters in bfloat16, as
+  haiku creates them for bfloat16 input), scale and bias included."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the fusion of XLA's CPU backend")
+  loss, params = _other_layers()[name](jnp.bfloat16)
+  x, w = _x(jnp.bfloat16), _x(jnp.float32, 0.0, seed=1)
+  assert _float32_copies_of_x(jax.grad(loss, argnums=(0, 1)), params, x, w) == []
+
+
+@pytest.mark.loose_promotion  # float32 parameters with bfloat16 input
+@pytest.mark.parametrize("name", OTHER_LAYERS)
+def test_the_equinox_and_haiku_layers_gradients_are_the_float32_copy_s_rounded_once(name):
+  """As `test_the_layers_gradients_are_the_float32_copy_s_rounded_once`, with float32
+  parameters: the gradient of bfloat16 `x` is the float32 copy's, rounded once."""
+  loss, params = _other_layers()[name](jnp.float32)
+  params = jax.tree.map(lambda p: p + 0.1 * np.arange(p.size).reshape(p.shape) / p.size,
+                        params)
+  w = _x(jnp.bfloat16, 0.0, seed=1).astype(jnp.float32)
+  grad = jax.jit(lambda x: jax.grad(loss, argnums=(0, 1))(params, x, w))
+  x = _x(jnp.bfloat16)
+  (gp, gx), (gp32, gx32) = grad(x), grad(x.astype(jnp.float32))
+  assert gx.dtype == jnp.bfloat16
+  ulp = float(jnp.finfo(jnp.bfloat16).eps)
+  np.testing.assert_allclose(np.float32(gx), np.float32(gx32), rtol=ulp, atol=1e-3 * ulp)
+  for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(gp32), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5)

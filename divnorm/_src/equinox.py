@@ -189,9 +189,9 @@ class GroupNorm(eqx.Module):
     _check_channels(self, "channels", self.channels, x)
     groups = group_count(self.groups, None, x.shape[0], "groups")
     field = grouped_field(tuple(range(1, x.ndim)), 0, x.shape[0] // groups, x.shape)
-    y = fs.normalized(x, field, sigma=fs.sigma_of(self.eps, name="eps"), mask=None,
-                      axis_name=None, fast_variance=False, sigma_name="eps")[0]
-    return _out(fs.affine(y, self.weight, self.bias, (0,)), x.dtype, state)
+    y, _, factors = fs.normalized(x, field, sigma=fs.sigma_of(self.eps, name="eps"), mask=None,
+                                  axis_name=None, fast_variance=False, sigma_name="eps")
+    return _out(fs.affine(y, self.weight, self.bias, (0,), factors), x.dtype, state)
 
 
 class BatchNorm(eqx.nn.StatefulLayer):
@@ -260,10 +260,10 @@ class BatchNorm(eqx.nn.StatefulLayer):
     """
     inference = self.inference if inference is None else inference
     _check_channels(self, "input_size", self.input_size, x)
-    x32 = x.astype(stat_dtype(x.dtype))
+    x32 = x.astype(stat_dtype(x.dtype))  # read as x, converted where read (`source`)
 
     def normalized(stats, training, momentum):
-      return fs.batch_normalized(x32, stats, training=training, feature_axes=(0,),
+      return fs.batch_normalized(x32, stats, source=x, training=training, feature_axes=(0,),
                                  momentum=momentum, sigma=fs.sigma_of(self.eps, name="eps"),
                                  mask=None, axis_name=self.axis_name, fast_variance=False)
 

@@ -241,13 +241,16 @@ def _factors(u, m, r, mask):
 
 
 def batch_normalized(x, stats: BatchStats, *, training: bool, feature_axes, momentum, sigma,
-                     mask, axis_name, fast_variance, dtype=None, sigma_name="sigma"):
+                     mask, axis_name, fast_variance, dtype=None, sigma_name="sigma",
+                     source=None):
   """``((y, v, factors), new stats)`` as `normalized`: flax's BatchNorm
   (`batch.batch_norm_factors`), with the batch's statistics or the running ones (then
   without the mask, as flax). With no batch axis in `x` (one example under `vmap` with
-  `axis_name`, or a rank-1 input), the statistics are two-pass, as `normalized`'s."""
-  source, mask = jnp.asarray(x), mask if training else None
-  x = source.astype(stat_dtype(source.dtype if dtype is None else dtype))
+  `axis_name`, or a rank-1 input), the statistics are two-pass, as `normalized`'s.
+  `source`: the narrower values whose float32 conversion `x` is, for a caller that
+  normalizes `x` twice (its gradient then rounded once)."""
+  source, mask = jnp.asarray(x if source is None else source), mask if training else None
+  x = jnp.asarray(x).astype(stat_dtype(source.dtype if dtype is None else dtype))
   sigma = check_sigma(sigma, tuple(n if a in feature_axes else 1 for a, n in enumerate(x.shape)),
                       name=sigma_name)
   local = len(feature_axes) < x.ndim  # else only the mapped axis (or nothing): two-pass

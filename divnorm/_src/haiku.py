@@ -31,7 +31,7 @@ except ModuleNotFoundError as error:  # haiku is an optional extra
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.checks import check_bool, check_momentum, check_nonnegative
-from divnorm._src.core import normalize_factors
+from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import divisive_norm
 from divnorm._src.reductions import stat_dtype
@@ -323,8 +323,8 @@ class BatchNorm(_Norm):
           tuple(self.cross_replica_axis) if isinstance(self.cross_replica_axis, list)
           else self.cross_replica_axis, self.cross_replica_axis_index_groups)
       y, v, r, batch = normalize_factors(u, Field(axes, ()), sigma=sigma, axis_name=axis_name,
-                                         fast_variance=bool(axes))
-      normalized = (y, v, (u - batch.shift, batch.mean, r))
+                                         fast_variance=bool(axes), source=x)
+      normalized = (y, v, (shifted_input(u, x, batch.shift), batch.mean, r))
       mean, var = batch.shift + batch.mean, batch.var
     else:
       mean, var = self.mean_ema.average, self.var_ema.average
