@@ -259,11 +259,16 @@ def _other_layers():
       "haiku GroupNorm": lambda dtype: _haiku_layer(lambda: dhk.GroupNorm(16), dtype),
       "haiku BatchNorm": lambda dtype: _haiku_layer(
           lambda: dhk.BatchNorm(True, True, 0.9), dtype, is_training=True),
+      "haiku DivisiveNorm": lambda dtype: _haiku_layer(
+          lambda: dhk.DivisiveNorm((3, 3), sigma=0.5), dtype),
+      "haiku Normalize": lambda dtype: _haiku_layer(
+          lambda: dhk.Normalize({1: 3, 2: 3, 3: None}, sigma=0.5), dtype),
   }
 
 
 OTHER_LAYERS = ["equinox GroupNorm", "equinox BatchNorm, batch", "equinox BatchNorm, ema",
-                "haiku LayerNorm", "haiku GroupNorm", "haiku BatchNorm"]
+                "haiku LayerNorm", "haiku GroupNorm", "haiku BatchNorm", "haiku DivisiveNorm",
+                "haiku Normalize"]
 
 
 @pytest.mark.loose_promotion  # equinox's float32 parameters with bfloat16 input

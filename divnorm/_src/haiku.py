@@ -107,11 +107,12 @@ class _Norm(hk.Module):
   def _affine(self, x, normalized, features: tuple[int, ...], scale, offset,
               param_shape=None):
     """``y * scale + offset`` for ``normalized = (y, v, factors)`` (`fs.normalized`), in
-    `y`'s (statistics) dtype, then in haiku's output dtype (the input's, promoted with a
-    scale or offset passed at call time). Created parameters are over `features`, in
+    the statistics dtype (a narrow `y`, as `divnorm.normalize` gives it, widened), then in
+    haiku's output dtype (the input's, promoted with a scale or offset passed at call time). Created parameters are over `features`, in
     haiku's `param_shape` (default `_param_shape`), and take flax's fold (`fs.affine`);
     arrays passed at call time broadcast against `x`, as in haiku."""
     y, _, factors = normalized
+    y = y.astype(stat_dtype(y.dtype))
     param_shape = param_shape or _param_shape(features, x.shape)
     if self.create_scale:
       scale = hk.get_parameter("scale", param_shape, x.dtype, init=self.scale_init)
@@ -379,7 +380,7 @@ class DivisiveNorm(_Norm):
     """Divisively normalizes `x`; `return_centered`: ``(y, v)``, ``v = x - E_A[x]``."""
     return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
     c = self.channel_index % x.ndim if x.ndim else -1
-    y, v = divisive_norm(x.astype(stat_dtype(x.dtype)), summation_window=self.summation_window,
+    y, v = divisive_norm(x, summation_window=self.summation_window,  # x read in its dtype
                          suppression_window=self.suppression_window,
                          sigma=self._sigma(self.sigma, self.learn_sigma), channel_axis=c,
                          across_channels=self.across_channels, border=self.border, mask=mask,
