@@ -242,8 +242,19 @@ def _haiku_layer(make, params_dtype, **call):
   return loss, params
 
 
+def _linen_layer(module):
+  """As `_equinox_layer`, for a divnorm.linen layer in training (channels last)."""
+  variables = module.init(jax.random.key(0), _x(jnp.float32))
+
+  def loss(params, x, w):
+    y = module.apply({**variables, "params": params}, x, mutable=["batch_stats"])[0]
+    return jnp.sum(y.astype(jnp.float32) * w)
+  return loss, variables["params"]
+
+
 def _other_layers():
-  """The equinox and haiku layers whose affine parameters are per channel. (Left out as in
+  """The equinox and haiku layers whose affine parameters are per channel, and the linen
+  layer that mixes two normalizations of one input. (Left out as in
   `test_the_layers_write_no_float32_copy_of_the_input`: equinox's LayerNorm, whose weight
   has the example's shape, its gradient summed over the batch axis alone.)"""
   from divnorm import equinox as dqx
@@ -261,8 +272,16 @@ def _other_layers():
           lambda: dhk.BatchNorm(True, True, 0.9), dtype, is_training=True),
       "haiku DivisiveNorm": lambda dtype: _haiku_layer(
           lambda: dhk.DivisiveNorm((3, 3), sigma=0.5), dtype),
+      "haiku DivisiveNorm, affine": lambda dtype: _haiku_layer(
+          lambda: dhk.DivisiveNorm((3, 3), sigma=0.5, create_scale=True, create_offset=True),
+          dtype),
       "haiku Normalize": lambda dtype: _haiku_layer(
           lambda: dhk.Normalize({1: 3, 2: 3, 3: None}, sigma=0.5), dtype),
+      "haiku BatchInstanceNorm": lambda dtype: _haiku_layer(
+          lambda: dhk.BatchInstanceNorm(True, True, 0.9, rho_init=0.5), dtype,
+          is_training=True),
+      "linen BatchInstanceNorm": lambda _: _linen_layer(
+          dl.BatchInstanceNorm(False, rho_init=0.5, use_scale=True, use_bias=True)),
   }
 
 
@@ -272,10 +291,13 @@ OTHER_LAYERS = ["equinox GroupNorm", "equinox BatchNorm, batch", "equinox BatchN
 
 
 @pytest.mark.loose_promotion  # equinox's float32 parameters with bfloat16 input
-@pytest.mark.parametrize("name", OTHER_LAYERS)
+@pytest.mark.parametrize("name", [*OTHER_LAYERS, "linen BatchInstanceNorm"])
 def test_the_equinox_and_haiku_layers_write_no_float32_copy_of_the_input(name):
   """divnorm.equinox under ``vmap`` and divnorm.haiku (its parameters in bfloat16, as
-  haiku creates them for bfloat16 input), scale and bias included."""
+  haiku creates them for bfloat16 input), scale and bias included; batch-instance norm,
+  whose two halves read one input. (Left out: haiku's DivisiveNorm and Normalize with an
+  affine step, and its survey layers, which convert `x` first, so that their output
+  reaches the affine step unrounded; linen's keep the rounding instead.)"""
   if jax.default_backend() != "cpu":
     pytest.skip("the fusion of XLA's CPU backend")
   loss, params = _other_layers()[name](jnp.bfloat16)
@@ -284,7 +306,8 @@ def test_the_equinox_and_haiku_layers_write_no_float32_copy_of_the_input(name):
 
 
 @pytest.mark.loose_promotion  # float32 parameters with bfloat16 input
-@pytest.mark.parametrize("name", OTHER_LAYERS)
+@pytest.mark.parametrize(
+    "name", [*OTHER_LAYERS, "haiku DivisiveNorm, affine", "haiku BatchInstanceNorm"])
 def test_the_equinox_and_haiku_layers_gradients_are_the_float32_copy_s_rounded_once(name):
   """As `test_the_layers_gradients_are_the_float32_copy_s_rounded_once`, with float32
   parameters: the gradient of bfloat16 `x` is the float32 copy's, rounded once."""

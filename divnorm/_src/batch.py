@@ -189,8 +189,10 @@ def batch_norm(
 
 
 def checked_batch_norm(x, stats, *, training, feature_axes, momentum, sigma, axis_name, mask,
-                       return_centered, fast_variance, name: str):
-  """`batch_norm`, whose errors name the function that the user called, `name`."""
+                       return_centered, fast_variance, name: str, source=None):
+  """`batch_norm`, whose errors name the function that the user called, `name`. `source`:
+  the narrower values whose float32 conversion `x` is (`batch_norm_factors`), for a caller
+  that also normalizes `x` otherwise (its gradient then rounded once)."""
   x = check_input(x)
   training = check_bool(training, "training")
   return_centered = check_bool(return_centered, "return_centered")
@@ -202,7 +204,7 @@ def checked_batch_norm(x, stats, *, training, feature_axes, momentum, sigma, axi
   (y, v, _), stats = batch_norm_factors(
       x.astype(stat_dtype(x.dtype)), stats, training=training, features=features,
       momentum=momentum, sigma=sigma, mask=mask, axis_name=axis_name,
-      fast_variance=fast_variance, name=name, source=x)
+      fast_variance=fast_variance, name=name, source=x if source is None else source)
   y = y.astype(x.dtype)
   return ((y, v.astype(x.dtype)) if return_centered else y), stats
 

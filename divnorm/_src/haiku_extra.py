@@ -76,7 +76,7 @@ class Normalize(_Norm):
     """Normalizes `x`; `mask` (True: in) selects what enters the statistics;
     `return_centered`: ``(y, v)``, ``v = x - E_A[x]`` (DN*: `divnorm.l1_penalty` of it)."""
     return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
-    y, v = normalize(x, self.summation, self.suppression,  # x read in its own dtype
+    y, v = normalize(self._widened(x), self.summation, self.suppression,
                      sigma=self._sigma(self.sigma, self.learn_sigma), border=self.border,
                      mask=mask, axis_name=self.cross_replica_axis, return_centered=True)
     features = fs.canonical_axes(self.param_axis, x.ndim, "param_axis")

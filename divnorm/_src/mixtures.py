@@ -50,8 +50,8 @@ from divnorm._src.checks import (
   check_sigma,
   check_unit_interval,
 )
+from divnorm._src.core import normalize_factors
 from divnorm._src.fields import Field, resolve_axes, resolve_field
-from divnorm._src.presets import instance_norm
 from divnorm._src.reductions import plain_field_mean, select, stat_dtype
 from divnorm._src.shift import shift
 from divnorm._src.statistics import moments, scale, stats_shape, variance_floor
@@ -260,12 +260,13 @@ def batch_instance_norm(
         f"rho has shape {rho.shape}; give a scalar or one weight per channel, shape "
         f"({x.shape[c]},).")
   dt = stat_dtype(x.dtype)  # both halves in it, the mixture rounded once to x's dtype
+  x32 = x.astype(dt)  # differentiated once; both halves read x itself (`source`)
   (y_bn, v_bn), stats = checked_batch_norm(
-      x.astype(dt), stats, training=training, feature_axes=c, momentum=momentum, sigma=sigma,
+      x32, stats, training=training, feature_axes=c, momentum=momentum, sigma=sigma,
       axis_name=axis_name, mask=mask, return_centered=True, fast_variance=None,
-      name="batch_instance_norm")
-  y_in, v_in = instance_norm(
-      x.astype(dt), channel_axis=c, sigma=sigma, mask=mask, return_centered=True)
+      name="batch_instance_norm", source=x)
+  field = Field(tuple(a for a in range(1, x.ndim) if a != c), ())  # instance norm's
+  y_in, v_in, _, _ = normalize_factors(x32, field, sigma=sigma, mask=mask, source=x)
   bshape = tuple(x.shape[c] if a == c else 1 for a in range(x.ndim))
   rho = rho.astype(dt).reshape(bshape if rho.ndim else (1,) * x.ndim)
   y = rho * y_bn.astype(dt) + (1.0 - rho) * y_in.astype(dt)
