@@ -127,6 +127,17 @@ def test_the_functions_write_no_float32_copy_of_the_input(name, fast):
   assert _float32_copies_of_x(jax.grad(loss), x, w) == []
 
 
+def _assert_rounded_once(grad, x) -> None:
+  """``grad(x) = (d params, d x)`` of bfloat16 `x` is that of its float32 copy: `d x` rounded
+  to bfloat16 once (one ulp), `d params` to float32 rounding."""
+  (gp, gx), (gp32, gx32) = grad(x), grad(x.astype(jnp.float32))
+  assert gx.dtype == jnp.bfloat16
+  ulp = float(jnp.finfo(jnp.bfloat16).eps)
+  np.testing.assert_allclose(np.float32(gx), np.float32(gx32), rtol=ulp, atol=1e-3 * ulp)
+  for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(gp32), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 LAYERS = {
     "LayerNorm over (H, W, C)": lambda fast: dl.LayerNorm(reduction_axes=(1, 2, 3),
                                                           use_fast_variance=fast),
@@ -178,12 +189,7 @@ def test_the_layers_gradients_are_the_float32_copy_s_rounded_once(name, fast):
       return jnp.sum(y.astype(jnp.float32) * w)
     return jax.grad(loss, argnums=(0, 1))(params, x)
 
-  (gp, gx), (gp32, gx32) = grad(x), grad(x.astype(jnp.float32))
-  assert gx.dtype == jnp.bfloat16
-  ulp = float(jnp.finfo(jnp.bfloat16).eps)
-  np.testing.assert_allclose(np.float32(gx), np.float32(gx32), rtol=ulp, atol=1e-3 * ulp)
-  for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(gp32), strict=True):
-    np.testing.assert_allclose(a, b, rtol=1e-5)
+  _assert_rounded_once(grad, x)
 
 
 NNX_LAYERS = {
@@ -317,9 +323,4 @@ def test_the_equinox_and_haiku_layers_gradients_are_the_float32_copy_s_rounded_o
   w = _x(jnp.bfloat16, 0.0, seed=1).astype(jnp.float32)
   grad = jax.jit(lambda x: jax.grad(loss, argnums=(0, 1))(params, x, w))
   x = _x(jnp.bfloat16)
-  (gp, gx), (gp32, gx32) = grad(x), grad(x.astype(jnp.float32))
-  assert gx.dtype == jnp.bfloat16
-  ulp = float(jnp.finfo(jnp.bfloat16).eps)
-  np.testing.assert_allclose(np.float32(gx), np.float32(gx32), rtol=ulp, atol=1e-3 * ulp)
-  for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(gp32), strict=True):
-    np.testing.assert_allclose(a, b, rtol=1e-5)
+  _assert_rounded_once(grad, x)
