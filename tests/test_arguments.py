@@ -938,6 +938,16 @@ case("min_max.invert names y", lambda: I.min_max.invert(
     np.ones((5, 2), np.float32), I.min_max.fit(DATA)), Error(ValueError, "y of shape"))
 case("batch_stats_init dtype misspelled", lambda: D.batch_stats_init(X, dtype="flaot32"),
      Error(TypeError, "dtype='flaot32'"))
+case("normalize dtype misspelled", lambda: D.normalize(X, (1, 2), dtype="flaot32"),
+     Error(TypeError, "dtype='flaot32'"))
+case("normalize dtype an integer one", lambda: D.normalize(X, (1, 2), dtype=np.int32),
+     Error(TypeError, "is not a floating dtype"))
+case("divisive_norm dtype an integer one", lambda: D.divisive_norm(
+    X, summation_window=3, sigma=0.5, dtype="int8"), Error(TypeError, "dtype='int8'"))
+case("normalize of bfloat16 to float32", lambda: D.normalize(
+    jnp.asarray(X, jnp.bfloat16), (1, 2, 3), dtype=jnp.float32),
+     _close(lambda: _ln(np.float32(jnp.asarray(X, jnp.bfloat16)), (1, 2, 3)),
+            dtype=np.float32))
 case("layer_norm reduction_axes as a NumPy vector", lambda: D.layer_norm(
     X, reduction_axes=np.array([1, 2, 3])), _close(lambda: _ln(X, (1, 2, 3))))
 case("normalize axes as a JAX vector", lambda: D.normalize(X, jnp.array([3])),

@@ -258,9 +258,19 @@ def _linen_layer(module):
   return loss, variables["params"]
 
 
+def _nnx_layer(layer):
+  """As `_equinox_layer`, for a divnorm.nnx layer (channels last)."""
+  graph, state = nnx.split(layer)
+
+  def loss(state, x, w):
+    return jnp.sum(nnx.merge(graph, state)(x).astype(jnp.float32) * w)
+  return loss, state
+
+
 def _other_layers():
-  """The equinox and haiku layers whose affine parameters are per channel, and the linen
-  layer that mixes two normalizations of one input. (Left out as in
+  """The equinox and haiku layers whose affine parameters are per channel, the linen layer
+  that mixes two normalizations of one input, and divisive norm with an affine step. (Left
+  out as in
   `test_the_layers_write_no_float32_copy_of_the_input`: equinox's LayerNorm, whose weight
   has the example's shape, its gradient summed over the batch axis alone.)"""
   from divnorm import equinox as dqx
@@ -286,6 +296,13 @@ def _other_layers():
       "haiku BatchInstanceNorm": lambda dtype: _haiku_layer(
           lambda: dhk.BatchInstanceNorm(True, True, 0.9, rho_init=0.5), dtype,
           is_training=True),
+      "linen DivisiveNorm, affine": lambda _: _linen_layer(
+          dl.DivisiveNorm((3, 3), sigma=0.5, use_scale=True, use_bias=True)),
+      "linen Normalize, affine": lambda _: _linen_layer(
+          dl.Normalize({1: 3, 2: 3, 3: None}, sigma=0.5, use_scale=True, use_bias=True)),
+      "nnx DivisiveNorm, affine": lambda _: _nnx_layer(dnnx.DivisiveNorm(
+          SHAPE[-1], summation_window=(3, 3), sigma=0.5, use_scale=True, use_bias=True,
+          rngs=nnx.Rngs(0))),
       "linen BatchInstanceNorm": lambda _: _linen_layer(
           dl.BatchInstanceNorm(False, rho_init=0.5, use_scale=True, use_bias=True)),
   }
@@ -293,7 +310,8 @@ def _other_layers():
 
 OTHER_LAYERS = ["equinox GroupNorm", "equinox BatchNorm, batch", "equinox BatchNorm, ema",
                 "haiku LayerNorm", "haiku GroupNorm", "haiku BatchNorm", "haiku DivisiveNorm",
-                "haiku Normalize"]
+                "haiku DivisiveNorm, affine", "haiku Normalize", "linen DivisiveNorm, affine",
+                "linen Normalize, affine", "nnx DivisiveNorm, affine"]
 
 
 @pytest.mark.loose_promotion  # equinox's float32 parameters with bfloat16 input
@@ -301,9 +319,10 @@ OTHER_LAYERS = ["equinox GroupNorm", "equinox BatchNorm, batch", "equinox BatchN
 def test_the_equinox_and_haiku_layers_write_no_float32_copy_of_the_input(name):
   """divnorm.equinox under ``vmap`` and divnorm.haiku (its parameters in bfloat16, as
   haiku creates them for bfloat16 input), scale and bias included; batch-instance norm,
-  whose two halves read one input. (Left out: haiku's DivisiveNorm and Normalize with an
-  affine step, and its survey layers, which convert `x` first, so that their output
-  reaches the affine step unrounded; linen's keep the rounding instead.)"""
+  whose two halves read one input; divisive norm with an affine step, which asks the
+  function for an unrounded output (`dtype`). (Left out: haiku's survey layers, which
+  convert `x` first, so that their output reaches the affine step unrounded; linen's
+  keep that rounding instead.)"""
   if jax.default_backend() != "cpu":
     pytest.skip("the fusion of XLA's CPU backend")
   loss, params = _other_layers()[name](jnp.bfloat16)
@@ -313,7 +332,7 @@ def test_the_equinox_and_haiku_layers_write_no_float32_copy_of_the_input(name):
 
 @pytest.mark.loose_promotion  # float32 parameters with bfloat16 input
 @pytest.mark.parametrize(
-    "name", [*OTHER_LAYERS, "haiku DivisiveNorm, affine", "haiku BatchInstanceNorm"])
+    "name", [*OTHER_LAYERS, "haiku BatchInstanceNorm"])
 def test_the_equinox_and_haiku_layers_gradients_are_the_float32_copy_s_rounded_once(name):
   """As `test_the_layers_gradients_are_the_float32_copy_s_rounded_once`, with float32
   parameters: the gradient of bfloat16 `x` is the float32 copy's, rounded once."""

@@ -59,6 +59,18 @@ def _dtype_of(value):
   return dtype
 
 
+def check_floating_dtype(dtype, name: str) -> np.dtype:
+  """`dtype` as a NumPy dtype; a TypeError unless it names a floating dtype."""
+  try:
+    out = np.dtype(jnp.dtype(dtype))
+  except (TypeError, ValueError):
+    out = None
+  if out is None or not jnp.issubdtype(out, jnp.floating):
+    raise TypeError(f"{name}={dtype!r} is not a floating dtype; give one, e.g. jnp.float32 "
+                    f"or jnp.bfloat16 (None: the input's).")
+  return out
+
+
 def _is_real_dtype(dtype) -> bool:
   return dtype is not None and (jnp.issubdtype(dtype, jnp.floating)
                                 or jnp.issubdtype(dtype, jnp.integer))

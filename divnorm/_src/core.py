@@ -27,6 +27,7 @@ from divnorm._src.checks import (
   check_bool,
   check_border,
   check_finite,
+  check_floating_dtype,
   check_input,
   check_mask,
   check_positive,
@@ -74,6 +75,7 @@ def normalize(
     alpha: ArrayLike = 2.0,
     epsilon: ArrayLike = 0.5,
     pool: str = "mean",
+    dtype=None,
 ) -> Any:  # y, or (y, v) with return_centered (see Returns)
   r"""Normalizes `x` over a summation field and a suppression field.
 
@@ -146,9 +148,14 @@ def normalize(
       that one is ``sigma**2`` here (``epsilon=1e-6`` leaves `x` nearly unscaled).
     pool: ``"mean"`` (``E_B``, the paper's) or ``"sum"`` (a weighted sum, zero padded,
       GDN's ``sum_j gamma_ij |x_j|^alpha``: the weights carry their own scale).
+    dtype: the outputs' floating dtype; None (default): `x`'s. A layer whose affine step
+      follows asks for the statistics dtype: a bfloat16 `x` is still read in its own
+      dtype, and the output reaches the affine step unrounded (its gradient then rounded
+      to bfloat16 once, in `x`'s cotangent).
 
   Returns:
-    ``y`` with the shape and dtype of `x`, or ``(y, v)`` with `return_centered`.
+    ``y`` with the shape of `x` and its dtype (or `dtype`), or ``(y, v)`` with
+    `return_centered`.
     Statistics are computed in ``promote_types(x.dtype, float32)``.
 
   Range: the offset costs nothing (the shift takes it out before anything is squared), but
@@ -171,6 +178,7 @@ def normalize(
   mask = check_mask(mask, x.shape)
   return_centered = check_bool(return_centered, "return_centered")
   _check_suppression(alpha, epsilon, pool)
+  out = x.dtype if dtype is None else check_floating_dtype(dtype, "dtype")
   statistics = pick_statistics(a, b, fast_variance, alpha=alpha, epsilon=epsilon, pool=pool,
                                border=border, mapped=axis_name is not None)
   dt = stat_dtype(x.dtype)
@@ -180,8 +188,8 @@ def normalize(
   else:  # weighted fields, generalized suppression: JAX differentiates the formula
     y, v, _ = formula(x.astype(dt), *args, epsilon=epsilon)
   if return_centered:
-    return y.astype(x.dtype), v.astype(x.dtype)
-  return y.astype(x.dtype)
+    return y.astype(out), v.astype(out)
+  return y.astype(out)
 
 
 def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_name=None,

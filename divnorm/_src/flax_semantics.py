@@ -199,6 +199,12 @@ def instance_axes(feature_axes, ndim: int, channel_axis=None) -> tuple[int, ...]
   return tuple(a for a in range(1, ndim) if a not in features)
 
 
+def function_dtype(x, affine: bool):
+  """The `dtype` a layer asks of `divnorm.normalize`: the statistics dtype where an affine
+  step follows (the output reaches it unrounded), else None (`x`'s)."""
+  return stat_dtype(jnp.asarray(x).dtype) if affine else None
+
+
 def result_dtype(*arrays, dtype=None) -> np.dtype:
   """Flax's output dtype: `dtype`, else the promoted dtype of `arrays` (made inexact)."""
   if dtype is not None:

@@ -96,14 +96,6 @@ class _Norm(hk.Module):
     return jnp.exp(hk.get_parameter("log_sigma", (), jnp.float32,
                                     init=lambda _, dtype: fs.log_sigma_init(sigma, dtype)))
 
-  @hk.transparent
-  def _widened(self, x):
-    """`x` for a function that returns its output in `x`'s dtype: `x` itself without an
-    affine step (the function reads it in its own dtype, converting it where read), else
-    in the statistics dtype, where the affine step takes the output unrounded (its
-    gradient then rounded once)."""
-    return x.astype(stat_dtype(x.dtype)) if self.create_scale or self.create_offset else x
-
   @hk.transparent  # a helper of __call__: no scope or summary entry of its own
   def _call_time_affine(self, scale, offset) -> None:
     if self.create_scale and scale is not None:
@@ -388,11 +380,12 @@ class DivisiveNorm(_Norm):
     """Divisively normalizes `x`; `return_centered`: ``(y, v)``, ``v = x - E_A[x]``."""
     return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
     c = self.channel_index % x.ndim if x.ndim else -1
-    y, v = divisive_norm(self._widened(x), summation_window=self.summation_window,
+    y, v = divisive_norm(x, summation_window=self.summation_window,
                          suppression_window=self.suppression_window,
                          sigma=self._sigma(self.sigma, self.learn_sigma), channel_axis=c,
                          across_channels=self.across_channels, border=self.border, mask=mask,
-                         return_centered=True)
+                         return_centered=True,
+                         dtype=fs.function_dtype(x, self.create_scale or self.create_offset))
     y = self._affine(x, (y, v, None), (c,), None, None)
     return (y, v.astype(y.dtype)) if return_centered else y
 

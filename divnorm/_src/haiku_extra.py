@@ -76,9 +76,10 @@ class Normalize(_Norm):
     """Normalizes `x`; `mask` (True: in) selects what enters the statistics;
     `return_centered`: ``(y, v)``, ``v = x - E_A[x]`` (DN*: `divnorm.l1_penalty` of it)."""
     return_centered, x = check_bool(return_centered, "return_centered"), jnp.asarray(x)
-    y, v = normalize(self._widened(x), self.summation, self.suppression,
+    y, v = normalize(x, self.summation, self.suppression,
                      sigma=self._sigma(self.sigma, self.learn_sigma), border=self.border,
-                     mask=mask, axis_name=self.cross_replica_axis, return_centered=True)
+                     mask=mask, axis_name=self.cross_replica_axis, return_centered=True,
+                     dtype=fs.function_dtype(x, self.create_scale or self.create_offset))
     features = fs.canonical_axes(self.param_axis, x.ndim, "param_axis")
     y = self._affine(x, (y, v, None), features, None, None)
     return (y, v.astype(y.dtype)) if return_centered else y

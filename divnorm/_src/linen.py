@@ -331,9 +331,10 @@ class DivisiveNorm(_Norm):
     y, v = divisive_norm(
         x, summation_window=self.summation_window, suppression_window=self.suppression_window,
         sigma=self._sigma(), channel_axis=self.channel_axis, across_channels=self.across_channels,
-        border=self.border, mask=mask, return_centered=True)
+        border=self.border, mask=mask, return_centered=True,
+        dtype=fs.function_dtype(x, self.use_scale or self.use_bias))
     features = fs.canonical_axes(self.channel_axis, y.ndim, "channel_axis")
-    return self._finish(y, y, v, features, mask, y.dtype)
+    return self._finish(y, y, v, features, mask, jnp.asarray(x).dtype)
 
 
 class Normalize(_Norm):
@@ -360,6 +361,7 @@ class Normalize(_Norm):
   def __call__(self, x, *, mask=None):
     """Normalizes `x` over the summation and suppression fields."""
     y, v = normalize(x, self.summation, self.suppression, sigma=self._sigma(), border=self.border,
-                     mask=mask, axis_name=self._axis_name(), return_centered=True)
+                     mask=mask, axis_name=self._axis_name(), return_centered=True,
+                     dtype=fs.function_dtype(x, self.use_scale or self.use_bias))
     features = fs.canonical_axes(self.feature_axes, y.ndim, "feature_axes")
-    return self._finish(y, y, v, features, mask, y.dtype)
+    return self._finish(y, y, v, features, mask, jnp.asarray(x).dtype)

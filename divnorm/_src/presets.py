@@ -226,6 +226,7 @@ def divisive_norm(
     mask: ArrayLike | None = None,
     return_centered: bool = False,
     fast_variance: bool | None = None,
+    dtype=None,
 ) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Divisive normalization (Ren et al., 2017): local windows over the spatial axes.
 
@@ -250,6 +251,7 @@ def divisive_norm(
       otherwise) all take the corrected two-pass statistics, centered at every position
       (`statistics.corrected_two_pass`): one-pass sums around one shift per span lose
       digits under windows; see `normalize`.
+    dtype: the outputs' dtype; None: `x`'s (see `normalize`).
   """
   x = check_input(x)
   if x.ndim < 2:
@@ -272,4 +274,4 @@ def divisive_norm(
       suppression_window, "suppression_window")
   return normalize(
       x, summation, suppression, sigma=sigma, border=border, mask=mask,
-      return_centered=return_centered, fast_variance=fast_variance)
+      return_centered=return_centered, fast_variance=fast_variance, dtype=dtype)
