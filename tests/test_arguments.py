@@ -944,6 +944,18 @@ case("normalize dtype an integer one", lambda: D.normalize(X, (1, 2), dtype=np.i
      Error(TypeError, "is not a floating dtype"))
 case("divisive_norm dtype an integer one", lambda: D.divisive_norm(
     X, summation_window=3, sigma=0.5, dtype="int8"), Error(TypeError, "dtype='int8'"))
+case("mean_only_batch_norm dtype misspelled", lambda: D.mean_only_batch_norm(
+    X, D.mean_stats_init(X), training=True, dtype="flaot32"), Error(TypeError, "dtype='flaot32'"))
+case("batch_renorm dtype an integer one, evaluating", lambda: D.batch_renorm(
+    X, STATS, training=False, dtype=np.int16), Error(TypeError, "is not a floating dtype"))
+case("batch_instance_norm dtype None-like string", lambda: D.batch_instance_norm(
+    X, STATS, rho=0.5, training=True, dtype="none"), Error(TypeError, "dtype='none'"))
+case("switchable_norm dtype a bool", lambda: D.switchable_norm(
+    X, STATS, mean_weights=ONE_HOT[0], var_weights=ONE_HOT[0], training=True, dtype=bool),
+     Error(TypeError, "is not a floating dtype"))
+case("batch_renorm of bfloat16 to float32, evaluating", lambda: D.batch_renorm(
+    jnp.asarray(X, jnp.bfloat16), STATS, training=False, dtype=jnp.float32)[0],
+     _shape(X.shape, np.float32))
 case("normalize of bfloat16 to float32", lambda: D.normalize(
     jnp.asarray(X, jnp.bfloat16), (1, 2, 3), dtype=jnp.float32),
      _close(lambda: _ln(np.float32(jnp.asarray(X, jnp.bfloat16)), (1, 2, 3)),

@@ -305,24 +305,26 @@ def _other_layers():
           rngs=nnx.Rngs(0))),
       "linen BatchInstanceNorm": lambda _: _linen_layer(
           dl.BatchInstanceNorm(False, rho_init=0.5, use_scale=True, use_bias=True)),
+      "linen BatchRenorm": lambda _: _linen_layer(dl.BatchRenorm(False)),
+      "nnx BatchInstanceNorm": lambda _: _nnx_layer(dnnx.BatchInstanceNorm(
+          SHAPE[-1], rho_init=0.5, rngs=nnx.Rngs(0))),
   }
 
 
 OTHER_LAYERS = ["equinox GroupNorm", "equinox BatchNorm, batch", "equinox BatchNorm, ema",
                 "haiku LayerNorm", "haiku GroupNorm", "haiku BatchNorm", "haiku DivisiveNorm",
                 "haiku DivisiveNorm, affine", "haiku Normalize", "linen DivisiveNorm, affine",
-                "linen Normalize, affine", "nnx DivisiveNorm, affine"]
+                "linen Normalize, affine", "nnx DivisiveNorm, affine", "linen BatchInstanceNorm",
+                "linen BatchRenorm", "nnx BatchInstanceNorm", "haiku BatchInstanceNorm"]
 
 
 @pytest.mark.loose_promotion  # equinox's float32 parameters with bfloat16 input
-@pytest.mark.parametrize("name", [*OTHER_LAYERS, "linen BatchInstanceNorm"])
+@pytest.mark.parametrize("name", OTHER_LAYERS)
 def test_the_equinox_and_haiku_layers_write_no_float32_copy_of_the_input(name):
   """divnorm.equinox under ``vmap`` and divnorm.haiku (its parameters in bfloat16, as
   haiku creates them for bfloat16 input), scale and bias included; batch-instance norm,
-  whose two halves read one input; divisive norm with an affine step, which asks the
-  function for an unrounded output (`dtype`). (Left out: haiku's survey layers, which
-  convert `x` first, so that their output reaches the affine step unrounded; linen's
-  keep that rounding instead.)"""
+  whose two halves read one input; layers with an affine step after a function, which ask
+  it for an unrounded output (`dtype`)."""
   if jax.default_backend() != "cpu":
     pytest.skip("the fusion of XLA's CPU backend")
   loss, params = _other_layers()[name](jnp.bfloat16)
@@ -332,7 +334,7 @@ def test_the_equinox_and_haiku_layers_write_no_float32_copy_of_the_input(name):
 
 @pytest.mark.loose_promotion  # float32 parameters with bfloat16 input
 @pytest.mark.parametrize(
-    "name", [*OTHER_LAYERS, "haiku BatchInstanceNorm"])
+    "name", OTHER_LAYERS)
 def test_the_equinox_and_haiku_layers_gradients_are_the_float32_copy_s_rounded_once(name):
   """As `test_the_layers_gradients_are_the_float32_copy_s_rounded_once`, with float32
   parameters: the gradient of bfloat16 `x` is the float32 copy's, rounded once."""

@@ -34,7 +34,6 @@ from divnorm._src.checks import (
 from divnorm._src.core import normalize
 from divnorm._src.haiku import _check_sigma, _Norm, hk
 from divnorm._src.lrn import local_response_norm
-from divnorm._src.reductions import stat_dtype
 
 
 def _channel(data_format: str, ndim: int) -> int:
@@ -185,7 +184,8 @@ class _Running(_Norm):
           f"update away (the running mean stalls). Compute this layer in float32, as haiku "
           f"advises for BatchNorm: hk.mixed_precision.set_policy(divnorm.haiku."
           f"{type(self).__name__}, jmp.get_policy({policy!r})).")
-    (y, v), new = function(x.astype(stat_dtype(x.dtype)), stats(*values), training=is_training,
+    (y, v), new = function(x, stats(*values), training=is_training,
+                           dtype=fs.function_dtype(x, self.create_scale or self.create_offset),
                            momentum=self.decay_rate, axis_name=self.cross_replica_axis,
                            return_centered=True, **kwargs)
     if is_training:

@@ -42,6 +42,12 @@ class _Running(_Norm):
   bias_init: Initializer = initializers.zeros
   param_dtype: Dtype = jnp.float32
 
+  def _running(self, function, x, *args, **kwargs):
+    """`_Norm._running`, the survey's function asked for an output in the statistics dtype
+    where an affine step follows (`fs.function_dtype`): its gradient then rounded once."""
+    return super()._running(function, x, *args, **kwargs, dtype=fs.function_dtype(
+        x, self.use_scale or self.use_bias))
+
 
 class MeanOnlyBatchNorm(_Running):
   """Mean-only batch norm (Salimans & Kingma, 2016): ``x - E_batch[x]`` (+ bias); no scale

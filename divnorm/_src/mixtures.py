@@ -41,6 +41,7 @@ from divnorm._src.checks import (
   check_array,
   check_bool,
   check_finite,
+  check_floating_dtype,
   check_input,
   check_mask,
   check_momentum,
@@ -94,6 +95,7 @@ def mean_only_batch_norm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
+    dtype=None,
 ) -> tuple[Any, MeanStats]:
   """Mean-only batch normalization (Salimans & Kingma, 2016): ``y = x - E_batch[x]``.
 
@@ -112,6 +114,7 @@ def mean_only_batch_norm(
       masked-out outputs are 0.
     return_centered: return ``(y, y)`` in place of ``y`` (the output is its centered input),
       as the other normalizers return ``(y, v)``.
+    dtype: the outputs' dtype; None: `x`'s (see `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, y), new_stats)`` with `return_centered`.
@@ -121,6 +124,7 @@ def mean_only_batch_norm(
   return_centered = check_bool(return_centered, "return_centered")
   features, reduction, bshape = _features(x, feature_axes)
   check_stats(stats, MeanStats, x, features, feature_axes, "mean_only_batch_norm")
+  out = x.dtype if dtype is None else check_floating_dtype(dtype, "dtype")
   check_momentum(momentum)
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)
@@ -134,7 +138,7 @@ def mean_only_batch_norm(
                           seen_features(mask, x.shape, features, axis_name)))
   else:
     k, m = np.zeros((), dt), stats.mean.astype(dt).reshape(bshape)
-  y = select((x32 - k) - m, mask).astype(x.dtype)
+  y = select((x32 - k) - m, mask).astype(out)
   return ((y, y) if return_centered else y), stats
 
 
@@ -151,6 +155,7 @@ def batch_renorm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
+    dtype=None,
 ) -> tuple[Any, BatchStats]:
   r"""Batch renormalization (Ioffe, 2017).
 
@@ -175,16 +180,20 @@ def batch_renorm(
     dmax: clip of ``|d|`` (>= 0); the paper ramps it from 0 to 5.
     feature_axes, momentum, sigma, axis_name, mask, return_centered: as in
       `divnorm.batch_norm`.
+    dtype: the outputs' dtype; None: `x`'s (see `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
   """
   check_renorm_limits(rmax, dmax)
-  if not check_bool(training, "training"):
-    return batch_norm(
-        x, stats, training=False, feature_axes=feature_axes, momentum=momentum, sigma=sigma,
-        axis_name=axis_name, mask=mask, return_centered=return_centered)
   x = check_input(x)
+  out = x.dtype if dtype is None else check_floating_dtype(dtype, "dtype")
+  if not check_bool(training, "training"):  # batch norm's, in `out` (read in x's dtype)
+    y, stats = batch_norm(
+        x if out == x.dtype else x.astype(stat_dtype(x.dtype)), stats, training=False,
+        feature_axes=feature_axes, momentum=momentum, sigma=sigma, axis_name=axis_name,
+        mask=mask, return_centered=return_centered)
+    return jax.tree.map(lambda a: a.astype(out), y), stats
   return_centered = check_bool(return_centered, "return_centered")
   features, reduction, bshape = _features(x, feature_axes)
   check_stats(stats, BatchStats, x, features, feature_axes, "batch_renorm")
@@ -212,8 +221,8 @@ def batch_renorm(
   new_var = jnp.maximum(jnp.square(new_std) - extra, jnp.zeros((), dt)).astype(stats.var.dtype)
   new_var = new_var if seen is None else jnp.where(seen, new_var, stats.var)
   stats = BatchStats(ema(stats.mean, k + mean, momentum, seen), new_var)
-  y = y.astype(x.dtype)
-  return ((y, v.astype(x.dtype)) if return_centered else y), stats
+  y = y.astype(out)
+  return ((y, v.astype(out)) if return_centered else y), stats
 
 
 def batch_instance_norm(
@@ -228,6 +237,7 @@ def batch_instance_norm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
+    dtype=None,
 ) -> tuple[Any, BatchStats]:
   """Batch-instance normalization (Nam & Kim, 2018): ``rho * BN(x) + (1 - rho) * IN(x)``.
 
@@ -241,6 +251,7 @@ def batch_instance_norm(
     channel_axis, momentum, sigma, axis_name, mask: as in `divnorm.batch_norm` and
       `divnorm.instance_norm` (`axis_name` only affects the batch-norm half).
     return_centered: also return ``rho * v_BN + (1 - rho) * v_IN``.
+    dtype: the outputs' dtype; None: `x`'s (see `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
@@ -259,7 +270,8 @@ def batch_instance_norm(
     raise ValueError(
         f"rho has shape {rho.shape}; give a scalar or one weight per channel, shape "
         f"({x.shape[c]},).")
-  dt = stat_dtype(x.dtype)  # both halves in it, the mixture rounded once to x's dtype
+  out = x.dtype if dtype is None else check_floating_dtype(dtype, "dtype")
+  dt = stat_dtype(x.dtype)  # both halves in it, the mixture rounded once to `out`
   x32 = x.astype(dt)  # differentiated once; both halves read x itself (`source`)
   (y_bn, v_bn), stats = checked_batch_norm(
       x32, stats, training=training, feature_axes=c, momentum=momentum, sigma=sigma,
@@ -271,9 +283,9 @@ def batch_instance_norm(
   rho = rho.astype(dt).reshape(bshape if rho.ndim else (1,) * x.ndim)
   y = rho * y_bn.astype(dt) + (1.0 - rho) * y_in.astype(dt)
   if not return_centered:
-    return y.astype(x.dtype), stats
+    return y.astype(out), stats
   v = rho * v_bn.astype(dt) + (1.0 - rho) * v_in.astype(dt)
-  return (y.astype(x.dtype), v.astype(x.dtype)), stats
+  return (y.astype(out), v.astype(out)), stats
 
 
 @jax.custom_jvp
@@ -319,6 +331,7 @@ def switchable_norm(
     axis_name=None,
     mask: ArrayLike | None = None,
     return_centered: bool = False,
+    dtype=None,
 ) -> tuple[Any, BatchStats]:
   r"""Switchable normalization (Luo et al., 2019): weighted IN, LN and BN statistics.
 
@@ -337,6 +350,7 @@ def switchable_norm(
     var_weights: shape ``(3,)``, weights of the (IN, LN, BN) variances.
     training, channel_axis, momentum, sigma, axis_name, mask, return_centered: as in
       `divnorm.batch_norm` (`axis_name` affects the batch statistics only).
+    dtype: the outputs' dtype; None: `x`'s (see `divnorm.normalize`).
 
   Returns:
     ``(y, new_stats)``, or ``((y, v), new_stats)`` with `return_centered`.
@@ -355,6 +369,7 @@ def switchable_norm(
   wv = _check_weights(var_weights, "var_weights")
   features, _, bshape = _features(x, c)
   check_stats(stats, BatchStats, x, features, c, "switchable_norm")
+  out = x.dtype if dtype is None else check_floating_dtype(dtype, "dtype")
   spatial = tuple(a for a in range(1, x.ndim) if a != c)
   # The mixture's statistics have the shape of instance norm's (batch and channels kept).
   sigma = check_sigma(sigma, tuple(x.shape[a] if a in (0, c) else 1 for a in range(x.ndim)))
@@ -385,5 +400,5 @@ def switchable_norm(
   var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn
   v = select(xs - mean, mask)
   y = select(scale(v, var, sigma), mask)
-  y = y.astype(x.dtype)
-  return ((y, v.astype(x.dtype)) if return_centered else y), stats
+  y = y.astype(out)
+  return ((y, v.astype(out)) if return_centered else y), stats

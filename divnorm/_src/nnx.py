@@ -138,9 +138,10 @@ class _Norm(nnx.Module):
                     else use_running_average)
     (y, v), new = function(x, stats(*(getattr(self, n)[...] for n in stats._fields)),
                            training=training, momentum=self.momentum, axis_name=self.axis_name,
-                           **kwargs)
+                           dtype=fs.function_dtype(x, self.use_scale or self.use_bias), **kwargs)
     self._store(new, training)
-    return self._finish(y, y, v, self._params(), features, kwargs.get("mask"), y.dtype)
+    return self._finish(y, y, v, self._params(), features, kwargs.get("mask"),
+                        jnp.asarray(x).dtype)
 
   def _finish(self, x, y, v, params, features: tuple[int, ...], mask, dtype, factors=None):
     """Adds the L1 penalty of `v`; flax's affine step; `dtype` None: flax's promotion."""
