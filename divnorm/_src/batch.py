@@ -19,6 +19,7 @@ from jax.typing import ArrayLike
 from divnorm._src.checks import (
   check_bool,
   check_broadcasts,
+  check_floating_dtype,
   check_input,
   check_int,
   check_mask,
@@ -59,13 +60,9 @@ def feature_shape(x_or_shape, feature_axes: int | Sequence[int], name: str) -> t
 
 
 def check_state_dtype(dtype, name: str):
-  try:
-    floating = jnp.issubdtype(dtype, jnp.floating)
-  except TypeError:  # not a dtype at all, e.g. a misspelled name
-    floating = False
-  if not floating:
-    raise TypeError(f"{name}: dtype={dtype!r} is not a floating dtype; running statistics are "
-                    f"averages: use e.g. dtype=jnp.float32.")
+  """`dtype` itself, if floating (`check_floating_dtype`, its error naming `name`)."""
+  check_floating_dtype(dtype, "dtype", context=name,
+                       hint=" running statistics are averages: use e.g. dtype=jnp.float32.")
   return dtype
 
 

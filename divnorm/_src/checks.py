@@ -59,15 +59,18 @@ def _dtype_of(value):
   return dtype
 
 
-def check_floating_dtype(dtype, name: str) -> np.dtype:
-  """`dtype` as a NumPy dtype; a TypeError unless it names a floating dtype."""
+def check_floating_dtype(dtype, name: str, *, context: str | None = None,
+                         hint: str = " give one, e.g. jnp.float32 or jnp.bfloat16 (None: the "
+                                     "input's).") -> np.dtype:
+  """`dtype` as a NumPy dtype; a TypeError unless it names a floating dtype, whose message
+  starts with the caller's name (`context`) if given and ends with `hint`."""
   try:
     out = np.dtype(jnp.dtype(dtype))
   except (TypeError, ValueError):
     out = None
   if out is None or not jnp.issubdtype(out, jnp.floating):
-    raise TypeError(f"{name}={dtype!r} is not a floating dtype; give one, e.g. jnp.float32 "
-                    f"or jnp.bfloat16 (None: the input's).")
+    where = "" if context is None else f"{context}: "
+    raise TypeError(f"{where}{name}={dtype!r} is not a floating dtype;{hint}")
   return out
 
 

@@ -108,9 +108,10 @@ class _Norm(hk.Module):
               param_shape=None):
     """``y * scale + offset`` for ``normalized = (y, v, factors)`` (`fs.normalized`), in
     the statistics dtype (a narrow `y`, as `divnorm.normalize` gives it, widened), then in
-    haiku's output dtype (the input's, promoted with a scale or offset passed at call time). Created parameters are over `features`, in
-    haiku's `param_shape` (default `_param_shape`), and take flax's fold (`fs.affine`);
-    arrays passed at call time broadcast against `x`, as in haiku."""
+    haiku's output dtype (the input's, promoted with a scale or offset passed at call
+    time). Created parameters are over `features`, in haiku's `param_shape` (default
+    `_param_shape`), and take flax's fold (`fs.affine`); arrays passed at call time
+    broadcast against `x`, as in haiku."""
     y, _, factors = normalized
     y = y.astype(stat_dtype(y.dtype))
     param_shape = param_shape or _param_shape(features, x.shape)
