@@ -241,7 +241,5 @@ def batch_norm_factors(x: jax.Array, stats: BatchStats, *, training: bool,
   else:
     mean, var = stats
   r = inverse_scale(running_var(var.reshape(shape), jnp.real(x).dtype), sigma)
-  mean = mean.reshape(shape).astype(x.dtype)
-  narrow = source is not None and source.dtype != x.dtype and not jnp.iscomplexobj(x)
-  v = select(shifted_input(x, source, mean) if narrow else x - mean, mask)
+  v = select(x - mean.reshape(shape).astype(x.dtype), mask)
   return (select(v * r, mask), v, (v, None, r)), stats
