@@ -63,11 +63,11 @@ def _step(lib, name: str, x, w, forward: bool = False):
   f = hk.transform_with_state(lambda x: make(lib, _axes(name, x.shape))(x, *args))
   params, state = f.init(jax.random.key(0), x)
 
-  def loss(x, params):
+  def loss(x, params, w):  # `w` an argument: a closed-over array is folded in
     return jnp.sum(f.apply(params, state, None, x)[0].astype(jnp.float32) * w)
 
   step = jax.jit(jax.grad(loss, argnums=(0, 1)))
-  return functools.partial(step, x, params)
+  return functools.partial(step, x, params, w)
 
 
 def speed(cases, dtype_name: str, *, rounds: int, target_s: float) -> list[str]:

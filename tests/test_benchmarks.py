@@ -132,6 +132,8 @@ def test_dropin_eval_takes_batch_norm_alone(capsys):
     ("numerics", ["--draws", "0"], "argument --draws: '0' is not a positive integer; e.g. 1"),
     ("gpu_kernels", ["--target", "no/such.txt"], "argument --target: 'no/such.txt' is not a file"),
     ("channels_first", ["--dtypes", "f16"], "argument --dtypes: 'f16' not known"),
+    ("equinox", ["--cases", "LN,IN"], "argument --cases: 'IN' not known; choose from "
+                                      "LN,RMS,GN,BN,BN-ema"),
     ("xla_group_sums", ["--channels", "12"], "--channels 12 is not a multiple of 8"),
     ("plain_sums", ["--tables", "error,speed"], "argument --tables: 'speed' not known"),
     ("plain_sums", ["--modes", "fast"], "argument --modes: 'fast' not known"),
@@ -188,6 +190,23 @@ def test_haiku_quick_mode_prints_every_case_and_offset(capsys):
   speed = [r for r in rows if "x" in r[1]]
   assert [r[0][2:] for r in speed] == [name for name, _ in haiku.QUICK_CASES] * len(
       haiku.DTYPES)
+
+
+@pytest.mark.slow
+def test_equinox_quick_mode_times_every_case_and_compares_the_gradients(capsys):
+  from benchmarks import equinox
+  assert equinox.main(["--quick"]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r and not r.startswith("| case")]
+  assert [r[0][2:] for r in rows] == [name for name, _ in equinox.QUICK_CASES] * 2
+  float32, bfloat16 = rows[:len(rows) // 2], rows[len(rows) // 2:]
+  assert all(float(r[5].strip(" |")) < 1e-6 for r in float32)  # one formula, two codes
+  assert all(float(r[5].strip(" |")) < 2e-2 for r in bfloat16[:-1])
+  # equinox 0.13.8's BatchNorm(mode="ema") raises on a bfloat16 input (its `lax.select` of
+  # a float32 and a bfloat16 mean): divnorm's is then timed alone
+  ema = bfloat16[-1]
+  assert float(ema[3]) > 0 and (ema[2] == "equinox raises TypeError"
+                                or float(ema[5].strip(" |")) < 2e-2)
 
 
 def test_channels_first_quick_mode_times_every_contender_and_its_error(capsys):
