@@ -36,7 +36,7 @@ from divnorm._src.checks import check_bool, check_int, check_momentum
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
-from divnorm._src.presets import _windows, group_count, rms_norm
+from divnorm._src.presets import _windows, group_count
 from divnorm._src.reductions import stat_dtype
 
 _NO_STATE = object()  # equinox's convention: `state` passes through when given
@@ -143,11 +143,13 @@ class RMSNorm(eqx.Module):
                        f"received shape={self.shape} and x.shape={x.shape}. You might need to "
                        f"replace `rms_norm(x)` with `jax.vmap(rms_norm)(x)`.")
     if jnp.iscomplexobj(x):  # equinox's: the mean of x**2 (complex), not of |x|**2
-      y = x * lax.rsqrt(jnp.mean(x.astype(stat_dtype(x.dtype)) ** 2) + self.eps)
+      y, factors = x * lax.rsqrt(jnp.mean(x.astype(stat_dtype(x.dtype)) ** 2) + self.eps), None
     else:
-      y = rms_norm(x.astype(stat_dtype(x.dtype)), reduction_axes=tuple(range(x.ndim)),
-                   sigma=fs.sigma_of(self.eps, name="eps"))
-    return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
+      y, _, factors = fs.normalized(x, Field(tuple(range(x.ndim)), ()), center=False,
+                                    sigma=fs.sigma_of(self.eps, name="eps"), mask=None,
+                                    axis_name=None, fast_variance=False, sigma_name="eps")
+    return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim)), factors), x.dtype,
+                state)
 
 
 class GroupNorm(eqx.Module):
