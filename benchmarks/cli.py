@@ -8,7 +8,7 @@ import pathlib
 
 from experiments.config import positive_int  # counts (--rounds), as the experiments take them
 
-__all__ = ["existing_file", "names_of", "positive_int", "shapes"]
+__all__ = ["existing_file", "library_args", "names_of", "positive_int", "shapes"]
 
 
 def names_of(known):
@@ -41,3 +41,17 @@ def existing_file(text: str) -> pathlib.Path:
   if not path.is_file():
     raise argparse.ArgumentTypeError(f"{text!r} is not a file")
   return path
+
+
+def library_args(description: str, layers, dtypes, cases, quick_cases, argv):
+  """``(args, cases, rounds)`` of a benchmark of divnorm's layers against one library's own
+  (`benchmarks.haiku`, `benchmarks.equinox`): --rounds, --quick (`quick_cases`, one round),
+  --cases (`layers`' names: those of `cases` to run) and --dtypes (`dtypes`' names)."""
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument("--rounds", type=positive_int(15), default=15)
+  p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
+  p.add_argument("--cases", default=",".join(layers), type=names_of(layers))
+  p.add_argument("--dtypes", default="float32,bfloat16", type=names_of(dtypes))
+  args = p.parse_args(argv)
+  chosen = [(c, s) for c, s in (quick_cases if args.quick else cases) if c in args.cases]
+  return args, chosen, 1 if args.quick else args.rounds

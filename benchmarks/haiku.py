@@ -20,7 +20,6 @@ the largest absolute error (haiku's one-pass variances turn negative there: NaN)
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import time
@@ -119,16 +118,9 @@ def accuracy(offsets=OFFSETS) -> list[str]:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--rounds", type=cli.positive_int(15), default=15)
-  p.add_argument("--quick", action="store_true", help="tiny shapes, one round (CI)")
-  p.add_argument("--cases", default=",".join(LAYERS), type=cli.names_of(LAYERS))
-  p.add_argument("--dtypes", default="float32,bfloat16", type=cli.names_of(DTYPES))
-  args = p.parse_args(argv)
-  cases = [(c, s) for c, s in (QUICK_CASES if args.quick else CASES) if c in args.cases]
-  rounds = 1 if args.quick else args.rounds
-  cmd = "python -m benchmarks.haiku " + " ".join(argv if argv is not None else sys.argv[1:])
-  print("\n".join([f"Command: `{cmd.strip()}`", "", *report.machine(), ""]), flush=True)
+  args, cases, rounds = cli.library_args(__doc__.split("\n\n")[0], LAYERS, DTYPES, CASES,
+                                        QUICK_CASES, argv)
+  report.print_command("benchmarks.haiku", argv)
   t0 = time.time()
   print("\n".join(accuracy()), flush=True)
   for dtype_name in args.dtypes:

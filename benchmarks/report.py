@@ -6,6 +6,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import sys
 
 import jax
 
@@ -88,3 +89,9 @@ def ratio_table(rows: list[Row], title: str) -> list[str]:
     lines.append(f"| {r.name} | {ms(r.fwd_s)} | {r.fwd[ref] if ref else ''} | {ms(r.fwdbwd_s)} | "
                  f"{r.fwdbwd[ref] if ref else ''} | {fwd_bytes(r)} | {mib(r.temp_bytes)} |")
   return lines
+
+
+def print_command(module: str, argv) -> None:
+  """Prints ``python -m <module> <argv>`` (`argv` None: the process's) and `machine`."""
+  cmd = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
+  print("\n".join([f"Command: `{cmd.strip()}`", "", *machine(), ""]), flush=True)
