@@ -1,8 +1,9 @@
 """RMSNorm's gradients in every module API against the float64 closed form.
 
-The layers compute an RMSNorm with a scale as ``(x * scale) * r``, ``r = 1 / sqrt(E[x^2] +
-eps)`` (`flax_semantics.affine`: the order that lets XLA's CPU backend share the
-cotangent times ``r`` between the two gradients). Whatever the order, the loss
+Unmasked, the layers compute an RMSNorm with a scale as ``(x * scale) * r``, ``r = 1 /
+sqrt(E[x^2] + eps)`` (`flax_semantics.affine`: the order that lets XLA's CPU backend share
+the cotangent times ``r`` between the two gradients); masked, ``(x * r) * scale``. Whatever
+the order, the loss
 ``sum(w * (x * r * scale + bias))`` has the gradients
 
   d/dscale = sum over the rows of ``w x r``,
