@@ -24,13 +24,16 @@ time(divnorm) / time(flax): the median over rounds, then min-max.
 
     python -m benchmarks.dropin [--rounds N] [--quick] [--dtypes float32,bfloat16]
         [--cases LN,BN,GN,RMS,DN] [--modes one-pass,two-pass] [--nnx] [--profile]
-        [--forward] [--shapes 64x1024x16,...] [--mask] [--eval]
+        [--forward] [--shapes 64x1024x16,...] [--mask] [--eval] [--params-first]
 
 ``--forward`` times the forward alone (``jit`` of the output: inference), ``--shapes``
 replaces every case's shapes (e.g. ``--cases LN --shapes 64x1024x16``). ``--mask`` passes
 every layer and preset a random boolean mask (80% kept, the same for all; an argument of
 the jitted step, not a constant; no nnx, no DN). ``--eval`` times BatchNorm in evaluation
 (``use_running_average=True``, the preset's ``training=False``: a CNN's inference; BN only).
+``--params-first``: the linen steps return the parameters' gradients before the input's, as
+the nnx steps do. The outputs' order is the compiled program's: XLA's CPU backend may
+schedule its kernels otherwise (layer norm over 768 features: analysis.md, session 31).
 
 ``--profile`` prints, instead of the ratios, the time of each XLA operation of every
 contender's compiled program (`benchmarks.xla.op_times`): where a ratio comes from.
@@ -138,10 +141,10 @@ def _first(out):
   return out[0] if isinstance(out, tuple) else out
 
 
-def _module_step(module, apply_kw, x, forward: bool = False):
+def _module_step(module, apply_kw, x, forward: bool = False, params_first: bool = False):
   """``jit(grad(<y, w>))`` with respect to the input and the parameters, bound to `x`;
-  `forward`: ``jit`` of the output alone (`w` unused). The step takes a mask last (None:
-  no mask)."""
+  `forward`: ``jit`` of the output alone (`w` unused); `params_first`: the parameters'
+  gradients returned first (as `_nnx_step`'s). The step takes a mask last (None: no mask)."""
   variables = module.init(jax.random.key(0), x)
   params = variables.get("params", {})
   rest = {k: v for k, v in variables.items() if k != "params"}
@@ -153,7 +156,9 @@ def _module_step(module, apply_kw, x, forward: bool = False):
   def loss(x, params, w, mask):
     return jnp.sum(apply(x, params, w, mask).astype(jnp.float32) * w)
 
-  return jax.jit(apply if forward else jax.grad(loss, argnums=(0, 1))), params
+  grad = jax.grad(loss, argnums=(0, 1))
+  step = apply if forward else (lambda *a: grad(*a)[::-1]) if params_first else grad
+  return jax.jit(step), params
 
 
 def _function_step(f, forward: bool = False):
@@ -167,10 +172,12 @@ def _function_step(f, forward: bool = False):
 
 
 def contenders(case: str, shape, dtype, fast: bool, with_nnx: bool = False,
-               forward: bool = False, masked: bool = False, evaluate: bool = False) -> dict:
+               forward: bool = False, masked: bool = False, evaluate: bool = False,
+               params_first: bool = False) -> dict:
   """Name -> zero-argument call (compiled and warmed by `timing`), the references first;
   `forward`: the forward alone (no nnx); `masked`: a random mask, 80% kept (no nnx, no
-  DN); `evaluate`: BatchNorm's running averages."""
+  DN); `evaluate`: BatchNorm's running averages; `params_first`: the linen steps return
+  the parameters' gradients first."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
   mask = jax.random.uniform(jax.random.key(2), shape) < 0.8 if masked else None
@@ -186,7 +193,7 @@ def contenders(case: str, shape, dtype, fast: bool, with_nnx: bool = False,
     return calls
   theirs, ours, apply_kw = _modules(case, shape, fast, evaluate=evaluate)
   for label, module in (("flax", theirs), ("linen", ours)):
-    g, params = _module_step(module, apply_kw, x, forward)
+    g, params = _module_step(module, apply_kw, x, forward, params_first)
     calls[label] = functools.partial(g, x, params, w, mask)
   if with_nnx and not (forward or masked or evaluate):
     for label, module in zip(("flax nnx", "nnx"), _nnx_modules(case, shape, fast), strict=True):
@@ -219,7 +226,7 @@ class Row(NamedTuple):
 
 def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
             with_nnx: bool = False, forward: bool = False, masked: bool = False,
-            evaluate: bool = False) -> list[Row]:
+            evaluate: bool = False, params_first: bool = False) -> list[Row]:
   """Every (contender, reference) pair of `PAIRS`, per case, in one dtype and variance mode."""
   fast = MODES[mode]
   rows = []
@@ -227,7 +234,7 @@ def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
     if case in ("RMS", "DN") and not fast:
       continue  # RMS has no variance mode; DN is timed once, in both of its modes
     calls = contenders(case, shape, DTYPES[dtype_name], fast, with_nnx, forward, masked,
-                       evaluate)
+                       evaluate, params_first)
     t = timing.interleaved(calls, rounds=rounds, target_s=target_s)
     rows += [Row(case, tuple(shape), ours, t.ratio(ours, theirs), t.median(ours) * 1e3,
                  t.median(theirs) * 1e3)
@@ -236,11 +243,14 @@ def measure(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
 
 
 def table_lines(rows: list[Row], dtype_name: str, mode: str, forward: bool = False,
-                masked: bool = False, evaluate: bool = False) -> list[str]:
+                masked: bool = False, evaluate: bool = False,
+                params_first: bool = False) -> list[str]:
   """The markdown table of `measure`'s rows for one dtype and one variance mode."""
   fast = MODES[mode]
   notes = [n for n, on in (("forward alone", forward), ("masked (80% kept)", masked),
-                           ("BatchNorm in evaluation", evaluate)) if on]
+                           ("BatchNorm in evaluation", evaluate),
+                           ("linen steps return the parameters' gradients first",
+                            params_first)) if on]
   out = [f"**{dtype_name}, flax `use_fast_variance={fast}`** (divnorm `fast_variance={fast}`)"
          + "".join(f", {n}" for n in notes),
          "", "| case | shape | divnorm | / flax | divnorm ms | flax ms |",
@@ -252,17 +262,18 @@ def table_lines(rows: list[Row], dtype_name: str, mode: str, forward: bool = Fal
 
 def table(cases, dtype_name: str, mode: str, *, rounds: int, target_s: float,
           with_nnx: bool = False, forward: bool = False, masked: bool = False,
-          evaluate: bool = False) -> list[str]:
+          evaluate: bool = False, params_first: bool = False) -> list[str]:
   """Markdown lines for one dtype and one variance mode, printed when measured."""
   lines = table_lines(measure(cases, dtype_name, mode, rounds=rounds, target_s=target_s,
                               with_nnx=with_nnx, forward=forward, masked=masked,
-                              evaluate=evaluate), dtype_name, mode, forward, masked, evaluate)
+                              evaluate=evaluate, params_first=params_first),
+                      dtype_name, mode, forward, masked, evaluate, params_first)
   print("\n".join(lines), flush=True)
   return lines
 
 
 def profile(cases, dtype_name: str, mode: str, *, forward: bool = False, masked: bool = False,
-            evaluate: bool = False) -> None:
+            evaluate: bool = False, params_first: bool = False) -> None:
   """Prints each contender's XLA operations and their time per call, largest first, for the
   programs `measure` times with the same options."""
   fast = MODES[mode]
@@ -270,7 +281,8 @@ def profile(cases, dtype_name: str, mode: str, *, forward: bool = False, masked:
     if case in ("RMS", "DN") and not fast:
       continue
     for name, call in contenders(case, shape, DTYPES[dtype_name], fast, forward=forward,
-                                 masked=masked, evaluate=evaluate).items():
+                                 masked=masked, evaluate=evaluate,
+                                 params_first=params_first).items():
       times = xla.op_times(call)
       print(f"**{case} {'x'.join(map(str, shape))} {dtype_name} {mode}, {name}**: "
             f"{sum(times.values()) * 1e3:.2f} ms in {len(times)} operations\n")
@@ -305,6 +317,8 @@ def main(argv=None) -> int:
                  help="a random mask (80%% kept) for every layer and preset (no nnx, no DN)")
   p.add_argument("--eval", action="store_true",
                  help="BatchNorm in evaluation (its running averages); BN only")
+  p.add_argument("--params-first", action="store_true",
+                 help="the linen steps return the parameters' gradients first (as nnx's)")
   args = p.parse_args(argv)
   if args.mask and "DN" in args.cases:
     args.cases = [c for c in args.cases if c != "DN"]  # DN has no flax counterpart with a mask
@@ -321,10 +335,11 @@ def main(argv=None) -> int:
     for mode in args.modes:
       if args.profile:
         profile(cases, dtype_name, mode, forward=args.forward, masked=args.mask,
-                evaluate=args.eval)
+                evaluate=args.eval, params_first=args.params_first)
       else:
         table(cases, dtype_name, mode, rounds=rounds, target_s=target_s, with_nnx=args.nnx,
-              forward=args.forward, masked=args.mask, evaluate=args.eval)
+              forward=args.forward, masked=args.mask, evaluate=args.eval,
+              params_first=args.params_first)
   print(f"Total {time.time() - t0:.0f} s; rounds {rounds}, jax {jax.__version__}, "
         f"numpy {np.__version__}.")
   return 0

@@ -102,10 +102,27 @@ def test_dropin_profile_takes_the_flags_the_ratios_take(monkeypatch):
   asked = []
   monkeypatch.setattr(dropin, "contenders", lambda *args, **kwargs: asked.append(kwargs) or {})
   argv = ["--quick", "--profile", "--cases", "BN", "--dtypes", "float32", "--modes", "one-pass"]
-  for flag, key in (("--mask", "masked"), ("--forward", "forward"), ("--eval", "evaluate")):
+  for flag, key in (("--mask", "masked"), ("--forward", "forward"), ("--eval", "evaluate"),
+                    ("--params-first", "params_first")):
     asked.clear()
     assert dropin.main([*argv, flag]) == 0
     assert asked and all(kwargs[key] for kwargs in asked), (flag, asked)
+
+
+def test_dropin_params_first_returns_the_same_gradients_parameters_first(capsys):
+  """--params-first times the same gradients, returned in the nnx step's order."""
+  from benchmarks import dropin
+  shape = (2, 3, 8)
+  first = dropin.contenders("LN", shape, jnp.float32, True, params_first=True)
+  plain = dropin.contenders("LN", shape, jnp.float32, True)
+  for name in ("flax", "linen"):
+    (dparams, dx), (dx0, dparams0) = first[name](), plain[name]()
+    assert jnp.shape(dx) == shape and set(dparams) == {"scale", "bias"}
+    jax.tree.map(np.testing.assert_array_equal, (dparams, dx), (dparams0, dx0))
+  argv = ["--quick", "--params-first", "--cases", "LN", "--dtypes", "float32", "--modes",
+          "one-pass"]
+  assert dropin.main(argv) == 0
+  assert "linen steps return the parameters' gradients first" in capsys.readouterr().out
 
 
 def test_dropin_eval_takes_batch_norm_alone(capsys):
