@@ -141,6 +141,7 @@ def _assert_rounded_once(grad, x) -> None:
 LAYERS = {
     "LayerNorm over (H, W, C)": lambda fast: dl.LayerNorm(reduction_axes=(1, 2, 3),
                                                           use_fast_variance=fast),
+    "LayerNorm over the last axis": lambda fast: dl.LayerNorm(use_fast_variance=fast),
     "GroupNorm": lambda fast: dl.GroupNorm(16, use_fast_variance=fast),
     "InstanceNorm": lambda fast: dl.InstanceNorm(use_fast_variance=fast),
     "BatchNorm": lambda fast: dl.BatchNorm(use_running_average=False, use_fast_variance=fast),
@@ -150,10 +151,10 @@ LAYERS = {
 @pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("name", LAYERS)
 def test_the_layers_write_no_float32_copy_of_the_input(name, fast):
-  """The linen layers, scale and bias included (the affine step reads its own copy).
-  Left out: a scale whose gradient is summed over the leading axes alone (layer norm over
-  the last axis, or with a scale over (H, W, C)), where XLA's YNNPACK sum takes neither the
-  conversion nor the broadcast of ``r`` (it writes that broadcast in float32 too)."""
+  """The linen layers, scale and bias included (the affine step reads its own copy). Layer
+  norm over the last axis too since the derivative reads its own ``r`` and the output its
+  own input (BENCHMARKS.md, "One broadcast of r"); before, XLA shared both and wrote them in
+  float32. (RMSNorm's forward: `test_the_rms_layers_forward_writes_no_float32_copy`.)"""
   if jax.default_backend() != "cpu":
     pytest.skip("the fusion of XLA's CPU backend")
   module = LAYERS[name](fast)
@@ -166,6 +167,25 @@ def test_the_layers_write_no_float32_copy_of_the_input(name, fast):
 
   grad = jax.grad(loss, argnums=(0, 1))
   assert _float32_copies_of_x(grad, variables["params"], x, w) == []
+
+
+@pytest.mark.loose_promotion  # nnx's promote_dtype: bfloat16 input with float32 parameters
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_the_rms_layers_forward_writes_no_float32_copy(api):
+  """RMSNorm's forward (inference) reads a bfloat16 input in every kernel: its sum of squares
+  reads a copy of its own (`core.shifted_input`), where XLA wrote a float32 copy for it
+  (the forward took 1.35x flax's time, 0.56x since). Forward+backward still writes one:
+  JAX's derivative reuses that copy (BENCHMARKS.md, "RMS norm's forward")."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the fusion of XLA's CPU backend")
+  x = _x(jnp.bfloat16)
+  if api == "linen":
+    module = dl.RMSNorm()
+    variables = module.init(jax.random.key(0), x)
+    assert _float32_copies_of_x(lambda v, x: module.apply(v, x), variables, x) == []
+  else:
+    graphdef, state = nnx.split(dnnx.RMSNorm(SHAPE[-1], rngs=nnx.Rngs(0)))
+    assert _float32_copies_of_x(lambda s, x: nnx.merge(graphdef, s)(x), state, x) == []
 
 
 @pytest.mark.loose_promotion  # the layers' output: bfloat16 input with float32 parameters

@@ -184,15 +184,17 @@ def rms_norm(
   return (v * r).astype(x.dtype)
 
 
-def rms_factors(x: jax.Array, field: Field, *, sigma, mask,
-                axis_name=None) -> tuple[jax.Array, jax.Array]:
+def rms_factors(x: jax.Array, field: Field, *, sigma, mask, axis_name=None,
+                squared=None) -> tuple[jax.Array, jax.Array]:
   """``(v, r)`` of `rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2 +
-  E[v^2])`` at the statistics' size (modules fold their scale into ``r``)."""
+  E[v^2])`` at the statistics' size (modules fold their scale into ``r``). `squared`: the
+  values the sum of squares reads instead of ``v`` (the same values, unmasked)."""
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
   v = select(x, mask)  # square, not v * v: the product rule's two terms split XLA's fusion
+  squared = v if squared is None else squared
   count = field_count(x.shape, field, mask=mask, axis_name=axis_name, dtype=x.dtype)
-  return v, inverse_scale(divide_by_count(field_sum(jnp.square(v), field, axis_name=axis_name),
-                                          count), sigma)
+  return v, inverse_scale(divide_by_count(
+      field_sum(jnp.square(squared), field, axis_name=axis_name), count), sigma)
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | None, ...]:
