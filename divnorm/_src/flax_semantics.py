@@ -236,9 +236,12 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
                                        fast_variance=fast_variance and bool(field.axes),
                                        source=source)
     return y, v, _factors(shifted_input(x, source, stats.shift), stats.mean, r, mask)
-  # a narrower x: the sum of squares reads it through a copy of its own, converted in its
-  # kernel, where XLA's CPU backend wrote a float32 copy (BENCHMARKS.md, "RMS norm's forward")
-  squared = None if source is x or mask is not None else shifted_input(x, source, None)
+  # a narrower x on XLA's CPU backend: the sum of squares reads it through a copy of its
+  # own, converted in its kernel, where a float32 copy was written (BENCHMARKS.md, "RMS
+  # norm's forward"); a GPU fuses the conversion into its one kernel as it is
+  squared = None if source is x or mask is not None else lax.platform_dependent(
+      x, source, cpu=lambda x, source: shifted_input(x, source, None),
+      default=lambda x, source: x)
   v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name, squared=squared)
   return v * r, v, _factors(v, None, r, mask)
 
