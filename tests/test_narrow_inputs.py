@@ -188,6 +188,18 @@ def test_the_rms_layers_forward_writes_no_float32_copy(api):
     assert _float32_copies_of_x(lambda s, x: nnx.merge(graphdef, s)(x), state, x) == []
 
 
+def test_the_rms_layers_read_of_their_own_is_for_the_cpu_alone():
+  """The read above is lowered for XLA's CPU backend only: a CUDA lowering (`jax.export`,
+  no GPU needed) holds no optimization barrier, so a GPU keeps its one fused kernel."""
+  from jax import export
+  module, x = dl.RMSNorm(), _x(jnp.bfloat16)
+  variables = module.init(jax.random.key(0), x)
+  apply = jax.jit(lambda v, x: module.apply(v, x))
+  barriers = {p: export.export(apply, platforms=[p])(variables, x).mlir_module().count(
+      "stablehlo.optimization_barrier") for p in ("cpu", "cuda")}
+  assert barriers["cpu"] > 0 and barriers["cuda"] == 0, barriers
+
+
 @pytest.mark.loose_promotion  # the layers' output: bfloat16 input with float32 parameters
 @pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("name", LAYERS)
