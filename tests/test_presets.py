@@ -84,7 +84,8 @@ def test_group_norm_on_rank_2_input(x64):
 @pytest.mark.slow
 @pytest.mark.parametrize("axes", [-1, (1, 2, 3), {1: 3, 3: None}])
 def test_rms_norm_gradients(x64, axes):
-  # The unmasked path has a hand-written JVP; check it to second order, in x and sigma,
+  # Float64 takes JAX's derivative (narrower inputs on a CPU a written one,
+  # tests/test_rms_derivative.py); check it to second order, in x and sigma,
   # and against autodiff of the masked path with an all-True mask.
   from jax.test_util import check_grads
   x = _x((2, 4, 3, 5), seed=8, dtype=np.float64)

@@ -33,8 +33,9 @@ from divnorm._src.checks import (
 )
 from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, grouped_field
-from divnorm._src.presets import group_count, rms_factors
+from divnorm._src.presets import group_count
 from divnorm._src.reductions import DeviceGroups, plain_field_mean, select, stat_dtype
+from divnorm._src.rms import rms_factors
 from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]

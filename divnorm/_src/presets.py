@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
@@ -27,18 +26,10 @@ from divnorm._src.checks import (
   check_input,
   check_int,
   check_mask,
-  check_sigma,
 )
 from divnorm._src.core import normalize
-from divnorm._src.fields import Field, grouped_field, resolve_field
-from divnorm._src.reductions import (
-  divide_by_count,
-  field_count,
-  field_sum,
-  select,
-  stat_dtype,
-)
-from divnorm._src.statistics import inverse_scale, stats_shape
+from divnorm._src.fields import grouped_field, resolve_field
+from divnorm._src.rms import rms_normalized
 
 
 def _spatial_axes(ndim: int, channel_axis: int, name: str) -> tuple[int, ...]:
@@ -176,25 +167,7 @@ def rms_norm(
   """
   x = check_input(x)
   field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
-  v, r = rms_factors(x.astype(stat_dtype(x.dtype)), field, sigma=sigma, mask=mask,
-                     axis_name=axis_name)
-  # v is 0 outside the mask and r finite (an empty field's too), so v * r is 0 there with no
-  # second select, which doubled a masked call's time (2.4x flax's, 1.0x without it); only
-  # a field whose statistics overflow is NaN throughout, as its kept entries are.
-  return (v * r).astype(x.dtype)
-
-
-def rms_factors(x: jax.Array, field: Field, *, sigma, mask, axis_name=None,
-                squared=None) -> tuple[jax.Array, jax.Array]:
-  """``(v, r)`` of `rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2 +
-  E[v^2])`` at the statistics' size (modules fold their scale into ``r``). `squared`: the
-  values the sum of squares reads instead of ``v`` (the same values, unmasked)."""
-  sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
-  v = select(x, mask)  # square, not v * v: the product rule's two terms split XLA's fusion
-  squared = v if squared is None else squared
-  count = field_count(x.shape, field, mask=mask, axis_name=axis_name, dtype=x.dtype)
-  return v, inverse_scale(divide_by_count(
-      field_sum(jnp.square(squared), field, axis_name=axis_name), count), sigma)
+  return rms_normalized(x, sigma, mask, field, axis_name).astype(x.dtype)
 
 
 def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | None, ...]:

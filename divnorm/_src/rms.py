@@ -1,0 +1,98 @@
+"""RMS normalization, no centering: ``y = v r``, ``v = x`` (masked), ``r = 1 / sqrt(sigma^2 +
+E_B[v^2])``; its statistics (`rms_factors`, the layers' too) and, on XLA's CPU backend, the
+function's derivative written out (`rms_normalized`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from divnorm._src.checks import check_mask, check_sigma
+from divnorm._src.fields import Field
+from divnorm._src.reductions import divide_by_count, field_count, field_sum, select, stat_dtype
+from divnorm._src.statistics import copies, inverse_scale, stats_shape, widened
+
+
+def rms_factors(x: jax.Array, field: Field, *, sigma, mask, axis_name=None,
+                squared=None) -> tuple[jax.Array, jax.Array]:
+  """``(v, r)`` of `divnorm.rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2
+  + E[v^2])`` at the statistics' size (modules fold their scale into ``r``). `squared`: the
+  values the sum of squares reads instead of ``v`` (the same values, unmasked)."""
+  sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
+  v = select(x, mask)  # square, not v * v: the product rule's two terms split XLA's fusion
+  squared = v if squared is None else squared
+  count = field_count(x.shape, field, mask=mask, axis_name=axis_name, dtype=x.dtype)
+  return v, inverse_scale(divide_by_count(
+      field_sum(jnp.square(squared), field, axis_name=axis_name), count), sigma)
+
+
+def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name) -> jax.Array:
+  """``v r`` over `field` in the statistics dtype (0 outside `mask`: ``v`` is 0 there and ``r``
+  finite, an empty field's too, so no second select, which doubled a masked call's time).
+
+  A narrower `x` (bfloat16, float16) on XLA's CPU backend takes the derivative written out
+  (`_written`): JAX's own keeps the input's float32 conversion as a residual, and XLA
+  writes that copy to memory for the forward's sum of squares as well. Written out, every
+  input-sized term reads `x` through a copy of its own (`statistics.widened`), converted
+  inside the kernel that reads it, as the centered normalizers' derivative does
+  (`core._normalized_jvp`): bfloat16, one core, 0.09-0.49x the forward's time before and
+  0.22-0.84x the forward+backward's (BENCHMARKS.md, "RMS norm's written derivative").
+  Elsewhere JAX differentiates `rms_factors`: in float32 the written one took 0.94-1.17x
+  its time, and a GPU fuses the forward into one kernel, which a barrier would split.
+  """
+  dt = stat_dtype(x.dtype)
+  sigma = jnp.asarray(check_sigma(sigma, stats_shape(x.shape, field)), dt)
+  mask = check_mask(mask, x.shape)
+
+  def default(x, sigma, mask):
+    v, r = rms_factors(x.astype(dt), field, sigma=sigma, mask=mask, axis_name=axis_name)
+    return v * r
+
+  if x.dtype == dt:
+    return default(x, sigma, mask)
+  return lax.platform_dependent(
+      x, sigma, mask, cpu=lambda *args: _written(*args, field, axis_name), default=default)
+
+
+def _factors(x: jax.Array, sigma, mask, field: Field, axis_name, n: int):
+  """``(vs, r, count)``: `n` copies of ``v`` (`x` in the statistics dtype, masked), ``r``
+  from one more, and the field's count. With a mask, XLA's CPU backend writes the selected
+  array anyway (it fuses no select into its sums), so ``v`` is made once."""
+  dt = stat_dtype(x.dtype)
+  if mask is None:
+    vs = [c for c, _ in widened(x, None, n + 1)]
+  else:
+    vs = [select(x.astype(dt), mask)] * (n + 1)
+  count = field_count(x.shape, field, mask=mask, axis_name=axis_name, dtype=dt)
+  r = inverse_scale(divide_by_count(field_sum(jnp.square(vs[0]), field, axis_name=axis_name),
+                                    count), sigma)
+  return vs[1:], r, count
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _written(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, field: Field,
+             axis_name) -> jax.Array:
+  """`rms_normalized` with the derivative below; `x` read in its own dtype."""
+  (v,), r, _ = _factors(x, sigma, mask, field, axis_name, 1)
+  return v * r
+
+
+@_written.defjvp
+def _written_jvp(field, axis_name, primals, tangents):
+  """``dy = dx r + v dr`` with ``dr = -r^3 (E_B[v dx] + sigma dsigma)``: `x` and the tangent
+  are the only input-sized factors, so reverse mode reads `x` (through copies of its own)
+  and the cotangent, and writes one gradient."""
+  x, sigma, mask = primals
+  dx, dsigma, _ = tangents
+  (v_out, v_sum, v_dy), r, count = _factors(x, sigma, mask, field, axis_name, 3)
+  dt = r.dtype
+  dx = select(dx.astype(dt), mask)  # 0 outside the mask: the sums need no select of their own
+  q = divide_by_count(field_sum(v_sum * dx, field, axis_name=axis_name), count)
+  dr = np.asarray(-1.0, dt) * r * r * r * (q + sigma * dsigma)
+  # r from a copy of its own, as in `core._normalized_jvp` (one broadcast of r per kernel)
+  return v_out * r, dx * copies(r, 1)[0] + v_dy * dr

@@ -1,0 +1,125 @@
+"""`rms_norm`'s written derivative (`rms._written`), which a bfloat16 or float16 input takes
+on XLA's CPU backend: exact in float64 to second order (called directly: a float64 input
+takes JAX's derivative), the float32 copy's numbers rounded once in the narrow dtypes, and
+no float32 copy of the input written by the compiled programs.
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import divnorm
+from divnorm._src.fields import resolve_field
+from divnorm._src.rms import _written
+
+SHAPE = (4, 6, 32)
+NARROW = [jnp.bfloat16, jnp.float16]
+
+
+def _x(seed=0, dtype=np.float64, offset=0.5):
+  return jnp.asarray(np.random.default_rng(seed).normal(offset, 2.0, SHAPE), dtype)
+
+
+def _mask(seed=3):
+  mask = np.random.default_rng(seed).random(SHAPE) > 0.3
+  mask[1, 2] = False  # an empty row: its outputs and gradients are 0
+  return jnp.asarray(mask)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("axes", [-1, (1, 2)])
+def test_the_written_derivative_is_exact_to_second_order(x64, axes, masked):
+  """Forward and reverse mode, to second order, in `x` and `sigma` (an array, as a learned
+  one), against finite differences in float64."""
+  field = resolve_field(axes, len(SHAPE), role="reduction_axes")
+  mask = _mask() if masked else None
+  sigma = jnp.full((SHAPE[0], 1, 1) if axes == (1, 2) else (SHAPE[0], SHAPE[1], 1), 0.3)
+  check_grads(lambda x, s: _written(x, s, mask, field, None), (_x(), sigma), order=2,
+              modes=("fwd", "rev"))
+
+
+def test_the_written_derivative_is_the_closed_form(x64):
+  """``d/dx sum(w y) = r w - x r^3 E[w x]`` and ``d/dsigma = -sigma sum(w x r^3)``, masked,
+  under `vmap` with `axis_name` (the mapped axis one more reduced axis, its counts summed)."""
+  x, w, mask = _x(), np.random.default_rng(1).normal(size=SHAPE), np.asarray(_mask())
+  field = resolve_field((1,), 2, role="reduction_axes")
+
+  def loss(x, sigma):
+    y = jax.vmap(lambda xi, mi: _written(xi, sigma, mi, field, "i"), axis_name="i")(x, mask)
+    return jnp.sum(y * w)
+
+  gx, gs = jax.grad(loss, (0, 1))(x, jnp.asarray(0.3))
+  v = np.where(mask, np.asarray(x), 0.0)
+  n = mask.sum((0, 2), keepdims=True)
+  r = 1 / np.sqrt((v * v).sum((0, 2), keepdims=True) / n + 0.3**2)
+  want_x = np.where(mask, r * w - v * r**3 * (np.where(mask, w, 0) * v).sum(
+      (0, 2), keepdims=True) / n, 0.0)
+  np.testing.assert_allclose(gx, want_x, rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(gs, -0.3 * (w * v * r**3).sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype", NARROW, ids=["bf16", "f16"])
+def test_narrow_outputs_and_gradients_are_the_float32_copy_s_rounded(dtype, masked):
+  """Output, input gradient (rounded to the narrow dtype once) and sigma's gradient (float32)
+  as the float32 copy's, which takes JAX's derivative: one unit in the narrow dtype's last
+  place, and float32 rounding for sigma's."""
+  # w in the narrow dtype: the cotangent reaches the normalizer through the output's rounding,
+  # whose transpose rounds it; so both programs see the same one.
+  x, w = _x(dtype=dtype), _x(1, dtype, 0.0).astype(jnp.float32)
+  mask = _mask() if masked else None
+
+  def f(x, sigma, mask):
+    return divnorm.rms_norm(x, reduction_axes=(1, 2), sigma=sigma, mask=mask)
+
+  def grad(x):
+    return jax.jit(jax.grad(lambda x, s, m: jnp.sum(f(x, s, m).astype(jnp.float32) * w),
+                            (0, 1)))(x, jnp.float32(0.3), mask)
+
+  ulp = float(jnp.finfo(dtype).eps)
+  y, y32 = jax.jit(f)(x, 0.3, mask), jax.jit(f)(x.astype(jnp.float32), 0.3, mask)
+  assert y.dtype == dtype
+  np.testing.assert_allclose(np.float32(y), np.float32(y32.astype(dtype)), rtol=ulp, atol=1e-6)
+  (gx, gs), (gx32, gs32) = grad(x), grad(x.astype(jnp.float32))
+  assert gx.dtype == dtype and gs.dtype == jnp.float32
+  np.testing.assert_allclose(np.float32(gx), np.float32(gx32), rtol=ulp, atol=1e-3 * ulp)
+  np.testing.assert_allclose(gs, gs32, rtol=1e-5)
+
+
+def _float32_copies_of_x(fn, *args) -> list[str]:
+  """The compiled `fn(*args)`'s instructions that convert its bfloat16 input alone to
+  float32: a copy of the input written to memory."""
+  hlo = jax.jit(fn).lower(*args).compile().as_text()
+  entry = hlo[hlo.index("\nENTRY"):]
+  dims = ",".join(map(str, SHAPE))
+  (x,) = re.findall(rf"(%\S+) = bf16\[{dims}\]\S* parameter\(", entry)
+  return re.findall(rf"(%\S+) = f32\[{dims}\]\S* fusion\({re.escape(x)}\)", entry)
+
+
+def test_no_float32_copy_of_the_input():
+  """The forward (inference) and the forward+backward read the bfloat16 input in every
+  kernel; JAX's derivative wrote a float32 copy for both (BENCHMARKS.md, "RMS norm's written
+  derivative")."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the fusion of XLA's CPU backend")
+  x = _x(dtype=jnp.bfloat16)
+  w = jnp.asarray(np.random.default_rng(1).normal(size=SHAPE), jnp.float32)
+  assert _float32_copies_of_x(divnorm.rms_norm, x) == []
+  loss = lambda x, w: jnp.sum(divnorm.rms_norm(x).astype(jnp.float32) * w)  # noqa: E731
+  assert _float32_copies_of_x(jax.grad(loss), x, w) == []
+
+
+def test_the_written_derivative_is_for_the_cpu_alone():
+  """A CUDA lowering (`jax.export`, no GPU needed) of the forward and its gradient holds no
+  optimization barrier: a GPU keeps JAX's derivative and its one fused forward kernel."""
+  from jax import export
+  x = _x(dtype=jnp.bfloat16)
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(divnorm.rms_norm(x).astype(jnp.float32))))
+  for fn in (jax.jit(divnorm.rms_norm), grad):
+    barriers = {p: export.export(fn, platforms=[p])(x).mlir_module().count(
+        "stablehlo.optimization_barrier") for p in ("cpu", "cuda")}
+    assert barriers["cpu"] > 0 and barriers["cuda"] == 0, barriers
