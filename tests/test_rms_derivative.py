@@ -123,3 +123,36 @@ def test_the_written_derivative_is_for_the_cpu_alone():
     barriers = {p: export.export(fn, platforms=[p])(x).mlir_module().count(
         "stablehlo.optimization_barrier") for p in ("cpu", "cuda")}
     assert barriers["cpu"] > 0 and barriers["cuda"] == 0, barriers
+
+
+@pytest.mark.parametrize("mapped", ["shard_map", "explicit"])
+def test_sharded_narrow_inputs_give_one_device_s_numbers(mapped):
+  """The written derivative over sharded features: under `shard_map` with `axis_name` (the
+  field's sums crossing devices), and under plain `jit` with the features sharded on an
+  Explicit mesh. Output and gradient as on one device, to one bfloat16 unit (the sums'
+  order differs across devices)."""
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+  x = _x(dtype=jnp.bfloat16)
+  w = _x(1, jnp.bfloat16, 0.0).astype(jnp.float32)
+  auto = (jax.sharding.AxisType.Auto,) * 2 if mapped == "shard_map" else None
+  mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=auto)
+  spec = P("data", None, "model")
+
+  def step(f):
+    def loss(x):
+      return jnp.sum(f(x).astype(jnp.float32) * w)
+    return lambda x: (f(x), jax.grad(loss)(x))
+
+  if mapped == "shard_map":
+    local = lambda x: divnorm.rms_norm(x, axis_name="model")  # noqa: E731
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec)
+    got = jax.jit(step(sharded))(x)
+  else:
+    with jax.set_mesh(mesh):
+      got = jax.jit(step(divnorm.rms_norm))(jax.device_put(x, NamedSharding(mesh, spec)))
+  want = jax.jit(step(divnorm.rms_norm))(x)
+  ulp = float(jnp.finfo(jnp.bfloat16).eps)
+  for g, v in zip(got, want, strict=True):
+    assert g.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.float32(g), np.float32(v), rtol=ulp, atol=1e-3 * ulp)
