@@ -177,7 +177,7 @@ def functional() -> dict:
           "divnorm": functools.partial(divnorm.rms_norm, reduction_axes=-1, sigma=sigma),
           "divnorm, no guard": _patched(
               functools.partial(divnorm.rms_norm, reduction_axes=-1, sigma=sigma),
-              **{"presets.inverse_scale": _unguarded}),
+              **{"rms.inverse_scale": _unguarded}),
           "plain rms": plain_rms,
           "guarded rms": guarded_rms,
       },
