@@ -362,7 +362,7 @@ def test_modules_add_nothing_to_the_core(name):
   from divnorm._src import flax_semantics as fs
   from divnorm._src.core import normalize_factors, shifted_input
   from divnorm._src.fields import Field, grouped_field
-  from divnorm._src.statistics import inverse_scale
+  from divnorm._src.rms import rms_normalized
 
   x = _x((8, 6, 6, 16)).astype(jnp.bfloat16)
   w = _x((8, 6, 6, 16), seed=1).astype(jnp.bfloat16)
@@ -371,9 +371,9 @@ def test_modules_add_nothing_to_the_core(name):
            "GroupNorm": grouped_field((1, 2), 3, 2, x.shape)}.get(name)
 
   def core(x):
-    if name == "RMSNorm":
-      r = inverse_scale(jnp.mean(jnp.square(x), -1, keepdims=True), 1e-3)
-      return x * r, x, (x, None, r)
+    if name == "RMSNorm":  # RMS norm's written derivative, the scale inside (`fs.affine`)
+      read = fs.RmsRead(x, 1e-3, Field((3,), ()), None)
+      return rms_normalized(x, 1e-3, None, read.field, None), x, read
     # x in bfloat16: flax's promotion only widens it, which the core and the affine step do
     # where they read it (`source`).
     x32 = x.astype(jnp.float32)
@@ -385,7 +385,7 @@ def test_modules_add_nothing_to_the_core(name):
     return nnx.merge(graph, p, rest)(x)
 
   def reference(p, x, rest):
-    y, _, factors = core(x if name != "RMSNorm" else x.astype(jnp.float32))
+    y, _, factors = core(x)
     return fs.affine(y, p["scale"][...], p["bias"][...] if "bias" in p else None, (3,),
                      factors)
 

@@ -1,5 +1,5 @@
 """`rms_norm`'s written derivative (`rms._written`), which a bfloat16 or float16 input takes
-on XLA's CPU backend: exact in float64 to second order (called directly: a float64 input
+on XLA's CPU backend (and the RMSNorm layers', with their scale inside): exact in float64 to second order (called directly: a float64 input
 takes JAX's derivative), the float32 copy's numbers rounded once in the narrow dtypes, and
 no float32 copy of the input written by the compiled programs.
 """
@@ -30,36 +30,46 @@ def _mask(seed=3):
   return jnp.asarray(mask)
 
 
+@pytest.mark.parametrize("scaled", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("axes", [-1, (1, 2)])
-def test_the_written_derivative_is_exact_to_second_order(x64, axes, masked):
-  """Forward and reverse mode, to second order, in `x` and `sigma` (an array, as a learned
-  one), against finite differences in float64."""
+def test_the_written_derivative_is_exact_to_second_order(x64, axes, masked, scaled):
+  """Forward and reverse mode, to second order, in `x`, `sigma` (an array, as a learned
+  one) and the layers' scale, against finite differences in float64."""
   field = resolve_field(axes, len(SHAPE), role="reduction_axes")
   mask = _mask() if masked else None
   sigma = jnp.full((SHAPE[0], 1, 1) if axes == (1, 2) else (SHAPE[0], SHAPE[1], 1), 0.3)
-  check_grads(lambda x, s: _written(x, s, mask, field, None), (_x(), sigma), order=2,
-              modes=("fwd", "rev"))
+  if scaled:
+    scale = jnp.asarray(np.random.default_rng(2).uniform(0.5, 1.5, (1, 1, SHAPE[-1])))
+    check_grads(lambda x, s, g: _written(x, s, mask, g, field, None), (_x(), sigma, scale),
+                order=2, modes=("fwd", "rev"))
+  else:
+    check_grads(lambda x, s: _written(x, s, mask, None, field, None), (_x(), sigma), order=2,
+                modes=("fwd", "rev"))
 
 
 def test_the_written_derivative_is_the_closed_form(x64):
-  """``d/dx sum(w y) = r w - x r^3 E[w x]`` and ``d/dsigma = -sigma sum(w x r^3)``, masked,
-  under `vmap` with `axis_name` (the mapped axis one more reduced axis, its counts summed)."""
+  """With ``y = v g r`` (`g` the scale over the last axis): ``d/dx sum(w y) = r w g - v r^3
+  E[w g v]``, ``d/dsigma = -sigma sum(w g v r^3)``, ``d/dg = sum(w v r)`` over the other
+  axes; masked, under `vmap` with `axis_name` (the mapped axis one more reduced axis, its
+  counts summed)."""
   x, w, mask = _x(), np.random.default_rng(1).normal(size=SHAPE), np.asarray(_mask())
+  g = np.random.default_rng(2).uniform(0.5, 1.5, (1, SHAPE[-1]))  # one example's
   field = resolve_field((1,), 2, role="reduction_axes")
 
-  def loss(x, sigma):
-    y = jax.vmap(lambda xi, mi: _written(xi, sigma, mi, field, "i"), axis_name="i")(x, mask)
+  def loss(x, sigma, g):
+    y = jax.vmap(lambda xi, mi: _written(xi, sigma, mi, g, field, "i"), axis_name="i")(x, mask)
     return jnp.sum(y * w)
 
-  gx, gs = jax.grad(loss, (0, 1))(x, jnp.asarray(0.3))
+  gx, gs, gg = jax.grad(loss, (0, 1, 2))(x, jnp.asarray(0.3), jnp.asarray(g))
   v = np.where(mask, np.asarray(x), 0.0)
   n = mask.sum((0, 2), keepdims=True)
   r = 1 / np.sqrt((v * v).sum((0, 2), keepdims=True) / n + 0.3**2)
-  want_x = np.where(mask, r * w - v * r**3 * (np.where(mask, w, 0) * v).sum(
-      (0, 2), keepdims=True) / n, 0.0)
+  wg = np.where(mask, w * g, 0)
+  want_x = np.where(mask, r * wg - v * r**3 * (wg * v).sum((0, 2), keepdims=True) / n, 0.0)
   np.testing.assert_allclose(gx, want_x, rtol=1e-10, atol=1e-12)
-  np.testing.assert_allclose(gs, -0.3 * (w * v * r**3).sum(), rtol=1e-10)
+  np.testing.assert_allclose(gs, -0.3 * (wg * v * r**3).sum(), rtol=1e-10)
+  np.testing.assert_allclose(gg, (w * v * r).sum((0, 1))[None], rtol=1e-10)
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -449,16 +449,16 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
 
 
 @jax.custom_jvp
-def shifted_input(x: jax.Array, source: jax.Array, k: jax.Array | None) -> jax.Array:
-  """``x - k`` (`x` where `k` is None) in the statistics dtype, read from `source` through a
-  copy of its own (`statistics.widened`), differentiated as ``x - k``: the layers' ``u`` of
+def shifted_input(x: jax.Array, source: jax.Array, k: jax.Array) -> jax.Array:
+  """``x - k`` in the statistics dtype, read from `source` through a copy of its own
+  (`statistics.widened`), differentiated as ``x - k``: the layers' ``u`` of
   ``(u - m) * r``, whose cotangent joins the core's in `x` (`normalize_factors`)."""
   ((c, k1),) = widened(source, k)
-  return c if k is None else c - k1
+  return c - k1
 
 
 @shifted_input.defjvp
 def _shifted_input_jvp(primals, tangents):
   x, source, k = primals
   dx, _, dk = tangents
-  return shifted_input(x, source, k), dx if k is None else dx - dk
+  return shifted_input(x, source, k), dx - dk

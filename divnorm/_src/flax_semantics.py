@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count
 from divnorm._src.reductions import DeviceGroups, plain_field_mean, select, stat_dtype
-from divnorm._src.rms import rms_factors
+from divnorm._src.rms import rms_factors, rms_normalized
 from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]
@@ -237,14 +238,23 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
                                        fast_variance=fast_variance and bool(field.axes),
                                        source=source)
     return y, v, _factors(shifted_input(x, source, stats.shift), stats.mean, r, mask)
-  # a narrower x on XLA's CPU backend: the sum of squares reads it through a copy of its
-  # own, converted in its kernel, where a float32 copy was written (BENCHMARKS.md, "RMS
-  # norm's forward"); a GPU fuses the conversion into its one kernel as it is
-  squared = None if source is x or mask is not None else lax.platform_dependent(
-      x, source, cpu=lambda x, source: shifted_input(x, source, None),
-      default=lambda x, source: x)
-  v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name, squared=squared)
+  if source is not x and mask is None:  # a narrower x: RMS norm's written derivative
+    y = rms_normalized(source, sigma, None, field, axis_name)
+    return y, x, RmsRead(source, sigma, field, axis_name)
+  v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name)
   return v * r, v, _factors(v, None, r, mask)
+
+
+class RmsRead(NamedTuple):
+  """The factors `normalized` gives `affine` for RMS norm of a narrower input, unmasked:
+  `affine` multiplies by the scale inside `rms.rms_normalized`, whose derivative reads the
+  narrow `x` through copies of its own (the forward+backward of the layers' `RMSNorm` in
+  bfloat16 0.33-0.79x the time of JAX's derivative of ``(u * scale) * r``, which kept a
+  float32 copy of the input; BENCHMARKS.md, "RMS norm's written derivative")."""
+  x: jax.Array
+  sigma: jax.Array
+  field: Field
+  axis_name: Any
 
 
 def _factors(u, m, r, mask):
@@ -291,6 +301,12 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
   shape = tuple(n if a in feature_axes else 1 for a, n in enumerate(y.shape))
   with jax.numpy_dtype_promotion("standard"):
     bias = None if bias is None else jnp.reshape(bias, shape)
+    if isinstance(factors, RmsRead):  # RMS norm of a narrower input: the scale inside
+      if scale is not None:
+        x, sigma, field, axis_name = factors
+        scale = jnp.reshape(scale, shape).astype(y.dtype)
+        y = rms_normalized(x, sigma, None, field, axis_name, scale)
+      return y if bias is None else y + bias
     if scale is not None:
       scale = jnp.reshape(scale, shape)
       u, m, r, mask = (None,) * 4 if factors is None else (*factors, None)[:4]

@@ -18,20 +18,18 @@ from divnorm._src.reductions import divide_by_count, field_count, field_sum, sel
 from divnorm._src.statistics import copies, inverse_scale, stats_shape, widened
 
 
-def rms_factors(x: jax.Array, field: Field, *, sigma, mask, axis_name=None,
-                squared=None) -> tuple[jax.Array, jax.Array]:
+def rms_factors(x: jax.Array, field: Field, *, sigma, mask, axis_name=None
+                ) -> tuple[jax.Array, jax.Array]:
   """``(v, r)`` of `divnorm.rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2
-  + E[v^2])`` at the statistics' size (modules fold their scale into ``r``). `squared`: the
-  values the sum of squares reads instead of ``v`` (the same values, unmasked)."""
+  + E[v^2])`` at the statistics' size (modules fold their scale into ``r``)."""
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
   v = select(x, mask)  # square, not v * v: the product rule's two terms split XLA's fusion
-  squared = v if squared is None else squared
   count = field_count(x.shape, field, mask=mask, axis_name=axis_name, dtype=x.dtype)
   return v, inverse_scale(divide_by_count(
-      field_sum(jnp.square(squared), field, axis_name=axis_name), count), sigma)
+      field_sum(jnp.square(v), field, axis_name=axis_name), count), sigma)
 
 
-def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name) -> jax.Array:
+def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name, scale=None) -> jax.Array:
   """``v r`` over `field` in the statistics dtype (0 outside `mask`: ``v`` is 0 there and ``r``
   finite, an empty field's too, so no second select, which doubled a masked call's time).
 
@@ -49,14 +47,15 @@ def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name) -> jax.Ar
   sigma = jnp.asarray(check_sigma(sigma, stats_shape(x.shape, field)), dt)
   mask = check_mask(mask, x.shape)
 
-  def default(x, sigma, mask):
+  def default(x, sigma, mask, scale):
     v, r = rms_factors(x.astype(dt), field, sigma=sigma, mask=mask, axis_name=axis_name)
-    return v * r
+    return v * r if scale is None else v * scale * r
 
   if x.dtype == dt:
-    return default(x, sigma, mask)
+    return default(x, sigma, mask, scale)
   return lax.platform_dependent(
-      x, sigma, mask, cpu=lambda *args: _written(*args, field, axis_name), default=default)
+      x, sigma, mask, scale, cpu=lambda *args: _written(*args, field, axis_name),
+      default=default)
 
 
 def _factors(x: jax.Array, sigma, mask, field: Field, axis_name, n: int):
@@ -74,12 +73,12 @@ def _factors(x: jax.Array, sigma, mask, field: Field, axis_name, n: int):
   return vs[1:], r, count
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _written(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, field: Field,
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
+def _written(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, scale, field: Field,
              axis_name) -> jax.Array:
   """`rms_normalized` with the derivative below; `x` read in its own dtype."""
   (v,), r, _ = _factors(x, sigma, mask, field, axis_name, 1)
-  return v * r
+  return v * r if scale is None else v * scale * r
 
 
 @_written.defjvp
@@ -87,12 +86,16 @@ def _written_jvp(field, axis_name, primals, tangents):
   """``dy = dx r + v dr`` with ``dr = -r^3 (E_B[v dx] + sigma dsigma)``: `x` and the tangent
   are the only input-sized factors, so reverse mode reads `x` (through copies of its own)
   and the cotangent, and writes one gradient."""
-  x, sigma, mask = primals
-  dx, dsigma, _ = tangents
-  (v_out, v_sum, v_dy), r, count = _factors(x, sigma, mask, field, axis_name, 3)
+  x, sigma, mask, scale = primals
+  dx, dsigma, _, dscale = tangents
+  (v_out, v_sum, v_dy, v_ds), r, count = _factors(x, sigma, mask, field, axis_name, 4)
   dt = r.dtype
   dx = select(dx.astype(dt), mask)  # 0 outside the mask: the sums need no select of their own
   q = divide_by_count(field_sum(v_sum * dx, field, axis_name=axis_name), count)
   dr = np.asarray(-1.0, dt) * r * r * r * (q + sigma * dsigma)
   # r from a copy of its own, as in `core._normalized_jvp` (one broadcast of r per kernel)
-  return v_out * r, dx * copies(r, 1)[0] + v_dy * dr
+  if scale is None:
+    return v_out * r, dx * copies(r, 1)[0] + v_dy * dr
+  r1, r2 = copies(r, 2)
+  return (v_out * scale * r,
+          dx * scale * r1 + v_dy * scale * dr + v_ds * dscale.astype(dt) * r2)
