@@ -1,6 +1,7 @@
 """RMS normalization, no centering: ``y = v r``, ``v = x`` (masked), ``r = 1 / sqrt(sigma^2 +
-E_B[v^2])``; its statistics (`rms_factors`, the layers' too) and, on XLA's CPU backend, the
-function's derivative written out (`rms_normalized`).
+E_B[v^2])``; its statistics (`rms_factors`) and, for a narrower input on XLA's CPU backend,
+its derivative written out (`rms_normalized`: `divnorm.rms_norm`'s, and the RMSNorm layers'
+with their scale).
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ def rms_factors(x: jax.Array, field: Field, *, sigma, mask, axis_name=None
 
 def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name, scale=None) -> jax.Array:
   """``v r`` over `field` in the statistics dtype (0 outside `mask`: ``v`` is 0 there and ``r``
-  finite, an empty field's too, so no second select, which doubled a masked call's time).
+  finite, an empty field's too, so no second select, which doubled a masked call's time);
+  ``v scale r`` with a layer's `scale` (broadcastable to `x`, in the statistics dtype).
 
   A narrower `x` (bfloat16, float16) on XLA's CPU backend takes the derivative written out
   (`_written`): JAX's own keeps the input's float32 conversion as a residual, and XLA
   writes that copy to memory for the forward's sum of squares as well. Written out, every
   input-sized term reads `x` through a copy of its own (`statistics.widened`), converted
   inside the kernel that reads it, as the centered normalizers' derivative does
-  (`core._normalized_jvp`): bfloat16, one core, 0.09-0.49x the forward's time before and
-  0.22-0.84x the forward+backward's (BENCHMARKS.md, "RMS norm's written derivative").
+  (`core._normalized_jvp`): bfloat16, one core, the function's forward took 0.09-0.78x its
+  time before and its forward+backward 0.24-0.89x, the linen layer's forward+backward
+  0.32-1.01x (BENCHMARKS.md, "RMS norm's written derivative").
   Elsewhere JAX differentiates `rms_factors`: in float32 the written one took 0.94-1.17x
   its time, and a GPU fuses the forward into one kernel, which a barrier would split.
   """
@@ -83,12 +86,14 @@ def _written(x: jax.Array, sigma: jax.Array, mask: jax.Array | None, scale, fiel
 
 @_written.defjvp
 def _written_jvp(field, axis_name, primals, tangents):
-  """``dy = dx r + v dr`` with ``dr = -r^3 (E_B[v dx] + sigma dsigma)``: `x` and the tangent
-  are the only input-sized factors, so reverse mode reads `x` (through copies of its own)
-  and the cotangent, and writes one gradient."""
+  """``dy = dx r + v dr`` with ``dr = -r^3 (E_B[v dx] + sigma dsigma)`` (with a scale ``g``:
+  ``dy = (dx g + v dg) r + v g dr``): `x` and the tangent are the only input-sized factors,
+  so reverse mode reads `x` (through copies of its own) and the cotangent, and writes one
+  gradient."""
   x, sigma, mask, scale = primals
   dx, dsigma, _, dscale = tangents
-  (v_out, v_sum, v_dy, v_ds), r, count = _factors(x, sigma, mask, field, axis_name, 4)
+  (v_out, v_sum, v_dy, *v_ds), r, count = _factors(x, sigma, mask, field, axis_name,
+                                                   3 if scale is None else 4)
   dt = r.dtype
   dx = select(dx.astype(dt), mask)  # 0 outside the mask: the sums need no select of their own
   q = divide_by_count(field_sum(v_sum * dx, field, axis_name=axis_name), count)
@@ -98,4 +103,4 @@ def _written_jvp(field, axis_name, primals, tangents):
     return v_out * r, dx * copies(r, 1)[0] + v_dy * dr
   r1, r2 = copies(r, 2)
   return (v_out * scale * r,
-          dx * scale * r1 + v_dy * scale * dr + v_ds * dscale.astype(dt) * r2)
+          dx * scale * r1 + v_dy * scale * dr + v_ds[0] * dscale.astype(dt) * r2)
