@@ -272,7 +272,7 @@ def test_modules_add_nothing_to_the_core(name, dtype):
   from divnorm._src import flax_semantics as fs
   from divnorm._src.core import normalize_factors, shifted_input
   from divnorm._src.fields import Field, grouped_field
-  from divnorm._src.rms import rms_normalized
+  from divnorm._src.rms import RmsRead, rms_normalized
   from divnorm._src.statistics import inverse_scale
 
   x = jnp.asarray(_x((8, 6, 6, 16)), dtype)
@@ -286,7 +286,7 @@ def test_modules_add_nothing_to_the_core(name, dtype):
 
   def core(x):
     if name == "RMSNorm" and x.dtype != jnp.float32:  # the scale inside (`fs.affine`)
-      read = fs.RmsRead(x, 1e-3, Field((3,), ()), None)
+      read = RmsRead(x, 1e-3, Field((3,), ()), None)
       return rms_normalized(x, 1e-3, None, read.field, None), x32(x), read
     if name == "RMSNorm":
       r = inverse_scale(jnp.mean(jnp.square(x32(x)), -1, keepdims=True), 1e-3)

@@ -191,16 +191,19 @@ def test_the_rms_layers_forward_writes_no_float32_copy(api):
     assert _float32_copies_of_x(lambda s, x: nnx.merge(graphdef, s)(x), state, x) == []
 
 
-def test_the_rms_layers_read_of_their_own_is_for_the_cpu_alone():
-  """The read above is lowered for XLA's CPU backend only: a CUDA lowering (`jax.export`,
-  no GPU needed) holds no optimization barrier, so a GPU keeps its one fused kernel."""
+def test_the_rms_layers_written_derivative_is_for_the_cpu_alone():
+  """The copies above (`rms.rms_normalized`) are lowered for XLA's CPU backend only: a CUDA
+  lowering (`jax.export`, no GPU needed) of the forward and of the forward+backward holds
+  no optimization barrier, so a GPU keeps its one fused forward kernel."""
   from jax import export
   module, x = dl.RMSNorm(), _x(jnp.bfloat16)
   variables = module.init(jax.random.key(0), x)
   apply = jax.jit(lambda v, x: module.apply(v, x))
-  barriers = {p: export.export(apply, platforms=[p])(variables, x).mlir_module().count(
-      "stablehlo.optimization_barrier") for p in ("cpu", "cuda")}
-  assert barriers["cpu"] > 0 and barriers["cuda"] == 0, barriers
+  grad = jax.jit(jax.grad(lambda v, x: jnp.sum(module.apply(v, x)), argnums=(0, 1)))
+  for fn in (apply, grad):
+    barriers = {p: export.export(fn, platforms=[p])(variables, x).mlir_module().count(
+        "stablehlo.optimization_barrier") for p in ("cpu", "cuda")}
+    assert barriers["cpu"] > 0 and barriers["cuda"] == 0, barriers
 
 
 @pytest.mark.loose_promotion  # the layers' output: bfloat16 input with float32 parameters

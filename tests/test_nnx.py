@@ -362,7 +362,7 @@ def test_modules_add_nothing_to_the_core(name):
   from divnorm._src import flax_semantics as fs
   from divnorm._src.core import normalize_factors, shifted_input
   from divnorm._src.fields import Field, grouped_field
-  from divnorm._src.rms import rms_normalized
+  from divnorm._src.rms import RmsRead, rms_normalized
 
   x = _x((8, 6, 6, 16)).astype(jnp.bfloat16)
   w = _x((8, 6, 6, 16), seed=1).astype(jnp.bfloat16)
@@ -372,7 +372,7 @@ def test_modules_add_nothing_to_the_core(name):
 
   def core(x):
     if name == "RMSNorm":  # RMS norm's written derivative, the scale inside (`fs.affine`)
-      read = fs.RmsRead(x, 1e-3, Field((3,), ()), None)
+      read = RmsRead(x, 1e-3, Field((3,), ()), None)
       return rms_normalized(x, 1e-3, None, read.field, None), x, read
     # x in bfloat16: flax's promotion only widens it, which the core and the affine step do
     # where they read it (`source`).

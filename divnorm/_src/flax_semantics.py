@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +35,7 @@ from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import group_count
 from divnorm._src.reductions import DeviceGroups, plain_field_mean, select, stat_dtype
-from divnorm._src.rms import rms_factors, rms_normalized
+from divnorm._src.rms import RmsRead, rms_factors, rms_normalized
 from divnorm._src.statistics import inverse_scale, stats_shape
 
 Axes = int | Sequence[int]
@@ -244,17 +243,6 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
   v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name)
   return v * r, v, _factors(v, None, r, mask)
 
-
-class RmsRead(NamedTuple):
-  """The factors `normalized` gives `affine` for RMS norm of a narrower input, unmasked:
-  `affine` multiplies by the scale inside `rms.rms_normalized`, whose derivative reads the
-  narrow `x` through copies of its own (the forward+backward of the layers' `RMSNorm` in
-  bfloat16 0.33-0.79x the time of JAX's derivative of ``(u * scale) * r``, which kept a
-  float32 copy of the input; BENCHMARKS.md, "RMS norm's written derivative")."""
-  x: jax.Array
-  sigma: jax.Array
-  field: Field
-  axis_name: Any
 
 
 def _factors(u, m, r, mask):

@@ -7,6 +7,7 @@ with their scale).
 from __future__ import annotations
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +60,19 @@ def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name, scale=Non
   return lax.platform_dependent(
       x, sigma, mask, scale, cpu=lambda *args: _written(*args, field, axis_name),
       default=default)
+
+
+class RmsRead(NamedTuple):
+  """`rms_normalized`'s arguments (unmasked), as `flax_semantics.normalized` hands them to
+  `flax_semantics.affine` for RMS norm of a narrower input, which multiplies by the scale
+  inside `rms_normalized`: its derivative reads the narrow `x` through copies of its own
+  (the layers' forward+backward in bfloat16 took 0.32-1.01x the time of JAX's derivative of
+  ``(u * scale) * r``, which kept a float32 copy of `x`; BENCHMARKS.md, "RMS norm's written
+  derivative")."""
+  x: jax.Array
+  sigma: jax.Array
+  field: Field
+  axis_name: Any
 
 
 def _factors(x: jax.Array, sigma, mask, field: Field, axis_name, n: int):
