@@ -320,6 +320,7 @@ def _other_layers():
           lambda: dqx.BatchNorm(16, "batch", mode="batch")),
       "equinox BatchNorm, ema": lambda _: _equinox_layer(
           lambda: dqx.BatchNorm(16, "batch", mode="ema")),
+      "equinox RMSNorm": lambda _: _equinox_layer(lambda: dqx.RMSNorm((16, 16, 64))),
       "haiku LayerNorm": lambda dtype: _haiku_layer(
           lambda: dhk.LayerNorm((1, 2, 3), True, True), dtype),
       "haiku GroupNorm": lambda dtype: _haiku_layer(lambda: dhk.GroupNorm(16), dtype),
@@ -352,6 +353,7 @@ def _other_layers():
 
 
 OTHER_LAYERS = ["equinox GroupNorm", "equinox BatchNorm, batch", "equinox BatchNorm, ema",
+                "equinox RMSNorm",
                 "haiku LayerNorm", "haiku GroupNorm", "haiku RMSNorm", "haiku BatchNorm",
                 "haiku DivisiveNorm",
                 "haiku DivisiveNorm, affine", "haiku Normalize", "linen DivisiveNorm, affine",
