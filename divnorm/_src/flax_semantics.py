@@ -219,7 +219,8 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
                dtype=None, sigma_name="sigma"):
   """``(y, v, factors)``: `x` in flax's statistics dtype normalized over `field` by the core
   (`normalize_factors`), or not centered (RMS norm); ``factors = (u, m, r, mask)``,
-  ``y = (u - m) * r`` (``m`` None: 0), for `affine`. An empty `field` gives flax's zeros.
+  ``y = (u - m) * r`` (``m`` None: 0), for `affine` (RMS norm of a narrower `x`, unmasked:
+  an `rms.RmsRead`, and `affine` multiplies by the scale inside its written derivative). An empty `field` gives flax's zeros.
   Complex `x` as flax: a complex mean, the variance ``E[|x - E[x]|^2]``. Errors about sigma
   name it `sigma_name` (flax's `epsilon`)."""
   source = jnp.asarray(x)
@@ -242,7 +243,6 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
     return y, x, RmsRead(source, sigma, field, axis_name)
   v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name)
   return v * r, v, _factors(v, None, r, mask)
-
 
 
 def _factors(u, m, r, mask):
