@@ -34,6 +34,8 @@ CASES = [c for c in dropin.CASES if c[0] != "DN"]
 QUICK_CASES = [c for c in dropin.QUICK_CASES if c[0] != "DN"]
 
 
+DTYPES = {**dropin.DTYPES, "float16": jnp.float16}
+
 def calls(case: str, shape, dtype, packages: dict, forward: bool = False) -> dict:
   """``"<package> <linen|functional> fast=<mode>"`` -> a zero-argument call."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
@@ -81,6 +83,8 @@ def main(argv=None) -> int:
   p.add_argument("--cases", default="LN,BN,GN,RMS", type=cli.names_of(dict(CASES)))
   p.add_argument("--shapes", default=None, type=cli.shapes,
                  help="shapes for every case, e.g. 64x1024x16")
+  p.add_argument("--dtypes", default="float32,bfloat16", type=cli.names_of(DTYPES),
+                 help="input dtypes, e.g. float16")
   args = p.parse_args(argv)
   cases = dropin.with_shapes(
       [c for c in (QUICK_CASES if args.quick else CASES) if c[0] in args.cases], args.shapes)
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
             f"{fast} | {t.ratio('now', 'rev')} | {t.median('now') * 1e3:.2f} |", flush=True)
     return 0
   print("| case | shape | dtype | contender | now / rev | now ms |\n|---|---|---|---|---|---|")
-  for dtype in (jnp.float32, jnp.bfloat16):
+  for dtype in (DTYPES[name] for name in args.dtypes):
     for case, shape in cases:
       cs = calls(case, shape, dtype, packages, args.forward)
       t = timing.interleaved(cs, rounds=1 if args.quick else args.rounds,

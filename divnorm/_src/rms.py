@@ -43,7 +43,8 @@ def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name, scale=Non
   inside the kernel that reads it, as the centered normalizers' derivative does
   (`core._normalized_jvp`): bfloat16, one core, the function's forward took 0.09-0.78x its
   time before and its forward+backward 0.24-0.89x, the linen layer's forward+backward
-  0.32-1.01x (BENCHMARKS.md, "RMS norm's written derivative").
+  0.32-1.01x; float16, which YNNPACK does not convert in its kernels, 0.82-1.12x
+  (BENCHMARKS.md, "RMS norm's written derivative").
   Elsewhere JAX differentiates `rms_factors`: in float32 the written one took 0.94-1.17x
   its time, and a GPU fuses the forward into one kernel, which a barrier would split.
   """
