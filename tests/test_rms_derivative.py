@@ -166,3 +166,37 @@ def test_sharded_narrow_inputs_give_one_device_s_numbers(mapped):
   for g, v in zip(got, want, strict=True):
     assert g.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.float32(g), np.float32(v), rtol=ulp, atol=1e-3 * ulp)
+
+
+@pytest.mark.loose_promotion  # the layers' output: bfloat16 input with float32 parameters
+@pytest.mark.parametrize("kwargs", [
+    {"use_scale": False}, {"param_dtype": jnp.bfloat16}, {"dtype": jnp.bfloat16},
+    {"reduction_axes": (1, 2), "feature_axes": -1},  # r per example: flax's fold elsewhere
+], ids=["no scale", "bf16 scale", "bf16 output", "per example"])
+def test_the_rms_layer_variants_are_the_float32_copy_s_rounded(kwargs):
+  """The linen layer's options through the written derivative (bfloat16 input): output and
+  gradients as the float32 copy's (which takes JAX's derivative), the output to the
+  result dtype's unit, the input's gradient to one bfloat16 unit, the scale's to its
+  dtype's rounding (a bfloat16 scale's gradient: one unit of it)."""
+  import divnorm.linen as dl
+  module = dl.RMSNorm(**kwargs)
+  x = _x(dtype=jnp.bfloat16)
+  w = _x(1, jnp.bfloat16, 0.0).astype(jnp.float32)
+  params = module.init(jax.random.key(0), x).get("params", {})
+  params = jax.tree.map(lambda p: p + jnp.asarray(0.25, p.dtype), params)
+
+  def run(x):
+    y = module.apply({"params": params}, x)
+    grads = jax.grad(lambda p, x: jnp.sum(module.apply({"params": p}, x).astype(
+        jnp.float32) * w), argnums=(0, 1))(params, x)
+    return y, grads
+
+  (y, (gp, gx)), (y32, (gp32, gx32)) = jax.jit(run)(x), jax.jit(run)(x.astype(jnp.float32))
+  ulp = lambda a: float(jnp.finfo(a.dtype).eps)  # noqa: E731
+  np.testing.assert_allclose(np.float32(y), np.float32(y32.astype(y.dtype)), rtol=ulp(y),
+                             atol=1e-6)
+  np.testing.assert_allclose(np.float32(gx), np.float32(gx32), rtol=ulp(gx), atol=1e-3 * ulp(gx))
+  for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(gp32), strict=True):
+    assert a.dtype == b.dtype
+    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=max(ulp(a), 1e-5),
+                               atol=1e-6 * float(np.abs(np.float32(b)).max()))
