@@ -32,9 +32,8 @@ from benchmarks import before_after, cli, dropin, timing
 
 CASES = [c for c in dropin.CASES if c[0] != "DN"]
 QUICK_CASES = [c for c in dropin.QUICK_CASES if c[0] != "DN"]
-
-
 DTYPES = {**dropin.DTYPES, "float16": jnp.float16}
+
 
 def calls(case: str, shape, dtype, packages: dict, forward: bool = False) -> dict:
   """``"<package> <linen|functional> fast=<mode>"`` -> a zero-argument call."""

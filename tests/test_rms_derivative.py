@@ -1,7 +1,8 @@
 """`rms_norm`'s written derivative (`rms._written`), which a bfloat16 or float16 input takes
-on XLA's CPU backend (and the RMSNorm layers', with their scale inside): exact in float64 to second order (called directly: a float64 input
-takes JAX's derivative), the float32 copy's numbers rounded once in the narrow dtypes, and
-no float32 copy of the input written by the compiled programs.
+on XLA's CPU backend (and the RMSNorm layers', with their scale inside): exact in float64
+to second order (called directly: a float64 input takes JAX's derivative), the float32
+copy's numbers rounded once in the narrow dtypes, and no float32 copy of the input written
+by the compiled programs.
 """
 
 import re

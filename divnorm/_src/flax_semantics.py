@@ -220,9 +220,9 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
   """``(y, v, factors)``: `x` in flax's statistics dtype normalized over `field` by the core
   (`normalize_factors`), or not centered (RMS norm); ``factors = (u, m, r, mask)``,
   ``y = (u - m) * r`` (``m`` None: 0), for `affine` (RMS norm of a narrower `x`, unmasked:
-  an `rms.RmsRead`, and `affine` multiplies by the scale inside its written derivative). An empty `field` gives flax's zeros.
-  Complex `x` as flax: a complex mean, the variance ``E[|x - E[x]|^2]``. Errors about sigma
-  name it `sigma_name` (flax's `epsilon`)."""
+  an `rms.RmsRead`, and `affine` multiplies by the scale inside its written derivative).
+  An empty `field` gives flax's zeros. Complex `x` as flax: a complex mean, the variance
+  ``E[|x - E[x]|^2]``. Errors about sigma name it `sigma_name` (flax's `epsilon`)."""
   source = jnp.asarray(x)
   x = source.astype(stat_dtype(source.dtype if dtype is None else dtype))
   if stat_dtype(source.dtype) != x.dtype:
