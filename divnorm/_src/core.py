@@ -44,6 +44,7 @@ from divnorm._src.reductions import (
 )
 from divnorm._src.statistics import (
   BOX_STRATEGIES,
+  PLAIN_MIN_FIELD,
   POOLS,
   Stats,
   Strategy,
@@ -54,6 +55,7 @@ from divnorm._src.statistics import (
   pick_statistics,
   row_two_pass,
   scale,
+  short_row_two_pass,
   stats_shape,
   suppression_count,
   whole_alone,
@@ -294,8 +296,10 @@ def row_field(x: jax.Array, a, b, border: str, mask, axis_name) -> bool:
 def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
                    statistics: Strategy, a: Field, b: Field, border: str, axis_name, *,
                    fused_size: int | None = None, source: jax.Array | None = None):
-  """`normalized`, or on a CUDA GPU over the last axis alone (`row_field`), `formula`
-  with `row_two_pass` differentiated by JAX, whichever `fast_variance` picked.
+  """`normalized`, or over the last axis alone (`row_field`): on a CUDA GPU, `formula`
+  with `row_two_pass` differentiated by JAX; on XLA's CPU backend, for rows of fewer than
+  `statistics.PLAIN_MIN_FIELD` entries, `normalized` with `short_row_two_pass`. Either
+  replaces the strategy that `fast_variance` picked.
 
   `x` in any float dtype: `normalized` differentiates its conversion to the statistics
   dtype, and reads `x` itself (or `source`, the narrower values that `x` converts).
@@ -307,23 +311,27 @@ def box_normalized(x: jax.Array, sigma: jax.Array, mask: jax.Array | None,
   for XLA's CPU backend, is 5-7 kernels there in either mode, and one-pass sums 2-6
   (flax's as ours). On an H200 this path took 0.67-0.93x the time of flax's default
   one-pass and 0.94-1.08x its two-pass, forward and forward+backward (8x512x768,
-  32x2048x1024; BENCHMARKS.md, "GPU"). Elsewhere, on every other field, and for inputs of
-  more than `fused_size` entries (when given), `normalized`.
+  32x2048x1024; BENCHMARKS.md, "GPU"). Inputs of more than `fused_size` entries (when
+  given) keep `normalized` there. Elsewhere, and on every other field, `normalized`.
   """
   source = x if source is None else source
   x = x.astype(stat_dtype(x.dtype))  # read nowhere: a float32 copy of bfloat16 is dead code
 
-  def default(x, sigma):
+  def default(x, sigma, statistics=statistics):
     return normalized(x, sigma, mask, statistics, a, b, border, axis_name, source)
-
-  if not row_field(x, a, b, border, mask, axis_name) or (
-      fused_size is not None and (is_symbolic_dim(x.size) or x.size > fused_size)):
-    return default(x, sigma)
 
   def fused_rows(x, sigma):  # a GPU fuses the conversion into each kernel
     return formula(x, sigma, None, row_two_pass, a, b, border, None)
 
-  return lax.platform_dependent(x, sigma, default=default, cuda=fused_rows)
+  paths = {}
+  if row_field(x, a, b, border, mask, axis_name):
+    if x.shape[-1] < PLAIN_MIN_FIELD:
+      paths["cpu"] = functools.partial(default, statistics=short_row_two_pass)
+    if fused_size is None or not (is_symbolic_dim(x.size) or x.size > fused_size):
+      paths["cuda"] = fused_rows
+  if not paths:
+    return default(x, sigma)
+  return lax.platform_dependent(x, sigma, default=default, **paths)
 
 
 def unfused(stats, r: jax.Array):

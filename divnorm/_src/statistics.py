@@ -22,6 +22,9 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
 - `row_two_pass` (a CUDA GPU, the last axis alone, either ``fast_variance``): two passes
   around the row's maximum, the chain XLA's GPU backend fuses into one kernel per row,
   differentiated by JAX; `core.box_normalized` chooses it where the program is lowered.
+- `short_row_two_pass` (XLA's CPU backend, the last axis alone of fewer than
+  `PLAIN_MIN_FIELD` entries, either ``fast_variance``): two passes around the row's first
+  entry as one chain without copies, which XLA fuses; with the core's derivative.
 - `weighted` (weighted fields, or the generalized suppression of `divnorm.normalize`):
   weighted means ``E_A[x]`` and a weighted mean or sum ``P_B[|v|^alpha]`` over kernels and
   mixings (`divnorm._src.weighted_fields`); its ``var`` is that pool. The box strategies
@@ -30,9 +33,9 @@ is a leaf function ``(x, a, b, *, border, mask, axis_name) -> Stats`` that compu
 
 All work around a shift ``k``: one entry of the data per span of A (`shift`) for `two_pass`
 and `one_pass` (0 in `one_pass` on XLA's CPU backend, where the means are near 0), each
-position's rough mean for `corrected_two_pass`, the row's maximum for `row_two_pass`, the mean
-of A's span for `weighted`. ``E_A[x] = k + E_A[x - k]``, and the
-sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
+position's rough mean for `corrected_two_pass`, the row's maximum for `row_two_pass`, its
+first entry for `short_row_two_pass`, the mean of A's span for `weighted`. ``E_A[x] = k +
+E_A[x - k]``, and the sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
 ``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the
 digits of the small second term that ``x - (k + E_A[x - k])`` rounds away at large offsets.
 Float32 error against float64 (``python -m benchmarks.numerics``, offset + N(0, 1), every
@@ -47,7 +50,8 @@ Further rules every strategy keeps:
 - ``k`` is under ``stop_gradient``: the result does not depend on it, only its rounding.
 - The box strategies take `x` in its own dtype, and each expression of the input's size
   reads its own float32 copy (`widened`): a bfloat16 input is converted inside every
-  kernel that reads it, never written to memory as float32 once for all of them.
+  kernel that reads it, never written to memory as float32 once for all of them
+  (`short_row_two_pass` writes its ``x - k`` once: faster there).
 - An empty field (count 0, e.g. all masked out) gives statistics 0, never NaN.
 """
 
@@ -350,13 +354,46 @@ def row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
   "GPU").
   """
   x = x.astype(stat_dtype(x.dtype))  # a GPU fuses the conversion into each kernel
-  dt = x.dtype
-  k = lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+  return _row_statistics(x, lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True)), a, b,
+                         border)
+
+
+def short_row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=None,
+                       axis_name=None) -> Stats:
+  """`two_pass` for XLA's CPU backend over a short last axis alone (layer norm of few
+  features), either ``fast_variance``.
+
+  For `row_two_pass`'s fields (`core.row_field`) with rows of fewer than `PLAIN_MIN_FIELD`
+  entries, where `one_pass` keeps its shifted sums. `two_pass` reads such a row in kernels
+  of their own, each from a copy of `x` behind an optimization barrier (`copies`: the shift's
+  two entries, ``E_A[x - k]``, the centered squares), which serves long rows; here ``k`` is
+  the row's first entry (a slice) and one ``x - k``, from one copy of `x` (`widened`),
+  feeds both sums and the centered values, a chain that XLA's CPU backend computes in one
+  YNNPACK kernel (as flax's two-pass). ``k`` is a value of the row, as `shift`'s, so
+  ``x - k`` is exact at any offset and every sum is of numbers of the row's spread. No
+  guard on ``k``: a row holding inf or NaN is NaN either way, and no other row reads it.
+  Its derivative is `core.normalized`'s. Against `one_pass` and `two_pass` (``python -m
+  benchmarks.against_rev --cases LN --shapes 64x1024x8,64x1024x16,64x1024x24,8x1024x31``,
+  one core), float32 and bfloat16, both modes: the linen LayerNorm took 0.61-0.92x their
+  time forward+backward, the function 0.75-1.03x, the forward alone 0.46-0.84x (8 and 16
+  features). In bfloat16 the chain writes ``x - k`` in float32 once for both sums; read
+  from a copy of its own per sum, as `two_pass` reads it, it took 0.87-1.05x `two_pass`'s
+  time. Over 32 features, where `one_pass` takes the plain sums, this chain took
+  1.14-1.26x its time forward+backward and 1.35-2.13x the forward alone (a trial;
+  BENCHMARKS.md, "Short rows").
+  """
+  ((x, _),) = widened(x)
+  return _row_statistics(x, lax.stop_gradient(explicit.leading(x, {x.ndim - 1: 1})), a, b,
+                         border)
+
+
+def _row_statistics(x: jax.Array, k: jax.Array, a: Field, b: Field, border: str) -> Stats:
+  """Two passes around `k` over the last axis, each expression used by every consumer."""
   shifted = x - k
   pooled = field_sum(shifted, a.pooled)
   m = _mean(pooled, k, x.shape, a, border=border, mask=None, axis_name=None)
   v = shifted - m
-  count_b = suppression_count(x.shape, a, b, border=border, dtype=dt)
+  count_b = suppression_count(x.shape, a, b, border=border, dtype=x.dtype)
   return Stats(k, m, divide_by_count(field_sum(v * v, b), count_b), pooled)
 
 

@@ -1,0 +1,257 @@
+"""Layer norm over a short last axis on XLA's CPU backend: `statistics.short_row_two_pass`,
+chosen where a program is lowered (`core.box_normalized`) for rows of fewer than
+`statistics.PLAIN_MIN_FIELD` entries, with the core's written derivative.
+
+Which path a call takes is read from its lowering (``jax.export``): in float32 the short-row
+path holds no optimization barrier in the forward, every other path on XLA's CPU backend
+does (`statistics.copies`). Its ratios are in BENCHMARKS.md, "Short rows".
+"""
+
+import functools
+import re
+
+import equinox as eqx
+import flax.linen as nn
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.test_util import check_grads
+
+import divnorm
+import divnorm.equinox as deqx
+import divnorm.haiku as dhk
+import divnorm.linen as dl
+import divnorm.nnx as dnnx
+from divnorm._src import core, statistics
+from divnorm._src.fields import Field
+from tests import reference as ref
+
+SHORT = statistics.PLAIN_MIN_FIELD - 1
+
+
+def _x(shape, seed=0, offset=0.0):
+  return (offset + np.random.default_rng(seed).normal(size=shape)).astype(np.float32)
+
+
+def _row(x):
+  return Field((x.ndim - 1,), ())
+
+
+def _path(strategy):
+  def f(x, sigma):
+    a = _row(x)
+    return core.normalized(x, sigma, None, strategy, a, a, "valid", None)
+  return f
+
+
+_short, _core = _path(statistics.short_row_two_pass), _path(statistics.two_pass)
+
+
+def _on_cpu():
+  if jax.default_backend() != "cpu":
+    pytest.skip("the path of XLA's CPU backend")
+
+
+# ---- two_pass's numbers, around the row's first entry ------------------------------------
+
+@pytest.mark.parametrize("shape", [(3, 1), (3, 2), (2, 5, 7), (64, 16), (8, SHORT)])
+@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6])
+def test_short_rows_give_two_pass_statistics(shape, offset):
+  # Another shift (the row's first entry, not the mean of its first two) changes only the
+  # rounding: E[x] to float32's resolution at the offset, E[v^2] to a few ulps.
+  x = jnp.asarray(_x(shape, offset=offset))
+  a = _row(x)
+  short = statistics.short_row_two_pass(x, a, a, border="valid")
+  two = statistics.two_pass(x, a, a, border="valid")
+  np.testing.assert_allclose(short.shift + short.mean, two.shift + two.mean, rtol=2e-7,
+                             atol=1e-6)
+  np.testing.assert_allclose(short.var, two.var, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(short.shift, np.asarray(x)[..., :1])
+  np.testing.assert_allclose(short.pooled, np.sum(np.asarray(x) - np.asarray(x)[..., :1], -1,
+                                                  keepdims=True), rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(_short(x, jnp.float32(0.1))[0], _core(x, jnp.float32(0.1))[0],
+                             atol=2e-6)
+
+
+@pytest.mark.parametrize("shape", [(256, 16), (64, SHORT), (128, 3)])
+@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6, 1e7])
+def test_short_rows_are_accurate_at_large_offsets(shape, offset):
+  # Float32 against float64, within 4 ulps of the row's largest output, with the shift
+  # itself an outlier in one row (its first entry 50 above the rest).
+  x = _x(shape, seed=1, offset=offset)
+  x[0, 0] = offset + 50.0
+  f = functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=1e-3, fast_variance=True)
+  y = np.asarray(jax.jit(f)(jnp.asarray(x)), np.float64)
+  x = x.astype(np.float64)
+  v = x - x.mean(-1, keepdims=True)
+  expected = v / np.sqrt(1e-6 + (v * v).mean(-1, keepdims=True))
+  # (At 1e7 some rows of 3 round to one value: constant, their outputs 0.)
+  scale = np.finfo(np.float32).eps * np.maximum(np.abs(expected).max(-1, keepdims=True), 1)
+  assert (np.abs(y - expected) / scale).max() < 4  # measured at most 2.9
+
+
+def test_short_rows_keep_non_finite_rows_to_themselves():
+  # No guard on the shift: a row holding inf or NaN is NaN, as on the core's path, and no
+  # other row reads its first entry.
+  x = _x((5, 6))
+  x[1, 0], x[2, 3], x[4] = np.inf, np.nan, -np.inf
+  y = np.asarray(_short(jnp.asarray(x), jnp.float32(0.1))[0])
+  core_y = np.asarray(_core(jnp.asarray(x), jnp.float32(0.1))[0])
+  assert np.isfinite(y[[0, 3]]).all() and np.isnan(y[[1, 2, 4]]).all()
+  assert np.isnan(core_y[[1, 2, 4]]).all()
+  np.testing.assert_allclose(y[[0, 3]], core_y[[0, 3]], atol=2e-6)
+
+
+# ---- the core's derivative over the short-row statistics ---------------------------------
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_short_rows_derivative_matches_the_core(offset):
+  x = jnp.asarray(_x((6, 9), seed=2, offset=offset))
+  expected_y, _ = ref.normalize(np.asarray(x), (1,), sigma=0.3)
+  np.testing.assert_allclose(_short(x, jnp.float32(0.3))[0], expected_y, atol=2e-6)
+  w = jnp.asarray(_x((6, 9), seed=3))
+  sigma = jnp.full((6, 1), 0.3, jnp.float32)
+
+  def loss(path):
+    def f(x, s):
+      y, v, _ = path(x, s)
+      return jnp.sum(y * w) + jnp.sum(v * w) ** 2 / 100
+    return f
+
+  for got, want in zip(jax.grad(loss(_short), argnums=(0, 1))(x, sigma),
+                       jax.grad(loss(_core), argnums=(0, 1))(x, sigma), strict=True):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_short_rows_gradient_against_float64(x64, fast):
+  x = _x((3, 9), seed=4).astype(np.float64)
+  f = functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=0.2, fast_variance=fast)
+  check_grads(f, (jnp.asarray(x),), order=2, modes=("rev",))
+  check_grads(lambda x: _short(x, jnp.float64(0.2))[0], (jnp.asarray(x),), order=2,
+              modes=("fwd", "rev"))
+
+
+def test_short_rows_have_finite_gradients_at_sigma_zero_and_nan_at_overflow():
+  x = jnp.ones((3, 8), jnp.float32)  # constant rows: v = 0, E[v^2] = 0
+  g = jax.grad(lambda x, s: jnp.sum(_short(x, s)[0] * 2.0), argnums=(0, 1))(x, jnp.float32(0))
+  assert all(np.isfinite(t).all() for t in g)
+  spread = jnp.asarray([[0.0, 3e38, -3e38, 0.0]], jnp.float32)  # E[v^2] overflows float32
+  assert np.isnan(np.asarray(_short(spread, jnp.float32(0))[0])).all()
+
+
+# ---- which path a program takes, read from its lowering ----------------------------------
+
+def _takes_short_rows(f, *args, platform="cpu"):
+  mlir = jax.export.export(jax.jit(f), platforms=(platform,))(*args).mlir_module()
+  return "optimization_barrier" not in mlir
+
+
+def _layers(n):
+  x = jnp.zeros((2, 3, n))
+  linen = dl.LayerNorm().init(jax.random.key(0), x)
+  graph, state = nnx.split(dnnx.LayerNorm(n, rngs=nnx.Rngs(0)))
+  haiku = hk.without_apply_rng(hk.transform(lambda x: dhk.LayerNorm(-1, True, True)(x)))
+  equinox = deqx.LayerNorm(n)
+  return {
+    "linen": (lambda v, x: dl.LayerNorm().apply(v, x), linen),
+    "nnx": (lambda s, x: nnx.merge(graph, s)(x), state),
+    "haiku": (haiku.apply, haiku.init(jax.random.key(0), x)),
+    "equinox": (lambda m, x: jax.vmap(jax.vmap(m))(x), equinox),
+  }
+
+
+FUNCTIONS = {
+  "layer_norm two-pass": lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1),
+  "layer_norm one-pass": lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1,
+                                                      fast_variance=True),
+  "normalize": lambda x: divnorm.normalize(x, (2,), sigma=0.1),
+  "vmap": jax.vmap(lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1)),
+}
+OTHER_FIELDS = {
+  "over (1, 2)": lambda x: divnorm.layer_norm(x, reduction_axes=(1, 2), sigma=0.1),
+  "first axis": lambda x: divnorm.normalize(x, (0,), sigma=0.1),
+  "masked": lambda x: divnorm.layer_norm(x, reduction_axes=-1, mask=x > 0),
+  "windowed": lambda x: divnorm.normalize(x, {2: 3}, sigma=0.1),
+  "grouped": lambda x: divnorm.group_norm(x, num_groups=2, sigma=0.1),
+  "mapped": jax.vmap(lambda x: divnorm.layer_norm(x, reduction_axes=(), sigma=0.1,
+                                                   axis_name="i"), axis_name="i"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_short_rows_take_their_path_on_cpu_alone(name):
+  x = jnp.asarray(_x((2, 3, 8)))
+  assert _takes_short_rows(FUNCTIONS[name], x)
+  assert not _takes_short_rows(FUNCTIONS[name], jnp.asarray(_x((2, 3, SHORT + 1))))
+  assert not _takes_short_rows(FUNCTIONS[name], x, platform="tpu")
+
+
+@pytest.mark.parametrize("name", ["linen", "nnx", "haiku", "equinox"])
+def test_the_layer_norm_layers_take_short_rows_on_cpu(name):
+  for n, short in ((SHORT, True), (SHORT + 1, False)):
+    f, params = _layers(n)[name]
+    assert _takes_short_rows(f, params, jnp.asarray(_x((2, 3, n)))) == short, n
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_FIELDS))
+def test_other_fields_keep_the_core_on_cpu(name):
+  assert not _takes_short_rows(OTHER_FIELDS[name], jnp.asarray(_x((2, 3, 8))))
+
+
+def test_the_layers_give_flax_s_numbers_over_short_rows():
+  x = jnp.asarray(_x((4, 3, 8), offset=3.0))
+  for fast in (True, False):
+    variables = nn.LayerNorm(use_fast_variance=fast).init(jax.random.key(0), x)
+    variables = jax.tree.map(
+        lambda p: p + 0.1 * jnp.arange(p.size, dtype=p.dtype).reshape(p.shape), variables)
+    np.testing.assert_allclose(dl.LayerNorm(use_fast_variance=fast).apply(variables, x),
+                               nn.LayerNorm(use_fast_variance=fast).apply(variables, x),
+                               rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.vmap(jax.vmap(deqx.LayerNorm(8)))(x),
+                             jax.vmap(jax.vmap(eqx.nn.LayerNorm(8)))(x), rtol=1e-5, atol=1e-5)
+
+
+# ---- bfloat16: converted where it is read, rounded once ----------------------------------
+
+def _float32_arrays_of_x(fn, *args, shape) -> list[str]:
+  """The bodies of the compiled program's kernels that compute an input-sized float32 array
+  from the bfloat16 input alone (written to memory)."""
+  hlo = jax.jit(fn).lower(*args).compile().as_text()
+  entry = hlo[hlo.index("\nENTRY"):]
+  dims = ",".join(map(str, shape))
+  (x,) = re.findall(rf"(%\S+) = bf16\[{dims}\]\S* parameter\(", entry)
+  f32 = re.escape(f"f32[{dims}]")
+  called = re.findall(rf"= {f32}\S* fusion\({re.escape(x)}\).*calls=(%[\w.]+)", entry)
+  return [hlo[hlo.index(f"{c} "):].split("\n}", 1)[0] for c in called]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_short_rows_in_bfloat16_write_no_conversion_alone_and_round_once(fast):
+  _on_cpu()
+  shape = (16, 64, 16)
+  x = jnp.asarray(_x(shape, offset=2.0)).astype(jnp.bfloat16)
+  # The cotangent of bfloat16 values: the transpose of the output's rounding rounds it.
+  w = jnp.asarray(_x(shape, seed=1)).astype(jnp.bfloat16).astype(jnp.float32)
+  f = functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=0.1, fast_variance=fast)
+
+  def loss(x):
+    return jnp.sum(f(x).astype(jnp.float32) * w)
+
+  assert _takes_short_rows(f, x.astype(jnp.float32))
+  # The chain writes x - k (float32) once for both sums, as in float32: faster than reading
+  # the input from a copy of its own per sum (BENCHMARKS.md, "Short rows"). Never the
+  # input's conversion alone.
+  for program in (f, jax.grad(loss)):
+    bodies = _float32_arrays_of_x(program, x, shape=shape)
+    assert len(bodies) <= 1 and all(" subtract(" in body for body in bodies), bodies
+  y, g = f(x), jax.grad(loss)(x)
+  y32, g32 = f(x.astype(jnp.float32)), jax.grad(loss)(x.astype(jnp.float32))
+  assert y.dtype == g.dtype == jnp.bfloat16
+  ulp = float(jnp.finfo(jnp.bfloat16).eps)
+  np.testing.assert_allclose(np.float32(y), np.float32(y32.astype(jnp.bfloat16)), rtol=ulp,
+                             atol=1e-6)
+  np.testing.assert_allclose(np.float32(g), np.float32(g32), rtol=ulp, atol=1e-3 * ulp)
