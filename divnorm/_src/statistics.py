@@ -35,9 +35,10 @@ All work around a shift ``k``: one entry of the data per span of A (`shift`) for
 and `one_pass` (0 in `one_pass` on XLA's CPU backend, where the means are near 0), each
 position's rough mean for `corrected_two_pass`, the row's maximum for `row_two_pass`, its
 first entry for `short_row_two_pass`, the mean of A's span for `weighted`. ``E_A[x] = k +
-E_A[x - k]``, and the sums of ``x - k`` are sums of small numbers when ``|E[x]| >> std(x)``. A strategy returns
-``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x - k) - E_A[x - k]`` keeps the
-digits of the small second term that ``x - (k + E_A[x - k])`` rounds away at large offsets.
+E_A[x - k]``, and the sums of ``x - k`` are sums of small numbers when ``|E[x]| >>
+std(x)``. A strategy returns ``k`` and ``E_A[x - k]`` apart (`Stats`), because ``v = (x -
+k) - E_A[x - k]`` keeps the digits of the small second term that ``x - (k + E_A[x - k])``
+rounds away at large offsets.
 Float32 error against float64 (``python -m benchmarks.numerics``, offset + N(0, 1), every
 preset): at most 8.1e-7 for the two-pass strategies and 1.0e-6 for `one_pass`, at offsets 0,
 1e4 and 1e6; flax's one-pass is off by 40 at 1e4, its two-pass by 1e-3 at 1e4 and 0.15 at
@@ -368,8 +369,9 @@ def short_row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
   of their own, each from a copy of `x` behind an optimization barrier (`copies`: the shift's
   two entries, ``E_A[x - k]``, the centered squares), which serves long rows; here ``k`` is
   the row's first entry (a slice) and one ``x - k``, from one copy of `x` (`widened`),
-  feeds both sums and the centered values, a chain that XLA's CPU backend computes in one
-  YNNPACK kernel (as flax's two-pass). ``k`` is a value of the row, as `shift`'s, so
+  feeds both sums and the centered values, a chain that XLA's CPU backend fuses as it
+  fuses flax's two-pass (its kernels: the slice, the sums, the overflow guard, the
+  output). ``k`` is a value of the row, as `shift`'s, so
   ``x - k`` is exact at any offset and every sum is of numbers of the row's spread. No
   guard on ``k``: a row holding inf or NaN is NaN either way, and no other row reads it.
   Its derivative is `core.normalized`'s. Against `one_pass` and `two_pass` (``python -m
