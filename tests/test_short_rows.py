@@ -27,7 +27,7 @@ import divnorm.linen as dl
 import divnorm.nnx as dnnx
 from divnorm._src import core, statistics
 from divnorm._src.fields import Field
-from tests import reference as ref
+from tests.test_gpu_rows import LAST_AXIS, OTHER_FIELDS
 
 SHORT = statistics.PLAIN_MIN_FIELD - 1
 
@@ -47,7 +47,7 @@ def _path(strategy):
   return f
 
 
-_short, _core = _path(statistics.short_row_two_pass), _path(statistics.two_pass)
+_short = _path(statistics.short_row_two_pass)
 
 
 def _on_cpu():
@@ -55,76 +55,11 @@ def _on_cpu():
     pytest.skip("the path of XLA's CPU backend")
 
 
-# ---- two_pass's numbers, around the row's first entry ------------------------------------
-
-@pytest.mark.parametrize("shape", [(3, 1), (3, 2), (2, 5, 7), (64, 16), (8, SHORT)])
-@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6])
-def test_short_rows_give_two_pass_statistics(shape, offset):
-  # Another shift (the row's first entry, not the mean of its first two) changes only the
-  # rounding: E[x] to float32's resolution at the offset, E[v^2] to a few ulps.
-  x = jnp.asarray(_x(shape, offset=offset))
-  a = _row(x)
-  short = statistics.short_row_two_pass(x, a, a, border="valid")
-  two = statistics.two_pass(x, a, a, border="valid")
-  np.testing.assert_allclose(short.shift + short.mean, two.shift + two.mean, rtol=2e-7,
-                             atol=1e-6)
-  np.testing.assert_allclose(short.var, two.var, rtol=1e-5, atol=1e-6)
-  np.testing.assert_array_equal(short.shift, np.asarray(x)[..., :1])
-  np.testing.assert_allclose(short.pooled, np.sum(np.asarray(x) - np.asarray(x)[..., :1], -1,
-                                                  keepdims=True), rtol=1e-5, atol=1e-4)
-  np.testing.assert_allclose(_short(x, jnp.float32(0.1))[0], _core(x, jnp.float32(0.1))[0],
-                             atol=2e-6)
-
-
-@pytest.mark.parametrize("shape", [(256, 16), (64, SHORT), (128, 3)])
-@pytest.mark.parametrize("offset", [0.0, 1e4, 1e6, 1e7])
-def test_short_rows_are_accurate_at_large_offsets(shape, offset):
-  # Float32 against float64, within 4 ulps of the row's largest output, with the shift
-  # itself an outlier in one row (its first entry 50 above the rest).
-  x = _x(shape, seed=1, offset=offset)
-  x[0, 0] = offset + 50.0
-  f = functools.partial(divnorm.layer_norm, reduction_axes=-1, sigma=1e-3, fast_variance=True)
-  y = np.asarray(jax.jit(f)(jnp.asarray(x)), np.float64)
-  x = x.astype(np.float64)
-  v = x - x.mean(-1, keepdims=True)
-  expected = v / np.sqrt(1e-6 + (v * v).mean(-1, keepdims=True))
-  # (At 1e7 some rows of 3 round to one value: constant, their outputs 0.)
-  scale = np.finfo(np.float32).eps * np.maximum(np.abs(expected).max(-1, keepdims=True), 1)
-  assert (np.abs(y - expected) / scale).max() < 4  # measured at most 2.9
-
-
-def test_short_rows_keep_non_finite_rows_to_themselves():
-  # No guard on the shift: a row holding inf or NaN is NaN, as on the core's path, and no
-  # other row reads its first entry.
-  x = _x((5, 6))
-  x[1, 0], x[2, 3], x[4] = np.inf, np.nan, -np.inf
-  y = np.asarray(_short(jnp.asarray(x), jnp.float32(0.1))[0])
-  core_y = np.asarray(_core(jnp.asarray(x), jnp.float32(0.1))[0])
-  assert np.isfinite(y[[0, 3]]).all() and np.isnan(y[[1, 2, 4]]).all()
-  assert np.isnan(core_y[[1, 2, 4]]).all()
-  np.testing.assert_allclose(y[[0, 3]], core_y[[0, 3]], atol=2e-6)
-
-
-# ---- the core's derivative over the short-row statistics ---------------------------------
-
-@pytest.mark.parametrize("offset", [0.0, 1e4])
-def test_short_rows_derivative_matches_the_core(offset):
-  x = jnp.asarray(_x((6, 9), seed=2, offset=offset))
-  expected_y, _ = ref.normalize(np.asarray(x), (1,), sigma=0.3)
-  np.testing.assert_allclose(_short(x, jnp.float32(0.3))[0], expected_y, atol=2e-6)
-  w = jnp.asarray(_x((6, 9), seed=3))
-  sigma = jnp.full((6, 1), 0.3, jnp.float32)
-
-  def loss(path):
-    def f(x, s):
-      y, v, _ = path(x, s)
-      return jnp.sum(y * w) + jnp.sum(v * w) ** 2 / 100
-    return f
-
-  for got, want in zip(jax.grad(loss(_short), argnums=(0, 1))(x, sigma),
-                       jax.grad(loss(_core), argnums=(0, 1))(x, sigma), strict=True):
-    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
-
+# ---- numbers ----------------------------------------------------------------------------
+# With `row_two_pass`'s, in tests/test_gpu_rows.py: the statistics against `two_pass`'s
+# (``k`` the first entry), float32 against float64 at offsets up to 1e7 with the shift an
+# outlier, rows holding inf or NaN, the derivative against the core's path, sigma 0 and
+# overflow.
 
 @pytest.mark.parametrize("fast", [False, True])
 def test_short_rows_gradient_against_float64(x64, fast):
@@ -133,14 +68,6 @@ def test_short_rows_gradient_against_float64(x64, fast):
   check_grads(f, (jnp.asarray(x),), order=2, modes=("rev",))
   check_grads(lambda x: _short(x, jnp.float64(0.2))[0], (jnp.asarray(x),), order=2,
               modes=("fwd", "rev"))
-
-
-def test_short_rows_have_finite_gradients_at_sigma_zero_and_nan_at_overflow():
-  x = jnp.ones((3, 8), jnp.float32)  # constant rows: v = 0, E[v^2] = 0
-  g = jax.grad(lambda x, s: jnp.sum(_short(x, s)[0] * 2.0), argnums=(0, 1))(x, jnp.float32(0))
-  assert all(np.isfinite(t).all() for t in g)
-  spread = jnp.asarray([[0.0, 3e38, -3e38, 0.0]], jnp.float32)  # E[v^2] overflows float32
-  assert np.isnan(np.asarray(_short(spread, jnp.float32(0))[0])).all()
 
 
 # ---- which path a program takes, read from its lowering ----------------------------------
@@ -164,22 +91,8 @@ def _layers(n):
   }
 
 
-FUNCTIONS = {
-  "layer_norm two-pass": lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1),
-  "layer_norm one-pass": lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1,
-                                                      fast_variance=True),
-  "normalize": lambda x: divnorm.normalize(x, (2,), sigma=0.1),
-  "vmap": jax.vmap(lambda x: divnorm.layer_norm(x, reduction_axes=-1, sigma=0.1)),
-}
-OTHER_FIELDS = {
-  "over (1, 2)": lambda x: divnorm.layer_norm(x, reduction_axes=(1, 2), sigma=0.1),
-  "first axis": lambda x: divnorm.normalize(x, (0,), sigma=0.1),
-  "masked": lambda x: divnorm.layer_norm(x, reduction_axes=-1, mask=x > 0),
-  "windowed": lambda x: divnorm.normalize(x, {2: 3}, sigma=0.1),
-  "grouped": lambda x: divnorm.group_norm(x, num_groups=2, sigma=0.1),
-  "mapped": jax.vmap(lambda x: divnorm.layer_norm(x, reduction_axes=(), sigma=0.1,
-                                                   axis_name="i"), axis_name="i"),
-}
+# The forward alone: the core's derivative holds copies (`statistics.copies`) on every path.
+FUNCTIONS = {name: f for name, f in LAST_AXIS.items() if name != "gradient"}
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
