@@ -382,11 +382,14 @@ def short_row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
   from a copy of its own per sum, as `two_pass` reads it, it took 0.87-1.05x `two_pass`'s
   time. Over 32 features, where `one_pass` takes the plain sums, this chain took
   1.14-1.26x its time forward+backward and 1.35-2.13x the forward alone (a trial;
-  BENCHMARKS.md, "Short rows").
+  BENCHMARKS.md, "Short rows"). ``k`` is sliced from `x` in its own dtype: XLA recomputes a
+  slice inside each consumer, and a slice of the float32 copy there converts again per
+  entry (bfloat16: the forward took 0.76-0.96x its time with this one, `--forward
+  --dtypes bfloat16`; forward+backward 0.98-1.01x).
   """
+  k = lax.stop_gradient(explicit.leading(x, {x.ndim - 1: 1})).astype(stat_dtype(x.dtype))
   ((x, _),) = widened(x)
-  return _row_statistics(x, lax.stop_gradient(explicit.leading(x, {x.ndim - 1: 1})), a, b,
-                         border)
+  return _row_statistics(x, k, a, b, border)
 
 
 def _row_statistics(x: jax.Array, k: jax.Array, a: Field, b: Field, border: str) -> Stats:
