@@ -366,26 +366,27 @@ def short_row_two_pass(x: jax.Array, a: Field, b: Field, *, border: str, mask=No
 
   For `row_two_pass`'s fields (`core.row_field`) with rows of fewer than `PLAIN_MIN_FIELD`
   entries, where `one_pass` keeps its shifted sums. `two_pass` reads such a row in kernels
-  of their own, each from a copy of `x` behind an optimization barrier (`copies`: the shift's
-  two entries, ``E_A[x - k]``, the centered squares), which serves long rows; here ``k`` is
-  the row's first entry (a slice) and one ``x - k``, from one copy of `x` (`widened`),
-  feeds both sums and the centered values, a chain that XLA's CPU backend fuses as it
-  fuses flax's two-pass (its kernels: the slice, the sums, the overflow guard, the
-  output). ``k`` is a value of the row, as `shift`'s, so
-  ``x - k`` is exact at any offset and every sum is of numbers of the row's spread. No
-  guard on ``k``: a row holding inf or NaN is NaN either way, and no other row reads it.
-  Its derivative is `core.normalized`'s. Against `one_pass` and `two_pass` (``python -m
-  benchmarks.against_rev --cases LN --shapes 64x1024x8,64x1024x16,64x1024x24,8x1024x31``,
-  one core), float32 and bfloat16, both modes: the linen LayerNorm took 0.61-0.92x their
-  time forward+backward, the function 0.75-1.03x, the forward alone 0.46-0.84x (8 and 16
-  features). In bfloat16 the chain writes ``x - k`` in float32 once for both sums; read
-  from a copy of its own per sum, as `two_pass` reads it, it took 0.87-1.05x `two_pass`'s
-  time. Over 32 features, where `one_pass` takes the plain sums, this chain took
-  1.14-1.26x its time forward+backward and 1.35-2.13x the forward alone (a trial;
-  BENCHMARKS.md, "Short rows"). ``k`` is sliced from `x` in its own dtype: XLA recomputes a
-  slice inside each consumer, and a slice of the float32 copy there converts again per
-  entry (bfloat16: the forward took 0.76-0.96x its time with this one, `--forward
-  --dtypes bfloat16`; forward+backward 0.98-1.01x).
+  of their own, each from a copy of `x` behind an optimization barrier (`copies`: the
+  shift's two entries, ``E_A[x - k]``, the centered squares), which serves long rows. Here
+  ``k`` is the row's first entry and one ``x - k``, from one copy of `x` (`widened`), feeds
+  both sums and the centered values: a chain that XLA's CPU backend fuses as it fuses
+  flax's two-pass (its kernels: the slice, the sums, the overflow guard, the output).
+
+  ``k`` is a value of the row, as `shift`'s, so ``x - k`` is exact at any offset and every
+  sum is of numbers of the row's spread. No guard on ``k``: a row holding inf or NaN is NaN
+  either way, and no other row reads it. It is sliced from `x` in its own dtype: XLA
+  recomputes a slice inside each consumer, and a slice of the float32 copy converts again
+  per entry there (in bfloat16 the forward took 0.76-0.96x its time with this one). The
+  derivative is `core.normalized`'s.
+
+  Against `one_pass` and `two_pass` (``python -m benchmarks.against_rev --cases LN
+  --shapes 64x1024x8,64x1024x16,64x1024x24,8x1024x31``, one core), float32 and bfloat16,
+  both modes: the linen LayerNorm took 0.61-0.92x their time forward+backward, the function
+  0.75-1.03x, the forward alone 0.46-0.84x (8 and 16 features). In bfloat16 the chain
+  writes ``x - k`` in float32 once for both sums; read from a copy of its own per sum, as
+  `two_pass` reads it, it took 0.87-1.05x `two_pass`'s time. Over 32 features, where
+  `one_pass` takes the plain sums, this chain took 1.14-1.26x its time forward+backward and
+  1.35-2.13x the forward alone (a trial; BENCHMARKS.md, "Short rows").
   """
   k = lax.stop_gradient(explicit.leading(x, {x.ndim - 1: 1})).astype(stat_dtype(x.dtype))
   ((x, _),) = widened(x)
