@@ -25,29 +25,13 @@ import divnorm.equinox as deqx
 import divnorm.haiku as dhk
 import divnorm.linen as dl
 import divnorm.nnx as dnnx
-from divnorm._src import core, statistics
-from divnorm._src.fields import Field
-from tests.test_gpu_rows import LAST_AXIS, OTHER_FIELDS
+from divnorm._src import statistics
+from tests.test_gpu_rows import LAST_AXIS, OTHER_FIELDS, ROW_PATHS, _takes_fused_rows, _x
 
 SHORT = statistics.PLAIN_MIN_FIELD - 1
-
-
-def _x(shape, seed=0, offset=0.0):
-  return (offset + np.random.default_rng(seed).normal(size=shape)).astype(np.float32)
-
-
-def _row(x):
-  return Field((x.ndim - 1,), ())
-
-
-def _path(strategy):
-  def f(x, sigma):
-    a = _row(x)
-    return core.normalized(x, sigma, None, strategy, a, a, "valid", None)
-  return f
-
-
-_short = _path(statistics.short_row_two_pass)
+_short = ROW_PATHS["short_row_two_pass"]  # the core's `normalized` with the short-row strategy
+# The short-row path holds no barrier in the forward either: read from a CPU lowering.
+_takes_short_rows = functools.partial(_takes_fused_rows, platform="cpu")
 
 
 def _on_cpu():
@@ -71,11 +55,6 @@ def test_short_rows_gradient_against_float64(x64, fast):
 
 
 # ---- which path a program takes, read from its lowering ----------------------------------
-
-def _takes_short_rows(f, *args, platform="cpu"):
-  mlir = jax.export.export(jax.jit(f), platforms=(platform,))(*args).mlir_module()
-  return "optimization_barrier" not in mlir
-
 
 def _layers(n):
   x = jnp.zeros((2, 3, n))
