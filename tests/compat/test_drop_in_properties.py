@@ -23,6 +23,13 @@ least 0.015: the float32 statistics' relative error is at most a few ``eps32 * |
 hiding a wrong axis, group or count (errors of order 1). Epsilon is never 0, where flax's
 ``0 * rsqrt(0)`` is NaN.
 
+The same layers with a bfloat16 or float16 input, `dtype` or `param_dtype` (at least one
+narrow): the variables' and the output's dtypes are flax's, and each output and gradient is
+within one unit in the last place of its dtype of flax's float64 definition on the same
+rounded input, parameters and cotangent (`_compare_narrow`): divnorm rounds once. flax.nnx
+casts the input and the parameters to `dtype` first, flax.linen does not; each reference
+does as its API does.
+
 equinox's LayerNorm, RMSNorm, GroupNorm and BatchNorm (both modes) are drawn the same way
 and run as equinox runs them: per example under ``vmap(axis_name="batch")``, two training
 steps with the state threaded through, then `inference_mode`; equinox's layer with
@@ -291,3 +298,112 @@ def test_equinox_layers_equal_equinox_in_float64(case):
   assert len(got) == len(want)
   for i, (a, b) in enumerate(zip(got, want, strict=True)):
     _assert_close(a, b, f"output, inference output, gradients and state: entry {i}")
+
+
+
+@st.composite
+def narrow_dtypes(draw):
+  """``(input dtype, dtype, param_dtype)``, at least one of them bfloat16 or float16."""
+  names = [None, "float32", "bfloat16", "float16"]
+  x, dtype, param = (draw(st.sampled_from(names[1:])), draw(st.sampled_from(names)),
+                     draw(st.sampled_from(names[1:3])))
+  if {x, dtype, param} <= {None, "float32"}:
+    x = draw(st.sampled_from(names[2:]))
+  return tuple(None if d is None else jnp.dtype(d) for d in (x, dtype, param))
+
+
+def _compare_narrow(ours, reference, mask, gradients_in=None):
+  """`_compare` for outputs and gradients in their own (narrow) dtypes: within one unit in
+  the last place of each one's dtype (or of `gradients_in`, where the gradients come back
+  through a cast to it) of its largest magnitude, or `TOL` where that is larger (float32).
+  Rounding the float32 result once costs half a unit; the float32 computation's own error,
+  at most 4e-4 (the file's bound above), is 0.05 units of bfloat16 and 0.4 of float16.
+  flax's own roundings in `dtype` (its affine step) are not in the reference: its float64
+  definition is."""
+  where = np.ones(ours[1].shape, bool) if mask is None else np.broadcast_to(mask, ours[1].shape)
+  pairs = {"output": (ours[1][where], reference[1][where])}
+  for label, t in (("running statistic", 2), ("gradient", 3)):
+    for (path, got), (_, want) in zip(*(jax.tree_util.tree_leaves_with_path(r[t])
+                                        for r in (ours, reference)), strict=True):
+      pairs[f"{label} {jax.tree_util.keystr(path)}"] = (got, want)
+  for what, (got, want) in pairs.items():
+    got = np.asarray(got.astype(np.float64))
+    assert np.isfinite(got).all(), what
+    if np.isfinite(want).all():  # flax's is NaN where a field is wholly masked out
+      scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+      error = float(np.abs(got - want).max(initial=0.0)) / scale
+      dtype = pairs[what][0].dtype
+      if what.startswith("gradient") and gradients_in is not None:
+        dtype = min(dtype, np.dtype(gradients_in), key=lambda d: jnp.finfo(d).bits)
+      tolerance = max(TOL, float(jnp.finfo(dtype).eps))
+      assert error <= tolerance, (what, dtype, error)
+
+
+@pytest.mark.slow
+@SETTINGS
+@given(layers("linen"), narrow_dtypes())
+def test_linen_layers_in_narrow_dtypes_equal_flax_in_float64(case, dtypes):
+  """As `test_linen_layers_equal_flax_in_float64`, with bfloat16 or float16 inputs, `dtype`
+  or `param_dtype`: the variables' and the output's dtypes are flax's, and the outputs and
+  gradients flax's float64 definition of the same rounded input, parameters and cotangent,
+  rounded once (`_compare_narrow`)."""
+  name, kwargs, call, shape, offset, mask_seed = case
+  x, mask, w = _data(shape, offset, mask_seed)
+  x = jnp.asarray(x, dtypes[0])
+  extra = dict(call, **({} if mask is None else {"mask": jnp.asarray(mask)}))
+  narrow = dict(kwargs, dtype=dtypes[1], param_dtype=dtypes[2])
+  with jax.numpy_dtype_promotion("standard"):  # flax's internals promote implicitly
+    flax_y, flax_variables = jax.eval_shape(
+        lambda x: getattr(nn, name)(**narrow).init_with_output(jax.random.key(0), x, **extra), x)
+  ours_module = getattr(dnn, name)(**narrow)
+  variables = _perturbed(ours_module.init(jax.random.key(0), x, **extra))
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), variables) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), flax_variables)  # flax's checkpoint loads
+  w = jnp.asarray(w, flax_y.dtype)  # the cotangent as the output's dtype holds it
+  ours = _linen(ours_module, jax.tree.map(jnp.asarray, variables), x, mask, w, call)
+  assert ours[1].dtype == flax_y.dtype
+  with jax.enable_x64(True):
+    flax_module = getattr(nn, name)(**kwargs, dtype=jnp.float64, param_dtype=jnp.float64)
+    reference = _linen(flax_module, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
+                                                 variables),
+                       jnp.asarray(x, jnp.float64), mask, jnp.asarray(w, jnp.float64), call)
+  _compare_narrow(ours, reference, mask)
+
+
+@pytest.mark.slow
+@SETTINGS
+@given(layers("nnx"), narrow_dtypes())
+def test_nnx_layers_in_narrow_dtypes_equal_flax_in_float64(case, dtypes):
+  """`test_linen_layers_in_narrow_dtypes_equal_flax_in_float64` for the nnx layers. flax.nnx's
+  layers first cast the input and the parameters (and BatchNorm's running statistics where
+  they normalize) to `dtype` (`promote_dtype`), flax.linen's do not: the reference reads
+  them so rounded, and the gradients come back through that cast, in `dtype`."""
+  name, kwargs, call, shape, offset, mask_seed = case
+  x, mask, w = _data(shape, offset, mask_seed)
+  x = jnp.asarray(x, dtypes[0])
+  extra = dict(call, **({} if mask is None else {"mask": jnp.asarray(mask)}))
+  narrow = dict(dtype=dtypes[1], param_dtype=dtypes[2])
+  theirs = _nnx_layer(nnx, name, kwargs, shape, None, **narrow)
+  with jax.numpy_dtype_promotion("standard"):  # flax's internals promote implicitly
+    flax_dtype = theirs(x, **extra).dtype
+  params = _perturbed(nnx.state(theirs, nnx.Param))
+  stats = _perturbed(nnx.state(theirs, nnx.BatchStat))
+  ours_layer = _nnx_layer(dnx, name, kwargs, shape, None, **narrow)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), nnx.state(ours_layer)) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), nnx.state(_nnx_layer(nnx, name, kwargs, shape, None,
+                                                         **narrow)))
+  nnx.update(ours_layer, params, stats)
+  w = jnp.asarray(w, flax_dtype)
+  ours = _nnx(ours_layer, x, mask, w, call)
+  assert ours[1].dtype == flax_dtype
+
+  def cast(a, used=True):  # flax.nnx's `promote_dtype`, then float64
+    return jnp.asarray(jnp.asarray(a, dtypes[1]) if used and dtypes[1] else a, jnp.float64)
+
+  with jax.enable_x64(True):
+    reference = _nnx_layer(nnx, name, kwargs, shape, None, dtype=jnp.float64,
+                           param_dtype=jnp.float64)
+    nnx.update(reference, jax.tree.map(cast, params), jax.tree.map(
+        lambda a: cast(a, call.get("use_running_average", False)), stats))
+    reference = _nnx(reference, cast(x), mask, jnp.asarray(w, jnp.float64), call)
+  _compare_narrow(ours, reference, mask, gradients_in=dtypes[1])
