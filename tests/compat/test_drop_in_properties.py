@@ -33,7 +33,8 @@ does as its API does.
 equinox's LayerNorm, RMSNorm, GroupNorm and BatchNorm (both modes) are drawn the same way
 and run as equinox runs them: per example under ``vmap(axis_name="batch")``, two training
 steps with the state threaded through, then `inference_mode`; equinox's layer with
-``dtype=float64`` is the reference.
+``dtype=float64`` is the reference. Its LayerNorm, RMSNorm and GroupNorm are drawn again
+with a narrow input or `dtype`, as above.
 """
 
 import equinox as eqx
@@ -226,9 +227,9 @@ def test_nnx_layers_equal_flax_in_float64(case):
 
 
 @st.composite
-def equinox_layers(draw):
+def equinox_layers(draw, names=("LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm")):
   """``(name, args, kwargs, per-example shape, offset)`` for `eqx.nn`'s normalizers."""
-  name = draw(st.sampled_from(["LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm"]))
+  name = draw(st.sampled_from(names))
   kwargs = {"eps": draw(st.sampled_from([1e-5, 1e-3, 0.5]))}
   if name in ("LayerNorm", "RMSNorm"):
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
@@ -407,3 +408,40 @@ def test_nnx_layers_in_narrow_dtypes_equal_flax_in_float64(case, dtypes):
         lambda a: cast(a, call.get("use_running_average", False)), stats))
     reference = _nnx(reference, cast(x), mask, jnp.asarray(w, jnp.float64), call)
   _compare_narrow(ours, reference, mask, gradients_in=dtypes[1])
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(equinox_layers(names=("LayerNorm", "RMSNorm", "GroupNorm")), narrow_dtypes())
+def test_equinox_layers_in_narrow_dtypes_equal_equinox_in_float64(case, dtypes):
+  """`test_equinox_layers_equal_equinox_in_float64` with a bfloat16 or float16 input or
+  `dtype` (the parameters'): the parameters' and the output's dtypes are equinox's, and the
+  outputs and gradients its float64 definition of the same rounded input, parameters and
+  cotangent within one unit in the last place of their dtypes (`_compare_narrow`'s bound).
+  (equinox's BatchNorm fails on a narrower input or `dtype`: ``lax.select`` of float32 and
+  the input's dtype, or a state of another dtype; divnorm's runs.)"""
+  name, args, kwargs, shape, offset = case
+  x_dtype, dtype = dtypes[0], dtypes[1] or dtypes[2]
+  x, _, w = _data((4, *shape), offset, None)
+  x = jnp.asarray(x, x_dtype)
+  ours, state = eqx.nn.make_with_state(getattr(dqx, name))(*args, **kwargs, dtype=dtype)
+  theirs, _ = eqx.nn.make_with_state(getattr(eqx.nn, name))(*args, **kwargs, dtype=dtype)
+  arrays = [jnp.asarray(a) for a in _perturbed(jax.tree.leaves(eqx.filter(
+    ours, eqx.is_inexact_array)))]
+  assert [(a.shape, a.dtype) for a in arrays] == [  # equinox's checkpoint loads
+    (a.shape, a.dtype) for a in jax.tree.leaves(eqx.filter(theirs, eqx.is_inexact_array))]
+  want_dtype = jax.eval_shape(jax.vmap(theirs), x).dtype
+  w = jnp.asarray(w, want_dtype)
+  got = _equinox(_with_arrays(ours, arrays), state, x, w)
+  assert got[0].dtype == want_dtype
+  assert [a.dtype for a in got[2:]] == [*(a.dtype for a in arrays), x.dtype] * 2  # gradients
+  with jax.enable_x64(True):
+    theirs, state = eqx.nn.make_with_state(getattr(eqx.nn, name))(*args, **kwargs,
+                                                                   dtype=jnp.float64)
+    theirs = _with_arrays(theirs, [jnp.asarray(a, jnp.float64) for a in arrays])
+    want = _equinox(theirs, state, jnp.asarray(x, jnp.float64), jnp.asarray(w, jnp.float64))
+  for i, (a, b) in enumerate(zip(got, want, strict=True)):
+    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+    error = float(np.abs(a.astype(np.float64) - b).max(initial=0.0)) / scale
+    assert error <= max(TOL, float(jnp.finfo(a.dtype).eps)), (i, a.dtype, error)
