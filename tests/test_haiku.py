@@ -443,10 +443,11 @@ def _grid(shape, offset):
   return (offset + np.random.default_rng(n).permutation(grid)).reshape(shape)
 
 
-def _run(lib, name, kwargs, call, x, params, state):
-  """``(y, new state, gradients of <y, w> for x and the parameters)``, jitted."""
+def _run(lib, name, kwargs, call, x, params, state, w=None):
+  """``(y, new state, gradients of <y, w> for x and the parameters)``, jitted; `w` random
+  in `x`'s dtype unless given."""
   f = hk.transform_with_state(lambda x: getattr(lib, name)(**kwargs)(x, *call))
-  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), x.dtype)
+  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), x.dtype) if w is None else w
 
   def loss(params, x):
     y, new_state = f.apply(params, state, None, x)
@@ -496,4 +497,56 @@ def test_any_haiku_layer_equals_haiku_s_in_float64(name, data):
     assert got.shape == want.shape and np.isfinite(got).all(), jax.tree_util.keystr(path)
     scale = max(1.0, float(np.abs(want).max(initial=0.0)))
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL * scale,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.slow
+@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
+                                  "BatchNorm"])
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_any_haiku_layer_in_a_narrow_dtype_equals_haiku_s_in_float64(name, data):
+  """`test_any_haiku_layer_equals_haiku_s_in_float64` with a bfloat16 or float16 input:
+  haiku's parameter, state and output dtypes, and every output, state and gradient within
+  one unit in the last place of its dtype (or `TOL`, where larger) of haiku's float64
+  definition on the same rounded input, parameters and cotangent: rounding the float32
+  result once costs half a unit, and the float32 error is at most 4e-4
+  (tests/compat/test_drop_in_properties.py's `_compare_narrow`). BatchNorm's evaluation
+  reads its running averages as their dtype holds them, in both."""
+  kwargs, call, shape, offset = data.draw(_haiku_layers(name), label="layer")
+  dtype = jnp.dtype(data.draw(st.sampled_from(["bfloat16", "float16"]), label="dtype"))
+  x = jnp.asarray(_grid(shape, offset), dtype)
+  f = hk.transform_with_state(lambda x: getattr(dhk, name)(**kwargs)(x, *call))
+  params, state = f.init(jax.random.key(0), x)
+  theirs = hk.transform_with_state(lambda x: getattr(hk, name)(**kwargs)(x, *call))
+  dtypes = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
+  assert dtypes((params, state)) == dtypes(theirs.init(jax.random.key(0), x))
+  out = jax.eval_shape(lambda p, s, x: theirs.apply(p, s, None, x)[0], params, state, x)
+  params = jax.tree.map(lambda a: a + (0.1 + 0.05 * jnp.arange(a.size).reshape(a.shape))
+                        .astype(a.dtype), params)
+  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), out.dtype)
+  ours = _run(dhk, name, kwargs, call, x, params, state, w)
+  assert ours[0].dtype == out.dtype
+  if call == (True,):  # then evaluation with the running averages the step left
+    ours += _run(dhk, name, kwargs, (False,), x, params, ours[1], w)
+  with jax.enable_x64(True):
+    as64 = lambda t: jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
+        else a, t)
+    x64, params64, w64 = as64(x), as64(params), as64(w)
+    reference = _run(hk, name, kwargs, call, x64, params64, as64(state), w64)
+    if call == (True,):  # from the running averages as the state's dtype holds them
+      reference += _run(hk, name, kwargs, (False,), x64, params64, as64(ours[1]), w64)
+    reference = jax.tree.map(np.asarray, reference)
+  for (path, got), (_, want) in zip(*(jax.tree_util.tree_leaves_with_path(t)
+                                      for t in (ours, reference)), strict=True):
+    if not jnp.issubdtype(got.dtype, jnp.floating):  # the moving averages' counters
+      np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(path))
+      continue
+    tolerance = max(TOL, float(jnp.finfo(got.dtype).eps))
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape and np.isfinite(got).all(), jax.tree_util.keystr(path)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance * scale,
                                err_msg=jax.tree_util.keystr(path))
