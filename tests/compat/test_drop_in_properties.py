@@ -301,7 +301,6 @@ def test_equinox_layers_equal_equinox_in_float64(case):
     _assert_close(a, b, f"output, inference output, gradients and state: entry {i}")
 
 
-
 @st.composite
 def narrow_dtypes(draw):
   """``(input dtype, dtype, param_dtype)``, at least one of them bfloat16 or float16."""
@@ -335,7 +334,7 @@ def _compare_narrow(ours, reference, mask, gradients_in=None):
       error = float(np.abs(got - want).max(initial=0.0)) / scale
       dtype = pairs[what][0].dtype
       if what.startswith("gradient") and gradients_in is not None:
-        dtype = min(dtype, np.dtype(gradients_in), key=lambda d: jnp.finfo(d).bits)
+        dtype = max(dtype, np.dtype(gradients_in), key=lambda d: jnp.finfo(d).eps)
       tolerance = max(TOL, float(jnp.finfo(dtype).eps))
       assert error <= tolerance, (what, dtype, error)
 
