@@ -443,11 +443,9 @@ def _grid(shape, offset):
   return (offset + np.random.default_rng(n).permutation(grid)).reshape(shape)
 
 
-def _run(lib, name, kwargs, call, x, params, state, w=None):
-  """``(y, new state, gradients of <y, w> for x and the parameters)``, jitted; `w` random
-  in `x`'s dtype unless given."""
+def _run(lib, name, kwargs, call, x, params, state, w):
+  """``(y, new state, gradients of <y, w> for x and the parameters)``, jitted."""
   f = hk.transform_with_state(lambda x: getattr(lib, name)(**kwargs)(x, *call))
-  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), x.dtype) if w is None else w
 
   def loss(params, x):
     y, new_state = f.apply(params, state, None, x)
@@ -458,64 +456,18 @@ def _run(lib, name, kwargs, call, x, params, state, w=None):
   return y, new_state, grads
 
 
-@pytest.mark.slow
-@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
-@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
-                                  "BatchNorm"])
-@PROPERTY_SETTINGS
-@given(data=st.data())
-def test_any_haiku_layer_equals_haiku_s_in_float64(name, data):
-  """divnorm's float32 layer against haiku's same layer run in float64 with the same
-  (perturbed) parameters and state: the variables, the output, the new state and the
-  gradients for the input and the parameters (BatchNorm: after a training step, again in
-  evaluation with its running averages), within 1e-3 of their magnitude. The inputs and
-  the tolerance are tests/compat/test_drop_in_properties.py's, which derives the bound."""
-  kwargs, call, shape, offset = data.draw(_haiku_layers(name), label="layer")
-  x = _grid(shape, offset)
-  f = hk.transform_with_state(lambda x: getattr(dhk, name)(**kwargs)(x, *call))
-  params, state = f.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
-  theirs = hk.transform_with_state(lambda x: getattr(hk, name)(**kwargs)(x, *call))
-  assert jax.tree.map(jnp.shape, (params, state)) == jax.tree.map(
-      jnp.shape, theirs.init(jax.random.key(0), jnp.asarray(x, jnp.float32)))
-  params = jax.tree.map(lambda a: a + 0.1 + 0.05 * jnp.arange(a.size).reshape(a.shape)
-                        .astype(a.dtype), params)
-  ours = _run(dhk, name, kwargs, call, jnp.asarray(x, jnp.float32), params, state)
-  if call == (True,):  # then evaluation with the running averages the step left
-    ours += _run(dhk, name, kwargs, (False,), jnp.asarray(x, jnp.float32), params, ours[1])
-  with jax.enable_x64(True):
-    as64 = lambda t: jax.tree.map(
-        lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
-        else a, t)
-    x64, params64 = jnp.asarray(x), as64(params)
-    reference = _run(hk, name, kwargs, call, x64, params64, as64(state))
-    if call == (True,):
-      reference += _run(hk, name, kwargs, (False,), x64, params64, reference[1])
-    reference = jax.tree.map(np.asarray, reference)
-  for (path, got), (_, want) in zip(*(jax.tree_util.tree_leaves_with_path(t)
-                                      for t in (ours, reference)), strict=True):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape and np.isfinite(got).all(), jax.tree_util.keystr(path)
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    np.testing.assert_allclose(got, want, rtol=0, atol=TOL * scale,
-                               err_msg=jax.tree_util.keystr(path))
-
-
-@pytest.mark.slow
-@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
-@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
-                                  "BatchNorm"])
-@PROPERTY_SETTINGS
-@given(data=st.data())
-def test_any_haiku_layer_in_a_narrow_dtype_equals_haiku_s_in_float64(name, data):
-  """`test_any_haiku_layer_equals_haiku_s_in_float64` with a bfloat16 or float16 input:
-  haiku's parameter, state and output dtypes, and every output, state and gradient within
-  one unit in the last place of its dtype (or `TOL`, where larger) of haiku's float64
-  definition on the same rounded input, parameters and cotangent: rounding the float32
-  result once costs half a unit, and the float32 error is at most 4e-4
-  (tests/compat/test_drop_in_properties.py's `_compare_narrow`). BatchNorm's evaluation
-  reads its running averages as their dtype holds them, in both."""
-  kwargs, call, shape, offset = data.draw(_haiku_layers(name), label="layer")
-  dtype = jnp.dtype(data.draw(st.sampled_from(["bfloat16", "float16"]), label="dtype"))
+def _equals_haiku_s_in_float64(name, layer, dtype):
+  """divnorm's layer `name` (`layer`: `_haiku_layers`' draw) on an input of `dtype`, against
+  haiku's same layer run in float64 with the same (perturbed) parameters and state, the
+  same input, cotangent and BatchNorm `decay_rate`, each as `dtype` holds it (haiku's
+  moving averages compute in the state's dtype): haiku's parameter, state and
+  output dtypes, and the output, the new state and the gradients for the input and the
+  parameters (BatchNorm: after a training step, again in evaluation with its running
+  averages) within one unit in the last place of each one's dtype, or `TOL`, where larger
+  (float32: tests/compat/test_drop_in_properties.py derives it for these inputs; a narrow
+  result rounded once costs half a unit, and the float32 error is at most 4e-4, that file's
+  `_compare_narrow`)."""
+  kwargs, call, shape, offset = layer
   x = jnp.asarray(_grid(shape, offset), dtype)
   f = hk.transform_with_state(lambda x: getattr(dhk, name)(**kwargs)(x, *call))
   params, state = f.init(jax.random.key(0), x)
@@ -530,14 +482,17 @@ def test_any_haiku_layer_in_a_narrow_dtype_equals_haiku_s_in_float64(name, data)
   assert ours[0].dtype == out.dtype
   if call == (True,):  # then evaluation with the running averages the step left
     ours += _run(dhk, name, kwargs, (False,), x, params, ours[1], w)
+  if "decay_rate" in kwargs:  # haiku's moving averages take it in the state's dtype
+    kwargs = dict(kwargs, decay_rate=float(jnp.asarray(kwargs["decay_rate"], dtype)))
   with jax.enable_x64(True):
     as64 = lambda t: jax.tree.map(
         lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating)
         else a, t)
     x64, params64, w64 = as64(x), as64(params), as64(w)
     reference = _run(hk, name, kwargs, call, x64, params64, as64(state), w64)
-    if call == (True,):  # from the running averages as the state's dtype holds them
-      reference += _run(hk, name, kwargs, (False,), x64, params64, as64(ours[1]), w64)
+    if call == (True,):  # float32: its own running averages; narrower: divnorm's, stored
+      stored = reference[1] if dtype == jnp.float32 else as64(ours[1])
+      reference += _run(hk, name, kwargs, (False,), x64, params64, stored, w64)
     reference = jax.tree.map(np.asarray, reference)
   for (path, got), (_, want) in zip(*(jax.tree_util.tree_leaves_with_path(t)
                                       for t in (ours, reference)), strict=True):
@@ -550,3 +505,27 @@ def test_any_haiku_layer_in_a_narrow_dtype_equals_haiku_s_in_float64(name, data)
     scale = max(1.0, float(np.abs(want).max(initial=0.0)))
     np.testing.assert_allclose(got, want, rtol=0, atol=tolerance * scale,
                                err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.slow
+@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
+                                  "BatchNorm"])
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_any_haiku_layer_equals_haiku_s_in_float64(name, data):
+  """divnorm's float32 layer against haiku's in float64 (`_equals_haiku_s_in_float64`)."""
+  _equals_haiku_s_in_float64(name, data.draw(_haiku_layers(name), label="layer"), jnp.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
+                                  "BatchNorm"])
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_any_haiku_layer_in_a_narrow_dtype_equals_haiku_s_in_float64(name, data):
+  """`test_any_haiku_layer_equals_haiku_s_in_float64` with a bfloat16 or float16 input."""
+  layer = data.draw(_haiku_layers(name), label="layer")
+  dtype = jnp.dtype(data.draw(st.sampled_from(["bfloat16", "float16"]), label="dtype"))
+  _equals_haiku_s_in_float64(name, layer, dtype)
