@@ -219,6 +219,26 @@ def test_cnn_commands_check_their_flags(tmp_path):
   assert not (tmp_path / "runs").exists()
 
 
+def test_sweep_takes_set_over_its_own_schedule(tmp_path, monkeypatch):
+  """``--set eval_every=`` and ``log_every=`` reach the runs' configs (the sweep overwrote
+  them with its own steps // 2 and steps // 50); without them, those are the defaults."""
+  from experiments.cnn import sweep
+  from experiments.cnn import task as cnn_task
+  seen = []
+
+  def record(cfg, workdir, **kwargs):
+    seen.append((cfg.eval_every, cfg.log_every))
+    raise KeyboardInterrupt  # the config is all this test needs
+
+  monkeypatch.setattr(cnn_task, "load_data", lambda cfg: None)
+  monkeypatch.setattr(cnn_task, "train_and_evaluate", record)
+  for flags in ([], ["--set", "eval_every=1", "--set", "log_every=3"]):
+    with pytest.raises(KeyboardInterrupt):
+      sweep.main(["--variants", "BN", "--batch_sizes", "8", "--steps", "200",
+                  "--eval_batch_size", "8", "--workdir", str(tmp_path / "runs"), *flags])
+  assert seen == [(100, 4), (1, 3)]
+
+
 def test_compare_help_describes_compare_with_its_own_defaults(capsys):
   """The main job reuses reproduce's flags; its --help is its own (it printed reproduce's)."""
   from experiments.cnn import compare

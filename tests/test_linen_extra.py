@@ -89,6 +89,20 @@ def test_batch_renorm_call_time_limits_and_bn_identity():
   np.testing.assert_allclose(out, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["BatchRenorm", "BatchInstanceNorm", "SwitchableNorm"])
+def test_survey_layers_train_with_a_learned_sigma(name):
+  """``learn_sigma=True`` (sigma an array, ``exp(log_sigma)``): the running statistics keep
+  their shape over steps (batch renorm's variance took the shape (1, 1, 1, 3), and the
+  second step failed)."""
+  module = getattr(dx, name)(sigma=0.3, learn_sigma=True)
+  variables = module.init(jax.random.key(0), _x(), use_running_average=False)
+  step = jax.jit(lambda v, x: module.apply(v, x, use_running_average=False,
+                                           mutable=["batch_stats"])[1])
+  for seed in range(2):
+    variables = {**variables, **step(variables, _x(seed=seed))}
+  assert {a.shape for a in jax.tree.leaves(variables["batch_stats"])} == {(3,)}
+
+
 @pytest.mark.slow
 def test_penalty_learned_sigma_and_clipped_rho():
   x = _x()

@@ -112,6 +112,22 @@ def test_batch_renorm_r_d_carry_no_gradient(x64):
   np.testing.assert_allclose(grad, want, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("sigma", [0.3, np.float32(0.3), jnp.asarray(0.3), jnp.full((3,), 0.3)],
+                         ids=["python", "numpy", "jax", "per-feature"])
+def test_batch_renorm_statistics_keep_their_shape_for_any_sigma(x64, sigma):
+  # A sigma that is an array (a NumPy or JAX scalar, one per feature, a learned exp(log_sigma)
+  # or a traced one) once gave the running variance the broadcast statistics' shape (1, 1, 3).
+  x = _x((4, 5, 3))
+  stats = _stats(x)
+  want = mixtures.batch_renorm(x, stats, training=True, sigma=0.3)[1]
+  for new in (mixtures.batch_renorm(x, stats, training=True, sigma=sigma)[1],
+              jax.jit(lambda s: mixtures.batch_renorm(x, stats, training=True, sigma=s)[1])(
+                  sigma)):
+    assert new.mean.shape == new.var.shape == (3,)
+    np.testing.assert_allclose(new.var, want.var, rtol=1e-6)
+    np.testing.assert_allclose(new.mean, want.mean, rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_batch_renorm_traced_limits_and_jit():
   x = _x((4, 3), dtype=np.float32)

@@ -417,6 +417,45 @@ def test_survey_layers_under_vmap_with_axis_name_pool_the_batch(name):
   np.testing.assert_allclose(layer.mean[...], whole.mean[...], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["MeanOnlyBatchNorm", "BatchRenorm", "BatchInstanceNorm",
+                                  "SwitchableNorm"])
+def test_survey_layers_ask_for_use_running_average_as_batch_norm(name):
+  """None in the constructor and at the call is an error, as flax's BatchNorm (they trained)."""
+  layer = getattr(dn, name)(6, use_running_average=None)
+  with pytest.raises(ValueError, match=f"No `use_running_average` argument was provided to {name}"):
+    layer(_x())
+  assert layer(_x(), use_running_average=False).shape == _x().shape
+
+
+@pytest.mark.parametrize("name", ["BatchRenorm", "BatchInstanceNorm", "SwitchableNorm"])
+def test_survey_layers_train_with_a_learned_sigma(name):
+  """``learn_sigma=True`` (sigma an array, ``exp(log_sigma)``): the running statistics keep
+  their shape over steps (batch renorm's variance took the shape (1, 6), and the first call
+  failed)."""
+  layer = getattr(dn, name)(6, sigma=0.3, learn_sigma=True)
+  step = nnx.jit(lambda m, x: m(x))
+  for seed in range(2):
+    step(layer, _x(seed=seed))
+  assert layer.mean[...].shape == layer.var[...].shape == (6,)
+
+
+def test_weight_norm_draws_flax_s_keys():
+  """flax hands `scale_init` the stream, drawing no key: the layers made after it initialize
+  as under flax (a key drawn per scale changed them); a random `scale_init`, which flax's
+  refuses, gets a key of its own for each weight."""
+  kernels = []
+  for wrapper in (nnx.WeightNorm, dn.WeightNorm):
+    rngs = nnx.Rngs(0)
+    wrapper(nnx.Linear(3, 4, rngs=rngs), rngs=rngs)
+    kernels.append(nnx.Linear(2, 2, rngs=rngs).kernel[...])
+  np.testing.assert_array_equal(kernels[0], kernels[1])
+  both = nnx.Any(nnx.PathContains("kernel"), nnx.PathContains("bias"))
+  wrapped = dn.WeightNorm(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), variable_filter=both,
+                          scale_init=nnx.initializers.normal(), rngs=nnx.Rngs(0))
+  kernel, bias = (wrapped.scales[(n,)][...] for n in ("kernel", "bias"))
+  assert np.all(np.asarray(kernel) != 0) and not np.array_equal(kernel, bias)
+
+
 def test_batch_norm_of_a_rank_one_input_is_flax_s():
   """No batch axis: the statistics are the entries themselves (flax's output is its bias),
   at flax's default one-pass setting too."""

@@ -194,11 +194,16 @@ def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
   assert "| DN* | 0.7739 (400) | not in the study |" in text
   assert "1 seed, full train split)" in text
   argv = ["--num_steps", "8", "--set", "max_train_examples=400", "--set=max_eval_examples=200"]
-  assert compare._train_split(argv) == "first 400 train images"
-  assert compare._train_split(["--set=max_train_examples=64"]) == "first 64 train images"
-  assert compare._train_split(["--num_steps", "8"]) == "full train split"
+  assert compare._run_facts(argv) == ("runs/cnn_compare", "first 400 train images")
+  assert compare._run_facts(["--set=max_train_examples=64"])[1] == "first 64 train images"
+  assert compare._run_facts(["--num_steps", "8", "--out", "o"]) == ("o", "full train split")
+  # As argparse reads them: an abbreviated flag (the table was looked for in the default
+  # folder, after every variant had trained), the last --out or --workdir.
+  assert compare._run_facts(["--work", "w", "--se", "max_train_examples=9"]) == (
+      "w", "first 9 train images")
+  assert compare._run_facts(["--workdir", "a", "--workdir=b"])[0] == "b"
   assert "1 seed, first 400 train images)" in compare.beside_converged(
-      str(table), str(summary), train=compare._train_split(argv))
+      str(table), str(summary), train=compare._run_facts(argv)[1])
 
 
 def test_committed_summary_reads_as_verdicts_and_intervals():

@@ -207,6 +207,7 @@ def batch_renorm(
   mean, var, v = moments(x.astype(dt) - k, field, field, mask=mask, axis_name=axis_name)
   y = scale(v, var, sigma)
   extra = jnp.square(jnp.asarray(sigma, dt)) + np.asarray(variance_floor(dt), dt)
+  extra = jnp.broadcast_to(extra, bshape)  # a sigma array (or a learned one) as a Python float
   run_mean = stats.mean.astype(dt).reshape(bshape) - k  # as `mean`, of x - k
   run_std = jnp.sqrt(running_var(stats.var, dt).reshape(bshape) + extra)
   batch_std = jnp.sqrt(var + extra)
@@ -218,7 +219,8 @@ def batch_renorm(
   # Ioffe's moving average is of sigma, kept as the variance whose sqrt(var + sigma^2) it is.
   seen = seen_features(mask, x.shape, features, axis_name)
   new_std = ema(run_std.reshape(stats.var.shape), batch_std, momentum)
-  new_var = jnp.maximum(jnp.square(new_std) - extra, jnp.zeros((), dt)).astype(stats.var.dtype)
+  new_var = jnp.maximum(jnp.square(new_std) - extra.reshape(stats.var.shape),
+                        jnp.zeros((), dt)).astype(stats.var.dtype)
   new_var = new_var if seen is None else jnp.where(seen, new_var, stats.var)
   stats = BatchStats(ema(stats.mean, k + mean, momentum, seen), new_var)
   y = y.astype(out)

@@ -134,8 +134,10 @@ class _Norm(nnx.Module):
     """The survey's layers: ``(y, v), stats = function(x, stats, ...)``, then `_finish`."""
     features = self._features(x, features, "channel_axis" if "channel_axis" in kwargs else (
         "feature_axes"))
-    training = not (self.use_running_average if use_running_average is None
-                    else use_running_average)
+    training = not first_from(
+        use_running_average, self.use_running_average,
+        error_msg=f"No `use_running_average` argument was provided to {type(self).__name__}; "
+                  "pass it to the constructor or the call, or use model.train()/model.eval().")
     (y, v), new = function(x, stats(*(getattr(self, n)[...] for n in stats._fields)),
                            training=training, momentum=self.momentum, axis_name=self.axis_name,
                            dtype=fs.function_dtype(x, self.use_scale or self.use_bias), **kwargs)

@@ -40,7 +40,8 @@ class MeanOnlyBatchNorm(_Running):
   """
 
   def __init__(self, num_features, *, feature_axes: Axes = -1, use_scale: bool = False,
-               use_bias: bool = True, use_running_average: bool = False, momentum: float = 0.99,
+               use_bias: bool = True, use_running_average: bool | None = False,
+               momentum: float = 0.99,
                axis_name: str | None = None, scale_init: Initializer = _ONES,
                bias_init: Initializer = _ZEROS, param_dtype: Dtype = jnp.float32,
                sigma: float = 0.0, learn_sigma: bool = False, l1_alpha: float = 0.0,
@@ -65,7 +66,7 @@ class BatchRenorm(_Running):
   """
 
   def __init__(self, num_features, *, feature_axes: Axes = -1, rmax: float = 3.0, dmax: float = 5.0,
-               use_running_average: bool = False, momentum: float = 0.99,
+               use_running_average: bool | None = False, momentum: float = 0.99,
                axis_name: str | None = None, use_scale: bool = True, use_bias: bool = True,
                scale_init: Initializer = _ONES, bias_init: Initializer = _ZEROS,
                param_dtype: Dtype = jnp.float32, sigma: float = 0.0, learn_sigma: bool = False,
@@ -93,7 +94,7 @@ class BatchInstanceNorm(_Running):
   """
 
   def __init__(self, num_features: int, *, channel_axis: int = -1, rho_init: float = 1.0,
-               use_running_average: bool = False, momentum: float = 0.99,
+               use_running_average: bool | None = False, momentum: float = 0.99,
                axis_name: str | None = None, use_scale: bool = True, use_bias: bool = True,
                scale_init: Initializer = _ONES, bias_init: Initializer = _ZEROS,
                param_dtype: Dtype = jnp.float32, sigma: float = 0.0, learn_sigma: bool = False,
@@ -120,7 +121,7 @@ class SwitchableNorm(_Running):
   """
 
   def __init__(self, num_features: int, *, channel_axis: int = -1,
-               use_running_average: bool = False, momentum: float = 0.99,
+               use_running_average: bool | None = False, momentum: float = 0.99,
                axis_name: str | None = None, use_scale: bool = True, use_bias: bool = True,
                scale_init: Initializer = _ONES, bias_init: Initializer = _ZEROS,
                param_dtype: Dtype = jnp.float32, sigma: float = 0.0, learn_sigma: bool = False,
@@ -235,12 +236,15 @@ class WeightNorm(_Wrapper):
     self.param_dtype, self.promote_dtype = param_dtype, promote_dtype
     self.epsilon = fs.epsilon_of(epsilon, sigma, self, added_to="the squared norms")
     self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
-    rngs, scales = nnx.Rngs(0) if rngs is None else rngs, {}
+    stream, scales = (nnx.Rngs(0) if rngs is None else rngs)["params"], {}
     selected = self._selected(self.variable_filter)  # an error if it selects nothing
-    for path, w in selected.items() if use_scale else ():
+    # flax hands `scale_init` the stream and draws no key; each key here is folded from the
+    # stream's next one, not drawn, so the layers made after initialize as under flax.
+    following = jax.random.fold_in(stream.key[...], stream.count[...])
+    for i, (path, w) in enumerate(selected.items() if use_scale else ()):
       features = fs.canonical_axes(feature_axes, w.ndim, "feature_axes")
-      scales[path] = nnx.Param(scale_init(rngs.params(), tuple(w.shape[a] for a in features),
-                                          param_dtype))
+      scales[path] = nnx.Param(scale_init(jax.random.fold_in(following, i), tuple(
+          w.shape[a] for a in features), param_dtype))
     self.scales = nnx.data(scales if use_scale else None)
 
   def __call__(self, x, *args, **kwargs):
