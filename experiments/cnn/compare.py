@@ -29,21 +29,13 @@ CONVERGED = os.path.join(os.path.dirname(__file__), "..", "..", "results", "cnn"
                          "summary.json")
 
 
-def _flag(argv, flag: str) -> str | None:
-  for i, a in enumerate(argv):
-    if a.startswith(flag + "="):
-      return a.split("=", 1)[1]
-    if a == flag and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
-
-
-def _train_split(argv) -> str:
-  """What the run trained on: the full train split, or its first ``max_train_examples``."""
-  sets = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"] + [
-      a.split("=", 1)[1] for a in argv if a.startswith("--set=")]
-  limits = [v.split("=", 1)[1] for v in sets if v.startswith("max_train_examples=")]
-  return f"first {limits[-1]} train images" if limits else "full train split"
+def _run_facts(argv) -> tuple[str, str]:
+  """Where the run wrote its table, and what it trained on (the full train split, or its
+  first ``max_train_examples``), as the command line parsed them (abbreviations included)."""
+  args = reproduce.parser(defaults=DEFAULTS).parse_args(argv)
+  limits = [v.split("=", 1)[1] for v in args.set if v.startswith("max_train_examples=")]
+  train = f"first {limits[-1]} train images" if limits else "full train split"
+  return args.out or args.workdir, train
 
 
 def beside_converged(table_csv: str, summary_json: str = CONVERGED,
@@ -74,9 +66,9 @@ def main(argv=None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   status = reproduce.main(argv, module="experiments.cnn.compare", doc=__doc__,
                           defaults=DEFAULTS)
-  out = _flag(argv, "--out") or _flag(argv, "--workdir") or DEFAULTS["workdir"]
+  out, train = _run_facts(argv)
   print("\nThis smoke run beside the converged study (test accuracy):\n")
-  print(beside_converged(os.path.join(out, "table.csv"), train=_train_split(argv)))
+  print(beside_converged(os.path.join(out, "table.csv"), train=train))
   return status
 
 

@@ -144,12 +144,9 @@ def write_table(rows: list[dict], out: str, *, command: str, note: str = "") -> 
   return md
 
 
-def main(argv=None, *, module: str = "experiments.cnn.reproduce", doc: str = __doc__,
-         defaults: dict | None = None) -> int:
-  """This command; `experiments.cnn.compare` runs it as `module`, with its own `doc` (the
-  --help text) and `defaults` (flag values by destination)."""
-  from experiments.engine import reserve_cpu_threads
-  reserve_cpu_threads()  # before JAX's CPU client exists (several CPU devices)
+def parser(module: str = "experiments.cnn.reproduce", doc: str = __doc__,
+           defaults: dict | None = None) -> argparse.ArgumentParser:
+  """The command line of `main` as `module`, with its `doc` and `defaults`."""
   p = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                               formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--variants", default=",".join(cnn_model.VARIANTS),
@@ -165,7 +162,16 @@ def main(argv=None, *, module: str = "experiments.cnn.reproduce", doc: str = __d
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--no_progress", action="store_true")
   p.set_defaults(**(defaults or {}))
-  args = p.parse_args(argv)
+  return p
+
+
+def main(argv=None, *, module: str = "experiments.cnn.reproduce", doc: str = __doc__,
+         defaults: dict | None = None) -> int:
+  """This command; `experiments.cnn.compare` runs it as `module`, with its own `doc` (the
+  --help text) and `defaults` (flag values by destination)."""
+  from experiments.engine import reserve_cpu_threads
+  reserve_cpu_threads()  # before JAX's CPU client exists (several CPU devices)
+  args = parser(module, doc, defaults).parse_args(argv)
   variants = parse_variants(args.variants)
   check_choice(args.dataset, images.DATASETS, flag="--dataset")
   check_choice(args.border, cnn_model.BORDERS, flag="--border")

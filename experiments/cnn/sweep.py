@@ -54,11 +54,10 @@ def main(argv=None) -> int:
     for bs in batch_sizes:
       steps = args.steps if args.steps else max(1, args.examples // bs)
       overrides = [f"batch_size={bs}", f"eval_batch_size={args.eval_batch_size}",
+                   f"eval_every={max(1, steps // 2)}", f"log_every={max(1, steps // 50)}",
                    *([f"data_dir={args.data_dir!r}"] if args.data_dir else []), *args.set]
       cfg = reproduce.build_config(variant, args.dataset, num_steps=steps, border="valid",
                                    overrides=overrides)
-      cfg.eval_every = max(1, steps // 2)
-      cfg.log_every = max(1, steps // 50)
       runs.append((variant, bs, steps, cfg,
                    os.path.join(args.workdir, f"{reproduce.safe_name(variant)}_b{bs}")))
   reproduce.check_runs([r[3] for r in runs], [r[4] for r in runs], make_mesh())
