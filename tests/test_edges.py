@@ -122,18 +122,26 @@ def test_default_keeps_two_pass_accuracy_at_offsets(call, summation, suppression
 
 # ---- empty fields and axes --------------------------------------------------------------
 
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize(
     "call,shape",
-    [(lambda x: divnorm.layer_norm(x), (4, 0)),
-     (lambda x: divnorm.layer_norm(x, reduction_axes=(1, 2)), (2, 0, 3)),
-     (lambda x: divnorm.normalize(x, {1: 3}), (2, 0, 3)),
-     (lambda x: divnorm.normalize(x, {1: 3, 2: None}), (0, 5, 3)),
-     (lambda x: divnorm.divisive_norm(x, summation_window=3, sigma=0.5), (0, 5, 5, 2)),
-     (lambda x: divnorm.rms_norm(x), (3, 0))])
-def test_an_empty_axis_gives_an_empty_result(call, shape):
-  y = call(jnp.zeros(shape))
+    [(lambda x, **kw: divnorm.layer_norm(x, **kw), (4, 0)),
+     (lambda x, **kw: divnorm.layer_norm(x, fast_variance=True, **kw), (4, 0)),
+     (lambda x, **kw: divnorm.layer_norm(x, reduction_axes=(1, 2), **kw), (2, 0, 3)),
+     (lambda x, **kw: divnorm.normalize(x, {1: 3}, **kw), (2, 0, 3)),
+     (lambda x, **kw: divnorm.normalize(x, {1: 3, 2: None}, **kw), (0, 5, 3)),
+     (lambda x, **kw: divnorm.group_norm(x, num_groups=2, **kw), (2, 0, 4)),
+     (lambda x, **kw: divnorm.divisive_norm(x, summation_window=3, sigma=0.5, **kw),
+      (0, 5, 5, 2)),
+     (lambda x, **kw: divnorm.rms_norm(x, **kw), (3, 0))])
+def test_an_empty_axis_gives_an_empty_result(call, shape, masked):
+  """With a mask too (the masked shift's search for a first entry took a minimum over the
+  empty axis, and raised JAX's "zero-size array to reduction operation")."""
+  kw = {"mask": jnp.ones(shape, bool)} if masked else {}
+  y = call(jnp.zeros(shape), **kw)
   assert y.shape == shape
-  assert jax.jit(call)(jnp.zeros(shape)).shape == shape  # jit traces the GPU's row path too
+  assert jax.jit(lambda x: call(x, **kw))(jnp.zeros(shape)).shape == shape  # the GPU row path too
+  assert jax.grad(lambda x: jnp.sum(call(x, **kw)))(jnp.zeros(shape)).shape == shape
 
 
 def test_an_empty_batch_cannot_update_running_statistics():

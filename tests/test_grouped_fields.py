@@ -71,6 +71,28 @@ def test_grouped_field_gradients_order_2(x64):
   check_grads(lambda x: divnorm.normalize(x, a, sigma=0.5), (x,), order=2, modes=("fwd", "rev"))
 
 
+@pytest.mark.parametrize("summation,suppression,split_a,split_b", [
+    # group norm's field centres, a 3x3 window per channel suppresses.
+    ((1, 2), {1: 3, 2: 3}, (1, 2, 4), {1: 3, 2: 3}),
+    # a grouped batch field centres, each example's units suppress.
+    ((0, 1, 2), (1, 2, 3), (0, 1, 2, 4), (1, 2, 3, 4)),
+])
+def test_grouped_summation_with_another_suppression_field_differentiates(
+    x64, summation, suppression, split_a, split_b):
+  """A grouped A whose whole axes B does not all reduce: the mean's tangent kept the shape
+  of r (B's statistics), and JAX refused the derivative. Checked against finite differences
+  and against the gradient of the reshaped layout, which takes no groups."""
+  x = _x((2, 4, 3, 6), seed=4, offset=0.5)
+  a = grouped_field(summation, -1, 2, x.shape)
+  w = _x(x.shape, seed=5)
+  f = lambda x: divnorm.normalize(x, a, suppression, sigma=0.5)  # noqa: E731
+  check_grads(f, (x,), order=1, modes=("fwd", "rev"))
+  reshaped = lambda x: divnorm.normalize(_split(x, 2), split_a, split_b, sigma=0.5)  # noqa: E731
+  np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(f(x) * w))(x),
+                             jax.grad(lambda x: jnp.sum(reshaped(x) * _split(w, 2)))(x),
+                             rtol=1e-10, atol=1e-12)
+
+
 def test_group_norm_large_offset_stays_accurate():
   # The pivot is each group's first entry: an offset of 1e4 (std 1) in float32 loses
   # nothing to cancellation, in the one layout and the other.

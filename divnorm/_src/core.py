@@ -404,6 +404,7 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
   pooled = a.pooled
   dx_w = field_sum(dx, pooled, axis_name=axis_name)
   dmean = divide_by_count(window_sum(dx_w, a.windows), count_a)
+  dmean_out = dmean  # the centered output's
   if a.windows and not (pooled.whole or pooled.groups or b.whole or b.groups):
     # Windows alone (a 1-D window over an RNN's units): dE_B[v^2] = 2 E_B[v (dx - dE_A[x])].
     # Written with `v` and `r` as the only input-sized factors, so that inside a scan only
@@ -448,11 +449,12 @@ def _normalized_jvp(statistics, a, b, border, axis_name, primals, tangents):
     if a != b:
       dvar = dvar - two * divide_by_count(
           field_sum(centered[1] * dmean, b, axis_name=axis_name), count_b)
-    if a.groups:  # a select between the input's sums and the output (`unfused`)
-      dmean, dvar = unfused((dmean, dvar), r)
-    dy = dx * r - dmean * r + centered[2] * dr_of(dvar)
+    # With groups, a select between the input's sums and the output (`unfused`); the mean's
+    # own tangent keeps A's statistics' shape, which may be smaller than r's (B's).
+    dmean_out, dvar = unfused((dmean, dvar), r) if a.groups else (dmean, dvar)
+    dy = dx * r - dmean_out * r + centered[2] * dr_of(dvar)
   dy = select(dy, mask)
-  dv = select(dx - dmean, mask)
+  dv = select(dx - dmean_out, mask)
   return (y, v, stats), (dy, dv, Stats(jnp.zeros_like(k), dmean, dvar, dx_w))
 
 

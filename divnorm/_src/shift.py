@@ -36,8 +36,8 @@ def shift(x: jax.Array, a: Field, *, mask=None, axis_name=None) -> jax.Array:
   ``k`` is in the statistics dtype (`x` may be narrower).
   """
   span = a.span
-  if mask is None:
-    k, found = _leading_mean(x, span), None
+  if mask is None or any(not is_symbolic_dim(n) and n == 0 for n in x.shape):
+    k, found = _leading_mean(x, span), None  # an empty `x`: no entry to search the mask for
   else:
     k, found = _first_masked_entry(x, span, mask)
   usable = jnp.isfinite(k) if found is None else found & jnp.isfinite(k)
