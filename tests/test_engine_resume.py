@@ -247,6 +247,13 @@ def test_workdir_refuses_another_config_and_resumes_the_same(eight_steps, tmp_pa
   with open(os.path.join(wd, "config.json")) as f:
     saved = json.load(f)
   assert saved["num_steps"] == 12 and saved["optimizer"]["learning_rate"] == 0.02
+  # Below the newest checkpoint's step, num_steps is refused (it returned that step's model
+  # and wrote the lower num_steps into config.json), before config.json is touched.
+  with pytest.raises(ConfigError, match=r"--set num_steps=5: .* holds a checkpoint at step "
+                                        r"12, past it.*num_steps >= 12"):
+    engine.train(toy_task(), config={**CONFIG, "num_steps": 5}, workdir=wd, progress=False)
+  with open(os.path.join(wd, "config.json")) as f:
+    assert json.load(f)["num_steps"] == 12
 
 
 def test_checkpoints_path_that_is_a_file_fails_before_training(tmp_path):

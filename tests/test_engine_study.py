@@ -382,6 +382,23 @@ def test_run_trains_every_job_once_on_two_workers_and_retries_a_crash(tmp_path):
   assert bad.returncode == 2 and "unknown plan 'nope'" in bad.stderr
 
 
+def test_a_worker_killed_by_a_signal_fails_the_run():
+  """``max`` of the return codes took a SIGKILLed worker's -9 as success beside another's
+  0: the run exited 0 with a job never trained. (In a process of its own: this one runs JAX,
+  which warns at the fork of a worker.)"""
+  kill = ("import os, signal, sys; "
+          "os.kill(os.getpid(), signal.SIGKILL) if sys.argv[-1] == '0' else sys.exit(0)")
+  check = textwrap.dedent(f"""
+      from experiments.engine import workers
+      print(workers.run_workers(["-c", {kill!r}], workers=2),
+            workers.run_workers(["-c", "import sys; sys.exit(3)"], workers=2),
+            workers.run_workers(["-c", "pass"], workers=2))""")
+  done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                        cwd=ROOT, timeout=120)
+  assert done.stdout.split() == [str(128 + signal.SIGKILL), "3", "0"], done.stderr
+  assert "worker 0 ended with signal SIGKILL" in done.stderr
+
+
 def test_worker_status_words():
   assert workers.describe_status(-6) == "signal SIGABRT"
   assert workers.describe_status(1) == "exit status 1"

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from experiments.config import ConfigError
 from experiments.engine import parallel
 from experiments.engine.checkpoint import Checkpointer
 from experiments.engine.checks import check_engine_config
@@ -188,6 +189,12 @@ def _train(task: Task, config: Mapping[str, Any], workdir: str | None, mesh: Mes
       checkpointer.close()
       raise
   start_step = int(jax.device_get(ts.step))
+  if start_step > num_steps:  # it returned the longer-trained model as this config's
+    checkpointer.close()
+    raise ConfigError(
+        f"--set num_steps={num_steps}: {workdir} holds a checkpoint at step {start_step}, "
+        f"past it, and a run cannot train backwards; pass num_steps >= {start_step} to "
+        f"resume it, or another --workdir to train {num_steps} steps from the start.")
   # Process 0 reads the files; every process must agree, since an evaluation is collective.
   # (A finished run's final evaluation runs again below anyway.)
   redo_eval = task.eval_step is not None and start_step < num_steps and _on_all_processes(

@@ -54,8 +54,10 @@ def available_cores() -> list[int]:
 def run_workers(argv: Sequence[str], *, workers: int, cores: Sequence[int] | None = None) -> int:
   """Runs ``python <argv> --worker_index i`` for i < workers, worker i on ``cores[i % n]``.
 
-  `cores` defaults to `available_cores()`. Returns the largest exit status (0 when
-  every worker succeeded).
+  `cores` defaults to `available_cores()`. Returns the largest exit status, 0 when every
+  worker succeeded; a worker killed by a signal counts as ``128 + signal`` (the shell's
+  status: ``-9`` from `subprocess` took 0 against another worker's 0), and each failed
+  worker is named on stderr.
   """
   if workers < 1:
     raise ValueError(f"workers={workers}: must be at least 1.")
@@ -68,11 +70,17 @@ def run_workers(argv: Sequence[str], *, workers: int, cores: Sequence[int] | Non
     procs.append(subprocess.Popen([sys.executable, *argv, "--worker_index", str(i)],
                                   env=single_thread_env(), preexec_fn=preexec))
   try:
-    return max(p.wait() for p in procs)
+    statuses = [p.wait() for p in procs]
   except KeyboardInterrupt:
     for p in procs:
       p.terminate()
     raise
+  for i, status in enumerate(statuses):
+    if status:
+      print(f"worker {i} ended with {describe_status(status)}; the jobs it did not finish "
+            f"stay to run: run the same command again to train them.", file=sys.stderr,
+            flush=True)
+  return max(128 - s if s < 0 else s for s in statuses)
 
 
 def claimed_jobs(names: Sequence[str], *, lock_dir: str, is_done: Callable[[str], bool]
