@@ -1,6 +1,8 @@
 """Each divisive normalization family against a float64 transcription of its anchor's formula,
 with identical parameters; gradients of the learned parameters; the weighted unified formula."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,6 +77,21 @@ def test_miller_gradients(x64):
     a, lamb=lamb, alpha=alpha, beta=beta, k=k, width=K.miller_width(0.6)))
   check_grads(f, tuple(jnp.asarray(v) for v in (0.6, 1.3, 0.75, 1.7)), order=1,
               modes=["rev"])
+
+
+@pytest.mark.parametrize("channel_axis,channels", [(-1, 12), (1, 12), (-1, 300)])
+def test_miller_of_a_concrete_lamb_differentiates_in_forward_mode(x64, channel_axis, channels):
+  """A concrete lambda makes the kernel constants: ``jvp`` and ``jacfwd`` run in any layout
+  (they stopped at the learned sums' custom VJP with the channels first or over 256 of them)
+  and equal reverse mode's; the values are the authors' code's."""
+  a = np.maximum(np.random.default_rng(3).normal(size=(2, 3, channels)), 0.0)
+  a = np.moveaxis(a, -1, channel_axis)
+  f = functools.partial(F.miller_norm, lamb=0.6, alpha=1.3, beta=0.75, k=1.7,
+                        channel_axis=channel_axis)
+  want = np.moveaxis(R.miller(np.moveaxis(a, channel_axis, -1), lamb=0.6, alpha=1.3,
+                              beta=0.75, k=1.7), -1, channel_axis)
+  np.testing.assert_allclose(f(a), want, rtol=1e-12)
+  check_grads(f, (jnp.asarray(a),), order=1, modes=["fwd", "rev"])
 
 
 def test_center_surround_against_pan_et_al(x64):
@@ -262,6 +279,8 @@ def _case(fn, error, match, **kw):
     _case(F.center_surround_norm, ValueError, "group_size=0", group_size=0,
           gamma_k=np.ones((0, 8))),
     _case(F.center_surround_norm, ValueError, r"gamma_k of shape \(8,\)", gamma_k=np.ones(8)),
+    _case(F.center_surround_norm, ValueError, r"x has 8 channels on axis 3, not a multiple of "
+          r"group_size=3 .*e\.g\. group_size=1", group_size=3, gamma_k=np.ones((3, 9))),
     _case(F.center_surround_norm, ValueError, r"gamma_k of shape \(8, 16\)",
           gamma_k=np.ones((8, 16))),
     _case(F.center_surround_norm, ValueError, r"gamma_s of shape \(2, 2, 8\) has even",

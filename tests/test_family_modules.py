@@ -289,6 +289,17 @@ def _linen(module):
                  id="nnx-burg-channels"),
     pytest.param(lambda: N.CenterSurroundNorm(8)(X), r"num_features=8 but x of shape",
                  id="nnx-center-surround-channels"),
+    # The channels a group_size does not divide (the message named the internal gamma_k).
+    pytest.param(lambda: N.CenterSurroundNorm(12), r"12 channels, not a multiple of "
+                 r"group_size=8 .*group_size=4", id="nnx-center-surround-groups"),
+    pytest.param(lambda: E.CenterSurroundNorm(12), r"12 channels, not a multiple of "
+                 r"group_size=8 .*group_size=4", id="equinox-center-surround-groups"),
+    pytest.param(lambda: L.CenterSurroundNorm().init(jax.random.key(0), X[..., :12]),
+                 r"x has 12 channels on axis 3, not a multiple of group_size=8",
+                 id="linen-center-surround-groups"),
+    pytest.param(lambda: hk.transform(lambda x: H.CenterSurroundNorm()(x)).init(
+        jax.random.key(0), X[..., :12]), r"x has 12 channels on axis 3, not a multiple of "
+        r"group_size=8", id="haiku-center-surround-groups"),
     pytest.param(lambda: N.GaussianNorm(12, kernel_size=3)(X), r"num_features=12 but x of shape",
                  id="nnx-gaussian-channels"),
     pytest.param(lambda: N.GaussianNorm(7), r"num_features=7 must be a multiple of 4",

@@ -135,7 +135,7 @@ class CenterSurroundNorm(eqx.Module):
                use_weight: bool = True, use_bias: bool = True, dtype=None):
     dtype, c = _float(dtype), channels
     families.check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
-                                          gamma_init)
+                                          gamma_init, channels=c)
 
     def raw(shape, value):
       return nonnegative_init(jnp.full(shape, value), dtype=dtype)

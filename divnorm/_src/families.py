@@ -17,6 +17,8 @@ IGDN are `divnorm.gdn.gdn` and `divnorm.gdn.igdn`.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,14 +126,26 @@ def burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims=1)
 
 
 def check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
-                                 gamma_init) -> None:
-  """The CenterSurroundNorm modules' arguments checked."""
+                                 gamma_init, channels: int | None = None) -> None:
+  """The CenterSurroundNorm modules' arguments checked (with `channels` where the
+  constructor takes them)."""
   check_int(surround_dist, "surround_dist", minimum=1, context="CenterSurroundNorm")
   check_int(group_size, "group_size", minimum=1, context="CenterSurroundNorm")
+  if channels is not None:
+    check_channel_groups(channels, group_size, "CenterSurroundNorm", f"{channels} channels")
   _check_value(beta_min, "beta_min")
   _check_value(beta_init, "beta_init", *_CS_BETA)
   _check_value(gamma_init, "gamma_init", check_nonnegative,
                _CS_GAMMA.format("centre and surround pools'"))
+
+
+def check_channel_groups(channels: int, group_size: int, context: str, what: str) -> None:
+  """An error naming `what` (e.g. "x has 12 channels") unless `group_size` divides them."""
+  if channels % group_size:
+    raise ValueError(
+        f"{context}: {what}, not a multiple of group_size={group_size} (the centre pool mixes "
+        f"the channels of each group); pass a group_size that divides {channels}, e.g. "
+        f"group_size={math.gcd(channels, group_size)}.")
 
 
 def _gaussian_channels(channels, name: str, context: str) -> int:
@@ -216,6 +230,11 @@ def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
       give it when `lamb` is learned: the width cannot follow lambda under ``jit``).
     channel_axis: the channel axis.
 
+  Derivatives: every mode with a concrete `lamb` (its kernel is constants). With a traced
+  one (a learned lambda: the MillerNorm layers'), reverse mode (``grad``, ``jacrev``);
+  forward mode (``jvp``, ``jacfwd``, ``jax.hessian``) stops at the weighted sums' custom
+  VJP, except along the last axis with at most 256 channels.
+
   Raises:
     TypeError: a hyperparameter that is not real numbers; a `width` that is not an int, or
       None with a traced `lamb`.
@@ -230,6 +249,8 @@ def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
           "miller_norm: lamb is traced (a learned lambda), so the kernel's width cannot "
           "follow it: pass a static width, e.g. width=miller_width(initial lamb).")
     width = miller_width(float(lamb))
+  if is_concrete(lamb):  # a kernel of constants, which forward mode differentiates too
+    lamb = float(lamb)
   return learned_miller_norm(a, lamb=lamb, alpha=alpha, beta=beta, k=k, width=width,
                              channel_axis=channel_axis)
 
@@ -243,12 +264,16 @@ def learned_miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int,
   c = channel_axis_index(channel_axis, a.ndim, "miller_norm")
   dt = stat_dtype(a.dtype)
   width = check_odd(width, "width", context="miller_norm", what="the kernel along channels")
-  j = jnp.asarray(np.abs(np.arange(width) - width // 2), dt)
+  j = np.abs(np.arange(width) - width // 2)
+  # A Python float `lamb` (`miller_norm`'s concrete one) makes the kernel constants; a learned
+  # one makes it traced weights, whose sums have a custom VJP (reverse mode only).
+  weights = (np.exp(-j / lamb).astype(dt) if isinstance(lamb, float) else
+             jnp.exp(-jnp.asarray(j, dt) / _as(lamb, dt)))
   lamb, alpha, k = _as(lamb, dt), _as(alpha, dt), _as(k, dt)
   # k (1 + alpha / lambda S) = k + (k alpha / lambda) sum_j e^{-|j| / lambda} a_{c+j}^2: the
   # kernel's weights stay >= 0 whatever alpha training reaches
   t = jnp.square(a.astype(dt))
-  pool = weighted_sum(t, resolve_weighted_field({c: Kernel(jnp.exp(-j / lamb))}, t.shape))
+  pool = weighted_sum(t, resolve_weighted_field({c: Kernel(weights)}, t.shape))
   return scale(t, k + k * alpha / lamb * pool, 0.0, beta).astype(a.dtype)
 
 
@@ -409,6 +434,9 @@ def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist:
   _check_value(beta_min, "beta_min")
   check_nonnegative(gamma_s, "gamma_s", _CS_GAMMA.format("surround pool's"))
   _check_window(gamma_s, "gamma_s", "center_surround_norm", x.shape, c, depthwise=True)
+  group_size = check_int(group_size, "group_size", minimum=1, hint=" (channels per group)")
+  check_channel_groups(channels, group_size, "center_surround_norm",
+                       f"x has {channels} channels on axis {c}")
   mixing = group_mixing(gamma_k, group_size)
   if mixing.shape[0] != channels:
     raise ValueError(f"center_surround_norm: gamma_k of shape {np.shape(gamma_k)} must be "

@@ -119,7 +119,7 @@ class CenterSurroundNorm(nnx.Module):
                param_dtype: Dtype = jnp.float32):
     c = num_features
     families.check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
-                                          gamma_init)
+                                          gamma_init, channels=c)
 
     def raw(shape, value):
       return nnx.Param(nonnegative_init(jnp.full(shape, value), dtype=param_dtype))
