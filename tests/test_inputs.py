@@ -108,6 +108,20 @@ def test_pca_and_zca_gradients(x64):
                                atol=1e-9)
 
 
+@pytest.mark.parametrize("apart", [1e-9, 1e-6, 1e-3])
+def test_zca_gradient_is_exact_at_nearly_repeated_eigenvalues(x64, apart):
+  """As zca_fit's docstring says: two eigenvalues `apart` of their size from each other (four
+  points on the axes, one pair moved) and the gradient through fit and apply still equals
+  central differences (the coupling 1 / (l_j - l_i) is huge there, and exact)."""
+  data = jnp.asarray([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+  data = data.at[0, 0].add(apart).at[1, 0].add(-apart)
+  probe, w = jnp.asarray([[0.3, 0.7]]), jnp.asarray([[1.0, 2.0]])
+  f = lambda d: jnp.sum(I.zca.apply(probe, I.zca.fit(d, epsilon=0.1)) * w)  # noqa: E731
+  h, steps = 1e-6, np.eye(8).reshape(8, 4, 2)
+  fd = [(f(data + h * e) - f(data - h * e)) / (2 * h) for e in steps]
+  np.testing.assert_allclose(jax.grad(f)(data), np.reshape(fd, (4, 2)), atol=2e-7)
+
+
 def test_means_at_large_offsets():
   """center, pca and zca fit their means around a shift (`moments`): in float32 at offsets
   1e4 and 1e6 within the half ulp of storing them (a plain mean: 1.9 ulps here)."""
