@@ -90,6 +90,23 @@ def test_weight_standardization(x64):
   np.testing.assert_allclose(w, (k - mean) / np.sqrt(var + 1e-4), rtol=1e-10)
 
 
+@pytest.mark.parametrize("none", [None, ()])
+def test_no_feature_axes_make_the_whole_kernel_one_unit(x64, none):
+  """``feature_axes=None``, as Flax's WeightNorm and the wrappers take it (the functions
+  refused it with an error about fields), or ``()``: one norm, mean and singular value."""
+  k = _kernel() + 0.5
+  norm = np.sqrt((k**2).sum())
+  np.testing.assert_allclose(W.kernel_norm(k, feature_axes=none), norm, rtol=1e-12)
+  np.testing.assert_allclose(W.weight_norm(k, np.asarray(2.0), feature_axes=none), 2 * k / norm,
+                             rtol=1e-12)
+  np.testing.assert_allclose(W.weight_standardization(k, feature_axes=none),
+                             (k - k.mean()) / k.std(), rtol=1e-10)
+  u = W.spectral_norm_init(k, jax.random.key(0), feature_axes=none)
+  w_sn, _, sigma = W.spectral_norm(k, u, feature_axes=none)
+  np.testing.assert_allclose(sigma, norm, rtol=1e-12)  # a one-column matrix: its length
+  np.testing.assert_allclose(w_sn, k / norm, rtol=1e-12)
+
+
 def test_errors():
   k = _kernel().astype(np.float32)
   with pytest.raises(ValueError, match="kernel_norm"):

@@ -60,7 +60,8 @@ lower_bound.defvjp(_lower_bound_fwd, _lower_bound_bwd)
 def nonnegative(raw: jax.Array, *, minimum: float = 0.0, offset: float = OFFSET) -> jax.Array:
   """The weight a raw parameter stands for: ``max(raw, sqrt(minimum + offset^2))^2 - offset^2``.
 
-  Always ``>= minimum``; computed in `raw`'s dtype (float32 for integers).
+  ``>= minimum`` up to one unit in the last place of `raw`'s dtype (a bound of 1e-6 gives
+  9.98e-7 in bfloat16); computed in that dtype (float32 for integers).
   """
   raw = check_array(raw, "raw")
   check_nonnegative(minimum, "minimum")

@@ -9,7 +9,8 @@ file).
 | weight_standardization  | Qiao et al. (2019)        | ``(W - mean) / std`` per output unit |
 
 Kernels follow Flax's layout: the output features are the last axis (`feature_axes`).
-The norm, mean and standard deviation reduce every other axis.
+The norm, mean and standard deviation reduce every other axis; ``feature_axes=None`` (or
+``()``), as Flax's WeightNorm takes it, makes the whole kernel one unit.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from divnorm._src.fields import resolve_axes, resolve_field
 from divnorm._src.reductions import field_sum, stat_dtype
 from divnorm._src.statistics import overflow_to_nan
 
-Axes = int | Sequence[int]
+Axes = int | Sequence[int] | None
 
 
 def _reduction(kernel, feature_axes: Axes):
-  features = resolve_axes(feature_axes, kernel.ndim, role="feature_axes")
+  features = () if feature_axes is None else resolve_axes(feature_axes, kernel.ndim,
+                                                           role="feature_axes")
   reduction = tuple(a for a in range(kernel.ndim) if a not in features)
   if not reduction:
     raise ValueError(
