@@ -176,7 +176,9 @@ def main(argv=None) -> int:
            "Forward+backward, interleaved: each `fast_variance` mode against flax.linen's "
            "same `use_fast_variance` mode, and the two defaults (divnorm two-pass, flax "
            "one-pass). DN is divisive norm 5x5 across channels against flax's LayerNorm over "
-           "(H, W, C) in the same mode. One-pass loses its digits at an offset of 1e4.", "",
+           "(H, W, C) in the same mode; its `fast_variance=True` (the one-pass column) takes "
+           "the corrected two-pass, as its default does (windows in A). Flax's one-pass "
+           "loses its digits at an offset of 1e4.", "",
            *fast_variance.HEADER]
   for vshape in vshapes:
     body += fast_variance.rows(vshape, rounds=rounds, target_s=target_s)

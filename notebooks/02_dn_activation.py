@@ -113,13 +113,13 @@ plt.show()
 # With small $\sigma$ the response saturates: once the unit dominates its window, scaling its
 # input up changes nothing (the output is bounded by $\sqrt{|A|-1}$ for a lone active unit),
 # and it depends on the neighbours (the wide band). As $\sigma$ grows the denominator is
-# dominated by $\sigma$ and the response straightens into a ReLU with slope $1/\sigma$: the
+# dominated by $\sigma$ and the response straightens into a ReLU, slope $(1-1/|A|)/\sigma$: the
 # smoothing term decides how much contrast normalization the layer does.
 
 # %% [markdown]
 # ## 1-D divisive normalization on a signal
 #
-# A signal whose amplitude changes by a factor of 100 along its length, plus a little noise.
+# A signal whose amplitude changes by a factor of 50 (0.1 to 5) along its length, plus noise.
 # Divisive normalization with a 31-sample summation window and a 63-sample suppression
 # window equalizes the local amplitude; $\sigma$ sets the amplitude below which a stretch is
 # left small instead of being blown up to unit scale (the noise-only end).

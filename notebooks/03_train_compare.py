@@ -75,9 +75,10 @@ plt.rcParams["figure.dpi"] = 72
 # ## The configs
 #
 # One config per variant from `experiments/cnn/configs/cnn_short.py`: the paper's CIFAR-10
-# recipe (inits, momentum 0.9, learning rate 1e-3 divided by 10 at 60% and 85% of the steps,
-# batch 100, mean-image subtraction, the paper's $\sigma$ and L1 $\alpha$ per variant) on a
-# short schedule. The normalizer settings come from the model file:
+# recipe (inits, momentum 0.9, learning rate 1e-3, batch 100, mean-image subtraction, the
+# paper's $\sigma$ and L1 $\alpha$ per variant) on a short schedule of our own: the learning
+# rate divided by 10 at 60% and 85% of the steps (the paper's normalized models drop at 30k
+# and 50k of 80k). The normalizer settings come from the model file:
 
 # %%
 def config(variant):

@@ -168,8 +168,8 @@ plt.show()
 
 # %% [markdown]
 # The paper's numbers are for CIFAR-10 after full training, and its mutual-information binning
-# is not stated, so only the direction of each starred/un-starred pair is comparable, not the
-# values. A run of 80 steps shows how far the penalty has moved the first layer
+# could not be read here (its full text is not available offline), so only the direction of
+# each starred/un-starred pair is comparable, not the values. A run of 80 steps shows how far the penalty has moved the first layer
 # this early. In the committed run every starred variant's first-layer responses are less
 # correlated and share less information than its un-starred counterpart's (BN 0.65 -> 0.56,
 # LN 0.71 -> 0.46, DN 0.53 -> 0.46 in correlation), as in the paper for BN and LN; for DN the
