@@ -109,6 +109,29 @@ def test_features_sharded_give_one_device_s_numbers(f):
   _assert_sharded_as_one_device(_with_grad(f), TOKENS, _tensor_mesh(), TENSOR_TOKENS)
 
 
+_CHANNELS = P(None, None, None, "model")
+_GROUP_NORM = dnn.GroupNorm(num_groups=3)
+_GN_VARIABLES = _GROUP_NORM.init(jax.random.key(0), IMAGES[:2, :, :, :6].repeat(2, -1))
+
+
+@pytest.mark.parametrize("f, shape, devices, spec", [
+    (lambda x: dn.group_norm(x, num_groups=3), (4, 4, 4, 12), 4, _CHANNELS),
+    (lambda x: dn.group_norm(x, num_groups=4), (2, 4, 4, 16), 8, _CHANNELS),
+    (lambda x: _GROUP_NORM.apply(_GN_VARIABLES, x), (4, 4, 4, 12), 2, _CHANNELS),
+    (lambda x: dn.local_response_norm(x, size=5), (2, 3, 3, 64), 8, _CHANNELS),
+    (lambda x: dn.divisive_norm(x, summation_window=(3, 3), sigma=0.5), (2, 16, 8, 8), 8,
+     P(None, "model")),
+], ids=["group_norm-3-groups-over-4", "group_norm-4-groups-over-8", "linen-GroupNorm-over-2",
+        "local_response_norm-68-padded-over-8", "divisive_norm-18-padded-rows-over-8"])
+def test_groups_and_windows_that_devices_split_give_one_device_s_numbers(f, shape, devices,
+                                                                         spec):
+  """A group whose channels sit on several devices, a window whose padded axis the devices
+  do not divide: JAX's types refused the reshape or the pad (the forward, or the gradient's
+  pad); the axis is gathered for them, and the output is sharded as the input."""
+  x = (np.random.default_rng(1).normal(size=shape) * 2 + 1).astype(np.float32)
+  _assert_sharded_as_one_device(_with_grad(f), x, jax.make_mesh((devices,), ("model",)), spec)
+
+
 @pytest.mark.parametrize("name, kwargs, x, mesh, spec", [
     ("BatchNorm", {"use_running_average": False}, IMAGES, _data_mesh, DATA),
     ("LayerNorm", {}, TOKENS, _tensor_mesh, TENSOR_TOKENS),

@@ -10,8 +10,11 @@ along those axes on every device (XLA: an all-reduce of the few entries).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec
 
@@ -52,3 +55,41 @@ def gather(x: jax.Array, index: tuple, axes) -> jax.Array:
   if not sharded_axes(x):
     return x[index]
   return x.at[index].get(out_sharding=_whole_along(x, axes))
+
+
+def devices_along(x: jax.Array, axis: int) -> int:
+  """How many devices an Explicit mesh splits `axis` of `x` over (1 where none does)."""
+  sharding = jax.typeof(x).sharding
+  names = tuple(sharding.spec)[axis] if axis < len(sharding.spec) else None
+  if names is None:
+    return 1
+  names = names if isinstance(names, tuple) else (names,)
+  return math.prod(sharding.mesh.shape[n] for n in names)
+
+
+def pads_unevenly(x: jax.Array, axis: int, width: int) -> bool:
+  """Whether `axis` of `x`, padded for centred windows of `width`, is a length that the
+  devices an Explicit mesh splits it over do not divide (JAX's types refuse that pad)."""
+  devices = devices_along(x, axis)
+  return devices > 1 and (x.shape[axis] + width - 1) % devices != 0
+
+
+def whole_while(f, x: jax.Array, axes, split: bool) -> jax.Array:
+  """``f(x)``, with `x` whole along `axes` for it (and the result sharded back as `x`) where
+  `split`: an Explicit mesh's devices hold parts of what `f` reads together along them (a
+  group, a padded window), which JAX's types refuse to reshape or pad there."""
+  if not split:
+    return f(x)
+  return sharded_as(f(whole_along(x, axes)), x)
+
+
+def whole_along(x, axes):
+  """`x` (a NumPy array stays one) gathered whole along `axes` on every device."""
+  if isinstance(x, np.ndarray):
+    return x
+  return jax.sharding.reshard(x, _whole_along(x, tuple(axes)))
+
+
+def sharded_as(y: jax.Array, x: jax.Array) -> jax.Array:
+  """`y` resharded as `x` is."""
+  return jax.sharding.reshard(y, jax.typeof(x).sharding)

@@ -24,6 +24,7 @@ Border handling (``border``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Hashable, Sequence
 
@@ -34,6 +35,7 @@ from jax import lax
 from jax.export import is_symbolic_dim
 from jax.typing import ArrayLike
 
+from divnorm._src import explicit
 from divnorm._src.checks import check_border, check_input, check_mask
 from divnorm._src.fields import Field, FieldSpec, resolve_field
 
@@ -95,19 +97,24 @@ def window_sum(x: ArrayLike, windows: Sequence[tuple[int, int]]) -> jax.Array:
   if len(checked.windows) != len(pairs):
     raise ValueError(f"window_sum: windows={windows!r} name an axis twice; give each axis "
                      f"one (axis, width) pair.")
-  zero = np.zeros((), x.dtype)
   for axis, width in checked.windows:
     if width == 1:
       continue
-    if _banded_pays(x, axis, width):
-      x = _banded_window_sum(x, width)
-      continue
-    dims = [1] * x.ndim
-    dims[axis] = width
-    padding = [(0, 0)] * x.ndim
-    padding[axis] = (width // 2, width // 2)
-    x = lax.reduce_window(x, zero, lax.add, dims, (1,) * x.ndim, padding)
+    # Under an Explicit mesh, a padded axis its devices do not divide, summed whole.
+    x = explicit.whole_while(functools.partial(_windows_along, axis=axis, width=width), x,
+                             (axis,), explicit.pads_unevenly(x, axis, width))
   return x
+
+
+def _windows_along(x: jax.Array, axis: int, width: int) -> jax.Array:
+  """`window_sum` along one axis."""
+  if _banded_pays(x, axis, width):
+    return _banded_window_sum(x, width)
+  dims = [1] * x.ndim
+  dims[axis] = width
+  padding = [(0, 0)] * x.ndim
+  padding[axis] = (width // 2, width // 2)
+  return lax.reduce_window(x, np.zeros((), x.dtype), lax.add, dims, (1,) * x.ndim, padding)
 
 
 def _banded_pays(x: jax.Array, axis: int, width: int) -> bool:
@@ -182,18 +189,27 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   for axis, size in groups:
     if size == 1:
       continue  # every entry is its own group
-    n = t.shape[axis]
-    if axis == t.ndim - 1:  # into the groups and back, by products with a vector of ones
-      ones = jnp.ones((size,), t.dtype)
-      s = lax.dot_general(t.reshape(t.shape[:axis] + (n // size, size)), ones,
-                          (((axis + 1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
-      t = lax.dot_general(s[..., None], ones[None], (((axis + 1,), (0,)), ((), ())),
-                          precision=lax.Precision.HIGHEST).reshape(t.shape)
-    else:  # summed over the [..., n / size, size] view, each entry's sum gathered back
-      s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]),
-                  axis=axis + 1)
-      t = jnp.take(s, np.arange(n) // size, axis=axis, mode="clip")
+    # Under an Explicit mesh whose devices hold parts of a group, summed with the axis whole.
+    devices = explicit.devices_along(t, axis)
+    split = devices > 1 and t.shape[axis] // devices % size != 0
+    t = explicit.whole_while(functools.partial(_within_groups, axis=axis, size=size), t,
+                             (axis,), split)
   return t
+
+
+def _within_groups(t: jax.Array, axis: int, size: int) -> jax.Array:
+  """`group_sum` along one axis."""
+  n = t.shape[axis]
+  if axis == t.ndim - 1:  # into the groups and back, by products with a vector of ones
+    ones = jnp.ones((size,), t.dtype)
+    s = lax.dot_general(t.reshape(t.shape[:axis] + (n // size, size)), ones,
+                        (((axis + 1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    return lax.dot_general(s[..., None], ones[None], (((axis + 1,), (0,)), ((), ())),
+                           precision=lax.Precision.HIGHEST).reshape(t.shape)
+  # summed over the [..., n / size, size] view, each entry's sum gathered back
+  s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]),
+              axis=axis + 1)
+  return jnp.take(s, np.arange(n) // size, axis=axis, mode="clip")
 
 
 def group_min(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:

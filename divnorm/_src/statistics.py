@@ -602,6 +602,16 @@ def _fill_empty(c: jax.Array, n, a: Field) -> jax.Array:
 
 
 def _neighbour_differences(c: jax.Array, n, windows) -> jax.Array:
+  """`_differences`, with the axes whose padding an Explicit mesh's devices do not divide
+  gathered whole for it (`explicit.pads_unevenly`)."""
+  split = tuple(axis for axis, width in windows if explicit.pads_unevenly(c, axis, width))
+  if not split:
+    return _differences(c, n, windows)
+  return explicit.sharded_as(_differences(explicit.whole_along(c, split),
+                                          explicit.whole_along(n, split), windows), c)
+
+
+def _differences(c: jax.Array, n, windows) -> jax.Array:
   """``sum_{q in window(p)} n_q (c_q - c_p)`` at every position p, from differences of
   neighbours only, so its rounding is that of the values within the window.
 
