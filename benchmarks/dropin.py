@@ -13,9 +13,10 @@ same interleaved rounds (`benchmarks.timing`), and each ratio is taken within a 
   ``group_norm``, ``rms_norm``) with ``fast_variance`` set to the same mode, against the
   flax module with scale and bias off (the functions have none); ``grad`` with respect to
   the input.
-- ``DN``: ``divnorm.divisive_norm(summation_window=(5, 5))`` across channels, two-pass (its
-  default) and one-pass, against flax's LayerNorm over (H, W, C) at its default (one-pass,
-  scale and bias off).
+- ``DN``: ``divnorm.divisive_norm(summation_window=(5, 5))`` across channels, in the
+  table's ``fast_variance`` mode, against flax's LayerNorm over (H, W, C) at its default
+  (one-pass, scale and bias off). Both modes take divisive norm's corrected two-pass (windows
+  in A): its one-pass and two-pass rows are one compiled program, and their gap is noise.
 
 BN is training mode: batch statistics; the step returns only the gradient, so XLA removes the
 running averages' update on both sides (it is not timed). LN reduces
@@ -29,7 +30,9 @@ time(divnorm) / time(flax): the median over rounds, then min-max.
 ``--forward`` times the forward alone (``jit`` of the output: inference), ``--shapes``
 replaces every case's shapes (e.g. ``--cases LN --shapes 64x1024x16``). ``--mask`` passes
 every layer and preset a random boolean mask (80% kept, the same for all; an argument of
-the jitted step, not a constant; no nnx, no DN). ``--eval`` times BatchNorm in evaluation
+the jitted step, not a constant; no nnx, no DN). The work is the same up to the masked-out
+  positions: divnorm's output is 0 there and their gradient 0, where flax computes the
+  formula's value (`docs/compatibility.md`); the kept positions agree. ``--eval`` times BatchNorm in evaluation
 (``use_running_average=True``, the preset's ``training=False``: a CNN's inference; BN only).
 ``--params-first``: the linen steps return the parameters' gradients before the input's, as
 the nnx steps do. The outputs' order is the compiled program's: XLA's CPU backend may

@@ -5,8 +5,9 @@ Forward+backward, interleaved rounds, each divnorm mode against flax's same mode
 - ``default`` (``fast_variance=None``): the library default, two-pass (the same program
   as ``fast_variance=False``; kept as a column so tables from before the guard's removal
   line up);
-- ``one-pass`` (``fast_variance=True``): always ``E[x^2] - E[x]^2``, against flax's
-  ``use_fast_variance=True`` (flax's default);
+- ``one-pass`` (``fast_variance=True``): one pass of sums of ``x - k`` and ``(x - k)^2``
+  around a shift from the data (`divnorm._src.statistics.one_pass`), against flax's
+  ``use_fast_variance=True`` (flax's default, ``E[x^2] - E[x]^2``);
 - ``two-pass`` (``fast_variance=False``): always centered, against flax's
   ``use_fast_variance=False``.
 
@@ -16,8 +17,10 @@ two-pass against one-pass), the comparison a user swapping modules sees.
     python -m benchmarks.fast_variance [rounds]   # --help for the options
 
 DN rows are divisive norm 5x5 across channels against flax's LayerNorm over (H, W, C) in the
-same mode (flax has no DN; layer norm is the cost it should match). The inputs are standard
-normal; `offset` rows add 1e4 (where one-pass loses its digits).
+same mode (flax has no DN; layer norm is the cost it should match). Divisive norm takes its
+corrected two-pass in every mode (windows in A), so its three columns time one program
+against flax's two modes. The inputs are standard normal; `offset` rows add 1e4 (where
+flax's one-pass loses its digits).
 """
 
 from __future__ import annotations

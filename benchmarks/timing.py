@@ -63,7 +63,8 @@ def interleaved(
     deadline: float | None = None,
     min_rounds: int = 2,
 ) -> Timings:
-  """Times every function of `fns` once per round, `rounds` times, rotating the order.
+  """Times every function of `fns` once per round, `rounds` times, in a rotating order
+  that every other round reverses.
 
   Args:
     fns: name -> a zero-argument callable (e.g. a jitted function with its inputs bound
@@ -83,8 +84,13 @@ def interleaved(
   for r in range(rounds):
     if deadline is not None and r >= min_rounds and time.monotonic() > deadline:
       break
-    k = r % len(names)
-    for n in names[k:] + names[:k]:
+    k = -(r // 2) % len(names)
+    order = names[k:] + names[:k]
+    # Each rotation forward, then reversed, rotating backwards: a function runs just before
+    # and just after each neighbour alike, across rounds too, within one time at any count
+    # (rotation alone ran a list's neighbours in one order in all but one round of each
+    # cycle, and the program before a call changes its time through page faults and caches).
+    for n in order[::-1] if r % 2 else order:
       fn, n_calls = fns[n], reps[n]
       start = time.perf_counter()
       for _ in range(n_calls):
