@@ -40,7 +40,11 @@ once for all taps; JAX's own transpose took 1.4-1.5x the time and 9.5x the tempo
 ``jacfwd``, ``jax.hessian``, a Hessian-vector product as ``jvp`` of ``grad``) stops at JAX's
 "can't apply forward-mode autodiff (jvp) to a custom_vjp function": there, take
 ``jax.jacrev(jax.jacrev(f))`` for the Hessian and ``grad`` of ``vdot(grad(f)(x), v)`` for
-the product. NumPy weights (fixed kernels, the box) take every mode. `learned_mixing` and
+the product. Inside ``lax.scan`` the second reverse pass fails in JAX 0.10.2: its scan
+transpose hands the custom VJP misordered residuals ("zip() argument 2 is longer than
+argument 1"), unrolled or rematerialized alike; a minimal custom VJP without divnorm did
+not reproduce it, so the cause is not established. Take such second derivatives of a
+Python loop over the layers. NumPy weights (fixed kernels, the box) take every mode. `learned_mixing` and
 GDN's raw parameters take every mode but ``jvp`` in their raw parameters (the
 reparameterization's gradient, as tensorflow_compression's, is a custom VJP).
 """
