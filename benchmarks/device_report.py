@@ -99,8 +99,8 @@ def render(data: dict) -> str:
     if env["backend"] == "cpu":
       md.append("- **This run was on CPU: its numbers are a smoke test, not results.**")
   md += ["- Every ratio is over interleaved rounds (A B A B ..., each rotation of the order "
-         "run forward, then reversed): median (min-max). Times are medians over rounds, per call; small tensors "
-         "are bounded by the launch of each call, not by the device.", ""]
+         "run forward, then reversed): median (min-max). Times are medians over rounds, per "
+         "call; small tensors are bounded by the launch of each call, not by the device.", ""]
 
   ops = secs.get("ops")
   if ops:

@@ -31,12 +31,13 @@ time(divnorm) / time(flax): the median over rounds, then min-max.
 replaces every case's shapes (e.g. ``--cases LN --shapes 64x1024x16``). ``--mask`` passes
 every layer and preset a random boolean mask (80% kept, the same for all; an argument of
 the jitted step, not a constant; no nnx, no DN). The work is the same up to the masked-out
-  positions: divnorm's output is 0 there and their gradient 0, where flax computes the
-  formula's value (`docs/compatibility.md`); the kept positions agree. ``--eval`` times BatchNorm in evaluation
-(``use_running_average=True``, the preset's ``training=False``: a CNN's inference; BN only).
-``--params-first``: the linen steps return the parameters' gradients before the input's, as
-the nnx steps do. The outputs' order is the compiled program's: XLA's CPU backend may
-schedule its kernels otherwise (layer norm over 768 features: analysis.md, session 31).
+positions: divnorm's output is 0 there and their gradient 0, where flax computes the
+formula's value (`docs/compatibility.md`); the kept positions agree. ``--eval`` times
+BatchNorm in evaluation (``use_running_average=True``, the preset's ``training=False``: a
+CNN's inference; BN only). ``--params-first``: the linen steps return the parameters'
+gradients before the input's, as the nnx steps do. The outputs' order is the compiled
+program's: XLA's CPU backend may schedule its kernels otherwise (layer norm over 768
+features: analysis.md, session 31).
 
 ``--profile`` prints, instead of the ratios, the time of each XLA operation of every
 contender's compiled program (`benchmarks.xla.op_times`): where a ratio comes from.

@@ -507,23 +507,23 @@ def _equals_haiku_s_in_float64(name, layer, dtype):
                                err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.slow
-@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
-@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
-                                  "BatchNorm"])
-@PROPERTY_SETTINGS
-@given(data=st.data())
+def _each_haiku_layer(test):
+  """A slow property test of every haiku layer, drawn by hypothesis: `test(name, data)`.
+  Loose promotion: haiku's BatchNorm, jitted, raises in its debiasing under strict."""
+  test = given(data=st.data())(test)
+  test = PROPERTY_SETTINGS(test)
+  test = pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
+                                          "BatchNorm"])(test)
+  return pytest.mark.slow(pytest.mark.loose_promotion(test))
+
+
+@_each_haiku_layer
 def test_any_haiku_layer_equals_haiku_s_in_float64(name, data):
   """divnorm's float32 layer against haiku's in float64 (`_equals_haiku_s_in_float64`)."""
   _equals_haiku_s_in_float64(name, data.draw(_haiku_layers(name), label="layer"), jnp.float32)
 
 
-@pytest.mark.slow
-@pytest.mark.loose_promotion  # haiku's BatchNorm, jitted: its debiasing raises under strict
-@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm",
-                                  "BatchNorm"])
-@PROPERTY_SETTINGS
-@given(data=st.data())
+@_each_haiku_layer
 def test_any_haiku_layer_in_a_narrow_dtype_equals_haiku_s_in_float64(name, data):
   """`test_any_haiku_layer_equals_haiku_s_in_float64` with a bfloat16 or float16 input."""
   layer = data.draw(_haiku_layers(name), label="layer")

@@ -74,6 +74,13 @@ def pads_unevenly(x: jax.Array, axis: int, width: int) -> bool:
   return devices > 1 and (x.shape[axis] + width - 1) % devices != 0
 
 
+def splits_groups(x: jax.Array, axis: int, size: int) -> bool:
+  """Whether the devices an Explicit mesh splits `axis` of `x` over hold parts of a group of
+  `size` contiguous entries (JAX's types refuse the reshape into groups there)."""
+  devices = devices_along(x, axis)
+  return devices > 1 and x.shape[axis] // devices % size != 0
+
+
 def whole_while(f, x: jax.Array, axes, split: bool) -> jax.Array:
   """``f(x)``, with `x` whole along `axes` for it (and the result sharded back as `x`) where
   `split`: an Explicit mesh's devices hold parts of what `f` reads together along them (a

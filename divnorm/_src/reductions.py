@@ -190,10 +190,8 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
     if size == 1:
       continue  # every entry is its own group
     # Under an Explicit mesh whose devices hold parts of a group, summed with the axis whole.
-    devices = explicit.devices_along(t, axis)
-    split = devices > 1 and t.shape[axis] // devices % size != 0
     t = explicit.whole_while(functools.partial(_within_groups, axis=axis, size=size), t,
-                             (axis,), split)
+                             (axis,), explicit.splits_groups(t, axis, size))
   return t
 
 
