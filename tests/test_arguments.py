@@ -968,6 +968,98 @@ case("group_norm rank 2, sigma of a wrong shape", lambda: D.group_norm(
     X2, num_groups=2, sigma=np.ones(3, np.float32)), Error(ValueError, "sigma of shape"))
 
 
+# An int axis_name is an array axis to JAX's collectives: refused, not summed over silently.
+for name, call in [
+    ("normalize", lambda: D.normalize(X2, (1,), axis_name=0)),
+    ("layer_norm", lambda: D.layer_norm(X2, axis_name=0)),
+    ("field_mean", lambda: D.field_mean(X, (1,), axis_name=0)),
+    ("l1_penalty", lambda: D.l1_penalty(X, 0.1, axis_name=0)),
+    ("batch_norm", lambda: D.batch_norm(X, STATS, training=True, axis_name=3)),
+    ("normalize, a tuple with an int", lambda: D.normalize(X2, (1,), axis_name=("b", 1))),
+    ("normalize under vmap, a bool", lambda: jax.vmap(
+        lambda t: D.normalize(t, (0,), axis_name=True), axis_name="b")(X2))]:
+  case(f"{name} axis_name an int", call, Error(TypeError, "axis_name=.* is an int"))
+case("normalize under vmap, a named axis", lambda: jax.vmap(
+    lambda t: D.normalize(t, (0,), axis_name="b"), axis_name="b")(X2), _close(lambda: _ln(X2, (0, 1))))
+
+# batch_renorm's clipping limits per feature broadcast to the statistics, or are refused.
+for name, kw in [("rmax of 7 entries for 4 features", dict(rmax=np.full(7, 3.0))),
+                 ("dmax with a leading axis", dict(dmax=np.full((5, 1, 1, 1, 1), 3.0)))]:
+  case(f"batch_renorm {name}", lambda kw=kw: D.batch_renorm(X, STATS, training=True, **kw),
+       Error(ValueError, "^(rmax|dmax) of shape"))
+case("batch_renorm rmax per feature", lambda: D.batch_renorm(
+    X, STATS, training=True, rmax=np.full(4, 3.0))[0], _shape(X.shape))
+
+# GDN's initializers: floating dtypes, scalar starting values, values at or above the bound.
+case("gdn_init dtype an integer one", lambda: G.gdn_init(4, dtype=jnp.int32),
+     Error(TypeError, "^gdn_init: dtype=.* is not a floating dtype"))
+case("gdn_init beta per channel", lambda: G.gdn_init(4, beta=np.ones(5)),
+     Error(ValueError, "^gdn_init: beta has shape"))
+case("gdn_init beta below BETA_MIN", lambda: G.gdn_init(4, beta=1e-7),
+     Error(ValueError, "^gdn_init: beta=1e-07 must be >= BETA_MIN"))
+case("gdn.nonnegative_init below the minimum", lambda: G.nonnegative_init(-1.0),
+     Error(ValueError, "^nonnegative_init: value=-1.0 must be >= minimum"))
+case("gdn.nonnegative_init dtype an integer one", lambda: G.nonnegative_init(
+    2.5, dtype=jnp.int32), Error(TypeError, "^nonnegative_init: dtype"))
+case("gdn.nonnegative_init round trip", lambda: G.nonnegative_init(0.5, minimum=0.25),
+     lambda raw: np.isclose(float(divnorm.gdn.nonnegative(raw, minimum=0.25)), 0.5))
+case("gdn beta not finite", lambda: G.gdn(X, beta=np.full(4, np.inf), gamma=GAMMA),
+     Error(ValueError, "^beta=.* is not finite"))
+case("gdn gamma not finite", lambda: G.gdn(X, beta=BETA, gamma=np.where(
+    np.eye(4) > 0, np.inf, GAMMA)), Error(ValueError, "^gamma=.* is not finite"))
+
+# Pools of zero weight under a mean, and the kernels' scalar and `along` arguments.
+case("normalize summation kernel of zero weights", lambda: D.normalize(
+    X, {1: DK.kernel([0.0, 0.0, 0.0])}), Error(ValueError, "^summation: the kernel"))
+case("normalize suppression mixing with a zero row", lambda: D.normalize(
+    X, (1, 2), {3: DK.mixing(np.eye(4) * (np.arange(4) > 0))}),
+     Error(ValueError, "^suppression: the mixing.*pool='sum'"))
+case("normalize suppression mixing with a zero row, pool='sum'", lambda: D.normalize(
+    X, (1, 2), {3: DK.mixing(np.eye(4) * (np.arange(4) > 0))}, pool="sum", sigma=1.0),
+     _finite)
+case("normalize per-channel kernel with one channel of zero weights", lambda: D.normalize(
+    X, {1: DK.kernel(np.ones((3, 4)) * (np.arange(4) > 0), along=3)}),
+     Error(ValueError, "^summation: the kernel.* an entry"))
+for name, call in [("gaussian sigma", lambda: DK.gaussian(3, sigma=np.ones(2))),
+                   ("gaussian sigma a list", lambda: DK.gaussian(3, sigma=[1.0, 2.0])),
+                   ("exponential scale", lambda: DK.exponential(3, scale=np.ones(2)))]:
+  case(f"kernels {name} of shape (2,)", call, Error(ValueError, "(sigma|scale) of shape"))
+for name, along, exc in [("2.0", 2.0, TypeError), ("'a'", "a", TypeError),
+                         ("True", True, TypeError)]:
+  case(f"kernels.kernel along={name}", lambda along=along: DK.kernel(
+      np.ones((3, 4)), along=along), Error(exc, "^kernel: along="))
+
+# Grouped fields built by hand are checked against the input's shape.
+case("normalize grouped Field that does not tile", lambda: D.normalize(
+    X, D.Field((1, 2), (), ((3, 3),))), Error(ValueError, "^summation: groups of 3"))
+case("field_mean grouped Field that does not tile", lambda: D.field_mean(
+    X, D.Field((1, 2), (), ((3, 3),))), Error(ValueError, "groups of 3 entries do not tile"))
+case("layer_norm grouped Field that does not tile", lambda: D.layer_norm(
+    X, reduction_axes=D.Field((1, 2), (), ((3, 3),))), Error(ValueError, "^reduction_axes"))
+case("grouped_field shape None", lambda: D.grouped_field((), 1, 2, None),
+     Error(TypeError, "shape=None is not a shape"))
+case("grouped_field negative size in shape", lambda: D.grouped_field((), 1, 2, (2, -4)),
+     Error(ValueError, "shape=-4"))
+
+# Other arguments that reached JAX's or NumPy's own errors.
+case("window_sum of booleans", lambda: D.window_sum(np.ones((3, 4), bool), ((0, 3),)),
+     Error(TypeError, "^window_sum: x is boolean"))
+case("spectral_norm epsilon per entry", lambda: weights.spectral_norm(
+    np.ones((3, 4), np.float32), np.ones(4, np.float32), epsilon=np.ones(3)),
+     Error(ValueError, "^epsilon has shape"))
+case("spectral_norm_init key an int", lambda: weights.spectral_norm_init(
+    np.ones((3, 4), np.float32), 0), Error(TypeError, "^key=0 is not a PRNG key"))
+case("spectral_norm_init dtype an integer one", lambda: weights.spectral_norm_init(
+    np.ones((3, 4), np.float32), jax.random.key(0), dtype=jnp.int32),
+     Error(TypeError, "^spectral_norm_init: dtype"))
+case("spectral_norm_init legacy key", lambda: weights.spectral_norm_init(
+    np.ones((3, 4), np.float32), jax.random.PRNGKey(0)), _shape((4,)))
+case("min_max.fit feature_range of arrays", lambda: I.min_max.fit(
+    DATA, feature_range=(np.zeros(3), np.ones(3))), Error(ValueError, "^feature_range has"))
+case("batch_norm evaluating, fast_variance a string", lambda: D.batch_norm(
+    X, STATS, training=False, fast_variance="x"), Error(TypeError, "^fast_variance='x'"))
+
+
 # ---- the tests --------------------------------------------------------------------------
 
 def _params():

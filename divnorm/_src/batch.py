@@ -193,6 +193,8 @@ def checked_batch_norm(x, stats, *, training, feature_axes, momentum, sigma, axi
   x = check_input(x)
   training = check_bool(training, "training")
   return_centered = check_bool(return_centered, "return_centered")
+  if fast_variance is not None:  # checked in evaluation too, where it picks nothing
+    check_bool(fast_variance, "fast_variance")
   features = _feature_axes(feature_axes, x.ndim)
   check_stats(stats, BatchStats, x, features, feature_axes, name)
   reduction = tuple(a for a in range(x.ndim) if a not in features)

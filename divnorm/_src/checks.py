@@ -289,6 +289,31 @@ def check_bool(value, name: str) -> bool:
   raise TypeError(f"{name}={describe(value)} is not a bool; pass {name}=True or {name}=False.")
 
 
+def check_axis_name(axis_name):
+  """`axis_name` (a mapped axis' name, or a tuple of names), or a TypeError for an int or a
+  bool in it: JAX's collectives read an int as a positional axis of the array, so it would
+  sum over an array axis instead of the mapped one, silently."""
+  for name in axis_name if isinstance(axis_name, tuple | list) else (axis_name,):
+    if isinstance(name, int | np.integer):
+      raise TypeError(
+          f"axis_name={axis_name!r}: {name!r} is an int, which JAX's collectives read as an "
+          f"array axis, not a mapped one; name the mapped axis with a string, e.g. "
+          f"jax.vmap(f, axis_name='batch') and axis_name='batch'.")
+  return axis_name
+
+
+def check_key(key, name: str = "key"):
+  """`key` if it is a JAX PRNG key (``jax.random.key``, or a legacy ``jax.random.PRNGKey``),
+  else a TypeError."""
+  dtype = getattr(key, "dtype", None)
+  if isinstance(key, jax.Array | np.ndarray) and (
+      jnp.issubdtype(dtype, jax.dtypes.prng_key)
+      or (dtype == np.uint32 and np.shape(key)[-1:] == (2,))):
+    return key
+  raise TypeError(f"{name}={describe(key)} is not a PRNG key; pass one, e.g. "
+                  f"{name}=jax.random.key(0).")
+
+
 def axis_range(ndim: int) -> str:
   """How to name an axis of an input of rank `ndim`, for error messages."""
   if ndim == 0:

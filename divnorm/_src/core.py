@@ -61,7 +61,7 @@ from divnorm._src.statistics import (
   whole_alone,
   widened,
 )
-from divnorm._src.weighted_fields import resolve_weighted_field
+from divnorm._src.weighted_fields import check_pools_weigh, resolve_weighted_field
 
 
 def normalize(
@@ -181,6 +181,9 @@ def normalize(
   mask = check_mask(mask, x.shape)
   return_centered = check_bool(return_centered, "return_centered")
   _check_suppression(alpha, epsilon, pool)
+  check_pools_weigh(a, "summation")
+  if pool == "mean":
+    check_pools_weigh(b, "suppression")
   out = x.dtype if dtype is None else check_floating_dtype(dtype, "dtype")
   statistics = pick_statistics(a, b, fast_variance, alpha=alpha, epsilon=epsilon, pool=pool,
                                border=border, mapped=axis_name is not None)

@@ -29,6 +29,7 @@ from divnorm._src.checks import (
   check_finite,
   check_input,
   check_int,
+  check_key,
   check_nonnegative,
   check_odd,
   check_positive,
@@ -474,7 +475,7 @@ def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
   r2 = grid[:, None] ** 2 + grid[None, :] ** 2
   bank = np.concatenate([np.repeat(np.exp(-r2 / (2 * s * s))[..., None], channels // 4, -1)
                          for s in (0.5, 1.0, 2.0, 3.0)], axis=-1)
-  return jnp.asarray(bank)[..., jax.random.permutation(key, channels)]
+  return jnp.asarray(bank)[..., jax.random.permutation(check_key(key), channels)]
 
 
 def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,

@@ -172,6 +172,17 @@ def _checked(field: Field, ndim: int, role: str) -> Field:
                             for a, n in groups)))
 
 
+def check_tiles(field: Field, shape: tuple[int, ...], role: str = "field") -> Field:
+  """`field` (resolved), whose groups must tile their axes of an input of `shape`: a `Field`
+  built by hand may hold groups that do not, which `grouped_field` refuses."""
+  for a, size in field.groups:
+    if shape[a] % size:
+      raise ValueError(
+          f"{role}: groups of {size} entries do not tile axis {a} of length {shape[a]}; use a "
+          f"positive divisor of {shape[a]} (divnorm.grouped_field checks this for a shape).")
+  return field
+
+
 def resolve_axes(axes, ndim: int, *, role: str) -> tuple[int, ...]:
   """`axes` (an axis or a tuple of them; `role` names them in errors) as sorted
   non-negative whole axes: a window there is an error, not dropped."""
@@ -194,7 +205,9 @@ def grouped_field(
   Raises:
     ValueError: `axis` already in `field`, or `size` not a positive divisor of its length.
   """
-  ndim = len(shape)
+  if not isinstance(shape, Sequence) or isinstance(shape, str):
+    raise TypeError(f"{role}: shape={shape!r} is not a shape; pass the input's, x.shape.")
+  ndim = len(tuple(check_int(n, "shape", minimum=0, context=role) for n in shape))
   base = resolve_field(field, ndim, role=role)
   a = _axis(axis, ndim, role)
   if a in base.axes:

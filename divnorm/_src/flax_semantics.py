@@ -22,8 +22,10 @@ from divnorm._src.batch import BatchStats, batch_norm_factors
 from divnorm._src.checks import (
   axis_index,
   channel_axis_index,
+  check_axis_name,
   check_bool,
   check_device_groups,
+  check_floating_dtype,
   check_int,
   check_learn_sigma,
   check_nonnegative,
@@ -153,6 +155,7 @@ def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
   `DeviceGroups`; None while `initializing` unmapped (flax's BatchNorm)."""
   if axis_name is None or not (initializing or axis_index_groups is not None):
     return axis_name
+  check_axis_name(axis_name)
   try:  # the mapped axis' size (several names: their product)
     size = math.prod(lax.axis_size(n) for n in (
         axis_name if isinstance(axis_name, tuple | list) else (axis_name,)))
@@ -207,9 +210,18 @@ def function_dtype(x, affine: bool):
 
 
 def result_dtype(*arrays, dtype=None) -> np.dtype:
-  """Flax's output dtype: `dtype`, else the promoted dtype of `arrays` (made inexact)."""
+  """Flax's output dtype: `dtype` (inexact, as flax requires), else the promoted dtype of
+  `arrays` (made inexact)."""
   if dtype is not None:
-    return np.dtype(dtype)
+    try:
+      out = np.dtype(jnp.dtype(dtype))
+    except (TypeError, ValueError):
+      out = None
+    if out is None or not jnp.issubdtype(out, jnp.inexact):
+      shown = repr(dtype) if out is None else out
+      raise ValueError(f"dtype={shown} is not an inexact dtype (flax's 'Dtype must be "
+                       f"inexact'); pass a floating one, e.g. jnp.float32, or None.")
+    return out
   with jax.numpy_dtype_promotion("standard"):
     out = jnp.result_type(*[jnp.asarray(a).dtype for a in arrays if a is not None])
     return np.dtype(out if jnp.issubdtype(out, jnp.inexact) else jnp.float32)
@@ -313,6 +325,7 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
 def gdn_init(channels, beta_init, gamma_init, dtype, name: str) -> gdn.GDNParams:
   """`gdn.gdn_init` for a GDN layer, with errors that name its arguments (`name`: channels')."""
   check_int(channels, name, minimum=1)
+  dtype = check_floating_dtype(dtype, "param_dtype", hint=" give one, e.g. jnp.float32.")
   check_positive(beta_init, "beta_init", " (the pool's constant; GDN divides by it at x = 0)")
   check_nonnegative(gamma_init, "gamma_init", " (the pool's weights)")
   return gdn.gdn_init(channels, beta=beta_init, gamma=gamma_init, dtype=dtype)

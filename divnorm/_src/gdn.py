@@ -30,6 +30,7 @@ from divnorm._src.checks import (
   check_array,
   check_bool,
   check_finite,
+  check_floating_dtype,
   check_input,
   check_int,
   check_nonnegative,
@@ -44,12 +45,18 @@ from divnorm._src.reductions import stat_dtype
 
 PEDESTAL = OFFSET**2
 BETA_MIN = 1e-6
+_DTYPE_HINT = " give one, e.g. jnp.float32 or jnp.bfloat16."
 
 
 def nonnegative_init(value, *, minimum: float = 0.0, dtype=jnp.float32) -> jax.Array:
   """The raw parameter for `value` (>= `minimum`): ``nonnegative(init(v)) == v``."""
   check_nonnegative(minimum, "minimum")
-  value = check_array(value, "value").astype(dtype)
+  dtype = check_floating_dtype(dtype, "dtype", context="nonnegative_init", hint=_DTYPE_HINT)
+  value = check_array(value, "value")
+  if is_concrete(value) and not np.all(np.asarray(value, np.float64) >= minimum):
+    raise ValueError(f"nonnegative_init: value={describe(value)} must be >= minimum={minimum}: "
+                     f"the raw parameter stands for a weight of at least minimum.")
+  value = value.astype(dtype)
   return jnp.sqrt(jnp.maximum(value + np.asarray(PEDESTAL, dtype),
                               np.asarray(minimum + PEDESTAL, dtype)))
 
@@ -75,7 +82,15 @@ def gdn_init(channels: int, *, beta: float = 1.0, gamma: float = 0.1,
     A `GDNParams` of raw (reparameterized) arrays; `gdn_values` gives ``(beta, gamma)``.
   """
   channels = check_int(channels, "channels", minimum=1, context="gdn_init")
+  dtype = check_floating_dtype(dtype, "dtype", context="gdn_init", hint=_DTYPE_HINT)
+  for name, value in (("beta", beta), ("gamma", gamma)):
+    if np.ndim(value) != 0:
+      raise ValueError(f"gdn_init: {name} has shape {np.shape(value)}; it is the one starting "
+                       f"value of every entry, a scalar.")
   check_positive(beta, "beta", " (the pool's constant; GDN divides by it at x = 0)")
+  if is_concrete(beta) and beta < BETA_MIN:
+    raise ValueError(f"gdn_init: beta={describe(beta)} must be >= BETA_MIN={BETA_MIN}, the "
+                     f"bound that GDN keeps beta above.")
   check_nonnegative(gamma, "gamma", " (the pool's weights)")
   return GDNParams(
       nonnegative_init(jnp.full((channels,), beta, dtype), minimum=BETA_MIN, dtype=dtype),
@@ -101,6 +116,8 @@ def _check_params(beta, gamma, alpha, epsilon, channels: int, c: int):
         f"gamma ({channels}, {channels}); got {beta.shape} and {gamma.shape}.")
   learn = ("; learn them through divnorm.gdn.nonnegative / gdn_init, which keep them "
            "nonnegative and beta >= BETA_MIN")
+  check_finite(beta, "beta", " (GDN's constant, one per channel)")
+  check_finite(gamma, "gamma", " (GDN's weights, channels x channels)")
   if is_concrete(beta) and not np.all(np.asarray(beta) > 0):
     raise ValueError(f"beta={describe(beta)} must be > 0 (and gamma nonnegative): the pool "
                      f"beta + gamma |x|^alpha divides x, and is beta where x = 0{learn}.")

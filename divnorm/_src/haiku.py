@@ -30,7 +30,7 @@ except ModuleNotFoundError as error:  # haiku is an optional extra
                             f"pip install 'divnorm[haiku]'.", name=error.name) from error
 
 from divnorm._src import flax_semantics as fs
-from divnorm._src.checks import check_bool, check_momentum, check_nonnegative
+from divnorm._src.checks import check_bool, check_int, check_momentum, check_nonnegative
 from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import divisive_norm
@@ -241,7 +241,8 @@ class GroupNorm(_Norm):
                name: str | None = None):
     super().__init__(create_scale, create_offset, scale_init, offset_init, name)
     self.axis, self.eps = _axes_or_slice(axis), fs.epsilon_of(eps, name="eps")
-    self.groups, self.data_format = groups, data_format
+    self.groups = check_int(groups, "groups", minimum=1, hint=" (the number of channel groups)")
+    self.data_format = data_format
     self.channel_index = hk.get_channel_index(data_format)
     self.rank = None
 

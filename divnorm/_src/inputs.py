@@ -115,6 +115,9 @@ def min_max_fit(data, axes: Axes = 0, *, feature_range: tuple[float, float] = (0
     raise ValueError(f"feature_range={describe(feature_range)} has {len(feature_range)} "
                      f"entries; pass (a, b) with a < b, e.g. feature_range=(0.0, 1.0).")
   low, high = feature_range
+  if np.ndim(low) or np.ndim(high):
+    raise ValueError(f"feature_range has entries of shapes {np.shape(low)} and "
+                     f"{np.shape(high)}; pass two numbers (a, b) with a < b.")
   check_finite(low, "feature_range[0]", " (the low end of the target range)")
   check_finite(high, "feature_range[1]", " (the high end of the target range)")
   if not float(low) < float(high):

@@ -71,8 +71,15 @@ def _positive_int(value, name: str) -> int:
 
 
 def _positive_number(value, name: str) -> float:
+  if np.ndim(value) != 0:
+    raise ValueError(f"{name} of shape {np.shape(value)} must be a scalar: one number for the "
+                     f"kernel (a kernel per axis: one per axis in the field).")
   check_positive(value, name)
   return float(value)
+
+
+def _along(along, name: str) -> int | None:
+  return None if along is None else check_int(along, "along", context=name)
 
 
 _WEIGHTS_HINT = (" (a pool weighs entries, it cannot subtract them; to learn a kernel, use "
@@ -155,7 +162,7 @@ def kernel(weights, *, dilation: int = 1, along: int | None = None) -> Kernel:
   Raises:
     ValueError: an even size, negative or non-finite weights, a non-positive dilation.
   """
-  dilation = _positive_int(dilation, "dilation")
+  dilation, along = _positive_int(dilation, "dilation"), _along(along, "kernel")
   _check_weights(weights, "kernel")
   if isinstance(weights, list | tuple | float | int):
     weights = np.asarray(weights, np.float64)
@@ -169,7 +176,7 @@ def learned_kernel(raw, *, dilation: int = 1, along: int | None = None,
 
   Initialize `raw` with `divnorm.gdn.nonnegative_init` of the starting weights.
   """
-  dilation = _positive_int(dilation, "dilation")
+  dilation, along = _positive_int(dilation, "dilation"), _along(along, "learned_kernel")
   _check_kernel_shape(raw, along, "learned_kernel")
   return Kernel(nonnegative(raw, minimum=minimum), dilation, along)
 

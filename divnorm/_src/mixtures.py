@@ -40,6 +40,7 @@ from divnorm._src.checks import (
   channel_axis_index,
   check_array,
   check_bool,
+  check_broadcasts,
   check_finite,
   check_floating_dtype,
   check_input,
@@ -211,8 +212,8 @@ def batch_renorm(
   run_mean = stats.mean.astype(dt).reshape(bshape) - k  # as `mean`, of x - k
   run_std = jnp.sqrt(running_var(stats.var, dt).reshape(bshape) + extra)
   batch_std = jnp.sqrt(var + extra)
-  rmax = jnp.asarray(rmax).astype(dt)
-  dmax = jnp.asarray(dmax).astype(dt)
+  rmax, dmax = (jnp.asarray(check_broadcasts(value, bshape, name, "the statistics' shape")
+                             ).astype(dt) for name, value in (("rmax", rmax), ("dmax", dmax)))
   r = lax.stop_gradient(jnp.clip(batch_std / run_std, 1.0 / rmax, rmax))
   d = lax.stop_gradient(jnp.clip((mean - run_mean) / run_std, -dmax, dmax))
   y = select(y * r + d, mask)

@@ -28,7 +28,7 @@ from divnorm._src.checks import (
   check_mask,
 )
 from divnorm._src.core import normalize
-from divnorm._src.fields import grouped_field, resolve_field
+from divnorm._src.fields import check_tiles, grouped_field, resolve_field
 from divnorm._src.rms import rms_normalized
 
 
@@ -57,7 +57,8 @@ def layer_norm(
   Flax's ``LayerNorm(axis_name=...)``; see `normalize`.
   """
   x = check_input(x)
-  field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
+  field = check_tiles(resolve_field(reduction_axes, x.ndim, role="reduction_axes"), x.shape,
+                      "reduction_axes")
   return normalize(x, field, sigma=sigma, mask=mask, return_centered=return_centered,
                    fast_variance=fast_variance, axis_name=axis_name)
 
@@ -166,7 +167,8 @@ def rms_norm(
   axis (``shard_map``, ``vmap``), as flax's ``RMSNorm(axis_name=...)``.
   """
   x = check_input(x)
-  field = resolve_field(reduction_axes, x.ndim, role="reduction_axes")
+  field = check_tiles(resolve_field(reduction_axes, x.ndim, role="reduction_axes"), x.shape,
+                      "reduction_axes")
   return rms_normalized(x, sigma, mask, field, axis_name).astype(x.dtype)
 
 

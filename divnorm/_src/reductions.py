@@ -36,8 +36,8 @@ from jax.export import is_symbolic_dim
 from jax.typing import ArrayLike
 
 from divnorm._src import explicit
-from divnorm._src.checks import check_border, check_input, check_mask
-from divnorm._src.fields import Field, FieldSpec, resolve_field
+from divnorm._src.checks import check_axis_name, check_border, check_input, check_mask
+from divnorm._src.fields import Field, FieldSpec, check_tiles, resolve_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +53,8 @@ class DeviceGroups:
 def psum(x, axis_name):
   """`lax.psum` of `x` over the named axis, or within each of its `DeviceGroups`."""
   if isinstance(axis_name, DeviceGroups):
-    return lax.psum(x, axis_name.axis_name, axis_index_groups=axis_name.groups)
-  return lax.psum(x, axis_name)
+    return lax.psum(x, check_axis_name(axis_name.axis_name), axis_index_groups=axis_name.groups)
+  return lax.psum(x, check_axis_name(axis_name))
 
 
 def stat_dtype(dtype) -> np.dtype:
@@ -86,6 +86,9 @@ def window_sum(x: ArrayLike, windows: Sequence[tuple[int, int]]) -> jax.Array:
   except (TypeError, ValueError):
     raise TypeError(f"window_sum: x={x!r:.60} is not an array; pass a jax or NumPy array.") \
         from None
+  if x.dtype == bool:
+    raise TypeError("window_sum: x is boolean, which has no sums; count with "
+                    "x.astype(jnp.int32) or sum x.astype(jnp.float32).")
   pairs = tuple(windows) if isinstance(windows, list | tuple) else None
   if pairs is None or not all(isinstance(p, list | tuple) and len(p) == 2 for p in pairs):
     raise TypeError(f"window_sum: windows={windows!r:.80} must be a sequence of (axis, width) "
@@ -329,7 +332,7 @@ def plain_field_mean(t: jax.Array, field: FieldSpec, *, border: str = "valid", m
                      axis_name=None) -> jax.Array:
   """`divnorm.field_mean` over a field of whole axes, groups and box windows (no kernels)."""
   t = check_input(t, "t")
-  field, border = resolve_field(field, t.ndim), check_border(border)
+  field, border = check_tiles(resolve_field(field, t.ndim), t.shape), check_border(border)
   mask = check_mask(mask, t.shape, nonzero=True)
   u = t.astype(stat_dtype(t.dtype))
   s = field_sum(u, field, mask=mask, axis_name=axis_name)

@@ -43,8 +43,9 @@ from divnorm._src.checks import (
   check_int,
   check_mask,
   check_nonnegative,
+  is_concrete,
 )
-from divnorm._src.fields import Field, resolve_field
+from divnorm._src.fields import Field, check_tiles, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
 from divnorm._src.reductions import (
   border_count,
@@ -126,6 +127,27 @@ def _check_fit(axes, op, shape, whole, role: str) -> None:
           f"{op.window + (shape[along],)}.")
 
 
+def check_pools_weigh(field, role: str) -> None:
+  """A ValueError where a concrete kernel or mixing of `field` gives some entry's pool no
+  weight at all: its weighted mean (`E_A`, or `E_B` with ``pool="mean"``) would divide by 0."""
+  for axes, op in getattr(field, "ops", ()):
+    weights = op.matrix if isinstance(op, Mixing) else op.weights
+    if not is_concrete(weights):
+      continue  # learned weights under a transformation: nonnegative, checked eagerly
+    w = np.asarray(weights, np.float64)
+    if isinstance(op, Mixing):
+      totals = w.sum(axis=1)  # row i: the pool of entry i
+    else:
+      totals = w.reshape(-1, w.shape[-1]).sum(0) if op.along is not None else w.sum()
+    if np.any(totals <= 0):
+      who = "an entry" if np.ndim(totals) else "every entry"
+      other = " (or pool='sum', a weighted sum)" if role == "suppression" else ""
+      raise ValueError(
+          f"{role}: the {type(op).__name__.lower()} on axes {axes} gives {who} a pool of zero "
+          f"total weight, whose weighted mean would divide by 0; give each pool a positive "
+          f"weight{other}.")
+
+
 def is_weighted(spec) -> bool:
   """Whether `spec` names a kernel or a mixing (else it is `divnorm.resolve_field`'s)."""
   return isinstance(spec, WeightedField) or isinstance(spec, Mapping) and any(
@@ -145,7 +167,7 @@ def resolve_weighted_field(spec, shape: tuple[int, ...], *, role: str = "field")
     return spec
   ndim = len(shape)
   if not is_weighted(spec):
-    return WeightedField(resolve_field(spec, ndim, role=role))
+    return WeightedField(check_tiles(resolve_field(spec, ndim, role=role), shape, role))
   plain, ops, seen = {}, [], set()
   for key, value in spec.items():
     keys = key if isinstance(key, tuple) else (key,)

@@ -27,8 +27,10 @@ from divnorm._src import flax_semantics as fs
 from divnorm._src.checks import (
   check_array,
   check_broadcasts,
+  check_floating_dtype,
   check_input,
   check_int,
+  check_key,
   check_nonnegative,
   is_concrete,
 )
@@ -107,7 +109,9 @@ def spectral_norm_init(kernel: jax.Array, key: jax.Array, *, feature_axes: Axes 
                        dtype=jnp.float32) -> jax.Array:
   """A random unit vector ``u`` over the kernel's (flattened) output features."""
   _, _, feature_shape = _reduction(check_input(kernel, "kernel"), feature_axes)
-  u = jax.random.normal(key, (int(np.prod(feature_shape)),), dtype)
+  dtype = check_floating_dtype(dtype, "dtype", context="spectral_norm_init",
+                               hint=" give one, e.g. jnp.float32.")
+  u = jax.random.normal(check_key(key), (int(np.prod(feature_shape)),), dtype)
   return u / jnp.linalg.norm(u)
 
 
@@ -144,6 +148,8 @@ def spectral_norm(
   n_steps = check_int(n_steps, "n_steps", minimum=0, context="spectral_norm",
                       hint=" (power iterations per call)")
   check_nonnegative(epsilon, "epsilon", " (keeps the vector normalizations finite)")
+  if np.ndim(epsilon):
+    raise ValueError(f"epsilon has shape {np.shape(epsilon)}; it is one number, a scalar.")
   dt = stat_dtype(w.dtype)
   mat = _as_matrix(w.astype(dt), feature_axes)
   u = check_array(u, "u", " (the singular vector estimate from spectral_norm_init)")
