@@ -332,6 +332,8 @@ def test_divisive_norm_trains_a_small_haiku_model():
     (lambda: dhk.LayerNorm(-1, True, True, param_axis=5)(jnp.ones((2, 3))), ValueError,
      "param_axis"),  # haiku wraps it to axis 1: docs/compatibility.md
     (lambda: dhk.RMSNorm(5)(jnp.ones((2, 3))), ValueError, "axis"),
+    (lambda: dhk.GroupNorm(0), ValueError, "groups=0 must be an int >= 1"),
+    (lambda: dhk.GroupNorm("2"), TypeError, "groups='2' is not an int"),
 ])
 def test_bad_arguments_name_the_argument(make, error, match):
   with pytest.raises(error, match=match):

@@ -208,6 +208,10 @@ def test_traced_epsilon_under_jit():
   (dnn.InstanceNorm(channel_axis=0), ValueError, r"batch axis \(got channel_axis=0\)"),
   (dnn.GroupNorm(2, channel_axis=0), ValueError, r"channel_axis=0 is the batch axis"),
   (dnn.WeightNorm(nn.Dense(3), epsilon=-1.0), ValueError, r"added to the squared norms"),
+  (dnn.LayerNorm(dtype=jnp.int32), ValueError, r"dtype=int32 is not an inexact dtype"),
+  (dnn.BatchNorm(False, dtype=jnp.int8), ValueError, r"dtype=int8 is not an inexact dtype"),
+  (dnn.GDN(param_dtype=jnp.int32), TypeError, r"param_dtype=.* is not a floating dtype"),
+  (dnn.LayerNorm(axis_name=0), TypeError, r"axis_name=0: 0 is an int"),
 ])
 def test_errors_name_the_argument_passed(module, error, match):
   with pytest.raises(error, match=match):
