@@ -128,6 +128,47 @@ def test_early_stopping_rule_evaluates_records_and_resumes(tmp_path):
                        patience=1, last_step=12, path=path, mesh=mesh, at_best=("test",))
 
 
+@pytest.mark.loose_promotion
+def test_a_run_killed_after_its_stop_row_resumes_to_the_same_stop(tmp_path):
+  """The killed run wrote the row that stops it (step 6) before the checkpoint of that step:
+  the rerun resumes at step 4 and replays 5 and 6, judging each by the rows up to it, so it
+  stops where the uninterrupted run did, with its parameters."""
+  import jax
+  import numpy as np
+
+  from tests.test_engine import CONFIG, toy_task
+  config = {**CONFIG, "checkpoint_every": 4, "eval_every": 0}
+
+  def rule(workdir):
+    return stop.EarlyStopping(tasks={"valid": toy_task()}, monitor="valid", metric="mse",
+                              every=3, patience=1, mode="max", last_step=config["num_steps"],
+                              path=f"{workdir}/early.jsonl", mesh=engine.make_mesh())
+
+  whole = engine.train(toy_task(), config=config, workdir=str(tmp_path / "a"), progress=False,
+                       stop=rule(tmp_path / "a"))
+  assert whole.stopped_early and int(whole.train_state.step) == 6
+
+  class Killed(Exception):
+    pass
+
+  def killed_after_deciding(decide):
+    def call(step, ts):
+      if decide(step, ts) and step > 0:
+        raise Killed
+      return False
+    return call
+
+  with pytest.raises(Killed):
+    engine.train(toy_task(), config=config, workdir=str(tmp_path / "b"), progress=False,
+                 stop=killed_after_deciding(rule(tmp_path / "b")))
+  again = engine.train(toy_task(), config=config, workdir=str(tmp_path / "b"), progress=False,
+                       stop=rule(tmp_path / "b"))
+  assert again.start_step == 4 and again.stopped_early
+  assert int(again.train_state.step) == 6
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(whole.train_state.params),
+               jax.device_get(again.train_state.params))
+
+
 def _alive(pid: int) -> bool:
   """Whether `pid` runs (a zombie, dead but not yet reaped by an orphan's new parent, not)."""
   try:

@@ -116,9 +116,11 @@ class EarlyStopping:
       self._eval_fns.setdefault(id(task.eval_step), jax.jit(task.eval_step))
     self.rows = read_rows(path)
 
-  def state(self) -> dict[str, Any]:
-    """`early_stopping` of the rows so far."""
-    return early_stopping(self.rows, self.patience, key=self.key, mode=self.mode,
+  def state(self, step: int | None = None) -> dict[str, Any]:
+    """`early_stopping` of the rows so far, or of those up to `step`: a run resumed from a
+    checkpoint before a killed run's last rows replays those steps, judged as they were."""
+    rows = self.rows if step is None else [r for r in self.rows if r["step"] <= step]
+    return early_stopping(rows, self.patience, key=self.key, mode=self.mode,
                           min_delta=self.min_delta)
 
   def _evaluate(self, split: str, ts: TrainState) -> dict[str, float]:
@@ -130,10 +132,11 @@ class EarlyStopping:
   def __call__(self, step: int, ts: TrainState) -> bool:
     if step > 0 and (step % self.every == 0 or step == self.last_step) and not any(
         r["step"] == step for r in self.rows):
-      best = self.state()["best"]
+      best = self.state(step)["best"]
       row = {"step": step, **(self.extra(step) if self.extra else {}),
              **self._evaluate(self.monitor, ts)}
-      trial = early_stopping([*self.rows, row], self.patience, key=self.key, mode=self.mode,
+      trial = early_stopping([*(r for r in self.rows if r["step"] < step), row],
+                             self.patience, key=self.key, mode=self.mode,
                              min_delta=self.min_delta)["best"]
       if best is None or trial is row:
         for split in self.at_best:
@@ -145,6 +148,6 @@ class EarlyStopping:
         f.flush()
         os.fsync(f.fileno())
       self.rows.append(row)
-    if any(r["step"] >= self.last_step for r in self.rows):
+    if step >= self.last_step:
       return True
-    return bool(self.rows) and self.state()["stop"]
+    return any(r["step"] <= step for r in self.rows) and self.state(step)["stop"]
