@@ -278,6 +278,26 @@ def test_switchable_one_hot_is_in_ln_bn(x64):
     np.testing.assert_allclose(y, want, atol=1e-10)
 
 
+def test_switchable_evaluation_is_each_example_s_alone():
+  """Evaluating reads the running statistics only: each example's output is its own (equal to
+  the example normalized alone, at an offset where one shift for the batch would round it
+  by the other examples), and a mapped `axis_name` need not be bound (equinox's inference)."""
+  x = np.asarray(_x((3, 4, 5, 2), dtype=np.float32) + np.array([1e4, 0.0, -3e3])[:, None, None,
+                                                                                   None],
+                 np.float32)
+  stats = divnorm.BatchStats(jnp.asarray([1e3, -2.0], jnp.float32), jnp.asarray([4.0, 0.5]))
+  w = jnp.asarray([0.2, 0.3, 0.5])
+  kw = dict(mean_weights=w, var_weights=w, training=False, sigma=0.1, axis_name="batch")
+  y, new = mixtures.switchable_norm(x, stats, **kw)
+  assert new is stats
+  for i in range(3):
+    alone, _ = mixtures.switchable_norm(x[i:i + 1], stats, **kw)
+    np.testing.assert_array_equal(y[i:i + 1], alone)
+  bn = divnorm.batch_norm(x, stats, training=False, sigma=0.1)[0]
+  ln = divnorm.layer_norm(x, reduction_axes=(1, 2, 3))
+  assert np.all(np.isfinite(y)) and not np.allclose(y, bn) and not np.allclose(y, ln)
+
+
 def test_switchable_errors_and_grads(x64):
   x = _x((2, 3, 3, 2))
   stats = divnorm.batch_stats_init(x, dtype=jnp.float64)

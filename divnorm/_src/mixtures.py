@@ -378,8 +378,12 @@ def switchable_norm(
   sigma = check_sigma(sigma, tuple(x.shape[a] if a in (0, c) else 1 for a in range(x.ndim)))
 
   dt = stat_dtype(x.dtype)
-  k = _data_shift(x.astype(dt), mask, axis_name)
-  xs = x.astype(dt) - k  # every statistic of x - k, so the mixture adds no offset's rounding
+  # Every statistic is of x - k, so the mixture adds no offset's rounding. Training pools
+  # batch norm's over the batch and `axis_name`: one k for all. Evaluating, one per example,
+  # so that each output depends on its example alone, and no mapped axis needs to be bound.
+  k = _data_shift(x.astype(dt), mask, axis_name) if training else shift(
+      x.astype(dt), Field(tuple(range(1, x.ndim)), ()), mask=mask)
+  xs = x.astype(dt) - k
 
   def stats_of(axes, name=None):
     field = resolve_field(axes, x.ndim)
