@@ -455,6 +455,13 @@ def test_normalize_takes_kernels_and_mixings_as_linen():
     layer = dqx.Normalize(summation, sigma=0.5)
     want = divnorm.normalize(x, summation, sigma=0.5)
     np.testing.assert_allclose(eqx.filter_jit(lambda m, x: m(x))(layer, x), want, atol=1e-6)
+  # bfloat16 weights: held as their dtype (its string, '<V2', read back as raw bytes)
+  spec = {0: None, 1: kernels.kernel(jnp.asarray([1.0, 2.0, 1.0], jnp.bfloat16))}
+  np.testing.assert_array_equal(dqx.Normalize(spec, sigma=0.5)(x),
+                                divnorm.normalize(x, spec, sigma=0.5))
+  # Traced weights cannot be held as constants: the error says how to learn a kernel.
+  with pytest.raises(TypeError, match="learned_kernel"):
+    jax.jit(lambda w: dqx.Normalize({0: None, 1: kernels.kernel(w)}))(jnp.ones(3))
 
 
 @pytest.mark.loose_promotion  # equinox's internals

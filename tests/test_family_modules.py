@@ -311,6 +311,10 @@ def _linen(module):
     pytest.param(lambda: E.GaussianNorm(12, kernel_size=3, key=jax.random.key(0))(X[0].T),
                  r"channels=12 but x of",
                  id="equinox-gaussian-channels"),
+    pytest.param(lambda: E.BurgNorm(0), r"^channels=0 must be an int >= 1",
+                 id="equinox-burg-no-channels"),
+    pytest.param(lambda: E.CenterSurroundNorm(-8), r"^channels=-8 must be an int >= 1",
+                 id="equinox-center-surround-negative-channels"),
 ])
 def test_module_argument_errors(make, match):
   """Bad module arguments are named as the user passed them (kernel_size, *_init)."""

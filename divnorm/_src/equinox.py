@@ -32,7 +32,7 @@ except ModuleNotFoundError as error:  # equinox is an optional extra
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.batch import BatchStats, ema
-from divnorm._src.checks import check_bool, check_int, check_momentum
+from divnorm._src.checks import check_bool, check_int, check_momentum, is_concrete
 from divnorm._src.core import normalize
 from divnorm._src.fields import Field, grouped_field, resolve_field
 from divnorm._src.kernels import Kernel, Mixing
@@ -387,7 +387,9 @@ class Normalize(eqx.Module):
 
   Args:
     summation, suppression, border: `divnorm.normalize`'s, over the axes of one example
-      (channels first).
+      (channels first). Their kernels and mixings are constants (static fields, never
+      trained); a learned kernel belongs in a module that keeps its raw weights as an array
+      field and calls `divnorm.normalize` with `divnorm.kernels.learned_kernel`.
     sigma: the smoothing term, ``y = v / sqrt(sigma^2 + E_B[v^2])``: finite, >= 0.
     learn_sigma: learn sigma as ``exp(log_sigma)``, an array field that starts at `sigma`
       (then a scalar > 0).
@@ -423,10 +425,11 @@ class Normalize(eqx.Module):
 
 
 class _Array(NamedTuple):
-  """A NumPy array as a static field holds it (hashable): its bytes, shape and dtype."""
+  """A NumPy array as a static field holds it (hashable): its bytes, shape and dtype (the
+  dtype itself: bfloat16's string, ``'<V2'``, would read back as raw bytes)."""
   data: bytes
   shape: tuple[int, ...]
-  dtype: str
+  dtype: np.dtype
 
 
 def _hashable(field):
@@ -436,9 +439,15 @@ def _hashable(field):
     return frozenset((k, _hashable(v)) for k, v in field.items())
   if isinstance(field, Kernel | Mixing):
     return type(field)(*(_hashable(getattr(field, f.name)) for f in dataclasses.fields(field)))
+  if not is_concrete(field):
+    raise TypeError(
+        "Normalize holds its fields' kernels and mixings as constants (static fields), so "
+        "their weights cannot be traced; to learn them, keep the raw weights as an array "
+        "field of your own module and call divnorm.normalize with "
+        "divnorm.kernels.learned_kernel(raw) in its __call__.")
   if isinstance(field, np.ndarray | jnp.ndarray):
     array = np.asarray(field)
-    return _Array(array.tobytes(), array.shape, array.dtype.str)
+    return _Array(array.tobytes(), array.shape, array.dtype)
   return tuple(field) if isinstance(field, list) else field
 
 
@@ -448,5 +457,5 @@ def _spec(field):
   if isinstance(field, Kernel | Mixing):
     return type(field)(*(_spec(getattr(field, f.name)) for f in dataclasses.fields(field)))
   if isinstance(field, _Array):
-    return np.frombuffer(field.data, np.dtype(field.dtype)).reshape(field.shape)
+    return np.frombuffer(field.data, field.dtype).reshape(field.shape)
   return field

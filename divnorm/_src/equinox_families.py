@@ -15,6 +15,7 @@ from jaxtyping import Array
 
 from divnorm._src import families
 from divnorm._src import flax_semantics as fs
+from divnorm._src.checks import check_int
 from divnorm._src.equinox import _NO_STATE, _check_channels, _float, _out
 from divnorm._src.nonnegative import nonnegative, nonnegative_init
 
@@ -83,7 +84,7 @@ class BurgNorm(eqx.Module):
 
   def __init__(self, channels: int, *, kernel_size: int = 5, spatial_dims: int = 2,
                n_init: float = 1.0, eta_init: float = 1.0, v_l1: float = 0.0, dtype=None):
-    dtype, c = _float(dtype), channels
+    dtype, c = _float(dtype), check_int(channels, "channels", minimum=1)
     k = families.burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims)
     self.n, self.eta = jnp.full((c,), n_init, dtype), jnp.full((c,), eta_init, dtype)
     self.u = nonnegative_init(jnp.full((k,) * spatial_dims, 1.0 / k**spatial_dims), dtype=dtype)
@@ -133,7 +134,7 @@ class CenterSurroundNorm(eqx.Module):
   def __init__(self, channels: int, *, surround_dist: int = 1, group_size: int = 8,
                beta_min: float = 1e-6, beta_init: float = 1e-6, gamma_init: float = 1 / 16,
                use_weight: bool = True, use_bias: bool = True, dtype=None):
-    dtype, c = _float(dtype), channels
+    dtype, c = _float(dtype), check_int(channels, "channels", minimum=1)
     families.check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
                                           gamma_init, channels=c)
 
