@@ -91,7 +91,13 @@ if _typing.TYPE_CHECKING:  # what `__getattr__` imports on first use, for type c
 
 def __getattr__(name: str) -> _types.ModuleType:
   if name in _LAZY_SUBMODULES:
-    return importlib.import_module(f"divnorm.{name}")
+    try:
+      return importlib.import_module(f"divnorm.{name}")
+    except ModuleNotFoundError as e:  # its optional library is missing: `import` says which
+      if e.name == f"divnorm.{name}":
+        raise
+      # an attribute that is not there (hasattr, getattr with a default, help) is this error
+      raise AttributeError(f"module 'divnorm' has no attribute {name!r}: {e}") from e
   raise AttributeError(f"module 'divnorm' has no attribute {name!r}")
 
 

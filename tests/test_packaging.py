@@ -50,3 +50,35 @@ def test_sdist_holds_the_library_and_its_license_but_no_partial_test_suite(tmp_p
   assert {"LICENSE", "README.md", "pyproject.toml", "divnorm/py.typed",
           "divnorm/_src/core.py"} <= names
   assert not [n for n in names if n.split("/")[0] in ("tests", "experiments", "benchmarks")]
+
+
+def test_the_docs_extra_installs_what_the_api_pages_import():
+  """docs/conf.py imports every public module, divnorm.equinox and divnorm.haiku too: the
+  docs extra holds their optional libraries (without them `sphinx -W` stops at the config)."""
+  import tomllib
+  extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+      "optional-dependencies"]
+  conf = (ROOT / "docs" / "conf.py").read_text()
+  for module, extra in (("divnorm.equinox", "equinox"), ("divnorm.haiku", "haiku")):
+    assert module in conf
+    assert set(extras[extra]) <= set(extras["docs"]), extra
+
+
+def test_a_missing_optional_library_is_an_absent_attribute_and_an_import_error():
+  """Without equinox and haiku: help(divnorm), hasattr and getattr with a default work (the
+  lazy attribute is absent), and importing the module says which extra to install."""
+  code = """if True:
+    import inspect, pydoc, sys
+    sys.modules["equinox"] = sys.modules["haiku"] = None  # not installed
+    import divnorm
+    assert not hasattr(divnorm, "equinox") and getattr(divnorm, "haiku", None) is None
+    assert "normalize" in pydoc.render_doc(divnorm) and inspect.getmembers(divnorm)
+    try:
+      from divnorm import equinox
+    except ModuleNotFoundError as e:
+      assert "pip install 'divnorm[equinox]'" in str(e), e
+    else:
+      raise AssertionError("imported")
+    assert divnorm.linen.LayerNorm and divnorm.nnx.LayerNorm
+  """
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
