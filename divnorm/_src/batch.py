@@ -17,6 +17,8 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
+  Bool,
+  Int,
   check_bool,
   check_broadcasts,
   check_floating_dtype,
@@ -67,7 +69,7 @@ def check_state_dtype(dtype, name: str):
 
 
 def batch_stats_init(
-    x_or_shape, *, feature_axes: int | Sequence[int] = -1, dtype=jnp.float32
+    x_or_shape, *, feature_axes: Int | Sequence[Int] = -1, dtype=jnp.float32
 ) -> BatchStats:
   """Initial running statistics (mean 0, variance 1) for inputs like `x_or_shape`."""
   features = feature_shape(x_or_shape, feature_axes, "batch_stats_init")
@@ -144,14 +146,14 @@ def batch_norm(
     x: ArrayLike,
     stats: BatchStats,
     *,
-    training: bool,
-    feature_axes: int | Sequence[int] = -1,
+    training: Bool,
+    feature_axes: Int | Sequence[Int] = -1,
     momentum: ArrayLike = 0.99,
     sigma: ArrayLike = 0.0,
     axis_name=None,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
-    fast_variance: bool | None = None,
+    return_centered: Bool = False,
+    fast_variance: Bool | None = None,
 ) -> tuple[Any, BatchStats]:
   """Batch normalization of `x` with running statistics `stats`.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,12 @@ BORDERS = ("valid", "zeros", "zeros_with_divisor_bug")
 
 _SIGMA_HINT = (" (sigma is the smoothing term of sqrt(sigma^2 + E[v^2]); Flax's epsilon is "
                "sigma**2, so pass sigma=sqrt(epsilon))")
+
+
+# README "The rules": an int is a Python, NumPy or concrete JAX integer, a bool a Python,
+# NumPy or concrete JAX bool (annotations of the public functions; `check_int`, `check_bool`).
+Int: TypeAlias = int | np.integer | jax.Array
+Bool: TypeAlias = bool | np.bool_ | jax.Array
 
 
 def is_concrete(value) -> bool:

@@ -24,6 +24,7 @@ from jax.export import is_symbolic_dim
 from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
+  Bool,
   check_bool,
   check_border,
   check_finite,
@@ -73,8 +74,8 @@ def normalize(
     border: str = "valid",
     mask: ArrayLike | None = None,
     axis_name=None,
-    return_centered: bool = False,
-    fast_variance: bool | None = None,
+    return_centered: Bool = False,
+    fast_variance: Bool | None = None,
     alpha: ArrayLike = 2.0,
     epsilon: ArrayLike = 0.5,
     pool: str = "mean",

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import (
+  Int,
   channel_axis_index,
   check_array,
   check_finite,
@@ -206,8 +207,8 @@ def _pooled_divide(v: jax.Array, field, constant, *, alpha=1.0, epsilon=1.0) -> 
   return scale(v, pool + constant, 0.0, epsilon)
 
 
-def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int | None = None,
-                channel_axis: int = -1) -> jax.Array:
+def miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: Int | None = None,
+                channel_axis: Int = -1) -> jax.Array:
   r"""Divisive feature normalization of Miller, Chung & Miller (ICLR 2022).
 
   .. math::
@@ -278,7 +279,7 @@ def learned_miller_norm(a: jax.Array, *, lamb, alpha, beta, k, width: int,
   return scale(t, k + k * alpha / lamb * pool, 0.0, beta).astype(a.dtype)
 
 
-def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: int = -1) -> jax.Array:
+def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: Int = -1) -> jax.Array:
   r"""Learned divisive normalization of Burg et al. (PLoS Comput. Biol. 2021), Eq. 1.
 
   .. math::
@@ -363,7 +364,7 @@ def burg_penalty(v) -> jax.Array:
   return jnp.sum(jnp.abs(check_array(v, "v", " (the feature weights)")))
 
 
-def group_mixing(gamma_k, group_size: int) -> jax.Array:
+def group_mixing(gamma_k, group_size: Int) -> jax.Array:
   """The ``[C, C]`` block-diagonal mixing of Pan et al.'s centre pool from ``gamma_k``.
 
   ``gamma_k [group_size, C]`` (>= 0): entry ``[j, i]`` weighs channel j of i's group (a 1x1
@@ -388,9 +389,9 @@ def group_mixing(gamma_k, group_size: int) -> jax.Array:
   return jnp.where(same, full, jnp.zeros((), full.dtype))
 
 
-def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist: int = 1,
-                         group_size: int = 8, beta_min: float = 1e-6,
-                         channel_axis: int = -1) -> jax.Array:
+def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist: Int = 1,
+                         group_size: Int = 8, beta_min: float = 1e-6,
+                         channel_axis: Int = -1) -> jax.Array:
   r"""Weighted normalization with centre and surround pools, Pan et al. (2021), ``WN_s``.
 
   .. math::
@@ -457,7 +458,7 @@ def center_surround_norm(x: jax.Array, *, beta, gamma_k, gamma_s, surround_dist:
   return _pooled_divide(xs, surround, constant, alpha=2.0, epsilon=0.5).astype(x.dtype)
 
 
-def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
+def gaussian_filterbank(channels: Int, size: Int, key: jax.Array) -> jax.Array:
   """Veerabadran et al.'s initial pools: ``[size, size, channels]`` 2-D Gaussians.
 
   On ``linspace(-1, 1, size)^2`` with standard deviations 0.5, 1, 2 and 3 (a quarter of the
@@ -479,7 +480,7 @@ def gaussian_filterbank(channels: int, size: int, key: jax.Array) -> jax.Array:
 
 
 def gaussian_norm(x: jax.Array, *, weights, sigma, offset: float = 1e-5,
-                  channel_axis: int = -1) -> jax.Array:
+                  channel_axis: Int = -1) -> jax.Array:
   r"""Learned divisive normalization with Gaussian-initialized pools, Veerabadran et al.
 
   .. math::

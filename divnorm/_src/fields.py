@@ -30,7 +30,7 @@ from typing import NamedTuple, TypeAlias
 import jax
 import numpy as np
 
-from divnorm._src.checks import axis_range, check_int, describe, is_concrete
+from divnorm._src.checks import Int, axis_range, check_int, describe, is_concrete
 
 
 class Field(NamedTuple):
@@ -105,7 +105,7 @@ def _width(width, axis: int, role: str) -> int:
   return int(width)
 
 
-def resolve_field(field: FieldSpec, ndim: int, *, role: str = "field") -> Field:
+def resolve_field(field: FieldSpec, ndim: Int, *, role: str = "field") -> Field:
   """Checks `field` against an input of rank `ndim` and returns its canonical form.
 
   Args:
@@ -194,7 +194,7 @@ def resolve_axes(axes, ndim: int, *, role: str) -> tuple[int, ...]:
 
 
 def grouped_field(
-    field: FieldSpec, axis: int, size: int, shape: tuple[int, ...], *, role: str = "field"
+    field: FieldSpec, axis: Int, size: Int, shape: tuple[int, ...], *, role: str = "field"
 ) -> Field:
   """`field` plus `axis` cut into contiguous groups of `size` entries, each averaged whole.
 

@@ -26,6 +26,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
+  Int,
   axis_index,
   check_array,
   check_bool,
@@ -68,7 +69,7 @@ class GDNParams(NamedTuple):
   gamma: jax.Array
 
 
-def gdn_init(channels: int, *, beta: float = 1.0, gamma: float = 0.1,
+def gdn_init(channels: Int, *, beta: float = 1.0, gamma: float = 0.1,
              dtype=jnp.float32) -> GDNParams:
   """Raw parameters for ``beta = beta * 1`` and ``gamma = gamma * I`` (the usual init).
 
@@ -139,7 +140,7 @@ def gdn(
     alpha: ArrayLike = 2.0,
     epsilon: ArrayLike = 0.5,
     inverse: bool = False,
-    channel_axis: int = -1,
+    channel_axis: Int = -1,
 ) -> jax.Array:
   """GDN (or IGDN with `inverse`) over the channel axis, with explicit `beta`, `gamma`.
 

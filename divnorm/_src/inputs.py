@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from divnorm._src.checks import (
+  Int,
   broadcasts_to,
   check_finite,
   check_input,
@@ -240,7 +241,7 @@ class UnitLength(NamedTuple):
   ord: int
 
 
-def unit_length_fit(data, axes: Axes = -1, *, ord: int = 2) -> UnitLength:  # noqa: A002
+def unit_length_fit(data, axes: Axes = -1, *, ord: Int = 2) -> UnitLength:  # noqa: A002
   """Unit length needs no statistics: this checks and records `axes` and `ord`."""
   data = check_input(data, "data")
   ord = check_int(ord, "ord", context="unit_length.fit")  # noqa: A001

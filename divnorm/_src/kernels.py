@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from divnorm._src.checks import check_int, check_nonnegative, check_odd, check_positive
+from divnorm._src.checks import Int, check_int, check_nonnegative, check_odd, check_positive
 from divnorm._src.nonnegative import nonnegative
 
 
@@ -156,7 +156,7 @@ def _check_kernel_shape(weights, along, name: str) -> None:
         f"size must be odd (pad the weights with a zero to the next odd size).")
 
 
-def kernel(weights, *, dilation: int = 1, along: int | None = None) -> Kernel:
+def kernel(weights, *, dilation: Int = 1, along: Int | None = None) -> Kernel:
   """A kernel with the given nonnegative `weights` (see `Kernel`).
 
   Raises:
@@ -170,7 +170,7 @@ def kernel(weights, *, dilation: int = 1, along: int | None = None) -> Kernel:
   return Kernel(weights, dilation, along)
 
 
-def learned_kernel(raw, *, dilation: int = 1, along: int | None = None,
+def learned_kernel(raw, *, dilation: Int = 1, along: Int | None = None,
                    minimum: float = 0.0) -> Kernel:
   """A kernel whose weights are ``nonnegative(raw, minimum=minimum)``: >= 0 for any `raw`.
 
@@ -181,7 +181,7 @@ def learned_kernel(raw, *, dilation: int = 1, along: int | None = None,
   return Kernel(nonnegative(raw, minimum=minimum), dilation, along)
 
 
-def box(width: int, *, dilation: int = 1) -> Kernel:
+def box(width: Int, *, dilation: Int = 1) -> Kernel:
   """Every entry of the window weighs 1 (today's windows: ``{axis: width}``)."""
   width = _odd_width(width, "box")
   return Kernel(np.ones(width), _positive_int(dilation, "dilation"))
@@ -204,7 +204,7 @@ def _is_array(value) -> bool:
   return isinstance(value, jax.Array)
 
 
-def gaussian(width: int, *, sigma) -> Kernel:
+def gaussian(width: Int, *, sigma) -> Kernel:
   """``w_k = exp(-k^2 / (2 sigma^2))`` for ``|k| <= width // 2`` (the mean divides by the sum).
 
   One per axis gives a separable Gaussian with a width per axis:
@@ -231,7 +231,7 @@ def miller_width(scale: float) -> int:
   return n + 1 if n % 2 == 0 else n
 
 
-def exponential(width: int | None = None, *, scale) -> Kernel:
+def exponential(width: Int | None = None, *, scale) -> Kernel:
   """``w_k = exp(-|k| / scale)``: Miller et al.'s decay along channels (``scale = lambda``).
 
   Args:
@@ -251,7 +251,7 @@ def exponential(width: int | None = None, *, scale) -> Kernel:
   return Kernel(np.exp(-np.abs(_offsets(width)) / scale))
 
 
-def center_surround(width: int = 3, *, dilation: int = 1, ndim: int = 1) -> Kernel:
+def center_surround(width: Int = 3, *, dilation: Int = 1, ndim: Int = 1) -> Kernel:
   """A box with its centre zeroed: the surround alone (Pan et al. 2021: 3x3, dilated).
 
   Args:

@@ -14,18 +14,18 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from divnorm._src.checks import axis_index, check_broadcasts, check_input, check_lrn_args
+from divnorm._src.checks import Int, axis_index, check_broadcasts, check_input, check_lrn_args
 from divnorm._src.reductions import stat_dtype, window_sum
 
 
 def local_response_norm(
     x: ArrayLike,
     *,
-    size: int,
+    size: Int,
     alpha: ArrayLike = 1e-4,
     beta: ArrayLike = 0.75,
     k: ArrayLike = 1.0,
-    channel_axis: int = -1,
+    channel_axis: Int = -1,
 ) -> jax.Array:
   """Local response normalization across channels, as in ``torch.nn.LocalResponseNorm``.
 

@@ -37,6 +37,8 @@ from divnorm._src.batch import (
   seen_features,
 )
 from divnorm._src.checks import (
+  Bool,
+  Int,
   channel_axis_index,
   check_array,
   check_bool,
@@ -79,7 +81,7 @@ def _features(x, feature_axes) -> tuple[tuple[int, ...], tuple[int, ...], tuple[
   return features, reduction, bshape
 
 
-def mean_stats_init(x_or_shape, *, feature_axes: int | Sequence[int] = -1,
+def mean_stats_init(x_or_shape, *, feature_axes: Int | Sequence[Int] = -1,
                     dtype=jnp.float32) -> MeanStats:
   """Initial running mean (zeros) for inputs like `x_or_shape`."""
   features = feature_shape(x_or_shape, feature_axes, "mean_stats_init")
@@ -90,12 +92,12 @@ def mean_only_batch_norm(
     x: ArrayLike,
     stats: MeanStats,
     *,
-    training: bool,
-    feature_axes: int | Sequence[int] = -1,
+    training: Bool,
+    feature_axes: Int | Sequence[Int] = -1,
     momentum: ArrayLike = 0.99,
     axis_name=None,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
+    return_centered: Bool = False,
     dtype=None,
 ) -> tuple[Any, MeanStats]:
   """Mean-only batch normalization (Salimans & Kingma, 2016): ``y = x - E_batch[x]``.
@@ -147,15 +149,15 @@ def batch_renorm(
     x: ArrayLike,
     stats: BatchStats,
     *,
-    training: bool,
+    training: Bool,
     rmax: ArrayLike = 3.0,
     dmax: ArrayLike = 5.0,
-    feature_axes: int | Sequence[int] = -1,
+    feature_axes: Int | Sequence[Int] = -1,
     momentum: ArrayLike = 0.99,
     sigma: ArrayLike = 0.0,
     axis_name=None,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
+    return_centered: Bool = False,
     dtype=None,
 ) -> tuple[Any, BatchStats]:
   r"""Batch renormalization (Ioffe, 2017).
@@ -233,13 +235,13 @@ def batch_instance_norm(
     stats: BatchStats,
     *,
     rho,
-    training: bool,
-    channel_axis: int = -1,
+    training: Bool,
+    channel_axis: Int = -1,
     momentum: ArrayLike = 0.99,
     sigma: ArrayLike = 0.0,
     axis_name=None,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
+    return_centered: Bool = False,
     dtype=None,
 ) -> tuple[Any, BatchStats]:
   """Batch-instance normalization (Nam & Kim, 2018): ``rho * BN(x) + (1 - rho) * IN(x)``.
@@ -327,13 +329,13 @@ def switchable_norm(
     *,
     mean_weights,
     var_weights,
-    training: bool,
-    channel_axis: int = -1,
+    training: Bool,
+    channel_axis: Int = -1,
     momentum: ArrayLike = 0.99,
     sigma: ArrayLike = 0.0,
     axis_name=None,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
+    return_centered: Bool = False,
     dtype=None,
 ) -> tuple[Any, BatchStats]:
   r"""Switchable normalization (Luo et al., 2019): weighted IN, LN and BN statistics.

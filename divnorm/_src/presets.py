@@ -21,6 +21,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
+  Bool,
+  Int,
   channel_axis_index,
   check_bool,
   check_input,
@@ -41,11 +43,11 @@ def _spatial_axes(ndim: int, channel_axis: int, name: str) -> tuple[int, ...]:
 def layer_norm(
     x: ArrayLike,
     *,
-    reduction_axes: int | Sequence[int] = -1,
+    reduction_axes: Int | Sequence[Int] = -1,
     sigma: ArrayLike = 0.0,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
-    fast_variance: bool | None = None,
+    return_centered: Bool = False,
+    fast_variance: Bool | None = None,
     axis_name=None,
 ) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Layer normalization (Ba et al., 2016): A = B = `reduction_axes` of each example.
@@ -66,11 +68,11 @@ def layer_norm(
 def instance_norm(
     x: ArrayLike,
     *,
-    channel_axis: int = -1,
+    channel_axis: Int = -1,
     sigma: ArrayLike = 0.0,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
-    fast_variance: bool | None = None,
+    return_centered: Bool = False,
+    fast_variance: Bool | None = None,
     axis_name=None,
 ) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Instance normalization (Ulyanov et al., 2016): A = B = the spatial axes, per channel.
@@ -108,13 +110,13 @@ def group_count(num_groups, group_size, channels: int, name: str = "num_groups")
 def group_norm(
     x: ArrayLike,
     *,
-    num_groups: int | None = 32,
-    group_size: int | None = None,
-    channel_axis: int = -1,
+    num_groups: Int | None = 32,
+    group_size: Int | None = None,
+    channel_axis: Int = -1,
     sigma: ArrayLike = 0.0,
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
-    fast_variance: bool | None = None,
+    return_centered: Bool = False,
+    fast_variance: Bool | None = None,
     axis_name=None,
 ) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Group normalization (Wu & He, 2018): A = B = all non-batch axes, per channel group.
@@ -156,7 +158,7 @@ def group_norm(
 def rms_norm(
     x: ArrayLike,
     *,
-    reduction_axes: int | Sequence[int] = -1,
+    reduction_axes: Int | Sequence[Int] = -1,
     sigma: ArrayLike = 0.0,
     mask: ArrayLike | None = None,
     axis_name=None,
@@ -194,15 +196,15 @@ def _windows(window, spatial: tuple[int, ...], name: str, shape) -> tuple[int | 
 def divisive_norm(
     x: ArrayLike,
     *,
-    summation_window: int | Sequence[int | None],
-    suppression_window: int | Sequence[int | None] | None = None,
+    summation_window: Int | Sequence[Int | None],
+    suppression_window: Int | Sequence[Int | None] | None = None,
     sigma: ArrayLike,
-    channel_axis: int = -1,
-    across_channels: bool = True,
+    channel_axis: Int = -1,
+    across_channels: Bool = True,
     border: str = "valid",
     mask: ArrayLike | None = None,
-    return_centered: bool = False,
-    fast_variance: bool | None = None,
+    return_centered: Bool = False,
+    fast_variance: Bool | None = None,
     dtype=None,
 ) -> Any:  # y, or (y, v) with return_centered (see Returns)
   """Divisive normalization (Ren et al., 2017): local windows over the spatial axes.

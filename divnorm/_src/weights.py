@@ -25,6 +25,7 @@ from jax import lax
 
 from divnorm._src import flax_semantics as fs
 from divnorm._src.checks import (
+  Int,
   check_array,
   check_broadcasts,
   check_floating_dtype,
@@ -119,7 +120,7 @@ def spectral_norm(
     w: jax.Array,
     u: jax.Array,
     *,
-    n_steps: int = 1,
+    n_steps: Int = 1,
     feature_axes: Axes = -1,
     epsilon: float = 1e-12,
 ):

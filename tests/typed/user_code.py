@@ -81,3 +81,12 @@ eqx_ln = dqx.LayerNorm(4)
 print(eqx_ln(jnp.ones(4)).round(3), dqx.RMSNorm(4)(jnp.ones(4)).sum())
 out, state = eqx_ln(jnp.ones(4), eqx.nn.State(eqx_ln))
 print(out.shape)
+
+# README "The rules": ints may be NumPy or concrete JAX integers, bools NumPy or JAX bools.
+print(divnorm.batch_norm(x, stats, training=np.bool_(True))[0].shape,
+      divnorm.batch_norm(x, stats, training=jnp.asarray(True))[0].shape,
+      divnorm.group_norm(x, num_groups=np.int64(2)).shape,
+      divnorm.divisive_norm(x, summation_window=(np.int64(3), 3), sigma=0.5).shape,
+      divnorm.layer_norm(x, reduction_axes=np.int64(-1)).shape,
+      divnorm.local_response_norm(x, size=np.int64(3)).shape,
+      divnorm.normalize(x, (1, 2), return_centered=np.bool_(True))[0].shape)
