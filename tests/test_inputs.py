@@ -53,6 +53,23 @@ def test_unit_length_gradient_at_a_zero_vector():
   assert np.isfinite(g(jnp.zeros((2, 3)))).all()
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e20, 1e30])
+def test_unit_length_in_float32_at_any_scale(scale):
+  """x / ||x||_2 does not depend on the scale, though x * x under- or overflows float32
+  beyond 1e+-19 (the output was x itself, or 0); its gradient is float64's at any scale."""
+  x = _data(n=7).astype(np.float64) * scale
+  stats = I.unit_length.fit(x, axes=-1)
+  want = x / np.linalg.norm(x, axis=-1, keepdims=True)
+  np.testing.assert_allclose(I.unit_length.apply(x.astype(np.float32), stats), want, rtol=2e-6,
+                             atol=1e-7)
+  w = np.arange(x.shape[-1], dtype=np.float64)[None]
+  g = jax.grad(lambda t: (I.unit_length.apply(t, stats) * w).sum())(jnp.asarray(x, jnp.float32))
+  n = np.linalg.norm(x, axis=-1, keepdims=True)  # d/dx of (x . w) / |x|
+  want_g = (w - (want * w).sum(-1, keepdims=True) * want) / n
+  np.testing.assert_allclose(np.asarray(g, np.float64) * scale, want_g * scale, rtol=2e-5,
+                             atol=1e-6)
+
+
 def test_pca_decorrelates(x64):
   x = _data()
   stats = I.pca.fit(x)

@@ -257,6 +257,10 @@ def unit_length_apply(x, stats: UnitLength):
   field = resolve_field(stats.axes, x.ndim, role="axes")
   dt = stat_dtype(x.dtype)
   x32 = x.astype(dt)
+  if stats.ord == 2:  # scaled by its largest entry first: x * x under- or overflows in float32
+    # beyond 1e+-19, where x / ||x|| does not (the result does not depend on the scale)
+    big = jax.lax.stop_gradient(jnp.max(jnp.abs(x32), axis=field.whole, keepdims=True))
+    x32 = x32 / jnp.where(big > 0, big, jnp.ones((), dt))
   total = field_sum(jnp.abs(x32) if stats.ord == 1 else x32 * x32, field)
   # A zero vector divides by 1, selected before the square root: its gradient at 0 is inf.
   safe = jnp.where(total > 0, total, jnp.ones((), dt))
