@@ -531,3 +531,36 @@ def test_any_haiku_layer_in_a_narrow_dtype_equals_haiku_s_in_float64(name, data)
   layer = data.draw(_haiku_layers(name), label="layer")
   dtype = jnp.dtype(data.draw(st.sampled_from(["bfloat16", "float16"]), label="dtype"))
   _equals_haiku_s_in_float64(name, layer, dtype)
+
+
+@pytest.mark.loose_promotion  # haiku's own layers promote a float32 scale with bfloat16
+@pytest.mark.parametrize("call", [
+    lambda L, x, s: L.LayerNorm(-1, False, False)(x, scale=s, offset=0.5),
+    lambda L, x, s: L.GroupNorm(2, create_scale=False, create_offset=False)(x, scale=s,
+                                                                          offset=0.5),
+    lambda L, x, s: L.BatchNorm(False, False, 0.9)(x, True, scale=s, offset=0.5),
+    lambda L, x, s: L.InstanceNorm(False, False)(x, scale=s),
+], ids=["LayerNorm", "GroupNorm", "BatchNorm", "InstanceNorm"])
+def test_a_python_number_scale_keeps_haiku_s_output_dtype(call):
+  """A Python scale or offset at call time is weakly typed: bfloat16 stays bfloat16, as in
+  haiku (an hk.scan carry keeps its type); a float32 array widens it, in both."""
+  x = jnp.linspace(-1, 1, 24, dtype=jnp.bfloat16).reshape(2, 3, 4)
+  for scale, want in ((2.0, jnp.bfloat16), (jnp.float32(2.0), jnp.float32)):
+    dtypes = []
+    for lib in (hk, dhk):
+      f = hk.transform_with_state(lambda x, lib=lib, scale=scale: call(lib, x, scale))
+      params, state = f.init(None, x)
+      dtypes.append(f.apply(params, state, None, x)[0].dtype)
+    assert dtypes == [want, want], dtypes
+
+
+def test_an_empty_cross_replica_axis_is_none_as_in_haiku():
+  """haiku tests `if self.cross_replica_axis:`: "" (a config file's "none") pools nothing."""
+  x = _x((4, 3))
+  outs = []
+  for axis in ("", None):
+    f = hk.transform_with_state(lambda x, axis=axis: dhk.BatchNorm(
+        True, True, 0.9, cross_replica_axis=axis)(x, True))
+    params, state = f.init(None, x)
+    outs.append(f.apply(params, state, None, x)[0])
+  np.testing.assert_array_equal(*outs)

@@ -130,3 +130,16 @@ def test_bad_arguments_name_the_argument(make, error, match):
 def test_docstring_examples_run():
   results = doctest.testmod(haiku_weights, globs={}, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert results.attempted >= 10 and results.failed == 0
+
+
+@pytest.mark.parametrize("make", [lambda eps: dhk.SpectralNorm(eps=eps),
+                                  lambda eps: dhk.WeightNorm(eps=eps)],
+                         ids=["SpectralNorm", "WeightNorm"])
+def test_a_traced_eps_works_as_in_haiku(make):
+  """`eps` passed through a jitted apply is traced: it is added as an array, not converted
+  to a NumPy constant (TracerArrayConversionError)."""
+  w = jnp.array([[4.0, 1.0], [0.5, 2.0]])
+  f = hk.without_apply_rng(hk.transform_with_state(lambda w, eps: make(eps)(w)))
+  params, state = f.init(jax.random.key(0), w, 1e-4)
+  np.testing.assert_allclose(jax.jit(f.apply)(params, state, w, 1e-4)[0],
+                             f.apply(params, state, w, 1e-4)[0], rtol=1e-6)

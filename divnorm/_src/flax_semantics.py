@@ -222,8 +222,8 @@ def result_dtype(*arrays, dtype=None) -> np.dtype:
       raise ValueError(f"dtype={shown} is not an inexact dtype (flax's 'Dtype must be "
                        f"inexact'); pass a floating one, e.g. jnp.float32, or None.")
     return out
-  with jax.numpy_dtype_promotion("standard"):
-    out = jnp.result_type(*[jnp.asarray(a).dtype for a in arrays if a is not None])
+  with jax.numpy_dtype_promotion("standard"):  # a Python number is weak: it widens nothing
+    out = jnp.result_type(*[a for a in arrays if a is not None])
     return np.dtype(out if jnp.issubdtype(out, jnp.inexact) else jnp.float32)
 
 

@@ -202,7 +202,7 @@ def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
   features = fs.canonical_axes(feature_axes, value.ndim, "feature_axes")
   reduction = tuple(a for a in range(value.ndim) if a not in features)
   v = value.astype(stat_dtype(fs.result_dtype(value, scale)))
-  sq = jnp.sum(v * v, axis=reduction, keepdims=True) + np.asarray(epsilon, v.dtype)
+  sq = jnp.sum(v * v, axis=reduction, keepdims=True) + jnp.asarray(epsilon, v.dtype)
   w = v * lax.rsqrt(overflow_to_nan(sq))
   return fs.affine(w, scale, None, features).astype(fs.result_dtype(value, scale, dtype=dtype))
 
@@ -222,7 +222,7 @@ def spectral_normalized(value, u, *, n_steps: int, epsilon, dtype):
   ``u`` and ``sigma`` are in `u`'s dtype, the state's (a jitted step never retraces)."""
   value = jnp.asarray(value)
   mat = value.reshape(matrix_shape(value, False)).astype(stat_dtype(fs.result_dtype(value, u)))
-  eps = np.asarray(epsilon, mat.dtype)
+  eps = jnp.asarray(epsilon, mat.dtype)  # traced too (haiku's eps)
   u0 = jnp.asarray(u).astype(mat.dtype)
   for _ in range(n_steps):
     v0 = u0 @ mat.T
