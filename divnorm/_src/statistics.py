@@ -132,9 +132,11 @@ Strategy = Callable[..., Stats]
 def variance_floor(dtype) -> float:
   """A floor added to ``sigma^2 + E_B[v^2]``: ``finfo(dtype).tiny ** (1/3)``.
 
-  About 2e-13 in float32 and 3e-103 in float64: far below any variance that carries
-  information, yet large enough that ``rsqrt`` and its derivatives stay finite, so a
-  constant field gives ``y = 0`` with finite gradients even at ``sigma = 0``.
+  About 2e-13 in float32 and 3e-103 in float64, large enough that ``rsqrt`` and its
+  derivatives stay finite, so a constant field gives ``y = 0`` with finite gradients even at
+  ``sigma = 0``. It is the variance of a standard deviation of 4.8e-7 in float32, so it
+  shows in data nearly that flat: layer norm over 256 entries of standard deviation 1e-4 is
+  within 4.9e-5 of float64, of 1e-6 off by 0.45 (README, "sigma and Flax's epsilon").
   """
   return float(np.finfo(dtype).tiny) ** (1.0 / 3.0)
 
