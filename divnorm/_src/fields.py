@@ -29,6 +29,7 @@ from typing import NamedTuple, TypeAlias
 
 import jax
 import numpy as np
+from jax.export import is_symbolic_dim
 
 from divnorm._src.checks import Int, axis_range, check_int, describe, is_concrete
 
@@ -176,7 +177,7 @@ def check_tiles(field: Field, shape: tuple[int, ...], role: str = "field") -> Fi
   """`field` (resolved), whose groups must tile their axes of an input of `shape`: a `Field`
   built by hand may hold groups that do not, which `grouped_field` refuses."""
   for a, size in field.groups:
-    if shape[a] % size:
+    if not is_symbolic_dim(shape[a]) and shape[a] % size:
       raise ValueError(
           f"{role}: groups of {size} entries do not tile axis {a} of length {shape[a]}; use a "
           f"positive divisor of {shape[a]} (divnorm.grouped_field checks this for a shape).")
@@ -207,7 +208,8 @@ def grouped_field(
   """
   if not isinstance(shape, Sequence) or isinstance(shape, str):
     raise TypeError(f"{role}: shape={shape!r} is not a shape; pass the input's, x.shape.")
-  ndim = len(tuple(check_int(n, "shape", minimum=0, context=role) for n in shape))
+  ndim = len(tuple(n if is_symbolic_dim(n) else check_int(n, "shape", minimum=0, context=role)
+                   for n in shape))  # symbolic sizes: jax.export's
   base = resolve_field(field, ndim, role=role)
   a = _axis(axis, ndim, role)
   if a in base.axes:
