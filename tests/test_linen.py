@@ -132,6 +132,12 @@ def test_penalties_are_counted_once_per_use():
     np.testing.assert_allclose(penalty, expected, rtol=1e-5)
   assert set(updates) == {"batch_stats"}
   assert penalty.dtype == jnp.float32
+  # `mutable` as in apply: a name, True, or one of flax's filters
+  for mutable, returned in (("batch_stats", {"batch_stats"}), (True, {"batch_stats", "params"}),
+                            (nn.DenyList("params"), {"batch_stats"})):
+    _, again, more = dnn.apply_with_penalty(model, variables, x, mutable=mutable)
+    np.testing.assert_allclose(again, expected, rtol=1e-5)
+    assert set(more) == returned
   grad = jax.grad(lambda v: dnn.apply_with_penalty(model, v, x, mutable=["batch_stats"])[1])(
     variables)
   assert np.isfinite(jax.tree.leaves(grad)[0]).all()

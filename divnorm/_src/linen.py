@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core.scope import CollectionFilter, union_filters
 from flax.linen import initializers
 
 from divnorm._src import flax_semantics as fs
@@ -45,7 +46,7 @@ def sum_penalties(losses) -> jax.Array:
 
 
 def apply_with_penalty(module: nn.Module, variables, *args,
-                       mutable: bool | str | Sequence[str] = False, **kwargs):
+                       mutable: CollectionFilter = False, **kwargs):
   """``module.apply`` that also returns the sum of the sown penalties, counted once.
 
   `variables` are as ``init`` returns them (a ``"losses"`` entry is ignored); `mutable`
@@ -54,9 +55,8 @@ def apply_with_penalty(module: nn.Module, variables, *args,
   updated collections other than ``"losses"`` (``{}`` if `mutable` is False).
   """
   variables = {k: v for k, v in variables.items() if k != "losses"}
-  others = [] if mutable is False else [mutable] if isinstance(mutable, str) else mutable
-  collections = True if mutable is True else ["losses", *others]
-  out, updates = module.apply(variables, *args, mutable=collections, **kwargs)
+  out, updates = module.apply(variables, *args, mutable=union_filters(mutable, "losses"),
+                              **kwargs)
   updates = dict(updates)
   return out, sum_penalties(updates.pop("losses", {})), updates
 
