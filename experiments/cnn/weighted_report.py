@@ -127,6 +127,21 @@ def plot_pools(pools_npz: str, path: str, title: str) -> None:
   plt.close(fig)
 
 
+def converged_reference(results_dir: str) -> str:
+  """BN*'s and DN*'s test accuracy in the converged study (`results/cnn/converged`, beside
+  `results_dir`), mean ± std over its seeds, or where it is missing."""
+  from experiments.engine.study import load_results
+  converged = os.path.join(os.path.dirname(os.path.abspath(results_dir)), "converged")
+  rows = [r for r in load_results(converged).values()
+          if r.get("plan") == "table" and "failed" not in r]
+  parts = []
+  for variant in BASELINES:
+    accuracy = [r["test_accuracy"] for r in rows if r.get("variant") == variant]
+    parts.append(f"{variant} {seed_stats.format_mean(seed_stats.summarize(accuracy))} "
+                 f"(n={len(accuracy)})" if accuracy else f"{variant} not found")
+  return ", ".join(parts) + " (results/cnn/converged)"
+
+
 def report(rows: dict, results_dir: str) -> str:
   """The study's markdown (written to results_dir/summary.md by the caller) and figures."""
   for variant in WEIGHTED_VARIANTS:
@@ -134,9 +149,20 @@ def report(rows: dict, results_dir: str) -> str:
     if os.path.exists(npz):
       plot_pools(npz, os.path.join(results_dir, f"pools_{safe_name(variant)}.png"),
                  f"{variant}, seed 0: learned pools")
+  machines = sorted({r["machine"] for r in rows.values() if r.get("machine")})
+  steps = sorted({r["num_steps"] for r in rows.values() if r.get("num_steps")})
+  examples = sorted({r["max_train_examples"] for r in rows.values()
+                     if r.get("max_train_examples")})
   return "\n\n".join([
       "# Weighted and learned fields: the study's tables",
+      "Runs: `python -m experiments.cnn.weighted_study run` (resumable)  \n"
+      "Report: `python -m experiments.cnn.weighted_study report`  \n"
+      f"Machine: {'; '.join(machines) or 'n/a'}  \n"
+      f"Training: {', '.join(map(str, steps)) or 'n/a'} steps on "
+      f"{', '.join(f'{n:,}' for n in examples) or 'all'} Fashion-MNIST training images",
       "Protocol: results/PROTOCOL_WEIGHTED.md. Test accuracy on the 10,000 Fashion-MNIST test "
-      "images after the last step; mean ± std over seeds (n).",
+      "images after the last step; mean ± std over seeds (n). BN* and DN* are re-run here; the "
+      "converged study's, with the same seeds and recipe, for reference only (the protocol): "
+      f"{converged_reference(results_dir)}.",
       accuracy_table(rows), "## Each learned pool against DN* and BN*", comparison_table(rows),
       "## Do the first layer's pools prefer similar filters? (Spearman's rho)", v1_table(rows)])

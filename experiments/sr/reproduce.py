@@ -73,6 +73,12 @@ def write_table(path: str, results: dict, scales, variants, *, test_name: str, n
   return text
 
 
+def command_and_machine(command: str, machine: dict) -> str:
+  """A table's lines that say what ran it, and where (as `results.json` records them)."""
+  return (f"Command: `{command}`  \nMachine: {machine['platform']}, {machine['cpu_count']} "
+          f"CPUs, jax {machine['jax']} on {', '.join(machine['devices'])}")
+
+
 def write_figure(path: str, panels_by_scale: dict, *, crop, image_name: str) -> None:
   """Rows = scales, columns = ground truth then each variant; same crop everywhere."""
   import matplotlib
@@ -226,6 +232,12 @@ def main(argv=None) -> int:
           f" ({schedule}). Paper: their training for up to 1e8 steps; Set14 / BSD200 test sets.")
   if args.set:
     note += f" Config overrides (every run): {', '.join(args.set)}."
+  command = "python -m experiments.sr.reproduce " + " ".join(
+      argv if argv is not None else sys.argv[1:])
+  machine = {"platform": platform.platform(), "processor": platform.processor(),
+             "cpu_count": os.cpu_count(), "jax": jax.__version__,
+             "devices": [str(d) for d in jax.devices()]}
+  note += "\n\n" + command_and_machine(command, machine)
   test_name = test_source.split("/")[-1] if test_source.startswith("folder:") else test_source
   table = write_table(os.path.join(args.out, "table.md"), results, scales, variants,
                       test_name=test_name, note=note, cfgs={v: cfgs[(scales[0], v)]
@@ -233,11 +245,7 @@ def main(argv=None) -> int:
   write_figure(os.path.join(args.out, "figure.png"), panels, crop=(r0, c0, size),
                image_name=args.figure_image if args.figure_image in names else names[0])
   with open(os.path.join(args.out, "results.json"), "w") as f:
-    json.dump({"command": "python -m experiments.sr.reproduce " + " ".join(
-        argv if argv is not None else sys.argv[1:]),
-               "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                           "cpu_count": os.cpu_count(), "jax": jax.__version__,
-                           "devices": [str(d) for d in jax.devices()]},
+    json.dump({"command": command, "machine": machine,
                "mean": results, "images": per_image, "seconds": timings, "configs": configs},
               f, indent=1, default=str)
   print(table)
