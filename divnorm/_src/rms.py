@@ -7,12 +7,14 @@ with their scale).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.export import is_symbolic_dim
 
 from divnorm._src.checks import check_mask, check_sigma
 from divnorm._src.fields import Field
@@ -46,7 +48,10 @@ def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name, scale=Non
   0.32-1.01x; float16, which YNNPACK does not convert in its kernels, 0.82-1.12x
   (BENCHMARKS.md, "RMS norm's written derivative").
   Elsewhere JAX differentiates `rms_factors`: in float32 the written one took 0.94-1.17x
-  its time, and a GPU fuses the forward into one kernel, which a barrier would split.
+  its time, and a GPU fuses the forward into one kernel, which a barrier would split; so
+  does a layer's (with `scale`) over fields of fewer than 16 entries, where the written
+  one took 1.2x its time (linen RMSNorm over 4, 8 and 12 features; BENCHMARKS.md, "RMS
+  norm over few features").
   """
   dt = stat_dtype(x.dtype)
   sigma = jnp.asarray(check_sigma(sigma, stats_shape(x.shape, field)), dt)
@@ -56,11 +61,19 @@ def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name, scale=Non
     v, r = rms_factors(x.astype(dt), field, sigma=sigma, mask=mask, axis_name=axis_name)
     return v * r if scale is None else v * scale * r
 
-  if x.dtype == dt:
+  if x.dtype == dt or (scale is not None and _entries(x.shape, field) < 16):
     return default(x, sigma, mask, scale)
   return lax.platform_dependent(
       x, sigma, mask, scale, cpu=lambda *args: _written(*args, field, axis_name),
       default=default)
+
+
+def _entries(shape: tuple[int, ...], field: Field) -> float:
+  """The entries of a field of whole axes (inf for windows, groups or symbolic sizes)."""
+  sizes = [shape[a] for a in field.whole]
+  if field.windows or field.groups or any(is_symbolic_dim(n) for n in sizes):
+    return math.inf
+  return math.prod(sizes)
 
 
 class RmsRead(NamedTuple):
