@@ -27,10 +27,14 @@ def rms_factors(x: jax.Array, field: Field, *, sigma, mask, axis_name=None
   """``(v, r)`` of `divnorm.rms_norm` over `field`: ``v`` is `x` masked, ``r = 1 / sqrt(sigma^2
   + E[v^2])`` at the statistics' size (modules fold their scale into ``r``)."""
   sigma, mask = check_sigma(sigma, stats_shape(x.shape, field)), check_mask(mask, x.shape)
-  v = select(x, mask)  # square, not v * v: the product rule's two terms split XLA's fusion
+  v = select(x, mask)
+  # square, not v * v: the product rule's two terms split XLA's fusion; but over 4 and 8
+  # entries the product took 0.68-0.89x its time (over 12, 1.15x; BENCHMARKS.md, "RMS norm
+  # over few features")
+  squares = v * v if _entries(x.shape, field) < 12 else jnp.square(v)
   count = field_count(x.shape, field, mask=mask, axis_name=axis_name, dtype=x.dtype)
   return v, inverse_scale(divide_by_count(
-      field_sum(jnp.square(v), field, axis_name=axis_name), count), sigma)
+      field_sum(squares, field, axis_name=axis_name), count), sigma)
 
 
 def rms_normalized(x: jax.Array, sigma, mask, field: Field, axis_name, scale=None) -> jax.Array:
