@@ -980,7 +980,8 @@ for name, call in [
         lambda t: D.normalize(t, (0,), axis_name=True), axis_name="b")(X2))]:
   case(f"{name} axis_name an int", call, Error(TypeError, "axis_name=.* is an int"))
 case("normalize under vmap, a named axis", lambda: jax.vmap(
-    lambda t: D.normalize(t, (0,), axis_name="b"), axis_name="b")(X2), _close(lambda: _ln(X2, (0, 1))))
+    lambda t: D.normalize(t, (0,), axis_name="b"), axis_name="b")(X2),
+     _close(lambda: _ln(X2, (0, 1))))
 
 # batch_renorm's clipping limits per feature broadcast to the statistics, or are refused.
 for name, kw in [("rmax of 7 entries for 4 features", dict(rmax=np.full(7, 3.0))),

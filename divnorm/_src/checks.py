@@ -296,6 +296,14 @@ def check_bool(value, name: str) -> bool:
   raise TypeError(f"{name}={describe(value)} is not a bool; pass {name}=True or {name}=False.")
 
 
+def check_scalar(value, name: str, what: str, *, context: str = "") -> None:
+  """A ValueError unless `value` is a scalar: one hyperparameter (`what` it is, e.g. "one
+  exponent"), not one per entry."""
+  if np.ndim(value) != 0:
+    where = f"{context}: " if context else ""
+    raise ValueError(f"{where}{name} has shape {np.shape(value)}; it is {what}, a scalar.")
+
+
 def check_axis_name(axis_name):
   """`axis_name` (a mapped axis' name, or a tuple of names), or a TypeError for an int or a
   bool in it: JAX's collectives read an int as a positional axis of the array, so it would

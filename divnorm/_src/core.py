@@ -32,6 +32,7 @@ from divnorm._src.checks import (
   check_input,
   check_mask,
   check_positive,
+  check_scalar,
   check_sigma,
 )
 from divnorm._src.fields import Field, FieldSpec
@@ -245,8 +246,7 @@ def resolve_fields(summation, suppression, shape: tuple[int, ...]):
 def _check_suppression(alpha, epsilon, pool) -> None:
   check_positive(alpha, "alpha", " (the exponent of |v| in the suppression; 2 in the paper)")
   for name, value in (("alpha", alpha), ("epsilon", epsilon)):
-    if np.ndim(value) != 0:
-      raise ValueError(f"{name} has shape {np.shape(value)}; it is one exponent, a scalar.")
+    check_scalar(value, name, "one exponent")
   check_finite(epsilon, "epsilon", " (the exponent of the suppression; 1/2 in the paper)")
   if not isinstance(pool, str) or pool not in POOLS:
     raise ValueError(f"pool={pool!r} is not a pool; use one of {POOLS}.")

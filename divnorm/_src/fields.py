@@ -208,8 +208,10 @@ def grouped_field(
   """
   if not isinstance(shape, Sequence) or isinstance(shape, str):
     raise TypeError(f"{role}: shape={shape!r} is not a shape; pass the input's, x.shape.")
-  ndim = len(tuple(n if is_symbolic_dim(n) else check_int(n, "shape", minimum=0, context=role)
-                   for n in shape))  # symbolic sizes: jax.export's
+  for n in shape:  # ints >= 0, or jax.export's symbolic sizes
+    if not is_symbolic_dim(n):
+      check_int(n, "shape", minimum=0, context=role)
+  ndim = len(shape)
   base = resolve_field(field, ndim, role=role)
   a = _axis(axis, ndim, role)
   if a in base.axes:

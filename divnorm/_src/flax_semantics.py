@@ -30,6 +30,7 @@ from divnorm._src.checks import (
   check_learn_sigma,
   check_nonnegative,
   check_positive,
+  check_scalar,
   check_sigma,
   fewer_entries,
 )
@@ -89,8 +90,7 @@ def check_options(learn_sigma, l1_alpha, fast_variance=None) -> None:
   if fast_variance is not None:
     check_bool(fast_variance, "fast_variance")
   check_nonnegative(l1_alpha, "l1_alpha", " (the weight of the L1 penalty)")
-  if np.ndim(l1_alpha):
-    raise ValueError(f"l1_alpha has shape {np.shape(l1_alpha)}; it is one weight, a scalar.")
+  check_scalar(l1_alpha, "l1_alpha", "one weight")
 
 
 def check_channels(layer, num_features: int, x, channel_axis: int) -> None:

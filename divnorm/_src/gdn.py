@@ -36,6 +36,7 @@ from divnorm._src.checks import (
   check_int,
   check_nonnegative,
   check_positive,
+  check_scalar,
   describe,
   is_concrete,
 )
@@ -85,9 +86,7 @@ def gdn_init(channels: Int, *, beta: float = 1.0, gamma: float = 0.1,
   channels = check_int(channels, "channels", minimum=1, context="gdn_init")
   dtype = check_floating_dtype(dtype, "dtype", context="gdn_init", hint=_DTYPE_HINT)
   for name, value in (("beta", beta), ("gamma", gamma)):
-    if np.ndim(value) != 0:
-      raise ValueError(f"gdn_init: {name} has shape {np.shape(value)}; it is the one starting "
-                       f"value of every entry, a scalar.")
+    check_scalar(value, name, "the one starting value of every entry", context="gdn_init")
   check_positive(beta, "beta", " (the pool's constant; GDN divides by it at x = 0)")
   if is_concrete(beta) and beta < BETA_MIN:
     raise ValueError(f"gdn_init: beta={describe(beta)} must be >= BETA_MIN={BETA_MIN}, the "
@@ -125,8 +124,7 @@ def _check_params(beta, gamma, alpha, epsilon, channels: int, c: int):
   if is_concrete(gamma) and not np.all(np.asarray(gamma) >= 0):
     raise ValueError(f"gamma={describe(gamma)} must be nonnegative (>= 0){learn}.")
   for name, value in (("alpha", alpha), ("epsilon", epsilon)):
-    if np.ndim(value) != 0:
-      raise ValueError(f"{name} has shape {np.shape(value)}; it is one exponent, a scalar.")
+    check_scalar(value, name, "one exponent")
   check_positive(alpha, "alpha", " (the exponent of |x_j|; 2 in the paper)")
   check_finite(epsilon, "epsilon", " (the exponent of the pool; 1/2 in the paper)")
   return beta, gamma

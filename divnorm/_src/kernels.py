@@ -44,9 +44,10 @@ the product. Inside ``lax.scan`` the second reverse pass fails in JAX 0.10.2: it
 transpose hands the custom VJP misordered residuals ("zip() argument 2 is longer than
 argument 1"), unrolled or rematerialized alike; a minimal custom VJP without divnorm did
 not reproduce it, so the cause is not established. Take such second derivatives of a
-Python loop over the layers. NumPy weights (fixed kernels, the box) take every mode. `learned_mixing` and
-GDN's raw parameters take every mode but ``jvp`` in their raw parameters (the
-reparameterization's gradient, as tensorflow_compression's, is a custom VJP).
+Python loop over the layers. NumPy weights (fixed kernels, the box) take every mode.
+`learned_mixing` and GDN's raw parameters take every mode but ``jvp`` in their raw
+parameters (the reparameterization's gradient, as tensorflow_compression's, is a custom
+VJP).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from divnorm._src.checks import (
   check_int,
   check_key,
   check_nonnegative,
+  check_scalar,
   is_concrete,
 )
 from divnorm._src.core import normalize
@@ -149,8 +150,7 @@ def spectral_norm(
   n_steps = check_int(n_steps, "n_steps", minimum=0, context="spectral_norm",
                       hint=" (power iterations per call)")
   check_nonnegative(epsilon, "epsilon", " (keeps the vector normalizations finite)")
-  if np.ndim(epsilon):
-    raise ValueError(f"epsilon has shape {np.shape(epsilon)}; it is one number, a scalar.")
+  check_scalar(epsilon, "epsilon", "one number")
   dt = stat_dtype(w.dtype)
   mat = _as_matrix(w.astype(dt), feature_axes)
   u = check_array(u, "u", " (the singular vector estimate from spectral_norm_init)")
