@@ -515,3 +515,25 @@ def test_batch_instance_norm_rho_past_the_interval_still_learns():
   x = jax.random.normal(jax.random.key(0), (4, 5, 5, 6))
   grads = nnx.grad(lambda m: jnp.sum(m(x) * x[::-1]))(layer)
   assert np.all(grads.rho[...] != 0)
+
+
+@pytest.mark.parametrize("name", sorted(
+    n for n in dn.__all__ if isinstance(getattr(dn, n), type) and issubclass(getattr(dn, n),
+                                                                             nnx.Module)))
+def test_every_layer_takes_rngs_as_nnx_layers_do(name):
+  # A model that builds its layers as ``cls(..., rngs=rngs)`` can take any of ours; a layer
+  # whose initial values are constants draws nothing, so its state is the same without it.
+  make = {
+    "WeightNorm": lambda **k: dn.WeightNorm(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), **k),
+    "SpectralNorm": lambda **k: dn.SpectralNorm(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), **k),
+    "WeightStandardization": lambda **k: dn.WeightStandardization(
+        nnx.Linear(3, 4, rngs=nnx.Rngs(0)), **k),
+    "DivisiveNorm": lambda **k: dn.DivisiveNorm(summation_window=3, **k),
+    "Normalize": lambda **k: dn.Normalize(summation={1: None}, **k),
+    "LocalResponseNorm": lambda **k: dn.LocalResponseNorm(3, **k),
+    "MillerNorm": lambda **k: dn.MillerNorm(**k),
+    "GroupNorm": lambda **k: dn.GroupNorm(16, num_groups=4, **k),
+  }.get(name, lambda **k: getattr(dn, name)(16, **k))
+  with_rngs, without = make(rngs=nnx.Rngs(7)), make()
+  if name not in ("GaussianNorm", "WeightNorm", "SpectralNorm"):  # these draw from it
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(with_rngs), nnx.state(without))

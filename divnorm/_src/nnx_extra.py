@@ -5,6 +5,7 @@ keep running statistics as `nnx.BatchStat` ``mean``/``var``, which update in tra
 (``use_running_average=False``). Weight wrappers call a layer with some of its weights
 transformed for the call; the layer's own weights stay the parameters (flax's nnx wrappers
 overwrite them at every call). WeightNorm and SpectralNorm take flax.nnx's arguments.
+Every layer takes nnx's ``rngs=``; those whose initial values are constants draw nothing.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class LocalResponseNorm(nnx.Module):
   """
 
   def __init__(self, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0,
-               channel_axis: int = -1):
+               channel_axis: int = -1, rngs: nnx.Rngs | None = None):
     check_lrn_args(size, alpha, beta, k)
     self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
     self.channel_axis = channel_axis
@@ -172,7 +173,8 @@ class GDN(nnx.Module):
 
   def __init__(self, num_features: int, *, inverse: bool = False, alpha: float = 2.0,
                epsilon: float = 0.5, beta_init: float = 1.0, gamma_init: float = 0.1,
-               channel_axis: int = -1, param_dtype: Dtype = jnp.float32):
+               channel_axis: int = -1, param_dtype: Dtype = jnp.float32,
+               rngs: nnx.Rngs | None = None):
     init = fs.gdn_init(num_features, beta_init, gamma_init, param_dtype, "num_features")
     self.beta, self.gamma = nnx.Param(init.beta), nnx.Param(init.gamma)
     self.inverse, self.alpha, self.epsilon = inverse, alpha, epsilon
@@ -324,7 +326,7 @@ class WeightStandardization(_Wrapper):
   """
 
   def __init__(self, layer_instance: nnx.Module, *, feature_axes: Axes = -1,
-               variable_filter=_KERNELS, sigma: float = 0.0):
+               variable_filter=_KERNELS, sigma: float = 0.0, rngs: nnx.Rngs | None = None):
     self.layer_instance, self.feature_axes, self.sigma = layer_instance, feature_axes, sigma
     self.variable_filter = nnx.filterlib.to_predicate(variable_filter)
     self._selected(self.variable_filter)

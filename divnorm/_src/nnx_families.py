@@ -1,7 +1,9 @@
 """Flax NNX modules of the divisive normalization families (`divnorm._src.families`).
 
 The same layers, parameter names and initializations as `divnorm._src.linen_families`, as
-`nnx.Module` s built from the number of channels. GDN itself is `divnorm.nnx.GDN`.
+`nnx.Module` s built from the number of channels. GDN itself is `divnorm.nnx.GDN`. Each
+takes nnx's ``rngs=``; only `GaussianNorm` draws from it (the others' initial values are
+constants).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class MillerNorm(nnx.Module):
 
   def __init__(self, *, lamb_init: float = 2.0, alpha_init: float = 0.1, beta_init: float = 1.0,
                k_init: float = 1.0, width: int | None = None, channel_axis: int = -1,
-               param_dtype: Dtype = jnp.float32):
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs | None = None):
     self.lamb, self.alpha = _scalar(lamb_init, param_dtype), _scalar(alpha_init, param_dtype)
     self.beta, self.k = _scalar(beta_init, param_dtype), _scalar(k_init, param_dtype)
     self.width = families.miller_module_width(lamb_init, alpha_init, beta_init, k_init, width)
@@ -73,7 +75,8 @@ class BurgNorm(nnx.Module):
 
   def __init__(self, num_features: int, *, kernel_size: int = 5, spatial_dims: int = 2,
                n_init: float = 1.0, eta_init: float = 1.0, v_l1: float = 0.0,
-               channel_axis: int = -1, param_dtype: Dtype = jnp.float32):
+               channel_axis: int = -1, param_dtype: Dtype = jnp.float32,
+               rngs: nnx.Rngs | None = None):
     c = num_features
     k = families.burg_module_kernel_size(kernel_size, n_init, eta_init, v_l1, spatial_dims)
     self.n = nnx.Param(jnp.full((c,), n_init, param_dtype))
@@ -116,7 +119,7 @@ class CenterSurroundNorm(nnx.Module):
   def __init__(self, num_features: int, *, surround_dist: int = 1, group_size: int = 8,
                beta_min: float = 1e-6, beta_init: float = 1e-6, gamma_init: float = 1 / 16,
                use_scale: bool = True, use_bias: bool = True, channel_axis: int = -1,
-               param_dtype: Dtype = jnp.float32):
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs | None = None):
     c = num_features
     families.check_center_surround_module(surround_dist, group_size, beta_min, beta_init,
                                           gamma_init, channels=c)
