@@ -1021,6 +1021,20 @@ case("normalize suppression mixing with a zero row, pool='sum'", lambda: D.norma
 case("normalize per-channel kernel with one channel of zero weights", lambda: D.normalize(
     X, {1: DK.kernel(np.ones((3, 4)) * (np.arange(4) > 0), along=3)}),
      Error(ValueError, "^summation: the kernel.* an entry"))
+# A kernel whose taps all fall past the border at some positions (border="valid"): no weight.
+SURROUND = {1: DK.center_surround(3, dilation=5)}  # taps at +-5 on an axis of 5 entries
+case("normalize suppression surround past both ends", lambda: D.normalize(X, None, SURROUND),
+     Error(ValueError, "^suppression: with border='valid', the kernel on axes \\(1,\\)"))
+case("normalize suppression surround past both ends under jit", lambda: jax.jit(
+    lambda x: D.normalize(x, None, SURROUND))(X), Error(ValueError, "^suppression: with border"))
+case("normalize suppression surround on an axis of 1 entry", lambda: D.normalize(
+    X[:, :1], None, {1: DK.center_surround(3)}), Error(ValueError, "^suppression: with border"))
+case("normalize summation kernel with no tap inside the first rows", lambda: D.normalize(
+    X, {1: DK.kernel([1.0, 0.0, 0.0, 0.0, 0.0])}), Error(ValueError, "^summation: with border"))
+case("normalize suppression surround past both ends, border='zeros'", lambda: D.normalize(
+    X, None, SURROUND, border="zeros", sigma=1.0), _finite)
+case("normalize suppression surround past both ends, pool='sum'", lambda: D.normalize(
+    X, None, SURROUND, pool="sum", sigma=1.0), _finite)
 for name, call in [("gaussian sigma", lambda: DK.gaussian(3, sigma=np.ones(2))),
                    ("gaussian sigma a list", lambda: DK.gaussian(3, sigma=[1.0, 2.0])),
                    ("exponential scale", lambda: DK.exponential(3, scale=np.ones(2)))]:

@@ -116,9 +116,10 @@ def test_public_field_mean_takes_every_field_normalize_takes(x64, border):
 
 
 def test_a_position_whose_summation_field_is_empty_is_not_centered(x64):
-  """A centre-surround summation field with its one neighbour masked out, or its surround
-  past the border, is empty there: ``E_A[x] = 0`` (an empty field's statistics are 0), so
-  ``v = x``, whatever lies outside the field (once it was the row's mean)."""
+  """A centre-surround summation field with its one neighbour masked out is empty there:
+  ``E_A[x] = 0`` (an empty field's statistics are 0), so ``v = x``, whatever lies outside
+  the field (once it was the row's mean). A surround past the border at every position is
+  known before any data: an error (`tests/test_arguments.py`), as a kernel of zeros."""
   cs = K.center_surround(3)
   mask = np.array([[True, False, True, True, True]])
   x = np.array([[1.0, 2.0, 4.0, 8.0, 16.0]])
@@ -127,9 +128,9 @@ def test_a_position_whose_summation_field_is_empty_is_not_centered(x64):
   np.testing.assert_allclose(vs[0][0, 0], 1.0)
   np.testing.assert_allclose(vs[1][0, 0], 1.0)
   np.testing.assert_allclose(vs[0][0, 2:], vs[0][0, 2:])  # the others keep their fields
-  _, v = normalize(jnp.asarray([[1.0, 2.0, 6.0]]), {1: K.center_surround(3, dilation=5)},
-                   {1: None}, sigma=1.0, return_centered=True)
-  np.testing.assert_allclose(v, [[1.0, 2.0, 6.0]])
+  with pytest.raises(ValueError, match="^summation: with border='valid'"):
+    normalize(jnp.asarray([[1.0, 2.0, 6.0]]), {1: K.center_surround(3, dilation=5)},
+              {1: None}, sigma=1.0)
 
 
 def test_valid_border_is_a_mean_of_what_exists(x64):

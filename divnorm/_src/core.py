@@ -123,7 +123,9 @@ def normalize(
       size (boxes only; differs from ``"zeros"`` only when the windows differ).
     mask: boolean, broadcastable to `x`; statistics use only entries where it is True,
       whatever the others hold (NaN and inf included). Masked-out outputs (and centered
-      values) are 0, with zero gradient.
+      values) are 0, with zero gradient. A kernel whose centre weighs 0 can leave a
+      masked-in position no masked-in entry to pool: its mean there is 0, as `field_mean`'s
+      (``v = x``; ``y = v / sigma``).
     axis_name: treat this named axis (``jax.shard_map``, ``vmap(axis_name=...)``) as one
       more whole axis of both fields. Under plain ``jit`` with a sharded input, XLA
       computes global statistics by itself: no argument is needed.
@@ -174,6 +176,7 @@ def normalize(
     TypeError: integer `x`, non-boolean mask, malformed field, a non-bool flag.
     ValueError: bad axes or windows; kernels that do not fit their axes; NaN, inf,
       negative or shape-changing sigma; alpha <= 0; unknown border or pool; mask shape;
+      a kernel or mixing that gives a pool no weight (with ``border="valid"``: inside `x`);
       ``fast_variance=True`` for fields it does not serve.
   """
   x = check_input(x)
@@ -183,9 +186,9 @@ def normalize(
   mask = check_mask(mask, x.shape)
   return_centered = check_bool(return_centered, "return_centered")
   _check_suppression(alpha, epsilon, pool)
-  check_pools_weigh(a, "summation")
+  check_pools_weigh(a, "summation", x.shape, border)
   if pool == "mean":
-    check_pools_weigh(b, "suppression")
+    check_pools_weigh(b, "suppression", x.shape, border)
   out = x.dtype if dtype is None else check_floating_dtype(dtype, "dtype")
   statistics = pick_statistics(a, b, fast_variance, alpha=alpha, epsilon=epsilon, pool=pool,
                                border=border, mapped=axis_name is not None)

@@ -127,10 +127,15 @@ def _check_fit(axes, op, shape, whole, role: str) -> None:
           f"{op.window + (shape[along],)}.")
 
 
-def check_pools_weigh(field, role: str) -> None:
+def check_pools_weigh(field, role: str, shape=None, border: str = "zeros") -> None:
   """A ValueError where a concrete kernel or mixing of `field` gives some entry's pool no
-  weight at all: its weighted mean (`E_A`, or `E_B` with ``pool="mean"``) would divide by 0."""
-  for axes, op in getattr(field, "ops", ()):
+  weight at all: its weighted mean (`E_A`, or `E_B` with ``pool="mean"``) would divide by 0.
+  With ``border="valid"``, also where a position of an input of `shape` has none of its
+  kernel's weight inside the input (a dilated surround past both ends of a short axis)."""
+  ops = getattr(field, "ops", ())
+  concrete = all(is_concrete(op.matrix if isinstance(op, Mixing) else op.weights)
+                 for _, op in ops)
+  for axes, op in ops:
     weights = op.matrix if isinstance(op, Mixing) else op.weights
     if not is_concrete(weights):
       continue  # learned weights under a transformation: nonnegative, checked eagerly
@@ -146,6 +151,20 @@ def check_pools_weigh(field, role: str) -> None:
           f"{role}: the {type(op).__name__.lower()} on axes {axes} gives {who} a pool of zero "
           f"total weight, whose weighted mean would divide by 0; give each pool a positive "
           f"weight{other}.")
+  if (border != "valid" or shape is None or not ops or not concrete
+      or not all(isinstance(n, int | np.integer) for n in shape)):  # jax.export's symbols
+    return
+  with jax.ensure_compile_time_eval():  # the field's weights and the shape are static
+    inside = np.asarray(_inside(tuple(shape), field, np.float32))
+  if np.any(inside <= 0):
+    kernels = [axes for axes, op in ops if isinstance(op, Kernel)]
+    on = f"axes {kernels[0]}" if len(kernels) == 1 else f"the axes {kernels}"
+    raise ValueError(
+        f"{role}: with border='valid', the kernel on {on} "
+        f"puts none of its weight inside an input of shape {tuple(shape)} at some positions "
+        f"(its taps all fall past the border there), so their weighted mean would divide by "
+        f"0; pass border='zeros' (the kernel's whole weight), a kernel that reaches inside "
+        f"(e.g. a smaller dilation), or a longer axis.")
 
 
 def is_weighted(spec) -> bool:
