@@ -83,3 +83,18 @@ def test_errors_and_dtypes():
   yb = f(x.astype(jnp.bfloat16))
   assert yb.dtype == jnp.bfloat16
   np.testing.assert_allclose(yb.astype(np.float32), f(x), rtol=1e-2)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 1.5])
+def test_the_derivative_at_an_input_of_zero_is_symmetric(alpha):
+  """``y_1`` is even in ``x_0``, so its derivative there is 0 for every alpha, a constant
+  one as a learned (traced) one, as tensorflow_compression's (``tf.abs``' gradient at 0 is
+  0; JAX's ``abs`` takes +1, which alpha=1 once gave: -0.222 here)."""
+  beta, gamma = jnp.ones(2), jnp.full((2, 2), 0.5)
+  x = jnp.asarray([[0.0, 1.0]])
+  for learned in (False, True):
+    def y1(x0, a):
+      return G.gdn(x.at[0, 0].set(x0), beta=beta, gamma=gamma, alpha=a, epsilon=1.0)[0, 1]
+    a = jnp.asarray(alpha) if learned else alpha
+    grad = jax.jit(jax.grad(y1))(0.0, a) if learned else jax.grad(y1)(0.0, a)
+    assert grad == 0.0, (learned, grad)

@@ -191,9 +191,12 @@ def scale(v: jax.Array, var: jax.Array, sigma, epsilon=0.5) -> jax.Array:
 
 
 def abs_power(v: jax.Array, alpha) -> jax.Array:
-  """``|v|^alpha``, with finite values and gradients at ``v = 0`` for a learned `alpha`."""
+  """``|v|^alpha``, with finite values and gradients at ``v = 0`` for a learned `alpha`.
+
+  Its derivative at ``v = 0`` is 0 for every `alpha` (``|v|`` as ``v * sign(v)``: JAX's
+  ``abs`` takes +1 there), the symmetric subgradient, as tensorflow_compression's GDN."""
   if is_concrete(alpha) and np.ndim(alpha) == 0 and float(alpha) in (1.0, 2.0):
-    return v * v if float(alpha) == 2.0 else jnp.abs(v)
+    return v * v if float(alpha) == 2.0 else v * jnp.sign(v)
   a = jnp.abs(v)
   positive = a > 0
   safe = jnp.where(positive, a, jnp.ones((), a.dtype))
