@@ -290,9 +290,14 @@ def burg_norm(x: jax.Array, *, n, eta, u, v, channel_axis: Int = -1) -> jax.Arra
   divided by a semi-saturation constant ``eta^n`` plus a weighted sum of the excitatory
   outputs of all filters (Fig. 1), whose weights factorize into a spatial kernel ``u``
   and feature weights ``|v|``; the paper puts an L1 penalty on ``v`` (`burg_penalty`).
-  Read from the paper's text (the authors' TensorFlow code was not available here): the
-  placement of the exponent (``n_k`` of the pooled filter, as the caption of Fig. 1 says)
-  and the shared spatial kernel ``u`` are our reading.
+  The exponents are placed as in the authors' TensorFlow code
+  (ecker-lab/burg2021_learning_divisive_normalization, ``DivisiveNetOutputNonlin``): ``n_k``
+  of the pooled filter, ``eta_l^{n_l}``. Their model differs where this function leaves
+  the choice to the caller: ``E`` is average-pooled (5x5, stride 1, divided by the entries
+  inside the image) before the pool; ``u`` is one kernel per normalized filter and pool
+  (1-2 pools summed), used as ``|u| / ||u||_F`` and dilated; ``n``, ``eta`` start near 1 and
+  ``u``, ``v`` near 0, drawn at random. With ``u = ones((5, 5)) / 25`` this function is their
+  main configuration away from the border (within 2 pixels of it, up to 47% off).
 
   Args:
     x: ``[B, H, W, C]`` (channels at `channel_axis`), the filters' linear outputs.

@@ -1,4 +1,4 @@
-r"""Generalized divisive normalization and its inverse (Balle, Laparra & Simoncelli, 2016).
+r"""Generalized divisive normalization and its inverse (Ballé, Laparra & Simoncelli, 2016-17).
 
 .. math::
     \mathrm{GDN}:\ y_i = \frac{x_i}{(\beta_i + \sum_j \gamma_{ij} |x_j|^\alpha)^\epsilon}
@@ -6,9 +6,18 @@ r"""Generalized divisive normalization and its inverse (Balle, Laparra & Simonce
 
 over the channels of each position: the unified formula of `divnorm.normalize` with no
 centering, the channel pool a weighted sum (`divnorm.kernels.mixing`), ``beta = sigma^2``, and
-``epsilon`` negated for IGDN. The 2016 paper's GDN has ``alpha=2, epsilon=1/2`` (divnorm's
-defaults); tensorflow_compression's ``GDN`` layer now defaults to ``alpha=1, epsilon=1``.
-Its ``gamma[j, i]`` (the row is the pooled channel) is divnorm's ``gamma[i, j]`` transposed.
+``epsilon`` negated for IGDN. The ICLR 2016 paper's GDN has an exponent per pair of channels
+and one per channel; divnorm's `alpha` and `epsilon` are one each (scalars, learned or not).
+``alpha=2, epsilon=1/2`` (divnorm's defaults) is the GDN of Ballé, Laparra & Simoncelli's
+image compression (ICLR 2017), whose IGDN multiplies; tensorflow_compression's ``GDN`` layer
+now defaults to ``alpha=1, epsilon=1``.
+
+A tensorflow_compression GDN's weights carry over: its raw ``reparam_beta`` is ``beta``, its
+raw ``reparam_gamma`` transposed is ``gamma`` (its ``gamma[j, i]``, the row the pooled
+channel, is divnorm's ``gamma[i, j]``), and its exponents must be passed (``alpha=1,
+epsilon=1`` for its defaults); each step left out changes the outputs. Its ``rectify``
+option is not here (apply ``relu`` first), and for an `alpha` other than 1 and 2 it raises
+the input itself to the power (NaN for a negative input) where divnorm takes ``|x|^alpha``.
 
 ``beta > 0`` and ``gamma >= 0`` are kept so by the nonnegative reparameterization of
 tensorflow_compression (`divnorm._src.nonnegative`): a raw parameter ``p`` stands for

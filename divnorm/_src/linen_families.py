@@ -77,8 +77,9 @@ class BurgNorm(nn.Module):
   kernel ``u`` (raw, nonnegative through the reparameterization) and feature weights ``v``
   ``[C, C]`` (used as ``|v|``). `v_l1` > 0 sows ``v_l1 * sum |v|`` into ``"losses"`` (the
   paper's L1 penalty on v; sum them with `divnorm.linen.apply_with_penalty`). The
-  initializations are ours (the paper's were not in the sources read): ``n = 1``,
-  ``eta = 1``, ``u`` a box mean, ``v = 1 / C`` (every filter pools every filter alike).
+  initializations are ours and draw nothing (the authors' code draws ``n``, ``eta`` near 1
+  and ``u``, ``v`` near 0): ``n = 1``, ``eta = 1``, ``u`` a box mean, ``v = 1 / C`` (every
+  filter pools every filter alike).
   `kernel_size` is odd; ``n_init``, ``eta_init`` > 0 and `v_l1` >= 0.
 
   Args:
