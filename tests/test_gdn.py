@@ -98,3 +98,23 @@ def test_the_derivative_at_an_input_of_zero_is_symmetric(alpha):
     a = jnp.asarray(alpha) if learned else alpha
     grad = jax.jit(jax.grad(y1))(0.0, a) if learned else jax.grad(y1)(0.0, a)
     assert grad == 0.0, (learned, grad)
+
+
+def test_a_tensorflow_compression_gdn_carries_over_as_the_docstring_says(x64):
+  """tensorflow_compression's GDN (its defaults alpha=1, epsilon=1): ``pool = |x| @ gamma +
+  beta`` (a 1x1 convolution: its ``gamma[j, i]`` weighs channel j in channel i's pool) from
+  raw parameters through its reparameterization, here in float64 NumPy. Its raw beta, its
+  raw gamma transposed and its exponents give its outputs; the gamma as stored does not."""
+  from divnorm import linen_extra
+
+  rng, pedestal = np.random.default_rng(9), 2.0**-36
+  raw_beta = np.sqrt(1 + pedestal) + rng.normal(size=4) * 0.1
+  raw_gamma = np.abs(rng.normal(size=(4, 4))) * 0.4
+  beta = np.maximum(raw_beta, np.sqrt(1e-6 + pedestal)) ** 2 - pedestal
+  gamma = np.maximum(raw_gamma, np.sqrt(pedestal)) ** 2 - pedestal
+  x = rng.normal(size=(2, 3, 3, 4))
+  theirs = x / (np.abs(x) @ gamma + beta)
+  layer = linen_extra.GDN(alpha=1.0, epsilon=1.0, param_dtype=jnp.float64)
+  for stored, close in ((raw_gamma.T, True), (raw_gamma, False)):
+    ours = layer.apply({"params": {"beta": raw_beta, "gamma": stored}}, jnp.asarray(x))
+    assert np.allclose(ours, theirs, rtol=1e-12, atol=1e-14) == close
