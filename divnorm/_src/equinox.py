@@ -290,8 +290,10 @@ class BatchNorm(eqx.nn.StatefulLayer):
         (y, _, factors), hidden = normalized(BatchStats(*hidden), True, self.momentum)
         state = state.set(self.batch_counter, counter + 1)
         state = state.set(self.batch_state_index, tuple(hidden))
-    dtype = fs.result_dtype(x, self.weight, self.bias, state.get(
-        self.ema_state_index or self.batch_state_index)[0])
+    # equinox's: the statistics used promote the output (mode="batch" in training: x's own)
+    used = () if self.mode == "batch" and not inference else (state.get(
+        self.ema_state_index or self.batch_state_index)[0],)
+    dtype = fs.result_dtype(x, self.weight, self.bias, *used)
     return fs.affine(y, self.weight, self.bias, (0,), factors).astype(dtype), state
 
 
