@@ -154,6 +154,9 @@ def test_dropin_eval_takes_batch_norm_alone(capsys):
     ("xla_group_sums", ["--channels", "12"], "--channels 12 is not a multiple of 8"),
     ("plain_sums", ["--tables", "error,speed"], "argument --tables: 'speed' not known"),
     ("plain_sums", ["--modes", "fast"], "argument --modes: 'fast' not known"),
+    ("trace_time", ["--cases", "LN,IN"], "argument --cases: 'IN' not known; choose from "
+                                         "LN,BN,GN"),
+    ("trace_time", ["--layers", "0"], "argument --layers: '0' is not a positive integer"),
 ])
 def test_benchmark_commands_name_the_bad_argument(module, argv, message, capsys):
   # A misspelt list entry was a KeyError traceback (`--modes fast`) or an empty run (a case
@@ -207,6 +210,18 @@ def test_haiku_quick_mode_prints_every_case_and_offset(capsys):
   speed = [r for r in rows if "x" in r[1]]
   assert [r[0][2:] for r in speed] == [name for name, _ in haiku.QUICK_CASES] * len(
       haiku.DTYPES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", [[], ["--nnx"]])
+def test_trace_time_quick_mode_times_every_case(api, capsys):
+  from benchmarks import trace_time
+  assert trace_time.main(["--quick", *api]) == 0
+  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+          if r.startswith("| ") and "---" not in r and not r.startswith("| case")]
+  assert [r[0][2:] for r in rows] == list(trace_time.CASES)
+  for row in rows:  # "divnorm / flax" seconds of tracing and compiling, each > 0
+    assert all(float(t) > 0 for part in (row[2], row[4]) for t in part.split(" / "))
 
 
 @pytest.mark.slow
