@@ -136,7 +136,8 @@ def variance_floor(dtype) -> float:
   derivatives stay finite, so a constant field gives ``y = 0`` with finite gradients even at
   ``sigma = 0``. It is the variance of a standard deviation of 4.8e-7 in float32, so it
   shows in data nearly that flat: layer norm over 256 entries of standard deviation 1e-4 is
-  within 4.9e-5 of float64, of 1e-6 off by 0.29-0.45 (two draws; README, "sigma and Flax's epsilon").
+  within 4.9e-5 of float64, of 1e-6 off by 0.29-0.45 (two draws; README, "sigma and Flax's
+  epsilon").
   """
   return float(np.finfo(dtype).tiny) ** (1.0 / 3.0)
 

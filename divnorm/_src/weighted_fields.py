@@ -35,6 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.export import is_symbolic_dim
 from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
@@ -152,7 +153,7 @@ def check_pools_weigh(field, role: str, shape=None, border: str = "zeros") -> No
           f"total weight, whose weighted mean would divide by 0; give each pool a positive "
           f"weight{other}.")
   if (border != "valid" or shape is None or not ops or not concrete
-      or not all(isinstance(n, int | np.integer) for n in shape)):  # jax.export's symbols
+      or any(is_symbolic_dim(n) for n in shape)):  # jax.export's symbolic sizes
     return
   with jax.ensure_compile_time_eval():  # the field's weights and the shape are static
     inside = np.asarray(_inside(tuple(shape), field, np.float32))
