@@ -173,28 +173,6 @@ def test_feature_axes_and_channel_axis_aliases_take_effect_as_flax_s_names():
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("flag", [True, False])
-def test_fast_variance_overrides_use_fast_variance(flag, monkeypatch):
-  """divnorm's `fast_variance` picks the core's statistics over flax's `use_fast_variance`
-  (one-pass True, two-pass False), in linen and nnx."""
-  from divnorm._src import batch, flax_semantics
-
-  seen, real = [], flax_semantics.normalize_factors
-  for module in (batch, flax_semantics):  # BatchNorm's, the others'
-    monkeypatch.setattr(module, "normalize_factors", lambda *a, **k: (
-      seen.append(k["fast_variance"]), real(*a, **k))[1])
-  x = _x((4, 3, 5, 8))
-  kw = dict(use_fast_variance=not flag, fast_variance=flag)
-  for module in (dnn.LayerNorm(**kw), dnn.GroupNorm(4, **kw), dnn.InstanceNorm(**kw),
-                 dnn.BatchNorm(False, **kw)):
-    module.init_with_output(jax.random.key(0), x)
-  rngs = nnx.Rngs(0)
-  for module in (dnx.LayerNorm(8, rngs=rngs, **kw), dnx.GroupNorm(8, 4, rngs=rngs, **kw),
-                 dnx.InstanceNorm(8, rngs=rngs, **kw), dnx.BatchNorm(8, rngs=rngs, **kw)):
-    module(x)
-  assert seen == [flag] * 8
-
-
 def test_nnx_spectral_norm_in_eval_leaves_u_and_sigma_as_flax():
   """model.eval(), or update_stats=False at construction, stops the power iteration: u and
   sigma stay, and the output is flax.nnx.SpectralNorm's; training advances both alike."""

@@ -324,7 +324,10 @@ def test_weight_wrappers_take_sigma_as_the_other_spelling_of_epsilon():
 
 
 @pytest.mark.parametrize("flag", [True, False])
-def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
+@pytest.mark.parametrize("spelling", ["use_fast_variance", "fast_variance"])
+def test_use_fast_variance_picks_the_core_statistics(flag, spelling, monkeypatch):
+  # flax's `use_fast_variance`, or divnorm's `fast_variance`, which overrides it (so it is
+  # given against the other's value), picks one-pass (True) or two-pass (False); linen too
   from divnorm._src import batch, flax_semantics
 
   seen, real = [], flax_semantics.normalize_factors
@@ -332,12 +335,15 @@ def test_use_fast_variance_picks_the_core_statistics(flag, monkeypatch):
     monkeypatch.setattr(module, "normalize_factors", lambda *a, **k: (
       seen.append(k["fast_variance"]), real(*a, **k))[1])
   x = _x((4, 3, 5, 8))
-  for module in (dn.LayerNorm(8, use_fast_variance=flag),
-                 dn.GroupNorm(8, 4, use_fast_variance=flag),
-                 dn.InstanceNorm(8, use_fast_variance=flag),
-                 dn.BatchNorm(8, use_fast_variance=flag)):
+  kw = ({"use_fast_variance": flag} if spelling == "use_fast_variance" else
+        {"use_fast_variance": not flag, "fast_variance": flag})
+  for module in (dn.LayerNorm(8, **kw), dn.GroupNorm(8, 4, **kw), dn.InstanceNorm(8, **kw),
+                 dn.BatchNorm(8, **kw)):
     module(x)
-  assert seen == [flag] * 4
+  for module in (dnn.LayerNorm(**kw), dnn.GroupNorm(4, **kw), dnn.InstanceNorm(**kw),
+                 dnn.BatchNorm(False, **kw)):
+    module.init_with_output(jax.random.key(0), x)
+  assert seen == [flag] * 8
 
 
 @pytest.mark.slow
