@@ -23,7 +23,6 @@ time(divnorm) / time(flax) within a round: the median over rounds, then min-max.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 
@@ -32,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from benchmarks import cli, report
+from benchmarks import cli, report, timing
 from divnorm import linen as dlinen
 from divnorm import nnx as dnnx
 
@@ -126,11 +125,6 @@ def measure(api: str, case: str, shape, layers: int, rounds: int) -> dict:
   return seconds
 
 
-def _ratio(seconds: dict, part: int) -> str:
-  r = [d[part] / f[part] for d, f in zip(seconds["divnorm"], seconds["flax"], strict=True)]
-  return f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=cli.positive_int(7), default=7)
@@ -148,10 +142,12 @@ def main(argv=None) -> int:
   for case in args.cases:
     shape = (QUICK if args.quick else CASES)[case]
     s = measure(api, case, shape, layers, rounds)
-    med = {name: [statistics.median(t[i] for t in s[name]) for i in (0, 1)] for name in s}
-    print(f"| {case} | {'x'.join(map(str, shape))} | {med['divnorm'][0]:.2f} / "
-          f"{med['flax'][0]:.2f} | {_ratio(s, 0)} | {med['divnorm'][1]:.2f} / "
-          f"{med['flax'][1]:.2f} | {_ratio(s, 1)} |", flush=True)
+    cells = []
+    for part in (0, 1):  # tracing, compiling
+      t = timing.Timings({name: [r[part] for r in s[name]] for name in s})
+      cells += [f"{t.median('divnorm'):.2f} / {t.median('flax'):.2f}",
+                str(t.ratio("divnorm", "flax"))]
+    print(f"| {case} | {'x'.join(map(str, shape))} | {' | '.join(cells)} |", flush=True)
   print(f"\njax {jax.__version__}.")
   return 0
 
