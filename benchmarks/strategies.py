@@ -7,10 +7,12 @@ ratios):
    ``sum((x - k)^2)`` as one two-output ``lax.reduce`` against two reductions, over the axes
    the normalizers reduce (forward only, the sums alone).
 2. **Group sums** (`reductions.group_sum`): group norm's forward+backward with the group
-   sums (channels last) as products of the ``[..., groups, size]`` view with a vector of
-   ones (the library's), against two products with the 0/1 ``[C, G]`` membership matrix
-   (the library's before 2026-12-06, which spreads a NaN to every group) and against
-   reshaping, summing and broadcasting back (each swapped in while tracing).
+   sums (channels last) as the library takes them, summed over the ``[..., groups, size]``
+   view and sent back by the outer product with a vector of ones; against products with
+   ones both ways (the library's before 2026-12-07, which compiled in 1.6x the time), two
+   products with the 0/1 ``[C, G]`` membership matrix (before 2026-12-06, which spreads a
+   NaN to every group) and reshaping, summing and broadcasting back (each swapped in while
+   tracing, with the core's jit cache cleared).
 3. **Strategies for divisive norm across channels**: forward+backward of
    `core.normalized` with each strategy: `two_pass`, `corrected_two_pass` (the library's
    for these fields, either `fast_variance`) and `one_pass` (called directly: no library
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +89,16 @@ def _group_sum_reshaped(t, groups):
   return t
 
 
+def _group_sum_products(t, groups):
+  for axis, size in groups:
+    n, ones = t.shape[axis], jnp.ones((size,), t.dtype)
+    s = lax.dot_general(t.reshape(t.shape[:axis] + (n // size, size)), ones,
+                        (((axis + 1,), (0,)), ((), ())), precision="highest")
+    t = lax.dot_general(s[..., None], ones[None], (((axis + 1,), (0,)), ((), ())),
+                        precision="highest").reshape(t.shape)
+  return t
+
+
 def _group_sum_membership(t, groups):
   for axis, size in groups:
     n = t.shape[axis]
@@ -100,39 +113,59 @@ def _grad(f):
   return jax.jit(jax.grad(lambda x, w: jnp.sum(f(x) * w)))
 
 
+def _group_norm_grad(shape, fast_variance):
+  """Group norm's (8 groups) forward+backward through `core.normalized`, for `_grad`."""
+  a = grouped_field((1, 2), 3, max(1, shape[-1] // 8), shape)
+  f = functools.partial(core.normalized, sigma=jnp.float32(0.1), mask=None,
+                        statistics=statistics.pick_statistics(a, a, fast_variance), a=a, b=a,
+                        border="valid", axis_name=None)
+  return _grad(lambda x: f(x)[0])
+
+
+def _compiled_with(form: str, shape, fast_variance, x, w):
+  """``(executable, compile seconds)`` of `_group_norm_grad` with the group sums' `form`,
+  swapped in while tracing (the core's jit cache cleared before and after)."""
+  reductions.group_sum = _GROUP_SUM_FORMS.get(form, _LIBRARY_GROUP_SUM)
+  jax.clear_caches()
+  try:
+    lowered = _group_norm_grad(shape, fast_variance).lower(x, w)
+    start = time.perf_counter()
+    exe = lowered.compile()
+    return exe, time.perf_counter() - start
+  finally:
+    reductions.group_sum = _LIBRARY_GROUP_SUM
+    jax.clear_caches()
+
+
 def group_sums_table(shape, *, rounds: int, target_s: float) -> list[str]:
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), shape)
-  a = grouped_field((1, 2), 3, max(1, shape[-1] // 8), shape)
-  exes = {}
-  for fv in (None, True):
-    strategy = statistics.pick_statistics(a, a, fv)
-    f = functools.partial(core.normalized, sigma=jnp.float32(0.1), mask=None,
-                          statistics=strategy, a=a, b=a, border="valid", axis_name=None)
-    g = lambda x, f=f: f(x)[0]  # noqa: E731
-    mode = "one-pass" if fv else "two-pass"
-    exes["library", mode] = xla.compiled(_grad(g), x, w)
-    for name, swapped in (("membership", _group_sum_membership),
-                          ("reshape", _group_sum_reshaped)):
-      reductions.group_sum = swapped  # swapped while tracing
-      try:
-        exes[name, mode] = xla.compiled(_grad(g), x, w)
-      finally:
-        reductions.group_sum = _LIBRARY_GROUP_SUM
+  forms, modes = ["library", *_GROUP_SUM_FORMS], {"two-pass": None, "one-pass": True}
+  exes, compile_s = {}, {(f, m): [] for f in forms for m in modes}
+  for r in range(max(1, min(rounds, 5))):  # compiling, in a rotated order
+    for form in forms[r % len(forms):] + forms[:r % len(forms)]:
+      for mode, fv in modes.items():
+        exes[form, mode], seconds = _compiled_with(form, shape, fv, x, w)
+        compile_s[form, mode].append(seconds)
   t = timing.interleaved({n: functools.partial(e, x, w) for n, e in exes.items()},
                          rounds=rounds, target_s=target_s)
+  c = timing.Timings(compile_s)
   out = [f"**Group sums, group norm (8 groups) {'x'.join(map(str, shape))}, "
-         "forward+backward**", "", "| mode | products with ones (library) ms | membership "
-         "matmuls ms | reshape ms | membership / library | reshape / library |",
-         "|---|---|---|---|---|---|"]
-  for mode in ("two-pass", "one-pass"):
-    lib, mm, rs = ("library", mode), ("membership", mode), ("reshape", mode)
-    out.append(f"| {mode} | {t.median(lib) * 1e3:.2f} | {t.median(mm) * 1e3:.2f} | "
-               f"{t.median(rs) * 1e3:.2f} | {t.ratio(mm, lib)} | {t.ratio(rs, lib)} |")
+         "forward+backward**", "", "| mode | library ms | " + " | ".join(
+             f"{n} / library" for n in _GROUP_SUM_FORMS) + " | library compile s | " +
+         " | ".join(f"{n} compile / library" for n in _GROUP_SUM_FORMS) + " |",
+         "|---|---|" + "---|" * (2 * len(_GROUP_SUM_FORMS) + 1)]
+  for mode in modes:
+    cells = [str(t.ratio((n, mode), ("library", mode))) for n in _GROUP_SUM_FORMS]
+    cells += [f"{c.median(('library', mode)):.2f}"]
+    cells += [str(c.ratio((n, mode), ("library", mode))) for n in _GROUP_SUM_FORMS]
+    out.append(f"| {mode} | {t.median(('library', mode)) * 1e3:.2f} | {' | '.join(cells)} |")
   return out + [""]
 
 
 _LIBRARY_GROUP_SUM = reductions.group_sum
+_GROUP_SUM_FORMS = {"products both ways": _group_sum_products,
+                    "membership matmuls": _group_sum_membership, "reshape": _group_sum_reshaped}
 
 
 def strategies_table(shape, *, rounds: int, target_s: float) -> list[str]:

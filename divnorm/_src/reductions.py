@@ -173,14 +173,17 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
 
   The result has the shape of `t`: every entry holds its group's sum. `t` is usually a
   statistic (the input's whole axes already reduced to size 1). Along its last axis
-  (channels last) the sum is the product of the ``[..., n / size, size]`` view with a vector
-  of ones, and back to the entries the outer product with it: dots, which XLA's CPU backend
-  keeps apart from the input's sums. Summing the view and broadcasting back instead let it
-  fuse group norm's whole derivative into one kernel, 1.6-1.9x slower on 128x32x32x64
-  (``python -m benchmarks.strategies``; BENCHMARKS.md, issue 21). Every product stays
+  (channels last) the groups are summed over the ``[..., n / size, size]`` view and sent back
+  to their entries by the outer product with a vector of ones: a dot, which XLA's CPU
+  backend keeps apart from the input's sums and the output. Broadcasting back instead let
+  it fuse group norm's derivative into one YNNPACK kernel, 1.15-1.17x slower on 128x32x32x64
+  (``python -m benchmarks.strategies``). Summing into the groups by a product with the ones
+  as well (before 2026-12-07) took the same time, and a training step of 20 GroupNorm
+  blocks compiled in 4.4x flax's time, against 2.5x now (``python -m
+  benchmarks.trace_time``; BENCHMARKS.md, "Group norm's compile time"). Every sum stays
   within a group, so a NaN or inf in one group reaches no other: the 0/1 membership matrix
-  ``[n, n / size]`` used before spread it to every group (``0 * NaN``), and took 1.0-1.2x
-  this form's time (BENCHMARKS.md, "Sums without a shift where the mean is near 0").
+  ``[n, n / size]`` used before spread it to every group (``0 * NaN``; BENCHMARKS.md, "Sums
+  without a shift where the mean is near 0").
 
   Along an earlier axis (channels first, as ``group_norm(channel_axis=1)`` and equinox's
   ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled the membership
@@ -204,10 +207,9 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
 def _within_groups(t: jax.Array, axis: int, size: int) -> jax.Array:
   """`group_sum` along one axis."""
   n = t.shape[axis]
-  if axis == t.ndim - 1:  # into the groups and back, by products with a vector of ones
+  if axis == t.ndim - 1:  # summed over the view, back by a product with a vector of ones
+    s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size)), axis=axis + 1)
     ones = jnp.ones((size,), t.dtype)
-    s = lax.dot_general(t.reshape(t.shape[:axis] + (n // size, size)), ones,
-                        (((axis + 1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
     return lax.dot_general(s[..., None], ones[None], (((axis + 1,), (0,)), ((), ())),
                            precision=lax.Precision.HIGHEST).reshape(t.shape)
   # summed over the [..., n / size, size] view, each entry's sum gathered back
