@@ -1,7 +1,7 @@
 """The drop-in cases now against a past revision of divnorm: forward+backward, interleaved.
 
 ``python -m benchmarks.against_rev --rev REV [--rounds N] [--quick] [--dn] [--forward]
-[--cases LN,RMS] [--shapes 64x1024x16,...]``
+[--cases LN,RMS] [--shapes 64x1024x16,...] [--mask]``
 
 `benchmarks.same_program` says whether a change altered the compiled programs; this measures
 what an altered program costs. REV's whole `divnorm` package is loaded beside the current one
@@ -12,7 +12,8 @@ same interleaved rounds:
 Both are timed for each flax `use_fast_variance`, in float32 and bfloat16. With ``--dn``:
 `divnorm.divisive_norm` across channels instead (`DN_CASES`: shapes, windows, a mask,
 ``fast_variance=True``), float32. ``--forward`` times the forward alone (`dropin`'s),
-``--cases`` and ``--shapes`` choose the cases and replace their shapes, as in `dropin`.
+``--cases`` and ``--shapes`` choose the cases and replace their shapes, and ``--mask`` passes
+every layer and function a random mask (80% kept), as in `dropin`.
 
 Every ratio is time(now) / time(REV): the median over rounds, then min-max.
 """
@@ -35,19 +36,21 @@ QUICK_CASES = [c for c in dropin.QUICK_CASES if c[0] != "DN"]
 DTYPES = {**dropin.DTYPES, "float16": jnp.float16}
 
 
-def calls(case: str, shape, dtype, packages: dict, forward: bool = False) -> dict:
+def calls(case: str, shape, dtype, packages: dict, forward: bool = False,
+          masked: bool = False) -> dict:
   """``"<package> <linen|functional> fast=<mode>"`` -> a zero-argument call."""
   x = jax.random.normal(jax.random.key(0), shape, dtype)
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+  mask = jax.random.uniform(jax.random.key(2), shape) < 0.8 if masked else None  # dropin's
   out = {}
   for fast in (True,) if case == "RMS" else (True, False):
     for tag, (lib, linen) in packages.items():
       _, module, apply_kw = dropin._modules(case, shape, fast, linen=linen)
       step, params = dropin._module_step(module, apply_kw, x, forward)
-      out[f"{tag} linen fast={fast}"] = functools.partial(step, x, params, w, None)
+      out[f"{tag} linen fast={fast}"] = functools.partial(step, x, params, w, mask)
       step = dropin._function_step(dropin._functional(case, shape, fast, module.epsilon, lib),
                                    forward)
-      out[f"{tag} functional fast={fast}"] = functools.partial(step, x, w, None)
+      out[f"{tag} functional fast={fast}"] = functools.partial(step, x, w, mask)
   return out
 
 
@@ -84,7 +87,11 @@ def main(argv=None) -> int:
                  help="shapes for every case, e.g. 64x1024x16")
   p.add_argument("--dtypes", default="float32,bfloat16", type=cli.names_of(DTYPES),
                  help="input dtypes, e.g. float16")
+  p.add_argument("--mask", action="store_true",
+                 help="a random mask, 80%% kept, for every layer and function (not with --dn)")
   args = p.parse_args(argv)
+  if args.mask and args.dn:
+    p.error("--mask is for the drop-in cases; --dn times masked cases of its own")
   cases = dropin.with_shapes(
       [c for c in (QUICK_CASES if args.quick else CASES) if c[0] in args.cases], args.shapes)
   if before_after.load_normalize(args.rev) is None:
@@ -107,7 +114,7 @@ def main(argv=None) -> int:
   print("| case | shape | dtype | contender | now / rev | now ms |\n|---|---|---|---|---|---|")
   for dtype in (DTYPES[name] for name in args.dtypes):
     for case, shape in cases:
-      cs = calls(case, shape, dtype, packages, args.forward)
+      cs = calls(case, shape, dtype, packages, args.forward, args.mask)
       t = timing.interleaved(cs, rounds=1 if args.quick else args.rounds,
                              target_s=0.0 if args.quick else 0.05)
       for name in (n for n in cs if n.startswith("now ")):

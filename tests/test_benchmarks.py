@@ -142,6 +142,7 @@ def test_dropin_eval_takes_batch_norm_alone(capsys):
     ("dropin", ["--shapes", "64x1024x"], "argument --shapes: '64x1024x' is not a list of shapes"),
     ("dropin", ["--shapes", "8x0"], "argument --shapes: '8x0' is not a list of shapes"),
     ("against_rev", ["--rev", "HEAD", "--cases", "DN"], "argument --cases: 'DN' not known"),
+    ("against_rev", ["--rev", "HEAD", "--dn", "--mask"], "--mask is for the drop-in cases"),
     ("row_forms", ["--shape", "2x8,4x8"], "--shape takes one shape, got 2"),
     ("dropin", ["--rounds", "0"], "argument --rounds: '0' is not a positive integer; e.g. 15"),
     ("jvp", ["--rounds", "x"], "argument --rounds: 'x' is not a positive integer; e.g. 15"),
@@ -315,9 +316,10 @@ def test_row_forms_quick_mode_measures_every_form(capsys):
 
 
 @pytest.mark.slow
-def test_against_rev_quick_mode_compares_every_case(capsys):
+@pytest.mark.parametrize("masked", [False, True])
+def test_against_rev_quick_mode_compares_every_case(capsys, masked):
   from benchmarks import against_rev
-  assert against_rev.main(["--quick", "--rev", "HEAD"]) == 0
+  assert against_rev.main(["--quick", "--rev", "HEAD"] + ["--mask"] * masked) == 0
   rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
           if r.startswith("| ") and "---" not in r][1:]
   modes = sum(1 if case == "RMS" else 2 for case, _ in against_rev.QUICK_CASES)

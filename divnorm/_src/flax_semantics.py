@@ -231,7 +231,7 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
                dtype=None, sigma_name="sigma"):
   """``(y, v, factors)``: `x` in flax's statistics dtype normalized over `field` by the core
   (`normalize_factors`), or not centered (RMS norm); ``factors = (u, m, r, mask)``,
-  ``y = (u - m) * r`` (``m`` None: 0), for `affine` (RMS norm of a narrower `x`, unmasked:
+  ``y = (u - m) * r`` (``m`` None: 0), for `affine` (RMS norm of a narrower `x`:
   an `rms.RmsRead`, and `affine` multiplies by the scale inside its written derivative).
   An empty `field` gives flax's zeros. Complex `x` as flax: a complex mean, the variance
   ``E[|x - E[x]|^2]``. Errors about sigma name it `sigma_name` (flax's `epsilon`)."""
@@ -250,9 +250,9 @@ def normalized(x, field: Field, *, sigma, mask, axis_name, fast_variance, center
                                        fast_variance=fast_variance and bool(field.axes),
                                        source=source)
     return y, v, _factors(shifted_input(x, source, stats.shift), stats.mean, r, mask)
-  if source is not x and mask is None:  # a narrower x: RMS norm's written derivative
-    y = rms_normalized(source, sigma, None, field, axis_name)
-    return y, x, RmsRead(source, sigma, field, axis_name)
+  if source is not x:  # a narrower x: RMS norm's written derivative
+    y = rms_normalized(source, sigma, mask, field, axis_name)
+    return y, x, RmsRead(source, sigma, field, axis_name, mask)
   v, r = rms_factors(x, field, sigma=sigma, mask=mask, axis_name=axis_name)
   return v * r, v, _factors(v, None, r, mask)
 
@@ -303,9 +303,9 @@ def affine(y: jax.Array, scale, bias, feature_axes: tuple[int, ...], factors=Non
     bias = None if bias is None else jnp.reshape(bias, shape)
     if isinstance(factors, RmsRead):  # RMS norm of a narrower input: the scale inside
       if scale is not None:
-        x, sigma, field, axis_name = factors
+        x, sigma, field, axis_name, mask = factors
         scale = jnp.reshape(scale, shape).astype(y.dtype)
-        y = rms_normalized(x, sigma, None, field, axis_name, scale)
+        y = rms_normalized(x, sigma, mask, field, axis_name, scale)
       return y if bias is None else y + bias
     if scale is not None:
       scale = jnp.reshape(scale, shape)
