@@ -9,10 +9,11 @@ ratios):
 2. **Group sums** (`reductions.group_sum`): group norm's forward+backward with the group
    sums (channels last) as the library takes them, summed over the ``[..., groups, size]``
    view and sent back by the outer product with a vector of ones; against products with
-   ones both ways (the library's before 2026-12-07, which compiled in 1.6x the time), two
-   products with the 0/1 ``[C, G]`` membership matrix (before 2026-12-06, which spreads a
-   NaN to every group) and reshaping, summing and broadcasting back (each swapped in while
-   tracing, with the core's jit cache cleared).
+   ones both ways (the library's before 2026-12-07: a 20-block GroupNorm training step
+   compiled in 1.6x the time, `benchmarks.trace_time`), two products with the 0/1
+   ``[C, G]`` membership matrix (before 2026-12-06, which spreads a NaN to every group)
+   and reshaping, summing and broadcasting back (each swapped in while tracing, with the
+   core's jit cache cleared). The run times and the compile times, each interleaved.
 3. **Strategies for divisive norm across channels**: forward+backward of
    `core.normalized` with each strategy: `two_pass`, `corrected_two_pass` (the library's
    for these fields, either `fast_variance`) and `one_pass` (called directly: no library

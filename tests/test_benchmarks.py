@@ -320,11 +320,27 @@ def test_row_forms_quick_mode_measures_every_form(capsys):
 def test_against_rev_quick_mode_compares_every_case(capsys, masked):
   from benchmarks import against_rev
   assert against_rev.main(["--quick", "--rev", "HEAD"] + ["--mask"] * masked) == 0
-  rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()
+  out = capsys.readouterr().out
+  assert ("masked (80% kept)" in out) == masked
+  rows = [r.split(" | ") for r in out.splitlines()
           if r.startswith("| ") and "---" not in r][1:]
   modes = sum(1 if case == "RMS" else 2 for case, _ in against_rev.QUICK_CASES)
   assert len(rows) == 2 * 2 * modes  # dtypes, then linen and functional per variance mode
   assert all(float(r[4].split(" ")[0]) > 0 for r in rows)
+
+
+def test_against_rev_masks_every_call_with_mask():
+  import divnorm
+  import divnorm.linen
+  from benchmarks import against_rev
+  packages = {"now": (divnorm, divnorm.linen), "rev": (divnorm, divnorm.linen)}
+  for masked in (False, True):
+    for case, shape in against_rev.QUICK_CASES:
+      calls = against_rev.calls(case, shape, jnp.float32, packages, masked=masked)
+      masks = [c.args[-1] for c in calls.values()]
+      assert all((m is not None) == masked for m in masks), case
+      if masked:
+        assert all(m.shape == shape and 0.5 < float(m.mean()) < 1 for m in masks), case
 
 
 @pytest.mark.slow

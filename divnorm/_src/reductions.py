@@ -183,7 +183,8 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
   benchmarks.trace_time``; BENCHMARKS.md, "Group norm's compile time"). Every sum stays
   within a group, so a NaN or inf in one group reaches no other: the 0/1 membership matrix
   ``[n, n / size]`` used before spread it to every group (``0 * NaN``; BENCHMARKS.md, "Sums
-  without a shift where the mean is near 0").
+  without a shift where the mean is near 0"). Both layouts sum with `jnp.sum`, which widens
+  integer and boolean `t` (every caller passes floating statistics).
 
   Along an earlier axis (channels first, as ``group_norm(channel_axis=1)`` and equinox's
   ``GroupNorm`` under ``vmap`` have them), XLA's CPU backend miscompiled the membership
