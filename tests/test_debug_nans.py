@@ -95,3 +95,25 @@ def test_nnx_batch_norm_raises_nothing_under_debug_nans_and_infs(masked, debug):
   mask = _rows() if masked else None
   grads = nnx.grad(lambda m, x: jnp.sum(m(x, mask=mask)), argnums=(0, 1))(model, x)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_equinox_and_haiku_layers_raise_nothing_under_debug_nans_and_infs(debug):
+  """Per example under `vmap` (channels first, as equinox's layers take them), and haiku's
+  BatchNorm in training, which sums over the batch itself."""
+  import equinox as eqx
+  import haiku as hk
+
+  from divnorm import equinox as dqx
+  from divnorm import haiku as dhk
+
+  nchw = jnp.moveaxis(_x(), -1, 1)
+  for layer in (dqx.LayerNorm(nchw.shape[1:]), dqx.GroupNorm(4, SHAPE[-1]),
+                dqx.RMSNorm(nchw.shape[1:])):
+    grads = eqx.filter_grad(lambda m, x: jnp.sum(jax.vmap(m)(x)))(layer, nchw)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  bn, state = eqx.nn.make_with_state(dqx.BatchNorm)(SHAPE[-1], axis_name="batch", mode="batch")
+  step = jax.vmap(bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+  eqx.filter_grad(lambda bn, x: jnp.sum(step(x, state)[0]))(bn, nchw)
+  f = hk.transform_with_state(lambda x: dhk.BatchNorm(True, True, 0.9)(x, is_training=True))
+  params, state = f.init(jax.random.key(0), _x())
+  jax.block_until_ready(jax.grad(lambda p: jnp.sum(f.apply(p, state, None, _x())[0]))(params))
