@@ -208,15 +208,14 @@ def group_sum(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
 def _within_groups(t: jax.Array, axis: int, size: int) -> jax.Array:
   """`group_sum` along one axis."""
   n = t.shape[axis]
-  if axis == t.ndim - 1:  # summed over the view, back by a product with a vector of ones
-    s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size)), axis=axis + 1)
+  # summed over the [..., n / size, size, ...] view
+  s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]),
+              axis=axis + 1)
+  if axis == t.ndim - 1:  # back to the entries by the outer product with a vector of ones
     ones = jnp.ones((size,), t.dtype)
     return lax.dot_general(s[..., None], ones[None], (((axis + 1,), (0,)), ((), ())),
                            precision=lax.Precision.HIGHEST).reshape(t.shape)
-  # summed over the [..., n / size, size] view, each entry's sum gathered back
-  s = jnp.sum(t.reshape(t.shape[:axis] + (n // size, size) + t.shape[axis + 1:]),
-              axis=axis + 1)
-  return jnp.take(s, np.arange(n) // size, axis=axis, mode="clip")
+  return jnp.take(s, np.arange(n) // size, axis=axis, mode="clip")  # each entry's gathered
 
 
 def group_min(t: jax.Array, groups: tuple[tuple[int, int], ...]) -> jax.Array:
