@@ -101,8 +101,8 @@ def main(argv=None) -> int:
   packages = {"now": (divnorm, importlib.import_module("divnorm.linen")),
               "rev": (old, importlib.import_module(f"divnorm_{args.rev}.linen"))}
   what = "Forward alone" if args.forward and not args.dn else "Forward+backward"
-  masked = ", masked (80% kept)" if args.mask else ""
-  print(f"{what}{masked}, time now / time at {args.rev}; jax {jax.__version__}.\n")
+  mask_note = ", masked (80% kept)" if args.mask else ""
+  print(f"{what}{mask_note}, time now / time at {args.rev}; jax {jax.__version__}.\n")
   if args.dn:
     print("| shape | window | mask | fast_variance | now / rev | now ms |\n|---|---|---|---|---|---|")
     for shape, window, masked, fast in QUICK_DN_CASES if args.quick else DN_CASES:
