@@ -35,7 +35,7 @@ def test_schedule_is_the_papers_scaled():
 def test_plans_and_names():
   jobs = study.STUDY.jobs()
   names = [j.name for j in jobs]
-  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 + 3 * 3 + 4 * 3 * 3 + 4 * 2
+  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 + 3 * 3 + 4 * 3 * 3 + 4 * 4
   first = study.STUDY.jobs(("table", "sigma"))
   assert [j.seed for j in first if j.plan == "table"] == sorted(
       j.seed for j in first if j.plan == "table")
@@ -50,6 +50,9 @@ def test_plans_and_names():
   assert [j.label for j in alone[:3]] == ["BN-s", "LN-s", "DN (sigma0)"]
   full = study.STUDY.jobs(("full_long",))
   assert {j.max_train_examples for j in full} == {None}
+  assert [j.seed for j in full] == sorted(j.seed for j in full) == [0] * 4 + [1] * 4 + [2] * 4 + [
+      3] * 4  # seed by seed: seed 2 of the four before seed 3 (PROTOCOL.md, 2026-12-07)
+  assert full[0].name == "full_long-BN-s0"  # the finished runs keep their names
   assert full[0].num_steps == study.FULL_EPOCHS * 600
   assert full[0].boundaries == (round(full[0].num_steps * 3 / 8), round(full[0].num_steps * 5 / 8))
   small = study.STUDY.jobs(("small_batch",))

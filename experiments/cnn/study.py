@@ -22,7 +22,8 @@ Plans (results/PROTOCOL.md fixes every number here before the runs):
   training examples each (steps = 30,000 / batch), lr 1e-2 x batch / 100, x0.1 at
   37.5% and 62.5% of the steps; seed by seed.
 - ``full_long``: BN, BN*, DN and DN* on the whole 60,000-image training split,
-  seeds 0-1, `FULL_EPOCHS` epochs with the table's cuts at the paper's fractions.
+  seeds 0-3 (2 and 3 added 2026-12-07), `FULL_EPOCHS` epochs with the table's cuts at
+  the paper's fractions; seed by seed.
 
 Each job trains in ``<runs>/<job>`` (checkpoints; resumes) and writes
 ``<results>/<job>/``: ``result.json`` (the numbers), ``metrics.jsonl`` and
@@ -143,7 +144,7 @@ def _plans() -> tuple[runner.Plan, ...]:
       runner.Plan("sigma_alone", tuple(alone), "BN-s, LN-s, DN with sigma 0, 3 seeds"),
       runner.Plan("small_batch", tuple(small), "BN, LN, DN, DN* at batch 4/16/64, 3 seeds"),
       runner.Plan("full_long", tuple(full),
-                  f"BN, BN*, DN, DN* on all 60k images, {FULL_EPOCHS} epochs, 2 seeds"),
+                  f"BN, BN*, DN, DN* on all 60k images, {FULL_EPOCHS} epochs, {len(FULL_SEEDS)} seeds"),
   )
 
 
