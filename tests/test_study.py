@@ -185,6 +185,33 @@ def test_run_job_writes_results_and_the_report_reads_them(tmp_path):
   assert "DN* learned sigma" in md and os.path.exists(os.path.join(results, "sigma.png"))
 
 
+def _full_row(variant: str, seed: int, accuracy: float) -> dict:
+  return {"plan": "full_long", "variant": variant, "seed": seed, "test_accuracy": accuracy,
+          "train_accuracy": accuracy + 0.01, "train_cross_entropy": 0.3,
+          "table10_correlation": 0.5, "train_ce_80_90": 0.3, "train_ce_90_100": 0.3,
+          "num_steps": 6000, "learning_rate": 1e-2,
+          "name": f"full_long-{variant.replace('*', '_star')}-s{seed}"}
+
+
+def test_full_split_tests_use_the_seeds_complete_for_all_four_models():
+  """PROTOCOL.md (2026-12-07): a seed that ran for some of BN, BN*, DN, DN* but not all is
+  left out of the entries and the tests, and named."""
+  rows = [_full_row(v, s, 0.88 + 0.01 * i + 0.001 * s)
+          for s in (0, 1, 2) for i, v in enumerate(study.FULL_VARIANTS)]
+  rows += [_full_row("BN", 3, 0.5), _full_row("DN", 3, 0.99)]  # seed 3: two of the four
+  entries, tests, gaps = study_report._full_long(rows)
+  assert all(e["seeds"] == [0, 1, 2] for e in entries.values())
+  assert entries["BN"]["test_accuracy"]["mean"] == pytest.approx(0.881)
+  assert [t["n"] for t in tests + gaps] == [[3, 3]] * 5
+  assert entries["DN"]["left_out"] == ["full_long-BN-s3", "full_long-DN-s3"]
+  md = "\n".join(study_report._render_full_long(entries, tests, gaps))
+  assert "Runs left out (their seed is not complete for all four models" in md
+  assert "2026-12-07): full_long-BN-s3, full_long-DN-s3." in md
+  assert study_report.complete_seeds({"BN": rows[:1]}, ("BN", "DN")) == []
+  entries, _, _ = study_report._full_long(rows[:8])  # seeds 0 and 1 of all four
+  assert entries["BN*"]["seeds"] == [0, 1] and entries["BN*"]["left_out"] == []
+
+
 def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
   from experiments.cnn import compare
   table = tmp_path / "table.csv"

@@ -206,9 +206,21 @@ def _small_batch(rows) -> tuple[dict, list[dict]]:
   return out, tests
 
 
+def complete_seeds(groups: dict[str, list[dict]], variants) -> list[int]:
+  """The seeds that have a run of every one of `variants` (PROTOCOL.md, 2026-12-07: the full
+  split's tests use these alone, so that no model is compared on seeds the others lack)."""
+  seeds = [{r["seed"] for r in groups.get(v, [])} for v in variants]
+  return sorted(set.intersection(*seeds)) if seeds else []
+
+
 def _full_long(rows) -> tuple[dict, list[dict], list[dict]]:
   groups = _group(rows, "full_long")
+  seeds = complete_seeds(groups, study.FULL_VARIANTS)
+  left_out = sorted(r["name"] for v in groups for r in groups[v] if r["seed"] not in seeds)
+  groups = {v: [r for r in runs if r["seed"] in seeds] for v, runs in groups.items()}
   entries = {v: _entry(groups[v]) for v in study.FULL_VARIANTS if groups.get(v)}
+  for e in entries.values():
+    e["left_out"] = left_out
   gap = _family(groups, (("BN*", "BN"), ("DN*", "DN")), key="gap",
                 value=lambda r: r["train_accuracy"] - r["test_accuracy"])
   return entries, _family(groups, FULL_COMPARISONS), gap
@@ -426,7 +438,8 @@ def _render_small_batch(sb: dict, tests: list[dict]) -> list[str]:
 def _render_full_long(full: dict, tests: list[dict], gap_tests: list[dict]) -> list[str]:
   if not full:
     return []
-  lines = ["", "## The full training split (60,000 images, 10 epochs; PROTOCOL.md, 2026-12-03)",
+  lines = ["", "## The full training split (60,000 images, 10 epochs; PROTOCOL.md, 2026-12-03 "
+           "and 2026-12-07)",
            "", "| Model | seeds | steps | test accuracy | train accuracy (60k) | train - test | "
            "train CE | plateau |", "|---|---|---|---|---|---|---|---|"]
   for v in study.FULL_VARIANTS:
@@ -437,6 +450,9 @@ def _render_full_long(full: dict, tests: list[dict], gap_tests: list[dict]) -> l
     lines.append(f"| {v} | {len(e['seeds'])} | {e['steps']} | {_fmt(e['test_accuracy'])} | "
                  f"{_fmt(e['train_accuracy'])} | {_fmt(e['gap'], 4)} | "
                  f"{_fmt(e['train_cross_entropy'], 3)} | {_plateau(e)} |")
+  left_out = next(iter(full.values()))["left_out"]
+  lines += ["", "Runs left out (their seed is not complete for all four models; PROTOCOL.md, "
+            "2026-12-07): " + (", ".join(left_out) if left_out else "none") + "."]
   lines += ["", "Test accuracy (Welch, Holm over these 3):", ""] + _tests_table(tests)
   lines += ["", "The train-test gap, with vs without L1 (Welch, Holm over these 2, outside the "
             "family):", ""] + _tests_table(gap_tests)
