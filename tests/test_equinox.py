@@ -552,3 +552,104 @@ def test_batch_instance_norm_rho_past_the_interval_still_learns():
     return jnp.sum(y * x[::-1])
 
   assert np.all(eqx.filter_grad(loss)(layer).rho != 0)
+
+
+# ---- Edges found in an audit against equinox 0.13.8 (2026-12-07) ---------------------------
+
+def _close(ours, theirs, ulps=4):
+  """Within `ulps` float32 ulps of the largest entry of `theirs` (both computed in float32
+  from the same statistics, up to the summation order)."""
+  tol = ulps * np.finfo(np.float32).eps * max(1.0, float(jnp.max(jnp.abs(theirs))))
+  np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("mode", ["ema", "batch"])
+def test_batch_norm_takes_a_list_of_axis_names_as_equinox(mode):
+  # equinox documents axis_name as "a sequence (e.g. a tuple or a list)"; a list is not
+  # hashable, and the core's jit takes the name as a static argument.
+  x = _x((2, 4, 3, 5))
+  outs = []
+  for lib in (eqx.nn, dqx):
+    bn, state = eqx.nn.make_with_state(lib.BatchNorm)(3, ["a", "b"], mode=mode)
+    f = jax.vmap(jax.vmap(bn, (0, None), (0, None), axis_name="b"), (0, None), (0, None),
+                 axis_name="a")
+    y, state = f(x, state)
+    index = bn.ema_state_index if mode == "ema" else bn.batch_state_index
+    outs.append((y, *state.get(index)))
+  for ours, theirs in zip(outs[1], outs[0], strict=True):  # output, running mean and var
+    _close(ours, theirs)
+
+
+def test_functions_take_a_list_of_axis_names():
+  x = _x((2, 3, 4))
+  f = lambda names: jax.vmap(jax.vmap(
+      lambda xi: divnorm.normalize(xi, (0,), axis_name=names), axis_name="b"), axis_name="a")
+  np.testing.assert_array_equal(f(["a", "b"])(x), f(("a", "b"))(x))
+  g = lambda xi: divnorm.layer_norm(xi, axis_name=["a"])
+  _close(jax.vmap(g, axis_name="a")(x), divnorm.layer_norm(x, reduction_axes=(0, 2)))
+
+
+def test_group_norm_without_affine_reads_no_channel_count():
+  # equinox reads `channels` for its affine arrays alone.
+  x = _x((6, 3))
+  _close(dqx.GroupNorm(2, 4, channelwise_affine=False)(x),
+         eqx.nn.GroupNorm(2, 4, channelwise_affine=False)(x))
+  with pytest.raises(ValueError, match="built with channels=4"):
+    dqx.GroupNorm(2, 4)(x)
+
+
+@pytest.mark.parametrize("name,flag,array", [
+  ("LayerNorm", {"use_weight": False}, "weight"), ("LayerNorm", {"use_bias": False}, "bias"),
+  ("RMSNorm", {"use_weight": False}, "weight"), ("RMSNorm", {"use_bias": False}, "bias"),
+  ("GroupNorm", {"channelwise_affine": False}, "weight"),
+  ("GroupNorm", {"channelwise_affine": False}, "bias"),
+])
+def test_affine_flags_decide_as_equinox_after_tree_surgery(name, flag, array):
+  # An array put by eqx.tree_at on a layer built without it is not applied, as in equinox.
+  x = _x((4, 5))
+  args = (2, 4) if name == "GroupNorm" else ((4, 5),)
+  value = jnp.full((4,) if name == "GroupNorm" else (4, 5), 2.0)
+  outs = []
+  for lib in (eqx.nn, dqx):
+    layer = getattr(lib, name)(*args, **flag)
+    layer = eqx.tree_at(lambda m: getattr(m, array), layer, value, is_leaf=lambda a: a is None)
+    outs.append(layer(x))
+  _close(outs[1], outs[0])
+  _close(outs[1], getattr(dqx, name)(*args, **flag)(x))
+
+
+def test_batch_norm_without_affine_ignores_arrays_put_on_it():
+  x = _x((8, 3))
+  outs = []
+  for lib in (eqx.nn, dqx):
+    bn, state = eqx.nn.make_with_state(lib.BatchNorm)(3, "b", channelwise_affine=False,
+                                                      mode="batch")
+    bn = eqx.tree_at(lambda m: (m.weight, m.bias), bn, (jnp.full(3, 2.0), jnp.ones(3)),
+                     is_leaf=lambda a: a is None)
+    outs.append(jax.vmap(bn, (0, None), (0, None), axis_name="b")(x, state)[0])
+  _close(outs[1], outs[0])
+
+
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm", "GroupNorm"])
+def test_scalar_affine_arrays_broadcast_as_equinox(name):
+  x = _x((4, 5))
+  args = (2, 4) if name == "GroupNorm" else ((4, 5),)
+  outs = []
+  for lib in (eqx.nn, dqx):
+    layer = eqx.tree_at(lambda m: (m.weight, m.bias), getattr(lib, name)(*args),
+                        (jnp.asarray(2.0), jnp.asarray(0.5)))
+    outs.append(layer(x))
+  _close(outs[1], outs[0])
+
+
+@pytest.mark.parametrize("shape", [np.array([4, 5]), jnp.array([4, 5]), range(4, 6), [4, 5],
+                                   (np.int64(4), np.int64(5))], ids=str)
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm"])
+def test_shape_as_any_iterable_of_ints_as_equinox(name, shape):
+  layer = getattr(dqx, name)(shape)
+  assert layer.shape == (4, 5) and all(type(n) is int for n in layer.shape)
+  x = _x((4, 5))
+  _close(layer(x), getattr(eqx.nn, name)((4, 5))(x))
+  assert getattr(dqx, name)(n for n in (4, 5)).shape == (4, 5)  # a generator, read once
+  with pytest.raises(TypeError, match="shape must be an int or a sequence of ints"):
+    getattr(dqx, name)(2.5)

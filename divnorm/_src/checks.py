@@ -305,16 +305,17 @@ def check_scalar(value, name: str, what: str, *, context: str = "") -> None:
 
 
 def check_axis_name(axis_name):
-  """`axis_name` (a mapped axis' name, or a tuple of names), or a TypeError for an int or a
-  bool in it: JAX's collectives read an int as a positional axis of the array, so it would
-  sum over an array axis instead of the mapped one, silently."""
+  """`axis_name` (a mapped axis' name, or a tuple of names; a list of them as a tuple, which
+  a jitted function can take as a static argument), or a TypeError for an int or a bool in
+  it: JAX's collectives read an int as a positional axis of the array, so it would sum over
+  an array axis instead of the mapped one, silently."""
   for name in axis_name if isinstance(axis_name, tuple | list) else (axis_name,):
     if isinstance(name, int | np.integer):
       raise TypeError(
           f"axis_name={axis_name!r}: {name!r} is an int, which JAX's collectives read as an "
           f"array axis, not a mapped one; name the mapped axis with a string, e.g. "
           f"jax.vmap(f, axis_name='batch') and axis_name='batch'.")
-  return axis_name
+  return tuple(axis_name) if isinstance(axis_name, list) else axis_name
 
 
 def check_key(key, name: str = "key"):

@@ -25,6 +25,7 @@ from jax.typing import ArrayLike
 
 from divnorm._src.checks import (
   Bool,
+  check_axis_name,
   check_bool,
   check_border,
   check_finite,
@@ -179,7 +180,7 @@ def normalize(
       a kernel or mixing that gives a pool no weight (with ``border="valid"``: inside `x`);
       ``fast_variance=True`` for fields it does not serve.
   """
-  x = check_input(x)
+  x, axis_name = check_input(x), check_axis_name(axis_name)
   a, b = resolve_fields(summation, suppression, x.shape)
   check_border(border)
   sigma = check_sigma(sigma, stats_shape(x.shape, a, b))
@@ -218,7 +219,7 @@ def normalize_factors(x: jax.Array, field: Field, *, sigma=0.0, mask=None, axis_
   (BENCHMARKS.md, "Issue 22: the written-out modules").
   On a CUDA GPU, `row_two_pass` serves layers of at most `LAYER_FUSED_SIZE` entries.
   """
-  x = check_input(x)
+  x, axis_name = check_input(x), check_axis_name(axis_name)
   sigma = check_sigma(sigma, stats_shape(x.shape, field))
   mask = check_mask(mask, x.shape)
   dt = stat_dtype(x.dtype)

@@ -53,6 +53,12 @@ def _float(dtype):
   return jnp.zeros(()).dtype if dtype is None else dtype
 
 
+def _affine(array, use: bool, shape: tuple[int, ...]):
+  """An affine array as equinox applies it: only if its flag is set (an array put on a layer
+  built without it, by ``eqx.tree_at``, is ignored), broadcast to `shape`."""
+  return jnp.broadcast_to(array, shape) if use and array is not None else None
+
+
 def _check_channels(layer, name: str, size, x) -> None:
   """`x` is one example, channels first, with the `size` channels (`name`) of `layer`."""
   if jnp.ndim(x) == 0:
@@ -104,7 +110,9 @@ class LayerNorm(eqx.Module):
                        f"replace `layer_norm(x)` with `jax.vmap(layer_norm)(x)`.")
     y = fs.normalized(x, Field(tuple(range(x.ndim)), ()), sigma=fs.sigma_of(self.eps, name="eps"),
                       mask=None, axis_name=None, fast_variance=False, sigma_name="eps")[0]
-    return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim))), x.dtype, state)
+    weight, bias = (_affine(self.weight, self.use_weight, x.shape),
+                    _affine(self.bias, self.use_bias, x.shape))
+    return _out(fs.affine(y, weight, bias, tuple(range(x.ndim))), x.dtype, state)
 
 
 class RMSNorm(eqx.Module):
@@ -148,8 +156,9 @@ class RMSNorm(eqx.Module):
       y, _, factors = fs.normalized(x, Field(tuple(range(x.ndim)), ()), center=False,
                                     sigma=fs.sigma_of(self.eps, name="eps"), mask=None,
                                     axis_name=None, fast_variance=False, sigma_name="eps")
-    return _out(fs.affine(y, self.weight, self.bias, tuple(range(x.ndim)), factors), x.dtype,
-                state)
+    weight, bias = (_affine(self.weight, self.use_weight, x.shape),
+                    _affine(self.bias, self.use_bias, x.shape))
+    return _out(fs.affine(y, weight, bias, tuple(range(x.ndim)), factors), x.dtype, state)
 
 
 class GroupNorm(eqx.Module):
@@ -188,12 +197,15 @@ class GroupNorm(eqx.Module):
   def __call__(self, x: Array, state: eqx.nn.State, *, key=None) -> tuple[Array, eqx.nn.State]: ...
   def __call__(self, x: Array, state=_NO_STATE, *, key=None):  # as equinox's overloads
     """Normalizes `x` of shape ``(channels, ...)`` per group; `state` passes through."""
-    _check_channels(self, "channels", self.channels, x)
+    # equinox reads `channels` for the affine arrays alone
+    _check_channels(self, "channels", self.channels if self.channelwise_affine else None, x)
     groups = group_count(self.groups, None, x.shape[0], "groups")
     field = grouped_field(tuple(range(1, x.ndim)), 0, x.shape[0] // groups, x.shape)
     y, _, factors = fs.normalized(x, field, sigma=fs.sigma_of(self.eps, name="eps"), mask=None,
                                   axis_name=None, fast_variance=False, sigma_name="eps")
-    return _out(fs.affine(y, self.weight, self.bias, (0,), factors), x.dtype, state)
+    weight, bias = (_affine(a, self.channelwise_affine, x.shape[:1])
+                    for a in (self.weight, self.bias))
+    return _out(fs.affine(y, weight, bias, (0,), factors), x.dtype, state)
 
 
 class BatchNorm(eqx.nn.StatefulLayer):
@@ -293,8 +305,10 @@ class BatchNorm(eqx.nn.StatefulLayer):
     # equinox's: the statistics used promote the output (mode="batch" in training: x's own)
     used = () if self.mode == "batch" and not inference else (state.get(
         self.ema_state_index or self.batch_state_index)[0],)
-    dtype = fs.result_dtype(x, self.weight, self.bias, *used)
-    return fs.affine(y, self.weight, self.bias, (0,), factors).astype(dtype), state
+    weight, bias = (_affine(a, self.channelwise_affine, x.shape[:1])
+                    for a in (self.weight, self.bias))
+    dtype = fs.result_dtype(x, weight, bias, *used)
+    return fs.affine(y, weight, bias, (0,), factors).astype(dtype), state
 
 
 def _learned_sigma(sigma, learn_sigma: bool, dtype):

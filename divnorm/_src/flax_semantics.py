@@ -109,10 +109,13 @@ def check_no_sigma(layer, sigma, learn_sigma) -> None:
 
 
 def shape_of_sizes(num_features, name: str = "num_features") -> tuple[int, ...]:
-  """`num_features` (an int, a tuple of them for several feature axes, or None) as a shape."""
-  sizes = () if num_features is None else num_features if isinstance(
-      num_features, Sequence) and not isinstance(num_features, str) else (num_features,)
-  return tuple(check_int(n, name, minimum=0) for n in sizes)
+  """`num_features` (an int, a sequence or other iterable of them for several feature axes,
+  as equinox's ``tuple(shape)`` reads it, or None) as a shape."""
+  several = isinstance(num_features, Iterable) and not isinstance(num_features, str) and (
+      np.ndim(num_features) > 0 or not isinstance(num_features, np.ndarray | jax.Array))
+  sizes = () if num_features is None else tuple(num_features) if several else (num_features,)
+  return tuple(check_int(n, name, minimum=0, hint=" or a sequence of ints (a shape)")
+               for n in sizes)
 
 
 def check_features(layer, built: str, size, x_shape, axes: tuple[int, ...]) -> None:
