@@ -432,7 +432,8 @@ def _haiku_layers(draw, name: str):
                   data_format=data_format, **flags)
     if draw(st.booleans()):
       axes = draw(_axes(ndim, exclude=(ndim - 1, 1)))  # the channels kept, either format
-      kwargs["axis"] = sorted({a % ndim for a in ((axes,) if isinstance(axes, int) else axes)})
+      # as given, some negative: haiku's parameters keep the full size on those
+      kwargs["axis"] = list((axes,) if isinstance(axes, int) else axes)
     call = draw(st.sampled_from([(True,), (False, True)]))  # training, or local statistics
   offset = draw(st.sampled_from([0.0, 3.0, -20.0]))
   return kwargs, call, tuple(shape), offset
@@ -564,3 +565,76 @@ def test_an_empty_cross_replica_axis_is_none_as_in_haiku():
     params, state = f.init(None, x)
     outs.append(f.apply(params, state, None, x)[0])
   np.testing.assert_array_equal(*outs)
+
+
+# ---- Edges found in an audit against haiku 0.0.17 (2026-12-07) -----------------------------
+
+@pytest.mark.loose_promotion  # haiku's layers: a float32 statistic times a complex scale
+@pytest.mark.parametrize("name,call", [("LayerNorm", ()), ("GroupNorm", ()),
+                                       ("BatchNorm", (True,))])
+@pytest.mark.parametrize("which", ["scale", "offset"])
+def test_a_complex_scale_or_offset_at_call_time_keeps_its_imaginary_part(name, call, which):
+  make = {"LayerNorm": lambda m: m.LayerNorm(-1, False, False),
+          "GroupNorm": lambda m: m.GroupNorm(2, create_scale=False, create_offset=False),
+          "BatchNorm": lambda m: m.BatchNorm(False, False, 0.9)}[name]
+  x, value = _x((4, 3, 6)), jax.lax.complex(_x((6,), seed=2), _x((6,), seed=3))
+  outs = []
+  for lib in (hk, dhk):
+    f = hk.transform_with_state(lambda x, lib=lib: make(lib)(x, *call, **{which: value}))
+    params, state = f.init(jax.random.key(0), x)
+    with jax.numpy_dtype_promotion("strict" if lib is dhk else "standard"):  # ours: both
+      outs.append(f.apply(params, state, None, x)[0])
+  assert outs[1].dtype == outs[0].dtype == jnp.complex64
+  assert float(jnp.max(jnp.abs(outs[0].imag))) > 1  # the imaginary part is not 0
+  np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=8 * 1.2e-7 * float(
+      jnp.max(jnp.abs(outs[0]))))
+
+
+def test_complex_layer_norm_with_fast_variance_is_a_type_error():
+  # haiku's fast variance of complex x is E[x^2] - E[x]^2, complex: not a variance (as
+  # divnorm.haiku.BatchNorm's TypeError); its default, E[|x - E[x]|^2], is served.
+  x = jax.lax.complex(_x((2, 6)), _x((2, 6), seed=1))
+  f = hk.transform(lambda x: dhk.LayerNorm(-1, True, True, use_fast_variance=True)(x))
+  with pytest.raises(TypeError, match="use_fast_variance=False"):
+    f.init(jax.random.key(0), x)
+
+
+def test_batch_norm_refuses_to_train_on_an_empty_batch():
+  # haiku's running averages become NaN; divnorm's rule for running statistics (README):
+  # an empty batch cannot update them.
+  f = hk.transform_with_state(lambda x, t: dhk.BatchNorm(True, True, 0.9)(x, t))
+  params, state = f.init(jax.random.key(0), _x((4, 3, 6)), True)
+  with pytest.raises(ValueError, match="no entries on the reduced axes"):
+    f.apply(params, state, None, jnp.zeros((0, 3, 6)), True)
+  y, same = f.apply(params, state, None, jnp.zeros((0, 3, 6)), False)  # evaluation: fine
+  assert y.shape == (0, 3, 6)
+  jax.tree.map(np.testing.assert_array_equal, same, state)
+
+
+@pytest.mark.parametrize("axis", [[0, -3, -2], [-4, 1, 2], [0, 1, 2]])
+def test_batch_norm_s_parameters_follow_the_axes_as_given_as_haiku_s(axis):
+  # haiku sizes its parameters by `i in axis` on the axes as given: a negative axis keeps
+  # its full size there, so a haiku checkpoint has per-position parameters.
+  x = _x((4, 3, 5, 2))
+  make = lambda m: m.BatchNorm(True, True, 0.9, axis=axis)
+  theirs, ours = (hk.transform_with_state(lambda x, m=m: make(m)(x, True)) for m in (hk, dhk))
+  params, state = theirs.init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(
+      jnp.shape, (params, state))
+  params = _randomized(params)
+  (want, want_state), (got, got_state) = (t.apply(params, state, None, x) for t in (theirs, ours))
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5), got_state,
+               want_state)
+
+
+def test_rank_1_batch_norm_channels_first_reduces_the_one_axis_as_haiku_s():
+  # haiku's channel index 1 is past the rank: every axis is reduced
+  x = _x((5,))
+  make = lambda m: m.BatchNorm(True, True, 0.9, data_format="channels_first")
+  theirs, ours = (hk.transform_with_state(lambda x, m=m: make(m)(x, True)) for m in (hk, dhk))
+  params, state = theirs.init(jax.random.key(0), x)
+  (want, _), (got, _) = (t.apply(params, state, None, x) for t in (theirs, ours))
+  assert jax.tree.map(jnp.shape, params) == {"batch_norm": {"offset": (1,), "scale": (1,)}}
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+  assert float(jnp.std(got)) > 0.9

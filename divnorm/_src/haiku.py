@@ -30,7 +30,13 @@ except ModuleNotFoundError as error:  # haiku is an optional extra
                             f"pip install 'divnorm[haiku]'.", name=error.name) from error
 
 from divnorm._src import flax_semantics as fs
-from divnorm._src.checks import check_bool, check_int, check_momentum, check_nonnegative
+from divnorm._src.checks import (
+  check_bool,
+  check_int,
+  check_momentum,
+  check_nonempty,
+  check_nonnegative,
+)
 from divnorm._src.core import normalize_factors, shifted_input
 from divnorm._src.fields import Field, grouped_field
 from divnorm._src.presets import divisive_norm
@@ -120,12 +126,18 @@ class _Norm(hk.Module):
     if self.create_offset:
       offset = hk.get_parameter("offset", param_shape, x.dtype, init=self.offset_init)
     out = fs.result_dtype(x, scale, offset)
-    broadcast = lambda a: jnp.broadcast_to(jnp.asarray(a).astype(y.dtype), y.shape)
+
+    def apply(op, y, a):  # both promoted, explicitly: a complex `a` keeps its imaginary part
+      a = jnp.asarray(a)
+      with jax.numpy_dtype_promotion("standard"):  # haiku's promotion, made explicit
+        dtype = jnp.promote_types(y.dtype, a.dtype)
+      return op(y.astype(dtype), jnp.broadcast_to(a.astype(dtype), y.shape))
+
     if scale is not None and not self.create_scale:  # conditional: no fold
-      y = y * broadcast(scale)
-      return (y if offset is None else y + broadcast(offset)).astype(out)
+      y = apply(jnp.multiply, y, scale)
+      return (y if offset is None else apply(jnp.add, y, offset)).astype(out)
     y = fs.affine(y, scale, offset if self.create_offset else None, features, factors)
-    return (y if offset is None or self.create_offset else y + broadcast(offset)).astype(out)
+    return (y if offset is None or self.create_offset else apply(jnp.add, y, offset)).astype(out)
 
 
 class LayerNorm(_Norm):
@@ -154,6 +166,12 @@ class LayerNorm(_Norm):
     """Normalizes `inputs` over `axis`; `scale` and `offset` only where not created."""
     x = jnp.asarray(inputs)
     self._call_time_affine(scale, offset)
+    if jnp.iscomplexobj(x) and self.use_fast_variance:
+      raise TypeError("divnorm.haiku.LayerNorm(use_fast_variance=True) takes real inputs; "
+                      "haiku's divides complex ones by a complex 'variance' E[x^2] - E[x]^2. "
+                      "Pass use_fast_variance=False (haiku's default: E[|x - E[x]|^2], the "
+                      "same numbers as haiku's), or normalize the real and imaginary parts "
+                      "apart.")
     axes = _abs_axes(self.axis, x.ndim)
     if ((self.create_scale or self.create_offset) and not self._param_axis_passed_explicitly
         and _haiku_layer_norm.ERROR_IF_PARAM_AXIS_NOT_EXPLICIT and axes != (x.ndim - 1,)):
@@ -317,9 +335,12 @@ class BatchNorm(_Norm):
                       "divides by a complex 'variance' E[x^2] - E[x]^2. Normalize the real and "
                       "imaginary parts apart, or use divnorm.linen.BatchNorm (flax's "
                       "E[|x - E[x]|^2]).")
-    c = self.channel_index % x.ndim if x.ndim else None
+    # haiku's channel index: negative counts from the end; past the rank it is no axis
+    c = self.channel_index + x.ndim if self.channel_index < 0 else self.channel_index
     axes = fs.canonical_axes(tuple(a for a in range(x.ndim) if a != c) if self.axis is None
                              else self.axis, x.ndim, "axis")
+    if is_training:
+      check_nonempty(x, axes, "BatchNorm")
     sigma, u = fs.sigma_of(self.eps, name="eps"), x.astype(stat_dtype(x.dtype))
     if is_training or test_local_stats:  # one-pass as haiku's, over local axes (if any)
       replicas = self.cross_replica_axis or None  # haiku's test: "" or () is no axis
@@ -338,9 +359,12 @@ class BatchNorm(_Norm):
       with jax.numpy_dtype_promotion("standard"):  # haiku's debiasing: float ** int32 count
         self.mean_ema(mean.astype(dtype))
         self.var_ema(var.astype(dtype))
-    features = tuple(a for a in range(x.ndim) if a not in axes)
+    # haiku's parameters: size 1 on each axis named in `axis` as given (a negative one names
+    # none of them), so that its checkpoints load
+    named = tuple(self.axis) if isinstance(self.axis, Sequence) else axes
+    features = tuple(a for a in range(x.ndim) if a not in named)
     return self._affine(x, normalized, features, scale, offset,
-                        param_shape=tuple(1 if a in axes else n for a, n in enumerate(x.shape)))
+                        param_shape=tuple(1 if a in named else n for a, n in enumerate(x.shape)))
 
 
 class DivisiveNorm(_Norm):
