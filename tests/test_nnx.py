@@ -543,3 +543,56 @@ def test_every_layer_takes_rngs_as_nnx_layers_do(name):
   with_rngs, without = make(rngs=nnx.Rngs(7)), make()
   if name not in ("GaussianNorm", "WeightNorm", "SpectralNorm"):  # these draw from it
     jax.tree.map(np.testing.assert_array_equal, nnx.state(with_rngs), nnx.state(without))
+
+
+# ---- Edges found in an audit against flax.nnx 0.12.8 (2026-12-07) --------------------------
+
+def test_view_info_reads_the_set_view_arguments_as_flax_s():
+  # nnx.view_info parses set_view's "Args:" section and looks up each parameter in it.
+  text = nnx.view_info(nnx.Sequential(dn.BatchNorm(3), nnx.BatchNorm(3, rngs=nnx.Rngs(0))))
+  assert text.count("use_running_average: bool | None = None") == 2
+  for layer in (dn.MeanOnlyBatchNorm(3), dn.BatchRenorm(3)):
+    assert "use_running_average" in nnx.view_info(layer)
+
+
+@pytest.mark.parametrize("name,args", [("LayerNorm", {}), ("RMSNorm", {}),
+                                       ("GroupNorm", {"num_groups": 3}),
+                                       ("InstanceNorm", {}), ("BatchNorm", {"axis": -1})])
+def test_promote_dtype_gets_flax_s_arguments(name, args):
+  # a promote_dtype written for flax unpacks exactly what flax passes
+  seen = {}
+
+  def promote(values, dtype=None):
+    seen[name] = len(values)
+    return nnx.nn.dtypes.promote_dtype(values, dtype=dtype)
+
+  x = _x()
+  outs = [getattr(lib, name)(6, promote_dtype=promote, rngs=nnx.Rngs(0), **args)(x)
+          for lib in (nnx, dn)]
+  theirs = seen[name]
+  seen.clear()
+  getattr(dn, name)(6, promote_dtype=promote, rngs=nnx.Rngs(0), **args)(x)
+  assert seen[name] == theirs == {"RMSNorm": 2, "BatchNorm": 5}.get(name, 3)
+  np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+  lambda m: m.LayerNorm(1, use_scale=False, use_bias=False, rngs=nnx.Rngs(0)),
+  lambda m: m.RMSNorm(1, use_scale=False, rngs=nnx.Rngs(0)),
+  lambda m: m.InstanceNorm(1, use_scale=False, use_bias=False, rngs=nnx.Rngs(0)),
+])
+def test_num_features_without_parameters_is_not_checked_as_flax(make):
+  # flax reads num_features for the parameters' shape alone (x near 0: flax's one-pass
+  # variance is exact to float32 rounding there)
+  x = jax.random.normal(jax.random.key(0), (4, 5, 6))
+  np.testing.assert_allclose(make(dn)(x), make(nnx)(x), rtol=0, atol=1e-5)
+  with pytest.raises(ValueError, match="built with num_features=1"):
+    dn.LayerNorm(1, rngs=nnx.Rngs(0))(x)  # with a scale, it shapes it: checked
+  with pytest.raises(ValueError, match="built with num_features=1"):
+    dn.BatchNorm(1, rngs=nnx.Rngs(0))(x)  # the running statistics too
+
+
+def test_spectral_norm_s_non_matrix_error_is_nnx_s():
+  conv = nnx.Conv(2, 2, (3, 3), rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="^Layer instance parameter is 4D but error_on_non_matr"):
+    dn.SpectralNorm(conv, error_on_non_matrix=True)

@@ -95,22 +95,35 @@ class _Norm(nnx.Module):
   def _params(self):
     return tuple(None if p is None else p[...] for p in (self.scale, self.bias))
 
+  def _promoted_with_params(self, x):
+    """`_promoted` of `x` and the parameters as flax passes them to `promote_dtype`:
+    ``(x, scale, bias)``, or ``(x, scale)`` for a layer without a bias (RMSNorm)."""
+    params = self._params()
+    if not hasattr(self, "use_bias"):  # RMSNorm: flax's promote_dtype((x, scale))
+      xs, scale = self._promoted(x, params[0])
+      return xs, scale, None
+    return self._promoted(x, *params)
+
   def _options(self, mask):
     """The core's arguments for flax's `epsilon`, `axis_name` and `use_fast_variance`."""
     return {**fs.core_options(self, mask), "sigma": self._sigma()}
 
-  def _features(self, x, axes: Axes, name: str = "feature_axes") -> tuple[int, ...]:
-    """`axes` of `x`, canonical, checked against `num_features` (an int: its size, as flax)."""
+  def _features(self, x, axes: Axes, name: str = "feature_axes", *,
+                checked: bool = True) -> tuple[int, ...]:
+    """`axes` of `x`, canonical, checked against `num_features` (an int: its size, as flax)
+    where something was built with it (`checked`)."""
     axes = fs.canonical_axes(axes, jnp.ndim(x), name)
-    if self.num_features is not None:
+    if self.num_features is not None and checked:
       fs.check_features(self, f"num_features={describe(self.num_features)}", self.num_features,
                         jnp.shape(x), axes)
     return axes
 
   def _normalize(self, x, field: Field, features: Axes, mask, *, center: bool = True):
-    """Flax's layers: `x` promoted with the parameters, normalized over `field`, `_finish`ed."""
-    features = self._features(x, features)
-    (x, source), *params = self._promoted(x, *self._params())
+    """Flax's layers: `x` promoted with the parameters, normalized over `field`, `_finish`ed.
+    `num_features` shapes the parameters alone, so without them it is not checked (flax's)."""
+    features = self._features(x, features, checked=self.scale is not None or (
+        self.bias is not None))
+    (x, source), *params = self._promoted_with_params(x)
     y, v, factors = fs.normalized(source, field, center=center, dtype=self.dtype,
                                   **self._options(mask))
     return self._finish(x, y, v, params, features, mask, self.dtype, factors)
@@ -158,7 +171,12 @@ class _Running(_Norm):
   """The base of the layers with running statistics: `set_view`, as flax's BatchNorm."""
 
   def set_view(self, use_running_average: bool | None = None):
-    """Used by ``nnx.view`` (``nnx.view(model, use_running_average=True)``)."""
+    """Used by ``nnx.view`` (``nnx.view(model, use_running_average=True)``).
+
+    Args:
+      use_running_average: if True, the stored batch statistics will be used instead of
+        computing the batch statistics on the input (flax's; ``nnx.view_info`` reads it).
+    """
     if use_running_average is not None:
       self.use_running_average = use_running_average
 

@@ -293,7 +293,7 @@ class SpectralNorm(_Wrapper):
     if self.n_steps < 1:
       return {}
     return self._selected(lambda path, w: weights.matrix_shape(
-        w, self.error_on_non_matrix) is not None, error=False)
+        w, self.error_on_non_matrix, "Layer instance parameter") is not None, error=False)
 
   def __call__(self, x, update_stats: bool | None = None):
     """Calls the layer with each weight matrix divided by its largest singular value."""

@@ -207,11 +207,13 @@ def l2_normalized(value, scale, *, feature_axes, epsilon, dtype) -> jax.Array:
   return fs.affine(w, scale, None, features).astype(fs.result_dtype(value, scale, dtype=dtype))
 
 
-def matrix_shape(value, error_on_non_matrix: bool) -> tuple[int, int] | None:
-  """The matrix flax's SpectralNorm views a weight as, or None for a scalar or vector."""
+def matrix_shape(value, error_on_non_matrix: bool,
+                 subject: str = "Input") -> tuple[int, int] | None:
+  """The matrix flax's SpectralNorm views a weight as, or None for a scalar or vector.
+  `subject` begins the error, as flax's (linen: "Input"; nnx: "Layer instance parameter")."""
   shape = jnp.shape(value)
   if len(shape) > 2 and error_on_non_matrix:
-    raise ValueError(f"Input is {len(shape)}D but error_on_non_matrix is True; pass "
+    raise ValueError(f"{subject} is {len(shape)}D but error_on_non_matrix is True; pass "
                      f"error_on_non_matrix=False to flatten its leading axes into rows.")
   return (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else None
 
