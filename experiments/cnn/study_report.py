@@ -574,11 +574,11 @@ def plot_full_long(results_dir: str, rows: list[dict], path: str) -> None:
   for r in sorted(runs, key=lambda r: (r["variant"], r["seed"])):
     ev = read_metrics(os.path.join(results_dir, r["name"]), "eval")
     ax.plot([e["step"] / 600 for e in ev], [e["accuracy"] for e in ev], marker=".",
-            color=colors.get(r["variant"]), ls="-" if r["seed"] == 0 else "--",
+            color=colors.get(r["variant"]), ls=("-", "--", ":", "-.")[r["seed"] % 4],
             label=f"{r['variant']} s{r['seed']}")
   ax.set(xlabel="epoch", ylabel="test accuracy", title="all 60,000 training images")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, ncol=2)
+  ax.legend(fontsize=6, ncol=4)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
