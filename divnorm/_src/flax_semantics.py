@@ -158,10 +158,10 @@ def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
   `DeviceGroups`; None while `initializing` unmapped (flax's BatchNorm)."""
   if axis_name is None or not (initializing or axis_index_groups is not None):
     return axis_name
-  check_axis_name(axis_name)
+  axis_name = check_axis_name(axis_name)  # a list as a tuple
   try:  # the mapped axis' size (several names: their product)
     size = math.prod(lax.axis_size(n) for n in (
-        axis_name if isinstance(axis_name, tuple | list) else (axis_name,)))
+        axis_name if isinstance(axis_name, tuple) else (axis_name,)))
   except NameError:  # unbound: the collective will say so, unless initializing
     size = None
   groups = None if axis_index_groups is None else check_device_groups(axis_index_groups, size)
@@ -169,7 +169,7 @@ def axis_name_of(axis_name, axis_index_groups, initializing: bool = False):
     return None
   if groups is None:
     return axis_name
-  return DeviceGroups(tuple(axis_name) if isinstance(axis_name, list) else axis_name, groups)
+  return DeviceGroups(axis_name, groups)
 
 
 def group_field(shape, num_groups, group_size, reduction_axes, channel_axis: int = -1) -> Field:

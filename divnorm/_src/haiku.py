@@ -344,8 +344,7 @@ class BatchNorm(_Norm):
     sigma, u = fs.sigma_of(self.eps, name="eps"), x.astype(stat_dtype(x.dtype))
     if is_training or test_local_stats:  # one-pass as haiku's, over local axes (if any)
       replicas = self.cross_replica_axis or None  # haiku's test: "" or () is no axis
-      axis_name = fs.axis_name_of(tuple(replicas) if isinstance(replicas, list) else replicas,
-                                  self.cross_replica_axis_index_groups)
+      axis_name = fs.axis_name_of(replicas, self.cross_replica_axis_index_groups)
       y, v, r, batch = normalize_factors(u, Field(axes, ()), sigma=sigma, axis_name=axis_name,
                                          fast_variance=bool(axes), source=x)
       normalized = (y, v, (shifted_input(u, x, batch.shift), batch.mean, r))
