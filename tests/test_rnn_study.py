@@ -1,5 +1,6 @@
 """The early-stopped RNN study (experiments/rnn/study.py): a tiny real job, resume, the rule, report."""
 
+import dataclasses
 import json
 import math
 import os
@@ -149,7 +150,7 @@ def test_report_on_a_partial_results_folder(tiny_run, tmp_path):
   assert "| DN | not run |" in text  # the LSTM DN: no seed finished
   assert "s1 failed" in text and "1 job(s) failed and are left out of every mean and test: " \
       "tanh-dn-s1" in text and "`python -m experiments.rnn.study run --retry_failed`" in text
-  assert "Jobs finished: 1 of 72" in text
+  assert "Jobs finished: 1 of 144" in text
   assert "| LSTM | DN* vs Baseline | not run | | | | | | 0, 1 |" in text
 
 
@@ -172,6 +173,46 @@ def test_comparison_describes_the_seeds_and_tests_them():
   assert study.verdict(rows[0]) == "A lower" and study.verdict(rows[1]) == "not established"
 
 
+def _row(test_perplexity, **extra):
+  """A result row with the fields the report reads."""
+  return {"test_perplexity": test_perplexity, "best_valid_perplexity": test_perplexity + 1,
+          "best_epoch": 13, "stopped_epoch": 13, "train_perplexity_at_best": 80.0,
+          "tokens_per_second": 1e4, "machine": "test", "curve": [],
+          "schedule": dataclasses.asdict(study.Schedule()), **extra}
+
+
+def _complete(cell, seeds):
+  return {f"{cell}-{v}-s{s}": _row(100.0 + s + len(v)) for v in study.VARIANTS for s in seeds}
+
+
+def test_an_extension_seed_counts_only_when_all_eight_variants_finished():
+  """PROTOCOL_RNN.md, 2026-12-07: a cell uses seeds 0-2 and each later seed complete for all 8
+  variants; the finished runs of an incomplete seed are named and enter no mean or test."""
+  results = {**_complete("tanh", (0, 1, 2, 3)), **_complete("relu", (0, 1, 2))}
+  results["tanh-baseline-s4"] = _row(1e6)  # seed 4: one variant of 8
+  results["tanh-dn-s5"] = _row(1e6, failed="NonFiniteLossError")
+  for v in study.VARIANTS[1:]:  # seed 5 of relu: all but the baseline
+    results[f"relu-{v}-s5"] = _row(1e6)
+  assert study.report_seeds(results, "tanh") == (0, 1, 2, 3)
+  assert study.report_seeds(results, "relu") == (0, 1, 2)
+  assert study.left_out(results, "tanh") == ["tanh-baseline-s4"]
+  assert study.left_out(results, "relu") == [f"relu-{v}-s5" for v in study.VARIANTS[1:]]
+  rows = {(r["cell"], r["a"], r["b"]): r for r in study.comparisons(results)}
+  assert rows[("tanh", "dn_star", "baseline")]["n"] == (4, 4)
+  assert rows[("relu", "dn_star", "baseline")]["n"] == (3, 3)
+  text = study.render_table(results)
+  assert "Seeds: 0, 1, 2, 3." in text and "Seeds: 0, 1, 2." in text
+  assert "Runs left out (their seed has not finished all 8 variants; PROTOCOL_RNN.md, " \
+         "2026-12-07): tanh-baseline-s4." in text
+  tanh_baseline = next(line for line in text.split("## tanh RNN")[1].splitlines()
+                       if line.startswith("| Baseline"))
+  assert "s3 111.0" in tanh_baseline and "s4" not in tanh_baseline
+  assert "1000000" not in text
+  # An explicit seed list is used as given, in every cell.
+  explicit = {(r["cell"], r["a"], r["b"]): r for r in study.comparisons(results, seeds=(0, 1))}
+  assert explicit[("tanh", "dn_star", "baseline")]["n"] == (2, 2)
+
+
 def test_committed_table_flags_the_collapsed_relu_runs():
   """The ReLU RNN's BN* and LN end at 315.2 on every seed: the verdicts that use them say so,
   and table.md is what the code writes from the committed results."""
@@ -190,10 +231,15 @@ def test_committed_table_flags_the_collapsed_relu_runs():
 
 def test_plans_order_and_names():
   names = [j.name for j in study.STUDY.jobs()]
-  assert len(names) == 72 and len(set(names)) == 72
+  assert len(names) == 144 and len(set(names)) == 144
   assert names[:6] == ["lstm-baseline-s0", "lstm-baseline-s1", "lstm-baseline-s2",
                        "lstm-dn_star-s0", "lstm-dn_star-s1", "lstm-dn_star-s2"]
-  assert [p.name for p in study.STUDY.plans] == ["lstm", "tanh", "relu"]
+  assert [p.name for p in study.STUDY.plans] == ["lstm", "tanh", "relu", "tanh_more",
+                                                 "relu_more", "lstm_more"]
+  # The extension (PROTOCOL_RNN.md, 2026-12-07): whole seeds first, the protocol's variant order.
+  more = [j.name for j in study.STUDY.jobs(("tanh_more",))]
+  assert more[:9] == [f"tanh-{v}-s3" for v in study.VARIANT_ORDER] + ["tanh-baseline-s4"]
+  assert {j.seed for j in study.STUDY.jobs(("relu_more", "lstm_more"))} == {3, 4, 5}
   assert [j.name for j in study.STUDY.jobs(("tanh",), ("*-dn-s1",))] == ["tanh-dn-s1"]
   with pytest.raises(study.ConfigError, match="unknown cell"):
     study.plan_jobs("gru")

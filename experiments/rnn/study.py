@@ -18,7 +18,9 @@ a run stops when `PATIENCE` evaluations in a row did not improve on the best
 (the engine's stop rule, `experiments.engine.stop.EarlyStopping`).
 
 Plans: one per cell (``lstm``, ``tanh``, ``relu``), each the paper's 8 variants x
-seeds 0-2 in the protocol's order. Each job trains in ``<runs>/<job>``
+seeds 0-2 in the protocol's order; and the extension of 2026-12-07, seeds 3-5 of each
+cell (``tanh_more``, ``relu_more``, ``lstm_more``, whole seeds first). A cell's tables
+and tests use seeds 0-2 and each later seed whose 8 variants have all finished. Each job trains in ``<runs>/<job>``
 (checkpoints at every evaluation; the evaluations in ``early_stopping.jsonl``;
 rerunning resumes) and writes ``<results>/<job>/``: ``result.json``,
 ``metrics.jsonl``, ``config.json`` and ``early_stopping.jsonl`` (no checkpoints).
@@ -46,6 +48,11 @@ from experiments.engine.stop import early_stopping as _rule
 CELLS = ("lstm", "tanh", "relu")
 VARIANTS = ("baseline", "bn", "bn_star", "ln", "ln_s", "ln_star", "dn", "dn_star")
 SEEDS = (0, 1, 2)
+# The extension of 2026-12-07 (PROTOCOL_RNN.md): three more seeds of every cell and variant.
+MORE_SEEDS = (3, 4, 5)
+ALL_SEEDS = SEEDS + MORE_SEEDS
+# The order of the extension's plans: the vanilla RNNs, whose jobs are cheapest, first.
+MORE_ORDER = ("tanh", "relu", "lstm")
 # The protocol's run order within a cell: the named comparisons' models first.
 VARIANT_ORDER = ("baseline", "dn_star", "ln_star", "dn", "ln", "ln_s", "bn_star", "bn")
 HIDDEN_SIZE = 128
@@ -97,6 +104,34 @@ def plan_jobs(cell: str, seeds: Sequence[int] = SEEDS) -> tuple[Job, ...]:
   if cell not in CELLS:
     raise ConfigError(f"unknown cell {cell!r}; valid choices: {', '.join(CELLS)}.")
   return tuple(Job(cell, v, s) for v in VARIANT_ORDER for s in seeds)
+
+
+def plan_more_jobs(cell: str) -> tuple[Job, ...]:
+  """The extension's jobs of one cell: `MORE_SEEDS` one after the other, so whole seeds finish
+  first; within a seed, `VARIANT_ORDER`."""
+  if cell not in CELLS:
+    raise ConfigError(f"unknown cell {cell!r}; valid choices: {', '.join(CELLS)}.")
+  return tuple(Job(cell, v, s) for s in MORE_SEEDS for v in VARIANT_ORDER)
+
+
+def _finished(results: dict[str, dict], job: Job) -> bool:
+  row = results.get(job.name)
+  return row is not None and "failed" not in row
+
+
+def report_seeds(results: dict[str, dict], cell: str) -> tuple[int, ...]:
+  """The seeds of `cell` that its tables and tests use: seeds 0-2 (all finished; a partial
+  first run shows each seed that did), and each of `MORE_SEEDS` whose 8 variants have all
+  finished (PROTOCOL_RNN.md, 2026-12-07: no variant is compared on seeds the others lack)."""
+  return SEEDS + tuple(s for s in MORE_SEEDS
+                       if all(_finished(results, Job(cell, v, s)) for v in VARIANTS))
+
+
+def left_out(results: dict[str, dict], cell: str) -> list[str]:
+  """The finished runs of `cell` from extension seeds that are not complete, so not reported."""
+  used = report_seeds(results, cell)
+  return [Job(cell, v, s).name for s in MORE_SEEDS if s not in used for v in VARIANTS
+          if _finished(results, Job(cell, v, s))]
 
 
 def job_config(job: Job, schedule: Schedule = Schedule()):
@@ -252,9 +287,17 @@ def _cell_text(results: dict[str, dict], cell: str, variant: str, key: str, fmt:
   return f"{format(stats['mean'], mean_fmt)}{spread} ({'; '.join(parts)})"
 
 
+def _cell_seeds(results: dict[str, dict], cell: str, seeds: Sequence[int] | None
+                ) -> tuple[int, ...]:
+  return report_seeds(results, cell) if seeds is None else tuple(seeds)
+
+
 def render_table(results: dict[str, dict], *, command: str = "python -m experiments.rnn.study report",
-                 seeds: Sequence[int] = SEEDS) -> str:
-  """The markdown of table.md (ours beside the paper's PTB numbers, labelled)."""
+                 seeds: Sequence[int] | None = None) -> str:
+  """The markdown of table.md (ours beside the paper's PTB numbers, labelled).
+
+  `seeds`: the seeds shown and tested in every cell; None: each cell's `report_seeds`.
+  """
   from experiments.rnn import model as rnn
   from experiments.rnn.configs import rnn_lm
   done = [r for r in results.values() if "failed" not in r]
@@ -270,7 +313,8 @@ def render_table(results: dict[str, dict], *, command: str = "python -m experime
       f"splits), the paper's recipe, at most {sched['max_epochs']} epochs (lr x0.5 every epoch "
       f"from epoch {sched['decay_from_epoch']}), valid perplexity {sched['evals_per_epoch']}x "
       f"per epoch, stop after {sched['patience']} evaluations without a new best.  ",
-      f"Jobs finished: {len(done)} of {len(CELLS) * len(VARIANTS) * len(seeds)}.",
+      f"Jobs finished: {len(done)} of "
+      f"{len(CELLS) * len(VARIANTS) * len(ALL_SEEDS if seeds is None else seeds)}.",
       *([runner.failed_note(runner.failed_names(results), "experiments.rnn.study")]
         if len(done) < len(results) else []), "",
       "Test perplexity at the best valid point: mean ± std over seeds (each seed's value). "
@@ -279,21 +323,23 @@ def render_table(results: dict[str, dict], *, command: str = "python -m experime
       "RNNs, 10k vocabulary, 13 epochs, another corpus), "
       "for orientation only.", ""]
   for cell in CELLS:
+    used = _cell_seeds(results, cell, seeds)
     lines += [f"## {rnn.CELL_LABELS[cell]}", "",
+              f"Seeds: {', '.join(map(str, used))}.", *_left_out_lines(results, cell, seeds), "",
               "| model | test ppl (ours) | best valid ppl | best epoch | stopped at epoch "
               "| train ppl at best | tokens/s | test ppl, paper (PTB) |",
               "|---|---|---|---|---|---|---|---|"]
     for v in VARIANTS:
-      cols = [_cell_text(results, cell, v, key, fmt, seeds) for key, fmt in (
+      cols = [_cell_text(results, cell, v, key, fmt, used) for key, fmt in (
           ("test_perplexity", ".1f"), ("best_valid_perplexity", ".1f"), ("best_epoch", "g"),
           ("stopped_epoch", "g"), ("train_perplexity_at_best", ".1f"),
           ("tokens_per_second", ".0f"))]
       paper = rnn_lm.PAPER_PTB_TEST_PERPLEXITY[cell][v]
       lines.append(f"| {rnn.VARIANT_LABELS[v]} | " + " | ".join(cols) + f" | {paper:.1f} |")
-    gone = [v for v in VARIANTS if collapsed(_test_values(results, cell, v, seeds))]
+    gone = [v for v in VARIANTS if collapsed(_test_values(results, cell, v, used))]
     if gone:
       values = ", ".join(f"{rnn.VARIANT_LABELS[v]} "
-                         f"{np.mean(_test_values(results, cell, v, seeds)):.1f}" for v in gone)
+                         f"{np.mean(_test_values(results, cell, v, used)):.1f}" for v in gone)
       lines += ["", f"Collapsed: {values}. Every seed ends at the same test perplexity (to "
                 f"{COLLAPSE_TOLERANCE:.2%}): a seed-independent, unigram-like model, not a "
                 "trained one (its cause was not examined). The comparisons below that use these "
@@ -301,8 +347,17 @@ def render_table(results: dict[str, dict], *, command: str = "python -m experime
     lines.append("")
   lines += _comparison_lines(results, seeds)
   lines += ["Learning curves: [`curves.png`](curves.png) (valid perplexity per epoch, every "
-            "finished run; the marker is the best valid point).", ""]
+            "run of the seeds above; the marker is the best valid point).", ""]
   return "\n".join(lines)
+
+
+def _left_out_lines(results: dict[str, dict], cell: str, seeds: Sequence[int] | None
+                    ) -> list[str]:
+  names = left_out(results, cell) if seeds is None else []
+  if not names:
+    return []
+  return ["", f"Runs left out (their seed has not finished all 8 variants; PROTOCOL_RNN.md, "
+          f"2026-12-07): {', '.join(names)}."]
 
 
 def _test_values(results: dict[str, dict], cell: str, variant: str, seeds: Sequence[int]
@@ -324,13 +379,17 @@ def comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
           "p": seed_stats.welch(a, b)["p"]}
 
 
-def comparisons(results: dict[str, dict], seeds: Sequence[int] = SEEDS) -> list[dict[str, Any]]:
-  """The named comparisons of every cell; Welch's p Holm-adjusted within each cell's family."""
+def comparisons(results: dict[str, dict], seeds: Sequence[int] | None = None
+                ) -> list[dict[str, Any]]:
+  """The named comparisons of every cell; Welch's p Holm-adjusted within each cell's family.
+
+  `seeds`: the seeds compared in every cell; None: each cell's `report_seeds`.
+  """
   out = []
   for cell in CELLS:
-    family = []
+    family, used = [], _cell_seeds(results, cell, seeds)
     for va, vb in COMPARISONS:
-      a, b = (_test_values(results, cell, v, seeds) for v in (va, vb))
+      a, b = (_test_values(results, cell, v, used) for v in (va, vb))
       row = {"cell": cell, "a": va, "b": vb, "n": (len(a), len(b)),
              "collapsed": [v for v, x in ((va, a), (vb, b)) if collapsed(x)]}
       if a and b:
@@ -362,7 +421,7 @@ def verdict(row: dict[str, Any]) -> str:
   return "A lower" if row["diff"] < 0 else "A higher"
 
 
-def _comparison_lines(results: dict[str, dict], seeds: Sequence[int]) -> list[str]:
+def _comparison_lines(results: dict[str, dict], seeds: Sequence[int] | None) -> list[str]:
   from experiments.rnn import model as rnn
   lines = ["## Named comparisons (test perplexity, A minus B)", "",
            "Difference of the seed means (relative to B), whether the seeds separate (every "
@@ -395,8 +454,11 @@ def _p(x) -> str:
   return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
+LINE_STYLES = ("-", "--", ":", "-.", (0, (1, 3)), (0, (5, 1)))  # one per seed, 0-5
+
+
 def plot_curves(results: dict[str, dict], path: str) -> None:
-  """Valid perplexity against epoch, one panel per cell, every finished run."""
+  """Valid perplexity against epoch, one panel per cell, every run of the seeds reported."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -407,13 +469,13 @@ def plot_curves(results: dict[str, dict], path: str) -> None:
                               "tab:cyan", "tab:red", "tab:orange"), strict=True))
   for ax, cell in zip(axes[0], CELLS, strict=True):
     for v in VARIANTS:
-      for s in SEEDS:
+      for s in report_seeds(results, cell):
         r = results.get(Job(cell, v, s).name)
         if r is None or "failed" in r:
           continue
         x = [row["epoch"] for row in r["curve"]]
         y = [row["valid_perplexity"] for row in r["curve"]]
-        ax.plot(x, y, color=colors[v], ls=("-", "--", ":")[s % 3], lw=1.0,
+        ax.plot(x, y, color=colors[v], ls=LINE_STYLES[s % len(LINE_STYLES)], lw=1.0,
                 label=f"{rnn.VARIANT_LABELS[v]}" if s == SEEDS[0] else None)
         ax.plot([r["best_epoch"]], [r["best_valid_perplexity"]], "o", color=colors[v], ms=4)
     ax.set_title(rnn.CELL_LABELS[cell])
@@ -439,8 +501,10 @@ def report(results_dir: str, *, command: str = "python -m experiments.rnn.study 
 
 STUDY = runner.Study(
     name="rnn", module="experiments.rnn.study",
-    plans=tuple(runner.Plan(c, plan_jobs(c), f"the {c} cell: 8 variants x 3 seeds")
-                for c in CELLS),
+    plans=(*(runner.Plan(c, plan_jobs(c), f"the {c} cell: 8 variants x seeds 0-2")
+             for c in CELLS),
+           *(runner.Plan(f"{c}_more", plan_more_jobs(c), f"the {c} cell: 8 variants x seeds 3-5 "
+                         f"(PROTOCOL_RNN.md, 2026-12-07)") for c in MORE_ORDER)),
     run_job=run_job, report=report, summary=summary,
     runs_dir="runs/rnn_study", results_dir="results/rnn/converged",
     protocol="results/PROTOCOL_RNN.md")
