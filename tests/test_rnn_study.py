@@ -222,8 +222,11 @@ def test_committed_table_flags_the_collapsed_relu_runs():
   with open(os.path.join(folder, "table.md")) as f:
     assert f.read() == text
   assert "Collapsed: BN* 315.2, LN 315.2. Every seed ends at the same test perplexity" in text
-  assert "| ReLU RNN | BN* vs BN | +135.1 | +75.0% | A higher | 0.000 | 0.000 | A higher; rests " \
-         "on collapsed runs of BN* | 3, 3 |" in text
+  assert "| ReLU RNN | BN* vs BN | +135.2 | +75.1% | A higher | 0.000 | 0.000 | A higher; rests " \
+         "on collapsed runs of BN* | 6, 6 |" in text
+  # Every cell has its 6 seeds (PROTOCOL_RNN.md, 2026-12-07): none left out.
+  assert text.count("Seeds: 0, 1, 2, 3, 4, 5.") == 3 and "Runs left out" not in text
+  assert "Jobs finished: 144 of 144." in text
   assert text.count("rests on collapsed runs of") == 3  # BN* vs BN, LN* vs LN, LN-s vs LN
   assert study.collapsed([315.19, 315.195, 315.196]) and not study.collapsed([180.4, 179.5])
   assert not study.collapsed([315.2])

@@ -480,7 +480,8 @@ def plot_curves(results: dict[str, dict], path: str) -> None:
         ax.plot([r["best_epoch"]], [r["best_valid_perplexity"]], "o", color=colors[v], ms=4)
     ax.set_title(rnn.CELL_LABELS[cell])
     ax.set_xlabel("epoch")
-    ax.set_ylabel("valid perplexity")
+    ax.set_ylabel("valid perplexity (log scale)")
+    ax.set_yscale("log")  # diverged runs reach 10^4; the trained ones sit near 150
     if ax.lines:
       ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
