@@ -109,9 +109,7 @@ def plan_jobs(cell: str, seeds: Sequence[int] = SEEDS) -> tuple[Job, ...]:
 def plan_more_jobs(cell: str) -> tuple[Job, ...]:
   """The extension's jobs of one cell: `MORE_SEEDS` one after the other, so whole seeds finish
   first; within a seed, `VARIANT_ORDER`."""
-  if cell not in CELLS:
-    raise ConfigError(f"unknown cell {cell!r}; valid choices: {', '.join(CELLS)}.")
-  return tuple(Job(cell, v, s) for s in MORE_SEEDS for v in VARIANT_ORDER)
+  return tuple(job for s in MORE_SEEDS for job in plan_jobs(cell, (s,)))
 
 
 def _finished(results: dict[str, dict], job: Job) -> bool:
@@ -362,8 +360,8 @@ def _left_out_lines(results: dict[str, dict], cell: str, seeds: Sequence[int] | 
 
 def _test_values(results: dict[str, dict], cell: str, variant: str, seeds: Sequence[int]
                  ) -> list[float]:
-  rows = [results.get(Job(cell, variant, s).name) for s in seeds]
-  return [float(r["test_perplexity"]) for r in rows if r is not None and "failed" not in r]
+  jobs = [Job(cell, variant, s) for s in seeds]
+  return [float(results[j.name]["test_perplexity"]) for j in jobs if _finished(results, j)]
 
 
 def comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
@@ -470,9 +468,9 @@ def plot_curves(results: dict[str, dict], path: str) -> None:
   for ax, cell in zip(axes[0], CELLS, strict=True):
     for v in VARIANTS:
       for s in report_seeds(results, cell):
-        r = results.get(Job(cell, v, s).name)
-        if r is None or "failed" in r:
+        if not _finished(results, Job(cell, v, s)):
           continue
+        r = results[Job(cell, v, s).name]
         x = [row["epoch"] for row in r["curve"]]
         y = [row["valid_perplexity"] for row in r["curve"]]
         ax.plot(x, y, color=colors[v], ls=LINE_STYLES[s % len(LINE_STYLES)], lw=1.0,
