@@ -16,6 +16,7 @@ BATCH_SIZE = 100
 LEARNING_RATE = 1e-2
 TABLE_VARIANTS = ("baseline", "BN", "BN*", "LN", "LN*", "DN", "DN*")
 SEEDS = (0, 1, 2)
+TABLE_SEEDS = SEEDS + (3, 4, 5)  # 3-5 added 2026-12-07 (PROTOCOL.md)
 SIGMA_VARIANT = "DN*"
 # sigma alone (PROTOCOL.md, 2026-12-03): (variant, config overrides, tag).
 SIGMA_ALONE = (("BN-s", (), ""), ("LN-s", (), ""), ("DN", ("sigma=0.0",), "sigma0"))
