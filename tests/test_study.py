@@ -35,10 +35,11 @@ def test_schedule_is_the_papers_scaled():
 def test_plans_and_names():
   jobs = study.STUDY.jobs()
   names = [j.name for j in jobs]
-  assert len(names) == len(set(names)) == 7 * 3 + 3 + 3 + 3 * 3 + 4 * 3 * 3 + 4 * 4
+  assert len(names) == len(set(names)) == 7 * 6 + 3 + 3 + 3 * 3 + 4 * 3 * 3 + 4 * 4
   first = study.STUDY.jobs(("table", "sigma"))
-  assert [j.seed for j in first if j.plan == "table"] == sorted(
-      j.seed for j in first if j.plan == "table")
+  table = [j for j in first if j.plan == "table"]  # whole seeds first (PROTOCOL.md, 2026-12-07)
+  assert [(j.seed, j.variant) for j in table] == [
+      (s, v) for s in range(6) for v in study.TABLE_VARIANTS]
   assert all(j.learn_sigma == (j.plan == "sigma") for j in jobs)
   long = study.STUDY.jobs(("baseline_long",))
   assert [(j.variant, j.num_steps, j.boundaries) for j in long] == [("baseline", 1200, (450, 750))] * 3
@@ -210,6 +211,56 @@ def test_full_split_tests_use_the_seeds_complete_for_all_four_models():
   assert study_report.complete_seeds({"BN": rows[:1]}, ("BN", "DN")) == []
   entries, _, _ = study_report._full_long(rows[:8])  # seeds 0 and 1 of all four
   assert entries["BN*"]["seeds"] == [0, 1] and entries["BN*"]["left_out"] == []
+
+
+def _table_row(variant: str, seed: int, accuracy: float, plan: str = "table") -> dict:
+  return {**_full_row(variant, seed, accuracy), "plan": plan, "num_steps": 1200,
+          "table10_correlation": accuracy / 2, "table10_mutual_information": accuracy / 3,
+          "name": f"{plan}-{variant.replace('*', '_star')}-s{seed}"}
+
+
+def test_table_uses_seeds_0_to_2_and_each_later_seed_complete_for_all_seven_models():
+  """PROTOCOL.md (2026-12-07 23:20): the table, its two families and Table 10 take seeds
+  0-2 and each later seed that has all seven models; a partial seed is left out and named;
+  the comparisons against models with seeds 0-2 alone keep the table's seeds 0-2; the
+  3-seed verdicts stand beside."""
+  rows = [_table_row(v, s, 0.80 + 0.01 * i + 0.002 * s)
+          for s in (0, 1, 2, 3) for i, v in enumerate(study.TABLE_VARIANTS)]
+  rows += [_table_row("BN", 4, 0.1), _table_row("DN*", 4, 0.99)]  # seed 4: two of seven
+  rows += [_table_row("baseline", s, 0.7 + 0.003 * s, "baseline_long") for s in (0, 1, 2)]
+  rows += [_table_row("BN-s", s, 0.81 + 0.003 * s, "sigma_alone") for s in (0, 1, 2)]
+  summary = study_report.summarize(rows)
+  assert summary["table_seeds"] == [0, 1, 2, 3]
+  assert summary["table_left_out"] == ["table-BN-s4", "table-DN_star-s4"]
+  assert all(e["seeds"] == [0, 1, 2, 3] for v, e in summary["table"].items()
+             if v != study_report.LONG_BASELINE)
+  assert summary["table"]["BN"]["test_accuracy"]["mean"] == pytest.approx(0.81 + 0.003)
+  bn_seeds = [0.81 + 0.002 * s for s in range(4)]
+  assert summary["table"]["BN"]["correlation"]["mean"] == pytest.approx(np.mean(bn_seeds) / 2)
+  first = {t["a"] + t["b"]: t for t in summary["accuracy_tests_first_seeds"]}
+  for t in summary["accuracy_tests"]:  # the same 7, on 4 and on 3 seeds
+    ours = [0.80 + 0.01 * study.TABLE_VARIANTS.index(m) + 0.002 * s
+            for m in (t["a"], t["b"]) for s in range(4)]
+    assert t["diff"] == pytest.approx(np.mean(ours[:4]) - np.mean(ours[4:]))
+    assert first[t["a"] + t["b"]]["diff"] == pytest.approx(t["diff"])  # even spacing
+    assert first[t["a"] + t["b"]]["p"] != pytest.approx(t["p"])
+  assert len(summary["table10_tests"]) == len(summary["table10_tests_first_seeds"]) == 6
+  # Against models that have seeds 0-2 alone: the table's seeds 0-2.
+  post_hoc = {t["a"]: t for t in summary["post_hoc_tests"]}
+  assert post_hoc["BN"]["diff"] == pytest.approx((0.81 + 0.002) - (0.7 + 0.003))
+  alone = summary["sigma_alone"]["models"]
+  assert alone["BN"]["seeds"] == [0, 1, 2] and alone["BN-s"]["seeds"] == [0, 1, 2]
+  md = study_report.render(summary)
+  assert "Table 10: 0, 1, 2, 3 (PROTOCOL.md" in md
+  assert "Runs left out (their seed is not complete for all seven models): table-BN-s4, " \
+         "table-DN_star-s4." in md
+  assert "| verdict | seeds 0-2: difference | p (Holm) | verdict |" in md
+  assert "| BN | 4 | 1200 |" in md and "0.1000" not in md and "0.9900" not in md
+  # Seeds 0-2 alone: one set of verdicts, no columns beside.
+  summary = study_report.summarize([r for r in rows if r["seed"] < 3])
+  assert summary["table_seeds"] == [0, 1, 2] and summary["table_left_out"] == []
+  assert "accuracy_tests_first_seeds" not in summary
+  assert "seeds 0-2: difference" not in study_report.render(summary)
 
 
 def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):

@@ -104,12 +104,37 @@ def _table_entry(runs: list[dict]) -> dict:
       "steps": runs[0]["num_steps"]}
 
 
+def table_groups(rows) -> tuple[dict[str, list[dict]], list[str]]:
+  """The table's runs by model on the seeds its report uses (PROTOCOL.md, 2026-12-07 23:20):
+  seeds 0-2 and each later seed complete for all seven models; and the names of the runs
+  of the other seeds, left out."""
+  groups = _group(rows, "table")
+  keep = set(study.SEEDS) | set(complete_seeds(groups, study.TABLE_VARIANTS))
+  left_out = sorted(r["name"] for runs in groups.values() for r in runs if r["seed"] not in keep)
+  return {v: [r for r in runs if r["seed"] in keep] for v, runs in groups.items()}, left_out
+
+
+def _seeds_of(groups: dict[str, list[dict]]) -> list[int]:
+  return sorted({r["seed"] for runs in groups.values() for r in runs})
+
+
+def _table10_family(groups) -> list[dict]:
+  """Table 10's family of 6: correlation and MI, with vs without L1, Holm over the 6."""
+  tests = (_comparisons(groups, TABLE10_COMPARISONS, "table10_correlation")
+           + _comparisons(groups, TABLE10_COMPARISONS, "table10_mutual_information"))
+  for t, p in zip(tests, seed_stats.holm([t["p"] for t in tests]), strict=True):
+    t["p_holm"], t["significant"] = p, bool(not math.isnan(p) and p < 0.05)
+  return tests
+
+
 def summarize(rows: list[dict]) -> dict:
   """The study's numbers: per plan and variant, mean/std/ci95 over seeds, and the tests."""
-  table = _group(rows, "table")
+  table, left_out = table_groups(rows)
+  # The comparisons whose other side has seeds 0-2 alone keep the table's seeds 0-2.
+  first = {v: [r for r in runs if r["seed"] in study.SEEDS] for v, runs in table.items()}
   long = _group(rows, "baseline_long").get("baseline")
   out = {"table": {}, "accuracy_tests": [], "table10_tests": [], "post_hoc_tests": [],
-         "sigma": {},
+         "sigma": {}, "table_seeds": _seeds_of(table), "table_left_out": left_out,
          "failed": [r["name"] for r in rows if "failed" in r]}
   for v in study.TABLE_VARIANTS:
     if table.get(v):
@@ -117,18 +142,17 @@ def summarize(rows: list[dict]) -> dict:
   if long:
     out["table"][LONG_BASELINE] = _table_entry(long)
   out["accuracy_tests"] = _comparisons(table, ACCURACY_COMPARISONS, "test_accuracy")
+  out["table10_tests"] = _table10_family(table)
+  if out["table_seeds"] != _seeds_of(first):  # the verdicts of seeds 0-2, beside
+    out["accuracy_tests_first_seeds"] = _comparisons(first, ACCURACY_COMPARISONS,
+                                                     "test_accuracy")
+    out["table10_tests_first_seeds"] = _table10_family(first)
   if long:
     for a, b in POST_HOC_COMPARISONS:
-      if a in table:
-        t = seed_stats.welch([r["test_accuracy"] for r in table[a]],
+      if a in first:
+        t = seed_stats.welch([r["test_accuracy"] for r in first[a]],
                              [r["test_accuracy"] for r in long])
         out["post_hoc_tests"].append({"a": a, "b": b, "key": "test_accuracy", **t})
-  out["table10_tests"] = (_comparisons(table, TABLE10_COMPARISONS, "table10_correlation")
-                          + _comparisons(table, TABLE10_COMPARISONS,
-                                         "table10_mutual_information"))
-  adjusted = seed_stats.holm([t["p"] for t in out["table10_tests"]])  # one family of 6
-  for t, p in zip(out["table10_tests"], adjusted, strict=True):
-    t["p_holm"], t["significant"] = p, bool(not math.isnan(p) and p < 0.05)
   for v, runs in _group(rows, "sigma").items():
     layers = sorted(runs[0]["sigmas"])
     out["sigma"][v] = {
@@ -136,11 +160,11 @@ def summarize(rows: list[dict]) -> dict:
         "test_accuracy": seed_stats.summarize([r["test_accuracy"] for r in runs]),
         "converged": [converged(r) for r in runs],
         "final_sigma": {k: seed_stats.summarize([r["sigmas"][k] for r in runs]) for k in layers}}
-    fixed = table.get(v)
+    fixed = first.get(v)
     if fixed:
       out["sigma"][v]["vs_fixed_sigma"] = seed_stats.welch(
           [r["test_accuracy"] for r in runs], [r["test_accuracy"] for r in fixed])
-  out["sigma_alone"] = _sigma_alone(rows, table)
+  out["sigma_alone"] = _sigma_alone(rows, first)
   out["small_batch"], out["small_batch_tests"] = _small_batch(rows)
   out["full_long"], out["full_long_tests"], out["full_long_gap_tests"] = _full_long(rows)
   machines = sorted({r.get("machine", "") for r in rows if r.get("machine")})
@@ -271,8 +295,9 @@ def render(summary: dict) -> str:
                  f"{kept} | "
                  f"{_fmt(r['train_accuracy'])} | {_fmt(r['train_cross_entropy'], 3)} | {conv} | "
                  f"{paper_text} |")
-  lines += ["", "95% t-interval of the mean: mean ± t(0.975, n-1) · std / √n over the seeds. "
-            "With 3 seeds and a bimodal sample (a collapsed seed beside trained ones) it is wide "
+  lines += ["", _seeds_note(summary),
+            "", "95% t-interval of the mean: mean ± t(0.975, n-1) · std / √n over the seeds. "
+            "With few seeds and a bimodal sample (a collapsed seed beside trained ones) it is wide "
             "and can leave [0, 1]; it describes the spread of the seeds, not a range of "
             "accuracies.",
             "Collapsed: runs that ended at chance (test accuracy <= 0.11, training cross "
@@ -287,12 +312,14 @@ def render(summary: dict) -> str:
             "The paper (Tables 3/7) has A above B in each: *holds* = A higher at p (Holm) < "
             "0.05, *does not hold* = A lower at p (Holm) < 0.05, *not established* = neither.",
             "",
-            "| comparison | difference of means | p | p (Holm) | verdict |",
-            "|---|---|---|---|---|"]
+            "| comparison | difference of means | p | p (Holm) | verdict |"
+            + _first_seeds_head(summary, "accuracy_tests"),
+            "|---|---|---|---|---|" + _first_seeds_head(summary, "accuracy_tests", rule=True)]
+  accuracy_paper = lambda c: PAPER_ACCURACY[c["a"]][0] - PAPER_ACCURACY[c["b"]][0]
   for c in summary["accuracy_tests"]:
     lines.append(f"| {c['a']} - {c['b']} | {c['diff']:+.4f} | {_p(c['p'])} | "
-                 f"{_p(c['p_holm'])} | "
-                 f"{_verdict(c, PAPER_ACCURACY[c['a']][0] - PAPER_ACCURACY[c['b']][0])} |")
+                 f"{_p(c['p_holm'])} | {_verdict(c, accuracy_paper(c))} |"
+                 + _first_seeds_cells(summary, "accuracy_tests", c, accuracy_paper))
   if summary["post_hoc_tests"]:
     lines += ["", f"Added after the fact, against *{LONG_BASELINE}* (Welch, unadjusted, not "
               "part of the family above):", "",
@@ -315,12 +342,14 @@ def render(summary: dict) -> str:
             "difference has the sign of the paper's (Table 10, CIFAR-10) at p (Holm) < 0.05, "
             "*does not hold* = the opposite sign at p (Holm) < 0.05, *not established* = "
             "neither.", "",
-            "| comparison | statistic | difference | p | p (Holm) | verdict |",
-            "|---|---|---|---|---|---|"]
+            "| comparison | statistic | difference | p | p (Holm) | verdict |"
+            + _first_seeds_head(summary, "table10_tests"),
+            "|---|---|---|---|---|---|" + _first_seeds_head(summary, "table10_tests", rule=True)]
   for c in summary["table10_tests"]:
     stat = "correlation" if c["key"] == "table10_correlation" else "MI"
     lines.append(f"| {c['a']} - {c['b']} | {stat} | {c['diff']:+.4f} | {_p(c['p'])} | "
-                 f"{_p(c['p_holm'])} | {_verdict(c, _paper_table10_diff(c))} |")
+                 f"{_p(c['p_holm'])} | {_verdict(c, _paper_table10_diff(c))} |"
+                 + _first_seeds_cells(summary, "table10_tests", c, _paper_table10_diff))
   if summary["sigma"]:
     lines += ["", "## Learned sigma", "",
               "| Model | seeds | test accuracy | vs fixed sigma (diff, p) | final sigma per layer |",
@@ -342,6 +371,35 @@ def render(summary: dict) -> str:
   lines += ["", "Figures: [curves.png](curves.png) (training cross entropy, mean over seeds), "
             "[table10_joint_histograms.png](table10_joint_histograms.png)."]
   return "\n".join(lines) + "\n"
+
+
+def _seeds_note(summary: dict) -> str:
+  """Which seeds the table, its two families and Table 10 use, and the runs left out."""
+  seeds = ", ".join(map(str, summary.get("table_seeds", [])))
+  note = (f"Seeds of the seven models, their two families of tests and Table 10: {seeds} "
+          "(PROTOCOL.md, 2026-12-07: seeds 0-2 and each later seed complete for all seven "
+          f"models). *{LONG_BASELINE}*, learned sigma and sigma alone have seeds 0-2, and "
+          "their comparisons with the table's models use its seeds 0-2.")
+  if summary.get("table_left_out"):
+    note += (" Runs left out (their seed is not complete for all seven models): "
+             + ", ".join(summary["table_left_out"]) + ".")
+  return note
+
+
+def _first_seeds_head(summary: dict, family: str, rule: bool = False) -> str:
+  """The columns of seeds 0-2's verdicts, where the family has more seeds (PROTOCOL.md,
+  2026-12-07: the 3-seed verdict beside every new one)."""
+  if f"{family}_first_seeds" not in summary:
+    return ""
+  return "---|---|---|" if rule else " seeds 0-2: difference | p (Holm) | verdict |"
+
+
+def _first_seeds_cells(summary: dict, family: str, test: dict, paper_diff) -> str:
+  first = summary.get(f"{family}_first_seeds")
+  if first is None:
+    return ""
+  c = next(t for t in first if (t["a"], t["b"], t["key"]) == (test["a"], test["b"], test["key"]))
+  return f" {c['diff']:+.4f} | {_p(c['p_holm'])} | {_verdict(c, paper_diff(c))} |"
 
 
 def _verdict(test: dict, paper_diff: float) -> str:
@@ -470,7 +528,7 @@ def plot_curves(results_dir: str, rows: list[dict], path: str) -> None:
   """Training cross entropy per variant of the table (mean over seeds)."""
   plt = _plt()
   fig, ax = plt.subplots(figsize=(7, 4))
-  for v, runs in _group(rows, "table").items():
+  for v, runs in table_groups(rows)[0].items():
     curves = [read_metrics(os.path.join(results_dir, r["name"]), "train") for r in runs]
     steps = [c["step"] for c in curves[0]]
     n = min(len(c) for c in curves)
