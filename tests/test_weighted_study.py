@@ -1,6 +1,8 @@
 """The weighted-fields study's CNN: every variant initializes, applies and trains two steps;
 the pool-similarity analysis on known pools."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,3 +91,15 @@ def test_report_tables():
   assert R.v1_verdict([(0.3, 0.01), (0.2, 0.04), (-0.1, 0.2)]) == "not established"
   assert R.v1_verdict([(-0.3, 0.01)] * 3) == "does not hold"
   assert R.v1_verdict([(0.3, 0.01)] * 2) == "not established"
+
+
+def test_the_converged_reference_takes_the_same_seeds_as_this_study(tmp_path):
+  """The converged study's table later added seeds 3-5 (PROTOCOL.md, 2026-12-07); the
+  reference line says "the same seeds", so it keeps seeds 0-2."""
+  for seed, accuracy in ((0, 0.85), (1, 0.86), (2, 0.87), (3, 0.10)):
+    folder = tmp_path / "converged" / f"table-DN_star-s{seed}"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(
+        {"plan": "table", "variant": "DN*", "seed": seed, "test_accuracy": accuracy}))
+  line = R.converged_reference(str(tmp_path / "weighted"))
+  assert "DN* 0.8600 ± 0.0100 (n=3)" in line and "BN* not found" in line

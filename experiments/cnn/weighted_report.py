@@ -129,11 +129,13 @@ def plot_pools(pools_npz: str, path: str, title: str) -> None:
 
 def converged_reference(results_dir: str) -> str:
   """BN*'s and DN*'s test accuracy in the converged study (`results/cnn/converged`, beside
-  `results_dir`), mean ± std over its seeds, or where it is missing."""
+  `results_dir`), mean ± std over its seeds 0-2 (this study's; its table added 3-5 later),
+  or where it is missing."""
+  from experiments.cnn.protocol import SEEDS
   from experiments.engine.study import load_results
   converged = os.path.join(os.path.dirname(os.path.abspath(results_dir)), "converged")
   rows = [r for r in load_results(converged).values()
-          if r.get("plan") == "table" and "failed" not in r]
+          if r.get("plan") == "table" and "failed" not in r and r.get("seed") in SEEDS]
   parts = []
   for variant in BASELINES:
     accuracy = [r["test_accuracy"] for r in rows if r.get("variant") == variant]
