@@ -294,13 +294,21 @@ def test_committed_summary_reads_as_verdicts_and_intervals():
   text = study_report.render(study_report.summarize(study_report.load_results(folder)))
   with open(os.path.join(folder, "summary.md")) as f:
     assert f.read() == text
-  assert "| baseline | 3 | 750 | 0.5577 ± 0.3964 | [-0.4271, 1.5425] |" in text
+  assert "| baseline | 6 | 750 | 0.4407 ± 0.3732 | [0.0490, 0.8323] |" in text
+  assert "Table 10: 0, 1, 2, 3, 4, 5 (PROTOCOL.md" in text
+  assert "for all seven models):" not in text  # no run left out
   assert "95% t-interval of the mean: mean ± t(0.975, n-1) · std / √n" in text
-  assert "| DN* - DN | +0.0284 | 0.005 | 0.026 | holds (A higher) |" in text
+  # Seeds 0-5, and beside them seeds 0-2 (PROTOCOL.md, 2026-12-07).
+  assert "| DN* - DN | +0.0263 | 0.000 | 0.000 | holds (A higher) | +0.0284 | 0.026 | holds " \
+         "(A higher) |" in text
+  assert "| BN* - BN | +0.0349 | 0.000 | 0.001 | holds (A higher) | +0.0332 | 0.195 | not " \
+         "established |" in text
   assert "| yes |" not in text and "significant at 0.05" not in text
   # Table 10: the paper has DN* above DN in correlation and below in MI.
-  assert "| DN* - DN | correlation | -0.2839 | 0.004 | 0.022 | does not hold (A lower) |" in text
-  assert "| DN* - DN | MI | -0.3469 | 0.004 | 0.022 | holds (A lower) |" in text
+  assert "| DN* - DN | correlation | -0.2622 | 0.000 | 0.000 | does not hold (A lower) | " \
+         "-0.2839 | 0.022 | does not hold (A lower) |" in text
+  assert "| DN* - DN | MI | -0.3042 | 0.000 | 0.000 | holds (A lower) | -0.3469 | 0.022 | " \
+         "holds (A lower) |" in text
 
 
 def test_reproduce_table_names_the_papers_schedules(tmp_path):

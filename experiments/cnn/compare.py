@@ -10,7 +10,7 @@ writes table.md, table.csv and curves.png (learning curves) to --out.
 
 It is a smoke run of early training (400 steps, 2/3 of an epoch, one seed), not
 the paper's claims: at the end it prints its numbers beside the converged study's
-(results/cnn/converged/summary.json: 3 seeds, trained to a plateau; see
+(results/cnn/converged/summary.json: 6 seeds, trained to a plateau; see
 results/REPORT.md), so the two can be told apart.
 """
 
