@@ -18,6 +18,7 @@ TABLE_VARIANTS = ("baseline", "BN", "BN*", "LN", "LN*", "DN", "DN*")
 SEEDS = (0, 1, 2)
 TABLE_SEEDS = SEEDS + (3, 4, 5)  # 3-5 added 2026-12-07 (PROTOCOL.md)
 SIGMA_VARIANT = "DN*"
+SIGMA_SEEDS = TABLE_SEEDS  # sigma and sigma_alone: 3-5 added 2026-12-08 (PROTOCOL.md)
 # sigma alone (PROTOCOL.md, 2026-12-03): (variant, config overrides, tag).
 SIGMA_ALONE = (("BN-s", (), ""), ("LN-s", (), ""), ("DN", ("sigma=0.0",), "sigma0"))
 SMALL_BATCH_VARIANTS = ("BN", "LN", "DN", "DN*")

@@ -13,11 +13,13 @@ Plans (results/PROTOCOL.md fixes every number here before the runs):
   1,200 steps for the normalized networks (lr x0.1 at 450 and 750: the paper's 30k
   and 50k of 80k) and 750 for the baselines (x0.1 at 75 and 450: the paper's 5k and 30k of
   50k). Each run also measures Table 10 on its first layer.
-- ``sigma``: DN* with sigma learned per layer (``learn_sigma``), seeds 0-2.
+- ``sigma``: DN* with sigma learned per layer (``learn_sigma``), seeds 0-5 (3-5 added
+  2026-12-08).
 - ``baseline_long``: the baseline on the normalized networks' schedule, seeds 0-2
   (PROTOCOL.md, deviation 1).
 - ``sigma_alone``: BN-s and LN-s (the paper's: sigma without L1) and DN with
-  sigma 0 (tag ``sigma0``), seeds 0-2, the table's schedule (PROTOCOL.md, 2026-12-03).
+  sigma 0 (tag ``sigma0``), seeds 0-5 (3-5 added 2026-12-08), the table's schedule
+  (PROTOCOL.md, 2026-12-03).
 - ``small_batch``: BN, LN, DN and DN* at batch 4, 16 and 64, seeds 0-2, 30,000
   training examples each (steps = 30,000 / batch), lr 1e-2 x batch / 100, x0.1 at
   37.5% and 62.5% of the steps; seed by seed.
@@ -57,6 +59,7 @@ from experiments.cnn.protocol import (  # noqa: F401 - the protocol's numbers, r
   SAMPLES_SAVED,
   SEEDS,
   SIGMA_ALONE,
+  SIGMA_SEEDS,
   SIGMA_VARIANT,
   SMALL_BATCH_EXAMPLES,
   SMALL_BATCH_SEEDS,
@@ -127,12 +130,12 @@ def small_batch_job(variant: str, batch_size: int, seed: int) -> Job:
 
 def _plans() -> tuple[runner.Plan, ...]:
   table = [table_job("table", v, s) for s in TABLE_SEEDS for v in TABLE_VARIANTS]
-  sigma = [table_job("sigma", SIGMA_VARIANT, s, learn_sigma=True) for s in SEEDS]
+  sigma = [table_job("sigma", SIGMA_VARIANT, s, learn_sigma=True) for s in SIGMA_SEEDS]
   steps, cuts = paper_schedule("DN")
   long = [Job("baseline_long", "baseline", s, BATCH_SIZE, steps, cuts, LEARNING_RATE, SUBSET)
           for s in SEEDS]
   alone = [table_job("sigma_alone", v, s, overrides=o, tag=t)
-           for s in SEEDS for v, o, t in SIGMA_ALONE]
+           for s in SIGMA_SEEDS for v, o, t in SIGMA_ALONE]
   small = [small_batch_job(v, b, s) for s in SMALL_BATCH_SEEDS for v in SMALL_BATCH_VARIANTS
            for b in SMALL_BATCHES]
   full_steps = FULL_EPOCHS * FULL_SPLIT // BATCH_SIZE
@@ -141,9 +144,11 @@ def _plans() -> tuple[runner.Plan, ...]:
   return (
       runner.Plan("table", tuple(table),
                   f"Tables 3/7 and 10: 7 variants x {len(TABLE_SEEDS)} seeds"),
-      runner.Plan("sigma", tuple(sigma), "DN* with sigma learned per layer, 3 seeds"),
+      runner.Plan("sigma", tuple(sigma),
+                  f"DN* with sigma learned per layer, {len(SIGMA_SEEDS)} seeds"),
       runner.Plan("baseline_long", tuple(long), "the baseline on 1,200 steps, 3 seeds"),
-      runner.Plan("sigma_alone", tuple(alone), "BN-s, LN-s, DN with sigma 0, 3 seeds"),
+      runner.Plan("sigma_alone", tuple(alone),
+                  f"BN-s, LN-s, DN with sigma 0, {len(SIGMA_SEEDS)} seeds"),
       runner.Plan("small_batch", tuple(small), "BN, LN, DN, DN* at batch 4/16/64, 3 seeds"),
       runner.Plan("full_long", tuple(full),
                   f"BN, BN*, DN, DN* on all 60k images, {FULL_EPOCHS} epochs, {len(FULL_SEEDS)} seeds"),
