@@ -263,6 +263,44 @@ def test_table_uses_seeds_0_to_2_and_each_later_seed_complete_for_all_seven_mode
   assert "seeds 0-2: difference" not in study_report.render(summary)
 
 
+def test_sigma_alone_and_learned_sigma_use_the_seeds_complete_for_their_models():
+  """PROTOCOL.md (2026-12-08): the sigma-alone family takes seeds 0-2 and each later seed
+  complete for its nine models, names the runs of a partial seed, and shows its seeds 0-2
+  beside; learned sigma is compared with the table's DN* on its own seeds."""
+  rows = [_table_row(v, s, 0.80 + 0.01 * i + 0.002 * s)
+          for s in range(5) for i, v in enumerate(study.TABLE_VARIANTS)]  # seeds 0-4
+  for seed in range(4):
+    rows += [_table_row("BN-s", seed, 0.83 + 0.003 * seed, "sigma_alone"),
+             _table_row("LN-s", seed, 0.82 + 0.001 * seed, "sigma_alone"),
+             {**_table_row("DN", seed, 0.70 + 0.004 * seed, "sigma_alone"), "tag": "sigma0",
+              "name": f"sigma_alone-DN-sigma0-s{seed}"},
+             {**_table_row("DN*", seed, 0.86 + 0.001 * seed * seed, "sigma"),
+              "sigmas": {"sigma_norm_0": 0.5}}]
+  rows.append(_table_row("BN-s", 4, 0.1, "sigma_alone"))  # seed 4: one of the three
+  summary = study_report.summarize(rows)
+  alone = summary["sigma_alone"]
+  assert alone["seeds"] == [0, 1, 2, 3] and alone["left_out"] == ["sigma_alone-BN-s-s4"]
+  assert all(e["seeds"] == [0, 1, 2, 3] for e in alone["models"].values())
+  assert [t["n"] for t in alone["tests"]] == [[4, 4]] * 5
+  assert [t["n"] for t in alone["tests_first_seeds"]] == [[3, 3]] * 5
+  bn_s = next(t for t in alone["tests"] if (t["a"], t["b"]) == ("BN-s", "BN"))
+  assert bn_s["diff"] == pytest.approx((0.83 + 0.0045) - (0.81 + 0.003))
+  learned = summary["sigma"]["DN*"]
+  fixed = [0.86 + 0.002 * s for s in range(4)]  # the table's DN* on seeds 0-3, not seed 4
+  assert learned["vs_fixed_sigma"]["diff"] == pytest.approx(
+      np.mean([0.86 + 0.001 * s * s for s in range(4)]) - np.mean(fixed))
+  assert learned["vs_fixed_sigma_first_seeds"]["diff"] == pytest.approx(
+      np.mean([0.86 + 0.001 * s * s for s in range(3)]) - np.mean(fixed[:3]))
+  md = study_report.render(summary)
+  assert "Seeds: 0, 1, 2, 3 (PROTOCOL.md, 2026-12-08" in md
+  assert "complete for all nine models): sigma_alone-BN-s-s4." in md
+  assert "The same family on seeds 0-2, as first reported" in md and "(seeds 0-2: " in md
+  # Seeds 0-2 alone: nothing beside.
+  summary = study_report.summarize([r for r in rows if r["seed"] < 3])
+  assert "tests_first_seeds" not in summary["sigma_alone"]
+  assert "vs_fixed_sigma_first_seeds" not in summary["sigma"]["DN*"]
+
+
 def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
   from experiments.cnn import compare
   table = tmp_path / "table.csv"
@@ -309,6 +347,9 @@ def test_committed_summary_reads_as_verdicts_and_intervals():
          "-0.2839 | 0.022 | does not hold (A lower) |" in text
   assert "| DN* - DN | MI | -0.3042 | 0.000 | 0.000 | holds (A lower) | -0.3469 | 0.022 | " \
          "holds (A lower) |" in text
+  # Sigma alone on seeds 0-5 (PROTOCOL.md, 2026-12-08), seeds 0-2 as first reported beside.
+  assert "| BN-s - BN | 6, 6 | +0.0293 | 0.000 | 0.000 | holds (A higher) |" in text
+  assert "| BN-s - BN | 3, 3 | +0.0272 | 0.071 | 0.071 | not established |" in text
 
 
 def test_reproduce_table_names_the_papers_schedules(tmp_path):

@@ -130,7 +130,7 @@ def _table10_family(groups) -> list[dict]:
 def summarize(rows: list[dict]) -> dict:
   """The study's numbers: per plan and variant, mean/std/ci95 over seeds, and the tests."""
   table, left_out = table_groups(rows)
-  # The comparisons whose other side has seeds 0-2 alone keep the table's seeds 0-2.
+  # The comparisons against baseline_long (seeds 0-2 alone) keep the table's seeds 0-2.
   first = {v: [r for r in runs if r["seed"] in study.SEEDS] for v, runs in table.items()}
   long = _group(rows, "baseline_long").get("baseline")
   out = {"table": {}, "accuracy_tests": [], "table10_tests": [], "post_hoc_tests": [],
@@ -160,11 +160,16 @@ def summarize(rows: list[dict]) -> dict:
         "test_accuracy": seed_stats.summarize([r["test_accuracy"] for r in runs]),
         "converged": [converged(r) for r in runs],
         "final_sigma": {k: seed_stats.summarize([r["sigmas"][k] for r in runs]) for k in layers}}
-    fixed = first.get(v)
-    if fixed:
-      out["sigma"][v]["vs_fixed_sigma"] = seed_stats.welch(
-          [r["test_accuracy"] for r in runs], [r["test_accuracy"] for r in fixed])
-  out["sigma_alone"] = _sigma_alone(rows, first)
+    # Against the table's runs of the same model with sigma fixed, on the same seeds.
+    for key, subset in (("vs_fixed_sigma", lambda seed: True),
+                        ("vs_fixed_sigma_first_seeds", lambda seed: seed in study.SEEDS)):
+      learned = [r for r in runs if subset(r["seed"])]
+      seeds = {r["seed"] for r in learned}
+      fixed = [r for r in table.get(v, []) if r["seed"] in seeds]
+      if fixed and (key == "vs_fixed_sigma" or seeds != {r["seed"] for r in runs}):
+        out["sigma"][v][key] = seed_stats.welch([r["test_accuracy"] for r in learned],
+                                                [r["test_accuracy"] for r in fixed])
+  out["sigma_alone"] = _sigma_alone(rows, table)
   out["small_batch"], out["small_batch_tests"] = _small_batch(rows)
   out["full_long"], out["full_long_tests"], out["full_long_gap_tests"] = _full_long(rows)
   machines = sorted({r.get("machine", "") for r in rows if r.get("machine")})
@@ -203,13 +208,23 @@ def _family(groups: dict[str, list[dict]], pairs, key: str = "test_accuracy",
 
 
 def _sigma_alone(rows, table) -> dict:
-  """The 9 models of the sigma/L1 decomposition (the table's six from plan `table`)."""
+  """The 9 models of the sigma/L1 decomposition (the table's six from plan `table`) on seeds
+  0-2 and each later seed complete for all nine (PROTOCOL.md, 2026-12-08), the sigma-alone
+  runs of other seeds named as left out; the family on seeds 0-2 beside, where there are more."""
   alone = _group(rows, "sigma_alone")
   groups = {**{v: table[v] for v in ("BN", "BN*", "LN", "LN*", "DN", "DN*") if v in table},
             **alone}
-  return {"models": {v: _entry(groups[v]) for v in SIGMA_ALONE_MODELS if groups.get(v)},
-          "tests": _family(groups, SIGMA_ALONE_COMPARISONS) if alone else [],
-          "dn_star_vs_dn": _family(groups, (("DN*", "DN"),))}
+  keep = set(study.SEEDS) | set(complete_seeds(groups, SIGMA_ALONE_MODELS))
+  left_out = sorted(r["name"] for runs in alone.values() for r in runs if r["seed"] not in keep)
+  groups = {v: [r for r in runs if r["seed"] in keep] for v, runs in groups.items()}
+  out = {"models": {v: _entry(groups[v]) for v in SIGMA_ALONE_MODELS if groups.get(v)},
+         "tests": _family(groups, SIGMA_ALONE_COMPARISONS) if alone else [],
+         "dn_star_vs_dn": _family(groups, (("DN*", "DN"),)),
+         "seeds": _seeds_of(groups), "left_out": left_out}
+  if alone and set(out["seeds"]) - set(study.SEEDS):
+    first = {v: [r for r in runs if r["seed"] in study.SEEDS] for v, runs in groups.items()}
+    out["tests_first_seeds"] = _family(first, SIGMA_ALONE_COMPARISONS)
+  return out
 
 
 def _small_batch(rows) -> tuple[dict, list[dict]]:
@@ -355,8 +370,10 @@ def render(summary: dict) -> str:
               "| Model | seeds | test accuracy | vs fixed sigma (diff, p) | final sigma per layer |",
               "|---|---|---|---|---|"]
     for v, r in summary["sigma"].items():
-      vs = r.get("vs_fixed_sigma")
+      vs, vs_first = r.get("vs_fixed_sigma"), r.get("vs_fixed_sigma_first_seeds")
       vs_text = f"{vs['diff']:+.4f}, p {_p(vs['p'])}" if vs else "n/a"
+      if vs_first:
+        vs_text += f" (seeds 0-2: {vs_first['diff']:+.4f}, p {_p(vs_first['p'])})"
       sig = ", ".join(f"{k.removeprefix('sigma_')}: {_fmt(s, 3)}"
                       for k, s in r["final_sigma"].items())
       lines.append(f"| {v} learned sigma (from 0.5) | {len(r['seeds'])} | "
@@ -378,8 +395,8 @@ def _seeds_note(summary: dict) -> str:
   seeds = ", ".join(map(str, summary.get("table_seeds", [])))
   note = (f"Seeds of the seven models, their two families of tests and Table 10: {seeds} "
           "(PROTOCOL.md, 2026-12-07: seeds 0-2 and each later seed complete for all seven "
-          f"models). *{LONG_BASELINE}*, learned sigma and sigma alone have seeds 0-2, and "
-          "their comparisons with the table's models use its seeds 0-2.")
+          f"models). *{LONG_BASELINE}* has seeds 0-2, and the comparisons against it use "
+          "the table's seeds 0-2; learned sigma and sigma alone name their seeds below.")
   if summary.get("table_left_out"):
     note += (" Runs left out (their seed is not complete for all seven models): "
              + ", ".join(summary["table_left_out"]) + ".")
@@ -440,7 +457,11 @@ def _render_sigma_alone(s: dict) -> list[str]:
   lines = ["", "## Sigma alone (PROTOCOL.md, 2026-12-03)", "",
            "BN-s and LN-s are the paper's (sigma without L1); *DN (sigma0)* is the table's DN "
            "with sigma 0. BN, BN*, LN, LN*, DN and DN* are the `table` plan's runs. Same "
-           "subset and schedule (1,200 steps).", "",
+           "subset and schedule (1,200 steps). Seeds: "
+           + ", ".join(map(str, s.get("seeds", []))) + " (PROTOCOL.md, 2026-12-08: seeds 0-2 "
+           "and each later seed complete for all nine models)."
+           + (" Runs left out (their seed is not complete for all nine models): "
+              + ", ".join(s["left_out"]) + "." if s.get("left_out") else ""), "",
            "| Model | sigma | L1 | seeds | test accuracy | train accuracy | train - test | "
            "correlation (Table 10) | plateau |", "|---|---|---|---|---|---|---|---|---|"]
   settings = {"BN": ("0.01", "-"), "BN-s": ("1.0", "-"), "BN*": ("1.0", "0.005"),
@@ -461,6 +482,9 @@ def _render_sigma_alone(s: dict) -> list[str]:
   for t in s["dn_star_vs_dn"]:
     lines.append(f"| DN* - DN (first family) | {t['n'][0]}, {t['n'][1]} | {t['diff']:+.4f} | "
                  f"{_p(t['p'])} | see above | |")
+  if s.get("tests_first_seeds"):
+    lines += ["", "The same family on seeds 0-2, as first reported (Holm over the 5):", ""]
+    lines += _tests_table(s["tests_first_seeds"])
   return lines
 
 
