@@ -35,7 +35,7 @@ def test_schedule_is_the_papers_scaled():
 def test_plans_and_names():
   jobs = study.STUDY.jobs()
   names = [j.name for j in jobs]
-  assert len(names) == len(set(names)) == 7 * 6 + 6 + 3 + 3 * 6 + 4 * 3 * 3 + 4 * 4
+  assert len(names) == len(set(names)) == 7 * 6 + 6 + 3 + 3 * 6 + 4 * 3 * 6 + 4 * 4
   first = study.STUDY.jobs(("table", "sigma"))
   table = [j for j in first if j.plan == "table"]  # whole seeds first (PROTOCOL.md, 2026-12-07)
   assert [(j.seed, j.variant) for j in table] == [

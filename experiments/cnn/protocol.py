@@ -23,7 +23,7 @@ SIGMA_SEEDS = TABLE_SEEDS  # sigma and sigma_alone: 3-5 added 2026-12-08 (PROTOC
 SIGMA_ALONE = (("BN-s", (), ""), ("LN-s", (), ""), ("DN", ("sigma=0.0",), "sigma0"))
 SMALL_BATCH_VARIANTS = ("BN", "LN", "DN", "DN*")
 SMALL_BATCHES = (4, 16, 64)
-SMALL_BATCH_SEEDS = (0, 1, 2)
+SMALL_BATCH_SEEDS = (0, 1, 2, 3, 4, 5)  # 3-5 added 2026-12-08 (PROTOCOL.md)
 SMALL_BATCH_EXAMPLES = 30_000
 FULL_VARIANTS = ("BN", "BN*", "DN", "DN*")
 FULL_SEEDS = (0, 1, 2, 3)  # 2 and 3 added 2026-12-07 (PROTOCOL.md)

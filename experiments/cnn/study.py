@@ -20,9 +20,9 @@ Plans (results/PROTOCOL.md fixes every number here before the runs):
 - ``sigma_alone``: BN-s and LN-s (the paper's: sigma without L1) and DN with
   sigma 0 (tag ``sigma0``), seeds 0-5 (3-5 added 2026-12-08), the table's schedule
   (PROTOCOL.md, 2026-12-03).
-- ``small_batch``: BN, LN, DN and DN* at batch 4, 16 and 64, seeds 0-2, 30,000
-  training examples each (steps = 30,000 / batch), lr 1e-2 x batch / 100, x0.1 at
-  37.5% and 62.5% of the steps; seed by seed.
+- ``small_batch``: BN, LN, DN and DN* at batch 4, 16 and 64, seeds 0-5 (3-5 added
+  2026-12-08), 30,000 training examples each (steps = 30,000 / batch), lr 1e-2 x
+  batch / 100, x0.1 at 37.5% and 62.5% of the steps; seed by seed.
 - ``full_long``: BN, BN*, DN and DN* on the whole 60,000-image training split,
   seeds 0-3 (2 and 3 added 2026-12-07), `FULL_EPOCHS` epochs with the table's cuts at
   the paper's fractions; seed by seed.
@@ -149,7 +149,8 @@ def _plans() -> tuple[runner.Plan, ...]:
       runner.Plan("baseline_long", tuple(long), "the baseline on 1,200 steps, 3 seeds"),
       runner.Plan("sigma_alone", tuple(alone),
                   f"BN-s, LN-s, DN with sigma 0, {len(SIGMA_SEEDS)} seeds"),
-      runner.Plan("small_batch", tuple(small), "BN, LN, DN, DN* at batch 4/16/64, 3 seeds"),
+      runner.Plan("small_batch", tuple(small),
+                  f"BN, LN, DN, DN* at batch 4/16/64, {len(SMALL_BATCH_SEEDS)} seeds"),
       runner.Plan("full_long", tuple(full),
                   f"BN, BN*, DN, DN* on all 60k images, {FULL_EPOCHS} epochs, {len(FULL_SEEDS)} seeds"),
   )
