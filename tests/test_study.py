@@ -301,6 +301,32 @@ def test_sigma_alone_and_learned_sigma_use_the_seeds_complete_for_their_models()
   assert "vs_fixed_sigma_first_seeds" not in summary["sigma"]["DN*"]
 
 
+def test_small_batch_uses_the_seeds_complete_for_all_twelve_cells():
+  """PROTOCOL.md (2026-12-08): the small-batch table and family take seeds 0-2 and each later
+  seed complete for the 4 models x 3 batch sizes; a partial seed is left out and named; the
+  family on seeds 0-2 stands beside."""
+  def row(v, b, seed, accuracy):
+    return {**_table_row(v, seed, accuracy, "small_batch"), "batch_size": b,
+            "name": f"small_batch-{v.replace('*', '_star')}-s{seed}-b{b}"}
+  rows = [row(v, b, seed, 0.78 + 0.01 * i + 0.0001 * b + 0.002 * seed)
+          for seed in range(4) for i, v in enumerate(study.SMALL_BATCH_VARIANTS)
+          for b in study.SMALL_BATCHES]
+  rows += [row("BN", 4, 4, 0.1), row("DN", 64, 4, 0.99)]  # seed 4: two of the twelve cells
+  sb, tests, seeds = study_report._small_batch(rows)
+  assert seeds["seeds"] == [0, 1, 2, 3]
+  assert seeds["left_out"] == ["small_batch-BN-s4-b4", "small_batch-DN-s4-b64"]
+  assert sb["BN"]["4"]["seeds"] == [0, 1, 2, 3] and len(tests) == 12
+  assert [t["n"] for t in tests] == [[4, 4]] * 12
+  assert [t["n"] for t in seeds["tests_first_seeds"]] == [[3, 3]] * 12
+  md = "\n".join(study_report._render_small_batch(sb, tests, seeds))
+  assert "Seeds: 0, 1, 2, 3 (PROTOCOL.md, 2026-12-08" in md
+  assert "twelve cells): small_batch-BN-s4-b4, small_batch-DN-s4-b64." in md
+  assert "The same family on seeds 0-2, as first reported (Holm over the 12)" in md
+  assert "0.1000" not in md and "0.9900" not in md
+  _, _, seeds = study_report._small_batch([r for r in rows if r["seed"] < 3])
+  assert seeds == {"seeds": [0, 1, 2], "left_out": []}
+
+
 def test_demo_prints_its_numbers_beside_the_converged_study(tmp_path):
   from experiments.cnn import compare
   table = tmp_path / "table.csv"
@@ -350,6 +376,9 @@ def test_committed_summary_reads_as_verdicts_and_intervals():
   # Sigma alone on seeds 0-5 (PROTOCOL.md, 2026-12-08), seeds 0-2 as first reported beside.
   assert "| BN-s - BN | 6, 6 | +0.0293 | 0.000 | 0.000 | holds (A higher) |" in text
   assert "| BN-s - BN | 3, 3 | +0.0272 | 0.071 | 0.071 | not established |" in text
+  # Small batches on seeds 0-5 (PROTOCOL.md, 2026-12-08): BN above DN at batch 4.
+  assert "| DN - BN | 4 | 6, 6 | -0.0151 | 0.000 | 0.000 | holds (A lower) |" in text
+  assert "| DN - BN | 4 | 3, 3 | -0.0146 | 0.025 | 0.174 | not established |" in text
 
 
 def test_reproduce_table_names_the_papers_schedules(tmp_path):

@@ -170,7 +170,7 @@ def summarize(rows: list[dict]) -> dict:
         out["sigma"][v][key] = seed_stats.welch([r["test_accuracy"] for r in learned],
                                                 [r["test_accuracy"] for r in fixed])
   out["sigma_alone"] = _sigma_alone(rows, table)
-  out["small_batch"], out["small_batch_tests"] = _small_batch(rows)
+  out["small_batch"], out["small_batch_tests"], out["small_batch_seeds"] = _small_batch(rows)
   out["full_long"], out["full_long_tests"], out["full_long_gap_tests"] = _full_long(rows)
   machines = sorted({r.get("machine", "") for r in rows if r.get("machine")})
   out["machine"] = machines
@@ -227,14 +227,34 @@ def _sigma_alone(rows, table) -> dict:
   return out
 
 
-def _small_batch(rows) -> tuple[dict, list[dict]]:
-  """Per model and batch size the entry over seeds; the family of 12 comparisons."""
-  out, tests = {}, []
-  for v, runs in _group(rows, "small_batch").items():
+def _small_batch(rows) -> tuple[dict, list[dict], dict]:
+  """Per model and batch size the entry over seeds; the family of 12 comparisons; the seeds,
+  the runs left out and the family on seeds 0-2 where there are more (PROTOCOL.md,
+  2026-12-08: seeds 0-2 and each later seed complete for all twelve cells)."""
+  runs = [r for r in rows if r["plan"] == "small_batch" and "failed" not in r]
+  cells: dict[str, list[dict]] = {}
+  for r in runs:
+    cells.setdefault(f"{r['variant']} b{r['batch_size']}", []).append(r)
+  keep = set(study.SEEDS) | set(complete_seeds(cells, [
+      f"{v} b{b}" for v in study.SMALL_BATCH_VARIANTS for b in study.SMALL_BATCHES]))
+  seeds = {"seeds": sorted({r["seed"] for r in runs if r["seed"] in keep}),
+           "left_out": sorted(r["name"] for r in runs if r["seed"] not in keep)}
+  runs = [r for r in runs if r["seed"] in keep]
+  if set(seeds["seeds"]) - set(study.SEEDS):
+    seeds["tests_first_seeds"] = _small_batch_family([r for r in runs
+                                                      if r["seed"] in study.SEEDS])
+  out = {}
+  for v, by_variant in _group(runs, "small_batch").items():
     by_batch: dict[int, list[dict]] = {}
-    for r in runs:
+    for r in by_variant:
       by_batch.setdefault(r["batch_size"], []).append(r)
     out[v] = {str(b): _entry(rs) for b, rs in sorted(by_batch.items())}
+  return out, _small_batch_family(runs), seeds
+
+
+def _small_batch_family(rows) -> list[dict]:
+  """The 12 comparisons (4 at each batch size), Holm over the 12."""
+  tests = []
   for b in study.SMALL_BATCHES:
     groups = {v: [r for r in runs if r["batch_size"] == b]
               for v, runs in _group(rows, "small_batch").items()}
@@ -242,7 +262,7 @@ def _small_batch(rows) -> tuple[dict, list[dict]]:
       tests.append({**t, "batch_size": b})
   for t, p in zip(tests, seed_stats.holm([t["p"] for t in tests]), strict=True):
     t["p_holm"], t["significant"] = p, bool(not math.isnan(p) and p < 0.05)  # one family
-  return out, tests
+  return tests
 
 
 def complete_seeds(groups: dict[str, list[dict]], variants) -> list[int]:
@@ -380,7 +400,8 @@ def render(summary: dict) -> str:
                    f"{_fmt(r['test_accuracy'])} | {vs_text} | {sig} |")
     lines += ["", "![sigma per layer](sigma.png)"]
   lines += _render_sigma_alone(summary["sigma_alone"])
-  lines += _render_small_batch(summary["small_batch"], summary["small_batch_tests"])
+  lines += _render_small_batch(summary["small_batch"], summary["small_batch_tests"],
+                                summary.get("small_batch_seeds", {}))
   lines += _render_full_long(summary["full_long"], summary["full_long_tests"],
                              summary["full_long_gap_tests"])
   if summary["failed"]:
@@ -488,13 +509,17 @@ def _render_sigma_alone(s: dict) -> list[str]:
   return lines
 
 
-def _render_small_batch(sb: dict, tests: list[dict]) -> list[str]:
+def _render_small_batch(sb: dict, tests: list[dict], seeds: dict) -> list[str]:
   if not sb:
     return []
   batches = sorted({int(b) for r in sb.values() for b in r})
   lines = ["", "## Small batches (30,000 training examples each; lr = 1e-2 x batch / 100)", "",
            "Test accuracy, mean ± std over seeds [each seed]; *plateau*: runs that pass the "
-           "convergence check (last two tenths' training cross entropy within 5%).", "",
+           "convergence check (last two tenths' training cross entropy within 5%). Seeds: "
+           + ", ".join(map(str, seeds.get("seeds", []))) + " (PROTOCOL.md, 2026-12-08: seeds "
+           "0-2 and each later seed complete for all twelve cells)."
+           + (" Runs left out (their seed is not complete for all twelve cells): "
+              + ", ".join(seeds["left_out"]) + "." if seeds.get("left_out") else ""), "",
            "| Model | " + " | ".join(f"batch {b} | plateau" for b in batches) + " |",
            "|---|" + "---|---|" * len(batches)]
   for v in study.SMALL_BATCH_VARIANTS:
@@ -514,6 +539,9 @@ def _render_small_batch(sb: dict, tests: list[dict]) -> list[str]:
             + (", ".join(sorted(failed)) if failed else "none") + ".", "",
             "Named comparisons (Welch, Holm over the 12):", ""]
   lines += _tests_table(tests, batch=True)
+  if seeds.get("tests_first_seeds"):
+    lines += ["", "The same family on seeds 0-2, as first reported (Holm over the 12):", ""]
+    lines += _tests_table(seeds["tests_first_seeds"], batch=True)
   return lines + ["", "![small batches](small_batch.png)"]
 
 
