@@ -279,7 +279,9 @@ def test_sigma_alone_and_learned_sigma_use_the_seeds_complete_for_their_models()
   rows.append(_table_row("BN-s", 4, 0.1, "sigma_alone"))  # seed 4: one of the three
   summary = study_report.summarize(rows)
   alone = summary["sigma_alone"]
-  assert alone["seeds"] == [0, 1, 2, 3] and alone["left_out"] == ["sigma_alone-BN-s-s4"]
+  assert alone["seeds"] == [0, 1, 2, 3]
+  assert alone["left_out"] == ["sigma_alone-BN-s-s4"] + [  # and the table's runs of seed 4
+      f"table-{v}-s4" for v in ("BN", "BN_star", "DN", "DN_star", "LN", "LN_star")]
   assert all(e["seeds"] == [0, 1, 2, 3] for e in alone["models"].values())
   assert [t["n"] for t in alone["tests"]] == [[4, 4]] * 5
   assert [t["n"] for t in alone["tests_first_seeds"]] == [[3, 3]] * 5
@@ -293,7 +295,7 @@ def test_sigma_alone_and_learned_sigma_use_the_seeds_complete_for_their_models()
       np.mean([0.86 + 0.001 * s * s for s in range(3)]) - np.mean(fixed[:3]))
   md = study_report.render(summary)
   assert "Seeds: 0, 1, 2, 3 (PROTOCOL.md, 2026-12-08" in md
-  assert "complete for all nine models): sigma_alone-BN-s-s4." in md
+  assert "complete for all nine models): sigma_alone-BN-s-s4, table-BN-s4," in md
   assert "The same family on seeds 0-2, as first reported" in md and "(seeds 0-2: " in md
   # Seeds 0-2 alone: nothing beside.
   summary = study_report.summarize([r for r in rows if r["seed"] < 3])

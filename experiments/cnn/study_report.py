@@ -104,14 +104,24 @@ def _table_entry(runs: list[dict]) -> dict:
       "steps": runs[0]["num_steps"]}
 
 
-def table_groups(rows) -> tuple[dict[str, list[dict]], list[str]]:
-  """The table's runs by model on the seeds its report uses (PROTOCOL.md, 2026-12-07 23:20):
-  seeds 0-2 and each later seed complete for all seven models; and the names of the runs
-  of the other seeds, left out."""
-  groups = _group(rows, "table")
-  keep = set(study.SEEDS) | set(complete_seeds(groups, study.TABLE_VARIANTS))
+def on_report_seeds(groups: dict[str, list[dict]], models, always=study.SEEDS
+                    ) -> tuple[dict[str, list[dict]], list[str]]:
+  """`groups` on the seeds a report uses (PROTOCOL.md's extensions of 2026-12-07 and -08):
+  `always` (seeds 0-2) and each later seed complete for all `models`; and the names of the
+  runs of the other seeds, left out."""
+  keep = set(always) | set(complete_seeds(groups, models))
   left_out = sorted(r["name"] for runs in groups.values() for r in runs if r["seed"] not in keep)
   return {v: [r for r in runs if r["seed"] in keep] for v, runs in groups.items()}, left_out
+
+
+def table_groups(rows) -> tuple[dict[str, list[dict]], list[str]]:
+  """The table's runs by model on its report seeds (`on_report_seeds`), and those left out."""
+  return on_report_seeds(_group(rows, "table"), study.TABLE_VARIANTS)
+
+
+def _first_seeds(groups: dict[str, list[dict]]) -> dict[str, list[dict]]:
+  """`groups` on seeds 0-2: the verdicts as first reported, shown beside those of more seeds."""
+  return {v: [r for r in runs if r["seed"] in study.SEEDS] for v, runs in groups.items()}
 
 
 def _seeds_of(groups: dict[str, list[dict]]) -> list[int]:
@@ -130,8 +140,7 @@ def _table10_family(groups) -> list[dict]:
 def summarize(rows: list[dict]) -> dict:
   """The study's numbers: per plan and variant, mean/std/ci95 over seeds, and the tests."""
   table, left_out = table_groups(rows)
-  # The comparisons against baseline_long (seeds 0-2 alone) keep the table's seeds 0-2.
-  first = {v: [r for r in runs if r["seed"] in study.SEEDS] for v, runs in table.items()}
+  first = _first_seeds(table)  # also for the comparisons against baseline_long (seeds 0-2)
   long = _group(rows, "baseline_long").get("baseline")
   out = {"table": {}, "accuracy_tests": [], "table10_tests": [], "post_hoc_tests": [],
          "sigma": {}, "table_seeds": _seeds_of(table), "table_left_out": left_out,
@@ -214,16 +223,13 @@ def _sigma_alone(rows, table) -> dict:
   alone = _group(rows, "sigma_alone")
   groups = {**{v: table[v] for v in ("BN", "BN*", "LN", "LN*", "DN", "DN*") if v in table},
             **alone}
-  keep = set(study.SEEDS) | set(complete_seeds(groups, SIGMA_ALONE_MODELS))
-  left_out = sorted(r["name"] for runs in alone.values() for r in runs if r["seed"] not in keep)
-  groups = {v: [r for r in runs if r["seed"] in keep] for v, runs in groups.items()}
+  groups, left_out = on_report_seeds(groups, SIGMA_ALONE_MODELS)
   out = {"models": {v: _entry(groups[v]) for v in SIGMA_ALONE_MODELS if groups.get(v)},
          "tests": _family(groups, SIGMA_ALONE_COMPARISONS) if alone else [],
          "dn_star_vs_dn": _family(groups, (("DN*", "DN"),)),
          "seeds": _seeds_of(groups), "left_out": left_out}
   if alone and set(out["seeds"]) - set(study.SEEDS):
-    first = {v: [r for r in runs if r["seed"] in study.SEEDS] for v, runs in groups.items()}
-    out["tests_first_seeds"] = _family(first, SIGMA_ALONE_COMPARISONS)
+    out["tests_first_seeds"] = _family(_first_seeds(groups), SIGMA_ALONE_COMPARISONS)
   return out
 
 
@@ -235,11 +241,10 @@ def _small_batch(rows) -> tuple[dict, list[dict], dict]:
   cells: dict[str, list[dict]] = {}
   for r in runs:
     cells.setdefault(f"{r['variant']} b{r['batch_size']}", []).append(r)
-  keep = set(study.SEEDS) | set(complete_seeds(cells, [
-      f"{v} b{b}" for v in study.SMALL_BATCH_VARIANTS for b in study.SMALL_BATCHES]))
-  seeds = {"seeds": sorted({r["seed"] for r in runs if r["seed"] in keep}),
-           "left_out": sorted(r["name"] for r in runs if r["seed"] not in keep)}
-  runs = [r for r in runs if r["seed"] in keep]
+  cells, left_out = on_report_seeds(cells, [
+      f"{v} b{b}" for v in study.SMALL_BATCH_VARIANTS for b in study.SMALL_BATCHES])
+  runs = [r for rs in cells.values() for r in rs]
+  seeds = {"seeds": _seeds_of(cells), "left_out": left_out}
   if set(seeds["seeds"]) - set(study.SEEDS):
     seeds["tests_first_seeds"] = _small_batch_family([r for r in runs
                                                       if r["seed"] in study.SEEDS])
@@ -273,10 +278,7 @@ def complete_seeds(groups: dict[str, list[dict]], variants) -> list[int]:
 
 
 def _full_long(rows) -> tuple[dict, list[dict], list[dict]]:
-  groups = _group(rows, "full_long")
-  seeds = complete_seeds(groups, study.FULL_VARIANTS)
-  left_out = sorted(r["name"] for v in groups for r in groups[v] if r["seed"] not in seeds)
-  groups = {v: [r for r in runs if r["seed"] in seeds] for v, runs in groups.items()}
+  groups, left_out = on_report_seeds(_group(rows, "full_long"), study.FULL_VARIANTS, always=())
   entries = {v: _entry(groups[v]) for v in study.FULL_VARIANTS if groups.get(v)}
   for e in entries.values():
     e["left_out"] = left_out
