@@ -170,14 +170,15 @@ def summarize(rows: list[dict]) -> dict:
         "converged": [converged(r) for r in runs],
         "final_sigma": {k: seed_stats.summarize([r["sigmas"][k] for r in runs]) for k in layers}}
     # Against the table's runs of the same model with sigma fixed, on the same seeds.
-    for key, subset in (("vs_fixed_sigma", lambda seed: True),
-                        ("vs_fixed_sigma_first_seeds", lambda seed: seed in study.SEEDS)):
-      learned = [r for r in runs if subset(r["seed"])]
-      seeds = {r["seed"] for r in learned}
-      fixed = [r for r in table.get(v, []) if r["seed"] in seeds]
-      if fixed and (key == "vs_fixed_sigma" or seeds != {r["seed"] for r in runs}):
-        out["sigma"][v][key] = seed_stats.welch([r["test_accuracy"] for r in learned],
-                                                [r["test_accuracy"] for r in fixed])
+    seeds = {r["seed"] for r in runs}
+    pairs = {"vs_fixed_sigma": {"learned": runs,
+                                "fixed": [r for r in table.get(v, []) if r["seed"] in seeds]}}
+    if seeds - set(study.SEEDS):
+      pairs["vs_fixed_sigma_first_seeds"] = _first_seeds(pairs["vs_fixed_sigma"])
+    for key, pair in pairs.items():
+      if pair["fixed"]:
+        out["sigma"][v][key] = seed_stats.welch([r["test_accuracy"] for r in pair["learned"]],
+                                                [r["test_accuracy"] for r in pair["fixed"]])
   out["sigma_alone"] = _sigma_alone(rows, table)
   out["small_batch"], out["small_batch_tests"], out["small_batch_seeds"] = _small_batch(rows)
   out["full_long"], out["full_long_tests"], out["full_long_gap_tests"] = _full_long(rows)

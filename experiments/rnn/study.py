@@ -468,9 +468,10 @@ def plot_curves(results: dict[str, dict], path: str) -> None:
   for ax, cell in zip(axes[0], CELLS, strict=True):
     for v in VARIANTS:
       for s in report_seeds(results, cell):
-        if not _finished(results, Job(cell, v, s)):
+        job = Job(cell, v, s)
+        if not _finished(results, job):
           continue
-        r = results[Job(cell, v, s).name]
+        r = results[job.name]
         x = [row["epoch"] for row in r["curve"]]
         y = [row["valid_perplexity"] for row in r["curve"]]
         ax.plot(x, y, color=colors[v], ls=LINE_STYLES[s % len(LINE_STYLES)], lw=1.0,
