@@ -190,7 +190,10 @@ def test_study_plans_are_the_protocols():
   x3 = study.STUDY.plan("x3").jobs
   assert [j.name for j in x3[:4]] == ["x3-srcnn-s0", "x3-bn-s0", "x3-dn-s0", "x3-srcnn-s1"]
   assert len(x3) == 9 and {j.seed for j in x3} == {0, 1, 2}
-  assert [p.name for p in study.STUDY.plans] == ["x3", "x4"]
+  assert [p.name for p in study.STUDY.plans] == ["x3", "x4", "x4_more"]
+  more = study.STUDY.plan("x4_more").jobs  # PROTOCOL_SR.md's extension of 2026-12-08
+  assert [j.name for j in more[:4]] == ["x4-srcnn-s3", "x4-bn-s3", "x4-dn-s3", "x4-srcnn-s4"]
+  assert len(more) == 9 and {j.seed for j in more} == {3, 4, 5} and {j.scale for j in more} == {4}
   cfg = study.job_config(study.Job(3, "dn", 2))
   assert (cfg.seed, cfg.num_steps, cfg.source, cfg.test_source) == (
       2, sr_study.NUM_STEPS, "photographs", "photographs")

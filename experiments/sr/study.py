@@ -37,6 +37,9 @@ from experiments.sr.configs import sr_study
 VARIANTS = ("srcnn", "bn", "dn")
 SEEDS = (0, 1, 2)
 SCALES = (3, 4)  # x4 runs after x3, as the budget allows (the protocol)
+# The extension of 2026-12-08 (PROTOCOL_SR.md): seeds 3-5 at x4, the scale whose DN* claim the
+# first three seeds left open; run as the plan `x4_more`, seed by seed.
+MORE_SEEDS = {4: (3, 4, 5)}
 TEST_SOURCE = "photographs"
 FIGURE_IMAGE = "astronaut"
 FIGURE_CROP = (60, 150, 120)  # row, column, size within the 8-pixel-cropped image
@@ -74,6 +77,15 @@ def plan(scale: int) -> runner.Plan:
   return runner.Plan(
       name=f"x{scale}", jobs=tuple(Job(scale, v, s) for s in SEEDS for v in VARIANTS),
       about=f"SRCNN, BN and DN* at x{scale}, seeds {', '.join(map(str, SEEDS))}")
+
+
+def plan_more(scale: int) -> runner.Plan:
+  """The extension's jobs at `scale`: `MORE_SEEDS[scale]` one after the other."""
+  seeds = MORE_SEEDS[scale]
+  return runner.Plan(
+      name=f"x{scale}_more", jobs=tuple(Job(scale, v, s) for s in seeds for v in VARIANTS),
+      about=f"SRCNN, BN and DN* at x{scale}, seeds {', '.join(map(str, seeds))} "
+            "(PROTOCOL_SR.md, 2026-12-08)")
 
 
 def job_config(job: Job, overrides: Sequence[str] = ()):
@@ -406,7 +418,8 @@ def report(results_dir: str) -> str:
 
 
 STUDY = runner.Study(
-    name="sr", module="experiments.sr.study", plans=tuple(plan(s) for s in SCALES),
+    name="sr", module="experiments.sr.study",
+    plans=(*(plan(s) for s in SCALES), *(plan_more(s) for s in MORE_SEEDS)),
     run_job=run_job, report=report, summary=summary, runs_dir="runs/sr_study",
     results_dir="results/sr/study", protocol="results/PROTOCOL_SR.md")
 
