@@ -251,6 +251,55 @@ def test_claims_verdicts(dn, verdict):
     assert low < rows["dn"]["diff"] < high
 
 
+def _sr_rows(psnr_by_job):
+  """Synthetic study results: {job name: row} with one test photograph scored as the run."""
+  from experiments.engine import study as runner
+  from experiments.sr import study
+  rows = {}
+  for (scale, variant, seed), psnr in psnr_by_job.items():
+    job = study.Job(scale, variant, seed)
+    rows[job.name] = {**runner.job_fields(job), "machine": "test", "psnr": psnr, "ssim": 0.8,
+                      "images": [{"name": "astronaut", "psnr": psnr, "ssim": 0.8}]}
+  return rows
+
+
+def test_x4_uses_seeds_0_to_2_and_each_later_seed_complete_for_all_three_models():
+  """PROTOCOL_SR.md's extension of 2026-12-08: x4's table and tests use seeds 0-2 and each of
+  seeds 3-5 whose three models all finished; a partial seed's runs are named, not used; the
+  claims on seeds 0-2 stand beside; x3 keeps seeds 0-2."""
+  from experiments.sr import study
+  first = {"srcnn": [29.06, 29.12, 29.09], "bn": [26.68, 26.47, 26.50],
+           "dn": [27.36, 27.18, 28.29]}
+  psnr = {(4, v, s): x for v, xs in first.items() for s, x in enumerate(xs)}
+  psnr |= {(3, v, s): x + 1 for (_, v, s), x in psnr.items()}
+  bicubic = {s: {"psnr": 28.43, "ssim": 0.81, "images": [
+      {"name": "astronaut", "psnr": 28.0, "ssim": 0.8}]} for s in (3, 4)}
+  only_first = study.render(_sr_rows(psnr), bicubic)
+  assert "Runs left out: none." in only_first and "seeds 0-2 |" not in only_first
+  assert only_first.count("Seeds used: 0-2 ") == 1  # x4 only
+  later = {"srcnn": 29.10, "bn": 26.55, "dn": 27.41}
+  psnr |= {(4, v, 3): x for v, x in later.items()}
+  psnr |= {(4, "srcnn", 4): 99.0, (3, "dn", 3): 99.0}  # a partial seed 4; x3 is not extended
+  md = study.render(_sr_rows(psnr), bicubic)
+  assert "Seeds used: 0-3 (" in md and "Runs left out: x4-srcnn-s4." in md
+  assert "99.00" not in md and md.count("Seeds used") == 1
+  x3, x4 = md.split("## x4")
+  assert "| DN* | 28.610 ± 0.596 |" in x3 and "s2 29.29 |" in x3
+  assert "| DN* | 27.560 ± 0.497 |" in x4 and "s2 28.29, s3 27.41 |" in x4
+  assert f"| astronaut | 28.00 | {np.mean(first['srcnn'] + [29.10]):.2f} |" in x4
+  four = {v: xs + [later[v]] for v, xs in first.items()}
+  for row, old in zip(study.claim_tests({**four, "bicubic": [28.43]}),
+                      study.claim_tests({**first, "bicubic": [28.43]}), strict=True):
+    line = next(x for x in x4.splitlines() if x.startswith(f"| {row['claim'][:20]}"))
+    cells = [c.strip() for c in line.split("|")[2:-1]]
+    assert cells[0] == f"{row['diff']:+.3f}" and cells[2] == study._p(row["p_holds_holm"])
+    assert cells[3] == study._p(row["p_fails_holm"]) and cells[6] == f"**{row['verdict']}**"
+    assert cells[5] == ("4, -" if row["b"] == "bicubic" else "4, 4")
+    assert cells[7] == (f"{old['diff']:+.3f}, {old['verdict']} (holds "
+                        f"{study._p(old['p_holds_holm'])}, does not hold "
+                        f"{study._p(old['p_fails_holm'])})")
+
+
 def test_claims_that_fail_say_so():
   from experiments.sr import study
   values = {"bicubic": [29.9], "srcnn": [29.1, 29.2, 29.15], "bn": [29.5, 29.6, 29.55],

@@ -260,9 +260,25 @@ def bicubic_reference(scale: int) -> dict[str, Any]:
   return {"scale": scale, **sr_task.mean_scores(rows), "images": rows}
 
 
-def _values(results: dict[str, dict], scale: int, variant: str, key: str) -> list[float]:
-  rows = [results.get(Job(scale, variant, s).name) for s in SEEDS]
+def report_seeds(results: dict[str, dict], scale: int) -> tuple[tuple[int, ...], list[str]]:
+  """The seeds `scale`'s tests use (PROTOCOL_SR.md's extension of 2026-12-08): seeds 0-2 and
+  each of `MORE_SEEDS` whose variants have all finished; and the runs of the others, left out."""
+  later = MORE_SEEDS.get(scale, ())
+  done = [s for s in later if all(Job(scale, v, s).name in results for v in VARIANTS)]
+  left_out = [Job(scale, v, s).name for s in later if s not in done for v in VARIANTS
+              if Job(scale, v, s).name in results]
+  return SEEDS + tuple(done), left_out
+
+
+def _values(results: dict[str, dict], scale: int, variant: str, key: str,
+            seeds: Sequence[int] = SEEDS) -> list[float]:
+  rows = [results.get(Job(scale, variant, s).name) for s in seeds]
   return [float(r[key]) for r in rows if r is not None and "failed" not in r]
+
+
+def _seed_list(seeds: Sequence[int]) -> str:
+  return ", ".join(map(str, seeds)) if len(seeds) < 3 or list(seeds) != list(
+      range(seeds[0], seeds[-1] + 1)) else f"{seeds[0]}-{seeds[-1]}"
 
 
 def _mean_std(values: Sequence[float], digits: int) -> str:
@@ -307,32 +323,39 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
       lines += [f"## x{scale}", "", "Not run.", ""]
       continue
     ref = bicubic[scale]
+    seeds, left_out = report_seeds(results, scale)
     head = "| model | PSNR | SSIM | seeds (PSNR) | " + " | ".join(
         f"paper {ps} x{scale}" for ps in PAPER_SETS) + " |"
-    lines += [f"## x{scale}", "", head, "|---" * (4 + len(PAPER_SETS)) + "|"]
+    lines += [f"## x{scale}", ""]
+    if scale in MORE_SEEDS:
+      lines += [f"Seeds used: {_seed_list(seeds)} (seeds 0-2, and each of seeds "
+                f"{_seed_list(MORE_SEEDS[scale])} whose three models have all finished: "
+                "PROTOCOL_SR.md's extension of 2026-12-08). Runs left out: "
+                f"{', '.join(left_out) or 'none'}.", ""]
+    lines += [head, "|---" * (4 + len(PAPER_SETS)) + "|"]
     paper_cols = lambda v, s=scale: " | ".join(  # noqa: E731
         f"{PAPER[v][(ps, s)][0]:.2f} / {PAPER[v][(ps, s)][1]:.4f}" for ps in PAPER_SETS)
     lines.append(f"| Bicubic | {ref['psnr']:.3f} | {ref['ssim']:.4f} | (deterministic) | "
                  f"{paper_cols('bicubic')} |")
     for v in VARIANTS:
-      psnr, ssim = (_values(results, scale, v, k) for k in ("psnr", "ssim"))
-      seeds = ", ".join(
-          f"s{s} {results[Job(scale, v, s).name]['psnr']:.2f}" for s in SEEDS
+      psnr, ssim = (_values(results, scale, v, k, seeds) for k in ("psnr", "ssim"))
+      cells = ", ".join(
+          f"s{s} {results[Job(scale, v, s).name]['psnr']:.2f}" for s in seeds
           if Job(scale, v, s).name in results and "failed" not in results[Job(scale, v, s).name])
       lines.append(f"| {srcnn.LABELS[v]} | {_mean_std(psnr, 3)} | {_mean_std(ssim, 4)} | "
-                   f"{seeds or '-'} | {paper_cols(v)} |")
-    values = {v: _values(results, scale, v, "psnr") for v in VARIANTS}
-    values["bicubic"] = [ref["psnr"]]  # a constant: the test is a one-sample t-test
-    ssim_values = {v: _values(results, scale, v, "ssim") for v in VARIANTS}
-    ssim_values["bicubic"] = [ref["ssim"]]
+                   f"{cells or '-'} | {paper_cols(v)} |")
+    tests, ssim_values = _claims(results, scale, ref, seeds)
+    first = {r["a"]: r for r in _claims(results, scale, ref, SEEDS)[0]} if seeds != SEEDS else {}
     lines += ["", f"**The protocol's claims at x{scale}** (PSNR; one-sided Welch tests at 0.05, "
               "Holm-adjusted over the three claims; bicubic is a constant, so its test is a "
               "one-sample t-test of the seeds. A one-sided test at 0.05 matches the 90% "
               "interval, so a claim can hold while the 95% interval shown touches its "
-              "boundary):", "",
+              "boundary" + ("; beside, the same tests on seeds 0-2, as first reported" if first
+                            else "") + "):", "",
               "| claim | A - B (dB) | 95% CI | p holds (Holm) | p does not hold (Holm) | "
-              "SSIM A - B | n (A, B) | verdict |", "|---|---|---|---|---|---|---|---|"]
-    for row in claim_tests(values):
+              "SSIM A - B | n (A, B) | verdict |" + (" seeds 0-2 |" if first else ""),
+              "|---" * (8 + bool(first)) + "|"]
+    for row in tests:
       sa, sb = ssim_values[row["a"]], ssim_values[row["b"]]
       ssim_diff = f"{np.mean(sa) - np.mean(sb):+.4f}" if sa and sb else "-"
       n_b = "-" if row["b"] == "bicubic" else row["n"][1]
@@ -340,16 +363,21 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
       ci = "-" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
       diff = "-" if math.isnan(row["diff"]) else f"{row['diff']:+.3f}"
       claim = row["claim"].format(paper=PAPER_DIFFS[scale][row["a"]])
+      beside = ""
+      if first:
+        f = first[row["a"]]
+        beside = (f" {f['diff']:+.3f}, {f['verdict']} (holds {_p(f['p_holds_holm'])}, does not "
+                  f"hold {_p(f['p_fails_holm'])}) |")
       lines.append(f"| {claim} | {diff} | {ci} | {_p(row['p_holds_holm'])} | "
                    f"{_p(row['p_fails_holm'])} | {ssim_diff} | {row['n'][0]}, {n_b} | "
-                   f"**{row['verdict']}** |")
-    lines += ["", f"Per test photograph at x{scale} (PSNR, mean over the finished seeds):", "",
+                   f"**{row['verdict']}** |{beside}")
+    lines += ["", f"Per test photograph at x{scale} (PSNR, mean over the seeds used):", "",
               "| image | Bicubic | " + " | ".join(srcnn.LABELS[v] for v in VARIANTS) + " |",
               "|---" * (2 + len(VARIANTS)) + "|"]
     for im in ref["images"]:
       cells = []
       for v in VARIANTS:
-        vals = [r["psnr"] for s in SEEDS
+        vals = [r["psnr"] for s in seeds
                 for r in results.get(Job(scale, v, s).name, {}).get("images", [])
                 if r["name"] == im["name"]]
         cells.append(f"{np.mean(vals):.2f}" if vals else "-")
@@ -360,6 +388,15 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
   lines += [f"Figures: {figures or '-'} (the same crop of the held-out {FIGURE_IMAGE} photograph: "
             "ground truth, bicubic, and seed 0 of SRCNN, BN and DN*).", ""]
   return "\n".join(lines)
+
+
+def _claims(results: dict[str, dict], scale: int, bicubic: dict, seeds: Sequence[int]
+            ) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+  """`claim_tests` of `scale` on `seeds`, and the SSIM of each model (bicubic's: a constant)."""
+  psnr, ssim = ({v: _values(results, scale, v, key, seeds) for v in VARIANTS}
+                for key in ("psnr", "ssim"))
+  psnr["bicubic"], ssim["bicubic"] = [bicubic["psnr"]], [bicubic["ssim"]]  # one-sample tests
+  return claim_tests(psnr), ssim
 
 
 def write_figure(results_dir: str, results: dict[str, dict], scale: int, bicubic: dict) -> None:
