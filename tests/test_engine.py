@@ -1,6 +1,8 @@
 """The shared training engine on a toy regression task: sharding, resume, SIGKILL, errors."""
 
+import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import engine
+from experiments.engine import heap
 
 pytestmark = pytest.mark.loose_promotion  # optax, orbax
 
@@ -179,6 +182,44 @@ def test_reserve_cpu_threads_gives_twice_the_forced_devices_and_keeps_a_setting(
   for flags in ("", "--xla_force_host_platform_device_count=1"):
     env = {"XLA_FLAGS": flags}
     assert engine.reserve_cpu_threads(env) is None and "PJRT_NPROC" not in env
+
+
+# A buffer of 64 MiB, allocated, written and freed ten times through the C library, as XLA's
+# CPU buffers are at every step; prints whether `keep_freed_memory` set glibc's thresholds and
+# the page faults of the ten rounds (the first allocation, before them, may fault).
+_HEAP_PROBE = textwrap.dedent("""
+    import ctypes, json, resource
+    from experiments.engine import heap
+    kept = heap.keep_freed_memory()
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    def round_trip():
+      p = libc.malloc(1 << 26)
+      ctypes.memset(p, 1, 1 << 26)
+      libc.free(p)
+    round_trip()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+      round_trip()
+    print(json.dumps([kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before]))
+""")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_keep_freed_memory_ends_the_page_faults_of_a_buffer_freed_and_allocated_again():
+  clean = {k: v for k, v in os.environ.items() if k not in (*heap.TUNABLES, "GLIBC_TUNABLES")}
+  def probe(**env):
+    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], env={**clean, **env}, cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+  kept, faults = probe()
+  # A tunable of the user's, here a neutral one, stands: glibc's default maps each block afresh,
+  # and each round faults its pages in (fewer faults where the kernel backs them with huge pages).
+  stood_aside, default_faults = probe(GLIBC_TUNABLES="glibc.malloc.perturb=0")
+  assert kept and not stood_aside
+  assert faults < 10 <= default_faults  # the heap keeps the freed block: no round faults
+  for name in (*heap.TUNABLES, "GLIBC_TUNABLES"):
+    assert not heap.keep_freed_memory({name: "1"})
 
 
 def test_the_suite_runs_with_twice_as_many_pool_threads_as_devices():

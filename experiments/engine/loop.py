@@ -15,7 +15,7 @@ import optax
 from jax.sharding import Mesh
 
 from experiments.config import ConfigError
-from experiments.engine import parallel
+from experiments.engine import heap, parallel
 from experiments.engine.checkpoint import Checkpointer
 from experiments.engine.checks import check_engine_config
 from experiments.engine.optim import learning_rate_schedule, make_optimizer
@@ -156,11 +156,16 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
     WorkdirBusy: another live process trains in the workdir.
     NonFiniteLossError: naming the first step whose loss was not finite.
     CheckpointError: the workdir has checkpoints and none restores.
+
+  With glibc, the process's freed memory then stays in its heap, so that no step faults XLA's
+  buffers in again (`experiments.engine.heap`; ``MALLOC_*`` or ``GLIBC_TUNABLES`` in the
+  environment stand instead).
   """
   mesh = mesh or parallel.make_mesh()
   check_engine_config(config, mesh)
   run_config = config if run_config is None else run_config
   check_workdir(workdir, run_config)
+  heap.keep_freed_memory()
   with hold_workdir(workdir):
     return _train(task, config, workdir, mesh, hooks, progress, prefetch_size, run_config, stop)
 
