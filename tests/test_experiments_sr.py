@@ -300,6 +300,27 @@ def test_x4_uses_seeds_0_to_2_and_each_later_seed_complete_for_all_three_models(
                         f"{study._p(old['p_fails_holm'])})")
 
 
+def test_committed_table_is_what_the_report_writes_from_the_committed_results():
+  """results/sr/study/table.md is `render` of the committed results (each job's result.json and
+  bicubic's scores): x3 on seeds 0-2, x4 on seeds 0-5 with seeds 0-2 beside."""
+  from experiments.engine import study as runner
+  from experiments.sr import study
+  folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        study.STUDY.results_dir)
+  bicubic = {}
+  for scale in study.SCALES:
+    with open(os.path.join(folder, f"bicubic_x{scale}.json")) as f:
+      bicubic[scale] = json.load(f)
+  text = study.render(runner.load_results(folder), bicubic)
+  with open(os.path.join(folder, "table.md")) as f:
+    assert f.read() == text
+  assert "Seeds used: 0-5 (" in text and "Runs left out: none." in text
+  assert "| -1.614 | [-2.064, -1.165] | 1.000 | 6.7e-04 | -0.0283 | 6, 6 | **does not hold** | " \
+         "-1.480, not established (holds 0.967, does not hold 0.098) |" in text
+  x3 = text.split("## x4")[0]
+  assert "| -2.141 | [-3.259, -1.024] |" in x3 and "**does not hold**" in x3 and "seeds 0-2 |" not in x3
+
+
 def test_claims_that_fail_say_so():
   from experiments.sr import study
   values = {"bicubic": [29.9], "srcnn": [29.1, 29.2, 29.15], "bn": [29.5, 29.6, 29.55],

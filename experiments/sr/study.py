@@ -7,9 +7,10 @@ r"""The super-resolution study of results/PROTOCOL_SR.md, through the one study 
 
 SRCNN 9-5-5 with no normalizer, BN and DN* (the paper's networks and
 hyperparameters, `experiments/sr/configs/sr_study.py`: our Adam schedule, chosen
-on the validation photographs), 3 seeds each, trained on every training
-photograph and scored on the five held-out test photographs (PSNR and SSIM on
-the 8-pixel-cropped Y channel of each whole image, the mean over the images).
+on the validation photographs), 3 seeds each (6 at x4: the plan `x4_more`),
+trained on every training photograph and scored on the five held-out test
+photographs (PSNR and SSIM on the 8-pixel-cropped Y channel of each whole image,
+the mean over the images).
 The model scored is the one after the last step (nothing is selected on the
 test photographs). Bicubic is deterministic and is scored by `report`.
 
