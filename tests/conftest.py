@@ -23,7 +23,13 @@ if _OWN_CACHE:
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from experiments.engine import reserve_cpu_threads  # noqa: E402
+from experiments.engine import heap, reserve_cpu_threads  # noqa: E402
+
+# glibc keeps freed memory in its heap, as the engine's `train` does (experiments/engine/heap.py):
+# in this process by `mallopt`; in the pytest-xdist workers and every subprocess by glibc's
+# variables, which a process reads as it starts. A caller's own variables stand.
+if heap.keep_freed_memory():
+  os.environ.update({name: str(heap.THRESHOLD) for name in heap.TUNABLES})
 
 # Twice as many CPU pool threads as devices (`PJRT_NPROC`), as the experiments' commands set:
 # with fewer, an all-reduce inside the RNN's scan can deadlock the 8 fake devices and XLA
