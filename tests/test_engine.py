@@ -222,6 +222,15 @@ def test_keep_freed_memory_ends_the_page_faults_of_a_buffer_freed_and_allocated_
     assert not heap.keep_freed_memory({name: "1"})
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's variables")
+def test_processes_start_with_one_arena_and_the_thresholds_unless_the_user_set_one():
+  env = heap.started_with_kept_memory({"PATH": "/bin"})
+  assert env == {"PATH": "/bin", "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "2000000000",
+                 "MALLOC_TRIM_THRESHOLD_": "2000000000"}
+  for name in (*heap.TUNABLES, "MALLOC_ARENA_MAX", "GLIBC_TUNABLES"):
+    assert heap.started_with_kept_memory({name: "4"}) == {name: "4"}
+
+
 def test_the_suite_runs_with_twice_as_many_pool_threads_as_devices():
   # tests/conftest.py calls `reserve_cpu_threads` before JAX starts; the CPU client's pool
   # really has that many threads (named "tf_XLAEigen" on Linux).

@@ -32,6 +32,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
+from experiments.engine import heap
+
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 # Exit status of a job process that refused its config: the worker stops (every job would).
 CONFIG_ERROR_STATUS = 3
@@ -57,7 +59,8 @@ def run_workers(argv: Sequence[str], *, workers: int, cores: Sequence[int] | Non
   `cores` defaults to `available_cores()`. Returns the largest exit status, 0 when every
   worker succeeded; a worker killed by a signal counts as ``128 + signal`` (the shell's
   status: ``-9`` from `subprocess` took 0 against another worker's 0), and each failed
-  worker is named on stderr.
+  worker is named on stderr. The workers, and the jobs they start, run with single-threaded
+  XLA (`single_thread_env`) and glibc's heap kept (`heap.started_with_kept_memory`).
   """
   if workers < 1:
     raise ValueError(f"workers={workers}: must be at least 1.")
@@ -68,7 +71,8 @@ def run_workers(argv: Sequence[str], *, workers: int, cores: Sequence[int] | Non
     preexec = (lambda c=core: os.sched_setaffinity(0, {c})) if hasattr(
         os, "sched_setaffinity") else None
     procs.append(subprocess.Popen([sys.executable, *argv, "--worker_index", str(i)],
-                                  env=single_thread_env(), preexec_fn=preexec))
+                                  env=heap.started_with_kept_memory(single_thread_env()),
+                                  preexec_fn=preexec))
   try:
     statuses = [p.wait() for p in procs]
   except KeyboardInterrupt:
