@@ -157,9 +157,9 @@ def train(task: Task, *, config: Mapping[str, Any], workdir: str | None = None,
     NonFiniteLossError: naming the first step whose loss was not finite.
     CheckpointError: the workdir has checkpoints and none restores.
 
-  With glibc, the process's freed memory then stays in its heap, so that no step faults XLA's
-  buffers in again (`experiments.engine.heap`; ``MALLOC_*`` or ``GLIBC_TUNABLES`` in the
-  environment stand instead).
+  With glibc, the process's freed memory then stays in its heap, so that fewer steps fault
+  XLA's buffers in again; none does in a process started with one malloc arena
+  (`experiments.engine.heap`; ``MALLOC_*`` or ``GLIBC_TUNABLES`` in the environment stand).
   """
   mesh = mesh or parallel.make_mesh()
   check_engine_config(config, mesh)
