@@ -25,6 +25,11 @@ TUNABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 
 
+def _stand_aside(environ: Mapping[str, str], names) -> bool:
+  """Whether the C library is not glibc, or `environ` sets one of `names` (the user's choice)."""
+  return platform.libc_ver()[0] != "glibc" or any(k in environ for k in names)
+
+
 def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
   """Sets glibc's mmap and trim thresholds of this process to `THRESHOLD` (``mallopt``).
 
@@ -32,8 +37,7 @@ def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
   `TUNABLES` or ``GLIBC_TUNABLES`` (the user's choice stands). Affects the blocks allocated
   afterwards. Returns whether it set them.
   """
-  if platform.libc_ver()[0] != "glibc" or any(
-      k in environ for k in (*TUNABLES, "GLIBC_TUNABLES")):
+  if _stand_aside(environ, (*TUNABLES, "GLIBC_TUNABLES")):
     return False
   mallopt = ctypes.CDLL(None).mallopt
   return all(mallopt(option, THRESHOLD) == 1 for option in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
@@ -48,7 +52,6 @@ def started_with_kept_memory(environ: Mapping[str, str] = os.environ) -> dict[st
   at every step, whatever the thresholds. `environ` is returned unchanged where it sets any
   of these variables or ``GLIBC_TUNABLES``, or the C library is not glibc.
   """
-  names = (*TUNABLES, "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
-  if platform.libc_ver()[0] != "glibc" or any(k in environ for k in names):
+  if _stand_aside(environ, (*TUNABLES, "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")):
     return dict(environ)
   return {**environ, **{k: str(THRESHOLD) for k in TUNABLES}, "MALLOC_ARENA_MAX": "1"}

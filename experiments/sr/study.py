@@ -73,20 +73,13 @@ class Job:
     return f"x{self.scale}-{self.variant}-s{self.seed}"
 
 
-def plan(scale: int) -> runner.Plan:
-  """The jobs at `scale`, seed by seed (so a cut-short study has balanced seeds)."""
+def plan(scale: int, seeds: Sequence[int] = SEEDS, *, suffix: str = "", note: str = ""
+         ) -> runner.Plan:
+  """The jobs at `scale` with `seeds`, seed by seed (so a cut-short study has balanced seeds);
+  the plan is named ``x<scale><suffix>``."""
   return runner.Plan(
-      name=f"x{scale}", jobs=tuple(Job(scale, v, s) for s in SEEDS for v in VARIANTS),
-      about=f"SRCNN, BN and DN* at x{scale}, seeds {', '.join(map(str, SEEDS))}")
-
-
-def plan_more(scale: int) -> runner.Plan:
-  """The extension's jobs at `scale`: `MORE_SEEDS[scale]` one after the other."""
-  seeds = MORE_SEEDS[scale]
-  return runner.Plan(
-      name=f"x{scale}_more", jobs=tuple(Job(scale, v, s) for s in seeds for v in VARIANTS),
-      about=f"SRCNN, BN and DN* at x{scale}, seeds {', '.join(map(str, seeds))} "
-            "(PROTOCOL_SR.md, 2026-12-08)")
+      name=f"x{scale}{suffix}", jobs=tuple(Job(scale, v, s) for s in seeds for v in VARIANTS),
+      about=f"SRCNN, BN and DN* at x{scale}, seeds {', '.join(map(str, seeds))}{note}")
 
 
 def job_config(job: Job, overrides: Sequence[str] = ()):
@@ -340,11 +333,11 @@ def render(results: dict[str, dict], bicubic: dict[int, dict]) -> str:
                  f"{paper_cols('bicubic')} |")
     for v in VARIANTS:
       psnr, ssim = (_values(results, scale, v, k, seeds) for k in ("psnr", "ssim"))
-      cells = ", ".join(
+      seed_cells = ", ".join(
           f"s{s} {results[Job(scale, v, s).name]['psnr']:.2f}" for s in seeds
           if Job(scale, v, s).name in results and "failed" not in results[Job(scale, v, s).name])
       lines.append(f"| {srcnn.LABELS[v]} | {_mean_std(psnr, 3)} | {_mean_std(ssim, 4)} | "
-                   f"{cells or '-'} | {paper_cols(v)} |")
+                   f"{seed_cells or '-'} | {paper_cols(v)} |")
     tests, ssim_values = _claims(results, scale, ref, seeds)
     first = {r["a"]: r for r in _claims(results, scale, ref, SEEDS)[0]} if seeds != SEEDS else {}
     lines += ["", f"**The protocol's claims at x{scale}** (PSNR; one-sided Welch tests at 0.05, "
@@ -457,7 +450,9 @@ def report(results_dir: str) -> str:
 
 STUDY = runner.Study(
     name="sr", module="experiments.sr.study",
-    plans=(*(plan(s) for s in SCALES), *(plan_more(s) for s in MORE_SEEDS)),
+    plans=(*(plan(s) for s in SCALES),
+           *(plan(s, seeds, suffix="_more", note=" (PROTOCOL_SR.md, 2026-12-08)")
+             for s, seeds in MORE_SEEDS.items())),
     run_job=run_job, report=report, summary=summary, runs_dir="runs/sr_study",
     results_dir="results/sr/study", protocol="results/PROTOCOL_SR.md")
 
